@@ -1,0 +1,41 @@
+"""The FastAPI application: routers, authentication and the error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from orchestrator import __version__
+from orchestrator.api import applications, binary, errors, instances, run_files, runs, versions
+from orchestrator.api.auth import check_bearer
+from orchestrator.services import Services
+
+_V1_ROUTERS = (
+    applications.router,
+    binary.router,
+    versions.router,
+    instances.router,
+    runs.router,
+)
+
+
+def create_app(svc: Services, api_key: str) -> FastAPI:
+    app = FastAPI(
+        title="orch",
+        version=__version__,
+        summary="A local, offline twin of Nextmv Cloud custom apps.",
+    )
+    app.state.services = svc
+    app.state.api_key = api_key
+    errors.install(app)
+    for router in _V1_ROUTERS:
+        app.include_router(router, dependencies=[Depends(check_bearer)])
+    app.include_router(binary.uploads)
+    app.include_router(run_files.downloads)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,78 @@
+"""``/v1/applications``: apps, their default instance and their pointer history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.api import wire
+from orchestrator.api.deps import services
+from orchestrator.models import RESERVED_INSTANCES
+from orchestrator.services import Services
+
+router = APIRouter(prefix="/v1/applications", tags=["applications"])
+
+
+class AppCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    name: str
+    description: str | None = None
+    default_instance: str | None = Field(default=None, alias="default_instance")
+
+
+class AppUpdate(BaseModel):
+    """The SDK GETs the app and PUTs the whole object back; read-only keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str | None = None
+    description: str | None = None
+    default_instance: str | None = None
+    default_instance_id: str | None = None
+
+
+def _default(value: str | None) -> str | None:
+    # devint/latest as "default" is what having no default already means.
+    return None if value in RESERVED_INSTANCES else value
+
+
+@router.post("", status_code=201)
+async def create_app(body: AppCreate, svc: Services = Depends(services)) -> dict[str, Any]:
+    app = await svc.apps.create(body.id, body.name, body.description or "")
+    if _default(body.default_instance):
+        app = await svc.apps.update(app.id, default_instance_id=body.default_instance)
+    return wire.application(app)
+
+
+@router.get("")
+async def list_apps(pagereturn: bool = Query(False), svc: Services = Depends(services)) -> Any:
+    return wire.page([wire.application(a) for a in await svc.apps.list()], pagereturn)
+
+
+@router.get("/{app_id}")
+async def get_app(app_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return wire.application(await svc.apps.get(app_id))
+
+
+@router.put("/{app_id}")
+async def update_app(
+    app_id: str, body: AppUpdate, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    fields = body.model_fields_set
+    kwargs: dict[str, Any] = {"name": body.name, "description": body.description}
+    if "default_instance" in fields or "default_instance_id" in fields:
+        raw = body.default_instance if "default_instance" in fields else body.default_instance_id
+        kwargs["default_instance_id"] = _default(raw)
+    return wire.application(await svc.apps.update(app_id, **kwargs))
+
+
+@router.delete("/{app_id}", status_code=204)
+async def delete_app(app_id: str, svc: Services = Depends(services)) -> None:
+    await svc.apps.delete(app_id)
+
+
+@router.get("/{app_id}/history")
+async def app_history(app_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"items": [wire.pointer_move(m) for m in await svc.apps.history(app_id)]}

@@ -1,0 +1,135 @@
+"""``/v1/applications/{app}/instances`` and ``promote``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.api import wire
+from orchestrator.api.deps import services
+from orchestrator.errors import Invalid
+from orchestrator.ids import new_id
+from orchestrator.models import Instance, Limits
+from orchestrator.registry.instances import InstanceChanges
+from orchestrator.registry.promote import promote
+from orchestrator.services import Services
+
+router = APIRouter(prefix="/v1/applications/{app_id}", tags=["instances"])
+
+
+class InstanceConfiguration(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    execution_class: str | None = None
+    options: dict[str, Any] | None = None
+    limits: dict[str, Any] | None = None
+
+
+class InstanceBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+    name: str | None = None
+    version_id: str | None = None
+    description: str | None = None
+    configuration: InstanceConfiguration | None = None
+
+
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version_id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    instance_id: str | None = None
+
+
+def option_strings(options: dict[str, Any] | None) -> dict[str, str] | None:
+    """Option values travel as strings, as the SDK sends them."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise Invalid("options must be an object of name → value")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in options.items()}
+
+
+@router.post("/instances", status_code=201)
+async def create_instance(
+    app_id: str, body: InstanceBody, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    if not body.version_id:
+        raise Invalid("version_id is required: an instance points at a version")
+    config = body.configuration or InstanceConfiguration()
+    instance_id = body.id or new_id("instance")
+    instance = Instance(
+        id=instance_id,
+        app_id=app_id,
+        version_id=body.version_id,
+        name=body.name or instance_id,
+        description=body.description or "",
+        options=option_strings(config.options) or {},
+        limits=Limits.from_dict(config.limits),
+        execution_class=config.execution_class,
+    )
+    return wire.instance(await svc.instances.create(instance))
+
+
+@router.get("/instances")
+async def list_instances(
+    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+) -> Any:
+    items = [wire.instance(i) for i in await svc.instances.list(app_id)]
+    return wire.page(items, pagereturn)
+
+
+@router.get("/instances/{instance_id}")
+async def get_instance(
+    app_id: str, instance_id: str, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return wire.instance(await svc.instances.get(app_id, instance_id))
+
+
+@router.put("/instances/{instance_id}")
+async def update_instance(
+    app_id: str, instance_id: str, body: InstanceBody, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    config = body.configuration
+    changes = InstanceChanges(
+        version_id=body.version_id,
+        name=body.name,
+        description=body.description,
+        options=option_strings(config.options) if config else None,
+        limits=Limits.from_dict(config.limits) if config and config.limits is not None else None,
+        execution_class=config.execution_class if config else None,
+    )
+    return wire.instance(await svc.instances.update(app_id, instance_id, changes))
+
+
+@router.delete("/instances/{instance_id}", status_code=204)
+async def delete_instance(
+    app_id: str, instance_id: str, force: bool = Query(False), svc: Services = Depends(services)
+) -> None:
+    await svc.instances.delete(app_id, instance_id, force=force)
+
+
+@router.post("/promote")
+async def promote_app(
+    app_id: str, body: PromoteBody, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    done = await promote(
+        svc.store,
+        svc.settings,
+        app_id,
+        body.version_id,
+        body.name,
+        body.description or "",
+        body.instance_id,
+    )
+    return {
+        "application": wire.application(done.app),
+        "version": wire.version(
+            done.version, await svc.push.executable(done.version.executable_id)
+        ),
+        "instance": wire.instance(done.instance),
+        "created_instance": done.created_instance,
+    }

@@ -1,0 +1,125 @@
+"""Run inputs and outputs over HTTP: inline when small, signed URLs when large.
+
+Files are streamed from disk (``FileResponse``), never read whole into the
+daemon. Folder formats (multi-file, csv-archive) travel as tar.gz, built on
+first request and kept next to the run.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from orchestrator.api.auth import sign, verify
+from orchestrator.api.deps import absolute_url, services
+from orchestrator.errors import Conflict, NotFound
+from orchestrator.models import Run
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.workspace import Workspace, output_dir_name
+from orchestrator.services import Services
+
+downloads = APIRouter(tags=["downloads"])
+
+URL_TTL_SECONDS = 3600
+
+
+def signed_url(svc: Services, request: Request, run: Run, kind: str) -> str:
+    path = f"downloads/{run.app_id}/runs/{run.id}/{kind}"
+    return absolute_url(request, f"{path}?{sign(request.app.state.api_key, path, URL_TTL_SECONDS)}")
+
+
+async def output_value(svc: Services, request: Request, run: Run, as_url: bool) -> dict[str, Any]:
+    """What ``output`` holds in a run result: the JSON object, or ``{"url": ...}``."""
+    inline = (
+        not as_url
+        and run.input_format not in DIRECTORY_FORMATS
+        and run.output_size <= svc.settings.inline_output_bytes
+    )
+    if inline:
+        value = await anyio.to_thread.run_sync(_load_json, svc.runs.output_path(run))
+        if isinstance(value, dict):
+            return value
+    return {"url": signed_url(svc, request, run, "output")}
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with path.open("rb") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+async def file_response(svc: Services, run: Run, kind: str) -> Response:
+    if not run.status.finished and kind == "output":
+        raise Conflict(f"run {run.id!r} is {run.status.value}: its output is not ready")
+    if kind == "input":
+        return await input_raw(svc, run)
+    ws = Workspace.of(svc.settings.home.run_dir(run.id))
+    if run.input_format in DIRECTORY_FORMATS:
+        archive = await anyio.to_thread.run_sync(
+            _tar_once, ws.work / output_dir_name(run.input_format), ws.root / "output.tar.gz"
+        )
+        return FileResponse(archive, media_type="application/gzip", filename=f"{run.id}.tar.gz")
+    if not ws.stdout.exists():
+        raise NotFound(f"run {run.id!r} has no output")
+    return FileResponse(ws.stdout, media_type="application/json")
+
+
+async def input_raw(svc: Services, run: Run) -> Response:
+    if run.input_path is None:
+        raise NotFound(f"run {run.id!r} has no input")
+    path = Path(run.input_path)
+    if path.is_dir():
+        archive = await anyio.to_thread.run_sync(
+            _tar_once, path, svc.settings.home.run_dir(run.id) / "input.tar.gz"
+        )
+        return FileResponse(archive, media_type="application/gzip")
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+async def input_body(svc: Services, run: Run) -> Response:
+    """``GET .../input``: the SDK calls ``.json()`` on it, so text comes back as a JSON string."""
+    if run.input_format == "text" and run.input_path and run.input_size <= 5 * 1024 * 1024:
+        text = Path(run.input_path).read_text(errors="replace")
+        return JSONResponse(text)
+    response = await input_raw(svc, run)
+    if run.input_format == "json":
+        response.media_type = "application/json"
+    return response
+
+
+def _tar_once(folder: Path, archive: Path) -> Path:
+    if not archive.exists():
+        tmp = archive.with_suffix(".tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            if folder.exists():
+                for item in sorted(folder.rglob("*")):
+                    if item.is_file():
+                        tar.add(item, arcname=str(item.relative_to(folder)))
+        tmp.rename(archive)
+    return archive
+
+
+@downloads.get("/downloads/{app_id}/runs/{run_id}/{kind}")
+async def download(
+    app_id: str,
+    run_id: str,
+    kind: str,
+    request: Request,
+    expires: int = Query(...),
+    sig: str = Query(...),
+    svc: Services = Depends(services),
+) -> Response:
+    """Signed, expiring, key-less: the SDK fetches these URLs without its bearer key."""
+    verify(request.app.state.api_key, f"downloads/{app_id}/runs/{run_id}/{kind}", expires, sig)
+    if kind not in ("input", "output"):
+        raise NotFound(f"nothing called {kind!r} to download")
+    run = await svc.runs.get(app_id, run_id)
+    return await file_response(svc, run, kind)

@@ -1,0 +1,89 @@
+"""Runs → the JSON of the SDK's ``RunInformation``, ``RunResult`` and ``Run`` models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.api.wire import LOCAL_USER
+from orchestrator.models import Run
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
+
+
+def output_format(run: Run) -> str:
+    return run.input_format if run.input_format in DIRECTORY_FORMATS else "json"
+
+
+def _common(run: Run) -> dict[str, Any]:
+    return {
+        "application_id": run.app_id,
+        "application_instance_id": run.instance_id,
+        "application_version_id": run.version_id or "",
+        "created_at": run.created_at,
+        "run_type": {"type": "standard"},
+        "execution_class": run.execution_class or "local",
+        "runtime": "local",
+        "status_v2": run.status.value,
+        "queuing_priority": run.priority,
+        "queuing_disabled": run.queuing_disabled,
+    }
+
+
+def metadata(run: Run) -> dict[str, Any]:
+    meta = _common(run) | {
+        "duration": run.duration_ms or 0.0,
+        "error": run.error or "",
+        "format": {"input": {"type": run.input_format}, "output": {"type": output_format(run)}},
+        "input_size": run.input_size,
+        "output_size": run.output_size,
+        "options": {
+            "active_options": dict(run.options),
+            "options_summary": [
+                {"name": k, "value": v, "source": run.option_sources.get(k, "run")}
+                for k, v in run.options.items()
+            ],
+            "request_options": {
+                k: v for k, v in run.options.items() if run.option_sources.get(k) == "run"
+            },
+        },
+        "limits": run.limits.to_dict(),
+        "executable_id": run.executable_id,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "cpu_seconds": run.cpu_seconds,
+        "peak_memory_mb": run.peak_memory_mb,
+    }
+    if run.statistics is not None:
+        meta["statistics"] = run.statistics
+    if run.experiment_id:
+        meta["experiment_id"] = run.experiment_id
+        meta["experiment_type"] = "batch"
+    return meta
+
+
+def information(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "description": run.description,
+        "user_email": LOCAL_USER,
+        "metadata": metadata(run),
+    }
+
+
+def list_item(run: Run) -> dict[str, Any]:
+    """A ``Run`` list entry; statistics stay out (the SDK types them differently here)."""
+    item = _common(run) | {
+        "id": run.id,
+        "user_email": LOCAL_USER,
+        "name": run.name,
+        "description": run.description,
+        "error": run.error or "",
+        "duration": run.duration_ms or 0.0,
+    }
+    if run.experiment_id:
+        item["experiment_id"] = run.experiment_id
+    if run.input_id:
+        item["input_id"] = run.input_id
+    return item

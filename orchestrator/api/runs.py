@@ -1,0 +1,205 @@
+"""``/v1/applications/{app}/runs``: create, read, wait, logs, cancel, delete, uploads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.api import run_wire
+from orchestrator.api.deps import absolute_url, services
+from orchestrator.api.instances import option_strings
+from orchestrator.api.run_files import file_response, input_body, output_value, signed_url
+from orchestrator.errors import Invalid
+from orchestrator.models import Limits, RunStatus
+from orchestrator.runs.logs import read_live, read_log
+from orchestrator.runs.service import RunRequest
+from orchestrator.services import Services
+
+router = APIRouter(prefix="/v1/applications/{app_id}/runs", tags=["runs"])
+
+MAX_WAIT = 300.0
+
+
+class Queuing(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    priority: int | None = None
+    disabled: bool | None = None
+
+
+class RunConfiguration(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    execution_class: str | None = None
+    format: dict[str, Any] | None = None
+    queuing: Queuing | None = None
+    limits: dict[str, Any] | None = None
+
+
+class RunBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    input: Any = None
+    upload_id: str | None = None
+    input_id: str | None = None
+    options: dict[str, Any] | None = None
+    name: str | None = None
+    description: str | None = None
+    configuration: RunConfiguration = Field(default_factory=RunConfiguration)
+
+
+def _input_format(config: RunConfiguration) -> str | None:
+    fmt = (config.format or {}).get("input") or {}
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    return str(kind) if kind else None
+
+
+@router.post("", status_code=201)
+async def create_run(
+    app_id: str,
+    body: RunBody,
+    instance_id: str | None = Query(None),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    given = [k for k in ("input", "upload_id", "input_id") if getattr(body, k) is not None]
+    if len(given) > 1:
+        raise Invalid(f"give exactly one of input, upload_id or input_id (got {', '.join(given)})")
+    config = body.configuration
+    queuing = config.queuing or Queuing()
+    req = RunRequest(
+        app_id=app_id,
+        instance_id=instance_id or None,
+        input=body.input,
+        upload_id=body.upload_id,
+        input_format=_input_format(config),
+        options=option_strings(body.options) or {},
+        name=body.name or "",
+        description=body.description or "",
+        priority=queuing.priority if queuing.priority is not None else 6,
+        queuing_disabled=bool(queuing.disabled),
+        limits=Limits.from_dict(config.limits),
+        execution_class=config.execution_class,
+    )
+    if body.input_id is not None:
+        raise Invalid("input_id (managed inputs) is not supported yet; send input or upload_id")
+    run = await svc.runs.create(req)
+    return {"run_id": run.id, "id": run.id}
+
+
+@router.get("")
+async def list_runs(
+    app_id: str,
+    status: RunStatus | None = Query(None),
+    instance_id: str | None = Query(None),
+    limit: int = Query(50, ge=1, le=1000),
+    pagetoken: str | None = Query(None),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    before: tuple[str, str] | None = None
+    if pagetoken:
+        created, _, last_id = pagetoken.partition("|")
+        if not last_id:
+            raise Invalid("malformed pagetoken: pass the next_page_token of a previous page")
+        before = (created, last_id)
+    runs = await svc.runs.list(app_id, status, instance_id, limit, before)
+    token = f"{runs[-1].created_at}|{runs[-1].id}" if len(runs) == limit else ""
+    return {"runs": [run_wire.list_item(r) for r in runs], "next_page_token": token}
+
+
+@router.post("/uploadurl")
+async def upload_url(
+    app_id: str, request: Request, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    up = await svc.uploads.create(app_id, "input")
+    return {
+        "upload_id": up.id,
+        "upload_url": absolute_url(request, f"uploads/{up.token}"),
+        "expires_at": up.expires_at,
+    }
+
+
+@router.get("/{run_id}/metadata")
+async def run_metadata(
+    app_id: str,
+    run_id: str,
+    wait: float = Query(0, ge=0, le=MAX_WAIT),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """``?wait=S`` long-polls: the answer comes the moment the run finishes (or after S s)."""
+    return run_wire.information(await svc.runs.wait(app_id, run_id, wait))
+
+
+@router.get("/{run_id}")
+async def run_result(
+    app_id: str,
+    run_id: str,
+    request: Request,
+    format: str | None = Query(None),
+    wait: float = Query(0, ge=0, le=MAX_WAIT),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    run = await svc.runs.wait(app_id, run_id, wait)
+    body = run_wire.information(run)
+    if run.status.finished:
+        body["output"] = await output_value(svc, request, run, as_url=format == "url")
+        if run.error:
+            body["error_log"] = {"error": run.error}
+    return body
+
+
+@router.get("/{run_id}/output")
+async def run_output(
+    app_id: str,
+    run_id: str,
+    request: Request,
+    format: str | None = Query(None),
+    svc: Services = Depends(services),
+) -> Response:
+    run = await svc.runs.get(app_id, run_id)
+    if format == "url":
+        return JSONResponse({"url": signed_url(svc, request, run, "output")})
+    return await file_response(svc, run, "output")
+
+
+@router.get("/{run_id}/input")
+async def run_input(
+    app_id: str,
+    run_id: str,
+    request: Request,
+    format: str | None = Query(None),
+    svc: Services = Depends(services),
+) -> Response:
+    run = await svc.runs.get(app_id, run_id)
+    if format == "url":
+        return JSONResponse({"url": signed_url(svc, request, run, "input")})
+    return await input_body(svc, run)
+
+
+@router.get("/{run_id}/logs")
+async def run_logs(app_id: str, run_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    run = await svc.runs.get(app_id, run_id)
+    return {"log": read_log(svc.runs.log_path(run))}
+
+
+@router.get("/{run_id}/logs/live")
+async def run_logs_live(
+    app_id: str, run_id: str, since: str | None = Query(None), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    run = await svc.runs.get(app_id, run_id)
+    try:
+        offset = int(since) if since else 0
+    except ValueError:
+        raise Invalid(
+            f"since must be the next_page_token of a previous call, got {since!r}"
+        ) from None
+    return read_live(svc.runs.log_path(run), offset, run.status)
+
+
+@router.patch("/{run_id}/cancel")
+async def cancel_run(app_id: str, run_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return run_wire.information(await svc.runs.cancel(app_id, run_id))
+
+
+@router.delete("/{run_id}", status_code=204)
+async def delete_run(app_id: str, run_id: str, svc: Services = Depends(services)) -> None:
+    await svc.runs.delete(app_id, run_id)

@@ -1,0 +1,1 @@
+"""The ``orch`` command line: domain > entity > action, with the nextmv CLI's flags."""

@@ -1,0 +1,133 @@
+"""``orch daemon start|run|stop|status``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import typer
+
+from orchestrator.cli.context import HomeOption, JsonOption, home_of
+from orchestrator.cli.output import errors_to_exit, fail, print_json, record, say
+from orchestrator.config import Settings
+from orchestrator.home import Home
+from orchestrator.lifecycle import DaemonInfo
+
+app = typer.Typer(help="Start, stop and inspect the orch daemon.", no_args_is_help=True)
+
+PortOption = typer.Option(
+    None, "--port", envvar="ORCH_PORT", help="TCP port on 127.0.0.1 (0 picks a free one)."
+)
+
+
+def running(home: Home) -> DaemonInfo | None:
+    """The daemon of this home if it is alive and answering."""
+    info = DaemonInfo.read(home)
+    if info is None or not psutil.pid_exists(info.pid):
+        return None
+    try:
+        httpx.get(f"{info.url}/healthz", timeout=2).raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return info
+
+
+@app.command("run")
+def run_foreground(home: Path | None = HomeOption, port: int | None = PortOption) -> None:
+    """Run the daemon in the foreground (logs to stderr) until Ctrl-C or SIGTERM."""
+    # Imported here, not at the top: the server stack (uvicorn, FastAPI) is only
+    # needed by this command and would slow every other CLI call down.
+    from orchestrator.daemon import run
+
+    with errors_to_exit():
+        settings = Settings.load(home_of(home), port=port)
+        run(settings)
+
+
+@app.command("start")
+def start(
+    home: Path | None = HomeOption,
+    port: int | None = PortOption,
+    timeout: float = typer.Option(20.0, help="Seconds to wait for the daemon to answer."),
+) -> None:
+    """Start the daemon in the background; returns once it answers, and prints its URL."""
+    h = home_of(home)
+    if (info := running(h)) is not None:
+        say(f"orch daemon already running at {info.url} (pid {info.pid})")
+        typer.echo(info.url)
+        return
+    h.create()
+    argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(h.root)]
+    if port is not None:
+        argv += ["--port", str(port)]
+    with h.log_file.open("ab") as log:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = running(h)
+        if info is not None and info.pid == child.pid:
+            say(f"orch daemon started at {info.url} (pid {info.pid}, home {h.root})")
+            typer.echo(info.url)
+            return
+        if child.poll() is not None:
+            fail(f"the daemon exited with code {child.returncode}:\n{_log_tail(h)}")
+        time.sleep(0.05)
+    fail(f"the daemon did not answer within {timeout:.0f} s; see {h.log_file}")
+
+
+@app.command("stop")
+def stop(
+    home: Path | None = HomeOption,
+    timeout: float = typer.Option(30.0, help="Seconds to wait before killing it."),
+) -> None:
+    """Stop the daemon gracefully (SIGTERM: running runs get a short grace, then end)."""
+    h = home_of(home)
+    info = DaemonInfo.read(h)
+    if info is None or not psutil.pid_exists(info.pid):
+        say("no orch daemon is running")
+        return
+    os.kill(info.pid, signal.SIGTERM)
+    try:
+        psutil.Process(info.pid).wait(timeout)
+    except psutil.TimeoutExpired:
+        os.kill(info.pid, signal.SIGKILL)
+        fail(f"the daemon did not stop within {timeout:.0f} s and was killed")
+    except psutil.NoSuchProcess:
+        pass
+    say(f"orch daemon stopped (pid {info.pid})")
+
+
+@app.command("status")
+def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
+    """Show whether the daemon runs, where, and since when."""
+    h = home_of(home)
+    info = running(h)
+    data = {
+        "running": info is not None,
+        "home": str(h.root),
+        "url": info.url if info else None,
+        "pid": info.pid if info else None,
+        "uptime_seconds": round(time.time() - info.started_at, 1) if info else None,
+        "api_key_file": str(h.api_key_file),
+    }
+    if as_json:
+        print_json(data)
+    else:
+        record(data, [(k, k) for k in data])
+    if info is None:
+        raise typer.Exit(1)
+
+
+def _log_tail(home: Home, lines: int = 20) -> str:
+    try:
+        return "\n".join(home.log_file.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

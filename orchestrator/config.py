@@ -1,0 +1,121 @@
+"""Daemon settings: defaults, overridden by ``<home>/config.toml``, then by ``ORCH_*`` variables.
+
+Example ``config.toml``::
+
+    concurrency = 4
+    python_envs = "daemon"          # run python apps on the daemon's interpreter (offline)
+    max_upload_mb = 500
+
+    [limits]                        # defaults for every run
+    memory_mb = 2048
+    timeout_seconds = 3600
+
+    [execution_classes.small]       # named profiles an instance can pick
+    memory_mb = 512
+    cpu_seconds = 60
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.errors import Invalid
+from orchestrator.home import Home, default_home
+from orchestrator.models import Limits
+
+DEFAULT_LIMITS = Limits(
+    memory_mb=4096,
+    timeout_seconds=3600,
+    output_mb=1024,
+    open_files=1024,
+    processes=256,
+)
+DEFAULT_EXECUTION_CLASSES = {
+    "small": Limits(memory_mb=512, cpu_seconds=300, timeout_seconds=300, processes=64),
+    "medium": Limits(memory_mb=2048, cpu_seconds=1800, timeout_seconds=1800),
+    "large": Limits(memory_mb=8192, timeout_seconds=3600 * 4, processes=1024),
+}
+
+
+@dataclass
+class Settings:
+    home: Home = field(default_factory=lambda: Home(default_home()))
+    host: str = "127.0.0.1"
+    port: int = 0
+    concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    limits: Limits = DEFAULT_LIMITS
+    execution_classes: dict[str, Limits] = field(
+        default_factory=lambda: dict(DEFAULT_EXECUTION_CLASSES)
+    )
+    python_envs: str = "isolated"  # "isolated": a venv per requirements set; "daemon": none
+    max_upload_mb: int = 500
+    max_package_mb: int = 200
+    max_package_files: int = 10_000
+    inline_output_bytes: int = 5 * 1024 * 1024
+    statistics_parse_bytes: int = 16 * 1024 * 1024
+    upload_url_ttl_seconds: int = 3600
+    memory_sample_seconds: float = 0.05
+    shutdown_grace_seconds: float = 5.0
+
+    def limits_for_class(self, name: str | None) -> Limits:
+        if name is None:
+            return Limits()
+        try:
+            return self.execution_classes[name]
+        except KeyError:
+            known = ", ".join(sorted(self.execution_classes)) or "none"
+            raise Invalid(f"unknown execution class {name!r} (known: {known})") from None
+
+    @classmethod
+    def load(cls, home: Home | None = None, **overrides: Any) -> Settings:
+        """Defaults < ``config.toml`` < environment < explicit ``overrides``."""
+        home = home or Home(default_home())
+        values: dict[str, Any] = {}
+        if home.config_file.exists():
+            values.update(_from_toml(home.config_file.read_text()))
+        values.update(_from_env())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(home=home, **values)
+
+
+def _from_toml(text: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise Invalid(f"config.toml is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    known = set(Settings.__dataclass_fields__) - {"home", "limits", "execution_classes"}
+    for key, raw in data.items():
+        if key == "limits":
+            values["limits"] = Limits.from_dict(raw).over(DEFAULT_LIMITS)
+        elif key == "execution_classes":
+            values["execution_classes"] = {
+                name: Limits.from_dict(spec) for name, spec in raw.items()
+            }
+        elif key in known:
+            values[key] = raw
+        else:
+            raise Invalid(f"config.toml: unknown setting {key!r}")
+    return values
+
+
+_ENV = {
+    "ORCH_PORT": ("port", int),
+    "ORCH_CONCURRENCY": ("concurrency", int),
+    "ORCH_PYTHON_ENVS": ("python_envs", str),
+    "ORCH_MAX_UPLOAD_MB": ("max_upload_mb", int),
+}
+
+
+def _from_env() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for var, (key, kind) in _ENV.items():
+        if (raw := os.environ.get(var)) not in (None, ""):
+            try:
+                values[key] = kind(raw)
+            except ValueError:
+                raise Invalid(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+    return values

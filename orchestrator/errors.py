@@ -1,0 +1,54 @@
+"""The one error hierarchy.
+
+Every failure a user can cause is an ``OrchError`` subclass that knows its HTTP
+status, so the API maps errors to responses in exactly one handler and the CLI
+can print the same message the daemon produced.
+"""
+
+from __future__ import annotations
+
+
+class OrchError(Exception):
+    """Root of all domain errors; ``status`` is the HTTP code it maps to."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(OrchError):
+    """The request is well-formed but breaks a rule (bad ID, bad option...)."""
+
+    status = 400
+
+
+class Unauthorized(OrchError):
+    status = 401
+
+
+class NotFound(OrchError):
+    status = 404
+
+
+class Conflict(OrchError):
+    """The request clashes with current state (duplicate ID, reserved devint...)."""
+
+    status = 409
+
+
+class TooLarge(OrchError):
+    status = 413
+
+
+class Unprocessable(OrchError):
+    """The payload itself cannot be used: broken package, malformed manifest."""
+
+    status = 422
+
+
+class Unavailable(OrchError):
+    """The daemon is shutting down or a dependency is not ready."""
+
+    status = 503

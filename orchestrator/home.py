@@ -1,0 +1,78 @@
+"""Where everything lives under the data directory (``ORCH_HOME``).
+
+The daemon is the only writer of these paths; clients only read ``api-key``
+and ``daemon.json`` to find and authenticate to it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home() -> Path:
+    """``$ORCH_HOME``, else ``$XDG_DATA_HOME/orch``, else ``~/.local/share/orch``."""
+    if env := os.environ.get("ORCH_HOME"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "orch"
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "orch.db"
+
+    @property
+    def daemon_file(self) -> Path:
+        return self.root / "daemon.json"
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.root / "api-key"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def push(self) -> Path:
+        return self.root / "push"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def executables(self) -> Path:
+        return self.root / "executables"
+
+    @property
+    def envs(self) -> Path:
+        return self.root / "envs"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "daemon.log"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def create(self) -> None:
+        """Make the layout; the root is private to the user (it holds the key)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        for path in (self.push, self.blobs, self.executables, self.envs, self.runs, self.uploads):
+            path.mkdir(exist_ok=True)

@@ -1,0 +1,75 @@
+"""ID rules and generators.
+
+App, version, instance, input-set and experiment IDs follow the Nextmv rule;
+run IDs are generated here and sort by creation time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from orchestrator.errors import Invalid
+
+_ALLOWED = re.compile(r"^[a-z0-9.-]*$")
+_MIN_LEN, _MAX_LEN = 3, 30
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
+
+
+_CHILD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+
+
+def validate_child_id(value: str, kind: str) -> str:
+    """IDs inside an app (versions, instances, input sets...): URL-safe, 1-64 characters.
+
+    Looser than the app rule because the SDK's own examples use IDs like ``v1``.
+    """
+    if not isinstance(value, str) or value == "":
+        raise Invalid(f"{kind} ID is required")
+    if not _CHILD.match(value):
+        raise Invalid(
+            f"{kind} ID {value!r} must be 1-64 characters of letters, digits, '.', '-' or '_', "
+            "not starting with '.' or '-'"
+        )
+    return value
+
+
+def validate_id(value: str, kind: str = "app") -> str:
+    """Return ``value`` if it is a valid app ID, else raise ``Invalid`` naming the broken rule."""
+    if not isinstance(value, str) or value == "":
+        raise Invalid(f"{kind} ID is required")
+    if not _MIN_LEN <= len(value) <= _MAX_LEN:
+        raise Invalid(
+            f"{kind} ID {value!r} must be between {_MIN_LEN} and {_MAX_LEN} characters "
+            f"(it has {len(value)})"
+        )
+    if not _ALLOWED.match(value):
+        bad = sorted({c for c in value if not _ALLOWED.match(c)})
+        raise Invalid(
+            f"{kind} ID {value!r} may only contain lowercase letters, numbers, periods "
+            f"or hyphens (found {''.join(bad)!r})"
+        )
+    if value[0] in ".-" or value[-1] in ".-":
+        raise Invalid(f"{kind} ID {value!r} cannot start or end with a hyphen or period")
+    return value
+
+
+def _encode(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, rem = divmod(number, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """A time-sortable, collision-resistant ID: ``<prefix>-<10 time chars><6 random chars>``."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(4), "big")
+    return f"{prefix}-{_encode(millis, 10)}{_encode(rand, 6)}"
+
+
+def new_token() -> str:
+    """An unguessable secret for keys and single-use upload URLs."""
+    return os.urandom(24).hex()

@@ -1,0 +1,160 @@
+"""The push directory: packages dropped into ``<home>/push/<app-id>/`` are pushed.
+
+A file is taken once it is under its final name: temp names (``*.tmp``,
+``*.part``, dot files) are ignored, and a package that is still being written
+(it fails to unpack and changed less than ``SETTLE_SECONDS`` ago) is retried
+when it settles instead of being rejected. A folder containing ``app.yaml``
+moved in atomically is packaged and pushed the same way. Each package ends up
+in ``.done/`` or ``.rejected/`` (with a ``.reason`` file), so it is never
+ingested twice; a scan at start picks up what arrived while the daemon was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import anyio
+from watchfiles import awatch
+
+from orchestrator.errors import NotFound, OrchError, Unprocessable
+from orchestrator.home import Home
+from orchestrator.ids import new_token
+from orchestrator.packaging.build import build_package
+from orchestrator.packaging.manifest import MANIFEST_FILE
+from orchestrator.registry.push import PushService
+
+log = logging.getLogger("orch.inbox")
+
+PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
+SETTLE_SECONDS = 2.0
+
+
+def is_candidate(path: Path, push_root: Path) -> bool:
+    """``push/<app>/<entry>`` with a final, non-temporary name."""
+    try:
+        rel = path.relative_to(push_root)
+    except ValueError:
+        return False
+    if len(rel.parts) != 2 or any(p.startswith(".") for p in rel.parts):
+        return False
+    name = rel.parts[1]
+    if name.endswith(TEMP_SUFFIXES):
+        return False
+    if path.is_dir():
+        return (path / MANIFEST_FILE).is_file()
+    return name.endswith(PACKAGE_SUFFIXES) and path.is_file()
+
+
+class Inbox:
+    def __init__(self, home: Home, push: PushService) -> None:
+        self.root = home.push
+        self.scratch = home.uploads
+        self.push = push
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._queue: asyncio.Queue[Path] = asyncio.Queue()
+        self._pending: set[Path] = set()
+
+    async def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._loop(), name="inbox")
+        for app_dir in sorted(self.root.iterdir()):
+            if app_dir.is_dir() and not app_dir.name.startswith("."):
+                for entry in sorted(app_dir.iterdir()):
+                    self._offer(entry)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _offer(self, path: Path) -> None:
+        if path not in self._pending and is_candidate(path, self.root):
+            self._pending.add(path)
+            self._queue.put_nowait(path)
+
+    async def _loop(self) -> None:
+        worker = asyncio.create_task(self._work())
+        try:
+            async for changes in awatch(
+                self.root, stop_event=self._stop, step=5, debounce=400, recursive=True
+            ):
+                for _change, raw in sorted(changes, key=lambda c: c[1]):
+                    self._offer(Path(raw))
+        finally:
+            worker.cancel()
+
+    async def _work(self) -> None:
+        while True:
+            path = await self._queue.get()
+            try:
+                await self._ingest(path)
+            except Exception:
+                log.exception("inbox failed on %s", path)
+            finally:
+                self._pending.discard(path)
+
+    async def _ingest(self, path: Path) -> None:
+        if not path.exists():
+            return
+        app_id = path.parent.name
+        try:
+            archive = await anyio.to_thread.run_sync(_claim, path, self.scratch)
+            await self.push.ingest(app_id, archive, action="push")
+        except (Unprocessable, NotFound) as exc:
+            if isinstance(exc, Unprocessable) and _recently_changed(path):
+                self._retry_later(path)
+                return
+            _file_away(path, ".rejected", exc.message)
+            log.warning("inbox rejected %s: %s", path, exc.message)
+        except OrchError as exc:
+            _file_away(path, ".rejected", exc.message)
+            log.warning("inbox rejected %s: %s", path, exc.message)
+        else:
+            _file_away(path, ".done", "pushed")
+
+    def _retry_later(self, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        self._pending.add(path)
+        loop.call_later(SETTLE_SECONDS, lambda: self._queue.put_nowait(path))
+
+
+def _claim(path: Path, scratch: Path) -> Path:
+    """A private copy to ingest (a folder is packaged first); the original stays put.
+
+    The copy lives in the home (``uploads/``) so ingesting it is a rename.
+    """
+    target = scratch / f"inbox-{new_token()[:16]}.tar.gz"
+    if path.is_dir():
+        build_package(path, target)
+    else:
+        shutil.copyfile(path, target)
+    return target
+
+
+def _recently_changed(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < SETTLE_SECONDS
+    except OSError:
+        return False
+
+
+def _file_away(path: Path, folder: str, reason: str) -> None:
+    """Move a handled package aside so a restart never ingests it again."""
+    if not path.exists():
+        return
+    dest_dir = path.parent / folder
+    dest_dir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    dest = dest_dir / f"{stamp}-{path.name}"
+    os.replace(path, dest)
+    Path(f"{dest}.reason").write_text(reason + "\n")

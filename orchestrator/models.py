@@ -1,0 +1,243 @@
+"""Plain data shared by every layer: store rows, API payloads and CLI tables.
+
+Nothing here does I/O. ``RunStatus`` and its transition table are the single
+source of truth for the run lifecycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.errors import Invalid
+
+DEVINT = "devint"
+RESERVED_INSTANCES = frozenset({"devint", "latest"})
+"""devint is the reserved instance that follows the latest push; newer clients say ``latest``."""
+DEFAULT_INSTANCE_ALIAS = "default"
+"""Asking for instance ``default`` resolves to the app's default instance explicitly."""
+
+
+def now() -> str:
+    """UTC timestamp as RFC 3339 text; fixed width so text order is time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RunStatus(enum.StrEnum):
+    """Nextmv's ``status_v2`` values (``none`` exists in the SDK's enum, never stored)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+    @property
+    def v1(self) -> str:
+        """The legacy ``status`` field the SDK still reads."""
+        return {"canceled": "failed"}.get(self.value, self.value)
+
+
+FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
+
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELED, RunStatus.FAILED}),
+    RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}),
+    RunStatus.SUCCEEDED: frozenset(),
+    RunStatus.FAILED: frozenset(),
+    RunStatus.CANCELED: frozenset(),
+}
+"""Every legal move of a run; the store refuses anything else."""
+
+RUN_TIMESTAMP = {RunStatus.RUNNING: "started_at"} | {s: "ended_at" for s in FINISHED}
+"""Which timestamp column a transition into a status sets (and nothing else sets)."""
+
+
+class EnvStatus(enum.StrEnum):
+    """State of an executable's Python environment (built at push time)."""
+
+    NONE = "none"  # nothing to build: daemon interpreter or not a python app
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class ExperimentStatus(enum.StrEnum):
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+LIMIT_FIELDS = (
+    "memory_mb",
+    "cpu_seconds",
+    "timeout_seconds",
+    "output_mb",
+    "open_files",
+    "processes",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one run; ``None`` means "not set at this level"."""
+
+    memory_mb: int | None = None
+    cpu_seconds: float | None = None
+    timeout_seconds: float | None = None
+    output_mb: int | None = None
+    open_files: int | None = None
+    processes: int | None = None
+
+    def over(self, base: Limits) -> Limits:
+        """These limits layered on top of ``base`` (fields set here win)."""
+        return Limits(
+            **{
+                name: getattr(self, name)
+                if getattr(self, name) is not None
+                else getattr(base, name)
+                for name in LIMIT_FIELDS
+            }
+        )
+
+    def exceeding(self, caps: Limits) -> list[str]:
+        """Names of the fields set here that are above the matching cap."""
+        out = []
+        for name in LIMIT_FIELDS:
+            mine, cap = getattr(self, name), getattr(caps, name)
+            if mine is not None and cap is not None and mine > cap:
+                out.append(f"{name}={mine} exceeds the instance cap {cap}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Limits:
+        data = data or {}
+        unknown = set(data) - set(LIMIT_FIELDS)
+        if unknown:
+            raise Invalid(
+                f"unknown limit(s) {', '.join(sorted(unknown))}; known: {', '.join(LIMIT_FIELDS)}"
+            )
+        values: dict[str, Any] = {}
+        for name, raw in data.items():
+            if raw is None:
+                continue
+            try:
+                number = float(raw) if name in ("cpu_seconds", "timeout_seconds") else int(raw)
+            except (TypeError, ValueError):
+                raise Invalid(f"limit {name} must be a number, got {raw!r}") from None
+            if number <= 0:
+                raise Invalid(f"limit {name} must be positive, got {raw!r}")
+            values[name] = number
+        return cls(**values)
+
+
+@dataclass
+class App:
+    id: str
+    name: str
+    description: str = ""
+    default_instance_id: str | None = None
+    executable_id: str | None = None
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+
+@dataclass
+class Executable:
+    """A pushed package, identified by the sha256 of its bytes."""
+
+    id: str
+    size: int
+    manifest: dict[str, Any]
+    type: str
+    runtime: str
+    env_status: EnvStatus = EnvStatus.NONE
+    env_message: str = ""
+    env_path: str | None = None
+    created_at: str = field(default_factory=now)
+
+
+@dataclass
+class Version:
+    id: str
+    app_id: str
+    name: str
+    executable_id: str
+    description: str = ""
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+
+@dataclass
+class Instance:
+    id: str
+    app_id: str
+    version_id: str
+    name: str
+    description: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    execution_class: str | None = None
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+
+@dataclass
+class PointerMove:
+    """One row of the audit trail: a pointer changed what it points to."""
+
+    app_id: str
+    pointer: str  # "devint", "instance:<id>" or "default_instance"
+    from_target: str | None
+    to_target: str | None
+    action: str  # push, promote, update, create, delete
+    at: str = field(default_factory=now)
+    id: int | None = None
+
+
+@dataclass
+class Run:
+    id: str
+    app_id: str
+    instance_id: str
+    executable_id: str
+    version_id: str | None = None
+    name: str = ""
+    description: str = ""
+    status: RunStatus = RunStatus.QUEUED
+    priority: int = 6
+    options: dict[str, str] = field(default_factory=dict)
+    option_sources: dict[str, str] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    execution_class: str | None = None
+    input_format: str = "json"
+    input_path: str | None = None
+    input_size: int = 0
+    output_size: int = 0
+    statistics: dict[str, Any] | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    duration_ms: float | None = None
+    cpu_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    pid: int | None = None
+    pgid: int | None = None
+    cgroup: str | None = None
+    experiment_id: str | None = None
+    input_id: str | None = None
+    queuing_disabled: bool = False
+    created_at: str = field(default_factory=now)
+    started_at: str | None = None
+    ended_at: str | None = None

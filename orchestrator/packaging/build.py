@@ -1,0 +1,195 @@
+"""Build a package from an app directory (client side of ``orch app push``).
+
+Packages are content-addressed by the daemon, so the archive must be a pure
+function of the selected files' names, contents and executable bits: pushing an
+unchanged app twice must give the same sha256 and hence reuse the executable.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import tarfile
+import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from orchestrator.errors import Unprocessable
+from orchestrator.packaging.manifest import MANIFEST_FILE, Manifest
+
+SKIPPED_DIRS = frozenset({"__pycache__", ".git", ".venv"})
+"""Never packaged: caches and tooling state that differ between machines."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    sha256: str
+    size: int
+    files: list[str]
+
+
+def build_package(app_dir: Path, dest: Path) -> BuildResult:
+    """Select the manifest's files in ``app_dir`` and write a deterministic tar.gz to ``dest``."""
+    manifest_path = app_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise Unprocessable(f"{app_dir} has no {MANIFEST_FILE}; it is not an app directory")
+    manifest = Manifest.load(manifest_path)
+    inside = os.path.relpath(dest.resolve(), app_dir.resolve())
+    files = select_files(app_dir, manifest, skip={Path(inside).as_posix()})
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            sink = _HashingWriter(raw)
+            _write_archive(app_dir, files, sink)
+        os.replace(tmp_name, dest)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return BuildResult(path=dest, sha256=sink.hash.hexdigest(), size=sink.size, files=files)
+
+
+def select_files(app_dir: Path, manifest: Manifest, skip: Collection[str] = ()) -> list[str]:
+    """The package's file list: ``files`` globs applied in order, plus the must-haves.
+
+    Like the nextmv SDK, an including pattern that matches nothing is an error (it
+    is nearly always a typo or a binary that was not built), and so is an
+    entrypoint that is not selected. ``app.yaml`` and a pip requirements file are
+    always included because the daemon cannot work without them. ``skip`` keeps
+    the package being written out of itself when it lands inside ``app_dir``.
+    """
+    candidates = [f for f in _walk(app_dir) if f not in skip]
+    selected: set[str] = set()
+    for pattern in manifest.files:
+        negated = pattern.startswith("!")
+        matcher = glob_regex(pattern[1:] if negated else pattern)
+        matches = {f for f in candidates if _matches(matcher, f)}
+        if negated:
+            selected -= matches
+        elif not matches:
+            raise Unprocessable(f"{MANIFEST_FILE}: files: pattern {pattern!r} matched nothing")
+        else:
+            selected |= matches
+    selected.add(MANIFEST_FILE)
+    requirements = manifest.pip_requirements
+    if isinstance(requirements, str):
+        if not (app_dir / requirements).is_file():
+            raise Unprocessable(
+                f"{MANIFEST_FILE}: python.pip-requirements file {requirements!r} "
+                f"does not exist in {app_dir}"
+            )
+        selected.add(requirements)
+    if manifest.entrypoint not in selected:
+        raise Unprocessable(
+            f"{MANIFEST_FILE}: the entrypoint {manifest.entrypoint!r} is not among the files "
+            "selected by 'files' (build it first, or fix execution.entrypoint or files)"
+        )
+    return sorted(selected)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a manifest glob to a regex over relative POSIX paths.
+
+    ``*``, ``?`` and ``[...]`` stay within one path segment and, as in shell globs,
+    do not match a leading dot; ``**`` spans any number of segments. A directory
+    that matches brings its whole subtree, hidden files included (see ``_matches``).
+    """
+    pattern = pattern.strip()
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
+    segments = [s for s in pattern.rstrip("/").split("/") if s not in ("", ".")]
+    out = ""
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment == "**":
+            out += r"(?:(?!\.)[^/]+/)*(?!\.)[^/]*" if last else r"(?:(?!\.)[^/]+/)*"
+            continue
+        out += _segment_regex(segment) + ("" if last else "/")
+    return re.compile(out)
+
+
+def _segment_regex(segment: str) -> str:
+    out = "" if segment.startswith(".") or segment[0] not in "*?[" else r"(?!\.)"
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        close = segment.find("]", i + 2) if char == "[" else -1
+        if char == "*":
+            out += "[^/]*"
+        elif char == "?":
+            out += "[^/]"
+        elif close != -1:
+            body = segment[i + 1 : close]
+            negate = body.startswith("!")
+            body = re.escape(body[1:] if negate else body).replace(r"\-", "-")
+            out += f"[{'^/' if negate else ''}{body}]"
+            i = close
+        else:
+            out += re.escape(char)
+        i += 1
+    return out
+
+
+def _matches(matcher: re.Pattern[str], path: str) -> bool:
+    """A file matches when it, or a directory above it, matches: naming a folder takes it all."""
+    parts = path.split("/")
+    return any(matcher.fullmatch("/".join(parts[:n])) for n in range(1, len(parts) + 1))
+
+
+def _walk(app_dir: Path) -> list[str]:
+    """Every regular file under ``app_dir`` (following symlinks, once), as relative POSIX paths."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(app_dir, followlinks=True):
+        seen.add(os.path.realpath(root))
+        dirs[:] = [
+            d
+            for d in dirs
+            if d not in SKIPPED_DIRS and os.path.realpath(os.path.join(root, d)) not in seen
+        ]
+        rel = Path(root).relative_to(app_dir)
+        for name in names:
+            if os.path.isfile(os.path.join(root, name)):
+                found.append((rel / name).as_posix())
+    return found
+
+
+def _write_archive(app_dir: Path, files: list[str], sink: _HashingWriter) -> None:
+    """Stream each file into the archive; nothing varies but names, bytes and exec bits."""
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=sink, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name in files:
+            path = app_dir / name
+            stat = path.stat()
+            info = tarfile.TarInfo(name)
+            info.size = stat.st_size
+            info.mode = 0o755 if stat.st_mode & 0o111 else 0o644
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with path.open("rb") as fh:
+                tar.addfile(info, fh)
+
+
+class _HashingWriter:
+    """Hashes the archive as it is written, so it is never read back or held in memory."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()

@@ -1,0 +1,298 @@
+"""Python environments for apps that declare pip requirements.
+
+One virtual environment per distinct (requirements, interpreter) pair, shared by
+every executable that asks for the same set: pushing a new version of an app
+with unchanged requirements must not reinstall anything. Envs are plain venvs,
+so an app sees none of the daemon's own packages.
+
+Venvs are not relocatable (scripts carry absolute shebangs), so an env is built
+in place under a lock, and the ``.ready`` marker, written atomically last, is the
+commit point: a directory without it is a failed or interrupted build and is
+wiped before the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tomllib
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+from orchestrator.errors import Unprocessable
+from orchestrator.packaging.manifest import Manifest
+
+READY_MARKER = ".ready"
+LOG_FILE = "orch-build.log"
+REQUIREMENTS_FILE = "orch-requirements.txt"
+DEFAULT_TIMEOUT = 900.0
+TAIL_LINES = 20
+_KEY_VERSION = "orch-env-1"
+_SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PIP_USER")
+_COMMENT = re.compile(r"(^|\s)#.*$")
+_INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s+|=)(.+)$")
+
+
+@dataclass(frozen=True)
+class EnvBuild:
+    path: Path
+    python: Path
+    ok: bool
+    message: str
+    """On failure, the installer's last lines: what users see as the env status."""
+
+
+def requirements_of(manifest: Manifest, package_dir: Path) -> list[str] | None:
+    """The app's requirement lines, or None when ``python.pip-requirements`` is not set.
+
+    ``-r`` includes are inlined because the installer runs on a copy of the lines
+    in the env directory, where relative includes would not resolve.
+    """
+    spec = manifest.pip_requirements
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        return clean_requirements(spec)
+    path = package_dir / spec
+    if not path.is_file():
+        raise Unprocessable(f"python.pip-requirements file {spec!r} is missing from the package")
+    if path.suffix == ".toml":
+        return _pyproject_dependencies(path, spec)
+    return _read_requirements(path, package_dir.resolve(), set())
+
+
+def clean_requirements(lines: list[str]) -> list[str]:
+    """Requirement lines without comments, blanks and line continuations."""
+    joined = "\n".join(lines).replace("\\\n", " ")
+    cleaned = (" ".join(_COMMENT.sub("", line).split()) for line in joined.splitlines())
+    return [line for line in cleaned if line]
+
+
+def _pyproject_dependencies(path: Path, spec: str) -> list[str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise Unprocessable(f"python.pip-requirements {spec!r} is not valid TOML: {exc}") from None
+    deps = data.get("project", {}).get("dependencies")
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise Unprocessable(
+            f"python.pip-requirements {spec!r} has no [project].dependencies list of strings"
+        )
+    return clean_requirements(deps)
+
+
+def _read_requirements(path: Path, root: Path, seen: set[Path]) -> list[str]:
+    real = path.resolve()
+    name = path.relative_to(root) if path.is_relative_to(root) else path
+    if not real.is_relative_to(root):
+        raise Unprocessable(f"requirements file {str(name)!r} is outside the package")
+    if real in seen:
+        raise Unprocessable(f"requirements file {str(name)!r} includes itself")
+    try:
+        lines = clean_requirements(real.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Unprocessable(f"requirements file {str(name)!r} cannot be read: {exc}") from None
+    out: list[str] = []
+    for line in lines:
+        include = _INCLUDE.match(line)
+        if include:
+            out += _read_requirements(path.parent / include.group(1).strip(), root, seen | {real})
+        else:
+            out.append(line)
+    return out
+
+
+def env_key(requirements: list[str], python: str) -> str:
+    """Identical requirement sets on the same interpreter share one env (order-insensitive)."""
+    lines = sorted(set(clean_requirements(requirements)))
+    payload = "\n".join([_KEY_VERSION, interpreter_tag(python), *lines])
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@lru_cache(maxsize=32)
+def interpreter_tag(python: str) -> str:
+    """Implementation, version and machine of ``python``; an env built by one is not another's."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return f"{sys.implementation.name}-{platform.python_version()}-{platform.machine()}"
+    code = "import sys,platform;print(f'{sys.implementation.name}-{platform.python_version()}-"
+    code += "{platform.machine()}')"
+    try:
+        done = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=30, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return f"unknown-{python}"  # the build itself will report the broken interpreter
+    return done.stdout.strip()
+
+
+async def build_env(
+    requirements: list[str],
+    envs_dir: Path,
+    python: str,
+    *,
+    install_timeout: float = DEFAULT_TIMEOUT,
+) -> EnvBuild:
+    """Build (once) the env for ``requirements``; installer failures come back as ``ok=False``.
+
+    ``install_timeout`` (seconds) bounds the whole build, venv creation included.
+    """
+    key = await asyncio.to_thread(env_key, requirements, python)
+    path = envs_dir / key
+    if not _is_ready(path):
+        async with _task_lock(key):
+            await asyncio.to_thread(envs_dir.mkdir, parents=True, exist_ok=True)
+            async with _file_lock(envs_dir / f".{key}.lock"):
+                if not _is_ready(path):
+                    lines = clean_requirements(requirements)
+                    return await _build(lines, path, python, install_timeout)
+    return EnvBuild(path=path, python=_env_python(path), ok=True, message="ready")
+
+
+def _is_ready(path: Path) -> bool:
+    return (path / READY_MARKER).is_file()
+
+
+def _env_python(path: Path) -> Path:
+    return path / "bin" / "python"
+
+
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _task_lock(key: str) -> asyncio.Lock:
+    """Per key and per event loop: an asyncio lock cannot be shared between loops."""
+    locks = _locks.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(key, asyncio.Lock())
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path) -> AsyncIterator[None]:
+    """Serializes builders in other processes (two daemons on one home); polled, so cancellable."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
+
+
+async def _build(requirements: list[str], path: Path, python: str, limit: float) -> EnvBuild:
+    requirements_file = await asyncio.to_thread(_prepare, path, requirements)
+    tool, steps = _commands(path, python, requirements_file, install=bool(requirements))
+    deadline = asyncio.get_running_loop().time() + limit
+    with (path / LOG_FILE).open("ab") as log:
+        for argv in steps:
+            failure = await _run(argv, log, deadline, limit)
+            if failure:
+                log.write(f"orch: {failure}\n".encode())
+                log.flush()
+                message = _tail(path / LOG_FILE)
+                return EnvBuild(path=path, python=_env_python(path), ok=False, message=message)
+    _write_marker(path, requirements, python, tool)
+    message = f"ready: {len(requirements)} requirement(s) installed with {tool}"
+    return EnvBuild(path=path, python=_env_python(path), ok=True, message=message)
+
+
+def _prepare(path: Path, requirements: list[str]) -> Path:
+    """A fresh env directory holding the requirement lines the installer will read."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    requirements_file = path / REQUIREMENTS_FILE
+    requirements_file.write_text("".join(f"{line}\n" for line in requirements))
+    return requirements_file
+
+
+def _commands(
+    path: Path, python: str, requirements: Path, *, install: bool
+) -> tuple[str, list[list[str]]]:
+    """uv when available (fast, cached); otherwise the stdlib venv plus the env's own pip."""
+    env_python = str(_env_python(path))
+    if uv := _find_uv():
+        create = [uv, "venv", "--allow-existing", "--python", python, str(path)]
+        add = [uv, "pip", "install", "--python", env_python, "-r", str(requirements)]
+        return "uv", [create, add] if install else [create]
+    create = [python, "-m", "venv", str(path)]
+    add = [env_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    add += ["-r", str(requirements)]
+    return "pip", [create, add] if install else [create]
+
+
+def _find_uv() -> str | None:
+    if found := shutil.which("uv"):
+        return found
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if os.access(beside, os.X_OK) else None
+
+
+async def _run(argv: list[str], log: BinaryIO, deadline: float, limit: float) -> str | None:
+    """Run one installer step with output into ``log``; the failure reason, or None."""
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        return f"the environment build timed out after {limit:g} s"
+    log.write(f"$ {shlex.join(argv)}\n".encode())
+    log.flush()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return f"could not start {argv[0]}: {exc}"
+    try:
+        code = await asyncio.wait_for(proc.wait(), left)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await asyncio.shield(proc.wait())
+        if isinstance(exc, TimeoutError):
+            return f"the environment build timed out after {limit:g} s"
+        raise
+    return None if code == 0 else f"{Path(argv[0]).name} exited with code {code}"
+
+
+def _child_env() -> dict[str, str]:
+    """The daemon's environment (proxies, index settings) minus what would leak its venv."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    return env
+
+
+def _tail(log: Path) -> str:
+    with log.open("rb") as fh:
+        fh.seek(max(0, log.stat().st_size - 64 * 1024))
+        text = fh.read().decode("utf-8", errors="replace")
+    return "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
+
+
+def _write_marker(path: Path, requirements: list[str], python: str, tool: str) -> None:
+    info = {"requirements": requirements, "python": python, "installer": tool}
+    tmp = path / f"{READY_MARKER}.tmp"
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, path / READY_MARKER)

@@ -1,0 +1,99 @@
+"""App lifecycle: create, read, update (incl. the default instance), delete, history."""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+
+from orchestrator.errors import Conflict, Invalid
+from orchestrator.home import Home
+from orchestrator.ids import validate_id
+from orchestrator.models import RESERVED_INSTANCES, App, PointerMove
+from orchestrator.registry.gc import collect_garbage
+from orchestrator.registry.lookup import require_app, require_instance
+from orchestrator.store import Repos, Store
+from orchestrator.store.blobs import BlobStore
+
+_UNSET = object()
+
+
+class AppService:
+    def __init__(self, store: Store, home: Home, blobs: BlobStore) -> None:
+        self.store, self.home, self.blobs = store, home, blobs
+
+    async def create(self, app_id: str, name: str, description: str = "") -> App:
+        validate_id(app_id, "app")
+        if not name or not name.strip():
+            raise Invalid("app name is required")
+        app = App(id=app_id, name=name, description=description or "")
+        async with self.store.write() as w:
+            if await w.apps.get(app_id) is not None:
+                raise Conflict(f"app {app_id!r} already exists")
+            await w.apps.insert(app)
+        (self.home.push / app_id).mkdir(exist_ok=True)
+        return app
+
+    async def get(self, app_id: str) -> App:
+        return await require_app(self.store.read, app_id)
+
+    async def list(self) -> builtins.list[App]:
+        return await self.store.read.apps.list()
+
+    async def update(
+        self,
+        app_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        default_instance_id: str | object | None = _UNSET,
+    ) -> App:
+        """Change name/description and/or the default instance ("" or None clears it)."""
+        async with self.store.write() as w:
+            app = await require_app(w, app_id)
+            if name is not None:
+                if not name.strip():
+                    raise Invalid("app name cannot be empty")
+                app.name = name
+            if description is not None:
+                app.description = description
+            if default_instance_id is not _UNSET:
+                new = default_instance_id or None
+                assert new is None or isinstance(new, str)
+                await self._check_default(w, app_id, new)
+                await w.history.record(
+                    PointerMove(app_id, "default_instance", app.default_instance_id, new, "update")
+                )
+                app.default_instance_id = new
+            await w.apps.update(app)
+        return app
+
+    @staticmethod
+    async def _check_default(w: Repos, app_id: str, instance_id: str | None) -> None:
+        if instance_id is None:
+            return
+        if instance_id in RESERVED_INSTANCES:
+            raise Invalid(
+                f"{instance_id!r} cannot be the default instance: runs without a default "
+                "instance already go to devint"
+            )
+        await require_instance(w, app_id, instance_id)
+
+    async def delete(self, app_id: str) -> None:
+        """Remove the app with its versions, instances, runs and now-unreferenced packages."""
+        async with self.store.write() as w:
+            await require_app(w, app_id)
+            running = [r.id for r in await w.runs.unfinished() if r.app_id == app_id]
+            if running:
+                raise Conflict(
+                    f"app {app_id!r} has {len(running)} queued or running run(s); cancel them first"
+                )
+            run_ids = await w.runs.ids_for_app(app_id)
+            await w.apps.delete(app_id)
+        shutil.rmtree(self.home.push / app_id, ignore_errors=True)
+        for run_id in run_ids:
+            shutil.rmtree(self.home.run_dir(run_id), ignore_errors=True)
+        await collect_garbage(self.store, self.home, self.blobs)
+
+    async def history(self, app_id: str) -> builtins.list[PointerMove]:
+        await require_app(self.store.read, app_id)
+        return await self.store.read.history.list(app_id)

@@ -1,0 +1,148 @@
+"""Instances: named pointers to versions, with options and limits. devint is virtual."""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+
+from orchestrator.config import Settings
+from orchestrator.errors import Conflict, Invalid
+from orchestrator.ids import validate_child_id
+from orchestrator.models import (
+    DEVINT,
+    RESERVED_INSTANCES,
+    App,
+    Instance,
+    Limits,
+    PointerMove,
+)
+from orchestrator.registry.lookup import require_app, require_instance, require_version
+from orchestrator.store import Repos, Store
+
+
+@dataclass
+class InstanceChanges:
+    """What an update may change; ``None`` leaves a field as it is."""
+
+    version_id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    options: dict[str, str] | None = None
+    limits: Limits | None = None
+    execution_class: str | None = None
+
+
+def devint_instance(app: App) -> Instance:
+    """The reserved instance, synthesized: it follows the latest push, never a version."""
+    return Instance(
+        id=DEVINT,
+        app_id=app.id,
+        version_id="",
+        name="devint",
+        description="Reserved: always runs the most recently pushed executable.",
+        created_at=app.created_at,
+        updated_at=app.updated_at,
+    )
+
+
+def refuse_reserved(instance_id: str, verb: str) -> None:
+    if instance_id in RESERVED_INSTANCES:
+        raise Conflict(
+            f"instance {instance_id!r} is reserved: it always follows the latest push and "
+            f"cannot be {verb} by hand"
+        )
+
+
+async def insert_instance(
+    w: Repos, settings: Settings, instance: Instance, action: str = "create"
+) -> Instance:
+    validate_child_id(instance.id, "instance")
+    refuse_reserved(instance.id, "created")
+    await require_version(w, instance.app_id, instance.version_id)
+    settings.limits_for_class(instance.execution_class)
+    if await w.instances.get(instance.app_id, instance.id) is not None:
+        raise Conflict(f"instance {instance.id!r} already exists in app {instance.app_id!r}")
+    await w.instances.insert(instance)
+    await w.history.record(
+        PointerMove(instance.app_id, f"instance:{instance.id}", None, instance.version_id, action)
+    )
+    return instance
+
+
+async def point_instance(
+    w: Repos, app_id: str, instance_id: str, version_id: str, action: str
+) -> Instance:
+    """Attach an existing instance to a version, recording the move."""
+    instance = await require_instance(w, app_id, instance_id)
+    await require_version(w, app_id, version_id)
+    await w.history.record(
+        PointerMove(app_id, f"instance:{instance_id}", instance.version_id, version_id, action)
+    )
+    instance.version_id = version_id
+    await w.instances.update(instance)
+    return instance
+
+
+class InstanceService:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+
+    async def create(self, instance: Instance) -> Instance:
+        async with self.store.write() as w:
+            await require_app(w, instance.app_id)
+            return await insert_instance(w, self.settings, instance)
+
+    async def get(self, app_id: str, instance_id: str) -> Instance:
+        app = await require_app(self.store.read, app_id)
+        if instance_id in RESERVED_INSTANCES:
+            return devint_instance(app)
+        return await require_instance(self.store.read, app_id, instance_id)
+
+    async def list(self, app_id: str) -> builtins.list[Instance]:
+        app = await require_app(self.store.read, app_id)
+        return [devint_instance(app), *await self.store.read.instances.list(app_id)]
+
+    async def update(self, app_id: str, instance_id: str, changes: InstanceChanges) -> Instance:
+        refuse_reserved(instance_id, "updated")
+        async with self.store.write() as w:
+            instance = await require_instance(w, app_id, instance_id)
+            if changes.version_id is not None and changes.version_id != instance.version_id:
+                instance = await point_instance(
+                    w, app_id, instance_id, changes.version_id, "update"
+                )
+            if changes.name is not None:
+                if not changes.name.strip():
+                    raise Invalid("instance name cannot be empty")
+                instance.name = changes.name
+            if changes.description is not None:
+                instance.description = changes.description
+            if changes.options is not None:
+                instance.options = changes.options
+            if changes.limits is not None:
+                instance.limits = changes.limits
+            if changes.execution_class is not None:
+                self.settings.limits_for_class(changes.execution_class or None)
+                instance.execution_class = changes.execution_class or None
+            await w.instances.update(instance)
+        return instance
+
+    async def delete(self, app_id: str, instance_id: str, force: bool = False) -> None:
+        refuse_reserved(instance_id, "deleted")
+        async with self.store.write() as w:
+            app = await require_app(w, app_id)
+            instance = await require_instance(w, app_id, instance_id)
+            if app.default_instance_id == instance_id:
+                if not force:
+                    raise Conflict(
+                        f"instance {instance_id!r} is the default instance of app {app_id!r}; "
+                        "pass --force to delete it and clear the default"
+                    )
+                await w.history.record(
+                    PointerMove(app_id, "default_instance", instance_id, None, "delete")
+                )
+                app.default_instance_id = None
+                await w.apps.update(app)
+            await w.history.record(
+                PointerMove(app_id, f"instance:{instance_id}", instance.version_id, None, "delete")
+            )
+            await w.instances.delete(app_id, instance_id)

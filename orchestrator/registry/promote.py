@@ -1,0 +1,69 @@
+"""promote: version from the current executable, attached to the default instance.
+
+Exactly as the custom-apps page describes, in one transaction: the version
+is created; it is attached to the default instance, or to the named one
+(created with a generated name if missing), which then becomes the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.config import Settings
+from orchestrator.ids import new_id
+from orchestrator.models import App, Instance, PointerMove, Version
+from orchestrator.registry.instances import insert_instance, point_instance, refuse_reserved
+from orchestrator.registry.lookup import require_app
+from orchestrator.registry.versions import insert_version
+from orchestrator.store import Repos, Store
+
+
+@dataclass
+class Promotion:
+    app: App
+    version: Version
+    instance: Instance
+    created_instance: bool
+
+
+async def promote(
+    store: Store,
+    settings: Settings,
+    app_id: str,
+    version_id: str | None,
+    name: str | None,
+    description: str = "",
+    instance_id: str | None = None,
+) -> Promotion:
+    async with store.write() as w:
+        version = await insert_version(w, app_id, version_id, name, description)
+        app = await require_app(w, app_id)
+        target = instance_id or app.default_instance_id
+        if target is not None:
+            refuse_reserved(target, "promoted to")
+        instance, created = await _attach(w, settings, app, version, target)
+        if app.default_instance_id != instance.id:
+            await w.history.record(
+                PointerMove(
+                    app_id, "default_instance", app.default_instance_id, instance.id, "promote"
+                )
+            )
+            app.default_instance_id = instance.id
+            await w.apps.update(app)
+    return Promotion(app, version, instance, created)
+
+
+async def _attach(
+    w: Repos, settings: Settings, app: App, version: Version, target: str | None
+) -> tuple[Instance, bool]:
+    if target is not None and await w.instances.get(app.id, target) is not None:
+        return await point_instance(w, app.id, target, version.id, "promote"), False
+    instance_id = target or new_id("instance")
+    instance = Instance(
+        id=instance_id,
+        app_id=app.id,
+        version_id=version.id,
+        name=f"{app.name} ({instance_id})",
+        description=f"Created by promote of version {version.id}",
+    )
+    return await insert_instance(w, settings, instance, action="promote"), True

@@ -1,0 +1,364 @@
+"""Per-run cgroups: the only containment that covers a whole process tree atomically.
+
+A process cannot leave its cgroup (it can leave its process group with ``setsid``),
+so memory and task limits set here bind every descendant, and ``cgroup.procs``
+lists every survivor to kill. What the host allows varies (v2 with delegated
+controllers, v1 memory + pids as root, or nothing), so ``detect`` tries the real
+thing once, with a probe process, and caches the answer; callers fall back to
+sampling when it returns ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.models import Limits
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+PREFIX = "orch-"
+JOIN_ARG0 = "orch-join"
+
+
+@dataclass(frozen=True)
+class CgroupSupport:
+    """Where per-run groups can be created on this host.
+
+    ``memory_parent`` is our own memory cgroup (v1) or our own group (v2);
+    ``pids_parent`` is our own v1 pids cgroup, ``None`` on v2 (same group as
+    memory) or when the pids controller is not usable (tasks are then counted).
+    """
+
+    kind: str  # "cgroup-v2" | "cgroup-v1"
+    memory_parent: Path
+    pids_parent: Path | None
+
+    @property
+    def v2(self) -> bool:
+        return self.kind == "cgroup-v2"
+
+
+@dataclass(frozen=True)
+class RunCgroup:
+    """The cgroup directories of one run (one on v2, memory + pids on v1)."""
+
+    support: CgroupSupport
+    memory_dir: Path
+    pids_dir: Path | None
+
+    @property
+    def dirs(self) -> list[Path]:
+        return [d for d in (self.memory_dir, self.pids_dir) if d is not None]
+
+    @classmethod
+    def create(cls, support: CgroupSupport, label: str, limits: Limits) -> RunCgroup:
+        """Make the run's directories and write its limits; raises ``OSError``
+        (after undoing what it made) so the caller can fall back to sampling."""
+        name = _name(label)
+        made: list[Path] = []
+        try:
+            memory_dir = _mkdir_unique(support.memory_parent, name, made)
+            pids_dir = (
+                _mkdir_unique(support.pids_parent, name, made) if support.pids_parent else None
+            )
+            group = cls(support, memory_dir, pids_dir)
+            group.apply_limits(limits)
+        except OSError:
+            for path in reversed(made):
+                remove_cgroup(path)
+            raise
+        return group
+
+    def renamed(self, label: str) -> RunCgroup:
+        """The same group under the run's name (a standby is made before its run is
+        known). v1 renames occupied groups; where the kernel refuses (v2), keep the name."""
+        dirs = []
+        for path in (self.memory_dir, self.pids_dir):
+            if path is None:
+                dirs.append(None)
+                continue
+            target = path.parent / _name(label)
+            try:
+                os.rename(path, target)
+                dirs.append(target)
+            except OSError:
+                dirs.append(path)
+        return RunCgroup(self.support, dirs[0] or self.memory_dir, dirs[1])
+
+    def apply_limits(self, limits: Limits) -> None:
+        """Memory includes swap (memsw / swap.max) so a hog cannot page out and go on."""
+        mem, pids = self.memory_dir, self.pids_dir or self.memory_dir
+        if limits.memory_mb is not None:
+            value = str(limits.memory_mb * MIB)
+            if self.support.v2:
+                _write(mem / "memory.max", value)
+                _write_if_exists(mem / "memory.swap.max", "0")
+            else:
+                _write(mem / "memory.limit_in_bytes", value)
+                _write_if_exists(mem / "memory.memsw.limit_in_bytes", value)
+        if limits.processes is not None and (self.support.v2 or self.pids_dir):
+            _write(pids / "pids.max", str(limits.processes))
+
+    def join_prefix(self) -> list[str]:
+        """``sh -c`` that moves itself into the group(s) and then execs ``"$@"``.
+
+        Joining before exec is what makes the whole tree contained: the model's
+        first instruction already runs inside the group, so nothing it forks escapes.
+        """
+        steps = [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs]
+        return ["/bin/sh", "-c", " && ".join([*steps, 'exec "$@"']), JOIN_ARG0]
+
+    def oom_kills(self) -> int | None:
+        """Kernel OOM kills inside the group; ``None`` when the kernel does not say."""
+        name = "memory.events" if self.support.v2 else "memory.oom_control"
+        return _keyed(self.memory_dir / name).get("oom_kill")
+
+    def failcnt(self) -> int:
+        """v1 only: times the limit was hit (includes reclaimed page cache, so weak)."""
+        return _read_int(self.memory_dir / "memory.failcnt") or 0
+
+    def peak_bytes(self) -> int | None:
+        name = "memory.peak" if self.support.v2 else "memory.max_usage_in_bytes"
+        return _read_int(self.memory_dir / name)
+
+    def pids_refused(self) -> int:
+        """Forks the pids controller refused: the run tried to exceed ``processes``."""
+        pids = self.pids_dir or (self.memory_dir if self.support.v2 else None)
+        return _keyed(pids / "pids.events").get("max", 0) if pids else 0
+
+    def task_count(self) -> int:
+        """Tasks (threads) in the group, for sampling ``processes`` without pids.max."""
+        return len(_read_lines(self.memory_dir / "tasks"))
+
+    def kill_pass(self, sig: int = signal.SIGKILL) -> set[int]:
+        return set().union(*(kill_cgroup_pass(d, sig) for d in self.dirs))
+
+    def remove(self) -> None:
+        for path in self.dirs:
+            remove_cgroup(path)
+
+
+def kill_cgroup_pass(path: Path | str, sig: int = signal.SIGKILL) -> set[int]:
+    """Signal every process listed in the group once; returns the pids signalled.
+
+    Callers loop until this returns nothing: a process forked between reading
+    ``cgroup.procs`` and the kill shows up in the next pass (pids.max bounds it).
+    """
+    path = Path(path)
+    if sig == signal.SIGKILL:
+        _write_if_exists(path / "cgroup.kill", "1")
+    hit = set()
+    for line in _read_lines(path / "cgroup.procs"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(line), sig)
+            hit.add(int(line))
+    return hit
+
+
+def remove_cgroup(path: Path | str) -> bool:
+    """Remove an emptied group; False (logged) if it is gone already or still busy."""
+    try:
+        os.rmdir(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.warning("could not remove cgroup %s: %s", path, exc)
+        return False
+
+
+def wait_empty(path: Path | str, deadline: float) -> None:
+    """Kill until ``cgroup.procs`` is empty or the deadline passes (sync, for recovery)."""
+    while kill_cgroup_pass(path) and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+@functools.cache
+def detect() -> CgroupSupport | None:
+    """The containment this host really provides, tried once per daemon."""
+    for candidate in (_v2_candidate(), _v1_candidate()):
+        support = _working(candidate) if candidate is not None else None
+        if support is not None:
+            log.info("run containment: %s under %s", support.kind, support.memory_parent)
+            return support
+    log.info("run containment: no usable cgroup, sampling with psutil")
+    return None
+
+
+def _v2_candidate() -> CgroupSupport | None:
+    mount, own = _mounts().get("cgroup2"), _own_paths().get("")
+    if mount is None or own is None:
+        return None
+    group = _under(mount, own)
+    available = set(_read_text(group / "cgroup.controllers").split())
+    if not {"memory", "pids"} <= available:
+        return None
+    enabled = set(_read_text(group / "cgroup.subtree_control").split())
+    if not {"memory", "pids"} <= enabled:
+        try:  # fails (EBUSY) unless our group holds no processes or is the root
+            _write(group / "cgroup.subtree_control", "+memory +pids")
+        except OSError:
+            return None
+    return CgroupSupport("cgroup-v2", group, None)
+
+
+def _v1_candidate() -> CgroupSupport | None:
+    mounts, own = _mounts(), _own_paths()
+    memory = mounts.get("memory")
+    if memory is None or "memory" not in own:
+        return None
+    pids = mounts.get("pids")
+    pids_parent = _under(pids, own["pids"]) if pids and "pids" in own else None
+    return CgroupSupport("cgroup-v1", _under(memory, own["memory"]), pids_parent)
+
+
+def _working(candidate: CgroupSupport) -> CgroupSupport | None:
+    """Create a group with limits and move a real process in: the only honest test.
+
+    On v1 a broken pids hierarchy should not cost us the memory one, so a
+    failure is retried without pids (``processes`` is then counted by sampling).
+    """
+    attempts = [candidate]
+    if candidate.pids_parent is not None:
+        attempts.append(CgroupSupport(candidate.kind, candidate.memory_parent, None))
+    for support in attempts:
+        try:
+            group = RunCgroup.create(
+                support, f"probe-{os.getpid()}", Limits(memory_mb=64, processes=64)
+            )
+        except OSError as exc:
+            log.debug("cgroup probe %s failed: %s", support, exc)
+            continue
+        try:
+            argv = [*group.join_prefix(), "/bin/true"]
+            ok = subprocess.run(argv, stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            ok = False
+        group.remove()
+        if ok:
+            return support
+    return None
+
+
+def _mounts() -> dict[str, tuple[Path, str]]:
+    """Controller (or "cgroup2") -> (mount point, root of the mount) from mountinfo."""
+    found: dict[str, tuple[Path, str]] = {}
+    for line in _read_lines(Path("/proc/self/mountinfo")):
+        left, _, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if len(fields) < 5 or len(after) < 3:
+            continue
+        point = Path(_unescape(fields[4]))
+        if after[0] == "cgroup2":
+            found.setdefault("cgroup2", (point, fields[3]))
+        elif after[0] == "cgroup":
+            for option in after[2].split(","):
+                found.setdefault(option, (point, fields[3]))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """Controller -> our cgroup path ("" is the v2 entry) from /proc/self/cgroup."""
+    paths: dict[str, str] = {}
+    for line in _read_lines(Path("/proc/self/cgroup")):
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            paths[name] = path
+    return paths
+
+
+def _under(mount: tuple[Path, str], own: str) -> Path:
+    point, root = mount
+    relative = os.path.relpath(own, root) if own.startswith(root) else own
+    return point if relative in (".", "/") else point / relative.lstrip("/")
+
+
+def _mkdir_unique(parent: Path, name: str, made: list[Path]) -> Path:
+    """A fresh directory: a leftover of the same name belongs to someone else."""
+    for attempt in range(100):
+        path = parent / (name if attempt == 0 else f"{name}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        made.append(path)
+        return path
+    raise FileExistsError(f"no free cgroup name under {parent} for {name}")
+
+
+def remove_stale_standbys(support: CgroupSupport) -> None:
+    """Drop empty standby groups of dead daemons (their sh exits when our pipe closes)."""
+    for parent in (support.memory_parent, support.pids_parent):
+        for path in parent.glob(f"{PREFIX}standby-*") if parent else ():
+            owner = path.name.split("-")[2]
+            if (
+                owner.isdigit()
+                and not _pid_alive(int(owner))
+                and not _read_text(path / "cgroup.procs")
+            ):
+                remove_cgroup(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _name(label: str) -> str:
+    return PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:80]
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _write_if_exists(path: Path, value: str) -> None:
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        _write(path, value)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _read_lines(path: Path) -> list[str]:
+    return _read_text(path).splitlines()
+
+
+def _read_int(path: Path) -> int | None:
+    text = _read_text(path).strip()
+    return int(text) if text.isdigit() else None
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    """Parse ``key value`` lines (memory.events, oom_control, pids.events)."""
+    out = {}
+    for line in _read_lines(path):
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out

@@ -1,0 +1,43 @@
+"""Run-finished notifications, so waiting for a result costs no poll interval.
+
+Long-poll requests and ``--wait`` park a future here; the executor (and
+cancel/recovery) call ``finished`` right after the final transition is
+committed, which wakes every waiter within the same loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+
+class RunEvents:
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+
+    def watch(self, run_id: str) -> asyncio.Future[None]:
+        """Register interest before checking the run's status, so no finish is missed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[run_id].append(fut)
+        return fut
+
+    def forget(self, run_id: str, fut: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(run_id)
+        if waiters and fut in waiters:
+            waiters.remove(fut)
+            if not waiters:
+                del self._waiters[run_id]
+
+    async def wait(self, run_id: str, fut: asyncio.Future[None], seconds: float) -> bool:
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(fut), seconds)
+            return fut.done()
+        finally:
+            self.forget(run_id, fut)
+
+    def finished(self, run_id: str) -> None:
+        for fut in self._waiters.pop(run_id, []):
+            if not fut.done():
+                fut.set_result(None)

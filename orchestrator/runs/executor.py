@@ -1,0 +1,158 @@
+"""Executes one claimed run: resolve the package, prepare, spawn under limits, record.
+
+The run is already ``running`` when it gets here (the scheduler claimed it).
+Whatever happens, the run leaves this module finished: every exception path
+ends in a final transition, because a run stuck "running" is the worst
+failure an orchestrator can have.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import anyio
+
+from orchestrator.config import Settings
+from orchestrator.environments import EnvFailed, Environments
+from orchestrator.models import Run, RunStatus
+from orchestrator.runs.events import RunEvents
+from orchestrator.runs.manifests import ManifestCache
+from orchestrator.runs.options import option_argv
+from orchestrator.runs.outcome import outcome
+from orchestrator.runs.sandbox import ProcessSpec, RunningProcess, Sandbox
+from orchestrator.runs.workspace import Workspace, collect, prepare, stderr_tail
+from orchestrator.store import Store
+
+log = logging.getLogger("orch.executor")
+
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME")
+
+
+def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
+    """The child's whole environment: nothing of the daemon's secrets, only what models need.
+
+    ``ORCH_*`` and ``NEXTMV_*`` variables of the daemon (keys, endpoints) are
+    never passed; ``TMPDIR`` is private to the run and removed after it.
+    """
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    bindir = str(Path(python).parent)
+    env["PATH"] = f"{bindir}:{env['PATH']}"
+    env.update(
+        TMPDIR=str(ws.tmp),
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONIOENCODING="utf-8",
+        ORCH_RUN_ID=run.id,
+        ORCH_APP_ID=run.app_id,
+        ORCH_INSTANCE_ID=run.instance_id,
+    )
+    return env
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        sandbox: Sandbox,
+        envs: Environments,
+        events: RunEvents,
+        manifests: ManifestCache,
+    ) -> None:
+        self.store, self.settings, self.sandbox = store, settings, sandbox
+        self.envs, self.events, self.manifests = envs, events, manifests
+        self.processes: dict[str, RunningProcess] = {}
+        self._ending: dict[str, str | None] = {}
+        """Runs asked to end early: None = canceled by the user, text = aborted with that error."""
+
+    async def execute(self, run: Run) -> None:
+        started = time.monotonic()
+        try:
+            await self._execute(run)
+        except EnvFailed as exc:
+            await self._finish(run.id, RunStatus.FAILED, error=exc.message)
+        except Exception as exc:  # the run must end, whatever broke
+            log.exception("run %s crashed the executor", run.id)
+            await self._finish(
+                run.id,
+                RunStatus.FAILED,
+                error=f"orch could not execute the run: {exc!r}",
+                duration_ms=(time.monotonic() - started) * 1000,
+            )
+        finally:
+            self.processes.pop(run.id, None)
+            self._ending.pop(run.id, None)
+            self.events.finished(run.id)
+
+    async def _execute(self, run: Run) -> None:
+        exe = await self.store.read.executables.get(run.executable_id)
+        if exe is None:
+            raise RuntimeError(f"executable {run.executable_id} is gone")
+        manifest = self.manifests.get(exe.id, exe.manifest)
+        python = await self.envs.interpreter(exe)
+        package = self.settings.home.executables / exe.id
+        ws = prepare(
+            self.settings.home.run_dir(run.id),
+            package,
+            manifest,
+            run.input_format,
+            Path(run.input_path) if run.input_path else None,
+        )
+        spec = ProcessSpec(
+            argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
+            cwd=ws.cwd,
+            env=model_env(run, ws, python),
+            stdin=ws.stdin,
+            stdout=ws.stdout,
+            stderr=ws.stderr,
+            limits=run.limits,
+            label=run.id,
+        )
+        proc = await self.sandbox.start(spec)
+        self.processes[run.id] = proc
+        if run.id in self._ending:  # canceled between the claim and the spawn
+            proc.cancel(grace_seconds=0)
+        if proc.pid is not None:
+            async with self.store.write() as w:
+                await w.runs.update(
+                    run.id, pid=proc.pid, pgid=proc.pgid, cgroup=",".join(proc.cgroups) or None
+                )
+        result = await proc.wait()
+        status, error = outcome(result, run.limits, stderr_tail(ws.stderr))
+        if result.canceled and self._ending.get(run.id):
+            status, error = RunStatus.FAILED, self._ending[run.id]
+        got = await anyio.to_thread.run_sync(
+            collect, ws, manifest, run.input_format, self.settings.statistics_parse_bytes
+        )
+        await self._finish(
+            run.id,
+            status,
+            error=error,
+            exit_code=result.exit_code,
+            signal=result.signal,
+            duration_ms=result.duration_seconds * 1000,
+            cpu_seconds=result.cpu_seconds,
+            peak_memory_mb=result.peak_memory_mb,
+            output_size=got.output_size,
+            statistics=got.statistics,
+        )
+
+    async def _finish(self, run_id: str, status: RunStatus, **fields: object) -> None:
+        async with self.store.write() as w:
+            await w.runs.transition(run_id, status, expect=[RunStatus.RUNNING], **fields)
+
+    def cancel(self, run_id: str) -> None:
+        """Cancel a running run; the whole process tree is killed and the run ends canceled."""
+        self._ending.setdefault(run_id, None)
+        if (proc := self.processes.get(run_id)) is not None:
+            proc.cancel()
+
+    def abort(self, run_id: str, reason: str) -> None:
+        """End a running run as failed with ``reason`` (the daemon is stopping)."""
+        self._ending[run_id] = reason
+        if (proc := self.processes.get(run_id)) is not None:
+            proc.cancel(grace_seconds=0)

@@ -1,0 +1,68 @@
+"""Where a run's input lives: one file (json, text) or one folder (multi-file, csv-archive).
+
+Inputs are written once into the run's directory and never copied again:
+uploads are renamed into place, and archives are unpacked with the same
+hostile-archive checks as packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import Invalid
+from orchestrator.packaging.unpack import safe_extract
+
+DIRECTORY_FORMATS = frozenset({"multi-file", "csv-archive"})
+FORMATS = frozenset({"json", "text", *DIRECTORY_FORMATS})
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise Invalid(f"input format {fmt!r} is not one of {', '.join(sorted(FORMATS))}")
+    return fmt
+
+
+def write_inline(run_dir: Path, value: Any, fmt: str) -> tuple[Path, int]:
+    """An input sent in the request body."""
+    if fmt in DIRECTORY_FORMATS:
+        raise Invalid(f"{fmt} input must be uploaded as a tar.gz (POST .../runs/uploadurl)")
+    if isinstance(value, str):
+        data = value.encode()
+    else:
+        data = json.dumps(value, separators=(",", ":")).encode()
+    path = run_dir / "input"
+    path.write_bytes(data)
+    return path, len(data)
+
+
+def adopt_upload(
+    run_dir: Path, upload: Path, fmt: str, max_bytes: int, max_files: int
+) -> tuple[Path, int]:
+    """Move an uploaded body into the run; archives for folder formats are unpacked."""
+    if fmt not in DIRECTORY_FORMATS:
+        path = run_dir / "input"
+        os.replace(upload, path)
+        size = path.stat().st_size
+        if fmt == "json":
+            _check_json(path, size)
+        return path, size
+    folder = run_dir / "input.d"
+    try:
+        size = safe_extract(upload, folder, max_bytes=max_bytes, max_files=max_files)
+    finally:
+        upload.unlink(missing_ok=True)
+    return folder, size
+
+
+def _check_json(path: Path, size: int, limit: int = 8 * 1024 * 1024) -> None:
+    """Reject JSON that does not parse, up to a size where parsing costs the daemon little."""
+    if size > limit:
+        return
+    try:
+        with path.open("rb") as fh:
+            json.load(fh)
+    except ValueError as exc:
+        raise Invalid(f"input is not valid JSON: {exc}") from None

@@ -1,0 +1,96 @@
+"""Model options: manifest defaults < instance options < run options, checked once.
+
+Options reach the model as ``-name value`` arguments, as the Nextmv runtime
+passes them. Declared options are type-checked and ``required`` is enforced at
+run creation, so a typo fails the request (400) instead of the model.
+Undeclared options pass through unless the manifest says ``strict: true``:
+real apps read options the manifest never mentions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import Invalid
+from orchestrator.packaging.manifest import Manifest, OptionSpec
+
+SOURCES = ("manifest", "instance", "run")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class AppliedOptions:
+    values: dict[str, str]
+    sources: dict[str, str]
+
+    def argv(self) -> list[str]:
+        return option_argv(self.values)
+
+    def summary(self) -> list[dict[str, str]]:
+        return [{"name": k, "value": v, "source": self.sources[k]} for k, v in self.values.items()]
+
+
+def option_argv(values: dict[str, str]) -> list[str]:
+    """``-name value`` pairs, the way the Nextmv runtime hands options to a model."""
+    out: list[str] = []
+    for name, value in values.items():
+        out += [f"-{name}", value]
+    return out
+
+
+def as_text(value: Any) -> str:
+    """Option values are strings on the wire; non-strings are JSON-encoded like the SDK does."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def apply_options(
+    manifest: Manifest, instance: dict[str, str], run: dict[str, str]
+) -> AppliedOptions:
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    defaults = {o.name: as_text(o.default) for o in manifest.options if o.default is not None}
+    for source, layer in zip(SOURCES, (defaults, instance, run), strict=True):
+        for name, raw in layer.items():
+            values[name] = as_text(raw)
+            sources[name] = source
+    for name, value in values.items():
+        spec = manifest.option_spec(name)
+        if spec is None:
+            if manifest.strict_options:
+                declared = ", ".join(o.name for o in manifest.options) or "none"
+                raise Invalid(
+                    f"option {name!r} is not declared in app.yaml, which sets strict: true "
+                    f"(declared: {declared})"
+                )
+            continue
+        values[name] = _check(spec, value, sources[name])
+    missing = [o.name for o in manifest.options if o.required and o.name not in values]
+    if missing:
+        raise Invalid(f"required option(s) missing: {', '.join(missing)}")
+    return AppliedOptions(values, sources)
+
+
+def _check(spec: OptionSpec, value: str, source: str) -> str:
+    kind = spec.option_type
+    try:
+        if kind == "int":
+            return str(int(value))
+        if kind == "float":
+            return repr(float(value))
+        if kind == "bool":
+            low = value.strip().lower()
+            if low in _TRUE | _FALSE:
+                return "true" if low in _TRUE else "false"
+            raise ValueError(value)
+    except ValueError:
+        raise Invalid(
+            f"option {spec.name!r} (from {source}) must be {_article(kind)}, got {value!r}"
+        ) from None
+    return value
+
+
+def _article(kind: str) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "true or false"}.get(kind, kind)

@@ -1,0 +1,286 @@
+"""Process mechanics that need no event loop: checking and spawning the entrypoint,
+the rlimit wrapper, a run's tree without cgroups, and killing what a crashed
+daemon left behind.
+
+Sampling mode has no kernel list of a run's processes, so this module rebuilds
+one from /proc on every sample: descendants of the main process, everything seen
+before (a reparented orphan is still the run's), and newer processes carrying
+the run's marker variable (a ``setsid`` grandchild that escaped between samples).
+Identity is (pid, start time) everywhere, so a reused pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import resource
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from orchestrator.models import Limits
+from orchestrator.runs.cgroups import MIB, kill_cgroup_pass, remove_cgroup
+
+if TYPE_CHECKING:
+    from orchestrator.runs.sandbox import ProcessSpec
+
+log = logging.getLogger(__name__)
+
+MARKER_VAR = "ORCH_SANDBOX_TOKEN"
+"""Injected into every run's environment so sampling can find escaped (setsid) processes."""
+SWEEP_SECONDS = 5.0
+PAGE = os.sysconf("SC_PAGE_SIZE")
+_PRLIMIT_FLAGS = {
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_FSIZE: "--fsize",
+    resource.RLIMIT_NOFILE: "--nofile",
+}
+
+
+class _Stat:
+    """The fields of /proc/<pid>/stat the sampler needs, read in one go."""
+
+    __slots__ = ("pgrp", "ppid", "rss", "start", "state", "threads")
+
+    def __init__(self, raw: bytes) -> None:
+        f = raw[raw.rindex(b")") + 2 :].split()
+        self.state, self.ppid, self.pgrp = f[0].decode(), int(f[1]), int(f[2])
+        self.threads, self.start, self.rss = int(f[17]), int(f[19]), int(f[21]) * PAGE
+
+
+def _stat(pid: int) -> _Stat | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return _Stat(f.read())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _proc_table() -> dict[int, _Stat]:
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (stat := _stat(int(name))) is not None:
+            table[int(name)] = stat
+    return table
+
+
+class ProcessTree:
+    """A run's processes when there is no cgroup: descendants of the main process,
+    every pid seen before (they stay ours after being reparented), and any newer
+    process carrying the run's marker (a ``setsid`` child that escaped before a
+    sample saw it). Identity is (pid, start time in ticks), so a reused pid is spared.
+    """
+
+    def __init__(self, pid: int, marker: str) -> None:
+        self.pid = pid
+        stat = _stat(pid)
+        self.start = stat.start if stat else 0
+        self.needle = f"\0{MARKER_VAR}={marker}\0".encode()
+        self.seen: dict[int, int] = {}
+        self.foreign: set[tuple[int, int]] = set()
+        self.peak_rss = 0
+
+    def scan(self) -> dict[int, _Stat]:
+        table = _proc_table()
+        roots = [self.pid, *(p for p, s in self.seen.items() if p in table and table[p].start == s)]
+        members = _closure(table, roots)
+        strays = [
+            p for p, s in table.items()
+            if p not in members and s.start >= self.start and self._marked(p, s)
+        ]  # fmt: skip
+        members.update(_closure(table, strays))
+        self.seen = {p: s.start for p, s in members.items()}
+        return members
+
+    def kill(self, sig: int) -> set[int]:
+        hit = set()
+        for pid, stat in self.scan().items():
+            if stat.state != "Z":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                    hit.add(pid)
+        return hit
+
+    def _marked(self, pid: int, stat: _Stat) -> bool:
+        key = (pid, stat.start)
+        if key in self.foreign:
+            return False
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if self.needle in b"\0" + f.read():
+                    return True
+        except OSError:
+            pass
+        self.foreign.add(key)
+        return False
+
+
+def _closure(table: dict[int, _Stat], roots: list[int]) -> dict[int, _Stat]:
+    children: dict[int, list[int]] = {}
+    for pid, stat in table.items():
+        children.setdefault(stat.ppid, []).append(pid)
+    found: dict[int, _Stat] = {}
+    todo = [p for p in roots if p in table]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found[pid] = table[pid]
+            todo.extend(children.get(pid, ()))
+    return found
+
+
+class SpawnError(Exception):
+    """The model could not be started at all (reported, never raised to callers)."""
+
+
+def resolve_entrypoint(spec: ProcessSpec) -> str:
+    """The entrypoint's absolute path, checked now so a typo is a spawn error, not exit 127."""
+    if not spec.argv:
+        raise SpawnError("empty command")
+    if not spec.cwd.is_dir():
+        raise SpawnError(f"working directory {spec.cwd} does not exist")
+    if spec.stdin is not None and not spec.stdin.is_file():
+        raise SpawnError(f"input file {spec.stdin} does not exist")
+    name = spec.argv[0]
+    if "/" in name:
+        path = spec.cwd / name
+    elif found := shutil.which(name, path=spec.env.get("PATH", os.defpath)):
+        path = Path(found)
+    else:
+        raise SpawnError(f"entrypoint {name} not found on PATH")
+    if not path.is_file():
+        raise SpawnError(f"entrypoint {name} not found")
+    if not os.access(path, os.X_OK):
+        raise SpawnError(f"entrypoint {name} is not executable")
+    return str(path)
+
+
+def spawn(argv: list[str], spec: ProcessSpec, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Output goes straight to files: a chatty model never passes through our memory."""
+    with contextlib.ExitStack() as files:
+        stdin = files.enter_context(open(spec.stdin, "rb")) if spec.stdin else subprocess.DEVNULL
+        out = files.enter_context(open(spec.stdout, "wb"))
+        err = out if spec.stderr == spec.stdout else files.enter_context(open(spec.stderr, "wb"))
+        return subprocess.Popen(
+            argv, cwd=spec.cwd, env=env, stdin=stdin, stdout=out, stderr=err,
+            close_fds=True, process_group=0,
+        )  # fmt: skip
+
+
+def prlimit_flags(limits: Limits) -> list[str]:
+    """``prlimit`` options for the limits that are set; empty means no wrapper exec at all."""
+    return [f"{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, (soft, hard) in _rlimits(limits).items()]
+
+
+def _rlimits(limits: Limits) -> dict[int, tuple[int, int]]:
+    """RLIMIT_CPU soft S / hard S+1: SIGXCPU first, SIGKILL if it is ignored."""
+    out = {}
+    if limits.cpu_seconds is not None:
+        soft = max(1, math.ceil(limits.cpu_seconds))
+        out[resource.RLIMIT_CPU] = (soft, soft + 1)
+    if limits.output_mb is not None:
+        size = limits.output_mb * MIB + 1
+        out[resource.RLIMIT_FSIZE] = (size, size)
+    if limits.open_files is not None:
+        out[resource.RLIMIT_NOFILE] = (limits.open_files, limits.open_files)
+    return out
+
+
+def apply_rlimits(pid: int, limits: Limits) -> None:
+    """Fallback when prlimit is missing. Racy by nature: the model may already run (and
+    fork children that keep the daemon's limits) before these land."""
+    try:
+        process = psutil.Process(pid)
+        for resource_id, value in _rlimits(limits).items():
+            process.rlimit(resource_id, value)
+    except (psutil.Error, OSError) as exc:
+        log.warning("could not set rlimits on %s: %s", pid, exc)
+
+
+def kill_leftovers(
+    pid: int | None,
+    pgid: int | None,
+    cgroups: list[str],
+    started_at_epoch: float | None,
+    *,
+    label: str | None = None,
+    slack_seconds: float = 5.0,
+) -> int:
+    """Kill what a previous daemon's run left running; returns how many processes.
+
+    Cgroup members are ours by construction. The main pid counts only if it was
+    created by ``started_at_epoch + slack`` (else the pid was reused); the group
+    counts only if its leader is that process or gone (a pgid cannot be reused while
+    any member lives). Without ``started_at_epoch`` only cgroups are trusted. With
+    ``label``, processes carrying the run's marker (escaped with setsid) go too.
+    """
+    killed: set[int] = set()
+    if started_at_epoch is not None:
+        for process in _recorded(pid, pgid, started_at_epoch, slack_seconds, label):
+            with contextlib.suppress(psutil.Error):
+                process.kill()  # psutil refuses if the pid now names another process
+                killed.add(process.pid)
+    deadline = time.monotonic() + SWEEP_SECONDS
+    for path in cgroups:
+        while (hit := kill_cgroup_pass(path)) and time.monotonic() < deadline:
+            killed |= hit
+            time.sleep(0.002)
+        remove_cgroup(path)
+    return len(killed)
+
+
+def _recorded(
+    pid: int | None, pgid: int | None, started: float, slack: float, label: str | None
+) -> dict[int, psutil.Process]:
+    found: dict[int, psutil.Process] = {}
+    leader = _process(pid) if pid is not None else None
+    if leader is not None and _created(leader) <= started + slack:
+        found[leader.pid] = leader
+        with contextlib.suppress(psutil.Error):
+            found.update({c.pid: c for c in leader.children(recursive=True)})
+    holder = _process(pgid) if pgid is not None else None
+    group_ours = pgid is not None and (holder is None or _created(holder) <= started + slack)
+    prefix = f"{MARKER_VAR}={label}.".encode() if label else None
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.pid in found or proc.create_time() < started - slack:
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if (group_ours and os.getpgid(proc.pid) == pgid) or (
+                prefix and _environ_has(proc.pid, prefix)
+            ):
+                found[proc.pid] = proc
+    return {p: proc for p, proc in found.items() if _alive(proc)}
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _created(process: psutil.Process) -> float:
+    try:
+        return process.create_time()
+    except psutil.Error:
+        return float("inf")
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _environ_has(pid: int, prefix: bytes) -> bool:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return (b"\0" + prefix) in (b"\0" + f.read())

@@ -1,0 +1,57 @@
+"""Crash recovery, a named start-up step (pueue's ``restore_state``).
+
+A daemon that died (even by SIGKILL) leaves runs marked ``running`` and maybe
+their processes still alive. Before the scheduler starts, every such process
+is killed (identified by the pid, process group and cgroup persisted at
+spawn) and the run ends ``failed``; queued runs keep their order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from orchestrator.models import Run, RunStatus
+from orchestrator.runs.sandbox import kill_leftovers
+from orchestrator.runs.scheduler import DAEMON_STOPPED
+from orchestrator.store import Store
+
+log = logging.getLogger("orch.recovery")
+
+
+@dataclass
+class Recovery:
+    failed: list[str] = field(default_factory=list)
+    killed_processes: int = 0
+    queued: list[Run] = field(default_factory=list)
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+async def recover(store: Store) -> Recovery:
+    report = Recovery()
+    for run in await store.read.runs.unfinished():
+        if run.status == RunStatus.QUEUED:
+            report.queued.append(run)
+            continue
+        cgroups = run.cgroup.split(",") if run.cgroup else []
+        report.killed_processes += kill_leftovers(
+            run.pid, run.pgid, cgroups, _epoch(run.started_at)
+        )
+        async with store.write() as w:
+            await w.runs.transition(
+                run.id, RunStatus.FAILED, [RunStatus.RUNNING], error=DAEMON_STOPPED
+            )
+        report.failed.append(run.id)
+    if report.failed:
+        log.warning(
+            "recovered %d run(s) left running by a stopped daemon (%d process(es) killed)",
+            len(report.failed),
+            report.killed_processes,
+        )
+    return report

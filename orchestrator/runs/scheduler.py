@@ -1,0 +1,86 @@
+"""The queue: priority (1 first) then age, up to the concurrency limit.
+
+The database is the source of truth for a run's status; the heap is only
+the order in which queued runs are tried. A run is claimed with a guarded
+``queued → running`` transition, so a cancel that lands first simply makes
+the claim fail and the run is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+
+from orchestrator.models import Run, RunStatus
+from orchestrator.runs.executor import Executor
+from orchestrator.store import Store
+
+log = logging.getLogger("orch.scheduler")
+
+DAEMON_STOPPED = "daemon stopped while the run was running"
+
+
+class Scheduler:
+    def __init__(self, store: Store, executor: Executor, concurrency: int) -> None:
+        self.store, self.executor = store, executor
+        self.concurrency = max(1, concurrency)
+        self._heap: list[tuple[int, str, str]] = []
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, run: Run) -> None:
+        """Queue a run; ``queuing.disabled`` runs start at once, past the concurrency limit."""
+        self._idle.clear()
+        if run.queuing_disabled and not self._stopping:
+            self._active[run.id] = asyncio.create_task(self._run(run.id), name=run.id)
+            return
+        heapq.heappush(self._heap, (run.priority, run.created_at, run.id))
+        self._pump()
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    @property
+    def queued(self) -> int:
+        return len(self._heap)
+
+    def _pump(self) -> None:
+        while not self._stopping and self._heap and len(self._active) < self.concurrency:
+            _, _, run_id = heapq.heappop(self._heap)
+            if run_id not in self._active:
+                self._active[run_id] = asyncio.create_task(self._run(run_id), name=run_id)
+        if not self._heap and not self._active:
+            self._idle.set()
+
+    async def _run(self, run_id: str) -> None:
+        try:
+            async with self.store.write() as w:
+                claimed = await w.runs.transition(run_id, RunStatus.RUNNING, [RunStatus.QUEUED])
+            if claimed:
+                run = await self.store.read.runs.get(run_id)
+                if run is not None:
+                    await self.executor.execute(run)
+        except Exception:
+            log.exception("scheduler failed on run %s", run_id)
+        finally:
+            self._active.pop(run_id, None)
+            self._pump()
+
+    async def wait_idle(self) -> None:
+        """Until nothing is queued or running (burst mode for tests and benchmarks)."""
+        await self._idle.wait()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop starting runs; give running ones ``grace_seconds``, then end them as failed."""
+        self._stopping = True
+        if not self._active:
+            return
+        _done, pending = await asyncio.wait(list(self._active.values()), timeout=grace_seconds)
+        for task in pending:
+            self.executor.abort(task.get_name(), DAEMON_STOPPED)
+        if pending:
+            await asyncio.wait(pending, timeout=grace_seconds + 10)

@@ -1,0 +1,187 @@
+"""Runs as the API sees them: create, read, list, wait, cancel, delete."""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from orchestrator.config import Settings
+from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.ids import new_id
+from orchestrator.models import Limits, Run, RunStatus
+from orchestrator.registry.resolve import resolve
+from orchestrator.runs import inputs
+from orchestrator.runs.events import RunEvents
+from orchestrator.runs.executor import Executor
+from orchestrator.runs.limits import run_limits
+from orchestrator.runs.manifests import ManifestCache
+from orchestrator.runs.options import apply_options
+from orchestrator.runs.scheduler import Scheduler
+from orchestrator.store import Store
+from orchestrator.uploads import UploadService
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class RunRequest:
+    app_id: str
+    instance_id: str | None = None
+    version_id: str | None = None
+    input: Any = None
+    upload_id: str | None = None
+    input_file: Path | None = None
+    """An input already stored by orch (input sets): shared read-only, never copied."""
+    input_format: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    description: str = ""
+    priority: int = 6
+    queuing_disabled: bool = False
+    limits: Limits = field(default_factory=Limits)
+    execution_class: str | None = None
+    experiment_id: str | None = None
+    input_id: str | None = None
+
+
+class RunService:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        uploads: UploadService,
+        scheduler: Scheduler,
+        executor: Executor,
+        events: RunEvents,
+        manifests: ManifestCache,
+    ) -> None:
+        self.store, self.settings, self.uploads = store, settings, uploads
+        self.scheduler, self.executor, self.events = scheduler, executor, events
+        self.manifests = manifests
+
+    async def create(self, req: RunRequest) -> Run:
+        if not 1 <= req.priority <= 9:
+            raise Invalid(f"priority must be between 1 and 9, got {req.priority}")
+        target = await resolve(self.store.read, req.app_id, req.instance_id, req.version_id)
+        manifest = self.manifests.get(target.executable.id, target.executable.manifest)
+        applied = apply_options(manifest, target.options, req.options)
+        limits = run_limits(self.settings, target, req.limits, req.execution_class)
+        fmt = inputs.check_format(req.input_format or manifest.content_format)
+        run = Run(
+            id=new_id("run"),
+            app_id=req.app_id,
+            instance_id=target.instance_id,
+            version_id=target.version_id,
+            executable_id=target.executable.id,
+            name=req.name or "",
+            description=req.description or "",
+            priority=req.priority,
+            options=applied.values,
+            option_sources=applied.sources,
+            limits=limits,
+            execution_class=req.execution_class or target.execution_class,
+            input_format=fmt,
+            experiment_id=req.experiment_id,
+            input_id=req.input_id,
+            queuing_disabled=req.queuing_disabled,
+        )
+        run_dir = self.settings.home.run_dir(run.id)
+        run_dir.mkdir()
+        try:
+            path, size = await self._store_input(run_dir, req, fmt)
+            run.input_path, run.input_size = str(path) if path else None, size
+            async with self.store.write() as w:
+                await w.runs.insert(run)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        self.scheduler.submit(run)
+        return run
+
+    async def _store_input(
+        self, run_dir: Path, req: RunRequest, fmt: str
+    ) -> tuple[Path | None, int]:
+        if req.upload_id is not None:
+            up = await self.uploads.take_input(req.app_id, req.upload_id)
+            return await anyio.to_thread.run_sync(
+                inputs.adopt_upload,
+                run_dir,
+                Path(up.path),
+                fmt,
+                self.settings.max_upload_mb * MIB,
+                self.settings.max_package_files,
+            )
+        if req.input_file is not None:
+            return req.input_file, req.input_file.stat().st_size
+        if req.input is None:
+            return None, 0
+        return inputs.write_inline(run_dir, req.input, fmt)
+
+    async def get(self, app_id: str, run_id: str) -> Run:
+        run = await self.store.read.runs.get(run_id)
+        if run is None or run.app_id != app_id:
+            raise NotFound(f"run {run_id!r} not found in app {app_id!r}")
+        return run
+
+    async def list(
+        self,
+        app_id: str,
+        status: RunStatus | None = None,
+        instance_id: str | None = None,
+        limit: int = 50,
+        before: tuple[str, str] | None = None,
+    ) -> builtins.list[Run]:
+        if await self.store.read.apps.get(app_id) is None:
+            raise NotFound(f"app {app_id!r} not found")
+        return await self.store.read.runs.list(
+            app_id, status=status, instance_id=instance_id, limit=limit, before=before
+        )
+
+    async def wait(self, app_id: str, run_id: str, seconds: float) -> Run:
+        """The run as soon as it is finished, or as it is after ``seconds``."""
+        fut = self.events.watch(run_id)
+        try:
+            run = await self.get(app_id, run_id)
+        except BaseException:
+            self.events.forget(run_id, fut)
+            raise
+        if run.status.finished or seconds <= 0:
+            self.events.forget(run_id, fut)
+            return run
+        await self.events.wait(run_id, fut, seconds)
+        return await self.get(app_id, run_id)
+
+    async def cancel(self, app_id: str, run_id: str) -> Run:
+        run = await self.get(app_id, run_id)
+        if run.status == RunStatus.QUEUED:
+            async with self.store.write() as w:
+                moved = await w.runs.transition(
+                    run_id, RunStatus.CANCELED, [RunStatus.QUEUED], error="canceled"
+                )
+            if moved:
+                self.events.finished(run_id)
+                return await self.get(app_id, run_id)
+            run = await self.get(app_id, run_id)  # it started meanwhile
+        if run.status == RunStatus.RUNNING:
+            self.executor.cancel(run_id)
+            return await self.wait(app_id, run_id, 30)
+        raise Conflict(f"run {run_id!r} already finished ({run.status.value})")
+
+    async def delete(self, app_id: str, run_id: str) -> None:
+        run = await self.get(app_id, run_id)
+        if not run.status.finished:
+            raise Conflict(f"run {run_id!r} is {run.status.value}; cancel it before deleting it")
+        async with self.store.write() as w:
+            await w.runs.delete(run_id)
+        shutil.rmtree(self.settings.home.run_dir(run_id), ignore_errors=True)
+
+    def output_path(self, run: Run) -> Path:
+        return self.settings.home.run_dir(run.id) / "stdout"
+
+    def log_path(self, run: Run) -> Path:
+        return self.settings.home.run_dir(run.id) / "stderr"

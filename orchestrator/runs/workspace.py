@@ -1,0 +1,136 @@
+"""A run's working directory, and what is collected from it afterwards.
+
+The unpacked package is shared read-only by every run of an executable; each
+run gets its own folder whose top-level entries are symlinks into the
+package, plus writable ``inputs``/``outputs`` folders. That costs a handful
+of syscalls instead of a copy, and a model that writes next to its code
+cannot corrupt another run.
+
+Layout of ``runs/<id>/``: ``input`` or ``input.d/``, ``work/`` (cwd),
+``stdout`` (the output of json/text apps), ``stderr`` (the log), ``tmp/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.packaging.manifest import Manifest
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    work: Path
+    cwd: Path
+    stdin: Path | None
+    stdout: Path
+    stderr: Path
+    tmp: Path
+
+    @classmethod
+    def of(cls, run_dir: Path) -> Workspace:
+        work = run_dir / "work"
+        return cls(
+            run_dir, work, work, None, run_dir / "stdout", run_dir / "stderr", run_dir / "tmp"
+        )
+
+
+def input_dir_name(manifest: Manifest, fmt: str) -> str:
+    return "input" if fmt == "csv-archive" else manifest.multi_file.input_path.strip("/")
+
+
+def output_dir_name(fmt: str) -> str:
+    return "output" if fmt == "csv-archive" else "outputs"
+
+
+def prepare(
+    run_dir: Path, package: Path, manifest: Manifest, fmt: str, input_path: Path | None
+) -> Workspace:
+    ws = Workspace.of(run_dir)
+    ws.work.mkdir(parents=True, exist_ok=True)
+    ws.tmp.mkdir(exist_ok=True)
+    reserved = {"inputs", "input", "outputs", "output"}
+    for entry in os.listdir(package):
+        if entry not in reserved:
+            os.symlink(package / entry, ws.work / entry)
+    (ws.work / output_dir_name(fmt)).mkdir(exist_ok=True)
+    stdin = input_path
+    if fmt in DIRECTORY_FORMATS:
+        stdin = None
+        if input_path is not None:
+            target = ws.work / input_dir_name(manifest, fmt)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(input_path, target)
+    cwd = ws.work / manifest.cwd if manifest.cwd else ws.work
+    return Workspace(ws.root, ws.work, cwd, stdin, ws.stdout, ws.stderr, ws.tmp)
+
+
+@dataclass(frozen=True)
+class Collected:
+    output_size: int
+    statistics: dict[str, Any] | None
+
+
+def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Collected:
+    """Measure the output and pick up statistics without loading big outputs."""
+    shutil.rmtree(ws.tmp, ignore_errors=True)
+    if fmt in DIRECTORY_FORMATS:
+        out_dir = ws.work / output_dir_name(fmt)
+        stats_file = ws.work / manifest.multi_file.statistics
+        statistics = _statistics(_read_json(stats_file, parse_limit), whole=True)
+        if statistics is None:
+            statistics = _statistics(_read_json(ws.stdout, parse_limit))
+        return Collected(_tree_size(out_dir), statistics)
+    size = ws.stdout.stat().st_size if ws.stdout.exists() else 0
+    return Collected(size, _statistics(_read_json(ws.stdout, parse_limit)))
+
+
+def _read_json(path: Path, limit: int) -> Any:
+    try:
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
+        with path.open("rb") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _statistics(doc: Any, whole: bool = False) -> dict[str, Any] | None:
+    if not isinstance(doc, dict):
+        return None
+    if whole and "statistics" not in doc:
+        return doc
+    stats = doc.get("statistics")
+    return stats if isinstance(stats, dict) else None
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def stderr_tail(path: Path, max_bytes: int = 4000) -> str:
+    """The end of the log: where a stack trace is."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    if size > max_bytes:
+        text = "…" + text.split("\n", 1)[-1]
+    return text.strip()

@@ -1,0 +1,28 @@
+"""The domain services the API calls, built once by the daemon (the composition root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.config import Settings
+from orchestrator.registry.apps import AppService
+from orchestrator.registry.instances import InstanceService
+from orchestrator.registry.push import PushService
+from orchestrator.registry.versions import VersionService
+from orchestrator.runs.service import RunService
+from orchestrator.store import Store
+from orchestrator.store.blobs import BlobStore
+from orchestrator.uploads import UploadService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    blobs: BlobStore
+    apps: AppService
+    push: PushService
+    versions: VersionService
+    instances: InstanceService
+    uploads: UploadService
+    runs: RunService

@@ -1,0 +1,77 @@
+"""Conversions between SQLite rows and the shared dataclasses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrator.models import (
+    App,
+    EnvStatus,
+    Executable,
+    Instance,
+    Limits,
+    PointerMove,
+    Run,
+    RunStatus,
+    Version,
+)
+from orchestrator.store.db import Row
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def load(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def to_app(row: Row) -> App:
+    return App(**dict(row))
+
+
+def to_executable(row: Row) -> Executable:
+    data = dict(row)
+    data.pop("blob_path")
+    data["manifest"] = load(data["manifest"])
+    data["env_status"] = EnvStatus(data["env_status"])
+    return Executable(**data)
+
+
+def to_version(row: Row) -> Version:
+    return Version(**dict(row))
+
+
+def to_instance(row: Row) -> Instance:
+    data = dict(row)
+    data["options"] = load(data["options"])
+    data["limits"] = Limits.from_dict(load(data["limits"]))
+    return Instance(**data)
+
+
+def to_move(row: Row) -> PointerMove:
+    return PointerMove(**dict(row))
+
+
+_RUN_JSON = ("options", "option_sources", "statistics")
+
+
+def to_run(row: Row) -> Run:
+    data = dict(row)
+    for key in _RUN_JSON:
+        data[key] = load(data[key])
+    data["limits"] = Limits.from_dict(load(data["limits"]))
+    data["status"] = RunStatus(data["status"])
+    data["queuing_disabled"] = bool(data["queuing_disabled"])
+    return Run(**data)
+
+
+def run_values(run: Run) -> dict[str, Any]:
+    data = dict(run.__dict__)
+    for key in _RUN_JSON:
+        data[key] = None if data[key] is None else dump(data[key])
+    data["limits"] = dump(run.limits.to_dict())
+    data["status"] = run.status.value
+    data["queuing_disabled"] = int(run.queuing_disabled)
+    return data

@@ -1,0 +1,1 @@
+"""0/1 knapsack by dynamic programming over (integer) weights."""

@@ -1,0 +1,94 @@
+"""Measure what the sandbox costs per run: median wall time of N spawns of a
+trivial model, bare vs through ``Sandbox`` (cgroup + rlimit wrapper, and the
+sampling fallback). The benchmark budget is 5 ms of overhead per run.
+
+Usage: python scripts/measure_spawn.py [-n 50] [--python /usr/bin/python3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from orchestrator.models import Limits
+from orchestrator.runs.cgroups import detect
+from orchestrator.runs.sandbox import ProcessSpec, Sandbox
+
+LIMITS = Limits(
+    memory_mb=512, cpu_seconds=60, timeout_seconds=60, output_mb=64, open_files=256, processes=64
+)
+
+
+def bare(argv: list[str], out: Path) -> Callable[[], Awaitable[None] | None]:
+    """The floor: what the executor would pay with no containment at all."""
+
+    def run() -> None:
+        with open(out, "wb") as f:
+            subprocess.Popen(argv, stdout=f, stderr=f, process_group=0).wait()
+
+    return run
+
+
+def sandboxed(
+    sandbox: Sandbox, argv: list[str], tmp: Path, limits: Limits
+) -> Callable[[], Awaitable[None] | None]:
+    spec = ProcessSpec(
+        argv, tmp, {"PATH": "/usr/bin:/bin"}, None, tmp / "out", tmp / "err", limits, "measure"
+    )
+
+    async def run() -> None:
+        result = await (await sandbox.start(spec)).wait()
+        if result.exit_code != 0:
+            raise SystemExit(f"model failed under the sandbox: {result}")
+
+    return run
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=50)
+    parser.add_argument("--python", default=sys.executable)
+    args = parser.parse_args()
+    argv = [args.python, "-c", "pass"]
+    tmp = Path(tempfile.mkdtemp(prefix="orch-measure-"))
+    variants = {"bare Popen": bare(argv, tmp / "bare")}
+    if detect() is not None:
+        cg = Sandbox(use_cgroups=True)
+        variants[f"sandbox {cg.containment} + prlimit"] = sandboxed(cg, argv, tmp, LIMITS)
+        variants[f"sandbox {cg.containment}, no rlimits"] = sandboxed(
+            cg, argv, tmp, Limits(memory_mb=512, processes=64)
+        )
+    sampling = Sandbox(use_cgroups=False)
+    variants["sandbox sampling + prlimit"] = sandboxed(sampling, argv, tmp, LIMITS)
+    variants["sandbox sampling, no limits"] = sandboxed(sampling, argv, tmp, Limits())
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for run in variants.values():  # warm-up: page cache, imports
+        await _call(run)
+    for _ in range(args.n):  # interleaved so drift hits every variant alike
+        for name, run in variants.items():
+            start = time.perf_counter()
+            await _call(run)
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["bare Popen"])
+    print(f"{args.n} spawns of {' '.join(argv)}")
+    for name, values in times.items():
+        median = statistics.median(values)
+        extra = (median - base) * 1000
+        print(f"  {name:38s} median {median * 1000:7.2f} ms  overhead {extra:+6.2f} ms")
+
+
+async def _call(run: Callable[[], Awaitable[None] | None]) -> None:
+    pending = run()
+    if pending is not None:
+        await pending
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
