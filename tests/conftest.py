@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import Daemon
+
+MakeDaemon = Callable[..., Daemon]
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +27,23 @@ def api(daemon: Daemon) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def fresh_daemon(tmp_path: Path) -> Iterator[Daemon]:
-    """A daemon of its own, for tests that restart, kill or configure it."""
-    d = Daemon.start(tmp_path / "home")
-    yield d
-    if d.process.poll() is None:
-        d.stop()
+def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
+    """Start daemons of their own (config, env, home), for tests that restart or kill them."""
+    started: list[Daemon] = []
+
+    def make(
+        config: str = "", env: dict[str, str] | None = None, home: Path | None = None
+    ) -> Daemon:
+        d = Daemon.start(home or tmp_path / f"home{len(started)}", env=env, config=config)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.process.poll() is None:
+            d.stop()
+
+
+@pytest.fixture
+def fresh_daemon(make_daemon: MakeDaemon) -> Daemon:
+    return make_daemon()

@@ -1,0 +1,86 @@
+"""The daemon itself: auth, health, OpenAPI, one daemon per home, the error envelope."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+
+from tests.conftest import MakeDaemon
+from tests.helpers import Daemon
+
+
+def test_health_is_open_and_v1_needs_the_key(daemon: Daemon) -> None:
+    assert httpx.get(f"{daemon.url}/healthz").json()["status"] == "ok"
+    r = httpx.get(f"{daemon.url}/v1/applications")
+    assert r.status_code == 401 and "bearer" in r.json()["error"]
+    r = httpx.get(f"{daemon.url}/v1/applications", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.json() == {"error": "invalid bearer key"}
+
+
+def test_listens_on_loopback_and_key_file_is_private(daemon: Daemon) -> None:
+    assert daemon.url.startswith("http://127.0.0.1:")
+    assert oct(os.stat(daemon.home / "api-key").st_mode & 0o777) == "0o600"
+    info = json.loads((daemon.home / "daemon.json").read_text())
+    assert info["pid"] == daemon.process.pid and info["url"] == daemon.url
+
+
+def test_openapi_lists_the_routes(daemon: Daemon) -> None:
+    spec = httpx.get(f"{daemon.url}/openapi.json").json()
+    assert "/v1/applications/{app_id}/runs" in spec["paths"]
+
+
+def test_errors_share_one_envelope(api: httpx.Client) -> None:
+    cases = [
+        api.post(
+            "/v1/applications", content=b"{not json", headers={"Content-Type": "application/json"}
+        ),
+        api.get("/v1/applications/missing-app"),
+        api.get("/v1/nothing-here"),
+        api.patch("/v1/applications"),
+    ]
+    assert [r.status_code for r in cases] == [400, 404, 404, 405]
+    for r in cases:
+        body = r.json()
+        assert list(body) == ["error"] and isinstance(body["error"], str) and body["error"]
+    assert "malformed JSON" in cases[0].json()["error"]
+
+
+def test_second_daemon_on_the_same_home_refuses(daemon: Daemon) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "daemon",
+            "run",
+            "--home",
+            str(daemon.home),
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    assert "already running" in done.stderr
+    assert httpx.get(f"{daemon.url}/healthz").status_code == 200
+
+
+def test_stale_daemon_file_is_replaced(make_daemon: MakeDaemon) -> None:
+    first = make_daemon()
+    first.kill()  # SIGKILL: daemon.json stays behind, naming a dead pid
+    assert (first.home / "daemon.json").exists()
+    second = make_daemon(home=first.home)
+    assert json.loads((first.home / "daemon.json").read_text())["pid"] == second.process.pid
+
+
+def test_sigterm_stops_cleanly(make_daemon: MakeDaemon) -> None:
+    d = make_daemon()
+    assert d.stop() == 0
+    assert not (d.home / "daemon.json").exists()
+    assert "orch daemon stopped" in d.log()

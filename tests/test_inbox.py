@@ -1,0 +1,110 @@
+"""The push directory: packages dropped into push/<app>/ move devint."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from orchestrator.packaging.build import build_package
+from tests.conftest import MakeDaemon
+from tests.helpers import SAMPLES, create_app, wait_for
+
+
+def current(api: httpx.Client, app_id: str) -> str | None:
+    r = api.get(f"/v1/applications/{app_id}/executable")
+    return r.json()["id"] if r.status_code == 200 else None
+
+
+def package(tmp: Path, sample: str) -> tuple[Path, str]:
+    built = build_package(SAMPLES / sample, tmp / f"{sample}.tar.gz")
+    return built.path, built.sha256
+
+
+def test_renamed_package_moves_devint_within_a_second(
+    api: httpx.Client, daemon: object, tmp_path: Path
+) -> None:
+    home: Path = daemon.home  # type: ignore[attr-defined]
+    app_id = create_app(api)
+    path, sha = package(tmp_path, "knapsack")
+    inbox = home / "push" / app_id
+    staged = inbox / "upload.tar.gz.tmp"  # temp names are ignored
+    staged.write_bytes(path.read_bytes())
+    time.sleep(0.3)
+    assert current(api, app_id) is None
+    start = time.monotonic()
+    os.rename(staged, inbox / "knapsack.tar.gz")
+    wait_for(lambda: current(api, app_id) == sha, timeout=1.0)
+    assert time.monotonic() - start < 1.0
+    moves = api.get(f"/v1/applications/{app_id}/history").json()["items"]
+    assert moves[0]["pointer"] == "devint" and moves[0]["to"] == sha
+    done = wait_for(lambda: list((inbox / ".done").glob("*knapsack.tar.gz")))
+    assert not (inbox / "knapsack.tar.gz").exists() and done
+
+
+def test_half_written_package_waits_until_complete(
+    api: httpx.Client, daemon: object, tmp_path: Path
+) -> None:
+    home: Path = daemon.home  # type: ignore[attr-defined]
+    app_id = create_app(api)
+    path, sha = package(tmp_path, "shell-echo")
+    data = path.read_bytes()
+    target = home / "push" / app_id / "echo.tar.gz"
+    with target.open("wb") as fh:
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        time.sleep(0.8)
+        assert current(api, app_id) is None
+        assert not (target.parent / ".rejected").exists()
+        fh.write(data[len(data) // 2 :])
+    wait_for(lambda: current(api, app_id) == sha, timeout=5)
+
+
+def test_broken_package_is_moved_aside_with_a_reason(
+    api: httpx.Client, daemon: object, tmp_path: Path
+) -> None:
+    home: Path = daemon.home  # type: ignore[attr-defined]
+    app_id = create_app(api)
+    staged = tmp_path / "junk.tar.gz"
+    staged.write_bytes(b"not a tarball at all")
+    os.utime(staged, (time.time() - 60, time.time() - 60))  # old: not being written
+    os.rename(staged, home / "push" / app_id / "junk.tar.gz")
+    rejected = home / "push" / app_id / ".rejected"
+    reasons = wait_for(lambda: list(rejected.glob("*.reason")), timeout=5)
+    assert "not a tar.gz" in reasons[0].read_text()
+    assert current(api, app_id) is None
+
+
+def test_folder_with_app_yaml_is_packaged(
+    api: httpx.Client, daemon: object, tmp_path: Path
+) -> None:
+    home: Path = daemon.home  # type: ignore[attr-defined]
+    app_id = create_app(api)
+    folder = tmp_path / "echo"
+    folder.mkdir()
+    for name in ("app.yaml", "main"):
+        (folder / name).write_bytes((SAMPLES / "shell-echo" / name).read_bytes())
+    (folder / "main").chmod(0o755)
+    os.rename(folder, home / "push" / app_id / "echo")
+    wait_for(lambda: current(api, app_id) is not None, timeout=5)
+
+
+def test_scan_at_start_picks_up_what_arrived_while_down(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    d = make_daemon()
+    with d.client() as api:
+        app_id = create_app(api)
+    d.stop()
+    path, sha = package(tmp_path, "knapsack")
+    os.rename(path, d.home / "push" / app_id / "offline.tar.gz")
+    again = make_daemon(home=d.home)
+    with again.client() as api:
+        wait_for(lambda: current(api, app_id) == sha, timeout=5)
+    again.stop()
+    third = make_daemon(home=d.home)  # never ingested twice
+    with third.client() as api:
+        time.sleep(0.3)
+        assert len(api.get(f"/v1/applications/{app_id}/history").json()["items"]) == 1
