@@ -237,7 +237,56 @@ class Run:
     cgroup: str | None = None
     experiment_id: str | None = None
     input_id: str | None = None
+    option_set: str | None = None
+    repetition: int = 0
     queuing_disabled: bool = False
     created_at: str = field(default_factory=now)
     started_at: str | None = None
+    ended_at: str | None = None
+
+
+@dataclass
+class ManagedInput:
+    """An input kept for reuse (input sets, experiments), stored once by content hash."""
+
+    id: str
+    app_id: str
+    name: str
+    sha256: str
+    size: int
+    format: str = "json"
+    description: str = ""
+    run_id: str | None = None
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+
+@dataclass
+class InputSet:
+    id: str
+    app_id: str
+    name: str
+    description: str = ""
+    input_ids: list[str] = field(default_factory=list)
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+
+@dataclass
+class Experiment:
+    """A batch experiment: inputs x targets x option sets x repetitions."""
+
+    id: str
+    app_id: str
+    name: str
+    input_set_id: str | None
+    requested_runs: int
+    description: str = ""
+    status: ExperimentStatus = ExperimentStatus.STARTED
+    option_sets: dict[str, dict[str, str]] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=list)
+    baseline: str | None = None
+    objective: str = "min"
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
     ended_at: str | None = None

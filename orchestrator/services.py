@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
+from orchestrator.experiments.batch import ExperimentService
+from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
 from orchestrator.registry.push import PushService
@@ -26,3 +28,6 @@ class Services:
     instances: InstanceService
     uploads: UploadService
     runs: RunService
+    inputs: InputService
+    input_sets: InputSetService
+    experiments: ExperimentService

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from orchestrator.config import Settings
 from orchestrator.environments import Environments
+from orchestrator.experiments.batch import ExperimentService
+from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.inbox import Inbox
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
@@ -41,6 +43,7 @@ class Engine:
         await self.services.uploads.purge_expired()
         for run in report.queued:
             self.scheduler.submit(run)
+        await self.services.experiments.resume()
         await self.inbox.start()
 
     async def stop(self) -> None:
@@ -64,6 +67,11 @@ async def build_engine(settings: Settings) -> Engine:
     scheduler = Scheduler(store, executor, settings.concurrency)
     uploads = UploadService(store, settings)
     push = PushService(store, settings, blobs, envs.on_new_executable)
+    runs = RunService(store, settings, uploads, scheduler, executor, events, manifests)
+    inputs = InputService(store, blobs, uploads)
+    input_sets = InputSetService(store, inputs)
+    experiments = ExperimentService(store, home, runs, inputs, input_sets)
+    events.subscribe(experiments.on_run_finished)
     svc = Services(
         settings=settings,
         store=store,
@@ -73,6 +81,9 @@ async def build_engine(settings: Settings) -> Engine:
         versions=VersionService(store),
         instances=InstanceService(store, settings),
         uploads=uploads,
-        runs=RunService(store, settings, uploads, scheduler, executor, events, manifests),
+        runs=runs,
+        inputs=inputs,
+        input_sets=input_sets,
+        experiments=experiments,
     )
     return Engine(svc, envs, scheduler, Inbox(home, push))

@@ -7,7 +7,16 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from orchestrator import __version__
-from orchestrator.api import applications, binary, errors, instances, run_files, runs, versions
+from orchestrator.api import (
+    applications,
+    binary,
+    errors,
+    experiments,
+    instances,
+    run_files,
+    runs,
+    versions,
+)
 from orchestrator.api.auth import check_bearer
 from orchestrator.services import Services
 
@@ -17,6 +26,7 @@ _V1_ROUTERS = (
     versions.router,
     instances.router,
     runs.router,
+    experiments.router,
 )
 
 

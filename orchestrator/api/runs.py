@@ -81,7 +81,9 @@ async def create_run(
         execution_class=config.execution_class,
     )
     if body.input_id is not None:
-        raise Invalid("input_id (managed inputs) is not supported yet; send input or upload_id")
+        kept = await svc.inputs.get(app_id, body.input_id)
+        req.input_file, req.input_id = svc.inputs.path(kept), kept.id
+        req.input_format = req.input_format or kept.format
     run = await svc.runs.create(req)
     return {"run_id": run.id, "id": run.id}
 

@@ -10,11 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 
 
 class RunEvents:
     def __init__(self) -> None:
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(run_id)`` after every run's final transition (it must not block)."""
+        self._listeners.append(listener)
 
     def watch(self, run_id: str) -> asyncio.Future[None]:
         """Register interest before checking the run's status, so no finish is missed."""
@@ -41,3 +47,5 @@ class RunEvents:
         for fut in self._waiters.pop(run_id, []):
             if not fut.done():
                 fut.set_result(None)
+        for listener in self._listeners:
+            listener(run_id)

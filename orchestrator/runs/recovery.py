@@ -40,9 +40,12 @@ async def recover(store: Store) -> Recovery:
             report.queued.append(run)
             continue
         cgroups = run.cgroup.split(",") if run.cgroup else []
-        report.killed_processes += kill_leftovers(
-            run.pid, run.pgid, cgroups, _epoch(run.started_at)
-        )
+        try:
+            report.killed_processes += kill_leftovers(
+                run.pid, run.pgid, cgroups, _epoch(run.started_at), label=run.id
+            )
+        except Exception:  # a failed sweep must not keep the daemon from starting
+            log.exception("could not sweep the processes of run %s", run.id)
         async with store.write() as w:
             await w.runs.transition(
                 run.id, RunStatus.FAILED, [RunStatus.RUNNING], error=DAEMON_STOPPED

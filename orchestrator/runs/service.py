@@ -64,15 +64,15 @@ class RunService:
         self.scheduler, self.executor, self.events = scheduler, executor, events
         self.manifests = manifests
 
-    async def create(self, req: RunRequest) -> Run:
+    async def prepare(self, req: RunRequest) -> Run:
+        """Resolve, check options and limits: everything that can refuse a run, no writes."""
         if not 1 <= req.priority <= 9:
             raise Invalid(f"priority must be between 1 and 9, got {req.priority}")
         target = await resolve(self.store.read, req.app_id, req.instance_id, req.version_id)
         manifest = self.manifests.get(target.executable.id, target.executable.manifest)
         applied = apply_options(manifest, target.options, req.options)
         limits = run_limits(self.settings, target, req.limits, req.execution_class)
-        fmt = inputs.check_format(req.input_format or manifest.content_format)
-        run = Run(
+        return Run(
             id=new_id("run"),
             app_id=req.app_id,
             instance_id=target.instance_id,
@@ -85,15 +85,18 @@ class RunService:
             option_sources=applied.sources,
             limits=limits,
             execution_class=req.execution_class or target.execution_class,
-            input_format=fmt,
+            input_format=inputs.check_format(req.input_format or manifest.content_format),
             experiment_id=req.experiment_id,
             input_id=req.input_id,
             queuing_disabled=req.queuing_disabled,
         )
+
+    async def create(self, req: RunRequest) -> Run:
+        run = await self.prepare(req)
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
         try:
-            path, size = await self._store_input(run_dir, req, fmt)
+            path, size = await self._store_input(run_dir, req, run.input_format)
             run.input_path, run.input_size = str(path) if path else None, size
             async with self.store.write() as w:
                 await w.runs.insert(run)
@@ -102,6 +105,15 @@ class RunService:
             raise
         self.scheduler.submit(run)
         return run
+
+    async def create_many(self, runs: builtins.list[Run]) -> None:
+        """Queue prepared runs whose inputs orch already stores (experiments), in one write."""
+        for run in runs:
+            self.settings.home.run_dir(run.id).mkdir()
+        async with self.store.write() as w:
+            await w.runs.insert_many(runs)
+        for run in runs:
+            self.scheduler.submit(run)
 
     async def _store_input(
         self, run_dir: Path, req: RunRequest, fmt: str

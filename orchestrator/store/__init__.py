@@ -14,6 +14,7 @@ from pathlib import Path
 from orchestrator.store.apps import AppRepo, HistoryRepo
 from orchestrator.store.db import Connection, Database
 from orchestrator.store.executables import ExecutableRepo
+from orchestrator.store.experiments import ExperimentRepo, InputRepo, InputSetRepo
 from orchestrator.store.runs import RunRepo
 from orchestrator.store.uploads import Upload, UploadRepo
 from orchestrator.store.versions import InstanceRepo, VersionRepo
@@ -32,6 +33,9 @@ class Repos:
         self.instances = InstanceRepo(conn)
         self.runs = RunRepo(conn)
         self.uploads = UploadRepo(conn)
+        self.inputs = InputRepo(conn)
+        self.input_sets = InputSetRepo(conn)
+        self.experiments = ExperimentRepo(conn)
 
 
 class Store:

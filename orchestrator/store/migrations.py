@@ -120,4 +120,58 @@ CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'runnin
 CREATE INDEX runs_by_experiment ON runs (experiment_id) WHERE experiment_id IS NOT NULL;
 """
 
-MIGRATIONS: list[str] = [_V1_REGISTRY + _V1_RUNS]
+_V2_EXPERIMENTS = """
+CREATE TABLE inputs (
+    app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    sha256      TEXT NOT NULL,             -- the bytes live in blobs/, stored once
+    size        INTEGER NOT NULL,
+    format      TEXT NOT NULL DEFAULT 'json',
+    run_id      TEXT,                      -- the run it was taken from, if any
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (app_id, id)
+);
+CREATE TABLE input_sets (
+    app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (app_id, id)
+);
+CREATE TABLE input_set_members (
+    app_id       TEXT NOT NULL,
+    input_set_id TEXT NOT NULL,
+    input_id     TEXT NOT NULL,
+    position     INTEGER NOT NULL,
+    PRIMARY KEY (app_id, input_set_id, input_id),
+    FOREIGN KEY (app_id, input_set_id) REFERENCES input_sets(app_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (app_id, input_id) REFERENCES inputs(app_id, id)
+);
+CREATE TABLE experiments (
+    app_id         TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    id             TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    description    TEXT NOT NULL DEFAULT '',
+    input_set_id   TEXT,
+    status         TEXT NOT NULL
+                   CHECK (status IN ('started', 'completed', 'failed', 'canceled')),
+    option_sets    TEXT NOT NULL DEFAULT '{}',
+    targets        TEXT NOT NULL DEFAULT '[]',
+    baseline       TEXT,
+    objective      TEXT NOT NULL DEFAULT 'min' CHECK (objective IN ('min', 'max')),
+    requested_runs INTEGER NOT NULL,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    ended_at       TEXT,
+    PRIMARY KEY (app_id, id)
+);
+ALTER TABLE runs ADD COLUMN option_set TEXT;
+ALTER TABLE runs ADD COLUMN repetition INTEGER NOT NULL DEFAULT 0
+"""
+
+MIGRATIONS: list[str] = [_V1_REGISTRY + _V1_RUNS, _V2_EXPERIMENTS]

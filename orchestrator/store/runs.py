@@ -49,6 +49,8 @@ class RunRepo:
         instance_id: str | None = None,
         experiment_id: str | None = None,
         before: tuple[str, str] | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
         limit: int = 50,
     ) -> builtins.list[Run]:
         """Newest first; ``before`` = (created_at, id) of the last row seen (keyset paging)."""
@@ -65,6 +67,12 @@ class RunRepo:
         if before is not None:
             where.append("(created_at, id) < (?, ?)")
             params.extend(before)
+        if created_after is not None:
+            where.append("created_at >= ?")
+            params.append(created_after)
+        if created_before is not None:
+            where.append("created_at <= ?")
+            params.append(created_before)
         rows = await self.conn.all(
             f"SELECT * FROM runs WHERE {' AND '.join(where)}"
             " ORDER BY created_at DESC, id DESC LIMIT ?",
@@ -115,6 +123,54 @@ class RunRepo:
         await self.conn.execute(
             f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), run_id]
         )
+
+    async def insert_many(self, runs: builtins.list[Run]) -> None:
+        if not runs:
+            return
+        values = [run_values(r) for r in runs]
+        cols = ", ".join(values[0])
+        marks = ", ".join("?" for _ in values[0])
+        await self.conn.executemany(
+            f"INSERT INTO runs ({cols}) VALUES ({marks})", [v.values() for v in values]
+        )
+
+    async def experiment_counts(self, app_id: str, experiment_id: str) -> dict[str, int]:
+        rows = await self.conn.all(
+            "SELECT status, count(*) AS n FROM runs WHERE app_id = ? AND experiment_id = ?"
+            " GROUP BY status",
+            (app_id, experiment_id),
+        )
+        return {r["status"]: r["n"] for r in rows}
+
+    async def cancel_queued(self, app_id: str, experiment_id: str) -> builtins.list[str]:
+        """Cancel an experiment's queued runs at once; returns their ids."""
+        rows = await self.conn.all(
+            "SELECT id FROM runs WHERE app_id = ? AND experiment_id = ? AND status = 'queued'",
+            (app_id, experiment_id),
+        )
+        for r in rows:
+            await self.transition(r["id"], RunStatus.CANCELED, [RunStatus.QUEUED], error="canceled")
+        return [r["id"] for r in rows]
+
+    async def running_of_experiment(self, app_id: str, experiment_id: str) -> builtins.list[str]:
+        rows = await self.conn.all(
+            "SELECT id FROM runs WHERE app_id = ? AND experiment_id = ? AND status = 'running'",
+            (app_id, experiment_id),
+        )
+        return [r["id"] for r in rows]
+
+    async def delete_experiment_runs(self, app_id: str, experiment_id: str) -> builtins.list[str]:
+        ids = [
+            r["id"]
+            for r in await self.conn.all(
+                "SELECT id FROM runs WHERE app_id = ? AND experiment_id = ?",
+                (app_id, experiment_id),
+            )
+        ]
+        await self.conn.execute(
+            "DELETE FROM runs WHERE app_id = ? AND experiment_id = ?", (app_id, experiment_id)
+        )
+        return ids
 
     async def ids_for_app(self, app_id: str) -> builtins.list[str]:
         return [

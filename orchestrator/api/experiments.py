@@ -1,0 +1,305 @@
+"""``.../experiments/inputsets``, ``.../experiments/batch`` and ``.../inputs``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.api import experiment_wire as wire
+from orchestrator.api.deps import services
+from orchestrator.api.instances import option_strings
+from orchestrator.errors import Invalid
+from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
+from orchestrator.experiments.gate import evaluate
+from orchestrator.experiments.report import render_html
+from orchestrator.experiments.summary import summarize
+from orchestrator.models import InputSet
+from orchestrator.services import Services
+
+router = APIRouter(prefix="/v1/applications/{app_id}", tags=["experiments"])
+
+
+class InputRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+
+
+class InputSetBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    input_ids: list[str] | None = None
+    inputs: list[InputRef] | None = None
+    run_ids: list[str] | None = None
+    instance_id: str | None = None
+    maximum_runs: int | None = Field(default=None, ge=1)
+    start_time: str | None = None
+    end_time: str | None = None
+
+
+class InputBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    upload_id: str | None = None
+    run_id: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class BatchRunBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    input_id: str
+    instance_id: str | None = None
+    version_id: str | None = None
+    option_set: str | None = None
+    repetition: int | None = None
+
+
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    input_set_id: str | None = None
+    instance_ids: list[str] | None = None
+    version_ids: list[str] | None = None
+    option_sets: dict[str, dict[str, Any]] | None = None
+    runs: list[BatchRunBody] | None = None
+    repetitions: int = 1
+    baseline: str | None = None
+    objective: str = "min"
+    priority: int = EXPERIMENT_PRIORITY
+
+
+class NameBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str | None = None
+    description: str | None = None
+
+
+async def _set(svc: Services, item: InputSet) -> dict[str, Any]:
+    return wire.input_set(item, await svc.input_sets.members(item.app_id, item.id))
+
+
+# --- managed inputs ---------------------------------------------------------------------------
+@router.post("/inputs", status_code=201)
+async def create_input(app_id: str, body: InputBody, svc: Services = Depends(services)) -> Any:
+    fmt = ((body.format or {}).get("input") or {}).get("type") or "json"
+    if body.upload_id:
+        item = await svc.inputs.from_upload(
+            app_id, body.upload_id, body.name, body.id, fmt, body.description or ""
+        )
+    elif body.run_id:
+        item = await svc.inputs.from_run(
+            app_id, body.run_id, body.name, body.id, body.description or ""
+        )
+    else:
+        raise Invalid("an input is made from an upload_id or a run_id")
+    return wire.managed_input(item)
+
+
+@router.get("/inputs")
+async def list_inputs(
+    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+) -> Any:
+    items = [wire.managed_input(i) for i in await svc.inputs.list(app_id)]
+    return {"items": items, "next_page_token": ""} if pagereturn else items
+
+
+@router.get("/inputs/{input_id}")
+async def get_input(app_id: str, input_id: str, svc: Services = Depends(services)) -> Any:
+    return wire.managed_input(await svc.inputs.get(app_id, input_id))
+
+
+@router.put("/inputs/{input_id}")
+async def update_input(
+    app_id: str, input_id: str, body: NameBody, svc: Services = Depends(services)
+) -> Any:
+    return wire.managed_input(
+        await svc.inputs.update(app_id, input_id, body.name, body.description)
+    )
+
+
+@router.delete("/inputs/{input_id}", status_code=204)
+async def delete_input(app_id: str, input_id: str, svc: Services = Depends(services)) -> None:
+    await svc.inputs.delete(app_id, input_id)
+
+
+# --- input sets -------------------------------------------------------------------------------
+@router.post("/experiments/inputsets", status_code=201)
+async def create_input_set(
+    app_id: str, body: InputSetBody, svc: Services = Depends(services)
+) -> Any:
+    ids = [*(body.input_ids or []), *(i.id for i in body.inputs or [])]
+    item = await svc.input_sets.create(
+        app_id,
+        body.id,
+        body.name,
+        body.description or "",
+        ids,
+        body.run_ids,
+        body.instance_id,
+        body.maximum_runs,
+        body.start_time,
+        body.end_time,
+    )
+    return await _set(svc, item)
+
+
+@router.get("/experiments/inputsets")
+async def list_input_sets(
+    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+) -> Any:
+    items = [await _set(svc, s) for s in await svc.input_sets.list(app_id)]
+    return {"items": items, "next_page_token": ""} if pagereturn else items
+
+
+@router.get("/experiments/inputsets/{set_id}")
+async def get_input_set(app_id: str, set_id: str, svc: Services = Depends(services)) -> Any:
+    return await _set(svc, await svc.input_sets.get(app_id, set_id))
+
+
+@router.put("/experiments/inputsets/{set_id}")
+async def update_input_set(
+    app_id: str, set_id: str, body: InputSetBody, svc: Services = Depends(services)
+) -> Any:
+    ids = [*(body.input_ids or []), *(i.id for i in body.inputs or [])]
+    item = await svc.input_sets.update(app_id, set_id, body.name, body.description, ids or None)
+    return await _set(svc, item)
+
+
+@router.delete("/experiments/inputsets/{set_id}", status_code=204)
+async def delete_input_set(app_id: str, set_id: str, svc: Services = Depends(services)) -> None:
+    await svc.input_sets.delete(app_id, set_id)
+
+
+# --- batch experiments ------------------------------------------------------------------------
+@router.post("/experiments/batch", status_code=201)
+async def start_batch(app_id: str, body: BatchBody, svc: Services = Depends(services)) -> Any:
+    runs = [
+        PlannedRun(r.input_id, r.instance_id, r.version_id, r.option_set, r.repetition or 0)
+        for r in body.runs or []
+    ]
+    exp = await svc.experiments.start(
+        BatchRequest(
+            app_id=app_id,
+            experiment_id=body.id,
+            name=body.name,
+            input_set_id=body.input_set_id,
+            description=body.description or "",
+            instance_ids=body.instance_ids or [],
+            version_ids=body.version_ids or [],
+            option_sets={k: option_strings(v) or {} for k, v in (body.option_sets or {}).items()},
+            repetitions=body.repetitions,
+            runs=runs,
+            baseline=body.baseline,
+            objective=body.objective,
+            priority=body.priority,
+        )
+    )
+    return wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))
+
+
+@router.get("/experiments/batch")
+async def list_batches(
+    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+) -> Any:
+    items = [
+        wire.experiment_metadata(e, await svc.experiments.counts(app_id, e.id))
+        for e in await svc.experiments.list(app_id)
+    ]
+    return {"items": items, "next_page_token": ""} if pagereturn else items
+
+
+@router.get("/experiments/batch/{exp_id}")
+async def get_batch(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+    exp = await svc.experiments.get(app_id, exp_id)
+    return wire.experiment(exp, await svc.experiments.counts(app_id, exp_id))
+
+
+@router.get("/experiments/batch/{exp_id}/metadata")
+async def batch_metadata(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+    exp = await svc.experiments.get(app_id, exp_id)
+    return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))
+
+
+@router.get("/experiments/batch/{exp_id}/runs")
+async def batch_runs(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+    exp = await svc.experiments.get(app_id, exp_id)
+    runs = await svc.experiments.runs_of(app_id, exp_id)
+    return {"runs": [wire.experiment_run(r, exp.input_set_id) for r in runs]}
+
+
+@router.patch("/experiments/batch/{exp_id}")
+async def update_batch(
+    app_id: str, exp_id: str, body: NameBody, svc: Services = Depends(services)
+) -> Any:
+    exp = await svc.experiments.update(app_id, exp_id, body.name, body.description)
+    return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))
+
+
+@router.patch("/experiments/batch/{exp_id}/cancel")
+async def cancel_batch(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+    exp = await svc.experiments.cancel(app_id, exp_id)
+    return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))
+
+
+@router.delete("/experiments/batch/{exp_id}", status_code=204)
+async def delete_batch(app_id: str, exp_id: str, svc: Services = Depends(services)) -> None:
+    await svc.experiments.delete(app_id, exp_id)
+
+
+@router.get("/experiments/batch/{exp_id}/summary")
+async def batch_summary(
+    app_id: str,
+    exp_id: str,
+    baseline: str | None = Query(None),
+    objective: str | None = Query(None),
+    format: str = Query("json", pattern="^(json|csv)$"),
+    svc: Services = Depends(services),
+) -> Response:
+    exp = await svc.experiments.get(app_id, exp_id)
+    facts = await svc.experiments.facts(app_id, exp_id)
+    summary = summarize(facts, baseline or exp.baseline, objective or exp.objective)
+    if format == "csv":
+        return PlainTextResponse(summary.to_csv(), media_type="text/csv")
+    return JSONResponse(summary.to_dict())
+
+
+@router.get("/experiments/batch/{exp_id}/gate")
+async def batch_gate(
+    app_id: str,
+    exp_id: str,
+    expr: str = Query(..., description="e.g. 'result.value > baseline * 1.01'"),
+    baseline: str | None = Query(None),
+    svc: Services = Depends(services),
+) -> Any:
+    exp = await svc.experiments.get(app_id, exp_id)
+    chosen = baseline or exp.baseline
+    if not chosen:
+        raise Invalid("the gate compares against a baseline: pass baseline=INSTANCE")
+    result = evaluate(expr, await svc.experiments.facts(app_id, exp_id), chosen)
+    return {
+        "failed": result.failed,
+        "checked": result.checked,
+        "violations": result.violations,
+        "description": result.describe(),
+    }
+
+
+@router.get("/experiments/batch/{exp_id}/report", response_class=HTMLResponse)
+async def batch_report(
+    app_id: str,
+    exp_id: str,
+    baseline: str | None = Query(None),
+    svc: Services = Depends(services),
+) -> HTMLResponse:
+    exp = await svc.experiments.get(app_id, exp_id)
+    facts = await svc.experiments.facts(app_id, exp_id)
+    summary = summarize(facts, baseline or exp.baseline, exp.objective)
+    return HTMLResponse(render_html(summary, facts, f"{exp.name} ({app_id})"))

@@ -1,0 +1,265 @@
+"""Batch experiments: every input of a set x targets x option sets x repetitions.
+
+The runs go through the ordinary queue, at a priority below interactive runs
+by default, so a large experiment never starves a developer's manual run. An
+experiment ends when its last run does: ``completed``, or ``failed`` when no
+run succeeded; ``cancel`` ends it at once and stops what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import shutil
+from dataclasses import dataclass, field
+
+from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.experiments.inputs import InputService, InputSetService, require_input
+from orchestrator.experiments.summary import RunFacts
+from orchestrator.home import Home
+from orchestrator.ids import new_id, validate_child_id
+from orchestrator.models import Experiment, ExperimentStatus, ManagedInput, Run, RunStatus
+from orchestrator.registry.lookup import require_app
+from orchestrator.runs.service import RunRequest, RunService
+from orchestrator.store import Store
+
+log = logging.getLogger("orch.experiments")
+
+EXPERIMENT_PRIORITY = 8
+"""Below the interactive default (6): manual runs overtake queued experiment runs."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    input_id: str
+    instance_id: str | None = None
+    version_id: str | None = None
+    option_set: str | None = None
+    repetition: int = 0
+
+
+@dataclass
+class BatchRequest:
+    app_id: str
+    experiment_id: str | None
+    name: str | None
+    input_set_id: str | None
+    description: str = ""
+    instance_ids: builtins.list[str] = field(default_factory=list)
+    version_ids: builtins.list[str] = field(default_factory=list)
+    option_sets: dict[str, dict[str, str]] = field(default_factory=dict)
+    repetitions: int = 1
+    runs: builtins.list[PlannedRun] = field(default_factory=list)
+    baseline: str | None = None
+    objective: str = "min"
+    priority: int = EXPERIMENT_PRIORITY
+
+
+def target_of(run: Run) -> str:
+    return run.instance_id or f"version:{run.version_id}"
+
+
+class ExperimentService:
+    def __init__(
+        self,
+        store: Store,
+        home: Home,
+        runs: RunService,
+        inputs: InputService,
+        input_sets: InputSetService,
+    ) -> None:
+        self.store, self.home, self.runs = store, home, runs
+        self.inputs, self.input_sets = inputs, input_sets
+        self._started: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, req: BatchRequest) -> Experiment:
+        exp_id = validate_child_id(req.experiment_id or new_id("batch"), "experiment")
+        await require_app(self.store.read, req.app_id)
+        if await self.store.read.experiments.get(req.app_id, exp_id) is not None:
+            raise Conflict(f"experiment {exp_id!r} already exists in app {req.app_id!r}")
+        if req.objective not in ("min", "max"):
+            raise Invalid(f"objective must be min or max, got {req.objective!r}")
+        plan = req.runs or await self._cross_product(req)
+        runs = await self._prepare(req, exp_id, plan)
+        targets = list(dict.fromkeys(target_of(r) for r in runs))
+        if req.baseline is not None and req.baseline not in targets:
+            raise Invalid(
+                f"baseline {req.baseline!r} is not one of this experiment's targets: "
+                f"{', '.join(targets)}"
+            )
+        exp = Experiment(
+            id=exp_id,
+            app_id=req.app_id,
+            name=req.name or exp_id,
+            description=req.description,
+            input_set_id=req.input_set_id,
+            requested_runs=len(runs),
+            option_sets=req.option_sets,
+            targets=targets,
+            baseline=req.baseline,
+            objective=req.objective,
+        )
+        async with self.store.write() as w:
+            await w.experiments.insert(exp)
+        self._started.add((req.app_id, exp_id))
+        await self.runs.create_many(runs)
+        return exp
+
+    async def _cross_product(self, req: BatchRequest) -> builtins.list[PlannedRun]:
+        if not req.input_set_id:
+            raise Invalid("give an input set (input_set_id) or explicit runs")
+        if not req.instance_ids and not req.version_ids:
+            raise Invalid("give at least one instance or version to compare")
+        if req.repetitions < 1:
+            raise Invalid(f"repetitions must be at least 1, got {req.repetitions}")
+        members = await self.input_sets.members(req.app_id, req.input_set_id)
+        sets: builtins.list[str | None] = list(req.option_sets) or [None]
+        return [
+            PlannedRun(item.id, instance_id=inst, version_id=ver, option_set=opt, repetition=rep)
+            for inst, ver in [
+                *((i, None) for i in req.instance_ids),
+                *((None, v) for v in req.version_ids),
+            ]
+            for item in members
+            for opt in sets
+            for rep in range(req.repetitions)
+        ]
+
+    async def _prepare(
+        self, req: BatchRequest, exp_id: str, plan: builtins.list[PlannedRun]
+    ) -> builtins.list[Run]:
+        """Check every run before queuing any: an experiment starts whole or not at all."""
+        if not plan:
+            raise Invalid("the experiment has no runs")
+        cache: dict[str, ManagedInput] = {}
+        runs = []
+        for item in plan:
+            if not item.instance_id and not item.version_id:
+                raise Invalid(f"run for input {item.input_id!r} names no instance or version")
+            if item.option_set is not None and item.option_set not in req.option_sets:
+                raise Invalid(f"option set {item.option_set!r} is not defined in option_sets")
+            if item.input_id not in cache:
+                cache[item.input_id] = await require_input(
+                    self.store.read, req.app_id, item.input_id
+                )
+            source = cache[item.input_id]
+            run = await self.runs.prepare(
+                RunRequest(
+                    app_id=req.app_id,
+                    instance_id=item.instance_id,
+                    version_id=item.version_id,
+                    input_format=source.format,
+                    priority=req.priority,
+                    experiment_id=exp_id,
+                    input_id=source.id,
+                    options=req.option_sets.get(item.option_set or "", {}),
+                )
+            )
+            run.input_path, run.input_size = str(self.inputs.path(source)), source.size
+            run.option_set, run.repetition = item.option_set, item.repetition
+            runs.append(run)
+        return runs
+
+    async def get(self, app_id: str, exp_id: str) -> Experiment:
+        exp = await self.store.read.experiments.get(app_id, exp_id)
+        if exp is None:
+            await require_app(self.store.read, app_id)
+            raise NotFound(f"experiment {exp_id!r} not found in app {app_id!r}")
+        return exp
+
+    async def list(self, app_id: str) -> builtins.list[Experiment]:
+        await require_app(self.store.read, app_id)
+        return await self.store.read.experiments.list(app_id)
+
+    async def runs_of(self, app_id: str, exp_id: str) -> builtins.list[Run]:
+        await self.get(app_id, exp_id)
+        runs = await self.store.read.runs.list(app_id, experiment_id=exp_id, limit=1_000_000)
+        return runs[::-1]
+
+    async def counts(self, app_id: str, exp_id: str) -> dict[str, int]:
+        return await self.store.read.runs.experiment_counts(app_id, exp_id)
+
+    async def facts(self, app_id: str, exp_id: str) -> builtins.list[RunFacts]:
+        names = {i.id: i.name for i in await self.store.read.inputs.list(app_id)}
+        return [
+            RunFacts(
+                run_id=r.id,
+                target=target_of(r),
+                input_id=r.input_id or "",
+                input_name=names.get(r.input_id or "", r.input_id or ""),
+                option_set=r.option_set,
+                repetition=r.repetition,
+                status=r.status.value,
+                error=r.error or "",
+                statistics=r.statistics,
+                duration_ms=r.duration_ms,
+                peak_memory_mb=r.peak_memory_mb,
+            )
+            for r in await self.runs_of(app_id, exp_id)
+        ]
+
+    async def update(
+        self, app_id: str, exp_id: str, name: str | None, description: str | None
+    ) -> Experiment:
+        exp = await self.get(app_id, exp_id)
+        exp.name = name or exp.name
+        exp.description = exp.description if description is None else description
+        async with self.store.write() as w:
+            await w.experiments.update(exp)
+        return exp
+
+    async def cancel(self, app_id: str, exp_id: str) -> Experiment:
+        exp = await self.get(app_id, exp_id)
+        if exp.status != ExperimentStatus.STARTED:
+            raise Conflict(f"experiment {exp_id!r} already ended ({exp.status.value})")
+        async with self.store.write() as w:
+            await w.experiments.finish(app_id, exp_id, ExperimentStatus.CANCELED)
+            dropped = await w.runs.cancel_queued(app_id, exp_id)
+            running = await w.runs.running_of_experiment(app_id, exp_id)
+        self._started.discard((app_id, exp_id))
+        for run_id in dropped:
+            self.runs.events.finished(run_id)
+        for run_id in running:
+            self.runs.executor.cancel(run_id)
+        return await self.get(app_id, exp_id)
+
+    async def delete(self, app_id: str, exp_id: str) -> None:
+        exp = await self.get(app_id, exp_id)
+        if exp.status == ExperimentStatus.STARTED:
+            raise Conflict(f"experiment {exp_id!r} is still running; cancel it first")
+        async with self.store.write() as w:
+            run_ids = await w.runs.delete_experiment_runs(app_id, exp_id)
+            await w.experiments.delete(app_id, exp_id)
+        for run_id in run_ids:
+            shutil.rmtree(self.home.run_dir(run_id), ignore_errors=True)
+
+    def on_run_finished(self, run_id: str) -> None:
+        """RunEvents listener: settle the experiment when its last run ends."""
+        if self._started:
+            task = asyncio.create_task(self._settle_run(run_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _settle_run(self, run_id: str) -> None:
+        run = await self.store.read.runs.get(run_id)
+        if run is not None and (run.app_id, run.experiment_id) in self._started:
+            await self._settle(run.app_id, run.experiment_id or "")
+
+    async def _settle(self, app_id: str, exp_id: str) -> None:
+        counts = await self.store.read.runs.experiment_counts(app_id, exp_id)
+        if counts.get(RunStatus.QUEUED.value) or counts.get(RunStatus.RUNNING.value):
+            return
+        ok = counts.get(RunStatus.SUCCEEDED.value, 0)
+        status = ExperimentStatus.COMPLETED if ok else ExperimentStatus.FAILED
+        async with self.store.write() as w:
+            if await w.experiments.finish(app_id, exp_id, status):
+                log.info("experiment %s/%s %s", app_id, exp_id, status.value)
+        self._started.discard((app_id, exp_id))
+
+    async def resume(self) -> None:
+        """At start: experiments whose runs all ended while the daemon was down settle now."""
+        for exp in await self.store.read.experiments.started():
+            self._started.add((exp.app_id, exp.id))
+            await self._settle(exp.app_id, exp.id)

@@ -1,0 +1,254 @@
+"""Managed inputs and input sets: the inputs that matter, kept by content hash.
+
+An input is taken from an upload or from a past run, hashed, and stored once
+in the blob store; it keeps a name. An input set is an ordered list of
+inputs, built from inputs, files, past runs, or an instance's recent runs.
+"""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.ids import new_id, new_token, validate_child_id
+from orchestrator.models import InputSet, ManagedInput, RunStatus
+from orchestrator.registry.lookup import require_app
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.store import Repos, Store
+from orchestrator.store.blobs import BlobStore
+from orchestrator.uploads import UploadService
+
+
+def parse_time(value: str | None) -> str | None:
+    """ISO 8601 (with or without offset; naive means UTC) → our stored timestamp text."""
+    if not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{value!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def require_input(repos: Repos, app_id: str, input_id: str) -> ManagedInput:
+    found = await repos.inputs.get(app_id, input_id)
+    if found is None:
+        raise NotFound(f"input {input_id!r} not found in app {app_id!r}")
+    return found
+
+
+class InputService:
+    def __init__(self, store: Store, blobs: BlobStore, uploads: UploadService) -> None:
+        self.store, self.blobs, self.uploads = store, blobs, uploads
+        self.scratch = uploads.settings.home.uploads
+
+    def path(self, item: ManagedInput) -> Path:
+        return self.blobs.path(item.sha256)
+
+    async def from_upload(
+        self,
+        app_id: str,
+        upload_id: str,
+        name: str | None,
+        input_id: str | None = None,
+        fmt: str = "json",
+        description: str = "",
+    ) -> ManagedInput:
+        up = await self.uploads.take_input(app_id, upload_id)
+        return await self._keep(
+            app_id, Path(up.path), name or upload_id, input_id, fmt, description
+        )
+
+    async def from_run(
+        self,
+        app_id: str,
+        run_id: str,
+        name: str | None = None,
+        input_id: str | None = None,
+        description: str = "",
+    ) -> ManagedInput:
+        run = await self.store.read.runs.get(run_id)
+        if run is None or run.app_id != app_id:
+            raise NotFound(f"run {run_id!r} not found in app {app_id!r}")
+        if run.input_path is None or Path(run.input_path).is_dir():
+            raise Invalid(f"run {run_id!r} has no single-file input to keep")
+        copy = self.scratch / f"keep-{new_token()[:16]}"
+        shutil.copyfile(run.input_path, copy)
+        return await self._keep(
+            app_id,
+            copy,
+            name or run.name or run_id,
+            input_id,
+            run.input_format,
+            description,
+            run_id=run_id,
+        )
+
+    async def _keep(
+        self,
+        app_id: str,
+        path: Path,
+        name: str,
+        input_id: str | None,
+        fmt: str,
+        description: str,
+        run_id: str | None = None,
+    ) -> ManagedInput:
+        if fmt in DIRECTORY_FORMATS:
+            path.unlink(missing_ok=True)
+            raise Invalid(f"{fmt} inputs cannot be kept in input sets yet: use json or text")
+        input_id = validate_child_id(input_id or new_id("input"), "input")
+        sha, size, _ = await self.blobs.add_file(path)
+        item = ManagedInput(
+            id=input_id,
+            app_id=app_id,
+            name=name,
+            sha256=sha,
+            size=size,
+            format=fmt,
+            description=description,
+            run_id=run_id,
+        )
+        async with self.store.write() as w:
+            await require_app(w, app_id)
+            if await w.inputs.get(app_id, input_id) is not None:
+                raise Conflict(f"input {input_id!r} already exists in app {app_id!r}")
+            await w.inputs.insert(item)
+        return item
+
+    async def get(self, app_id: str, input_id: str) -> ManagedInput:
+        return await require_input(self.store.read, app_id, input_id)
+
+    async def list(self, app_id: str) -> builtins.list[ManagedInput]:
+        await require_app(self.store.read, app_id)
+        return await self.store.read.inputs.list(app_id)
+
+    async def update(
+        self, app_id: str, input_id: str, name: str | None, description: str | None
+    ) -> ManagedInput:
+        async with self.store.write() as w:
+            item = await require_input(w, app_id, input_id)
+            item.name = name or item.name
+            item.description = item.description if description is None else description
+            await w.inputs.update(item)
+        return item
+
+    async def delete(self, app_id: str, input_id: str) -> None:
+        async with self.store.write() as w:
+            item = await require_input(w, app_id, input_id)
+            sets = await w.inputs.in_sets(app_id, input_id)
+            if sets:
+                raise Conflict(f"input {input_id!r} is in input set(s) {', '.join(sets)}")
+            await w.inputs.delete(app_id, input_id)
+            orphans = await w.inputs.orphan_blobs([item.sha256])
+        for sha in orphans:
+            self.blobs.delete(sha)
+
+
+class InputSetService:
+    def __init__(self, store: Store, inputs: InputService) -> None:
+        self.store, self.inputs = store, inputs
+
+    async def create(
+        self,
+        app_id: str,
+        set_id: str | None,
+        name: str | None,
+        description: str = "",
+        input_ids: builtins.list[str] | None = None,
+        run_ids: builtins.list[str] | None = None,
+        instance_id: str | None = None,
+        maximum_runs: int | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+    ) -> InputSet:
+        set_id = validate_child_id(set_id or new_id("input-set"), "input set")
+        await require_app(self.store.read, app_id)
+        if await self.store.read.input_sets.get(app_id, set_id) is not None:
+            raise Conflict(f"input set {set_id!r} already exists in app {app_id!r}")
+        ids = list(input_ids or [])
+        sources = await self._source_runs(
+            app_id, run_ids, instance_id, maximum_runs, start_time, end_time
+        )
+        for run_id in sources:
+            ids.append((await self.inputs.from_run(app_id, run_id)).id)
+        if not ids:
+            raise Invalid(
+                "an input set needs inputs: give input ids, files, run ids or an instance"
+            )
+        return await self._save(InputSet(set_id, app_id, name or set_id, description or "", ids))
+
+    async def _source_runs(
+        self,
+        app_id: str,
+        run_ids: builtins.list[str] | None,
+        instance_id: str | None,
+        maximum_runs: int | None,
+        start_time: str | None,
+        end_time: str | None,
+    ) -> builtins.list[str]:
+        if instance_id is None:
+            return list(run_ids or [])
+        runs = await self.store.read.runs.list(
+            app_id,
+            instance_id=instance_id,
+            status=RunStatus.SUCCEEDED,
+            created_after=parse_time(start_time),
+            created_before=parse_time(end_time),
+            limit=maximum_runs or 20,
+        )
+        if not runs:
+            raise Invalid(f"instance {instance_id!r} has no succeeded runs in that window")
+        return [*(run_ids or []), *(r.id for r in runs)]
+
+    async def _save(self, item: InputSet) -> InputSet:
+        async with self.store.write() as w:
+            for input_id in dict.fromkeys(item.input_ids):
+                await require_input(w, item.app_id, input_id)
+            item.input_ids = list(dict.fromkeys(item.input_ids))
+            await w.input_sets.insert(item)
+        return item
+
+    async def get(self, app_id: str, set_id: str) -> InputSet:
+        found = await self.store.read.input_sets.get(app_id, set_id)
+        if found is None:
+            await require_app(self.store.read, app_id)
+            raise NotFound(f"input set {set_id!r} not found in app {app_id!r}")
+        return found
+
+    async def list(self, app_id: str) -> builtins.list[InputSet]:
+        await require_app(self.store.read, app_id)
+        return await self.store.read.input_sets.list(app_id)
+
+    async def update(
+        self,
+        app_id: str,
+        set_id: str,
+        name: str | None,
+        description: str | None,
+        input_ids: builtins.list[str] | None,
+    ) -> InputSet:
+        item = await self.get(app_id, set_id)
+        async with self.store.write() as w:
+            item.name = name or item.name
+            item.description = item.description if description is None else description
+            if input_ids:
+                for input_id in input_ids:
+                    await require_input(w, app_id, input_id)
+                item.input_ids = list(dict.fromkeys(input_ids))
+            await w.input_sets.update(item)
+        return item
+
+    async def delete(self, app_id: str, set_id: str) -> None:
+        await self.get(app_id, set_id)
+        async with self.store.write() as w:
+            await w.input_sets.delete(app_id, set_id)
+
+    async def members(self, app_id: str, set_id: str) -> builtins.list[ManagedInput]:
+        item = await self.get(app_id, set_id)
+        return [await require_input(self.store.read, app_id, i) for i in item.input_ids]

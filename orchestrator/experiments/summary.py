@@ -1,0 +1,401 @@
+"""Per-target distributions and paired baseline comparisons of an experiment's runs.
+
+Pure computation over ``RunFacts`` (built by the caller from the database), so the CLI,
+the API, the CI gate and the HTML report all see the same numbers. Conventions:
+
+- Only succeeded runs contribute metrics. Missing, non-numeric, boolean and non-finite
+  values (NaN, inf) are skipped, so ``Summary.to_dict`` is always strict JSON.
+- ``p90`` (and the report's quartiles) interpolate linearly between order statistics,
+  numpy's default, so they match what a user computes in a notebook.
+- ``std`` is the *sample* standard deviation (n-1 denominator): repetitions are a sample
+  of the model's behaviour, not the whole population. It is 0 for a single value.
+- Comparisons pair runs by ``(input_id, option_set)`` and average repetitions on each side
+  first, so a target with more repetitions does not weigh more.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from orchestrator.errors import Invalid
+
+RESULT_VALUE = "result.value"
+RUN_DURATION = "run.duration"
+WALL_TIME = "wall_time"
+PEAK_MEMORY = "peak_memory_mb"
+BUILTIN_METRICS = (RESULT_VALUE, RUN_DURATION, WALL_TIME, PEAK_MEMORY)
+CUSTOM_PREFIX = "custom."
+TIMING_METRICS = (WALL_TIME, RUN_DURATION)
+OBJECTIVES = ("min", "max")
+TIE_TOLERANCE = 1e-9
+CSV_COLUMNS = ("target", "metric", "count", "min", "max", "mean", "median", "p90", "std")
+
+PairKey = tuple[str, str | None]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What one finished (or not) run of an experiment contributes to the analysis."""
+
+    run_id: str
+    target: str  # the instance id, or "version:<id>" for a bare version
+    input_id: str
+    input_name: str
+    option_set: str | None
+    repetition: int  # 0-based
+    status: str  # "succeeded" | "failed" | "canceled" | "queued" | "running"
+    error: str  # "" when none; a timeout error starts with "timeout of"
+    statistics: dict[str, Any] | None  # the model's statistics JSON
+    duration_ms: float | None  # wall time measured by orch
+    peak_memory_mb: float | None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "failed" and self.error.startswith("timeout of")
+
+    @property
+    def key(self) -> PairKey:
+        return (self.input_id, self.option_set)
+
+
+# --- metric extraction -----------------------------------------------------------------
+
+
+def run_metrics(facts: RunFacts) -> dict[str, float]:
+    """Every metric one run reports, by name: built-ins first, then ``custom.*`` sorted."""
+    stats = _as_dict(facts.statistics)
+    result = _as_dict(stats.get("result"))
+    wall = _number(facts.duration_ms)
+    found: dict[str, float | None] = {
+        RESULT_VALUE: _number(result.get("value")),
+        RUN_DURATION: _number(_as_dict(stats.get("run")).get("duration")),
+        WALL_TIME: None if wall is None else wall / 1000.0,
+        PEAK_MEMORY: _number(facts.peak_memory_mb),
+    }
+    found.update(sorted(_flatten(_as_dict(result.get("custom")), CUSTOM_PREFIX)))
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def _flatten(data: dict[str, Any], prefix: str) -> Iterator[tuple[str, float]]:
+    """Numeric leaves of nested dicts, named with dots (lists and strings are not metrics)."""
+    for name, value in data.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{name}.")
+        elif (number := _number(value)) is not None:
+            yield f"{prefix}{name}", number
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None: bools are JSON flags, not measurements."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def metric_order(names: Iterable[str]) -> list[str]:
+    """Stable display order: the built-in metrics, then custom ones alphabetically."""
+    unique = set(names)
+    return [m for m in BUILTIN_METRICS if m in unique] + sorted(unique - set(BUILTIN_METRICS))
+
+
+def mean_metrics(runs: Iterable[RunFacts]) -> dict[str, float]:
+    """Per-metric mean over the succeeded runs among ``runs`` that report the metric."""
+    values = _collect(r for r in runs if r.status == "succeeded")
+    return {name: statistics.fmean(v) for name, v in values.items()}
+
+
+def _collect(runs: Iterable[RunFacts]) -> dict[str, list[float]]:
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        for name, value in run_metrics(run).items():
+            values.setdefault(name, []).append(value)
+    return {name: values[name] for name in metric_order(values)}
+
+
+# --- distributions ---------------------------------------------------------------------
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear interpolation between order statistics (numpy's default method)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    count: int
+    min: float
+    max: float
+    mean: float
+    median: float
+    p90: float
+    std: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Distribution:
+        """Summarize a non-empty list; ``std`` is the sample std (n-1), 0 when n == 1."""
+        return cls(
+            count=len(values),
+            min=min(values),
+            max=max(values),
+            mean=statistics.fmean(values),
+            median=statistics.median(values),
+            p90=quantile(values, 0.9),
+            std=statistics.stdev(values) if len(values) > 1 else 0.0,
+        )
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """Counts by outcome and metric distributions for one instance or version."""
+
+    target: str
+    runs: int
+    succeeded: int
+    failed: int  # includes timed_out
+    timed_out: int
+    canceled: int
+    unfinished: int  # queued or running
+    metrics: dict[str, Distribution]
+
+
+def summarize_target(target: str, runs: list[RunFacts]) -> TargetSummary:
+    def count(status: str) -> int:
+        return sum(1 for r in runs if r.status == status)
+
+    values = _collect(r for r in runs if r.status == "succeeded")
+    return TargetSummary(
+        target=target,
+        runs=len(runs),
+        succeeded=count("succeeded"),
+        failed=count("failed"),
+        timed_out=sum(1 for r in runs if r.timed_out),
+        canceled=count("canceled"),
+        unfinished=count("queued") + count("running"),
+        metrics={name: Distribution.of(v) for name, v in values.items()},
+    )
+
+
+# --- pairing and comparison ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputPair:
+    """One (input, option set) seen by baseline or candidate, with each side's run means.
+
+    A side with no succeeded run has empty means; the gate also looks at the raw runs to
+    catch a candidate that failed where the baseline succeeded.
+    """
+
+    input_id: str
+    input_name: str
+    option_set: str | None
+    baseline_runs: tuple[RunFacts, ...]
+    candidate_runs: tuple[RunFacts, ...]
+    baseline: dict[str, float]
+    candidate: dict[str, float]
+
+    def values(self, metric: str) -> tuple[float, float] | None:
+        """``(baseline, candidate)`` means of ``metric`` when both sides report it."""
+        if metric in self.baseline and metric in self.candidate:
+            return self.baseline[metric], self.candidate[metric]
+        return None
+
+
+def pair_inputs(facts: list[RunFacts], baseline: str, candidate: str) -> list[InputPair]:
+    """Every (input_id, option_set) either target ran, in order of first appearance."""
+    names: dict[str, str] = {}
+    sides: dict[PairKey, tuple[list[RunFacts], list[RunFacts]]] = {}
+    for run in facts:
+        if run.target not in (baseline, candidate):
+            continue
+        names.setdefault(run.input_id, run.input_name)
+        base_runs, cand_runs = sides.setdefault(run.key, ([], []))
+        (base_runs if run.target == baseline else cand_runs).append(run)
+    return [
+        InputPair(
+            input_id=key[0],
+            input_name=names[key[0]],
+            option_set=key[1],
+            baseline_runs=tuple(base_runs),
+            candidate_runs=tuple(cand_runs),
+            baseline=mean_metrics(base_runs),
+            candidate=mean_metrics(cand_runs),
+        )
+        for key, (base_runs, cand_runs) in sides.items()
+    ]
+
+
+def relative_change(baseline: float, candidate: float) -> float | None:
+    """``(candidate - baseline) / |baseline|``; None when the baseline is 0."""
+    return None if baseline == 0 else (candidate - baseline) / abs(baseline)
+
+
+def verdict(baseline: float, candidate: float, objective: str) -> str:
+    """ "win" when the candidate is better in the objective's sense, "tie" within 1e-9 rel."""
+    if math.isclose(candidate, baseline, rel_tol=TIE_TOLERANCE, abs_tol=0.0):
+        return "tie"
+    better = candidate < baseline if objective == "min" else candidate > baseline
+    return "win" if better else "loss"
+
+
+@dataclass(frozen=True)
+class PerInput:
+    input_id: str
+    input_name: str
+    option_set: str | None
+    baseline: float
+    candidate: float
+    relative_change: float | None
+    verdict: str  # "win" | "loss" | "tie"
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """Paired mean relative change of a secondary metric (no verdicts: time is not quality)."""
+
+    pairs: int
+    mean_relative_change: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A candidate against the baseline on ``result.value``, input by input.
+
+    ``unpaired`` counts the (input, option set) keys either side ran that could not be
+    compared: one side has no succeeded run reporting ``result.value``.
+    """
+
+    target: str
+    baseline: str
+    metric: str  # always "result.value": the one metric with a better direction
+    paired: int
+    unpaired: int
+    wins: int
+    losses: int
+    ties: int
+    mean_relative_change: float | None
+    median_relative_change: float | None
+    timing: dict[str, MetricChange]
+    per_input: list[PerInput]
+
+
+def compare(facts: list[RunFacts], baseline: str, candidate: str, objective: str) -> Comparison:
+    pairs = pair_inputs(facts, baseline, candidate)
+    per_input = [
+        _per_input(p, values, objective)
+        for p in pairs
+        if (values := p.values(RESULT_VALUE)) is not None
+    ]
+    changes = [p.relative_change for p in per_input if p.relative_change is not None]
+    verdicts = [p.verdict for p in per_input]
+    return Comparison(
+        target=candidate,
+        baseline=baseline,
+        metric=RESULT_VALUE,
+        paired=len(per_input),
+        unpaired=len(pairs) - len(per_input),
+        wins=verdicts.count("win"),
+        losses=verdicts.count("loss"),
+        ties=verdicts.count("tie"),
+        mean_relative_change=statistics.fmean(changes) if changes else None,
+        median_relative_change=statistics.median(changes) if changes else None,
+        timing={metric: _metric_change(pairs, metric) for metric in TIMING_METRICS},
+        per_input=per_input,
+    )
+
+
+def _per_input(pair: InputPair, values: tuple[float, float], objective: str) -> PerInput:
+    base, cand = values
+    return PerInput(
+        input_id=pair.input_id,
+        input_name=pair.input_name,
+        option_set=pair.option_set,
+        baseline=base,
+        candidate=cand,
+        relative_change=relative_change(base, cand),
+        verdict=verdict(base, cand, objective),
+    )
+
+
+def _metric_change(pairs: list[InputPair], metric: str) -> MetricChange:
+    both = [v for p in pairs if (v := p.values(metric)) is not None]
+    changes = [c for base, cand in both if (c := relative_change(base, cand)) is not None]
+    return MetricChange(len(both), statistics.fmean(changes) if changes else None)
+
+
+# --- the whole experiment --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    objective: str
+    baseline: str | None
+    targets: list[TargetSummary]
+    comparisons: list[Comparison]
+
+    def metric_names(self) -> list[str]:
+        """Every metric any target reports, in display order."""
+        return metric_order(name for t in self.targets for name in t.metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data; keys follow the dataclass field order, so they are stable."""
+        return asdict(self)
+
+    def to_csv(self) -> str:
+        """One row per (target, metric); ``\\n`` line endings so it diffs well in git."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for target in self.targets:
+            for name, d in target.metrics.items():
+                writer.writerow(
+                    [target.target, name, d.count, d.min, d.max, d.mean, d.median, d.p90, d.std]
+                )
+        return buffer.getvalue()
+
+
+def targets_in_order(facts: Iterable[RunFacts]) -> list[str]:
+    return list(dict.fromkeys(f.target for f in facts))
+
+
+def summarize(
+    facts: list[RunFacts], baseline: str | None = None, objective: str = "min"
+) -> Summary:
+    """Distributions per target (first-appearance order) and, with a baseline, how every
+    other target compares to it. ``objective`` says which direction of ``result.value``
+    is better: "min" (lower wins) or "max". An empty baseline means none, like None."""
+    if objective not in OBJECTIVES:
+        raise Invalid(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    targets = targets_in_order(facts)
+    baseline = baseline or None
+    if baseline is not None and baseline not in targets:
+        raise Invalid(f"baseline {baseline!r} has no runs in this experiment")
+    comparisons = [
+        compare(facts, baseline, t, objective)
+        for t in targets
+        if baseline is not None and t != baseline
+    ]
+    return Summary(
+        objective=objective,
+        baseline=baseline,
+        targets=[summarize_target(t, [f for f in facts if f.target == t]) for t in targets],
+        comparisons=comparisons,
+    )

@@ -1,0 +1,158 @@
+"""Hostile models over HTTP: each is contained with the limit named, and others keep running."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.helpers import create_app, push_dir, run_and_wait, wait_for, write_app
+
+HOG = """\
+chunks = []
+while True:
+    chunks.append(bytearray(50 * 1024 * 1024))
+"""
+SPINNER = "while True:\n    pass\n"
+SLEEPER = "import time\ntime.sleep(60)\n"
+FLOOD = "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n"
+ESCAPER = """\
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    if os.fork() == 0:
+        print(f"grandchild {os.getpid()}", file=sys.stderr, flush=True)
+        time.sleep(300)
+    os._exit(0)
+os.waitpid(pid, 0)
+time.sleep(0.3)
+print("{}")
+"""
+STUBBORN = """\
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ignoring SIGTERM", file=sys.stderr, flush=True)
+time.sleep(120)
+"""
+FORK_BOMB = """\
+import os, time
+for _ in range(200):
+    try:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+    except OSError:
+        pass
+time.sleep(30)
+"""
+
+
+def deploy(api: httpx.Client, tmp: Path, source: str) -> str:
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp / app_id, source), tmp)
+    return app_id
+
+
+@pytest.mark.parametrize(
+    ("source", "limits", "message"),
+    [
+        (HOG, {"memory_mb": 200}, r"memory limit 200 MiB exceeded: peak \d+"),
+        (SPINNER, {"cpu_seconds": 1}, r"cpu time limit 1 s exceeded: used [\d.]+ s"),
+        (SLEEPER, {"timeout_seconds": 1}, r"timeout of 1 s exceeded: ran [\d.]+ s"),
+        (FLOOD, {"output_mb": 1}, r"output limit 1 MiB exceeded"),
+        (FORK_BOMB, {"processes": 20}, r"process limit 20 exceeded"),
+    ],
+    ids=["memory-hog", "cpu-spinner", "sleeper", "output-flood", "fork-bomb"],
+)
+def test_limit_breach_fails_the_run_with_the_limit_named(
+    api: httpx.Client, tmp_path: Path, source: str, limits: dict, message: str
+) -> None:
+    hostile = deploy(api, tmp_path, source)
+    calm = deploy(api, tmp_path, "import sys\nprint(sys.stdin.read())\n")
+    r = api.post(
+        f"/v1/applications/{hostile}/runs",
+        json={"input": {}, "configuration": {"limits": limits}},
+    )
+    run_id = r.json()["run_id"]
+    other = run_and_wait(api, calm, {"input": {"ok": True}})  # the daemon keeps serving
+    assert other["metadata"]["status_v2"] == "succeeded"
+    res = api.get(f"/v1/applications/{hostile}/runs/{run_id}", params={"wait": 60}).json()
+    meta = res["metadata"]
+    assert meta["status_v2"] == "failed"
+    assert re.search(message, meta["error"]), meta["error"]
+    assert not _survivors(run_id)
+
+
+def test_setsid_grandchild_does_not_survive(api: httpx.Client, tmp_path: Path) -> None:
+    app_id = deploy(api, tmp_path, ESCAPER)
+    res = run_and_wait(api, app_id, {"input": {}})
+    assert res["metadata"]["status_v2"] == "succeeded"
+    log = api.get(f"/v1/applications/{app_id}/runs/{res['id']}/logs").json()["log"]
+    pid = int(re.search(r"grandchild (\d+)", log).group(1))  # type: ignore[union-attr]
+    wait_for(lambda: not _alive(pid), timeout=5)
+
+
+def test_cancel_kills_a_process_that_ignores_sigterm(api: httpx.Client, tmp_path: Path) -> None:
+    app_id = deploy(api, tmp_path, STUBBORN)
+    run_id = api.post(f"/v1/applications/{app_id}/runs", json={"input": {}}).json()["run_id"]
+    logs = f"/v1/applications/{app_id}/runs/{run_id}/logs"
+    wait_for(lambda: "ignoring SIGTERM" in api.get(logs).json()["log"])
+    began = time.monotonic()
+    r = api.patch(f"/v1/applications/{app_id}/runs/{run_id}/cancel")
+    assert r.json()["metadata"]["status_v2"] == "canceled"
+    assert time.monotonic() - began < 15
+    assert not _survivors(run_id)
+
+
+def test_run_limits_cannot_exceed_instance_caps(api: httpx.Client, tmp_path: Path) -> None:
+    app_id = deploy(api, tmp_path, "print('{}')\n")
+    api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
+    api.post(
+        f"/v1/applications/{app_id}/instances",
+        json={"id": "small", "version_id": "v1", "configuration": {"limits": {"memory_mb": 128}}},
+    )
+    r = api.post(
+        f"/v1/applications/{app_id}/runs",
+        params={"instance_id": "small"},
+        json={"input": {}, "configuration": {"limits": {"memory_mb": 512}}},
+    )
+    assert r.status_code == 400
+    assert "memory_mb=512 exceeds the instance cap 128" in r.json()["error"]
+    ok = run_and_wait(api, app_id, {"input": {}}, instance="small")
+    assert ok["metadata"]["limits"]["memory_mb"] == 128
+
+
+def test_execution_class_sets_limits(api: httpx.Client, tmp_path: Path) -> None:
+    app_id = deploy(api, tmp_path, "print('{}')\n")
+    res = run_and_wait(api, app_id, {"input": {}, "configuration": {"execution_class": "small"}})
+    assert res["metadata"]["limits"]["memory_mb"] == 512
+    assert res["metadata"]["execution_class"] == "small"
+    bad = api.post(
+        f"/v1/applications/{app_id}/runs",
+        json={"input": {}, "configuration": {"execution_class": "huge"}},
+    )
+    assert bad.status_code == 400 and "unknown execution class 'huge'" in bad.json()["error"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _survivors(run_id: str) -> list[int]:
+    """Processes still carrying the run's marker in their environment."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("ORCH_RUN_ID") == run_id and proc.status() != "zombie":
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found

@@ -1,0 +1,84 @@
+"""Crash recovery: a SIGKILLed daemon loses no record, and leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.conftest import MakeDaemon
+from tests.helpers import SAMPLES, create_app, push_dir, wait_for, wait_run
+
+INPUT = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
+
+
+def test_sigkill_during_running_and_queued_runs(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    d = make_daemon(config="concurrency = 1\n")
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+        done = wait_run(api, app_id, _start(api, app_id, {"input": INPUT}))
+        running = _start(api, app_id, {"input": INPUT, "options": {"sleep": "120"}})
+        queued = [_start(api, app_id, {"input": INPUT}) for _ in range(3)]
+        pid = wait_for(lambda: _pid(d.home, running))
+    d.kill()
+    assert psutil.pid_exists(pid)  # the orphan outlived its daemon...
+    again = make_daemon(home=d.home)
+    wait_for(lambda: not _running(pid), timeout=10)  # ...until recovery killed it
+    with again.client() as api:
+        lost = api.get(f"/v1/applications/{app_id}/runs/{running}/metadata").json()["metadata"]
+        assert lost["status_v2"] == "failed"
+        assert lost["error"] == "daemon stopped while the run was running"
+        results = [wait_run(api, app_id, rid) for rid in queued]
+        assert [r["metadata"]["status_v2"] for r in results] == ["succeeded"] * 3
+        starts = [r["metadata"]["started_at"] for r in results]
+        assert starts == sorted(starts)  # queued runs keep their order
+        kept = api.get(f"/v1/applications/{app_id}/runs/{done['id']}").json()
+        assert kept["output"]["solutions"][0]["value"] == 444  # finished output survives
+
+
+def test_graceful_stop_ends_running_runs_and_keeps_queued(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    d = make_daemon(config="concurrency = 1\nshutdown_grace_seconds = 0.5\n")
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+        running = _start(api, app_id, {"input": INPUT, "options": {"sleep": "120"}})
+        queued = _start(api, app_id, {"input": INPUT})
+        wait_for(lambda: _pid(d.home, running))
+    assert d.stop() == 0
+    again = make_daemon(home=d.home)
+    with again.client() as api:
+        lost = api.get(f"/v1/applications/{app_id}/runs/{running}/metadata").json()["metadata"]
+        assert lost["status_v2"] == "failed" and "daemon stopped" in lost["error"]
+        assert wait_run(api, app_id, queued)["metadata"]["status_v2"] == "succeeded"
+
+
+def _start(api: httpx.Client, app_id: str, body: dict) -> str:
+    r = api.post(f"/v1/applications/{app_id}/runs", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["run_id"])
+
+
+def _pid(home: Path, run_id: str) -> int | None:
+    """The model's pid, once it has logged that it started (knapsack logs first)."""
+    log = home / "runs" / run_id / "stderr"
+    if not log.exists() or "solving knapsack" not in log.read_text():
+        return None
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("ORCH_RUN_ID") == run_id:
+                return proc.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
