@@ -61,13 +61,15 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
 
     def limits_for_class(self, name: str | None) -> Limits:
+        """Limits of a named class; a name orch does not know adds none.
+
+        Code written for Nextmv Cloud passes cloud class names (e.g.
+        ``6c9500mb870s``); refusing them would break apps that must run
+        unmodified, so they run with the daemon's defaults instead.
+        """
         if name is None:
             return Limits()
-        try:
-            return self.execution_classes[name]
-        except KeyError:
-            known = ", ".join(sorted(self.execution_classes)) or "none"
-            raise Invalid(f"unknown execution class {name!r} (known: {known})") from None
+        return self.execution_classes.get(name, Limits())
 
     @classmethod
     def load(cls, home: Home | None = None, **overrides: Any) -> Settings:

@@ -189,6 +189,8 @@ class Instance:
     options: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     execution_class: str | None = None
+    locked: bool = False
+    """A locked instance refuses changes and deletion until it is unlocked."""
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 

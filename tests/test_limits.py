@@ -132,11 +132,12 @@ def test_execution_class_sets_limits(api: httpx.Client, tmp_path: Path) -> None:
     res = run_and_wait(api, app_id, {"input": {}, "configuration": {"execution_class": "small"}})
     assert res["metadata"]["limits"]["memory_mb"] == 512
     assert res["metadata"]["execution_class"] == "small"
-    bad = api.post(
-        f"/v1/applications/{app_id}/runs",
-        json={"input": {}, "configuration": {"execution_class": "huge"}},
+    # A Nextmv Cloud class name is not refused (cloud code runs unmodified): default limits.
+    cloud = run_and_wait(
+        api, app_id, {"input": {}, "configuration": {"execution_class": "6c9500mb870s"}}
     )
-    assert bad.status_code == 400 and "unknown execution class 'huge'" in bad.json()["error"]
+    assert cloud["metadata"]["status_v2"] == "succeeded"
+    assert cloud["metadata"]["limits"]["memory_mb"] == 4096
 
 
 def _alive(pid: int) -> bool:

@@ -133,3 +133,21 @@ def test_promote_as_the_seed_describes(
     dup = api.post(f"/v1/applications/{app_id}/promote", json={"version_id": "v3"})
     assert dup.status_code == 409
     assert api.get(f"/v1/applications/{app_id}").json() == before
+
+
+def test_locked_instance_refuses_changes_but_not_echoes(
+    api: httpx.Client, pushed: tuple[str, str]
+) -> None:
+    app_id, _ = pushed
+    api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
+    base = f"/v1/applications/{app_id}/instances"
+    api.post(base, json={"id": "frozen", "version_id": "v1"})
+    locked = api.put(f"{base}/frozen/lock", json={"locked": True}).json()
+    assert locked["locked"] is True
+    echo = api.put(f"{base}/frozen", json=locked)  # the SDK's GET + PUT round trip
+    assert echo.status_code == 200
+    change = api.put(f"{base}/frozen", json={"name": "other"})
+    assert change.status_code == 409 and "locked" in change.json()["error"]
+    assert api.delete(f"{base}/frozen").status_code == 409
+    api.put(f"{base}/frozen/lock", json={"locked": False})
+    assert api.delete(f"{base}/frozen").status_code == 204

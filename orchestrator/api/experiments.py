@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.api import experiment_wire as wire
 from orchestrator.api.deps import services
 from orchestrator.api.instances import option_strings
+from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
 from orchestrator.experiments.gate import evaluate
@@ -108,7 +109,7 @@ async def list_inputs(
     app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
 ) -> Any:
     items = [wire.managed_input(i) for i in await svc.inputs.list(app_id)]
-    return {"items": items, "next_page_token": ""} if pagereturn else items
+    return page(items, pagereturn)
 
 
 @router.get("/inputs/{input_id}")
@@ -156,7 +157,7 @@ async def list_input_sets(
     app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
 ) -> Any:
     items = [await _set(svc, s) for s in await svc.input_sets.list(app_id)]
-    return {"items": items, "next_page_token": ""} if pagereturn else items
+    return page(items, pagereturn)
 
 
 @router.get("/experiments/inputsets/{set_id}")
@@ -213,7 +214,7 @@ async def list_batches(
         wire.experiment_metadata(e, await svc.experiments.counts(app_id, e.id))
         for e in await svc.experiments.list(app_id)
     ]
-    return {"items": items, "next_page_token": ""} if pagereturn else items
+    return page(items, pagereturn)
 
 
 @router.get("/experiments/batch/{exp_id}")

@@ -36,6 +36,11 @@ class InstanceBody(BaseModel):
     configuration: InstanceConfiguration | None = None
 
 
+class LockBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    locked: bool
+
+
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version_id: str | None = None
@@ -103,6 +108,14 @@ async def update_instance(
         execution_class=config.execution_class if config else None,
     )
     return wire.instance(await svc.instances.update(app_id, instance_id, changes))
+
+
+@router.put("/instances/{instance_id}/lock")
+async def lock_instance(
+    app_id: str, instance_id: str, body: LockBody, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """A locked instance refuses changes and deletion (the SDK's ``locked=``)."""
+    return wire.instance(await svc.instances.set_lock(app_id, instance_id, body.locked))
 
 
 @router.delete("/instances/{instance_id}", status_code=204)

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.models import Run
+from orchestrator.models import Run, RunStatus
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.workspace import Workspace, output_dir_name
 from orchestrator.services import Services
@@ -34,18 +34,28 @@ def signed_url(svc: Services, request: Request, run: Run, kind: str) -> str:
     return absolute_url(request, f"{path}?{sign(request.app.state.api_key, path, URL_TTL_SECONDS)}")
 
 
-async def output_value(svc: Services, request: Request, run: Run, as_url: bool) -> dict[str, Any]:
-    """What ``output`` holds in a run result: the JSON object, or ``{"url": ...}``."""
-    inline = (
-        not as_url
-        and run.input_format not in DIRECTORY_FORMATS
-        and run.output_size <= svc.settings.inline_output_bytes
-    )
-    if inline:
-        value = await anyio.to_thread.run_sync(_load_json, svc.runs.output_path(run))
-        if isinstance(value, dict):
-            return value
-    return {"url": signed_url(svc, request, run, "output")}
+async def output_value(
+    svc: Services, request: Request, run: Run, as_url: bool
+) -> dict[str, Any] | None:
+    """What ``output`` holds in a run result: the JSON object, ``{"url": ...}``, or nothing.
+
+    A URL when asked for, for folder formats, and above the inline limit. A
+    small output that is not a JSON object is a URL only when the run
+    succeeded (text output is still output); a failed run's stray stdout is
+    no result, and the SDK expects ``None`` there.
+    """
+    if as_url or run.input_format in DIRECTORY_FORMATS:
+        return {"url": signed_url(svc, request, run, "output")}
+    if run.output_size == 0:
+        return None
+    if run.output_size > svc.settings.inline_output_bytes:
+        return {"url": signed_url(svc, request, run, "output")}
+    value = await anyio.to_thread.run_sync(_load_json, svc.runs.output_path(run))
+    if isinstance(value, dict):
+        return value
+    if run.status == RunStatus.SUCCEEDED:
+        return {"url": signed_url(svc, request, run, "output")}
+    return None
 
 
 def _load_json(path: Path) -> Any:

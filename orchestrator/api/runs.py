@@ -143,7 +143,9 @@ async def run_result(
     run = await svc.runs.wait(app_id, run_id, wait)
     body = run_wire.information(run)
     if run.status.finished:
-        body["output"] = await output_value(svc, request, run, as_url=format == "url")
+        output = await output_value(svc, request, run, as_url=format == "url")
+        if output is not None:
+            body["output"] = output
         if run.error:
             body["error_log"] = {"error": run.error}
     return body
@@ -175,6 +177,13 @@ async def run_input(
     if format == "url":
         return JSONResponse({"url": signed_url(svc, request, run, "input")})
     return await input_body(svc, run)
+
+
+@router.get("/{run_id}/assets")
+async def run_assets(app_id: str, run_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    """The assets a model reported (``assets`` in its JSON output, or ``outputs/assets.json``)."""
+    run = await svc.runs.get(app_id, run_id)
+    return {"items": await svc.runs.assets(run)}
 
 
 @router.get("/{run_id}/logs")

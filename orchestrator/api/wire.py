@@ -84,7 +84,7 @@ def instance(i: Instance) -> dict[str, Any]:
         "name": i.name,
         "description": i.description,
         "configuration": configuration,
-        "locked": False,
+        "locked": i.locked,
         "created_at": i.created_at,
         "updated_at": i.updated_at,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid
@@ -51,6 +51,34 @@ def refuse_reserved(instance_id: str, verb: str) -> None:
             f"instance {instance_id!r} is reserved: it always follows the latest push and "
             f"cannot be {verb} by hand"
         )
+
+
+def refuse_locked(instance: Instance, verb: str) -> None:
+    if instance.locked:
+        raise Conflict(f"instance {instance.id!r} is locked and cannot be {verb}; unlock it first")
+
+
+def _applied(instance: Instance, changes: InstanceChanges) -> Instance:
+    if changes.name is not None and not changes.name.strip():
+        raise Invalid("instance name cannot be empty")
+    return replace(
+        instance,
+        version_id=changes.version_id or instance.version_id,
+        name=changes.name if changes.name is not None else instance.name,
+        description=instance.description if changes.description is None else changes.description,
+        options=instance.options if changes.options is None else changes.options,
+        limits=instance.limits if changes.limits is None else changes.limits,
+        execution_class=(
+            instance.execution_class
+            if changes.execution_class is None
+            else changes.execution_class or None
+        ),
+    )
+
+
+def _differs(a: Instance, b: Instance) -> bool:
+    fields = ("version_id", "name", "description", "options", "limits", "execution_class")
+    return any(getattr(a, f) != getattr(b, f) for f in fields)
 
 
 async def insert_instance(
@@ -103,26 +131,29 @@ class InstanceService:
         return [devint_instance(app), *await self.store.read.instances.list(app_id)]
 
     async def update(self, app_id: str, instance_id: str, changes: InstanceChanges) -> Instance:
+        """Apply the changes; a PUT that only echoes the instance back is always fine.
+
+        The SDK updates by GET + PUT of the whole object, so "no effective
+        change" must pass even on a locked instance (it is how the SDK unlocks).
+        """
         refuse_reserved(instance_id, "updated")
         async with self.store.write() as w:
             instance = await require_instance(w, app_id, instance_id)
-            if changes.version_id is not None and changes.version_id != instance.version_id:
-                instance = await point_instance(
-                    w, app_id, instance_id, changes.version_id, "update"
-                )
-            if changes.name is not None:
-                if not changes.name.strip():
-                    raise Invalid("instance name cannot be empty")
-                instance.name = changes.name
-            if changes.description is not None:
-                instance.description = changes.description
-            if changes.options is not None:
-                instance.options = changes.options
-            if changes.limits is not None:
-                instance.limits = changes.limits
-            if changes.execution_class is not None:
-                self.settings.limits_for_class(changes.execution_class or None)
-                instance.execution_class = changes.execution_class or None
+            wanted = _applied(instance, changes)
+            if wanted.execution_class is not None:
+                self.settings.limits_for_class(wanted.execution_class)
+            if _differs(instance, wanted):
+                refuse_locked(instance, "changed")
+            if wanted.version_id != instance.version_id:
+                await point_instance(w, app_id, instance_id, wanted.version_id, "update")
+            await w.instances.update(wanted)
+        return wanted
+
+    async def set_lock(self, app_id: str, instance_id: str, locked: bool) -> Instance:
+        refuse_reserved(instance_id, "locked")
+        async with self.store.write() as w:
+            instance = await require_instance(w, app_id, instance_id)
+            instance.locked = locked
             await w.instances.update(instance)
         return instance
 
@@ -131,6 +162,7 @@ class InstanceService:
         async with self.store.write() as w:
             app = await require_app(w, app_id)
             instance = await require_instance(w, app_id, instance_id)
+            refuse_locked(instance, "deleted")
             if app.default_instance_id == instance_id:
                 if not force:
                     raise Conflict(

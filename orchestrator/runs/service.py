@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from orchestrator.runs.limits import run_limits
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
 from orchestrator.runs.scheduler import Scheduler
+from orchestrator.runs.workspace import Workspace, read_assets
 from orchestrator.store import Store
 from orchestrator.uploads import UploadService
 
@@ -191,6 +193,32 @@ class RunService:
         async with self.store.write() as w:
             await w.runs.delete(run_id)
         shutil.rmtree(self.settings.home.run_dir(run_id), ignore_errors=True)
+
+    async def assets(self, run: Run) -> builtins.list[dict[str, Any]]:
+        """The run's assets in the shape of the SDK's ``RunAsset``."""
+        exe = await self.store.read.executables.get(run.executable_id)
+        manifest = self.manifests.get(exe.id, exe.manifest) if exe else None
+        assets_file = manifest.multi_file.assets if manifest else "outputs/assets.json"
+        raw = await anyio.to_thread.run_sync(
+            read_assets,
+            Workspace.of(self.settings.home.run_dir(run.id)),
+            run.input_format,
+            self.settings.inline_output_bytes,
+            assets_file,
+        )
+        return [
+            {
+                "id": f"{run.id}-asset-{n}",
+                "name": str(item.get("name", f"asset-{n}")),
+                "content_type": str(item.get("content_type", "json")),
+                "created_at": run.ended_at or run.created_at,
+                "size": len(json.dumps(item.get("content"))),
+                **({"visual": item["visual"]} if isinstance(item.get("visual"), dict) else {}),
+                "content": item.get("content"),
+            }
+            for n, item in enumerate(raw)
+            if isinstance(item, dict)
+        ]
 
     def output_path(self, run: Run) -> Path:
         return self.settings.home.run_dir(run.id) / "stdout"

@@ -134,3 +134,12 @@ def stderr_tail(path: Path, max_bytes: int = 4000) -> str:
     if size > max_bytes:
         text = "…" + text.split("\n", 1)[-1]
     return text.strip()
+
+
+def read_assets(ws: Workspace, fmt: str, parse_limit: int, assets_file: str) -> list[Any]:
+    """Assets the model reported: ``assets`` in its JSON output, or the assets file."""
+    doc = _read_json(ws.work / assets_file, parse_limit) if fmt in DIRECTORY_FORMATS else None
+    if doc is None:
+        whole = _read_json(ws.stdout, parse_limit)
+        doc = whole.get("assets") if isinstance(whole, dict) else None
+    return doc if isinstance(doc, list) else []

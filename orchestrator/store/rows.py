@@ -47,6 +47,7 @@ def to_instance(row: Row) -> Instance:
     data = dict(row)
     data["options"] = load(data["options"])
     data["limits"] = Limits.from_dict(load(data["limits"]))
+    data["locked"] = bool(data["locked"])
     return Instance(**data)
 
 

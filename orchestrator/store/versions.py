@@ -73,7 +73,8 @@ class InstanceRepo:
     async def insert(self, i: Instance) -> None:
         await self.conn.execute(
             "INSERT INTO instances (app_id, id, version_id, name, description, options, limits,"
-            " execution_class, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " execution_class, locked, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 i.app_id,
                 i.id,
@@ -83,6 +84,7 @@ class InstanceRepo:
                 dump(i.options),
                 dump(i.limits.to_dict()),
                 i.execution_class,
+                int(i.locked),
                 i.created_at,
                 i.updated_at,
             ),
@@ -92,7 +94,8 @@ class InstanceRepo:
         i.updated_at = now()
         await self.conn.execute(
             "UPDATE instances SET version_id = ?, name = ?, description = ?, options = ?,"
-            " limits = ?, execution_class = ?, updated_at = ? WHERE app_id = ? AND id = ?",
+            " limits = ?, execution_class = ?, locked = ?, updated_at = ?"
+            " WHERE app_id = ? AND id = ?",
             (
                 i.version_id,
                 i.name,
@@ -100,6 +103,7 @@ class InstanceRepo:
                 dump(i.options),
                 dump(i.limits.to_dict()),
                 i.execution_class,
+                int(i.locked),
                 i.updated_at,
                 i.app_id,
                 i.id,
