@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -95,14 +95,21 @@ class OrchClient:
             raise ClientError(_message(response), response.status_code)
         return response.json()
 
-    def download(self, path: str, dest: Path, **params: Any) -> None:
-        with self._http.stream("GET", path, params=params) as response:
+    def download(self, path: str, sink: BinaryIO, params: dict[str, Any] | None = None) -> bytes:
+        """Stream a response body into ``sink``; returns its last bytes (to check for a newline).
+
+        ``params`` are only sent when given: httpx would otherwise replace the
+        query string of a signed URL.
+        """
+        tail = b""
+        with self._http.stream("GET", path, params=params or None) as response:
             if response.is_error:
                 response.read()
                 raise ClientError(_message(response), response.status_code)
-            with dest.open("wb") as fh:
-                for chunk in response.iter_bytes():
-                    fh.write(chunk)
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                tail = chunk[-1:] or tail
+        return tail
 
 
 def _chunks(fh: Any, size: int = 1024 * 1024) -> Iterator[bytes]:

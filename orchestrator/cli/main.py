@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import daemon
+from orchestrator.cli import app, daemon
 
 cli = typer.Typer(
     name="orch",
@@ -14,6 +14,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.add_typer(daemon.app, name="daemon")
+cli.add_typer(app.app, name="app")
 
 
 def _version(value: bool) -> None:

@@ -11,12 +11,14 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.client import ClientError
 from orchestrator.errors import OrchError
 
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+"""Piped output is for scripts and logs: wide enough that IDs are never cut."""
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -26,7 +28,7 @@ def say(message: str) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,178 @@
+"""``orch app instance create|list|get|update|delete``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.flags import (
+    CpuOption,
+    ExecutionClassOption,
+    MemoryOption,
+    OptionsOption,
+    OutputMbOption,
+    TimeoutOption,
+    limits_body,
+    pairs,
+    parse_options,
+)
+from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
+
+app = typer.Typer(
+    help="Instances: named pointers to a version, with options and limits.", no_args_is_help=True
+)
+
+InstanceIdOption = typer.Option(..., "--instance-id", "-i", help="Instance ID.")
+FIELDS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("description", "description"),
+    ("version", "version_id"),
+    ("options", "options"),
+    ("execution class", "configuration.execution_class"),
+    ("limits", "limits"),
+    ("created", "created_at"),
+    ("updated", "updated_at"),
+]
+COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("version", "version_id"),
+    ("options", "options"),
+    ("limits", "limits"),
+    ("updated", "updated_at"),
+]
+
+
+def _human(data: dict[str, Any]) -> dict[str, Any]:
+    config = data.get("configuration") or {}
+    return data | {"options": pairs(config.get("options")), "limits": pairs(config.get("limits"))}
+
+
+def _path(app_id: str, instance_id: str | None = None) -> str:
+    base = f"/v1/applications/{app_id}/instances"
+    return f"{base}/{instance_id}" if instance_id else base
+
+
+def _show(data: dict[str, Any], as_json: bool) -> None:
+    emit(data, as_json, lambda d: record(_human(d), FIELDS))
+
+
+@app.command("create")
+def create(
+    app_id: str = AppOption,
+    instance_id: str = InstanceIdOption,
+    version_id: str = typer.Option(..., "--version-id", "-v", help="Version it runs."),
+    name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
+    description: str = typer.Option("", "--description", "-d", help="Description."),
+    options: list[str] | None = OptionsOption,
+    execution_class: str | None = ExecutionClassOption,
+    memory_mb: int | None = MemoryOption,
+    cpu_seconds: float | None = CpuOption,
+    timeout: float | None = TimeoutOption,
+    output_mb: int | None = OutputMbOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create an instance; runs sent to it use its version, options and limits."""
+    configuration: dict[str, Any] = {
+        "options": parse_options(options),
+        "limits": limits_body(memory_mb, cpu_seconds, timeout, output_mb),
+    }
+    if execution_class:
+        configuration["execution_class"] = execution_class
+    body = {
+        "id": instance_id,
+        "name": name or instance_id,
+        "version_id": version_id,
+        "description": description,
+        "configuration": configuration,
+    }
+    with errors_to_exit(), client(home) as api:
+        data = api.post(_path(app_id), body)
+    _show(data, as_json)
+
+
+@app.command("list")
+def list_instances(
+    app_id: str = AppOption, home: Path | None = HomeOption, as_json: bool = JsonOption
+) -> None:
+    """List the app's instances (devint, the reserved one, comes first)."""
+    with errors_to_exit(), client(home) as api:
+        data = api.get(_path(app_id))
+    emit(data, as_json, lambda rows: table([_human(i) for i in rows], COLUMNS))
+
+
+@app.command("get")
+def get(
+    app_id: str = AppOption,
+    instance_id: str = InstanceIdOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one instance."""
+    with errors_to_exit(), client(home) as api:
+        data = api.get(_path(app_id, instance_id))
+    _show(data, as_json)
+
+
+@app.command("update")
+def update(
+    app_id: str = AppOption,
+    instance_id: str = InstanceIdOption,
+    version_id: str | None = typer.Option(None, "--version-id", "-v", help="Point at a version."),
+    name: str | None = typer.Option(None, "--name", "-n", help="New name."),
+    description: str | None = typer.Option(None, "--description", "-d", help="New description."),
+    options: list[str] | None = typer.Option(
+        None,
+        "--options",
+        "-o",
+        metavar="NAME=VALUE",
+        help="Options (repeatable); when given, they replace all the instance's options.",
+    ),
+    execution_class: str | None = ExecutionClassOption,
+    memory_mb: int | None = MemoryOption,
+    cpu_seconds: float | None = CpuOption,
+    timeout: float | None = TimeoutOption,
+    output_mb: int | None = OutputMbOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Change an instance; only the fields given change (limits merge with the current ones)."""
+    configuration: dict[str, Any] = {}
+    if options:
+        configuration["options"] = parse_options(options)
+    if execution_class is not None:
+        configuration["execution_class"] = execution_class
+    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb)
+    given = {"version_id": version_id, "name": name, "description": description}
+    body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    with errors_to_exit(), client(home) as api:
+        if limits:
+            # The API replaces the limits object whole; merging keeps the ones not named here.
+            current = api.get(_path(app_id, instance_id))
+            configuration["limits"] = (current["configuration"].get("limits") or {}) | limits
+        if configuration:
+            body["configuration"] = configuration
+        if not body:
+            fail("nothing to update: give at least one of -v, -n, -d, -o or a limit flag")
+        data = api.put(_path(app_id, instance_id), body)
+    _show(data, as_json)
+
+
+@app.command("delete")
+def delete(
+    app_id: str = AppOption,
+    instance_id: str = InstanceIdOption,
+    force: bool = typer.Option(
+        False, "--force", help="Also delete the app's default instance (clears the default)."
+    ),
+    home: Path | None = HomeOption,
+) -> None:
+    """Delete an instance; the default instance needs --force."""
+    with errors_to_exit(), client(home) as api:
+        api.delete(_path(app_id, instance_id), params={"force": "true"} if force else {})
+    say(f"deleted instance {instance_id} of app {app_id}")
