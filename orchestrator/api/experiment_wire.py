@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api import run_wire
+from orchestrator.experiments.batch import target_of
 from orchestrator.models import Experiment, InputSet, ManagedInput, Run
 
 
@@ -69,12 +70,17 @@ def experiment(e: Experiment, counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def experiment_run(run: Run, input_set_id: str | None) -> dict[str, Any]:
+def experiment_run(run: Run, input_set_id: str | None, input_name: str) -> dict[str, Any]:
+    """An SDK ``Run`` plus what a comparison table needs (the SDK ignores extra keys)."""
+    result = (run.statistics or {}).get("result")
     item = run_wire.list_item(run) | {
         "experiment_id": run.experiment_id,
         "input_id": run.input_id or "",
+        "input_name": input_name,
         "repetition": run.repetition,
         "input_set_id": input_set_id or "",
+        "target": target_of(run),
+        "result_value": result.get("value") if isinstance(result, dict) else None,
     }
     if run.option_set:
         item["option_set"] = run.option_set

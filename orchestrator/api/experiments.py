@@ -233,7 +233,12 @@ async def batch_metadata(app_id: str, exp_id: str, svc: Services = Depends(servi
 async def batch_runs(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
     exp = await svc.experiments.get(app_id, exp_id)
     runs = await svc.experiments.runs_of(app_id, exp_id)
-    return {"runs": [wire.experiment_run(r, exp.input_set_id) for r in runs]}
+    names = {i.id: i.name for i in await svc.inputs.list(app_id)}
+    return {
+        "runs": [
+            wire.experiment_run(r, exp.input_set_id, names.get(r.input_id or "", "")) for r in runs
+        ]
+    }
 
 
 @router.patch("/experiments/batch/{exp_id}")

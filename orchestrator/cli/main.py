@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import app, daemon
+from orchestrator.cli import app, daemon, experiment
 
 cli = typer.Typer(
     name="orch",
@@ -15,6 +15,7 @@ cli = typer.Typer(
 )
 cli.add_typer(daemon.app, name="daemon")
 cli.add_typer(app.app, name="app")
+cli.add_typer(experiment.app, name="experiment")
 
 
 def _version(value: bool) -> None:

@@ -223,6 +223,8 @@ class ExperimentService:
             self.runs.events.finished(run_id)
         for run_id in running:
             self.runs.executor.cancel(run_id)
+        for run_id in running:  # answer once nothing of the experiment runs any more
+            await self.runs.wait(app_id, run_id, 30)
         return await self.get(app_id, exp_id)
 
     async def delete(self, app_id: str, exp_id: str) -> None:

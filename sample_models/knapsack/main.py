@@ -24,8 +24,9 @@ def main() -> None:
     opts = options()
     data = json.load(sys.stdin)
     items = data["items"]
+    # Scaling rounds weights up and the capacity down: faster, never infeasible, maybe worse.
     capacity = int(data["weight_capacity"]) // opts.scale
-    weights = [max(1, int(item["weight"]) // opts.scale) for item in items]
+    weights = [-(-int(item["weight"]) // opts.scale) for item in items]
     values = [int(item["value"]) for item in items]
     print(f"solving knapsack: {len(items)} items, capacity {capacity}", file=sys.stderr)
     if opts.sleep:

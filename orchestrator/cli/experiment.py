@@ -1,0 +1,372 @@
+"""``orch experiment input-set|batch ...``: run instances and versions on fixed inputs,
+compare them against a baseline, and gate CI on regressions.
+
+The daemon computes the summary and the gate's verdict; this module only sends requests
+and hands the JSON to ``experiment_view``. The one local check is the ``--fail-if``
+syntax (a pure parser), so a typo fails at once rather than after a long experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+from rich.markup import escape
+
+from orchestrator.cli import experiment_view as view
+from orchestrator.cli import input_set
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.input_set import InputSetIdOption, sets_path, split_ids
+from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
+from orchestrator.client import ClientError, OrchClient
+from orchestrator.errors import OrchError
+from orchestrator.experiments.gate import parse as parse_gate
+
+app = typer.Typer(
+    help="Experiments: input sets, and batch experiments that compare instances and versions.",
+    no_args_is_help=True,
+)
+batch_app = typer.Typer(
+    help="Batch experiments: inputs x targets x option sets x repetitions, then a summary.",
+    no_args_is_help=True,
+)
+app.add_typer(input_set.app, name="input-set")
+app.add_typer(batch_app, name="batch")
+
+POLL_SECONDS = 0.2
+EXIT_CODES = {"completed": 0, "failed": 1, "canceled": 2}
+"""Exit code of ``batch start --wait`` by final status, as ``orch app run --wait`` does."""
+InputFormat = Literal["json", "text"]
+Objective = Literal["min", "max"]
+
+BatchIdOption = typer.Option(..., "--batch-experiment-id", "-b", help="Batch experiment ID.")
+
+
+def _batch(app_id: str, exp_id: str | None = None, tail: str = "") -> str:
+    base = f"/v1/applications/{app_id}/experiments/batch"
+    return (f"{base}/{exp_id}" if exp_id else base) + tail
+
+
+# --- batch experiments -----------------------------------------------------------------
+
+
+NewBatchIdOption = typer.Option(
+    None, "--batch-experiment-id", "-b", help="Experiment ID (default: generated)."
+)
+InstanceIdsOption = typer.Option(
+    None, "--instance-ids", "-i", help="Instances to run (comma-separated or repeated)."
+)
+VersionIdsOption = typer.Option(
+    None, "--version-ids", help="Versions to run bare, without an instance (comma-separated)."
+)
+OptionSetsOption = typer.Option(
+    None,
+    "--option-sets",
+    metavar="JSON|@FILE",
+    help='Named option sets, e.g. \'{"fast": {"duration": "1"}}\'; each target runs each.',
+)
+RepetitionsOption = typer.Option(1, "--repetitions", min=1, help="Runs per combination.")
+BaselineOption = typer.Option(
+    None, "--baseline", help="Target the others are compared to (instance or version:ID)."
+)
+ObjectiveOption = typer.Option(
+    None, "--objective", help="Better result.value: min (default) or max."
+)
+PriorityOption = typer.Option(
+    None, "--priority", min=1, max=9, help="Queue priority (default 8: after manual runs)."
+)
+FailIfOption = typer.Option(
+    None,
+    "--fail-if",
+    metavar="EXPR",
+    help="With --wait and --baseline: exit 1 on a regression, "
+    "e.g. 'result.value > baseline * 1.01' (syntax below).",
+)
+StartJsonOption = typer.Option(
+    False, "--json", help="Print the experiment (with --wait: the summary) as JSON."
+)
+
+
+@batch_app.command("start")
+def start(
+    app_id: str = AppOption,
+    exp_id: str | None = NewBatchIdOption,
+    set_id: str = InputSetIdOption,
+    instance_ids: list[str] | None = InstanceIdsOption,
+    version_ids: list[str] | None = VersionIdsOption,
+    option_sets: str | None = OptionSetsOption,
+    repetitions: int = RepetitionsOption,
+    baseline: str | None = BaselineOption,
+    objective: Objective | None = ObjectiveOption,
+    priority: int | None = PriorityOption,
+    name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
+    description: str = typer.Option("", "--description", "-d", help="Description."),
+    wait: bool = typer.Option(False, "--wait", help="Show progress, then the summary."),
+    fail_if: str | None = FailIfOption,
+    home: Path | None = HomeOption,
+    as_json: bool = StartJsonOption,
+    as_csv: bool = typer.Option(False, "--csv", help="With --wait: print the summary as CSV."),
+) -> None:
+    """Run every input of a set on every target (x option sets x repetitions).
+
+    Without --wait: prints the experiment ID, so EXP=$(orch experiment batch start ...) works.
+
+    With --wait: a progress bar on stderr, then the summary on stdout (Ctrl-C stops waiting).
+
+    Exit code with --wait: 0 completed, 1 no run succeeded or the gate failed, 2 canceled.
+
+    --fail-if: METRIC OP baseline, optionally followed by * FACTOR, + DELTA or - DELTA.
+
+    METRIC: result.value, run.duration, wall_time, peak_memory_mb or custom.NAME.
+
+    OP: > >= < <= == != . Join conditions with ' or '; each is checked input by input.
+    """
+    _check_start_flags(wait, fail_if, baseline, as_json, as_csv)
+    body = {
+        "id": exp_id,
+        "name": name,
+        "description": description,
+        "input_set_id": set_id,
+        "instance_ids": split_ids(instance_ids),
+        "version_ids": split_ids(version_ids),
+        "option_sets": _optionsets_path(option_sets),
+        "repetitions": repetitions,
+        "baseline": baseline,
+        "objective": objective,
+        "priority": priority,
+    }
+    with errors_to_exit(), client(home) as api:
+        created = api.post(_batch(app_id), {k: v for k, v in body.items() if v is not None})
+        exp_id = str(created["id"])
+        say(
+            f"experiment {exp_id} started: {created['number_of_requested_runs']} runs"
+            + ("" if wait else f"; follow it with: {_command('get', app_id, exp_id, home)}")
+        )
+        if not wait:
+            emit(created, as_json, lambda d: typer.echo(d["id"]))
+            return
+        meta = _wait(api, app_id, exp_id, home)
+        _print_summary(api, app_id, exp_id, as_json, as_csv)
+        code = _verdict(api, app_id, meta, fail_if, baseline)
+    raise typer.Exit(code)
+
+
+def _check_start_flags(
+    wait: bool, fail_if: str | None, baseline: str | None, as_json: bool, as_csv: bool
+) -> None:
+    """Refuse flag combinations before anything is queued, and a malformed gate expression
+    before a long experiment runs only to fail on it."""
+    if fail_if is not None:
+        if not wait or not baseline:
+            fail("--fail-if needs --wait and --baseline (it compares against the baseline)")
+        try:
+            parse_gate(fail_if)
+        except OrchError as exc:
+            fail(exc.message)
+    if as_csv and not wait:
+        fail("--csv prints the summary, so it needs --wait")
+    if as_csv and as_json:
+        fail("give --json or --csv, not both")
+
+
+def _optionsets_path(text: str | None) -> dict[str, dict[str, Any]] | None:
+    """``--option-sets`` as JSON, inline or ``@file``: ``{"name": {"option": "value"}}``."""
+    if text is None:
+        return None
+    try:
+        raw = Path(text[1:]).expanduser().read_text() if text.startswith("@") else text
+        sets = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        fail(f"--option-sets: {exc}")
+    if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
+        fail('--option-sets must be a JSON object of objects, e.g. {"fast": {"duration": "1"}}')
+    return sets
+
+
+def _command(action: str, app_id: str, exp_id: str, home: Path | None) -> str:
+    """A command line to paste, with --home when the user gave one."""
+    line = f"orch experiment batch {action} -a {app_id} -b {exp_id}"
+    return f"{line} --home {home}" if home else line
+
+
+def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> dict[str, Any]:
+    """Poll the metadata until the experiment ends. Ctrl-C stops waiting, not the runs: they
+    belong to the daemon, and the user may want them after all."""
+    try:
+        with view.progress() as bar:
+            task = bar.add_task(exp_id, total=None)
+            while True:
+                meta: dict[str, Any] = api.get(_batch(app_id, exp_id, "/metadata"))
+                bar.update(
+                    task,
+                    completed=meta["number_of_completed_runs"],
+                    total=meta["number_of_requested_runs"],
+                    description=view.progress_label(meta),
+                )
+                if meta["status"] != "started":
+                    return meta
+                time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        say(
+            f"stopped waiting; experiment {exp_id} keeps running.\n"
+            f"  follow it: {_command('get', app_id, exp_id, home)}\n"
+            f"  cancel it: {_command('cancel', app_id, exp_id, home)}"
+        )
+        raise typer.Exit(130) from None
+
+
+def _print_summary(api: OrchClient, app_id: str, exp_id: str, as_json: bool, as_csv: bool) -> None:
+    path = _batch(app_id, exp_id, "/summary")
+    if as_csv:
+        sys.stdout.write(api.request("GET", path, params={"format": "csv"}).text)
+        return
+    emit(api.get(path), as_json, view.summary)
+
+
+def _verdict(
+    api: OrchClient, app_id: str, meta: dict[str, Any], fail_if: str | None, baseline: str | None
+) -> int:
+    """The exit code: the final status first, then the gate (only on a completed experiment:
+    a canceled or failed one proves nothing either way)."""
+    status = meta["status"]
+    code = EXIT_CODES.get(status, 1)
+    say(f"experiment {meta['id']} {status}: {view.pairs(meta.get('run_counts'))}")
+    if fail_if is None:
+        return code
+    if status != "completed":
+        say(f"gate not checked: the experiment is {status}")
+        return code
+    gate = api.get(
+        _batch(app_id, meta["id"], "/gate"), params={"expr": fail_if, "baseline": baseline}
+    )
+    say(escape(gate["description"]))
+    return 1 if gate["failed"] else 0
+
+
+@batch_app.command("get")
+def get_batch(
+    app_id: str = AppOption,
+    exp_id: str = BatchIdOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show an experiment: status, counts, targets, and the summary once it has ended."""
+    with errors_to_exit(), client(home) as api:
+        data = api.get(_batch(app_id, exp_id))
+        if as_json:
+            print_json(data)
+            return
+        view.experiment(data)
+        if data["status"] != "started":
+            view.summary(api.get(_batch(app_id, exp_id, "/summary")))
+
+
+@batch_app.command("list")
+def list_batches(
+    app_id: str = AppOption, home: Path | None = HomeOption, as_json: bool = JsonOption
+) -> None:
+    """List the app's batch experiments."""
+    with errors_to_exit(), client(home) as api:
+        data = api.get(_batch(app_id))
+    emit(data, as_json, view.experiments)
+
+
+@batch_app.command("runs")
+def batch_runs(
+    app_id: str = AppOption,
+    exp_id: str = BatchIdOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List an experiment's runs with their target, input, option set and result.value."""
+    with errors_to_exit(), client(home) as api:
+        data = api.get(_batch(app_id, exp_id, "/runs"))
+        if as_json:
+            print_json(data)
+            return
+        runs = data["runs"]
+        view.runs(runs, _values(api, app_id, runs), _input_names(api, app_id, runs))
+
+
+def _values(api: OrchClient, app_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """result.value of each succeeded run: the runs list leaves statistics out (as the SDK
+    types them differently there), so they come from each run's metadata."""
+    values: dict[str, Any] = {}
+    for run in runs:
+        if run["status_v2"] != "succeeded":
+            continue
+        meta = api.get(f"/v1/applications/{app_id}/runs/{run['id']}/metadata")["metadata"]
+        value = ((meta.get("statistics") or {}).get("result") or {}).get("value")
+        if value is not None:
+            values[run["id"]] = value
+    return values
+
+
+def _input_names(api: OrchClient, app_id: str, runs: list[dict[str, Any]]) -> dict[str, str]:
+    """Input id → name, from the experiment's input set (gone if deleted since: no names)."""
+    set_id = runs[0].get("input_set_id") if runs else None
+    if not set_id:
+        return {}
+    try:
+        inputs = api.get(sets_path(app_id, set_id))["inputs"]
+    except ClientError:
+        return {}
+    return {i["id"]: i["name"] for i in inputs}
+
+
+@batch_app.command("cancel")
+def cancel_batch(
+    app_id: str = AppOption,
+    exp_id: str = BatchIdOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Cancel an experiment: its queued runs never start, its running ones are stopped."""
+    with errors_to_exit(), client(home) as api:
+        data = api.patch(_batch(app_id, exp_id, "/cancel"))
+    if as_json:
+        print_json(data)
+    say(f"experiment {exp_id} is {data['status']}")
+
+
+@batch_app.command("delete")
+def delete_batch(
+    app_id: str = AppOption,
+    exp_id: str = BatchIdOption,
+    confirm: bool = typer.Option(False, "--confirm", help="Yes, delete it and its runs."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Delete an experiment with its runs (needs --confirm); its input set stays."""
+    if not confirm:
+        fail(f"deleting experiment {exp_id} also deletes its runs; add --confirm to go ahead")
+    with errors_to_exit(), client(home) as api:
+        api.delete(_batch(app_id, exp_id))
+    say(f"deleted experiment {exp_id}")
+
+
+@batch_app.command("report")
+def report(
+    app_id: str = AppOption,
+    exp_id: str = BatchIdOption,
+    html: Path = typer.Option(..., "--html", dir_okay=False, help="Write the report here."),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="Compare against this target (default: the experiment's)."
+    ),
+    home: Path | None = HomeOption,
+) -> None:
+    """Write a self-contained HTML report (tables and SVG charts) to share or archive in CI."""
+    params = {"baseline": baseline} if baseline else {}
+    with errors_to_exit(), client(home) as api:
+        # Into a temporary sibling first: a failed request leaves an older report intact.
+        part = html.with_name(f".{html.name}.part")
+        try:
+            with part.open("wb") as fh:
+                api.download(_batch(app_id, exp_id, "/report"), fh, params)
+            part.replace(html)
+        finally:
+            part.unlink(missing_ok=True)
+    say(f"wrote the report of experiment {exp_id} to {html}")

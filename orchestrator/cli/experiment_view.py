@@ -1,0 +1,250 @@
+"""How ``orch experiment`` shows things: the daemon's JSON turned into rich tables.
+
+Rendering only. Every number (distributions, wins and losses, gate verdicts) is computed
+by the daemon (``Summary.to_dict()``), so the CLI, the API and the HTML report never
+disagree; this module only chooses columns and formats numbers for a terminal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator.cli import output
+from orchestrator.cli.output import record, table
+
+OUTCOME_COLUMNS = [
+    ("target", "target"),
+    ("runs", "runs"),
+    ("succeeded", "succeeded"),
+    ("failed", "failed"),
+    ("timed_out", "timed_out"),
+    ("canceled", "canceled"),
+]
+STATS = ("median", "mean", "p90", "min", "max", "std")
+EXPERIMENT_FIELDS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("description", "description"),
+    ("status", "status"),
+    ("input set", "input_set_id"),
+    ("targets", "targets_text"),
+    ("baseline", "baseline"),
+    ("objective", "objective"),
+    ("option sets", "option_sets_text"),
+    ("runs", "progress"),
+    ("run counts", "counts_text"),
+    ("created", "created_at"),
+    ("ended", "ended_at"),
+]
+EXPERIMENT_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("status", "status"),
+    ("runs", "progress"),
+    ("created", "created_at"),
+    ("ended", "ended_at"),
+]
+RUN_COLUMNS = [
+    ("run", "id"),
+    ("target", "target"),
+    ("input", "input_id"),
+    ("input name", "input_name"),
+    ("option set", "option_set"),
+    ("rep", "repetition"),
+    ("status", "status_v2"),
+    ("duration s", "seconds"),
+    ("result.value", "value"),
+]
+INPUT_SET_FIELDS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("description", "description"),
+    ("inputs", "count"),
+    ("created", "created_at"),
+    ("updated", "updated_at"),
+]
+INPUT_SET_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("inputs", "count"),
+    ("description", "description"),
+    ("updated", "updated_at"),
+]
+INPUT_COLUMNS = [
+    ("input", "id"),
+    ("name", "name"),
+    ("format", "format.input.type"),
+    ("bytes", "size"),
+    ("from run", "run_id"),
+]
+
+
+def number(value: Any) -> str:
+    """Integers stay whole (objective values are often counts); others get 4 significant
+    digits past the point, so 0.00012 s does not print as 0."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    if math.isfinite(value) and float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 1:
+        return f"{value:.3f}".rstrip("0").rstrip(".")
+    return f"{value:.4g}"
+
+
+def change(value: Any) -> str:
+    """A relative change as a signed percentage; ``-`` when undefined (baseline 0)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{value * 100:+.2f}%"
+
+
+# --- summary -----------------------------------------------------------------------------
+
+
+def summary(data: dict[str, Any]) -> None:
+    """The three views of a summary: outcomes, metric distributions, baseline comparison."""
+    targets = data.get("targets") or []
+    if not targets:
+        output.say("no runs to summarize")
+        return
+    outcomes(targets)
+    metrics(targets)
+    if data.get("comparisons"):
+        comparisons(data)
+
+
+def outcomes(targets: list[dict[str, Any]]) -> None:
+    columns = list(OUTCOME_COLUMNS)
+    if any(t.get("unfinished") for t in targets):
+        columns.append(("unfinished", "unfinished"))
+    table(targets, columns, title="Runs by target")
+
+
+def metrics(targets: list[dict[str, Any]]) -> None:
+    rows = [
+        {"target": t["target"], "metric": name, "n": d["count"]}
+        | {stat: number(d[stat]) for stat in STATS}
+        for t in targets
+        for name, d in (t.get("metrics") or {}).items()
+    ]
+    if not rows:
+        output.say("no succeeded run reported a metric")
+        return
+    columns = [("target", "target"), ("metric", "metric"), ("n", "n")]
+    table(rows, columns + [(s, s) for s in STATS], title="Metrics of succeeded runs")
+
+
+def comparisons(data: dict[str, Any]) -> None:
+    """Per candidate: result.value verdicts on paired inputs, then the timing changes."""
+    items = data["comparisons"]
+    timing = list(items[0].get("timing") or {})
+    rows = [
+        {
+            "target": c["target"],
+            "paired": c["paired"],
+            "unpaired": c["unpaired"],
+            "wins": c["wins"],
+            "losses": c["losses"],
+            "ties": c["ties"],
+            "mean": change(c["mean_relative_change"]),
+            "median": change(c["median_relative_change"]),
+        }
+        | {
+            f"timing_{i}": change((c["timing"].get(m) or {}).get("mean_relative_change"))
+            for i, m in enumerate(timing)
+        }
+        for c in items
+    ]
+    columns = [
+        ("candidate", "target"),
+        ("paired", "paired"),
+        ("unpaired", "unpaired"),
+        ("wins", "wins"),
+        ("losses", "losses"),
+        ("ties", "ties"),
+        ("mean Δ", "mean"),
+        ("median Δ", "median"),
+    ] + [(f"{m} Δ", f"timing_{i}") for i, m in enumerate(timing)]  # no dots: keys are paths
+    title = (
+        f"result.value vs baseline {data['baseline']} (objective: {data['objective']}; "
+        "Δ = relative change, timing Δ = mean over paired inputs)"
+    )
+    table(rows, columns, title=title)
+
+
+# --- experiments, runs, input sets -----------------------------------------------------
+
+
+def _progress_text(meta: dict[str, Any]) -> str:
+    return f"{meta['number_of_completed_runs']}/{meta['number_of_requested_runs']} finished"
+
+
+def pairs(mapping: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (mapping or {}).items())
+
+
+def experiment(data: dict[str, Any]) -> None:
+    view = data | {
+        "targets_text": ", ".join(data.get("targets") or []),
+        "option_sets_text": "; ".join(
+            f"{name}: {pairs(opts)}" for name, opts in (data.get("option_sets") or {}).items()
+        ),
+        "progress": _progress_text(data),
+        "counts_text": pairs(data.get("run_counts")),
+    }
+    record(view, EXPERIMENT_FIELDS)
+
+
+def experiments(rows: list[dict[str, Any]]) -> None:
+    table([r | {"progress": _progress_text(r)} for r in rows], EXPERIMENT_COLUMNS)
+
+
+def target_of(run: dict[str, Any]) -> str:
+    """The experiment's name for a run's target: its instance, or ``version:<id>``."""
+    return run.get("application_instance_id") or f"version:{run['application_version_id']}"
+
+
+def runs(items: list[dict[str, Any]], values: dict[str, Any], names: dict[str, str]) -> None:
+    """Experiment runs; ``values``: run id → result.value, ``names``: input id → name."""
+    rows = [
+        r
+        | {
+            "target": target_of(r),
+            "input_name": names.get(r.get("input_id") or ""),
+            "seconds": number(r["duration"] / 1000) if r.get("duration") else None,
+            "value": number(values[r["id"]]) if r["id"] in values else None,
+        }
+        for r in items
+    ]
+    table(rows, RUN_COLUMNS)
+
+
+def input_set(data: dict[str, Any]) -> None:
+    record(data | {"count": len(data.get("input_ids") or [])}, INPUT_SET_FIELDS)
+    table(data.get("inputs") or [], INPUT_COLUMNS, title="Inputs")
+
+
+def input_sets(rows: Iterable[dict[str, Any]]) -> None:
+    table([r | {"count": len(r.get("input_ids") or [])} for r in rows], INPUT_SET_COLUMNS)
+
+
+def progress() -> Progress:
+    """A bar of finished/requested runs on stderr, so stdout keeps only the summary."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=output.err,
+    )
+
+
+def progress_label(meta: dict[str, Any]) -> str:
+    counts = meta.get("run_counts") or {}
+    bad = {s: counts[s] for s in ("failed", "canceled") if counts.get(s)}
+    tail = f" ({pairs(bad)})" if bad else ""
+    return f"{meta['id']}: {counts.get('running', 0)} running{tail}"

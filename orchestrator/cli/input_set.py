@@ -1,0 +1,231 @@
+"""``orch experiment input-set ...``: the fixed inputs an experiment runs every target on.
+
+Inputs are uploaded and kept by the daemon (by content hash), then grouped into a
+set; a set can also be taken from past runs or from an instance's recent runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+
+from orchestrator.cli import experiment_view as view
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.output import emit, errors_to_exit, fail, say
+from orchestrator.client import ClientError, OrchClient
+from orchestrator.errors import OrchError
+
+app = typer.Typer(
+    help="Input sets: the fixed inputs an experiment runs every target on.",
+    no_args_is_help=True,
+)
+
+InputFormat = Literal["json", "text"]
+InputSetIdOption = typer.Option(..., "--input-set-id", "-s", help="Input set ID.")
+NameOption = typer.Option(None, "--name", "-n", help="New name.")
+DescriptionOption = typer.Option(None, "--description", "-d", help="New description.")
+
+
+def sets_path(app_id: str, set_id: str | None = None) -> str:
+    base = f"/v1/applications/{app_id}/experiments/inputsets"
+    return f"{base}/{set_id}" if set_id else base
+
+
+def split_ids(values: list[str] | None) -> list[str]:
+    """``["a,b", "c"]`` → ``["a", "b", "c"]``: a flag takes a comma list, or repeats."""
+    return [part.strip() for v in values or [] for part in v.split(",") if part.strip()]
+
+
+DirOption = typer.Option(
+    None, "--dir", exists=True, file_okay=False, help="Keep every file of this folder."
+)
+FileOption = typer.Option(
+    None, "--file", exists=True, dir_okay=False, help="Keep this file (repeatable)."
+)
+RunIdsOption = typer.Option(
+    None, "--run-ids", help="Keep the inputs of these runs (comma-separated)."
+)
+FromInstanceOption = typer.Option(
+    None, "--instance-id", help="Keep the inputs of this instance's latest succeeded runs."
+)
+MaximumRunsOption = typer.Option(
+    None, "--maximum-runs", min=1, help="With --instance-id: at most this many (default 20)."
+)
+StartTimeOption = typer.Option(
+    None, "--start-time", help="With --instance-id: runs created after (ISO 8601)."
+)
+EndTimeOption = typer.Option(
+    None, "--end-time", help="With --instance-id: runs created before (ISO 8601)."
+)
+FormatOption = typer.Option(
+    None, "--format", help="Format of the files (default: json if they parse, else text)."
+)
+
+
+@app.command("create")
+def create_input_set(
+    app_id: str = AppOption,
+    set_id: str = InputSetIdOption,
+    name: str = typer.Option(..., "--name", "-n", help="Name."),
+    description: str = typer.Option("", "--description", "-d", help="Description."),
+    directory: Path | None = DirOption,
+    files: list[Path] | None = FileOption,
+    run_ids: list[str] | None = RunIdsOption,
+    instance_id: str | None = FromInstanceOption,
+    maximum_runs: int | None = MaximumRunsOption,
+    start_time: str | None = StartTimeOption,
+    end_time: str | None = EndTimeOption,
+    fmt: InputFormat | None = FormatOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create an input set from files (--dir or --file), past runs, or an instance's runs.
+
+    Files are uploaded and kept by the daemon as inputs named after the file.
+
+    Runs' inputs are copied, so deleting the runs later does not empty the set.
+    """
+    _check_sources(
+        {"--dir": directory, "--file": files, "--run-ids": run_ids, "--instance-id": instance_id},
+        window=bool(maximum_runs or start_time or end_time),
+    )
+    body: dict[str, Any] = {"id": set_id, "name": name, "description": description}
+    with errors_to_exit(), client(home) as api:
+        if directory or files:
+            paths = _folder_files(directory) if directory else list(files or [])
+            data = _create_from_files(api, app_id, body, paths, fmt)
+        elif run_ids:
+            data = api.post(sets_path(app_id), body | {"run_ids": split_ids(run_ids)})
+        else:
+            window = {"maximum_runs": maximum_runs, "start_time": start_time, "end_time": end_time}
+            body |= {"instance_id": instance_id} | {k: v for k, v in window.items() if v}
+            data = api.post(sets_path(app_id), body)
+    emit(data, as_json, view.input_set)
+    say(f"created input set {data['id']} with {len(data['input_ids'])} inputs")
+
+
+def _check_sources(given: dict[str, Any], window: bool) -> None:
+    """One source of inputs per set: mixing them would hide which one a typo came from."""
+    chosen = [flag for flag, value in given.items() if value]
+    if len(chosen) != 1:
+        got = f" (got {', '.join(chosen)})" if chosen else ""
+        fail(f"give exactly one source of inputs: {', '.join(given)}{got}")
+    if window and chosen != ["--instance-id"]:
+        fail("--maximum-runs, --start-time and --end-time only go with --instance-id")
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The folder's own files, sorted by name; dot files (.DS_Store, .gitkeep) are not inputs."""
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not paths:
+        fail(f"{folder} holds no input files")
+    return paths
+
+
+def _create_from_files(
+    api: OrchClient, app_id: str, body: dict[str, Any], paths: list[Path], fmt: str | None
+) -> Any:
+    """Keep each file as an input, then make the set; on failure the kept inputs go again,
+    so a bad set ID or a typo does not leave orphan inputs behind."""
+    _ensure_new_set(api, app_id, body["id"])
+    kept: list[str] = []
+    try:
+        for path in paths:
+            kept.append(_keep_file(api, app_id, path, fmt or _format_of(path)))
+        return api.post(sets_path(app_id), body | {"input_ids": kept})
+    except (ClientError, OrchError, KeyboardInterrupt):
+        for input_id in kept:
+            # Best effort: the original error is the one worth showing.
+            with contextlib.suppress(ClientError):
+                api.delete(f"/v1/applications/{app_id}/inputs/{input_id}")
+        raise
+
+
+def _ensure_new_set(api: OrchClient, app_id: str, set_id: str) -> None:
+    """Fail before uploading anything if the set exists (the daemon would answer 409 after)."""
+    try:
+        api.get(sets_path(app_id, set_id))
+    except ClientError as exc:
+        if exc.status == 404 and "input set" in exc.message:
+            return
+        raise
+    fail(f"input set {set_id!r} already exists in app {app_id!r}")
+
+
+def _keep_file(api: OrchClient, app_id: str, path: Path, fmt: str) -> str:
+    """The SDK's way: an upload URL, the bytes, then an input made from the upload."""
+    target = api.post(f"/v1/applications/{app_id}/runs/uploadurl")
+    api.upload(target["upload_url"], path)
+    body = {"name": path.name, "upload_id": target["upload_id"], "format": {"input": {"type": fmt}}}
+    return str(api.post(f"/v1/applications/{app_id}/inputs", body)["id"])
+
+
+def _format_of(path: Path) -> str:
+    """json when the file parses as JSON, else text: what ``orch app run`` guesses for the
+    same file, so an input behaves alike in a run and in an experiment."""
+    try:
+        with path.open("rb") as fh:
+            json.load(fh)
+    except (ValueError, UnicodeDecodeError):
+        return "text"
+    return "json"
+
+
+@app.command("list")
+def list_input_sets(
+    app_id: str = AppOption, home: Path | None = HomeOption, as_json: bool = JsonOption
+) -> None:
+    """List the app's input sets."""
+    with errors_to_exit(), client(home) as api:
+        data = api.get(sets_path(app_id))
+    emit(data, as_json, view.input_sets)
+
+
+@app.command("get")
+def get_input_set(
+    app_id: str = AppOption,
+    set_id: str = InputSetIdOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show an input set and its inputs."""
+    with errors_to_exit(), client(home) as api:
+        data = api.get(sets_path(app_id, set_id))
+    emit(data, as_json, view.input_set)
+
+
+@app.command("update")
+def update_input_set(
+    app_id: str = AppOption,
+    set_id: str = InputSetIdOption,
+    name: str | None = NameOption,
+    description: str | None = DescriptionOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Rename an input set or change its description (its inputs stay)."""
+    if name is None and description is None:
+        fail("nothing to update: give -n or -d")
+    given = {"name": name, "description": description}
+    with errors_to_exit(), client(home) as api:
+        data = api.put(sets_path(app_id, set_id), {k: v for k, v in given.items() if v is not None})
+    emit(data, as_json, view.input_set)
+
+
+@app.command("delete")
+def delete_input_set(
+    app_id: str = AppOption,
+    set_id: str = InputSetIdOption,
+    confirm: bool = typer.Option(False, "--confirm", help="Yes, delete it."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Delete an input set (needs --confirm); its inputs and past experiments stay."""
+    if not confirm:
+        fail(f"add --confirm to delete input set {set_id}")
+    with errors_to_exit(), client(home) as api:
+        api.delete(sets_path(app_id, set_id))
+    say(f"deleted input set {set_id}")
