@@ -35,6 +35,7 @@ class Engine:
     envs: Environments
     scheduler: Scheduler
     inbox: Inbox
+    sandbox: Sandbox
 
     async def start(self) -> None:
         """Recovery first: nothing may start before the previous daemon's runs are settled."""
@@ -49,6 +50,7 @@ class Engine:
     async def stop(self) -> None:
         await self.inbox.stop()
         await self.scheduler.stop(self.services.settings.shutdown_grace_seconds)
+        self.sandbox.close()
         await self.envs.stop()
         await self.services.store.close()
 
@@ -86,4 +88,4 @@ async def build_engine(settings: Settings) -> Engine:
         input_sets=input_sets,
         experiments=experiments,
     )
-    return Engine(svc, envs, scheduler, Inbox(home, push))
+    return Engine(svc, envs, scheduler, Inbox(home, push), sandbox)

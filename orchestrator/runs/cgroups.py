@@ -18,7 +18,6 @@ import re
 import shlex
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +82,7 @@ class RunCgroup:
     def renamed(self, label: str) -> RunCgroup:
         """The same group under the run's name (a standby is made before its run is
         known). v1 renames occupied groups; where the kernel refuses (v2), keep the name."""
-        dirs = []
+        dirs: list[Path | None] = []
         for path in (self.memory_dir, self.pids_dir):
             if path is None:
                 dirs.append(None)
@@ -116,8 +115,15 @@ class RunCgroup:
         Joining before exec is what makes the whole tree contained: the model's
         first instruction already runs inside the group, so nothing it forks escapes.
         """
-        steps = [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs]
-        return ["/bin/sh", "-c", " && ".join([*steps, 'exec "$@"']), JOIN_ARG0]
+        return ["/bin/sh", "-c", " && ".join([*self.join_steps(), 'exec "$@"']), JOIN_ARG0]
+
+    def join_steps(self) -> list[str]:
+        """Shell commands that move the shell running them into every directory."""
+        return [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs]
+
+    def holds(self, pid: int) -> bool:
+        """Whether ``pid`` has joined every directory of the group."""
+        return all(str(pid) in _read_lines(d / "cgroup.procs") for d in self.dirs)
 
     def oom_kills(self) -> int | None:
         """Kernel OOM kills inside the group; ``None`` when the kernel does not say."""
@@ -176,12 +182,6 @@ def remove_cgroup(path: Path | str) -> bool:
     except OSError as exc:
         log.warning("could not remove cgroup %s: %s", path, exc)
         return False
-
-
-def wait_empty(path: Path | str, deadline: float) -> None:
-    """Kill until ``cgroup.procs`` is empty or the deadline passes (sync, for recovery)."""
-    while kill_cgroup_pass(path) and time.monotonic() < deadline:
-        time.sleep(0.002)
 
 
 @functools.cache

@@ -42,7 +42,8 @@ def _breach(result: ProcessResult, limits: Limits) -> tuple[str | None, float | 
     if result.breach is not None:
         return result.breach, result.measured
     if result.signal == signal.SIGXCPU and limits.cpu_seconds is not None:
-        return "cpu_seconds", result.cpu_seconds
+        # the kernel only sends it at the limit; rusage can lag that a little under load
+        return "cpu_seconds", max(result.cpu_seconds, limits.cpu_seconds)
     if result.signal == signal.SIGXFSZ and limits.output_mb is not None:
         return "output_mb", None
     if (

@@ -1,15 +1,13 @@
 """Spawn one model process tree under limits, watch it, and leave nothing behind.
 
-Containment, strongest first: a per-run cgroup (memory + task limits the
-kernel enforces on the whole tree, and a complete list of survivors), else
-sampling the tree from /proc every ``sample_seconds`` and killing on breach.
-Per-process limits (CPU time, file size, open files) are rlimits set by an exec
-wrapper (``prlimit``), never ``preexec_fn``: the daemon is multi-threaded and
-forking a threaded Python to run Python code before exec can deadlock.
-The wall clock is the daemon's own timer. The end of a run is noticed through a
-pidfd on the event loop (no asyncio child watcher), then every survivor is
-killed before the main process is reaped, so its pid and process group number
-cannot be reused while we still signal them.
+Containment, strongest first: a per-run cgroup (memory + task limits the kernel
+enforces on the whole tree, and a complete list of survivors), else sampling the
+tree from /proc every ``sample_seconds`` and killing on breach. CPU time, file
+size and open files are rlimits set at exec (see ``launch``); the wall clock is
+the daemon's own timer. The end of a run is noticed through a pidfd on the event
+loop (no asyncio child watcher); every survivor is then killed *before* the main
+process is reaped, so its pid and process group number cannot be reused while
+we still signal them.
 """
 
 from __future__ import annotations
@@ -18,34 +16,26 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import secrets
 import shutil
 import signal
 import subprocess
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import Unavailable
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import MIB, RunCgroup, detect
-from orchestrator.runs.processes import (
-    MARKER_VAR,
-    ProcessTree,
-    SpawnError,
-    apply_rlimits,
-    kill_leftovers,
-    prlimit_flags,
-    resolve_entrypoint,
-    spawn,
-)
+from orchestrator.runs.launch import Launcher, SpawnError
+from orchestrator.runs.proctree import MARKER_VAR, SWEEP_SECONDS, ProcessTree, kill_leftovers
 
 __all__ = ["ProcessResult", "ProcessSpec", "RunningProcess", "Sandbox", "kill_leftovers"]
 
 log = logging.getLogger(__name__)
-
-SWEEP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +72,11 @@ class ProcessResult:
 
 
 class Sandbox:
-    """Starts runs with the best containment the host offers (detected once)."""
+    """Starts runs with the best containment the host offers (detected once).
+
+    ``standby`` pre-joined launchers are kept ready when cgroups are used (each an
+    idle ``sh``); call ``close()`` at shutdown to drop them.
+    """
 
     def __init__(
         self,
@@ -90,58 +84,51 @@ class Sandbox:
         sample_seconds: float = 0.05,
         use_cgroups: bool | None = None,
         use_prlimit: bool | None = None,
+        standby: int = 2,
     ) -> None:
         self._sample_seconds = sample_seconds
-        self._support = detect() if use_cgroups is not False else None
-        if use_cgroups and self._support is None:
+        support = detect() if use_cgroups is not False else None
+        if use_cgroups and support is None:
             raise Unavailable("cgroups were requested but this host has no usable cgroup")
-        self._prlimit = shutil.which("prlimit") if use_prlimit is not False else None
-        if use_prlimit and self._prlimit is None:
+        prlimit = shutil.which("prlimit") if use_prlimit is not False else None
+        if use_prlimit and prlimit is None:
             raise Unavailable("prlimit was requested but is not installed")
+        self._launcher = Launcher(support, prlimit, standby)
+        self._launcher.refill()
+        weakref.finalize(self, self._launcher.close)  # standbys go even without close()
 
     @property
     def containment(self) -> str:
-        """ "cgroup-v2" | "cgroup-v1" | "sampling", for docs and logs."""
-        return self._support.kind if self._support else "sampling"
+        """'cgroup-v2' | 'cgroup-v1' | 'sampling', for docs and logs."""
+        support = self._launcher.support
+        return support.kind if support else "sampling"
 
     async def start(self, spec: ProcessSpec) -> RunningProcess:
         """Spawn and arm every limit; a model that cannot start still yields a
         RunningProcess, whose ``wait()`` reports ``spawn_error``."""
+        marker = f"{spec.label}.{secrets.token_hex(8)}"
         try:
-            program = resolve_entrypoint(spec)
+            launched = self._launcher.launch(spec, {**spec.env, MARKER_VAR: marker})
         except SpawnError as exc:
             return RunningProcess(spec, spawn_error=str(exc))
-        group = self._cgroup_for(spec)
-        argv = [program, *spec.argv[1:]]
-        flags = prlimit_flags(spec.limits)
-        if flags and self._prlimit:
-            argv = [self._prlimit, *flags, "--", *argv]
-        if group is not None:
-            argv = [*group.join_prefix(), *argv]
-        marker = f"{spec.label}.{secrets.token_hex(8)}"
-        started = time.monotonic()
-        try:
-            popen = spawn(argv, spec, {**spec.env, MARKER_VAR: marker})
-        except OSError as exc:
-            if group is not None:
-                group.remove()
-            return RunningProcess(spec, spawn_error=f"{spec.argv[0]}: {exc.strerror or exc}")
-        if flags and not self._prlimit:
-            apply_rlimits(popen.pid, spec.limits)
-        return RunningProcess(
-            spec, popen=popen, cgroup=group, marker=marker,
-            sample_seconds=self._sample_seconds, started=started,
+        proc = RunningProcess(
+            spec, popen=launched.popen, cgroup=launched.group, marker=marker,
+            sample_seconds=self._sample_seconds, started=launched.started,
         )  # fmt: skip
+        self._schedule_refill(proc)
+        return proc
 
-    def _cgroup_for(self, spec: ProcessSpec) -> RunCgroup | None:
-        """The run's cgroup; a failure here degrades this run to sampling, not to an error."""
-        if self._support is None:
-            return None
-        try:
-            return RunCgroup.create(self._support, spec.label, spec.limits)
-        except OSError as exc:
-            log.warning("run %s: no cgroup (%s), falling back to sampling", spec.label, exc)
-            return None
+    def _schedule_refill(self, proc: RunningProcess) -> None:
+        """Replace the used standby when the run ends (its spawn would compete with the
+        model for CPU and the loop), or at once when none is left for the next run."""
+        if self._launcher.ready == 0:
+            asyncio.get_running_loop().call_soon(self._launcher.refill)
+        elif proc._task is not None:
+            proc._task.add_done_callback(lambda _: self._launcher.refill())
+
+    def close(self) -> None:
+        """Kill the idle standby launchers and remove their cgroups."""
+        self._launcher.close()
 
 
 class RunningProcess:
@@ -186,6 +173,8 @@ class RunningProcess:
         if timeout is not None:
             remaining = max(0.0, timeout - (time.monotonic() - self._started))
             self._handles.append(self._loop.call_later(remaining, self._on_timeout))
+        # exec copies the spawner's RSS high-water mark into the child's ru_maxrss
+        self._spawner_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self._sampler = self._loop.create_task(self._sample_loop())
         self._task = self._loop.create_task(self._supervise())
 
@@ -327,8 +316,11 @@ class RunningProcess:
     # -- limits ----------------------------------------------------------------------
 
     async def _sample_loop(self) -> None:
+        """Early samples come fast (5, 10, 20 ms...): short runs get a peak, bombs get caught."""
+        delay = min(0.005, self._sample_seconds)
         while True:
-            await asyncio.sleep(self._sample_seconds)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._sample_seconds)
             try:
                 self._sample()
             except Exception:  # a sampling bug must not end supervision
@@ -378,8 +370,14 @@ class RunningProcess:
             self._on_breach("output_mb", size / MIB)
 
     def _final_checks(self, maxrss_kib: int, sig: int | None) -> float:
-        """Breaches only visible at the end (a fast OOM, a refused fork); returns peak MiB."""
-        limits, peak = self.spec.limits, maxrss_kib / 1024
+        """Breaches only visible at the end (a fast OOM, a refused fork); returns peak MiB.
+
+        ru_maxrss counts only when above the daemon's own: exec records the old
+        (vfork-shared) address space's high-water mark, so a small model spawned by
+        a big daemon would otherwise "peak" at the daemon's size.
+        """
+        limits = self.spec.limits
+        peak = maxrss_kib / 1024 if maxrss_kib > self._spawner_maxrss else 0.0
         if self._cgroup is not None:
             peak = self._cgroup_peak_mb() or peak
             oom = self._cgroup.oom_kills()

@@ -1,6 +1,4 @@
-"""Process mechanics that need no event loop: checking and spawning the entrypoint,
-the rlimit wrapper, a run's tree without cgroups, and killing what a crashed
-daemon left behind.
+"""A run's process tree without cgroups, and killing what a crashed daemon left.
 
 Sampling mode has no kernel list of a run's processes, so this module rebuilds
 one from /proc on every sample: descendants of the main process, everything seen
@@ -12,35 +10,22 @@ Identity is (pid, start time) everywhere, so a reused pid is never signalled.
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
 import os
-import resource
-import shutil
-import subprocess
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psutil
 
-from orchestrator.models import Limits
-from orchestrator.runs.cgroups import MIB, kill_cgroup_pass, remove_cgroup
-
-if TYPE_CHECKING:
-    from orchestrator.runs.sandbox import ProcessSpec
-
-log = logging.getLogger(__name__)
+from orchestrator.runs.cgroups import kill_cgroup_pass, remove_cgroup
 
 MARKER_VAR = "ORCH_SANDBOX_TOKEN"
 """Injected into every run's environment so sampling can find escaped (setsid) processes."""
 SWEEP_SECONDS = 5.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
-_PRLIMIT_FLAGS = {
-    resource.RLIMIT_CPU: "--cpu",
-    resource.RLIMIT_FSIZE: "--fsize",
-    resource.RLIMIT_NOFILE: "--nofile",
-}
+try:
+    with open("/proc/sys/kernel/pid_max") as _f:
+        PID_MAX = int(_f.read())
+except (OSError, ValueError):
+    PID_MAX = 4 * 1024 * 1024
 
 
 class _Stat:
@@ -62,11 +47,45 @@ def _stat(pid: int) -> _Stat | None:
         return None
 
 
-def _proc_table() -> dict[int, _Stat]:
+def _last_pid() -> int | None:
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+class _NewPids:
+    """Which pids can belong to processes born since ``first`` was allocated.
+
+    Pids are handed out cyclically, so everything a run starts has a pid in
+    (first, ns_last_pid], wrapping at pid_max, until the counter has gone all the
+    way round. Reading /proc/<pid>/stat only for those keeps a sample's cost
+    proportional to recent activity instead of to every process on the host.
+    """
+
+    def __init__(self, first: int) -> None:
+        self.first, self.last = first, _last_pid()
+        self.travelled = 0 if self.last is None else (self.last - first) % PID_MAX
+
+    def select(self, pids: list[int]) -> list[int]:
+        last = _last_pid()
+        if last is None or self.last is None:
+            return pids
+        self.travelled += (last - self.last) % PID_MAX
+        self.last = last
+        if self.travelled >= PID_MAX - 1024:  # wrapped past our start: anything goes
+            return pids
+        if self.first <= last:
+            return [p for p in pids if self.first <= p <= last]
+        return [p for p in pids if p >= self.first or p <= last]
+
+
+def _proc_table(new: _NewPids) -> dict[int, _Stat]:
     table = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (stat := _stat(int(name))) is not None:
-            table[int(name)] = stat
+    for pid in new.select([int(name) for name in os.listdir("/proc") if name.isdigit()]):
+        if (stat := _stat(pid)) is not None:
+            table[pid] = stat
     return table
 
 
@@ -85,9 +104,11 @@ class ProcessTree:
         self.seen: dict[int, int] = {}
         self.foreign: set[tuple[int, int]] = set()
         self.peak_rss = 0
+        self.new_pids = _NewPids(pid)
 
     def scan(self) -> dict[int, _Stat]:
-        table = _proc_table()
+        """Descendants are younger than the main process, so only new pids are read."""
+        table = _proc_table(self.new_pids)
         roots = [self.pid, *(p for p, s in self.seen.items() if p in table and table[p].start == s)]
         members = _closure(table, roots)
         strays = [
@@ -135,74 +156,6 @@ def _closure(table: dict[int, _Stat], roots: list[int]) -> dict[int, _Stat]:
     return found
 
 
-class SpawnError(Exception):
-    """The model could not be started at all (reported, never raised to callers)."""
-
-
-def resolve_entrypoint(spec: ProcessSpec) -> str:
-    """The entrypoint's absolute path, checked now so a typo is a spawn error, not exit 127."""
-    if not spec.argv:
-        raise SpawnError("empty command")
-    if not spec.cwd.is_dir():
-        raise SpawnError(f"working directory {spec.cwd} does not exist")
-    if spec.stdin is not None and not spec.stdin.is_file():
-        raise SpawnError(f"input file {spec.stdin} does not exist")
-    name = spec.argv[0]
-    if "/" in name:
-        path = spec.cwd / name
-    elif found := shutil.which(name, path=spec.env.get("PATH", os.defpath)):
-        path = Path(found)
-    else:
-        raise SpawnError(f"entrypoint {name} not found on PATH")
-    if not path.is_file():
-        raise SpawnError(f"entrypoint {name} not found")
-    if not os.access(path, os.X_OK):
-        raise SpawnError(f"entrypoint {name} is not executable")
-    return str(path)
-
-
-def spawn(argv: list[str], spec: ProcessSpec, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Output goes straight to files: a chatty model never passes through our memory."""
-    with contextlib.ExitStack() as files:
-        stdin = files.enter_context(open(spec.stdin, "rb")) if spec.stdin else subprocess.DEVNULL
-        out = files.enter_context(open(spec.stdout, "wb"))
-        err = out if spec.stderr == spec.stdout else files.enter_context(open(spec.stderr, "wb"))
-        return subprocess.Popen(
-            argv, cwd=spec.cwd, env=env, stdin=stdin, stdout=out, stderr=err,
-            close_fds=True, process_group=0,
-        )  # fmt: skip
-
-
-def prlimit_flags(limits: Limits) -> list[str]:
-    """``prlimit`` options for the limits that are set; empty means no wrapper exec at all."""
-    return [f"{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, (soft, hard) in _rlimits(limits).items()]
-
-
-def _rlimits(limits: Limits) -> dict[int, tuple[int, int]]:
-    """RLIMIT_CPU soft S / hard S+1: SIGXCPU first, SIGKILL if it is ignored."""
-    out = {}
-    if limits.cpu_seconds is not None:
-        soft = max(1, math.ceil(limits.cpu_seconds))
-        out[resource.RLIMIT_CPU] = (soft, soft + 1)
-    if limits.output_mb is not None:
-        size = limits.output_mb * MIB + 1
-        out[resource.RLIMIT_FSIZE] = (size, size)
-    if limits.open_files is not None:
-        out[resource.RLIMIT_NOFILE] = (limits.open_files, limits.open_files)
-    return out
-
-
-def apply_rlimits(pid: int, limits: Limits) -> None:
-    """Fallback when prlimit is missing. Racy by nature: the model may already run (and
-    fork children that keep the daemon's limits) before these land."""
-    try:
-        process = psutil.Process(pid)
-        for resource_id, value in _rlimits(limits).items():
-            process.rlimit(resource_id, value)
-    except (psutil.Error, OSError) as exc:
-        log.warning("could not set rlimits on %s: %s", pid, exc)
-
-
 def kill_leftovers(
     pid: int | None,
     pgid: int | None,
@@ -222,7 +175,7 @@ def kill_leftovers(
     """
     killed: set[int] = set()
     if started_at_epoch is not None:
-        for process in _recorded(pid, pgid, started_at_epoch, slack_seconds, label):
+        for process in _recorded(pid, pgid, started_at_epoch, slack_seconds, label).values():
             with contextlib.suppress(psutil.Error):
                 process.kill()  # psutil refuses if the pid now names another process
                 killed.add(process.pid)

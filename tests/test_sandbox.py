@@ -1,0 +1,403 @@
+"""The sandbox against hostile models: real processes, every limit, nothing left behind.
+
+Each model is a tiny script in ``tmp_path``; each run carries a unique marker in
+its environment so the test can prove that no process of it survives. Every test
+runs with a per-run cgroup (skipped where the host has none) and with sampling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.models import Limits, RunStatus
+from orchestrator.runs.cgroups import RunCgroup, detect
+from orchestrator.runs.outcome import outcome
+from orchestrator.runs.sandbox import (
+    ProcessResult,
+    ProcessSpec,
+    RunningProcess,
+    Sandbox,
+    kill_leftovers,
+)
+
+MARK = "ORCH_TEST_MARKER"
+PY = sys.executable
+HAS_CGROUP = detect() is not None
+
+
+@pytest.fixture(params=["cgroup", "cgroup-direct", "sampling"])
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    """cgroup: runs handed to pre-joined standby shells; cgroup-direct: Popen through
+    sh (join) + prlimit; sampling: no cgroup at all."""
+    support = detect()
+    if request.param != "sampling" and support is None:
+        pytest.skip("no usable cgroup on this host")
+    standby = 0 if request.param == "cgroup-direct" else 2
+    sb = Sandbox(use_cgroups=request.param != "sampling", standby=standby)
+    assert sb.containment == (
+        support.kind if support and request.param != "sampling" else "sampling"
+    )
+    yield sb
+    sb.close()
+
+
+class Model:
+    """One hostile script, its spec, and the proof that it left nothing behind."""
+
+    def __init__(self, tmp_path: Path, source: str, limits: Limits, stdin: str | None = None):
+        self.dir, self.marker = tmp_path, uuid.uuid4().hex
+        (tmp_path / "model.py").write_text(source)
+        if stdin is not None:
+            (tmp_path / "input").write_text(stdin)
+        self.limits = limits
+        self.spec = ProcessSpec(
+            argv=[PY, "model.py", str(tmp_path / "pidfile")],
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"], MARK: self.marker},
+            stdin=tmp_path / "input" if stdin is not None else None,
+            stdout=tmp_path / "stdout",
+            stderr=tmp_path / "stderr",
+            limits=limits,
+            label=f"test-{self.marker[:8]}",
+        )
+
+    async def run(self, sandbox: Sandbox) -> tuple[ProcessResult, RunStatus, str | None]:
+        proc = await sandbox.start(self.spec)
+        assert bool(proc.cgroups) == (sandbox.containment != "sampling")
+        result = await proc.wait()
+        self.assert_nothing_left(proc)
+        return (result, *outcome(result, self.limits, self.stderr[-2000:]))
+
+    @property
+    def stdout(self) -> str:
+        return self.spec.stdout.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.spec.stderr.read_text() if self.spec.stderr.exists() else ""
+
+    def assert_nothing_left(self, proc: RunningProcess) -> None:
+        assert survivors(self.marker) == []
+        assert all(not Path(d).exists() for d in proc.cgroups)
+
+
+def survivors(marker: str) -> list[int]:
+    alive = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(MARK) == marker and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process.pid)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def dead(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def detached(argv: list[str], marker: str) -> subprocess.Popen[bytes]:
+    """A tree outside any sandbox, as a crashed daemon's run would be."""
+    return subprocess.Popen(argv, env={**os.environ, MARK: marker}, start_new_session=True)
+
+
+async def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.01)
+
+
+HOG = """
+import time
+chunks = []
+for _ in range(20):  # 50 MiB at a time, up to 1 GiB, touched so it is resident
+    chunks.append(b"x" * (50 << 20))
+    time.sleep(0.02)
+time.sleep(30)
+"""
+
+SETSID_GRANDCHILD = """
+import os, sys, time
+pidfile = sys.argv[1]
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(pidfile + ".tmp", pidfile)
+        time.sleep(300)
+    os._exit(0)
+while not os.path.exists(pidfile):
+    time.sleep(0.001)
+"""
+
+FORK_BOMB = """
+import os, time
+for _ in range(200):
+    if os.fork() == 0:
+        time.sleep(30)
+        os._exit(0)
+time.sleep(30)
+"""
+
+
+async def test_memory_hog_is_contained(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, HOG, Limits(memory_mb=100, timeout_seconds=20))
+    result, status, message = await model.run(sandbox)
+    assert (status, result.breach) == (RunStatus.FAILED, "memory")
+    assert message is not None and message.startswith("memory limit 100 MiB exceeded: peak ")
+    assert result.duration_seconds < 5
+
+
+async def test_cpu_spinner_is_stopped_by_cpu_limit(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, "while True:\n    pass\n", Limits(cpu_seconds=1, timeout_seconds=20))
+    result, status, message = await model.run(sandbox)
+    assert status == RunStatus.FAILED
+    assert result.signal == signal.SIGXCPU
+    assert message is not None and message.startswith("cpu time limit 1 s exceeded: used 1.")
+
+
+async def test_sleeper_is_killed_at_timeout(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, "import time\ntime.sleep(30)\n", Limits(timeout_seconds=1))
+    result, status, message = await model.run(sandbox)
+    assert (status, result.breach) == (RunStatus.FAILED, "timeout_seconds")
+    assert message == "timeout of 1 s exceeded: ran 1.0 s"
+    assert 1.0 <= result.duration_seconds < 1.5
+
+
+async def test_output_flood_is_cut_at_output_limit(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = "import sys\nfor _ in range(160):\n    sys.stdout.buffer.write(b'x' * 65536)\n"
+    model = Model(tmp_path, source, Limits(output_mb=1, timeout_seconds=20))
+    result, status, message = await model.run(sandbox)
+    assert (status, result.breach) == (RunStatus.FAILED, "output_mb")
+    assert message is not None and message.startswith("output limit 1 MiB exceeded: wrote 1.0 MiB")
+    assert model.spec.stdout.stat().st_size <= (1 << 20) + 512  # rlimit: limit + a block
+
+
+async def test_output_flood_from_a_tool_dies_of_sigxfsz(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, "", Limits(output_mb=1, timeout_seconds=20))
+    spec = model.spec
+    model.spec = ProcessSpec(
+        ["/bin/sh", "-c", "head -c 10485760 /dev/zero"], spec.cwd, spec.env, None,
+        spec.stdout, spec.stderr, spec.limits, spec.label,
+    )  # fmt: skip
+    _, status, message = await model.run(sandbox)
+    assert status == RunStatus.FAILED
+    assert message is not None and message.startswith("output limit 1 MiB exceeded")
+
+
+async def test_setsid_grandchild_does_not_survive(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, SETSID_GRANDCHILD, Limits(timeout_seconds=20))
+    result, status, _ = await model.run(sandbox)
+    assert (status, result.exit_code) == (RunStatus.SUCCEEDED, 0)
+    grandchild = int((tmp_path / "pidfile").read_text())
+    assert dead(grandchild)
+
+
+async def test_sigterm_ignoring_model_is_killed_after_grace(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    model = Model(tmp_path, source, Limits(timeout_seconds=30))
+    proc = await sandbox.start(model.spec)
+    await wait_for(lambda: "ready" in model.stdout)
+    canceled_at = time.monotonic()
+    proc.cancel(grace_seconds=0.5)
+    proc.cancel(grace_seconds=0.5)  # idempotent
+    result = await proc.wait()
+    assert time.monotonic() - canceled_at >= 0.5
+    assert (result.canceled, result.signal) == (True, signal.SIGKILL)
+    assert outcome(result, model.limits) == (RunStatus.CANCELED, "canceled")
+    model.assert_nothing_left(proc)
+
+
+async def test_cancelling_wait_kills_the_run(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, "import time\ntime.sleep(60)\n", Limits())
+    proc = await sandbox.start(model.spec)
+    waiter = asyncio.create_task(proc.wait())
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    model.assert_nothing_left(proc)
+
+
+async def test_fork_bomb_is_bounded_by_process_limit(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, FORK_BOMB, Limits(processes=20, timeout_seconds=20))
+    result, status, message = await model.run(sandbox)
+    assert (status, result.breach) == (RunStatus.FAILED, "processes")
+    assert message is not None and message.startswith("process limit 20 exceeded: ")
+
+
+async def test_failing_model_reports_exit_code_and_trace(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, "raise ValueError('boom from the model')\n", Limits())
+    result, status, message = await model.run(sandbox)
+    assert (status, result.exit_code) == (RunStatus.FAILED, 1)
+    assert message is not None and message.startswith("exited with code 1\nTraceback")
+    assert message.endswith("ValueError: boom from the model\n")
+
+
+async def test_echo_model_succeeds_and_is_measured(sandbox: Sandbox, tmp_path: Path) -> None:
+    source = "import sys\nsys.stdout.write(sys.stdin.read())\n"
+    limits = Limits(
+        memory_mb=256, cpu_seconds=10, output_mb=8, open_files=64, processes=16, timeout_seconds=20
+    )
+    model = Model(tmp_path, source, limits, stdin="hello sandbox")
+    result, status, message = await model.run(sandbox)
+    assert (status, message, result.exit_code, result.signal) == (
+        RunStatus.SUCCEEDED,
+        None,
+        0,
+        None,
+    )
+    assert model.stdout == "hello sandbox"
+    assert result.cpu_seconds > 0 and result.peak_memory_mb > 0 and result.duration_seconds > 0
+    assert (result.breach, result.canceled, result.spawn_error) == (None, False, None)
+
+
+async def test_relative_paths_mean_the_daemons_cwd(sandbox: Sandbox, tmp_path: Path) -> None:
+    """As with Popen, paths in the spec are relative to the daemon, not to the run's cwd."""
+    model = Model(tmp_path, "import sys\nsys.stdout.write(sys.stdin.read())\n", Limits(), "hi")
+    rel = Path(os.path.relpath(tmp_path))
+    spec = model.spec
+    model.spec = ProcessSpec(
+        [PY, "model.py"], rel, spec.env, rel / "input", rel / "stdout", rel / "stdout",
+        spec.limits, spec.label,
+    )  # fmt: skip
+    _, status, _ = await model.run(sandbox)
+    assert (status, model.stdout) == (RunStatus.SUCCEEDED, "hi")
+
+
+async def test_missing_entrypoint_is_a_spawn_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    model = Model(tmp_path, "", Limits())
+    spec = model.spec
+    for argv, words in ((["./missing.py"], "not found"), (["./model.py"], "not executable")):
+        bad = ProcessSpec(argv, spec.cwd, spec.env, None, spec.stdout, spec.stderr,
+                          spec.limits, spec.label)  # fmt: skip
+        proc = await sandbox.start(bad)
+        result = await proc.wait()
+        assert proc.pid is None and result.spawn_error is not None and words in result.spawn_error
+        status, message = outcome(result, Limits())
+        assert status == RunStatus.FAILED
+        assert message == f"could not start the model: {result.spawn_error}"
+
+
+async def test_fallbacks_without_pidfd_and_prlimit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiter thread and the psutil rlimits replace pidfd and prlimit where missing."""
+    monkeypatch.delattr(os, "pidfd_open")
+    sandbox = Sandbox(use_cgroups=False, use_prlimit=False)
+    model = Model(tmp_path, "while True:\n    pass\n", Limits(cpu_seconds=1, timeout_seconds=20))
+    result, status, message = await model.run(sandbox)
+    assert result.signal == signal.SIGXCPU and status == RunStatus.FAILED
+    assert message is not None and message.startswith("cpu time limit 1 s exceeded")
+
+
+async def test_kill_leftovers_kills_a_detached_tree(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    script = tmp_path / "tree.py"
+    script.write_text(
+        "import os, sys, time\nif os.fork() == 0:\n    open(sys.argv[1], 'w').close()\n"
+        "time.sleep(300)\n"
+    )
+    started = time.time()
+    ready = tmp_path / "ready"
+    leader = detached([PY, str(script), str(ready)], marker)
+    try:
+        await wait_for(ready.exists)
+        assert len(survivors(marker)) == 2
+        assert kill_leftovers(leader.pid, leader.pid, [], started) == 2
+        await wait_for(lambda: survivors(marker) == [])
+    finally:
+        leader.kill()
+        leader.wait()
+
+
+async def test_kill_leftovers_spares_a_reused_pid() -> None:
+    stranger = detached(["sleep", "30"], uuid.uuid4().hex)
+    try:
+        recorded_start = time.time() - 3600  # "our" run started an hour before this process
+        assert kill_leftovers(stranger.pid, stranger.pid, [], recorded_start) == 0
+        assert stranger.poll() is None
+        assert kill_leftovers(stranger.pid, stranger.pid, [], None) == 0
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+@pytest.mark.skipif(not HAS_CGROUP, reason="no usable cgroup on this host")
+async def test_kill_leftovers_empties_and_removes_cgroups(tmp_path: Path) -> None:
+    support = detect()
+    assert support is not None
+    group = RunCgroup.create(support, f"leftover-{uuid.uuid4().hex[:8]}", Limits(processes=8))
+    marker = uuid.uuid4().hex
+    script = "setsid sleep 300 & exec sleep 300"
+    popen = detached([*group.join_prefix(), "/bin/sh", "-c", script], marker)
+    try:
+        await wait_for(lambda: len(survivors(marker)) == 2)
+        paths = [str(d) for d in group.dirs]
+        assert kill_leftovers(None, None, paths, None) == 2
+        assert survivors(marker) == []
+        assert not any(Path(p).exists() for p in paths)
+    finally:
+        popen.kill()
+        popen.wait()
+
+
+def _result(**changes: object) -> ProcessResult:
+    base = ProcessResult(0, None, 1.0, 0.5, 10.0, None, None, False, None)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("result", "limits", "expected"),
+    [
+        (_result(), Limits(), (RunStatus.SUCCEEDED, None)),
+        (_result(canceled=True, signal=9), Limits(), (RunStatus.CANCELED, "canceled")),
+        (_result(exit_code=None, spawn_error="x: not found"), Limits(),
+         (RunStatus.FAILED, "could not start the model: x: not found")),
+        (_result(breach="memory", measured=301.2), Limits(memory_mb=256),
+         (RunStatus.FAILED, "memory limit 256 MiB exceeded: peak 301 MiB")),
+        (_result(exit_code=None, signal=24, cpu_seconds=2.04), Limits(cpu_seconds=2),
+         (RunStatus.FAILED, "cpu time limit 2 s exceeded: used 2.0 s")),
+        (_result(exit_code=None, signal=9, cpu_seconds=3.01), Limits(cpu_seconds=2),
+         (RunStatus.FAILED, "cpu time limit 2 s exceeded: used 3.0 s")),
+        (_result(breach="timeout_seconds", measured=3.0), Limits(timeout_seconds=3),
+         (RunStatus.FAILED, "timeout of 3 s exceeded: ran 3.0 s")),
+        (_result(breach="output_mb", measured=1.2), Limits(output_mb=1),
+         (RunStatus.FAILED, "output limit 1 MiB exceeded: wrote 1.2 MiB")),
+        (_result(exit_code=None, signal=25), Limits(output_mb=1),
+         (RunStatus.FAILED, "output limit 1 MiB exceeded")),
+        (_result(breach="processes", measured=17), Limits(processes=16),
+         (RunStatus.FAILED, "process limit 16 exceeded: 17 processes")),
+        (_result(breach="open_files"), Limits(open_files=64),
+         (RunStatus.FAILED, "open files limit 64 exceeded")),
+        (_result(exit_code=None, signal=11), Limits(),
+         (RunStatus.FAILED, "killed by signal SIGSEGV (11)\ntail")),
+        (_result(exit_code=2), Limits(), (RunStatus.FAILED, "exited with code 2\ntail")),
+    ],
+)  # fmt: skip
+def test_outcome_rules(
+    result: ProcessResult, limits: Limits, expected: tuple[RunStatus, str | None]
+) -> None:
+    assert outcome(result, limits, "tail") == expected
