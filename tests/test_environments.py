@@ -1,0 +1,66 @@
+"""Python environments: built at push time per requirements set, awaited by runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import MakeDaemon
+from tests.helpers import create_app, push_dir, run_and_wait, wait_for, write_app
+
+MAIN = "import json, sys, six\nprint(json.dumps({'six': six.__version__, 'prefix': sys.prefix}))\n"
+
+
+MANIFEST = (
+    "type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\n"
+    "files: [main.py, requirements.txt]\npython:\n  pip-requirements: requirements.txt\n"
+)
+
+
+def deploy(api: httpx.Client, tmp: Path, requirements: str) -> str:
+    folder = write_app(tmp / requirements.replace("=", "-"), MAIN, MANIFEST)
+    (folder / "requirements.txt").write_text(requirements + "\n")
+    app_id = create_app(api)
+    push_dir(api, app_id, folder, tmp)
+    return app_id
+
+
+def env_status(api: httpx.Client, app_id: str) -> str:
+    return str(api.get(f"/v1/applications/{app_id}/executable").json()["environment"]["status"])
+
+
+def test_requirements_get_their_own_environment(api: httpx.Client, tmp_path: Path) -> None:
+    app_id = deploy(api, tmp_path, "six==1.16.0")
+    assert env_status(api, app_id) in ("building", "ready")
+    res = run_and_wait(api, app_id, {"input": {}}, timeout=300)  # waits for the build
+    assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+    assert res["output"]["six"] == "1.16.0"
+    assert res["output"]["prefix"] != sys.prefix  # not the daemon's interpreter
+    assert env_status(api, app_id) == "ready"
+
+
+def test_a_failed_build_fails_its_runs_with_the_installer_message(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    app_id = deploy(api, tmp_path, "this-package-does-not-exist-orch==0.0.1")
+    wait_for(lambda: env_status(api, app_id) == "failed", timeout=300, interval=0.2)
+    exe = api.get(f"/v1/applications/{app_id}/executable").json()
+    assert "this-package-does-not-exist-orch" in exe["environment"]["message"]
+    res = run_and_wait(api, app_id, {"input": {}})
+    assert res["metadata"]["status_v2"] == "failed"
+    assert "python environment failed to build" in res["metadata"]["error"]
+
+
+def test_daemon_interpreter_setting_skips_environments(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    d = make_daemon(config='python_envs = "daemon"\n')
+    with d.client() as api:
+        app_id = deploy(api, tmp_path, "this-package-does-not-exist-orch==0.0.1")
+        assert env_status(api, app_id) == "none"
+        res = run_and_wait(api, app_id, {"input": {}})
+        # six is not installed next to the daemon: the model runs, on the daemon's python.
+        assert res["metadata"]["status_v2"] == "failed"
+        assert "No module named 'six'" in res["metadata"]["error"]
