@@ -84,3 +84,12 @@ def test_sigterm_stops_cleanly(make_daemon: MakeDaemon) -> None:
     assert d.stop() == 0
     assert not (d.home / "daemon.json").exists()
     assert "orch daemon stopped" in d.log()
+
+
+def test_oversized_json_body_is_413_before_it_is_read(api: httpx.Client) -> None:
+    r = api.post(
+        "/v1/applications",
+        content=b"{" + b" " * (65 * 1024 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 413 and "upload URL" in r.json()["error"]

@@ -18,6 +18,7 @@ from orchestrator.api import (
     versions,
 )
 from orchestrator.api.auth import check_bearer
+from orchestrator.api.limits import BodyCap
 from orchestrator.services import Services
 
 _V1_ROUTERS = (
@@ -39,6 +40,7 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.state.services = svc
     app.state.api_key = api_key
     errors.install(app)
+    app.add_middleware(BodyCap)
     for router in _V1_ROUTERS:
         app.include_router(router, dependencies=[Depends(check_bearer)])
     app.include_router(binary.uploads)
