@@ -53,13 +53,13 @@ class UploadService:
             raise Conflict("this upload URL has already been used; ask for a new one")
         limit = self._limit(up.kind)
         part = Path(up.path + ".part")
-        sha, size = await stream_to_file(body, part, limit, what=f"{up.kind} upload")
+        size = await stream_to_file(body, part, limit, what=f"{up.kind} upload")
         async with self.store.write() as w:
-            if not await w.uploads.mark_received(up.id, size, sha):
+            if not await w.uploads.mark_received(up.id, size):
                 part.unlink(missing_ok=True)
                 raise Conflict("this upload URL has already been used; ask for a new one")
         part.rename(up.path)
-        up.size, up.sha256 = size, sha
+        up.size = size
         return up
 
     async def take_input(self, app_id: str, upload_id: str) -> Upload:

@@ -57,4 +57,4 @@ async def receive_upload(
     token: str, request: Request, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     up = await svc.uploads.receive(token, request.stream())
-    return {"upload_id": up.id, "size": up.size, "sha256": up.sha256}
+    return {"upload_id": up.id, "size": up.size}

@@ -20,6 +20,7 @@ from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus
+from orchestrator.runs.executor import SMALL_OUTPUT
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.workspace import Workspace, output_dir_name
 from orchestrator.services import Services
@@ -50,7 +51,11 @@ async def output_value(
         return None
     if run.output_size > svc.settings.inline_output_bytes:
         return {"url": signed_url(svc, request, run, "output")}
-    value = await anyio.to_thread.run_sync(_load_json, svc.runs.output_path(run))
+    path = svc.runs.output_path(run)
+    if run.output_size < SMALL_OUTPUT:  # parsing it costs less than a hop to a thread
+        value = _load_json(path)
+    else:
+        value = await anyio.to_thread.run_sync(_load_json, path)
     if isinstance(value, dict):
         return value
     if run.status == RunStatus.SUCCEEDED:

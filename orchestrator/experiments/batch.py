@@ -12,14 +12,21 @@ import asyncio
 import builtins
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.experiments.inputs import InputService, InputSetService, require_input
 from orchestrator.experiments.summary import RunFacts
 from orchestrator.home import Home
 from orchestrator.ids import new_id, validate_child_id
-from orchestrator.models import Experiment, ExperimentStatus, ManagedInput, Run, RunStatus
+from orchestrator.models import (
+    Experiment,
+    ExperimentStatus,
+    ManagedInput,
+    Run,
+    RunStatus,
+    now,
+)
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.service import RunRequest, RunService
 from orchestrator.store import Store
@@ -130,36 +137,52 @@ class ExperimentService:
     async def _prepare(
         self, req: BatchRequest, exp_id: str, plan: builtins.list[PlannedRun]
     ) -> builtins.list[Run]:
-        """Check every run before queuing any: an experiment starts whole or not at all."""
+        """Check every run before queuing any: an experiment starts whole or not at all.
+
+        Resolution, options and limits depend only on (target, option set), so
+        they are worked out once per pair and copied for every input.
+        """
         if not plan:
             raise Invalid("the experiment has no runs")
-        cache: dict[str, ManagedInput] = {}
+        inputs: dict[str, ManagedInput] = {}
+        templates: dict[tuple[str | None, str | None, str | None], Run] = {}
         runs = []
         for item in plan:
             if not item.instance_id and not item.version_id:
                 raise Invalid(f"run for input {item.input_id!r} names no instance or version")
             if item.option_set is not None and item.option_set not in req.option_sets:
                 raise Invalid(f"option set {item.option_set!r} is not defined in option_sets")
-            if item.input_id not in cache:
-                cache[item.input_id] = await require_input(
+            if item.input_id not in inputs:
+                inputs[item.input_id] = await require_input(
                     self.store.read, req.app_id, item.input_id
                 )
-            source = cache[item.input_id]
-            run = await self.runs.prepare(
-                RunRequest(
-                    app_id=req.app_id,
-                    instance_id=item.instance_id,
-                    version_id=item.version_id,
-                    input_format=source.format,
-                    priority=req.priority,
-                    experiment_id=exp_id,
+            source = inputs[item.input_id]
+            key = (item.instance_id, item.version_id, item.option_set)
+            if key not in templates:
+                templates[key] = await self.runs.prepare(
+                    RunRequest(
+                        app_id=req.app_id,
+                        instance_id=item.instance_id,
+                        version_id=item.version_id,
+                        input_format=source.format,
+                        priority=req.priority,
+                        experiment_id=exp_id,
+                        options=req.option_sets.get(item.option_set or "", {}),
+                    )
+                )
+            runs.append(
+                replace(
+                    templates[key],
+                    id=new_id("run"),
+                    created_at=now(),
                     input_id=source.id,
-                    options=req.option_sets.get(item.option_set or "", {}),
+                    input_format=source.format,
+                    input_path=str(self.inputs.path(source)),
+                    input_size=source.size,
+                    option_set=item.option_set,
+                    repetition=item.repetition,
                 )
             )
-            run.input_path, run.input_size = str(self.inputs.path(source)), source.size
-            run.option_set, run.repetition = item.option_set, item.repetition
-            runs.append(run)
         return runs
 
     async def get(self, app_id: str, exp_id: str) -> Experiment:

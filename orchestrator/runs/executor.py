@@ -19,6 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
 from orchestrator.models import Run, RunStatus
 from orchestrator.runs.events import RunEvents
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import option_argv
 from orchestrator.runs.outcome import outcome
@@ -27,6 +28,9 @@ from orchestrator.runs.workspace import Workspace, collect, prepare, stderr_tail
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.executor")
+
+SMALL_OUTPUT = 256 * 1024
+"""Below this, parsing the output on the loop is cheaper than a hop to a thread."""
 
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME")
 
@@ -125,9 +129,9 @@ class Executor:
         status, error = outcome(result, run.limits, stderr_tail(ws.stderr))
         if result.canceled and self._ending.get(run.id):
             status, error = RunStatus.FAILED, self._ending[run.id]
-        got = await anyio.to_thread.run_sync(
-            collect, ws, manifest, run.input_format, self.settings.statistics_parse_bytes
-        )
+        args = (ws, manifest, run.input_format, self.settings.statistics_parse_bytes)
+        small = run.input_format not in DIRECTORY_FORMATS and _size(ws.stdout) < SMALL_OUTPUT
+        got = collect(*args) if small else await anyio.to_thread.run_sync(collect, *args)
         await self._finish(
             run.id,
             status,
@@ -156,3 +160,10 @@ class Executor:
         self._ending[run_id] = reason
         if (proc := self.processes.get(run_id)) is not None:
             proc.cancel(grace_seconds=0)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

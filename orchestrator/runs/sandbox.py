@@ -37,6 +37,9 @@ __all__ = ["ProcessResult", "ProcessSpec", "RunningProcess", "Sandbox", "kill_le
 
 log = logging.getLogger(__name__)
 
+REFILL_DELAY_SECONDS = 0.01
+"""A used standby is replaced this long after its run ends, off the run's critical path."""
+
 
 @dataclass(frozen=True)
 class ProcessSpec:
@@ -121,10 +124,14 @@ class Sandbox:
     def _schedule_refill(self, proc: RunningProcess) -> None:
         """Replace the used standby when the run ends (its spawn would compete with the
         model for CPU and the loop), or at once when none is left for the next run."""
+        loop = asyncio.get_running_loop()
         if self._launcher.ready == 0:
-            asyncio.get_running_loop().call_soon(self._launcher.refill)
+            loop.call_soon(self._launcher.refill)
         elif proc._task is not None:
-            proc._task.add_done_callback(lambda _: self._launcher.refill())
+            # After the run's own bookkeeping: its waiter resumes before this fires.
+            proc._task.add_done_callback(
+                lambda _: loop.call_later(REFILL_DELAY_SECONDS, self._launcher.refill)
+            )
 
     def close(self) -> None:
         """Kill the idle standby launchers and remove their cgroups."""

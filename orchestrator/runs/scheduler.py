@@ -26,6 +26,8 @@ class Scheduler:
         self.store, self.executor = store, executor
         self.concurrency = max(1, concurrency)
         self._heap: list[tuple[int, str, str]] = []
+        self._runs: dict[str, Run] = {}
+        """Submitted runs by id, so starting one needs no re-read of its row."""
         self._active: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._idle = asyncio.Event()
@@ -34,6 +36,7 @@ class Scheduler:
     def submit(self, run: Run) -> None:
         """Queue a run; ``queuing.disabled`` runs start at once, past the concurrency limit."""
         self._idle.clear()
+        self._runs[run.id] = run
         if run.queuing_disabled and not self._stopping:
             self._active[run.id] = asyncio.create_task(self._run(run.id), name=run.id)
             return
@@ -60,14 +63,15 @@ class Scheduler:
         try:
             async with self.store.write() as w:
                 claimed = await w.runs.transition(run_id, RunStatus.RUNNING, [RunStatus.QUEUED])
-            if claimed:
-                run = await self.store.read.runs.get(run_id)
-                if run is not None:
-                    await self.executor.execute(run)
+            run = self._runs.get(run_id)
+            if claimed and run is not None:
+                run.status = RunStatus.RUNNING
+                await self.executor.execute(run)
         except Exception:
             log.exception("scheduler failed on run %s", run_id)
         finally:
             self._active.pop(run_id, None)
+            self._runs.pop(run_id, None)
             self._pump()
 
     async def wait_idle(self) -> None:

@@ -57,22 +57,24 @@ def hash_file(path: Path) -> tuple[str, int]:
 
 async def stream_to_file(
     chunks: AsyncIterator[bytes], dest: Path, max_bytes: int, what: str = "upload"
-) -> tuple[str, int]:
-    """Write a request body to ``dest`` chunk by chunk, hashing as it goes.
+) -> int:
+    """Write a request body to ``dest`` as it arrives; returns its size.
 
-    Never holds more than one chunk in memory; stops with ``TooLarge`` the
-    moment the cap is passed and leaves no partial file behind.
+    Writes are plain buffered writes on the event loop: a chunk lands in the
+    page cache in microseconds, while a thread hop per chunk capped a 1 GiB
+    upload at a third of the disk's speed (measured). Memory stays at one
+    buffer; the cap stops the upload the moment it is passed, leaving no file.
+    Nothing is hashed here: packages are hashed when ingested, inputs never.
     """
-    digest, size = hashlib.sha256(), 0
+    size = 0
     try:
-        async with await anyio.open_file(dest, "wb") as fh:
+        with open(dest, "wb", buffering=CHUNK) as fh:  # noqa: ASYNC230 - see docstring
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
                     raise TooLarge(f"{what} exceeds the limit of {max_bytes // (1024 * 1024)} MiB")
-                digest.update(chunk)
-                await fh.write(chunk)
+                fh.write(chunk)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
-    return digest.hexdigest(), size
+    return size

@@ -49,12 +49,11 @@ class UploadRepo:
         )
         return None if row is None else Upload(**dict(row))
 
-    async def mark_received(self, upload_id: str, size: int, sha256: str) -> bool:
+    async def mark_received(self, upload_id: str, size: int) -> bool:
         """Claim the slot; false if it was already used (the URL is single-use)."""
         changed = await self.conn.execute(
-            "UPDATE uploads SET received_at = ?, size = ?, sha256 = ?"
-            " WHERE id = ? AND received_at IS NULL",
-            (now(), size, sha256, upload_id),
+            "UPDATE uploads SET received_at = ?, size = ? WHERE id = ? AND received_at IS NULL",
+            (now(), size, upload_id),
         )
         return changed == 1
 
