@@ -7,7 +7,8 @@ from fastapi import Request
 from orchestrator.services import Services
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """``async`` so FastAPI calls it inline instead of through its thread pool."""
     svc: Services = request.app.state.services
     return svc
 

@@ -60,7 +60,7 @@ async def create_run(
     body: RunBody,
     instance_id: str | None = Query(None),
     svc: Services = Depends(services),
-) -> dict[str, Any]:
+) -> Response:
     given = [k for k in ("input", "upload_id", "input_id") if getattr(body, k) is not None]
     if len(given) > 1:
         raise Invalid(f"give exactly one of input, upload_id or input_id (got {', '.join(given)})")
@@ -85,7 +85,7 @@ async def create_run(
         req.input_file, req.input_id = svc.inputs.path(kept), kept.id
         req.input_format = req.input_format or kept.format
     run = await svc.runs.create(req)
-    return {"run_id": run.id, "id": run.id}
+    return JSONResponse({"run_id": run.id, "id": run.id}, status_code=201)
 
 
 @router.get("")
@@ -126,9 +126,9 @@ async def run_metadata(
     run_id: str,
     wait: float = Query(0, ge=0, le=MAX_WAIT),
     svc: Services = Depends(services),
-) -> dict[str, Any]:
+) -> Response:
     """``?wait=S`` long-polls: the answer comes the moment the run finishes (or after S s)."""
-    return run_wire.information(await svc.runs.wait(app_id, run_id, wait))
+    return JSONResponse(run_wire.information(await svc.runs.wait(app_id, run_id, wait)))
 
 
 @router.get("/{run_id}")
@@ -139,7 +139,7 @@ async def run_result(
     format: str | None = Query(None),
     wait: float = Query(0, ge=0, le=MAX_WAIT),
     svc: Services = Depends(services),
-) -> dict[str, Any]:
+) -> Response:
     run = await svc.runs.wait(app_id, run_id, wait)
     body = run_wire.information(run)
     if run.status.finished:
@@ -148,7 +148,7 @@ async def run_result(
             body["output"] = output
         if run.error:
             body["error_log"] = {"error": run.error}
-    return body
+    return JSONResponse(body)  # as is: FastAPI's encoder is slow on large outputs
 
 
 @router.get("/{run_id}/output")

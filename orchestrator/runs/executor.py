@@ -121,7 +121,7 @@ class Executor:
         if run.id in self._ending:  # canceled between the claim and the spawn
             proc.cancel(grace_seconds=0)
         if proc.pid is not None:
-            async with self.store.write() as w:
+            async with self.store.single() as w:
                 await w.runs.update(
                     run.id, pid=proc.pid, pgid=proc.pgid, cgroup=",".join(proc.cgroups) or None
                 )
@@ -146,7 +146,7 @@ class Executor:
         )
 
     async def _finish(self, run_id: str, status: RunStatus, **fields: object) -> None:
-        async with self.store.write() as w:
+        async with self.store.single() as w:
             await w.runs.transition(run_id, status, expect=[RunStatus.RUNNING], **fields)
 
     def cancel(self, run_id: str) -> None:

@@ -61,7 +61,7 @@ class Scheduler:
 
     async def _run(self, run_id: str) -> None:
         try:
-            async with self.store.write() as w:
+            async with self.store.single() as w:
                 claimed = await w.runs.transition(run_id, RunStatus.RUNNING, [RunStatus.QUEUED])
             run = self._runs.get(run_id)
             if claimed and run is not None:

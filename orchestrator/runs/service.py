@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import shutil
@@ -100,12 +101,15 @@ class RunService:
         try:
             path, size = await self._store_input(run_dir, req, run.input_format)
             run.input_path, run.input_size = str(path) if path else None, size
-            async with self.store.write() as w:
+            async with self.store.single() as w:
                 await w.runs.insert(run)
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         self.scheduler.submit(run)
+        # Let the scheduler send its claim before the response is written: the run
+        # starts while the client reads the answer, not after.
+        await asyncio.sleep(0)
         return run
 
     async def create_many(self, runs: builtins.list[Run]) -> None:

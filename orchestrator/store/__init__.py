@@ -60,3 +60,9 @@ class Store:
     async def write(self) -> AsyncIterator[Repos]:
         async with self.db.write() as conn:
             yield Repos(conn)
+
+    @asynccontextmanager
+    async def single(self) -> AsyncIterator[Repos]:
+        """For one write statement (a run's insert, claim, finish): no BEGIN/COMMIT."""
+        async with self.db.single() as conn:
+            yield Repos(conn)

@@ -68,6 +68,32 @@ class WriterConnection(Connection):
         await self._conn.executemany(sql, [tuple(r) for r in rows])
 
 
+class SingleStatement(WriterConnection):
+    """One write statement outside BEGIN/COMMIT: SQLite makes it atomic by itself.
+
+    Saves two of three thread hops on the hot path of every run (insert,
+    claim, finish). With one writer there is no lock upgrade to race for, the
+    reason ``BEGIN IMMEDIATE`` exists; a second statement here is a bug.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__(conn)
+        self._used = False
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        self._claim()
+        return await super().execute(sql, params)
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self._claim()
+        await super().executemany(sql, rows)
+
+    def _claim(self) -> None:
+        if self._used:
+            raise RuntimeError("single(): use write() for more than one statement")
+        self._used = True
+
+
 class ReaderConnection(Connection):
     """Reads run right on the event loop, read-only.
 
@@ -114,6 +140,13 @@ class Database:
     def reader(self) -> Connection:
         assert self._reader is not None, "database is not open"
         return ReaderConnection(self._reader)
+
+    @asynccontextmanager
+    async def single(self) -> AsyncIterator[Connection]:
+        """The writer for exactly one statement, in autocommit."""
+        assert self._writer is not None, "database is not open"
+        async with self._lock:
+            yield SingleStatement(self._writer)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Connection]:
