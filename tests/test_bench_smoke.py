@@ -1,0 +1,71 @@
+"""The benchmark cannot rot: ``scripts/bench.py --quick`` runs every scenario end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "scripts" / "bench.py"
+
+EXPECTED = (
+    "latency python: median",
+    "latency python: p90",
+    "latency python: overhead",
+    "latency binary: median",
+    "latency binary: p90",
+    "latency binary: overhead",
+    "latency python vs SDK local runner: median",
+    "throughput",
+    "push dir",
+    "orch app push",
+    "experiment",
+    "large input",
+    "get one run",
+    "newest page of 50",
+    "daemon RSS idle",
+    "daemon RSS peak",
+)
+"""A prefix of every row's name: a scenario that disappears fails the test."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.timeout(180)
+def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+
+    assert set(report["machine"]) >= {"cpu", "cores", "memory_gib", "python", "kernel"}
+    assert report["machine"]["cores"] >= 1
+    assert _number(report["duration_s"]) and report["started_at"]
+    rows = report["scenarios"]
+    for prefix in EXPECTED:
+        assert any(r["name"].startswith(prefix) for r in rows), f"no {prefix!r} row"
+    for row in rows:
+        assert row["error"] is None, row
+        assert _number(row["orch"]), row
+        assert row["unit"], row
+        if row["baseline"] is not None:
+            assert _number(row["baseline"]) and _number(row["ratio"]), row
+        if row["target"] is not None:
+            assert isinstance(row["passed"], bool), row
+    with_baseline = [r for r in rows if r["baseline"] is not None]
+    assert len(with_baseline) >= len(rows) - 3, "most figures come with a baseline"
+    assert "scenario" in proc.stdout and "verdict" in proc.stdout  # the table was printed
