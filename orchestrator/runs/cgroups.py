@@ -79,22 +79,6 @@ class RunCgroup:
             raise
         return group
 
-    def renamed(self, label: str) -> RunCgroup:
-        """The same group under the run's name (a standby is made before its run is
-        known). v1 renames occupied groups; where the kernel refuses (v2), keep the name."""
-        dirs: list[Path | None] = []
-        for path in (self.memory_dir, self.pids_dir):
-            if path is None:
-                dirs.append(None)
-                continue
-            target = path.parent / _name(label)
-            try:
-                os.rename(path, target)
-                dirs.append(target)
-            except OSError:
-                dirs.append(path)
-        return RunCgroup(self.support, dirs[0] or self.memory_dir, dirs[1])
-
     def apply_limits(self, limits: Limits) -> None:
         """Memory includes swap (memsw / swap.max) so a hog cannot page out and go on."""
         mem, pids = self.memory_dir, self.pids_dir or self.memory_dir
@@ -120,10 +104,6 @@ class RunCgroup:
     def join_steps(self) -> list[str]:
         """Shell commands that move the shell running them into every directory."""
         return [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs]
-
-    def holds(self, pid: int) -> bool:
-        """Whether ``pid`` has joined every directory of the group."""
-        return all(str(pid) in _read_lines(d / "cgroup.procs") for d in self.dirs)
 
     def oom_kills(self) -> int | None:
         """Kernel OOM kills inside the group; ``None`` when the kernel does not say."""

@@ -184,9 +184,9 @@ class Standby:
     def launch(self, spec: ProcessSpec, argv: list[str], env: dict[str, str]) -> Launched:
         if self.popen.poll() is not None:
             raise OSError(f"standby shell exited with {self.popen.returncode}")
+        # The group keeps its standby name: renaming it to the run's would cost two
+        # reads and two renames on every run's critical path; the run records the path.
         self.group.apply_limits(spec.limits)
-        if self.group.holds(self.popen.pid):  # renaming before the join would break its path
-            self.group = self.group.renamed(spec.label)
         data = _script(spec, argv, env)
         started = time.monotonic()
         with open(self.fd, "wb", closefd=True) as pipe:  # EOF ends the sourced script
