@@ -20,9 +20,9 @@ from rich.markup import escape
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli import input_set
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
-from orchestrator.cli.input_set import InputSetIdOption, sets_path, split_ids
+from orchestrator.cli.input_set import InputSetIdOption, split_ids
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
-from orchestrator.client import ClientError, OrchClient
+from orchestrator.client import OrchClient
 from orchestrator.errors import OrchError
 from orchestrator.experiments.gate import parse as parse_gate
 
@@ -133,7 +133,7 @@ def start(
         "input_set_id": set_id,
         "instance_ids": split_ids(instance_ids),
         "version_ids": split_ids(version_ids),
-        "option_sets": _optionsets_path(option_sets),
+        "option_sets": _option_sets(option_sets),
         "repetitions": repetitions,
         "baseline": baseline,
         "objective": objective,
@@ -173,7 +173,7 @@ def _check_start_flags(
         fail("give --json or --csv, not both")
 
 
-def _optionsets_path(text: str | None) -> dict[str, dict[str, Any]] | None:
+def _option_sets(text: str | None) -> dict[str, dict[str, Any]] | None:
     """``--option-sets`` as JSON, inline or ``@file``: ``{"name": {"option": "value"}}``."""
     if text is None:
         return None
@@ -288,34 +288,7 @@ def batch_runs(
         if as_json:
             print_json(data)
             return
-        runs = data["runs"]
-        view.runs(runs, _values(api, app_id, runs), _input_names(api, app_id, runs))
-
-
-def _values(api: OrchClient, app_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """result.value of each succeeded run: the runs list leaves statistics out (as the SDK
-    types them differently there), so they come from each run's metadata."""
-    values: dict[str, Any] = {}
-    for run in runs:
-        if run["status_v2"] != "succeeded":
-            continue
-        meta = api.get(f"/v1/applications/{app_id}/runs/{run['id']}/metadata")["metadata"]
-        value = ((meta.get("statistics") or {}).get("result") or {}).get("value")
-        if value is not None:
-            values[run["id"]] = value
-    return values
-
-
-def _input_names(api: OrchClient, app_id: str, runs: list[dict[str, Any]]) -> dict[str, str]:
-    """Input id → name, from the experiment's input set (gone if deleted since: no names)."""
-    set_id = runs[0].get("input_set_id") if runs else None
-    if not set_id:
-        return {}
-    try:
-        inputs = api.get(sets_path(app_id, set_id))["inputs"]
-    except ClientError:
-        return {}
-    return {i["id"]: i["name"] for i in inputs}
+        view.runs(data["runs"])
 
 
 @batch_app.command("cancel")

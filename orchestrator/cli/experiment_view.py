@@ -203,20 +203,13 @@ def experiments(rows: list[dict[str, Any]]) -> None:
     table([r | {"progress": _progress_text(r)} for r in rows], EXPERIMENT_COLUMNS)
 
 
-def target_of(run: dict[str, Any]) -> str:
-    """The experiment's name for a run's target: its instance, or ``version:<id>``."""
-    return run.get("application_instance_id") or f"version:{run['application_version_id']}"
-
-
-def runs(items: list[dict[str, Any]], values: dict[str, Any], names: dict[str, str]) -> None:
-    """Experiment runs; ``values``: run id → result.value, ``names``: input id → name."""
+def runs(items: list[dict[str, Any]]) -> None:
+    """Experiment runs: the daemon gives each its target, input name and result.value."""
     rows = [
         r
         | {
-            "target": target_of(r),
-            "input_name": names.get(r.get("input_id") or ""),
             "seconds": number(r["duration"] / 1000) if r.get("duration") else None,
-            "value": number(values[r["id"]]) if r["id"] in values else None,
+            "value": number(r["result_value"]) if r.get("result_value") is not None else None,
         }
         for r in items
     ]
