@@ -15,6 +15,7 @@ from orchestrator.cli.output import fail
 OptionsOption = typer.Option(
     None,
     "--options",
+    "--option",
     "-o",
     metavar="NAME=VALUE",
     help="An option passed to the model as -NAME VALUE (repeatable).",

@@ -79,7 +79,7 @@ class Collected:
 
 def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Collected:
     """Measure the output and pick up statistics without loading big outputs."""
-    shutil.rmtree(ws.tmp, ignore_errors=True)
+    _remove_tmp(ws.tmp)
     if fmt in DIRECTORY_FORMATS:
         out_dir = ws.work / output_dir_name(fmt)
         stats_file = ws.work / manifest.multi_file.statistics
@@ -89,6 +89,16 @@ def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Co
         return Collected(_tree_size(out_dir), statistics)
     size = ws.stdout.stat().st_size if ws.stdout.exists() else 0
     return Collected(size, _statistics(_read_json(ws.stdout, parse_limit)))
+
+
+def _remove_tmp(tmp: Path) -> None:
+    """The run's TMPDIR goes with the run; usually empty, so try the one-syscall way first."""
+    try:
+        os.rmdir(tmp)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _read_json(path: Path, limit: int) -> Any:
