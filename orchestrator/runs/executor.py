@@ -23,7 +23,8 @@ from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import option_argv
 from orchestrator.runs.outcome import outcome
-from orchestrator.runs.sandbox import ProcessSpec, RunningProcess, Sandbox
+from orchestrator.runs.process import ProcessSpec
+from orchestrator.runs.sandbox import RunningProcess, Sandbox
 from orchestrator.runs.workspace import Workspace, collect, prepare, stderr_tail
 from orchestrator.store import Store
 

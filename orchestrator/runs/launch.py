@@ -29,15 +29,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psutil
 
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import MIB, CgroupSupport, RunCgroup, remove_stale_standbys
-
-if TYPE_CHECKING:
-    from orchestrator.runs.sandbox import ProcessSpec
+from orchestrator.runs.process import ProcessSpec
 
 log = logging.getLogger(__name__)
 

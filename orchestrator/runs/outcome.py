@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 
 from orchestrator.models import Limits, RunStatus
-from orchestrator.runs.sandbox import ProcessResult
+from orchestrator.runs.process import ProcessResult
 
 
 def outcome(

@@ -24,13 +24,12 @@ import subprocess
 import threading
 import time
 import weakref
-from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator.errors import Unavailable
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import MIB, RunCgroup, detect
 from orchestrator.runs.launch import Launcher, SpawnError
+from orchestrator.runs.process import ProcessResult, ProcessSpec
 from orchestrator.runs.proctree import MARKER_VAR, SWEEP_SECONDS, ProcessTree, kill_leftovers
 
 __all__ = ["ProcessResult", "ProcessSpec", "RunningProcess", "Sandbox", "kill_leftovers"]
@@ -39,39 +38,6 @@ log = logging.getLogger(__name__)
 
 REFILL_DELAY_SECONDS = 0.01
 """A used standby is replaced this long after its run ends, off the run's critical path."""
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """What to run and under which limits; ``label`` (the run id) names the cgroups."""
-
-    argv: list[str]
-    cwd: Path
-    env: dict[str, str]
-    stdin: Path | None
-    stdout: Path
-    stderr: Path
-    limits: Limits
-    label: str
-
-
-@dataclass(frozen=True)
-class ProcessResult:
-    """Facts about a finished tree; ``outcome.outcome`` decides what they mean.
-
-    ``breach`` names the ``Limits`` field seen exceeded ("memory" for memory_mb)
-    and ``measured`` is the value that broke it, in that limit's unit.
-    """
-
-    exit_code: int | None
-    signal: int | None
-    duration_seconds: float
-    cpu_seconds: float
-    peak_memory_mb: float
-    breach: str | None
-    measured: float | None
-    canceled: bool
-    spawn_error: str | None
 
 
 class Sandbox:
