@@ -37,6 +37,7 @@ __all__ = ["ProcessResult", "ProcessSpec", "RunningProcess", "Sandbox", "kill_le
 log = logging.getLogger(__name__)
 
 REFILL_DELAY_SECONDS = 0.01
+CGROUP_REMOVE_DELAY_SECONDS = 0.005
 """A used standby is replaced this long after its run ends, off the run's critical path."""
 
 
@@ -284,7 +285,9 @@ class RunningProcess:
             os.close(self._pidfd)
             self._pidfd = None
         if self._cgroup is not None:
-            self._cgroup.remove()
+            # Empty by now (swept); its rmdir can wait until the run's record is written.
+            # A daemon that stops first leaves it to the start-up clean-up of standbys.
+            self._loop.call_later(CGROUP_REMOVE_DELAY_SECONDS, self._cgroup.remove)
 
     # -- limits ----------------------------------------------------------------------
 
