@@ -285,10 +285,7 @@ def batch_runs(
     """List an experiment's runs with their target, input, option set and result.value."""
     with errors_to_exit(), client(home) as api:
         data = api.get(_batch(app_id, exp_id, "/runs"))
-        if as_json:
-            print_json(data)
-            return
-        view.runs(data["runs"])
+    emit(data, as_json, lambda d: view.runs(d["runs"]))
 
 
 @batch_app.command("cancel")
