@@ -22,11 +22,11 @@ from orchestrator.api.limits import BodyCap
 from orchestrator.services import Services
 
 _V1_ROUTERS = (
+    runs.router,  # first: routes are matched in order, and runs are the hot path
     applications.router,
     binary.router,
     versions.router,
     instances.router,
-    runs.router,
     experiments.router,
 )
 
