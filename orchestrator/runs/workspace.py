@@ -59,9 +59,9 @@ def prepare(
     for entry in os.listdir(package):
         if entry not in reserved:
             os.symlink(package / entry, ws.work / entry)
-    (ws.work / output_dir_name(fmt)).mkdir(exist_ok=True)
     stdin = input_path
-    if fmt in DIRECTORY_FORMATS:
+    if fmt in DIRECTORY_FORMATS:  # json/text apps answer on stdout: no outputs folder to make
+        (ws.work / output_dir_name(fmt)).mkdir(exist_ok=True)
         stdin = None
         if input_path is not None:
             target = ws.work / input_dir_name(manifest, fmt)
