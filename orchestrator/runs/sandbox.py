@@ -292,8 +292,10 @@ class RunningProcess:
     # -- limits ----------------------------------------------------------------------
 
     async def _sample_loop(self) -> None:
-        """Early samples come fast (5, 10, 20 ms...): short runs get a peak, bombs get caught."""
-        delay = min(0.005, self._sample_seconds)
+        """Without a cgroup, early samples come fast (5, 10, 20 ms...): short runs get a peak,
+        bombs get caught. With one, the kernel enforces memory and tasks and keeps the peak,
+        so sampling only backs up the output check, at the regular pace."""
+        delay = self._sample_seconds if self._cgroup else min(0.005, self._sample_seconds)
         while True:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._sample_seconds)
