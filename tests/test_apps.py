@@ -79,6 +79,11 @@ def test_delete_removes_versions_instances_runs_and_unreferenced_blobs(
     r = api.post(f"/v1/applications/{app_id}/runs", json={"input": {"a": 1}})
     run_id = r.json()["run_id"]
     api.get(f"/v1/applications/{app_id}/runs/{run_id}", params={"wait": 30})
+    up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
+    httpx.put(up["upload_url"], content=b'{"kept": "only here"}')
+    kept = api.post(
+        f"/v1/applications/{app_id}/inputs", json={"name": "k", "upload_id": up["upload_id"]}
+    ).json()["sha256"]
     other = create_app(api)  # another app sharing nothing must keep everything
     push_dir(api, other, SAMPLES / "knapsack", tmp_path)
     assert (home / "blobs" / exe[:2] / exe).exists()
@@ -86,4 +91,5 @@ def test_delete_removes_versions_instances_runs_and_unreferenced_blobs(
     assert not (home / "blobs" / exe[:2] / exe).exists()
     assert not (home / "executables" / exe).exists()
     assert not (home / "runs" / run_id).exists()
+    assert not (home / "blobs" / kept[:2] / kept).exists()
     assert api.get(f"/v1/applications/{other}/executable").status_code == 200

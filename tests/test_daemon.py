@@ -14,7 +14,8 @@ from tests.helpers import Daemon
 
 
 def test_health_is_open_and_v1_needs_the_key(daemon: Daemon) -> None:
-    assert httpx.get(f"{daemon.url}/healthz").json()["status"] == "ok"
+    health = httpx.get(f"{daemon.url}/healthz").json()
+    assert health["status"] == "ok" and set(health["runs"]) == {"running", "queued"}
     r = httpx.get(f"{daemon.url}/v1/applications")
     assert r.status_code == 401 and "bearer" in r.json()["error"]
     r = httpx.get(f"{daemon.url}/v1/applications", headers={"Authorization": "Bearer nope"})

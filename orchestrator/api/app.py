@@ -48,6 +48,12 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
+        """Open (no key): liveness, and how busy the queue is."""
+        scheduler = svc.runs.scheduler
+        return {
+            "status": "ok",
+            "version": __version__,
+            "runs": {"running": scheduler.active, "queued": scheduler.queued},
+        }
 
     return app

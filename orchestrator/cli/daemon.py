@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -28,14 +29,20 @@ PortOption = typer.Option(
 
 def running(home: Home) -> DaemonInfo | None:
     """The daemon of this home if it is alive and answering."""
+    return health(home)[0]
+
+
+def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any]]:
+    """(the daemon of this home if it answers, what its /healthz says)."""
     info = DaemonInfo.read(home)
     if info is None or not psutil.pid_exists(info.pid):
-        return None
+        return None, {}
     try:
-        httpx.get(f"{info.url}/healthz", timeout=2).raise_for_status()
+        response = httpx.get(f"{info.url}/healthz", timeout=2)
+        response.raise_for_status()
     except httpx.HTTPError:
-        return None
-    return info
+        return None, {}
+    return info, response.json()
 
 
 @app.command("run")
@@ -109,13 +116,16 @@ def stop(
 def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Show whether the daemon runs, where, and since when."""
     h = home_of(home)
-    info = running(h)
+    info, healthz = health(h)
+    runs = healthz.get("runs") or {}
     data = {
         "running": info is not None,
         "home": str(h.root),
         "url": info.url if info else None,
         "pid": info.pid if info else None,
         "uptime_seconds": round(time.time() - info.started_at, 1) if info else None,
+        "runs_running": runs.get("running"),
+        "runs_queued": runs.get("queued"),
         "api_key_file": str(h.api_key_file),
     }
     if as_json:

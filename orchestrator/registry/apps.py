@@ -88,7 +88,11 @@ class AppService:
                     f"app {app_id!r} has {len(running)} queued or running run(s); cancel them first"
                 )
             run_ids = await w.runs.ids_for_app(app_id)
+            input_shas = await w.inputs.shas_of_app(app_id)
             await w.apps.delete(app_id)
+            orphans = await w.inputs.orphan_blobs(input_shas)
+        for sha in orphans:  # kept inputs no other app shares
+            self.blobs.delete(sha)
         shutil.rmtree(self.home.push / app_id, ignore_errors=True)
         for run_id in run_ids:
             shutil.rmtree(self.home.run_dir(run_id), ignore_errors=True)

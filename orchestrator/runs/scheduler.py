@@ -30,12 +30,9 @@ class Scheduler:
         """Submitted runs by id, so starting one needs no re-read of its row."""
         self._active: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def submit(self, run: Run) -> None:
         """Queue a run; ``queuing.disabled`` runs start at once, past the concurrency limit."""
-        self._idle.clear()
         self._runs[run.id] = run
         if run.queuing_disabled and not self._stopping:
             self._active[run.id] = asyncio.create_task(self._run(run.id), name=run.id)
@@ -56,8 +53,6 @@ class Scheduler:
             _, _, run_id = heapq.heappop(self._heap)
             if run_id not in self._active:
                 self._active[run_id] = asyncio.create_task(self._run(run_id), name=run_id)
-        if not self._heap and not self._active:
-            self._idle.set()
 
     async def _run(self, run_id: str) -> None:
         try:
@@ -73,10 +68,6 @@ class Scheduler:
             self._active.pop(run_id, None)
             self._runs.pop(run_id, None)
             self._pump()
-
-    async def wait_idle(self) -> None:
-        """Until nothing is queued or running (burst mode for tests and benchmarks)."""
-        await self._idle.wait()
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop starting runs; give running ones ``grace_seconds``, then end them as failed."""

@@ -15,9 +15,6 @@ class ExecutableRepo:
         row = await self.conn.one("SELECT * FROM executables WHERE id = ?", (exe_id,))
         return None if row is None else to_executable(row)
 
-    async def blob_path(self, exe_id: str) -> str | None:
-        return await self.conn.scalar("SELECT blob_path FROM executables WHERE id = ?", (exe_id,))
-
     async def insert_if_missing(self, exe: Executable, blob_path: str) -> bool:
         """Record a package once; identical bytes pushed again reuse the row."""
         changed = await self.conn.execute(

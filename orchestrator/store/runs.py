@@ -180,9 +180,6 @@ class RunRepo:
     async def delete(self, run_id: str) -> None:
         await self.conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
-    async def count(self, app_id: str) -> int:
-        return int(await self.conn.scalar("SELECT count(*) FROM runs WHERE app_id = ?", (app_id,)))
-
     @staticmethod
     def _fields(fields: dict[str, Any]) -> dict[str, Any]:
         unknown = set(fields) - _UPDATABLE
