@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import SAMPLES, create_app, push_dir, unique
+from tests.helpers import SAMPLES, Daemon, create_app, push_dir, unique
 
 
 @pytest.mark.parametrize(
@@ -70,9 +70,9 @@ def test_default_instance_must_exist_and_cannot_be_devint(api: httpx.Client) -> 
 
 
 def test_delete_removes_versions_instances_runs_and_unreferenced_blobs(
-    api: httpx.Client, daemon: object, tmp_path: Path
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
 ) -> None:
-    home = daemon.home  # type: ignore[attr-defined]
+    home = daemon.home
     app_id = create_app(api)
     exe = push_dir(api, app_id, SAMPLES / "shell-echo", tmp_path)["executable"]["id"]
     api.post(f"/v1/applications/{app_id}/promote", json={"version_id": "v1"})

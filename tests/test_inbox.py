@@ -10,7 +10,7 @@ import httpx
 
 from orchestrator.packaging.build import build_package
 from tests.conftest import MakeDaemon
-from tests.helpers import SAMPLES, create_app, wait_for
+from tests.helpers import SAMPLES, Daemon, create_app, wait_for
 
 
 def current(api: httpx.Client, app_id: str) -> str | None:
@@ -24,9 +24,9 @@ def package(tmp: Path, sample: str) -> tuple[Path, str]:
 
 
 def test_renamed_package_moves_devint_within_a_second(
-    api: httpx.Client, daemon: object, tmp_path: Path
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
 ) -> None:
-    home: Path = daemon.home  # type: ignore[attr-defined]
+    home = daemon.home
     app_id = create_app(api)
     path, sha = package(tmp_path, "knapsack")
     inbox = home / "push" / app_id
@@ -45,9 +45,9 @@ def test_renamed_package_moves_devint_within_a_second(
 
 
 def test_half_written_package_waits_until_complete(
-    api: httpx.Client, daemon: object, tmp_path: Path
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
 ) -> None:
-    home: Path = daemon.home  # type: ignore[attr-defined]
+    home = daemon.home
     app_id = create_app(api)
     path, sha = package(tmp_path, "shell-echo")
     data = path.read_bytes()
@@ -63,9 +63,9 @@ def test_half_written_package_waits_until_complete(
 
 
 def test_broken_package_is_moved_aside_with_a_reason(
-    api: httpx.Client, daemon: object, tmp_path: Path
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
 ) -> None:
-    home: Path = daemon.home  # type: ignore[attr-defined]
+    home = daemon.home
     app_id = create_app(api)
     staged = tmp_path / "junk.tar.gz"
     staged.write_bytes(b"not a tarball at all")
@@ -78,9 +78,9 @@ def test_broken_package_is_moved_aside_with_a_reason(
 
 
 def test_folder_with_app_yaml_is_packaged(
-    api: httpx.Client, daemon: object, tmp_path: Path
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
 ) -> None:
-    home: Path = daemon.home  # type: ignore[attr-defined]
+    home = daemon.home
     app_id = create_app(api)
     folder = tmp_path / "echo"
     folder.mkdir()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import MakeDaemon
-from tests.helpers import SAMPLES, create_app, push_archive, push_dir, unique
+from tests.helpers import SAMPLES, Daemon, create_app, push_archive, push_dir, unique
 
 MANIFEST = b"type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\nfiles:\n  - main.py\n"
 
@@ -54,9 +54,9 @@ def test_push_moves_devint_and_records_history(api: httpx.Client, tmp_path: Path
 
 
 def test_identical_content_is_stored_once(
-    api: httpx.Client, daemon: object, tmp_path: Path
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
 ) -> None:
-    home: Path = daemon.home  # type: ignore[attr-defined]
+    home = daemon.home
     a, b = create_app(api), create_app(api)
     one = push_dir(api, a, SAMPLES / "shell-echo", tmp_path)["executable"]["id"]
     two = push_dir(api, b, SAMPLES / "shell-echo", tmp_path)["executable"]["id"]
