@@ -15,7 +15,12 @@ import shutil
 from dataclasses import dataclass, field, replace
 
 from orchestrator.errors import Conflict, Invalid, NotFound
-from orchestrator.experiments.inputs import InputService, InputSetService, require_input
+from orchestrator.experiments.inputs import (
+    InputService,
+    InputSetService,
+    relabel,
+    require_input,
+)
 from orchestrator.experiments.summary import RunFacts
 from orchestrator.home import Home
 from orchestrator.ids import new_id, validate_child_id
@@ -227,8 +232,7 @@ class ExperimentService:
         self, app_id: str, exp_id: str, name: str | None, description: str | None
     ) -> Experiment:
         exp = await self.get(app_id, exp_id)
-        exp.name = name or exp.name
-        exp.description = exp.description if description is None else description
+        relabel(exp, name, description)
         async with self.store.write() as w:
             await w.experiments.update(exp)
         return exp

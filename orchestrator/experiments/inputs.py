@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import new_id, new_token, validate_child_id
-from orchestrator.models import InputSet, ManagedInput, RunStatus
+from orchestrator.models import Experiment, InputSet, ManagedInput, RunStatus
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.store import Repos, Store
@@ -33,6 +33,14 @@ def parse_time(value: str | None) -> str | None:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def relabel(
+    item: InputSet | ManagedInput | Experiment, name: str | None, description: str | None
+) -> None:
+    """The SDK PUTs whole objects back: a missing or blank name keeps the current one."""
+    item.name = name or item.name
+    item.description = item.description if description is None else description
 
 
 async def require_input(repos: Repos, app_id: str, input_id: str) -> ManagedInput:
@@ -133,8 +141,7 @@ class InputService:
     ) -> ManagedInput:
         async with self.store.write() as w:
             item = await require_input(w, app_id, input_id)
-            item.name = name or item.name
-            item.description = item.description if description is None else description
+            relabel(item, name, description)
             await w.inputs.update(item)
         return item
 
@@ -235,8 +242,7 @@ class InputSetService:
     ) -> InputSet:
         item = await self.get(app_id, set_id)
         async with self.store.write() as w:
-            item.name = name or item.name
-            item.description = item.description if description is None else description
+            relabel(item, name, description)
             if input_ids:
                 for input_id in input_ids:
                     await require_input(w, app_id, input_id)

@@ -10,7 +10,7 @@ from orchestrator.home import Home
 from orchestrator.ids import validate_id
 from orchestrator.models import RESERVED_INSTANCES, App, PointerMove
 from orchestrator.registry.gc import collect_garbage
-from orchestrator.registry.lookup import require_app, require_instance
+from orchestrator.registry.lookup import rename, require_app, require_instance
 from orchestrator.store import Repos, Store
 from orchestrator.store.blobs import BlobStore
 
@@ -50,12 +50,7 @@ class AppService:
         """Change name/description and/or the default instance ("" or None clears it)."""
         async with self.store.write() as w:
             app = await require_app(w, app_id)
-            if name is not None:
-                if not name.strip():
-                    raise Invalid("app name cannot be empty")
-                app.name = name
-            if description is not None:
-                app.description = description
+            rename(app, name, description, "app")
             if default_instance_id is not _UNSET:
                 new = default_instance_id or None
                 assert new is None or isinstance(new, str)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.errors import Conflict, NotFound
+from typing import Protocol
+
+from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.models import App, Executable, Instance, Version
 from orchestrator.store import Repos
 
@@ -36,3 +38,18 @@ async def require_current_executable(repos: Repos, app: App) -> Executable:
     if exe is None:  # pragma: no cover - guarded by foreign keys
         raise NotFound(f"executable {app.executable_id} of app {app.id!r} is missing")
     return exe
+
+
+class Named(Protocol):
+    name: str
+    description: str
+
+
+def rename(item: Named, name: str | None, description: str | None, kind: str) -> None:
+    """Apply a new name and/or description; ``None`` keeps a field, a blank name is refused."""
+    if name is not None:
+        if not name.strip():
+            raise Invalid(f"{kind} name cannot be empty")
+        item.name = name
+    if description is not None:
+        item.description = description

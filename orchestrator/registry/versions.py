@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import builtins
 
-from orchestrator.errors import Conflict, Invalid
+from orchestrator.errors import Conflict
 from orchestrator.ids import new_id, validate_child_id
 from orchestrator.models import Version
-from orchestrator.registry.lookup import require_app, require_current_executable, require_version
+from orchestrator.registry.lookup import (
+    rename,
+    require_app,
+    require_current_executable,
+    require_version,
+)
 from orchestrator.store import Repos, Store
 
 
@@ -55,12 +60,7 @@ class VersionService:
     ) -> Version:
         async with self.store.write() as w:
             version = await require_version(w, app_id, version_id)
-            if name is not None:
-                if not name.strip():
-                    raise Invalid("version name cannot be empty")
-                version.name = name
-            if description is not None:
-                version.description = description
+            rename(version, name, description, "version")
             await w.versions.update(version)
         return version
 
