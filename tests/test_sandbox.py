@@ -369,6 +369,38 @@ async def test_kill_leftovers_empties_and_removes_cgroups(tmp_path: Path) -> Non
         popen.wait()
 
 
+@pytest.mark.skipif(not HAS_CGROUP, reason="no usable cgroup on this host")
+def test_a_reused_group_gets_exactly_the_next_runs_limits() -> None:
+    """Standby groups are prepared with the previous run's limits; a run asking for
+    more, less or none must find exactly its own in the files, never a leftover."""
+    support = detect()
+    assert support is not None
+    group = RunCgroup.create(support, f"limits-{uuid.uuid4().hex[:8]}", Limits(memory_mb=64))
+    mem = group.memory_dir
+    limit_file = mem / ("memory.max" if support.v2 else "memory.limit_in_bytes")
+    pids_file = (group.pids_dir or mem) / "pids.max"
+
+    def memory() -> int | None:
+        text = limit_file.read_text().strip()
+        return None if text == "max" or int(text) >= 2**60 else int(text) // (1024 * 1024)
+
+    try:
+        assert memory() == 64
+        for limits in (
+            Limits(memory_mb=256, processes=16),  # raised: v1 needs memsw raised first
+            Limits(memory_mb=32, processes=16),  # lowered
+            Limits(),  # none at all
+            Limits(memory_mb=128),
+        ):
+            group.apply_limits(limits)
+            assert memory() == limits.memory_mb
+            if pids_file.exists():
+                expected = "max" if limits.processes is None else str(limits.processes)
+                assert pids_file.read_text().strip() == expected
+    finally:
+        group.remove()
+
+
 def _result(**changes: object) -> ProcessResult:
     base = ProcessResult(0, None, 1.0, 0.5, 10.0, None, None, False, None)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]

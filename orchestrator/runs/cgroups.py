@@ -18,7 +18,7 @@ import re
 import shlex
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator.models import Limits
@@ -48,13 +48,15 @@ class CgroupSupport:
         return self.kind == "cgroup-v2"
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunCgroup:
     """The cgroup directories of one run (one on v2, memory + pids on v1)."""
 
     support: CgroupSupport
     memory_dir: Path
     pids_dir: Path | None
+    applied: Limits = field(default_factory=Limits)
+    """What the group's files hold now (a fresh group has no limit)."""
 
     @property
     def dirs(self) -> list[Path]:
@@ -80,18 +82,37 @@ class RunCgroup:
         return group
 
     def apply_limits(self, limits: Limits) -> None:
+        """Write the memory and task limits that differ from what the group holds.
+
+        A standby's group is prepared with the limits of the previous run, so a
+        run with the same limits writes nothing on its way to the spawn.
+        """
+        if limits.memory_mb != self.applied.memory_mb:
+            self._write_memory(limits.memory_mb)
+        if limits.processes != self.applied.processes and (self.support.v2 or self.pids_dir):
+            value = "max" if limits.processes is None else str(limits.processes)
+            _write((self.pids_dir or self.memory_dir) / "pids.max", value)
+        self.applied = replace(
+            self.applied, memory_mb=limits.memory_mb, processes=limits.processes
+        )
+
+    def _write_memory(self, memory_mb: int | None) -> None:
         """Memory includes swap (memsw / swap.max) so a hog cannot page out and go on."""
-        mem, pids = self.memory_dir, self.pids_dir or self.memory_dir
-        if limits.memory_mb is not None:
-            value = str(limits.memory_mb * MIB)
-            if self.support.v2:
-                _write(mem / "memory.max", value)
+        mem = self.memory_dir
+        if self.support.v2:
+            _write(mem / "memory.max", "max" if memory_mb is None else str(memory_mb * MIB))
+            if memory_mb is not None:
                 _write_if_exists(mem / "memory.swap.max", "0")
-            else:
-                _write(mem / "memory.limit_in_bytes", value)
-                _write_if_exists(mem / "memory.memsw.limit_in_bytes", value)
-        if limits.processes is not None and (self.support.v2 or self.pids_dir):
-            _write(pids / "pids.max", str(limits.processes))
+            return
+        value = "-1" if memory_mb is None else str(memory_mb * MIB)
+        old = self.applied.memory_mb
+        # v1 refuses memsw below the memory limit: raise memsw first, lower it last
+        if memory_mb is None or (old is not None and memory_mb > old):
+            _write_if_exists(mem / "memory.memsw.limit_in_bytes", value)
+            _write(mem / "memory.limit_in_bytes", value)
+        else:
+            _write(mem / "memory.limit_in_bytes", value)
+            _write_if_exists(mem / "memory.memsw.limit_in_bytes", value)
 
     def join_prefix(self) -> list[str]:
         """``sh -c`` that moves itself into the group(s) and then execs ``"$@"``.
@@ -128,21 +149,26 @@ class RunCgroup:
         return len(_read_lines(self.memory_dir / "tasks"))
 
     def kill_pass(self, sig: int = signal.SIGKILL) -> set[int]:
-        return set().union(*(kill_cgroup_pass(d, sig) for d in self.dirs))
+        """On v1 the memory group lists the whole tree: the pids group was joined in
+        the same step before exec, and children inherit both."""
+        return kill_cgroup_pass(self.memory_dir, sig, v2=self.support.v2)
 
     def remove(self) -> None:
         for path in self.dirs:
             remove_cgroup(path)
 
 
-def kill_cgroup_pass(path: Path | str, sig: int = signal.SIGKILL) -> set[int]:
+def kill_cgroup_pass(
+    path: Path | str, sig: int = signal.SIGKILL, *, v2: bool | None = None
+) -> set[int]:
     """Signal every process listed in the group once; returns the pids signalled.
 
     Callers loop until this returns nothing: a process forked between reading
     ``cgroup.procs`` and the kill shows up in the next pass (pids.max bounds it).
+    ``cgroup.kill`` (v2, Linux 5.14+) is tried unless ``v2`` says it cannot exist.
     """
     path = Path(path)
-    if sig == signal.SIGKILL:
+    if sig == signal.SIGKILL and v2 is not False:
         _write_if_exists(path / "cgroup.kill", "1")
     hit = set()
     for line in _read_lines(path / "cgroup.procs"):

@@ -69,6 +69,8 @@ class Launcher:
         self.support, self.prlimit = support, prlimit
         self._target = standby if support else 0
         self._standbys: list[Standby] = []
+        self._recent = Limits()
+        """The limits of the last run: the next standby's group is prepared with them."""
         self._serial = 0
         if support is not None:
             remove_stale_standbys(support)
@@ -89,7 +91,7 @@ class Launcher:
             self._serial += 1
             try:
                 name = f"standby-{os.getpid()}-{self._serial}"
-                self._standbys.append(Standby.create(self.support, name))
+                self._standbys.append(Standby.create(self.support, name, self._recent))
             except OSError as exc:
                 log.warning("could not prepare a standby launcher: %s", exc)
                 return
@@ -104,11 +106,7 @@ class Launcher:
     ) -> Launched | None:
         if not self._standbys or not all(_NAME.fullmatch(name) for name in env):
             return None  # a name the shell cannot export: take the Popen path
-        try:  # the files exist once start() returns, as with Popen; errors surface there
-            for output in {spec.stdout, spec.stderr}:
-                open(output, "wb").close()
-        except OSError:
-            return None
+        self._recent = spec.limits
         standby = self._standbys.pop(0)
         try:
             return standby.launch(spec, argv, env)
@@ -160,9 +158,9 @@ class Standby:
         self.group, self.popen, self.fd = group, popen, fd
 
     @classmethod
-    def create(cls, support: CgroupSupport, name: str) -> Standby:
+    def create(cls, support: CgroupSupport, name: str, limits: Limits) -> Standby:
         """The pipe is the shell's stdin; the script's own ``exec 0<...`` replaces it."""
-        group = RunCgroup.create(support, name, Limits())
+        group = RunCgroup.create(support, name, limits)
         read, write = os.pipe()
         try:
             script = " && ".join([*group.join_steps(), ". /proc/self/fd/0"])

@@ -1,9 +1,11 @@
 """The queue: priority (1 first) then age, up to the concurrency limit.
 
 The database is the source of truth for a run's status; the heap is only
-the order in which queued runs are tried. A run is claimed with a guarded
-``queued → running`` transition, so a cancel that lands first simply makes
-the claim fail and the run is skipped.
+the order in which queued runs are tried. A queued run is claimed with a
+guarded ``queued → running`` transition, so a cancel that lands first simply
+makes the claim fail and the run is skipped. A new run that finds a free slot
+is *admitted*: it is written ``running`` in the first place, which saves the
+claim's write on the path from submit to spawn.
 """
 
 from __future__ import annotations
@@ -29,39 +31,61 @@ class Scheduler:
         self._runs: dict[str, Run] = {}
         """Submitted runs by id, so starting one needs no re-read of its row."""
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._admitted: set[str] = set()
+        """Slots taken by ``admit`` for runs whose row is being written."""
         self._stopping = False
 
+    def admit(self, run: Run) -> bool:
+        """Take a slot for a new run now, if one is free; the caller then writes the run
+        ``running`` and calls ``submit`` (or ``release`` if the write failed).
+        ``queuing.disabled`` runs always get one, past the concurrency limit."""
+        if self._stopping or (self.active >= self.concurrency and not run.queuing_disabled):
+            return False
+        self._admitted.add(run.id)
+        return True
+
+    def release(self, run_id: str) -> None:
+        """Give back an admitted slot whose run was never written."""
+        self._admitted.discard(run_id)
+        self._pump()
+
     def submit(self, run: Run) -> None:
-        """Queue a run; ``queuing.disabled`` runs start at once, past the concurrency limit."""
+        """Start an admitted run, or queue a queued one by priority then age."""
         self._runs[run.id] = run
-        if run.queuing_disabled and not self._stopping:
-            self._active[run.id] = asyncio.create_task(self._run(run.id), name=run.id)
+        if run.id in self._admitted:
+            self._admitted.discard(run.id)
+            if not self._stopping:  # else the next start's recovery ends it as stopped
+                self._active[run.id] = asyncio.create_task(self._run(run.id), name=run.id)
             return
         heapq.heappush(self._heap, (run.priority, run.created_at, run.id))
         self._pump()
 
     @property
     def active(self) -> int:
-        return len(self._active)
+        return len(self._active) + len(self._admitted)
 
     @property
     def queued(self) -> int:
         return len(self._heap)
 
     def _pump(self) -> None:
-        while not self._stopping and self._heap and len(self._active) < self.concurrency:
+        while not self._stopping and self._heap and self.active < self.concurrency:
             _, _, run_id = heapq.heappop(self._heap)
             if run_id not in self._active:
                 self._active[run_id] = asyncio.create_task(self._run(run_id), name=run_id)
 
     async def _run(self, run_id: str) -> None:
         try:
-            async with self.store.single() as w:
-                claimed = await w.runs.transition(run_id, RunStatus.RUNNING, [RunStatus.QUEUED])
             run = self._runs.get(run_id)
-            if claimed and run is not None:
+            if run is None:
+                return
+            if run.status == RunStatus.QUEUED:
+                async with self.store.single() as w:
+                    claimed = await w.runs.transition(run_id, RunStatus.RUNNING, [RunStatus.QUEUED])
+                if not claimed:
+                    return
                 run.status = RunStatus.RUNNING
-                await self.executor.execute(run)
+            await self.executor.execute(run)
         except Exception:
             log.exception("scheduler failed on run %s", run_id)
         finally:

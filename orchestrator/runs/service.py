@@ -15,7 +15,7 @@ import anyio
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import new_id
-from orchestrator.models import Limits, Run, RunStatus
+from orchestrator.models import Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs import inputs
 from orchestrator.runs.events import RunEvents
@@ -98,17 +98,22 @@ class RunService:
         run = await self.prepare(req)
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
+        admitted = False
         try:
             path, size = await self._store_input(run_dir, req, run.input_format)
             run.input_path, run.input_size = str(path) if path else None, size
+            if admitted := self.scheduler.admit(run):
+                run.status, run.started_at = RunStatus.RUNNING, now()
             async with self.store.single() as w:
                 await w.runs.insert(run)
         except BaseException:
+            if admitted:
+                self.scheduler.release(run.id)
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         self.scheduler.submit(run)
-        # Let the scheduler send its claim before the response is written: the run
-        # starts while the client reads the answer, not after.
+        # Let the run spawn before the response is written: it starts while the
+        # client reads the answer, not after.
         await asyncio.sleep(0)
         return run
 
