@@ -82,7 +82,8 @@ class Model:
 
     @property
     def stdout(self) -> str:
-        return self.spec.stdout.read_text()
+        """The standby shell opens the output files a moment after ``start`` returns."""
+        return self.spec.stdout.read_text() if self.spec.stdout.exists() else ""
 
     @property
     def stderr(self) -> str:

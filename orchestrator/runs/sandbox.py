@@ -75,7 +75,8 @@ class Sandbox:
 
     async def start(self, spec: ProcessSpec) -> RunningProcess:
         """Spawn and arm every limit; a model that cannot start still yields a
-        RunningProcess, whose ``wait()`` reports ``spawn_error``."""
+        RunningProcess, whose ``wait()`` reports ``spawn_error``. The output files
+        may appear a moment later (a standby shell opens them): readers allow that."""
         marker = f"{spec.label}.{secrets.token_hex(8)}"
         try:
             launched = self._launcher.launch(spec, {**spec.env, MARKER_VAR: marker})
