@@ -39,7 +39,7 @@ class Engine:
 
     async def start(self) -> None:
         """Recovery first: nothing may start before the previous daemon's runs are settled."""
-        report = await recover(self.services.store)
+        report = await recover(self.services.store, self.services.settings.home)
         await self.envs.resume()
         await self.services.uploads.purge_expired()
         for run in report.queued:

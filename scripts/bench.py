@@ -358,8 +358,7 @@ class Bench:
 def expect(response: Reply, status: int = 200) -> Any:
     if response.status_code != status:
         raise RuntimeError(
-            f"{response.method} {response.path}: "
-            f"HTTP {response.status_code}: {response.text[:500]}"
+            f"{response.method} {response.path}: HTTP {response.status_code}: {response.text[:500]}"
         )
     return response.json() if response.content else None
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import httpx
 import psutil
 
+from orchestrator.models import Limits
+from orchestrator.runs.cgroups import RunCgroup, detect
+from orchestrator.runs.proctree import MARKER_VAR
 from tests.conftest import MakeDaemon
 from tests.helpers import SAMPLES, create_app, push_dir, wait_for, wait_run
 
@@ -55,6 +60,51 @@ def test_graceful_stop_ends_running_runs_and_keeps_queued(
         lost = api.get(f"/v1/applications/{app_id}/runs/{running}/metadata").json()["metadata"]
         assert lost["status_v2"] == "failed" and "daemon stopped" in lost["error"]
         assert wait_run(api, app_id, queued)["metadata"]["status_v2"] == "succeeded"
+
+
+def test_a_run_spawned_but_never_written_is_killed_and_its_folder_removed(
+    make_daemon: MakeDaemon,
+) -> None:
+    """A new run in a free slot is spawned before its row is written; a daemon killed
+    in between leaves a folder and a process that no row names. That state is built
+    here directly (SIGKILL cannot be aimed at a half-millisecond window): a marked
+    process in the run's folder, plus, where cgroups work, a process inside a dead
+    daemon's standby group. The next start kills both and keeps the other runs."""
+    d = make_daemon()
+    d.stop()
+    folder = d.home / "runs" / "run-neverwritten"
+    (folder / "work").mkdir(parents=True)
+    marked = subprocess.Popen(
+        ["sleep", "300"],
+        env={**os.environ, MARKER_VAR: "run-neverwritten.0123abcd"},
+        start_new_session=True,
+    )
+    grouped = _in_dead_standby_group()
+    try:
+        again = make_daemon(home=d.home)
+        wait_for(lambda: marked.poll() is not None, timeout=10)
+        assert not folder.exists()
+        if grouped is not None:
+            wait_for(lambda: grouped[0].poll() is not None, timeout=10)
+            assert not grouped[1].exists()
+        with again.client() as api:
+            assert api.get("/healthz").status_code == 200
+    finally:
+        for proc in [marked, *([grouped[0]] if grouped else [])]:
+            proc.kill()
+            proc.wait()
+
+
+def _in_dead_standby_group() -> tuple[subprocess.Popen[bytes], Path] | None:
+    support = detect()
+    if support is None:
+        return None
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no daemon holds any more
+    group = RunCgroup.create(support, f"standby-{gone.pid}-1", Limits())
+    proc = subprocess.Popen([*group.join_prefix(), "sleep", "300"], start_new_session=True)
+    wait_for(lambda: str(proc.pid) in (group.memory_dir / "cgroup.procs").read_text())
+    return proc, group.memory_dir
 
 
 def _start(api: httpx.Client, app_id: str, body: dict) -> str:

@@ -18,6 +18,7 @@ import re
 import shlex
 import signal
 import subprocess
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -92,9 +93,7 @@ class RunCgroup:
         if limits.processes != self.applied.processes and (self.support.v2 or self.pids_dir):
             value = "max" if limits.processes is None else str(limits.processes)
             _write((self.pids_dir or self.memory_dir) / "pids.max", value)
-        self.applied = replace(
-            self.applied, memory_mb=limits.memory_mb, processes=limits.processes
-        )
+        self.applied = replace(self.applied, memory_mb=limits.memory_mb, processes=limits.processes)
 
     def _write_memory(self, memory_mb: int | None) -> None:
         """Memory includes swap (memsw / swap.max) so a hog cannot page out and go on."""
@@ -304,16 +303,27 @@ def _mkdir_unique(parent: Path, name: str, made: list[Path]) -> Path:
 
 
 def remove_stale_standbys(support: CgroupSupport) -> None:
-    """Drop empty standby groups of dead daemons (their sh exits when our pipe closes)."""
+    """Empty and drop the standby groups of dead daemons.
+
+    Everything in one is ours: an idle shell, or a model handed over by a daemon
+    that died before the run's first write named it (see ``RunService``).
+    """
     for parent in (support.memory_parent, support.pids_parent):
         for path in parent.glob(f"{PREFIX}standby-*") if parent else ():
             owner = path.name.split("-")[2]
-            if (
-                owner.isdigit()
-                and not _pid_alive(int(owner))
-                and not _read_text(path / "cgroup.procs")
-            ):
+            if owner.isdigit() and not _pid_alive(int(owner)):
+                while kill_cgroup_pass(path):
+                    time.sleep(0.002)
                 remove_cgroup(path)
+
+
+def run_groups(label: str) -> list[Path]:
+    """The groups a run spawned without a standby got (``RunCgroup.create(label)``)."""
+    support = detect()
+    if support is None:
+        return []
+    parents = (support.memory_parent, support.pids_parent)
+    return [p / _name(label) for p in parents if p is not None and (p / _name(label)).is_dir()]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,9 +1,11 @@
-"""Executes one claimed run: resolve the package, prepare, spawn under limits, record.
+"""Executes one run: resolve the package, prepare, spawn under limits, record.
 
-The run is already ``running`` when it gets here (the scheduler claimed it).
-Whatever happens, the run leaves this module finished: every exception path
-ends in a final transition, because a run stuck "running" is the worst
-failure an orchestrator can have.
+Right after the spawn, the caller's ``record`` writes what recovery needs to
+find the run's processes: the scheduler notes them on a run it claimed, and a
+new run admitted into a free slot is written ``running`` with them in its
+first statement (see ``RunService``). Once recorded, whatever happens, the run
+leaves this module finished: every exception path ends in a final transition,
+because a run stuck "running" is the worst failure an orchestrator can have.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -18,6 +22,7 @@ import anyio
 from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
 from orchestrator.models import Run, RunStatus
+from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.manifests import ManifestCache
@@ -58,6 +63,20 @@ def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Spawned:
+    """What recovery needs to find a run's processes; all ``None`` if it never started."""
+
+    pid: int | None = None
+    pgid: int | None = None
+    cgroup: str | None = None
+
+
+Record = Callable[[Spawned], Awaitable[bool]]
+"""Writes a just-spawned run down; ``False`` means it must not go on (its process is
+killed and nothing more is written)."""
+
+
 class Executor:
     def __init__(
         self,
@@ -74,14 +93,31 @@ class Executor:
         self._ending: dict[str, str | None] = {}
         """Runs asked to end early: None = canceled by the user, text = aborted with that error."""
 
-    async def execute(self, run: Run) -> None:
+    async def execute(self, run: Run, record: Record) -> None:
         started = time.monotonic()
+        proc: RunningProcess | None = None
+        failure: str | None = None
         try:
-            await self._execute(run)
-        except EnvFailed as exc:
-            await self._finish(run.id, RunStatus.FAILED, error=exc.message)
+            try:
+                proc, ws, manifest = await self._start(run)
+            except EnvFailed as exc:
+                failure = exc.message
+            except Exception as exc:  # the run must end, whatever broke
+                log.exception("run %s could not be started", run.id)
+                failure = f"orch could not execute the run: {exc!r}"
+            if not await record(_spawned(proc)):
+                if proc is not None:
+                    proc.cancel(grace_seconds=0)
+                    await proc.wait()
+                return
+            if failure is not None or proc is None:
+                await self._finish(run.id, RunStatus.FAILED, error=failure)
+                return
+            await self._supervise(run, proc, ws, manifest)
         except Exception as exc:  # the run must end, whatever broke
             log.exception("run %s crashed the executor", run.id)
+            if proc is not None:
+                proc.cancel(grace_seconds=0)
             await self._finish(
                 run.id,
                 RunStatus.FAILED,
@@ -93,7 +129,7 @@ class Executor:
             self._ending.pop(run.id, None)
             self.events.finished(run.id)
 
-    async def _execute(self, run: Run) -> None:
+    async def _start(self, run: Run) -> tuple[RunningProcess, Workspace, Manifest]:
         exe = await self.store.read.executables.get(run.executable_id)
         if exe is None:
             raise RuntimeError(f"executable {run.executable_id} is gone")
@@ -121,11 +157,11 @@ class Executor:
         self.processes[run.id] = proc
         if run.id in self._ending:  # canceled between the claim and the spawn
             proc.cancel(grace_seconds=0)
-        if proc.pid is not None:
-            async with self.store.single() as w:
-                await w.runs.update(
-                    run.id, pid=proc.pid, pgid=proc.pgid, cgroup=",".join(proc.cgroups) or None
-                )
+        return proc, ws, manifest
+
+    async def _supervise(
+        self, run: Run, proc: RunningProcess, ws: Workspace, manifest: Manifest
+    ) -> None:
         result = await proc.wait()
         status, error = outcome(result, run.limits, stderr_tail(ws.stderr))
         if result.canceled and self._ending.get(run.id):
@@ -161,6 +197,12 @@ class Executor:
         self._ending[run_id] = reason
         if (proc := self.processes.get(run_id)) is not None:
             proc.cancel(grace_seconds=0)
+
+
+def _spawned(proc: RunningProcess | None) -> Spawned:
+    if proc is None or proc.pid is None:
+        return Spawned()
+    return Spawned(proc.pid, proc.pgid, ",".join(proc.cgroups) or None)
 
 
 def _size(path: Path) -> int:

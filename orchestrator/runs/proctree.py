@@ -237,3 +237,24 @@ def _alive(process: psutil.Process) -> bool:
 def _environ_has(pid: int, prefix: bytes) -> bool:
     with open(f"/proc/{pid}/environ", "rb") as f:
         return (b"\0" + prefix) in (b"\0" + f.read())
+
+
+def kill_marked(labels: set[str]) -> int:
+    """Kill every process whose marker names one of ``labels``; one pass over /proc.
+
+    For runs no row names (a daemon killed between a spawn and the run's first
+    write): without a recorded pid or start time, the marker is all there is.
+    """
+    killed = 0
+    if not labels:
+        return killed
+    prefix = f"{MARKER_VAR}=".encode()
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            marker = next((v[len(prefix) :] for v in env if v.startswith(prefix)), None)
+            if marker is not None and marker.decode().rsplit(".", 1)[0] in labels:
+                proc.kill()  # psutil refuses if the pid now names another process
+                killed += 1
+    return killed

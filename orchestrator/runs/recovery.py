@@ -3,16 +3,24 @@
 A daemon that died (even by SIGKILL) leaves runs marked ``running`` and maybe
 their processes still alive. Before the scheduler starts, every such process
 is killed (identified by the pid, process group and cgroup persisted at
-spawn) and the run ends ``failed``; queued runs keep their order.
+spawn) and the run ends ``failed``; queued runs keep their order. A run folder
+no row names is a run the daemon spawned but died before writing down (or an
+experiment's folder made before its insert): its processes are killed by their
+marker and the folder goes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from orchestrator.home import Home
 from orchestrator.models import Run, RunStatus
+from orchestrator.runs.cgroups import run_groups
+from orchestrator.runs.proctree import kill_marked
 from orchestrator.runs.sandbox import kill_leftovers
 from orchestrator.runs.scheduler import DAEMON_STOPPED
 from orchestrator.store import Store
@@ -33,8 +41,9 @@ def _epoch(stamp: str | None) -> float | None:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
-async def recover(store: Store) -> Recovery:
+async def recover(store: Store, home: Home) -> Recovery:
     report = Recovery()
+    report.killed_processes += await _sweep_unwritten(store, home)
     for run in await store.read.runs.unfinished():
         if run.status == RunStatus.QUEUED:
             report.queued.append(run)
@@ -58,3 +67,17 @@ async def recover(store: Store) -> Recovery:
             report.killed_processes,
         )
     return report
+
+
+async def _sweep_unwritten(store: Store, home: Home) -> int:
+    unwritten = set(os.listdir(home.runs)) - await store.read.runs.ids()
+    if not unwritten:
+        return 0
+    killed = kill_marked(unwritten)
+    for run_id in unwritten:
+        kill_leftovers(None, None, [str(g) for g in run_groups(run_id)], None)
+        shutil.rmtree(home.run_dir(run_id), ignore_errors=True)
+    log.warning(
+        "removed %d run folder(s) no run names (%d process(es) killed)", len(unwritten), killed
+    )
+    return killed

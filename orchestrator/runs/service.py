@@ -19,7 +19,7 @@ from orchestrator.models import Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs import inputs
 from orchestrator.runs.events import RunEvents
-from orchestrator.runs.executor import Executor
+from orchestrator.runs.executor import Executor, Spawned
 from orchestrator.runs.limits import run_limits
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
@@ -98,24 +98,52 @@ class RunService:
         run = await self.prepare(req)
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
-        admitted = False
         try:
             path, size = await self._store_input(run_dir, req, run.input_format)
             run.input_path, run.input_size = str(path) if path else None, size
-            if admitted := self.scheduler.admit(run):
-                run.status, run.started_at = RunStatus.RUNNING, now()
-            async with self.store.single() as w:
-                await w.runs.insert(run)
+            if not await self._start_now(run):
+                async with self.store.single() as w:
+                    await w.runs.insert(run)
+                self.scheduler.submit(run)
         except BaseException:
-            if admitted:
-                self.scheduler.release(run.id)
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        self.scheduler.submit(run)
-        # Let the run spawn before the response is written: it starts while the
-        # client reads the answer, not after.
-        await asyncio.sleep(0)
         return run
+
+    async def _start_now(self, run: Run) -> bool:
+        """Spawn a run that finds a free slot *before* its row exists, then write the row
+        ``running`` with the process's pid and cgroup in one statement while the model
+        starts: the write is off the path from submit to spawn, and a run is never
+        claimed. False: no free slot. The answer waits for the row, so a client can
+        read what it was given; if the write fails, the process is killed and the
+        error is the answer. A daemon killed between the spawn and the write leaves a
+        process no row names: start-up recovery finds it by its standby cgroup or its
+        marker (``recovery``)."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def record(spawned: Spawned) -> bool:
+            run.status, run.started_at = RunStatus.RUNNING, now()
+            run.pid, run.pgid, run.cgroup = spawned.pid, spawned.pgid, spawned.cgroup
+            try:
+                async with self.store.single() as w:
+                    await w.runs.insert(run)
+            except Exception as exc:
+                written.set_exception(exc)
+                return False
+            written.set_result(None)
+            return True
+
+        task = self.scheduler.start_now(run, record)
+        if task is None:
+            return False
+
+        def never_written(_: object) -> None:  # a bug, not a state: do not hang the client
+            if not written.done():
+                written.set_exception(RuntimeError(f"run {run.id} ended before it was written"))
+
+        task.add_done_callback(never_written)
+        await asyncio.shield(written)
+        return True
 
     async def create_many(self, runs: builtins.list[Run]) -> None:
         """Queue prepared runs whose inputs orch already stores (experiments), in one write."""

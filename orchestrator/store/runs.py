@@ -80,6 +80,10 @@ class RunRepo:
         )
         return [to_run(r) for r in rows]
 
+    async def ids(self) -> set[str]:
+        """Every run's id (recovery compares them with the run folders)."""
+        return {r["id"] for r in await self.conn.all("SELECT id FROM runs")}
+
     async def unfinished(self) -> builtins.list[Run]:
         """Queued and running runs, oldest first: what recovery and the scheduler pick up."""
         rows = await self.conn.all(
