@@ -210,6 +210,54 @@ def test_priority_order_and_cancel_queued(make_daemon: MakeDaemon, tmp_path: Pat
         assert bad.status_code == 400
 
 
+TOUCH_OR_SLEEP = """import json, pathlib, sys, time
+doc = json.load(sys.stdin)
+if "touch" in doc:
+    pathlib.Path(doc["touch"]).write_text("ran")
+time.sleep(doc.get("sleep", 0))
+print("{}")
+"""
+
+
+def test_a_queued_run_canceled_never_starts_its_model(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """Runs are spawned before they are claimed, so a cancel must keep a waiting run
+    from ever being handed to a process, not only mark it canceled: its folder never
+    gets a workspace (``work/``), which is made just before a spawn."""
+    d = make_daemon(config="concurrency = 1\n")
+    marker = tmp_path / "ran"
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, write_app(tmp_path / "touch", TOUCH_OR_SLEEP), tmp_path)
+        blocker = start(api, app_id, {"input": {"sleep": 1}})
+        doomed = start(api, app_id, {"input": {"touch": str(marker)}})
+        r = api.patch(f"/v1/applications/{app_id}/runs/{doomed}/cancel")
+        assert r.status_code == 200 and r.json()["metadata"]["status_v2"] == "canceled"
+        assert wait_run(api, app_id, blocker)["metadata"]["status_v2"] == "succeeded"
+        after = run_and_wait(api, app_id, {"input": {}})  # the slot moved on past it
+        assert after["metadata"]["status_v2"] == "succeeded"
+        assert not marker.exists()
+        assert not (d.home / "runs" / doomed / "work").exists()
+        assert (d.home / "runs" / after["id"] / "work").exists()
+
+
+def test_tmpdir_is_the_runs_own_and_goes_with_it(api: httpx.Client, tmp_path: Path) -> None:
+    main = (
+        "import json, os, tempfile\n"
+        "fd, path = tempfile.mkstemp()\n"
+        "os.write(fd, b'scratch')\n"
+        "print(json.dumps({'tmp': os.environ['TMPDIR'], 'file': path}))\n"
+    )
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "scratch", main), tmp_path)
+    res = run_and_wait(api, app_id, {"input": {}})
+    tmp = Path(res["output"]["tmp"])
+    assert Path(res["output"]["file"]).parent == tmp
+    assert tmp.parent.name == res["id"]  # inside the run's own folder
+    wait_for(lambda: not tmp.exists())
+
+
 def test_cancel_running_kills_it(api: httpx.Client, knapsack: str) -> None:
     run_id = start(api, knapsack, {"input": KNAPSACK_INPUT, "options": {"sleep": "60"}})
     wait_for(

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ import pytest
 
 from orchestrator.models import Limits, RunStatus
 from orchestrator.runs.cgroups import RunCgroup, detect
+from orchestrator.runs.chores import Chores
 from orchestrator.runs.outcome import outcome
 from orchestrator.runs.sandbox import (
     ProcessResult,
@@ -439,3 +441,25 @@ def test_outcome_rules(
     result: ProcessResult, limits: Limits, expected: tuple[RunStatus, str | None]
 ) -> None:
     assert outcome(result, limits, "tail") == expected
+
+
+def test_chores_run_in_order_off_the_caller_survive_a_failure_and_finish_on_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chores = Chores()
+    seen: list[tuple[str, bool]] = []
+    main = threading.get_ident()
+
+    def note(name: str) -> Callable[[], None]:
+        return lambda: seen.append((name, threading.get_ident() == main))
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    chores.later(note("first"))
+    chores.later(broken)
+    chores.later(note("second"))
+    chores.close()  # runs what is pending before it returns
+    chores.later(note("after close"))
+    assert seen == [("first", False), ("second", False), ("after close", True)]
+    assert "boom" in caplog.text

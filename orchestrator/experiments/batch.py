@@ -247,6 +247,7 @@ class ExperimentService:
             running = await w.runs.running_of_experiment(app_id, exp_id)
         self._started.discard((app_id, exp_id))
         for run_id in dropped:
+            self.runs.scheduler.discard(run_id)
             self.runs.events.finished(run_id)
         for run_id in running:
             self.runs.executor.cancel(run_id)

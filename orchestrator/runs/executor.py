@@ -1,15 +1,17 @@
 """Executes one run: resolve the package, prepare, spawn under limits, record.
 
-Right after the spawn, the caller's ``record`` writes what recovery needs to
-find the run's processes: the scheduler notes them on a run it claimed, and a
-new run admitted into a free slot is written ``running`` with them in its
-first statement (see ``RunService``). Once recorded, whatever happens, the run
+Right after the spawn, the caller's ``record`` writes the run ``running`` with
+what recovery needs to find its processes: the scheduler claims a queued run
+that way, and a new run admitted into a free slot is written for the first time
+(see ``RunService``). Once recorded, whatever happens, the run
 leaves this module finished: every exception path ends in a final transition,
 because a run stuck "running" is the worst failure an orchestrator can have.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import time
@@ -30,7 +32,7 @@ from orchestrator.runs.options import option_argv
 from orchestrator.runs.outcome import outcome
 from orchestrator.runs.process import ProcessSpec
 from orchestrator.runs.sandbox import RunningProcess, Sandbox
-from orchestrator.runs.workspace import Workspace, collect, prepare, stderr_tail
+from orchestrator.runs.workspace import Workspace, collect, prepare, remove_tmp, stderr_tail
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.executor")
@@ -93,7 +95,9 @@ class Executor:
         self._ending: dict[str, str | None] = {}
         """Runs asked to end early: None = canceled by the user, text = aborted with that error."""
 
-    async def execute(self, run: Run, record: Record) -> None:
+    async def execute(self, run: Run, record: Record, gone: Callable[[], None]) -> None:
+        """Run ``run`` to a written outcome; ``gone()`` is called as soon as its processes
+        are, before that outcome is collected and written."""
         started = time.monotonic()
         proc: RunningProcess | None = None
         failure: str | None = None
@@ -113,7 +117,7 @@ class Executor:
             if failure is not None or proc is None:
                 await self._finish(run.id, RunStatus.FAILED, error=failure)
                 return
-            await self._supervise(run, proc, ws, manifest)
+            await self._supervise(run, proc, ws, manifest, gone)
         except Exception as exc:  # the run must end, whatever broke
             log.exception("run %s crashed the executor", run.id)
             if proc is not None:
@@ -155,14 +159,21 @@ class Executor:
         )
         proc = await self.sandbox.start(spec)
         self.processes[run.id] = proc
-        if run.id in self._ending:  # canceled between the claim and the spawn
+        if run.id in self._ending:  # told to end while it was being spawned
             proc.cancel(grace_seconds=0)
         return proc, ws, manifest
 
     async def _supervise(
-        self, run: Run, proc: RunningProcess, ws: Workspace, manifest: Manifest
+        self,
+        run: Run,
+        proc: RunningProcess,
+        ws: Workspace,
+        manifest: Manifest,
+        gone: Callable[[], None],
     ) -> None:
         result = await proc.wait()
+        gone()
+        await asyncio.sleep(0)  # a run that got the slot spawns before this one is collected
         status, error = outcome(result, run.limits, stderr_tail(ws.stderr))
         if result.canceled and self._ending.get(run.id):
             status, error = RunStatus.FAILED, self._ending[run.id]
@@ -181,6 +192,7 @@ class Executor:
             output_size=got.output_size,
             statistics=got.statistics,
         )
+        self.sandbox.chores.later(functools.partial(remove_tmp, ws.tmp))
 
     async def _finish(self, run_id: str, status: RunStatus, **fields: object) -> None:
         async with self.store.single() as w:

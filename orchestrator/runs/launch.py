@@ -26,6 +26,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,9 @@ class Launcher:
         self.support, self.prlimit = support, prlimit
         self._target = standby if support else 0
         self._standbys: list[Standby] = []
+        self._lock = threading.Lock()
+        """Guards the pool: refills run on the chores thread, launches on the loop."""
+        self._closed = False
         self._recent = Limits()
         """The limits of the last run: the next standby's group is prepared with them."""
         self._serial = 0
@@ -86,28 +90,42 @@ class Launcher:
         return len(self._standbys)
 
     def refill(self) -> None:
-        """Top the standby pool up; call it off the critical path (after a spawn)."""
-        while self.support is not None and len(self._standbys) < self._target:
-            self._serial += 1
-            try:
+        """Top the standby pool up; slow (a fork, two cgroup mkdirs), so off the loop."""
+        while self.support is not None:
+            with self._lock:
+                if self._closed or len(self._standbys) >= self._target:
+                    return
+                self._serial += 1
                 name = f"standby-{os.getpid()}-{self._serial}"
-                self._standbys.append(Standby.create(self.support, name, self._recent))
+            try:
+                standby = Standby.create(self.support, name, self._recent)
             except OSError as exc:
                 log.warning("could not prepare a standby launcher: %s", exc)
                 return
+            with self._lock:
+                if not self._closed:
+                    self._standbys.append(standby)
+                    continue
+            standby.discard()  # closed while it was being made
+            return
 
     def close(self) -> None:
-        for standby in self._standbys:
+        with self._lock:
+            self._closed = True
+            standbys, self._standbys = self._standbys, []
+        for standby in standbys:
             standby.discard()
-        self._standbys.clear()
 
     def _from_standby(
         self, spec: ProcessSpec, argv: list[str], env: dict[str, str]
     ) -> Launched | None:
         if not self._standbys or not all(_NAME.fullmatch(name) for name in env):
             return None  # a name the shell cannot export: take the Popen path
-        self._recent = spec.limits
-        standby = self._standbys.pop(0)
+        with self._lock:
+            if not self._standbys:
+                return None
+            self._recent = spec.limits
+            standby = self._standbys.pop(0)
         try:
             return standby.launch(spec, argv, env)
         except OSError as exc:

@@ -28,6 +28,7 @@ import weakref
 from orchestrator.errors import Unavailable
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import MIB, RunCgroup, detect
+from orchestrator.runs.chores import Chores
 from orchestrator.runs.launch import Launcher, SpawnError
 from orchestrator.runs.process import ProcessResult, ProcessSpec
 from orchestrator.runs.proctree import MARKER_VAR, SWEEP_SECONDS, ProcessTree, kill_leftovers
@@ -37,7 +38,6 @@ __all__ = ["ProcessResult", "ProcessSpec", "RunningProcess", "Sandbox", "kill_le
 log = logging.getLogger(__name__)
 
 REFILL_DELAY_SECONDS = 0.01
-CGROUP_REMOVE_DELAY_SECONDS = 0.005
 """A used standby is replaced this long after its run ends, off the run's critical path."""
 
 
@@ -65,7 +65,9 @@ class Sandbox:
             raise Unavailable("prlimit was requested but is not installed")
         self._launcher = Launcher(support, prlimit, standby)
         self._launcher.refill()
-        weakref.finalize(self, self._launcher.close)  # standbys go even without close()
+        self.chores = Chores()
+        """Where slow clean-up goes (cgroup removal, standby refills, run ``tmp`` folders)."""
+        weakref.finalize(self, _close, self._launcher, self.chores)  # even without close()
 
     @property
     def containment(self) -> str:
@@ -84,26 +86,28 @@ class Sandbox:
             return RunningProcess(spec, spawn_error=str(exc))
         proc = RunningProcess(
             spec, popen=launched.popen, cgroup=launched.group, marker=marker,
-            sample_seconds=self._sample_seconds, started=launched.started,
+            sample_seconds=self._sample_seconds, started=launched.started, chores=self.chores,
         )  # fmt: skip
         self._schedule_refill(proc)
         return proc
 
     def _schedule_refill(self, proc: RunningProcess) -> None:
-        """Replace the used standby when the run ends (its spawn would compete with the
-        model for CPU and the loop), or at once when none is left for the next run."""
-        loop = asyncio.get_running_loop()
+        """Replace the used standby when the run ends (its fork would compete with the
+        model for CPU), or at once when none is left for the next run."""
         if self._launcher.ready == 0:
-            loop.call_soon(self._launcher.refill)
+            self.chores.later(self._launcher.refill)
         elif proc._task is not None:
+            loop = asyncio.get_running_loop()
             # After the run's own bookkeeping: its waiter resumes before this fires.
             proc._task.add_done_callback(
-                lambda _: loop.call_later(REFILL_DELAY_SECONDS, self._launcher.refill)
+                lambda _: loop.call_later(
+                    REFILL_DELAY_SECONDS, self.chores.later, self._launcher.refill
+                )
             )
 
     def close(self) -> None:
-        """Kill the idle standby launchers and remove their cgroups."""
-        self._launcher.close()
+        """Kill the idle standby launchers, then finish pending clean-up."""
+        _close(self._launcher, self.chores)
 
 
 class RunningProcess:
@@ -123,12 +127,14 @@ class RunningProcess:
         sample_seconds: float = 0.05,
         started: float | None = None,
         spawn_error: str | None = None,
+        chores: Chores | None = None,
     ) -> None:
         self.spec = spec
         self.pid: int | None = popen.pid if popen else None
         self.pgid: int | None = self.pid
         self.cgroups: list[str] = [str(d) for d in cgroup.dirs] if cgroup else []
         self._popen, self._cgroup, self._spawn_error = popen, cgroup, spawn_error
+        self._chores = chores
         self._started = started if started is not None else time.monotonic()
         self._ended: float | None = None
         self._breach: tuple[str, float | None] | None = None
@@ -287,8 +293,10 @@ class RunningProcess:
             self._pidfd = None
         if self._cgroup is not None:
             # Empty by now (swept); its rmdir can wait until the run's record is written.
-            # A daemon that stops first leaves it to the start-up clean-up of standbys.
-            self._loop.call_later(CGROUP_REMOVE_DELAY_SECONDS, self._cgroup.remove)
+            if self._chores is not None:
+                self._chores.later(self._cgroup.remove)
+            else:
+                self._cgroup.remove()
 
     # -- limits ----------------------------------------------------------------------
 
@@ -384,3 +392,8 @@ class RunningProcess:
 
     def _on_timeout(self) -> None:
         self._on_breach("timeout_seconds", time.monotonic() - self._started)
+
+
+def _close(launcher: Launcher, chores: Chores) -> None:
+    launcher.close()
+    chores.close()

@@ -1,11 +1,18 @@
 """The queue: priority (1 first) then age, up to the concurrency limit.
 
-The database is the source of truth for a run's status; the heap is only
-the order in which queued runs are tried. A queued run is claimed with a
-guarded ``queued → running`` transition, so a cancel that lands first simply
-makes the claim fail and the run is skipped. A new run that finds a free slot
-skips the queue: ``start_now`` spawns it at once and its first write already
-says ``running`` (see ``RunService.create``).
+The database is the source of truth for a run's status; the heap is only the
+order in which queued runs are tried. A slot is a live process tree: it is
+taken when a run is handed to the executor and given back the moment the
+run's processes are gone, so the next run is spawned while the previous one's
+outcome is still being collected and written.
+
+Every run is spawned *before* its status says ``running``: the write that says
+so also names its processes (pid, cgroup), so it is one statement off the path
+to the spawn. A new run that finds a free slot is written for the first time
+then (see ``RunService.create``); a queued run is claimed with a guarded
+``queued → running`` transition, and if a cancel got there first the claim
+fails and the just-spawned process is killed. A cancel of a queued run calls
+``discard`` first, so only a run already on its way to a spawn can meet that.
 """
 
 from __future__ import annotations
@@ -30,9 +37,12 @@ class Scheduler:
         self.store, self.executor = store, executor
         self.concurrency = max(1, concurrency)
         self._heap: list[tuple[int, str, str]] = []
-        self._runs: dict[str, Run] = {}
-        """Submitted runs by id, so starting one needs no re-read of its row."""
-        self._active: dict[str, asyncio.Task[None]] = {}
+        self._waiting: dict[str, Run] = {}
+        """Queued runs by id, so starting one needs no re-read of its row."""
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        """Every run handed to the executor, until its outcome is written."""
+        self._slots: set[str] = set()
+        """The runs whose processes may still be alive."""
         self._stopping = False
 
     def start_now(self, run: Run, record: Record) -> asyncio.Task[None] | None:
@@ -40,64 +50,69 @@ class Scheduler:
         get one, past the limit); ``record`` writes it when its process exists."""
         if self._stopping or (self.active >= self.concurrency and not run.queuing_disabled):
             return None
-        self._runs[run.id] = run
-        task = asyncio.create_task(self._run(run.id, record), name=run.id)
-        self._active[run.id] = task
-        return task
+        return self._start(run, record)
 
     def submit(self, run: Run) -> None:
         """Queue a run written ``queued``: by priority (1 first), then age."""
-        self._runs[run.id] = run
+        self._waiting[run.id] = run
         heapq.heappush(self._heap, (run.priority, run.created_at, run.id))
         self._pump()
 
+    def discard(self, run_id: str) -> None:
+        """Never start this queued run (it is being canceled); no-op once it started."""
+        self._waiting.pop(run_id, None)
+
     @property
     def active(self) -> int:
-        return len(self._active)
+        return len(self._slots)
 
     @property
     def queued(self) -> int:
-        return len(self._heap)
+        return len(self._waiting)
 
     def _pump(self) -> None:
-        while not self._stopping and self._heap and len(self._active) < self.concurrency:
+        while not self._stopping and self._heap and self.active < self.concurrency:
             _, _, run_id = heapq.heappop(self._heap)
-            if run_id not in self._active:
-                self._active[run_id] = asyncio.create_task(self._run(run_id), name=run_id)
+            if (run := self._waiting.pop(run_id, None)) is not None:
+                self._start(run, functools.partial(self._claim, run))
 
-    async def _run(self, run_id: str, record: Record | None = None) -> None:
+    def _start(self, run: Run, record: Record) -> asyncio.Task[None]:
+        self._slots.add(run.id)
+        task = asyncio.create_task(self._run(run, record), name=run.id)
+        self._tasks[run.id] = task
+        return task
+
+    async def _run(self, run: Run, record: Record) -> None:
         try:
-            run = self._runs.get(run_id)
-            if run is None:
-                return
-            if record is None:
-                async with self.store.single() as w:
-                    claimed = await w.runs.transition(run_id, RunStatus.RUNNING, [RunStatus.QUEUED])
-                if not claimed:  # canceled while it waited
-                    return
-                run.status = RunStatus.RUNNING
-                record = functools.partial(self._note, run_id)
-            await self.executor.execute(run, record)
+            await self.executor.execute(run, record, functools.partial(self._release, run.id))
         except Exception:
-            log.exception("scheduler failed on run %s", run_id)
+            log.exception("scheduler failed on run %s", run.id)
         finally:
-            self._active.pop(run_id, None)
-            self._runs.pop(run_id, None)
+            self._tasks.pop(run.id, None)
+            self._release(run.id)
+
+    def _release(self, run_id: str) -> None:
+        """The run's processes are gone: its slot goes to the next run now."""
+        if run_id in self._slots:
+            self._slots.remove(run_id)
             self._pump()
 
-    async def _note(self, run_id: str, spawned: Spawned) -> bool:
-        """A claimed run's processes, for recovery."""
-        if spawned.pid is not None:
-            async with self.store.single() as w:
-                await w.runs.update(run_id, **dataclasses.asdict(spawned))
-        return True
+    async def _claim(self, run: Run, spawned: Spawned) -> bool:
+        """Mark a spawned queued run running, naming its processes; False if canceled."""
+        async with self.store.single() as w:
+            claimed = await w.runs.transition(
+                run.id, RunStatus.RUNNING, [RunStatus.QUEUED], **dataclasses.asdict(spawned)
+            )
+        if claimed:
+            run.status = RunStatus.RUNNING
+        return claimed
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop starting runs; give running ones ``grace_seconds``, then end them as failed."""
         self._stopping = True
-        if not self._active:
+        if not self._tasks:
             return
-        _done, pending = await asyncio.wait(list(self._active.values()), timeout=grace_seconds)
+        _done, pending = await asyncio.wait(list(self._tasks.values()), timeout=grace_seconds)
         for task in pending:
             self.executor.abort(task.get_name(), DAEMON_STOPPED)
         if pending:

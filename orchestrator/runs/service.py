@@ -210,6 +210,7 @@ class RunService:
     async def cancel(self, app_id: str, run_id: str) -> Run:
         run = await self.get(app_id, run_id)
         if run.status == RunStatus.QUEUED:
+            self.scheduler.discard(run_id)
             async with self.store.write() as w:
                 moved = await w.runs.transition(
                     run_id, RunStatus.CANCELED, [RunStatus.QUEUED], error="canceled"

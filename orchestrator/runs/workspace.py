@@ -79,7 +79,6 @@ class Collected:
 
 def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Collected:
     """Measure the output and pick up statistics without loading big outputs."""
-    _remove_tmp(ws.tmp)
     if fmt in DIRECTORY_FORMATS:
         out_dir = ws.work / output_dir_name(fmt)
         stats_file = ws.work / manifest.multi_file.statistics
@@ -91,7 +90,7 @@ def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Co
     return Collected(size, _statistics(_read_json(ws.stdout, parse_limit)))
 
 
-def _remove_tmp(tmp: Path) -> None:
+def remove_tmp(tmp: Path) -> None:
     """The run's TMPDIR goes with the run; usually empty, so try the one-syscall way first."""
     try:
         os.rmdir(tmp)
