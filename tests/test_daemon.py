@@ -20,6 +20,11 @@ def test_health_is_open_and_v1_needs_the_key(daemon: Daemon) -> None:
     assert r.status_code == 401 and "bearer" in r.json()["error"]
     r = httpx.get(f"{daemon.url}/v1/applications", headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401 and r.json() == {"error": "invalid bearer key"}
+    r = httpx.get(f"{daemon.url}/v1/no-such-route")  # no key, no map of the routes
+    assert r.status_code == 401
+    key = {"Authorization": f"Bearer {daemon.key}"}
+    r = httpx.get(f"{daemon.url}/v1/no-such-route", headers=key)
+    assert r.status_code == 404 and r.json() == {"error": "no such route"}
 
 
 def test_listens_on_loopback_and_key_file_is_private(daemon: Daemon) -> None:
