@@ -30,8 +30,18 @@ def test_sigkill_during_running_and_queued_runs(make_daemon: MakeDaemon, tmp_pat
         pid = wait_for(lambda: _pid(d.home, running))
     d.kill()
     assert psutil.pid_exists(pid)  # the orphan outlived its daemon...
+    # A queued run is spawned a moment before its claim is written: build the state a
+    # daemon killed in that window leaves (a marked process, a half-made workspace).
+    half = d.home / "runs" / queued[0]
+    (half / "work").mkdir()
+    (half / "work" / "main.py").symlink_to(SAMPLES / "knapsack" / "main.py")
+    (half / "stdout").write_text("partial")
+    spawned = subprocess.Popen(
+        ["sleep", "300"], env={**os.environ, MARKER_VAR: f"{queued[0]}.0123abcd"}
+    )
     again = make_daemon(home=d.home)
     wait_for(lambda: not _running(pid), timeout=10)  # ...until recovery killed it
+    wait_for(lambda: spawned.poll() is not None, timeout=10)
     with again.client() as api:
         lost = api.get(f"/v1/applications/{app_id}/runs/{running}/metadata").json()["metadata"]
         assert lost["status_v2"] == "failed"

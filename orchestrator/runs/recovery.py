@@ -3,10 +3,13 @@
 A daemon that died (even by SIGKILL) leaves runs marked ``running`` and maybe
 their processes still alive. Before the scheduler starts, every such process
 is killed (identified by the pid, process group and cgroup persisted at
-spawn) and the run ends ``failed``; queued runs keep their order. A run folder
-no row names is a run the daemon spawned but died before writing down (or an
-experiment's folder made before its insert): its processes are killed by their
-marker and the folder goes.
+spawn) and the run ends ``failed``; queued runs keep their order.
+
+Runs are spawned a moment before the write that says so (see ``scheduler``),
+so a daemon killed in that window leaves a process that no row names: a run
+folder no row names (a new run), or a run still ``queued``. Their processes are
+killed by their marker and their cgroups; the folder of an unwritten run goes,
+and a queued run's half-made workspace is cleared so it starts afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from orchestrator.runs.cgroups import run_groups
 from orchestrator.runs.proctree import kill_marked
 from orchestrator.runs.sandbox import kill_leftovers
 from orchestrator.runs.scheduler import DAEMON_STOPPED
+from orchestrator.runs.workspace import clear_attempt
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.recovery")
@@ -43,10 +47,11 @@ def _epoch(stamp: str | None) -> float | None:
 
 async def recover(store: Store, home: Home) -> Recovery:
     report = Recovery()
-    report.killed_processes += await _sweep_unwritten(store, home)
-    for run in await store.read.runs.unfinished():
+    unfinished = await store.read.runs.unfinished()
+    report.queued = [run for run in unfinished if run.status == RunStatus.QUEUED]
+    report.killed_processes += await _sweep_unwritten(store, home, report.queued)
+    for run in unfinished:
         if run.status == RunStatus.QUEUED:
-            report.queued.append(run)
             continue
         cgroups = run.cgroup.split(",") if run.cgroup else []
         try:
@@ -69,15 +74,23 @@ async def recover(store: Store, home: Home) -> Recovery:
     return report
 
 
-async def _sweep_unwritten(store: Store, home: Home) -> int:
+async def _sweep_unwritten(store: Store, home: Home, queued: list[Run]) -> int:
+    """Kill what may have been spawned just before the daemon died, unrecorded."""
     unwritten = set(os.listdir(home.runs)) - await store.read.runs.ids()
-    if not unwritten:
+    suspects = unwritten | {run.id for run in queued}
+    if not suspects:
         return 0
-    killed = kill_marked(unwritten)
-    for run_id in unwritten:
+    killed = kill_marked(suspects)
+    for run_id in suspects:
         kill_leftovers(None, None, [str(g) for g in run_groups(run_id)], None)
+    for run in queued:
+        clear_attempt(home.run_dir(run.id))
+    for run_id in unwritten:
         shutil.rmtree(home.run_dir(run_id), ignore_errors=True)
-    log.warning(
-        "removed %d run folder(s) no run names (%d process(es) killed)", len(unwritten), killed
-    )
+    if unwritten or killed:
+        log.warning(
+            "removed %d run folder(s) no run names; %d unrecorded process(es) killed",
+            len(unwritten),
+            killed,
+        )
     return killed

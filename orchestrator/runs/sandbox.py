@@ -292,7 +292,7 @@ class RunningProcess:
             os.close(self._pidfd)
             self._pidfd = None
         if self._cgroup is not None:
-            # Empty by now (swept); its rmdir can wait until the run's record is written.
+            # Empty by now (swept); its rmdir waits out an RCU grace period, off the loop.
             if self._chores is not None:
                 self._chores.later(self._cgroup.remove)
             else:

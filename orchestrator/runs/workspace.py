@@ -71,6 +71,15 @@ def prepare(
     return Workspace(ws.root, ws.work, cwd, stdin, ws.stdout, ws.stderr, ws.tmp)
 
 
+def clear_attempt(run_dir: Path) -> None:
+    """Undo a start that never got recorded, keeping the input: the run starts afresh."""
+    ws = Workspace.of(run_dir)
+    for folder in (ws.work, ws.tmp):
+        shutil.rmtree(folder, ignore_errors=True)
+    for path in (ws.stdout, ws.stderr):
+        path.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class Collected:
     output_size: int
