@@ -11,8 +11,8 @@ so also names its processes (pid, cgroup), so it is one statement off the path
 to the spawn. A new run that finds a free slot is written for the first time
 then (see ``RunService.create``); a queued run is claimed with a guarded
 ``queued → running`` transition, and if a cancel got there first the claim
-fails and the just-spawned process is killed. A cancel of a queued run calls
-``discard`` first, so only a run already on its way to a spawn can meet that.
+fails and the just-spawned process is killed. Cancels of queued runs also call
+``discard``, so a run still waiting in the heap is never spawned at all.
 """
 
 from __future__ import annotations
