@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import MakeDaemon
-from tests.helpers import create_app, push_dir, run_and_wait, wait_for, write_app
+from tests.helpers import create_app, push_dir, run_and_wait, wait_for, wait_run, write_app
 
 MAIN = "import json, sys, six\nprint(json.dumps({'six': six.__version__, 'prefix': sys.prefix}))\n"
 
@@ -51,6 +51,33 @@ def test_a_failed_build_fails_its_runs_with_the_installer_message(
     res = run_and_wait(api, app_id, {"input": {}})
     assert res["metadata"]["status_v2"] == "failed"
     assert "python environment failed to build" in res["metadata"]["error"]
+
+
+def test_a_queued_run_staged_on_a_failed_build_fails_the_same_way(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """The run next in line is staged ahead of its slot; a stage that fails (here: its
+    environment) fails that run when the slot comes, with the same message, and the
+    slot moves on."""
+    d = make_daemon(config="concurrency = 1\n")
+    with d.client() as api:
+        broken = deploy(api, tmp_path, "this-package-does-not-exist-orch==0.0.1")
+        wait_for(lambda: env_status(api, broken) == "failed", timeout=300, interval=0.2)
+        sleeper = create_app(api)
+        sleep_main = "import time\ntime.sleep(1)\nprint('{}')\n"
+        push_dir(api, sleeper, write_app(tmp_path / "sleeper", sleep_main), tmp_path)
+        runs = [
+            api.post(f"/v1/applications/{app}/runs", json={"input": {}}).json()["run_id"]
+            for app in (sleeper, broken, sleeper)
+        ]
+        first, queued, last = (
+            wait_run(api, app, run_id)["metadata"]
+            for app, run_id in zip((sleeper, broken, sleeper), runs, strict=True)
+        )
+        assert queued["status_v2"] == "failed"
+        assert "python environment failed to build" in queued["error"]
+        assert first["status_v2"] == last["status_v2"] == "succeeded"
+        assert queued["started_at"] > first["started_at"]  # it did wait for the slot
 
 
 def test_daemon_interpreter_setting_skips_environments(

@@ -28,13 +28,12 @@ def test_sigkill_during_running_and_queued_runs(make_daemon: MakeDaemon, tmp_pat
         running = _start(api, app_id, {"input": INPUT, "options": {"sleep": "120"}})
         queued = [_start(api, app_id, {"input": INPUT}) for _ in range(3)]
         pid = wait_for(lambda: _pid(d.home, running))
+        half = d.home / "runs" / queued[0]
+        wait_for(lambda: (half / "work" / "main.py").is_symlink())  # next in line: staged
     d.kill()
     assert psutil.pid_exists(pid)  # the orphan outlived its daemon...
-    # A queued run is spawned a moment before its claim is written: build the state a
-    # daemon killed in that window leaves (a marked process, a half-made workspace).
-    half = d.home / "runs" / queued[0]
-    (half / "work").mkdir()
-    (half / "work" / "main.py").symlink_to(SAMPLES / "knapsack" / "main.py")
+    # A queued run is spawned a moment before its claim is written: build the rest of
+    # the state a daemon killed in that window leaves (a marked process, its output).
     (half / "stdout").write_text("partial")
     spawned = subprocess.Popen(
         ["sleep", "300"], env={**os.environ, MARKER_VAR: f"{queued[0]}.0123abcd"}

@@ -223,8 +223,9 @@ def test_a_queued_run_canceled_never_starts_its_model(
     make_daemon: MakeDaemon, tmp_path: Path
 ) -> None:
     """Runs are spawned before they are claimed, so a cancel must keep a waiting run
-    from ever being handed to a process, not only mark it canceled: its folder never
-    gets a workspace (``work/``), which is made just before a spawn."""
+    from ever being handed to a process, not only mark it canceled: it never gets the
+    output files its spawn creates, and the workspace it was staged with (it was next
+    in line) is cleared again."""
     d = make_daemon(config="concurrency = 1\n")
     marker = tmp_path / "ran"
     with d.client() as api:
@@ -232,13 +233,15 @@ def test_a_queued_run_canceled_never_starts_its_model(
         push_dir(api, app_id, write_app(tmp_path / "touch", TOUCH_OR_SLEEP), tmp_path)
         blocker = start(api, app_id, {"input": {"sleep": 1}})
         doomed = start(api, app_id, {"input": {"touch": str(marker)}})
+        wait_for(lambda: (d.home / "runs" / doomed / "work").exists())  # staged
         r = api.patch(f"/v1/applications/{app_id}/runs/{doomed}/cancel")
         assert r.status_code == 200 and r.json()["metadata"]["status_v2"] == "canceled"
         assert wait_run(api, app_id, blocker)["metadata"]["status_v2"] == "succeeded"
         after = run_and_wait(api, app_id, {"input": {}})  # the slot moved on past it
         assert after["metadata"]["status_v2"] == "succeeded"
         assert not marker.exists()
-        assert not (d.home / "runs" / doomed / "work").exists()
+        assert not (d.home / "runs" / doomed / "stdout").exists()
+        wait_for(lambda: not (d.home / "runs" / doomed / "work").exists())
         assert (d.home / "runs" / after["id"] / "work").exists()
 
 

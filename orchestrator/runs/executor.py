@@ -6,6 +6,10 @@ that way, and a new run admitted into a free slot is written for the first time
 (see ``RunService``). Once recorded, whatever happens, the run
 leaves this module finished: every exception path ends in a final transition,
 because a run stuck "running" is the worst failure an orchestrator can have.
+
+Everything before the spawn (reading the executable, the workspace, the
+command and environment) is ``stage``: the scheduler stages the run next in
+line while every slot is busy, so a freed slot only hands a command over.
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ from orchestrator.runs.options import option_argv
 from orchestrator.runs.outcome import outcome
 from orchestrator.runs.process import ProcessSpec
 from orchestrator.runs.sandbox import RunningProcess, Sandbox
-from orchestrator.runs.workspace import Workspace, collect, prepare, remove_tmp, stderr_tail
+from orchestrator.runs.workspace import (
+    Workspace,
+    clear_attempt,
+    collect,
+    prepare,
+    remove_tmp,
+    stderr_tail,
+)
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.executor")
@@ -74,6 +85,15 @@ class Spawned:
     cgroup: str | None = None
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A run ready to spawn: its workspace exists and its command is built."""
+
+    spec: ProcessSpec
+    ws: Workspace
+    manifest: Manifest
+
+
 Record = Callable[[Spawned], Awaitable[bool]]
 """Writes a just-spawned run down; ``False`` means it must not go on (its process is
 killed and nothing more is written)."""
@@ -95,15 +115,22 @@ class Executor:
         self._ending: dict[str, str | None] = {}
         """Runs asked to end early: None = canceled by the user, text = aborted with that error."""
 
-    async def execute(self, run: Run, record: Record, gone: Callable[[], None]) -> None:
+    async def execute(
+        self,
+        run: Run,
+        record: Record,
+        gone: Callable[[], None],
+        staged: Awaitable[Staged] | None = None,
+    ) -> None:
         """Run ``run`` to a written outcome; ``gone()`` is called as soon as its processes
-        are, before that outcome is collected and written."""
+        are, before that outcome is collected and written. ``staged``: the run's ``stage``
+        begun ahead (its failures surface here, like those of a stage done now)."""
         started = time.monotonic()
         proc: RunningProcess | None = None
         failure: str | None = None
         try:
             try:
-                proc, ws, manifest = await self._start(run)
+                proc, ws, manifest = await self._start(run, staged)
             except EnvFailed as exc:
                 failure = exc.message
             except Exception as exc:  # the run must end, whatever broke
@@ -133,7 +160,8 @@ class Executor:
             self._ending.pop(run.id, None)
             self.events.finished(run.id)
 
-    async def _start(self, run: Run) -> tuple[RunningProcess, Workspace, Manifest]:
+    async def stage(self, run: Run) -> Staged:
+        """Everything before the spawn; raises ``EnvFailed`` if the run's environment failed."""
         exe = await self.store.read.executables.get(run.executable_id)
         if exe is None:
             raise RuntimeError(f"executable {run.executable_id} is gone")
@@ -157,11 +185,31 @@ class Executor:
             limits=run.limits,
             label=run.id,
         )
-        proc = await self.sandbox.start(spec)
+        return Staged(spec, ws, manifest)
+
+    def unstage(self, run_id: str, staging: asyncio.Future[Staged]) -> None:
+        """A staged run will not start (canceled while queued): once its staging has
+        stopped, its workspace is cleared, keeping the input."""
+
+        def clear(_: asyncio.Future[Staged]) -> None:
+            if not staging.cancelled():
+                staging.exception()  # retrieved: a failed stage is no error of a canceled run
+            self.sandbox.chores.later(
+                functools.partial(clear_attempt, self.settings.home.run_dir(run_id))
+            )
+
+        staging.cancel()
+        staging.add_done_callback(clear)
+
+    async def _start(
+        self, run: Run, staged: Awaitable[Staged] | None
+    ) -> tuple[RunningProcess, Workspace, Manifest]:
+        ready = await (staged if staged is not None else self.stage(run))
+        proc = await self.sandbox.start(ready.spec)
         self.processes[run.id] = proc
         if run.id in self._ending:  # told to end while it was being spawned
             proc.cancel(grace_seconds=0)
-        return proc, ws, manifest
+        return proc, ready.ws, ready.manifest
 
     async def _supervise(
         self,

@@ -13,6 +13,11 @@ then (see ``RunService.create``); a queued run is claimed with a guarded
 ``queued → running`` transition, and if a cancel got there first the claim
 fails and the just-spawned process is killed. Cancels of queued runs also call
 ``discard``, so a run still waiting in the heap is never spawned at all.
+
+While every slot is busy, the run next in line is *staged* (its workspace and
+command made, see ``Executor.stage``): when a slot frees, handing it over is
+all that is left between one run's exit and the next one's spawn. A staged run
+that is discarded has its workspace cleared again.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import heapq
 import logging
 
 from orchestrator.models import Run, RunStatus
-from orchestrator.runs.executor import Executor, Record, Spawned
+from orchestrator.runs.executor import Executor, Record, Spawned, Staged
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.scheduler")
@@ -43,6 +48,8 @@ class Scheduler:
         """Every run handed to the executor, until its outcome is written."""
         self._slots: set[str] = set()
         """The runs whose processes may still be alive."""
+        self._staged: dict[str, asyncio.Task[Staged]] = {}
+        """Queued runs being (or done being) staged, by id."""
         self._stopping = False
 
     def start_now(self, run: Run, record: Record) -> asyncio.Task[None] | None:
@@ -61,6 +68,8 @@ class Scheduler:
     def discard(self, run_id: str) -> None:
         """Never start this queued run (it is being canceled); no-op once it started."""
         self._waiting.pop(run_id, None)
+        if (staging := self._staged.pop(run_id, None)) is not None:
+            self.executor.unstage(run_id, staging)
 
     @property
     def active(self) -> int:
@@ -74,17 +83,30 @@ class Scheduler:
         while not self._stopping and self._heap and self.active < self.concurrency:
             _, _, run_id = heapq.heappop(self._heap)
             if (run := self._waiting.pop(run_id, None)) is not None:
-                self._start(run, functools.partial(self._claim, run))
+                staged = self._staged.pop(run_id, None)
+                self._start(run, functools.partial(self._claim, run), staged)
+        self._stage_next()
 
-    def _start(self, run: Run, record: Record) -> asyncio.Task[None]:
+    def _stage_next(self) -> None:
+        """Stage the run at the head of the queue (the next to get a slot), once."""
+        while self._heap and self._heap[0][2] not in self._waiting:
+            heapq.heappop(self._heap)  # discarded
+        if self._stopping or not self._heap or (run_id := self._heap[0][2]) in self._staged:
+            return
+        self._staged[run_id] = asyncio.create_task(self.executor.stage(self._waiting[run_id]))
+
+    def _start(
+        self, run: Run, record: Record, staged: asyncio.Task[Staged] | None = None
+    ) -> asyncio.Task[None]:
         self._slots.add(run.id)
-        task = asyncio.create_task(self._run(run, record), name=run.id)
+        task = asyncio.create_task(self._run(run, record, staged), name=run.id)
         self._tasks[run.id] = task
         return task
 
-    async def _run(self, run: Run, record: Record) -> None:
+    async def _run(self, run: Run, record: Record, staged: asyncio.Task[Staged] | None) -> None:
+        release = functools.partial(self._release, run.id)
         try:
-            await self.executor.execute(run, record, functools.partial(self._release, run.id))
+            await self.executor.execute(run, record, release, staged)
         except Exception:
             log.exception("scheduler failed on run %s", run.id)
         finally:
@@ -110,6 +132,9 @@ class Scheduler:
     async def stop(self, grace_seconds: float) -> None:
         """Stop starting runs; give running ones ``grace_seconds``, then end them as failed."""
         self._stopping = True
+        for run_id, staging in self._staged.items():  # they stay queued, to start afresh
+            self.executor.unstage(run_id, staging)
+        self._staged.clear()
         if not self._tasks:
             return
         _done, pending = await asyncio.wait(list(self._tasks.values()), timeout=grace_seconds)
