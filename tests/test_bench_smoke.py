@@ -69,3 +69,24 @@ def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None
     with_baseline = [r for r in rows if r["baseline"] is not None]
     assert len(with_baseline) >= len(rows) - 3, "most figures come with a baseline"
     assert "scenario" in proc.stdout and "verdict" in proc.stdout  # the table was printed
+
+
+@pytest.mark.timeout(120)
+def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> None:
+    out = tmp_path / "sandbox.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_sandbox.py"), "--quick", "--json", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    assert "sampling" in report  # always available; "cgroup" too where the host allows it
+    for mode, figures in report.items():
+        assert set(figures) == {"runs_per_s", "xargs_runs_per_s", "ratio"}, mode
+        assert all(_number(v) and v > 0 for v in figures.values()), figures
+        rate, base = figures["runs_per_s"], figures["xargs_runs_per_s"]
+        assert figures["ratio"] == pytest.approx(rate / base)
+        assert mode in proc.stdout
