@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "scripts" / "bench.py"
 
 EXPECTED = (
     "latency python: median",
@@ -39,18 +38,23 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@pytest.mark.timeout(180)
-def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def _quick(script: str, tmp_path: Path, timeout: float) -> tuple[str, Any]:
+    """Run ``scripts/<script> --quick``; its stdout and the JSON report it wrote."""
+    out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "scripts" / script), "--quick", "--json", str(out)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    report = json.loads(out.read_text())
+    return proc.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.timeout(180)
+def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
+    stdout, report = _quick("bench.py", tmp_path, timeout=120)
 
     assert set(report["machine"]) >= {"cpu", "cores", "memory_gib", "python", "kernel"}
     assert report["machine"]["cores"] >= 1
@@ -68,25 +72,16 @@ def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None
             assert isinstance(row["passed"], bool), row
     with_baseline = [r for r in rows if r["baseline"] is not None]
     assert len(with_baseline) >= len(rows) - 3, "most figures come with a baseline"
-    assert "scenario" in proc.stdout and "verdict" in proc.stdout  # the table was printed
+    assert "scenario" in stdout and "verdict" in stdout  # the table was printed
 
 
 @pytest.mark.timeout(120)
 def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> None:
-    out = tmp_path / "sandbox.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_sandbox.py"), "--quick", "--json", str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    report = json.loads(out.read_text())
+    stdout, report = _quick("bench_sandbox.py", tmp_path, timeout=100)
     assert "sampling" in report  # always available; "cgroup" too where the host allows it
     for mode, figures in report.items():
         assert set(figures) == {"runs_per_s", "xargs_runs_per_s", "ratio"}, mode
         assert all(_number(v) and v > 0 for v in figures.values()), figures
         rate, base = figures["runs_per_s"], figures["xargs_runs_per_s"]
         assert figures["ratio"] == pytest.approx(rate / base)
-        assert mode in proc.stdout
+        assert mode in stdout
