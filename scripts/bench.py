@@ -538,9 +538,7 @@ def scenario_throughput(b: Bench) -> list[Row]:
     pairs = []
     for _ in range(b.sizes.throughput_pairs):
         pairs.append((n / orch_wall(b, n, doc), n / xargs_wall(b.cores, n, stdin)))
-    pairs.sort(key=lambda pair: pair[0] / pair[1])
-    orch_rate, xargs_rate = pairs[len(pairs) // 2]
-    spread = ", ".join(f"{o / x:.2f}x" for o, x in pairs)
+    orch_rate, xargs_rate, spread = median_pair(pairs)
     cmd = f"xargs -P {b.cores} sh -c 'python main.py < input > /dev/null'"
     return [
         Row(
@@ -552,6 +550,13 @@ def scenario_throughput(b: Bench) -> list[Row]:
             f"{cmd}; median of {len(pairs)} back-to-back pairs ({spread})",
         )
     ]
+
+
+def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float, str]:
+    """The (figure, baseline) pair with the median ratio, and every ratio, lowest first."""
+    ranked = sorted(pairs, key=lambda pair: pair[0] / pair[1])
+    figure, baseline = ranked[len(ranked) // 2]
+    return figure, baseline, ", ".join(f"{f / b:.2f}x" for f, b in ranked)
 
 
 def orch_wall(b: Bench, n: int, doc: dict[str, Any]) -> float:

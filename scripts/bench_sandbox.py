@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import MODELS, xargs_wall
+from bench import MODELS, median_pair, xargs_wall
 
 from orchestrator.config import DEFAULT_LIMITS
 from orchestrator.runs.cgroups import detect
@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     print(f"{runs} runs of the 20 ms model, {slots} at a time; Sandbox alone vs xargs -P {slots}")
     for mode, pairs_seen in ratios.items():
-        pairs_seen.sort(key=lambda pair: pair[0] / pair[1])
-        rate, base = pairs_seen[len(pairs_seen) // 2]
-        spread = ", ".join(f"{r / b:.2f}x" for r, b in pairs_seen)
+        rate, base, spread = median_pair(pairs_seen)
         print(f"  {mode:9s} {rate:6.1f} runs/s  xargs {base:6.1f} runs/s  {rate / base:.2f}x"
               f"  (pairs: {spread})")  # fmt: skip
         report[mode] = {"runs_per_s": rate, "xargs_runs_per_s": base, "ratio": rate / base}
