@@ -245,20 +245,24 @@ def test_a_queued_run_canceled_never_starts_its_model(
         assert (d.home / "runs" / after["id"] / "work").exists()
 
 
-def test_tmpdir_is_the_runs_own_and_goes_with_it(api: httpx.Client, tmp_path: Path) -> None:
+def test_tmpdir_is_the_runs_own_and_emptied_after_it(api: httpx.Client, tmp_path: Path) -> None:
     main = (
         "import json, os, tempfile\n"
         "fd, path = tempfile.mkstemp()\n"
         "os.write(fd, b'scratch')\n"
-        "print(json.dumps({'tmp': os.environ['TMPDIR'], 'file': path}))\n"
+        "nested = tempfile.mkdtemp()\n"
+        "open(os.path.join(nested, 'part'), 'w').write('x')\n"
+        "print(json.dumps({'tmp': os.environ['TMPDIR'], 'file': path, 'dir': nested}))\n"
     )
     app_id = create_app(api)
     push_dir(api, app_id, write_app(tmp_path / "scratch", main), tmp_path)
     res = run_and_wait(api, app_id, {"input": {}})
     tmp = Path(res["output"]["tmp"])
     assert Path(res["output"]["file"]).parent == tmp
+    assert Path(res["output"]["dir"]).parent == tmp
     assert tmp.parent.name == res["id"]  # inside the run's own folder
-    wait_for(lambda: not tmp.exists())
+    # The folder stays (deleting inodes is what costs; see workspace.clear_tmp), empty.
+    wait_for(lambda: tmp.is_dir() and not any(tmp.iterdir()))
 
 
 def test_cancel_running_kills_it(api: httpx.Client, knapsack: str) -> None:

@@ -39,9 +39,9 @@ from orchestrator.runs.sandbox import RunningProcess, Sandbox
 from orchestrator.runs.workspace import (
     Workspace,
     clear_attempt,
+    clear_tmp,
     collect,
     prepare,
-    remove_tmp,
     stderr_tail,
 )
 from orchestrator.store import Store
@@ -58,7 +58,7 @@ def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
     """The child's whole environment: nothing of the daemon's secrets, only what models need.
 
     ``ORCH_*`` and ``NEXTMV_*`` variables of the daemon (keys, endpoints) are
-    never passed; ``TMPDIR`` is private to the run and removed after it.
+    never passed; ``TMPDIR`` is private to the run and emptied after it.
     """
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -240,7 +240,7 @@ class Executor:
             output_size=got.output_size,
             statistics=got.statistics,
         )
-        self.sandbox.chores.later(functools.partial(remove_tmp, ws.tmp))
+        self.sandbox.chores.later(functools.partial(clear_tmp, ws.tmp))
 
     async def _finish(self, run_id: str, status: RunStatus, **fields: object) -> None:
         async with self.store.single() as w:
