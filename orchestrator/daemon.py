@@ -69,9 +69,12 @@ class Daemon:
             sock = bind(self.settings.host, self.settings.port)
             port = sock.getsockname()[1]
             app = create_app(engine.services, api_key)
+            # No proxy stands in front of a loopback daemon: X-Forwarded-* headers are
+            # a client's claim, not a fact, and the middleware that reads them costs a layer.
             config = uvicorn.Config(
-                app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
-            )
+                app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
+                proxy_headers=False,
+            )  # fmt: skip
             self._server = _Server(config)
             self._install_signals()
             self.lock.publish(f"http://127.0.0.1:{port}")

@@ -34,6 +34,15 @@ def test_listens_on_loopback_and_key_file_is_private(daemon: Daemon) -> None:
     assert info["pid"] == daemon.process.pid and info["url"] == daemon.url
 
 
+def test_forwarded_headers_are_not_trusted(api: httpx.Client, daemon: Daemon) -> None:
+    """Nothing proxies a loopback daemon: a client's X-Forwarded-* must not rewrite the URLs
+    it hands out (the SDK PUTs inputs to them)."""
+    app_id = api.post("/v1/applications", json={"id": "fwd", "name": "fwd"}).json()["id"]
+    spoof = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    up = api.post(f"/v1/applications/{app_id}/runs/uploadurl", headers=spoof).json()
+    assert up["upload_url"].startswith(daemon.url + "/")
+
+
 def test_openapi_lists_the_routes(daemon: Daemon) -> None:
     spec = httpx.get(f"{daemon.url}/openapi.json").json()
     assert "/v1/applications/{app_id}/runs" in spec["paths"]
