@@ -31,7 +31,12 @@ from orchestrator.runs.sandbox import Sandbox
 
 
 async def sandbox_wall(sandbox: Sandbox, slots: int, runs: int, stdin: Path, out: Path) -> float:
-    """Seconds for ``runs`` runs of the sleep model, ``slots`` at a time, every one checked."""
+    """Seconds for ``runs`` runs of the sleep model, ``slots`` at a time, every one checked.
+
+    Each run writes new output files, as in the daemon (reusing one pair would truncate
+    it every run, and freeing blocks here means a synchronous discard); all of them stay
+    until the end, since deleting files slows later creations (``bench.file_create_us``).
+    """
     todo = iter(range(runs))
 
     async def slot(k: int) -> None:
@@ -41,8 +46,8 @@ async def sandbox_wall(sandbox: Sandbox, slots: int, runs: int, stdin: Path, out
                 cwd=MODELS / "sleep",
                 env={"PATH": os.environ.get("PATH", os.defpath)},
                 stdin=stdin,
-                stdout=out / f"stdout-{k}",
-                stderr=out / f"stderr-{k}",
+                stdout=out / f"stdout-{i}",
+                stderr=out / f"stderr-{i}",
                 limits=DEFAULT_LIMITS,  # what a daemon run gets: every cgroup limit is written
                 label=f"bench-sandbox-{k}-{i}",
             )
@@ -58,8 +63,9 @@ async def sandbox_wall(sandbox: Sandbox, slots: int, runs: int, stdin: Path, out
 def measure(mode: str, slots: int, runs: int, stdin: Path, out: Path) -> float:
     """runs/s through a fresh ``Sandbox`` in ``mode`` ("cgroup" or "sampling")."""
     sandbox = Sandbox(use_cgroups=mode == "cgroup", standby=slots if mode == "cgroup" else 0)
+    folder = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=out))
     try:
-        return runs / asyncio.run(sandbox_wall(sandbox, slots, runs, stdin, out))
+        return runs / asyncio.run(sandbox_wall(sandbox, slots, runs, stdin, folder))
     finally:
         sandbox.close()
 
