@@ -33,9 +33,10 @@ from orchestrator.runs.sandbox import Sandbox
 async def sandbox_wall(sandbox: Sandbox, slots: int, runs: int, stdin: Path, out: Path) -> float:
     """Seconds for ``runs`` runs of the sleep model, ``slots`` at a time, every one checked.
 
-    Each run writes new output files, as in the daemon (reusing one pair would truncate
-    it every run, and freeing blocks here means a synchronous discard); all of them stay
-    until the end, since deleting files slows later creations (``bench.file_create_us``).
+    Each run writes new output files, as in the daemon: reusing one pair would truncate it
+    every run, and on this project's VM (ext4 mounted ``discard``, no journal) freeing
+    blocks waits for the disk. All of them stay until the end, since deleting files slows
+    later creations there (``bench.file_create_us``).
     """
     todo = iter(range(runs))
 
