@@ -1,7 +1,7 @@
 """Slow housekeeping, one call at a time, on a thread of its own.
 
 Removing a cgroup (the kernel waits for an RCU grace period: up to ~10 ms on
-v1), forking a standby shell into a fresh group, removing a run's ``tmp``
+v1), forking a standby shell into a fresh group, emptying a run's ``tmp``
 folder: each blocks its caller for 0.1-10 ms while using little CPU. Measured
 on the event loop during 500 back-to-back runs, these calls held it ~2.5 s
 out of ~13 s, and every spawn and HTTP answer due in that time waited. Here

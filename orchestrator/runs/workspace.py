@@ -105,8 +105,8 @@ def clear_tmp(tmp: Path) -> None:
 
     Deleting is not free: on ext4 without a journal (this project's benchmark VM) every
     inode allocation skips the inodes of its block group freed in the last one to six
-    minutes, one lookup each (file creation measured 30 us, and 140-580 us after 2,000
-    deletions). A run only creates files, so the daemon never adds to that; the empty
+    minutes, one lookup each (file creation measured 25-45 us, and 140-580 us after
+    2,000 deletions). A run only creates files, so the daemon never adds to that; the empty
     folder goes with the run's folder.
     """
     try:
