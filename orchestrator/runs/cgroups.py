@@ -140,8 +140,18 @@ class RunCgroup:
 
     def pids_refused(self) -> int:
         """Forks the pids controller refused: the run tried to exceed ``processes``."""
-        pids = self.pids_dir or (self.memory_dir if self.support.v2 else None)
+        pids = self._pids_group()
         return _keyed(pids / "pids.events").get("max", 0) if pids else 0
+
+    def charged_tasks(self) -> int | None:
+        """Tasks the pids controller counts here, an exited one until it is reaped;
+        ``None`` without the controller. One counter read, where listing
+        ``cgroup.procs`` right after an exit costs ~130 us on v1."""
+        pids = self._pids_group()
+        return _read_int(pids / "pids.current") if pids else None
+
+    def _pids_group(self) -> Path | None:
+        return self.pids_dir or (self.memory_dir if self.support.v2 else None)
 
     def task_count(self) -> int:
         """Tasks (threads) in the group, for sampling ``processes`` without pids.max."""
@@ -355,10 +365,21 @@ def _write_if_exists(path: Path, value: str) -> None:
 
 
 def _read_text(path: Path) -> str:
+    """Straight ``os.read``: a third of ``Path.read_text``'s cost, and a run's exit reads
+    four of these files on its way to the answer."""
     try:
-        return path.read_text()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def _read_lines(path: Path) -> list[str]:

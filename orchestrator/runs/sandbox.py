@@ -239,7 +239,14 @@ class RunningProcess:
             self._loop.remove_reader(self._pidfd)
 
     async def _sweep(self) -> None:
-        """SIGKILL survivors until none is left: group, cgroup, recorded and marked pids."""
+        """SIGKILL survivors until none is left: group, cgroup, recorded and marked pids.
+
+        The common case costs one counter read: a group charged with one task holds
+        only the exited main process (not reaped yet), so nothing survived it.
+        """
+        charged = self._cgroup.charged_tasks() if self._cgroup is not None else None
+        if charged is not None and charged <= 1:
+            return
         deadline = time.monotonic() + SWEEP_SECONDS
         while self._signal_all(signal.SIGKILL):
             if time.monotonic() > deadline:
