@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import MakeDaemon
 from tests.helpers import Daemon
@@ -41,6 +43,18 @@ def test_forwarded_headers_are_not_trusted(api: httpx.Client, daemon: Daemon) ->
     spoof = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     up = api.post(f"/v1/applications/{app_id}/runs/uploadurl", headers=spoof).json()
     assert up["upload_url"].startswith(daemon.url + "/")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scheduling policy is Linux's")
+def test_helper_threads_give_way_to_the_event_loop(daemon: Daemon) -> None:
+    """The SQLite writer (and chores) thread run SCHED_BATCH, the event loop does not."""
+    tasks = Path(f"/proc/{daemon.process.pid}/task")
+    policies = {
+        int(tid.name): int((tid / "stat").read_text().rsplit(")", 1)[1].split()[38])
+        for tid in tasks.iterdir()
+    }
+    assert policies.pop(daemon.process.pid) == os.SCHED_OTHER
+    assert os.SCHED_BATCH in policies.values()
 
 
 def test_openapi_lists_the_routes(daemon: Daemon) -> None:

@@ -17,12 +17,16 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from orchestrator.threads import give_way_to_the_loop
+
 log = logging.getLogger(__name__)
 
 
 class Chores:
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orch-chores")
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="orch-chores", initializer=give_way_to_the_loop
+        )
 
     def later(self, chore: Callable[[], object]) -> None:
         """Run ``chore`` on the chores thread; once closed, right here."""

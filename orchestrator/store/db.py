@@ -18,6 +18,7 @@ from typing import Any
 import aiosqlite
 
 from orchestrator.store.migrations import MIGRATIONS
+from orchestrator.threads import give_way_to_the_loop
 
 Row = sqlite3.Row
 
@@ -163,8 +164,17 @@ class Database:
                 await self._writer.commit()
 
 
+class _WriterThreadConnection(sqlite3.Connection):
+    """Created on aiosqlite's thread (it calls ``sqlite3.connect`` there), so this is
+    the one hook that runs on the writer thread before any statement."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        give_way_to_the_loop()
+        super().__init__(*args, **kwargs)
+
+
 async def _connect(target: str) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(target, isolation_level=None)
+    conn = await aiosqlite.connect(target, isolation_level=None, factory=_WriterThreadConnection)
     conn.row_factory = aiosqlite.Row
     for pragma in _PRAGMAS:
         await conn.execute(pragma)

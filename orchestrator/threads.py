@@ -1,0 +1,22 @@
+"""Helper threads give way to the event loop.
+
+The daemon works on one event loop; a few helper threads (the SQLite writer, the
+chores thread) are woken several times per run. Linux lets a freshly woken thread
+preempt the thread that woke it, so each hand-off could cost the loop a context
+switch in the middle of an HTTP answer or a spawn, and the woken thread usually
+only blocks again at once on the GIL the loop still holds. As ``SCHED_BATCH``
+threads their wake-ups wait for the loop to block or for a free core; they keep
+their fair share of CPU. Measured with 2 slots on 2 cores: throughput of 20 ms
+runs +2-3 % (16 interleaved passes), run latency unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+
+def give_way_to_the_loop() -> None:
+    """Make the calling thread ``SCHED_BATCH`` (Linux; a no-op elsewhere)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
