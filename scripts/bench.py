@@ -183,11 +183,12 @@ class Daemon:
     key: str
 
     @classmethod
-    def start(cls, home: Path) -> Daemon:
+    def start(cls, home: Path, source: Path = ROOT) -> Daemon:
+        """``source``: the tree whose ``orchestrator`` package runs (``-m`` imports from cwd)."""
         (home / "daemon.json").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(home)]
         with (home / "daemon.log").open("ab") as log:
-            proc = subprocess.Popen([*argv, "--port", "0"], stdout=log, stderr=log, cwd=ROOT)
+            proc = subprocess.Popen([*argv, "--port", "0"], stdout=log, stderr=log, cwd=source)
         deadline = time.monotonic() + 30
         while (info := _daemon_info(home, proc)) is None:
             if time.monotonic() > deadline:

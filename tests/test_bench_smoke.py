@@ -85,3 +85,27 @@ def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> 
         rate, base = figures["runs_per_s"], figures["xargs_runs_per_s"]
         assert figures["ratio"] == pytest.approx(rate / base)
         assert mode in stdout
+
+
+@pytest.mark.timeout(120)
+def test_quick_ab_bench_compares_two_trees(tmp_path: Path) -> None:
+    """The same tree on both sides: every paired figure is there and plausible."""
+    out = tmp_path / "ab.json"
+    script = ROOT / "scripts" / "bench_ab.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(ROOT), str(ROOT), "--quick", "--json", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    report = json.loads(out.read_text())
+    latency, throughput = report["latency"], report["throughput"]
+    assert set(latency["median_ms"]) == {"A", "B", "bare"}
+    assert all(_number(v) and v > 0 for v in latency["median_ms"].values())
+    assert _number(latency["b_minus_a_ms"]["median"])
+    assert set(throughput["runs_per_s"]) == {"A", "B", "xargs"}
+    assert len(throughput["b_over_a"]["per_pass"]) == throughput["passes"]
+    assert all(_number(x) and x > 0 for x in throughput["b_over_a"]["per_pass"])
+    assert "B/A median" in proc.stdout
