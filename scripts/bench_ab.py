@@ -80,12 +80,12 @@ def latency(sides: dict[str, bench.Bench], root: Path, rounds: int) -> dict[str,
                 took = orch_latency(sides[k], doc)
             times[k].append(took)
     medians = {k: bench.ms(bench.median(v)) for k, v in times.items()}
-    diffs = [bench.ms(a - b) for a, b in zip(times["A"], times["B"], strict=True)]
+    diffs = [bench.ms(b - a) for a, b in zip(times["A"], times["B"], strict=True)]
     return {
         "rounds": rounds,
         "median_ms": medians,
         "ratio_to_bare": {k: medians[k] / medians["bare"] for k in SIDES},
-        "b_minus_a_ms": {"median": -statistics.median(diffs), "mean": -statistics.mean(diffs)},
+        "b_minus_a_ms": {"median": statistics.median(diffs), "mean": statistics.mean(diffs)},
     }
 
 
