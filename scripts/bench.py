@@ -942,7 +942,7 @@ def file_create_us(folder: Path, count: int = 30) -> float:
     """CPU to create one empty file here (median, µs): how loaded the file system is.
 
     On ext4 without a journal (this project's VM) an inode allocation skips every inode
-    of its block group freed in the last 1-6 minutes, so creating a file costs 25-45 µs
+    of its block group freed recently (minutes; 15+ measured under /tmp), so a file costs 25-45 µs
     normally and hundreds of µs after a bulk delete nearby (another bench's clean-up, a
     test suite). A run makes ~8 files and folders, so that shows in orch's figures and
     not in the baselines'; this figure tells such a run apart. The files stay (deleting

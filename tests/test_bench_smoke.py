@@ -38,11 +38,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _quick(script: str, tmp_path: Path, timeout: float) -> tuple[str, Any]:
-    """Run ``scripts/<script> --quick``; its stdout and the JSON report it wrote."""
+def _quick(script: str, tmp_path: Path, timeout: float, *args: str) -> tuple[str, Any]:
+    """Run ``scripts/<script> [args] --quick``; its stdout and the JSON report it wrote."""
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), "--quick", "--json", str(out)],
+        [sys.executable, str(ROOT / "scripts" / script), *args, "--quick", "--json", str(out)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -90,17 +90,7 @@ def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> 
 @pytest.mark.timeout(120)
 def test_quick_ab_bench_compares_two_trees(tmp_path: Path) -> None:
     """The same tree on both sides: every paired figure is there and plausible."""
-    out = tmp_path / "ab.json"
-    script = ROOT / "scripts" / "bench_ab.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), str(ROOT), str(ROOT), "--quick", "--json", str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    report = json.loads(out.read_text())
+    stdout, report = _quick("bench_ab.py", tmp_path, 100, str(ROOT), str(ROOT))
     latency, throughput = report["latency"], report["throughput"]
     assert set(latency["median_ms"]) == {"A", "B", "bare"}
     assert all(_number(v) and v > 0 for v in latency["median_ms"].values())
@@ -108,4 +98,4 @@ def test_quick_ab_bench_compares_two_trees(tmp_path: Path) -> None:
     assert set(throughput["runs_per_s"]) == {"A", "B", "xargs"}
     assert len(throughput["b_over_a"]["per_pass"]) == throughput["passes"]
     assert all(_number(x) and x > 0 for x in throughput["b_over_a"]["per_pass"])
-    assert "B/A median" in proc.stdout
+    assert "B/A median" in stdout

@@ -104,10 +104,10 @@ def clear_tmp(tmp: Path) -> None:
     """What the model left in its TMPDIR goes when the run ends; the empty folder stays.
 
     Deleting is not free: on ext4 without a journal (this project's benchmark VM) every
-    inode allocation skips the inodes of its block group freed in the last one to six
-    minutes, one lookup each (file creation measured 25-45 us, and 140-580 us after
-    2,000 deletions). A run only creates files, so the daemon never adds to that; the empty
-    folder goes with the run's folder.
+    inode allocation skips the inodes of its block group freed recently (minutes; 15+
+    measured under /tmp), one lookup each (file creation measured 25-45 us, and 140-580 us
+    after 2,000 deletions). A run only creates files, so the daemon never adds to that; the
+    empty folder goes with the run's folder.
     """
     try:
         with os.scandir(tmp) as entries:
