@@ -25,9 +25,13 @@ log = logging.getLogger("orch.environments")
 
 
 class EnvFailed(OrchError):
-    """The run cannot start: its environment did not build."""
+    """The run cannot start: its environment did not build (``detail``: the installer's words)."""
 
     status = 409
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"python environment failed to build:\n{detail}")
+        self.detail = detail
 
 
 class Environments:
@@ -81,7 +85,7 @@ class Environments:
         current = await self.store.read.executables.get(exe.id)
         if current is None or current.env_status == EnvStatus.FAILED or not current.env_path:
             message = current.env_message if current else "executable was removed"
-            raise EnvFailed(f"python environment failed to build:\n{message}")
+            raise EnvFailed(message)
         if current.env_status == EnvStatus.BUILDING:  # daemon restarted mid-build
             await self.resume()
             return await self.interpreter(current)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +22,19 @@ DEFAULT_INSTANCE_ALIAS = "default"
 """Asking for instance ``default`` resolves to the app's default instance explicitly."""
 
 
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def now() -> str:
     """UTC timestamp as RFC 3339 text; fixed width so text order is time order."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def epoch(stamp: str | None) -> float | None:
+    """A timestamp written by ``now`` as seconds since the epoch."""
+    if not stamp:
+        return None
+    return datetime.strptime(stamp, TIMESTAMP_FORMAT).replace(tzinfo=UTC).timestamp()
 
 
 class RunStatus(enum.StrEnum):
@@ -47,17 +58,116 @@ class RunStatus(enum.StrEnum):
 
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
 
-RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+RUN_TRANSITIONS: dict[RunStatus | None, frozenset[RunStatus]] = {
+    # Creation: queued; running when spawned at once into a free slot; finished when
+    # the run happened elsewhere and is only recorded (a tracked run).
+    None: frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED}),
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELED, RunStatus.FAILED}),
     RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}),
     RunStatus.SUCCEEDED: frozenset(),
     RunStatus.FAILED: frozenset(),
     RunStatus.CANCELED: frozenset(),
 }
-"""Every legal move of a run; the store refuses anything else."""
+"""Every legal move of a run (``None``: the run does not exist yet); nothing else is written."""
 
 RUN_TIMESTAMP = {RunStatus.RUNNING: "started_at"} | {s: "ended_at" for s in FINISHED}
 """Which timestamp column a transition into a status sets (and nothing else sets)."""
+
+
+class FailureKind(enum.StrEnum):
+    """Why a run failed, as data: summaries, gates and the CLI read this, never the text."""
+
+    EXIT = "exit"  # the model exited non-zero (measured: the code)
+    SIGNAL = "signal"  # killed by a signal orch did not send (measured: the signal)
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    CPU = "cpu"
+    OUTPUT = "output"
+    DISK = "disk"
+    PROCESSES = "processes"
+    OPEN_FILES = "open_files"
+    SPAWN = "spawn"  # the model could not be started
+    ENVIRONMENT = "environment"  # its Python environment did not build
+    ISOLATION = "isolation"  # the required isolation is not available on this host
+    CRASH = "crash"  # orch itself failed while running it
+    WORKER_LOST = "worker_lost"  # the machine running it went away
+    DAEMON_STOPPED = "daemon_stopped"
+    EXTERNAL = "external"  # a tracked run that reported a failure of its own
+
+
+LIMIT_KINDS: dict[str, FailureKind] = {
+    "memory_mb": FailureKind.MEMORY,
+    "cpu_seconds": FailureKind.CPU,
+    "timeout_seconds": FailureKind.TIMEOUT,
+    "output_mb": FailureKind.OUTPUT,
+    "disk_mb": FailureKind.DISK,
+    "processes": FailureKind.PROCESSES,
+    "open_files": FailureKind.OPEN_FILES,
+}
+"""The failure kind of each ``Limits`` field a run can break."""
+
+_LIMIT_TEXT: dict[FailureKind, tuple[str, str]] = {
+    FailureKind.MEMORY: ("memory limit {} MiB exceeded", "peak {:.0f} MiB"),
+    FailureKind.CPU: ("cpu time limit {} s exceeded", "used {:.1f} s"),
+    FailureKind.TIMEOUT: ("timeout of {} s exceeded", "ran {:.1f} s"),
+    FailureKind.OUTPUT: ("output limit {} MiB exceeded", "wrote {:.1f} MiB"),
+    FailureKind.DISK: ("disk limit {} MiB exceeded", "used {:.1f} MiB"),
+    FailureKind.PROCESSES: ("process limit {} exceeded", "{:.0f} processes"),
+    FailureKind.OPEN_FILES: ("open files limit {} exceeded", ""),
+}
+_FIXED_TEXT: dict[FailureKind, str] = {
+    FailureKind.SPAWN: "could not start the model: {}",
+    FailureKind.ENVIRONMENT: "python environment failed to build:\n{}",
+    FailureKind.ISOLATION: "refused to run the model: {}",
+    FailureKind.CRASH: "orch could not execute the run: {}",
+    FailureKind.WORKER_LOST: "the worker running the run was lost: {}",
+    FailureKind.DAEMON_STOPPED: "daemon stopped while the run was running",
+    FailureKind.EXTERNAL: "{}",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed run's reason: ``kind`` plus, for limits, the limit and what was measured.
+
+    ``measured`` is what was observed (peak MiB, seconds, the exit code, the signal);
+    ``detail`` is free text that helps a person (the log's tail, the installer's output).
+    ``message`` is the one place that turns all this into the run's ``error`` text.
+    """
+
+    kind: FailureKind
+    limit: float | None = None
+    measured: float | None = None
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        if self.kind in _LIMIT_TEXT:
+            if self.limit is None and self.measured is None and self.detail:
+                return self.detail  # recorded before limits were stored apart (schema < 4)
+            head, tail = _LIMIT_TEXT[self.kind]
+            text = head.format("?" if self.limit is None else f"{self.limit:g}")
+            return (
+                text
+                if self.measured is None or not tail
+                else f"{text}: {tail.format(self.measured)}"
+            )
+        if self.kind in _FIXED_TEXT:
+            return _FIXED_TEXT[self.kind].format(self.detail).rstrip(": \n")
+        extra = f"\n{self.detail}" if self.detail else ""
+        if self.kind == FailureKind.SIGNAL:
+            return f"killed by signal {_signal_name(self.measured)}{extra}"
+        code = "?" if self.measured is None else f"{self.measured:g}"
+        return f"exited with code {code}{extra}"
+
+
+def _signal_name(number: float | None) -> str:
+    if number is None:
+        return "?"
+    try:
+        return f"{signal.Signals(int(number)).name} ({int(number)})"
+    except ValueError:
+        return f"{int(number)}"
 
 
 class EnvStatus(enum.StrEnum):
@@ -228,15 +338,15 @@ class Run:
     input_size: int = 0
     output_size: int = 0
     statistics: dict[str, Any] | None = None
-    error: str | None = None
+    failure: Failure | None = None
     exit_code: int | None = None
     signal: int | None = None
     duration_ms: float | None = None
     cpu_seconds: float | None = None
     peak_memory_mb: float | None = None
-    pid: int | None = None
-    pgid: int | None = None
-    cgroup: str | None = None
+    placement: dict[str, Any] | None = None
+    """Where the run executes, as its backend records it (a local pid and cgroup, a Dask
+    key and worker); opaque to everything but that backend."""
     experiment_id: str | None = None
     input_id: str | None = None
     option_set: str | None = None
@@ -245,6 +355,13 @@ class Run:
     created_at: str = field(default_factory=now)
     started_at: str | None = None
     ended_at: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        """The text the API shows: derived from the status and the typed failure."""
+        if self.status == RunStatus.CANCELED:
+            return "canceled"
+        return self.failure.message if self.failure is not None else None
 
 
 @dataclass

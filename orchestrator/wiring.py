@@ -14,6 +14,8 @@ from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
 from orchestrator.registry.push import PushService
 from orchestrator.registry.versions import VersionService
+from orchestrator.runs.backend import Backend
+from orchestrator.runs.backends.local import LocalBackend
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.executor import Executor
 from orchestrator.runs.manifests import ManifestCache
@@ -21,6 +23,7 @@ from orchestrator.runs.recovery import recover
 from orchestrator.runs.sandbox import Sandbox
 from orchestrator.runs.scheduler import Scheduler
 from orchestrator.runs.service import RunService
+from orchestrator.runs.states import RunStates
 from orchestrator.services import Services
 from orchestrator.store import Store
 from orchestrator.store.blobs import BlobStore
@@ -35,13 +38,16 @@ class Engine:
     envs: Environments
     scheduler: Scheduler
     inbox: Inbox
-    sandbox: Sandbox
+    backend: Backend
 
     async def start(self) -> None:
         """Recovery first: nothing may start before the previous daemon's runs are settled."""
-        report = await recover(self.services.store, self.services.settings.home)
+        svc = self.services
+        report = await recover(svc.store, svc.runs.states, self.backend)
         await self.envs.resume()
-        await self.services.uploads.purge_expired()
+        await svc.uploads.purge_expired()
+        for run, execution in report.reattached:
+            self.scheduler.adopt(run, execution)
         for run in report.queued:
             self.scheduler.submit(run)
         await self.services.experiments.resume()
@@ -50,7 +56,7 @@ class Engine:
     async def stop(self) -> None:
         await self.inbox.stop()
         await self.scheduler.stop(self.services.settings.shutdown_grace_seconds)
-        self.sandbox.close()
+        await self.backend.close()
         await self.envs.stop()
         await self.services.store.close()
 
@@ -62,18 +68,20 @@ async def build_engine(settings: Settings) -> Engine:
     blobs = BlobStore(home.blobs)
     envs = Environments(store, settings)
     events = RunEvents()
+    states = RunStates(store, events)
     manifests = ManifestCache()
     sandbox = Sandbox(sample_seconds=settings.memory_sample_seconds)
     log.info("process containment: %s", sandbox.containment)
-    executor = Executor(store, settings, sandbox, envs, events, manifests)
-    scheduler = Scheduler(store, executor, settings.concurrency)
+    backend = LocalBackend(settings, sandbox, envs)
+    executor = Executor(store, settings, backend, states, manifests)
+    scheduler = Scheduler(executor, states, backend.slots)
     uploads = UploadService(store, settings)
     push = PushService(store, settings, blobs, envs.on_new_executable)
-    runs = RunService(store, settings, uploads, scheduler, executor, events, manifests)
+    runs = RunService(store, settings, uploads, scheduler, executor, states, events, manifests)
     inputs = InputService(store, blobs, uploads)
     input_sets = InputSetService(store, inputs)
     experiments = ExperimentService(store, home, runs, inputs, input_sets)
-    events.subscribe(experiments.on_run_finished)
+    events.subscribe(experiments.on_run_changed)
     svc = Services(
         settings=settings,
         store=store,
@@ -88,4 +96,4 @@ async def build_engine(settings: Settings) -> Engine:
         input_sets=input_sets,
         experiments=experiments,
     )
-    return Engine(svc, envs, scheduler, Inbox(home, push), sandbox)
+    return Engine(svc, envs, scheduler, Inbox(home, push), backend)

@@ -28,6 +28,7 @@ def run(
     rep: int = 0,
     status: str = "succeeded",
     error: str = "",
+    failure_kind: str | None = None,
     duration_ms: float | None = 1000.0,
     peak: float | None = 50.0,
     custom: dict[str, Any] | None = None,
@@ -50,6 +51,7 @@ def run(
         repetition=rep,
         status=status,
         error=error,
+        failure_kind=failure_kind,
         statistics=statistics,
         duration_ms=duration_ms,
         peak_memory_mb=peak,
@@ -81,7 +83,9 @@ def test_single_value_has_zero_std() -> None:
 def test_counts_timeouts_as_failed_too() -> None:
     facts = [
         run("a"),
-        run("a", status="failed", error="timeout of 5s exceeded", value=None),
+        run(
+            "a", status="failed", error="timeout of 5s exceeded", failure_kind="timeout", value=None
+        ),
         run("a", status="failed", error="exited with code 1", value=None),
         run("a", status="canceled"),
         run("a", status="queued", statistics={}),
@@ -307,7 +311,16 @@ def test_gate_passes_a_candidate_within_tolerance() -> None:
 
 def test_gate_counts_a_failed_candidate_run_as_a_violation() -> None:
     facts = _experiment({"in-1": 100})
-    facts.append(run("new", "in-2", None, status="failed", error="timeout of 5s exceeded"))
+    facts.append(
+        run(
+            "new",
+            "in-2",
+            None,
+            status="failed",
+            error="timeout of 5s exceeded",
+            failure_kind="timeout",
+        )
+    )
     facts.append(run("new", "in-3", None, status="canceled"))  # not a regression: not checked
     result = evaluate("result.value > baseline", facts, "prod")
     assert result.failed and result.checked == 2

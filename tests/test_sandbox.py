@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.models import Limits, RunStatus
+from orchestrator.models import Limits, Run, RunStatus
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.chores import Chores
 from orchestrator.runs.outcome import outcome
@@ -37,6 +37,13 @@ from orchestrator.runs.sandbox import (
 MARK = "ORCH_TEST_MARKER"
 PY = sys.executable
 HAS_CGROUP = detect() is not None
+
+
+def verdict(result: ProcessResult, limits: Limits, tail: str = "") -> tuple[RunStatus, str | None]:
+    """``outcome`` as a run's status and the error text the API shows for it."""
+    status, failure = outcome(result, limits, tail)
+    run = Run("run-x", "app", "devint", "exe", status=status, failure=failure)
+    return status, run.error
 
 
 @pytest.fixture(params=["cgroup", "cgroup-direct", "sampling"])
@@ -80,7 +87,7 @@ class Model:
         assert bool(proc.cgroups) == (sandbox.containment != "sampling")
         result = await proc.wait()
         await self.assert_nothing_left(proc)
-        return (result, *outcome(result, self.limits, self.stderr[-2000:]))
+        return (result, *verdict(result, self.limits, self.stderr[-2000:]))
 
     @property
     def stdout(self) -> str:
@@ -234,7 +241,7 @@ async def test_sigterm_ignoring_model_is_killed_after_grace(
     result = await proc.wait()
     assert time.monotonic() - canceled_at >= 0.5
     assert (result.canceled, result.signal) == (True, signal.SIGKILL)
-    assert outcome(result, model.limits) == (RunStatus.CANCELED, "canceled")
+    assert verdict(result, model.limits) == (RunStatus.CANCELED, "canceled")
     await model.assert_nothing_left(proc)
 
 
@@ -304,7 +311,7 @@ async def test_missing_entrypoint_is_a_spawn_error(sandbox: Sandbox, tmp_path: P
         proc = await sandbox.start(bad)
         result = await proc.wait()
         assert proc.pid is None and result.spawn_error is not None and words in result.spawn_error
-        status, message = outcome(result, Limits())
+        status, message = verdict(result, Limits())
         assert status == RunStatus.FAILED
         assert message == f"could not start the model: {result.spawn_error}"
 
@@ -440,7 +447,29 @@ def _result(**changes: object) -> ProcessResult:
 def test_outcome_rules(
     result: ProcessResult, limits: Limits, expected: tuple[RunStatus, str | None]
 ) -> None:
-    assert outcome(result, limits, "tail") == expected
+    assert verdict(result, limits, "tail") == expected
+
+
+@pytest.mark.parametrize(
+    ("result", "limits", "kind", "limit", "measured"),
+    [
+        (_result(breach="memory", measured=301.2), Limits(memory_mb=256), "memory", 256, 301.2),
+        (_result(breach="timeout_seconds", measured=3.0), Limits(timeout_seconds=3),
+         "timeout", 3, 3.0),
+        (_result(exit_code=None, signal=24, cpu_seconds=2.04), Limits(cpu_seconds=2),
+         "cpu", 2, 2.04),
+        (_result(exit_code=None, signal=11), Limits(), "signal", None, 11),
+        (_result(exit_code=2), Limits(), "exit", None, 2),
+        (_result(exit_code=None, spawn_error="x: not found"), Limits(), "spawn", None, None),
+    ],
+)  # fmt: skip
+def test_outcome_failures_are_typed(
+    result: ProcessResult, limits: Limits, kind: str, limit: float | None, measured: float | None
+) -> None:
+    """Summaries and the CLI read the kind and the numbers, never the message."""
+    _, failure = outcome(result, limits, "tail")
+    assert failure is not None
+    assert (failure.kind.value, failure.limit, failure.measured) == (kind, limit, measured)
 
 
 def test_chores_run_in_order_off_the_caller_survive_a_failure_and_finish_on_close(

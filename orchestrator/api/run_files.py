@@ -20,9 +20,8 @@ from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus
-from orchestrator.runs.executor import SMALL_OUTPUT
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
-from orchestrator.runs.workspace import Workspace, output_dir_name
+from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, output_dir_name
 from orchestrator.services import Services
 
 downloads = APIRouter(tags=["downloads"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api.wire import LOCAL_USER
-from orchestrator.models import Run
+from orchestrator.models import Failure, Run
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 
 
@@ -56,10 +56,17 @@ def metadata(run: Run) -> dict[str, Any]:
     }
     if run.statistics is not None:
         meta["statistics"] = run.statistics
+    if run.failure is not None:
+        meta["failure"] = failure(run.failure)
     if run.experiment_id:
         meta["experiment_id"] = run.experiment_id
         meta["experiment_type"] = "batch"
     return meta
+
+
+def failure(f: Failure) -> dict[str, Any]:
+    """Why a run failed, as data: scripts and summaries read ``kind``, never the text."""
+    return {"kind": f.kind.value, "limit": f.limit, "measured": f.measured}
 
 
 def information(run: Run) -> dict[str, Any]:

@@ -221,6 +221,7 @@ class ExperimentService:
                 repetition=r.repetition,
                 status=r.status.value,
                 error=r.error or "",
+                failure_kind=r.failure.kind.value if r.failure else None,
                 statistics=r.statistics,
                 duration_ms=r.duration_ms,
                 peak_memory_mb=r.peak_memory_mb,
@@ -243,16 +244,12 @@ class ExperimentService:
             raise Conflict(f"experiment {exp_id!r} already ended ({exp.status.value})")
         async with self.store.write() as w:
             await w.experiments.finish(app_id, exp_id, ExperimentStatus.CANCELED)
-            dropped = await w.runs.cancel_queued(app_id, exp_id)
-            running = await w.runs.running_of_experiment(app_id, exp_id)
         self._started.discard((app_id, exp_id))
-        for run_id in dropped:
-            self.runs.scheduler.discard(run_id)
-            self.runs.events.finished(run_id)
-        for run_id in running:
-            self.runs.executor.cancel(run_id)
-        for run_id in running:  # answer once nothing of the experiment runs any more
-            await self.runs.wait(app_id, run_id, 30)
+        left = await self.store.read.runs.unfinished(app_id, experiment_id=exp_id)
+        await self.runs.cancel_many(left)
+        for run in left:  # answer once nothing of the experiment runs any more
+            if run.status == RunStatus.RUNNING:
+                await self.runs.wait(app_id, run.id, 30)
         return await self.get(app_id, exp_id)
 
     async def delete(self, app_id: str, exp_id: str) -> None:
@@ -265,9 +262,9 @@ class ExperimentService:
         for run_id in run_ids:
             shutil.rmtree(self.home.run_dir(run_id), ignore_errors=True)
 
-    def on_run_finished(self, run_id: str) -> None:
+    def on_run_changed(self, run_id: str, status: RunStatus) -> None:
         """RunEvents listener: settle the experiment when its last run ends."""
-        if self._started:
+        if self._started and status.finished:
             task = asyncio.create_task(self._settle_run(run_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -278,9 +275,9 @@ class ExperimentService:
             await self._settle(run.app_id, run.experiment_id or "")
 
     async def _settle(self, app_id: str, exp_id: str) -> None:
-        counts = await self.store.read.runs.experiment_counts(app_id, exp_id)
-        if counts.get(RunStatus.QUEUED.value) or counts.get(RunStatus.RUNNING.value):
+        if await self.store.read.runs.unfinished_of_experiment(app_id, exp_id):
             return
+        counts = await self.store.read.runs.experiment_counts(app_id, exp_id)
         ok = counts.get(RunStatus.SUCCEEDED.value, 0)
         status = ExperimentStatus.COMPLETED if ok else ExperimentStatus.FAILED
         async with self.store.write() as w:

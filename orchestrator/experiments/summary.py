@@ -50,14 +50,15 @@ class RunFacts:
     option_set: str | None
     repetition: int  # 0-based
     status: str  # "succeeded" | "failed" | "canceled" | "queued" | "running"
-    error: str  # "" when none; a timeout error starts with "timeout of"
+    error: str  # "" when none: the text a person reads
+    failure_kind: str | None  # models.FailureKind of a failed run: what the numbers read
     statistics: dict[str, Any] | None  # the model's statistics JSON
     duration_ms: float | None  # wall time measured by orch
     peak_memory_mb: float | None
 
     @property
     def timed_out(self) -> bool:
-        return self.status == "failed" and self.error.startswith("timeout of")
+        return self.status == "failed" and self.failure_kind == "timeout"
 
     @property
     def key(self) -> PairKey:

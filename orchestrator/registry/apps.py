@@ -77,7 +77,7 @@ class AppService:
         """Remove the app with its versions, instances, runs and now-unreferenced packages."""
         async with self.store.write() as w:
             await require_app(w, app_id)
-            running = [r.id for r in await w.runs.unfinished() if r.app_id == app_id]
+            running = await w.runs.unfinished(app_id)
             if running:
                 raise Conflict(
                     f"app {app_id!r} has {len(running)} queued or running run(s); cancel them first"

@@ -1,8 +1,9 @@
-"""Run-finished notifications, so waiting for a result costs no poll interval.
+"""Run-state notifications: every transition, as soon as it is committed.
 
-Long-poll requests and ``--wait`` park a future here; the executor (and
-cancel/recovery) call ``finished`` right after the final transition is
-committed, which wakes every waiter within the same loop iteration.
+The run-state service (``states``) calls ``changed`` right after a status
+change is written. Long-poll requests and ``--wait`` park a future here and
+wake when the run finishes, within the same loop iteration; listeners (the
+experiments, the console's live pages) hear about every change.
 """
 
 from __future__ import annotations
@@ -12,15 +13,25 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 
+from orchestrator.models import RunStatus
+
+Listener = Callable[[str, RunStatus], None]
+
 
 class RunEvents:
     def __init__(self) -> None:
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Listener] = []
 
-    def subscribe(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(run_id)`` after every run's final transition (it must not block)."""
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(run_id, status)`` after every transition (it must not block);
+        returns the function that unsubscribes it."""
         self._listeners.append(listener)
+        return lambda: self._unsubscribe(listener)
+
+    def _unsubscribe(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     def watch(self, run_id: str) -> asyncio.Future[None]:
         """Register interest before checking the run's status, so no finish is missed."""
@@ -43,9 +54,10 @@ class RunEvents:
         finally:
             self.forget(run_id, fut)
 
-    def finished(self, run_id: str) -> None:
-        for fut in self._waiters.pop(run_id, []):
-            if not fut.done():
-                fut.set_result(None)
-        for listener in self._listeners:
-            listener(run_id)
+    def changed(self, run_id: str, status: RunStatus) -> None:
+        if status.finished:
+            for fut in self._waiters.pop(run_id, []):
+                if not fut.done():
+                    fut.set_result(None)
+        for listener in list(self._listeners):
+            listener(run_id, status)

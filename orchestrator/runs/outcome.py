@@ -1,35 +1,47 @@
-"""The one place that turns how a process ended into a run status and message.
+"""The one place that turns how a process ended into a run status and a typed failure.
 
 The sandbox only reports facts (exit code, signal, which limit it saw broken);
-deciding what they mean lives here so every path (API, CLI, recovery) agrees,
-the way pueue keeps it in one ``finish`` function.
+deciding what they mean lives here so every path (API, CLI, recovery,
+summaries) agrees, the way pueue keeps it in one ``finish`` function. The
+failure is data (``models.Failure``); its text is derived from it.
 """
 
 from __future__ import annotations
 
 import signal
 
-from orchestrator.models import Limits, RunStatus
+from orchestrator.models import LIMIT_KINDS, Failure, FailureKind, Limits, RunStatus
 from orchestrator.runs.process import ProcessResult
 
 
 def outcome(
     result: ProcessResult, limits: Limits, stderr_tail: str = ""
-) -> tuple[RunStatus, str | None]:
-    """``(status, error message)`` for a finished process; message ``None`` on success."""
+) -> tuple[RunStatus, Failure | None]:
+    """``(status, failure)`` for a finished process; ``None`` on success and cancel."""
     if result.canceled:
-        return RunStatus.CANCELED, "canceled"
+        return RunStatus.CANCELED, None
     if result.spawn_error is not None:
-        return RunStatus.FAILED, f"could not start the model: {result.spawn_error}"
+        return RunStatus.FAILED, Failure(FailureKind.SPAWN, detail=result.spawn_error)
     breach, measured = _breach(result, limits)
     if breach is not None:
-        return RunStatus.FAILED, breach_message(breach, measured, limits)
-    tail = "\n" + stderr_tail if stderr_tail else ""
+        return RunStatus.FAILED, limit_failure(breach, measured, limits)
     if result.signal is not None:
-        return RunStatus.FAILED, f"killed by signal {_signal_name(result.signal)}{tail}"
+        return RunStatus.FAILED, Failure(
+            FailureKind.SIGNAL, measured=result.signal, detail=stderr_tail
+        )
     if result.exit_code == 0:
         return RunStatus.SUCCEEDED, None
-    return RunStatus.FAILED, f"exited with code {result.exit_code}{tail}"
+    return RunStatus.FAILED, Failure(
+        FailureKind.EXIT, measured=result.exit_code, detail=stderr_tail
+    )
+
+
+def limit_failure(breach: str, measured: float | None, limits: Limits) -> Failure:
+    """The failure of a broken limit: its kind, the limit's value and what was measured."""
+    field = _canonical(breach)
+    kind = LIMIT_KINDS.get(field, FailureKind.CRASH)
+    limit = getattr(limits, field, None)
+    return Failure(kind, limit=None if limit is None else float(limit), measured=measured)
 
 
 def _breach(result: ProcessResult, limits: Limits) -> tuple[str | None, float | None]:
@@ -55,32 +67,6 @@ def _breach(result: ProcessResult, limits: Limits) -> tuple[str | None, float | 
     return None, None
 
 
-def breach_message(breach: str, measured: float | None, limits: Limits) -> str:
-    """Name the limit and what was measured, e.g. "memory limit 256 MiB exceeded: peak 301 MiB"."""
-    field = _canonical(breach)
-    limit = getattr(limits, field, None)
-    shown = "?" if limit is None else f"{limit:g}"
-    heads = {
-        "memory_mb": (f"memory limit {shown} MiB exceeded", "peak {:.0f} MiB"),
-        "cpu_seconds": (f"cpu time limit {shown} s exceeded", "used {:.1f} s"),
-        "timeout_seconds": (f"timeout of {shown} s exceeded", "ran {:.1f} s"),
-        "output_mb": (f"output limit {shown} MiB exceeded", "wrote {:.1f} MiB"),
-        "processes": (f"process limit {shown} exceeded", "{:.0f} processes"),
-        "open_files": (f"open files limit {shown} exceeded", ""),
-    }
-    head, detail = heads.get(field, (f"{breach} limit exceeded", ""))
-    if measured is None or not detail:
-        return head
-    return f"{head}: {detail.format(measured)}"
-
-
 def _canonical(breach: str) -> str:
     """The sandbox says "memory"; the Limits field is ``memory_mb``."""
     return "memory_mb" if breach == "memory" else breach
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return f"{signal.Signals(number).name} ({number})"
-    except ValueError:
-        return f"{number}"

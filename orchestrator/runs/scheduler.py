@@ -23,23 +23,24 @@ that is discarded has its workspace cleared again.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import heapq
 import logging
+from typing import Any
 
-from orchestrator.models import Run, RunStatus
-from orchestrator.runs.executor import Executor, Record, Spawned, Staged
-from orchestrator.store import Store
+from orchestrator.models import Failure, FailureKind, Run
+from orchestrator.runs.backend import Execution, Job
+from orchestrator.runs.executor import Executor, Record
+from orchestrator.runs.states import RunStates
 
 log = logging.getLogger("orch.scheduler")
 
-DAEMON_STOPPED = "daemon stopped while the run was running"
+Staging = asyncio.Task[tuple[Job, Any]]
 
 
 class Scheduler:
-    def __init__(self, store: Store, executor: Executor, concurrency: int) -> None:
-        self.store, self.executor = store, executor
+    def __init__(self, executor: Executor, states: RunStates, concurrency: int) -> None:
+        self.executor, self.states = executor, states
         self.concurrency = max(1, concurrency)
         self._heap: list[tuple[int, str, str]] = []
         self._waiting: dict[str, Run] = {}
@@ -48,7 +49,7 @@ class Scheduler:
         """Every run handed to the executor, until its outcome is written."""
         self._slots: set[str] = set()
         """The runs whose processes may still be alive."""
-        self._staged: dict[str, asyncio.Task[Staged]] = {}
+        self._staged: dict[str, Staging] = {}
         """Queued runs being (or done being) staged, by id."""
         self._stopping = False
 
@@ -95,23 +96,31 @@ class Scheduler:
             return
         self._staged[run_id] = asyncio.create_task(self.executor.stage(self._waiting[run_id]))
 
-    def _start(
-        self, run: Run, record: Record, staged: asyncio.Task[Staged] | None = None
-    ) -> asyncio.Task[None]:
+    def adopt(self, run: Run, execution: Execution) -> None:
+        """Supervise a running run the backend reattached to after a restart (it takes a
+        slot like any other)."""
         self._slots.add(run.id)
-        task = asyncio.create_task(self._run(run, record, staged), name=run.id)
-        self._tasks[run.id] = task
+        release = functools.partial(self._release, run.id)
+        self._track(run.id, self.executor.resume(run, execution, release))
+
+    def _start(self, run: Run, record: Record, staged: Staging | None = None) -> asyncio.Task[None]:
+        self._slots.add(run.id)
+        release = functools.partial(self._release, run.id)
+        return self._track(run.id, self.executor.execute(run, record, release, staged))
+
+    def _track(self, run_id: str, work: Any) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._run(run_id, work), name=run_id)
+        self._tasks[run_id] = task
         return task
 
-    async def _run(self, run: Run, record: Record, staged: asyncio.Task[Staged] | None) -> None:
-        release = functools.partial(self._release, run.id)
+    async def _run(self, run_id: str, work: Any) -> None:
         try:
-            await self.executor.execute(run, record, release, staged)
+            await work
         except Exception:
-            log.exception("scheduler failed on run %s", run.id)
+            log.exception("scheduler failed on run %s", run_id)
         finally:
-            self._tasks.pop(run.id, None)
-            self._release(run.id)
+            self._tasks.pop(run_id, None)
+            self._release(run_id)
 
     def _release(self, run_id: str) -> None:
         """The run's processes are gone: its slot goes to the next run now."""
@@ -119,15 +128,9 @@ class Scheduler:
             self._slots.remove(run_id)
             self._pump()
 
-    async def _claim(self, run: Run, spawned: Spawned) -> bool:
-        """Mark a spawned queued run running, naming its processes; False if canceled."""
-        async with self.store.single() as w:
-            claimed = await w.runs.transition(
-                run.id, RunStatus.RUNNING, [RunStatus.QUEUED], **dataclasses.asdict(spawned)
-            )
-        if claimed:
-            run.status = RunStatus.RUNNING
-        return claimed
+    async def _claim(self, run: Run, placement: dict[str, Any] | None) -> bool:
+        """Mark a spawned queued run running, naming where it runs; False if canceled."""
+        return await self.states.claim(run, placement)
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop starting runs; give running ones ``grace_seconds``, then end them as failed."""
@@ -138,7 +141,8 @@ class Scheduler:
         if not self._tasks:
             return
         _done, pending = await asyncio.wait(list(self._tasks.values()), timeout=grace_seconds)
+        stopped = Failure(FailureKind.DAEMON_STOPPED)
         for task in pending:
-            self.executor.abort(task.get_name(), DAEMON_STOPPED)
+            self.executor.abort(task.get_name(), stopped)
         if pending:
             await asyncio.wait(pending, timeout=grace_seconds + 10)

@@ -19,11 +19,12 @@ from orchestrator.models import Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs import inputs
 from orchestrator.runs.events import RunEvents
-from orchestrator.runs.executor import Executor, Spawned
+from orchestrator.runs.executor import Executor
 from orchestrator.runs.limits import run_limits
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
 from orchestrator.runs.scheduler import Scheduler
+from orchestrator.runs.states import RunStates
 from orchestrator.runs.workspace import Workspace, read_assets
 from orchestrator.store import Store
 from orchestrator.uploads import UploadService
@@ -60,12 +61,13 @@ class RunService:
         uploads: UploadService,
         scheduler: Scheduler,
         executor: Executor,
+        states: RunStates,
         events: RunEvents,
         manifests: ManifestCache,
     ) -> None:
         self.store, self.settings, self.uploads = store, settings, uploads
         self.scheduler, self.executor, self.events = scheduler, executor, events
-        self.manifests = manifests
+        self.states, self.manifests = states, manifests
 
     async def prepare(self, req: RunRequest) -> Run:
         """Resolve, check options and limits: everything that can refuse a run, no writes."""
@@ -102,8 +104,7 @@ class RunService:
             path, size = await self._store_input(run_dir, req, run.input_format)
             run.input_path, run.input_size = str(path) if path else None, size
             if not await self._start_now(run):
-                async with self.store.single() as w:
-                    await w.runs.insert(run)
+                await self.states.create(run)
                 self.scheduler.submit(run)
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -112,7 +113,7 @@ class RunService:
 
     async def _start_now(self, run: Run) -> bool:
         """Spawn a run that finds a free slot *before* its row exists, then write the row
-        ``running`` with the process's pid and cgroup in one statement while the model
+        ``running`` with its placement (pid, cgroup) in one statement while the model
         starts: the write is off the path from submit to spawn, and a run is never
         claimed. False: no free slot. The answer waits for the row, so a client can
         read what it was given; if the write fails, the process is killed and the
@@ -121,12 +122,10 @@ class RunService:
         marker (``recovery``)."""
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        async def record(spawned: Spawned) -> bool:
-            run.status, run.started_at = RunStatus.RUNNING, now()
-            run.pid, run.pgid, run.cgroup = spawned.pid, spawned.pgid, spawned.cgroup
+        async def record(placement: dict[str, Any] | None) -> bool:
+            run.status, run.started_at, run.placement = RunStatus.RUNNING, now(), placement
             try:
-                async with self.store.single() as w:
-                    await w.runs.insert(run)
+                await self.states.create(run)
             except Exception as exc:
                 written.set_exception(exc)
                 return False
@@ -149,8 +148,7 @@ class RunService:
         """Queue prepared runs whose inputs orch already stores (experiments), in one write."""
         for run in runs:
             self.settings.home.run_dir(run.id).mkdir()
-        async with self.store.write() as w:
-            await w.runs.insert_many(runs)
+        await self.states.create_many(runs)
         for run in runs:
             self.scheduler.submit(run)
 
@@ -209,20 +207,24 @@ class RunService:
 
     async def cancel(self, app_id: str, run_id: str) -> Run:
         run = await self.get(app_id, run_id)
-        if run.status == RunStatus.QUEUED:
+        if run.status.finished:
+            raise Conflict(f"run {run_id!r} already finished ({run.status.value})")
+        await self.cancel_many([run])
+        return await self.wait(app_id, run_id, 30)
+
+    async def cancel_many(self, runs: builtins.list[Run]) -> None:
+        """Cancel runs: queued ones never start, running ones have their processes stopped.
+
+        Returns once the queued ones are canceled; running ones end canceled as soon as
+        their processes are gone (wait for them with ``wait``).
+        """
+        queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
+        for run_id in queued:
             self.scheduler.discard(run_id)
-            async with self.store.write() as w:
-                moved = await w.runs.transition(
-                    run_id, RunStatus.CANCELED, [RunStatus.QUEUED], error="canceled"
-                )
-            if moved:
-                self.events.finished(run_id)
-                return await self.get(app_id, run_id)
-            run = await self.get(app_id, run_id)  # it started meanwhile
-        if run.status == RunStatus.RUNNING:
-            self.executor.cancel(run_id)
-            return await self.wait(app_id, run_id, 30)
-        raise Conflict(f"run {run_id!r} already finished ({run.status.value})")
+        moved = set(await self.states.cancel_queued(queued))
+        for run in runs:  # running ones, and queued ones that started meanwhile
+            if run.id not in moved:
+                self.executor.cancel(run.id)
 
     async def delete(self, app_id: str, run_id: str) -> None:
         run = await self.get(app_id, run_id)

@@ -81,8 +81,14 @@ def clear_attempt(run_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+SMALL_OUTPUT = 256 * 1024
+"""Below this, parsing an output on the loop is cheaper than a hop to a thread."""
+
+
 @dataclass(frozen=True)
 class Collected:
+    """What a finished run left for the record (whatever backend ran it)."""
+
     output_size: int
     statistics: dict[str, Any] | None
 

@@ -178,4 +178,108 @@ _V3_LOCKS = """
 ALTER TABLE instances ADD COLUMN locked INTEGER NOT NULL DEFAULT 0
 """
 
-MIGRATIONS: list[str] = [_V1_REGISTRY + _V1_RUNS, _V2_EXPERIMENTS, _V3_LOCKS]
+_V4_PLACEMENT_AND_FAILURES = """
+CREATE TABLE runs_v4 (
+    id               TEXT PRIMARY KEY,
+    app_id           TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    instance_id      TEXT NOT NULL,
+    version_id       TEXT,
+    executable_id    TEXT NOT NULL,
+    name             TEXT NOT NULL DEFAULT '',
+    description      TEXT NOT NULL DEFAULT '',
+    status           TEXT NOT NULL
+                     CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
+    priority         INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 9),
+    options          TEXT NOT NULL DEFAULT '{}',
+    option_sources   TEXT NOT NULL DEFAULT '{}',
+    limits           TEXT NOT NULL DEFAULT '{}',
+    execution_class  TEXT,
+    input_format     TEXT NOT NULL,
+    input_path       TEXT,
+    input_size       INTEGER NOT NULL DEFAULT 0,
+    output_size      INTEGER NOT NULL DEFAULT 0,
+    statistics       TEXT,
+    failure_kind     TEXT CHECK (failure_kind IN (
+                         'exit', 'signal', 'timeout', 'memory', 'cpu', 'output', 'disk',
+                         'processes', 'open_files', 'spawn', 'environment', 'isolation',
+                         'crash', 'worker_lost', 'daemon_stopped', 'external')),
+    failure_limit    REAL,
+    failure_measured REAL,
+    failure_detail   TEXT NOT NULL DEFAULT '',
+    exit_code        INTEGER,
+    signal           INTEGER,
+    duration_ms      REAL,
+    cpu_seconds      REAL,
+    peak_memory_mb   REAL,
+    placement        TEXT,                      -- the backend's identity of the run (JSON)
+    experiment_id    TEXT,
+    input_id         TEXT,
+    option_set       TEXT,
+    repetition       INTEGER NOT NULL DEFAULT 0,
+    queuing_disabled INTEGER NOT NULL DEFAULT 0,
+    created_at       TEXT NOT NULL,
+    started_at       TEXT,
+    ended_at         TEXT
+);
+INSERT INTO runs_v4 (
+    id, app_id, instance_id, version_id, executable_id, name, description, status, priority,
+    options, option_sources, limits, execution_class, input_format, input_path, input_size,
+    output_size, statistics, failure_kind, failure_measured, failure_detail, exit_code,
+    signal, duration_ms, cpu_seconds, peak_memory_mb, placement, experiment_id, input_id,
+    option_set, repetition, queuing_disabled, created_at, started_at, ended_at)
+SELECT
+    id, app_id, instance_id, version_id, executable_id, name, description, status, priority,
+    options, option_sources, limits, execution_class, input_format, input_path, input_size,
+    output_size, statistics,
+    -- Older rows only kept the message: its fixed wording tells the kind, once, here.
+    CASE
+        WHEN status != 'failed' OR error IS NULL THEN NULL
+        WHEN error LIKE 'timeout of%' THEN 'timeout'
+        WHEN error LIKE 'memory limit%' THEN 'memory'
+        WHEN error LIKE 'cpu time limit%' THEN 'cpu'
+        WHEN error LIKE 'output limit%' THEN 'output'
+        WHEN error LIKE 'process limit%' THEN 'processes'
+        WHEN error LIKE 'open files limit%' THEN 'open_files'
+        WHEN error LIKE 'could not start the model%' THEN 'spawn'
+        WHEN error LIKE 'python environment failed%' THEN 'environment'
+        WHEN error LIKE 'daemon stopped%' THEN 'daemon_stopped'
+        WHEN error LIKE 'killed by signal%' THEN 'signal'
+        WHEN error LIKE 'exited with code%' THEN 'exit'
+        ELSE 'crash'
+    END,
+    CASE
+        WHEN status != 'failed' OR error IS NULL THEN NULL
+        WHEN error LIKE 'exited with code%' THEN CAST(substr(error, 18) AS INTEGER)
+        WHEN error LIKE 'killed by signal%'
+            THEN CAST(substr(error, instr(error, '(') + 1) AS INTEGER)
+    END,
+    CASE
+        WHEN status != 'failed' OR error IS NULL THEN ''
+        WHEN error LIKE 'exited with code%' OR error LIKE 'killed by signal%'
+            THEN CASE WHEN instr(error, char(10)) > 0
+                      THEN substr(error, instr(error, char(10)) + 1) ELSE '' END
+        WHEN error LIKE 'could not start the model: %' THEN substr(error, 28)
+        WHEN error LIKE 'python environment failed to build:%' THEN substr(error, 37)
+        WHEN error LIKE 'orch could not execute the run: %' THEN substr(error, 33)
+        ELSE error  -- a limit's message, kept whole (its numbers were never stored apart)
+    END,
+    exit_code, signal, duration_ms, cpu_seconds, peak_memory_mb,
+    CASE WHEN pid IS NULL AND cgroup IS NULL THEN NULL
+         ELSE json_object('backend', 'local', 'pid', pid, 'pgid', pgid, 'cgroup', cgroup) END,
+    experiment_id, input_id, option_set, repetition, queuing_disabled,
+    created_at, started_at, ended_at
+FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v4 RENAME TO runs;
+CREATE INDEX runs_by_app ON runs (app_id, created_at DESC, id DESC);
+CREATE INDEX runs_by_instance ON runs (app_id, instance_id, created_at DESC);
+CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
+CREATE INDEX runs_by_experiment ON runs (experiment_id, status) WHERE experiment_id IS NOT NULL
+"""
+
+MIGRATIONS: list[str] = [
+    _V1_REGISTRY + _V1_RUNS,
+    _V2_EXPERIMENTS,
+    _V3_LOCKS,
+    _V4_PLACEMENT_AND_FAILURES,
+]

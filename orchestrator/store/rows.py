@@ -9,6 +9,8 @@ from orchestrator.models import (
     App,
     EnvStatus,
     Executable,
+    Failure,
+    FailureKind,
     Instance,
     Limits,
     PointerMove,
@@ -55,23 +57,35 @@ def to_move(row: Row) -> PointerMove:
     return PointerMove(**dict(row))
 
 
-_RUN_JSON = ("options", "option_sources", "statistics")
+_RUN_JSON = ("options", "option_sources", "statistics", "placement")
+_FAILURE_COLUMNS = ("failure_kind", "failure_limit", "failure_measured", "failure_detail")
 
 
 def to_run(row: Row) -> Run:
     data = dict(row)
     for key in _RUN_JSON:
         data[key] = load(data[key])
+    kind, limit, measured, detail = (data.pop(c) for c in _FAILURE_COLUMNS)
+    data["failure"] = None if kind is None else Failure(FailureKind(kind), limit, measured, detail)
     data["limits"] = Limits.from_dict(load(data["limits"]))
     data["status"] = RunStatus(data["status"])
     data["queuing_disabled"] = bool(data["queuing_disabled"])
     return Run(**data)
 
 
+def failure_values(failure: Failure | None) -> dict[str, Any]:
+    """A failure as its four columns (all empty when there is none)."""
+    if failure is None:
+        return dict(zip(_FAILURE_COLUMNS, (None, None, None, ""), strict=True))
+    values = (failure.kind.value, failure.limit, failure.measured, failure.detail)
+    return dict(zip(_FAILURE_COLUMNS, values, strict=True))
+
+
 def run_values(run: Run) -> dict[str, Any]:
     data = dict(run.__dict__)
     for key in _RUN_JSON:
         data[key] = None if data[key] is None else dump(data[key])
+    data.update(failure_values(data.pop("failure")))
     data["limits"] = dump(run.limits.to_dict())
     data["status"] = run.status.value
     data["queuing_disabled"] = int(run.queuing_disabled)

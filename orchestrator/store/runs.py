@@ -1,4 +1,10 @@
-"""Runs: rows, guarded status transitions and the newest-first listing."""
+"""Runs: rows, guarded status transitions and the newest-first listing.
+
+``insert``, ``insert_many``, ``transition`` and ``transition_many`` are the SQL
+behind the run-state service (``runs/states.py``), its only caller: they check
+the transition table in the statement itself, so a status can never move
+along an edge the table does not have, whoever races whom.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,10 @@ from typing import Any
 
 from orchestrator.models import RUN_TIMESTAMP, RUN_TRANSITIONS, Run, RunStatus, now
 from orchestrator.store.db import Connection
-from orchestrator.store.rows import dump, run_values, to_run
+from orchestrator.store.rows import dump, failure_values, run_values, to_run
 
 _UPDATABLE = frozenset(
     {
-        "error",
         "exit_code",
         "signal",
         "duration_ms",
@@ -20,11 +25,21 @@ _UPDATABLE = frozenset(
         "peak_memory_mb",
         "output_size",
         "statistics",
-        "pid",
-        "pgid",
-        "cgroup",
+        "placement",
+        "failure",
     }
 )
+_CHUNK = 500
+"""Ids per ``IN (...)`` list: far below SQLite's variable limit on every version."""
+
+
+def sources_of(to: RunStatus, expect: Iterable[RunStatus] | None = None) -> list[RunStatus]:
+    """The statuses a run may move to ``to`` from, narrowed to ``expect`` when given."""
+    sources = [s for s, targets in RUN_TRANSITIONS.items() if s is not None and to in targets]
+    if expect is not None:
+        wanted = set(expect)
+        sources = [s for s in sources if s in wanted]
+    return sources
 
 
 class RunRepo:
@@ -32,10 +47,24 @@ class RunRepo:
         self.conn = conn
 
     async def insert(self, run: Run) -> None:
+        """A new row in ``run.status``, which the table must allow as a creation."""
+        _check_creation(run.status)
         values = run_values(run)
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         await self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", values.values())
+
+    async def insert_many(self, runs: builtins.list[Run]) -> None:
+        if not runs:
+            return
+        for run in runs:
+            _check_creation(run.status)
+        values = [run_values(r) for r in runs]
+        cols = ", ".join(values[0])
+        marks = ", ".join("?" for _ in values[0])
+        await self.conn.executemany(
+            f"INSERT INTO runs ({cols}) VALUES ({marks})", [v.values() for v in values]
+        )
 
     async def get(self, run_id: str) -> Run | None:
         row = await self.conn.one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -84,10 +113,17 @@ class RunRepo:
         """Every run's id (recovery compares them with the run folders)."""
         return {r["id"] for r in await self.conn.all("SELECT id FROM runs")}
 
-    async def unfinished(self) -> builtins.list[Run]:
+    async def unfinished(
+        self, app_id: str | None = None, experiment_id: str | None = None
+    ) -> builtins.list[Run]:
         """Queued and running runs, oldest first: what recovery and the scheduler pick up."""
+        where, params = ["status IN ('queued', 'running')"], list[str]()
+        if app_id is not None:
+            where, params = [*where, "app_id = ?"], [*params, app_id]
+        if experiment_id is not None:
+            where, params = [*where, "experiment_id = ?"], [*params, experiment_id]
         rows = await self.conn.all(
-            "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at, id"
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY created_at, id", params
         )
         return [to_run(r) for r in rows]
 
@@ -104,9 +140,7 @@ class RunRepo:
         atomic step, so a cancel racing a finish cannot both win. Returns
         whether the run moved.
         """
-        sources = [s for s, targets in RUN_TRANSITIONS.items() if to in targets]
-        if expect is not None:
-            sources = [s for s in sources if s in set(expect)]
+        sources = sources_of(to, expect)
         if not sources:
             return False
         values = self._fields(fields)
@@ -120,59 +154,67 @@ class RunRepo:
         )
         return changed == 1
 
-    async def update(self, run_id: str, **fields: Any) -> None:
-        """Record facts about a run (pid, cgroup...) without touching its status."""
-        values = self._fields(fields)
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        await self.conn.execute(
-            f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), run_id]
-        )
+    async def transition_many(
+        self, run_ids: Iterable[str], to: RunStatus, expect: Iterable[RunStatus], **fields: Any
+    ) -> builtins.list[str]:
+        """``transition`` for many runs in one write transaction; returns the ids that moved.
 
-    async def insert_many(self, runs: builtins.list[Run]) -> None:
-        if not runs:
-            return
-        values = [run_values(r) for r in runs]
-        cols = ", ".join(values[0])
-        marks = ", ".join("?" for _ in values[0])
-        await self.conn.executemany(
-            f"INSERT INTO runs ({cols}) VALUES ({marks})", [v.values() for v in values]
-        )
+        The select and the update run in the same ``BEGIN IMMEDIATE``, so what
+        the select sees is what the update changes.
+        """
+        sources = sources_of(to, expect)
+        ids = list(run_ids)
+        if not sources or not ids:
+            return []
+        values = self._fields(fields)
+        values["status"] = to.value
+        values[RUN_TIMESTAMP[to]] = now()
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        status_marks = ", ".join("?" for _ in sources)
+        moved: builtins.list[str] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            id_marks = ", ".join("?" for _ in chunk)
+            where = f"id IN ({id_marks}) AND status IN ({status_marks})"
+            params = [*chunk, *(s.value for s in sources)]
+            rows = await self.conn.all(f"SELECT id FROM runs WHERE {where}", params)
+            await self.conn.execute(
+                f"UPDATE runs SET {assignments} WHERE {where}", [*values.values(), *params]
+            )
+            moved.extend(r["id"] for r in rows)
+        return moved
 
     async def experiment_counts(self, app_id: str, experiment_id: str) -> dict[str, int]:
         rows = await self.conn.all(
-            "SELECT status, count(*) AS n FROM runs WHERE app_id = ? AND experiment_id = ?"
+            "SELECT status, count(*) AS n FROM runs WHERE experiment_id = ? AND app_id = ?"
             " GROUP BY status",
-            (app_id, experiment_id),
+            (experiment_id, app_id),
         )
         return {r["status"]: r["n"] for r in rows}
 
-    async def cancel_queued(self, app_id: str, experiment_id: str) -> builtins.list[str]:
-        """Cancel an experiment's queued runs at once; returns their ids."""
-        rows = await self.conn.all(
-            "SELECT id FROM runs WHERE app_id = ? AND experiment_id = ? AND status = 'queued'",
-            (app_id, experiment_id),
+    async def unfinished_of_experiment(self, app_id: str, experiment_id: str) -> int:
+        """How many of an experiment's runs are queued or running (index-only)."""
+        return int(
+            await self.conn.scalar(
+                "SELECT count(*) FROM runs WHERE experiment_id = ?"
+                " AND status IN ('queued', 'running') AND app_id = ?",
+                (experiment_id, app_id),
+            )
         )
-        for r in rows:
-            await self.transition(r["id"], RunStatus.CANCELED, [RunStatus.QUEUED], error="canceled")
-        return [r["id"] for r in rows]
 
-    async def running_of_experiment(self, app_id: str, experiment_id: str) -> builtins.list[str]:
-        rows = await self.conn.all(
-            "SELECT id FROM runs WHERE app_id = ? AND experiment_id = ? AND status = 'running'",
-            (app_id, experiment_id),
-        )
+    async def ids_of_experiment(
+        self, app_id: str, experiment_id: str, status: RunStatus | None = None
+    ) -> builtins.list[str]:
+        where, params = "experiment_id = ? AND app_id = ?", [experiment_id, app_id]
+        if status is not None:
+            where, params = where + " AND status = ?", [*params, status.value]
+        rows = await self.conn.all(f"SELECT id FROM runs WHERE {where} ORDER BY id", params)
         return [r["id"] for r in rows]
 
     async def delete_experiment_runs(self, app_id: str, experiment_id: str) -> builtins.list[str]:
-        ids = [
-            r["id"]
-            for r in await self.conn.all(
-                "SELECT id FROM runs WHERE app_id = ? AND experiment_id = ?",
-                (app_id, experiment_id),
-            )
-        ]
+        ids = await self.ids_of_experiment(app_id, experiment_id)
         await self.conn.execute(
-            "DELETE FROM runs WHERE app_id = ? AND experiment_id = ?", (app_id, experiment_id)
+            "DELETE FROM runs WHERE experiment_id = ? AND app_id = ?", (experiment_id, app_id)
         )
         return ids
 
@@ -189,4 +231,17 @@ class RunRepo:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"run fields not updatable: {sorted(unknown)}")
-        return {k: dump(v) if k == "statistics" and v is not None else v for k, v in fields.items()}
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "failure":
+                values.update(failure_values(value))
+            elif key in ("statistics", "placement"):
+                values[key] = None if value is None else dump(value)
+            else:
+                values[key] = value
+        return values
+
+
+def _check_creation(status: RunStatus) -> None:
+    if status not in RUN_TRANSITIONS[None]:
+        raise ValueError(f"a run cannot be created {status.value}")

@@ -1,0 +1,1 @@
+"""Execution backends (see ``runs/backend.py``): ``local`` runs models on this machine."""

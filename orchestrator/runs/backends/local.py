@@ -1,0 +1,219 @@
+"""The local backend: models run in the sandbox on this machine.
+
+``prepare`` is everything before the spawn (the run's environment, its
+workspace of symlinks into the read-only package, its command and clean
+environment), so the scheduler can stage the next run while every slot is
+busy and a freed slot only hands a command over. Outputs are written straight
+into the run's folder, so ``collect`` only measures them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from orchestrator.config import Settings
+from orchestrator.environments import EnvFailed, Environments
+from orchestrator.models import Failure, FailureKind, Run, epoch
+from orchestrator.runs.backend import Collected, Execution, Job, StartFailed
+from orchestrator.runs.cgroups import run_groups
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.options import option_argv
+from orchestrator.runs.process import ProcessResult, ProcessSpec
+from orchestrator.runs.proctree import kill_marked
+from orchestrator.runs.sandbox import RunningProcess, Sandbox, kill_leftovers
+from orchestrator.runs.workspace import (
+    SMALL_OUTPUT,
+    Workspace,
+    clear_attempt,
+    clear_tmp,
+    collect,
+    prepare,
+)
+
+log = logging.getLogger("orch.local")
+
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER", "LOGNAME")
+
+
+def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
+    """The child's whole environment: nothing of the daemon's secrets, only what models need.
+
+    ``ORCH_*`` and ``NEXTMV_*`` variables of the daemon (keys, endpoints) are
+    never passed; ``TMPDIR`` is private to the run and emptied after it.
+    """
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    bindir = str(Path(python).parent)
+    env["PATH"] = f"{bindir}:{env['PATH']}"
+    env.update(
+        TMPDIR=str(ws.tmp),
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONIOENCODING="utf-8",
+        ORCH_RUN_ID=run.id,
+        ORCH_APP_ID=run.app_id,
+        ORCH_INSTANCE_ID=run.instance_id,
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A run ready to spawn: its workspace exists and its command is built."""
+
+    spec: ProcessSpec
+    ws: Workspace
+
+
+@dataclass
+class LocalExecution:
+    """A model process tree in the sandbox; its placement is what recovery needs."""
+
+    process: RunningProcess
+
+    @property
+    def placement(self) -> dict[str, Any] | None:
+        proc = self.process
+        if proc.pid is None:
+            return None
+        return {
+            "backend": "local",
+            "pid": proc.pid,
+            "pgid": proc.pgid,
+            "cgroup": ",".join(proc.cgroups) or None,
+        }
+
+    async def wait(self) -> ProcessResult:
+        return await self.process.wait()
+
+    def cancel(self, grace_seconds: float = 2.0) -> None:
+        self.process.cancel(grace_seconds)
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, settings: Settings, sandbox: Sandbox, envs: Environments) -> None:
+        self.settings, self.sandbox, self.envs = settings, sandbox, envs
+
+    @property
+    def slots(self) -> int:
+        return max(1, self.settings.concurrency)
+
+    @property
+    def isolation(self) -> dict[str, Any]:
+        return {"containment": self.sandbox.containment}
+
+    async def prepare(self, job: Job) -> Staged:
+        run, exe, manifest = job.run, job.executable, job.manifest
+        try:
+            python = await self.envs.interpreter(exe)
+        except EnvFailed as exc:
+            raise StartFailed(Failure(FailureKind.ENVIRONMENT, detail=exc.detail)) from None
+        package = self.settings.home.executables / exe.id
+        ws = prepare(
+            self.settings.home.run_dir(run.id),
+            package,
+            manifest,
+            run.input_format,
+            Path(run.input_path) if run.input_path else None,
+        )
+        spec = ProcessSpec(
+            argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
+            cwd=ws.cwd,
+            env=model_env(run, ws, python),
+            stdin=ws.stdin,
+            stdout=ws.stdout,
+            stderr=ws.stderr,
+            limits=run.limits,
+            label=run.id,
+        )
+        return Staged(spec, ws)
+
+    def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
+        """Once its staging has stopped, the workspace is cleared, keeping the input."""
+
+        def clear(_: asyncio.Future[Any]) -> None:
+            if not staging.cancelled():
+                staging.exception()  # retrieved: a failed stage is no error of a canceled run
+            self.sandbox.chores.later(
+                functools.partial(clear_attempt, self.settings.home.run_dir(run_id))
+            )
+
+        staging.cancel()
+        staging.add_done_callback(clear)
+
+    async def start(self, job: Job, prepared: Staged) -> LocalExecution:
+        return LocalExecution(await self.sandbox.start(prepared.spec))
+
+    async def collect(self, job: Job, prepared: Staged, result: ProcessResult) -> Collected:
+        ws, fmt = prepared.ws, job.run.input_format
+        args = (ws, job.manifest, fmt, self.settings.statistics_parse_bytes)
+        small = fmt not in DIRECTORY_FORMATS and _size(ws.stdout) < SMALL_OUTPUT
+        got = collect(*args) if small else await anyio.to_thread.run_sync(collect, *args)
+        self.sandbox.chores.later(functools.partial(clear_tmp, ws.tmp))
+        return got
+
+    async def recover(
+        self, running: list[Run], queued: list[Run], known: set[str]
+    ) -> dict[str, Execution]:
+        """Local processes never survive their daemon: kill what is left of every run a
+        previous daemon ran, and of runs it spawned without writing them down."""
+        for run in running:
+            where = run.placement or {}
+            cgroup = where.get("cgroup")
+            try:
+                kill_leftovers(
+                    where.get("pid"),
+                    where.get("pgid"),
+                    cgroup.split(",") if cgroup else [],
+                    epoch(run.started_at),
+                    label=run.id,
+                )
+            except Exception:  # a failed sweep must not keep the daemon from starting
+                log.exception("could not sweep the processes of run %s", run.id)
+        self._sweep_unwritten(queued, known)
+        return {}
+
+    def _sweep_unwritten(self, queued: list[Run], known: set[str]) -> None:
+        """Runs are spawned a moment before the write that says so: a daemon killed in
+        that window leaves a process no row names (a new run: a folder no row names; a
+        queued run). Kill them by their marker and cgroups; a queued run's half-made
+        workspace is cleared so it starts afresh, an unwritten run's folder goes."""
+        home = self.settings.home
+        unwritten = set(os.listdir(home.runs)) - known
+        suspects = unwritten | {run.id for run in queued}
+        if not suspects:
+            return
+        killed = kill_marked(suspects)
+        for run_id in suspects:
+            kill_leftovers(None, None, [str(g) for g in run_groups(run_id)], None)
+        for run in queued:
+            clear_attempt(home.run_dir(run.id))
+        for run_id in unwritten:
+            shutil.rmtree(home.run_dir(run_id), ignore_errors=True)
+        if unwritten or killed:
+            log.warning(
+                "removed %d run folder(s) no run names; %d unrecorded process(es) killed",
+                len(unwritten),
+                killed,
+            )
+
+    async def close(self) -> None:
+        self.sandbox.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,120 @@
+"""The only writer of a run's status (pueue's one owner per state change).
+
+Creating a run, claiming it, finishing it, canceling it, ending it at
+recovery: each is a method here, each writes through the guarded SQL of
+``store/runs.py`` (which checks ``models.RUN_TRANSITIONS`` in the statement
+itself) and, once committed, tells ``RunEvents``. Nothing else in orch writes
+a run's ``status``; a test checks that no other module calls the store's
+insert or transition.
+
+The hot-path writes (a new run, a claim, a finish) are single statements
+outside ``BEGIN``/``COMMIT`` (``Store.single``): one thread hop each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.models import Failure, FailureKind, Run, RunStatus, now
+from orchestrator.runs.events import RunEvents
+from orchestrator.store import Store
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What is recorded when a run ends (only the facts that were measured)."""
+
+    status: RunStatus
+    failure: Failure | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    duration_ms: float | None = None
+    cpu_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    output_size: int | None = None
+    statistics: dict[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "status" and v is not None}
+        return data
+
+
+class RunStates:
+    def __init__(self, store: Store, events: RunEvents) -> None:
+        self.store, self.events = store, events
+
+    async def create(self, run: Run) -> None:
+        """Write a new run in its initial status (queued, running, or finished when tracked).
+
+        A run created ``running`` carries its ``placement`` and ``started_at``; the
+        row and the fact that it runs are one statement.
+        """
+        if run.status == RunStatus.RUNNING and run.started_at is None:
+            run.started_at = now()
+        if run.status.finished and run.ended_at is None:
+            run.ended_at = now()
+        async with self.store.single() as w:
+            await w.runs.insert(run)
+        self.events.changed(run.id, run.status)
+
+    async def create_many(self, runs: list[Run]) -> None:
+        """Queued runs in one write (an experiment's)."""
+        async with self.store.write() as w:
+            await w.runs.insert_many(runs)
+        for run in runs:
+            self.events.changed(run.id, run.status)
+
+    async def claim(self, run: Run, placement: dict[str, Any] | None) -> bool:
+        """queued -> running, naming where it runs; False if it was canceled meanwhile."""
+        async with self.store.single() as w:
+            claimed = await w.runs.transition(
+                run.id, RunStatus.RUNNING, [RunStatus.QUEUED], placement=placement
+            )
+        if claimed:
+            run.status, run.placement = RunStatus.RUNNING, placement
+            self.events.changed(run.id, RunStatus.RUNNING)
+        return claimed
+
+    async def finish(self, run_id: str, end: Finish) -> bool:
+        """running -> succeeded | failed | canceled, with what was measured."""
+        async with self.store.single() as w:
+            moved = await w.runs.transition(
+                run_id, end.status, expect=[RunStatus.RUNNING], **end.fields()
+            )
+        if moved:
+            self.events.changed(run_id, end.status)
+        return moved
+
+    async def fail_unstarted(self, run_id: str, failure: Failure) -> bool:
+        """queued -> failed: a run that can never start (e.g. its environment failed)."""
+        async with self.store.single() as w:
+            moved = await w.runs.transition(
+                run_id, RunStatus.FAILED, [RunStatus.QUEUED], failure=failure
+            )
+        if moved:
+            self.events.changed(run_id, RunStatus.FAILED)
+        return moved
+
+    async def cancel_queued(self, run_ids: Iterable[str]) -> list[str]:
+        """queued -> canceled for every run still queued; returns the ones that moved."""
+        async with self.store.write() as w:
+            moved = await w.runs.transition_many(run_ids, RunStatus.CANCELED, [RunStatus.QUEUED])
+        for run_id in moved:
+            self.events.changed(run_id, RunStatus.CANCELED)
+        return moved
+
+    async def end_lost(
+        self, run_ids: Iterable[str], kind: FailureKind, detail: str = ""
+    ) -> list[str]:
+        """running -> failed for runs whose processes are gone with no outcome
+        (the daemon stopped, the worker was lost): recovery's verdict."""
+        failure = Failure(kind, detail=detail)
+        async with self.store.write() as w:
+            moved = await w.runs.transition_many(
+                run_ids, RunStatus.FAILED, [RunStatus.RUNNING], failure=failure
+            )
+        for run_id in moved:
+            self.events.changed(run_id, RunStatus.FAILED)
+        return moved
