@@ -80,6 +80,12 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._waiting)
 
+    async def idle(self) -> None:
+        """Return once nothing is queued or running (arq's burst mode, for tests and tools)."""
+        while (self._waiting and not self._stopping) or self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await asyncio.sleep(0)  # let a freed slot's next run start
+
     def _pump(self) -> None:
         while not self._stopping and self._heap and self.active < self.concurrency:
             _, _, run_id = heapq.heappop(self._heap)

@@ -123,7 +123,11 @@ class Database:
 
     async def open(self) -> None:
         self._writer = await _connect(str(self.path))
-        await migrate(self._writer)
+        try:
+            await migrate(self._writer)
+        except BaseException:  # the writer's thread must not outlive a failed start
+            await self.close()
+            raise
         reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         reader.row_factory = sqlite3.Row
         reader.execute("PRAGMA busy_timeout=5000")
