@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,8 @@ class Settings:
     upload_url_ttl_seconds: int = 3600
     memory_sample_seconds: float = 0.05
     shutdown_grace_seconds: float = 5.0
+    loop_monitor: bool = False
+    """Measure event-loop stalls and report them in /healthz (benchmarks)."""
 
     def limits_for_class(self, name: str | None) -> Limits:
         """Limits of a named class; a name orch does not know adds none.
@@ -104,11 +107,20 @@ def _from_toml(text: str) -> dict[str, Any]:
     return values
 
 
-_ENV = {
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ORCH_PORT": ("port", int),
     "ORCH_CONCURRENCY": ("concurrency", int),
     "ORCH_PYTHON_ENVS": ("python_envs", str),
     "ORCH_MAX_UPLOAD_MB": ("max_upload_mb", int),
+    "ORCH_LOOP_MONITOR": ("loop_monitor", _flag),
 }
 
 
@@ -119,5 +131,6 @@ def _from_env() -> dict[str, Any]:
             try:
                 values[key] = kind(raw)
             except ValueError:
-                raise Invalid(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+                expected = "flag (1/0, true/false)" if kind is _flag else kind.__name__
+                raise Invalid(f"{var}={raw!r} is not a valid {expected}") from None
     return values

@@ -21,6 +21,7 @@ import uvicorn
 from orchestrator.api.app import create_app
 from orchestrator.config import Settings
 from orchestrator.lifecycle import HomeLock, load_or_create_api_key
+from orchestrator.loopwatch import LoopWatch
 from orchestrator.wiring import Engine, build_engine
 
 log = logging.getLogger("orch.daemon")
@@ -69,6 +70,10 @@ class Daemon:
             sock = bind(self.settings.host, self.settings.port)
             port = sock.getsockname()[1]
             app = create_app(engine.services, api_key)
+            if self.settings.loop_monitor:
+                watch = LoopWatch()
+                watch.start()
+                app.state.loop_watch = watch
             # No proxy stands in front of a loopback daemon: X-Forwarded-* headers are
             # a client's claim, not a fact, and the middleware that reads them costs a layer.
             config = uvicorn.Config(

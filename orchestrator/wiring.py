@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from orchestrator.config import Settings
 from orchestrator.environments import Environments
+from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.inbox import Inbox
@@ -95,5 +96,6 @@ async def build_engine(settings: Settings) -> Engine:
         inputs=inputs,
         input_sets=input_sets,
         experiments=experiments,
+        analysis=ExperimentAnalysis(store),
     )
     return Engine(svc, envs, scheduler, Inbox(home, push), backend)

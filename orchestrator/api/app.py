@@ -57,10 +57,13 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         """Open (no key): liveness, and how busy the queue is."""
         scheduler = svc.runs.scheduler
-        return {
+        body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
         }
+        if (watch := getattr(app.state, "loop_watch", None)) is not None:
+            body["loop"] = watch.figures()
+        return body
 
     return app
