@@ -25,6 +25,7 @@ _UPDATABLE = frozenset(
         "peak_memory_mb",
         "output_size",
         "statistics",
+        "metrics",
         "placement",
         "failure",
     }
@@ -236,7 +237,7 @@ class RunRepo:
         for key, value in fields.items():
             if key == "failure":
                 values.update(failure_values(value))
-            elif key in ("statistics", "placement"):
+            elif key in ("statistics", "metrics", "placement"):
                 values[key] = None if value is None else dump(value)
             else:
                 values[key] = value
