@@ -199,16 +199,18 @@ def test_versions_instances_and_promote(daemon: Daemon) -> None:
     assert orch_json(daemon, f"app version update -a {a} -v v1 -d new")["description"] == "new"
 
     flags = "-o duration=3 -o scale=2 --memory-mb 512 --timeout 30"
-    inst = orch_json(daemon, f"app instance create -a {a} -i prod -v v1 {flags}")
+    inst = orch_json(daemon, f"app instance create -a {a} --instance-id prod -v v1 {flags}")
     assert inst["configuration"]["options"] == {"duration": "3", "scale": "2"}
     assert inst["configuration"]["limits"] == {"memory_mb": 512, "timeout_seconds": 30}
     assert "prod" in orch(daemon, f"app version delete -a {a} -v v1", code=1).stderr
 
-    changed = orch_json(daemon, f"app instance update -a {a} -i prod --cpu-seconds 20 -o sleep=0")
+    changed = orch_json(
+        daemon, f"app instance update -a {a} --instance-id prod --cpu-seconds 20 -o sleep=0"
+    )
     assert changed["configuration"]["options"] == {"sleep": "0"}  # -o replaces the options
     limits = {"memory_mb": 512, "cpu_seconds": 20, "timeout_seconds": 30}  # limits merge
     assert changed["configuration"]["limits"] == limits
-    assert orch_json(daemon, f"app instance get -a {a} -i prod")["version_id"] == "v1"
+    assert orch_json(daemon, f"app instance get -a {a} --instance-id prod")["version_id"] == "v1"
     listing = orch(daemon, f"app instance list -a {a}").stdout
     assert "devint" in listing and "memory_mb=512" in listing
 
@@ -220,8 +222,8 @@ def test_versions_instances_and_promote(daemon: Daemon) -> None:
     meta = result["metadata"]
     assert meta["application_instance_id"] == "prod" and meta["application_version_id"] == "v2"
 
-    orch(daemon, f"app instance delete -a {a} -i prod", code=1)
-    orch(daemon, f"app instance delete -a {a} -i prod --force")
+    orch(daemon, f"app instance delete -a {a} --instance-id prod", code=1)
+    orch(daemon, f"app instance delete -a {a} --instance-id prod --force")
     assert orch_json(daemon, f"app get -a {a}")["default_instance"] is None
     orch(daemon, f"app version delete -a {a} -v v1")
     assert [v["id"] for v in orch_json(daemon, f"app version list -a {a}")] == ["v2"]
