@@ -101,10 +101,9 @@ class Pusher:
         brief: bool,
     ) -> None:
         pushed = api.apps.push(self.app_id, built.path, manifest.type, manifest.runtime)
-        exe = pushed["executable"]
-        building = exe["environment"]["status"] == "building"
-        if building and self.wait:
-            exe = wait_environment(api, self.app_id, exe)
+        # The push's answer is the executable as stored, before the daemon started its
+        # environment build: the status is read again, and awaited if asked.
+        exe = wait_environment(api, self.app_id, pushed["executable"], self.wait)
         self.report(pushed | {"executable": exe}, time.monotonic() - started, brief)
         if exe["environment"]["status"] == "failed":
             raise EnvFailed(env_failure(exe, self._requirements(manifest)))
@@ -132,10 +131,10 @@ class Pusher:
             return []
 
 
-def wait_environment(api: OrchClient, app_id: str, pushed: Executable) -> Executable:
-    """Poll the executable until its environment is built or failed; Ctrl-C stops waiting
-    (the build goes on in the daemon) with exit code 130."""
-    status = StatusLine(sys.stderr) if styled(sys.stderr) else None
+def wait_environment(api: OrchClient, app_id: str, pushed: Executable, wait: bool) -> Executable:
+    """The executable with its environment's current status; with ``wait``, once it is
+    built or failed. Ctrl-C stops waiting (the build goes on in the daemon), exit 130."""
+    status = StatusLine(sys.stderr) if wait and styled(sys.stderr) else None
     started = time.monotonic()
     try:
         while True:
@@ -143,7 +142,7 @@ def wait_environment(api: OrchClient, app_id: str, pushed: Executable) -> Execut
             if exe["id"] != pushed["id"]:
                 say(f"another push replaced {short(pushed['id'])}; not waiting for its environment")
                 return pushed
-            if exe["environment"]["status"] != "building":
+            if not wait or exe["environment"]["status"] != "building":
                 return exe
             if status is not None:
                 status.show(f"building the python environment… {time.monotonic() - started:.1f} s")
