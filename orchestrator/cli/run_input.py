@@ -103,16 +103,15 @@ def _check_readable(path: Path, name: str) -> None:
 
 
 def _check_folder(folder: Path) -> None:
-    """Every file of the folder must be readable, and there must be at least one."""
+    """Every file of the folder must be readable, and there must be at least one. Only
+    regular files go into the archive (and a FIFO would block the read)."""
     found = False
-    for root, dirs, files in os.walk(folder, onerror=_walk_error):
-        for name in dirs:
-            sub = Path(root, name)
-            if not os.access(sub, os.R_OK | os.X_OK):
-                fail(f"cannot read folder {sub} of the input: permission denied")
+    for root, _dirs, files in os.walk(folder, onerror=_walk_error):
         for name in files:
-            found = True  # an empty file in a folder is fine: it can be a model's input
-            _check_readable(Path(root, name), str(Path(root, name)))
+            path = Path(root, name)
+            if path.is_file():
+                found = True  # an empty file in a folder is fine: it can be a model's input
+                _check_readable(path, str(path))
     if not found:
         fail(f"input folder {folder} holds no files: a run needs an input")
 
