@@ -7,28 +7,23 @@ daemon; assertions look at stdout (data), stderr (messages) and exit codes.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from subprocess import DEVNULL, PIPE
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.cli_run import new_app, orch, orch_json, spawn
 from tests.helpers import SAMPLES, Daemon, unique, wait_for, write_app
 
 KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
 RUN_ID = re.compile(r"^run-[0-9a-z]+$")
-ENV = {k: v for k, v in os.environ.items() if k not in ("ORCH_URL", "ORCH_API_KEY", "ORCH_HOME")}
-ENV["COLUMNS"] = "250"  # wide tables: cells are not cut with "…"
-
 TEXT_APP = """\
 import json, sys
 text = sys.stdin.read()
@@ -53,44 +48,6 @@ os.makedirs("outputs/solutions", exist_ok=True)
 with open("outputs/solutions/files.json", "w") as fh:
     json.dump({"files": names}, fh)
 """
-
-
-def _argv(args: tuple[str | Path, ...]) -> list[str]:
-    """Strings are split on spaces (they read like the shell); paths stay whole."""
-    return [part for a in args for part in (a.split() if isinstance(a, str) else [str(a)])]
-
-
-def orch(
-    daemon: Daemon, *args: str | Path, stdin: str = "", code: int | None = 0, home: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """``orch ARGS --home HOME``; stdin defaults to empty so nothing waits on a terminal."""
-    argv = [sys.executable, "-m", "orchestrator", *_argv(args)]
-    if home:
-        argv += ["--home", str(daemon.home)]
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=ENV, timeout=90)
-    if code is not None:
-        assert proc.returncode == code, (
-            f"{argv} exited {proc.returncode}, wanted {code}\n"
-            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
-        )
-    return proc
-
-
-def orch_json(daemon: Daemon, *args: str | Path, stdin: str = "") -> Any:
-    return json.loads(orch(daemon, *args, "--json", stdin=stdin).stdout)
-
-
-def spawn(daemon: Daemon, *args: str | Path) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "orchestrator", *_argv(args), "--home", str(daemon.home)]
-    return subprocess.Popen(argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, text=True, env=ENV)
-
-
-def new_app(daemon: Daemon, app_dir: Path | None = None) -> str:
-    app_id = unique("cli")
-    orch(daemon, f"app create -a {app_id} -n CLI-test")
-    if app_dir is not None:
-        orch(daemon, f"app push -a {app_id} --app-dir", app_dir)
-    return app_id
 
 
 def devint_moves(api: httpx.Client, app_id: str) -> list[dict[str, Any]]:
