@@ -126,11 +126,13 @@ def bare(argv: list[str], cwd: Path, stdin: Path, stdout: Path | None) -> float:
         return time.perf_counter() - start
 
 
-def wall(argv: list[str], cwd: Path = ROOT, stdin: Path | None = None) -> float:
+def wall(
+    argv: list[str], cwd: Path = ROOT, stdin: Path | None = None, env: dict[str, str] | None = None
+) -> float:
     """Seconds a command takes, start to exit; it must succeed."""
     with (stdin or Path(os.devnull)).open("rb") as fin:
         start = time.perf_counter()
-        out = subprocess.run(argv, cwd=cwd, stdin=fin, capture_output=True, check=False)
+        out = subprocess.run(argv, cwd=cwd, stdin=fin, capture_output=True, env=env, check=False)
         took = time.perf_counter() - start
     if out.returncode != 0:
         text = (out.stdout + out.stderr).decode(errors="replace")[-2000:]
