@@ -6,16 +6,15 @@ Baselines, interleaved with them: the interpreter starting and doing nothing
 bare (``python main.py < input.json``), which ``orch app run --wait`` runs through the
 daemon.
 
-Every command runs as on a person's machine, where Python caches compiled modules:
-without ``PYTHONDONTWRITEBYTECODE`` (some environments set it, this project's agents'
-among them), so the warm-up round writes ``__pycache__`` and the measured rounds read
-it. With the variable set, each command would compile every orch module it imports
-(~40 ms more for ``orch app run``), which no installed ``orch`` does.
+Every command runs as on a person's machine (``common.USER_ENV``), where Python caches
+compiled modules: the warm-up round writes ``__pycache__`` and the measured rounds read
+it. With ``PYTHONDONTWRITEBYTECODE`` set (some environments set it, this project's
+agents' among them), each command would compile every orch module it imports (~40 ms
+more for ``orch app run``), which no installed ``orch`` does.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from orchestrator.packaging.build import build_package
@@ -36,13 +35,12 @@ def scenario_cli(b: Bench) -> list[Row]:
         "run": [orch, "app", "run", "-a", APP, "-i", str(KNAPSACK / "input.json"), "-w", *home],
         "python": [sys.executable, "-c", "pass"],
     }
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     times: dict[str, list[float]] = {k: [] for k in [*commands, "bare"]}
     for _ in range(b.sizes.cli_runs + 1):  # the first round warms the caches
         for key, argv in commands.items():
-            times[key].append(wall(argv, env=env))
+            times[key].append(wall(argv))
         model = [sys.executable, "main.py"]
-        times["bare"].append(wall(model, KNAPSACK, KNAPSACK / "input.json", env=env))
+        times["bare"].append(wall(model, KNAPSACK, KNAPSACK / "input.json"))
     t = {k: ms(median(v[1:])) for k, v in times.items()}
     python = "python -c pass (interpreter start-up)"
     bare = "python main.py < input.json (the knapsack model, bare)"

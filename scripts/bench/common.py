@@ -23,6 +23,15 @@ from .harness import ROOT, Daemon
 MODELS = ROOT / "scripts" / "bench_models"
 KNAPSACK = ROOT / "sample_models" / "knapsack"
 ORCH_CLI = Path(sys.executable).parent / "orch"
+USER_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONPROFILEIMPORTTIME")
+}
+"""The environment of the baselines and the CLI timings: a person's shell, where Python
+caches bytecode and buffers stdout. Some environments set these variables for every
+process (this project's agents do); orch sets the first two for its models, so what they
+cost belongs to orch's side of a comparison, not to both."""
 
 
 @dataclass(frozen=True)
@@ -122,17 +131,17 @@ def bare(argv: list[str], cwd: Path, stdin: Path, stdout: Path | None) -> float:
     """Seconds to run ``argv < stdin > stdout`` directly (``None`` = /dev/null)."""
     with stdin.open("rb") as fin, (stdout or Path(os.devnull)).open("wb") as fo:
         start = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, stdin=fin, stdout=fo, check=True)
+        subprocess.run(argv, cwd=cwd, stdin=fin, stdout=fo, env=USER_ENV, check=True)
         return time.perf_counter() - start
 
 
-def wall(
-    argv: list[str], cwd: Path = ROOT, stdin: Path | None = None, env: dict[str, str] | None = None
-) -> float:
-    """Seconds a command takes, start to exit; it must succeed."""
+def wall(argv: list[str], cwd: Path = ROOT, stdin: Path | None = None) -> float:
+    """Seconds a command takes, start to exit, in ``USER_ENV``; it must succeed."""
     with (stdin or Path(os.devnull)).open("rb") as fin:
         start = time.perf_counter()
-        out = subprocess.run(argv, cwd=cwd, stdin=fin, capture_output=True, env=env, check=False)
+        out = subprocess.run(
+            argv, cwd=cwd, stdin=fin, capture_output=True, env=USER_ENV, check=False
+        )
         took = time.perf_counter() - start
     if out.returncode != 0:
         text = (out.stdout + out.stderr).decode(errors="replace")[-2000:]

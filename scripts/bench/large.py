@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import MODELS, Bench, ensure_app, result, submit, upload
+from .common import MODELS, USER_ENV, Bench, ensure_app, result, submit, upload
 from .harness import MIB
 from .results import Row, Target, median
 from .state import RssSampler
@@ -46,7 +46,10 @@ def large_via_cat(path: Path) -> float:
     script = 'cat "$1" | "$0" main.py > /dev/null'
     start = time.perf_counter()
     subprocess.run(
-        ["sh", "-c", script, sys.executable, str(path)], cwd=MODELS / "count", check=True
+        ["sh", "-c", script, sys.executable, str(path)],
+        cwd=MODELS / "count",
+        env=USER_ENV,
+        check=True,
     )
     return time.perf_counter() - start
 

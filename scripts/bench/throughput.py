@@ -11,7 +11,8 @@ pass of each swings by ±4 % on a shared machine, more than the effects being tr
 CPU is read from ``/proc`` (psutil) around each pass: the daemon's own user + system
 time; its children's (every model process, with the launcher shell it replaces, counted
 when the daemon reaps it); the bench process's own (the client). For ``xargs``, the
-bench's children (``xargs``, its shells, the models).
+bench's children (``xargs``, its shells, the models), run in a person's environment
+(``common.USER_ENV``): bytecode cached, stdout buffered.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from .common import MODELS, Bench, ensure_app, result, submit
+from .common import MODELS, USER_ENV, Bench, ensure_app, result, submit
 from .results import Row, Target, median, median_pair, ms
 
 CPU_WORK_SECONDS = 0.040
@@ -65,7 +66,7 @@ def xargs_pass(cores: int, n: int, stdin: Path, cwd: Path) -> Pass:
     ticks = "".join(f"{i}\n" for i in range(n))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, input=ticks, text=True, cwd=cwd, check=True)
+    subprocess.run(argv, input=ticks, text=True, cwd=cwd, env=USER_ENV, check=True)
     took = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
