@@ -31,6 +31,7 @@ from orchestrator.cli.output import emit, errors_to_exit, fail, say, styled
 from orchestrator.cli.run_input import read_input
 from orchestrator.cli.run_output import deliver
 from orchestrator.cli.run_wait import Waiter
+from orchestrator.client import OrchClient
 
 InputFormat = Literal["json", "text", "multi-file", "csv-archive"]
 ACTIONS = ("result", "metadata", "input", "logs", "list", "cancel", "delete")
@@ -108,16 +109,28 @@ def create(
         with errors_to_exit(), client(home) as api:
             body |= run_input.body(api, app_id) | {"configuration": configuration}
             created = api.runs.create(app_id, body, instance or "devint")
-            run_id = created["run_id"]
             if not (wait or tail):
                 emit(created, as_json, lambda d: typer.echo(d["run_id"]))
                 return
-            if not styled(sys.stderr):
-                say(f"run {run_id} started, waiting for it to finish")
-            home_flag = f" --home {home}" if home else ""
-            info = Waiter(api, app_id, run_id, tail, home_flag).wait()
-            code = deliver(api, app_id, info, output, as_json, logs=tail)
+            code = _wait_and_deliver(api, app_id, created["run_id"], tail, output, as_json, home)
     raise typer.Exit(code)
+
+
+def _wait_and_deliver(
+    api: OrchClient,
+    app_id: str,
+    run_id: str,
+    tail: bool,
+    output: Path | None,
+    as_json: bool,
+    home: Path | None,
+) -> int:
+    """Wait for the run (live at a terminal), print what it produced; the exit code."""
+    if not styled(sys.stderr):
+        say(f"run {run_id} started, waiting for it to finish")
+    home_flag = f" --home {home}" if home else ""
+    info = Waiter(api, app_id, run_id, tail, home_flag).wait()
+    return deliver(api, app_id, info, output, as_json, logs=tail)
 
 
 def _configuration(
