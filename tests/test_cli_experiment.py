@@ -87,18 +87,8 @@ def finished(daemon: Daemon, app_id: str, input_set: str) -> subprocess.Complete
     """good vs worse on the ten inputs, waited for: the summary tables are its stdout."""
     return orch(
         daemon,
-        *(
-            "batch",
-            "start",
-            "-a",
-            app_id,
-            "-b",
-            "gw",
-            "-s",
-            input_set,
-            "--instance-ids",
-            "good,worse",
-        ),
+        *("batch", "start", "-a", app_id, "-b", "gw", "-s", input_set),
+        *("--instance-ids", "good,worse"),
         *("--baseline", "good", "--objective", "max", "-n", "Good vs worse", "--wait"),
     )
 
@@ -106,20 +96,8 @@ def finished(daemon: Daemon, app_id: str, input_set: str) -> subprocess.Complete
 def _start_gated(daemon: Daemon, app_id: str, exp_id: str, *flags: str, code: int) -> Any:
     return orch(
         daemon,
-        *(
-            "batch",
-            "start",
-            "-a",
-            app_id,
-            "-b",
-            exp_id,
-            "-s",
-            "ten",
-            "--instance-ids",
-            "good",
-            "--instance-ids",
-            "worse",
-        ),
+        *("batch", "start", "-a", app_id, "-b", exp_id, "-s", "ten"),
+        *("--instance-ids", "good", "--instance-ids", "worse"),
         *("--baseline", "good", "--objective", "max", "--wait", *flags),
         code=code,
     )
@@ -304,19 +282,8 @@ def test_ctrl_c_keeps_running_then_cancel_and_delete(
 def _interrupt_waiting(daemon: Daemon, app_id: str, api: httpx.Client, meta: str) -> str:
     """``batch start --wait`` on 20 s runs, Ctrl-C once they run; returns its stderr."""
     argv = [
-        *(
-            *CLI,
-            "batch",
-            "start",
-            "-a",
-            app_id,
-            "-b",
-            "nap",
-            "-s",
-            "slow",
-            "--instance-ids",
-            "good",
-        ),
+        *(*CLI, "batch", "start", "-a", app_id, "-b", "nap", "-s", "slow"),
+        *("--instance-ids", "good"),
         *("--option-sets", '{"nap": {"sleep": "20"}}', "--wait", "--home", str(daemon.home)),
     ]
     with subprocess.Popen(argv, stdout=PIPE, stderr=PIPE, text=True, env=ENV) as waiting:
