@@ -45,7 +45,7 @@ DEFAULT_EXECUTION_CLASSES = {
 class Settings:
     home: Home = field(default_factory=lambda: Home(default_home()))
     host: str = "127.0.0.1"
-    port: int = 0
+    port: int | None = None  # None: the stable port (see ports.py); 0: any free one
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     limits: Limits = DEFAULT_LIMITS
     execution_classes: dict[str, Limits] = field(

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -22,6 +21,7 @@ from orchestrator.api.app import create_app
 from orchestrator.config import Settings
 from orchestrator.lifecycle import HomeLock, load_or_create_api_key
 from orchestrator.loopwatch import LoopWatch
+from orchestrator.ports import listen
 from orchestrator.wiring import Engine, build_engine
 
 log = logging.getLogger("orch.daemon")
@@ -33,15 +33,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 class Daemon:
@@ -67,7 +58,7 @@ class Daemon:
             api_key = load_or_create_api_key(home)
             engine = await build_engine(self.settings)
             await engine.start()
-            sock = bind(self.settings.host, self.settings.port)
+            sock = listen(self.settings.host, home, self.settings.port)
             port = sock.getsockname()[1]
             app = create_app(engine.services, api_key)
             if self.settings.loop_monitor:

@@ -36,6 +36,11 @@ class Home:
         return self.root / "api-key"
 
     @property
+    def port_file(self) -> Path:
+        """The port the daemon listened on last, reused by the next start (``ports``)."""
+        return self.root / "port"
+
+    @property
     def config_file(self) -> Path:
         return self.root / "config.toml"
 

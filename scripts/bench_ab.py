@@ -10,7 +10,7 @@ differences. With the defaults it resolves ~0.1 ms of latency and ~2 % of throug
     .venv/bin/python scripts/bench_ab.py /tmp/orch-base .
     .venv/bin/python scripts/bench_ab.py /tmp/orch-base . --quick   # smoke, ~20 s
 
-Latency: the python echo model, submit → result (as ``bench.py``), one run on each tree
+Latency: the python echo model, submit → result (as ``bench``), one run on each tree
 and one bare run per round, order rotated. Throughput: passes of the 20 ms model with
 concurrency = cores, A and B alternating, and an ``xargs -P`` pass per round for scale.
 Each tree's daemon imports the ``orchestrator`` package of its own tree (``python -m`` from
@@ -32,37 +32,37 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # the sibling script: daemon, client, models, timings
+from bench import common, results  # the sibling package: daemon, client, models, timings
+from bench.harness import Daemon
+from bench.throughput import orch_wall, xargs_wall
 
 SIDES = ("A", "B")
 
 
 @contextmanager
-def daemons(trees: dict[str, Path], root: Path, cores: int) -> Iterator[dict[str, bench.Bench]]:
+def daemons(trees: dict[str, Path], root: Path, cores: int) -> Iterator[dict[str, common.Bench]]:
     """One daemon per tree, each with the echo and sleep models pushed."""
     with ExitStack() as stack:
         sides = {}
         for name, tree in trees.items():
             home = root / name / "home"
-            home.mkdir(parents=True)
-            (home / "config.toml").write_text(f"concurrency = {cores}\n")
-            daemon = bench.Daemon.start(home, source=tree)
+            daemon = Daemon.start(home, config=f"concurrency = {cores}\n", source=tree)
             stack.callback(daemon.stop)
-            b = bench.Bench(root, home, bench.FULL, cores, daemon, daemon.client())
+            b = common.Bench(root, home, common.FULL, cores, daemon, common.connect(daemon))
             stack.callback(b.api.close)
             for app in ("echo", "sleep"):
-                bench.ensure_app(b, app, bench.MODELS / app)
+                common.ensure_app(b, app, common.MODELS / app)
             sides[name] = b
         yield sides
 
 
-def orch_latency(b: bench.Bench, doc: dict[str, Any]) -> float:
+def orch_latency(b: common.Bench, doc: dict[str, Any]) -> float:
     start = time.perf_counter()
-    bench.result(b.api, "echo", bench.submit(b.api, "echo", {"input": doc}))
+    common.result(b.api, "echo", common.submit(b.api, "echo", {"input": doc}))
     return time.perf_counter() - start
 
 
-def latency(sides: dict[str, bench.Bench], root: Path, rounds: int) -> dict[str, Any]:
+def latency(sides: dict[str, common.Bench], root: Path, rounds: int) -> dict[str, Any]:
     doc = {"bench": "latency", "items": list(range(10))}
     stdin = root / "echo-input.json"
     stdin.write_text(json.dumps(doc))
@@ -75,12 +75,12 @@ def latency(sides: dict[str, bench.Bench], root: Path, rounds: int) -> dict[str,
     for i in range(rounds):
         for k in orders[i % 3]:
             if k == "bare":
-                took = bench.bare(argv, bench.MODELS / "echo", stdin, root / "echo-output.json")
+                took = common.bare(argv, common.MODELS / "echo", stdin, root / "echo-output.json")
             else:
                 took = orch_latency(sides[k], doc)
             times[k].append(took)
-    medians = {k: bench.ms(bench.median(v)) for k, v in times.items()}
-    diffs = [bench.ms(b - a) for a, b in zip(times["A"], times["B"], strict=True)]
+    medians = {k: results.ms(results.median(v)) for k, v in times.items()}
+    diffs = [results.ms(b - a) for a, b in zip(times["A"], times["B"], strict=True)]
     return {
         "rounds": rounds,
         "median_ms": medians,
@@ -90,29 +90,29 @@ def latency(sides: dict[str, bench.Bench], root: Path, rounds: int) -> dict[str,
 
 
 def throughput(
-    sides: dict[str, bench.Bench], root: Path, passes: int, runs: int, cores: int
+    sides: dict[str, common.Bench], root: Path, passes: int, runs: int, cores: int
 ) -> dict[str, Any]:
     doc = {"seconds": 0.02}
     stdin = root / "sleep-20ms.json"
     stdin.write_text(json.dumps(doc))
     for b in sides.values():
-        bench.orch_wall(b, 5, doc)
+        orch_wall(b, 5, doc)
     rates: dict[str, list[float]] = {"A": [], "B": [], "xargs": []}
     for i in range(passes):
         for k in ("A", "B", "xargs") if i % 2 == 0 else ("B", "A", "xargs"):
             if k == "xargs":
-                wall = bench.xargs_wall(cores, runs, stdin)
+                wall = xargs_wall(cores, runs, stdin)
             else:
-                wall = bench.orch_wall(sides[k], runs, doc)
+                wall = orch_wall(sides[k], runs, doc)
             rates[k].append(runs / wall)
     per_pass = [b / a for a, b in zip(rates["A"], rates["B"], strict=True)]
-    xargs = bench.median(rates["xargs"])
+    xargs = results.median(rates["xargs"])
     return {
         "passes": passes,
         "runs_per_pass": runs,
-        "runs_per_s": {k: bench.median(v) for k, v in rates.items()},
-        "ratio_to_xargs": {k: bench.median(rates[k]) / xargs for k in SIDES},
-        "b_over_a": {"median": bench.median(per_pass), "per_pass": per_pass},
+        "runs_per_s": {k: results.median(v) for k, v in rates.items()},
+        "ratio_to_xargs": {k: results.median(rates[k]) / xargs for k in SIDES},
+        "b_over_a": {"median": results.median(per_pass), "per_pass": per_pass},
     }
 
 

@@ -2,7 +2,7 @@
 
 No daemon, HTTP, database or workspace: one task per core starts the 20 ms bench model
 through ``orchestrator.runs.sandbox.Sandbox`` and waits for it, in a loop. Whatever this
-reaches is the most the whole daemon can reach in ``bench.py``'s throughput scenario with
+reaches is the most the whole daemon can reach in ``bench``'s throughput scenario with
 the same containment, so the gap between the two is the daemon's share and the gap between
 this and 1.0x is the containment's. Each pass is interleaved with an ``xargs`` pass, and the
 pair with the median ratio is shown (one pass swings by several per cent here).
@@ -22,7 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import MODELS, median_pair, xargs_wall
+from bench.common import MODELS
+from bench.results import median_pair
+from bench.throughput import xargs_wall
 
 from orchestrator.config import DEFAULT_LIMITS
 from orchestrator.runs.cgroups import detect
@@ -36,7 +38,7 @@ async def sandbox_wall(sandbox: Sandbox, slots: int, runs: int, stdin: Path, out
     Each run writes new output files, as in the daemon: reusing one pair would truncate it
     every run, and on this project's VM (ext4 mounted ``discard``, no journal) freeing
     blocks waits for the disk. All of them stay until the end, since deleting files slows
-    later creations there (``bench.file_create_us``).
+    later creations there (``bench.results.file_create_us``).
     """
     todo = iter(range(runs))
 

@@ -1,22 +1,19 @@
-"""Test helpers: a real daemon in a subprocess, an HTTP client, a deadline-based wait."""
+"""Test helpers: a real daemon in a subprocess (the benchmarks' harness), an HTTP client,
+a deadline-based wait."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from orchestrator.packaging.build import build_package
+from scripts.bench import harness
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"
@@ -41,35 +38,8 @@ def unique(prefix: str = "app") -> str:
     return f"{prefix}-{os.getpid()}-{next(_counter)}"
 
 
-@dataclass
-class Daemon:
-    home: Path
-    process: subprocess.Popen[bytes]
-    url: str
-    key: str
-
-    @classmethod
-    def start(cls, home: Path, env: dict[str, str] | None = None, config: str = "") -> Daemon:
-        home.mkdir(parents=True, exist_ok=True)
-        if config:
-            (home / "config.toml").write_text(config)
-        (home / "daemon.json").unlink(missing_ok=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "daemon",
-            "run",
-            "--home",
-            str(home),
-            "--port",
-            "0",
-        ]
-        log = (home / "daemon.log").open("ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ, **(env or {})})
-        info = wait_for(lambda: _info(home, proc), timeout=20)
-        key = (home / "api-key").read_text().strip()
-        return cls(home, proc, info["url"], key)
+class Daemon(harness.Daemon):
+    """The shared harness's daemon (``scripts/bench/harness.py``), with an httpx client."""
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(
@@ -78,28 +48,6 @@ class Daemon:
             timeout=30,
             **kwargs,
         )
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(10)
-
-    def log(self) -> str:
-        return (self.home / "daemon.log").read_text(errors="replace")
-
-
-def _info(home: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any] | None:
-    if proc.poll() is not None:
-        raise AssertionError(f"daemon exited: {(home / 'daemon.log').read_text()}")
-    try:
-        info = json.loads((home / "daemon.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return info if info.get("pid") == proc.pid else None
 
 
 def create_app(api: httpx.Client, app_id: str | None = None, name: str = "Test app") -> str:

@@ -7,28 +7,23 @@ daemon; assertions look at stdout (data), stderr (messages) and exit codes.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from subprocess import DEVNULL, PIPE
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.cli_run import new_app, orch, orch_json, spawn
 from tests.helpers import SAMPLES, Daemon, unique, wait_for, write_app
 
 KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
 RUN_ID = re.compile(r"^run-[0-9a-z]+$")
-ENV = {k: v for k, v in os.environ.items() if k not in ("ORCH_URL", "ORCH_API_KEY", "ORCH_HOME")}
-ENV["COLUMNS"] = "250"  # wide tables: cells are not cut with "…"
-
 TEXT_APP = """\
 import json, sys
 text = sys.stdin.read()
@@ -53,44 +48,6 @@ os.makedirs("outputs/solutions", exist_ok=True)
 with open("outputs/solutions/files.json", "w") as fh:
     json.dump({"files": names}, fh)
 """
-
-
-def _argv(args: tuple[str | Path, ...]) -> list[str]:
-    """Strings are split on spaces (they read like the shell); paths stay whole."""
-    return [part for a in args for part in (a.split() if isinstance(a, str) else [str(a)])]
-
-
-def orch(
-    daemon: Daemon, *args: str | Path, stdin: str = "", code: int | None = 0, home: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """``orch ARGS --home HOME``; stdin defaults to empty so nothing waits on a terminal."""
-    argv = [sys.executable, "-m", "orchestrator", *_argv(args)]
-    if home:
-        argv += ["--home", str(daemon.home)]
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=ENV, timeout=90)
-    if code is not None:
-        assert proc.returncode == code, (
-            f"{argv} exited {proc.returncode}, wanted {code}\n"
-            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
-        )
-    return proc
-
-
-def orch_json(daemon: Daemon, *args: str | Path, stdin: str = "") -> Any:
-    return json.loads(orch(daemon, *args, "--json", stdin=stdin).stdout)
-
-
-def spawn(daemon: Daemon, *args: str | Path) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "orchestrator", *_argv(args), "--home", str(daemon.home)]
-    return subprocess.Popen(argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, text=True, env=ENV)
-
-
-def new_app(daemon: Daemon, app_dir: Path | None = None) -> str:
-    app_id = unique("cli")
-    orch(daemon, f"app create -a {app_id} -n CLI-test")
-    if app_dir is not None:
-        orch(daemon, f"app push -a {app_id} --app-dir", app_dir)
-    return app_id
 
 
 def devint_moves(api: httpx.Client, app_id: str) -> list[dict[str, Any]]:
@@ -199,16 +156,18 @@ def test_versions_instances_and_promote(daemon: Daemon) -> None:
     assert orch_json(daemon, f"app version update -a {a} -v v1 -d new")["description"] == "new"
 
     flags = "-o duration=3 -o scale=2 --memory-mb 512 --timeout 30"
-    inst = orch_json(daemon, f"app instance create -a {a} -i prod -v v1 {flags}")
+    inst = orch_json(daemon, f"app instance create -a {a} --instance-id prod -v v1 {flags}")
     assert inst["configuration"]["options"] == {"duration": "3", "scale": "2"}
     assert inst["configuration"]["limits"] == {"memory_mb": 512, "timeout_seconds": 30}
     assert "prod" in orch(daemon, f"app version delete -a {a} -v v1", code=1).stderr
 
-    changed = orch_json(daemon, f"app instance update -a {a} -i prod --cpu-seconds 20 -o sleep=0")
+    changed = orch_json(
+        daemon, f"app instance update -a {a} --instance-id prod --cpu-seconds 20 -o sleep=0"
+    )
     assert changed["configuration"]["options"] == {"sleep": "0"}  # -o replaces the options
     limits = {"memory_mb": 512, "cpu_seconds": 20, "timeout_seconds": 30}  # limits merge
     assert changed["configuration"]["limits"] == limits
-    assert orch_json(daemon, f"app instance get -a {a} -i prod")["version_id"] == "v1"
+    assert orch_json(daemon, f"app instance get -a {a} --instance-id prod")["version_id"] == "v1"
     listing = orch(daemon, f"app instance list -a {a}").stdout
     assert "devint" in listing and "memory_mb=512" in listing
 
@@ -220,8 +179,8 @@ def test_versions_instances_and_promote(daemon: Daemon) -> None:
     meta = result["metadata"]
     assert meta["application_instance_id"] == "prod" and meta["application_version_id"] == "v2"
 
-    orch(daemon, f"app instance delete -a {a} -i prod", code=1)
-    orch(daemon, f"app instance delete -a {a} -i prod --force")
+    orch(daemon, f"app instance delete -a {a} --instance-id prod", code=1)
+    orch(daemon, f"app instance delete -a {a} --instance-id prod --force")
     assert orch_json(daemon, f"app get -a {a}")["default_instance"] is None
     orch(daemon, f"app version delete -a {a} -v v1")
     assert [v["id"] for v in orch_json(daemon, f"app version list -a {a}")] == ["v2"]

@@ -87,7 +87,8 @@ def finished(daemon: Daemon, app_id: str, input_set: str) -> subprocess.Complete
     """good vs worse on the ten inputs, waited for: the summary tables are its stdout."""
     return orch(
         daemon,
-        *("batch", "start", "-a", app_id, "-b", "gw", "-s", input_set, "-i", "good,worse"),
+        *("batch", "start", "-a", app_id, "-b", "gw", "-s", input_set),
+        *("--instance-ids", "good,worse"),
         *("--baseline", "good", "--objective", "max", "-n", "Good vs worse", "--wait"),
     )
 
@@ -95,7 +96,8 @@ def finished(daemon: Daemon, app_id: str, input_set: str) -> subprocess.Complete
 def _start_gated(daemon: Daemon, app_id: str, exp_id: str, *flags: str, code: int) -> Any:
     return orch(
         daemon,
-        *("batch", "start", "-a", app_id, "-b", exp_id, "-s", "ten", "-i", "good", "-i", "worse"),
+        *("batch", "start", "-a", app_id, "-b", exp_id, "-s", "ten"),
+        *("--instance-ids", "good", "--instance-ids", "worse"),
         *("--baseline", "good", "--objective", "max", "--wait", *flags),
         code=code,
     )
@@ -160,7 +162,7 @@ def test_csv_summary_and_a_passing_gate(daemon: Daemon, app_id: str, input_set: 
 
 
 def test_flags_are_checked_before_anything_is_queued(daemon: Daemon, app_id: str) -> None:
-    base = ("batch", "start", "-a", app_id, "-b", "never", "-s", "ten", "-i", "good")
+    base = ("batch", "start", "-a", app_id, "-b", "never", "-s", "ten", "--instance-ids", "good")
     no_wait = orch(daemon, *base, "--baseline", "good", "--fail-if", "wall_time > baseline", code=1)
     assert "--fail-if needs --wait and --baseline" in no_wait.stderr
     typo = orch(daemon, *base, "--baseline", "good", "--wait", "--fail-if", "value > 2", code=1)
@@ -211,7 +213,7 @@ def test_input_set_from_runs_and_start_without_wait(
     )
     two = json.loads(orch(daemon, "input-set", "get", "-a", app_id, "-s", "two", "--json").stdout)
     assert [i["run_id"] for i in two["inputs"]] == picked
-    proc = orch(daemon, "batch", "start", "-a", app_id, "-s", "two", "-i", "good")
+    proc = orch(daemon, "batch", "start", "-a", app_id, "-s", "two", "--instance-ids", "good")
     exp_id = proc.stdout.strip()
     assert re.fullmatch(r"[\w.-]+", exp_id) and "follow it with" in proc.stderr
     with daemon.client() as api:
@@ -280,7 +282,8 @@ def test_ctrl_c_keeps_running_then_cancel_and_delete(
 def _interrupt_waiting(daemon: Daemon, app_id: str, api: httpx.Client, meta: str) -> str:
     """``batch start --wait`` on 20 s runs, Ctrl-C once they run; returns its stderr."""
     argv = [
-        *(*CLI, "batch", "start", "-a", app_id, "-b", "nap", "-s", "slow", "-i", "good"),
+        *(*CLI, "batch", "start", "-a", app_id, "-b", "nap", "-s", "slow"),
+        *("--instance-ids", "good"),
         *("--option-sets", '{"nap": {"sleep": "20"}}', "--wait", "--home", str(daemon.home)),
     ]
     with subprocess.Popen(argv, stdout=PIPE, stderr=PIPE, text=True, env=ENV) as waiting:
@@ -316,7 +319,7 @@ def test_an_experiment_where_nothing_succeeds_exits_1(
     proc = orch(
         daemon,
         *("batch", "start", "-a", app_id, "-b", "all-fail", "-s", "broken"),
-        *("-i", "good", "--version-ids", "v1", "--wait"),
+        *("--instance-ids", "good", "--version-ids", "v1", "--wait"),
         code=1,
     )
     # runs, succeeded, failed, timed_out, canceled: the bare version is its own target

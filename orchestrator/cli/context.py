@@ -13,7 +13,7 @@ HomeOption = typer.Option(
     None, "--home", envvar="ORCH_HOME", help="Data directory (default: XDG data dir / orch)."
 )
 JsonOption = typer.Option(False, "--json", help="Print the API object as JSON (for scripts).")
-AppOption = typer.Option(..., "--app-id", "-a", help="Application ID.")
+AppOption = typer.Option(..., "--app-id", "-a", envvar="ORCH_APP_ID", help="Application ID.")
 
 
 def home_of(home: Path | None) -> Home:

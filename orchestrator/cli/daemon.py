@@ -1,8 +1,9 @@
-"""``orch daemon start|run|stop|status``."""
+"""``orch daemon start|run|stop|status|env``."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -10,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 import typer
 
 from orchestrator.cli.context import HomeOption, JsonOption, home_of
 from orchestrator.cli.output import errors_to_exit, fail, print_json, record, say
+from orchestrator.client import ClientError, OrchClient
 from orchestrator.config import Settings
 from orchestrator.home import Home
 from orchestrator.lifecycle import DaemonInfo
@@ -23,7 +24,10 @@ from orchestrator.lifecycle import DaemonInfo
 app = typer.Typer(help="Start, stop and inspect the orch daemon.", no_args_is_help=True)
 
 PortOption = typer.Option(
-    None, "--port", envvar="ORCH_PORT", help="TCP port on 127.0.0.1 (0 picks a free one)."
+    None,
+    "--port",
+    envvar="ORCH_PORT",
+    help="TCP port on 127.0.0.1 (default: the one used last, else 6724; 0: any free one).",
 )
 
 
@@ -38,11 +42,10 @@ def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any]]:
     if info is None or not psutil.pid_exists(info.pid):
         return None, {}
     try:
-        response = httpx.get(f"{info.url}/healthz", timeout=2)
-        response.raise_for_status()
-    except httpx.HTTPError:
+        with OrchClient(info.url, api_key="") as api:  # /healthz needs no key
+            return info, dict(api.health())
+    except ClientError:
         return None, {}
-    return info, response.json()
 
 
 @app.command("run")
@@ -134,6 +137,36 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         record(data, [(k, k) for k in data])
     if info is None:
         raise typer.Exit(1)
+
+
+@app.command("env")
+def env(home: Path | None = HomeOption) -> None:
+    """Print the shell exports that point the nextmv SDK and orch at this daemon.
+
+    Use it as: eval "$(orch daemon env)". The key is printed: keep the output private.
+    """
+    h = home_of(home)
+    info = running(h)
+    if info is None:
+        fail(f"no orch daemon is running for {h.root}; start one with: orch daemon start")
+    try:
+        key = h.api_key_file.read_text().strip()
+    except OSError as exc:
+        fail(f"cannot read the API key in {h.api_key_file}: {exc.strerror}")
+    exports = env_vars(h, info.url, key)
+    sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items()))
+
+
+def env_vars(home: Home, url: str, key: str) -> dict[str, str]:
+    """What a shell needs: the SDK reads ``NEXTMV_ENDPOINT`` and ``NEXTMV_API_KEY``, the
+    ``orch`` CLI ``ORCH_URL`` and ``ORCH_API_KEY`` (and ``ORCH_HOME`` for daemon commands)."""
+    return {
+        "ORCH_HOME": str(home.root),
+        "ORCH_URL": url,
+        "ORCH_API_KEY": key,
+        "NEXTMV_ENDPOINT": url,
+        "NEXTMV_API_KEY": key,
+    }
 
 
 def _log_tail(home: Home, lines: int = 20) -> str:

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import typer
-from rich.markup import escape
 
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli import input_set
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.flags import WaitOption, renamed
 from orchestrator.cli.input_set import InputSetIdOption, split_ids
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
 from orchestrator.client import OrchClient
+from orchestrator.client.types import ExperimentMetadata
 from orchestrator.errors import OrchError
 from orchestrator.experiments.gate import parse as parse_gate
 
@@ -46,11 +47,6 @@ Objective = Literal["min", "max"]
 BatchIdOption = typer.Option(..., "--batch-experiment-id", "-b", help="Batch experiment ID.")
 
 
-def _batch(app_id: str, exp_id: str | None = None, tail: str = "") -> str:
-    base = f"/v1/applications/{app_id}/experiments/batch"
-    return (f"{base}/{exp_id}" if exp_id else base) + tail
-
-
 # --- batch experiments -----------------------------------------------------------------
 
 
@@ -58,8 +54,9 @@ NewBatchIdOption = typer.Option(
     None, "--batch-experiment-id", "-b", help="Experiment ID (default: generated)."
 )
 InstanceIdsOption = typer.Option(
-    None, "--instance-ids", "-i", help="Instances to run (comma-separated or repeated)."
+    None, "--instance-ids", help="Instances to run (comma-separated or repeated)."
 )
+OldInstanceIdsOption = typer.Option(None, "-i", hidden=True, help="Old spelling of --instance-ids.")
 VersionIdsOption = typer.Option(
     None, "--version-ids", help="Versions to run bare, without an instance (comma-separated)."
 )
@@ -97,6 +94,7 @@ def start(
     exp_id: str | None = NewBatchIdOption,
     set_id: str = InputSetIdOption,
     instance_ids: list[str] | None = InstanceIdsOption,
+    old_instance_ids: list[str] | None = OldInstanceIdsOption,
     version_ids: list[str] | None = VersionIdsOption,
     option_sets: str | None = OptionSetsOption,
     repetitions: int = RepetitionsOption,
@@ -105,7 +103,7 @@ def start(
     priority: int | None = PriorityOption,
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str = typer.Option("", "--description", "-d", help="Description."),
-    wait: bool = typer.Option(False, "--wait", help="Show progress, then the summary."),
+    wait: bool = WaitOption,
     fail_if: str | None = FailIfOption,
     home: Path | None = HomeOption,
     as_json: bool = StartJsonOption,
@@ -125,6 +123,7 @@ def start(
 
     OP: > >= < <= == != . Join conditions with ' or '; each is checked input by input.
     """
+    instance_ids = renamed(instance_ids, old_instance_ids, "-i", "--instance-ids")
     _check_start_flags(wait, fail_if, baseline, as_json, as_csv)
     body = {
         "id": exp_id,
@@ -140,7 +139,7 @@ def start(
         "priority": priority,
     }
     with errors_to_exit(), client(home) as api:
-        created = api.post(_batch(app_id), {k: v for k, v in body.items() if v is not None})
+        created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
         exp_id = str(created["id"])
         say(
             f"experiment {exp_id} started: {created['number_of_requested_runs']} runs"
@@ -193,14 +192,14 @@ def _command(action: str, app_id: str, exp_id: str, home: Path | None) -> str:
     return f"{line} --home {home}" if home else line
 
 
-def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> dict[str, Any]:
+def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> ExperimentMetadata:
     """Poll the metadata until the experiment ends. Ctrl-C stops waiting, not the runs: they
     belong to the daemon, and the user may want them after all."""
     try:
         with view.progress() as bar:
             task = bar.add_task(exp_id, total=None)
             while True:
-                meta: dict[str, Any] = api.get(_batch(app_id, exp_id, "/metadata"))
+                meta = api.batches.metadata(app_id, exp_id)
                 bar.update(
                     task,
                     completed=meta["number_of_completed_runs"],
@@ -220,15 +219,18 @@ def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> dict[
 
 
 def _print_summary(api: OrchClient, app_id: str, exp_id: str, as_json: bool, as_csv: bool) -> None:
-    path = _batch(app_id, exp_id, "/summary")
     if as_csv:
-        sys.stdout.write(api.request("GET", path, params={"format": "csv"}).text)
+        sys.stdout.write(api.batches.summary_csv(app_id, exp_id))
         return
-    emit(api.get(path), as_json, view.summary)
+    emit(api.batches.summary(app_id, exp_id), as_json, view.summary)
 
 
 def _verdict(
-    api: OrchClient, app_id: str, meta: dict[str, Any], fail_if: str | None, baseline: str | None
+    api: OrchClient,
+    app_id: str,
+    meta: ExperimentMetadata,
+    fail_if: str | None,
+    baseline: str | None,
 ) -> int:
     """The exit code: the final status first, then the gate (only on a completed experiment:
     a canceled or failed one proves nothing either way)."""
@@ -240,10 +242,8 @@ def _verdict(
     if status != "completed":
         say(f"gate not checked: the experiment is {status}")
         return code
-    gate = api.get(
-        _batch(app_id, meta["id"], "/gate"), params={"expr": fail_if, "baseline": baseline}
-    )
-    say(escape(gate["description"]))
+    gate = api.batches.gate(app_id, meta["id"], fail_if, baseline or "")
+    say(gate["description"])
     return 1 if gate["failed"] else 0
 
 
@@ -256,13 +256,13 @@ def get_batch(
 ) -> None:
     """Show an experiment: status, counts, targets, and the summary once it has ended."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(_batch(app_id, exp_id))
+        data = api.batches.get(app_id, exp_id)
         if as_json:
             print_json(data)
             return
         view.experiment(data)
         if data["status"] != "started":
-            view.summary(api.get(_batch(app_id, exp_id, "/summary")))
+            view.summary(api.batches.summary(app_id, exp_id))
 
 
 @batch_app.command("list")
@@ -271,7 +271,7 @@ def list_batches(
 ) -> None:
     """List the app's batch experiments."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(_batch(app_id))
+        data = api.batches.list(app_id)
     emit(data, as_json, view.experiments)
 
 
@@ -284,7 +284,7 @@ def batch_runs(
 ) -> None:
     """List an experiment's runs with their target, input, option set and result.value."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(_batch(app_id, exp_id, "/runs"))
+        data = api.batches.runs(app_id, exp_id)
     emit(data, as_json, lambda d: view.runs(d["runs"]))
 
 
@@ -297,7 +297,7 @@ def cancel_batch(
 ) -> None:
     """Cancel an experiment: its queued runs never start, its running ones are stopped."""
     with errors_to_exit(), client(home) as api:
-        data = api.patch(_batch(app_id, exp_id, "/cancel"))
+        data = api.batches.cancel(app_id, exp_id)
     if as_json:
         print_json(data)
     say(f"experiment {exp_id} is {data['status']}")
@@ -314,7 +314,7 @@ def delete_batch(
     if not confirm:
         fail(f"deleting experiment {exp_id} also deletes its runs; add --confirm to go ahead")
     with errors_to_exit(), client(home) as api:
-        api.delete(_batch(app_id, exp_id))
+        api.batches.delete(app_id, exp_id)
     say(f"deleted experiment {exp_id}")
 
 
@@ -329,13 +329,12 @@ def report(
     home: Path | None = HomeOption,
 ) -> None:
     """Write a self-contained HTML report (tables and SVG charts) to share or archive in CI."""
-    params = {"baseline": baseline} if baseline else {}
     with errors_to_exit(), client(home) as api:
         # Into a temporary sibling first: a failed request leaves an older report intact.
         part = html.with_name(f".{html.name}.part")
         try:
             with part.open("wb") as fh:
-                api.download(_batch(app_id, exp_id, "/report"), fh, params)
+                api.batches.report(app_id, exp_id, fh, baseline)
             part.replace(html)
         finally:
             part.unlink(missing_ok=True)

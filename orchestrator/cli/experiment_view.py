@@ -13,8 +13,15 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator.cli import output
+from orchestrator.cli import output, render
 from orchestrator.cli.output import record, table
+from orchestrator.client.types import (
+    Experiment,
+    ExperimentMetadata,
+    ExperimentRun,
+    InputSet,
+    Summary,
+)
 
 OUTCOME_COLUMNS = [
     ("target", "target"),
@@ -105,7 +112,7 @@ def change(value: Any) -> str:
 # --- summary -----------------------------------------------------------------------------
 
 
-def summary(data: dict[str, Any]) -> None:
+def summary(data: Summary) -> None:
     """The three views of a summary: outcomes, metric distributions, baseline comparison."""
     targets = data.get("targets") or []
     if not targets:
@@ -138,7 +145,7 @@ def metrics(targets: list[dict[str, Any]]) -> None:
     table(rows, columns + [(s, s) for s in STATS], title="Metrics of succeeded runs")
 
 
-def comparisons(data: dict[str, Any]) -> None:
+def comparisons(data: Summary) -> None:
     """Per candidate: result.value verdicts on paired inputs, then the timing changes."""
     items = data["comparisons"]
     timing = list(items[0].get("timing") or {})
@@ -179,7 +186,7 @@ def comparisons(data: dict[str, Any]) -> None:
 # --- experiments, runs, input sets -----------------------------------------------------
 
 
-def _progress_text(meta: dict[str, Any]) -> str:
+def _progress_text(meta: ExperimentMetadata) -> str:
     return f"{meta['number_of_completed_runs']}/{meta['number_of_requested_runs']} finished"
 
 
@@ -187,7 +194,7 @@ def pairs(mapping: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (mapping or {}).items())
 
 
-def experiment(data: dict[str, Any]) -> None:
+def experiment(data: Experiment) -> None:
     view = data | {
         "targets_text": ", ".join(data.get("targets") or []),
         "option_sets_text": "; ".join(
@@ -199,11 +206,11 @@ def experiment(data: dict[str, Any]) -> None:
     record(view, EXPERIMENT_FIELDS)
 
 
-def experiments(rows: list[dict[str, Any]]) -> None:
+def experiments(rows: list[Experiment]) -> None:
     table([r | {"progress": _progress_text(r)} for r in rows], EXPERIMENT_COLUMNS)
 
 
-def runs(items: list[dict[str, Any]]) -> None:
+def runs(items: list[ExperimentRun]) -> None:
     """Experiment runs: the daemon gives each its target, input name and result.value."""
     rows = [
         r
@@ -216,12 +223,12 @@ def runs(items: list[dict[str, Any]]) -> None:
     table(rows, RUN_COLUMNS)
 
 
-def input_set(data: dict[str, Any]) -> None:
+def input_set(data: InputSet) -> None:
     record(data | {"count": len(data.get("input_ids") or [])}, INPUT_SET_FIELDS)
     table(data.get("inputs") or [], INPUT_COLUMNS, title="Inputs")
 
 
-def input_sets(rows: Iterable[dict[str, Any]]) -> None:
+def input_sets(rows: Iterable[InputSet]) -> None:
     table([r | {"count": len(r.get("input_ids") or [])} for r in rows], INPUT_SET_COLUMNS)
 
 
@@ -232,11 +239,11 @@ def progress() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=output.err,
+        console=render.err,
     )
 
 
-def progress_label(meta: dict[str, Any]) -> str:
+def progress_label(meta: ExperimentMetadata) -> str:
     counts = meta.get("run_counts") or {}
     bad = {s: counts[s] for s in ("failed", "canceled") if counts.get(s)}
     tail = f" ({pairs(bad)})" if bad else ""

@@ -1,7 +1,9 @@
-"""Flags shared by commands that configure runs: ``-o NAME=VALUE`` options and limits.
+"""Flags shared by several commands: run options and limits, instance IDs, old spellings.
 
 Instances and runs take the same flags; parsing them in one place keeps the
-two commands from drifting apart.
+commands from drifting apart. A short flag means one thing in every command
+(``-i`` is the input, as in the nextmv CLI); spellings that meant something
+else still work for now, with a note on stderr saying what to type instead.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli.output import fail
+from orchestrator.cli.output import fail, say
 
 OptionsOption = typer.Option(
     None,
@@ -27,6 +29,27 @@ MemoryOption = typer.Option(None, "--memory-mb", min=1, help="Memory limit in Mi
 CpuOption = typer.Option(None, "--cpu-seconds", min=0.001, help="CPU time limit in seconds.")
 TimeoutOption = typer.Option(None, "--timeout", min=0.001, help="Wall-clock limit in seconds.")
 OutputMbOption = typer.Option(None, "--output-mb", min=1, help="Output size limit in MiB.")
+
+
+InstanceIdOption = typer.Option(None, "--instance-id", help="Instance ID.")
+OldInstanceIdOption = typer.Option(None, "-i", hidden=True, help="Old spelling of --instance-id.")
+WaitOption = typer.Option(False, "--wait", "-w", help="Wait for the end, then print the result.")
+
+
+def renamed(value: Any, old_value: Any, old: str, new: str) -> Any:
+    """The value of ``new``, or of its deprecated spelling ``old`` (with a note on stderr)."""
+    if old_value is None or old_value == []:
+        return value
+    say(f"note: {old} is deprecated here; use {new} (-i means the input, as in orch app run)")
+    if value is not None and value != old_value:
+        fail(f"{old} and {new} say different things; give {new} only")
+    return old_value
+
+
+def required(value: str | None, flag: str) -> str:
+    if value is None:
+        fail(f"missing option {flag}", code=2)
+    return value
 
 
 def pairs(mapping: dict[str, Any] | None) -> str:

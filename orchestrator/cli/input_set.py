@@ -17,6 +17,7 @@ from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
 from orchestrator.client import ClientError, OrchClient
+from orchestrator.client.types import InputSet
 from orchestrator.errors import OrchError
 
 app = typer.Typer(
@@ -28,11 +29,6 @@ InputFormat = Literal["json", "text"]
 InputSetIdOption = typer.Option(..., "--input-set-id", "-s", help="Input set ID.")
 NameOption = typer.Option(None, "--name", "-n", help="New name.")
 DescriptionOption = typer.Option(None, "--description", "-d", help="New description.")
-
-
-def sets_path(app_id: str, set_id: str | None = None) -> str:
-    base = f"/v1/applications/{app_id}/experiments/inputsets"
-    return f"{base}/{set_id}" if set_id else base
 
 
 def split_ids(values: list[str] | None) -> list[str]:
@@ -99,11 +95,11 @@ def create_input_set(
             paths = _folder_files(directory) if directory else list(files or [])
             data = _create_from_files(api, app_id, body, paths, fmt)
         elif run_ids:
-            data = api.post(sets_path(app_id), body | {"run_ids": split_ids(run_ids)})
+            data = api.input_sets.create(app_id, body | {"run_ids": split_ids(run_ids)})
         else:
             window = {"maximum_runs": maximum_runs, "start_time": start_time, "end_time": end_time}
             body |= {"instance_id": instance_id} | {k: v for k, v in window.items() if v}
-            data = api.post(sets_path(app_id), body)
+            data = api.input_sets.create(app_id, body)
     emit(data, as_json, view.input_set)
     say(f"created input set {data['id']} with {len(data['input_ids'])} inputs")
 
@@ -128,40 +124,32 @@ def _folder_files(folder: Path) -> list[Path]:
 
 def _create_from_files(
     api: OrchClient, app_id: str, body: dict[str, Any], paths: list[Path], fmt: str | None
-) -> Any:
+) -> InputSet:
     """Keep each file as an input, then make the set; on failure the kept inputs go again,
     so a bad set ID or a typo does not leave orphan inputs behind."""
     _ensure_new_set(api, app_id, body["id"])
     kept: list[str] = []
     try:
         for path in paths:
-            kept.append(_keep_file(api, app_id, path, fmt or _format_of(path)))
-        return api.post(sets_path(app_id), body | {"input_ids": kept})
+            kept.append(api.inputs.keep_file(app_id, path, fmt or _format_of(path))["id"])
+        return api.input_sets.create(app_id, body | {"input_ids": kept})
     except (ClientError, OrchError, KeyboardInterrupt):
         for input_id in kept:
             # Best effort: the original error is the one worth showing.
             with contextlib.suppress(ClientError):
-                api.delete(f"/v1/applications/{app_id}/inputs/{input_id}")
+                api.inputs.delete(app_id, input_id)
         raise
 
 
 def _ensure_new_set(api: OrchClient, app_id: str, set_id: str) -> None:
     """Fail before uploading anything if the set exists (the daemon would answer 409 after)."""
     try:
-        api.get(sets_path(app_id, set_id))
+        api.input_sets.get(app_id, set_id)
     except ClientError as exc:
         if exc.status == 404 and "input set" in exc.message:
             return
         raise
     fail(f"input set {set_id!r} already exists in app {app_id!r}")
-
-
-def _keep_file(api: OrchClient, app_id: str, path: Path, fmt: str) -> str:
-    """The SDK's way: an upload URL, the bytes, then an input made from the upload."""
-    target = api.post(f"/v1/applications/{app_id}/runs/uploadurl")
-    api.upload(target["upload_url"], path)
-    body = {"name": path.name, "upload_id": target["upload_id"], "format": {"input": {"type": fmt}}}
-    return str(api.post(f"/v1/applications/{app_id}/inputs", body)["id"])
 
 
 def _format_of(path: Path) -> str:
@@ -181,7 +169,7 @@ def list_input_sets(
 ) -> None:
     """List the app's input sets."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(sets_path(app_id))
+        data = api.input_sets.list(app_id)
     emit(data, as_json, view.input_sets)
 
 
@@ -194,7 +182,7 @@ def get_input_set(
 ) -> None:
     """Show an input set and its inputs."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(sets_path(app_id, set_id))
+        data = api.input_sets.get(app_id, set_id)
     emit(data, as_json, view.input_set)
 
 
@@ -210,9 +198,8 @@ def update_input_set(
     """Rename an input set or change its description (its inputs stay)."""
     if name is None and description is None:
         fail("nothing to update: give -n or -d")
-    given = {"name": name, "description": description}
     with errors_to_exit(), client(home) as api:
-        data = api.put(sets_path(app_id, set_id), {k: v for k, v in given.items() if v is not None})
+        data = api.input_sets.update(app_id, set_id, name, description)
     emit(data, as_json, view.input_set)
 
 
@@ -227,5 +214,5 @@ def delete_input_set(
     if not confirm:
         fail(f"add --confirm to delete input set {set_id}")
     with errors_to_exit(), client(home) as api:
-        api.delete(sets_path(app_id, set_id))
+        api.input_sets.delete(app_id, set_id)
     say(f"deleted input set {set_id}")

@@ -11,21 +11,25 @@ from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
 from orchestrator.cli.flags import (
     CpuOption,
     ExecutionClassOption,
+    InstanceIdOption,
     MemoryOption,
+    OldInstanceIdOption,
     OptionsOption,
     OutputMbOption,
     TimeoutOption,
     limits_body,
     pairs,
     parse_options,
+    renamed,
+    required,
 )
 from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
+from orchestrator.client.types import Instance
 
 app = typer.Typer(
     help="Instances: named pointers to a version, with options and limits.", no_args_is_help=True
 )
 
-InstanceIdOption = typer.Option(..., "--instance-id", "-i", help="Instance ID.")
 FIELDS = [
     ("id", "id"),
     ("name", "name"),
@@ -47,24 +51,28 @@ COLUMNS = [
 ]
 
 
-def _human(data: dict[str, Any]) -> dict[str, Any]:
-    config = data.get("configuration") or {}
-    return data | {"options": pairs(config.get("options")), "limits": pairs(config.get("limits"))}
+def _human(data: Instance) -> dict[str, Any]:
+    config = data["configuration"]
+    return {
+        **data,
+        "options": pairs(config.get("options")),
+        "limits": pairs(config.get("limits")),
+    }
 
 
-def _path(app_id: str, instance_id: str | None = None) -> str:
-    base = f"/v1/applications/{app_id}/instances"
-    return f"{base}/{instance_id}" if instance_id else base
-
-
-def _show(data: dict[str, Any], as_json: bool) -> None:
+def _show(data: Instance, as_json: bool) -> None:
     emit(data, as_json, lambda d: record(_human(d), FIELDS))
+
+
+def _instance_id(value: str | None, old_value: str | None) -> str:
+    return required(renamed(value, old_value, "-i", "--instance-id"), "--instance-id")
 
 
 @app.command("create")
 def create(
     app_id: str = AppOption,
-    instance_id: str = InstanceIdOption,
+    instance_id: str | None = InstanceIdOption,
+    old_instance_id: str | None = OldInstanceIdOption,
     version_id: str = typer.Option(..., "--version-id", "-v", help="Version it runs."),
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str = typer.Option("", "--description", "-d", help="Description."),
@@ -78,21 +86,17 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create an instance; runs sent to it use its version, options and limits."""
+    instance_id = _instance_id(instance_id, old_instance_id)
     configuration: dict[str, Any] = {
         "options": parse_options(options),
         "limits": limits_body(memory_mb, cpu_seconds, timeout, output_mb),
     }
     if execution_class:
         configuration["execution_class"] = execution_class
-    body = {
-        "id": instance_id,
-        "name": name or instance_id,
-        "version_id": version_id,
-        "description": description,
-        "configuration": configuration,
-    }
     with errors_to_exit(), client(home) as api:
-        data = api.post(_path(app_id), body)
+        data = api.instances.create(
+            app_id, instance_id, version_id, name or instance_id, description, configuration
+        )
     _show(data, as_json)
 
 
@@ -102,27 +106,30 @@ def list_instances(
 ) -> None:
     """List the app's instances (devint, the reserved one, comes first)."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(_path(app_id))
+        data = api.instances.list(app_id)
     emit(data, as_json, lambda rows: table([_human(i) for i in rows], COLUMNS))
 
 
 @app.command("get")
 def get(
     app_id: str = AppOption,
-    instance_id: str = InstanceIdOption,
+    instance_id: str | None = InstanceIdOption,
+    old_instance_id: str | None = OldInstanceIdOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show one instance."""
+    instance_id = _instance_id(instance_id, old_instance_id)
     with errors_to_exit(), client(home) as api:
-        data = api.get(_path(app_id, instance_id))
+        data = api.instances.get(app_id, instance_id)
     _show(data, as_json)
 
 
 @app.command("update")
 def update(
     app_id: str = AppOption,
-    instance_id: str = InstanceIdOption,
+    instance_id: str | None = InstanceIdOption,
+    old_instance_id: str | None = OldInstanceIdOption,
     version_id: str | None = typer.Option(None, "--version-id", "-v", help="Point at a version."),
     name: str | None = typer.Option(None, "--name", "-n", help="New name."),
     description: str | None = typer.Option(None, "--description", "-d", help="New description."),
@@ -142,6 +149,7 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Change an instance; only the fields given change (limits merge with the current ones)."""
+    instance_id = _instance_id(instance_id, old_instance_id)
     configuration: dict[str, Any] = {}
     if options:
         configuration["options"] = parse_options(options)
@@ -153,26 +161,28 @@ def update(
     with errors_to_exit(), client(home) as api:
         if limits:
             # The API replaces the limits object whole; merging keeps the ones not named here.
-            current = api.get(_path(app_id, instance_id))
+            current = api.instances.get(app_id, instance_id)
             configuration["limits"] = (current["configuration"].get("limits") or {}) | limits
         if configuration:
             body["configuration"] = configuration
         if not body:
             fail("nothing to update: give at least one of -v, -n, -d, -o or a limit flag")
-        data = api.put(_path(app_id, instance_id), body)
+        data = api.instances.update(app_id, instance_id, body)
     _show(data, as_json)
 
 
 @app.command("delete")
 def delete(
     app_id: str = AppOption,
-    instance_id: str = InstanceIdOption,
+    instance_id: str | None = InstanceIdOption,
+    old_instance_id: str | None = OldInstanceIdOption,
     force: bool = typer.Option(
         False, "--force", help="Also delete the app's default instance (clears the default)."
     ),
     home: Path | None = HomeOption,
 ) -> None:
     """Delete an instance; the default instance needs --force."""
+    instance_id = _instance_id(instance_id, old_instance_id)
     with errors_to_exit(), client(home) as api:
-        api.delete(_path(app_id, instance_id), params={"force": "true"} if force else {})
+        api.instances.delete(app_id, instance_id, force)
     say(f"deleted instance {instance_id} of app {app_id}")

@@ -1,21 +1,33 @@
-"""The ``orch`` entry point: assembles the command groups."""
+"""The ``orch`` entry point: the root group, whose command groups load on first use.
+
+Only ``typer`` and this module are imported before the arguments are parsed; the
+module of the command being run is imported then (see ``lazy``), so ``orch
+--version`` or ``orch app list`` never pay for the experiments engine, the package
+builder or the server stack.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import app, daemon, experiment
+from orchestrator.cli.lazy import Lazy, lazy_group
+
+GROUPS = {
+    "daemon": Lazy("orchestrator.cli.daemon"),
+    "app": Lazy("orchestrator.cli.app"),
+    "experiment": Lazy("orchestrator.cli.experiment"),
+}
+"""Top-level command groups, in help order: name → the module holding its Typer."""
 
 cli = typer.Typer(
     name="orch",
     help="orch: a local, offline run orchestrator for decision models (Nextmv custom apps).",
+    cls=lazy_group(GROUPS),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-cli.add_typer(daemon.app, name="daemon")
-cli.add_typer(app.app, name="app")
-cli.add_typer(experiment.app, name="experiment")
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
 from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
+from orchestrator.client.types import Executable, Version
 
 app = typer.Typer(
     help="Versions: immutable snapshots of the app's current executable.", no_args_is_help=True
@@ -24,6 +25,7 @@ FIELDS = [
     ("type", "executable.requirements.executable_type"),
     ("runtime", "executable.requirements.runtime"),
     ("size", "executable.size"),
+    ("environment", "environment"),
     ("created", "created_at"),
     ("updated", "updated_at"),
 ]
@@ -41,16 +43,24 @@ def short(sha: str | None) -> str | None:
     return sha[:12] if sha else sha
 
 
-def _human(version: dict[str, Any]) -> dict[str, Any]:
-    return version | {"short_executable": short((version.get("executable") or {}).get("id"))}
+def environment_line(exe: Executable) -> str:
+    """``ready``, ``building``, or ``failed: <the installer's words>``; ``-`` when none is
+    needed (no pip requirements, or the daemon runs apps on its own interpreter)."""
+    env = exe["environment"]
+    if env["status"] == "none":
+        return "-"
+    message = env["message"].strip()
+    return (
+        env["status"] if not message or message == env["status"] else f"{env['status']}: {message}"
+    )
 
 
-def _path(app_id: str, version_id: str | None = None) -> str:
-    base = f"/v1/applications/{app_id}/versions"
-    return f"{base}/{version_id}" if version_id else base
+def _human(version: Version) -> dict[str, Any]:
+    exe = version["executable"]
+    return {**version, "short_executable": short(exe["id"]), "environment": environment_line(exe)}
 
 
-def _show(data: dict[str, Any], as_json: bool) -> None:
+def _show(data: Version, as_json: bool) -> None:
     emit(data, as_json, lambda d: record(_human(d), FIELDS))
 
 
@@ -64,9 +74,8 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Snapshot the app's current executable (the last push) as a version."""
-    body = {"id": version_id, "name": name or version_id, "description": description}
     with errors_to_exit(), client(home) as api:
-        data = api.post(_path(app_id), body)
+        data = api.versions.create(app_id, version_id, name or version_id, description)
     _show(data, as_json)
 
 
@@ -76,7 +85,7 @@ def list_versions(
 ) -> None:
     """List the app's versions."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(_path(app_id))
+        data = api.versions.list(app_id)
     emit(data, as_json, lambda rows: table([_human(v) for v in rows], COLUMNS))
 
 
@@ -87,9 +96,9 @@ def get(
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one version and the executable it holds."""
+    """Show one version, the executable it holds and its python environment's status."""
     with errors_to_exit(), client(home) as api:
-        data = api.get(_path(app_id, version_id))
+        data = api.versions.get(app_id, version_id)
     _show(data, as_json)
 
 
@@ -105,9 +114,8 @@ def update(
     """Rename or re-describe a version (its executable never changes)."""
     if name is None and description is None:
         fail("nothing to update: give -n and/or -d")
-    body = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
     with errors_to_exit(), client(home) as api:
-        data = api.put(_path(app_id, version_id), body)
+        data = api.versions.update(app_id, version_id, name, description)
     _show(data, as_json)
 
 
@@ -119,5 +127,5 @@ def delete(
 ) -> None:
     """Delete a version; refused while an instance points at it."""
     with errors_to_exit(), client(home) as api:
-        api.delete(_path(app_id, version_id))
+        api.versions.delete(app_id, version_id)
     say(f"deleted version {version_id} of app {app_id}")

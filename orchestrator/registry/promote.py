@@ -1,8 +1,9 @@
 """promote: version from the current executable, attached to the default instance.
 
 Exactly as the custom-apps page describes, in one transaction: the version
-is created; it is attached to the default instance, or to the named one
-(created with a generated name if missing), which then becomes the default.
+is created; it is attached to the named instance (created if missing), else to
+the default instance, else to a new one named ``production`` (``production-2``...
+if taken), which then becomes the default. A readable name, since people type it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
-from orchestrator.ids import new_id
 from orchestrator.models import App, Instance, PointerMove, Version
 from orchestrator.registry.instances import insert_instance, point_instance, refuse_reserved
 from orchestrator.registry.lookup import require_app
@@ -58,7 +58,7 @@ async def _attach(
 ) -> tuple[Instance, bool]:
     if target is not None and await w.instances.get(app.id, target) is not None:
         return await point_instance(w, app.id, target, version.id, "promote"), False
-    instance_id = target or new_id("instance")
+    instance_id = target or await _free_name(w, app.id)
     instance = Instance(
         id=instance_id,
         app_id=app.id,
@@ -67,3 +67,15 @@ async def _attach(
         description=f"Created by promote of version {version.id}",
     )
     return await insert_instance(w, settings, instance, action="promote"), True
+
+
+FIRST_INSTANCE = "production"
+
+
+async def _free_name(w: Repos, app_id: str) -> str:
+    """``production``, or the first ``production-N`` no instance of the app has."""
+    taken = {i.id for i in await w.instances.list(app_id)}
+    n = 1
+    while (name := FIRST_INSTANCE if n == 1 else f"{FIRST_INSTANCE}-{n}") in taken:
+        n += 1
+    return name

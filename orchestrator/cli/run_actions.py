@@ -1,0 +1,222 @@
+"""``orch app run result|metadata|input|logs|list|cancel|delete``: read and manage runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.flags import WaitOption, pairs
+from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, record, say, table
+from orchestrator.cli.run import OutputFileOption
+from orchestrator.cli.run_output import deliver
+from orchestrator.cli.run_wait import Waiter
+from orchestrator.cli.version import short
+from orchestrator.client.types import FINISHED, RunInfo, RunItem, RunPage, RunState
+
+app = typer.Typer()
+
+RunIdOption = typer.Option(..., "--run-id", "-r", help="Run ID.")
+RUN_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("status", "status_v2"),
+    ("instance", "application_instance_id"),
+    ("version", "application_version_id"),
+    ("created", "created_at"),
+    ("duration ms", "duration_ms"),
+    ("error", "error_line"),
+]
+
+
+@app.command("result")
+def result(
+    app_id: str = AppOption,
+    run_id: str = RunIdOption,
+    output: Path | None = OutputFileOption,
+    wait: bool = WaitOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the output of a finished run (--json: the whole result object).
+
+    Exits with 0 if the run succeeded, 1 if it failed, 2 if it was canceled.
+    """
+    with errors_to_exit(), client(home) as api:
+        if wait:
+            info = Waiter(api, app_id, run_id, tail=False, home_flag=_home_flag(home)).wait()
+        else:
+            info = api.runs.metadata(app_id, run_id)
+        status = info["metadata"]["status_v2"]
+        if status not in FINISHED:
+            fail(f"run {run_id} is {status}; add --wait to wait for it")
+        code = deliver(api, app_id, info, output, as_json, logs=False)
+    raise typer.Exit(code)
+
+
+def _home_flag(home: Path | None) -> str:
+    return f" --home {home}" if home else ""
+
+
+@app.command("metadata")
+def metadata(
+    app_id: str = AppOption,
+    run_id: str = RunIdOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show a run's status, timings, resources, options (with their sources) and limits."""
+    with errors_to_exit(), client(home) as api:
+        data = api.runs.metadata(app_id, run_id)
+
+    def human(d: RunInfo) -> None:
+        view = _metadata_view(d)
+        record(view, [(k, k) for k in view])
+
+    emit(data, as_json, human)
+
+
+def _metadata_view(info: RunInfo) -> dict[str, Any]:
+    m = info["metadata"]
+    summary = m["options"]["options_summary"]
+    cpu, peak = m.get("cpu_seconds"), m.get("peak_memory_mb")
+    return {
+        "id": info["id"],
+        "name": info.get("name"),
+        "status": m["status_v2"],
+        "instance": m["application_instance_id"],
+        "version": m["application_version_id"],
+        "executable": short(m.get("executable_id")),
+        "format": m["format"]["input"]["type"],
+        "created": m["created_at"],
+        "started": m.get("started_at"),
+        "ended": m.get("ended_at"),
+        "duration": f"{m['duration']:.0f} ms" if m.get("ended_at") else None,
+        "exit code": m.get("exit_code"),
+        "signal": m.get("signal"),
+        "cpu": f"{cpu:.3f} s" if cpu is not None else None,
+        "peak memory": f"{peak:.1f} MiB" if peak is not None else None,
+        "options": ", ".join(f"{o['name']}={o['value']} ({o['source']})" for o in summary),
+        "limits": pairs(m.get("limits")),
+        "value": ((m.get("statistics") or {}).get("result") or {}).get("value"),
+        "error": m.get("error"),
+    }
+
+
+@app.command("input")
+def run_input(
+    app_id: str = AppOption,
+    run_id: str = RunIdOption,
+    output: Path | None = OutputFileOption,
+    home: Path | None = HomeOption,
+) -> None:
+    """Print the input a run received, byte for byte (a tar.gz for folder inputs)."""
+    with errors_to_exit(), client(home) as api:
+        if output is not None:
+            with output.open("wb") as fh:
+                api.runs.download_input(app_id, run_id, fh)
+            say(f"wrote {output}")
+            return
+        sys.stdout.flush()
+        api.runs.download_input(app_id, run_id, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+
+
+@app.command("logs")
+def run_logs(
+    app_id: str = AppOption,
+    run_id: str = RunIdOption,
+    tail: bool = typer.Option(
+        False,
+        "--tail",
+        "-t",
+        "--follow",
+        "-f",
+        help="Print lines as they come, until the run ends.",
+    ),
+    home: Path | None = HomeOption,
+) -> None:
+    """Print a run's log (what the model wrote on stderr)."""
+    with errors_to_exit(), client(home) as api:
+        if not tail:
+            sys.stdout.write(api.runs.logs(app_id, run_id)["log"])
+            return
+        since: str | None = None
+        while True:
+            page = api.runs.live_logs(app_id, run_id, since)
+            for item in page["items"]:
+                sys.stdout.write(item["log"] + "\n")
+            sys.stdout.flush()
+            since = page["next_page_token"]
+            if page["status_v2"] in FINISHED and not page["items"]:
+                return
+            time.sleep(float(page.get("next_available_in_seconds") or 0))
+
+
+@app.command("list")
+def list_runs(
+    app_id: str = AppOption,
+    status: RunState | None = typer.Option(None, "--status", help="Only runs in this status."),
+    instance: str | None = typer.Option(
+        None, "--instance-id", "--instance", help="Only runs of this instance."
+    ),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="At most this many runs."),
+    page_token: str | None = typer.Option(None, "--page-token", help="Continue a listing."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List an app's runs, newest first."""
+    with errors_to_exit(), client(home) as api:
+        data = api.runs.list(app_id, status, instance, limit, page_token)
+
+    def human(d: RunPage) -> None:
+        table([_run_row(r) for r in d["runs"]], RUN_COLUMNS)
+
+    emit(data, as_json, human)
+    if data.get("next_page_token"):
+        say(
+            f"more runs: orch app run list -a {app_id} --limit {limit} "
+            f"--page-token '{data['next_page_token']}'"
+        )
+
+
+def _run_row(run: RunItem) -> dict[str, Any]:
+    error = (run.get("error") or "").split("\n", 1)[0]
+    return {**run, "duration_ms": round(run.get("duration") or 0) or None, "error_line": error}
+
+
+@app.command("cancel")
+def cancel(
+    app_id: str = AppOption,
+    run_id: str = RunIdOption,
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Cancel a queued or running run (its processes are stopped)."""
+    with errors_to_exit(), client(home) as api:
+        data = api.runs.cancel(app_id, run_id)
+    if as_json:
+        print_json(data)
+    say(f"run {run_id} is {data['metadata']['status_v2']}")
+
+
+@app.command("delete")
+def delete(
+    app_id: str = AppOption,
+    run_id: str = RunIdOption,
+    confirm: bool = typer.Option(False, "--confirm", help="Yes, delete its input, output and log."),
+    home: Path | None = HomeOption,
+) -> None:
+    """Delete a finished run with its input, output and log (needs --confirm)."""
+    if not confirm:
+        fail(
+            f"deleting run {run_id} also deletes its input, output and log; "
+            "add --confirm to go ahead"
+        )
+    with errors_to_exit(), client(home) as api:
+        api.runs.delete(app_id, run_id)
+    say(f"deleted run {run_id}")

@@ -1,0 +1,136 @@
+"""The input of ``orch app run``: found, checked and sent.
+
+Checked before anything reaches the daemon: an empty, missing or unreadable input
+would otherwise become a run that dies in the model with a traceback, so it is
+refused here with a message saying what was wrong. Small JSON travels inline;
+text, folders and anything large are uploaded (streamed from disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from orchestrator.cli.output import fail
+from orchestrator.client import OrchClient
+
+INLINE_MAX = 5 * 1024 * 1024
+"""Inputs up to this size go inline as JSON; above it (as the SDK does) through an upload."""
+
+
+class RunInput(NamedTuple):
+    """What the run body says about the input: inline JSON or a file to upload."""
+
+    fmt: str | None
+    inline: Any = None
+    upload: Path | None = None
+
+    def body(self, api: OrchClient, app_id: str) -> dict[str, Any]:
+        if self.upload is not None:
+            return {"upload_id": api.runs.upload(app_id, self.upload)}
+        return {"input": self.inline}
+
+
+def read_input(source: str | None, fmt: str | None, tmp: Path) -> RunInput:
+    """Find the input (a file, a folder, or stdin) and check it, before any run exists."""
+    path = _local_path(source, tmp)
+    if path.is_dir():
+        _check_folder(path)
+        return RunInput(fmt or "multi-file", upload=_tar(path, tmp / "input.tar.gz"))
+    size = _check_file(path, source)
+    if fmt in (None, "json") and size <= INLINE_MAX:
+        value = _json_or_none(path)
+        if isinstance(value, dict | list):
+            return RunInput(fmt, inline=value)
+        if fmt is None and value is None:
+            fmt = "text"
+    return RunInput(fmt, upload=path)
+
+
+def _local_path(source: str | None, tmp: Path) -> Path:
+    """The input as a regular file or folder; stdin and pipes (``-i <(cmd)``) are spooled
+    to a file first, since they can be read only once and may be large."""
+    if source is None and (sys.stdin is None or sys.stdin.isatty()):
+        fail("no input: give one with -i FILE (or -i FOLDER), or pipe it on stdin")
+    if source is None or source == "-":
+        return _spool(sys.stdin.buffer, tmp / "stdin", "the input on stdin")
+    path = Path(source).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        fail(f"input {source} does not exist")
+    except OSError as exc:
+        fail(f"cannot read input {source}: {exc.strerror}")
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return path
+    try:
+        with path.open("rb") as fh:
+            return _spool(fh, tmp / "piped", f"input {source}")
+    except OSError as exc:
+        fail(f"cannot read input {source}: {exc.strerror}")
+
+
+def _spool(stream: Any, dest: Path, what: str) -> Path:
+    with dest.open("wb") as fh:
+        shutil.copyfileobj(stream, fh)
+    if dest.stat().st_size == 0:
+        fail(f"{what} is empty: a run needs an input (give one with -i FILE)")
+    return dest
+
+
+def _check_file(path: Path, source: str | None) -> int:
+    """The file's size, once it is known to be readable and not empty."""
+    name = source if source not in (None, "-") else "the input"
+    _check_readable(path, name)
+    size = path.stat().st_size
+    if size == 0:
+        fail(f"input {name} is empty: a run needs an input")
+    return size
+
+
+def _check_readable(path: Path, name: str) -> None:
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        fail(f"cannot read input {name}: {exc.strerror}")
+
+
+def _check_folder(folder: Path) -> None:
+    """Every file of the folder must be readable, and there must be at least one. Only
+    regular files go into the archive (and a FIFO would block the read)."""
+    found = False
+    for root, _dirs, files in os.walk(folder, onerror=_walk_error):
+        for name in files:
+            path = Path(root, name)
+            if path.is_file():
+                found = True  # an empty file in a folder is fine: it can be a model's input
+                _check_readable(path, str(path))
+    if not found:
+        fail(f"input folder {folder} holds no files: a run needs an input")
+
+
+def _walk_error(exc: OSError) -> None:
+    fail(f"cannot read input folder {exc.filename}: {exc.strerror}")
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        with path.open("rb") as fh:
+            return json.load(fh)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _tar(folder: Path, dest: Path) -> Path:
+    with tarfile.open(dest, "w:gz") as tar:
+        for item in sorted(folder.rglob("*")):
+            if item.is_file():
+                tar.add(item, arcname=item.relative_to(folder).as_posix())
+    return dest

@@ -1,0 +1,75 @@
+"""The typed HTTP client of the daemon, used by the CLI (and by anything scripting orch).
+
+It finds the daemon the way the CLI documents: ``ORCH_URL`` + ``ORCH_API_KEY``
+when set, else ``daemon.json`` and ``api-key`` in the home. It owns every URL of
+the API; each call returns the daemon's JSON typed (``client.types``) and every
+non-2xx answer raises a ``ClientError`` carrying the daemon's own message.
+Standard library only (``http.client``): the CLI pays its imports on every command.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import cast
+
+from orchestrator.client.apps import Apps, Instances, Versions
+from orchestrator.client.experiments import Batches, Inputs, InputSets
+from orchestrator.client.runs import Runs
+from orchestrator.client.transport import ClientError, Transport
+from orchestrator.client.types import Health
+from orchestrator.home import Home
+from orchestrator.lifecycle import DaemonInfo
+
+__all__ = ["ClientError", "OrchClient", "discover"]
+
+
+def discover(home: Home) -> tuple[str, str]:
+    """(url, key) of the daemon to talk to."""
+    url, key = os.environ.get("ORCH_URL"), os.environ.get("ORCH_API_KEY")
+    if url and key:
+        return url.rstrip("/"), key
+    info = DaemonInfo.read(home)
+    if info is None:
+        raise ClientError(
+            f"no orch daemon is running for {home.root}; start one with: orch daemon start"
+        )
+    try:
+        key = key or home.api_key_file.read_text().strip()
+    except OSError as exc:
+        raise ClientError(f"cannot read the API key in {home.api_key_file}: {exc}") from None
+    return (url or info.url).rstrip("/"), key
+
+
+class OrchClient:
+    """One daemon, one keep-alive connection, one attribute per resource family."""
+
+    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
+        self.http = Transport(url, api_key, timeout)
+        self.apps = Apps(self.http)
+        self.versions = Versions(self.http)
+        self.instances = Instances(self.http)
+        self.runs = Runs(self.http)
+        self.inputs = Inputs(self.http, self.runs)
+        self.input_sets = InputSets(self.http)
+        self.batches = Batches(self.http)
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    @classmethod
+    def for_home(cls, home: Home) -> OrchClient:
+        return cls(*discover(home))
+
+    def health(self) -> Health:
+        """``/healthz`` (no key needed): liveness and how busy the queue is."""
+        return cast(Health, self.http.request("GET", "/healthz", timeout=2).json())
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> OrchClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,122 @@
+"""Runs: create (inline or uploaded input), wait, read, logs, cancel, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from orchestrator.client.apps import child
+from orchestrator.client.transport import Params, Transport
+from orchestrator.client.types import (
+    LiveLog,
+    RunCreated,
+    RunInfo,
+    RunLog,
+    RunPage,
+    SignedUrl,
+    Upload,
+)
+
+LONG_POLL_SECONDS = 60.0
+"""How long one ``?wait=`` request may hold; the daemon answers sooner when the run ends."""
+
+
+class Sink(Protocol):
+    """Where a downloaded body goes: a file opened ``wb``, ``sys.stdout.buffer``, a buffer."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+def run_path(app_id: str, run_id: str | None = None, tail: str = "") -> str:
+    return child(app_id, "runs", run_id) + tail
+
+
+class Runs:
+    def __init__(self, http: Transport) -> None:
+        self._http = http
+
+    def create(
+        self, app_id: str, body: dict[str, Any], instance_id: str | None = None
+    ) -> RunCreated:
+        """``body``: the API's run request (``input`` or ``upload_id``, options, configuration)."""
+        params = {"instance_id": instance_id} if instance_id else None
+        answer = self._http.request("POST", run_path(app_id), params=params, json_body=body)
+        return cast(RunCreated, answer.json())
+
+    def upload(self, app_id: str, source: Path) -> str:
+        """Stream a file to a fresh upload URL; its ``upload_id`` names it in a run or input."""
+        target = cast(
+            Upload, self._http.request("POST", run_path(app_id, tail="/uploadurl")).json()
+        )
+        with source.open("rb") as fh:
+            self._http.request("PUT", target["upload_url"], body=fh, timeout=600)
+        return target["upload_id"]
+
+    def metadata(self, app_id: str, run_id: str, wait: float = 0) -> RunInfo:
+        """Status and facts of a run; with ``wait`` the daemon answers the moment it ends
+        (or after ``wait`` seconds), so waiting needs no polling loop."""
+        params = {"wait": wait} if wait else None
+        path = run_path(app_id, run_id, "/metadata")
+        answer = self._http.request("GET", path, params=params, timeout=wait + 30)
+        return cast(RunInfo, answer.json())
+
+    def result(self, app_id: str, run_id: str) -> RunInfo:
+        """The metadata plus the output (or, over 5 MiB, a URL to it)."""
+        return cast(RunInfo, self._http.request("GET", run_path(app_id, run_id)).json())
+
+    def list(
+        self,
+        app_id: str,
+        status: str | None = None,
+        instance_id: str | None = None,
+        limit: int = 50,
+        page_token: str | None = None,
+    ) -> RunPage:
+        params = {
+            "status": status,
+            "instance_id": instance_id,
+            "limit": limit,
+            "pagetoken": page_token,
+        }
+        return cast(RunPage, self._http.request("GET", run_path(app_id), params=params).json())
+
+    def logs(self, app_id: str, run_id: str) -> RunLog:
+        return cast(RunLog, self._http.request("GET", run_path(app_id, run_id, "/logs")).json())
+
+    def live_logs(self, app_id: str, run_id: str, since: str | None = None) -> LiveLog:
+        """New log lines after ``since`` (the previous answer's ``next_page_token``)."""
+        path = run_path(app_id, run_id, "/logs/live")
+        params = {"since": since} if since else None
+        return cast(LiveLog, self._http.request("GET", path, params=params).json())
+
+    def download_output(self, app_id: str, run_id: str, sink: Sink) -> bytes:
+        """The output's bytes into ``sink``; returns the last byte (to end a terminal line)."""
+        return self._download(run_path(app_id, run_id, "/output"), sink)
+
+    def download_input(self, app_id: str, run_id: str, sink: Sink) -> bytes:
+        """The input byte for byte, through its signed URL: ``.../input`` answers text
+        inputs as a JSON string, the way the SDK reads them."""
+        path = run_path(app_id, run_id, "/input")
+        signed = cast(SignedUrl, self._http.request("GET", path, params={"format": "url"}).json())
+        return self._download(signed["url"], sink)
+
+    def cancel(self, app_id: str, run_id: str) -> RunInfo:
+        return cast(
+            RunInfo, self._http.request("PATCH", run_path(app_id, run_id, "/cancel")).json()
+        )
+
+    def delete(self, app_id: str, run_id: str) -> None:
+        self._http.request("DELETE", run_path(app_id, run_id))
+
+    def _download(self, path: str, sink: Sink, params: Params | None = None) -> bytes:
+        return download(self._http, path, sink, params)
+
+
+def download(http: Transport, path: str, sink: Sink, params: Params | None = None) -> bytes:
+    """Stream a body into ``sink``; returns its last byte (``b""`` when empty)."""
+    last = b""
+    with http.stream(path, params) as chunks:
+        for chunk in chunks:
+            sink.write(chunk)
+            last = chunk[-1:]
+    return last

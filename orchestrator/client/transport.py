@@ -1,0 +1,186 @@
+"""HTTP to the daemon on the standard library: one keep-alive connection, JSON in and out.
+
+The CLI starts a new interpreter for every command, so what it imports is paid on
+every keystroke: ``http.client`` costs a few milliseconds where httpx costs ~0.2 s.
+The daemon speaks plain HTTP/1.1 on loopback, which is all this needs. Every
+non-2xx answer becomes a ``ClientError`` carrying the daemon's own message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any, NamedTuple
+from urllib.parse import urlencode, urlsplit
+
+Params = Mapping[str, str | int | float | bool | None]
+BLOCK = 1024 * 1024
+"""Upload and download chunk size: large bodies stream, never sit whole in memory."""
+_RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class ClientError(Exception):
+    """A failed call: the daemon's message, and its HTTP status when it answered at all."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class Response(NamedTuple):
+    status: int
+    body: bytes
+    content_type: str
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+class Transport:
+    """Requests to one daemon over one reused connection (reopened once if it went stale)."""
+
+    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ClientError(f"not an http(s) URL: {url!r}")
+        self.url = url.rstrip("/")
+        self._scheme, self._host = parts.scheme, parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json_body: Any = None,
+        body: bytes | IO[bytes] | None = None,
+        timeout: float | None = None,
+    ) -> Response:
+        """``path`` is on the daemon (``/v1/...``) or an absolute URL on it (upload URLs)."""
+        with self._exchange(method, path, params, json_body, body, timeout) as response:
+            data = response.read()
+            return Response(response.status, data, response.getheader("Content-Type") or "")
+
+    @contextmanager
+    def stream(
+        self, path: str, params: Params | None = None, timeout: float | None = None
+    ) -> Iterator[Iterator[bytes]]:
+        """GET a body in chunks (outputs and reports may be large)."""
+        with self._exchange("GET", path, params, None, None, timeout) as response:
+            yield iter(lambda: response.read(BLOCK), b"")
+
+    @contextmanager
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        json_body: Any,
+        body: bytes | IO[bytes] | None,
+        timeout: float | None,
+    ) -> Iterator[http.client.HTTPResponse]:
+        target, headers = self._target(path, params)
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        if body is not None:
+            size = len(body) if isinstance(body, bytes) else os.fstat(body.fileno()).st_size
+            headers["Content-Length"] = str(size)
+        response = self._send(method, target, headers, body, timeout)
+        try:
+            if response.status >= 400:
+                raise ClientError(_message(response.status, response.read()), response.status)
+            yield response
+        except TimeoutError:
+            self.close()
+            raise ClientError(f"the daemon at {self.url} did not answer in time") from None
+        finally:
+            if not response.isclosed():
+                self.close()  # a body left unread: the connection cannot be reused
+
+    def _target(self, path: str, params: Params | None) -> tuple[str, dict[str, str]]:
+        """The request target and headers; the key goes to the daemon's own /v1 routes only
+        (upload and download URLs carry their own secret, as the SDK expects)."""
+        parts = urlsplit(path)
+        if parts.netloc and (parts.hostname, parts.port) != (self._host, self._port):
+            raise ClientError(f"{path} is not on the daemon at {self.url}")
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        given = {k: _text(v) for k, v in (params or {}).items() if v is not None}
+        if given:
+            target += ("&" if "?" in target else "?") + urlencode(given)
+        headers = dict(self._auth) if parts.path.startswith("/v1/") else {}
+        return target, headers
+
+    def _send(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes | IO[bytes] | None,
+        timeout: float | None,
+    ) -> http.client.HTTPResponse:
+        rewindable = body is None or isinstance(body, bytes)
+        for attempt in (1, 2):  # a keep-alive connection the daemon closed: reconnect once
+            try:
+                conn = self._connection(timeout or self._timeout)
+                conn.request(method, target, body=body, headers=headers)
+                return conn.getresponse()
+            except _RETRYABLE as exc:
+                self.close()
+                if attempt == 2 or not rewindable:
+                    raise ClientError(f"cannot reach the daemon at {self.url}: {exc}") from None
+            except TimeoutError:
+                self.close()
+                raise ClientError(f"the daemon at {self.url} did not answer in time") from None
+            except OSError as exc:
+                self.close()
+                reason = exc.strerror or str(exc)
+                raise ClientError(f"cannot reach the daemon at {self.url}: {reason}") from None
+        raise AssertionError("unreachable")
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            factory = (
+                http.client.HTTPSConnection
+                if self._scheme == "https"
+                else http.client.HTTPConnection
+            )
+            self._conn = factory(self._host, self._port, timeout=timeout, blocksize=BLOCK)
+            self._conn.connect()
+            self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn.sock.settimeout(timeout)
+        return self._conn
+
+
+def _text(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _message(status: int, body: bytes) -> str:
+    """The daemon's ``{"error": "..."}``, or the start of whatever else came back."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return f"HTTP {status}: {body[:500].decode(errors='replace')}"
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])
+    return f"HTTP {status}: {data}"

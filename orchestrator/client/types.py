@@ -1,0 +1,263 @@
+"""The daemon's JSON, typed: what the client returns and the CLI reads.
+
+``TypedDict``s rather than classes: the objects stay the API's own dicts (``--json``
+prints them whole, fields the CLI does not know included) and cost nothing to build,
+while mypy checks every key the CLI reads. They mirror ``api/wire.py``,
+``api/run_wire.py`` and ``api/experiment_wire.py``; fields this side never reads are
+left out. Timestamps are RFC 3339 text in UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+RunState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+"""A run's ``status_v2`` on the wire (the daemon's ``models.RunStatus``)."""
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+"""States a run never leaves. The client reads the wire, not the daemon's models: a
+client that imported the domain would pay for it on every command, and could drift
+towards calling it."""
+
+# --- apps, executables, versions, instances ------------------------------------------------
+
+
+class App(TypedDict):
+    id: str
+    name: str
+    description: str
+    default_instance: str | None
+    executable_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class Environment(TypedDict):
+    status: str  # "none" | "building" | "ready" | "failed"
+    message: str
+
+
+class Requirements(TypedDict):
+    executable_type: str
+    runtime: str
+
+
+class Executable(TypedDict):
+    id: str
+    uploaded_at: str
+    requirements: Requirements
+    size: int
+    environment: Environment
+
+
+class Pushed(TypedDict):
+    executable: Executable
+
+
+class Version(TypedDict):
+    id: str
+    application_id: str
+    name: str
+    description: str
+    executable: Executable
+    created_at: str
+    updated_at: str
+
+
+class InstanceConfiguration(TypedDict):
+    options: dict[str, str]
+    execution_class: NotRequired[str]
+    limits: NotRequired[dict[str, float]]
+
+
+class Instance(TypedDict):
+    id: str
+    application_id: str
+    version_id: str
+    name: str
+    description: str
+    configuration: InstanceConfiguration
+    locked: bool
+    created_at: str
+    updated_at: str
+
+
+PointerMove = TypedDict(
+    "PointerMove",
+    {"id": int, "pointer": str, "from": str | None, "to": str | None, "action": str, "at": str},
+)
+"""One move of a pointer (devint, an instance, the default instance); ``from`` is a keyword."""
+
+
+class History(TypedDict):
+    items: list[PointerMove]
+
+
+class Promotion(TypedDict):
+    application: App
+    version: Version
+    instance: Instance
+    created_instance: bool
+
+
+class Upload(TypedDict):
+    upload_id: str
+    upload_url: str
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+class Format(TypedDict):
+    input: dict[str, str]
+    output: dict[str, str]
+
+
+class OptionSource(TypedDict):
+    name: str
+    value: str
+    source: str
+
+
+class RunOptions(TypedDict):
+    options_summary: list[OptionSource]
+
+
+class RunMetadata(TypedDict):
+    application_instance_id: str
+    application_version_id: str
+    status_v2: RunState
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    duration: float
+    error: str
+    format: Format
+    options: RunOptions
+    limits: dict[str, float]
+    executable_id: str | None
+    exit_code: int | None
+    signal: int | None
+    cpu_seconds: float | None
+    peak_memory_mb: float | None
+    statistics: NotRequired[dict[str, Any]]
+
+
+class RunInfo(TypedDict):
+    """``GET .../runs/{id}/metadata``; ``GET .../runs/{id}`` adds the output."""
+
+    id: str
+    name: str
+    description: str
+    metadata: RunMetadata
+    output: NotRequired[Any]
+
+
+class RunCreated(TypedDict):
+    run_id: str
+
+
+class RunItem(TypedDict):
+    id: str
+    name: str
+    status_v2: RunState
+    application_instance_id: str
+    application_version_id: str
+    created_at: str
+    duration: float
+    error: str
+
+
+class RunPage(TypedDict):
+    runs: list[RunItem]
+    next_page_token: str
+
+
+class RunLog(TypedDict):
+    log: str
+
+
+class LogLine(TypedDict):
+    log: str
+
+
+class LiveLog(TypedDict):
+    items: list[LogLine]
+    next_page_token: str
+    status_v2: RunState
+    next_available_in_seconds: float
+
+
+class SignedUrl(TypedDict):
+    url: str
+
+
+# --- inputs, input sets, experiments -------------------------------------------------------
+
+
+class ManagedInput(TypedDict):
+    id: str
+    name: str
+    size: int
+    run_id: str | None
+
+
+class InputSet(TypedDict):
+    id: str
+    name: str
+    description: str
+    input_ids: list[str]
+    inputs: list[ManagedInput]
+    created_at: str
+    updated_at: str
+
+
+class ExperimentMetadata(TypedDict):
+    id: str
+    name: str
+    status: str  # "started" | "completed" | "failed" | "canceled"
+    created_at: str
+    ended_at: str | None
+    number_of_requested_runs: int
+    number_of_completed_runs: int
+    run_counts: dict[str, int]
+
+
+class Experiment(ExperimentMetadata):
+    input_set_id: str
+    targets: list[str]
+    baseline: str | None
+    objective: str
+    option_sets: dict[str, dict[str, str]] | None
+
+
+class ExperimentRun(RunItem):
+    target: str
+    input_id: str
+    input_name: str
+    repetition: int
+    result_value: float | None
+    option_set: NotRequired[str]
+
+
+class ExperimentRuns(TypedDict):
+    runs: list[ExperimentRun]
+
+
+class Summary(TypedDict):
+    """Computed by the daemon (``experiments/summary.py``); the CLI only renders it."""
+
+    objective: str
+    baseline: str | None
+    targets: list[dict[str, Any]]
+    comparisons: list[dict[str, Any]]
+
+
+class Gate(TypedDict):
+    failed: bool
+    description: str
+
+
+class Health(TypedDict):
+    status: str
+    version: str
+    runs: dict[str, int]

@@ -1,0 +1,151 @@
+"""Throughput: runs/s with concurrency = cores against ``xargs -P <cores>``, and the CPU
+each run costs: the daemon's own, the model's (with everything orch starts for it), and
+the client's.
+
+Two models: one that sleeps 20 ms (the CPU stays free for the daemon, which hides its
+cost) and one that computes for ~40 ms (the daemon's CPU competes with the models').
+Runs are submitted all at once, then awaited one by one, as a script with a batch would.
+Passes of orch and ``xargs`` alternate, and the pair with the median ratio is shown: one
+pass of each swings by ±4 % on a shared machine, more than the effects being tracked.
+
+CPU is read from ``/proc`` (psutil) around each pass: the daemon's own user + system
+time; its children's (every model process, with the launcher shell it replaces, counted
+when the daemon reaps it); the bench process's own (the client). For ``xargs``, the
+bench's children (``xargs``, its shells, the models), run in a person's environment
+(``common.USER_ENV``): bytecode cached, stdout buffered.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .common import MODELS, USER_ENV, Bench, ensure_app, result, submit
+from .results import Row, Target, median, median_pair, ms
+
+CPU_WORK_SECONDS = 0.040
+
+
+@dataclass(frozen=True)
+class Pass:
+    rate: float
+    """Runs per second."""
+    cpu: dict[str, float]
+    """CPU seconds per run: "daemon", "model", "client" (orch) or "model" (xargs)."""
+
+
+def orch_pass(b: Bench, app: str, n: int, doc: dict[str, Any]) -> Pass:
+    """Submit all ``n`` runs, then collect each result."""
+    daemon = psutil.Process(b.daemon.process.pid)
+    before, client_before = daemon.cpu_times(), time.process_time()
+    start = time.perf_counter()
+    ids = [submit(b.api, app, {"input": doc}) for _ in range(n)]
+    for run_id in ids:
+        result(b.api, app, run_id, wait=120)
+    took = time.perf_counter() - start
+    after, client_after = daemon.cpu_times(), time.process_time()
+    own = (after.user + after.system) - (before.user + before.system)
+    kids = (after.children_user + after.children_system) - (
+        before.children_user + before.children_system
+    )
+    cpu = {"daemon": own / n, "model": kids / n, "client": (client_after - client_before) / n}
+    return Pass(n / took, cpu)
+
+
+def xargs_pass(cores: int, n: int, stdin: Path, cwd: Path) -> Pass:
+    script = 'exec "$0" main.py < "$1" > /dev/null'
+    argv = ["xargs", "-P", str(cores), "-I{}", "sh", "-c", script, sys.executable, str(stdin)]
+    ticks = "".join(f"{i}\n" for i in range(n))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, input=ticks, text=True, cwd=cwd, env=USER_ENV, check=True)
+    took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return Pass(n / took, {"model": used / n})
+
+
+def xargs_wall(cores: int, n: int, stdin: Path, cwd: Path = MODELS / "sleep") -> float:
+    """Seconds for ``n`` runs of ``python main.py < stdin`` through ``xargs -P cores``."""
+    return n / xargs_pass(cores, n, stdin, cwd).rate
+
+
+def orch_wall(b: Bench, n: int, doc: dict[str, Any], app: str = "sleep") -> float:
+    return n / orch_pass(b, app, n, doc).rate
+
+
+def passes(
+    b: Bench, app: str, doc: dict[str, Any], runs: int
+) -> tuple[list[tuple[Pass, Pass]], str]:
+    """(orch, xargs) pairs back to back, and the ``xargs`` command line."""
+    ensure_app(b, app, MODELS / app)
+    stdin = b.tmp / f"{app}-throughput.json"
+    stdin.write_text(json.dumps(doc))
+    pairs = []
+    for _ in range(b.sizes.throughput_pairs):
+        mine = orch_pass(b, app, runs, doc)
+        pairs.append((mine, xargs_pass(b.cores, runs, stdin, MODELS / app)))
+    return pairs, f"xargs -P {b.cores} sh -c 'python main.py < input > /dev/null'"
+
+
+def throughput_row(name: str, pairs: list[tuple[Pass, Pass]], cmd: str) -> Row:
+    rate, base, spread = median_pair([(o.rate, x.rate) for o, x in pairs])
+    note = f"{cmd}; median of {len(pairs)} back-to-back pairs ({spread})"
+    return Row(name, rate, base, "runs/s", Target("ratio", ">=", 0.9), note)
+
+
+def cpu(pairs: list[tuple[Pass, Pass]], side: int, part: str) -> float:
+    """Milliseconds of CPU per run, the median over the passes."""
+    return ms(median([pair[side].cpu[part] for pair in pairs]))
+
+
+def scenario_throughput(b: Bench) -> list[Row]:
+    n = b.sizes.throughput_runs
+    pairs, cmd = passes(b, "sleep", {"seconds": 0.02}, n)
+    return [
+        throughput_row(f"throughput {n} runs of a 20 ms sleeping model", pairs, cmd),
+        Row("CPU per run, sleeping model: daemon", cpu(pairs, 0, "daemon"), None, "ms"),
+    ]
+
+
+def calibrate(seconds: float = CPU_WORK_SECONDS) -> int:
+    """Iterations of the cpu model's loop that take ``seconds`` of CPU in this interpreter."""
+    probe, x = 300_000, 1
+    start = time.thread_time()
+    for _ in range(probe):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+    return max(1, int(probe * seconds / max(time.thread_time() - start, 1e-6)))
+
+
+def scenario_cpu(b: Bench) -> list[Row]:
+    n = b.sizes.cpu_runs
+    pairs, cmd = passes(b, "cpu", {"iterations": calibrate()}, n)
+    name = f"{n} runs of a ~{ms(CPU_WORK_SECONDS):.0f} ms CPU-bound model"
+    model = "the model's process (with orch's launcher shell), per run"
+    return [
+        throughput_row(f"throughput {name}", pairs, cmd),
+        Row(
+            "CPU per run, CPU-bound model: daemon",
+            cpu(pairs, 0, "daemon"),
+            None,
+            "ms",
+            Target("orch", "<=", 3, "ms"),
+        ),
+        Row(
+            "CPU per run, CPU-bound model: the model",
+            cpu(pairs, 0, "model"),
+            cpu(pairs, 1, "model"),
+            "ms",
+            None,
+            f"{model}, against xargs + sh + the model under xargs",
+        ),
+        Row("CPU per run, CPU-bound model: client", cpu(pairs, 0, "client"), None, "ms"),
+    ]

@@ -1,0 +1,141 @@
+"""Habits of the command line: one meaning per short flag, ``-h`` everywhere, ``ORCH_APP_ID``,
+old spellings that still work, readable tables, and a readable name for a promoted
+instance.
+
+The flag checks walk the command tree in-process (every command module is loaded, as
+``--help`` would); the rest runs ``orch`` as a subprocess against the session daemon.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from orchestrator.cli.main import cli
+from tests.cli_run import new_app, orch, orch_json
+from tests.helpers import SAMPLES, Daemon
+
+KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
+NEXTMV_SHORT_FLAGS = {
+    "-a": "--app-id",
+    "-i": "--input",
+    "-o": "--options",
+    "-n": "--name",
+    "-d": "--description",
+    "-v": "--version-id",
+    "-r": "--run-id",
+    "-w": "--wait",
+    "-t": "--tail",
+    "-l": "--tail",  # nextmv's --logs, an alias of --tail here
+    "-u": "--output",
+    "-s": "--input-set-id",
+    "-b": "--batch-experiment-id",
+}
+"""What each short flag means in the nextmv CLI (``nextmv cloud run create`` and friends)."""
+
+
+def commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from commands(sub, (*path, name))
+
+
+ALL = list(commands(typer.main.get_command(cli)))
+
+
+@pytest.fixture(scope="module")
+def knap(daemon: Daemon) -> str:
+    return new_app(daemon, SAMPLES / "knapsack")
+
+
+def test_a_short_flag_means_one_thing_in_every_command() -> None:
+    meanings: dict[str, set[str]] = defaultdict(set)
+    for path, command in ALL:
+        for param in command.params:
+            if getattr(param, "hidden", False):  # an old spelling, kept with a note
+                continue
+            long = next((o for o in param.opts if o.startswith("--")), None)
+            for short in (o for o in param.opts if re.fullmatch(r"-[A-Za-z]", o)):
+                meanings[short].add(f"{long}")
+                assert long, f"{' '.join(path)}: {short} has no long form"
+    clashes = {flag: sorted(longs) for flag, longs in meanings.items() if len(longs) > 1}
+    assert not clashes, clashes
+    kept = {f: m for f, m in NEXTMV_SHORT_FLAGS.items() if f in meanings}
+    assert {f: meanings[f] for f in kept} == {f: {m} for f, m in kept.items()}
+    assert meanings["-i"] == {"--input"} and meanings["-a"] == {"--app-id"}
+
+
+@pytest.mark.parametrize("path", [" ".join(p) for p, _ in ALL], ids=lambda p: p or "orch")
+def test_dash_h_is_help_everywhere(path: str) -> None:
+    result = CliRunner().invoke(cli, [*path.split(), "-h"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and "--help" in result.output
+
+
+def test_the_app_id_comes_from_orch_app_id(daemon: Daemon, knap: str) -> None:
+    env = {"ORCH_APP_ID": knap}
+    assert orch_json(daemon, "app get", env=env)["id"] == knap
+    proc = orch(daemon, "app run -w -i", KNAPSACK_INPUT, env=env)
+    run_id = proc.stderr.split()[1]
+    listed = orch(daemon, "app run list --json", env=env).stdout
+    assert run_id in listed
+    assert orch(daemon, f"app run metadata -r {run_id}", env=env).returncode == 0
+    explicit = orch(daemon, "app get -a no-such-app", env=env, code=1)  # -a wins
+    assert "no-such-app" in explicit.stderr
+    missing = orch(daemon, "app get", code=2)
+    assert "--app-id" in missing.stderr and "ORCH_APP_ID" in missing.stderr
+
+
+def test_old_short_flags_still_work_with_a_note(daemon: Daemon, knap: str) -> None:
+    orch(daemon, f"app version create -a {knap} -v habit-v1")
+    created = orch(daemon, f"app instance create -a {knap} -i habit -v habit-v1")
+    note = "note: -i is deprecated here; use --instance-id"
+    assert note in created.stderr and "habit" in created.stdout
+    got = orch(daemon, f"app instance get -a {knap} -i habit --json")
+    assert note in got.stderr and '"id":"habit"' in got.stdout
+    promoted = orch(daemon, f"app promote -a {knap} -v habit-v2 -n two -i habit")
+    assert note in promoted.stderr and "habit-v2" in promoted.stdout
+    clash = orch(daemon, f"app instance get -a {knap} -i habit --instance-id other", code=1)
+    assert "say different things" in clash.stderr
+    quiet = orch(daemon, f"app instance get -a {knap} --instance-id habit")
+    assert "deprecated" not in quiet.stderr
+
+
+def test_tables_show_local_time_to_the_second_and_runs_have_names(
+    daemon: Daemon, api: httpx.Client, knap: str
+) -> None:
+    orch(daemon, f"app run -a {knap} -n nightly-check -w -i", KNAPSACK_INPUT)
+    zone = "Asia/Kolkata"  # UTC+5:30: a shifted half hour cannot pass by accident
+    listing = orch(daemon, f"app run list -a {knap}", env={"TZ": zone}).stdout
+    header = listing.splitlines()[0]
+    assert re.search(r"\bid\b.*\bname\b.*\bstatus\b", header), header
+    assert "nightly-check" in listing
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", listing)  # no fractions of a second
+    created = api.get(f"/v1/applications/{knap}").json()["created_at"]
+    moment = datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+    shown = orch(daemon, f"app get -a {knap}", env={"TZ": zone}).stdout
+    assert moment.strftime("%Y-%m-%d %H:%M:%S") in shown, shown
+
+
+def test_promote_without_an_instance_names_it_production(daemon: Daemon) -> None:
+    app_id = new_app(daemon, SAMPLES / "knapsack")
+    first = orch_json(daemon, f"app promote -a {app_id} -v p1 -n First")
+    assert first["instance"]["id"] == "production" and first["created_instance"]
+    assert first["application"]["default_instance"] == "production"
+    second = orch_json(daemon, f"app promote -a {app_id} -v p2 -n Second")
+    assert second["instance"]["id"] == "production" and not second["created_instance"]
+
+    other = new_app(daemon, SAMPLES / "knapsack")
+    orch(daemon, f"app version create -a {other} -v v0")
+    orch(daemon, f"app instance create -a {other} --instance-id production -v v0")
+    taken = orch_json(daemon, f"app promote -a {other} -v v1 -n One")
+    assert taken["instance"]["id"] == "production-2"  # production exists, not the default
