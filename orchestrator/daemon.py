@@ -17,9 +17,11 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from orchestrator.api.app import create_app
 from orchestrator.config import Settings
+from orchestrator.console import stop_streams
 from orchestrator.lifecycle import HomeLock, load_or_create_api_key
 from orchestrator.wiring import Engine, build_engine
 
@@ -50,12 +52,15 @@ class Daemon:
         self.settings = settings
         self.lock = HomeLock(settings.home)
         self._server: _Server | None = None
+        self._app: FastAPI | None = None
         self._stop_requested = False
 
     def request_stop(self) -> None:
         self._stop_requested = True
         if self._server is not None:
             self._server.should_exit = True
+        if self._app is not None:
+            stop_streams(self._app)  # open console pages must not hold the stop up
 
     async def serve(self) -> None:
         home = self.settings.home
@@ -68,7 +73,7 @@ class Daemon:
             await engine.start()
             sock = bind(self.settings.host, self.settings.port)
             port = sock.getsockname()[1]
-            app = create_app(engine.services, api_key)
+            app = self._app = create_app(engine.services, api_key)
             # No proxy stands in front of a loopback daemon: X-Forwarded-* headers are
             # a client's claim, not a fact, and the middleware that reads them costs a layer.
             config = uvicorn.Config(

@@ -17,10 +17,20 @@ class RunEvents:
     def __init__(self) -> None:
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._listeners: list[Callable[[str], None]] = []
+        self._watchers: list[Callable[[str], None]] = []
 
     def subscribe(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(run_id)`` after every run's final transition (it must not block)."""
         self._listeners.append(listener)
+
+    def on_change(self, watcher: Callable[[str], None]) -> None:
+        """Call ``watcher(run_id)`` after every committed change of a run's status: written
+        queued, written running, finished (live pages; it must not block)."""
+        self._watchers.append(watcher)
+
+    def changed(self, run_id: str) -> None:
+        for watcher in self._watchers:
+            watcher(run_id)
 
     def watch(self, run_id: str) -> asyncio.Future[None]:
         """Register interest before checking the run's status, so no finish is missed."""
@@ -49,3 +59,4 @@ class RunEvents:
                 fut.set_result(None)
         for listener in self._listeners:
             listener(run_id)
+        self.changed(run_id)

@@ -141,6 +141,7 @@ class Executor:
                     proc.cancel(grace_seconds=0)
                     await proc.wait()
                 return
+            self.events.changed(run.id)  # written running
             if failure is not None or proc is None:
                 await self._finish(run.id, RunStatus.FAILED, error=failure)
                 return

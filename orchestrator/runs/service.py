@@ -105,6 +105,7 @@ class RunService:
                 async with self.store.single() as w:
                     await w.runs.insert(run)
                 self.scheduler.submit(run)
+                self.events.changed(run.id)  # written queued
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
@@ -153,6 +154,7 @@ class RunService:
             await w.runs.insert_many(runs)
         for run in runs:
             self.scheduler.submit(run)
+            self.events.changed(run.id)  # written queued
 
     async def _store_input(
         self, run_dir: Path, req: RunRequest, fmt: str

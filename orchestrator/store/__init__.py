@@ -15,6 +15,7 @@ from orchestrator.store.apps import AppRepo, HistoryRepo
 from orchestrator.store.db import Connection, Database
 from orchestrator.store.executables import ExecutableRepo
 from orchestrator.store.experiments import ExperimentRepo, InputRepo, InputSetRepo
+from orchestrator.store.overview import OverviewRepo
 from orchestrator.store.runs import RunRepo
 from orchestrator.store.uploads import Upload, UploadRepo
 from orchestrator.store.versions import InstanceRepo, VersionRepo
@@ -36,6 +37,7 @@ class Repos:
         self.inputs = InputRepo(conn)
         self.input_sets = InputSetRepo(conn)
         self.experiments = ExperimentRepo(conn)
+        self.overview = OverviewRepo(conn)
 
 
 class Store:

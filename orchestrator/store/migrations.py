@@ -178,4 +178,12 @@ _V3_LOCKS = """
 ALTER TABLE instances ADD COLUMN locked INTEGER NOT NULL DEFAULT 0
 """
 
-MIGRATIONS: list[str] = [_V1_REGISTRY + _V1_RUNS, _V2_EXPERIMENTS, _V3_LOCKS]
+_V4_CONSOLE = """
+CREATE INDEX runs_by_created ON runs (created_at DESC, id DESC);
+CREATE INDEX runs_by_status ON runs (status, created_at DESC, id DESC);
+CREATE INDEX runs_by_app_status ON runs (app_id, status, created_at DESC, id DESC)
+"""
+"""The console's runs page: newest first across apps, by status, by app and status; each
+filter walks an index in page order, so a page costs the same at 100,000 runs as at 10."""
+
+MIGRATIONS: list[str] = [_V1_REGISTRY + _V1_RUNS, _V2_EXPERIMENTS, _V3_LOCKS, _V4_CONSOLE]
