@@ -23,6 +23,13 @@ Point = tuple[float, float]
 
 def render_map(content: Any) -> tuple[str, str]:
     """(SVG markup, problem); the SVG is empty when nothing could be drawn."""
+    try:
+        return _render(content)
+    except (TypeError, ValueError, OverflowError) as exc:  # a model's malformed GeoJSON
+        return "", f"this GeoJSON could not be drawn: {exc}"
+
+
+def _render(content: Any) -> tuple[str, str]:
     features = list(_features(content))[:MAX_FEATURES]
     shapes = [(f, list(_rings(f.get("geometry")))) for f in features]
     points = [p for _, rings in shapes for _, ring in rings for p in ring]
@@ -62,24 +69,31 @@ def _rings(geometry: Any) -> Iterator[tuple[str, list[Point]]]:
         for part in geometry.get("geometries") or []:
             yield from _rings(part)
         return
-    singles = {
-        "Point": ("point", [coords]),
-        "MultiPoint": ("point", coords),
-        "LineString": ("line", [coords]),
-        "MultiLineString": ("line", coords),
-        "Polygon": ("polygon", coords),
-        "MultiPolygon": ("polygon", [r for poly in coords or [] for r in poly]),
-    }
-    if kind not in singles:
+    shape = _SHAPES.get(str(kind))
+    if shape is None or not isinstance(coords, list):
         return
-    shape, parts = singles[kind]
-    for part in parts or []:
+    parts = [coords] if not kind.startswith("Multi") else coords
+    if kind == "Polygon":
+        parts = coords
+    elif kind == "MultiPolygon":
+        parts = [ring for poly in coords if isinstance(poly, list) for ring in poly]
+    for part in parts:
         if shape == "point":
             ring = _points([part])
             if ring:
                 yield "point", ring
         elif (ring := _points(part)) and len(ring) > 1:
             yield shape, ring
+
+
+_SHAPES = {
+    "Point": "point",
+    "MultiPoint": "point",
+    "LineString": "line",
+    "MultiLineString": "line",
+    "Polygon": "polygon",
+    "MultiPolygon": "polygon",
+}
 
 
 def _points(raw: Any) -> list[Point]:

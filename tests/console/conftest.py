@@ -120,17 +120,35 @@ def visit(browser: Any, console_daemon: Daemon) -> Iterator[Visit]:
     page.on("pageerror", lambda exc: seen.errors.append(f"page error: {exc}"))
     page.on(
         "console",
-        lambda msg: seen.errors.append(f"console {msg.type}: {msg.text}")
-        if msg.type == "error" and "Failed to load resource" not in msg.text
-        else None,
+        lambda msg: (
+            seen.errors.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" and "Failed to load resource" not in msg.text
+            else None
+        ),
     )
     page.on(
         "response",
-        lambda r: seen.errors.append(f"{r.status} for {r.url}")
-        if "/static/" in r.url and r.status >= 400
-        else None,
+        lambda r: (
+            seen.errors.append(f"{r.status} for {r.url}")
+            if "/static/" in r.url and r.status >= 400
+            else None
+        ),
     )
     yield seen
     context.close()
     assert seen.outside == [], f"requests left 127.0.0.1: {seen.outside}"
     assert seen.errors == [], f"errors in the page: {seen.errors}"
+
+
+@pytest.fixture(scope="session")
+def world(console_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.console.world import build_world
+
+    with console_daemon.client() as api:
+        return build_world(api, tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def signed_in(visit: Visit) -> Visit:
+    visit.login()
+    return visit
