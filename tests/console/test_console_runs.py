@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 from tests.console.conftest import Visit
 from tests.console.world import World
@@ -53,7 +54,8 @@ def test_a_run_from_the_form_finishes_live_with_output_statistics_and_visuals(
     signed_in.shot("run-succeeded-map")
     with page.expect_download() as download:
         output.get_by_role("link", name="Download").click()
-    assert json.loads(open(download.value.path()).read())["statistics"]["result"]["value"] == 42
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["statistics"]["result"]["value"] == 42
 
 
 def test_a_failed_run_shows_its_error_the_limit_that_stopped_it_and_its_log(

@@ -51,7 +51,8 @@ for step in range(int(data.get("steps", 3))):
 print(json.dumps({{
     "solutions": [{{"item": "apple", "weight": 3, "take": True}},
                   {{"item": "pear", "weight": 5, "take": False}}],
-    "statistics": {{"result": {{"value": 42, "custom": {{"gap": 0.01}}}}, "run": {{"duration": 1.2}}}},
+    "statistics": {{"result": {{"value": 42, "custom": {{"gap": 0.01}}}},
+                    "run": {{"duration": 1.2}}}},
     "assets": {json.dumps(list(VISUALS.values()))},
 }}))
 """
