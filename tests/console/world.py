@@ -91,6 +91,7 @@ def build_world(api: httpx.Client, tmp: Path) -> World:
 
     stepper = create_app(api, unique("steps"), name="Stepper")
     push_dir(api, stepper, write_app(tmp / "stepper", STEPPER), tmp)
+    run_and_wait(api, stepper, {"input": {"steps": 2, "pause": 0}})
     sleeper = create_app(api, unique("sleep"), name="Sleeper")
     push_dir(api, sleeper, write_app(tmp / "sleeper", SLEEPER), tmp)
     return World(knapsack, stepper, sleeper)

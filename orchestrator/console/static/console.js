@@ -34,6 +34,9 @@
     layout.plot_bgcolor = "rgba(0,0,0,0)";
     layout.font = Object.assign({ color: cssVar("--fg") }, layout.font || {});
     layout.margin = layout.margin || { t: 40, r: 16, b: 40, l: 56 };
+    ["xaxis", "yaxis"].forEach(function (axis) {
+      layout[axis] = Object.assign({ gridcolor: cssVar("--line"), zerolinecolor: cssVar("--line") }, layout[axis] || {});
+    });
     var config = { responsive: true, displaylogo: false, topojsonURL: "/static/vendor/plotly/topojson/" };
     window.Plotly.newPlot(el, fig.data || [], layout, config).then(function () {
       el.dataset.drawn = "true";
