@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import app, daemon, experiment
+from orchestrator.cli import app, console, daemon, experiment
 
 cli = typer.Typer(
     name="orch",
@@ -16,6 +16,7 @@ cli = typer.Typer(
 cli.add_typer(daemon.app, name="daemon")
 cli.add_typer(app.app, name="app")
 cli.add_typer(experiment.app, name="experiment")
+cli.command("console")(console.open_console)
 
 
 def _version(value: bool) -> None:
