@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 
 from orchestrator.console import assets
 from orchestrator.console.guard import LoginRequired, Refused
@@ -41,7 +40,7 @@ def install(app: FastAPI, svc: Services, api_key: str) -> Console:
     app.include_router(assets.router)
     for module in (apps, runs, run_actions, run, experiments):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=assets.STATIC), name="console-static")
+    app.mount("/static", assets.CachedStatic(directory=assets.STATIC), name="console-static")
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]
     app.add_exception_handler(Refused, _refused)  # type: ignore[arg-type]
     return console

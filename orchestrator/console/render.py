@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from orchestrator import __version__
+from orchestrator.console.assets import ASSET_VERSION
 from orchestrator.console.viewers import highlight_json
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -116,7 +116,7 @@ def _environment() -> Environment:
         percent=percent,
         json=highlight_json,
     )
-    env.globals.update(version=__version__, now=lambda: datetime.now(UTC))
+    env.globals.update(version=ASSET_VERSION, now=lambda: datetime.now(UTC))
     return env
 
 

@@ -5,7 +5,9 @@
   "use strict";
 
   var loading = {};
+  var assetVersion = document.documentElement.dataset.assets || "";
   function loadScript(src) {
+    src += "?v=" + assetVersion;
     if (!loading[src]) {
       loading[src] = new Promise(function (resolve, reject) {
         var s = document.createElement("script");
@@ -156,8 +158,10 @@
     source.addEventListener("gone", finish);
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    drawCharts(document);
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
+
+  // Streams open once the page has loaded: an open event stream must not hold the load up.
+  window.addEventListener("load", function () {
     var table = document.querySelector("[data-live-runs]");
     if (table) liveRuns(table);
     var run = document.querySelector("[data-live-run]");
