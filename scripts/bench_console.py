@@ -48,6 +48,15 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.packaging.build import build_package  # noqa: E402
 
 CHROMIUM = os.environ.get("ORCH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 APPS = ("bench-a", "bench-b", "bench-c")
 MODEL = """
 import json, sys, time
@@ -102,8 +111,17 @@ class Daemon:
         log = (self.home / "daemon.log").open("ab") if self.home.exists() else None
         self.home.mkdir(parents=True, exist_ok=True)
         log = log or (self.home / "daemon.log").open("ab")
-        argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(self.home),
-                "--port", "0"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "daemon",
+            "run",
+            "--home",
+            str(self.home),
+            "--port",
+            "0",
+        ]
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=ROOT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -162,15 +180,17 @@ def seed(d: Daemon, work: Path) -> Http:
     model = work / "model"
     model.mkdir()
     (model / "main.py").write_text(MODEL)
-    (model / "app.yaml").write_text("type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\n"
-                                    "files: [main.py]\n")  # fmt: skip
+    (model / "app.yaml").write_text(
+        "type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\nfiles: [main.py]\n"
+    )
     for app in APPS:
         api.request("POST", "/v1/applications", {"id": app, "name": app.title()})
         package = build_package(model, work / f"{app}.tar.gz").path
         upload = json.loads(api.get(f"/v1/applications/{app}/binary"))["upload_url"]
         put = Http(upload, {})
-        put.conn.request("PUT", urlsplit(upload).path + "?" + urlsplit(upload).query,
-                         body=package.read_bytes())  # fmt: skip
+        put.conn.request(
+            "PUT", urlsplit(upload).path + "?" + urlsplit(upload).query, body=package.read_bytes()
+        )
         put.conn.getresponse().read()
         api.request("PUT", f"/v1/applications/{app}/binary", {"requirements": {}})
         for n in range(5):
@@ -202,8 +222,16 @@ def fill(db: Path, count: int) -> None:
         for n in range(count):
             base = rows[n % len(rows)]
             stamp = (first + timedelta(seconds=n * 1.5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            yield list((base | {"id": f"run-fill-{n:06d}", "created_at": stamp,
-                                "status": statuses[n % len(statuses)]}).values())  # fmt: skip
+            yield list(
+                (
+                    base
+                    | {
+                        "id": f"run-fill-{n:06d}",
+                        "created_at": stamp,
+                        "status": statuses[n % len(statuses)],
+                    }
+                ).values()
+            )
 
     cols = list(rows[0])
     with con:
@@ -232,22 +260,36 @@ def page_loads(api: Http, page: Http, run: tuple[str, str], n: int) -> list[Row]
     first = page.get("/runs").decode()
     older = re.search(r'href="(/runs\?before=[^"]+)"', first)
     rows = [
-        row("/runs, first page (HTML)", page.timed(["/runs"] * n),
+        row(
+            "/runs, first page (HTML)",
+            page.timed(["/runs"] * n),
             api.timed([f"/v1/applications/{app}/runs?limit=50"] * n),
-            "API newest page of 50 (JSON)", 150),
-        row("run page (HTML)", page.timed([f"/apps/{app}/runs/{run_id}"] * n),
+            "API newest page of 50 (JSON)",
+            150,
+        ),
+        row(
+            "run page (HTML)",
+            page.timed([f"/apps/{app}/runs/{run_id}"] * n),
             api.timed([f"/v1/applications/{app}/runs/{run_id}/metadata"] * n),
-            "API run metadata (JSON)", 150),
+            "API run metadata (JSON)",
+            150,
+        ),
         row("/runs?status=failed", page.timed(["/runs?status=failed"] * n), None, "", None),
-        row(f"/runs?app={APPS[1]}&status=canceled",
-            page.timed([f"/runs?app={APPS[1]}&status=canceled"] * n), None, "", None),
+        row(
+            f"/runs?app={APPS[1]}&status=canceled",
+            page.timed([f"/runs?app={APPS[1]}&status=canceled"] * n),
+            None,
+            "",
+            None,
+        ),
         row("/apps (run counts by status)", page.timed(["/apps"] * max(5, n // 4)), None, "", None),
-    ]  # fmt: skip
+    ]
     if older:
         path = older.group(1).replace("&amp;", "&")
         rows.append(row("/runs, older page (cursor)", page.timed([path] * n), None, "", None))
-    rows.append(row("/healthz", api.timed(["/healthz"] * n), None, "(floor: one HTTP round trip)",
-                    None))  # fmt: skip
+    rows.append(
+        row("/healthz", api.timed(["/healthz"] * n), None, "(floor: one HTTP round trip)", None)
+    )
     return rows
 
 
@@ -271,9 +313,7 @@ def end_to_page(d: Daemon, api: Http, page: Http, n: int, sleep: float) -> list[
     shown, polled, loads_runs, loads_run = [], [], [], []
     cookie = page.headers["Cookie"].split("=", 1)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])  # fmt: skip
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context()
         context.add_cookies([{"name": cookie[0], "value": cookie[1], "url": d.url}])
         tab = context.new_page()
@@ -301,9 +341,14 @@ def end_to_page(d: Daemon, api: Http, page: Http, n: int, sleep: float) -> list[
     return [
         row("/runs in Chromium (navigation start to load event end)", loads_runs, None, "", None),
         row("run page in Chromium (navigation start to load event end)", loads_run, None, "", None),
-        row("run end → open run page shows it (Chromium)", shown, polled,
-            "API long-poll (?wait=) on the same run", 300),
-    ]  # fmt: skip
+        row(
+            "run end → open run page shows it (Chromium)",
+            shown,
+            polled,
+            "API long-poll (?wait=) on the same run",
+            300,
+        ),
+    ]
 
 
 def end_to_stream(d: Daemon, api: Http, page: Http, n: int, sleep: float) -> list[Row]:
@@ -314,8 +359,9 @@ def end_to_stream(d: Daemon, api: Http, page: Http, n: int, sleep: float) -> lis
         poller = threading.Thread(target=long_poll_delay, args=(d, APPS[0], run_id, polled))
         poller.start()
         stream = Http(d.url, page.headers)
-        stream.conn.request("GET", f"/apps/{APPS[0]}/runs/{run_id}/stream?status=queued",
-                            headers=page.headers)  # fmt: skip
+        stream.conn.request(
+            "GET", f"/apps/{APPS[0]}/runs/{run_id}/stream?status=queued", headers=page.headers
+        )
         response = stream.conn.getresponse()
         seen = 0.0
         for line in response:
@@ -326,24 +372,47 @@ def end_to_stream(d: Daemon, api: Http, page: Http, n: int, sleep: float) -> lis
         poller.join()
         out = json.loads(api.get(f"/v1/applications/{APPS[0]}/runs/{run_id}"))["output"]
         shown.append(seen - float(out["end"]))
-    return [row("run end → event stream shows it (no Chromium: Python SSE client)", shown,
-                polled, "API long-poll (?wait=) on the same run", 300)]  # fmt: skip
+    return [
+        row(
+            "run end → event stream shows it (no Chromium: Python SSE client)",
+            shown,
+            polled,
+            "API long-poll (?wait=) on the same run",
+            300,
+        )
+    ]
 
 
 # --- report -------------------------------------------------------------------------------
 def machine() -> dict[str, Any]:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
-    mem = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
-               if ln.startswith("MemTotal"))  # fmt: skip
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "memory_gib": round(mem / 2**20, 1),
-            "python": platform.python_version(), "kernel": platform.release(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        int(ln.split()[1])
+        for ln in Path("/proc/meminfo").read_text().splitlines()
+        if ln.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def report(rows: list[Row], info: dict[str, Any], runs: int, quick: bool) -> None:
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
-          f"Python {info['python']}, kernel {info['kernel']}")  # fmt: skip
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, "
+        f"Python {info['python']}, kernel {info['kernel']}"
+    )
     print(f"load average at start {info['load_average']}, at end {info['load_average_after']}")
     print(f"store: {runs:,} runs over {len(APPS)} apps\n")
     print(f"{'scenario':58} {'median':>9} {'p90':>9} {'baseline':>9}  target   verdict")
@@ -387,9 +456,16 @@ def main() -> int:
     info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report(rows, info, runs, args.quick)
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "runs": runs,
-                                         "rows": [asdict(r) | {"passed": r.passed} for r in rows]},
-                                        indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "runs": runs,
+                    "rows": [asdict(r) | {"passed": r.passed} for r in rows],
+                },
+                indent=2,
+            )
+        )
     missed = [r.name for r in rows if r.passed is False]
     return 1 if missed and not args.quick else 0
 

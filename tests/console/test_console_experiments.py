@@ -43,6 +43,10 @@ def test_start_a_batch_experiment_and_compare_against_the_baseline(
     comparison = page.locator("[data-comparison=candidate] tbody tr")
     assert comparison.count() == 3
     signed_in.shot("experiment")
+    page.set_viewport_size({"width": 1200, "height": 760})
+    page.get_by_role("heading", name="Metric distributions").scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, 0)")
+    signed_in.shot("readme-experiment", full_page=False)
 
     page.get_by_label("Condition that fails a candidate").fill("result.value < baseline * 2")
     page.get_by_role("button", name="Check").click()

@@ -29,7 +29,8 @@ def _pages(visit: Visit, world: World) -> dict[str, str]:
     return pages
 
 
-UNLABELLED = """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
+UNLABELLED = """() => Array.from(
+    document.querySelectorAll('input:not([type=hidden]), select, textarea'))
   .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
   .map(el => el.outerHTML)"""
 
