@@ -69,14 +69,16 @@ def _rings(geometry: Any) -> Iterator[tuple[str, list[Point]]]:
         for part in geometry.get("geometries") or []:
             yield from _rings(part)
         return
-    shape = _SHAPES.get(str(kind))
+    kind = str(kind)
+    shape = _SHAPES.get(kind)
     if shape is None or not isinstance(coords, list):
         return
-    parts = [coords] if not kind.startswith("Multi") else coords
-    if kind == "Polygon":
-        parts = coords
-    elif kind == "MultiPolygon":
+    if kind == "MultiPolygon":  # rings of every polygon
         parts = [ring for poly in coords if isinstance(poly, list) for ring in poly]
+    elif kind.startswith("Multi") or kind == "Polygon":  # a list of points, lines or rings
+        parts = coords
+    else:
+        parts = [coords]
     for part in parts:
         if shape == "point":
             ring = _points([part])

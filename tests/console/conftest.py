@@ -37,6 +37,14 @@ CHROMIUM_ARGS = [
 LOCAL_HOSTS = {"127.0.0.1"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last, all of them. Playwright's sync API keeps an asyncio loop
+    running in the main thread while the (session's one) browser is open, and an async
+    test cannot start its own loop then; so nothing async may come after the first
+    browser test. The sort is stable: the order within each group stays."""
+    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+
+
 def _chromium_missing() -> str | None:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         return f"{CHROMIUM} is not installed (apt-get install -y chromium; .ci/run does it)"

@@ -43,6 +43,8 @@ def test_a_page_argument_lands_there(console_daemon: Daemon) -> None:
 
 
 def test_it_opens_the_browser_the_environment_names(console_daemon: Daemon, tmp_path: Path) -> None:
+    """The one stand-in: no desktop browser here, so BROWSER names a script that records
+    the URL it is given (Python's webbrowser module honours BROWSER)."""
     opened = tmp_path / "opened"
     fake = tmp_path / "fake-browser"
     fake.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
