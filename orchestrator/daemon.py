@@ -16,9 +16,11 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from orchestrator.api.app import create_app
 from orchestrator.config import Settings
+from orchestrator.console import stop_streams
 from orchestrator.lifecycle import HomeLock, load_or_create_api_key
 from orchestrator.loopwatch import LoopWatch
 from orchestrator.ports import listen
@@ -42,12 +44,15 @@ class Daemon:
         self.settings = settings
         self.lock = HomeLock(settings.home)
         self._server: _Server | None = None
+        self._app: FastAPI | None = None
         self._stop_requested = False
 
     def request_stop(self) -> None:
         self._stop_requested = True
         if self._server is not None:
             self._server.should_exit = True
+        if self._app is not None:
+            stop_streams(self._app)  # open console pages must not hold the stop up
 
     async def serve(self) -> None:
         home = self.settings.home
@@ -60,7 +65,7 @@ class Daemon:
             await engine.start()
             sock = listen(self.settings.host, home, self.settings.port)
             port = sock.getsockname()[1]
-            app = create_app(engine.services, api_key)
+            app = self._app = create_app(engine.services, api_key)
             if self.settings.loop_monitor:
                 watch = LoopWatch()
                 watch.start()

@@ -20,6 +20,7 @@ from orchestrator.api import (
 )
 from orchestrator.api.auth import BearerGate
 from orchestrator.api.limits import BodyCap
+from orchestrator.console import install as install_console
 from orchestrator.services import Services
 
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -42,6 +43,8 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
         version=__version__,
         summary="A local, offline twin of Nextmv Cloud custom apps.",
         telemetry=NO_TELEMETRY,
+        docs_url=None,  # the console serves /docs from local files (FastAPI's loads a CDN)
+        redoc_url=None,
     )
     app.state.services = svc
     app.state.api_key = api_key
@@ -52,6 +55,7 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
         app.include_router(router)
     app.include_router(binary.uploads)
     app.include_router(run_files.downloads)
+    install_console(app, svc, api_key)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

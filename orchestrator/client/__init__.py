@@ -65,6 +65,11 @@ class OrchClient:
         """``/healthz`` (no key needed): liveness and how busy the queue is."""
         return cast(Health, self.http.request("GET", "/healthz", timeout=2).json())
 
+    def console_link(self) -> str:
+        """A one-time login link to the web console (works once, for 2 minutes)."""
+        answer = self.http.request("POST", "/v1/console/login-link").json()
+        return str(answer["url"])
+
     def close(self) -> None:
         self.http.close()
 

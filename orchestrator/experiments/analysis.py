@@ -66,6 +66,15 @@ class ExperimentAnalysis:
 
         return await self.store.heavy.call(work)
 
+    async def overview(self, exp: Experiment) -> tuple[list[RunFacts], Summary]:
+        """The facts and the summary together (a page that shows both reads once)."""
+
+        async def work(repos: Repos) -> tuple[list[RunFacts], Summary]:
+            facts = await experiment_facts(repos, exp.app_id, exp.id)
+            return facts, summarize(facts, exp.baseline, exp.objective)
+
+        return await self.store.heavy.call(work)
+
     async def gate(self, exp: Experiment, expr: str, baseline: str) -> GateResult:
         async def work(repos: Repos) -> GateResult:
             return evaluate(expr, await experiment_facts(repos, exp.app_id, exp.id), baseline)

@@ -16,6 +16,7 @@ from orchestrator.store.db import Connection, Database
 from orchestrator.store.executables import ExecutableRepo
 from orchestrator.store.experiments import ExperimentRepo, InputRepo, InputSetRepo
 from orchestrator.store.heavy import HeavyReads
+from orchestrator.store.overview import OverviewRepo
 from orchestrator.store.runs import RunRepo
 from orchestrator.store.uploads import Upload, UploadRepo
 from orchestrator.store.versions import InstanceRepo, VersionRepo
@@ -37,6 +38,7 @@ class Repos:
         self.inputs = InputRepo(conn)
         self.input_sets = InputSetRepo(conn)
         self.experiments = ExperimentRepo(conn)
+        self.overview = OverviewRepo(conn)
 
 
 class Store:

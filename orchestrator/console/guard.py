@@ -1,0 +1,84 @@
+"""The console's door: the Host it answers to, the session cookie, CSRF on every change.
+
+- Host: only ``127.0.0.1:PORT`` or ``localhost:PORT``. A page served under another
+  name (DNS rebinding) gets nothing, not even the login form.
+- Session: without one, a page answers with a redirect to the login page (and the
+  path to come back to); a partial or a stream answers 401. Nothing else is rendered.
+- CSRF: an unsafe method must carry the session's token (form field ``csrf`` or
+  header ``X-CSRF-Token``) and, when the browser sends an ``Origin``, come from the
+  console's own origin. SameSite=Strict already keeps the cookie off cross-site
+  requests; the token makes that not the only wall.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import FormData
+
+from orchestrator.console.sessions import COOKIE, Session, csrf_ok
+from orchestrator.console.state import Console
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_FORM_PART = 64 * 1024 * 1024
+"""A pasted input travels as one form field: allow what the JSON API allows."""
+
+
+class LoginRequired(Exception):
+    """No session: pages redirect to the login page, partials and streams answer 401."""
+
+    def __init__(self, back_to: str, page: bool) -> None:
+        super().__init__(back_to)
+        self.back_to, self.page = back_to, page
+
+
+class Refused(Exception):
+    """A request the console will not serve (wrong host, missing CSRF token)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+def check_host(request: Request) -> None:
+    server = request.scope.get("server") or ("127.0.0.1", 0)
+    host = request.headers.get("host", "")
+    allowed = {f"127.0.0.1:{server[1]}", f"localhost:{server[1]}"}
+    if host not in allowed:
+        raise Refused(421, f"this console answers on http://127.0.0.1:{server[1]} only")
+
+
+async def read_form(request: Request) -> FormData:
+    """The request's form, parsed once (Starlette keeps it) with the console's part cap."""
+    return await request.form(max_part_size=MAX_FORM_PART)
+
+
+async def session(request: Request) -> Session:
+    """Dependency of every console route but the login page and static files."""
+    check_host(request)
+    found = console_of(request).sessions.get(request.cookies.get(COOKIE))
+    if found is None:
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
+        raise LoginRequired(back, page=wants_page and "hx-request" not in request.headers)
+    if request.method not in SAFE_METHODS:
+        await check_csrf(request, found)
+    request.state.session = found
+    return found
+
+
+async def check_csrf(request: Request, found: Session) -> None:
+    origin = request.headers.get("origin")
+    if origin is not None and origin != f"http://{request.headers.get('host', '')}":
+        raise Refused(403, "cross-site request refused")
+    token: Any = request.headers.get("x-csrf-token")
+    if token is None:
+        token = (await read_form(request)).get("csrf")
+    if not isinstance(token, str) or not csrf_ok(found, token):
+        raise Refused(403, "missing or stale form token: reload the page and try again")

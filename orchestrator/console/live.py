@@ -1,0 +1,86 @@
+"""Live updates: a broadcast of run changes, and the server-sent-event wire format.
+
+``RunEvents`` (the engine) calls ``RunFeed.publish(run_id)`` after every committed
+status change. Each open page stream holds a ``Subscription``: a bounded queue of
+run ids. A page that falls too far behind (a burst of thousands of runs while its
+tab sleeps) is told to reload instead of making the daemon hold an ever-growing
+backlog for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+QUEUE_LIMIT = 2000
+KEEPALIVE_SECONDS = 15.0
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_LIMIT)
+        self.overflowed = False
+
+    async def next_batch(self, wait_seconds: float, stopping: asyncio.Event) -> list[str] | None:
+        """Run ids changed since the last call (deduplicated, in order), waiting up to
+        ``wait_seconds`` for the first; ``[]`` on timeout, ``None`` once the daemon stops."""
+        if stopping.is_set():
+            return None
+        if self.queue.empty():
+            getter = asyncio.ensure_future(self.queue.get())
+            stopper = asyncio.ensure_future(stopping.wait())
+            done, _ = await asyncio.wait(
+                {getter, stopper}, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            stopper.cancel()
+            if getter not in done:
+                getter.cancel()
+                return None if stopping.is_set() else []
+            first = [getter.result()]
+        else:
+            first = []
+        while not self.queue.empty():
+            first.append(self.queue.get_nowait())
+        return list(dict.fromkeys(first))
+
+
+class RunFeed:
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+
+    def publish(self, run_id: str) -> None:
+        for sub in self._subscriptions:
+            try:
+                sub.queue.put_nowait(run_id)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        sub = Subscription()
+        self._subscriptions.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscriptions.discard(sub)
+
+    @property
+    def listeners(self) -> int:
+        return len(self._subscriptions)
+
+
+def sse(event: str, data: Any, event_id: str | None = None) -> str:
+    """One server-sent event; ``data`` is sent as JSON (one line, so no framing issues)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def retry(milliseconds: int) -> str:
+    """How soon the browser reconnects after the stream ends or breaks."""
+    return f"retry: {milliseconds}\n\n"
+
+
+KEEPALIVE = ": keepalive\n\n"

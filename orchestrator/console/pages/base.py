@@ -1,0 +1,69 @@
+"""What every page module shares: its router, HTML error pages, and small helpers.
+
+A domain error raised in a page handler becomes an HTML page with the same status
+and message the API would give (the message comes from the same ``OrchError``), so a
+bookmarked link to a deleted run says "run ... not found" instead of showing JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.routing import APIRoute
+
+from orchestrator.console.guard import console_of, session
+from orchestrator.console.render import page
+from orchestrator.console.state import Console
+from orchestrator.errors import OrchError
+from orchestrator.services import Services
+
+
+class ConsoleRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except OrchError as exc:
+                return error_page(request, exc.status, exc.message)
+
+        return route
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    return page(request, "error.html", status=status, code=status, message=message)
+
+
+def pages_router() -> APIRouter:
+    """A router whose every route needs a session (and CSRF on changes)."""
+    return APIRouter(
+        route_class=ConsoleRoute, include_in_schema=False, dependencies=[Depends(session)]
+    )
+
+
+def services_of(request: Request) -> Services:
+    return console_of(request).services
+
+
+def state(request: Request) -> Console:
+    return console_of(request)
+
+
+def see_other(url: str) -> RedirectResponse:
+    """After a POST: the browser GETs the result (so a reload does not resubmit)."""
+    return RedirectResponse(url, status_code=303)
+
+
+def app_url(app_id: str, *parts: str) -> str:
+    return "/" + "/".join(["apps", quote(app_id, safe=""), *(quote(p, safe="") for p in parts)])
+
+
+def field(form: Any, name: str) -> str:
+    """A text field of a form, stripped; missing and file fields read as ``""``."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""

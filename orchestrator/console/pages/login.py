@@ -1,0 +1,102 @@
+"""Getting in: the one-time link ``orch console`` opens, the API-key form, logging out.
+
+The link is consumed by a GET (it is what a terminal opens), which answers with a
+tiny page that moves on by itself: a SameSite=Strict cookie set on a navigation that
+came from another application is only sent on the *next* same-site navigation, so a
+redirect straight to the console could arrive without it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from orchestrator.console.guard import check_host, console_of, read_form, session
+from orchestrator.console.pages.base import see_other
+from orchestrator.console.render import page
+from orchestrator.console.sessions import COOKIE, IDLE_TTL, Session
+
+router = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/v1/console", tags=["console"])
+
+
+def safe_next(value: str | None) -> str:
+    """Only a path on this console: never ``//host`` or ``http://...`` (open redirect)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/apps"
+    return value
+
+
+def _with_cookie(response: Response, started: Session) -> Response:
+    response.set_cookie(
+        COOKIE,
+        started.token,
+        max_age=int(IDLE_TTL),
+        httponly=True,
+        samesite="strict",
+        path="/",
+    )
+    return response
+
+
+@router.get("/login")
+async def login_page(
+    request: Request, token: str | None = None, next: str | None = None
+) -> Response:
+    check_host(request)
+    target = safe_next(next)
+    if token is None:
+        return page(request, "login.html", next=target, error="")
+    started = console_of(request).sessions.redeem(token)
+    if started is None:
+        return page(
+            request,
+            "login.html",
+            status=401,
+            next=target,
+            error="This login link was already used or has expired. Run `orch console` "
+            "again, or sign in with the API key.",
+        )
+    return _with_cookie(page(request, "entering.html", next=target), started)
+
+
+@router.post("/login")
+async def login_with_key(request: Request) -> Response:
+    check_host(request)
+    form = await read_form(request)
+    target = safe_next(str(form.get("next") or ""))
+    started = console_of(request).sessions.login(str(form.get("api_key") or ""))
+    if started is None:
+        return page(
+            request,
+            "login.html",
+            status=401,
+            next=target,
+            error="That is not this daemon's API key (it is in <home>/api-key).",
+        )
+    return _with_cookie(see_other(target), started)
+
+
+@router.post("/logout")
+async def logout(request: Request, current: Session = Depends(session)) -> Response:
+    console_of(request).sessions.end(current.token)
+    response = see_other("/login")
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    check_host(request)
+    return see_other("/apps")
+
+
+@api.post("/login-link", status_code=201)
+async def login_link(request: Request) -> JSONResponse:
+    """A single-use console login link (what ``orch console`` opens); expires in 2 minutes."""
+    token, expires = console_of(request).sessions.mint_link()
+    url = f"{str(request.base_url).rstrip('/')}/login?token={token}"
+    stamp = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return JSONResponse({"url": url, "expires_at": stamp}, 201)

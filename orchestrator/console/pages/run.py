@@ -1,0 +1,120 @@
+"""``/apps/<app>/runs/<run>``: one run, its input, output, visuals and log, live.
+
+``.../stream`` sends the run's panels again at every status change (``run``),
+the log's new lines while it runs (``log``) and ``end`` once it is over. The event
+id carries the log offset, so a reconnecting browser resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from orchestrator.console.live import KEEPALIVE, KEEPALIVE_SECONDS, retry, sse
+from orchestrator.console.pages.base import pages_router, state
+from orchestrator.console.pages.runs import STREAM_HEADERS
+from orchestrator.console.render import page, render
+from orchestrator.console.runview import log_tail, run_view
+from orchestrator.console.state import Console
+from orchestrator.errors import NotFound
+from orchestrator.models import Run
+from orchestrator.runs.logs import read_live
+
+router = pages_router()
+
+LOG_POLL_SECONDS = 0.2
+"""How often a running run's log is checked for new lines."""
+
+
+async def _context(console: Console, run: Run) -> dict[str, Any]:
+    svc = console.services
+    return {
+        "view": await run_view(svc, run),
+        "instances": await svc.instances.list(run.app_id),
+        "default_instance": (await svc.apps.get(run.app_id)).default_instance_id,
+    }
+
+
+@router.get("/apps/{app_id}/runs/{run_id}")
+async def run_page(request: Request, app_id: str, run_id: str) -> Response:
+    console = state(request)
+    run = await console.services.runs.get(app_id, run_id)
+    log, offset, skipped = log_tail(console.services.runs.log_path(run))
+    return page(
+        request,
+        "run.html",
+        run=run,
+        log=log,
+        log_offset=offset,
+        log_skipped=skipped,
+        **await _context(console, run),
+    )
+
+
+@router.get("/apps/{app_id}/runs/{run_id}/stream")
+async def run_stream(request: Request, app_id: str, run_id: str) -> StreamingResponse:
+    console = state(request)
+    run = await console.services.runs.get(app_id, run_id)
+    offset, known = _resume(request)
+    return StreamingResponse(
+        _run_events(console, request, run, offset, known),
+        media_type="text/event-stream",
+        headers=STREAM_HEADERS,
+    )
+
+
+def _resume(request: Request) -> tuple[int, str]:
+    """(log offset, status the page shows): from the last event id, else the query."""
+    last = request.headers.get("last-event-id") or ""
+    offset_text, _, status = last.partition(".")
+    if not offset_text:
+        offset_text = request.query_params.get("offset", "0")
+        status = request.query_params.get("status", "")
+    return (int(offset_text) if offset_text.isdigit() else 0), status
+
+
+async def _run_events(
+    console: Console, request: Request, run: Run, offset: int, known: str
+) -> AsyncIterator[str]:
+    svc = console.services
+    log_path = svc.runs.log_path(run)
+    with console.feed.subscribe() as sub:
+        yield retry(1000)
+        while True:
+            if run.status.value != known:
+                known = run.status.value
+                panels = render(
+                    "_run_panels.html", csrf=_csrf(request), **await _context(console, run)
+                )
+                yield sse("run", {"status": known, "html": panels}, f"{offset}.{known}")
+            chunk = read_live(log_path, offset, run.status)
+            if chunk["items"]:
+                offset = int(chunk["next_page_token"])
+                text = "".join(item["log"] + "\n" for item in chunk["items"])
+                yield sse("log", {"text": text}, f"{offset}.{known}")
+            more_log = chunk["status_v2"] == "running" and run.status.finished
+            if run.status.finished and not more_log:
+                yield sse("end", {"status": known}, f"{offset}.{known}")
+                return
+            if more_log:
+                continue
+            wait = LOG_POLL_SECONDS if run.status.value == "running" else KEEPALIVE_SECONDS
+            batch = await sub.next_batch(wait, console.stopping)
+            if batch is None:
+                return
+            if not batch and run.status.value != "running":
+                yield KEEPALIVE
+            if run.id in (batch or []):
+                try:
+                    run = await svc.runs.get(run.app_id, run.id)
+                except NotFound:
+                    yield sse("gone", {})
+                    return
+
+
+def _csrf(request: Request) -> str:
+    session = getattr(request.state, "session", None)
+    return session.csrf if session is not None else ""

@@ -1,0 +1,193 @@
+"""Making and stopping runs from the console: the new-run form, cancel, re-run, downloads.
+
+Every input (pasted, uploaded, or the input of the run being re-run) goes through
+an upload slot, the same path as the API's large inputs: the daemon's size cap and
+JSON check apply, and a run never shares another run's input file (deleting the
+first run cannot take the second one's input with it).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import Request
+from fastapi.responses import FileResponse, Response
+from starlette.datastructures import UploadFile
+
+from orchestrator.api.run_files import file_response, input_raw
+from orchestrator.console.guard import read_form
+from orchestrator.console.pages.base import app_url, field, pages_router, see_other, state
+from orchestrator.console.render import page
+from orchestrator.errors import Invalid, NotFound, OrchError
+from orchestrator.models import Run
+from orchestrator.runs.service import RunRequest
+from orchestrator.services import Services
+
+router = pages_router()
+
+CHUNK = 1024 * 1024
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """``name=value`` per line (blank lines and ``#`` comments skipped)."""
+    options: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise Invalid(f"options line {number}: write name=value, got {line!r}")
+        options[name.strip()] = value.strip()
+    return options
+
+
+async def _new_run_page(
+    request: Request, app_id: str, status: int = 200, error: str = "", form: Any = None
+) -> Response:
+    svc = state(request).services
+    app = await svc.apps.get(app_id)
+    if form is None:
+        values = {"instance": app.default_instance_id or "devint", "options": "", "name": ""}
+        values["input_text"] = ""
+    else:
+        values = {k: field(form, k) for k in ("instance", "options", "name", "input_text")}
+    return page(
+        request,
+        "new_run.html",
+        status=status,
+        app=app,
+        instances=await svc.instances.list(app_id),
+        error=error,
+        form=values,
+    )
+
+
+@router.get("/apps/{app_id}/runs/new")
+async def new_run_form(request: Request, app_id: str) -> Response:
+    return await _new_run_page(request, app_id)
+
+
+@router.post("/apps/{app_id}/runs")
+async def create_run(request: Request, app_id: str) -> Response:
+    svc = state(request).services
+    form = await read_form(request)
+    try:
+        req = RunRequest(
+            app_id=app_id,
+            instance_id=field(form, "instance") or None,
+            options=parse_options(field(form, "options")),
+            name=field(form, "name"),
+        )
+        req.upload_id = await _upload_input(svc, app_id, form)
+        run = await svc.runs.create(req)
+    except OrchError as exc:
+        if isinstance(exc, NotFound) and "app" in exc.message and "instance" not in exc.message:
+            raise
+        return await _new_run_page(request, app_id, exc.status, exc.message, form)
+    return see_other(app_url(app_id, "runs", run.id))
+
+
+async def _upload_input(svc: Services, app_id: str, form: Any) -> str:
+    chosen = form.get("input_file")
+    if isinstance(chosen, UploadFile) and chosen.filename:
+        return await _upload(svc, app_id, _file_chunks(chosen))
+    text = form.get("input_text")
+    if isinstance(text, str) and text.strip():
+        return await _upload(svc, app_id, _bytes_chunks(text.encode()))
+    raise Invalid("give the run an input: paste it, or choose a file")
+
+
+async def _upload(svc: Services, app_id: str, body: AsyncIterator[bytes]) -> str:
+    slot = await svc.uploads.create(app_id, "input")
+    await svc.uploads.receive(slot.token, body)
+    return slot.id
+
+
+async def _file_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(CHUNK):
+        yield chunk
+
+
+async def _bytes_chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), CHUNK):
+        yield data[start : start + CHUNK]
+
+
+async def _path_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as fh:
+        while chunk := await anyio.to_thread.run_sync(fh.read, CHUNK):
+            yield chunk
+
+
+@router.post("/apps/{app_id}/runs/{run_id}/cancel")
+async def cancel_run(request: Request, app_id: str, run_id: str) -> Response:
+    await state(request).services.runs.cancel(app_id, run_id)
+    return see_other(app_url(app_id, "runs", run_id))
+
+
+@router.post("/apps/{app_id}/runs/{run_id}/rerun")
+async def rerun(request: Request, app_id: str, run_id: str) -> Response:
+    """The same input and run options on the instance picked in the form."""
+    svc = state(request).services
+    form = await read_form(request)
+    source = await svc.runs.get(app_id, run_id)
+    if source.input_path is None:
+        raise Invalid(f"run {run_id!r} has no input to run again")
+    req = RunRequest(
+        app_id=app_id,
+        instance_id=field(form, "instance") or None,
+        options={k: v for k, v in source.options.items() if source.option_sources.get(k) == "run"},
+        name=source.name,
+        input_format=source.input_format,
+    )
+    req.upload_id = await _upload(svc, app_id, await _input_body(source))
+    run = await svc.runs.create(req)
+    return see_other(app_url(app_id, "runs", run.id))
+
+
+async def _input_body(run: Run) -> AsyncIterator[bytes]:
+    path = Path(run.input_path or "")
+    if not path.is_dir():
+        return _path_chunks(path)
+    return _bytes_chunks(await anyio.to_thread.run_sync(_tar_bytes, path))
+
+
+def _tar_bytes(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for item in sorted(folder.rglob("*")):
+            if item.is_file():
+                tar.add(item, arcname=str(item.relative_to(folder)))
+    return buffer.getvalue()
+
+
+@router.get("/apps/{app_id}/runs/{run_id}/input")
+async def download_input(request: Request, app_id: str, run_id: str) -> Response:
+    svc = state(request).services
+    response = await input_raw(svc, await svc.runs.get(app_id, run_id))
+    response.headers["Content-Disposition"] = f'attachment; filename="{run_id}-input"'
+    return response
+
+
+@router.get("/apps/{app_id}/runs/{run_id}/output")
+async def download_output(request: Request, app_id: str, run_id: str) -> Response:
+    svc = state(request).services
+    response = await file_response(svc, await svc.runs.get(app_id, run_id), "output")
+    response.headers["Content-Disposition"] = f'attachment; filename="{run_id}-output"'
+    return response
+
+
+@router.get("/apps/{app_id}/runs/{run_id}/log")
+async def download_log(request: Request, app_id: str, run_id: str) -> Response:
+    svc = state(request).services
+    run = await svc.runs.get(app_id, run_id)
+    path = svc.runs.log_path(run)
+    if not path.exists():
+        raise NotFound(f"run {run_id!r} has no log")
+    return FileResponse(path, media_type="text/plain; charset=utf-8", filename=f"{run_id}.log")

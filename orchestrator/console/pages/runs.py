@@ -1,0 +1,118 @@
+"""``/runs`` and ``/apps/<app>/runs``: newest first, filtered, paged by keyset, live.
+
+The table is rendered whole on the server; ``/runs/stream`` then sends one
+server-sent event per changed run that passes the page's filters (its new row), so
+queued and running runs move on screen without a reload. A run that leaves a status
+filter (it finished) is sent as ``gone``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from orchestrator.console.live import KEEPALIVE, KEEPALIVE_SECONDS, retry, sse
+from orchestrator.console.pages.base import pages_router, state
+from orchestrator.console.render import ENV, page
+from orchestrator.console.state import Console
+from orchestrator.errors import OrchError
+from orchestrator.models import Run, RunStatus
+from orchestrator.runs.search import RunPage, run_query
+from orchestrator.store.overview import RunQuery
+
+router = pages_router()
+
+FILTERS = ("app", "instance", "status", "since", "until")
+
+STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+@router.get("/runs")
+async def all_runs(request: Request) -> Response:
+    return await _runs_page(request, fixed_app=None)
+
+
+@router.get("/apps/{app_id}/runs")
+async def app_runs(request: Request, app_id: str) -> Response:
+    await state(request).services.apps.get(app_id)  # 404 for an unknown app
+    return await _runs_page(request, fixed_app=app_id)
+
+
+async def _runs_page(request: Request, fixed_app: str | None) -> Response:
+    console = state(request)
+    filters = {k: request.query_params.get(k, "").strip() for k in FILTERS}
+    if fixed_app is not None:
+        filters["app"] = fixed_app
+    cursor = request.query_params.get("before") or None
+    error, status = "", 200
+    try:
+        result = await console.search.page(run_query(*(filters[k] for k in FILTERS)), cursor)
+    except OrchError as exc:
+        result, error, status = RunPage([], None), exc.message, exc.status
+    apps = await console.services.apps.list()
+    instances = []
+    if filters["app"] and any(a.id == filters["app"] for a in apps):
+        instances = await console.services.instances.list(filters["app"])
+    query = {k: v for k, v in filters.items() if v and not (fixed_app and k == "app")}
+    return page(
+        request,
+        "runs.html",
+        status=status,
+        fixed_app=fixed_app,
+        filters=filters,
+        apps=apps,
+        instances=instances,
+        statuses=[s.value for s in RunStatus],
+        runs=result.runs,
+        older=_link(request.url.path, query, result.next_cursor) if result.next_cursor else None,
+        newest=_link(request.url.path, query, None) if cursor else None,
+        live_url="/runs/stream?" + urlencode({k: v for k, v in filters.items() if v}),
+        first_page=cursor is None,
+        error=error,
+    )
+
+
+def _link(path: str, query: dict[str, str], cursor: str | None) -> str:
+    params = {**query, **({"before": cursor} if cursor else {})}
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def row_html(run: Run, show_app: bool) -> str:
+    macro = ENV.get_template("macros.html").module.run_row  # type: ignore[attr-defined]
+    return str(macro(run, show_app))
+
+
+@router.get("/runs/stream")
+async def runs_stream(request: Request) -> StreamingResponse:
+    filters = [request.query_params.get(k, "").strip() for k in FILTERS]
+    query = run_query(*filters)
+    show_app = not request.query_params.get("app")
+    return StreamingResponse(
+        _run_changes(state(request), query, show_app),
+        media_type="text/event-stream",
+        headers=STREAM_HEADERS,
+    )
+
+
+async def _run_changes(console: Console, query: RunQuery, show_app: bool) -> AsyncIterator[str]:
+    with console.feed.subscribe() as sub:
+        yield retry(1000)
+        while True:
+            batch = await sub.next_batch(KEEPALIVE_SECONDS, console.stopping)
+            if batch is None:
+                return
+            if sub.overflowed:
+                yield sse("stale", {})
+                return
+            if not batch:
+                yield KEEPALIVE
+            for run_id in batch:
+                run = await console.services.store.read.runs.get(run_id)
+                if run is not None and await console.search.matches(query, run_id):
+                    html = row_html(run, show_app)
+                    yield sse("run", {"id": run.id, "status": run.status.value, "html": html})
+                elif query.status is not None:
+                    yield sse("gone", {"id": run_id})

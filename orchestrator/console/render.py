@@ -1,0 +1,141 @@
+"""Templates and the headers every console response carries.
+
+Jinja2 with autoescaping on: every value from a user or a model is escaped unless a
+function here built it as markup from escaped parts (the JSON highlighter). Pages
+are never cached (they show live data) and may only load what the daemon serves:
+the Content-Security-Policy says so to the browser, on top of the templates only
+ever naming ``/static/...`` URLs.
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from orchestrator.console.assets import ASSET_VERSION
+from orchestrator.console.viewers import highlight_json
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+    "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+"""Nothing from elsewhere, no inline script. Inline styles stay allowed: Plotly and
+htmx set element styles from script."""
+
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+def when(stamp: str | None) -> str:
+    """``2026-12-04T18:40:09.123456Z`` → ``2026-12-04 18:40:09`` (UTC, as stored)."""
+    if not stamp:
+        return "-"
+    return stamp[:19].replace("T", " ")
+
+
+def duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, rest = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes:.0f} min {rest:.0f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:.0f} h {minutes:.0f} min"
+
+
+def size(value: float | None) -> str:
+    if value is None:
+        return "-"
+    number = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if number < 1024 or unit == "GiB":
+            return f"{number:.0f} {unit}" if unit == "B" else f"{number:.1f} {unit}"
+        number /= 1024
+    return f"{number:.1f} GiB"  # pragma: no cover - the loop returns at GiB
+
+
+def mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} MiB"
+
+
+def signal_name(number: int | None) -> str:
+    if number is None:
+        return "-"
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)
+
+
+def number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.6g}"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.2f} %"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        when=when,
+        duration=duration,
+        size=size,
+        mib=mib,
+        signal_name=signal_name,
+        number=number,
+        percent=percent,
+        json=highlight_json,
+    )
+    env.globals.update(version=ASSET_VERSION, now=lambda: datetime.now(UTC))
+    return env
+
+
+ENV = _environment()
+
+
+def render(name: str, **context: Any) -> str:
+    return ENV.get_template(name).render(**context)
+
+
+def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A whole page or a partial, with the session's CSRF token and the safety headers."""
+    session = getattr(request.state, "session", None)
+    body = render(
+        name,
+        request=request,
+        csrf=session.csrf if session is not None else "",
+        signed_in=session is not None,
+        path=request.url.path,
+        **context,
+    )
+    return HTMLResponse(body, status_code=status, headers=HEADERS)

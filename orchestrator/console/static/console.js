@@ -1,0 +1,174 @@
+// orch console: small progressive enhancement over server-rendered pages.
+// Live updates come as server-sent events; charts are drawn by libraries the daemon
+// serves (Plotly from the plotly package, Chart.js vendored). No request leaves the page's origin.
+(function () {
+  "use strict";
+
+  var loading = {};
+  var assetVersion = document.documentElement.dataset.assets || "";
+  function loadScript(src) {
+    src += "?v=" + assetVersion;
+    if (!loading[src]) {
+      loading[src] = new Promise(function (resolve, reject) {
+        var s = document.createElement("script");
+        s.src = src;
+        s.onload = resolve;
+        s.onerror = reject;
+        document.head.appendChild(s);
+      });
+    }
+    return loading[src];
+  }
+
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+
+  function jsonOf(el) {
+    var script = el.querySelector('script[type="application/json"]');
+    return script ? JSON.parse(script.textContent) : null;
+  }
+
+  function drawPlotly(el) {
+    var fig = jsonOf(el) || {};
+    var layout = Object.assign({}, fig.layout || {});
+    layout.paper_bgcolor = "rgba(0,0,0,0)";
+    layout.plot_bgcolor = "rgba(0,0,0,0)";
+    layout.font = Object.assign({ color: cssVar("--fg") }, layout.font || {});
+    layout.margin = layout.margin || { t: 40, r: 16, b: 40, l: 56 };
+    ["xaxis", "yaxis"].forEach(function (axis) {
+      layout[axis] = Object.assign({ gridcolor: cssVar("--line"), zerolinecolor: cssVar("--line") }, layout[axis] || {});
+    });
+    var config = { responsive: true, displaylogo: false, topojsonURL: "/static/vendor/plotly/topojson/" };
+    window.Plotly.newPlot(el, fig.data || [], layout, config).then(function () {
+      el.dataset.drawn = "true";
+    });
+  }
+
+  function drawChartjs(el) {
+    var config = jsonOf(el) || {};
+    var canvas = el.querySelector("canvas");
+    window.Chart.defaults.color = cssVar("--fg");
+    window.Chart.defaults.borderColor = cssVar("--line");
+    new window.Chart(canvas, config);
+    el.dataset.drawn = "true";
+  }
+
+  function drawCharts(root) {
+    var plots = root.querySelectorAll("[data-plotly]:not([data-drawn])");
+    if (plots.length) {
+      loadScript("/static/vendor/plotly/plotly.min.js").then(function () {
+        plots.forEach(function (el) { if (!el.closest("[hidden]")) drawPlotly(el); });
+      });
+    }
+    var charts = root.querySelectorAll("[data-chartjs]:not([data-drawn])");
+    if (charts.length) {
+      loadScript("/static/vendor/chartjs/chart.umd.min.js").then(function () {
+        charts.forEach(function (el) { if (!el.closest("[hidden]")) drawChartjs(el); });
+      });
+    }
+  }
+
+  // Tabs (WAI-ARIA pattern): click or arrow keys; a hidden chart is drawn when shown.
+  function selectTab(tab) {
+    var list = tab.closest("[role=tablist]");
+    list.querySelectorAll("[role=tab]").forEach(function (t) {
+      var on = t === tab;
+      t.setAttribute("aria-selected", on ? "true" : "false");
+      t.tabIndex = on ? 0 : -1;
+      var panel = document.getElementById(t.getAttribute("aria-controls"));
+      if (panel) panel.hidden = !on;
+    });
+    drawCharts(document.getElementById(tab.getAttribute("aria-controls")) || document);
+  }
+
+  document.addEventListener("click", function (e) {
+    var tab = e.target.closest("[role=tab]");
+    if (tab) selectTab(tab);
+  });
+  document.addEventListener("keydown", function (e) {
+    var tab = e.target.closest("[role=tab]");
+    if (!tab || (e.key !== "ArrowRight" && e.key !== "ArrowLeft")) return;
+    var tabs = Array.prototype.slice.call(tab.closest("[role=tablist]").querySelectorAll("[role=tab]"));
+    var next = tabs[(tabs.indexOf(tab) + (e.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    next.focus();
+    selectTab(next);
+    e.preventDefault();
+  });
+
+  function markLive(on) {
+    var dot = document.querySelector("[data-live-indicator]");
+    if (dot) dot.classList.toggle("off", !on);
+  }
+
+  // The runs table: rows arrive from /runs/stream as they change.
+  function liveRuns(table) {
+    var source = new EventSource(table.dataset.liveRuns);
+    var first = table.dataset.firstPage === "true";
+    var body = table.tBodies[0];
+    source.onopen = function () { markLive(true); };
+    source.onerror = function () { markLive(false); };
+    source.addEventListener("run", function (e) {
+      var data = JSON.parse(e.data);
+      var holder = document.createElement("tbody");
+      holder.innerHTML = data.html;
+      var row = holder.firstElementChild;
+      var old = document.getElementById("run-" + data.id);
+      if (old) {
+        old.replaceWith(row);
+      } else if (first) {
+        body.insertBefore(row, body.firstChild);
+        var empty = document.querySelector("[data-empty]");
+        if (empty) empty.remove();
+      } else {
+        return;
+      }
+      row.classList.add("flash");
+    });
+    source.addEventListener("gone", function (e) {
+      var old = document.getElementById("run-" + JSON.parse(e.data).id);
+      if (old) old.remove();
+    });
+    source.addEventListener("stale", function () { source.close(); window.location.reload(); });
+  }
+
+  // One run: panels re-rendered at each status change, the log appended as it grows.
+  function liveRun(root) {
+    var source = new EventSource(root.dataset.liveRun);
+    var log = document.getElementById("log");
+    source.addEventListener("run", function (e) {
+      var data = JSON.parse(e.data);
+      var panels = document.getElementById("run-panels");
+      panels.innerHTML = data.html;
+      if (window.htmx) window.htmx.process(panels);
+      drawCharts(panels);
+    });
+    source.addEventListener("log", function (e) {
+      var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+      log.append(document.createTextNode(JSON.parse(e.data).text));
+      if (atEnd) log.scrollTop = log.scrollHeight;
+    });
+    function finish() {
+      source.close();
+      var state = document.querySelector("[data-log-state]");
+      if (state) state.textContent = "";
+      root.dataset.ended = "true";
+    }
+    source.addEventListener("end", finish);
+    source.addEventListener("gone", finish);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
+
+  // Streams open once the page has loaded: an open event stream must not hold the load up.
+  window.addEventListener("load", function () {
+    var table = document.querySelector("[data-live-runs]");
+    if (table) liveRuns(table);
+    var run = document.querySelector("[data-live-run]");
+    if (run && !run.querySelector("[data-run-status=succeeded],[data-run-status=failed],[data-run-status=canceled]")) {
+      liveRun(run);
+    } else if (run) {
+      run.dataset.ended = "true";
+    }
+  });
+})();

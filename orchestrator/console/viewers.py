@@ -1,0 +1,132 @@
+"""Input and output viewers: JSON with syntax colouring, arrays of objects as tables.
+
+A payload is only read when it is small enough to show (``PREVIEW_BYTES``); a larger
+one is offered through its download link and never loaded into the daemon or the
+page. Every piece of text goes through ``html.escape`` before it is wrapped in markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+PREVIEW_BYTES = 1024 * 1024
+"""Above this, a payload is a download link only (the page stays fast to load)."""
+MAX_TABLE_ROWS = 500
+MAX_TABLE_COLUMNS = 30
+MAX_TABLES = 6
+MAX_CELL = 120
+
+
+@dataclass
+class Table:
+    path: str
+    columns: list[str]
+    rows: list[list[str]]
+    total: int
+
+
+@dataclass
+class Preview:
+    """What a viewer can show: ``json`` (value), ``text``, or only a link (``large``,
+    ``archive``, ``empty``)."""
+
+    kind: str
+    size: int = 0
+    value: Any = None
+    text: str = ""
+    tables: list[Table] = field(default_factory=list)
+
+
+def preview(path: Path | None, size: int, directory: bool = False) -> Preview:
+    if directory:
+        return Preview("archive", size)
+    if path is None or size == 0 or not path.is_file():
+        return Preview("empty", size)
+    if size > PREVIEW_BYTES:
+        return Preview("large", size)
+    raw = path.read_bytes()[:PREVIEW_BYTES]
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return Preview("text", size, text=raw.decode(errors="replace"))
+    return Preview("json", size, value=value, tables=find_tables(value))
+
+
+def find_tables(value: Any, path: str = "$", depth: int = 0) -> list[Table]:
+    """Arrays of objects anywhere in the first three levels, as tables (at most six)."""
+    return list(_tables(value, path, depth))[:MAX_TABLES]
+
+
+def _tables(value: Any, path: str, depth: int) -> Iterator[Table]:
+    if depth > 3:
+        return
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        yield _table(path, value)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tables(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list) and value and isinstance(value[0], dict | list):
+        yield from _tables(value[0], f"{path}[0]", depth + 1)
+
+
+def _table(path: str, items: list[dict[str, Any]]) -> Table:
+    columns: list[str] = []
+    for item in items[:MAX_TABLE_ROWS]:
+        for key in item:
+            if key not in columns and len(columns) < MAX_TABLE_COLUMNS:
+                columns.append(key)
+    rows = [[_cell(item.get(c)) for c in columns] for item in items[:MAX_TABLE_ROWS]]
+    return Table(path, columns, rows, len(items))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def highlight_json(value: Any) -> Markup:
+    """Indented JSON with spans for keys, strings, numbers and literals (CSS colours them)."""
+    out: list[str] = []
+    _emit(value, 0, out)
+    return Markup("".join(out))  # built from escaped parts only
+
+
+def _emit(value: Any, indent: int, out: list[str]) -> None:
+    pad = "  " * (indent + 1)
+    if isinstance(value, dict) and value:
+        out.append("{\n")
+        for n, (key, item) in enumerate(value.items()):
+            out.append(f'{pad}<span class="j-key">{escape(json.dumps(str(key)))}</span>: ')
+            _emit(item, indent + 1, out)
+            out.append(",\n" if n < len(value) - 1 else "\n")
+        out.append("  " * indent + "}")
+    elif isinstance(value, list) and value:
+        out.append("[\n")
+        for n, item in enumerate(value):
+            out.append(pad)
+            _emit(item, indent + 1, out)
+            out.append(",\n" if n < len(value) - 1 else "\n")
+        out.append("  " * indent + "]")
+    else:
+        out.append(_scalar(value))
+
+
+def _scalar(value: Any) -> str:
+    text = escape(json.dumps(value))
+    if isinstance(value, str):
+        return f'<span class="j-str">{text}</span>'
+    if isinstance(value, bool) or value is None:
+        return f'<span class="j-lit">{text}</span>'
+    if isinstance(value, int | float):
+        return f'<span class="j-num">{text}</span>'
+    return text  # empty {} or []

@@ -1,0 +1,172 @@
+"""In-process checks of the console's pieces: sessions, paging cursor, viewers, maps."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.console import sessions as sessions_module
+from orchestrator.console.geojson import render_map
+from orchestrator.console.live import RunFeed, sse
+from orchestrator.console.pages.login import safe_next
+from orchestrator.console.pages.run_actions import parse_options
+from orchestrator.console.runview import flatten, log_tail, stopped_by
+from orchestrator.console.sessions import Sessions, csrf_ok
+from orchestrator.console.viewers import PREVIEW_BYTES, find_tables, highlight_json, preview
+from orchestrator.errors import Invalid
+from orchestrator.models import Failure, FailureKind, Run, RunStatus
+from orchestrator.runs.search import decode_cursor, encode_cursor, run_query
+from orchestrator.store.db import Database
+
+
+def test_a_login_link_works_once_and_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions = Sessions("the-key")
+    token, _ = sessions.mint_link()
+    assert sessions.redeem(token) is not None
+    assert sessions.redeem(token) is None
+    late, _ = sessions.mint_link()
+    clock = time.monotonic() + sessions_module.LINK_TTL + 1
+    monkeypatch.setattr(sessions_module.time, "monotonic", lambda: clock)
+    assert sessions.redeem(late) is None
+
+
+def test_sessions_check_the_key_idle_out_and_end() -> None:
+    sessions = Sessions("the-key")
+    assert sessions.login("wrong") is None and sessions.login("") is None
+    started = sessions.login(" the-key\n")
+    assert started is not None and sessions.get(started.token) is started
+    assert csrf_ok(started, started.csrf) and not csrf_ok(started, "nope")
+    assert not csrf_ok(started, None)
+    started.last_seen -= sessions_module.IDLE_TTL + 1
+    assert sessions.get(started.token) is None
+    again = sessions.login("the-key")
+    assert again is not None
+    sessions.end(again.token)
+    assert sessions.get(again.token) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "safe"),
+    [("/runs?x=1", "/runs?x=1"), ("//evil.example", "/apps"), ("https://e.x/", "/apps"),
+     ("", "/apps"), (None, "/apps"), ("/\\evil", "/apps")],
+)  # fmt: skip
+def test_the_way_back_after_login_stays_on_the_console(given: str | None, safe: str) -> None:
+    assert safe_next(given) == safe
+
+
+def test_the_page_cursor_round_trips_and_bad_ones_are_refused() -> None:
+    run = Run(id="run-x", app_id="a", instance_id="devint", executable_id="e")
+    assert decode_cursor(encode_cursor(run)) == (run.created_at, "run-x")
+    for bad in ("", "!!!", "bm9waXBl"):
+        with pytest.raises(Invalid):
+            decode_cursor(bad)
+
+
+def test_filters_are_checked_and_a_minute_bound_includes_its_minute() -> None:
+    with pytest.raises(Invalid, match="unknown status"):
+        run_query(status="done")
+    with pytest.raises(Invalid, match="ISO 8601"):
+        run_query(since="yesterday")
+    query = run_query(app_id="a", status="failed", until="2026-01-02T03:04")
+    assert query.status == RunStatus.FAILED
+    assert query.created_before == "2026-01-02T03:04:59.999999Z"
+
+
+async def test_every_runs_filter_walks_an_index_in_page_order(tmp_path: Path) -> None:
+    """The query plans of the runs page never sort or scan the table (100,000 runs)."""
+    db = Database(tmp_path / "orch.db")
+    await db.open()
+    await db.close()
+    conn = sqlite3.connect(tmp_path / "orch.db")
+    head = "EXPLAIN QUERY PLAN SELECT * FROM runs"
+    tail = " ORDER BY created_at DESC, id DESC LIMIT 51"
+    for where in ("", " WHERE app_id = 'a'", " WHERE status = 'failed'",
+                  " WHERE app_id = 'a' AND status = 'failed'",
+                  " WHERE created_at <= '2026' AND (created_at, id) < ('2026', 'x')"):  # fmt: skip
+        plan = " ".join(str(row[-1]) for row in conn.execute(head + where + tail))
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, (where, plan)
+    conn.close()
+
+
+def test_tables_are_found_in_json_and_raw_json_is_escaped() -> None:
+    doc = {"solutions": [{"a": 1, "b": "<x>"}, {"a": 2, "c": [1]}], "n": 3}
+    (table,) = find_tables(doc)
+    assert table.path == "$.solutions" and table.columns == ["a", "b", "c"]
+    assert table.rows == [["1", "<x>", ""], ["2", "", "[1]"]]
+    html = str(highlight_json(doc))
+    assert "&lt;x&gt;" in html and "<x>" not in html
+    assert '<span class="j-key">&quot;solutions&quot;</span>' in html
+
+
+def test_a_large_payload_is_never_read(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    big.write_bytes(b"[" + b"1," * PREVIEW_BYTES + b"1]")
+    shown = preview(big, big.stat().st_size)
+    assert shown.kind == "large" and shown.value is None
+    text = tmp_path / "t"
+    text.write_text("not json")
+    assert preview(text, 8).kind == "text"
+    assert preview(None, 0).kind == "empty"
+    assert preview(tmp_path, 10, directory=True).kind == "archive"
+
+
+def test_the_log_tail_starts_at_a_whole_line_and_knows_its_end(tmp_path: Path) -> None:
+    log = tmp_path / "stderr"
+    log.write_bytes(b"".join(f"line {n}\n".encode() for n in range(1000)))
+    text, end, skipped = log_tail(log, max_bytes=100)
+    assert end == log.stat().st_size and skipped > 0
+    assert text.startswith("line ") and text.endswith("line 999\n")
+    assert log_tail(tmp_path / "missing") == ("", 0, 0)
+
+
+def test_the_limit_that_stopped_a_run_and_flat_statistics() -> None:
+    run = Run(id="r", app_id="a", instance_id="i", executable_id="e", status=RunStatus.FAILED)
+    run.failure = Failure(FailureKind.MEMORY, limit=200, measured=201)
+    assert stopped_by(run) == "memory_mb"
+    run.failure = Failure(FailureKind.EXIT, measured=3)
+    assert stopped_by(run) is None
+    assert flatten({"result": {"value": 1, "custom": {"gap": 0.1}}, "n": [1]}) == [
+        ("result.value", 1), ("result.custom.gap", 0.1), ("n", [1])]  # fmt: skip
+
+
+def test_geojson_maps_draw_features_and_refuse_garbage() -> None:
+    svg, problem = render_map({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": "<b>", "geometry": {"type": "Point", "coordinates": [1, 2]},
+         "properties": {"style": {"color": "red\" onload=\"x"}}},
+        {"type": "Feature", "geometry": {"type": "Polygon",
+                                          "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}},
+    ]})  # fmt: skip
+    assert problem == "" and svg.count('class="feature"') == 2
+    assert "&lt;b&gt;" in svg
+    assert 'fill="red onloadx"' in svg  # the quote is gone: the value stays one attribute
+    for garbage in (None, [], {"type": "Feature"}, {"type": "FeatureCollection", "features": 3}):
+        assert render_map(garbage)[0] == ""
+
+
+def test_option_lines() -> None:
+    assert parse_options("a=1\n# note\n\n b = two words \n") == {"a": "1", "b": "two words"}
+    with pytest.raises(Invalid, match="line 1"):
+        parse_options("novalue")
+
+
+async def test_the_feed_fans_out_and_a_slow_page_is_told_to_reload() -> None:
+    feed = RunFeed()
+    stop = asyncio.Event()
+    with feed.subscribe() as one, feed.subscribe() as two:
+        feed.publish("r1")
+        feed.publish("r2")
+        feed.publish("r1")
+        assert await one.next_batch(1, stop) == ["r1", "r2"]
+        assert await two.next_batch(1, stop) == ["r1", "r2"]
+        assert await one.next_batch(0.01, stop) == []
+        for n in range(3000):
+            feed.publish(f"r{n}")
+        assert one.overflowed
+        stop.set()
+        assert await one.next_batch(1, stop) is None
+    assert feed.listeners == 0
+    assert sse("run", {"a": 1}, "5.running") == 'id: 5.running\nevent: run\ndata: {"a":1}\n\n'
