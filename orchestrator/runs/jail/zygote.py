@@ -1,0 +1,123 @@
+"""The zygote: one Python per daemon that pays the interpreter's start-up once.
+
+It answers requests on a ``SOCK_SEQPACKET`` socket (its fd on the command line), one JSON message
+each: ``standby`` (with the standby's command and report pipes attached) clones
+a standby that is the *daemon's* child; ``probe`` tries each protection in a
+throw-away child and says which work. EOF means the daemon is gone: it exits.
+
+Started as ``python -I -S -c BOOT <runs dir> zygote <fd>`` (see ``launch``), or
+``... single <fd>`` for one standby without a zygote (plan and command on stdin,
+the report pipe on ``fd``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from . import landlock, sysc
+from .enter import single, standby
+from .view import View, enter_namespaces
+
+MAX_MESSAGE = 1 << 20
+
+
+def serve(control: socket.socket) -> None:
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
+        except OSError:
+            return
+        if not data:
+            return
+        try:
+            request = json.loads(data)
+            reply = _handle(request, fds, control)
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for fd in fds:
+                _close(fd)
+        control.send(json.dumps(reply).encode())
+
+
+def _handle(request: dict[str, Any], fds: list[int], control: socket.socket) -> dict[str, Any]:
+    if request.get("op") == "probe":
+        return {"probe": probe(request["plan"])}
+    if request.get("op") != "standby" or len(fds) != 2:
+        return {"error": f"unknown request {request.get('op')!r}"}
+    commands, report = fds
+    pid = sysc.fork_sibling()
+    if pid == 0:  # the standby: never returns into this loop
+        try:
+            control.close()
+            standby(request["plan"], commands, report)
+        finally:
+            os._exit(126)
+    return {"pid": pid}
+
+
+def probe(plan: dict[str, Any]) -> dict[str, Any]:
+    """What works on this host, each tried in a child of its own so nothing sticks.
+
+    ``mount`` builds the whole view (minus /proc); ``proc_hidden`` then mounts a
+    procfs with hidepid; the others only create their namespace.
+    """
+    user = bool(plan.get("userns"))
+    base = {k: v for k, v in plan.items() if k != "proc_hidden"}
+
+    def view(hidden_proc: bool) -> None:
+        enter_namespaces(user=user, net=False, ipc=False)
+        View().base({**base, "proc_hidden": hidden_proc})
+
+    def alone(flag: int) -> Callable[[], None]:
+        return lambda: sysc.unshare(flag | (sysc.CLONE_NEWUSER if user else 0))
+
+    results: dict[str, Any] = {"landlock": landlock.abi()}
+    results["mount"] = _attempt(lambda: view(False))
+    results["proc_hidden"] = _attempt(lambda: view(True)) if not user else "needs root"
+    results["net_ns"] = _attempt(alone(sysc.CLONE_NEWNET))
+    results["ipc_ns"] = _attempt(alone(sysc.CLONE_NEWIPC))
+    results["fork_sibling"] = "ok"  # this very zygote answers: it could clone
+    return results
+
+
+def _attempt(action: Callable[[], None]) -> str:
+    """ "ok", or why not, from a forked child (the zygote has no thread to worry about)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            action()
+            message = "ok"
+        except BaseException as exc:
+            message = str(exc) or type(exc).__name__
+        os.write(write, message.encode()[:4000])
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 4096):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode(errors="replace") or "the probe died"
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) == 2 and argv[0] == "zygote" and argv[1].isdigit():
+        serve(socket.socket(fileno=int(argv[1])))
+    elif len(argv) == 2 and argv[0] == "single" and argv[1].isdigit():
+        single(0, int(argv[1]))
+    else:
+        sys.exit(f"usage: zygote FD | single FD (got {argv})")
