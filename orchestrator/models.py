@@ -83,6 +83,7 @@ LIMIT_FIELDS = (
     "output_mb",
     "open_files",
     "processes",
+    "disk_mb",
 )
 
 
@@ -96,6 +97,8 @@ class Limits:
     output_mb: int | None = None
     open_files: int | None = None
     processes: int | None = None
+    disk_mb: int | None = None
+    """Everything the run writes (its working folder, TMPDIR, stdout and log) together."""
 
     def over(self, base: Limits) -> Limits:
         """These limits layered on top of ``base`` (fields set here win)."""
