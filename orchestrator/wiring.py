@@ -63,7 +63,7 @@ async def build_engine(settings: Settings) -> Engine:
     envs = Environments(store, settings)
     events = RunEvents()
     manifests = ManifestCache()
-    sandbox = Sandbox(sample_seconds=settings.memory_sample_seconds)
+    sandbox = Sandbox.from_settings(settings)
     log.info("process containment: %s", sandbox.containment)
     executor = Executor(store, settings, sandbox, envs, events, manifests)
     scheduler = Scheduler(store, executor, settings.concurrency)

@@ -41,8 +41,8 @@ HAS_CGROUP = detect() is not None
 
 @pytest.fixture(params=["cgroup", "cgroup-direct", "sampling"])
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    """cgroup: runs handed to pre-joined standby shells; cgroup-direct: Popen through
-    sh (join) + prlimit; sampling: no cgroup at all."""
+    """cgroup: runs handed to standby jails prepared in their cgroup; cgroup-direct: a
+    jail made for each run, which joins its cgroup on the run's path; sampling: no cgroup."""
     support = detect()
     if request.param != "sampling" and support is None:
         pytest.skip("no usable cgroup on this host")
@@ -309,12 +309,10 @@ async def test_missing_entrypoint_is_a_spawn_error(sandbox: Sandbox, tmp_path: P
         assert message == f"could not start the model: {result.spawn_error}"
 
 
-async def test_fallbacks_without_pidfd_and_prlimit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The waiter thread and the psutil rlimits replace pidfd and prlimit where missing."""
+async def test_fallback_without_pidfd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiter thread replaces the pidfd where it is missing; the jail's rlimits hold."""
     monkeypatch.delattr(os, "pidfd_open")
-    sandbox = Sandbox(use_cgroups=False, use_prlimit=False)
+    sandbox = Sandbox(use_cgroups=False)
     model = Model(tmp_path, "while True:\n    pass\n", Limits(cpu_seconds=1, timeout_seconds=20))
     result, status, message = await model.run(sandbox)
     assert result.signal == signal.SIGXCPU and status == RunStatus.FAILED

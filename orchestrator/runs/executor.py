@@ -29,6 +29,7 @@ from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
 from orchestrator.models import Run, RunStatus
 from orchestrator.packaging.manifest import Manifest
+from orchestrator.runs.access import run_access
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.manifests import ManifestCache
@@ -184,6 +185,7 @@ class Executor:
             stderr=ws.stderr,
             limits=run.limits,
             label=run.id,
+            access=run_access(self.settings, run, ws, python, package),
         )
         return Staged(spec, ws, manifest)
 
