@@ -430,6 +430,9 @@ def _result(**changes: object) -> ProcessResult:
          (RunStatus.FAILED, "process limit 16 exceeded: 17 processes")),
         (_result(breach="open_files"), Limits(open_files=64),
          (RunStatus.FAILED, "open files limit 64 exceeded")),
+        (_result(breach="disk_mb", measured=12.4), Limits(disk_mb=10),
+         (RunStatus.FAILED, "disk limit 10 MiB exceeded: wrote 12 MiB (the run's files were "
+                            "removed, the end of its log kept)")),
         (_result(exit_code=None, signal=11), Limits(),
          (RunStatus.FAILED, "killed by signal SIGSEGV (11)\ntail")),
         (_result(exit_code=2), Limits(), (RunStatus.FAILED, "exited with code 2\ntail")),

@@ -55,12 +55,13 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        """Open (no key): liveness, and how busy the queue is."""
+        """Open (no key): liveness, how busy the queue is, and how models are isolated."""
         scheduler = svc.runs.scheduler
         return {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
+            "isolation": svc.runs.executor.sandbox.isolation.to_dict(),
         }
 
     return app

@@ -126,6 +126,7 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         "uptime_seconds": round(time.time() - info.started_at, 1) if info else None,
         "runs_running": runs.get("running"),
         "runs_queued": runs.get("queued"),
+        "isolation": _isolation(healthz.get("isolation")),
         "api_key_file": str(h.api_key_file),
     }
     if as_json:
@@ -134,6 +135,15 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         record(data, [(k, k) for k in data])
     if info is None:
         raise typer.Exit(1)
+
+
+def _isolation(facts: dict[str, Any] | None) -> str | None:
+    """The protections every model runs under, or why models are refused."""
+    if not facts:
+        return None
+    if facts.get("refused"):
+        return f"MODELS REFUSED: {facts['refused']}"
+    return ", ".join(facts.get("protections") or []) or "none"
 
 
 def _log_tail(home: Home, lines: int = 20) -> str:

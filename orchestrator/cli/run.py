@@ -18,6 +18,7 @@ import typer
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
 from orchestrator.cli.flags import (
     CpuOption,
+    DiskMbOption,
     MemoryOption,
     OptionsOption,
     OutputMbOption,
@@ -83,6 +84,7 @@ def create(
     memory_mb: int | None = MemoryOption,
     cpu_seconds: float | None = CpuOption,
     output_mb: int | None = OutputMbOption,
+    disk_mb: int | None = DiskMbOption,
     fmt: InputFormat | None = typer.Option(
         None, "--format", help="Input format (default: the app's; multi-file for a folder)."
     ),
@@ -104,7 +106,7 @@ def create(
         return
     if app_id is None:
         fail("missing option -a/--app-id")
-    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb)
+    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb)
     configuration = configuration_body(priority, limits)
     body = {"options": parse_options(options), "name": name, "description": description}
     with errors_to_exit(), client(home) as api, tempfile.TemporaryDirectory() as tmp:

@@ -67,6 +67,10 @@ def breach_message(breach: str, measured: float | None, limits: Limits) -> str:
         "output_mb": (f"output limit {shown} MiB exceeded", "wrote {:.1f} MiB"),
         "processes": (f"process limit {shown} exceeded", "{:.0f} processes"),
         "open_files": (f"open files limit {shown} exceeded", ""),
+        "disk_mb": (
+            f"disk limit {shown} MiB exceeded",
+            "wrote {:.0f} MiB (the run's files were removed, the end of its log kept)",
+        ),
     }
     head, detail = heads.get(field, (f"{breach} limit exceeded", ""))
     if measured is None or not detail:

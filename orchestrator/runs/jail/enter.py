@@ -33,7 +33,6 @@ class Standby:
         self.ruleset: landlock.Ruleset | None = None
         self.peak_fd: int | None = None
         self.uid: int | None = plan.get("uid")
-        self.chrooted = False
 
     def prepare(self) -> None:
         """Everything that does not depend on the run, in the order the kernel needs."""
@@ -62,16 +61,13 @@ class Standby:
                 self._allow(path, rights)
 
     def run(self, command: dict[str, Any]) -> NoReturn:
-        """Add the run's paths, open its files, enter the view, drop, restrict, exec."""
+        """Add the run's paths, open its files, seal the view, drop, restrict, exec."""
         if self.view is not None:
             for target, source, writable in command.get("binds", []):
                 self.view.add(target, source, writable=bool(writable))
             self.view.seal()
         self._own(command)
         self._stdio(command)
-        if self.view is not None:
-            os.chroot(View.inside("/"))
-            self.chrooted = True
         os.chdir(command["cwd"])
         if self.ruleset is not None:
             for path in command.get("read", []):
@@ -94,17 +90,10 @@ class Standby:
     def _allow(self, path: str, rights: int) -> None:
         """A rule; without a view, never one that would cover the daemon's home."""
         assert self.ruleset is not None
-        here = self._here(path)
-        if not os.path.exists(here):
+        if not os.path.exists(path):
             return  # e.g. /lib32 on a host without it
         hidden = None if self.view is not None else self.plan.get("hide")
-        landlock.allow_avoiding(self.ruleset, here, rights, hidden)
-
-    def _here(self, path: str) -> str:
-        """The path as the jail reaches it now: inside /jail until the chroot."""
-        if self.view is None or self.chrooted:
-            return path
-        return View.inside(path)
+        landlock.allow_avoiding(self.ruleset, path, rights, hidden)
 
     def _own(self, command: dict[str, Any]) -> None:
         """The run's uid must own what it writes: its folders (and the folders the
@@ -113,27 +102,26 @@ class Standby:
             return
         uid, gid = self.uid, int(self.plan.get("gid", self.uid))
         for folder in command.get("write", []):
-            if not os.path.isdir(self._here(folder)):
+            if not os.path.isdir(folder):
                 continue
-            os.chown(self._here(folder), uid, gid)
-            with os.scandir(self._here(folder)) as entries:
+            os.chown(folder, uid, gid)
+            with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
                         os.chown(entry.path, uid, gid)
         for path in command.get("write_files", []):
-            here = self._here(path)
-            if not os.path.exists(here):
-                os.close(os.open(here, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-            os.chown(here, uid, gid)
+            if not os.path.exists(path):
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+            os.chown(path, uid, gid)
 
     def _stdio(self, command: dict[str, Any]) -> None:
         stdin = command.get("stdin")
         out, err = command["stdout"], command["stderr"]
         fds = [
-            os.open(self._here(stdin or "/dev/null"), os.O_RDONLY),
-            os.open(self._here(out), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            os.open(stdin or "/dev/null", os.O_RDONLY),
+            os.open(out, _TRUNC_WRITE, 0o644),
         ]
-        fds.append(fds[1] if err == out else os.open(self._here(err), _TRUNC_WRITE, 0o644))
+        fds.append(fds[1] if err == out else os.open(err, _TRUNC_WRITE, 0o644))
         for number, fd in enumerate(fds):
             os.dup2(fd, number)  # dup2 clears close-on-exec on the copy
         for fd in set(fds):

@@ -1,16 +1,18 @@
 """The model's private view of the file system, built in a mount namespace of its own.
 
-A tmpfs becomes the model's root (``/jail``); system folders, the interpreter
-and the extra read paths are bound into it read-only, ``/dev`` gets only a few
-harmless nodes, ``/tmp`` and ``/dev/shm`` are private tmpfs (their pages count
-against the run's memory), and ``/proc`` is a fresh instance with
-``hidepid=invisible``: the model sees only processes it could ptrace, i.e. its
-own. Everything of the daemon's home is absent except what each run binds in
-(its folder read-write; its package, environment and input read-only).
+A tmpfs becomes the model's root; system folders, the interpreter and the extra
+read paths are bound into it read-only, ``/dev`` gets only a few harmless nodes,
+``/tmp`` and ``/dev/shm`` are private tmpfs (their pages count against the run's
+memory), and ``/proc`` is a fresh instance with ``hidepid=invisible``: the model
+sees only processes it could ptrace, i.e. its own. Nothing of the daemon's home
+is there until a run binds in its own paths (its folder read-write; its package,
+environment and input read-only).
 
-The host's root stays reachable to the jail under ``/oldroot`` (after a
-``pivot_root`` onto a staging tmpfs), so binds can be made per run; the model
-is ``chroot``-ed into ``/jail`` and, holding no capability, cannot leave it.
+The standby ends with ``pivot_root`` into that root and detaches the old one,
+keeping the host's tree only under ``/.src`` so that runs can bind from it. A
+run's last step before ``exec`` detaches ``/.src`` too: the model's namespace
+then holds no way back to the host, even for a process that gains capabilities
+in a user namespace of its own.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import platform
 
 from . import sysc
 
-JAIL = "/jail"
-OLD = "/oldroot"
+STAGE, JAIL, OLD, SRC = "/tmp", "/jail", "/oldroot", "/.src"
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _KEPT_FLAGS = {  # statvfs flag -> mount flag: a remount must keep what a user namespace locked
@@ -32,8 +33,6 @@ _KEPT_FLAGS = {  # statvfs flag -> mount flag: a remount must keep what a user n
     os.ST_NODIRATIME: sysc.MS_NODIRATIME,
     os.ST_RELATIME: sysc.MS_RELATIME,
 }
-Bind = tuple[str, str]
-"""(path as the model sees it, real path on the host)."""
 
 
 def enter_namespaces(*, user: bool, net: bool, ipc: bool) -> None:
@@ -56,9 +55,14 @@ def enter_namespaces(*, user: bool, net: bool, ipc: bool) -> None:
 
 
 class View:
-    """Builds ``/jail``; ``base`` once per standby, ``add`` per run, ``seal`` before chroot."""
+    """Builds the model's root: ``base`` once per standby, ``add`` and ``seal`` per run.
+
+    Until ``base`` ends, targets are reached under ``/jail`` and sources under
+    ``/oldroot``; afterwards the view is ``/`` and sources are under ``/.src``.
+    """
 
     def __init__(self) -> None:
+        self.into, self.source = JAIL, OLD
         self.covered: list[str] = []
         """Folders already visible read-only: a path beneath needs no bind of its own."""
         self.hidden: str | None = None
@@ -66,7 +70,7 @@ class View:
 
     def base(self, plan: dict[str, object]) -> None:
         """Everything that does not depend on the run."""
-        self._pivot()
+        self._stage()
         size = int(str(plan.get("tmp_size_mb") or 1024))
         sysc.mount("tmpfs", JAIL, "tmpfs", sysc.MS_NOSUID | sysc.MS_NODEV, "mode=0755,size=4m")
         for target, source in _pairs(plan.get("system")):
@@ -81,49 +85,52 @@ class View:
             self.hidden = hidden
             if os.path.lexists(JAIL + hidden):
                 self._tmpfs(hidden, "mode=0755", 1)  # the home inside a bound tree: mask it
+        self._enter()
 
     def add(self, target: str, source: str, *, writable: bool) -> None:
-        """Bind ``source`` at ``target``; read-only unless ``writable``."""
+        """Bind the host's ``source`` at ``target``; read-only unless ``writable``."""
         if not writable and self._visible(target):
             return
-        inside = JAIL + target
-        if writable and not os.path.lexists(OLD + source):  # an output file not made yet
-            os.close(os.open(OLD + source, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-        if os.path.isdir(OLD + source):
+        inside, origin = self.into + target, self.source + source
+        if writable and not os.path.lexists(origin):  # an output file not made yet
+            os.close(os.open(origin, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        if os.path.isdir(origin):
             os.makedirs(inside, mode=0o755, exist_ok=True)
         else:
             os.makedirs(os.path.dirname(inside), mode=0o755, exist_ok=True)
             if not os.path.lexists(inside):
                 os.close(os.open(inside, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o444))
-        sysc.mount(OLD + source, inside, None, sysc.MS_BIND | sysc.MS_REC)
+        sysc.mount(origin, inside, None, sysc.MS_BIND | sysc.MS_REC)
         if not writable:
-            self._read_only(inside, OLD + source, sysc.MS_NOSUID | sysc.MS_NODEV)
+            self._read_only(inside, origin, sysc.MS_NOSUID | sysc.MS_NODEV)
             self.covered.append(target)
 
     def seal(self) -> None:
-        """The root's own tmpfs becomes read-only; the jail then chroots into it."""
+        """The host's tree goes for good, and the root's own tmpfs turns read-only."""
+        sysc.umount(SRC)
+        os.rmdir(SRC)
         flags = sysc.MS_REMOUNT | sysc.MS_BIND | sysc.MS_RDONLY | sysc.MS_NOSUID | sysc.MS_NODEV
-        sysc.mount(None, JAIL, None, flags)
-
-    @staticmethod
-    def inside(path: str) -> str:
-        """Where the jail reaches ``path`` of the model's view before the chroot."""
-        return JAIL + path
+        sysc.mount(None, "/", None, flags)
 
     # -- pieces --------------------------------------------------------------------
 
-    def _pivot(self) -> None:
+    def _stage(self) -> None:
         """The host root moves to /oldroot under a staging tmpfs (on /tmp, which the
         pivot uncovers again under /oldroot/tmp), so every host path stays a source."""
-        number = _PIVOT_ROOT.get(platform.machine())
-        if number is None:
-            raise OSError(38, f"pivot_root is unknown on {platform.machine()}")
-        sysc.mount("tmpfs", "/tmp", "tmpfs", sysc.MS_NOSUID | sysc.MS_NODEV, "mode=0700,size=1m")
-        os.mkdir("/tmp" + OLD)
-        os.mkdir("/tmp" + JAIL, 0o755)
-        if sysc.syscall(number, b"/tmp", ("/tmp" + OLD).encode()) != 0:
-            raise sysc.fail("pivot_root")
-        os.chdir("/")
+        sysc.mount("tmpfs", STAGE, "tmpfs", sysc.MS_NOSUID | sysc.MS_NODEV, "mode=0700,size=1m")
+        os.mkdir(STAGE + OLD)
+        os.mkdir(STAGE + JAIL, 0o755)
+        _pivot_root(STAGE, STAGE + OLD)
+
+    def _enter(self) -> None:
+        """Make the view the root; the host's tree stays only under /.src, for the run."""
+        os.mkdir(JAIL + SRC, 0o700)
+        sysc.mount(OLD, JAIL + SRC, None, sysc.MS_BIND | sysc.MS_REC)
+        os.mkdir(JAIL + "/.old", 0o700)
+        _pivot_root(JAIL, JAIL + "/.old")
+        sysc.umount("/.old")  # the staging tmpfs and the old root's own mount
+        os.rmdir("/.old")
+        self.into, self.source = "", SRC
 
     def _system(self, target: str, source: str) -> None:
         """A top-level system folder: a symlink stays a symlink (merged /usr)."""
@@ -173,11 +180,20 @@ class View:
         return any(_beneath(target, folder) for folder in self.covered)
 
 
+def _pivot_root(new: str, old: str) -> None:
+    number = _PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(38, f"pivot_root is unknown on {platform.machine()}")
+    if sysc.syscall(number, new.encode(), old.encode()) != 0:
+        raise sysc.fail("pivot_root")
+    os.chdir("/")
+
+
 def _beneath(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def _pairs(value: object) -> list[Bind]:
+def _pairs(value: object) -> list[tuple[str, str]]:
     return [(str(t), str(s)) for t, s in value] if isinstance(value, list) else []
 
 
