@@ -79,6 +79,8 @@ def decide(config: IsolationSettings, probe: dict[str, Any], *, root: bool) -> I
         _namespace("mount-ns", probe.get("mount"), got, why)
         if root and "mount-ns" in got:
             _namespace("proc-hidden", probe.get("proc_hidden"), got, why)
+        elif not root:
+            why["proc-hidden"] = "needs a root daemon (a user namespace cannot mount /proc)"
     namespaced = root or "mount-ns" in got  # unprivileged, they need the user namespace
     if "net-ns" in wanted and config.network == "none" and namespaced:
         _namespace("net-ns", probe.get("net_ns"), got, why)

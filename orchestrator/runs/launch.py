@@ -270,6 +270,7 @@ def command(spec: ProcessSpec, argv: list[str], env: dict[str, str]) -> bytes:
             "rlimits": [[r, soft, hard] for r, (soft, hard) in rlimits(spec.limits).items()],
             "binds": binds,
             "read": reads,
+            "readable": [os.path.realpath(p) for p in reads if _beneath(p, folder)],
             "write": writes,
             "write_files": files,
         }

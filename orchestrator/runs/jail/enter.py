@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from . import landlock, sysc
-from .view import View, enter_namespaces
+from .view import SRC, View, enter_namespaces
 
 REFUSED = 126
 """Exit code of a jail that could not set up (the report says why)."""
@@ -62,6 +62,9 @@ class Standby:
 
     def run(self, command: dict[str, Any]) -> NoReturn:
         """Add the run's paths, open its files, seal the view, drop, restrict, exec."""
+        if self.uid is not None:  # its input was unpacked private to root (in a private home)
+            for path in command.get("readable", []):
+                _readable((SRC if self.view is not None else "") + path)
         if self.view is not None:
             for target, source, writable in command.get("binds", []):
                 self.view.add(target, source, writable=bool(writable))
@@ -97,7 +100,8 @@ class Standby:
 
     def _own(self, command: dict[str, Any]) -> None:
         """The run's uid must own what it writes: its folders (and the folders the
-        daemon made in them) and its two output files."""
+        daemon made in them) and its two output files; and it must be able to read
+        its input (see ``run``)."""
         if self.uid is None:
             return
         uid, gid = self.uid, int(self.plan.get("gid", self.uid))
@@ -210,6 +214,19 @@ def _rules(plan: dict[str, Any]) -> list[tuple[str, int]]:
     if plan.get("mount"):  # the view holds nothing else: listing any folder of it is harmless
         rules += [("/", landlock.READ_DIR), ("/tmp", landlock.WRITE), ("/dev/shm", landlock.WRITE)]
     return rules
+
+
+def _readable(top: str) -> None:
+    """Readable (and folders searchable) by anyone who can reach them: the model's uid."""
+    for folder, _, files in os.walk(top):
+        os.chmod(folder, os.stat(folder).st_mode & 0o7777 | 0o555)
+        for name in files:
+            path = os.path.join(folder, name)
+            mode = os.lstat(path).st_mode
+            if mode & 0o444 != 0o444 and not os.path.islink(path):
+                os.chmod(path, mode & 0o7777 | 0o444)
+    if os.path.isfile(top):
+        os.chmod(top, os.stat(top).st_mode & 0o7777 | 0o444)
 
 
 def _close_others(keep: set[int]) -> None:
