@@ -144,12 +144,14 @@ class DiskWatch:
 
 def cut_back(folders: Iterable[Path], files: Iterable[Path], log_file: Path | None) -> None:
     """After a breach, free what the run wrote: its folders are emptied (links the
-    daemon made into the package stay), its output files emptied, and its log cut
+    daemon made into the package stay), its output files emptied (not removed), its log cut
     to the last ``KEPT_LOG_BYTES`` so the reason it stopped can still be read."""
+    files = list(files)
+    kept = {os.path.abspath(path) for path in files}
     for folder in folders:
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in list(entries):
-                if entry.is_symlink():
+                if entry.is_symlink() or os.path.abspath(entry.path) in kept:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path, ignore_errors=True)
