@@ -23,9 +23,9 @@ import psutil
 import pytest
 
 from orchestrator.models import Limits, RunStatus
+from orchestrator.runs import disk
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.chores import Chores
-from orchestrator.runs import disk
 from orchestrator.runs.disk import KEPT_LOG_BYTES, TooMany, cut_back, usage_bytes
 from orchestrator.runs.outcome import outcome
 from orchestrator.runs.sandbox import (
