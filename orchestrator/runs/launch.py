@@ -14,12 +14,14 @@ its preparation on the run's path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
 import resource
 import shutil
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -103,6 +105,8 @@ class Launcher:
         self._recent = Limits()
         """The limits of the last run: the next standby's group is prepared with them."""
         self._serial = 0
+        self._covered = tuple(plan.get("read_rules") or ())
+        """Trees every standby's view and rules already hold (the system, the interpreter)."""
         if support is not None:
             remove_stale_standbys(support)
 
@@ -111,7 +115,7 @@ class Launcher:
         if self.isolation.refusal is not None:
             raise SpawnError(self.isolation.refusal)
         argv = [resolve_entrypoint(spec), *spec.argv[1:]]
-        data = command(spec, argv, env)
+        data = command(spec, argv, env, self._covered, self.plan.get("hide"))
         return self._from_standby(spec, data) or self._direct(spec, data)
 
     @property
@@ -242,22 +246,34 @@ class Standby:
             self.group.remove()
 
 
-def command(spec: ProcessSpec, argv: list[str], env: dict[str, str]) -> bytes:
+def command(
+    spec: ProcessSpec,
+    argv: list[str],
+    env: dict[str, str],
+    covered: tuple[str, ...] = (),
+    hidden: str | None = None,
+) -> bytes:
     """The run's half of the jail's work, as JSON.
 
     Paths are made absolute here because the jail opens them after its ``chdir``,
     where Popen would have opened them from the daemon's working directory. Each
     bind names the path the model sees and the real one (symlinks resolved),
-    since the jail resolves sources outside the model's view.
+    since the jail resolves sources outside the model's view. Read paths the
+    shared plan already covers (``covered``, unless under the ``hidden`` home)
+    need neither a bind nor a rule of their own.
     """
     access = spec.access or spec_access(spec)
     folder = os.path.abspath(access.folder)
     writes = [os.path.abspath(p) for p in access.write]
     files = [os.path.abspath(p) for p in access.write_files]
-    reads = [os.path.abspath(p) for p in access.read if p.exists()]
-    binds: list[tuple[str, str, bool]] = [(folder, os.path.realpath(folder), True)]
-    binds += [(p, os.path.realpath(p), True) for p in writes + files if not _beneath(p, folder)]
-    binds += [(p, os.path.realpath(p), False) for p in reads]
+    real = {p: _real(p) for p in (folder, *writes, *files)}
+    reads = {}
+    for path in map(os.path.abspath, access.read):
+        if not _covered(path, covered, hidden) and (found := _real(path)) is not None:
+            reads[path] = found
+    binds: list[tuple[str, str | None, bool]] = [(folder, real[folder], True)]
+    binds += [(p, real[p], True) for p in writes + files if real[p] and not _beneath(p, folder)]
+    binds += [(p, source, False) for p, source in reads.items()]
     stdin = os.path.abspath(spec.stdin) if spec.stdin is not None else None
     return json.dumps(
         {
@@ -269,12 +285,37 @@ def command(spec: ProcessSpec, argv: list[str], env: dict[str, str]) -> bytes:
             "stderr": os.path.abspath(spec.stderr),
             "rlimits": [[r, soft, hard] for r, (soft, hard) in rlimits(spec.limits).items()],
             "binds": binds,
-            "read": reads,
-            "readable": [os.path.realpath(p) for p in reads if _beneath(p, folder)],
+            "read": list(reads),
+            "readable": [source for p, source in reads.items() if _beneath(p, folder)],
             "write": writes,
             "write_files": files,
         }
     ).encode()
+
+
+def _real(path: str) -> str | None:
+    """``os.path.realpath`` at a fraction of its cost on a run's path (its folders are
+    real ones, their parents the same run after run); None if ``path`` is missing.
+    A path that does not exist yet (an output file) is taken as it will be made."""
+    try:
+        if not stat.S_ISLNK(os.lstat(path).st_mode):
+            return os.path.join(_real_folder(os.path.dirname(path)), os.path.basename(path))
+    except FileNotFoundError:
+        if os.path.isdir(os.path.dirname(path)):
+            return os.path.join(_real_folder(os.path.dirname(path)), os.path.basename(path))
+        return None
+    return os.path.realpath(path)
+
+
+@functools.lru_cache(maxsize=256)
+def _real_folder(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _covered(path: str, covered: tuple[str, ...], hidden: str | None) -> bool:
+    if hidden is not None and _beneath(path, hidden):
+        return False
+    return any(_beneath(path, folder) for folder in covered)
 
 
 def resolve_entrypoint(spec: ProcessSpec) -> str:

@@ -44,6 +44,7 @@ _libc.mount.argtypes = [
 ]  # fmt: skip
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [
     ctypes.c_int,
     ctypes.c_ulong,
@@ -79,6 +80,12 @@ def umount(target: str) -> None:
 def unshare(flags: int) -> None:
     if _libc.unshare(flags) != 0:
         raise fail("unshare")
+
+
+def setns(fd: int, kind: int) -> None:
+    """Join the namespace ``fd`` names (``kind``: a ``CLONE_NEW*`` flag)."""
+    if _libc.setns(fd, kind) != 0:
+        raise fail("setns")
 
 
 def no_new_privs() -> None:

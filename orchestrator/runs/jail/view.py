@@ -8,11 +8,16 @@ sees only processes it could ptrace, i.e. its own. Nothing of the daemon's home
 is there until a run binds in its own paths (its folder read-write; its package,
 environment and input read-only).
 
-The standby ends with ``pivot_root`` into that root and detaches the old one,
+Building ends with ``pivot_root`` into that root and detaching the old one,
 keeping the host's tree only under ``/.src`` so that runs can bind from it. A
 run's last step before ``exec`` detaches ``/.src`` too: the model's namespace
 then holds no way back to the host, even for a process that gains capabilities
 in a user namespace of its own.
+
+The zygote builds this view once, in a *template* namespace; a standby joins it
+and takes a private copy (``copy``: one ``unshare``, ~0.25 ms, instead of ~1.2 ms
+of CPU to build), with its own tmpfs on ``/tmp``, ``/dev/shm`` and the home, so
+that nothing a run writes or mounts reaches another.
 """
 
 from __future__ import annotations
@@ -61,31 +66,51 @@ class View:
     ``/oldroot``; afterwards the view is ``/`` and sources are under ``/.src``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, plan: dict[str, object]) -> None:
         self.into, self.source = JAIL, OLD
+        self.size = int(str(plan.get("tmp_size_mb") or 1024))
+        self.shared = [t for t, _ in _pairs(plan.get("system")) + _pairs(plan.get("read"))]
+        """What ``base`` binds read-only (and so what a copy of it shows)."""
         self.covered: list[str] = []
-        """Folders already visible read-only: a path beneath needs no bind of its own."""
-        self.hidden: str | None = None
+        """Folders visible read-only: a path beneath needs no bind of its own."""
+        hidden = plan.get("hide")
+        self.hidden = hidden if isinstance(hidden, str) else None
         """The daemon's home: masked, so paths beneath are bound one by one."""
 
     def base(self, plan: dict[str, object]) -> None:
         """Everything that does not depend on the run."""
         self._stage()
-        size = int(str(plan.get("tmp_size_mb") or 1024))
         sysc.mount("tmpfs", JAIL, "tmpfs", sysc.MS_NOSUID | sysc.MS_NODEV, "mode=0755,size=4m")
         for target, source in _pairs(plan.get("system")):
             self._system(target, source)
         for target, source in _pairs(plan.get("read")):
             self.add(target, source, writable=False)
         self._proc(bool(plan.get("proc_hidden")))
-        self._dev(size)
-        self._tmpfs("/tmp", "mode=1777", size)
-        hidden = plan.get("hide")
-        if isinstance(hidden, str):
-            self.hidden = hidden
-            if os.path.lexists(JAIL + hidden):
-                self._tmpfs(hidden, "mode=0755", 1)  # the home inside a bound tree: mask it
+        self._dev()
+        self._private(JAIL)
         self._enter()
+
+    def copy(self, template: int, users: int | None, flags: int) -> None:
+        """Join the ``template`` namespace (in its user namespace ``users``), take a copy
+        of it (with ``flags``: more namespaces to make), and private tmpfs on top."""
+        if users is not None:
+            sysc.setns(users, sysc.CLONE_NEWUSER)
+        sysc.setns(template, sysc.CLONE_NEWNS)
+        sysc.unshare(sysc.CLONE_NEWNS | flags)
+        self._private("")
+        self.into, self.source = "", SRC
+        self.covered = list(self.shared)
+
+    def _private(self, root: str) -> None:
+        """What each standby needs of its own: /tmp, /dev/shm, and the home (where
+        the run's mount points go), so that nothing of one run is seen by the next."""
+        self._tmpfs(root, "/tmp", "mode=1777", self.size)
+        self._tmpfs(root, "/dev/shm", "mode=1777", self.size)
+        if self.hidden is not None:
+            os.makedirs(root + self.hidden, mode=0o755, exist_ok=True)
+            self._tmpfs(root, self.hidden, "mode=0755", 1)  # also masks a home in a bound tree
+            for folder in ("runs", "executables", "envs"):  # where runs bind from
+                os.mkdir(f"{root}{self.hidden}/{folder}", 0o755)
 
     def add(self, target: str, source: str, *, writable: bool) -> None:
         """Bind the host's ``source`` at ``target``; read-only unless ``writable``."""
@@ -106,9 +131,12 @@ class View:
             self.covered.append(target)
 
     def seal(self) -> None:
-        """The host's tree goes for good, and the root's own tmpfs turns read-only."""
+        """The host's tree goes for good, and the root's own tmpfs turns read-only.
+
+        The empty ``/.src`` stays: removing it would remove it from the template too
+        (the copy shares the tmpfs), and with it the template's own ``/.src`` mount.
+        """
         sysc.umount(SRC)
-        os.rmdir(SRC)
         flags = sysc.MS_REMOUNT | sysc.MS_BIND | sysc.MS_RDONLY | sysc.MS_NOSUID | sysc.MS_NODEV
         sysc.mount(None, "/", None, flags)
 
@@ -150,7 +178,7 @@ class View:
         except OSError:  # before Linux 5.8: the numeric form
             sysc.mount("proc", JAIL + "/proc", "proc", flags, "hidepid=2")
 
-    def _dev(self, shm_mb: int) -> None:
+    def _dev(self) -> None:
         dev = JAIL + "/dev"
         os.mkdir(dev, 0o755)
         sysc.mount("tmpfs", dev, "tmpfs", sysc.MS_NOSUID | sysc.MS_NOEXEC, "mode=0755,size=64k")
@@ -161,12 +189,14 @@ class View:
         os.symlink("/proc/self/fd", dev + "/fd")
         for number, name in enumerate(("stdin", "stdout", "stderr")):
             os.symlink(f"/proc/self/fd/{number}", f"{dev}/{name}")
-        self._tmpfs("/dev/shm", "mode=1777", shm_mb)
+        os.mkdir(dev + "/shm", 0o755)
+        flags = sysc.MS_REMOUNT | sysc.MS_RDONLY | sysc.MS_NOSUID | sysc.MS_NOEXEC
+        sysc.mount(None, dev, None, flags, "mode=0755,size=64k")  # shared by every copy
 
-    def _tmpfs(self, target: str, options: str, size_mb: int) -> None:
-        os.makedirs(JAIL + target, mode=0o755, exist_ok=True)
+    def _tmpfs(self, root: str, target: str, options: str, size_mb: int) -> None:
+        os.makedirs(root + target, mode=0o755, exist_ok=True)
         flags = sysc.MS_NOSUID | sysc.MS_NODEV
-        sysc.mount("tmpfs", JAIL + target, "tmpfs", flags, f"{options},size={size_mb}m")
+        sysc.mount("tmpfs", root + target, "tmpfs", flags, f"{options},size={size_mb}m")
 
     def _read_only(self, inside: str, source: str, extra: int) -> None:
         kept = os.statvfs(source).f_flag

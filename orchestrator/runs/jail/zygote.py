@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import landlock, sysc
-from .enter import single, standby
+from .enter import Template, single, standby
 from .view import View, enter_namespaces
 
 MAX_MESSAGE = 1 << 20
@@ -52,14 +52,58 @@ def _handle(request: dict[str, Any], fds: list[int], control: socket.socket) -> 
     if request.get("op") != "standby" or len(fds) != 2:
         return {"error": f"unknown request {request.get('op')!r}"}
     commands, report = fds
+    plan = request["plan"]
+    template = _template(plan) if plan.get("mount") else None
     pid = sysc.fork_sibling()
     if pid == 0:  # the standby: never returns into this loop
         try:
             control.close()
-            standby(request["plan"], commands, report)
+            standby(plan, commands, report, template)
         finally:
             os._exit(126)
     return {"pid": pid}
+
+
+_VIEW_KEYS = ("mount", "userns", "system", "read", "proc_hidden", "hide", "tmp_size_mb")
+_templates: dict[str, Template | None] = {}
+
+
+def _template(plan: dict[str, Any]) -> Template | None:
+    """The view of ``plan``, built once in a child and kept as namespace descriptors.
+
+    ``None`` when it cannot be built: each standby then builds its own (and says why).
+    """
+    key = json.dumps({k: plan.get(k) for k in _VIEW_KEYS}, sort_keys=True)
+    if key not in _templates:
+        _templates[key] = _build_template(plan)
+    return _templates[key]
+
+
+def _build_template(plan: dict[str, Any]) -> Template | None:
+    built, done = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            enter_namespaces(user=bool(plan.get("userns")), net=False, ipc=False)
+            View(plan).base(plan)
+            os.write(built[1], b"ok")
+            os.read(done[0], 1)  # held until the zygote has the namespaces open
+        finally:
+            os._exit(0)
+    try:
+        if os.read(built[0], 2) != b"ok":
+            return None
+        users = None
+        if plan.get("userns"):
+            users = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC), users
+    except OSError:
+        return None
+    finally:
+        os.write(done[1], b"x")
+        os.waitpid(pid, 0)
+        for fd in (*built, *done):
+            os.close(fd)
 
 
 def probe(plan: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +117,7 @@ def probe(plan: dict[str, Any]) -> dict[str, Any]:
 
     def view(hidden_proc: bool) -> None:
         enter_namespaces(user=user, net=False, ipc=False)
-        View().base({**base, "proc_hidden": hidden_proc})
+        View(base).base({**base, "proc_hidden": hidden_proc})
 
     def alone(flag: int) -> Callable[[], None]:
         return lambda: sysc.unshare(flag | (sysc.CLONE_NEWUSER if user else 0))
