@@ -48,16 +48,24 @@ def settings(**values: Any) -> IsolationSettings:
     return IsolationSettings.from_dict(values)
 
 
-def test_a_root_daemon_on_this_kind_of_host_gets_everything() -> None:
-    isolation = decide(settings(), FULL, root=True)
-    assert list(isolation.protections) == ALL_ROOT
-    assert isolation.refusal is None and isolation.uid_range == (2_000_000_000, 2_000_000_999)
+def test_a_root_daemon_on_this_kind_of_host_gets_everything_it_names() -> None:
+    every = decide(settings(use=["landlock", "mount-ns", "net-ns", "ipc-ns"]), FULL, root=True)
+    assert list(every.protections) == ALL_ROOT
+    assert every.refusal is None and every.uid_range == (2_000_000_000, 2_000_000_999)
+    auto = decide(settings(), FULL, root=True)  # Landlock denies TCP: no network namespace
+    assert list(auto.protections) == [p for p in ALL_ROOT if p != "net-ns"]
+    assert "not needed" in auto.unavailable["net-ns"]
+
+
+def test_without_landlock_tcp_rules_auto_takes_the_network_namespace() -> None:
+    isolation = decide(settings(), FULL | {"landlock": 3}, root=True)
+    assert "net-ns" in isolation.protections and "landlock-net" not in isolation.protections
 
 
 def test_an_unprivileged_daemon_gets_no_uid_and_no_hidden_proc() -> None:
     isolation = decide(settings(), FULL, root=False)
     assert "uid" not in isolation.protections and "proc-hidden" not in isolation.protections
-    assert {"landlock-fs", "mount-ns", "net-ns"} <= set(isolation.protections)
+    assert {"landlock-fs", "mount-ns", "ipc-ns"} <= set(isolation.protections)
     assert isolation.refusal is None and isolation.uid_range is None
 
 
@@ -208,7 +216,7 @@ def test_an_unprivileged_daemons_models_cannot_read_its_key(
     d = start_unprivileged("")
     facts = httpx.get(d.url + "/healthz").json()["isolation"]
     assert facts["refused"] is None
-    assert {"landlock-fs", "mount-ns", "net-ns"} <= set(facts["protections"])
+    assert {"landlock-fs", "landlock-net", "mount-ns"} <= set(facts["protections"])
     assert "uid" not in facts["protections"]
     assert_blocked(_attack_key(d, tmp_path), d.key)
     with d.client() as api:
