@@ -390,3 +390,38 @@ def _tar(path: Path, files: dict[str, str]) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+
+
+LINKER = """\
+import json, os
+target = json.load(open(os.path.join("inputs", "target.json")))
+os.rmdir("outputs")
+os.symlink(target["home"], "outputs")  # the daemon would archive its own home
+os.symlink(target["daemon_json"], "statistics.json")  # and read this as statistics
+"""
+
+
+def test_links_left_in_the_working_folder_do_not_make_the_daemon_read_its_files(
+    api: httpx.Client, jailed: Daemon, tmp_path: Path
+) -> None:
+    manifest = (
+        "type: python\nruntime: r\nfiles: [main.py]\n"
+        "configuration:\n  content:\n    format: multi-file\n"
+        "  multi_file:\n    output:\n      statistics: statistics.json\n"
+    )
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "linker", LINKER, manifest), tmp_path)
+    target = {"home": str(jailed.home), "daemon_json": str(jailed.home / "daemon.json")}
+    archive = tmp_path / "in.tar.gz"
+    _tar(archive, {"target.json": json.dumps(target)})
+    up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
+    assert httpx.put(up["upload_url"], content=archive.read_bytes()).status_code == 200
+    run_id = api.post(f"/v1/applications/{app_id}/runs", json={"upload_id": up["upload_id"]})
+    res = api.get(f"/v1/applications/{app_id}/runs/{run_id.json()['run_id']}", params={"wait": 60})
+    meta = res.json()["metadata"]
+    assert meta["status_v2"] == "succeeded", meta["error"]
+    assert "url" not in json.dumps(meta.get("statistics") or {})  # daemon.json holds the url
+    assert meta["output_size"] == 0
+    output = httpx.get(res.json()["output"]["url"]).content
+    with tarfile.open(fileobj=io.BytesIO(output)) as tar:
+        assert tar.getnames() == []  # not the daemon's home
