@@ -35,6 +35,7 @@ from orchestrator.runs.sandbox import (
     Sandbox,
     kill_leftovers,
 )
+from orchestrator.runs.spawner import Spawner
 
 MARK = "ORCH_TEST_MARKER"
 PY = sys.executable
@@ -554,3 +555,63 @@ def test_cut_back_empties_folders_keeps_links_and_the_logs_end(tmp_path: Path) -
     assert list(tmp.iterdir()) == [] and stdout.stat().st_size == 0
     assert stderr.stat().st_size == KEPT_LOG_BYTES
     assert stderr.read_bytes().endswith(b"the last words\n")
+
+
+# -- the jail's own fallbacks --------------------------------------------------------------
+
+WHO = "import os\nprint(os.getuid(), os.getppid())\n"
+
+
+async def test_without_the_zygote_each_standby_is_its_own_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Spawner, "_clone", lambda *_: None)  # as if CLONE_PARENT were refused
+    sandbox = Sandbox(use_cgroups=False)
+    try:
+        model = Model(tmp_path, WHO, Limits(timeout_seconds=20))
+        result, status, _ = await model.run(sandbox)
+    finally:
+        sandbox.close()
+    assert (status, result.isolation) == (RunStatus.SUCCEEDED, sandbox.isolation.protections)
+    uid, parent = map(int, model.stdout.split())
+    assert parent == os.getpid()  # still the daemon's own child
+    assert (uid != 0) == (os.geteuid() == 0)
+
+
+async def test_a_killed_zygote_is_started_again(tmp_path: Path) -> None:
+    sandbox = Sandbox(use_cgroups=False, standby=0)  # every run asks the zygote
+    try:
+        zygote = sandbox._launcher.spawner._zygote
+        assert zygote is not None
+        zygote.kill()
+        zygote.wait()
+        model = Model(tmp_path, WHO, Limits(timeout_seconds=20))
+        result, status, _ = await model.run(sandbox)
+        again = sandbox._launcher.spawner._zygote
+    finally:
+        sandbox.close()
+    assert status == RunStatus.SUCCEEDED and result.exit_code == 0
+    assert again is not None and again.pid != zygote.pid
+
+
+async def test_a_jail_that_cannot_set_up_fails_the_run_and_says_why(tmp_path: Path) -> None:
+    sandbox = Sandbox(use_cgroups=False, standby=0)
+    plan = sandbox._launcher.plan
+    sandbox._launcher.plan = {
+        **plan,
+        "read": [*plan["read"], ["/nonexistent/group", "/nonexistent/group"]],
+    }
+    try:
+        model = Model(tmp_path, WHO, Limits())
+        result, status, message = await model.run(sandbox)
+    finally:
+        sandbox.close()
+    # 126 when the command reached it first, no exit code when it was seen dead before
+    assert (status, result.exit_code in (126, None), result.isolation) == (
+        RunStatus.FAILED,
+        True,
+        (),
+    )
+    assert message is not None
+    assert message.startswith("could not start the model: the jail could not be set up: ")
+    assert "/nonexistent/group" in message and model.stdout == ""

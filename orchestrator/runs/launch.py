@@ -42,6 +42,10 @@ class SpawnError(Exception):
     """The model could not be started at all (reported, never raised to callers)."""
 
 
+class DeadStandby(OSError):
+    """A standby exited before its command: ``str()`` is the jail's own reason."""
+
+
 @dataclass(frozen=True)
 class Launched:
     child: Child
@@ -173,6 +177,8 @@ class Launcher:
         try:
             standby = Standby.create(self.spawner, self._plan(serial, group), group)
             return standby.launch(spec, data)
+        except DeadStandby as exc:
+            raise SpawnError(str(exc)) from None
         except OSError as exc:
             if group is not None:
                 group.remove()
@@ -224,16 +230,20 @@ class Standby:
 
     def launch(self, spec: ProcessSpec, data: bytes) -> Launched:
         if self.child.poll() is not None:
-            why = JailReport.read(self.report).error or f"exit status {self.child.returncode}"
-            raise OSError(f"standby jail exited: {why}")
+            report = JailReport.read(self.report)
+            raise DeadStandby(report.spawn_error or f"the jail exited ({self.child.returncode})")
         # The group keeps its standby name: renaming it to the run's would cost two
         # reads and two renames on every run's critical path; the run records the path.
         if self.group is not None:
             self.group.apply_limits(spec.limits)
         started = time.monotonic()
-        with open(self.commands, "wb", closefd=True) as pipe:  # EOF ends the command
-            self.commands = -1
-            pipe.write(data)
+        try:
+            with open(self.commands, "wb", closefd=True) as pipe:  # EOF ends the command
+                self.commands = -1
+                pipe.write(data)
+        except BrokenPipeError:  # it gave up while we wrote: it said why before it exited
+            report = JailReport.read(self.report)
+            raise DeadStandby(report.spawn_error or "the jail exited before its run") from None
         return Launched(self.child, self.group, started, self.report)
 
     def discard(self) -> None:

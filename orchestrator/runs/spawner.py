@@ -153,12 +153,11 @@ class Spawner:
 
     def _ask(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
         """One round trip; a dead zygote is restarted once."""
-        for attempt in range(2):
+        for _ in range(2):
             if self._control is None:
-                if attempt:
-                    return None
                 self._start()
-                continue
+            if self._control is None:
+                return None
             try:
                 socket.send_fds(self._control, [json.dumps(request).encode()], fds)
                 data = self._control.recv(1 << 20)

@@ -91,6 +91,7 @@ def _build_template(plan: dict[str, Any]) -> Template | None:
             os.read(done[0], 1)  # held until the zygote has the namespaces open
         finally:
             os._exit(0)
+    os.close(built[1])  # a child that fails closes its end: our read sees EOF
     try:
         if os.read(built[0], 2) != b"ok":
             return None
@@ -103,7 +104,7 @@ def _build_template(plan: dict[str, Any]) -> Template | None:
     finally:
         os.write(done[1], b"x")
         os.waitpid(pid, 0)
-        for fd in (*built, *done):
+        for fd in (built[0], *done):
             os.close(fd)
 
 
