@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -376,11 +378,15 @@ def test_a_model_imports_from_its_built_environment_and_cannot_change_it(
     assert res["output"]["prefix"].startswith(str(jailed.home / "envs"))
 
 
-def test_healthz_says_which_protections_apply(jailed: Daemon) -> None:
+def test_healthz_and_daemon_status_say_which_protections_apply(jailed: Daemon) -> None:
     isolation = httpx.get(jailed.url + "/healthz").json()["isolation"]
-    assert isolation["refused"] is None
+    assert isolation["refused"] is None and isolation["landlock_abi"] >= 0
     expected = {"landlock-fs", "mount-ns", "uid", "no-new-privs"} if os.geteuid() == 0 else set()
     assert expected <= set(isolation["protections"])
+    argv = [sys.executable, "-m", "orchestrator", "daemon", "status", "--json", "--home",
+            str(jailed.home)]  # fmt: skip
+    status = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    assert status["isolation"] == ", ".join(isolation["protections"])
 
 
 def _tar(path: Path, files: dict[str, str]) -> None:
