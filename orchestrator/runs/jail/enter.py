@@ -31,6 +31,8 @@ Template = tuple[int, int | None]
 
 
 class Standby:
+    """One jail: ``prepare`` before its run is known, ``run`` once its command came."""
+
     def __init__(self, plan: dict[str, Any], report: int, template: Template | None = None) -> None:
         self.plan, self.report, self.template = plan, report, template
         self.view = View(plan) if plan.get("mount") else None
