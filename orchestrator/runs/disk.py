@@ -93,13 +93,14 @@ class DiskWatch:
         """``on_breach(measured MiB)`` is called from the watch thread, once."""
         entry = Watched(paths, limit_mb * MIB, on_breach)
         with self._wake:
-            heapq.heappush(
-                self._due, (time.monotonic() + FIRST_CHECK_SECONDS, next(self._order), entry)
-            )
+            first = time.monotonic() + FIRST_CHECK_SECONDS
+            sooner = not self._due or first < self._due[0][0]
+            heapq.heappush(self._due, (first, next(self._order), entry))
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="orch-disk", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            elif sooner:  # else the thread wakes in time anyway: no wake-up on a run's path
+                self._wake.notify()
         return entry
 
     def close(self) -> None:
