@@ -13,6 +13,11 @@ Example ``config.toml``::
     [execution_classes.small]       # named profiles an instance can pick
     memory_mb = 512
     cpu_seconds = 60
+
+    [isolation]                     # the jail every model runs in (see README, Security)
+    use = "auto"                    # or a subset of ["landlock", "mount-ns", "net-ns", "ipc-ns"]
+    require = ["fs"]                # refuse to run models unless these apply
+    network = "none"                # "open": models may use the network (and reach the daemon)
 """
 
 from __future__ import annotations
@@ -33,9 +38,91 @@ DEFAULT_LIMITS = Limits(
     output_mb=1024,
     open_files=1024,
     processes=256,
+    disk_mb=10240,
 )
+MECHANISMS = ("landlock", "mount-ns", "net-ns", "ipc-ns")
+"""What ``[isolation] use`` may name; the uid of a root daemon's models is not optional."""
+PROTECTIONS = (
+    "landlock-fs",
+    "landlock-net",
+    "landlock-signal",
+    "landlock-unix",
+    "mount-ns",
+    "proc-hidden",
+    "net-ns",
+    "ipc-ns",
+    "uid",
+    "no-new-privs",
+)
+"""What a run can be protected by; each run records the ones that applied."""
+REQUIREMENT_GROUPS = {"fs": ("landlock-fs", "mount-ns"), "net": ("landlock-net", "net-ns")}
+"""``require`` may name a protection or a group, met by any one of its members."""
+
+
+@dataclass(frozen=True)
+class IsolationSettings:
+    """The ``[isolation]`` table: which mechanisms to use and which the host must offer.
+
+    ``use`` None means every mechanism the host offers. Models of a root daemon
+    always run as a uid of ``uid_base .. uid_base + uid_count - 1``, never as root.
+    """
+
+    use: tuple[str, ...] | None = None
+    require: tuple[str, ...] = ("fs",)
+    network: str = "none"
+    uid_base: int = 2_000_000_000
+    uid_count: int = 1000
+    read_paths: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IsolationSettings:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise Invalid(
+                f"config.toml [isolation]: unknown setting(s) {', '.join(sorted(unknown))}"
+            )
+        use = data.get("use", "auto")
+        values = cls(
+            use=None if use == "auto" else _names(use, MECHANISMS, "use"),
+            require=_names(data.get("require", cls.require), (*PROTECTIONS, *REQUIREMENT_GROUPS),
+                           "require"),
+            network=str(data.get("network", cls.network)),
+            uid_base=_integer(data, "uid_base", cls.uid_base),
+            uid_count=_integer(data, "uid_count", cls.uid_count),
+            read_paths=tuple(str(p) for p in data.get("read_paths", ())),
+        )  # fmt: skip
+        if values.network not in ("none", "open"):
+            raise Invalid(f'config.toml [isolation]: network must be "none" or "open", '
+                          f"got {values.network!r}")  # fmt: skip
+        if values.network == "open" and {"net", "landlock-net", "net-ns"} & set(values.require):
+            raise Invalid('config.toml [isolation]: network = "open" cannot require net')
+        if not all(p.startswith("/") for p in values.read_paths):
+            raise Invalid("config.toml [isolation]: read_paths must be absolute")
+        return values
+
+
+def _names(raw: Any, known: tuple[str, ...], key: str) -> tuple[str, ...]:
+    if isinstance(raw, str) or not all(isinstance(name, str) for name in raw):
+        raise Invalid(f'config.toml [isolation]: {key} must be a list of names (or use = "auto")')
+    wrong = [name for name in raw if name not in known]
+    if wrong:
+        raise Invalid(
+            f"config.toml [isolation]: unknown {key} {', '.join(wrong)}; known: {', '.join(known)}"
+        )
+    return tuple(raw)
+
+
+def _integer(data: dict[str, Any], key: str, default: int) -> int:
+    value = data.get(key, default)
+    if not isinstance(value, int) or value <= 0:
+        raise Invalid(f"config.toml [isolation]: {key} must be a positive integer")
+    return value
+
+
 DEFAULT_EXECUTION_CLASSES = {
-    "small": Limits(memory_mb=512, cpu_seconds=300, timeout_seconds=300, processes=64),
+    "small": Limits(
+        memory_mb=512, cpu_seconds=300, timeout_seconds=300, processes=64, disk_mb=1024
+    ),
     "medium": Limits(memory_mb=2048, cpu_seconds=1800, timeout_seconds=1800),
     "large": Limits(memory_mb=8192, timeout_seconds=3600 * 4, processes=1024),
 }
@@ -62,6 +149,7 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     loop_monitor: bool = False
     """Measure event-loop stalls and report them in /healthz (benchmarks)."""
+    isolation: IsolationSettings = field(default_factory=IsolationSettings)
 
     def limits_for_class(self, name: str | None) -> Limits:
         """Limits of a named class; a name orch does not know adds none.
@@ -94,7 +182,9 @@ def _from_toml(text: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     known = set(Settings.__dataclass_fields__) - {"home", "limits", "execution_classes"}
     for key, raw in data.items():
-        if key == "limits":
+        if key == "isolation":
+            values["isolation"] = IsolationSettings.from_dict(raw)
+        elif key == "limits":
             values["limits"] = Limits.from_dict(raw).over(DEFAULT_LIMITS)
         elif key == "execution_classes":
             values["execution_classes"] = {

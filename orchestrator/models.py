@@ -111,7 +111,10 @@ _LIMIT_TEXT: dict[FailureKind, tuple[str, str]] = {
     FailureKind.CPU: ("cpu time limit {} s exceeded", "used {:.1f} s"),
     FailureKind.TIMEOUT: ("timeout of {} s exceeded", "ran {:.1f} s"),
     FailureKind.OUTPUT: ("output limit {} MiB exceeded", "wrote {:.1f} MiB"),
-    FailureKind.DISK: ("disk limit {} MiB exceeded", "used {:.1f} MiB"),
+    FailureKind.DISK: (
+        "disk limit {} MiB exceeded",
+        "wrote {:.0f} MiB (the run's files were removed, the end of its log kept)",
+    ),
     FailureKind.PROCESSES: ("process limit {} exceeded", "{:.0f} processes"),
     FailureKind.OPEN_FILES: ("open files limit {} exceeded", ""),
 }
@@ -202,6 +205,7 @@ LIMIT_FIELDS = (
     "output_mb",
     "open_files",
     "processes",
+    "disk_mb",
 )
 
 
@@ -215,6 +219,8 @@ class Limits:
     output_mb: int | None = None
     open_files: int | None = None
     processes: int | None = None
+    disk_mb: int | None = None
+    """Everything the run writes (its working folder, TMPDIR, stdout and log) together."""
 
     def over(self, base: Limits) -> Limits:
         """These limits layered on top of ``base`` (fields set here win)."""

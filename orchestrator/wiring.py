@@ -71,7 +71,7 @@ async def build_engine(settings: Settings) -> Engine:
     events = RunEvents()
     states = RunStates(store, events)
     manifests = ManifestCache()
-    sandbox = Sandbox(sample_seconds=settings.memory_sample_seconds)
+    sandbox = Sandbox.from_settings(settings)
     log.info("process containment: %s", sandbox.containment)
     backend = LocalBackend(settings, sandbox, envs)
     executor = Executor(store, settings, backend, states, manifests)

@@ -1,8 +1,9 @@
 """The containment's own ceiling: runs through ``Sandbox`` alone against ``xargs -P``.
 
 No daemon, HTTP, database or workspace: one task per core starts the 20 ms bench model
-through ``orchestrator.runs.sandbox.Sandbox`` and waits for it, in a loop. Whatever this
-reaches is the most the whole daemon can reach in ``bench``'s throughput scenario with
+through ``orchestrator.runs.sandbox.Sandbox`` (its jail included; ``--use`` picks the jail's
+mechanisms) and waits for it, in a loop. Whatever this reaches is the most the whole daemon
+can reach in ``bench``'s throughput scenario with
 the same containment, so the gap between the two is the daemon's share and the gap between
 this and 1.0x is the containment's. Each pass is interleaved with an ``xargs`` pass, and the
 pair with the median ratio is shown (one pass swings by several per cent here).
@@ -26,7 +27,7 @@ from bench.common import MODELS
 from bench.results import median_pair
 from bench.throughput import xargs_wall
 
-from orchestrator.config import DEFAULT_LIMITS
+from orchestrator.config import DEFAULT_LIMITS, IsolationSettings
 from orchestrator.runs.cgroups import detect
 from orchestrator.runs.process import ProcessSpec
 from orchestrator.runs.sandbox import Sandbox
@@ -63,9 +64,13 @@ async def sandbox_wall(sandbox: Sandbox, slots: int, runs: int, stdin: Path, out
     return time.perf_counter() - start
 
 
-def measure(mode: str, slots: int, runs: int, stdin: Path, out: Path) -> float:
-    """runs/s through a fresh ``Sandbox`` in ``mode`` ("cgroup" or "sampling")."""
-    sandbox = Sandbox(use_cgroups=mode == "cgroup", standby=slots if mode == "cgroup" else 0)
+def measure(
+    mode: str, slots: int, runs: int, stdin: Path, out: Path, use: tuple[str, ...] | None = None
+) -> float:
+    """runs/s through a fresh ``Sandbox`` in ``mode`` ("cgroup" or "sampling"), its jail
+    using ``use`` (None: every protection the host offers)."""
+    isolation = IsolationSettings(use=use, require=())
+    sandbox = Sandbox(use_cgroups=mode == "cgroup", standby=slots, isolation=isolation)
     folder = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=out))
     try:
         return runs / asyncio.run(sandbox_wall(sandbox, slots, runs, stdin, folder))
@@ -79,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--use", help='the jail\'s mechanisms, e.g. "mount-ns" (default: all the host offers)'
+    )
     args = parser.parse_args(argv)
+    use = tuple(args.use.split(",")) if args.use else None
     runs, pairs = (10, 1) if args.quick else (args.runs, args.pairs)
     slots = os.cpu_count() or 1
     modes = ["cgroup", "sampling"] if detect() is not None else ["sampling"]
@@ -90,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         stdin.write_text(json.dumps({"seconds": 0.02}))
         for _ in range(pairs):
             for mode in modes:
-                rate = measure(mode, slots, runs, stdin, out)
+                rate = measure(mode, slots, runs, stdin, out, use)
                 ratios[mode].append((rate, runs / xargs_wall(slots, runs, stdin)))
     report = {}
-    print(f"{runs} runs of the 20 ms model, {slots} at a time; Sandbox alone vs xargs -P {slots}")
+    print(f"{runs} runs of the 20 ms model, {slots} at a time; Sandbox alone vs xargs -P {slots}"
+          f" (jail: {args.use or 'every protection the host offers'})")  # fmt: skip
     for mode, pairs_seen in ratios.items():
         rate, base, spread = median_pair(pairs_seen)
         print(f"  {mode:9s} {rate:6.1f} runs/s  xargs {base:6.1f} runs/s  {rate / base:.2f}x"

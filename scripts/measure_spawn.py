@@ -1,8 +1,9 @@
 """Measure what the sandbox costs per run: median wall time of N spawns of a
-trivial model, bare vs through ``Sandbox`` (cgroup via a standby shell, cgroup
-via sh + prlimit, and the sampling fallback). The budget is 5 ms per run.
+trivial model, bare vs through ``Sandbox`` (a standby jail in its cgroup with
+every protection, with fewer protections, a jail made for each run, and the
+sampling fallback). The budget is 5 ms per run.
 
-Usage: python scripts/measure_spawn.py [-n 50] [--gap 0.05] [--python /usr/bin/python3]
+Usage: python scripts/measure_spawn.py [-n 50] [--gap 0.05] [--python /usr/bin/python3] [--true]
 
 ``--gap`` idles between spawns: joining a cgroup waits for an RCU grace period
 unless another migration happened moments before, so back-to-back spawns
@@ -21,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from orchestrator.config import IsolationSettings
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import detect
 from orchestrator.runs.sandbox import ProcessSpec, Sandbox
@@ -60,24 +62,29 @@ async def main() -> None:
     parser.add_argument("-n", type=int, default=50)
     parser.add_argument("--gap", type=float, default=0.05, help="seconds idle between spawns")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--true", action="store_true", help="run /bin/true instead of python")
     args = parser.parse_args()
-    argv = [args.python, "-c", "pass"]
+    argv = ["/bin/true"] if args.true else [args.python, "-c", "pass"]
     tmp = Path(tempfile.mkdtemp(prefix="orch-measure-"))
     variants = {"bare Popen": bare(argv, tmp / "bare")}
     sampling = Sandbox(use_cgroups=False)
     sandboxes = [sampling]
     if detect() is not None:
         cg = Sandbox(use_cgroups=True)
-        cold = Sandbox(use_cgroups=True, standby=0)  # every run joins its cgroup itself
-        sandboxes += [cg, cold]
+        cold = Sandbox(use_cgroups=True, standby=0)  # every run's jail is made on its path
+        fewer = Sandbox(use_cgroups=True, isolation=IsolationSettings(use=("mount-ns",)))
+        sandboxes += [cg, cold, fewer]
         kind = cg.containment
-        variants[f"{kind}, standby sh + ulimit, all limits"] = sandboxed(cg, argv, tmp, LIMITS)
-        variants[f"{kind}, standby sh, memory+processes"] = sandboxed(
+        variants[f"{kind}, standby jail, all limits"] = sandboxed(cg, argv, tmp, LIMITS)
+        variants[f"{kind}, standby jail, memory+processes"] = sandboxed(
             cg, argv, tmp, Limits(memory_mb=512, processes=64)
         )
-        variants[f"{kind}, sh join + prlimit, all limits"] = sandboxed(cold, argv, tmp, LIMITS)
-    variants["sampling, prlimit, all limits"] = sandboxed(sampling, argv, tmp, LIMITS)
-    variants["sampling, no limits"] = sandboxed(sampling, argv, tmp, Limits())
+        variants[f"{kind}, standby jail, view+uid only"] = sandboxed(fewer, argv, tmp, LIMITS)
+        variants[f"{kind}, jail made per run, all limits"] = sandboxed(cold, argv, tmp, LIMITS)
+    variants["sampling, standby jail, all limits"] = sandboxed(sampling, argv, tmp, LIMITS)
+    variants["sampling, standby jail, no limits"] = sandboxed(sampling, argv, tmp, Limits())
+    for sandbox in sandboxes:
+        print("protections:", ", ".join(sandbox.isolation.protections))
     times: dict[str, list[float]] = {name: [] for name in variants}
     for run in variants.values():  # warm-up: page cache, imports
         await _call(run)
@@ -94,7 +101,7 @@ async def main() -> None:
     for name, values in times.items():
         median = statistics.median(values)
         extra = (median - base) * 1000
-        print(f"  {name:44s} median {median * 1000:7.2f} ms  overhead {extra:+6.2f} ms")
+        print(f"  {name:46s} median {median * 1000:7.2f} ms  overhead {extra:+6.2f} ms")
 
 
 async def _call(run: Callable[[], Awaitable[None] | None]) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.helpers import create_app, push_dir, run_and_wait, wait_for, write_app
+from tests.helpers import Daemon, create_app, push_dir, run_and_wait, wait_for, write_app
 
 HOG = """\
 chunks = []
@@ -157,3 +161,52 @@ def _survivors(run_id: str) -> list[int]:
         except psutil.Error:
             continue
     return found
+
+
+DISK_FILLER = """\
+import os, sys, time
+print("writing a lot", file=sys.stderr, flush=True)
+os.makedirs("outputs", exist_ok=True)
+chunk = b"x" * (1 << 20)
+for folder in (os.environ["TMPDIR"], "outputs"):
+    with open(os.path.join(folder, "big"), "wb") as fh:
+        for _ in range(100):
+            fh.write(chunk)
+            fh.flush()
+            time.sleep(0.005)
+print("{}")
+"""
+
+
+def test_a_run_past_its_disk_limit_fails_and_its_files_go(
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
+) -> None:
+    app_id = deploy(api, tmp_path, DISK_FILLER)
+    began = time.monotonic()
+    res = run_and_wait(api, app_id, {"input": {}, "configuration": {"limits": {"disk_mb": 20}}})
+    meta = res["metadata"]
+    assert meta["status_v2"] == "failed"
+    assert re.match(r"disk limit 20 MiB exceeded: wrote \d+ MiB", meta["error"]), meta["error"]
+    assert time.monotonic() - began < 10
+    assert meta["limits"]["disk_mb"] == 20
+    run_dir = daemon.home / "runs" / res["id"]
+    left = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file() and not p.is_symlink())
+    assert left < 1 << 20  # only the input and the log's end are left
+    log = api.get(f"/v1/applications/{app_id}/runs/{res['id']}/logs").json()["log"]
+    assert "writing a lot" in log
+
+
+def test_disk_mb_comes_from_the_cli_and_execution_classes(
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
+) -> None:
+    app_id = deploy(api, tmp_path, "print('{}')\n")
+    argv = [sys.executable, "-m", "orchestrator", "app", "run", "-a", app_id, "--disk-mb", "7",
+            "--wait", "--json", "--home", str(daemon.home)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("ORCH_URL", "ORCH_API_KEY")}
+    done = subprocess.run(argv, input="{}", capture_output=True, text=True, env=env, timeout=90)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["id"]
+    meta = api.get(f"/v1/applications/{app_id}/runs/{run_id}/metadata").json()
+    assert meta["metadata"]["limits"]["disk_mb"] == 7
+    small = run_and_wait(api, app_id, {"input": {}, "configuration": {"execution_class": "small"}})
+    assert small["metadata"]["limits"]["disk_mb"] == 1024

@@ -23,8 +23,10 @@ import psutil
 import pytest
 
 from orchestrator.models import Limits, Run, RunStatus
+from orchestrator.runs import disk
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.chores import Chores
+from orchestrator.runs.disk import KEPT_LOG_BYTES, TooMany, cut_back, usage_bytes
 from orchestrator.runs.outcome import outcome
 from orchestrator.runs.sandbox import (
     ProcessResult,
@@ -33,6 +35,7 @@ from orchestrator.runs.sandbox import (
     Sandbox,
     kill_leftovers,
 )
+from orchestrator.runs.spawner import Spawner
 
 MARK = "ORCH_TEST_MARKER"
 PY = sys.executable
@@ -48,8 +51,8 @@ def verdict(result: ProcessResult, limits: Limits, tail: str = "") -> tuple[RunS
 
 @pytest.fixture(params=["cgroup", "cgroup-direct", "sampling"])
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    """cgroup: runs handed to pre-joined standby shells; cgroup-direct: Popen through
-    sh (join) + prlimit; sampling: no cgroup at all."""
+    """cgroup: runs handed to standby jails prepared in their cgroup; cgroup-direct: a
+    jail made for each run, which joins its cgroup on the run's path; sampling: no cgroup."""
     support = detect()
     if request.param != "sampling" and support is None:
         pytest.skip("no usable cgroup on this host")
@@ -316,12 +319,10 @@ async def test_missing_entrypoint_is_a_spawn_error(sandbox: Sandbox, tmp_path: P
         assert message == f"could not start the model: {result.spawn_error}"
 
 
-async def test_fallbacks_without_pidfd_and_prlimit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The waiter thread and the psutil rlimits replace pidfd and prlimit where missing."""
+async def test_fallback_without_pidfd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiter thread replaces the pidfd where it is missing; the jail's rlimits hold."""
     monkeypatch.delattr(os, "pidfd_open")
-    sandbox = Sandbox(use_cgroups=False, use_prlimit=False)
+    sandbox = Sandbox(use_cgroups=False)
     model = Model(tmp_path, "while True:\n    pass\n", Limits(cpu_seconds=1, timeout_seconds=20))
     result, status, message = await model.run(sandbox)
     assert result.signal == signal.SIGXCPU and status == RunStatus.FAILED
@@ -439,6 +440,9 @@ def _result(**changes: object) -> ProcessResult:
          (RunStatus.FAILED, "process limit 16 exceeded: 17 processes")),
         (_result(breach="open_files"), Limits(open_files=64),
          (RunStatus.FAILED, "open files limit 64 exceeded")),
+        (_result(breach="disk_mb", measured=12.4), Limits(disk_mb=10),
+         (RunStatus.FAILED, "disk limit 10 MiB exceeded: wrote 12 MiB (the run's files were "
+                            "removed, the end of its log kept)")),
         (_result(exit_code=None, signal=11), Limits(),
          (RunStatus.FAILED, "killed by signal SIGSEGV (11)\ntail")),
         (_result(exit_code=2), Limits(), (RunStatus.FAILED, "exited with code 2\ntail")),
@@ -492,3 +496,151 @@ def test_chores_run_in_order_off_the_caller_survive_a_failure_and_finish_on_clos
     chores.later(note("after close"))
     assert seen == [("first", False), ("second", False), ("after close", True)]
     assert "boom" in caplog.text
+
+
+# -- disk_mb ---------------------------------------------------------------------------
+
+DISK_FILLER = """
+import os, sys, time
+print("filling the disk", file=sys.stderr, flush=True)
+chunk = b"x" * (1 << 20)
+with open(os.path.join(os.environ["TMPDIR"], "big"), "wb") as fh:
+    for _ in range(200):  # 200 MiB at most, 1 MiB every 5 ms
+        fh.write(chunk)
+        fh.flush()
+        time.sleep(0.005)
+"""
+
+
+def disk_model(tmp_path: Path, source: str, limits: Limits) -> Model:
+    (tmp_path / "tmp").mkdir()
+    model = Model(tmp_path, source, limits)
+    model.spec = dataclasses.replace(
+        model.spec, env={**model.spec.env, "TMPDIR": str(tmp_path / "tmp")}
+    )
+    return model
+
+
+async def test_a_run_writing_past_its_disk_limit_is_stopped_and_cut_back(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    model = disk_model(tmp_path, DISK_FILLER, Limits(disk_mb=8, timeout_seconds=30))
+    result, status, message = await model.run(sandbox)
+    assert (status, result.breach, result.signal) == (RunStatus.FAILED, "disk_mb", signal.SIGKILL)
+    assert result.measured is not None and 8 < result.measured < 100
+    assert message is not None and message.startswith("disk limit 8 MiB exceeded: wrote ")
+    assert result.duration_seconds < 5
+    assert not (tmp_path / "tmp" / "big").exists()  # cut back
+    assert (tmp_path / "model.py").exists() is False  # the working folder is emptied too
+    assert model.stderr == "filling the disk\n"  # the log's end stays readable
+
+
+async def test_a_run_that_wrote_too_much_before_a_sample_fails_at_its_end(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(disk, "FIRST_CHECK_SECONDS", 60)  # no sample before it ends
+    source = "open('blob', 'wb').write(b'x' * (12 << 20))\n"
+    model = disk_model(tmp_path, source, Limits(disk_mb=5))
+    result, status, _ = await model.run(sandbox)
+    assert (status, result.exit_code, result.breach) == (RunStatus.FAILED, 0, "disk_mb")
+    assert result.measured is not None and result.measured >= 12
+    assert not (tmp_path / "blob").exists()
+
+
+async def test_a_run_within_its_disk_limit_keeps_its_files(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    source = "open('blob', 'wb').write(b'x' * (2 << 20))\n"
+    model = disk_model(tmp_path, source, Limits(disk_mb=5))
+    result, status, _ = await model.run(sandbox)
+    assert (status, result.breach) == (RunStatus.SUCCEEDED, None)
+    assert (tmp_path / "blob").stat().st_size == 2 << 20
+
+
+def test_disk_usage_counts_blocks_once_and_follows_no_link(tmp_path: Path) -> None:
+    (tmp_path / "dense").write_bytes(b"x" * (1 << 20))
+    with open(tmp_path / "sparse", "wb") as fh:
+        fh.truncate(1 << 30)  # 1 GiB long, nothing written
+    os.link(tmp_path / "dense", tmp_path / "again")
+    (tmp_path / "elsewhere").symlink_to("/usr")
+    used = usage_bytes([tmp_path])
+    assert (1 << 20) <= used < (1 << 20) + 64 * 1024
+    with pytest.raises(TooMany):
+        usage_bytes([tmp_path], budget=2)
+
+
+def test_cut_back_empties_folders_keeps_links_and_the_logs_end(tmp_path: Path) -> None:
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    (work / "outputs").mkdir(parents=True)
+    tmp.mkdir()
+    (work / "outputs" / "big").write_bytes(b"x" * 1000)
+    (work / "main.py").symlink_to("/usr/bin/env")
+    (tmp / "scratch").write_bytes(b"y" * 1000)
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    stdout.write_bytes(b"o" * 1000)
+    stderr.write_bytes(b"a" * KEPT_LOG_BYTES + b"the last words\n")
+    cut_back([work, tmp], [stdout, stderr], stderr)
+    assert sorted(p.name for p in work.iterdir()) == ["main.py"]
+    assert list(tmp.iterdir()) == [] and stdout.stat().st_size == 0
+    assert stderr.stat().st_size == KEPT_LOG_BYTES
+    assert stderr.read_bytes().endswith(b"the last words\n")
+
+
+# -- the jail's own fallbacks --------------------------------------------------------------
+
+WHO = "import os\nprint(os.getuid(), os.getppid())\n"
+
+
+async def test_without_the_zygote_each_standby_is_its_own_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Spawner, "_clone", lambda *_: None)  # as if CLONE_PARENT were refused
+    sandbox = Sandbox(use_cgroups=False)
+    try:
+        model = Model(tmp_path, WHO, Limits(timeout_seconds=20))
+        result, status, _ = await model.run(sandbox)
+    finally:
+        sandbox.close()
+    assert (status, result.isolation) == (RunStatus.SUCCEEDED, sandbox.isolation.protections)
+    uid, parent = map(int, model.stdout.split())
+    assert parent == os.getpid()  # still the daemon's own child
+    assert (uid != 0) == (os.geteuid() == 0)
+
+
+async def test_a_killed_zygote_is_started_again(tmp_path: Path) -> None:
+    sandbox = Sandbox(use_cgroups=False, standby=0)  # every run asks the zygote
+    try:
+        zygote = sandbox._launcher.spawner._zygote
+        assert zygote is not None
+        zygote.kill()
+        zygote.wait()
+        model = Model(tmp_path, WHO, Limits(timeout_seconds=20))
+        result, status, _ = await model.run(sandbox)
+        again = sandbox._launcher.spawner._zygote
+    finally:
+        sandbox.close()
+    assert status == RunStatus.SUCCEEDED and result.exit_code == 0
+    assert again is not None and again.pid != zygote.pid
+
+
+async def test_a_jail_that_cannot_set_up_fails_the_run_and_says_why(tmp_path: Path) -> None:
+    sandbox = Sandbox(use_cgroups=False, standby=0)
+    plan = sandbox._launcher.plan
+    sandbox._launcher.plan = {
+        **plan,
+        "read": [*plan["read"], ["/nonexistent/group", "/nonexistent/group"]],
+    }
+    try:
+        model = Model(tmp_path, WHO, Limits())
+        result, status, message = await model.run(sandbox)
+    finally:
+        sandbox.close()
+    # 126 when the command reached it first, no exit code when it was seen dead before
+    assert (status, result.exit_code in (126, None), result.isolation) == (
+        RunStatus.FAILED,
+        True,
+        (),
+    )
+    assert message is not None
+    assert message.startswith("could not start the model: the jail could not be set up: ")
+    assert "/nonexistent/group" in message and model.stdout == ""

@@ -59,12 +59,13 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        """Open (no key): liveness, and how busy the queue is."""
+        """Open (no key): liveness, how busy the queue is, and how models are isolated."""
         scheduler = svc.runs.scheduler
         body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
+            "isolation": svc.runs.executor.backend.isolation,
         }
         if (watch := getattr(app.state, "loop_watch", None)) is not None:
             body["loop"] = watch.figures()

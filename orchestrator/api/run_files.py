@@ -21,7 +21,7 @@ from orchestrator.api.deps import absolute_url, services
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
-from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, output_dir_name
+from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, confined, output_dir_name
 from orchestrator.services import Services
 
 downloads = APIRouter(tags=["downloads"])
@@ -78,7 +78,10 @@ async def file_response(svc: Services, run: Run, kind: str) -> Response:
     ws = Workspace.of(svc.settings.home.run_dir(run.id))
     if run.input_format in DIRECTORY_FORMATS:
         archive = await anyio.to_thread.run_sync(
-            _tar_once, ws.work / output_dir_name(run.input_format), ws.root / "output.tar.gz"
+            _tar_once,
+            ws.work / output_dir_name(run.input_format),
+            ws.root / "output.tar.gz",
+            ws.work,
         )
         return FileResponse(archive, media_type="application/gzip", filename=f"{run.id}.tar.gz")
     if not ws.stdout.exists():
@@ -109,13 +112,15 @@ async def input_body(svc: Services, run: Run) -> Response:
     return response
 
 
-def _tar_once(folder: Path, archive: Path) -> Path:
+def _tar_once(folder: Path, archive: Path, within: Path | None = None) -> Path:
+    """Regular files only; with ``within`` (a model's outputs), only if the folder
+    really lies there: a model may have left links to anything (``confined``)."""
     if not archive.exists():
         tmp = archive.with_suffix(".tmp")
         with tarfile.open(tmp, "w:gz") as tar:
-            if folder.exists():
+            if folder.exists() and (within is None or confined(folder, within)):
                 for item in sorted(folder.rglob("*")):
-                    if item.is_file():
+                    if item.is_file() and not item.is_symlink():
                         tar.add(item, arcname=str(item.relative_to(folder)))
         tmp.rename(archive)
     return archive

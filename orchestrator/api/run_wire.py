@@ -6,6 +6,7 @@ from typing import Any
 
 from orchestrator.api.wire import LOCAL_USER
 from orchestrator.models import Failure, Run
+from orchestrator.runs.backend import PROTECTIONS
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 
 
@@ -58,6 +59,8 @@ def metadata(run: Run) -> dict[str, Any]:
         meta["statistics"] = run.statistics
     if run.failure is not None:
         meta["failure"] = failure(run.failure)
+    if run.placement is not None and PROTECTIONS in run.placement:
+        meta["isolation"] = run.placement[PROTECTIONS]
     if run.experiment_id:
         meta["experiment_id"] = run.experiment_id
         meta["experiment_type"] = "batch"

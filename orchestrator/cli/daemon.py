@@ -129,6 +129,7 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         "uptime_seconds": round(time.time() - info.started_at, 1) if info else None,
         "runs_running": runs.get("running"),
         "runs_queued": runs.get("queued"),
+        "isolation": _isolation(healthz.get("isolation")),
         "api_key_file": str(h.api_key_file),
     }
     if as_json:
@@ -167,6 +168,15 @@ def env_vars(home: Home, url: str, key: str) -> dict[str, str]:
         "NEXTMV_ENDPOINT": url,
         "NEXTMV_API_KEY": key,
     }
+
+
+def _isolation(facts: dict[str, Any] | None) -> str | None:
+    """The protections every model runs under, or why models are refused."""
+    if not facts:
+        return None
+    if facts.get("refused"):
+        return f"MODELS REFUSED: {facts['refused']}"
+    return ", ".join(facts.get("protections") or []) or "none"
 
 
 def _log_tail(home: Home, lines: int = 20) -> str:

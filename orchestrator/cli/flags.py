@@ -29,6 +29,9 @@ MemoryOption = typer.Option(None, "--memory-mb", min=1, help="Memory limit in Mi
 CpuOption = typer.Option(None, "--cpu-seconds", min=0.001, help="CPU time limit in seconds.")
 TimeoutOption = typer.Option(None, "--timeout", min=0.001, help="Wall-clock limit in seconds.")
 OutputMbOption = typer.Option(None, "--output-mb", min=1, help="Output size limit in MiB.")
+DiskMbOption = typer.Option(
+    None, "--disk-mb", min=1, help="Disk limit in MiB (all the run writes, TMPDIR included)."
+)
 
 
 InstanceIdOption = typer.Option(None, "--instance-id", help="Instance ID.")
@@ -69,7 +72,11 @@ def parse_options(given: list[str] | None) -> dict[str, str]:
 
 
 def limits_body(
-    memory_mb: int | None, cpu_seconds: float | None, timeout: float | None, output_mb: int | None
+    memory_mb: int | None,
+    cpu_seconds: float | None,
+    timeout: float | None,
+    output_mb: int | None,
+    disk_mb: int | None = None,
 ) -> dict[str, Any]:
     """The limits flags as the API's ``limits`` object, leaving out what was not given."""
     given = {
@@ -77,5 +84,6 @@ def limits_body(
         "cpu_seconds": cpu_seconds,
         "timeout_seconds": timeout,
         "output_mb": output_mb,
+        "disk_mb": disk_mb,
     }
     return {k: v for k, v in given.items() if v is not None}

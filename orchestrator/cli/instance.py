@@ -10,6 +10,7 @@ import typer
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
 from orchestrator.cli.flags import (
     CpuOption,
+    DiskMbOption,
     ExecutionClassOption,
     InstanceIdOption,
     MemoryOption,
@@ -82,6 +83,7 @@ def create(
     cpu_seconds: float | None = CpuOption,
     timeout: float | None = TimeoutOption,
     output_mb: int | None = OutputMbOption,
+    disk_mb: int | None = DiskMbOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -89,7 +91,7 @@ def create(
     instance_id = _instance_id(instance_id, old_instance_id)
     configuration: dict[str, Any] = {
         "options": parse_options(options),
-        "limits": limits_body(memory_mb, cpu_seconds, timeout, output_mb),
+        "limits": limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb),
     }
     if execution_class:
         configuration["execution_class"] = execution_class
@@ -145,6 +147,7 @@ def update(
     cpu_seconds: float | None = CpuOption,
     timeout: float | None = TimeoutOption,
     output_mb: int | None = OutputMbOption,
+    disk_mb: int | None = DiskMbOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -155,7 +158,7 @@ def update(
         configuration["options"] = parse_options(options)
     if execution_class is not None:
         configuration["execution_class"] = execution_class
-    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb)
+    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb)
     given = {"version_id": version_id, "name": name, "description": description}
     body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     with errors_to_exit(), client(home) as api:

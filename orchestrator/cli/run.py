@@ -18,6 +18,7 @@ import typer
 from orchestrator.cli.context import HomeOption, JsonOption, client
 from orchestrator.cli.flags import (
     CpuOption,
+    DiskMbOption,
     MemoryOption,
     OptionsOption,
     OutputMbOption,
@@ -75,6 +76,7 @@ def create(
     memory_mb: int | None = MemoryOption,
     cpu_seconds: float | None = CpuOption,
     output_mb: int | None = OutputMbOption,
+    disk_mb: int | None = DiskMbOption,
     fmt: InputFormat | None = typer.Option(
         None, "--format", help="Input format (default: the app's; multi-file for a folder)."
     ),
@@ -100,7 +102,7 @@ def create(
         return
     if app_id is None:
         fail("missing option -a/--app-id (or set ORCH_APP_ID)", code=2)
-    configuration = _configuration(priority, timeout, memory_mb, cpu_seconds, output_mb)
+    configuration = _configuration(priority, timeout, memory_mb, cpu_seconds, output_mb, disk_mb)
     body = {"options": parse_options(options), "name": name, "description": description}
     with tempfile.TemporaryDirectory() as tmp:
         run_input = read_input(source, fmt, Path(tmp))  # checked before any run exists
@@ -139,11 +141,12 @@ def _configuration(
     memory_mb: int | None,
     cpu_seconds: float | None,
     output_mb: int | None,
+    disk_mb: int | None,
 ) -> dict[str, Any]:
     configuration: dict[str, Any] = {}
     if priority is not None:
         configuration["queuing"] = {"priority": priority}
-    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb)
+    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb)
     if limits:
         configuration["limits"] = limits
     return configuration

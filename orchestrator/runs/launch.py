@@ -1,74 +1,107 @@
-"""Turning a ``ProcessSpec`` into a running process, the cheapest correct way.
+"""Turning a ``ProcessSpec`` into a model running in its jail, the cheapest correct way.
 
-Per-process limits (CPU time, file size, open files) are rlimits set by an exec
-wrapper, never ``preexec_fn``: the daemon is multi-threaded and running Python
-between fork and exec can deadlock. The cgroup must be joined before the model's
-first instruction, hence a ``/bin/sh`` that joins and execs.
-
-Joining a cgroup is the expensive part: the kernel waits for an RCU grace period
-(``cgroup_threadgroup_rwsem``), about 8 ms on an idle host, more than the whole
-spawn budget. So the launcher keeps *standby* shells that already sit in a fresh
-cgroup, blocked reading a pipe; a run hands one its command (cwd, stdio,
-``ulimit``, a clean environment, ``exec``) with a single write, and the next
-standby joins its group while the model runs. Without a standby (no cgroup, or
-none ready) the model is spawned by Popen through ``sh`` (join) and ``prlimit``.
+Every model is started by the jail (``runs/jail``), never by ``preexec_fn``: the
+daemon is multi-threaded and running Python between fork and exec can deadlock.
+What is expensive happens ahead, in *standby* jails: joining a cgroup (the kernel
+waits for an RCU grace period, ~2-8 ms), entering namespaces and building the
+model's view (~1 ms). Each standby then blocks on its pipe; a run hands one its
+command (JSON: argv, environment, files, the run's paths and rlimits) with one
+write, and the next standby is prepared while the model runs. Without a ready
+standby, one is made for the run and handed the command at once: the same jail,
+its preparation on the run's path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import math
 import os
-import re
 import resource
-import shlex
 import shutil
-import signal
-import subprocess
+import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
+from typing import Any
 
 from orchestrator.models import Limits
+from orchestrator.runs.access import spec_access
 from orchestrator.runs.cgroups import MIB, CgroupSupport, RunCgroup, remove_stale_standbys
+from orchestrator.runs.isolation import Isolation
 from orchestrator.runs.process import ProcessSpec
+from orchestrator.runs.spawner import Child, Spawner
 
 log = logging.getLogger(__name__)
-
-_PRLIMIT_FLAGS = {
-    resource.RLIMIT_CPU: "--cpu",
-    resource.RLIMIT_FSIZE: "--fsize",
-    resource.RLIMIT_NOFILE: "--nofile",
-}
-_ULIMIT_FLAGS = {
-    resource.RLIMIT_CPU: "-t",
-    resource.RLIMIT_FSIZE: "-f",
-    resource.RLIMIT_NOFILE: "-n",
-}
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SpawnError(Exception):
     """The model could not be started at all (reported, never raised to callers)."""
 
 
+class DeadStandby(OSError):
+    """A standby exited before its command: ``str()`` is the jail's own reason."""
+
+
 @dataclass(frozen=True)
 class Launched:
-    popen: subprocess.Popen[bytes]
+    child: Child
     group: RunCgroup | None
     started: float  # time.monotonic() when the model was handed over
+    report: int
+    """Read end of the jail's report pipe (see ``JailReport``); the caller closes it."""
+
+
+@dataclass(frozen=True)
+class JailReport:
+    """What the jail said: the CPU it used before ``exec``, or why it did not exec."""
+
+    cpu_seconds: float = 0.0
+    maxrss_kib: int = 0
+    error: str | None = None
+    exec_failed: bool = False
+
+    @classmethod
+    def read(cls, fd: int) -> JailReport:
+        """Non-blocking: whatever the jail wrote before it exec'd or exited."""
+        chunks = []
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        merged: dict[str, Any] = {}
+        for line in b"".join(chunks).splitlines():
+            with contextlib.suppress(ValueError):
+                merged.update(json.loads(line))
+        return cls(
+            float(merged.get("cpu", 0.0)),
+            int(merged.get("maxrss", 0)),
+            merged.get("error"),
+            bool(merged.get("exec_failed")),
+        )
+
+    @property
+    def spawn_error(self) -> str | None:
+        if self.error is None:
+            return None
+        return self.error if self.exec_failed else f"the jail could not be set up: {self.error}"
 
 
 class Launcher:
-    """Spawns runs inside a cgroup (when ``support``) under prlimit (when found)."""
+    """Starts runs in jails built from ``plan``, inside a cgroup when ``support``."""
 
-    def __init__(self, support: CgroupSupport | None, prlimit: str | None, standby: int) -> None:
-        self.support, self.prlimit = support, prlimit
-        self._target = standby if support else 0
+    def __init__(
+        self,
+        support: CgroupSupport | None,
+        spawner: Spawner,
+        isolation: Isolation,
+        plan: dict[str, Any],
+        standby: int,
+    ) -> None:
+        self.support, self.spawner, self.isolation, self.plan = support, spawner, isolation, plan
+        self._target = standby if isolation.refusal is None else 0
         self._standbys: list[Standby] = []
         self._lock = threading.Lock()
         """Guards the pool: refills run on the chores thread, launches on the loop."""
@@ -76,31 +109,37 @@ class Launcher:
         self._recent = Limits()
         """The limits of the last run: the next standby's group is prepared with them."""
         self._serial = 0
+        self._covered = tuple(plan.get("read_rules") or ())
+        """Trees every standby's view and rules already hold (the system, the interpreter)."""
         if support is not None:
             remove_stale_standbys(support)
 
     def launch(self, spec: ProcessSpec, env: dict[str, str]) -> Launched:
         """Start the model; raises ``SpawnError`` when it cannot be started."""
+        if self.isolation.refusal is not None:
+            raise SpawnError(self.isolation.refusal)
         argv = [resolve_entrypoint(spec), *spec.argv[1:]]
-        return self._from_standby(spec, argv, env) or self._direct(spec, argv, env)
+        data = command(spec, argv, env, self._covered, self.plan.get("hide"))
+        return self._from_standby(spec, data) or self._direct(spec, data)
 
     @property
     def ready(self) -> int:
-        """Standby launchers waiting (joined or still joining)."""
+        """Standby jails waiting (prepared or still preparing)."""
         return len(self._standbys)
 
     def refill(self) -> None:
-        """Top the standby pool up; slow (a fork, two cgroup mkdirs), so off the loop."""
-        while self.support is not None:
+        """Top the standby pool up; slow (a clone, two cgroup mkdirs, a view), so off the loop."""
+        while True:
             with self._lock:
                 if self._closed or len(self._standbys) >= self._target:
                     return
                 self._serial += 1
-                name = f"standby-{os.getpid()}-{self._serial}"
+                serial = self._serial
             try:
-                standby = Standby.create(self.support, name, self._recent)
+                group = self._group(f"standby-{os.getpid()}-{serial}", self._recent)
+                standby = Standby.create(self.spawner, self._plan(serial, group), group)
             except OSError as exc:
-                log.warning("could not prepare a standby launcher: %s", exc)
+                log.warning("could not prepare a standby jail: %s", exc)
                 return
             with self._lock:
                 if not self._closed:
@@ -116,41 +155,48 @@ class Launcher:
         for standby in standbys:
             standby.discard()
 
-    def _from_standby(
-        self, spec: ProcessSpec, argv: list[str], env: dict[str, str]
-    ) -> Launched | None:
-        if not self._standbys or not all(_NAME.fullmatch(name) for name in env):
-            return None  # a name the shell cannot export: take the Popen path
+    def _from_standby(self, spec: ProcessSpec, data: bytes) -> Launched | None:
         with self._lock:
             if not self._standbys:
                 return None
             self._recent = spec.limits
             standby = self._standbys.pop(0)
         try:
-            return standby.launch(spec, argv, env)
+            return standby.launch(spec, data)
         except OSError as exc:
-            log.warning("standby launcher unusable (%s), spawning directly", exc)
+            log.warning("standby jail unusable (%s), starting one for the run", exc)
             standby.discard()
             return None
 
-    def _direct(self, spec: ProcessSpec, argv: list[str], env: dict[str, str]) -> Launched:
-        """Popen through at most ``sh`` (cgroup join) and ``prlimit`` (rlimits)."""
-        flags = prlimit_flags(spec.limits)
-        if flags and self.prlimit:
-            argv = [self.prlimit, *flags, "--", *argv]
+    def _direct(self, spec: ProcessSpec, data: bytes) -> Launched:
+        """A jail made for this run (its cgroup named after it), handed the command at once."""
+        with self._lock:
+            self._serial += 1
+            serial = self._serial
         group = self._cgroup_for(spec)
-        if group is not None:
-            argv = [*group.join_prefix(), *argv]
-        started = time.monotonic()
         try:
-            popen = spawn(argv, spec, env)
+            standby = Standby.create(self.spawner, self._plan(serial, group), group)
+            return standby.launch(spec, data)
+        except DeadStandby as exc:
+            raise SpawnError(str(exc)) from None
         except OSError as exc:
             if group is not None:
                 group.remove()
-            raise SpawnError(f"{spec.argv[0]}: {exc.strerror or exc}") from None
-        if flags and not self.prlimit:
-            apply_rlimits(popen.pid, spec.limits)
-        return Launched(popen, group, started)
+            raise SpawnError(f"could not start the jail: {exc}") from None
+
+    def _plan(self, serial: int, group: RunCgroup | None) -> dict[str, Any]:
+        """The shared plan plus this standby's own cgroup, peak counter and uid."""
+        plan = dict(self.plan)
+        plan["cgroups"] = [str(d) for d in group.dirs] if group else []
+        if group is not None and not group.support.v2 and os.geteuid() == 0:
+            plan["peak_file"] = str(group.memory_dir / "memory.max_usage_in_bytes")
+        if self.isolation.uid_range is not None:
+            first, last = self.isolation.uid_range
+            plan["uid"] = plan["gid"] = first + serial % (last - first + 1)
+        return plan
+
+    def _group(self, name: str, limits: Limits) -> RunCgroup | None:
+        return RunCgroup.create(self.support, name, limits) if self.support else None
 
     def _cgroup_for(self, spec: ProcessSpec) -> RunCgroup | None:
         """The run's cgroup; a failure here degrades this run to sampling, not to an error."""
@@ -164,96 +210,122 @@ class Launcher:
 
 
 class Standby:
-    """A ``/bin/sh`` already inside a fresh cgroup, sourcing its command from a pipe.
+    """A jail already in its cgroup and view, waiting on ``commands`` for its run.
 
-    It was started with an empty environment, ``cwd=/``, its own process group and
-    nothing else open, so after the script's ``cd``, redirections and ``export``s
-    the model sees what ``Popen(cwd=, env=, stdin=, stdout=, stderr=)`` would give.
-    If the daemon dies the pipe closes and the shell exits on EOF.
+    If the daemon dies the pipe closes and the standby exits on EOF.
     """
 
-    def __init__(self, group: RunCgroup, popen: subprocess.Popen[bytes], fd: int) -> None:
-        self.group, self.popen, self.fd = group, popen, fd
+    def __init__(self, group: RunCgroup | None, child: Child, commands: int, report: int) -> None:
+        self.group, self.child, self.commands, self.report = group, child, commands, report
 
     @classmethod
-    def create(cls, support: CgroupSupport, name: str, limits: Limits) -> Standby:
-        """The pipe is the shell's stdin; the script's own ``exec 0<...`` replaces it."""
-        group = RunCgroup.create(support, name, limits)
-        read, write = os.pipe()
+    def create(cls, spawner: Spawner, plan: dict[str, Any], group: RunCgroup | None) -> Standby:
         try:
-            script = " && ".join([*group.join_steps(), ". /proc/self/fd/0"])
-            popen = subprocess.Popen(
-                ["/bin/sh", "-c", script, "orch-standby"], env={}, cwd="/", stdin=read,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0,
-            )  # fmt: skip
+            child, commands, report = spawner.standby(plan)
         except OSError:
-            os.close(write)
-            group.remove()
+            if group is not None:
+                group.remove()
             raise
-        finally:
-            os.close(read)
-        return cls(group, popen, write)
+        return cls(group, child, commands, report)
 
-    def launch(self, spec: ProcessSpec, argv: list[str], env: dict[str, str]) -> Launched:
-        if self.popen.poll() is not None:
-            raise OSError(f"standby shell exited with {self.popen.returncode}")
+    def launch(self, spec: ProcessSpec, data: bytes) -> Launched:
+        if self.child.poll() is not None:
+            report = JailReport.read(self.report)
+            raise DeadStandby(report.spawn_error or f"the jail exited ({self.child.returncode})")
         # The group keeps its standby name: renaming it to the run's would cost two
         # reads and two renames on every run's critical path; the run records the path.
-        self.group.apply_limits(spec.limits)
-        data = _script(spec, argv, env)
+        if self.group is not None:
+            self.group.apply_limits(spec.limits)
         started = time.monotonic()
-        with open(self.fd, "wb", closefd=True) as pipe:  # EOF ends the sourced script
-            self.fd = -1
-            pipe.write(data)
-        return Launched(self.popen, self.group, started)
+        try:
+            with open(self.commands, "wb", closefd=True) as pipe:  # EOF ends the command
+                self.commands = -1
+                pipe.write(data)
+        except BrokenPipeError:  # it gave up while we wrote: it said why before it exited
+            report = JailReport.read(self.report)
+            raise DeadStandby(report.spawn_error or "the jail exited before its run") from None
+        return Launched(self.child, self.group, started, self.report)
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait()
-        self.group.remove()
+        for fd in (self.commands, self.report):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.child.kill()
+        self.child.wait()
+        if self.group is not None:
+            self.group.remove()
 
 
-def _script(spec: ProcessSpec, argv: list[str], env: dict[str, str]) -> bytes:
-    """One ``&&`` chain, parsed whole before it runs; any failure ends the shell.
+def command(
+    spec: ProcessSpec,
+    argv: list[str],
+    env: dict[str, str],
+    covered: tuple[str, ...] = (),
+    hidden: str | None = None,
+) -> bytes:
+    """The run's half of the jail's work, as JSON.
 
-    Paths are made absolute here because the shell opens them after its ``cd``,
-    where Popen would have opened them from the daemon's working directory.
+    Paths are made absolute here because the jail opens them after its ``chdir``,
+    where Popen would have opened them from the daemon's working directory. Each
+    bind names the path the model sees and the real one (symlinks resolved),
+    since the jail resolves sources outside the model's view. Read paths the
+    shared plan already covers (``covered``, unless under the ``hidden`` home)
+    need neither a bind nor a rule of their own.
     """
+    access = spec.access or spec_access(spec)
+    folder = os.path.abspath(access.folder)
+    writes = [os.path.abspath(p) for p in access.write]
+    files = [os.path.abspath(p) for p in access.write_files]
+    real = {p: _real(p) for p in (folder, *writes, *files)}
+    reads = {}
+    for path in map(os.path.abspath, access.read):
+        if not _covered(path, covered, hidden) and (found := _real(path)) is not None:
+            reads[path] = found
+    binds: list[tuple[str, str | None, bool]] = [(folder, real[folder], True)]
+    binds += [(p, real[p], True) for p in writes + files if real[p] and not _beneath(p, folder)]
+    binds += [(p, source, False) for p, source in reads.items()]
+    stdin = os.path.abspath(spec.stdin) if spec.stdin is not None else None
+    return json.dumps(
+        {
+            "argv": argv,
+            "env": {**env, **dict(access.env)},
+            "cwd": os.path.abspath(spec.cwd),
+            "stdin": stdin,
+            "stdout": os.path.abspath(spec.stdout),
+            "stderr": os.path.abspath(spec.stderr),
+            "rlimits": [[r, soft, hard] for r, (soft, hard) in rlimits(spec.limits).items()],
+            "binds": binds,
+            "read": list(reads),
+            "readable": [source for p, source in reads.items() if _beneath(p, folder)],
+            "write": writes,
+            "write_files": files,
+        }
+    ).encode()
 
-    def q(path: Path | str) -> str:
-        return shlex.quote(str(Path(path).absolute()) if isinstance(path, Path) else path)
 
-    stdin = q(spec.stdin) if spec.stdin is not None else "/dev/null"
-    err = "2>&1" if spec.stderr == spec.stdout else f"2>{q(spec.stderr)}"
-    steps = [
-        f"cd -- {q(spec.cwd)}",
-        f"exec 0<{stdin} 1>{q(spec.stdout)} {err}",
-        *_ulimits(spec.limits),
-        "unset OLDPWD PWD",
-        *(f"export {shlex.quote(f'{name}={value}')}" for name, value in env.items()),
-        "exec " + " ".join(shlex.quote(arg) for arg in argv),
-    ]
-    return (" && ".join(steps) + "\n").encode()
+def _real(path: str) -> str | None:
+    """``os.path.realpath`` at a fraction of its cost on a run's path (its folders are
+    real ones, their parents the same run after run); None if ``path`` is missing.
+    A path that does not exist yet (an output file) is taken as it will be made."""
+    try:
+        if not stat.S_ISLNK(os.lstat(path).st_mode):
+            return os.path.join(_real_folder(os.path.dirname(path)), os.path.basename(path))
+    except FileNotFoundError:
+        if os.path.isdir(os.path.dirname(path)):
+            return os.path.join(_real_folder(os.path.dirname(path)), os.path.basename(path))
+        return None
+    return os.path.realpath(path)
 
 
-def _ulimits(limits: Limits) -> list[str]:
-    """The shell's ``ulimit`` sets the same rlimits as prlimit, without another exec.
+@functools.lru_cache(maxsize=256)
+def _real_folder(path: str) -> str:
+    return os.path.realpath(path)
 
-    Hard before soft (a soft above the old hard is refused); file size counts
-    512-byte blocks, so its cap is the limit plus one block instead of one byte.
-    """
-    steps = []
-    for resource_id, (soft, hard) in _rlimits(limits).items():
-        flag = _ULIMIT_FLAGS[resource_id]
-        if resource_id == resource.RLIMIT_FSIZE:
-            soft = hard = -(-soft // 512)
-        steps.append(f"ulimit {flag} {hard}")
-        if soft != hard:
-            steps.append(f"ulimit -S {flag} {soft}")
-    return steps
+
+def _covered(path: str, covered: tuple[str, ...], hidden: str | None) -> bool:
+    if hidden is not None and _beneath(path, hidden):
+        return False
+    return any(_beneath(path, folder) for folder in covered)
 
 
 def resolve_entrypoint(spec: ProcessSpec) -> str:
@@ -281,24 +353,7 @@ def resolve_entrypoint(spec: ProcessSpec) -> str:
     return str(path.absolute())  # exec happens after the chdir into cwd
 
 
-def spawn(argv: list[str], spec: ProcessSpec, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Output goes straight to files: a chatty model never passes through our memory."""
-    with contextlib.ExitStack() as files:
-        stdin = files.enter_context(open(spec.stdin, "rb")) if spec.stdin else subprocess.DEVNULL
-        out = files.enter_context(open(spec.stdout, "wb"))
-        err = out if spec.stderr == spec.stdout else files.enter_context(open(spec.stderr, "wb"))
-        return subprocess.Popen(
-            argv, cwd=spec.cwd, env=env, stdin=stdin, stdout=out, stderr=err,
-            close_fds=True, process_group=0,
-        )  # fmt: skip
-
-
-def prlimit_flags(limits: Limits) -> list[str]:
-    """``prlimit`` options for the limits that are set; empty means no wrapper exec at all."""
-    return [f"{_PRLIMIT_FLAGS[r]}={soft}:{hard}" for r, (soft, hard) in _rlimits(limits).items()]
-
-
-def _rlimits(limits: Limits) -> dict[int, tuple[int, int]]:
+def rlimits(limits: Limits) -> dict[int, tuple[int, int]]:
     """RLIMIT_CPU soft S / hard S+1: SIGXCPU first, SIGKILL if it is ignored."""
     out = {}
     if limits.cpu_seconds is not None:
@@ -312,12 +367,5 @@ def _rlimits(limits: Limits) -> dict[int, tuple[int, int]]:
     return out
 
 
-def apply_rlimits(pid: int, limits: Limits) -> None:
-    """Fallback when prlimit is missing. Racy by nature: the model may already run (and
-    fork children that keep the daemon's limits) before these land."""
-    try:
-        process = psutil.Process(pid)
-        for resource_id, value in _rlimits(limits).items():
-            process.rlimit(resource_id, value)
-    except (psutil.Error, OSError) as exc:
-        log.warning("could not set rlimits on %s: %s", pid, exc)
+def _beneath(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")

@@ -13,8 +13,33 @@ from orchestrator.models import Limits
 
 
 @dataclass(frozen=True)
+class Access:
+    """What one model may touch (decided by ``access.run_access``, applied by the jail).
+
+    ``folder`` is the run's own folder, bound whole into its view; inside it the
+    model writes only ``write`` (its folders) and ``write_files`` (its stdout and
+    log), which are also what ``disk_mb`` measures. ``read`` are trees it may read
+    and execute; ``env`` are variables the jail sets (e.g. ``HOME``).
+    """
+
+    folder: Path
+    read: tuple[Path, ...] = ()
+    write: tuple[Path, ...] = ()
+    write_files: tuple[Path, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def disk(self) -> tuple[Path, ...]:
+        return self.write + self.write_files
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
-    """What to run and under which limits; ``label`` (the run id) names the cgroups."""
+    """What to run and under which limits; ``label`` (the run id) names the cgroups.
+
+    Without ``access`` the model may write its ``cwd`` and ``TMPDIR`` and read its
+    interpreter (see ``access.spec_access``).
+    """
 
     argv: list[str]
     cwd: Path
@@ -24,6 +49,7 @@ class ProcessSpec:
     stderr: Path
     limits: Limits
     label: str
+    access: Access | None = None
 
 
 @dataclass(frozen=True)
@@ -43,3 +69,5 @@ class ProcessResult:
     measured: float | None
     canceled: bool
     spawn_error: str | None
+    isolation: tuple[str, ...] = ()
+    """The protections the model ran under (empty if it never started)."""

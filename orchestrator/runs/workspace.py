@@ -98,12 +98,25 @@ def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Co
     if fmt in DIRECTORY_FORMATS:
         out_dir = ws.work / output_dir_name(fmt)
         stats_file = ws.work / manifest.multi_file.statistics
-        statistics = _statistics(_read_json(stats_file, parse_limit), whole=True)
+        statistics = None
+        if confined(stats_file, ws.work):
+            statistics = _statistics(_read_json(stats_file, parse_limit), whole=True)
         if statistics is None:
             statistics = _statistics(_read_json(ws.stdout, parse_limit))
-        return Collected(_tree_size(out_dir), statistics)
+        return Collected(_tree_size(out_dir) if confined(out_dir, ws.work) else 0, statistics)
     size = ws.stdout.stat().st_size if ws.stdout.exists() else 0
     return Collected(size, _statistics(_read_json(ws.stdout, parse_limit)))
+
+
+def confined(path: Path, root: Path) -> bool:
+    """Whether ``path`` really lies inside ``root``, no symlink taking it elsewhere.
+
+    The model owns its working folder: it may have made ``outputs`` or
+    ``statistics.json`` a link to anything (the daemon's key, the whole disk), and
+    the daemon reads them with more rights than the model had.
+    """
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real.startswith(top.rstrip("/") + "/") and not os.path.islink(path)
 
 
 def clear_tmp(tmp: Path) -> None:
@@ -175,7 +188,10 @@ def stderr_tail(path: Path, max_bytes: int = 4000) -> str:
 
 def read_assets(ws: Workspace, fmt: str, parse_limit: int, assets_file: str) -> list[Any]:
     """Assets the model reported: ``assets`` in its JSON output, or the assets file."""
-    doc = _read_json(ws.work / assets_file, parse_limit) if fmt in DIRECTORY_FORMATS else None
+    assets = ws.work / assets_file
+    doc = None
+    if fmt in DIRECTORY_FORMATS and confined(assets, ws.work):
+        doc = _read_json(assets, parse_limit)
     if doc is None:
         whole = _read_json(ws.stdout, parse_limit)
         doc = whole.get("assets") if isinstance(whole, dict) else None

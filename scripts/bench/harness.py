@@ -58,7 +58,7 @@ class Daemon:
                 argv, stdout=log, stderr=log, cwd=source, env={**os.environ, **(env or {})}
             )
         deadline = time.monotonic() + timeout
-        while (info := _info(home, proc)) is None:
+        while (info := published_info(home, proc)) is None:
             if time.monotonic() > deadline:
                 proc.kill()
                 raise RuntimeError(f"the daemon did not start within {timeout} s")
@@ -86,7 +86,7 @@ class Daemon:
         return psutil.Process(self.process.pid).memory_info().rss / MIB
 
 
-def _info(home: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any] | None:
+def published_info(home: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any] | None:
     if proc.poll() is not None:
         log = (home / "daemon.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the daemon exited with code {proc.returncode}:\n{log}")

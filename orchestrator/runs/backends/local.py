@@ -23,7 +23,8 @@ import anyio
 from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
 from orchestrator.models import Failure, FailureKind, Run, epoch
-from orchestrator.runs.backend import Collected, Execution, Job, StartFailed
+from orchestrator.runs.access import run_access
+from orchestrator.runs.backend import PROTECTIONS, Collected, Execution, Job, StartFailed
 from orchestrator.runs.cgroups import run_groups
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.options import option_argv
@@ -90,6 +91,7 @@ class LocalExecution:
             "pid": proc.pid,
             "pgid": proc.pgid,
             "cgroup": ",".join(proc.cgroups) or None,
+            PROTECTIONS: list(proc.isolation),
         }
 
     async def wait(self) -> ProcessResult:
@@ -111,7 +113,7 @@ class LocalBackend:
 
     @property
     def isolation(self) -> dict[str, Any]:
-        return {"containment": self.sandbox.containment}
+        return {"containment": self.sandbox.containment} | self.sandbox.isolation.to_dict()
 
     async def prepare(self, job: Job) -> Staged:
         run, exe, manifest = job.run, job.executable, job.manifest
@@ -136,6 +138,7 @@ class LocalBackend:
             stderr=ws.stderr,
             limits=run.limits,
             label=run.id,
+            access=run_access(self.settings, run, ws, python, package),
         )
         return Staged(spec, ws)
 

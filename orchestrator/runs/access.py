@@ -1,0 +1,85 @@
+"""What a run may touch, decided in one place; the jail (``runs/jail``) enforces it.
+
+A model may read and execute its package, its Python environment and the
+installation behind it, its input and the configured ``read_paths``; it may
+write only its working folder, its private ``TMPDIR`` and its two output files.
+Everything else of the daemon's home (the key, the database, other runs, other
+apps' packages, uploads, other blobs) is out of its reach, whatever the host
+offers to enforce it with (see ``isolation``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from orchestrator.config import Settings
+from orchestrator.models import Run
+from orchestrator.runs.process import Access, ProcessSpec
+from orchestrator.runs.workspace import Workspace
+
+
+def run_access(settings: Settings, run: Run, ws: Workspace, python: str, package: Path) -> Access:
+    """A daemon run: its package, interpreter, input and the configured read paths."""
+    read = [package, *interpreter_roots(python)]
+    if run.input_path:
+        read.append(Path(run.input_path))
+    read += [Path(path) for path in settings.isolation.read_paths]
+    return Access(
+        folder=ws.root,
+        read=tuple(read),
+        write=(ws.work, ws.tmp),
+        write_files=(ws.stdout, ws.stderr),
+        env=(("HOME", str(ws.tmp)),),  # a home it can write (caches, configs), emptied after
+    )
+
+
+def spec_access(spec: ProcessSpec) -> Access:
+    """For a bare ``ProcessSpec`` (tools, tests): its cwd and TMPDIR, its input and
+    output files, and the interpreter that runs it."""
+    cwd = spec.cwd.absolute()
+    write = [cwd]
+    if tmp := spec.env.get("TMPDIR"):
+        write.append(Path(tmp).absolute())
+    read = [*interpreter_roots(spec.argv[0])] if spec.argv and "/" in spec.argv[0] else []
+    if spec.stdin is not None:
+        read.append(spec.stdin.absolute())
+    return Access(
+        folder=cwd,
+        read=tuple(read),
+        write=tuple(write),
+        write_files=(spec.stdout.absolute(), spec.stderr.absolute()),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def interpreter_roots(executable: str) -> tuple[Path, ...]:
+    """The trees an interpreter needs: its virtual environment (when it is one) and
+    the installation behind it (``home`` of ``pyvenv.cfg``, and where the
+    executable really lives). Cached: read once per interpreter, not per run."""
+    exe = Path(executable).absolute()
+    roots: list[Path] = []
+    venv = exe.parent.parent
+    config = venv / "pyvenv.cfg"
+    if config.is_file():
+        roots.append(venv)
+        base = _venv_home(config)
+        if base is not None:
+            roots.append(base.parent)
+    real = Path(os.path.realpath(exe))
+    roots.append(real.parent.parent if real.parent.name == "bin" else real.parent)
+    return tuple(dict.fromkeys(roots))
+
+
+def _venv_home(config: Path) -> Path | None:
+    """``home = /usr/local/bin`` in pyvenv.cfg: the base interpreter's bin folder."""
+    try:
+        lines = config.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "home" and value.strip():
+            return Path(os.path.realpath(value.strip()))
+    return None

@@ -1,0 +1,173 @@
+"""The zygote: one Python per daemon that pays the interpreter's start-up once.
+
+It answers requests on a ``SOCK_SEQPACKET`` socket (its fd on the command line), one JSON message
+each: ``standby`` (with the standby's command and report pipes attached) clones
+a standby that is the *daemon's* child; ``probe`` tries each protection in a
+throw-away child and says which work. EOF means the daemon is gone: it exits.
+
+Started as ``python -I -S -c BOOT <runs dir> zygote <fd>`` (see ``launch``), or
+``... single <fd>`` for one standby without a zygote (plan and command on stdin,
+the report pipe on ``fd``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from . import landlock, sysc
+from .enter import Template, single, standby
+from .view import View, enter_namespaces
+
+MAX_MESSAGE = 1 << 20
+
+
+def serve(control: socket.socket) -> None:
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
+        except OSError:
+            return
+        if not data:
+            return
+        try:
+            request = json.loads(data)
+            reply = _handle(request, fds, control)
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for fd in fds:
+                _close(fd)
+        control.send(json.dumps(reply).encode())
+
+
+def _handle(request: dict[str, Any], fds: list[int], control: socket.socket) -> dict[str, Any]:
+    if request.get("op") == "probe":
+        return {"probe": probe(request["plan"])}
+    if request.get("op") != "standby" or len(fds) != 2:
+        return {"error": f"unknown request {request.get('op')!r}"}
+    commands, report = fds
+    plan = request["plan"]
+    template = _template(plan) if plan.get("mount") else None
+    pid = sysc.fork_sibling()
+    if pid == 0:  # the standby: never returns into this loop
+        try:
+            control.close()
+            standby(plan, commands, report, template)
+        finally:
+            os._exit(126)
+    return {"pid": pid}
+
+
+_VIEW_KEYS = ("mount", "userns", "system", "read", "proc_hidden", "hide", "tmp_size_mb")
+_templates: dict[str, Template | None] = {}
+
+
+def _template(plan: dict[str, Any]) -> Template | None:
+    """The view of ``plan``, built once in a child and kept as namespace descriptors.
+
+    ``None`` when it cannot be built: each standby then builds its own (and says why).
+    """
+    key = json.dumps({k: plan.get(k) for k in _VIEW_KEYS}, sort_keys=True)
+    if key not in _templates:
+        _templates[key] = _build_template(plan)
+    return _templates[key]
+
+
+def _build_template(plan: dict[str, Any]) -> Template | None:
+    built, done = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            enter_namespaces(user=bool(plan.get("userns")), net=False, ipc=False)
+            View(plan).base(plan)
+            os.write(built[1], b"ok")
+            os.read(done[0], 1)  # held until the zygote has the namespaces open
+        finally:
+            os._exit(0)
+    os.close(built[1])  # a child that fails closes its end: our read sees EOF
+    try:
+        if os.read(built[0], 2) != b"ok":
+            return None
+        users = None
+        if plan.get("userns"):
+            users = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC), users
+    except OSError:
+        return None
+    finally:
+        os.write(done[1], b"x")
+        os.waitpid(pid, 0)
+        for fd in (built[0], *done):
+            os.close(fd)
+
+
+def probe(plan: dict[str, Any]) -> dict[str, Any]:
+    """What works on this host, each tried in a child of its own so nothing sticks.
+
+    ``mount`` builds the whole view (minus /proc); ``proc_hidden`` then mounts a
+    procfs with hidepid; the others only create their namespace.
+    """
+    user = bool(plan.get("userns"))
+    base = {k: v for k, v in plan.items() if k != "proc_hidden"}
+
+    def view(hidden_proc: bool) -> None:
+        enter_namespaces(user=user, net=False, ipc=False)
+        View(base).base({**base, "proc_hidden": hidden_proc})
+
+    def alone(flag: int) -> Callable[[], None]:
+        return lambda: sysc.unshare(flag | (sysc.CLONE_NEWUSER if user else 0))
+
+    results: dict[str, Any] = {"landlock": landlock.abi()}
+    results["mount"] = _attempt(lambda: view(False))
+    results["proc_hidden"] = _attempt(lambda: view(True)) if not user else "needs root"
+    results["net_ns"] = _attempt(alone(sysc.CLONE_NEWNET))
+    results["ipc_ns"] = _attempt(alone(sysc.CLONE_NEWIPC))
+    results["fork_sibling"] = "ok"  # this very zygote answers: it could clone
+    return results
+
+
+def _attempt(action: Callable[[], None]) -> str:
+    """ "ok", or why not, from a forked child (the zygote has no thread to worry about)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            action()
+            message = "ok"
+        except BaseException as exc:
+            message = str(exc) or type(exc).__name__
+        os.write(write, message.encode()[:4000])
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 4096):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode(errors="replace") or "the probe died"
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def main(argv: list[str]) -> None:
+    # Every standby is a copy-on-write clone of this process: a garbage collection in
+    # one would touch (and so copy) every object. Nothing here makes cycles worth it.
+    gc.disable()
+    gc.freeze()
+    if len(argv) == 2 and argv[0] == "zygote" and argv[1].isdigit():
+        serve(socket.socket(fileno=int(argv[1])))
+    elif len(argv) == 2 and argv[0] == "single" and argv[1].isdigit():
+        single(0, int(argv[1]))
+    else:
+        sys.exit(f"usage: zygote FD | single FD (got {argv})")

@@ -1,0 +1,187 @@
+"""The daemon's end of the jail: a zygote that clones standbys, and their handles.
+
+The zygote (``runs/jail/zygote.py``) is started once; each request sends it a
+standby's two pipes (the command it will read, the report it will write) and
+gets back the pid of a new standby that is *our* child. When the zygote cannot
+be used (it died and cannot be restarted, or the host refuses ``CLONE_PARENT``),
+each standby is its own ``python -I -S`` instead: slower to start, same jail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RUNS_DIR = Path(__file__).resolve().parent
+"""Holds the ``jail`` package, the only thing the jail's interpreter may import."""
+BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from jail.zygote import main; main(sys.argv[2:])"
+)
+
+
+class Child:
+    """A process the daemon must reap itself: what ``subprocess.Popen`` offered, for a
+    standby the zygote cloned. ``popen`` is kept when there is one, so that
+    ``subprocess`` never reaps the pid behind our back."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid, self.popen = pid, popen
+        self._returncode: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    @returncode.setter
+    def returncode(self, code: int | None) -> None:
+        self._returncode = code
+        if self.popen is not None:
+            self.popen.returncode = code
+
+    def poll(self) -> int | None:
+        if self._returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self._returncode
+
+    def kill(self) -> None:
+        if self._returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        while self._returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL
+            else:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self._returncode
+
+
+class Spawner:
+    """Makes standbys: ``standby(plan)`` returns the child, the write end of its
+    command pipe and the read end of its report pipe. Thread-safe."""
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+        self._lock = threading.Lock()
+        self._zygote: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._broken: str | None = None
+        with self._lock:
+            self._start()
+
+    def standby(self, plan: dict[str, Any]) -> tuple[Child, int, int]:
+        commands, commands_w = os.pipe()
+        report_r, report = os.pipe()
+        try:
+            with self._lock:
+                child = self._clone(plan, commands, report) or self._single(plan, commands, report)
+        except BaseException:
+            os.close(commands_w)
+            os.close(report_r)
+            raise
+        finally:
+            os.close(commands)
+            os.close(report)
+        os.set_blocking(report_r, False)
+        if child.popen is not None:  # no zygote: the plan goes first, on the same pipe
+            os.write(commands_w, json.dumps(plan).encode() + b"\n")
+        return child, commands_w, report_r
+
+    def probe(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """Which protections work here (see ``jail.zygote.probe``)."""
+        with self._lock:
+            reply = self._ask({"op": "probe", "plan": plan}, [])
+        if reply is None or "probe" not in reply:
+            raise OSError(f"the jail could not probe this host: {self._broken or reply}")
+        return dict(reply["probe"])
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    # -- zygote --------------------------------------------------------------------
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._zygote = subprocess.Popen(
+                [self.python, "-I", "-S", "-c", BOOT, str(RUNS_DIR), "zygote",
+                 str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env={}, cwd="/", process_group=0,
+            )  # fmt: skip
+        except OSError as exc:
+            ours.close()
+            self._broken = f"cannot start {self.python}: {exc}"
+            log.error("jail zygote: %s", self._broken)
+            return
+        finally:
+            theirs.close()
+        self._control, self._broken = ours, None
+
+    def _stop(self) -> None:
+        if self._control is not None:
+            self._control.close()  # EOF: the zygote exits
+            self._control = None
+        if self._zygote is not None:
+            try:
+                self._zygote.wait(5)
+            except subprocess.TimeoutExpired:
+                self._zygote.kill()
+                self._zygote.wait()
+            self._zygote = None
+
+    def _ask(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
+        """One round trip; a dead zygote is restarted once."""
+        for _ in range(2):
+            if self._control is None:
+                self._start()
+            if self._control is None:
+                return None
+            try:
+                socket.send_fds(self._control, [json.dumps(request).encode()], fds)
+                data = self._control.recv(1 << 20)
+            except OSError as exc:
+                data, self._broken = b"", f"zygote unreachable: {exc}"
+            if data:
+                return dict(json.loads(data))
+            log.warning("jail zygote gone (%s); restarting it", self._broken or "EOF")
+            self._stop()
+        return None
+
+    def _clone(self, plan: dict[str, Any], commands: int, report: int) -> Child | None:
+        reply = self._ask({"op": "standby", "plan": plan}, [commands, report])
+        if reply is None:
+            return None
+        if "error" in reply:
+            log.warning("jail zygote could not make a standby: %s", reply["error"])
+            return None
+        return Child(int(reply["pid"]))
+
+    def _single(self, plan: dict[str, Any], commands: int, report: int) -> Child:
+        """A standby of its own interpreter (start-up ~20 ms): the zygote's fallback."""
+        popen = subprocess.Popen(
+            [self.python, "-I", "-S", "-c", BOOT, str(RUNS_DIR), "single", str(report)],
+            stdin=commands, stdout=subprocess.DEVNULL, pass_fds=[report], env={}, cwd="/",
+        )  # fmt: skip
+        return Child(popen.pid, popen)
