@@ -277,9 +277,64 @@ CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'runnin
 CREATE INDEX runs_by_experiment ON runs (experiment_id, status) WHERE experiment_id IS NOT NULL
 """
 
+# A run that met a full disk fails with its own kind (``disk_full``): SQLite cannot change a
+# CHECK in place, so the table is rebuilt as it stands, with the kind added.
+_V5_DISK_FULL = """
+CREATE TABLE runs_v5 (
+    id               TEXT PRIMARY KEY,
+    app_id           TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    instance_id      TEXT NOT NULL,
+    version_id       TEXT,
+    executable_id    TEXT NOT NULL,
+    name             TEXT NOT NULL DEFAULT '',
+    description      TEXT NOT NULL DEFAULT '',
+    status           TEXT NOT NULL
+                     CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')),
+    priority         INTEGER NOT NULL CHECK (priority BETWEEN 1 AND 9),
+    options          TEXT NOT NULL DEFAULT '{}',
+    option_sources   TEXT NOT NULL DEFAULT '{}',
+    limits           TEXT NOT NULL DEFAULT '{}',
+    execution_class  TEXT,
+    input_format     TEXT NOT NULL,
+    input_path       TEXT,
+    input_size       INTEGER NOT NULL DEFAULT 0,
+    output_size      INTEGER NOT NULL DEFAULT 0,
+    statistics       TEXT,
+    failure_kind     TEXT CHECK (failure_kind IN (
+                         'exit', 'signal', 'timeout', 'memory', 'cpu', 'output', 'disk',
+                         'processes', 'open_files', 'spawn', 'environment', 'isolation',
+                         'crash', 'worker_lost', 'daemon_stopped', 'external', 'disk_full')),
+    failure_limit    REAL,
+    failure_measured REAL,
+    failure_detail   TEXT NOT NULL DEFAULT '',
+    exit_code        INTEGER,
+    signal           INTEGER,
+    duration_ms      REAL,
+    cpu_seconds      REAL,
+    peak_memory_mb   REAL,
+    placement        TEXT,                      -- the backend's identity of the run (JSON)
+    experiment_id    TEXT,
+    input_id         TEXT,
+    option_set       TEXT,
+    repetition       INTEGER NOT NULL DEFAULT 0,
+    queuing_disabled INTEGER NOT NULL DEFAULT 0,
+    created_at       TEXT NOT NULL,
+    started_at       TEXT,
+    ended_at         TEXT
+);
+INSERT INTO runs_v5 SELECT * FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v5 RENAME TO runs;
+CREATE INDEX runs_by_app ON runs (app_id, created_at DESC, id DESC);
+CREATE INDEX runs_by_instance ON runs (app_id, instance_id, created_at DESC);
+CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
+CREATE INDEX runs_by_experiment ON runs (experiment_id, status) WHERE experiment_id IS NOT NULL
+"""
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
     _V3_LOCKS,
     _V4_PLACEMENT_AND_FAILURES,
+    _V5_DISK_FULL,
 ]
