@@ -55,7 +55,7 @@ def is_candidate(path: Path, push_root: Path) -> bool:
 class Inbox:
     def __init__(self, home: Home, push: PushService) -> None:
         self.root = home.push
-        self.scratch = home.uploads
+        self.scratch = home.scratch("inbox")
         self.push = push
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -131,7 +131,8 @@ class Inbox:
 def _claim(path: Path, scratch: Path) -> Path:
     """A private copy to ingest (a folder is packaged first); the original stays put.
 
-    The copy lives in the home (``uploads/``) so ingesting it is a rename.
+    The copy lives in the home (``tmp/inbox/``) so ingesting it is a rename; a copy a
+    killed daemon left there goes at the next start, and the original is taken again.
     """
     target = scratch / f"inbox-{new_token()[:16]}.tar.gz"
     if path.is_dir():

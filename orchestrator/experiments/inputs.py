@@ -53,7 +53,7 @@ async def require_input(repos: Repos, app_id: str, input_id: str) -> ManagedInpu
 class InputService:
     def __init__(self, store: Store, blobs: BlobStore, uploads: UploadService) -> None:
         self.store, self.blobs, self.uploads = store, blobs, uploads
-        self.scratch = uploads.settings.home.uploads
+        self.scratch = uploads.settings.home.scratch("inputs")
 
     def path(self, item: ManagedInput) -> Path:
         return self.blobs.path(item.sha256)
@@ -86,7 +86,11 @@ class InputService:
         if run.input_path is None or Path(run.input_path).is_dir():
             raise Invalid(f"run {run_id!r} has no single-file input to keep")
         copy = self.scratch / f"keep-{new_token()[:16]}"
-        shutil.copyfile(run.input_path, copy)
+        try:
+            shutil.copyfile(run.input_path, copy)
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
         return await self._keep(
             app_id,
             copy,
@@ -107,11 +111,15 @@ class InputService:
         description: str,
         run_id: str | None = None,
     ) -> ManagedInput:
-        if fmt in DIRECTORY_FORMATS:
-            path.unlink(missing_ok=True)
-            raise Invalid(f"{fmt} inputs cannot be kept in input sets yet: use json or text")
-        input_id = validate_child_id(input_id or new_id("input"), "input")
-        sha, size, _ = await self.blobs.add_file(path)
+        try:
+            if fmt in DIRECTORY_FORMATS:
+                raise Invalid(f"{fmt} inputs cannot be kept in input sets yet: use json or text")
+            input_id = validate_child_id(input_id or new_id("input"), "input")
+            if await self.store.read.inputs.get(app_id, input_id) is not None:
+                raise Conflict(f"input {input_id!r} already exists in app {app_id!r}")
+            sha, size, _ = await self.blobs.add_file(path)
+        finally:
+            path.unlink(missing_ok=True)  # moved into the blob store, or refused
         item = ManagedInput(
             id=input_id,
             app_id=app_id,
