@@ -1,26 +1,40 @@
 """The composition root: open the store, recover, start the engine and serve HTTP.
 
-Start-up order matters and is spelled out in ``serve``: take the home lock
-before touching anything, recover before the scheduler picks up work, and
-publish ``daemon.json`` only once the socket is listening, so a client that
-finds the file can always connect. Signals only set a flag; the serve loop
-does the stopping.
+Start-up order matters and is spelled out in ``_start``: check the home
+(writable, room for the disk reserve), take the home lock before touching
+anything else, recover before the scheduler picks up work, and publish
+``daemon.json`` only once the socket is listening, so a client that finds the
+file can always connect. A start that fails raises ``CannotStart`` with one
+line, after closing what it opened (a store left open keeps its thread, and
+the process, alive). Signals only set a flag; the serve loop does the
+stopping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
+from orchestrator import daemon_log
 from orchestrator.api.app import create_app
 from orchestrator.config import Settings
-from orchestrator.lifecycle import HomeLock, load_or_create_api_key
+from orchestrator.lifecycle import (
+    CannotStart,
+    HomeLock,
+    check_home,
+    load_or_create_api_key,
+    why_not_started,
+)
 from orchestrator.wiring import Engine, build_engine
 
 log = logging.getLogger("orch.daemon")
@@ -44,13 +58,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
-        if settings.host != "127.0.0.1":
-            raise ValueError("orch listens on 127.0.0.1 only")
+    def __init__(self, settings: Settings, on_listening: Callable[[], None] = lambda: None) -> None:
+        settings.check()
         self.settings = settings
         self.lock = HomeLock(settings.home)
         self._server: _Server | None = None
+        self._engine: Engine | None = None
         self._stop_requested = False
+        self._on_listening = on_listening
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -58,34 +73,57 @@ class Daemon:
             self._server.should_exit = True
 
     async def serve(self) -> None:
-        home = self.settings.home
-        home.create()
-        self.lock.acquire()
-        engine: Engine | None = None
         try:
-            api_key = load_or_create_api_key(home)
-            engine = await build_engine(self.settings)
-            await engine.start()
-            sock = bind(self.settings.host, self.settings.port)
-            port = sock.getsockname()[1]
-            app = create_app(engine.services, api_key)
+            try:
+                sock, app = await self._start()
+            except Exception as exc:
+                raise CannotStart(why_not_started(exc, self.settings.home)) from exc
             # No proxy stands in front of a loopback daemon: X-Forwarded-* headers are
             # a client's claim, not a fact, and the middleware that reads them costs a layer.
+            # uvicorn's loggers go to the root logger (log_config=None): one handler holds
+            # what a full disk refuses (``daemon_log``).
             config = uvicorn.Config(
                 app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
-                proxy_headers=False,
+                proxy_headers=False, log_config=None,
             )  # fmt: skip
             self._server = _Server(config)
             self._install_signals()
+            port = sock.getsockname()[1]
             self.lock.publish(f"http://127.0.0.1:{port}")
-            log.warning("orch daemon listening on http://127.0.0.1:%d (home %s)", port, home.root)
+            self._on_listening()
+            log.warning(
+                "orch daemon listening on http://127.0.0.1:%d (home %s)",
+                port,
+                self.settings.home.root,
+            )
             if not self._stop_requested:
                 await self._server.serve(sockets=[sock])
-        finally:
-            if engine is not None:
-                await engine.stop()
-            self.lock.release()
             log.warning("orch daemon stopped")
+        finally:
+            await self._stop_engine()
+            self.lock.release()
+
+    async def _start(self) -> tuple[socket.socket, FastAPI]:
+        """Everything up to a listening socket; what it opened is closed by ``serve``."""
+        settings, home = self.settings, self.settings.home
+        disk = check_home(settings)
+        self.lock.acquire()
+        if not disk.make_reserve():
+            raise CannotStart(why_not_started(OSError(errno.ENOSPC, "no space"), home))
+        api_key = load_or_create_api_key(home)
+        self._engine = await build_engine(settings, disk)
+        await self._engine.start()
+        sock = bind(settings.host, settings.port)
+        return sock, create_app(self._engine.services, api_key)
+
+    async def _stop_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        try:
+            await engine.stop()
+        except Exception:  # stopping must finish: the lock and daemon.json go next
+            log.exception("the engine did not stop cleanly")
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,12 +131,49 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
 
 
-def run(settings: Settings) -> None:
-    """Run the daemon in the foreground until SIGTERM/SIGINT."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+def run(settings: Settings, status_fd: int | None = None) -> None:
+    """Run the daemon in the foreground until SIGTERM/SIGINT.
+
+    ``status_fd`` (from ``orch daemon start``) is a pipe the starting CLI reads: it gets
+    the one line of a failed start, and is closed once the daemon listens. The log
+    (stderr) may sit on the very disk that is full, so the pipe is how the reason
+    reaches the CLI.
+    """
+    handler = daemon_log.install()
+    status = _StatusPipe(status_fd)
+    daemon = Daemon(settings, on_listening=status.close)
+    try:
+        _loop_run(daemon.serve())
+    except CannotStart as exc:
+        status.tell(exc.message)
+        raise
+    finally:
+        status.close()
+        handler.flush()
+
+
+def _loop_run(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        asyncio.run(Daemon(settings).serve())
+        asyncio.run(main)
     else:
-        uvloop.run(Daemon(settings).serve())
+        uvloop.run(main)
+
+
+class _StatusPipe:
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        if fd is not None:
+            os.set_inheritable(fd, False)  # models and helpers never hold it open
+
+    def tell(self, line: str) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, line.encode() + b"\n")
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
