@@ -19,6 +19,7 @@ from orchestrator.api import (
     versions,
 )
 from orchestrator.api.auth import BearerGate
+from orchestrator.api.disk_gate import DiskGate
 from orchestrator.api.limits import BodyCap
 from orchestrator.services import Services
 
@@ -47,6 +48,7 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.state.api_key = api_key
     errors.install(app)
     app.add_middleware(BodyCap)
+    app.add_middleware(DiskGate, disk=svc.store.disk)
     app.add_middleware(BearerGate, key=api_key)  # outermost: nothing runs before the key
     for router in _V1_ROUTERS:
         app.include_router(router)
@@ -55,12 +57,13 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        """Open (no key): liveness, and how busy the queue is."""
+        """Open (no key): liveness, how busy the queue is, and the disk under the home."""
         scheduler = svc.runs.scheduler
         return {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
+            "disk": svc.store.disk.current().to_dict(),
         }
 
     return app

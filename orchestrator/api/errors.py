@@ -1,8 +1,11 @@
 """The one place where errors become HTTP responses: ``{"error": "..."}``.
 
 Domain errors carry their status; FastAPI's own validation errors become a
-400 (unparseable JSON) or 422 (wrong shape) with a readable message; anything
-unexpected is logged and answered with a 500 that leaks no internals.
+400 (unparseable JSON) or 422 (wrong shape) with a readable message; a full
+disk, wherever a write met it, is a 507 (``DiskFull``) and never a 500; a
+method a path does not have is a 405 whose ``Allow`` header lists the ones it
+has; anything unexpected is logged and answered with a 500 that leaks no
+internals.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
+from orchestrator.disk import DiskMonitor, is_disk_full
 from orchestrator.errors import OrchError
 
 log = logging.getLogger("orch.api")
@@ -34,13 +40,24 @@ def install(app: FastAPI) -> None:
         return error_response(*describe_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
         if exc.status_code == 405:
-            message = "method not allowed on this route"
+            allowed = allowed_methods(app, request.scope)
+            response = error_response(405, f"method not allowed here; use {', '.join(allowed)}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         return error_response(exc.status_code, message)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if not is_disk_full(exc):
+            raise exc  # to the catch-all below: a 500, logged
+        disk: DiskMonitor = request.app.state.services.store.disk
+        disk.noticed_full()
+        return error_response(507, disk.error().message)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -57,3 +74,14 @@ def describe_validation(exc: RequestValidationError) -> tuple[int, str]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
     return 422, "invalid request: " + "; ".join(problems)
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves on this path (Starlette names only the first
+    route's, and orch declares one route per method)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE and isinstance(route, Route):  # APIRoute is one too
+            methods |= route.methods or set()
+    return sorted(methods)
