@@ -77,7 +77,7 @@ class Daemon:
             try:
                 sock, app = await self._start()
             except Exception as exc:
-                raise CannotStart(why_not_started(exc, self.settings.home)) from exc
+                raise CannotStart(why_not_started(exc, self.settings)) from exc
             # No proxy stands in front of a loopback daemon: X-Forwarded-* headers are
             # a client's claim, not a fact, and the middleware that reads them costs a layer.
             # uvicorn's loggers go to the root logger (log_config=None): one handler holds
@@ -109,8 +109,9 @@ class Daemon:
         disk = check_home(settings)
         self.lock.acquire()
         if not disk.make_reserve():
-            raise CannotStart(why_not_started(OSError(errno.ENOSPC, "no space"), home))
+            raise CannotStart(why_not_started(OSError(errno.ENOSPC, "no space"), settings))
         api_key = load_or_create_api_key(home)
+        disk.when_space_returns(_flush_logs)
         self._engine = await build_engine(settings, disk)
         await self._engine.start()
         sock = bind(settings.host, settings.port)
@@ -129,6 +130,12 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+
+
+def _flush_logs() -> None:
+    """Write the log lines a full disk held back (``daemon_log``)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 def run(settings: Settings, status_fd: int | None = None) -> None:

@@ -192,13 +192,13 @@ class DiskMonitor:
         raise self.error(adding)
 
     def error(self, adding: int = 0) -> DiskFull:
+        """The 507: what is free, and how much must be before orch takes more data."""
         state = self.current()
-        need = state.needed_bytes + adding
-        what = f" plus the {mib(adding)} of this request" if adding else ""
+        this = f" besides the {mib(adding)} of this request" if adding >= MIB else ""
         return DiskFull(
-            f"the disk under orch's home is full: {mib(state.free_bytes)} free, and orch "
-            f"keeps {mib(state.needed_bytes)} free{what} ({mib(need)} in all) before it "
-            "accepts more data; free some space: orch resumes by itself"
+            f"the disk under orch's home is full: {mib(state.free_bytes)} free; orch accepts "
+            f"new data once {mib(state.needed_bytes)} are free{this}. Free some space (e.g. "
+            "delete old runs): orch resumes by itself"
         )
 
     def witness(self, seconds_ago: float) -> DiskWitness:
@@ -227,7 +227,7 @@ class DiskMonitor:
         state = self.sample()
         if state.free_bytes >= FULL_BYTES:
             self._roomy.set()
-        if state.state == "full" and state.free_bytes >= state.needed_bytes:
+        if self.reserve_bytes and not state.reserve_held and state.free_bytes >= state.needed_bytes:
             await anyio.to_thread.run_sync(self.make_reserve)
             state = self.sample()
         if state.state == "ok" and before != "ok":

@@ -117,22 +117,21 @@ def check_home(settings: Settings) -> DiskMonitor:
         finally:
             probe.unlink(missing_ok=True)
     except OSError as exc:
-        raise CannotStart(why_not_started(exc, home)) from None
+        raise CannotStart(why_not_started(exc, settings)) from None
     disk = DiskMonitor.of(settings)
-    held = _size(disk.reserve_path)
-    if disk.free_bytes() + held < disk.reserve_bytes + FULL_BYTES:
-        raise CannotStart(_disk_full_line(home, disk))
+    if _free(disk) + _size(disk.reserve_path) < _needed(disk):
+        raise CannotStart(_disk_full_line(disk))
     return disk
 
 
-def why_not_started(exc: BaseException, home: Home) -> str:
+def why_not_started(exc: BaseException, settings: Settings) -> str:
     """One line naming the cause of a failed start-up."""
-    root = home.root
-    if isinstance(exc, CannotStart) or (isinstance(exc, OrchError) and not is_disk_full(exc)):
+    root = settings.home.root
+    if isinstance(exc, OrchError) and not is_disk_full(exc):
         return exc.message
-    disk = DiskMonitor(root)
+    disk = DiskMonitor.of(settings)
     if is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and _nearly_full(disk)):
-        return _disk_full_line(home, disk)
+        return _disk_full_line(disk)
     if isinstance(exc, OSError):
         where = exc.filename or root
         if exc.errno == errno.EROFS:
@@ -143,20 +142,24 @@ def why_not_started(exc: BaseException, home: Home) -> str:
             return f"the port is already in use: {exc.strerror}"
         return f"{exc.strerror or exc} ({where})"
     if isinstance(exc, sqlite3.DatabaseError):
-        return f"the database {home.db} cannot be used: {exc}"
+        return f"the database {settings.home.db} cannot be used: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
-def _disk_full_line(home: Home, disk: DiskMonitor) -> str:
-    need = max(disk.reserve_bytes, FULL_BYTES) + FULL_BYTES
+def _needed(disk: DiskMonitor) -> int:
+    """To start: room for the reserve, and then for recording anything at all."""
+    return disk.reserve_bytes + FULL_BYTES
+
+
+def _disk_full_line(disk: DiskMonitor) -> str:
     return (
-        f"the disk under {home.root} is full ({mib(_free(disk))} free): orch needs at "
-        f"least {mib(need)} to start; free some space and start it again"
+        f"the disk under {disk.root} is full ({mib(_free(disk))} free): orch needs at least "
+        f"{mib(_needed(disk))} to start; free some space and start it again"
     )
 
 
 def _nearly_full(disk: DiskMonitor) -> bool:
-    return _free(disk) < 4 * FULL_BYTES
+    return _free(disk) < _needed(disk) + FULL_BYTES
 
 
 def _free(disk: DiskMonitor) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from orchestrator.errors import OrchError, TooLarge, Unprocessable
+from orchestrator.packaging.links import escapes, escaping_link
 from orchestrator.packaging.manifest import MANIFEST_FILE, Manifest
 
 CHUNK = 1024 * 1024
@@ -283,13 +284,8 @@ def _check_symlinks(tree: Path) -> None:
     for root, dirs, files in os.walk(tree):
         for name in dirs + files:
             path = os.path.join(root, name)
-            if os.path.islink(path):
-                real = os.path.realpath(path)
-                if real != real_tree and not real.startswith(real_tree + os.sep):
-                    rel = os.path.relpath(path, tree)
-                    raise Unprocessable(
-                        f"package symlink {rel!r} resolves to a path outside the package"
-                    )
+            if os.path.islink(path) and escapes(path, real_tree):
+                raise escaping_link(os.path.relpath(path, tree))
 
 
 def _package_root(tree: Path) -> Path:
