@@ -41,10 +41,11 @@ TICK_SECONDS = 1.0
 
 
 class Housekeeping:
-    def __init__(
-        self, home: Home, store: Store, uploads: UploadService, disk: DiskMonitor
-    ) -> None:
+    def __init__(self, home: Home, store: Store, uploads: UploadService, disk: DiskMonitor) -> None:
         self.home, self.store, self.uploads, self.disk = home, store, uploads, disk
+        ttl = uploads.settings.upload_url_ttl_seconds
+        self.purge_every = max(TICK_SECONDS, min(PURGE_SECONDS, ttl))
+        """Expired uploads go within a minute, or within their TTL when that is shorter."""
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -74,7 +75,7 @@ class Housekeeping:
                 await asyncio.wait_for(self._stop.wait(), TICK_SECONDS)
             try:
                 await self.disk.tick()
-                if time.monotonic() - purged_at >= PURGE_SECONDS:
+                if time.monotonic() - purged_at >= self.purge_every:
                     purged_at = time.monotonic()
                     await self.uploads.purge_expired()
             except Exception:  # a failed chore is retried next time; the loop must live
