@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import Conflict, Invalid, NotFound
-from orchestrator.ids import new_id, new_token, validate_child_id
+from orchestrator.ids import check_label, new_id, new_token, validate_child_id
 from orchestrator.models import Experiment, InputSet, ManagedInput, RunStatus
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
@@ -39,6 +39,8 @@ def relabel(
     item: InputSet | ManagedInput | Experiment, name: str | None, description: str | None
 ) -> None:
     """The SDK PUTs whole objects back: a missing or blank name keeps the current one."""
+    kinds = {"InputSet": "input set", "ManagedInput": "input", "Experiment": "experiment"}
+    check_label(kinds[type(item).__name__], name, description)
     item.name = name or item.name
     item.description = item.description if description is None else description
 
@@ -115,6 +117,7 @@ class InputService:
             if fmt in DIRECTORY_FORMATS:
                 raise Invalid(f"{fmt} inputs cannot be kept in input sets yet: use json or text")
             input_id = validate_child_id(input_id or new_id("input"), "input")
+            check_label("input", name, description)
             if await self.store.read.inputs.get(app_id, input_id) is not None:
                 raise Conflict(f"input {input_id!r} already exists in app {app_id!r}")
             sha, size, _ = await self.blobs.add_file(path)
@@ -183,6 +186,7 @@ class InputSetService:
         end_time: str | None = None,
     ) -> InputSet:
         set_id = validate_child_id(set_id or new_id("input-set"), "input set")
+        check_label("input set", name, description)
         await require_app(self.store.read, app_id)
         if await self.store.read.input_sets.get(app_id, set_id) is not None:
             raise Conflict(f"input set {set_id!r} already exists in app {app_id!r}")
