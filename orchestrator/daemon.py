@@ -147,11 +147,18 @@ def run(settings: Settings, status_fd: int | None = None) -> None:
     reaches the CLI.
     """
     handler = daemon_log.install()
+    handler.quiet()  # until it listens: a start that fails says one line, nothing more
     status = _StatusPipe(status_fd)
-    daemon = Daemon(settings, on_listening=status.close)
+
+    def listening() -> None:
+        status.close()
+        handler.speak()
+
+    daemon = Daemon(settings, on_listening=listening)
     try:
         _loop_run(daemon.serve())
     except CannotStart as exc:
+        handler.drop()
         status.tell(exc.message)
         raise
     finally:

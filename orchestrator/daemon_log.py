@@ -30,6 +30,25 @@ class HoldingHandler(logging.Handler):
         self._held: collections.deque[bytes] = collections.deque()
         self._held_bytes = 0
         self._dropped = 0
+        self._quiet = False
+
+    def quiet(self) -> None:
+        """Hold every line (start-up: a start that fails says one line, nothing else)."""
+        self._quiet = True
+
+    def speak(self) -> None:
+        """Write what was held, and every line from now on (the daemon listens)."""
+        self._quiet = False
+        self.flush()
+
+    def drop(self) -> None:
+        """Forget the held lines (a failed start-up: its one line says it all)."""
+        self.acquire()
+        try:
+            self._held.clear()
+            self._held_bytes = self._dropped = 0
+        finally:
+            self.release()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -38,10 +57,13 @@ class HoldingHandler(logging.Handler):
             self.handleError(record)
             return
         self._hold(line)
-        self._write_held()
+        if not self._quiet:
+            self._write_held()
 
     def flush(self) -> None:
         """Write what is held (the disk monitor calls this when space returns)."""
+        if self._quiet:
+            return
         self.acquire()
         try:
             self._write_held()

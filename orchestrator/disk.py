@@ -166,7 +166,7 @@ class DiskMonitor:
             if exc.errno in _NO_SPACE:
                 return False
             raise
-        log.warning("disk reserve of %s made at %s", mib(self.reserve_bytes), self.reserve_path)
+        log.info("disk reserve of %s made at %s", mib(self.reserve_bytes), self.reserve_path)
         return True
 
     def _release_reserve(self) -> bool:
