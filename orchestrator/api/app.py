@@ -21,6 +21,7 @@ from orchestrator.api import (
 from orchestrator.api.auth import BearerGate
 from orchestrator.api.disk_gate import DiskGate
 from orchestrator.api.limits import BodyCap
+from orchestrator.api.responses import finish_openapi
 from orchestrator.services import Services
 
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -54,6 +55,7 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
         app.include_router(router)
     app.include_router(binary.uploads)
     app.include_router(run_files.downloads)
+    app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

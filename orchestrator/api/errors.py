@@ -10,14 +10,15 @@ internals.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from orchestrator.disk import DiskMonitor, is_disk_full
@@ -45,7 +46,10 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
         if exc.status_code == 405:
-            allowed = allowed_methods(app, request.scope)
+            given = (exc.headers or {}).get("Allow", "")  # routes outside the document
+            allowed = allowed_methods(app, request.scope) or [
+                m.strip() for m in given.split(",") if m.strip()
+            ]
             response = error_response(405, f"method not allowed here; use {', '.join(allowed)}")
             response.headers["Allow"] = ", ".join(allowed)
             return response
@@ -77,11 +81,21 @@ def describe_validation(exc: RequestValidationError) -> tuple[int, str]:
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
-    """Every method some route serves on this path (Starlette names only the first
-    route's, and orch declares one route per method)."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches(scope)
-        if match != Match.NONE and isinstance(route, Route):  # APIRoute is one too
-            methods |= route.methods or set()
-    return sorted(methods)
+    """The methods the OpenAPI document lists for this path (Starlette names only the
+    first matching route's, and orch declares one route per method). The most literal
+    template wins: ``.../runs/uploadurl`` is that resource, not a run called so."""
+    path = scope["path"]
+    matching = [
+        (template.count("{"), item)
+        for template, item in app.openapi()["paths"].items()
+        if _template_regex(template).fullmatch(path)
+    ]
+    if not matching:
+        return []
+    fewest = min(params for params, _ in matching)
+    return sorted({m.upper() for params, item in matching if params == fewest for m in item})
+
+
+@functools.lru_cache(maxsize=256)
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
