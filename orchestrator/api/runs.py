@@ -103,7 +103,7 @@ async def list_runs(
     pagetoken: str | None = Query(
         None,
         description="next_page_token of the previous page",
-        json_schema_extra={"pattern": r"^[^|]*\|.+$"},
+        json_schema_extra={"pattern": r"^$|^[^|]*\|.+$"},  # empty: the first page
     ),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
