@@ -9,6 +9,7 @@ on a run are also tested in process, on the same kind of disk.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,14 +19,32 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.config import Settings
 from orchestrator.daemon_log import HoldingHandler
 from orchestrator.disk import DiskMonitor, DiskWitness
 from orchestrator.errors import DiskFull
-from orchestrator.models import App, Failure, FailureKind, RunStatus
+from orchestrator.home import Home
+from orchestrator.models import (
+    App,
+    EnvStatus,
+    Executable,
+    Failure,
+    FailureKind,
+    Run,
+    RunStatus,
+    now,
+)
+from orchestrator.runs.events import RunEvents
+from orchestrator.runs.executor import Executor
+from orchestrator.runs.manifests import ManifestCache
+from orchestrator.runs.scheduler import Scheduler
+from orchestrator.runs.states import RunStates
 from orchestrator.store import Store
+from tests.fakes import FakeBackend
 from tests.faults import MIB, fill, orch, tmpfs
 from tests.helpers import Daemon, create_app, push_dir, wait_for, wait_run, write_app
 
+MANIFEST = {"type": "python", "runtime": "py", "files": ["main.py"]}
 CONFIG = "disk_low_mb = 8\ndisk_reserve_mb = 4\nconcurrency = 2\n"
 MODEL = """\
 import sys, time
@@ -180,3 +199,55 @@ def test_who_is_blamed_for_a_full_disk(
         assert got.kind == FailureKind.DISK_FULL and "was full" in got.message
     else:
         assert (got_status, got) == (status, failure)
+
+
+async def test_queued_runs_wait_while_the_disk_is_low_and_start_when_it_has_room(
+    tmp_path: Path,
+) -> None:
+    """In process, over the fake backend: the scheduler asks the disk before it starts a
+    queued run, and ``resume`` (what the disk monitor calls once space returns) starts it."""
+    home = Home(tmp_path)
+    home.create()
+    store = Store(home.db)
+    await store.open()
+    async with store.write() as w:
+        await w.executables.insert_if_missing(
+            Executable("e" * 64, 1, MANIFEST, "python", "py", EnvStatus.NONE), "b"
+        )
+        await w.apps.insert(App("app", "App", executable_id="e" * 64))
+    states = RunStates(store, RunEvents())
+    backend = FakeBackend(2)
+    executor = Executor(store, Settings(home=home), backend, states, ManifestCache())
+    disk_ok = False
+    scheduler = Scheduler(executor, states, backend.slots, admit=lambda: disk_ok)
+    try:
+        run = Run("run-low-disk", "app", "devint", "e" * 64, created_at=now())
+        await states.create(run)
+        scheduler.submit(run)
+        for _ in range(20):  # it would have started within a few turns of the loop
+            await asyncio.sleep(0.01)
+        assert backend.started == [] and scheduler.queued == 1
+        disk_ok = True
+        scheduler.resume()
+        await backend.wait_started(1)
+        backend.finish(run.id)
+        await scheduler.idle()
+        got = await store.read.runs.get(run.id)
+        assert got is not None and got.status == RunStatus.SUCCEEDED
+    finally:
+        await scheduler.stop(0.1)
+        await store.close()
+
+
+def test_an_upload_that_would_cross_the_threshold_is_refused_up_front(disk: Path) -> None:
+    d = Daemon.start(disk / "home", config=CONFIG)
+    try:
+        api = d.client()
+        app_id = create_app(api)
+        url = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()["upload_url"]
+        r = httpx.put(url, content=b"x" * (60 * MIB))  # the tmpfs is 64 MiB
+        _assert_507(r)
+        assert "besides the 60.0 MiB of this request" in r.json()["error"]
+        assert httpx.put(url, content=b"{}").status_code == 200  # a small one still fits
+    finally:
+        d.stop()
