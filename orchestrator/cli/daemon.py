@@ -127,7 +127,7 @@ def stop(
 
 @app.command("status")
 def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-    """Show whether the daemon runs, where, and since when."""
+    """Show whether the daemon runs, where, since when, and the state of its disk."""
     h = home_of(home)
     info, healthz = health(h)
     runs = healthz.get("runs") or {}
