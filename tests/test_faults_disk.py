@@ -251,3 +251,26 @@ def test_an_upload_that_would_cross_the_threshold_is_refused_up_front(disk: Path
         assert httpx.put(url, content=b"{}").status_code == 200  # a small one still fits
     finally:
         d.stop()
+
+
+def test_an_upload_that_fills_the_disk_midway_is_a_507_and_leaves_nothing(disk: Path) -> None:
+    """No Content-Length, so the gate cannot refuse it up front: the disk fills while the
+    body streams in. The answer is a 507 (not a 500 or a dropped connection), the half
+    body is removed, and the disk is ``ok`` again without a restart."""
+    d = Daemon.start(disk / "home", config=CONFIG)
+    try:
+        api = d.client()
+        app_id = create_app(api)
+        url = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()["upload_url"]
+
+        def body() -> Iterator[bytes]:
+            for _ in range(80):  # 80 MiB onto a 64 MiB disk
+                yield b"x" * MIB
+
+        r = httpx.put(url, content=body(), timeout=60)
+        _assert_507(r)
+        assert not list((d.home / "uploads").iterdir())
+        wait_for(lambda: _health(d)["state"] == "ok", 15)
+        assert httpx.put(url, content=b"{}").status_code == 200  # the same URL, retried
+    finally:
+        d.stop()
