@@ -173,8 +173,8 @@ class DiskMonitor:
         if not self.reserve_path.exists():
             return False
         self.reserve_path.unlink(missing_ok=True)
-        log.warning("the disk under %s is full: released the %s reserve", self.root,
-                    mib(self.reserve_bytes))  # fmt: skip
+        reserve = mib(self.reserve_bytes)
+        log.warning("the disk under %s is full: released the %s reserve", self.root, reserve)
         return True
 
     def noticed_full(self) -> None:
