@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,8 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     disk_low_mb: int = 128  # below this much free space, writes answer 507 and queued runs wait
     disk_reserve_mb: int = 16  # preallocated in the home; released when the disk fills up
+    loop_monitor: bool = False
+    """Measure event-loop stalls and report them in /healthz (benchmarks)."""
 
     def limits_for_class(self, name: str | None) -> Limits:
         """Limits of a named class; a name orch does not know adds none.
@@ -144,11 +147,20 @@ def _typed(key: str, raw: Any) -> Any:
     return raw
 
 
-_ENV = {
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ORCH_PORT": ("port", int),
     "ORCH_CONCURRENCY": ("concurrency", int),
     "ORCH_PYTHON_ENVS": ("python_envs", str),
     "ORCH_MAX_UPLOAD_MB": ("max_upload_mb", int),
+    "ORCH_LOOP_MONITOR": ("loop_monitor", _flag),
 }
 
 
@@ -159,5 +171,6 @@ def _from_env() -> dict[str, Any]:
             try:
                 values[key] = kind(raw)
             except ValueError:
-                raise Invalid(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+                expected = "flag (1/0, true/false)" if kind is _flag else kind.__name__
+                raise Invalid(f"{var}={raw!r} is not a valid {expected}") from None
     return values

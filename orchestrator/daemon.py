@@ -35,6 +35,7 @@ from orchestrator.lifecycle import (
     load_or_create_api_key,
     why_not_started,
 )
+from orchestrator.loopwatch import LoopWatch
 from orchestrator.wiring import Engine, build_engine
 
 log = logging.getLogger("orch.daemon")
@@ -115,7 +116,12 @@ class Daemon:
         self._engine = await build_engine(settings, disk)
         await self._engine.start()
         sock = bind(settings.host, settings.port)
-        return sock, create_app(self._engine.services, api_key)
+        app = create_app(self._engine.services, api_key)
+        if settings.loop_monitor:
+            watch = LoopWatch()
+            watch.start()
+            app.state.loop_watch = watch
+        return sock, app
 
     async def _stop_engine(self) -> None:
         engine, self._engine = self._engine, None

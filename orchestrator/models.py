@@ -172,6 +172,15 @@ def _signal_name(number: float | None) -> str:
         return f"{int(number)}"
 
 
+class RunType(enum.StrEnum):
+    """The SDK's ``RunType``: how a run came to be."""
+
+    STANDARD = "standard"  # executed by orch
+    EXTERNAL = "external"  # ran elsewhere, recorded here (a tracked run)
+    ENSEMBLE = "ensemble"  # fans out to child runs and returns the winner
+    ENSEMBLE_CHILD = "ensemble-child"
+
+
 class EnvStatus(enum.StrEnum):
     """State of an executable's Python environment (built at push time)."""
 
@@ -349,6 +358,9 @@ class Run:
     placement: dict[str, Any] | None = None
     """Where the run executes, as its backend records it (a local pid and cgroup, a Dask
     key and worker); opaque to everything but that backend."""
+    run_type: RunType = RunType.STANDARD
+    parent_run_id: str | None = None
+    metrics: dict[str, Any] | None = None
     experiment_id: str | None = None
     input_id: str | None = None
     option_set: str | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
+from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.registry.apps import AppService
@@ -31,3 +32,4 @@ class Services:
     inputs: InputService
     input_sets: InputSetService
     experiments: ExperimentService
+    analysis: ExperimentAnalysis

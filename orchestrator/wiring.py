@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from orchestrator.config import Settings
 from orchestrator.disk import DiskMonitor
 from orchestrator.environments import Environments
+from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.housekeeping import Housekeeping
@@ -101,6 +102,7 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         inputs=inputs,
         input_sets=input_sets,
         experiments=experiments,
+        analysis=ExperimentAnalysis(store),
     )
     housekeeping = Housekeeping(home, store, uploads, disk)
     return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)

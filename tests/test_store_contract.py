@@ -27,6 +27,7 @@ from orchestrator.models import (
     FailureKind,
     Run,
     RunStatus,
+    RunType,
     now,
 )
 from orchestrator.store import Store
@@ -76,6 +77,7 @@ async def test_a_run_round_trips_with_its_facts(store: Store) -> None:
     run = _run(
         app_id, exe_id, RunStatus.FAILED, failure=failure, statistics={"a": [1]},
         placement={"backend": "x", "key": "k"}, options={"o": "1"}, ended_at=now(),
+        run_type=RunType.ENSEMBLE_CHILD, parent_run_id="run-parent", metrics={"m": 1.5},
     )  # fmt: skip
     await _insert(store, run)
     got = await store.read.runs.get(run.id)

@@ -61,11 +61,14 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         """Open (no key): liveness, how busy the queue is, and the disk under the home."""
         scheduler = svc.runs.scheduler
-        return {
+        body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
             "disk": svc.store.disk.current().to_dict(),
         }
+        if (watch := getattr(app.state, "loop_watch", None)) is not None:
+            body["loop"] = watch.figures()
+        return body
 
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api import run_wire
-from orchestrator.experiments.batch import target_of
+from orchestrator.experiments.analysis import target_of
 from orchestrator.models import Experiment, InputSet, ManagedInput, Run
 
 

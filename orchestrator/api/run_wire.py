@@ -19,7 +19,7 @@ def _common(run: Run) -> dict[str, Any]:
         "application_instance_id": run.instance_id,
         "application_version_id": run.version_id or "",
         "created_at": run.created_at,
-        "run_type": {"type": "standard"},
+        "run_type": {"type": run.run_type.value},
         "execution_class": run.execution_class or "local",
         "runtime": "local",
         "status_v2": run.status.value,

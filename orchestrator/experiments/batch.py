@@ -13,15 +13,18 @@ import builtins
 import logging
 import shutil
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import anyio
 
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.experiments.analysis import target_of
 from orchestrator.experiments.inputs import (
     InputService,
     InputSetService,
     relabel,
     require_input,
 )
-from orchestrator.experiments.summary import RunFacts
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, validate_child_id
 from orchestrator.models import (
@@ -40,6 +43,11 @@ log = logging.getLogger("orch.experiments")
 
 EXPERIMENT_PRIORITY = 8
 """Below the interactive default (6): manual runs overtake queued experiment runs."""
+YIELD_EVERY = 500
+"""Runs prepared between two yields to the event loop."""
+
+Key = tuple[str, str]
+"""(app id, experiment id)"""
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,6 @@ class BatchRequest:
     priority: int = EXPERIMENT_PRIORITY
 
 
-def target_of(run: Run) -> str:
-    return run.instance_id or f"version:{run.version_id}"
-
-
 class ExperimentService:
     def __init__(
         self,
@@ -83,7 +87,10 @@ class ExperimentService:
     ) -> None:
         self.store, self.home, self.runs = store, home, runs
         self.inputs, self.input_sets = inputs, input_sets
-        self._started: set[tuple[str, str]] = set()
+        self._pending: dict[Key, set[str]] = {}
+        """Started experiments and their runs not finished yet: settling one needs no read."""
+        self._owner: dict[str, Key] = {}
+        """Which started experiment an unfinished run belongs to."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, req: BatchRequest) -> Experiment:
@@ -116,7 +123,7 @@ class ExperimentService:
         )
         async with self.store.write() as w:
             await w.experiments.insert(exp)
-        self._started.add((req.app_id, exp_id))
+        self._track((req.app_id, exp_id), [run.id for run in runs])
         await self.runs.create_many(runs)
         return exp
 
@@ -153,7 +160,9 @@ class ExperimentService:
         inputs: dict[str, ManagedInput] = {}
         templates: dict[tuple[str | None, str | None, str | None], Run] = {}
         runs = []
-        for item in plan:
+        for n, item in enumerate(plan):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # 10,000 runs take ~0.1 s: let the loop answer meanwhile
             if not item.instance_id and not item.version_id:
                 raise Invalid(f"run for input {item.input_id!r} names no instance or version")
             if item.option_set is not None and item.option_set not in req.option_sets:
@@ -202,33 +211,8 @@ class ExperimentService:
         await require_app(self.store.read, app_id)
         return await self.store.read.experiments.list(app_id)
 
-    async def runs_of(self, app_id: str, exp_id: str) -> builtins.list[Run]:
-        await self.get(app_id, exp_id)
-        runs = await self.store.read.runs.list(app_id, experiment_id=exp_id, limit=1_000_000)
-        return runs[::-1]
-
     async def counts(self, app_id: str, exp_id: str) -> dict[str, int]:
         return await self.store.read.runs.experiment_counts(app_id, exp_id)
-
-    async def facts(self, app_id: str, exp_id: str) -> builtins.list[RunFacts]:
-        names = {i.id: i.name for i in await self.store.read.inputs.list(app_id)}
-        return [
-            RunFacts(
-                run_id=r.id,
-                target=target_of(r),
-                input_id=r.input_id or "",
-                input_name=names.get(r.input_id or "", r.input_id or ""),
-                option_set=r.option_set,
-                repetition=r.repetition,
-                status=r.status.value,
-                error=r.error or "",
-                failure_kind=r.failure.kind.value if r.failure else None,
-                statistics=r.statistics,
-                duration_ms=r.duration_ms,
-                peak_memory_mb=r.peak_memory_mb,
-            )
-            for r in await self.runs_of(app_id, exp_id)
-        ]
 
     async def update(
         self, app_id: str, exp_id: str, name: str | None, description: str | None
@@ -245,7 +229,7 @@ class ExperimentService:
             raise Conflict(f"experiment {exp_id!r} already ended ({exp.status.value})")
         async with self.store.write() as w:
             await w.experiments.finish(app_id, exp_id, ExperimentStatus.CANCELED)
-        self._started.discard((app_id, exp_id))
+        self._forget((app_id, exp_id))
         left = await self.store.read.runs.unfinished(app_id, experiment_id=exp_id)
         await self.runs.cancel_many(left)
         for run in left:  # answer once nothing of the experiment runs any more
@@ -260,34 +244,53 @@ class ExperimentService:
         async with self.store.write() as w:
             run_ids = await w.runs.delete_experiment_runs(app_id, exp_id)
             await w.experiments.delete(app_id, exp_id)
-        for run_id in run_ids:
-            shutil.rmtree(self.home.run_dir(run_id), ignore_errors=True)
+        folders = [self.home.run_dir(run_id) for run_id in run_ids]
+        await anyio.to_thread.run_sync(_remove_all, folders)
 
     def on_run_changed(self, run_id: str, status: RunStatus) -> None:
         """RunEvents listener: settle the experiment when its last run ends."""
-        if self._started and status.finished:
-            task = asyncio.create_task(self._settle_run(run_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not status.finished or (key := self._owner.pop(run_id, None)) is None:
+            return
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending.discard(run_id)
+            if not pending:
+                self._settle_soon(key)
 
-    async def _settle_run(self, run_id: str) -> None:
-        run = await self.store.read.runs.get(run_id)
-        if run is not None and (run.app_id, run.experiment_id) in self._started:
-            await self._settle(run.app_id, run.experiment_id or "")
+    def _track(self, key: Key, run_ids: builtins.list[str]) -> None:
+        self._pending[key] = set(run_ids)
+        self._owner.update(dict.fromkeys(run_ids, key))
+
+    def _forget(self, key: Key) -> None:
+        for run_id in self._pending.pop(key, set()):
+            self._owner.pop(run_id, None)
+
+    def _settle_soon(self, key: Key) -> None:
+        task = asyncio.create_task(self._settle(*key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _settle(self, app_id: str, exp_id: str) -> None:
-        if await self.store.read.runs.unfinished_of_experiment(app_id, exp_id):
-            return
+        self._forget((app_id, exp_id))
         counts = await self.store.read.runs.experiment_counts(app_id, exp_id)
         ok = counts.get(RunStatus.SUCCEEDED.value, 0)
         status = ExperimentStatus.COMPLETED if ok else ExperimentStatus.FAILED
         async with self.store.write() as w:
             if await w.experiments.finish(app_id, exp_id, status):
                 log.info("experiment %s/%s %s", app_id, exp_id, status.value)
-        self._started.discard((app_id, exp_id))
 
     async def resume(self) -> None:
-        """At start: experiments whose runs all ended while the daemon was down settle now."""
+        """At start: experiments whose runs all ended while the daemon was down settle now;
+        the others are tracked again."""
         for exp in await self.store.read.experiments.started():
-            self._started.add((exp.app_id, exp.id))
-            await self._settle(exp.app_id, exp.id)
+            key = (exp.app_id, exp.id)
+            left = await self.store.read.runs.unfinished(exp.app_id, experiment_id=exp.id)
+            if left:
+                self._track(key, [run.id for run in left])
+            else:
+                await self._settle(*key)
+
+
+def _remove_all(folders: builtins.list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)

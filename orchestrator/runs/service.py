@@ -146,9 +146,10 @@ class RunService:
         return True
 
     async def create_many(self, runs: builtins.list[Run]) -> None:
-        """Queue prepared runs whose inputs orch already stores (experiments), in one write."""
-        for run in runs:
-            self.settings.home.run_dir(run.id).mkdir()
+        """Queue prepared runs whose inputs orch already stores (experiments), in one write.
+
+        Their folders are made when they start: inputs are shared from the blob store.
+        """
         await self.states.create_many(runs)
         for run in runs:
             self.scheduler.submit(run)

@@ -35,6 +35,7 @@ class Finish:
     peak_memory_mb: float | None = None
     output_size: int | None = None
     statistics: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
 
     def fields(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "status" and v is not None}

@@ -21,6 +21,7 @@ from orchestrator.store.apps import AppRepo, HistoryRepo
 from orchestrator.store.db import Connection, Database
 from orchestrator.store.executables import ExecutableRepo
 from orchestrator.store.experiments import ExperimentRepo, InputRepo, InputSetRepo
+from orchestrator.store.heavy import HeavyReads
 from orchestrator.store.runs import RunRepo
 from orchestrator.store.uploads import Upload, UploadRepo
 from orchestrator.store.versions import InstanceRepo, VersionRepo
@@ -53,6 +54,8 @@ class Store:
         self.db = Database(path, disk)
         self.disk = self.db.disk
         """The disk under the database: its writes give up the reserve when it fills."""
+        self.heavy = HeavyReads(path)
+        """Long reads on their own thread (``await store.heavy.call(work)``)."""
         self._read: Repos | None = None
 
     async def open(self) -> None:
@@ -60,6 +63,7 @@ class Store:
         self._read = Repos(self.db.reader)
 
     async def close(self) -> None:
+        self.heavy.close()
         await self.db.close()
         self._read = None
 

@@ -212,6 +212,10 @@ CREATE TABLE runs_v4 (
     cpu_seconds      REAL,
     peak_memory_mb   REAL,
     placement        TEXT,                      -- the backend's identity of the run (JSON)
+    run_type         TEXT NOT NULL DEFAULT 'standard'
+                     CHECK (run_type IN ('standard', 'external', 'ensemble', 'ensemble-child')),
+    parent_run_id    TEXT,                      -- an ensemble child's ensemble run
+    metrics          TEXT,                      -- the run's metrics (JSON), see runs/metrics
     experiment_id    TEXT,
     input_id         TEXT,
     option_set       TEXT,
@@ -274,7 +278,8 @@ ALTER TABLE runs_v4 RENAME TO runs;
 CREATE INDEX runs_by_app ON runs (app_id, created_at DESC, id DESC);
 CREATE INDEX runs_by_instance ON runs (app_id, instance_id, created_at DESC);
 CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
-CREATE INDEX runs_by_experiment ON runs (experiment_id, status) WHERE experiment_id IS NOT NULL
+CREATE INDEX runs_by_experiment ON runs (experiment_id, status) WHERE experiment_id IS NOT NULL;
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL
 """
 
 # A run that met a full disk fails with its own kind (``disk_full``): SQLite cannot change a
@@ -313,6 +318,10 @@ CREATE TABLE runs_v5 (
     cpu_seconds      REAL,
     peak_memory_mb   REAL,
     placement        TEXT,                      -- the backend's identity of the run (JSON)
+    run_type         TEXT NOT NULL DEFAULT 'standard'
+                     CHECK (run_type IN ('standard', 'external', 'ensemble', 'ensemble-child')),
+    parent_run_id    TEXT,                      -- an ensemble child's ensemble run
+    metrics          TEXT,                      -- the run's metrics (JSON), see runs/metrics
     experiment_id    TEXT,
     input_id         TEXT,
     option_set       TEXT,
@@ -328,7 +337,8 @@ ALTER TABLE runs_v5 RENAME TO runs;
 CREATE INDEX runs_by_app ON runs (app_id, created_at DESC, id DESC);
 CREATE INDEX runs_by_instance ON runs (app_id, instance_id, created_at DESC);
 CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running');
-CREATE INDEX runs_by_experiment ON runs (experiment_id, status) WHERE experiment_id IS NOT NULL
+CREATE INDEX runs_by_experiment ON runs (experiment_id, status) WHERE experiment_id IS NOT NULL;
+CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL
 """
 
 MIGRATIONS: list[str] = [

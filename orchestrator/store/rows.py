@@ -16,6 +16,7 @@ from orchestrator.models import (
     PointerMove,
     Run,
     RunStatus,
+    RunType,
     Version,
 )
 from orchestrator.store.db import Row
@@ -57,7 +58,7 @@ def to_move(row: Row) -> PointerMove:
     return PointerMove(**dict(row))
 
 
-_RUN_JSON = ("options", "option_sources", "statistics", "placement")
+_RUN_JSON = ("options", "option_sources", "statistics", "placement", "metrics")
 _FAILURE_COLUMNS = ("failure_kind", "failure_limit", "failure_measured", "failure_detail")
 
 
@@ -69,6 +70,7 @@ def to_run(row: Row) -> Run:
     data["failure"] = None if kind is None else Failure(FailureKind(kind), limit, measured, detail)
     data["limits"] = Limits.from_dict(load(data["limits"]))
     data["status"] = RunStatus(data["status"])
+    data["run_type"] = RunType(data["run_type"])
     data["queuing_disabled"] = bool(data["queuing_disabled"])
     return Run(**data)
 
@@ -88,5 +90,6 @@ def run_values(run: Run) -> dict[str, Any]:
     data.update(failure_values(data.pop("failure")))
     data["limits"] = dump(run.limits.to_dict())
     data["status"] = run.status.value
+    data["run_type"] = run.run_type.value
     data["queuing_disabled"] = int(run.queuing_disabled)
     return data

@@ -1,0 +1,81 @@
+"""An experiment's numbers, computed off the event loop.
+
+Summaries, gates, reports and run listings read every run of an experiment
+(10,000 is ordinary) and then compute; on the loop that would hold every HTTP
+answer and spawn for a few hundred milliseconds. Here the reading and the
+computing both happen on the store's heavy-read thread (``store/heavy.py``),
+and the loop only awaits the answer.
+"""
+
+from __future__ import annotations
+
+from orchestrator.experiments.gate import GateResult, evaluate
+from orchestrator.experiments.report import render_html
+from orchestrator.experiments.summary import RunFacts, Summary, summarize
+from orchestrator.models import Experiment, Run
+from orchestrator.store import Repos, Store
+
+
+def target_of(run: Run) -> str:
+    return run.instance_id or f"version:{run.version_id}"
+
+
+async def experiment_runs(repos: Repos, app_id: str, exp_id: str) -> list[Run]:
+    """An experiment's runs, oldest first."""
+    runs = await repos.runs.list(app_id, experiment_id=exp_id, limit=10_000_000)
+    return runs[::-1]
+
+
+async def experiment_facts(repos: Repos, app_id: str, exp_id: str) -> list[RunFacts]:
+    names = {i.id: i.name for i in await repos.inputs.list(app_id)}
+    return [
+        RunFacts(
+            run_id=r.id,
+            target=target_of(r),
+            input_id=r.input_id or "",
+            input_name=names.get(r.input_id or "", r.input_id or ""),
+            option_set=r.option_set,
+            repetition=r.repetition,
+            status=r.status.value,
+            error=r.error or "",
+            failure_kind=r.failure.kind.value if r.failure else None,
+            statistics=r.statistics,
+            duration_ms=r.duration_ms,
+            peak_memory_mb=r.peak_memory_mb,
+        )
+        for r in await experiment_runs(repos, app_id, exp_id)
+    ]
+
+
+class ExperimentAnalysis:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def runs(self, exp: Experiment) -> list[Run]:
+        return await self.store.heavy.call(lambda r: experiment_runs(r, exp.app_id, exp.id))
+
+    async def facts(self, exp: Experiment) -> list[RunFacts]:
+        return await self.store.heavy.call(lambda r: experiment_facts(r, exp.app_id, exp.id))
+
+    async def summary(
+        self, exp: Experiment, baseline: str | None = None, objective: str | None = None
+    ) -> Summary:
+        async def work(repos: Repos) -> Summary:
+            facts = await experiment_facts(repos, exp.app_id, exp.id)
+            return summarize(facts, baseline or exp.baseline, objective or exp.objective)
+
+        return await self.store.heavy.call(work)
+
+    async def gate(self, exp: Experiment, expr: str, baseline: str) -> GateResult:
+        async def work(repos: Repos) -> GateResult:
+            return evaluate(expr, await experiment_facts(repos, exp.app_id, exp.id), baseline)
+
+        return await self.store.heavy.call(work)
+
+    async def report(self, exp: Experiment, baseline: str | None = None) -> str:
+        async def work(repos: Repos) -> str:
+            facts = await experiment_facts(repos, exp.app_id, exp.id)
+            summary = summarize(facts, baseline or exp.baseline, exp.objective)
+            return render_html(summary, facts, f"{exp.name} ({exp.app_id})")
+
+        return await self.store.heavy.call(work)
