@@ -5,6 +5,7 @@ Example ``config.toml``::
     concurrency = 4
     python_envs = "daemon"          # run python apps on the daemon's interpreter (offline)
     max_upload_mb = 500
+    disk_low_mb = 128               # keep this much free: writes answer 507 below it
 
     [limits]                        # defaults for every run
     memory_mb = 2048
@@ -147,6 +148,8 @@ class Settings:
     upload_url_ttl_seconds: int = 3600
     memory_sample_seconds: float = 0.05
     shutdown_grace_seconds: float = 5.0
+    disk_low_mb: int = 128  # below this much free space, writes answer 507 and queued runs wait
+    disk_reserve_mb: int = 16  # preallocated in the home; released when the disk fills up
     loop_monitor: bool = False
     """Measure event-loop stalls and report them in /healthz (benchmarks)."""
     isolation: IsolationSettings = field(default_factory=IsolationSettings)
@@ -171,7 +174,28 @@ class Settings:
             values.update(_from_toml(home.config_file.read_text()))
         values.update(_from_env())
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(home=home, **values)
+        settings = cls(home=home, **values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming them (a start-up error, never a crash)."""
+        if self.host != "127.0.0.1":
+            raise Invalid(
+                f"config: host = {self.host!r} is refused: orch listens on 127.0.0.1 only "
+                "(its API key travels in clear text)"
+            )
+        if self.python_envs not in ("isolated", "daemon"):
+            raise Invalid(
+                f"config: python_envs must be 'isolated' or 'daemon', not {self.python_envs!r}"
+            )
+        for name in ("concurrency", "max_upload_mb", "max_package_mb", "max_package_files"):
+            if getattr(self, name) < 1:
+                raise Invalid(f"config: {name} must be at least 1")
+        for name in ("disk_low_mb", "disk_reserve_mb", "port"):
+            value = getattr(self, name)
+            if value is not None and value < 0:  # port None: the stable port (``ports``)
+                raise Invalid(f"config: {name} cannot be negative")
 
 
 def _from_toml(text: str) -> dict[str, Any]:
@@ -191,10 +215,27 @@ def _from_toml(text: str) -> dict[str, Any]:
                 name: Limits.from_dict(spec) for name, spec in raw.items()
             }
         elif key in known:
-            values[key] = raw
+            values[key] = _typed(key, raw)
         else:
             raise Invalid(f"config.toml: unknown setting {key!r}")
     return values
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+}
+
+
+def _typed(key: str, raw: Any) -> Any:
+    """A setting's value if it has the setting's type (``concurrency = "4"`` is refused)."""
+    kinds = _TYPES.get(str(Settings.__dataclass_fields__[key].type), (object,))
+    if (isinstance(raw, bool) and bool not in kinds) or not isinstance(raw, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise Invalid(f"config.toml: {key} must be {expected}, not {raw!r}")
+    return raw
 
 
 def _flag(raw: str) -> bool:

@@ -1,27 +1,41 @@
 """The composition root: open the store, recover, start the engine and serve HTTP.
 
-Start-up order matters and is spelled out in ``serve``: take the home lock
-before touching anything, recover before the scheduler picks up work, and
-publish ``daemon.json`` only once the socket is listening, so a client that
-finds the file can always connect. Signals only set a flag; the serve loop
-does the stopping.
+Start-up order matters and is spelled out in ``_start``: check the home
+(writable, room for the disk reserve), take the home lock before touching
+anything else, recover before the scheduler picks up work, and publish
+``daemon.json`` only once the socket is listening, so a client that finds the
+file can always connect. A start that fails raises ``CannotStart`` with one
+line, after closing what it opened (a store left open keeps its thread, and
+the process, alive). Signals only set a flag; the serve loop does the
+stopping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from orchestrator import daemon_log
 from orchestrator.api.app import create_app
 from orchestrator.config import Settings
 from orchestrator.console import stop_streams
-from orchestrator.lifecycle import HomeLock, load_or_create_api_key
+from orchestrator.lifecycle import (
+    CannotStart,
+    HomeLock,
+    check_home,
+    load_or_create_api_key,
+    why_not_started,
+)
 from orchestrator.loopwatch import LoopWatch
 from orchestrator.ports import listen
 from orchestrator.wiring import Engine, build_engine
@@ -38,14 +52,15 @@ class _Server(uvicorn.Server):
 
 
 class Daemon:
-    def __init__(self, settings: Settings) -> None:
-        if settings.host != "127.0.0.1":
-            raise ValueError("orch listens on 127.0.0.1 only")
+    def __init__(self, settings: Settings, on_listening: Callable[[], None] = lambda: None) -> None:
+        settings.check()
         self.settings = settings
         self.lock = HomeLock(settings.home)
         self._server: _Server | None = None
         self._app: FastAPI | None = None
+        self._engine: Engine | None = None
         self._stop_requested = False
+        self._on_listening = on_listening
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -55,38 +70,63 @@ class Daemon:
             stop_streams(self._app)  # open console pages must not hold the stop up
 
     async def serve(self) -> None:
-        home = self.settings.home
-        home.create()
-        self.lock.acquire()
-        engine: Engine | None = None
         try:
-            api_key = load_or_create_api_key(home)
-            engine = await build_engine(self.settings)
-            await engine.start()
-            sock = listen(self.settings.host, home, self.settings.port)
-            port = sock.getsockname()[1]
-            app = self._app = create_app(engine.services, api_key)
-            if self.settings.loop_monitor:
-                watch = LoopWatch()
-                watch.start()
-                app.state.loop_watch = watch
+            try:
+                sock, app = await self._start()
+            except Exception as exc:
+                raise CannotStart(why_not_started(exc, self.settings)) from exc
             # No proxy stands in front of a loopback daemon: X-Forwarded-* headers are
             # a client's claim, not a fact, and the middleware that reads them costs a layer.
+            # uvicorn's loggers go to the root logger (log_config=None): one handler holds
+            # what a full disk refuses (``daemon_log``).
             config = uvicorn.Config(
                 app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
-                proxy_headers=False,
+                proxy_headers=False, log_config=None,
             )  # fmt: skip
             self._server = _Server(config)
             self._install_signals()
+            port = sock.getsockname()[1]
             self.lock.publish(f"http://127.0.0.1:{port}")
-            log.warning("orch daemon listening on http://127.0.0.1:%d (home %s)", port, home.root)
+            self._on_listening()
+            log.warning(
+                "orch daemon listening on http://127.0.0.1:%d (home %s)",
+                port,
+                self.settings.home.root,
+            )
             if not self._stop_requested:
                 await self._server.serve(sockets=[sock])
-        finally:
-            if engine is not None:
-                await engine.stop()
-            self.lock.release()
             log.warning("orch daemon stopped")
+        finally:
+            await self._stop_engine()
+            self.lock.release()
+
+    async def _start(self) -> tuple[socket.socket, FastAPI]:
+        """Everything up to a listening socket; what it opened is closed by ``serve``."""
+        settings, home = self.settings, self.settings.home
+        disk = check_home(settings)
+        self.lock.acquire()
+        if not disk.make_reserve():
+            raise CannotStart(why_not_started(OSError(errno.ENOSPC, "no space"), settings))
+        api_key = load_or_create_api_key(home)
+        disk.when_space_returns(_flush_logs)
+        self._engine = await build_engine(settings, disk)
+        await self._engine.start()
+        sock = listen(settings.host, home, settings.port)
+        app = self._app = create_app(self._engine.services, api_key)
+        if settings.loop_monitor:
+            watch = LoopWatch()
+            watch.start()
+            app.state.loop_watch = watch
+        return sock, app
+
+    async def _stop_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        try:
+            await engine.stop()
+        except Exception:  # stopping must finish: the lock and daemon.json go next
+            log.exception("the engine did not stop cleanly")
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -94,12 +134,62 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
 
 
-def run(settings: Settings) -> None:
-    """Run the daemon in the foreground until SIGTERM/SIGINT."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+def _flush_logs() -> None:
+    """Write the log lines a full disk held back (``daemon_log``)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def run(settings: Settings, status_fd: int | None = None) -> None:
+    """Run the daemon in the foreground until SIGTERM/SIGINT.
+
+    ``status_fd`` (from ``orch daemon start``) is a pipe the starting CLI reads: it gets
+    the one line of a failed start, and is closed once the daemon listens. The log
+    (stderr) may sit on the very disk that is full, so the pipe is how the reason
+    reaches the CLI.
+    """
+    handler = daemon_log.install()
+    handler.quiet()  # until it listens: a start that fails says one line, nothing more
+    status = _StatusPipe(status_fd)
+
+    def listening() -> None:
+        status.close()
+        handler.speak()
+
+    daemon = Daemon(settings, on_listening=listening)
+    try:
+        _loop_run(daemon.serve())
+    except CannotStart as exc:
+        handler.drop()
+        status.tell(exc.message)
+        raise
+    finally:
+        status.close()
+        handler.flush()
+
+
+def _loop_run(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        asyncio.run(Daemon(settings).serve())
+        asyncio.run(main)
     else:
-        uvloop.run(Daemon(settings).serve())
+        uvloop.run(main)
+
+
+class _StatusPipe:
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        if fd is not None:
+            os.set_inheritable(fd, False)  # models and helpers never hold it open
+
+    def tell(self, line: str) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, line.encode() + b"\n")
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)

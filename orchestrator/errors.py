@@ -48,6 +48,17 @@ class Unprocessable(OrchError):
     status = 422
 
 
+class DiskFull(OrchError):
+    """The disk under the home is (nearly) full: the write was refused or could not land.
+
+    Nothing was recorded; the same request succeeds once space returns (507
+    Insufficient Storage). The store raises it for SQLite's "disk is full", the
+    API's disk gate before a write starts, so callers can tell it from a bug.
+    """
+
+    status = 507
+
+
 class Unavailable(OrchError):
     """The daemon is shutting down or a dependency is not ready."""
 

@@ -19,6 +19,15 @@ def default_home() -> Path:
     return Path(xdg) / "orch"
 
 
+SCRATCH = {
+    "unpack": "packages being checked and unpacked (a push, the SDK's, the inbox's)",
+    "inbox": "private copies of packages taken from the push directory",
+    "inputs": "run inputs being copied into the blob store (input sets)",
+}
+"""The kinds of temporary files, each in ``tmp/<kind>/``. Uploads have their own folder,
+``uploads/``, because a received upload waits there for its consumer."""
+
+
 @dataclass(frozen=True)
 class Home:
     root: Path
@@ -69,6 +78,16 @@ class Home:
         return self.root / "uploads"
 
     @property
+    def tmp(self) -> Path:
+        """Work in progress, one folder per kind (``SCRATCH``): emptied at every start,
+        since nothing is in progress then (a killed daemon leaves its halves here)."""
+        return self.root / "tmp"
+
+    def scratch(self, kind: str) -> Path:
+        assert kind in SCRATCH, kind
+        return self.tmp / kind
+
+    @property
     def log_file(self) -> Path:
         return self.root / "daemon.log"
 
@@ -81,3 +100,6 @@ class Home:
         os.chmod(self.root, 0o700)
         for path in (self.push, self.blobs, self.executables, self.envs, self.runs, self.uploads):
             path.mkdir(exist_ok=True)
+        self.tmp.mkdir(exist_ok=True)
+        for kind in SCRATCH:
+            self.scratch(kind).mkdir(exist_ok=True)

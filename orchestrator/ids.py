@@ -55,6 +55,22 @@ def validate_id(value: str, kind: str = "app") -> str:
     return value
 
 
+MAX_NAME_LENGTH = 256
+MAX_DESCRIPTION_LENGTH = 4096
+"""Names and descriptions are for people: capped, so that a list stays a list (a 50 MB
+name once made ``orch app list`` take 7 s)."""
+
+
+def check_label(kind: str, name: str | None = None, description: str | None = None) -> None:
+    """Refuse a name or description over its cap, saying which and by how much."""
+    for what, value, cap in (
+        ("name", name, MAX_NAME_LENGTH),
+        ("description", description, MAX_DESCRIPTION_LENGTH),
+    ):
+        if value is not None and len(value) > cap:
+            raise Invalid(f"{kind} {what} has {len(value)} characters; the limit is {cap}")
+
+
 def _encode(number: int, width: int) -> str:
     chars = []
     for _ in range(width):

@@ -3,7 +3,8 @@
 A file is taken once it is under its final name: temp names (``*.tmp``,
 ``*.part``, dot files) are ignored, and a package that is still being written
 (it fails to unpack and changed less than ``SETTLE_SECONDS`` ago) is retried
-when it settles instead of being rejected. A folder containing ``app.yaml``
+when it settles instead of being rejected, and one met by a full disk is taken
+again once there is room. A folder containing ``app.yaml``
 moved in atomically is packaged and pushed the same way. Each package ends up
 in ``.done/`` or ``.rejected/`` (with a ``.reason`` file), so it is never
 ingested twice; a scan at start picks up what arrived while the daemon was down.
@@ -22,7 +23,8 @@ from pathlib import Path
 import anyio
 from watchfiles import awatch
 
-from orchestrator.errors import NotFound, OrchError, Unprocessable
+from orchestrator.disk import is_disk_full
+from orchestrator.errors import OrchError, Unprocessable
 from orchestrator.home import Home
 from orchestrator.ids import new_token
 from orchestrator.packaging.build import build_package
@@ -34,6 +36,7 @@ log = logging.getLogger("orch.inbox")
 PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 SETTLE_SECONDS = 2.0
+DISK_RETRY_SECONDS = 10.0
 
 
 def is_candidate(path: Path, push_root: Path) -> bool:
@@ -55,7 +58,7 @@ def is_candidate(path: Path, push_root: Path) -> bool:
 class Inbox:
     def __init__(self, home: Home, push: PushService) -> None:
         self.root = home.push
-        self.scratch = home.uploads
+        self.scratch = home.scratch("inbox")
         self.push = push
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -110,34 +113,46 @@ class Inbox:
         try:
             archive = await anyio.to_thread.run_sync(_claim, path, self.scratch)
             await self.push.ingest(app_id, archive, action="push")
-        except (Unprocessable, NotFound) as exc:
-            if isinstance(exc, Unprocessable) and _recently_changed(path):
-                self._retry_later(path)
-                return
-            _file_away(path, ".rejected", exc.message)
-            log.warning("inbox rejected %s: %s", path, exc.message)
-        except OrchError as exc:
-            _file_away(path, ".rejected", exc.message)
-            log.warning("inbox rejected %s: %s", path, exc.message)
+        except Exception as exc:
+            self._failed(path, exc)
         else:
             _file_away(path, ".done", "pushed")
 
-    def _retry_later(self, path: Path) -> None:
+    def _failed(self, path: Path, exc: Exception) -> None:
+        """A full disk is no fault of the package: it is taken again later. A package still
+        being written is retried once it settles; anything else is rejected with why."""
+        if is_disk_full(exc):
+            log.warning("inbox: %s waits for disk space", path)
+            self._retry_later(path, DISK_RETRY_SECONDS)
+        elif isinstance(exc, Unprocessable) and _recently_changed(path):
+            self._retry_later(path)
+        elif isinstance(exc, OrchError):
+            _file_away(path, ".rejected", exc.message)
+            log.warning("inbox rejected %s: %s", path, exc.message)
+        else:
+            raise exc
+
+    def _retry_later(self, path: Path, delay: float = SETTLE_SECONDS) -> None:
         loop = asyncio.get_running_loop()
         self._pending.add(path)
-        loop.call_later(SETTLE_SECONDS, lambda: self._queue.put_nowait(path))
+        loop.call_later(delay, lambda: self._queue.put_nowait(path))
 
 
 def _claim(path: Path, scratch: Path) -> Path:
     """A private copy to ingest (a folder is packaged first); the original stays put.
 
-    The copy lives in the home (``uploads/``) so ingesting it is a rename.
+    The copy lives in the home (``tmp/inbox/``) so ingesting it is a rename; a copy a
+    killed daemon left there goes at the next start, and the original is taken again.
     """
     target = scratch / f"inbox-{new_token()[:16]}.tar.gz"
-    if path.is_dir():
-        build_package(path, target)
-    else:
-        shutil.copyfile(path, target)
+    try:
+        if path.is_dir():
+            build_package(path, target)
+        else:
+            shutil.copyfile(path, target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     return target
 
 

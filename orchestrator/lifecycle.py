@@ -1,21 +1,32 @@
-"""The daemon's footprint in its home: the lock, ``daemon.json`` and the API key.
+"""The daemon's footprint in its home: the lock, ``daemon.json`` and the API key, and
+what start-up needs of the home.
 
 One daemon per home is enforced with an ``flock`` held for the daemon's life:
 the kernel drops it when the process dies, so a ``daemon.json`` left by a
 crashed daemon is recognised as stale and replaced instead of blocking start.
+
+A daemon that cannot start says why in one line (``CannotStart``) and leaves
+nothing running: ``check_home`` looks at the home before anything is opened
+(writable? room for the disk reserve?), and ``why_not_started`` names the
+cause of whatever else failed on the way (a read-only file system, a full
+disk, a broken database file, a port in use) instead of a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from orchestrator.errors import Conflict
+from orchestrator.config import Settings
+from orchestrator.disk import FULL_BYTES, DiskMonitor, is_disk_full, mib
+from orchestrator.errors import Conflict, OrchError
 from orchestrator.home import Home
 from orchestrator.ids import new_token
 
@@ -88,3 +99,78 @@ def load_or_create_api_key(home: Home) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return key
+
+
+class CannotStart(OrchError):
+    """The daemon cannot start; ``message`` is the one line that says why."""
+
+
+def check_home(settings: Settings) -> DiskMonitor:
+    """The home exists, is writable, and its disk has room for the reserve (with what the
+    reserve file already holds): else ``CannotStart``, before anything is opened."""
+    home = settings.home
+    try:
+        home.create()
+        probe = home.root / f".write-probe-{os.getpid()}"
+        try:
+            probe.write_bytes(b"orch")
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as exc:
+        raise CannotStart(why_not_started(exc, settings)) from None
+    disk = DiskMonitor.of(settings)
+    if _free(disk) + _size(disk.reserve_path) < _needed(disk):
+        raise CannotStart(_disk_full_line(disk))
+    return disk
+
+
+def why_not_started(exc: BaseException, settings: Settings) -> str:
+    """One line naming the cause of a failed start-up."""
+    root = settings.home.root
+    if isinstance(exc, OrchError) and not is_disk_full(exc):
+        return exc.message
+    disk = DiskMonitor.of(settings)
+    if is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and _nearly_full(disk)):
+        return _disk_full_line(disk)
+    if isinstance(exc, OSError):
+        where = exc.filename or root
+        if exc.errno == errno.EROFS:
+            return f"the home {root} is on a read-only file system: orch needs to write there"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"orch cannot write to {where}: permission denied"
+        if exc.errno == errno.EADDRINUSE:
+            return f"the port is already in use: {exc.strerror}"
+        return f"{exc.strerror or exc} ({where})"
+    if isinstance(exc, sqlite3.DatabaseError):
+        return f"the database {settings.home.db} cannot be used: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _needed(disk: DiskMonitor) -> int:
+    """To start: room for the reserve, and then for recording anything at all."""
+    return disk.reserve_bytes + FULL_BYTES
+
+
+def _disk_full_line(disk: DiskMonitor) -> str:
+    return (
+        f"the disk under {disk.root} is full ({mib(_free(disk))} free): orch needs at least "
+        f"{mib(_needed(disk))} to start; free some space and start it again"
+    )
+
+
+def _nearly_full(disk: DiskMonitor) -> bool:
+    return _free(disk) < _needed(disk) + FULL_BYTES
+
+
+def _free(disk: DiskMonitor) -> int:
+    try:
+        return disk.free_bytes()
+    except OSError:
+        return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_blocks * 512
+    except OSError:
+        return 0

@@ -92,6 +92,7 @@ class FailureKind(enum.StrEnum):
     CRASH = "crash"  # orch itself failed while running it
     WORKER_LOST = "worker_lost"  # the machine running it went away
     DAEMON_STOPPED = "daemon_stopped"
+    DISK_FULL = "disk_full"  # the disk under the home filled up while it ran
     EXTERNAL = "external"  # a tracked run that reported a failure of its own
 
 
@@ -125,6 +126,7 @@ _FIXED_TEXT: dict[FailureKind, str] = {
     FailureKind.CRASH: "orch could not execute the run: {}",
     FailureKind.WORKER_LOST: "the worker running the run was lost: {}",
     FailureKind.DAEMON_STOPPED: "daemon stopped while the run was running",
+    FailureKind.DISK_FULL: "the disk under orch's home was full while the run was running: {}",
     FailureKind.EXTERNAL: "{}",
 }
 

@@ -3,10 +3,17 @@
 A slot is created by an authenticated call and names a single-use, expiring
 token. The body PUT to it is streamed to disk under the cap; the caller then
 consumes the file (a push ingests it, a run adopts it as its input).
+
+Files live in ``uploads/``: ``<id>.part`` while a body arrives, ``<id>`` once
+received, until a consumer takes it (its row goes first, then the file is
+moved away). Whatever a killed daemon left there, a half body or a taken
+file, is removed at start (``sweep``); expired slots go with their files.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +32,9 @@ MIB = 1024 * 1024
 class UploadService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
+        self.folder = settings.home.uploads
+        self._receiving: set[str] = set()
+        """Slots whose body is arriving now: not purged, not received twice at once."""
 
     async def create(self, app_id: str, kind: str) -> Upload:
         await require_app(self.store.read, app_id)
@@ -51,14 +61,22 @@ class UploadService:
             raise Unauthorized("this upload URL has expired; ask for a new one")
         if up.received_at is not None:
             raise Conflict("this upload URL has already been used; ask for a new one")
-        limit = self._limit(up.kind)
-        part = Path(up.path + ".part")
-        size = await stream_to_file(body, part, limit, what=f"{up.kind} upload")
-        async with self.store.write() as w:
-            if not await w.uploads.mark_received(up.id, size):
-                part.unlink(missing_ok=True)
-                raise Conflict("this upload URL has already been used; ask for a new one")
-        part.rename(up.path)
+        if up.id in self._receiving:
+            raise Conflict("this upload URL is already receiving a body; wait for it to end")
+        part, final = Path(up.path + ".part"), Path(up.path)
+        self._receiving.add(up.id)
+        try:
+            size = await stream_to_file(body, part, self._limit(up.kind), what=f"{up.kind} upload")
+            os.replace(part, final)  # in place before the row says so: a kill leaves no half
+            async with self.store.write() as w:
+                if not await w.uploads.mark_received(up.id, size):
+                    raise Conflict("this upload URL has already been used; ask for a new one")
+        except BaseException:
+            part.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            raise
+        finally:
+            self._receiving.discard(up.id)
         up.size = size
         return up
 
@@ -87,14 +105,43 @@ class UploadService:
         return up
 
     async def purge_expired(self) -> int:
+        """Drop expired slots (not one receiving now) with their files, half or whole."""
         async with self.store.write() as w:
-            stale = await w.uploads.expired(now())
+            stale = [u for u in await w.uploads.expired(now()) if u.id not in self._receiving]
             for up in stale:
                 await w.uploads.delete(up.id)
         for up in stale:
-            Path(up.path).unlink(missing_ok=True)
+            _remove(Path(up.path))
+            _remove(Path(up.path + ".part"))
         return len(stale)
+
+    async def sweep(self) -> int:
+        """At start, when no body can be arriving: keep the files of received slots only.
+
+        A ``.part`` is a body a killed daemon was receiving (the client PUTs again); a
+        file with no slot, or an unreceived one, was taken by a consumer that died
+        with the daemon, or comes from an older orch (``inbox-*``, ``keep-*``).
+        """
+        received = {u.id for u in await self.store.read.uploads.all() if u.received_at}
+        removed = 0
+        for entry in sorted(os.listdir(self.folder)):
+            if entry not in received:
+                _remove(self.folder / entry)
+                removed += 1
+        lost = [uid for uid in received if not (self.folder / uid).exists()]
+        if lost:  # received, but the file is gone: the slot could only fail its consumer
+            async with self.store.write() as w:
+                for upload_id in lost:
+                    await w.uploads.delete(upload_id)
+        return removed
 
     def _limit(self, kind: str) -> int:
         mb = self.settings.max_package_mb if kind == "binary" else self.settings.max_upload_mb
         return mb * MIB
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

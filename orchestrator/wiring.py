@@ -6,10 +6,12 @@ import logging
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
+from orchestrator.disk import DiskMonitor
 from orchestrator.environments import Environments
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
+from orchestrator.housekeeping import Housekeeping
 from orchestrator.inbox import Inbox
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
@@ -40,13 +42,14 @@ class Engine:
     scheduler: Scheduler
     inbox: Inbox
     backend: Backend
+    housekeeping: Housekeeping
 
     async def start(self) -> None:
         """Recovery first: nothing may start before the previous daemon's runs are settled."""
         svc = self.services
         report = await recover(svc.store, svc.runs.states, self.backend)
         await self.envs.resume()
-        await svc.uploads.purge_expired()
+        await self.housekeeping.start()  # sweeps what a killed daemon left; watches the disk
         for run, execution in report.reattached:
             self.scheduler.adopt(run, execution)
         for run in report.queued:
@@ -55,6 +58,7 @@ class Engine:
         await self.inbox.start()
 
     async def stop(self) -> None:
+        await self.housekeeping.stop()
         await self.inbox.stop()
         await self.scheduler.stop(self.services.settings.shutdown_grace_seconds)
         await self.backend.close()
@@ -62,9 +66,10 @@ class Engine:
         await self.services.store.close()
 
 
-async def build_engine(settings: Settings) -> Engine:
+async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> Engine:
     home = settings.home
-    store = Store(home.db)
+    disk = disk or DiskMonitor.of(settings)
+    store = Store(home.db, disk)
     await store.open()
     blobs = BlobStore(home.blobs)
     envs = Environments(store, settings)
@@ -75,7 +80,8 @@ async def build_engine(settings: Settings) -> Engine:
     log.info("process containment: %s", sandbox.containment)
     backend = LocalBackend(settings, sandbox, envs)
     executor = Executor(store, settings, backend, states, manifests)
-    scheduler = Scheduler(executor, states, backend.slots)
+    scheduler = Scheduler(executor, states, backend.slots, admit=lambda: disk.ok)
+    disk.when_space_returns(scheduler.resume)
     uploads = UploadService(store, settings)
     push = PushService(store, settings, blobs, envs.on_new_executable)
     runs = RunService(store, settings, uploads, scheduler, executor, states, events, manifests)
@@ -98,4 +104,5 @@ async def build_engine(settings: Settings) -> Engine:
         experiments=experiments,
         analysis=ExperimentAnalysis(store),
     )
-    return Engine(svc, envs, scheduler, Inbox(home, push), backend)
+    housekeeping = Housekeeping(home, store, uploads, disk)
+    return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)

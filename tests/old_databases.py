@@ -32,18 +32,29 @@ OLD_RUNS: dict[str, tuple[str, str | None, int | None]] = {
 }
 
 
+FILLED_AT = 3
+"""The last schema whose column layout ``_fill`` writes; a later file is such a file migrated
+(as it would be on a machine that ran each orch in turn)."""
+
+
 def write_old(path: Path, version: int) -> None:
     """A database at schema ``version`` (1..len(MIGRATIONS)-1), filled as that orch did."""
     conn = sqlite3.connect(path, isolation_level=None)
+    filled_at = min(version, FILLED_AT)
     try:
-        for number, script in enumerate(MIGRATIONS[:version], start=1):
-            for statement in (s.strip() for s in script.split(";\n")):
-                if statement:
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-        _fill(conn, version)
+        _apply(conn, 1, MIGRATIONS[:filled_at])
+        _fill(conn, filled_at)
+        _apply(conn, filled_at + 1, MIGRATIONS[filled_at:version])
     finally:
         conn.close()
+
+
+def _apply(conn: sqlite3.Connection, first: int, scripts: list[str]) -> None:
+    for number, script in enumerate(scripts, start=first):
+        for statement in (s.strip() for s in script.split(";\n")):
+            if statement:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {number}")
 
 
 def _fill(conn: sqlite3.Connection, version: int) -> None:

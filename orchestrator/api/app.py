@@ -19,7 +19,9 @@ from orchestrator.api import (
     versions,
 )
 from orchestrator.api.auth import BearerGate
+from orchestrator.api.disk_gate import DiskGate
 from orchestrator.api.limits import BodyCap
+from orchestrator.api.responses import finish_openapi
 from orchestrator.console import install as install_console
 from orchestrator.services import Services
 
@@ -50,22 +52,25 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.state.api_key = api_key
     errors.install(app)
     app.add_middleware(BodyCap)
+    app.add_middleware(DiskGate, disk=svc.store.disk)
     app.add_middleware(BearerGate, key=api_key)  # outermost: nothing runs before the key
     for router in _V1_ROUTERS:
         app.include_router(router)
     app.include_router(binary.uploads)
     app.include_router(run_files.downloads)
     install_console(app, svc, api_key)
+    app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        """Open (no key): liveness, how busy the queue is, and how models are isolated."""
+        """Open (no key): liveness, how busy the queue is, how models are isolated, the disk."""
         scheduler = svc.runs.scheduler
         body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
             "isolation": svc.runs.executor.backend.isolation,
+            "disk": svc.store.disk.current().to_dict(),
         }
         if (watch := getattr(app.state, "loop_watch", None)) is not None:
             body["loop"] = watch.figures()

@@ -59,7 +59,8 @@ def sign(key: str, path: str, ttl_seconds: int) -> str:
 def verify(key: str, path: str, expires: int, sig: str) -> None:
     if expires < time.time():
         raise Unauthorized("this download URL has expired; ask for a new one")
-    if not hmac.compare_digest(sig, _mac(key, path, expires)):
+    # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+    if not hmac.compare_digest(sig.encode(), _mac(key, path, expires).encode()):
         raise Unauthorized("invalid download URL signature")
 
 

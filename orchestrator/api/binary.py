@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.api import wire
 from orchestrator.api.deps import absolute_url, services
+from orchestrator.api.fields import AppId
+from orchestrator.api.responses import CHANGE, errors
 from orchestrator.services import Services
 
-router = APIRouter(prefix="/v1/applications/{app_id}", tags=["push"])
+router = APIRouter(prefix="/v1/applications/{app_id}", tags=["push"], responses=errors(401, 404))
 uploads = APIRouter(tags=["uploads"])
 
 
@@ -25,17 +27,17 @@ class BinaryUpdate(BaseModel):
     requirements: dict[str, Any] | None = None
 
 
-@router.get("/binary")
+@router.get("/binary", responses=errors(507))
 async def binary_upload_url(
-    app_id: str, request: Request, svc: Services = Depends(services)
+    app_id: AppId, request: Request, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     up = await svc.uploads.create(app_id, "binary")
     return {"upload_url": absolute_url(request, f"uploads/{up.token}"), "expires_at": up.expires_at}
 
 
-@router.put("/binary")
+@router.put("/binary", responses=CHANGE)
 async def binary_commit(
-    app_id: str, body: BinaryUpdate | None = None, svc: Services = Depends(services)
+    app_id: AppId, body: BinaryUpdate | None = None, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Ingest the uploaded package; devint now runs it.
 
@@ -47,14 +49,21 @@ async def binary_commit(
     return {"executable": wire.executable(exe)}
 
 
-@router.get("/executable")
-async def current_executable(app_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.get("/executable", responses=errors(409))
+async def current_executable(app_id: AppId, svc: Services = Depends(services)) -> dict[str, Any]:
     return wire.executable(await svc.push.current(app_id))
 
 
-@uploads.put("/uploads/{token}", status_code=200)
+@uploads.put(
+    "/uploads/{token}",
+    status_code=200,
+    responses=errors(401, 404, 409, 413, 507),
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {}}}}},
+)
 async def receive_upload(
     token: str, request: Request, svc: Services = Depends(services)
 ) -> dict[str, Any]:
+    """The body, streamed to disk: a package (push) or a run input. The token is the
+    secret (the SDK sends no key here): single use, it expires."""
     up = await svc.uploads.receive(token, request.stream())
     return {"upload_id": up.id, "size": up.size}

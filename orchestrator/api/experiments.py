@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query
@@ -12,14 +12,27 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import experiment_wire as wire
 from orchestrator.api.deps import services
+from orchestrator.api.fields import (
+    CHILD_ID_RULE,
+    PRIORITY,
+    AppId,
+    Description,
+    ExperimentId,
+    InputId,
+    InputSetId,
+    Name,
+)
 from orchestrator.api.instances import option_strings
+from orchestrator.api.responses import CHANGE, CREATE, REMOVE, SUMMARY, errors
 from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
 from orchestrator.models import InputSet
 from orchestrator.services import Services
 
-router = APIRouter(prefix="/v1/applications/{app_id}", tags=["experiments"])
+router = APIRouter(
+    prefix="/v1/applications/{app_id}", tags=["experiments"], responses=errors(401, 404)
+)
 
 
 class InputRef(BaseModel):
@@ -29,9 +42,9 @@ class InputRef(BaseModel):
 
 class InputSetBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str | None = None
-    name: str | None = None
-    description: str | None = None
+    id: Annotated[str | None, Field(json_schema_extra=CHILD_ID_RULE)] = None
+    name: Name = None
+    description: Description = None
     input_ids: list[str] | None = None
     inputs: list[InputRef] | None = None
     run_ids: list[str] | None = None
@@ -43,9 +56,9 @@ class InputSetBody(BaseModel):
 
 class InputBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str | None = None
-    name: str | None = None
-    description: str | None = None
+    id: Annotated[str | None, Field(json_schema_extra=CHILD_ID_RULE)] = None
+    name: Name = None
+    description: Description = None
     upload_id: str | None = None
     run_id: str | None = None
     format: dict[str, Any] | None = None
@@ -62,24 +75,24 @@ class BatchRunBody(BaseModel):
 
 class BatchBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str | None = None
-    name: str | None = None
-    description: str | None = None
+    id: Annotated[str | None, Field(json_schema_extra=CHILD_ID_RULE)] = None
+    name: Name = None
+    description: Description = None
     input_set_id: str | None = None
     instance_ids: list[str] | None = None
     version_ids: list[str] | None = None
     option_sets: dict[str, dict[str, Any]] | None = None
     runs: list[BatchRunBody] | None = None
-    repetitions: int = 1
+    repetitions: int = Field(1, json_schema_extra={"minimum": 1})
     baseline: str | None = None
-    objective: str = "min"
-    priority: int = EXPERIMENT_PRIORITY
+    objective: str = Field("min", json_schema_extra={"enum": ["min", "max"]})
+    priority: int = Field(EXPERIMENT_PRIORITY, json_schema_extra=PRIORITY)
 
 
 class NameBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    name: str | None = None
-    description: str | None = None
+    name: Name = None
+    description: Description = None
 
 
 async def _set(svc: Services, item: InputSet) -> dict[str, Any]:
@@ -87,8 +100,8 @@ async def _set(svc: Services, item: InputSet) -> dict[str, Any]:
 
 
 # --- managed inputs ---------------------------------------------------------------------------
-@router.post("/inputs", status_code=201)
-async def create_input(app_id: str, body: InputBody, svc: Services = Depends(services)) -> Any:
+@router.post("/inputs", status_code=201, responses=CREATE)
+async def create_input(app_id: AppId, body: InputBody, svc: Services = Depends(services)) -> Any:
     fmt = ((body.format or {}).get("input") or {}).get("type") or "json"
     if body.upload_id:
         item = await svc.inputs.from_upload(
@@ -103,37 +116,37 @@ async def create_input(app_id: str, body: InputBody, svc: Services = Depends(ser
     return wire.managed_input(item)
 
 
-@router.get("/inputs")
+@router.get("/inputs", responses=errors(422))
 async def list_inputs(
-    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+    app_id: AppId, pagereturn: bool = Query(False), svc: Services = Depends(services)
 ) -> Any:
     items = [wire.managed_input(i) for i in await svc.inputs.list(app_id)]
     return page(items, pagereturn)
 
 
 @router.get("/inputs/{input_id}")
-async def get_input(app_id: str, input_id: str, svc: Services = Depends(services)) -> Any:
+async def get_input(app_id: AppId, input_id: InputId, svc: Services = Depends(services)) -> Any:
     return wire.managed_input(await svc.inputs.get(app_id, input_id))
 
 
-@router.put("/inputs/{input_id}")
+@router.put("/inputs/{input_id}", responses=CHANGE)
 async def update_input(
-    app_id: str, input_id: str, body: NameBody, svc: Services = Depends(services)
+    app_id: AppId, input_id: InputId, body: NameBody, svc: Services = Depends(services)
 ) -> Any:
     return wire.managed_input(
         await svc.inputs.update(app_id, input_id, body.name, body.description)
     )
 
 
-@router.delete("/inputs/{input_id}", status_code=204)
-async def delete_input(app_id: str, input_id: str, svc: Services = Depends(services)) -> None:
+@router.delete("/inputs/{input_id}", status_code=204, responses=REMOVE)
+async def delete_input(app_id: AppId, input_id: InputId, svc: Services = Depends(services)) -> None:
     await svc.inputs.delete(app_id, input_id)
 
 
 # --- input sets -------------------------------------------------------------------------------
-@router.post("/experiments/inputsets", status_code=201)
+@router.post("/experiments/inputsets", status_code=201, responses=CREATE)
 async def create_input_set(
-    app_id: str, body: InputSetBody, svc: Services = Depends(services)
+    app_id: AppId, body: InputSetBody, svc: Services = Depends(services)
 ) -> Any:
     ids = [*(body.input_ids or []), *(i.id for i in body.inputs or [])]
     item = await svc.input_sets.create(
@@ -151,36 +164,40 @@ async def create_input_set(
     return await _set(svc, item)
 
 
-@router.get("/experiments/inputsets")
+@router.get("/experiments/inputsets", responses=errors(422))
 async def list_input_sets(
-    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+    app_id: AppId, pagereturn: bool = Query(False), svc: Services = Depends(services)
 ) -> Any:
     items = [await _set(svc, s) for s in await svc.input_sets.list(app_id)]
     return page(items, pagereturn)
 
 
 @router.get("/experiments/inputsets/{set_id}")
-async def get_input_set(app_id: str, set_id: str, svc: Services = Depends(services)) -> Any:
+async def get_input_set(
+    app_id: AppId, set_id: InputSetId, svc: Services = Depends(services)
+) -> Any:
     return await _set(svc, await svc.input_sets.get(app_id, set_id))
 
 
-@router.put("/experiments/inputsets/{set_id}")
+@router.put("/experiments/inputsets/{set_id}", responses=CHANGE)
 async def update_input_set(
-    app_id: str, set_id: str, body: InputSetBody, svc: Services = Depends(services)
+    app_id: AppId, set_id: InputSetId, body: InputSetBody, svc: Services = Depends(services)
 ) -> Any:
     ids = [*(body.input_ids or []), *(i.id for i in body.inputs or [])]
     item = await svc.input_sets.update(app_id, set_id, body.name, body.description, ids or None)
     return await _set(svc, item)
 
 
-@router.delete("/experiments/inputsets/{set_id}", status_code=204)
-async def delete_input_set(app_id: str, set_id: str, svc: Services = Depends(services)) -> None:
+@router.delete("/experiments/inputsets/{set_id}", status_code=204, responses=REMOVE)
+async def delete_input_set(
+    app_id: AppId, set_id: InputSetId, svc: Services = Depends(services)
+) -> None:
     await svc.input_sets.delete(app_id, set_id)
 
 
 # --- batch experiments ------------------------------------------------------------------------
-@router.post("/experiments/batch", status_code=201)
-async def start_batch(app_id: str, body: BatchBody, svc: Services = Depends(services)) -> Any:
+@router.post("/experiments/batch", status_code=201, responses=CREATE)
+async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(services)) -> Any:
     runs = [
         PlannedRun(r.input_id, r.instance_id, r.version_id, r.option_set, r.repetition or 0)
         for r in body.runs or []
@@ -205,9 +222,9 @@ async def start_batch(app_id: str, body: BatchBody, svc: Services = Depends(serv
     return wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))
 
 
-@router.get("/experiments/batch")
+@router.get("/experiments/batch", responses=errors(422))
 async def list_batches(
-    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+    app_id: AppId, pagereturn: bool = Query(False), svc: Services = Depends(services)
 ) -> Any:
     items = [
         wire.experiment_metadata(e, await svc.experiments.counts(app_id, e.id))
@@ -217,19 +234,21 @@ async def list_batches(
 
 
 @router.get("/experiments/batch/{exp_id}")
-async def get_batch(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+async def get_batch(app_id: AppId, exp_id: ExperimentId, svc: Services = Depends(services)) -> Any:
     exp = await svc.experiments.get(app_id, exp_id)
     return wire.experiment(exp, await svc.experiments.counts(app_id, exp_id))
 
 
 @router.get("/experiments/batch/{exp_id}/metadata")
-async def batch_metadata(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+async def batch_metadata(
+    app_id: AppId, exp_id: ExperimentId, svc: Services = Depends(services)
+) -> Any:
     exp = await svc.experiments.get(app_id, exp_id)
     return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))
 
 
 @router.get("/experiments/batch/{exp_id}/runs")
-async def batch_runs(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+async def batch_runs(app_id: AppId, exp_id: ExperimentId, svc: Services = Depends(services)) -> Any:
     exp = await svc.experiments.get(app_id, exp_id)
     runs = await svc.analysis.runs(exp)
     names = {i.id: i.name for i in await svc.inputs.list(app_id)}
@@ -243,31 +262,35 @@ async def batch_runs(app_id: str, exp_id: str, svc: Services = Depends(services)
     return Response(await anyio.to_thread.run_sync(render), media_type="application/json")
 
 
-@router.patch("/experiments/batch/{exp_id}")
+@router.patch("/experiments/batch/{exp_id}", responses=CHANGE)
 async def update_batch(
-    app_id: str, exp_id: str, body: NameBody, svc: Services = Depends(services)
+    app_id: AppId, exp_id: ExperimentId, body: NameBody, svc: Services = Depends(services)
 ) -> Any:
     exp = await svc.experiments.update(app_id, exp_id, body.name, body.description)
     return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))
 
 
-@router.patch("/experiments/batch/{exp_id}/cancel")
-async def cancel_batch(app_id: str, exp_id: str, svc: Services = Depends(services)) -> Any:
+@router.patch("/experiments/batch/{exp_id}/cancel", responses=REMOVE)
+async def cancel_batch(
+    app_id: AppId, exp_id: ExperimentId, svc: Services = Depends(services)
+) -> Any:
     exp = await svc.experiments.cancel(app_id, exp_id)
     return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))
 
 
-@router.delete("/experiments/batch/{exp_id}", status_code=204)
-async def delete_batch(app_id: str, exp_id: str, svc: Services = Depends(services)) -> None:
+@router.delete("/experiments/batch/{exp_id}", status_code=204, responses=REMOVE)
+async def delete_batch(
+    app_id: AppId, exp_id: ExperimentId, svc: Services = Depends(services)
+) -> None:
     await svc.experiments.delete(app_id, exp_id)
 
 
-@router.get("/experiments/batch/{exp_id}/summary")
+@router.get("/experiments/batch/{exp_id}/summary", responses=SUMMARY | errors(400, 422))
 async def batch_summary(
-    app_id: str,
-    exp_id: str,
+    app_id: AppId,
+    exp_id: ExperimentId,
     baseline: str | None = Query(None),
-    objective: str | None = Query(None),
+    objective: Literal["min", "max"] | None = Query(None),
     format: str = Query("json", pattern="^(json|csv)$"),
     svc: Services = Depends(services),
 ) -> Response:
@@ -278,10 +301,10 @@ async def batch_summary(
     return JSONResponse(summary.to_dict())
 
 
-@router.get("/experiments/batch/{exp_id}/gate")
+@router.get("/experiments/batch/{exp_id}/gate", responses=errors(400, 422))
 async def batch_gate(
-    app_id: str,
-    exp_id: str,
+    app_id: AppId,
+    exp_id: ExperimentId,
     expr: str = Query(..., description="e.g. 'result.value > baseline * 1.01'"),
     baseline: str | None = Query(None),
     svc: Services = Depends(services),
@@ -299,10 +322,12 @@ async def batch_gate(
     }
 
 
-@router.get("/experiments/batch/{exp_id}/report", response_class=HTMLResponse)
+@router.get(
+    "/experiments/batch/{exp_id}/report", response_class=HTMLResponse, responses=errors(400, 422)
+)
 async def batch_report(
-    app_id: str,
-    exp_id: str,
+    app_id: AppId,
+    exp_id: ExperimentId,
     baseline: str | None = Query(None),
     svc: Services = Depends(services),
 ) -> HTMLResponse:

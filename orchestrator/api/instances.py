@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import wire
 from orchestrator.api.deps import services
+from orchestrator.api.fields import CHILD_ID_RULE, AppId, Description, InstanceId, Name
+from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
 from orchestrator.errors import Invalid
 from orchestrator.ids import new_id
 from orchestrator.models import Instance, Limits
@@ -17,7 +19,9 @@ from orchestrator.registry.instances import InstanceChanges
 from orchestrator.registry.promote import promote
 from orchestrator.services import Services
 
-router = APIRouter(prefix="/v1/applications/{app_id}", tags=["instances"])
+router = APIRouter(
+    prefix="/v1/applications/{app_id}", tags=["instances"], responses=errors(401, 404)
+)
 
 
 class InstanceConfiguration(BaseModel):
@@ -29,11 +33,15 @@ class InstanceConfiguration(BaseModel):
 
 class InstanceBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    id: str | None = None
-    name: str | None = None
+    id: Annotated[str | None, Field(json_schema_extra=CHILD_ID_RULE)] = None
+    name: Name = None
     version_id: str | None = None
-    description: str | None = None
+    description: Description = None
     configuration: InstanceConfiguration | None = None
+
+
+class InstanceCreate(InstanceBody):
+    version_id: str  # an instance points at a version
 
 
 class LockBody(BaseModel):
@@ -43,10 +51,10 @@ class LockBody(BaseModel):
 
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version_id: str | None = None
-    name: str | None = None
-    description: str | None = None
-    instance_id: str | None = None
+    version_id: Annotated[str | None, Field(json_schema_extra=CHILD_ID_RULE)] = None
+    name: Name = None
+    description: Description = None
+    instance_id: Annotated[str | None, Field(json_schema_extra=CHILD_ID_RULE)] = None
 
 
 def option_strings(options: dict[str, Any] | None) -> dict[str, str] | None:
@@ -58,9 +66,9 @@ def option_strings(options: dict[str, Any] | None) -> dict[str, str] | None:
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in options.items()}
 
 
-@router.post("/instances", status_code=201)
+@router.post("/instances", status_code=201, responses=CREATE)
 async def create_instance(
-    app_id: str, body: InstanceBody, svc: Services = Depends(services)
+    app_id: AppId, body: InstanceCreate, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     if not body.version_id:
         raise Invalid("version_id is required: an instance points at a version")
@@ -79,9 +87,9 @@ async def create_instance(
     return wire.instance(await svc.instances.create(instance))
 
 
-@router.get("/instances")
+@router.get("/instances", responses=errors(422))
 async def list_instances(
-    app_id: str, pagereturn: bool = Query(False), svc: Services = Depends(services)
+    app_id: AppId, pagereturn: bool = Query(False), svc: Services = Depends(services)
 ) -> Any:
     items = [wire.instance(i) for i in await svc.instances.list(app_id)]
     return wire.page(items, pagereturn)
@@ -89,14 +97,14 @@ async def list_instances(
 
 @router.get("/instances/{instance_id}")
 async def get_instance(
-    app_id: str, instance_id: str, svc: Services = Depends(services)
+    app_id: AppId, instance_id: InstanceId, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return wire.instance(await svc.instances.get(app_id, instance_id))
 
 
-@router.put("/instances/{instance_id}")
+@router.put("/instances/{instance_id}", responses=CHANGE)
 async def update_instance(
-    app_id: str, instance_id: str, body: InstanceBody, svc: Services = Depends(services)
+    app_id: AppId, instance_id: InstanceId, body: InstanceBody, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     config = body.configuration
     changes = InstanceChanges(
@@ -110,24 +118,27 @@ async def update_instance(
     return wire.instance(await svc.instances.update(app_id, instance_id, changes))
 
 
-@router.put("/instances/{instance_id}/lock")
+@router.put("/instances/{instance_id}/lock", responses=CHANGE)
 async def lock_instance(
-    app_id: str, instance_id: str, body: LockBody, svc: Services = Depends(services)
+    app_id: AppId, instance_id: InstanceId, body: LockBody, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """A locked instance refuses changes and deletion (the SDK's ``locked=``)."""
     return wire.instance(await svc.instances.set_lock(app_id, instance_id, body.locked))
 
 
-@router.delete("/instances/{instance_id}", status_code=204)
+@router.delete("/instances/{instance_id}", status_code=204, responses=REMOVE | errors(422))
 async def delete_instance(
-    app_id: str, instance_id: str, force: bool = Query(False), svc: Services = Depends(services)
+    app_id: AppId,
+    instance_id: InstanceId,
+    force: bool = Query(False),
+    svc: Services = Depends(services),
 ) -> None:
     await svc.instances.delete(app_id, instance_id, force=force)
 
 
-@router.post("/promote")
+@router.post("/promote", responses=CREATE)
 async def promote_app(
-    app_id: str, body: PromoteBody, svc: Services = Depends(services)
+    app_id: AppId, body: PromoteBody, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     done = await promote(
         svc.store,

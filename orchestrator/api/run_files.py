@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import tarfile
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
+from orchestrator.api.fields import AppId, RunId
+from orchestrator.api.responses import INPUT_FILE, errors
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
@@ -62,7 +64,7 @@ async def output_value(
     return None
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: FilePath) -> Any:
     try:
         with path.open("rb") as fh:
             return json.load(fh)
@@ -92,7 +94,7 @@ async def file_response(svc: Services, run: Run, kind: str) -> Response:
 async def input_raw(svc: Services, run: Run) -> Response:
     if run.input_path is None:
         raise NotFound(f"run {run.id!r} has no input")
-    path = Path(run.input_path)
+    path = FilePath(run.input_path)
     if path.is_dir():
         archive = await anyio.to_thread.run_sync(
             _tar_once, path, svc.settings.home.run_dir(run.id) / "input.tar.gz"
@@ -104,7 +106,7 @@ async def input_raw(svc: Services, run: Run) -> Response:
 async def input_body(svc: Services, run: Run) -> Response:
     """``GET .../input``: the SDK calls ``.json()`` on it, so text comes back as a JSON string."""
     if run.input_format == "text" and run.input_path and run.input_size <= 5 * 1024 * 1024:
-        text = Path(run.input_path).read_text(errors="replace")
+        text = FilePath(run.input_path).read_text(errors="replace")
         return JSONResponse(text)
     response = await input_raw(svc, run)
     if run.input_format == "json":
@@ -112,7 +114,7 @@ async def input_body(svc: Services, run: Run) -> Response:
     return response
 
 
-def _tar_once(folder: Path, archive: Path, within: Path | None = None) -> Path:
+def _tar_once(folder: FilePath, archive: FilePath, within: FilePath | None = None) -> FilePath:
     """Regular files only; with ``within`` (a model's outputs), only if the folder
     really lies there: a model may have left links to anything (``confined``)."""
     if not archive.exists():
@@ -126,11 +128,16 @@ def _tar_once(folder: Path, archive: Path, within: Path | None = None) -> Path:
     return archive
 
 
-@downloads.get("/downloads/{app_id}/runs/{run_id}/{kind}")
+@downloads.get(
+    "/downloads/{app_id}/runs/{run_id}/{kind}",
+    responses=INPUT_FILE | errors(401, 404, 409, 422, 507),
+)
 async def download(
-    app_id: str,
-    run_id: str,
-    kind: str,
+    app_id: AppId,
+    run_id: RunId,
+    kind: Annotated[
+        str, Path(description="input or output", json_schema_extra={"enum": ["input", "output"]})
+    ],
     request: Request,
     expires: int = Query(...),
     sig: str = Query(...),

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import run_wire
 from orchestrator.api.deps import absolute_url, services
+from orchestrator.api.fields import PRIORITY, AppId, Description, Name, RunId
 from orchestrator.api.instances import option_strings
+from orchestrator.api.responses import CREATE, INPUT_FILE, OUTPUT_FILE, REMOVE, errors
 from orchestrator.api.run_files import file_response, input_body, output_value, signed_url
 from orchestrator.errors import Invalid
 from orchestrator.models import Limits, RunStatus
@@ -18,14 +20,18 @@ from orchestrator.runs.logs import read_live, read_log
 from orchestrator.runs.service import RunRequest
 from orchestrator.services import Services
 
-router = APIRouter(prefix="/v1/applications/{app_id}/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/v1/applications/{app_id}/runs", tags=["runs"], responses=errors(401, 404)
+)
 
 MAX_WAIT = 300.0
 
 
 class Queuing(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    priority: int | None = None
+    priority: int | None = Field(
+        default=None, description="1 runs first; default 6", json_schema_extra=PRIORITY
+    )
     disabled: bool | None = None
 
 
@@ -43,8 +49,8 @@ class RunBody(BaseModel):
     upload_id: str | None = None
     input_id: str | None = None
     options: dict[str, Any] | None = None
-    name: str | None = None
-    description: str | None = None
+    name: Name = None
+    description: Description = None
     configuration: RunConfiguration = Field(default_factory=RunConfiguration)
 
 
@@ -54,9 +60,9 @@ def _input_format(config: RunConfiguration) -> str | None:
     return str(kind) if kind else None
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=CREATE)
 async def create_run(
-    app_id: str,
+    app_id: AppId,
     body: RunBody,
     instance_id: str | None = Query(None),
     svc: Services = Depends(services),
@@ -88,13 +94,17 @@ async def create_run(
     return JSONResponse({"run_id": run.id, "id": run.id}, status_code=201)
 
 
-@router.get("")
+@router.get("", responses=errors(400, 422))
 async def list_runs(
-    app_id: str,
+    app_id: AppId,
     status: RunStatus | None = Query(None),
     instance_id: str | None = Query(None),
     limit: int = Query(50, ge=1, le=1000),
-    pagetoken: str | None = Query(None),
+    pagetoken: str | None = Query(
+        None,
+        description="next_page_token of the previous page",
+        json_schema_extra={"pattern": r"^$|^[^|]*\|.+$"},  # empty: the first page
+    ),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     before: tuple[str, str] | None = None
@@ -108,9 +118,9 @@ async def list_runs(
     return {"runs": [run_wire.list_item(r) for r in runs], "next_page_token": token}
 
 
-@router.post("/uploadurl")
+@router.post("/uploadurl", responses=errors(507))
 async def upload_url(
-    app_id: str, request: Request, svc: Services = Depends(services)
+    app_id: AppId, request: Request, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     up = await svc.uploads.create(app_id, "input")
     return {
@@ -120,10 +130,10 @@ async def upload_url(
     }
 
 
-@router.get("/{run_id}/metadata")
+@router.get("/{run_id}/metadata", responses=errors(422))
 async def run_metadata(
-    app_id: str,
-    run_id: str,
+    app_id: AppId,
+    run_id: RunId,
     wait: float = Query(0, ge=0, le=MAX_WAIT),
     svc: Services = Depends(services),
 ) -> Response:
@@ -131,10 +141,10 @@ async def run_metadata(
     return JSONResponse(run_wire.information(await svc.runs.wait(app_id, run_id, wait)))
 
 
-@router.get("/{run_id}")
+@router.get("/{run_id}", responses=errors(422))
 async def run_result(
-    app_id: str,
-    run_id: str,
+    app_id: AppId,
+    run_id: RunId,
     request: Request,
     format: str | None = Query(None),
     wait: float = Query(0, ge=0, le=MAX_WAIT),
@@ -151,10 +161,10 @@ async def run_result(
     return JSONResponse(body)  # as is: FastAPI's encoder is slow on large outputs
 
 
-@router.get("/{run_id}/output")
+@router.get("/{run_id}/output", responses=OUTPUT_FILE | errors(409, 507))
 async def run_output(
-    app_id: str,
-    run_id: str,
+    app_id: AppId,
+    run_id: RunId,
     request: Request,
     format: str | None = Query(None),
     svc: Services = Depends(services),
@@ -165,10 +175,10 @@ async def run_output(
     return await file_response(svc, run, "output")
 
 
-@router.get("/{run_id}/input")
+@router.get("/{run_id}/input", responses=INPUT_FILE | errors(507))
 async def run_input(
-    app_id: str,
-    run_id: str,
+    app_id: AppId,
+    run_id: RunId,
     request: Request,
     format: str | None = Query(None),
     svc: Services = Depends(services),
@@ -180,21 +190,25 @@ async def run_input(
 
 
 @router.get("/{run_id}/assets")
-async def run_assets(app_id: str, run_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+async def run_assets(
+    app_id: AppId, run_id: RunId, svc: Services = Depends(services)
+) -> dict[str, Any]:
     """The assets a model reported (``assets`` in its JSON output, or ``outputs/assets.json``)."""
     run = await svc.runs.get(app_id, run_id)
     return {"items": await svc.runs.assets(run)}
 
 
 @router.get("/{run_id}/logs")
-async def run_logs(app_id: str, run_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+async def run_logs(
+    app_id: AppId, run_id: RunId, svc: Services = Depends(services)
+) -> dict[str, Any]:
     run = await svc.runs.get(app_id, run_id)
     return {"log": read_log(svc.runs.log_path(run))}
 
 
-@router.get("/{run_id}/logs/live")
+@router.get("/{run_id}/logs/live", responses=errors(400))
 async def run_logs_live(
-    app_id: str, run_id: str, since: str | None = Query(None), svc: Services = Depends(services)
+    app_id: AppId, run_id: RunId, since: str | None = Query(None), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     run = await svc.runs.get(app_id, run_id)
     try:
@@ -206,11 +220,13 @@ async def run_logs_live(
     return read_live(svc.runs.log_path(run), offset, run.status)
 
 
-@router.patch("/{run_id}/cancel")
-async def cancel_run(app_id: str, run_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.patch("/{run_id}/cancel", responses=REMOVE)
+async def cancel_run(
+    app_id: AppId, run_id: RunId, svc: Services = Depends(services)
+) -> dict[str, Any]:
     return run_wire.information(await svc.runs.cancel(app_id, run_id))
 
 
-@router.delete("/{run_id}", status_code=204)
-async def delete_run(app_id: str, run_id: str, svc: Services = Depends(services)) -> None:
+@router.delete("/{run_id}", status_code=204, responses=REMOVE)
+async def delete_run(app_id: AppId, run_id: RunId, svc: Services = Depends(services)) -> None:
     await svc.runs.delete(app_id, run_id)

@@ -19,7 +19,7 @@ from orchestrator.cli.output import errors_to_exit, fail, print_json, record, sa
 from orchestrator.client import ClientError, OrchClient
 from orchestrator.config import Settings
 from orchestrator.home import Home
-from orchestrator.lifecycle import DaemonInfo
+from orchestrator.lifecycle import DaemonInfo, check_home
 
 app = typer.Typer(help="Start, stop and inspect the orch daemon.", no_args_is_help=True)
 
@@ -48,8 +48,17 @@ def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any]]:
         return None, {}
 
 
+StatusFdOption = typer.Option(
+    None, "--status-fd", hidden=True, help="A pipe for the one line of a failed start."
+)
+
+
 @app.command("run")
-def run_foreground(home: Path | None = HomeOption, port: int | None = PortOption) -> None:
+def run_foreground(
+    home: Path | None = HomeOption,
+    port: int | None = PortOption,
+    status_fd: int | None = StatusFdOption,
+) -> None:
     """Run the daemon in the foreground (logs to stderr) until Ctrl-C or SIGTERM."""
     # Imported here, not at the top: the server stack (uvicorn, FastAPI) is only
     # needed by this command and would slow every other CLI call down.
@@ -57,7 +66,7 @@ def run_foreground(home: Path | None = HomeOption, port: int | None = PortOption
 
     with errors_to_exit():
         settings = Settings.load(home_of(home), port=port)
-        run(settings)
+        run(settings, status_fd)
 
 
 @app.command("start")
@@ -72,14 +81,18 @@ def start(
         say(f"orch daemon already running at {info.url} (pid {info.pid})")
         typer.echo(info.url)
         return
-    h.create()
+    with errors_to_exit():  # a bad config, a read-only home, a full disk: one line, no child
+        check_home(Settings.load(h, port=port))
+    reason_pipe, status_fd = os.pipe()
     argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(h.root)]
-    if port is not None:
-        argv += ["--port", str(port)]
+    argv += ["--status-fd", str(status_fd)] + (["--port", str(port)] if port is not None else [])
     with h.log_file.open("ab") as log:
         child = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            pass_fds=(status_fd,),
+        )  # fmt: skip
+    os.close(status_fd)
+    os.set_blocking(reason_pipe, False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = running(h)
@@ -88,7 +101,7 @@ def start(
             typer.echo(info.url)
             return
         if child.poll() is not None:
-            fail(f"the daemon exited with code {child.returncode}:\n{_log_tail(h)}")
+            fail(f"the daemon could not start: {_reason(reason_pipe) or _log_tail(h)}")
         time.sleep(0.05)
     fail(f"the daemon did not answer within {timeout:.0f} s; see {h.log_file}")
 
@@ -117,10 +130,11 @@ def stop(
 
 @app.command("status")
 def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
-    """Show whether the daemon runs, where, and since when."""
+    """Show whether the daemon runs, where, since when, and the state of its disk."""
     h = home_of(home)
     info, healthz = health(h)
     runs = healthz.get("runs") or {}
+    disk = healthz.get("disk") or {}
     data = {
         "running": info is not None,
         "home": str(h.root),
@@ -130,6 +144,9 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         "runs_running": runs.get("running"),
         "runs_queued": runs.get("queued"),
         "isolation": _isolation(healthz.get("isolation")),
+        "disk_state": disk.get("state"),
+        "disk_free_mb": _mb(disk.get("free_bytes")),
+        "disk_low_threshold_mb": _mb(disk.get("low_threshold_bytes")),
         "api_key_file": str(h.api_key_file),
     }
     if as_json:
@@ -177,6 +194,20 @@ def _isolation(facts: dict[str, Any] | None) -> str | None:
     if facts.get("refused"):
         return f"MODELS REFUSED: {facts['refused']}"
     return ", ".join(facts.get("protections") or []) or "none"
+
+
+def _mb(size: int | None) -> float | None:
+    return None if size is None else round(size / (1024 * 1024), 1)
+
+
+def _reason(pipe: int) -> str:
+    """The one line a daemon that could not start wrote to its status pipe."""
+    try:
+        return os.read(pipe, 65536).decode(errors="replace").strip()
+    except OSError:  # nothing written (EAGAIN): it died before it could say why
+        return ""
+    finally:
+        os.close(pipe)
 
 
 def _log_tail(home: Home, lines: int = 20) -> str:

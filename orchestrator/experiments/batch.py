@@ -26,7 +26,7 @@ from orchestrator.experiments.inputs import (
     require_input,
 )
 from orchestrator.home import Home
-from orchestrator.ids import new_id, validate_child_id
+from orchestrator.ids import check_label, new_id, validate_child_id
 from orchestrator.models import (
     Experiment,
     ExperimentStatus,
@@ -95,6 +95,7 @@ class ExperimentService:
 
     async def start(self, req: BatchRequest) -> Experiment:
         exp_id = validate_child_id(req.experiment_id or new_id("batch"), "experiment")
+        check_label("experiment", req.name, req.description)
         await require_app(self.store.read, req.app_id)
         if await self.store.read.experiments.get(req.app_id, exp_id) is not None:
             raise Conflict(f"experiment {exp_id!r} already exists in app {req.app_id!r}")

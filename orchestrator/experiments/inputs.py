@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import Conflict, Invalid, NotFound
-from orchestrator.ids import new_id, new_token, validate_child_id
+from orchestrator.ids import check_label, new_id, new_token, validate_child_id
 from orchestrator.models import Experiment, InputSet, ManagedInput, RunStatus
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
@@ -39,6 +39,8 @@ def relabel(
     item: InputSet | ManagedInput | Experiment, name: str | None, description: str | None
 ) -> None:
     """The SDK PUTs whole objects back: a missing or blank name keeps the current one."""
+    kinds = {"InputSet": "input set", "ManagedInput": "input", "Experiment": "experiment"}
+    check_label(kinds[type(item).__name__], name, description)
     item.name = name or item.name
     item.description = item.description if description is None else description
 
@@ -53,7 +55,7 @@ async def require_input(repos: Repos, app_id: str, input_id: str) -> ManagedInpu
 class InputService:
     def __init__(self, store: Store, blobs: BlobStore, uploads: UploadService) -> None:
         self.store, self.blobs, self.uploads = store, blobs, uploads
-        self.scratch = uploads.settings.home.uploads
+        self.scratch = uploads.settings.home.scratch("inputs")
 
     def path(self, item: ManagedInput) -> Path:
         return self.blobs.path(item.sha256)
@@ -86,7 +88,11 @@ class InputService:
         if run.input_path is None or Path(run.input_path).is_dir():
             raise Invalid(f"run {run_id!r} has no single-file input to keep")
         copy = self.scratch / f"keep-{new_token()[:16]}"
-        shutil.copyfile(run.input_path, copy)
+        try:
+            shutil.copyfile(run.input_path, copy)
+        except BaseException:
+            copy.unlink(missing_ok=True)
+            raise
         return await self._keep(
             app_id,
             copy,
@@ -107,11 +113,16 @@ class InputService:
         description: str,
         run_id: str | None = None,
     ) -> ManagedInput:
-        if fmt in DIRECTORY_FORMATS:
-            path.unlink(missing_ok=True)
-            raise Invalid(f"{fmt} inputs cannot be kept in input sets yet: use json or text")
-        input_id = validate_child_id(input_id or new_id("input"), "input")
-        sha, size, _ = await self.blobs.add_file(path)
+        try:
+            if fmt in DIRECTORY_FORMATS:
+                raise Invalid(f"{fmt} inputs cannot be kept in input sets yet: use json or text")
+            input_id = validate_child_id(input_id or new_id("input"), "input")
+            check_label("input", name, description)
+            if await self.store.read.inputs.get(app_id, input_id) is not None:
+                raise Conflict(f"input {input_id!r} already exists in app {app_id!r}")
+            sha, size, _ = await self.blobs.add_file(path)
+        finally:
+            path.unlink(missing_ok=True)  # moved into the blob store, or refused
         item = ManagedInput(
             id=input_id,
             app_id=app_id,
@@ -175,6 +186,7 @@ class InputSetService:
         end_time: str | None = None,
     ) -> InputSet:
         set_id = validate_child_id(set_id or new_id("input-set"), "input set")
+        check_label("input set", name, description)
         await require_app(self.store.read, app_id)
         if await self.store.read.input_sets.get(app_id, set_id) is not None:
             raise Conflict(f"input set {set_id!r} already exists in app {app_id!r}")

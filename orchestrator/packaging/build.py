@@ -3,6 +3,9 @@
 Packages are content-addressed by the daemon, so the archive must be a pure
 function of the selected files' names, contents and executable bits: pushing an
 unchanged app twice must give the same sha256 and hence reuse the executable.
+Links inside the folder are followed (their targets are packaged as files);
+a selected file reached through a link that leaves the folder is refused,
+with the daemon's rule and message (``links``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator.errors import Unprocessable
+from orchestrator.packaging.links import check_selected
 from orchestrator.packaging.manifest import MANIFEST_FILE, Manifest
 
 SKIPPED_DIRS = frozenset({"__pycache__", ".git", ".venv"})
@@ -41,6 +45,7 @@ def build_package(app_dir: Path, dest: Path) -> BuildResult:
     manifest = Manifest.load(manifest_path)
     inside = os.path.relpath(dest.resolve(), app_dir.resolve())
     files = select_files(app_dir, manifest, skip={Path(inside).as_posix()})
+    check_selected(app_dir, files)  # the daemon's rule: no link out of the package
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:

@@ -9,6 +9,7 @@ rule, and a gzip bomb stops at ``max_bytes`` instead of filling the disk.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from orchestrator.errors import OrchError, TooLarge, Unprocessable
+from orchestrator.packaging.links import escapes, escaping_link
 from orchestrator.packaging.manifest import MANIFEST_FILE, Manifest
 
 CHUNK = 1024 * 1024
@@ -54,17 +56,22 @@ class _Budget:
 
 
 def inspect_and_unpack(
-    archive: Path, dest: Path, *, max_bytes: int, max_files: int
+    archive: Path, dest: Path, *, max_bytes: int, max_files: int, scratch: Path | None = None
 ) -> UnpackResult:
     """Unpack ``archive`` into ``dest`` (named by the package's sha256) atomically.
 
     If ``dest`` exists, this package was already unpacked and checked: it is
-    reused as is. On any failure nothing is left behind.
+    reused as is. The work happens in a folder under ``scratch`` (default: next
+    to ``dest``; on the same file system, so the result is renamed into place).
+    On any failure nothing is left behind, except what a killed process cannot
+    clean: that is why the daemon's ``scratch`` is emptied at every start.
     """
     if dest.is_dir():
         return _describe_existing(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.unpack-"))
+    scratch = scratch or dest.parent
+    scratch.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=scratch, prefix=f".{dest.name}.unpack-"))
     try:
         result, root = _unpack_checked(archive, work, max_bytes, max_files)
         try:
@@ -76,7 +83,7 @@ def inspect_and_unpack(
         dest.chmod(0o555)
         return result
     finally:
-        _remove_tree(work)
+        remove_tree(work)
 
 
 def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_files: int) -> int:
@@ -91,10 +98,10 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_files: int) -
         _extract(archive, dest, budget)
         _check_symlinks(dest)
     except OrchError as exc:
-        _remove_tree(dest)
+        remove_tree(dest)
         raise type(exc)(exc.message.replace("package", "input archive", 1)) from None
     except BaseException:
-        _remove_tree(dest)
+        remove_tree(dest)
         raise
     return budget.size
 
@@ -127,6 +134,8 @@ def _extract(archive: Path, tree: Path, budget: _Budget) -> None:
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise Unprocessable(f"package is corrupt or truncated: {exc}") from None
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the disk's fault, not the package's: it is not rejected for it
             raise Unprocessable(f"package could not be unpacked: {exc}") from None
 
 
@@ -275,13 +284,8 @@ def _check_symlinks(tree: Path) -> None:
     for root, dirs, files in os.walk(tree):
         for name in dirs + files:
             path = os.path.join(root, name)
-            if os.path.islink(path):
-                real = os.path.realpath(path)
-                if real != real_tree and not real.startswith(real_tree + os.sep):
-                    rel = os.path.relpath(path, tree)
-                    raise Unprocessable(
-                        f"package symlink {rel!r} resolves to a path outside the package"
-                    )
+            if os.path.islink(path) and escapes(path, real_tree):
+                raise escaping_link(os.path.relpath(path, tree))
 
 
 def _package_root(tree: Path) -> Path:
@@ -347,7 +351,8 @@ def _make_writable(path: Path) -> None:
         os.chmod(dirpath, 0o700)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
+    """Remove a tree that may hold read-only folders (an unpacked package)."""
     if path.exists():
         _make_writable(path)
         shutil.rmtree(path)

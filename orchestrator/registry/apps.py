@@ -7,7 +7,7 @@ import shutil
 
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.home import Home
-from orchestrator.ids import validate_id
+from orchestrator.ids import check_label, validate_id
 from orchestrator.models import RESERVED_INSTANCES, App, PointerMove
 from orchestrator.registry.gc import collect_garbage
 from orchestrator.registry.lookup import rename, require_app, require_instance
@@ -25,6 +25,7 @@ class AppService:
         validate_id(app_id, "app")
         if not name or not name.strip():
             raise Invalid("app name is required")
+        check_label("app", name, description)
         app = App(id=app_id, name=name, description=description or "")
         async with self.store.write() as w:
             if await w.apps.get(app_id) is not None:

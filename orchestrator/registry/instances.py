@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid
-from orchestrator.ids import validate_child_id
+from orchestrator.ids import check_label, validate_child_id
 from orchestrator.models import (
     DEVINT,
     RESERVED_INSTANCES,
@@ -61,6 +61,7 @@ def refuse_locked(instance: Instance, verb: str) -> None:
 def _applied(instance: Instance, changes: InstanceChanges) -> Instance:
     if changes.name is not None and not changes.name.strip():
         raise Invalid("instance name cannot be empty")
+    check_label("instance", changes.name, changes.description)
     return replace(
         instance,
         version_id=changes.version_id or instance.version_id,
@@ -85,6 +86,7 @@ async def insert_instance(
     w: Repos, settings: Settings, instance: Instance, action: str = "create"
 ) -> Instance:
     validate_child_id(instance.id, "instance")
+    check_label("instance", instance.name, instance.description)
     refuse_reserved(instance.id, "created")
     await require_version(w, instance.app_id, instance.version_id)
     settings.limits_for_class(instance.execution_class)

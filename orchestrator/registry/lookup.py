@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.ids import check_label
 from orchestrator.models import App, Executable, Instance, Version
 from orchestrator.store import Repos
 
@@ -47,6 +48,7 @@ class Named(Protocol):
 
 def rename(item: Named, name: str | None, description: str | None, kind: str) -> None:
     """Apply a new name and/or description; ``None`` keeps a field, a blank name is refused."""
+    check_label(kind, name, description)
     if name is not None:
         if not name.strip():
             raise Invalid(f"{kind} name cannot be empty")

@@ -72,6 +72,7 @@ class PushService:
                 self.home.executables / sha,
                 max_bytes=limit * 4,
                 max_files=self.settings.max_package_files,
+                scratch=self.home.scratch("unpack"),
             )
         )
         manifest = result.manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 
 from orchestrator.errors import Conflict
-from orchestrator.ids import new_id, validate_child_id
+from orchestrator.ids import check_label, new_id, validate_child_id
 from orchestrator.models import Version
 from orchestrator.registry.lookup import (
     rename,
@@ -22,6 +22,7 @@ async def insert_version(
     """Snapshot the app's current executable as a new version (inside a caller's transaction)."""
     version_id = version_id or new_id("version")
     validate_child_id(version_id, "version")
+    check_label("version", name, description)
     app = await require_app(w, app_id)
     exe = await require_current_executable(w, app)
     if await w.versions.get(app_id, version_id) is not None:

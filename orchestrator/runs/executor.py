@@ -135,11 +135,12 @@ class Executor:
     ) -> None:
         run = job.run
         result = await execution.wait()
+        disk = self.store.disk.witness(result.duration_seconds)  # before clean-up frees any
         gone()
         await asyncio.sleep(0)  # a run that got the slot spawns before this one is collected
         got = await self.backend.collect(job, prepared, result)
         tail = stderr_tail(Workspace.of(self.settings.home.run_dir(run.id)).stderr)
-        status, failure = outcome(result, run.limits, tail)
+        status, failure = disk.verdict(*outcome(result, run.limits, tail))
         if result.canceled and (told := self._ending.get(run.id)) is not None:
             status, failure = RunStatus.FAILED, told
         end = Finish(

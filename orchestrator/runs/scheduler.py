@@ -26,6 +26,7 @@ import asyncio
 import functools
 import heapq
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator.models import Failure, FailureKind, Run
@@ -39,9 +40,17 @@ Staging = asyncio.Task[tuple[Job, Any]]
 
 
 class Scheduler:
-    def __init__(self, executor: Executor, states: RunStates, concurrency: int) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        states: RunStates,
+        concurrency: int,
+        admit: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.executor, self.states = executor, states
         self.concurrency = max(1, concurrency)
+        self._admit = admit
+        """Whether queued runs may start now (not while the disk is low: see ``resume``)."""
         self._heap: list[tuple[int, str, str]] = []
         self._waiting: dict[str, Run] = {}
         """Queued runs by id, so starting one needs no re-read of its row."""
@@ -86,8 +95,14 @@ class Scheduler:
             await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             await asyncio.sleep(0)  # let a freed slot's next run start
 
+    def resume(self) -> None:
+        """Start what waits, now that ``admit`` says yes again (the disk has room)."""
+        self._pump()
+
     def _pump(self) -> None:
-        while not self._stopping and self._heap and self.active < self.concurrency:
+        while (
+            not self._stopping and self._heap and self.active < self.concurrency and self._admit()
+        ):
             _, _, run_id = heapq.heappop(self._heap)
             if (run := self._waiting.pop(run_id, None)) is not None:
                 staged = self._staged.pop(run_id, None)

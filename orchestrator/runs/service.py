@@ -14,7 +14,7 @@ import anyio
 
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid, NotFound
-from orchestrator.ids import new_id
+from orchestrator.ids import check_label, new_id
 from orchestrator.models import Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs import inputs
@@ -73,6 +73,7 @@ class RunService:
         """Resolve, check options and limits: everything that can refuse a run, no writes."""
         if not 1 <= req.priority <= 9:
             raise Invalid(f"priority must be between 1 and 9, got {req.priority}")
+        check_label("run", req.name, req.description)
         target = await resolve(self.store.read, req.app_id, req.instance_id, req.version_id)
         manifest = self.manifests.get(target.executable.id, target.executable.manifest)
         applied = apply_options(manifest, target.options, req.options)

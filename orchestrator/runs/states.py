@@ -69,10 +69,14 @@ class RunStates:
 
     async def claim(self, run: Run, placement: dict[str, Any] | None) -> bool:
         """queued -> running, naming where it runs; False if it was canceled meanwhile."""
-        async with self.store.single() as w:
-            claimed = await w.runs.transition(
-                run.id, RunStatus.RUNNING, [RunStatus.QUEUED], placement=placement
-            )
+
+        async def write() -> bool:
+            async with self.store.single() as w:
+                return await w.runs.transition(
+                    run.id, RunStatus.RUNNING, [RunStatus.QUEUED], placement=placement
+                )
+
+        claimed = await self.store.until_written(write)
         if claimed:
             run.status, run.placement = RunStatus.RUNNING, placement
             self.events.changed(run.id, RunStatus.RUNNING)
@@ -80,10 +84,14 @@ class RunStates:
 
     async def finish(self, run_id: str, end: Finish) -> bool:
         """running -> succeeded | failed | canceled, with what was measured."""
-        async with self.store.single() as w:
-            moved = await w.runs.transition(
-                run_id, end.status, expect=[RunStatus.RUNNING], **end.fields()
-            )
+
+        async def write() -> bool:
+            async with self.store.single() as w:
+                return await w.runs.transition(
+                    run_id, end.status, expect=[RunStatus.RUNNING], **end.fields()
+                )
+
+        moved = await self.store.until_written(write)
         if moved:
             self.events.changed(run_id, end.status)
         return moved

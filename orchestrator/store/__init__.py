@@ -7,10 +7,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
+from orchestrator.disk import DiskMonitor
+from orchestrator.errors import DiskFull
 from orchestrator.store.apps import AppRepo, HistoryRepo
 from orchestrator.store.db import Connection, Database
 from orchestrator.store.executables import ExecutableRepo
@@ -22,6 +28,10 @@ from orchestrator.store.uploads import Upload, UploadRepo
 from orchestrator.store.versions import InstanceRepo, VersionRepo
 
 __all__ = ["Repos", "Store", "Upload"]
+
+log = logging.getLogger("orch.store")
+T = TypeVar("T")
+RETRY_SECONDS = 5.0
 
 
 class Repos:
@@ -42,8 +52,10 @@ class Repos:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path)
+    def __init__(self, path: Path, disk: DiskMonitor | None = None) -> None:
+        self.db = Database(path, disk)
+        self.disk = self.db.disk
+        """The disk under the database: its writes give up the reserve when it fills."""
         self.heavy = HeavyReads(path)
         """Long reads on their own thread (``await store.heavy.call(work)``)."""
         self._read: Repos | None = None
@@ -66,6 +78,21 @@ class Store:
     async def write(self) -> AsyncIterator[Repos]:
         async with self.db.write() as conn:
             yield Repos(conn)
+
+    async def until_written(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Run ``write`` until it lands, waiting for room while the disk is full.
+
+        For the writes a run's life must never lose (its claim, its end): a run left
+        ``running`` in the database is worse than one recorded late. Each ``DiskFull``
+        already cost the reserve; the next try comes when space returns (or 5 s later).
+        """
+        while True:
+            try:
+                return await write()
+            except DiskFull as exc:
+                log.warning("a run's record waits for disk space: %s", exc.message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.disk.wait_for_space(), RETRY_SECONDS)
 
     @asynccontextmanager
     async def single(self) -> AsyncIterator[Repos]:

@@ -4,11 +4,18 @@ datasette's rule, applied to aiosqlite: every write goes through one
 connection, inside ``BEGIN IMMEDIATE``, so writers never race for the lock and
 a failed request rolls back whole. Reads use a second connection opened
 read-only (see ``ReaderConnection`` for why it runs on the event loop).
+
+A full disk is no crash: SQLite's "database or disk is full" becomes
+``DiskFull`` (the one error callers recognise), after the disk monitor has
+given up its reserve; a single statement is then tried once more, so the
+writes that end runs still land on a disk that just filled up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -17,10 +24,12 @@ from typing import Any
 
 import aiosqlite
 
+from orchestrator.disk import FULL_BYTES, DiskMonitor, is_disk_full
 from orchestrator.store.migrations import MIGRATIONS
 from orchestrator.threads import give_way_to_the_loop
 
 Row = sqlite3.Row
+log = logging.getLogger("orch.store")
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -28,6 +37,7 @@ _PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
 )
+_SQLITE_IOERR = 10
 
 
 class Connection:
@@ -77,17 +87,36 @@ class SingleStatement(WriterConnection):
     reason ``BEGIN IMMEDIATE`` exists; a second statement here is a bug.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, disk: DiskMonitor) -> None:
         super().__init__(conn)
+        self._disk = disk
         self._used = False
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         self._claim()
-        return await super().execute(sql, params)
+        params = tuple(params)
+        try:
+            return await super().execute(sql, params)
+        except sqlite3.Error as exc:
+            if not disk_full(exc, self._disk):
+                raise
+            self._disk.noticed_full()  # gives the reserve up: the statement fits now
+        try:
+            return await super().execute(sql, params)  # it rolled back whole: try once more
+        except sqlite3.Error as exc:
+            if disk_full(exc, self._disk):
+                raise self._disk.error() from exc
+            raise
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
         self._claim()
-        await super().executemany(sql, rows)
+        try:
+            await super().executemany(sql, rows)
+        except sqlite3.Error as exc:
+            if disk_full(exc, self._disk):
+                self._disk.noticed_full()
+                raise self._disk.error() from exc
+            raise
 
     def _claim(self) -> None:
         if self._used:
@@ -115,31 +144,38 @@ class ReaderConnection(Connection):
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, disk: DiskMonitor | None = None) -> None:
         self.path = path
+        self.disk = disk or DiskMonitor(path.parent)
         self._writer: aiosqlite.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
+        """Open and migrate; on failure nothing stays open (the writer's thread would keep
+        the process alive)."""
         self._writer = await _connect(str(self.path))
         try:
             await migrate(self._writer)
-        except BaseException:  # the writer's thread must not outlive a failed start
+            reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+        except BaseException:
             await self.close()
             raise
-        reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         reader.row_factory = sqlite3.Row
         reader.execute("PRAGMA busy_timeout=5000")
         self._reader = reader
 
     async def close(self) -> None:
         """Close both connections; the writer's thread must not outlive the daemon."""
-        if self._reader is not None:
-            self._reader.close()
-        if self._writer is not None:
-            await self._writer.close()
+        reader, writer = self._reader, self._writer
         self._reader = self._writer = None
+        if reader is not None:
+            reader.close()
+        if writer is not None:
+            try:
+                await writer.close()  # stops its thread even when the close itself fails
+            except sqlite3.Error as exc:  # e.g. the last checkpoint on a full disk
+                log.warning("closing the database: %s", exc)
 
     @property
     def reader(self) -> Connection:
@@ -151,21 +187,49 @@ class Database:
         """The writer for exactly one statement, in autocommit."""
         assert self._writer is not None, "database is not open"
         async with self._lock:
-            yield SingleStatement(self._writer)
+            yield SingleStatement(self._writer, self.disk)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Connection]:
-        """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``)."""
-        assert self._writer is not None, "database is not open"
+        """One write transaction: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``).
+
+        Whatever fails, the connection leaves the transaction (a failed ``COMMIT`` left
+        open would make every later ``BEGIN`` fail); a full disk raises ``DiskFull``.
+        """
+        writer = self._writer
+        assert writer is not None, "database is not open"
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
-                yield WriterConnection(self._writer)
-            except BaseException:
-                await self._writer.rollback()
+                await writer.execute("BEGIN IMMEDIATE")
+                yield WriterConnection(writer)
+                await self._commit(writer)
+            except BaseException as exc:
+                if writer.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await writer.rollback()
+                if isinstance(exc, sqlite3.Error) and disk_full(exc, self.disk):
+                    self.disk.noticed_full()
+                    raise self.disk.error() from exc
                 raise
-            else:
-                await self._writer.commit()
+
+    async def _commit(self, writer: aiosqlite.Connection) -> None:
+        """Commit; on a full disk, once more after the reserve is given up."""
+        try:
+            await writer.commit()
+        except sqlite3.Error as exc:
+            if not (disk_full(exc, self.disk) and writer.in_transaction):
+                raise
+            self.disk.noticed_full()
+            await writer.commit()
+
+
+def disk_full(exc: sqlite3.Error, disk: DiskMonitor) -> bool:
+    """SQLite's "disk is full", or an I/O error while the disk is full (the WAL index
+    cannot grow either)."""
+    if is_disk_full(exc):
+        return True
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code == _SQLITE_IOERR and disk.sample().free_bytes < FULL_BYTES
 
 
 class _WriterThreadConnection(sqlite3.Connection):
@@ -180,8 +244,12 @@ class _WriterThreadConnection(sqlite3.Connection):
 async def _connect(target: str) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(target, isolation_level=None, factory=_WriterThreadConnection)
     conn.row_factory = aiosqlite.Row
-    for pragma in _PRAGMAS:
-        await conn.execute(pragma)
+    try:
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
+    except BaseException:
+        await conn.close()
+        raise
     return conn
 
 

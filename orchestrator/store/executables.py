@@ -49,6 +49,10 @@ class ExecutableRepo:
         )
         return [to_executable(r) for r in rows]
 
+    async def ids(self) -> set[str]:
+        """Every recorded package (start-up compares them with the folders on disk)."""
+        return {r["id"] for r in await self.conn.all("SELECT id FROM executables")}
+
     async def unreferenced(self) -> list[tuple[str, str]]:
         """(id, blob_path) of executables no app, version or unfinished run points at."""
         rows = await self.conn.all(

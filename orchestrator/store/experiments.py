@@ -75,6 +75,10 @@ class InputRepo:
                 out.append(sha)
         return out
 
+    async def all_shas(self) -> set[str]:
+        """The blobs kept inputs use, across apps (start-up compares them with the files)."""
+        return {r["sha256"] for r in await self.conn.all("SELECT DISTINCT sha256 FROM inputs")}
+
     async def shas_of_app(self, app_id: str) -> builtins.list[str]:
         rows = await self.conn.all("SELECT DISTINCT sha256 FROM inputs WHERE app_id = ?", (app_id,))
         return [r["sha256"] for r in rows]

@@ -202,7 +202,7 @@ CREATE TABLE runs_v4 (
     failure_kind     TEXT CHECK (failure_kind IN (
                          'exit', 'signal', 'timeout', 'memory', 'cpu', 'output', 'disk',
                          'processes', 'open_files', 'spawn', 'environment', 'isolation',
-                         'crash', 'worker_lost', 'daemon_stopped', 'external')),
+                         'crash', 'worker_lost', 'daemon_stopped', 'external', 'disk_full')),
     failure_limit    REAL,
     failure_measured REAL,
     failure_detail   TEXT NOT NULL DEFAULT '',

@@ -63,3 +63,6 @@ class UploadRepo:
     async def expired(self, at: str) -> list[Upload]:
         rows = await self.conn.all("SELECT * FROM uploads WHERE expires_at < ?", (at,))
         return [Upload(**dict(r)) for r in rows]
+
+    async def all(self) -> list[Upload]:
+        return [Upload(**dict(r)) for r in await self.conn.all("SELECT * FROM uploads")]

@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from orchestrator.api.responses import errors
 from orchestrator.console.guard import check_host, console_of, read_form, session
 from orchestrator.console.pages.base import see_other
 from orchestrator.console.render import page
 from orchestrator.console.sessions import COOKIE, IDLE_TTL, Session
 
 router = APIRouter(include_in_schema=False)
-api = APIRouter(prefix="/v1/console", tags=["console"])
+api = APIRouter(prefix="/v1/console", tags=["console"], responses=errors(401, 507))
 
 
 def safe_next(value: str | None) -> str:

@@ -1,0 +1,57 @@
+"""Request fields shared by the routers: path IDs with their documented rules, and capped
+names and descriptions.
+
+Path IDs are documented with the rule they follow (pattern and length) but not
+enforced here: an ID that breaks its rule names nothing that exists, so the
+lookup answers 404 as for any other unknown ID, which is what clients (the
+SDK's ``exists`` checks) expect. Names and descriptions are enforced here and
+again in the domain (``ids.check_label``), the one cap for every entry point.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import Field
+from pydantic.json_schema import JsonDict
+
+from orchestrator.ids import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH
+
+APP_ID_RULE: JsonDict = {
+    "pattern": r"^[a-z0-9][a-z0-9.-]{1,28}[a-z0-9]$",
+    "minLength": 3,
+    "maxLength": 30,
+}
+CHILD_ID_RULE: JsonDict = {
+    "pattern": r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$",
+    "minLength": 1,
+    "maxLength": 64,
+}
+PRIORITY: JsonDict = {"minimum": 1, "maximum": 9}
+"""Documented, checked by the run service (a 400 that names the rule)."""
+RUN_ID_RULE: JsonDict = {"pattern": r"^run-[0-9a-z]{16}$", "minLength": 20, "maxLength": 20}
+
+
+def _path(description: str, rule: JsonDict) -> object:
+    return Path(description=description, json_schema_extra=rule)
+
+
+AppId = Annotated[
+    str, _path("App ID: 3-30 of a-z 0-9 . -, not starting or ending with - or .", APP_ID_RULE)
+]
+VersionId = Annotated[str, _path("Version ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)]
+InstanceId = Annotated[
+    str,
+    _path(
+        "Instance ID: 1-64 of letters, digits . - _ (devint, latest, default too)", CHILD_ID_RULE
+    ),
+]
+InputId = Annotated[str, _path("Managed input ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)]
+InputSetId = Annotated[str, _path("Input set ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)]
+ExperimentId = Annotated[str, _path("Experiment ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)]
+RunId = Annotated[str, _path("Run ID, as orch made it: run- and 16 characters", RUN_ID_RULE)]
+
+Name = Annotated[str | None, Field(max_length=MAX_NAME_LENGTH)]
+Description = Annotated[str | None, Field(max_length=MAX_DESCRIPTION_LENGTH)]
+RequiredName = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]

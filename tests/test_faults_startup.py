@@ -1,0 +1,92 @@
+"""A daemon that cannot start says why in one line, within seconds, and leaves nothing running.
+
+Full disk (on a tmpfs the test mounts and fills), read-only home (the same
+tmpfs remounted read-only), bad config: ``orch daemon run`` and ``orch daemon
+start`` both exit non-zero with one line on stderr, and no process names the
+home afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.faults import fill, orch, processes_using, remount, tmpfs
+from tests.helpers import Daemon
+
+CONFIG = "disk_low_mb = 8\ndisk_reserve_mb = 4\n"
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "disk", 32) as mounted:
+        yield mounted
+
+
+def _refused(home: Path, *words: str) -> list[str]:
+    """``daemon run`` and ``daemon start`` on ``home``: each fails fast with one line."""
+    lines = []
+    for command in ("run", "start"):
+        started = time.monotonic()
+        done = orch("daemon", command, "--home", str(home), "--port", "0", timeout=30)
+        assert done.returncode != 0, (command, done.stdout, done.stderr)
+        assert time.monotonic() - started < 10, command
+        line = done.stderr.strip()
+        assert line and "\n" not in line, (command, done.stderr)
+        assert "Traceback" not in line
+        for word in words:
+            assert word in line, (command, line)
+        lines.append(line)
+    assert not processes_using(home), "a process was left behind"
+    return lines
+
+
+def test_start_up_on_a_full_disk(disk: Path) -> None:
+    home = disk / "home"
+    d = Daemon.start(home, config=CONFIG)
+    d.client().post("/v1/applications", json={"id": "kept", "name": "Kept"})
+    d.stop()
+    ballast = fill(disk)
+    _refused(home, "disk", "full", "MiB")
+    _refused(disk / "fresh-home", "disk", "full")  # a home never started before, too
+    ballast.unlink()
+    started = orch("daemon", "start", "--home", str(home), "--port", "0")
+    assert started.returncode == 0, started.stderr
+    assert orch("daemon", "stop", "--home", str(home)).returncode == 0
+
+
+def test_start_up_on_a_read_only_home(disk: Path) -> None:
+    home = disk / "home"
+    Daemon.start(home, config=CONFIG).stop()
+    remount(disk, "ro")
+    try:
+        _refused(home, "read-only", str(home))
+    finally:
+        remount(disk, "rw")
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ('host = "0.0.0.0"\n', "127.0.0.1 only"),
+        ('concurrency = "four"\n', "concurrency"),
+        ("colour = 3\n", "colour"),
+        ("concurrency = \n", "not valid TOML"),
+        ("disk_low_mb = -1\n", "disk_low_mb"),
+    ],
+)
+def test_a_bad_config_is_one_line(tmp_path: Path, config: str, named: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(config)
+    _refused(home, named)
+
+
+def test_a_broken_database_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "orch.db").write_bytes(b"this is not a database" * 100)
+    _refused(home, "orch.db")
