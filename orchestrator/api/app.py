@@ -55,12 +55,19 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        """Open (no key): liveness, and how busy the queue is."""
+        """Open (no key): liveness, how busy the queue is, and what runs the models."""
         scheduler = svc.runs.scheduler
+        backend = scheduler.executor.backend
         body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
+            "backend": {
+                "name": backend.name,
+                "slots": backend.slots,
+                "isolation": backend.isolation,
+                **backend.details,
+            },
         }
         if (watch := getattr(app.state, "loop_watch", None)) is not None:
             body["loop"] = watch.figures()

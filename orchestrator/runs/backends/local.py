@@ -23,6 +23,7 @@ import anyio
 from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
 from orchestrator.models import Failure, FailureKind, Run, epoch
+from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.backend import Collected, Execution, Job, StartFailed
 from orchestrator.runs.cgroups import run_groups
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
@@ -74,6 +75,32 @@ class Staged:
     ws: Workspace
 
 
+def stage(run: Run, run_dir: Path, package: Path, manifest: Manifest, python: str) -> Staged:
+    """The run's workspace in ``run_dir`` and the command that runs it in the sandbox.
+
+    The one place a run's process is described, wherever it runs: the local backend
+    calls it on this machine, the dask backend on the worker (with the worker's paths
+    for the package, the input and the interpreter)."""
+    ws = prepare(
+        run_dir,
+        package,
+        manifest,
+        run.input_format,
+        Path(run.input_path) if run.input_path else None,
+    )
+    spec = ProcessSpec(
+        argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
+        cwd=ws.cwd,
+        env=model_env(run, ws, python),
+        stdin=ws.stdin,
+        stdout=ws.stdout,
+        stderr=ws.stderr,
+        limits=run.limits,
+        label=run.id,
+    )
+    return Staged(spec, ws)
+
+
 @dataclass
 class LocalExecution:
     """A model process tree in the sandbox; its placement is what recovery needs."""
@@ -113,6 +140,10 @@ class LocalBackend:
     def isolation(self) -> dict[str, Any]:
         return {"containment": self.sandbox.containment}
 
+    @property
+    def details(self) -> dict[str, Any]:
+        return {}
+
     async def prepare(self, job: Job) -> Staged:
         run, exe, manifest = job.run, job.executable, job.manifest
         try:
@@ -120,24 +151,7 @@ class LocalBackend:
         except EnvFailed as exc:
             raise StartFailed(Failure(FailureKind.ENVIRONMENT, detail=exc.detail)) from None
         package = self.settings.home.executables / exe.id
-        ws = prepare(
-            self.settings.home.run_dir(run.id),
-            package,
-            manifest,
-            run.input_format,
-            Path(run.input_path) if run.input_path else None,
-        )
-        spec = ProcessSpec(
-            argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
-            cwd=ws.cwd,
-            env=model_env(run, ws, python),
-            stdin=ws.stdin,
-            stdout=ws.stdout,
-            stderr=ws.stderr,
-            limits=run.limits,
-            label=run.id,
-        )
-        return Staged(spec, ws)
+        return stage(run, self.settings.home.run_dir(run.id), package, manifest, python)
 
     def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
         """Once its staging has stopped, the workspace is cleared, keeping the input."""
@@ -169,18 +183,7 @@ class LocalBackend:
         """Local processes never survive their daemon: kill what is left of every run a
         previous daemon ran, and of runs it spawned without writing them down."""
         for run in running:
-            where = run.placement or {}
-            cgroup = where.get("cgroup")
-            try:
-                kill_leftovers(
-                    where.get("pid"),
-                    where.get("pgid"),
-                    cgroup.split(",") if cgroup else [],
-                    epoch(run.started_at),
-                    label=run.id,
-                )
-            except Exception:  # a failed sweep must not keep the daemon from starting
-                log.exception("could not sweep the processes of run %s", run.id)
+            sweep_leftovers(run)
         self._sweep_unwritten(queued, known)
         return {}
 
@@ -210,6 +213,23 @@ class LocalBackend:
 
     async def close(self) -> None:
         self.sandbox.close()
+
+
+def sweep_leftovers(run: Run) -> None:
+    """Kill what survived of a run a previous daemon ran on this machine (its placement
+    names its pid, process group and cgroups)."""
+    where = run.placement or {}
+    cgroup = where.get("cgroup")
+    try:
+        kill_leftovers(
+            where.get("pid"),
+            where.get("pgid"),
+            cgroup.split(",") if cgroup else [],
+            epoch(run.started_at),
+            label=run.id,
+        )
+    except Exception:  # a failed sweep must not keep the daemon from starting
+        log.exception("could not sweep the processes of run %s", run.id)
 
 
 def _size(path: Path) -> int:
