@@ -3,6 +3,7 @@
 Example ``config.toml``::
 
     concurrency = 4
+    executor = "dask://127.0.0.1:8786"  # run models on a Dask cluster (default "local")
     python_envs = "daemon"          # run python apps on the daemon's interpreter (offline)
     max_upload_mb = 500
 
@@ -33,6 +34,7 @@ DEFAULT_LIMITS = Limits(
     output_mb=1024,
     open_files=1024,
     processes=256,
+    retries=0,
 )
 DEFAULT_EXECUTION_CLASSES = {
     "small": Limits(memory_mb=512, cpu_seconds=300, timeout_seconds=300, processes=64),
@@ -62,6 +64,11 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     loop_monitor: bool = False
     """Measure event-loop stalls and report them in /healthz (benchmarks)."""
+    executor: str = "local"
+    """Where models run: ``local`` (this machine's sandbox) or ``dask://HOST:PORT``."""
+
+    def __post_init__(self) -> None:
+        dask_address(self.executor)  # refuse a bad executor before anything starts
 
     def limits_for_class(self, name: str | None) -> Limits:
         """Limits of a named class; a name orch does not know adds none.
@@ -84,6 +91,24 @@ class Settings:
         values.update(_from_env())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(home=home, **values)
+
+
+DASK_SCHEME = "dask://"
+DASK_DEFAULT_PORT = 8786
+
+
+def dask_address(executor: str) -> str | None:
+    """The scheduler address (``tcp://HOST:PORT``) of a ``dask://HOST[:PORT]`` executor;
+    None for ``local``. Plain text parsing: choosing dask imports nothing until used."""
+    if executor == "local":
+        return None
+    if not executor.startswith(DASK_SCHEME):
+        raise Invalid(f"executor {executor!r} is neither 'local' nor 'dask://HOST:PORT'")
+    where = executor[len(DASK_SCHEME) :].rstrip("/")
+    host, _, port = where.rpartition(":") if ":" in where else (where, "", "")
+    if not host or "/" in host or (port and not port.isdigit()):
+        raise Invalid(f"executor {executor!r}: expected dask://HOST:PORT")
+    return f"tcp://{host}:{port or DASK_DEFAULT_PORT}"
 
 
 def _from_toml(text: str) -> dict[str, Any]:
@@ -121,6 +146,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ORCH_PYTHON_ENVS": ("python_envs", str),
     "ORCH_MAX_UPLOAD_MB": ("max_upload_mb", int),
     "ORCH_LOOP_MONITOR": ("loop_monitor", _flag),
+    "ORCH_EXECUTOR": ("executor", str),
 }
 
 

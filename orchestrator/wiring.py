@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, dask_address
 from orchestrator.environments import Environments
+from orchestrator.errors import Unavailable
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
@@ -62,6 +63,23 @@ class Engine:
         await self.services.store.close()
 
 
+async def make_backend(settings: Settings, envs: Environments) -> Backend:
+    """The backend the settings name; the dask one (and Dask itself) is imported only
+    when chosen, so the default install stays lean."""
+    address = dask_address(settings.executor)
+    if address is None:
+        sandbox = Sandbox(sample_seconds=settings.memory_sample_seconds)
+        log.info("process containment: %s", sandbox.containment)
+        return LocalBackend(settings, sandbox, envs)
+    try:
+        from orchestrator.runs.backends.dask.backend import DaskBackend
+    except ImportError as exc:
+        raise Unavailable(
+            f"the dask executor needs the dask extra (pip install 'orch[dask]'): {exc}"
+        ) from None
+    return await DaskBackend.connect(settings, address)
+
+
 async def build_engine(settings: Settings) -> Engine:
     home = settings.home
     store = Store(home.db)
@@ -71,11 +89,11 @@ async def build_engine(settings: Settings) -> Engine:
     events = RunEvents()
     states = RunStates(store, events)
     manifests = ManifestCache()
-    sandbox = Sandbox(sample_seconds=settings.memory_sample_seconds)
-    log.info("process containment: %s", sandbox.containment)
-    backend = LocalBackend(settings, sandbox, envs)
+    backend = await make_backend(settings, envs)
     executor = Executor(store, settings, backend, states, manifests)
     scheduler = Scheduler(executor, states, backend.slots)
+    if (watch_slots := getattr(backend, "watch_slots", None)) is not None:
+        watch_slots(scheduler.resize)  # a cluster's slots follow its workers
     uploads = UploadService(store, settings)
     push = PushService(store, settings, blobs, envs.on_new_executable)
     runs = RunService(store, settings, uploads, scheduler, executor, states, events, manifests)

@@ -25,6 +25,12 @@ app = typer.Typer(help="Start, stop and inspect the orch daemon.", no_args_is_he
 PortOption = typer.Option(
     None, "--port", envvar="ORCH_PORT", help="TCP port on 127.0.0.1 (0 picks a free one)."
 )
+ExecutorOption = typer.Option(
+    None,
+    "--executor",
+    help="Where models run: 'local' (default) or a Dask cluster, dask://HOST:PORT "
+    "(needs the dask extra). Also 'executor' in config.toml or ORCH_EXECUTOR.",
+)
 
 
 def running(home: Home) -> DaemonInfo | None:
@@ -46,14 +52,18 @@ def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any]]:
 
 
 @app.command("run")
-def run_foreground(home: Path | None = HomeOption, port: int | None = PortOption) -> None:
+def run_foreground(
+    home: Path | None = HomeOption,
+    port: int | None = PortOption,
+    executor: str | None = ExecutorOption,
+) -> None:
     """Run the daemon in the foreground (logs to stderr) until Ctrl-C or SIGTERM."""
     # Imported here, not at the top: the server stack (uvicorn, FastAPI) is only
     # needed by this command and would slow every other CLI call down.
     from orchestrator.daemon import run
 
     with errors_to_exit():
-        settings = Settings.load(home_of(home), port=port)
+        settings = Settings.load(home_of(home), port=port, executor=executor)
         run(settings)
 
 
@@ -61,10 +71,13 @@ def run_foreground(home: Path | None = HomeOption, port: int | None = PortOption
 def start(
     home: Path | None = HomeOption,
     port: int | None = PortOption,
+    executor: str | None = ExecutorOption,
     timeout: float = typer.Option(20.0, help="Seconds to wait for the daemon to answer."),
 ) -> None:
     """Start the daemon in the background; returns once it answers, and prints its URL."""
     h = home_of(home)
+    with errors_to_exit():  # a bad --executor is refused here, not in the daemon's log
+        Settings.load(h, executor=executor)
     if (info := running(h)) is not None:
         say(f"orch daemon already running at {info.url} (pid {info.pid})")
         typer.echo(info.url)
@@ -73,6 +86,8 @@ def start(
     argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(h.root)]
     if port is not None:
         argv += ["--port", str(port)]
+    if executor is not None:
+        argv += ["--executor", executor]
     with h.log_file.open("ab") as log:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -126,6 +141,7 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         "uptime_seconds": round(time.time() - info.started_at, 1) if info else None,
         "runs_running": runs.get("running"),
         "runs_queued": runs.get("queued"),
+        **_backend_fields(healthz.get("backend") or {}),
         "api_key_file": str(h.api_key_file),
     }
     if as_json:
@@ -134,6 +150,14 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         record(data, [(k, k) for k in data])
     if info is None:
         raise typer.Exit(1)
+
+
+def _backend_fields(backend: dict[str, Any]) -> dict[str, Any]:
+    """Which backend runs the models, with its slots (and a cluster's workers)."""
+    fields = {"executor": backend.get("name"), "slots": backend.get("slots")}
+    if "workers" in backend:
+        fields |= {"scheduler": backend.get("scheduler"), "workers": backend.get("workers")}
+    return fields
 
 
 def _log_tail(home: Home, lines: int = 20) -> str:
