@@ -89,7 +89,11 @@ async def build_engine(settings: Settings) -> Engine:
     events = RunEvents()
     states = RunStates(store, events)
     manifests = ManifestCache()
-    backend = await make_backend(settings, envs)
+    try:
+        backend = await make_backend(settings, envs)
+    except BaseException:
+        await store.close()  # its writer thread would keep the process alive
+        raise
     executor = Executor(store, settings, backend, states, manifests)
     scheduler = Scheduler(executor, states, backend.slots)
     if (watch_slots := getattr(backend, "watch_slots", None)) is not None:

@@ -11,6 +11,7 @@ cluster only ever sees tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from distributed import Client
+from distributed import Client, Future
 
 from orchestrator.config import Settings
 from orchestrator.errors import OrchError, Unavailable
@@ -42,7 +43,7 @@ from orchestrator.runs.backends.dask.protocol import (
     dataset_name,
 )
 from orchestrator.runs.backends.dask.recovery import reattach
-from orchestrator.runs.backends.dask.shipping import Shipper
+from orchestrator.runs.backends.dask.shipping import Shipper, archive
 from orchestrator.runs.backends.dask.worker import RunnerPlugin
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, collect
@@ -68,24 +69,28 @@ class DaskBackend:
     def __init__(self, settings: Settings, client: Client, address: str) -> None:
         self.settings, self.client, self.address = settings, client, address
         self.background = Background()
-        self.ctx = Context(client, tenant(settings), address, settings.home.runs, self.background)
-        self.cluster = Cluster(client, address, self.background)
         self.shipper = Shipper(client)
+        self.ctx = Context(
+            client, tenant(settings), address, settings.home.runs, self.background, self._reship
+        )
+        self.cluster = Cluster(client, address, self.background)
         self.executions: dict[str, DaskExecution] = {}
         self.logs = LogPuller(client, settings.home.runs, lambda: self.executions.values())
 
     @classmethod
     async def connect(cls, settings: Settings, address: str) -> DaskBackend:
         """Connect to the scheduler, install the worker plugin, watch the cluster."""
+        client = Client(
+            address,
+            asynchronous=True,
+            set_as_default=False,
+            name="orch-daemon",
+            timeout=CONNECT_SECONDS,
+        )
         try:
-            client = await Client(
-                address,
-                asynchronous=True,
-                set_as_default=False,
-                name="orch-daemon",
-                timeout=CONNECT_SECONDS,
-            )
+            await client
         except (OSError, TimeoutError) as exc:
+            await client.close()
             raise Unavailable(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         backend = cls(settings, client, address)
         await client.register_plugin(RunnerPlugin(), name=PLUGIN_NAME)
@@ -167,6 +172,17 @@ class DaskBackend:
             return await self.shipper.ship_folder(path)
         in_blob_store = path.parent.parent == self.settings.home.blobs
         return await self.shipper.ship_file(path, path.name if in_blob_store else None)
+
+    async def _reship(self, spec: TaskSpec) -> list[Future]:
+        """What a run reads, on the cluster again (a retry after a lost worker, which may
+        have held the only copy); read from the daemon's own files, by the same hashes."""
+        package = self.settings.home.blobs / spec.package.sha256[:2] / spec.package.sha256
+        futures = [await self.shipper.refresh(spec.package, package.read_bytes)]
+        if spec.input is not None and spec.run.input_path is not None:
+            path = Path(spec.run.input_path)
+            read = functools.partial(archive, path) if spec.input.folder else path.read_bytes
+            futures.append(await self.shipper.refresh(spec.input, read))
+        return futures
 
     def _caps(self) -> UnpackCaps:
         s = self.settings

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ from orchestrator.runs.process import ProcessResult
 
 log = logging.getLogger("orch.dask.execution")
 
+FREE_RESTARTS = 2
+"""Times a run whose package or input was lost with a worker before anything of it started
+is submitted again (no rerun: its model never ran), whatever its retries limit."""
+
 
 @dataclass(frozen=True)
 class Context:
@@ -45,6 +50,8 @@ class Context:
     scheduler: str
     runs_dir: Path
     background: Background
+    reship: Callable[[TaskSpec], Awaitable[list[Future]]]
+    """The blobs of a run, shipped again where a lost worker held their only copy."""
 
 
 def submit(ctx: Context, spec: TaskSpec) -> Future:
@@ -77,6 +84,7 @@ class DaskExecution:
         self._lost = asyncio.Event()
         self._lost_why = ""
         self._started = time.monotonic()
+        self._restarts_left = FREE_RESTARTS
         self._published: asyncio.Task[None] | None = None
         if not published:
             self._published = asyncio.create_task(self._publish())
@@ -100,6 +108,10 @@ class DaskExecution:
         try:
             while True:
                 got = await self._attempt_outcome()
+                if isinstance(got, TaskResult) and got.restartable and self._restarts_left > 0:
+                    self._restarts_left -= 1
+                    await self._again(f"[orch] {got.facts.failure and got.facts.failure.detail}")
+                    continue
                 if isinstance(got, TaskResult):
                     self.result = got
                     return got.facts
@@ -177,19 +189,24 @@ class DaskExecution:
         return got
 
     async def _retry(self, why: str) -> None:
-        """Start the run again as a new task (a new key: the old one stays refused)."""
+        """Start the run again after its worker was lost, as its retries limit allows."""
         self.retries_left -= 1
+        await self._again(
+            f"[orch] {why} while it ran this run; starting it again on another worker "
+            f"(attempt {self.spec.attempt + 1}, retries left: {self.retries_left})"
+        )
+
+    async def _again(self, note: str) -> None:
+        """A new task (a new key: the old one stays refused), with what it reads shipped
+        again if need be, and a line in the run's log saying why."""
         old = self.future
         self.spec = self.spec.next_attempt()
-        note = (
-            f"[orch] {why} while it ran this run; starting it again on another worker "
-            f"(attempt {self.spec.attempt}, retries left: {self.retries_left})\n"
-        )
         stderr = self.ctx.runs_dir / self.run_id / "stderr"
-        self.log_from = await asyncio.to_thread(_append, stderr, note.encode())
-        log.warning("run %s: %s; retrying (attempt %d)", self.run_id, why, self.spec.attempt)
+        self.log_from = await asyncio.to_thread(_append, stderr, f"{note}\n".encode())
+        log.warning("run %s: %s (attempt %d)", self.run_id, note, self.spec.attempt)
         self.worker, self._lost_why = None, ""
         self._lost.clear()
+        self.blobs = await self.ctx.reship(self.spec)
         self.future = submit(self.ctx, self.spec)
         self.ctx.background.spawn(old.cancel(), f"withdraw {old.key}")
         if self._published is not None:

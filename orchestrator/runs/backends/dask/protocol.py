@@ -95,6 +95,9 @@ class TaskResult:
     stderr: bytes
     outputs: bytes | None
     """A tar of the files the daemon reads from the run's work folder (folder formats)."""
+    restartable: bool = False
+    """Nothing of the run started (what it reads was lost with a worker): starting it
+    again is no rerun."""
 
 
 class RunLost(Exception):

@@ -57,9 +57,9 @@ MAX_LOG_READ = 256 * 1024
 class StageFailed(Exception):
     """The attempt cannot start, for a reason that is the run's (environment, package)."""
 
-    def __init__(self, failure: Failure) -> None:
+    def __init__(self, failure: Failure, restartable: bool = False) -> None:
         super().__init__(failure.message)
-        self.failure = failure
+        self.failure, self.restartable = failure, restartable
 
 
 @dataclass
@@ -160,7 +160,7 @@ class WorkerRunner:
                 staged = await attempt.prep
             except StageFailed as exc:
                 facts = facts_without_process(failure=exc.failure)
-                return TaskResult(facts, self.address, b"", b"", None)
+                return TaskResult(facts, self.address, b"", b"", None, exc.restartable)
             except asyncio.CancelledError:
                 if not attempt.canceled:
                     raise
@@ -227,7 +227,8 @@ class WorkerRunner:
             return await asyncio.to_thread(self.cache.store, blob.sha256, data)
         except (BlobMismatch, TimeoutError, OSError) as exc:
             detail = f"worker {self.address} could not fetch {blob.key} from the cluster: {exc}"
-            raise StageFailed(Failure(FailureKind.WORKER_LOST, detail=detail)) from None
+            failure = Failure(FailureKind.WORKER_LOST, detail=detail)
+            raise StageFailed(failure, restartable=True) from None
 
     async def _python(self, requirements: list[str] | None) -> str:
         """The worker's interpreter, or the run's environment built here (cached by hash)."""
@@ -281,9 +282,9 @@ def _gather(client: Any, dataset: str, key: str) -> bytes:
             raise TimeoutError(f"the run's record {dataset} is not on the scheduler")
         time.sleep(0.01)
     futures = [f for f in record.get("blobs", []) if isinstance(f, Future) and f.key == key]
-    if not futures:
-        raise TimeoutError(f"{key} is not among the blobs the daemon shipped for the run")
     try:
+        if not futures or not client.who_has(futures).get(key):
+            raise TimeoutError(f"no worker holds {key} (its holder was lost)")
         data: bytes = futures[0].result(timeout=FETCH_TIMEOUT_SECONDS)
     finally:
         for future in record.get("blobs", []):

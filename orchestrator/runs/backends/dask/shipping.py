@@ -36,8 +36,9 @@ LINGER_SECONDS = 120.0
 @dataclass
 class _Held:
     blob: Blob
-    ready: asyncio.Future[Future]
-    refs: int = 1
+    ready: asyncio.Task[Future]
+    """The scatter: a task of its own, so a caller canceled meanwhile does not cancel it."""
+    refs: int = 0
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -50,79 +51,94 @@ class Shipper:
         """A file (a package, a single-file input); hashed unless its name is its hash."""
         if sha256 is None:
             sha256 = await asyncio.to_thread(_hash_file, path)
-        return await self._hold(sha256, folder=False, read=path.read_bytes)
+        return await self._hold(sha256, False, path.read_bytes)
 
     async def ship_folder(self, path: Path) -> Blob:
         """A folder input, as a tar archive of its files (names sorted: same folder, same hash)."""
-        data = await asyncio.to_thread(_archive, path)
-        sha256 = hashlib.sha256(data).hexdigest()
-        return await self._hold(sha256, folder=True, read=lambda: data)
+        data = await asyncio.to_thread(archive, path)
+        return await self._hold(hashlib.sha256(data).hexdigest(), True, lambda: data)
+
+    async def refresh(self, blob: Blob, read: Callable[[], bytes]) -> Future:
+        """The blob's handle on the cluster, shipped again if its only copy was lost with a
+        worker (a run started again after a lost worker needs it back). Holds no reference:
+        the run's published record keeps it alive."""
+        held = await self._current(blob.sha256, blob.folder, read)
+        who_has = await self.client.who_has([held.ready.result()])
+        if not who_has.get(blob.key):  # lost, and the daemon was not told yet
+            held = await self._current(blob.sha256, blob.folder, read, lost=True)
+        if held.refs <= 0:
+            self._expire_later(held)
+        return held.ready.result()
 
     def futures(self, blobs: list[Blob]) -> list[Future]:
         """The cluster's handles of held blobs (published with a run to outlive the daemon)."""
-        return [
-            self._held[b.sha256].ready.result()
-            for b in blobs
-            if b.sha256 in self._held and self._held[b.sha256].ready.done()
-        ]
+        held = [self._held.get(b.sha256) for b in blobs]
+        return [h.ready.result() for h in held if h is not None and h.ready.done()]
 
     def release(self, blobs: list[Blob]) -> None:
         """A run no longer needs these; each goes from the cluster once unused a while."""
-        loop = asyncio.get_running_loop()
         for blob in blobs:
             held = self._held.get(blob.sha256)
-            if held is None:
-                continue
-            held.refs -= 1
-            if held.refs <= 0 and held.expiry is None:
-                held.expiry = loop.call_later(self.linger, self._drop, blob.sha256)
+            if held is not None:
+                held.refs -= 1
+                if held.refs <= 0:
+                    self._expire_later(held)
 
     def close(self) -> None:
         for sha256 in list(self._held):
             self._drop(sha256)
 
     async def _hold(self, sha256: str, folder: bool, read: Callable[[], bytes]) -> Blob:
-        held = self._held.get(sha256)
-        if held is not None and not _usable(held):
-            self._drop(sha256)  # its only copy was on a worker that is gone: ship again
-            held = None
-        if held is not None:
-            held.refs += 1
-            if held.expiry is not None:
-                held.expiry.cancel()
-                held.expiry = None
-            try:
-                await asyncio.shield(held.ready)
-            except Exception:
-                self.release([held.blob])
-                raise
-            return held.blob
-        return await self._scatter(sha256, folder, read)
-
-    async def _scatter(self, sha256: str, folder: bool, read: Callable[[], bytes]) -> Blob:
-        ready: asyncio.Future[Future] = asyncio.get_running_loop().create_future()
-        held = _Held(Blob(sha256, 0, folder), ready)
-        self._held[sha256] = held
-        try:
-            data = await asyncio.to_thread(read)
-            held.blob = Blob(sha256, len(data), folder)
-            scattered = await self.client.scatter({held.blob.key: data}, hash=False)
-            ready.set_result(scattered[held.blob.key])
-        except BaseException as exc:
-            self._held.pop(sha256, None)
-            ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
-            ready.exception()  # retrieved here; waiters re-raise it
-            raise
+        held = await self._current(sha256, folder, read)
+        held.refs += 1
+        if held.expiry is not None:
+            held.expiry.cancel()
+            held.expiry = None
         return held.blob
+
+    async def _current(
+        self, sha256: str, folder: bool, read: Callable[[], bytes], lost: bool = False
+    ) -> _Held:
+        """The entry of ``sha256``, scattered (again, if its copy was lost) and ready."""
+        held = self._held.get(sha256)
+        if held is None or lost or not _usable(held):
+            refs = held.refs if held else 0
+            if held is not None:
+                _release(held)
+            scatter = asyncio.create_task(self._scatter(Blob(sha256, 0, folder), read))
+            self._held[sha256] = held = _Held(Blob(sha256, 0, folder), scatter, refs)
+            scatter.add_done_callback(lambda _: self._forget_failed(held))
+        await asyncio.shield(held.ready)
+        return held
+
+    async def _scatter(self, blob: Blob, read: Callable[[], bytes]) -> Future:
+        data = await asyncio.to_thread(read)
+        if (held := self._held.get(blob.sha256)) is not None:
+            held.blob = Blob(blob.sha256, len(data), blob.folder)
+        scattered = await self.client.scatter({blob.key: data}, hash=False)
+        return scattered[blob.key]
+
+    def _forget_failed(self, held: _Held) -> None:
+        failed = held.ready.cancelled() or held.ready.exception() is not None
+        if failed and self._held.get(held.blob.sha256) is held:
+            del self._held[held.blob.sha256]
+
+    def _expire_later(self, held: _Held) -> None:
+        if held.expiry is None:
+            loop = asyncio.get_running_loop()
+            held.expiry = loop.call_later(self.linger, self._drop, held.blob.sha256)
 
     def _drop(self, sha256: str) -> None:
         held = self._held.pop(sha256, None)
-        if held is None:
-            return
-        if held.expiry is not None:
-            held.expiry.cancel()
-        if held.ready.done() and not held.ready.cancelled() and held.ready.exception() is None:
-            held.ready.result().release()
+        if held is not None:
+            if held.expiry is not None:
+                held.expiry.cancel()
+            _release(held)
+
+
+def _release(held: _Held) -> None:
+    if held.ready.done() and not held.ready.cancelled() and held.ready.exception() is None:
+        held.ready.result().release()
 
 
 def _usable(held: _Held) -> bool:
@@ -142,7 +158,7 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _archive(folder: Path) -> bytes:
+def archive(folder: Path) -> bytes:
     """A reproducible tar of ``folder`` (sorted names, no times or owners)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
