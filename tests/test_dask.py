@@ -23,7 +23,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.dask_cluster import DaskCluster, DaskWorker
+from tests.dask_cluster import DaskCluster, DaskWorker, free_port
 from tests.helpers import Daemon, create_app, push_dir, wait_for, wait_run, write_app
 
 PROBE = """\
@@ -120,6 +120,11 @@ def facts_in_log(api: httpx.Client, app_id: str, run_id: str, *names: str) -> di
 def worker_of(cluster: DaskCluster, tmp: str) -> DaskWorker:
     """The worker whose cache holds this run folder."""
     return next(w for w in cluster.workers if tmp.startswith(str(w.cache)))
+
+
+def orch(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "orchestrator", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=90)
 
 
 def gone(pid: int) -> bool:
@@ -262,13 +267,7 @@ def test_an_experiment_runs_on_the_cluster(api: httpx.Client, probe: str) -> Non
 def test_daemon_status_names_the_backend_and_its_workers(
     dask_daemon: Daemon, cluster: DaskCluster
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "daemon", "status", "--json"]
-        + ["--home", str(dask_daemon.home)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = orch("daemon", "status", "--json", "--home", str(dask_daemon.home))
     status = json.loads(done.stdout)
     assert status["executor"] == "dask" and status["workers"] == 2 and status["slots"] == 4
 
@@ -387,28 +386,15 @@ def test_a_stopped_daemon_ends_its_runs_and_kills_them_on_the_cluster(
 
 
 def test_a_bad_executor_is_refused_before_the_daemon_starts(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "daemon", "start", "--home", str(tmp_path)]
-        + ["--executor", "dask:/nowhere"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = orch("daemon", "start", "--home", str(tmp_path), "--executor", "dask:/nowhere")
     assert done.returncode != 0 and "dask://HOST:PORT" in done.stderr
     assert not (tmp_path / "daemon.json").exists()
 
 
 def test_an_unreachable_scheduler_stops_the_daemon_with_a_clear_error(tmp_path: Path) -> None:
-    from tests.dask_cluster import free_port
-
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(tmp_path)]
-        + ["--executor", f"dask://127.0.0.1:{free_port()}"],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    nobody = f"dask://127.0.0.1:{free_port()}"
+    done = orch("daemon", "run", "--home", str(tmp_path), "--executor", nobody)
     assert done.returncode != 0 and "cannot reach the Dask scheduler" in done.stderr
     assert time.monotonic() - started < 60
 
