@@ -211,6 +211,7 @@ class DaskBackend:
             self.shipper.futures(prepared.blobs),
             retries_left=job.run.limits.retries or 0,
         )
+        execution.held = prepared.blobs
         self._forget_uncollected()
         self.executions[job.run.id] = execution
         return execution
@@ -218,8 +219,8 @@ class DaskBackend:
     async def collect(self, job: Job, prepared: Shipped | None, result: Any) -> Collected:
         run = job.run
         execution = self.executions.pop(run.id, None)
-        if prepared is not None:
-            self.shipper.release(prepared.blobs)
+        if execution is not None:
+            self.shipper.release(execution.held)
         ws = Workspace.of(self.settings.home.run_dir(run.id))
         if execution is not None and execution.result is not None:
             await anyio.to_thread.run_sync(
@@ -264,6 +265,7 @@ class DaskBackend:
         for run_id, execution in list(self.executions.items()):
             if execution.ended_at is not None and execution.ended_at < cutoff:
                 del self.executions[run_id]
+                self.shipper.release(execution.held)
 
 
 def tenant(settings: Settings) -> str:

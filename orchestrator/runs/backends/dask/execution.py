@@ -26,6 +26,7 @@ from orchestrator.models import Failure, FailureKind
 from orchestrator.runs.backends.dask.background import Background
 from orchestrator.runs.backends.dask.protocol import (
     RESOURCE,
+    Blob,
     RunLost,
     TaskResult,
     TaskSpec,
@@ -78,6 +79,8 @@ class DaskExecution:
         self.retries_left, self.log_from, self.worker = retries_left, log_from, worker
         self.run_id = spec.run.id
         self.result: TaskResult | None = None
+        self.held: list[Blob] = []
+        """Blobs the daemon's shipper holds for this run, released once it is collected."""
         self.done = False
         self.ended_at: float | None = None
         self._canceled = False
@@ -186,6 +189,9 @@ class DaskExecution:
             return Failure(FailureKind.CRASH, detail=f"on the cluster: {exc!r}")
         if not isinstance(got, TaskResult):
             return Failure(FailureKind.CRASH, detail=f"the task returned {type(got).__name__}")
+        lost = got.facts.failure
+        if lost is not None and lost.kind == FailureKind.WORKER_LOST and not got.restartable:
+            return lost  # its worker closed under it: a lost worker, retried as such
         return got
 
     async def _retry(self, why: str) -> None:

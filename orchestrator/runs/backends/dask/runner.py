@@ -72,6 +72,8 @@ class Attempt:
     process: RunningProcess | None = None
     canceled: bool = False
     grace: float = 2.0
+    closing: bool = False
+    """Killed because the worker is closing: a lost worker to the daemon, not a cancel."""
 
 
 def facts_without_process(canceled: bool = False, failure: Failure | None = None) -> ProcessResult:
@@ -172,6 +174,11 @@ class WorkerRunner:
             if attempt.canceled:
                 attempt.process.cancel(attempt.grace)
             facts = await attempt.process.wait()
+            if attempt.closing:
+                why = f"worker {self.address} closed while the run ran"
+                return self._nothing_ran(
+                    facts_without_process(failure=Failure(FailureKind.WORKER_LOST, detail=why))
+                )
             fmt, manifest = spec.run.input_format, Manifest.from_dict(spec.manifest)
             stdout, stderr, outputs = await asyncio.to_thread(pack, staged.ws, manifest, fmt)
             return TaskResult(facts, self.address, stdout, stderr, outputs)
@@ -255,7 +262,8 @@ class WorkerRunner:
             attempt.prep.cancel()
 
     async def _stop_all(self) -> None:
-        for run_id in list(self._attempts):
+        for run_id, attempt in list(self._attempts.items()):
+            attempt.closing = True
             self._cancel(run_id, 0)
         running = [a.task for a in self._attempts.values() if a.task is not None]
         if running:
