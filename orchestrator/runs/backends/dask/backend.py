@@ -168,17 +168,15 @@ class DaskBackend:
         if run.input_path is None:
             return None
         path = Path(run.input_path)
-        if path.is_dir():
-            return await self.shipper.ship_folder(path)
-        in_blob_store = path.parent.parent == self.settings.home.blobs
-        return await self.shipper.ship_file(path, path.name if in_blob_store else None)
+        in_blob_store = path.parent.parent == self.settings.home.blobs  # named by its hash
+        return await self.shipper.ship_input(path, path.name if in_blob_store else None)
 
     async def _reship(self, spec: TaskSpec) -> list[Future]:
         """What a run reads, on the cluster again (a retry after a lost worker, which may
         have held the only copy); read from the daemon's own files, by the same hashes."""
         package = self.settings.home.blobs / spec.package.sha256[:2] / spec.package.sha256
         futures = [await self.shipper.refresh(spec.package, package.read_bytes)]
-        if spec.input is not None and spec.run.input_path is not None:
+        if spec.input is not None and spec.input.inline is None and spec.run.input_path:
             path = Path(spec.run.input_path)
             read = functools.partial(archive, path) if spec.input.folder else path.read_bytes
             futures.append(await self.shipper.refresh(spec.input, read))

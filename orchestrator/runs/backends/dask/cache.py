@@ -7,7 +7,7 @@ Layout under the cache root (``ORCH_WORKER_CACHE``, default ``~/.cache/orch-work
     inputs/<sha256>/          folder inputs, unpacked once
     executables/<sha256>/     packages, unpacked once, read-only
     envs/<hash>/              python environments (packaging/pyenv.py)
-    runs/<owner>/<run-id>/    run folders of one worker process
+    runs/<owner>/<run-id>/<n>/  run folders (per attempt) of one worker process
     runs/<owner>.lock         held (flock) for that process's life
 
 Workers on one host may share a root: every write lands under a temporary name and is
@@ -139,8 +139,9 @@ class WorkerCache:
         archive.unlink(missing_ok=True)
         return dest
 
-    def run_dir(self, run_id: str) -> Path:
-        return self.own_runs / run_id
+    def run_dir(self, run_id: str, attempt: int) -> Path:
+        """``runs/<owner>/<run-id>/<attempt>``: the sweep reads run ids from the folder names."""
+        return self.own_runs / run_id / str(attempt)
 
     # -- housekeeping ----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ code in its tasks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from orchestrator.models import Run
 from orchestrator.runs.process import ProcessResult
@@ -46,6 +46,9 @@ class Blob:
     size: int
     folder: bool
     """A folder input (multi-file, csv-archive), shipped as a tar archive of it."""
+    inline: bytes | None = field(default=None, repr=False, compare=False)
+    """Small content travels inside the task itself (no scatter, no fetch); still cached
+    by its hash on the worker."""
 
     @property
     def key(self) -> str:

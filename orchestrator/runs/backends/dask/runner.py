@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import logging
 import shutil
@@ -66,6 +67,7 @@ class StageFailed(Exception):
 class Attempt:
     """An attempt while it is on this worker: what cancel and the log pulls need."""
 
+    run_id: str
     task: asyncio.Task[Any] | None
     prep: asyncio.Task[Staged] | None = None
     ws: Workspace | None = None
@@ -88,6 +90,7 @@ class WorkerRunner:
         self.sandbox = Sandbox()
         self.loop = asyncio.new_event_loop()
         self._attempts: dict[str, Attempt] = {}
+        """By task key: a refused restart may be staging next to the real attempt."""
         self._tombstones: dict[str, float] = {}
         self._fetching: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._closed = False
@@ -116,18 +119,28 @@ class WorkerRunner:
     # -- called from Dask's threads ----------------------------------------------------
 
     def run(self, spec: TaskSpec, client: Any) -> TaskResult:
-        """The task: claim the key (a rescheduled task is refused), then run the attempt."""
-        first = client.run_on_scheduler(claims.claim, spec.key, self.address, spec.run.id)
+        """The task: claim the key (a rescheduled task is refused) while the attempt is
+        being prepared; the model starts only once the claim is this worker's."""
+        claim: concurrent.futures.Future[str] = concurrent.futures.Future()
+        attempt = asyncio.run_coroutine_threadsafe(self._attempt(spec, client, claim), self.loop)
+        try:
+            first = client.run_on_scheduler(claims.claim, spec.key, self.address, spec.run.id)
+        except BaseException as exc:
+            claim.set_exception(exc)
+            attempt.add_done_callback(lambda done: done.exception())  # it ends on this error
+            raise
+        claim.set_result(first)
         if first != self.address:
+            attempt.result()  # prepared for nothing: wait for its clean-up
             raise RunLost(spec.key, first)
-        return asyncio.run_coroutine_threadsafe(self._attempt(spec, client), self.loop).result()
+        return attempt.result()
 
     def cancel(self, run_id: str, grace: float) -> None:
         self.loop.call_soon_threadsafe(self._cancel, run_id, grace)
 
     def read_log(self, run_id: str, offset: int) -> bytes | None:
         """New bytes of a running attempt's log from ``offset``; None if it is not here."""
-        attempt = self._attempts.get(run_id)
+        attempt = next((a for a in self._of_run(run_id) if a.process is not None), None)
         if attempt is None or attempt.ws is None:
             return None
         try:
@@ -151,13 +164,16 @@ class WorkerRunner:
 
     # -- on the runner's loop ------------------------------------------------------------
 
-    async def _attempt(self, spec: TaskSpec, client: Any) -> TaskResult:
+    async def _attempt(
+        self, spec: TaskSpec, client: Any, claim: concurrent.futures.Future[str]
+    ) -> TaskResult:
         run_id = spec.run.id
         if self._tombstones.pop(run_id, None) is not None:
             return self._nothing_ran(facts_without_process(canceled=True))
-        attempt = self._attempts[run_id] = Attempt(asyncio.current_task())
+        attempt = self._attempts[spec.key] = Attempt(run_id, asyncio.current_task())
+        run_dir = self.cache.run_dir(run_id, spec.attempt)
         try:
-            attempt.prep = asyncio.create_task(self._stage(spec, client))
+            attempt.prep = asyncio.create_task(self._stage(spec, client, run_dir))
             try:
                 staged = await attempt.prep
             except StageFailed as exc:
@@ -166,36 +182,38 @@ class WorkerRunner:
             except asyncio.CancelledError:
                 if not attempt.canceled:
                     raise
-                return TaskResult(
-                    facts_without_process(canceled=True), self.address, b"", b"", None
-                )
-            attempt.ws = staged.ws
-            attempt.process = await self.sandbox.start(staged.spec)
-            if attempt.canceled:
-                attempt.process.cancel(attempt.grace)
-            facts = await attempt.process.wait()
-            if attempt.closing:
-                why = f"worker {self.address} closed while the run ran"
-                return self._nothing_ran(
-                    facts_without_process(failure=Failure(FailureKind.WORKER_LOST, detail=why))
-                )
-            fmt, manifest = spec.run.input_format, Manifest.from_dict(spec.manifest)
-            stdout, stderr, outputs = await asyncio.to_thread(pack, staged.ws, manifest, fmt)
-            return TaskResult(facts, self.address, stdout, stderr, outputs)
+                return self._nothing_ran(facts_without_process(canceled=True))
+            if await asyncio.wrap_future(claim) != self.address:
+                return self._nothing_ran(facts_without_process())  # refused: never started
+            return await self._execute(spec, attempt, staged)
         finally:
-            self._attempts.pop(run_id, None)
-            await asyncio.to_thread(_remove_run_dir, self.cache.run_dir(run_id))
+            self._attempts.pop(spec.key, None)
+            await asyncio.to_thread(_remove_run_dir, run_dir)
+
+    async def _execute(self, spec: TaskSpec, attempt: Attempt, staged: Staged) -> TaskResult:
+        attempt.ws = staged.ws
+        attempt.process = await self.sandbox.start(staged.spec)
+        if attempt.canceled:
+            attempt.process.cancel(attempt.grace)
+        facts = await attempt.process.wait()
+        if attempt.closing:
+            why = f"worker {self.address} closed while the run ran"
+            return self._nothing_ran(
+                facts_without_process(failure=Failure(FailureKind.WORKER_LOST, detail=why))
+            )
+        fmt, manifest = spec.run.input_format, Manifest.from_dict(spec.manifest)
+        stdout, stderr, outputs = await asyncio.to_thread(pack, staged.ws, manifest, fmt)
+        return TaskResult(facts, self.address, stdout, stderr, outputs)
 
     def _nothing_ran(self, facts: ProcessResult) -> TaskResult:
         return TaskResult(facts, self.address, b"", b"", None)
 
-    async def _stage(self, spec: TaskSpec, client: Any) -> Staged:
+    async def _stage(self, spec: TaskSpec, client: Any, run_dir: Path) -> Staged:
         """What the run needs, from the cache or fetched once; then its workspace."""
         package = await self._package(spec, client)
         input_path = await self._input(spec, client) if spec.input is not None else None
         python = await self._python(spec.requirements)
         run = replace(spec.run, input_path=str(input_path) if input_path else None)
-        run_dir = self.cache.run_dir(run.id)
         await asyncio.to_thread(_remove_run_dir, run_dir)  # an earlier attempt's leftovers
         manifest = Manifest.from_dict(spec.manifest)
         return await asyncio.to_thread(stage, run, run_dir, package, manifest, python)
@@ -228,8 +246,11 @@ class WorkerRunner:
                 raise StageFailed(Failure(FailureKind.SPAWN, detail=detail)) from None
 
     async def _fetch(self, spec: TaskSpec, blob: Blob, client: Any) -> Path:
-        """The bytes from the cluster (the daemon scattered them under their key), cached."""
+        """The bytes from the task (small ones) or the cluster (the daemon scattered them under
+        their key), cached by their hash."""
         try:
+            if blob.inline is not None:
+                return await asyncio.to_thread(self.cache.store, blob.sha256, blob.inline)
             data = await asyncio.to_thread(_gather, client, spec.dataset, blob.key)
             return await asyncio.to_thread(self.cache.store, blob.sha256, data)
         except (BlobMismatch, TimeoutError, OSError) as exc:
@@ -247,24 +268,27 @@ class WorkerRunner:
             raise StageFailed(Failure(FailureKind.ENVIRONMENT, detail=detail))
         return str(built.python)
 
+    def _of_run(self, run_id: str) -> list[Attempt]:
+        return [a for a in self._attempts.values() if a.run_id == run_id]
+
     def _cancel(self, run_id: str, grace: float) -> None:
-        attempt = self._attempts.get(run_id)
-        if attempt is None:  # not here yet (or never): it will not start here
+        attempts = self._of_run(run_id)
+        if not attempts:  # not here yet (or never): it will not start here
             now = time.monotonic()
             self._tombstones[run_id] = now
             for old in [r for r, t in self._tombstones.items() if now - t > TOMBSTONE_SECONDS]:
                 del self._tombstones[old]
-            return
-        attempt.canceled, attempt.grace = True, grace
-        if attempt.process is not None:
-            attempt.process.cancel(grace)
-        elif attempt.prep is not None:
-            attempt.prep.cancel()
+        for attempt in attempts:
+            attempt.canceled, attempt.grace = True, grace
+            if attempt.process is not None:
+                attempt.process.cancel(grace)
+            elif attempt.prep is not None:
+                attempt.prep.cancel()
 
     async def _stop_all(self) -> None:
-        for run_id, attempt in list(self._attempts.items()):
+        for attempt in list(self._attempts.values()):
             attempt.closing = True
-            self._cancel(run_id, 0)
+            self._cancel(attempt.run_id, 0)
         running = [a.task for a in self._attempts.values() if a.task is not None]
         if running:
             await asyncio.wait(running, timeout=10)
@@ -302,4 +326,7 @@ def _gather(client: Any, dataset: str, key: str) -> bytes:
 
 
 def _remove_run_dir(run_dir: Path) -> None:
+    """An attempt's folder, and the run's once no other attempt uses it."""
     shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()

@@ -31,6 +31,7 @@ from orchestrator.runs.backends.dask.protocol import Blob
 log = logging.getLogger("orch.dask.shipping")
 
 LINGER_SECONDS = 120.0
+INLINE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -48,15 +49,25 @@ class Shipper:
         self._held: dict[str, _Held] = {}
 
     async def ship_file(self, path: Path, sha256: str | None = None) -> Blob:
-        """A file (a package, a single-file input); hashed unless its name is its hash."""
+        """A package; scattered once, whatever the runs that need it."""
         if sha256 is None:
             sha256 = await asyncio.to_thread(_hash_file, path)
         return await self._hold(sha256, False, path.read_bytes)
 
-    async def ship_folder(self, path: Path) -> Blob:
-        """A folder input, as a tar archive of its files (names sorted: same folder, same hash)."""
-        data = await asyncio.to_thread(archive, path)
-        return await self._hold(hashlib.sha256(data).hexdigest(), True, lambda: data)
+    async def ship_input(self, path: Path, sha256: str | None = None) -> Blob:
+        """A run's input: inside the task when small (one run's content rarely repeats,
+        and a scatter plus a fetch cost more round trips than the bytes), else scattered
+        once by hash. A folder goes as a tar of it (names sorted: same folder, same hash)."""
+        folder = path.is_dir()
+        if folder or path.stat().st_size <= INLINE_BYTES:
+            # a small file costs less to read here than a hop to a thread
+            data = await asyncio.to_thread(archive, path) if folder else path.read_bytes()
+            if len(data) <= INLINE_BYTES:
+                return Blob(hashlib.sha256(data).hexdigest(), len(data), folder, inline=data)
+            return await self._hold(hashlib.sha256(data).hexdigest(), folder, lambda: data)
+        if sha256 is None:
+            sha256 = await asyncio.to_thread(_hash_file, path)
+        return await self._hold(sha256, False, path.read_bytes)
 
     async def refresh(self, blob: Blob, read: Callable[[], bytes]) -> Future:
         """The blob's handle on the cluster, shipped again if its only copy was lost with a
