@@ -234,6 +234,37 @@ def test_multi_file_outputs_statistics_and_assets_come_back(
     assert [a["content"] for a in assets["items"] if a["name"] == "chart"] == [{"n": 3}]
 
 
+ENV_MAIN = (
+    "import json, sys, six\nprint(json.dumps({'six': six.__version__, 'prefix': sys.prefix}))\n"
+)
+ENV_MANIFEST = (
+    "type: python\nruntime: r\nfiles: [main.py, requirements.txt]\n"
+    "python:\n  pip-requirements: requirements.txt\n"
+)
+
+
+def test_python_environments_are_built_on_the_workers(
+    api: httpx.Client, tmp_path: Path, cluster: DaskCluster
+) -> None:
+    runs = {}
+    for requirement in ("six==1.16.0", "this-package-does-not-exist-orch==0.0.1"):
+        folder = write_app(tmp_path / requirement[:6], ENV_MAIN, ENV_MANIFEST)
+        (folder / "requirements.txt").write_text(requirement + "\n")
+        app_id = create_app(api)
+        push_dir(api, app_id, folder, tmp_path)
+        runs[requirement] = (app_id, start(api, app_id, {"input": {}}))
+    app_id, run_id = runs["six==1.16.0"]
+    good = wait_run(api, app_id, run_id, timeout=300)
+    assert good["metadata"]["status_v2"] == "succeeded", good["metadata"]["error"]
+    assert good["output"]["six"] == "1.16.0"
+    prefix = good["output"]["prefix"]
+    assert any(prefix.startswith(str(w.cache / "envs")) for w in cluster.workers), prefix
+    app_id, run_id = runs["this-package-does-not-exist-orch==0.0.1"]
+    bad = wait_run(api, app_id, run_id, timeout=300)["metadata"]
+    assert bad["status_v2"] == "failed" and bad["failure"]["kind"] == "environment"
+    assert "this-package-does-not-exist-orch" in bad["error"] and "on worker tcp://" in bad["error"]
+
+
 def test_an_experiment_runs_on_the_cluster(api: httpx.Client, probe: str) -> None:
     api.post(f"/v1/applications/{probe}/versions", json={"id": "v1"})
     for inst in ("one", "two"):

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from orchestrator.runs.backends.dask.recovery import reattach
 from orchestrator.runs.backends.dask.shipping import Shipper, archive
 from orchestrator.runs.backends.dask.worker import RunnerPlugin
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.process import ProcessResult
 from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, collect
 
 log = logging.getLogger("orch.dask")
@@ -112,7 +114,7 @@ class DaskBackend:
     def slots(self) -> int:
         return self.cluster.slots
 
-    def watch_slots(self, callback: Any) -> None:
+    def watch_slots(self, callback: Callable[[int], None]) -> None:
         self.cluster.watch_slots(callback)
 
     @property
@@ -214,7 +216,7 @@ class DaskBackend:
         self.executions[job.run.id] = execution
         return execution
 
-    async def collect(self, job: Job, prepared: Shipped | None, result: Any) -> Collected:
+    async def collect(self, job: Job, prepared: Shipped | None, result: ProcessResult) -> Collected:
         run = job.run
         execution = self.executions.pop(run.id, None)
         if execution is not None:

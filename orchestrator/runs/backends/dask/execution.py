@@ -111,14 +111,17 @@ class DaskExecution:
         try:
             while True:
                 got = await self._attempt_outcome()
-                if isinstance(got, TaskResult) and got.restartable and self._restarts_left > 0:
+                if self._canceled and (not isinstance(got, TaskResult) or got.restartable):
+                    return self._facts(canceled=True)
+                if isinstance(got, TaskResult) and self._restartable(got):
                     self._restarts_left -= 1
-                    await self._again(f"[orch] {got.facts.failure and got.facts.failure.detail}")
+                    why = got.facts.failure.detail if got.facts.failure else "lost"
+                    await self._again(f"[orch] {why}; the run had not started: submitting it again")
                     continue
                 if isinstance(got, TaskResult):
                     self.result = got
                     return got.facts
-                if got is None or self._canceled:
+                if got is None:
                     return self._facts(canceled=True)
                 if got.kind == FailureKind.WORKER_LOST and self.retries_left > 0:
                     await self._retry(got.detail)
@@ -134,6 +137,9 @@ class DaskExecution:
         if self._canceled or self.done:
             return
         self._canceled = True
+        self._stop(grace_seconds)
+
+    def _stop(self, grace_seconds: float) -> None:
         workers = [self.worker] if self.worker else None
         if self.worker is None:
             self.ctx.background.spawn(self.future.cancel(), f"withdraw {self.key}")
@@ -158,6 +164,9 @@ class DaskExecution:
         self._lost.set()
 
     # -- internals -------------------------------------------------------------------
+
+    def _restartable(self, got: TaskResult) -> bool:
+        return got.restartable and self._restarts_left > 0 and not self._canceled
 
     async def _attempt_outcome(self) -> TaskResult | Failure | None:
         """The attempt's result, a failure (a lost worker, a crash), or None if withdrawn."""
@@ -214,6 +223,8 @@ class DaskExecution:
         self._lost.clear()
         self.blobs = await self.ctx.reship(self.spec)
         self.future = submit(self.ctx, self.spec)
+        if self._canceled:  # while this was being arranged
+            self._stop(0)
         self.ctx.background.spawn(old.cancel(), f"withdraw {old.key}")
         if self._published is not None:
             await self._published
