@@ -3,6 +3,7 @@
 Example ``config.toml``::
 
     concurrency = 4
+    executor = "dask://127.0.0.1:8786"  # run models on a Dask cluster (default "local")
     python_envs = "daemon"          # run python apps on the daemon's interpreter (offline)
     max_upload_mb = 500
     disk_low_mb = 128               # keep this much free: writes answer 507 below it
@@ -40,6 +41,7 @@ DEFAULT_LIMITS = Limits(
     open_files=1024,
     processes=256,
     disk_mb=10240,
+    retries=0,
 )
 MECHANISMS = ("landlock", "mount-ns", "net-ns", "ipc-ns")
 """What ``[isolation] use`` may name; the uid of a root daemon's models is not optional."""
@@ -153,6 +155,11 @@ class Settings:
     loop_monitor: bool = False
     """Measure event-loop stalls and report them in /healthz (benchmarks)."""
     isolation: IsolationSettings = field(default_factory=IsolationSettings)
+    executor: str = "local"
+    """Where models run: ``local`` (this machine's sandbox) or ``dask://HOST:PORT``."""
+
+    def __post_init__(self) -> None:
+        dask_address(self.executor)  # refuse a bad executor before anything starts
 
     def limits_for_class(self, name: str | None) -> Limits:
         """Limits of a named class; a name orch does not know adds none.
@@ -196,6 +203,24 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 0:  # port None: the stable port (``ports``)
                 raise Invalid(f"config: {name} cannot be negative")
+
+
+DASK_SCHEME = "dask://"
+DASK_DEFAULT_PORT = 8786
+
+
+def dask_address(executor: str) -> str | None:
+    """The scheduler address (``tcp://HOST:PORT``) of a ``dask://HOST[:PORT]`` executor;
+    None for ``local``. Plain text parsing: choosing dask imports nothing until used."""
+    if executor == "local":
+        return None
+    if not executor.startswith(DASK_SCHEME):
+        raise Invalid(f"executor {executor!r} is neither 'local' nor 'dask://HOST:PORT'")
+    where = executor[len(DASK_SCHEME) :].rstrip("/")
+    host, _, port = where.rpartition(":") if ":" in where else (where, "", "")
+    if not host or "/" in host or (port and not port.isdigit()):
+        raise Invalid(f"executor {executor!r}: expected dask://HOST:PORT")
+    return f"tcp://{host}:{port or DASK_DEFAULT_PORT}"
 
 
 def _from_toml(text: str) -> dict[str, Any]:
@@ -252,6 +277,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ORCH_PYTHON_ENVS": ("python_envs", str),
     "ORCH_MAX_UPLOAD_MB": ("max_upload_mb", int),
     "ORCH_LOOP_MONITOR": ("loop_monitor", _flag),
+    "ORCH_EXECUTOR": ("executor", str),
 }
 
 

@@ -208,7 +208,9 @@ LIMIT_FIELDS = (
     "open_files",
     "processes",
     "disk_mb",
+    "retries",
 )
+MAX_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,10 @@ class Limits:
     processes: int | None = None
     disk_mb: int | None = None
     """Everything the run writes (its working folder, TMPDIR, stdout and log) together."""
+    retries: int | None = None
+    """How often a run is started again after the worker running it was lost (a cluster
+    backend); never silently: the run's log says so. A cap like the others: a run may ask
+    for fewer than its instance allows, never more."""
 
     def over(self, base: Limits) -> Limits:
         """These limits layered on top of ``base`` (fields set here win)."""
@@ -263,7 +269,10 @@ class Limits:
                 number = float(raw) if name in ("cpu_seconds", "timeout_seconds") else int(raw)
             except (TypeError, ValueError):
                 raise Invalid(f"limit {name} must be a number, got {raw!r}") from None
-            if number <= 0:
+            if name == "retries":
+                if not 0 <= number <= MAX_RETRIES:
+                    raise Invalid(f"limit retries must be 0 to {MAX_RETRIES}, got {raw!r}")
+            elif number <= 0:
                 raise Invalid(f"limit {name} must be positive, got {raw!r}")
             values[name] = number
         return cls(**values)

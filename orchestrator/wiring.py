@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from orchestrator.config import Settings
+from orchestrator.config import Settings, dask_address
 from orchestrator.disk import DiskMonitor
 from orchestrator.environments import Environments
+from orchestrator.errors import Unavailable
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
@@ -66,6 +67,23 @@ class Engine:
         await self.services.store.close()
 
 
+async def make_backend(settings: Settings, envs: Environments) -> Backend:
+    """The backend the settings name; the dask one (and Dask itself) is imported only
+    when chosen, so the default install stays lean."""
+    address = dask_address(settings.executor)
+    if address is None:
+        sandbox = Sandbox.from_settings(settings)
+        log.info("process containment: %s", sandbox.containment)
+        return LocalBackend(settings, sandbox, envs)
+    try:
+        from orchestrator.runs.backends.dask.backend import DaskBackend
+    except ImportError as exc:
+        raise Unavailable(
+            f"the dask executor needs the dask extra (pip install 'orch[dask]'): {exc}"
+        ) from None
+    return await DaskBackend.connect(settings, address)
+
+
 async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> Engine:
     home = settings.home
     disk = disk or DiskMonitor.of(settings)
@@ -76,12 +94,16 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
     events = RunEvents()
     states = RunStates(store, events)
     manifests = ManifestCache()
-    sandbox = Sandbox.from_settings(settings)
-    log.info("process containment: %s", sandbox.containment)
-    backend = LocalBackend(settings, sandbox, envs)
+    try:
+        backend = await make_backend(settings, envs)
+    except BaseException:
+        await store.close()  # its writer thread would keep the process alive
+        raise
     executor = Executor(store, settings, backend, states, manifests)
     scheduler = Scheduler(executor, states, backend.slots, admit=lambda: disk.ok)
     disk.when_space_returns(scheduler.resume)
+    if (watch_slots := getattr(backend, "watch_slots", None)) is not None:
+        watch_slots(scheduler.resize)  # a cluster's slots follow its workers
     uploads = UploadService(store, settings)
     push = PushService(store, settings, blobs, envs.on_new_executable)
     runs = RunService(store, settings, uploads, scheduler, executor, states, events, manifests)

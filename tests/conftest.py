@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.dask_cluster import DaskCluster
 from tests.helpers import Daemon
 
 MakeDaemon = Callable[..., Daemon]
 
 
+TEST_EXECUTOR = os.environ.get("ORCH_TEST_EXECUTOR", "local")
+"""``dask``: the session daemon runs its models on a real Dask cluster started for the
+session (``scripts/test`` runs ``tests/compat`` a second time that way)."""
+
+
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon.start(tmp_path_factory.mktemp("home"))
-    yield d
-    d.stop()
+    if TEST_EXECUTOR not in ("local", "dask"):
+        raise pytest.UsageError(f"ORCH_TEST_EXECUTOR={TEST_EXECUTOR!r}: use local or dask")
+    cluster = (
+        DaskCluster.start(tmp_path_factory.mktemp("dask")) if TEST_EXECUTOR == "dask" else None
+    )
+    env = {"ORCH_EXECUTOR": cluster.executor} if cluster else None
+    try:
+        d = Daemon.start(tmp_path_factory.mktemp("home"), env=env)
+        backend = httpx.get(f"{d.url}/healthz").json()["backend"]["name"]
+        assert backend == TEST_EXECUTOR, f"the session daemon runs on {backend}"
+        yield d
+        d.stop()
+    finally:
+        if cluster is not None:
+            cluster.stop()
 
 
 @pytest.fixture

@@ -76,6 +76,10 @@ class FakeBackend:
     def isolation(self) -> dict[str, Any]:
         return {"containment": "none (fake)"}
 
+    @property
+    def details(self) -> dict[str, Any]:
+        return {}
+
     async def prepare(self, job: Job) -> str:
         self.prepared.append(job.run.id)
         if job.run.id in self.refuse:

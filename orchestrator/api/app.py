@@ -63,14 +63,17 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
-        """Open (no key): liveness, how busy the queue is, how models are isolated, the disk."""
+        """Open (no key): liveness, how busy the queue is, what runs the models and how
+        they are isolated, the disk."""
         scheduler = svc.runs.scheduler
+        backend = scheduler.executor.backend
         body: dict[str, Any] = {
             "status": "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
-            "isolation": svc.runs.executor.backend.isolation,
+            "isolation": backend.isolation,
             "disk": svc.store.disk.current().to_dict(),
+            "backend": {"name": backend.name, "slots": backend.slots, **backend.details},
         }
         if (watch := getattr(app.state, "loop_watch", None)) is not None:
             body["loop"] = watch.figures()

@@ -29,6 +29,12 @@ PortOption = typer.Option(
     envvar="ORCH_PORT",
     help="TCP port on 127.0.0.1 (default: the one used last, else 6724; 0: any free one).",
 )
+ExecutorOption = typer.Option(
+    None,
+    "--executor",
+    help="Where models run: 'local' (default) or a Dask cluster, dask://HOST:PORT "
+    "(needs the dask extra). Also 'executor' in config.toml or ORCH_EXECUTOR.",
+)
 
 
 def running(home: Home) -> DaemonInfo | None:
@@ -57,6 +63,7 @@ StatusFdOption = typer.Option(
 def run_foreground(
     home: Path | None = HomeOption,
     port: int | None = PortOption,
+    executor: str | None = ExecutorOption,
     status_fd: int | None = StatusFdOption,
 ) -> None:
     """Run the daemon in the foreground (logs to stderr) until Ctrl-C or SIGTERM."""
@@ -65,7 +72,7 @@ def run_foreground(
     from orchestrator.daemon import run
 
     with errors_to_exit():
-        settings = Settings.load(home_of(home), port=port)
+        settings = Settings.load(home_of(home), port=port, executor=executor)
         run(settings, status_fd)
 
 
@@ -73,6 +80,7 @@ def run_foreground(
 def start(
     home: Path | None = HomeOption,
     port: int | None = PortOption,
+    executor: str | None = ExecutorOption,
     timeout: float = typer.Option(20.0, help="Seconds to wait for the daemon to answer."),
 ) -> None:
     """Start the daemon in the background; returns once it answers, and prints its URL."""
@@ -81,11 +89,15 @@ def start(
         say(f"orch daemon already running at {info.url} (pid {info.pid})")
         typer.echo(info.url)
         return
-    with errors_to_exit():  # a bad config, a read-only home, a full disk: one line, no child
-        check_home(Settings.load(h, port=port))
+    with errors_to_exit():  # a bad config or executor, a read-only home, a full disk: one
+        check_home(Settings.load(h, port=port, executor=executor))  # line, no child
     reason_pipe, status_fd = os.pipe()
     argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(h.root)]
-    argv += ["--status-fd", str(status_fd)] + (["--port", str(port)] if port is not None else [])
+    argv += ["--status-fd", str(status_fd)]
+    if port is not None:
+        argv += ["--port", str(port)]
+    if executor is not None:
+        argv += ["--executor", executor]
     with h.log_file.open("ab") as log:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -143,6 +155,7 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         "uptime_seconds": round(time.time() - info.started_at, 1) if info else None,
         "runs_running": runs.get("running"),
         "runs_queued": runs.get("queued"),
+        **_backend_fields(healthz.get("backend") or {}),
         "isolation": _isolation(healthz.get("isolation")),
         "disk_state": disk.get("state"),
         "disk_free_mb": _mb(disk.get("free_bytes")),
@@ -208,6 +221,14 @@ def _reason(pipe: int) -> str:
         return ""
     finally:
         os.close(pipe)
+
+
+def _backend_fields(backend: dict[str, Any]) -> dict[str, Any]:
+    """Which backend runs the models, with its slots (and a cluster's workers)."""
+    fields = {"executor": backend.get("name"), "slots": backend.get("slots")}
+    if "workers" in backend:
+        fields |= {"scheduler": backend.get("scheduler"), "workers": backend.get("workers")}
+    return fields
 
 
 def _log_tail(home: Home, lines: int = 20) -> str:

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from orchestrator.config import Settings
 from orchestrator.models import Run
 from orchestrator.runs.process import Access, ProcessSpec
 from orchestrator.runs.workspace import Workspace
 
 
-def run_access(settings: Settings, run: Run, ws: Workspace, python: str, package: Path) -> Access:
-    """A daemon run: its package, interpreter, input and the configured read paths."""
+def run_access(
+    run: Run, ws: Workspace, python: str, package: Path, read_paths: Sequence[str] = ()
+) -> Access:
+    """A run: its package, interpreter, input and the configured ``read_paths``."""
     read = [package, *interpreter_roots(python)]
     if run.input_path:
         read.append(Path(run.input_path))
-    read += [Path(path) for path in settings.isolation.read_paths]
+    read += [Path(path) for path in read_paths]
     return Access(
         folder=ws.root,
         read=tuple(read),

@@ -10,8 +10,10 @@ folder, the one place the API reads them from), and ``recover`` (after a
 daemon restart: reattach to what still runs, or clean it up).
 
 ``local`` (``backends/local.py``, the default) runs models in the sandbox on
-this machine. Backend identity (pids, cgroups, a cluster's task key) lives in
-``placement``, never in the run's core fields.
+this machine; ``dask`` (``backends/dask/``, an optional extra) runs them in the
+same sandbox on the workers of a Dask cluster. Backend identity (pids,
+cgroups, a cluster's task key) lives in ``placement``, never in the run's core
+fields.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ class Backend(Protocol):
     @property
     def isolation(self) -> dict[str, Any]:
         """What protects the host from a model, for ``/healthz`` and run metadata."""
+        ...
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Anything else ``/healthz`` should say about it (a cluster's address, its workers)."""
         ...
 
     async def prepare(self, job: Job) -> Any:

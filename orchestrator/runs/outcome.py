@@ -20,6 +20,8 @@ def outcome(
     """``(status, failure)`` for a finished process; ``None`` on success and cancel."""
     if result.canceled:
         return RunStatus.CANCELED, None
+    if result.failure is not None:
+        return RunStatus.FAILED, result.failure
     if result.spawn_error is not None:
         return RunStatus.FAILED, Failure(FailureKind.SPAWN, detail=result.spawn_error)
     breach, measured = _breach(result, limits)

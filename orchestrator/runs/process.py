@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.models import Limits
+from orchestrator.models import Failure, Limits
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class ProcessResult:
 
     ``breach`` names the ``Limits`` field seen exceeded ("memory" for memory_mb)
     and ``measured`` is the value that broke it, in that limit's unit.
+    ``failure`` is a reason a backend established around the process, not from it
+    (the worker running it was lost, its environment did not build on the worker).
     """
 
     exit_code: int | None
@@ -71,3 +73,4 @@ class ProcessResult:
     spawn_error: str | None
     isolation: tuple[str, ...] = ()
     """The protections the model ran under (empty if it never started)."""
+    failure: Failure | None = None

@@ -81,6 +81,14 @@ class Scheduler:
         if (staging := self._staged.pop(run_id, None)) is not None:
             self.executor.unstage(run_id, staging)
 
+    def resize(self, concurrency: int) -> None:
+        """The backend's slots changed (a cluster's workers came or went): start what fits.
+
+        Zero is allowed here (a cluster with no worker): runs then wait queued, where they
+        can still be reordered and canceled, instead of waiting inside the backend."""
+        self.concurrency = max(0, concurrency)
+        self._pump()
+
     @property
     def active(self) -> int:
         return len(self._slots)

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import anyio
 from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
 from orchestrator.models import Failure, FailureKind, Run, epoch
+from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.access import run_access
 from orchestrator.runs.backend import PROTECTIONS, Collected, Execution, Job, StartFailed
 from orchestrator.runs.cgroups import run_groups
@@ -75,6 +77,40 @@ class Staged:
     ws: Workspace
 
 
+def stage(
+    run: Run,
+    run_dir: Path,
+    package: Path,
+    manifest: Manifest,
+    python: str,
+    read_paths: Sequence[str] = (),
+) -> Staged:
+    """The run's workspace in ``run_dir`` and the command that runs it in the sandbox.
+
+    The one place a run's process is described, wherever it runs: the local backend
+    calls it on this machine, the dask backend on the worker (with the worker's paths
+    for the package, the input and the interpreter)."""
+    ws = prepare(
+        run_dir,
+        package,
+        manifest,
+        run.input_format,
+        Path(run.input_path) if run.input_path else None,
+    )
+    spec = ProcessSpec(
+        argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
+        cwd=ws.cwd,
+        env=model_env(run, ws, python),
+        stdin=ws.stdin,
+        stdout=ws.stdout,
+        stderr=ws.stderr,
+        limits=run.limits,
+        label=run.id,
+        access=run_access(run, ws, python, package, read_paths),
+    )
+    return Staged(spec, ws)
+
+
 @dataclass
 class LocalExecution:
     """A model process tree in the sandbox; its placement is what recovery needs."""
@@ -115,6 +151,10 @@ class LocalBackend:
     def isolation(self) -> dict[str, Any]:
         return {"containment": self.sandbox.containment} | self.sandbox.isolation.to_dict()
 
+    @property
+    def details(self) -> dict[str, Any]:
+        return {}
+
     async def prepare(self, job: Job) -> Staged:
         run, exe, manifest = job.run, job.executable, job.manifest
         try:
@@ -122,25 +162,9 @@ class LocalBackend:
         except EnvFailed as exc:
             raise StartFailed(Failure(FailureKind.ENVIRONMENT, detail=exc.detail)) from None
         package = self.settings.home.executables / exe.id
-        ws = prepare(
-            self.settings.home.run_dir(run.id),
-            package,
-            manifest,
-            run.input_format,
-            Path(run.input_path) if run.input_path else None,
-        )
-        spec = ProcessSpec(
-            argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
-            cwd=ws.cwd,
-            env=model_env(run, ws, python),
-            stdin=ws.stdin,
-            stdout=ws.stdout,
-            stderr=ws.stderr,
-            limits=run.limits,
-            label=run.id,
-            access=run_access(self.settings, run, ws, python, package),
-        )
-        return Staged(spec, ws)
+        run_dir = self.settings.home.run_dir(run.id)
+        read_paths = self.settings.isolation.read_paths
+        return stage(run, run_dir, package, manifest, python, read_paths)
 
     def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
         """Once its staging has stopped, the workspace is cleared, keeping the input."""
@@ -172,18 +196,7 @@ class LocalBackend:
         """Local processes never survive their daemon: kill what is left of every run a
         previous daemon ran, and of runs it spawned without writing them down."""
         for run in running:
-            where = run.placement or {}
-            cgroup = where.get("cgroup")
-            try:
-                kill_leftovers(
-                    where.get("pid"),
-                    where.get("pgid"),
-                    cgroup.split(",") if cgroup else [],
-                    epoch(run.started_at),
-                    label=run.id,
-                )
-            except Exception:  # a failed sweep must not keep the daemon from starting
-                log.exception("could not sweep the processes of run %s", run.id)
+            sweep_leftovers(run)
         self._sweep_unwritten(queued, known)
         return {}
 
@@ -213,6 +226,23 @@ class LocalBackend:
 
     async def close(self) -> None:
         self.sandbox.close()
+
+
+def sweep_leftovers(run: Run) -> None:
+    """Kill what survived of a run a previous daemon ran on this machine (its placement
+    names its pid, process group and cgroups)."""
+    where = run.placement or {}
+    cgroup = where.get("cgroup")
+    try:
+        kill_leftovers(
+            where.get("pid"),
+            where.get("pgid"),
+            cgroup.split(",") if cgroup else [],
+            epoch(run.started_at),
+            label=run.id,
+        )
+    except Exception:  # a failed sweep must not keep the daemon from starting
+        log.exception("could not sweep the processes of run %s", run.id)
 
 
 def _size(path: Path) -> int:

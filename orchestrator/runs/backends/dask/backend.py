@@ -1,0 +1,281 @@
+"""The dask backend, daemon side: the ``Backend`` the engine talks to.
+
+``prepare`` ships what the run reads (its package, its input) into the cluster
+by content and builds its ``TaskSpec``; ``start`` submits one task; the
+``DaskExecution`` supervises it; ``collect`` writes what came back into the
+daemon's run folder, where the API reads it; ``recover`` picks up the runs a
+crashed daemon left on the cluster. The daemon keeps every run's state: the
+cluster only ever sees tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+from distributed import Client, Future
+
+from orchestrator.config import Settings
+from orchestrator.errors import OrchError, Unavailable
+from orchestrator.models import Failure, FailureKind, Run
+from orchestrator.packaging.pyenv import requirements_of
+from orchestrator.runs.backend import Collected, Execution, Job, StartFailed
+from orchestrator.runs.backends.dask.background import Background
+from orchestrator.runs.backends.dask.cluster import Cluster
+from orchestrator.runs.backends.dask.execution import Context, DaskExecution, submit
+from orchestrator.runs.backends.dask.logs import LogPuller
+from orchestrator.runs.backends.dask.outputs import write_back
+from orchestrator.runs.backends.dask.protocol import (
+    PLUGIN_NAME,
+    TOPIC,
+    Blob,
+    TaskSpec,
+    UnpackCaps,
+    dataset_name,
+)
+from orchestrator.runs.backends.dask.recovery import reattach
+from orchestrator.runs.backends.dask.shipping import Shipper, archive
+from orchestrator.runs.backends.dask.worker import RunnerPlugin
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.process import ProcessResult
+from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, collect
+
+log = logging.getLogger("orch.dask")
+
+MIB = 1024 * 1024
+CONNECT_SECONDS = 10.0
+UNCOLLECTED_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A prepared run: its spec, and the blobs held for it until it is collected."""
+
+    spec: TaskSpec
+    blobs: list[Blob]
+
+
+class DaskBackend:
+    name = "dask"
+
+    def __init__(self, settings: Settings, client: Client, address: str) -> None:
+        self.settings, self.client, self.address = settings, client, address
+        self.background = Background()
+        self.shipper = Shipper(client)
+        self.ctx = Context(
+            client, tenant(settings), address, settings.home.runs, self.background, self._reship
+        )
+        self.cluster = Cluster(client, address, self.background)
+        self.executions: dict[str, DaskExecution] = {}
+        self.logs = LogPuller(client, settings.home.runs, lambda: self.executions.values())
+
+    @classmethod
+    async def connect(cls, settings: Settings, address: str) -> DaskBackend:
+        """Connect to the scheduler, install the worker plugin, watch the cluster."""
+        client = Client(
+            address,
+            asynchronous=True,
+            set_as_default=False,
+            name="orch-daemon",
+            timeout=CONNECT_SECONDS,
+        )
+        try:
+            await client
+        except (OSError, TimeoutError) as exc:
+            await client.close()
+            raise Unavailable(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        backend = cls(settings, client, address)
+        await client.register_plugin(RunnerPlugin(), name=PLUGIN_NAME)
+        client.subscribe_topic(TOPIC, backend._on_event)
+        backend.cluster.watch_gone(backend._on_gone)
+        await backend.cluster.start()
+        backend.logs.start()
+        log.warning(
+            "dask backend: scheduler %s, %d worker(s), %d slot(s)",
+            address,
+            len(backend.cluster.workers),
+            backend.cluster.slots,
+        )
+        return backend
+
+    # -- what the engine reads -------------------------------------------------------
+
+    @property
+    def slots(self) -> int:
+        return self.cluster.slots
+
+    def watch_slots(self, callback: Callable[[int], None]) -> None:
+        self.cluster.watch_slots(callback)
+
+    @property
+    def isolation(self) -> dict[str, Any]:
+        kinds = {w.isolation.get("containment") for w in self.cluster.workers.values()}
+        return {"containment": ",".join(sorted(k for k in kinds if k)) or "unknown"}
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {
+            "scheduler": self.address,
+            "workers": len(self.cluster.workers),
+            "cluster": {
+                address: {"name": w.name, "slots": w.slots, **w.isolation}
+                for address, w in self.cluster.workers.items()
+            },
+        }
+
+    # -- a run's life ----------------------------------------------------------------
+
+    async def prepare(self, job: Job) -> Shipped:
+        run, exe, manifest = job.run, job.executable, job.manifest
+        home = self.settings.home
+        requirements = None
+        if exe.type == "python" and self.settings.python_envs != "daemon":
+            try:
+                requirements = requirements_of(manifest, home.executables / exe.id)
+            except OrchError as exc:
+                raise StartFailed(Failure(FailureKind.ENVIRONMENT, detail=str(exc))) from None
+        home.run_dir(run.id).mkdir(parents=True, exist_ok=True)
+        blobs: list[Blob] = []
+        try:
+            package = await self.shipper.ship_file(home.blobs / exe.id[:2] / exe.id, exe.id)
+            blobs.append(package)
+            input_blob = await self._ship_input(run)
+            if input_blob is not None:
+                blobs.append(input_blob)
+        except BaseException:
+            self.shipper.release(blobs)
+            raise
+        spec = TaskSpec(
+            run=replace(run, placement=None),
+            manifest=exe.manifest,
+            package=package,
+            input=input_blob,
+            requirements=requirements,
+            caps=self._caps(),
+            dataset=dataset_name(self.ctx.tenant, run.id),
+        )
+        return Shipped(spec, blobs)
+
+    async def _ship_input(self, run: Run) -> Blob | None:
+        if run.input_path is None:
+            return None
+        path = Path(run.input_path)
+        in_blob_store = path.parent.parent == self.settings.home.blobs  # named by its hash
+        return await self.shipper.ship_input(path, path.name if in_blob_store else None)
+
+    async def _reship(self, spec: TaskSpec) -> list[Future]:
+        """What a run reads, on the cluster again (a retry after a lost worker, which may
+        have held the only copy); read from the daemon's own files, by the same hashes."""
+        package = self.settings.home.blobs / spec.package.sha256[:2] / spec.package.sha256
+        futures = [await self.shipper.refresh(spec.package, package.read_bytes)]
+        if spec.input is not None and spec.input.inline is None and spec.run.input_path:
+            path = Path(spec.run.input_path)
+            read = functools.partial(archive, path) if spec.input.folder else path.read_bytes
+            futures.append(await self.shipper.refresh(spec.input, read))
+        return futures
+
+    def _caps(self) -> UnpackCaps:
+        s = self.settings
+        return UnpackCaps(
+            package_bytes=s.max_package_mb * MIB * 4,  # as a push allows it to unpack to
+            package_files=s.max_package_files,
+            input_bytes=s.max_upload_mb * MIB,
+        )
+
+    def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
+        """The blobs a discarded stage holds go back once it has stopped."""
+
+        def release(_: asyncio.Future[Any]) -> None:
+            if not staging.cancelled() and staging.exception() is None:
+                self.shipper.release(staging.result()[1].blobs)
+
+        staging.cancel()
+        staging.add_done_callback(release)
+
+    async def start(self, job: Job, prepared: Shipped) -> DaskExecution:
+        spec = prepared.spec
+        execution = DaskExecution(
+            self.ctx,
+            spec,
+            submit(self.ctx, spec),
+            self.shipper.futures(prepared.blobs),
+            retries_left=job.run.limits.retries or 0,
+        )
+        execution.held = prepared.blobs
+        self._forget_uncollected()
+        self.executions[job.run.id] = execution
+        return execution
+
+    async def collect(self, job: Job, prepared: Shipped | None, result: ProcessResult) -> Collected:
+        run = job.run
+        execution = self.executions.pop(run.id, None)
+        if execution is not None:
+            self.shipper.release(execution.held)
+        ws = Workspace.of(self.settings.home.run_dir(run.id))
+        if execution is not None and execution.result is not None:
+            await anyio.to_thread.run_sync(
+                write_back, ws.root, execution.result, execution.log_from, self._caps()
+            )
+        args = (ws, job.manifest, run.input_format, self.settings.statistics_parse_bytes)
+        small = run.input_format not in DIRECTORY_FORMATS and _size(ws.stdout) < SMALL_OUTPUT
+        return collect(*args) if small else await anyio.to_thread.run_sync(collect, *args)
+
+    async def recover(
+        self, running: list[Run], queued: list[Run], known: set[str]
+    ) -> dict[str, Execution]:
+        """Reattach to the runs a crashed daemon left on the cluster; stop the rest."""
+        found = await reattach(self.ctx, running, known)
+        self.executions.update(found)
+        return dict(found)
+
+    async def close(self) -> None:
+        await self.logs.stop()
+        await self.cluster.stop()
+        await self.background.drain(10)
+        self.shipper.close()
+        await self.client.close()
+
+    # -- cluster events --------------------------------------------------------------
+
+    def _on_event(self, event: tuple[float, Any]) -> None:
+        _, msg = event
+        if isinstance(msg, dict) and msg.get("event") == "accepted":
+            execution = self.executions.get(str(msg.get("run")))
+            if execution is not None:
+                execution.accepted(str(msg.get("key")), str(msg.get("worker")))
+
+    def _on_gone(self, worker: str, keys: set[str], why: str) -> None:
+        for execution in list(self.executions.values()):
+            execution.gone(worker, keys, why)
+
+    def _forget_uncollected(self) -> None:
+        """A run that ended without being collected (its start was never recorded) is
+        dropped after a while, with the outputs it brought back."""
+        cutoff = time.monotonic() - UNCOLLECTED_SECONDS
+        for run_id, execution in list(self.executions.items()):
+            if execution.ended_at is not None and execution.ended_at < cutoff:
+                del self.executions[run_id]
+                self.shipper.release(execution.held)
+
+
+def tenant(settings: Settings) -> str:
+    """This daemon's name on a cluster others may share: its host and home, hashed."""
+    where = f"{socket.gethostname()}:{settings.home.root.resolve()}"
+    return hashlib.sha256(where.encode()).hexdigest()[:12]
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,237 @@
+"""A worker's cache: content-addressed blobs, unpacked packages and inputs, environments,
+and the run folders of the worker process that owns them.
+
+Layout under the cache root (``ORCH_WORKER_CACHE``, default ``~/.cache/orch-worker``)::
+
+    blobs/<sha256>            single-file inputs (and packages until unpacked)
+    inputs/<sha256>/          folder inputs, unpacked once
+    executables/<sha256>/     packages, unpacked once, read-only
+    envs/<hash>/              python environments (packaging/pyenv.py)
+    runs/<owner>/<run-id>/<n>/  run folders (per attempt) of one worker process
+    runs/<owner>.lock         held (flock) for that process's life
+
+Workers on one host may share a root: every write lands under a temporary name and is
+renamed into place, so a blob or a package is complete or absent. A worker process
+that died (even SIGKILL) leaves its lock free: the next sweep (at worker start, then
+every few seconds, by any worker sharing the root) kills the models it left running
+and removes its run folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from orchestrator.packaging.unpack import inspect_and_unpack, safe_extract
+from orchestrator.runs.backends.dask.protocol import UnpackCaps
+from orchestrator.runs.cgroups import run_groups
+from orchestrator.runs.proctree import kill_marked
+from orchestrator.runs.sandbox import kill_leftovers
+
+log = logging.getLogger("orch.dask.cache")
+
+CACHE_ENV = "ORCH_WORKER_CACHE"
+BUDGET_ENV = "ORCH_WORKER_CACHE_MB"
+DEFAULT_BUDGET_MB = 4096
+KEEP_RECENT_SECONDS = 600.0
+"""Inputs used this recently are never evicted (a run may be about to read them)."""
+
+
+def default_root() -> Path:
+    if env := os.environ.get(CACHE_ENV):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "orch-worker"
+
+
+class BlobMismatch(Exception):
+    """Shipped bytes do not hash to their name: never cached, never run."""
+
+
+class WorkerCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs, self.inputs = root / "blobs", root / "inputs"
+        self.executables, self.envs, self.runs = (
+            root / "executables",
+            root / "envs",
+            root / "runs",
+        )
+        for folder in (self.blobs, self.inputs, self.executables, self.envs, self.runs):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.own_runs = self.runs / self.owner
+        self.own_runs.mkdir()
+        # Locked before it gets its name: a sweeper never sees this owner's lock free.
+        tmp = self.runs / f".{self.owner}.lock"
+        self._lock = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(tmp, self.runs / f"{self.owner}.lock")
+
+    # -- content ---------------------------------------------------------------------
+
+    def blob(self, sha256: str) -> Path | None:
+        """The cached bytes of ``sha256``, if this root has them (touched: recently used)."""
+        path = self.blobs / sha256
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return None
+        return path
+
+    def store(self, sha256: str, data: bytes) -> Path:
+        """Cache shipped bytes under their hash, after checking that they are what they claim."""
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BlobMismatch(f"shipped content does not match its sha256 {sha256}")
+        path = self.blobs / sha256
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=f".{sha256[:12]}.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
+        return path
+
+    def package(self, sha256: str) -> Path | None:
+        """The unpacked package, if this root has it."""
+        path = self.executables / sha256
+        return path if path.is_dir() else None
+
+    def unpack_package(self, sha256: str, caps: UnpackCaps) -> Path:
+        """Unpack a cached package blob once (checked like a push), then drop the blob."""
+        dest = self.executables / sha256
+        archive = self.blobs / sha256
+        inspect_and_unpack(
+            archive, dest, max_bytes=caps.package_bytes, max_files=caps.package_files
+        )
+        archive.unlink(missing_ok=True)
+        return dest
+
+    def input_folder(self, sha256: str) -> Path | None:
+        path = self.inputs / sha256
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return None
+        return path
+
+    def unpack_input(self, sha256: str, caps: UnpackCaps) -> Path:
+        """Unpack a cached folder-input archive once (hostile-archive checks), drop the tar."""
+        dest = self.inputs / sha256
+        archive = self.blobs / sha256
+        work = Path(tempfile.mkdtemp(dir=self.inputs, prefix=f".{sha256[:12]}."))
+        try:
+            safe_extract(
+                archive, work / "d", max_bytes=caps.input_bytes, max_files=caps.package_files
+            )
+            with contextlib.suppress(OSError):  # a concurrent unpack of the same input won
+                os.replace(work / "d", dest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+        return dest
+
+    def run_dir(self, run_id: str, attempt: int) -> Path:
+        """``runs/<owner>/<run-id>/<attempt>``: the sweep reads run ids from the folder names."""
+        return self.own_runs / run_id / str(attempt)
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Kill what dead worker processes sharing this root left running; returns how many
+        owners were swept."""
+        swept = 0
+        for lock in self.runs.glob("*.lock"):
+            owner = lock.name.removesuffix(".lock")
+            if owner == self.owner or not _is_free(lock):
+                continue
+            folder = self.runs / owner
+            run_ids = set(os.listdir(folder)) if folder.is_dir() else set()
+            killed = kill_marked(run_ids)
+            for run_id in run_ids:
+                kill_leftovers(None, None, [str(g) for g in run_groups(run_id)], None)
+            shutil.rmtree(folder, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            swept += 1
+            log.warning(
+                "swept the runs of a dead worker process (%s): %d run folder(s), %d "
+                "process(es) killed",
+                owner,
+                len(run_ids),
+                killed,
+            )
+        return swept
+
+    def trim(self, budget_bytes: int) -> int:
+        """Evict inputs not used for a while, oldest first, until the cache fits its budget.
+
+        Packages and environments stay (they are what makes the next run cheap)."""
+        entries = []
+        for folder in (self.blobs, self.inputs):
+            for entry in os.scandir(folder):
+                if not entry.name.startswith("."):
+                    entries.append((entry.stat(follow_symlinks=False).st_mtime, Path(entry.path)))
+        total = sum(_size(path) for _, path in entries)
+        evicted, recent = 0, time.time() - KEEP_RECENT_SECONDS
+        for mtime, path in sorted(entries):
+            if total <= budget_bytes or mtime > recent:
+                break
+            size = _size(path)
+            _remove(path)
+            total -= size
+            evicted += 1
+        return evicted
+
+    def close(self) -> None:
+        """The process ends cleanly: its run folders go, and its lock with them."""
+        shutil.rmtree(self.own_runs, ignore_errors=True)
+        (self.runs / f"{self.owner}.lock").unlink(missing_ok=True)
+        os.close(self._lock)
+
+
+def budget_bytes() -> int:
+    raw = os.environ.get(BUDGET_ENV, "")
+    return (int(raw) if raw.isdigit() else DEFAULT_BUDGET_MB) * 1024 * 1024
+
+
+def _is_free(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock we may just have taken
+    return True
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        for dirpath, _dirs, _files in os.walk(path):
+            with contextlib.suppress(OSError):
+                os.chmod(dirpath, 0o700)
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,266 @@
+"""One run on the cluster, from its task's submission to its facts.
+
+The run's task is published as a dataset with what a restarted daemon needs to
+pick it up (the task, the blobs it reads, its spec, what is left of its
+retries), so the run outlives a daemon that crashes. ``wait`` ends with the
+task's result, or with a lost worker: then the run is started again on another
+worker if its ``retries`` limit allows it (a new key, and a line in its log
+saying so: never silently), else it fails ``worker_lost`` naming the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, Future
+from distributed.scheduler import KilledWorker
+
+from orchestrator.models import Failure, FailureKind
+from orchestrator.runs.backends.dask.background import Background
+from orchestrator.runs.backends.dask.protocol import (
+    RESOURCE,
+    Blob,
+    RunLost,
+    TaskResult,
+    TaskSpec,
+    dataset_name,
+)
+from orchestrator.runs.backends.dask.worker import cancel_run, run_task
+from orchestrator.runs.process import ProcessResult
+
+log = logging.getLogger("orch.dask.execution")
+
+FREE_RESTARTS = 2
+"""Times a run whose package or input was lost with a worker before anything of it started
+is submitted again (no rerun: its model never ran), whatever its retries limit."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every execution shares with its backend."""
+
+    client: Client
+    tenant: str
+    scheduler: str
+    runs_dir: Path
+    background: Background
+    reship: Callable[[TaskSpec], Awaitable[list[Future]]]
+    """The blobs of a run, shipped again where a lost worker held their only copy."""
+
+
+def submit(ctx: Context, spec: TaskSpec) -> Future:
+    """The run's task: one ``orch`` slot, never retried by Dask itself."""
+    return ctx.client.submit(
+        run_task, spec, key=spec.key, resources={RESOURCE: 1}, pure=False, retries=0
+    )
+
+
+class DaskExecution:
+    def __init__(
+        self,
+        ctx: Context,
+        spec: TaskSpec,
+        future: Future,
+        blobs: list[Future],
+        *,
+        retries_left: int,
+        log_from: int = 0,
+        worker: str | None = None,
+        published: bool = False,
+    ) -> None:
+        self.ctx, self.spec, self.future, self.blobs = ctx, spec, future, blobs
+        self.retries_left, self.log_from, self.worker = retries_left, log_from, worker
+        self.run_id = spec.run.id
+        self.result: TaskResult | None = None
+        self.held: list[Blob] = []
+        """Blobs the daemon's shipper holds for this run, released once it is collected."""
+        self.done = False
+        self.ended_at: float | None = None
+        self._canceled = False
+        self._lost = asyncio.Event()
+        self._lost_why = ""
+        self._started = time.monotonic()
+        self._restarts_left = FREE_RESTARTS
+        self._published: asyncio.Task[None] | None = None
+        if not published:
+            self._published = asyncio.create_task(self._publish())
+
+    @property
+    def placement(self) -> dict[str, Any] | None:
+        return {
+            "backend": "dask",
+            "scheduler": self.ctx.scheduler,
+            "key": self.spec.key,
+            "attempt": self.spec.attempt,
+        }
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    # -- the executor's side ---------------------------------------------------------
+
+    async def wait(self) -> ProcessResult:
+        try:
+            while True:
+                got = await self._attempt_outcome()
+                if self._canceled and (not isinstance(got, TaskResult) or got.restartable):
+                    return self._facts(canceled=True)
+                if isinstance(got, TaskResult) and self._restartable(got):
+                    self._restarts_left -= 1
+                    why = got.facts.failure.detail if got.facts.failure else "lost"
+                    await self._again(f"[orch] {why}; the run had not started: submitting it again")
+                    continue
+                if isinstance(got, TaskResult):
+                    self.result = got
+                    return got.facts
+                if got is None:
+                    return self._facts(canceled=True)
+                if got.kind == FailureKind.WORKER_LOST and self.retries_left > 0:
+                    await self._retry(got.detail)
+                    continue
+                return self._facts(failure=got)
+        finally:
+            self.done, self.ended_at = True, time.monotonic()
+            self.ctx.background.spawn(self._forget(), f"forget {self.run_id}")
+
+    def cancel(self, grace_seconds: float = 2.0) -> None:
+        """Kill the run's process tree on its worker (Dask cannot interrupt a task); a task
+        not started yet is withdrawn, and every worker told never to start it."""
+        if self._canceled or self.done:
+            return
+        self._canceled = True
+        self._stop(grace_seconds)
+
+    def _stop(self, grace_seconds: float) -> None:
+        workers = [self.worker] if self.worker else None
+        if self.worker is None:
+            self.ctx.background.spawn(self.future.cancel(), f"withdraw {self.key}")
+        self.ctx.background.spawn(
+            self.ctx.client.run(
+                cancel_run, self.run_id, grace_seconds, workers=workers, on_error="return"
+            ),
+            f"cancel {self.run_id}",
+        )
+
+    # -- the cluster's side ----------------------------------------------------------
+
+    def accepted(self, key: str, worker: str) -> None:
+        if key == self.key:
+            self.worker = worker
+
+    def gone(self, worker: str, keys: set[str], why: str) -> None:
+        """A worker left: if it ran (or was about to run) this attempt, the attempt is lost."""
+        if self.done or not (worker == self.worker or self.key in keys):
+            return
+        self._lost_why = f"worker {worker} {why}"
+        self._lost.set()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _restartable(self, got: TaskResult) -> bool:
+        return got.restartable and self._restarts_left > 0 and not self._canceled
+
+    async def _attempt_outcome(self) -> TaskResult | Failure | None:
+        """The attempt's result, a failure (a lost worker, a crash), or None if withdrawn."""
+        result = asyncio.ensure_future(self._result(self.future))
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({result, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if result.done():
+            return result.result()
+        result.cancel()
+        return Failure(FailureKind.WORKER_LOST, detail=self._lost_why)
+
+    async def _result(self, future: Future) -> TaskResult | Failure | None:
+        try:
+            got = await future
+        except RunLost as exc:
+            return Failure(FailureKind.WORKER_LOST, detail=f"worker {exc.first_worker} was lost")
+        except KilledWorker as exc:
+            return Failure(FailureKind.WORKER_LOST, detail=str(exc))
+        except concurrent.futures.CancelledError as exc:
+            if self._canceled:
+                return None
+            why = f"the Dask scheduler dropped the run's task ({exc})"
+            return Failure(FailureKind.WORKER_LOST, detail=why)
+        except Exception as exc:  # the runner itself broke on the worker
+            log.warning("run %s: its task failed on the cluster: %r", self.run_id, exc)
+            return Failure(FailureKind.CRASH, detail=f"on the cluster: {exc!r}")
+        if not isinstance(got, TaskResult):
+            return Failure(FailureKind.CRASH, detail=f"the task returned {type(got).__name__}")
+        lost = got.facts.failure
+        if lost is not None and lost.kind == FailureKind.WORKER_LOST and not got.restartable:
+            return lost  # its worker closed under it: a lost worker, retried as such
+        return got
+
+    async def _retry(self, why: str) -> None:
+        """Start the run again after its worker was lost, as its retries limit allows."""
+        self.retries_left -= 1
+        await self._again(
+            f"[orch] {why} while it ran this run; starting it again on another worker "
+            f"(attempt {self.spec.attempt + 1}, retries left: {self.retries_left})"
+        )
+
+    async def _again(self, note: str) -> None:
+        """A new task (a new key: the old one stays refused), with what it reads shipped
+        again if need be, and a line in the run's log saying why."""
+        old = self.future
+        self.spec = self.spec.next_attempt()
+        stderr = self.ctx.runs_dir / self.run_id / "stderr"
+        self.log_from = await asyncio.to_thread(_append, stderr, f"{note}\n".encode())
+        log.warning("run %s: %s (attempt %d)", self.run_id, note, self.spec.attempt)
+        self.worker, self._lost_why = None, ""
+        self._lost.clear()
+        self.blobs = await self.ctx.reship(self.spec)
+        self.future = submit(self.ctx, self.spec)
+        if self._canceled:  # while this was being arranged
+            self._stop(0)
+        self.ctx.background.spawn(old.cancel(), f"withdraw {old.key}")
+        if self._published is not None:
+            await self._published
+        self._published = asyncio.create_task(self._publish())
+
+    async def _publish(self) -> None:
+        """Keep the task (and the blobs it reads) alive on the cluster without the daemon."""
+        record = {
+            "task": self.future,
+            "blobs": self.blobs,
+            "spec": self.spec,
+            "retries_left": self.retries_left,
+            "log_from": self.log_from,
+        }
+        name = dataset_name(self.ctx.tenant, self.run_id)
+        await self.ctx.client.publish_dataset(**{name: record}, override=True)
+
+    async def _forget(self) -> None:
+        if self._published is not None:
+            try:
+                await self._published
+            except Exception as exc:
+                log.warning("run %s: its task was never published: %s", self.run_id, exc)
+        name = dataset_name(self.ctx.tenant, self.run_id)
+        await self.ctx.client.unpublish_dataset(name)
+        self.future.release()
+
+    def _facts(self, canceled: bool = False, failure: Failure | None = None) -> ProcessResult:
+        """Facts of an attempt whose process is out of reach (withdrawn, or on a lost worker)."""
+        ran = time.monotonic() - self._started
+        return ProcessResult(None, None, ran, 0.0, 0.0, None, None, canceled, None, failure=failure)
+
+
+def _append(path: Path, data: bytes) -> int:
+    """Append to the run's log; returns its new size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        fh.write(data)
+        return fh.tell()

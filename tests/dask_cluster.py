@@ -1,0 +1,132 @@
+"""A real Dask cluster for tests: one ``dask scheduler`` and ``dask worker`` processes.
+
+Each is a separate process on 127.0.0.1 (free ports, no dashboard, no nanny, so a
+test can SIGKILL a worker and mean it), started from this interpreter with orch
+importable, as a real deployment must be. Each worker gets a cache folder of its
+own; ``stop`` tears everything down and reports what the processes logged.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.helpers import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DaskWorker:
+    name: str
+    cache: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL: the worker vanishes mid-task, as a lost machine would."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@dataclass
+class DaskCluster:
+    root: Path
+    port: int
+    scheduler: subprocess.Popen[bytes]
+    workers: list[DaskWorker] = field(default_factory=list)
+
+    @property
+    def executor(self) -> str:
+        return f"dask://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, root: Path, workers: int = 2, slots: int = 2) -> DaskCluster:
+        root.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        argv = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+        scheduler = _spawn(argv, root / "scheduler.log")
+        cluster = cls(root, port, scheduler)
+        wait_for(lambda: _listening(port, scheduler, root / "scheduler.log"), timeout=30)
+        for n in range(workers):
+            cluster.add_worker(f"w{n}", slots)
+        return cluster
+
+    def add_worker(self, name: str, slots: int = 2, cache: Path | None = None) -> DaskWorker:
+        """Start a worker and wait until the scheduler lists it."""
+        cache = cache or self.root / f"cache-{name}"
+        log = self.root / f"{name}-{len(self.workers)}.log"
+        argv = [sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{self.port}"]
+        argv += ["--host", "127.0.0.1", "--name", name, "--nthreads", str(slots)]
+        argv += ["--resources", f"orch={slots}", "--no-nanny", "--no-dashboard"]
+        argv += ["--local-directory", str(self.root / f"scratch-{name}")]
+        process = _spawn(argv, log, {"ORCH_WORKER_CACHE": str(cache)})
+        worker = DaskWorker(name, cache, process, log)
+        self.workers.append(worker)
+        wait_for(lambda: _registered(worker), timeout=30)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        if self.scheduler.poll() is None:
+            self.scheduler.send_signal(signal.SIGTERM)
+            try:
+                self.scheduler.wait(20)
+            except subprocess.TimeoutExpired:
+                self.scheduler.kill()
+                self.scheduler.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.root.glob("*.log"))
+        )
+
+
+def _spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+
+
+def _listening(port: int, process: subprocess.Popen[bytes], log: Path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(f"dask scheduler exited:\n{log.read_text()}")
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _registered(worker: DaskWorker) -> bool:
+    if worker.process.poll() is not None:
+        raise AssertionError(f"dask worker {worker.name} exited:\n{worker.log.read_text()}")
+    time.sleep(0.05)
+    return "Registered to" in worker.log.read_text(errors="replace")

@@ -1,0 +1,439 @@
+"""The dask backend end to end: a real ``dask scheduler``, real ``dask worker`` processes
+and a real daemon started with ``--executor dask://...``, over HTTP.
+
+Nothing is mocked. The workers run on this machine, so a test can see the model's
+processes (their pids come from the run's live log) and which worker ran a run (its
+``TMPDIR`` lies in that worker's cache folder). Tests that kill a worker or the daemon
+get a cluster of their own; the others share one per module.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.dask_cluster import DaskCluster, DaskWorker, free_port
+from tests.helpers import Daemon, create_app, push_dir, wait_for, wait_run, write_app
+
+PROBE = """\
+import json, os, subprocess, sys, time
+doc = json.load(sys.stdin)
+print(f"pid={os.getpid()} tmp={os.environ['TMPDIR']}", file=sys.stderr, flush=True)
+if doc.get("child"):
+    child = subprocess.Popen(["sleep", "300"])
+    print(f"child={child.pid}", file=sys.stderr, flush=True)
+for n in range(doc.get("lines", 0)):
+    print(f"line {n}", file=sys.stderr, flush=True)
+    time.sleep(doc.get("every", 0))
+start = time.time()
+time.sleep(doc.get("sleep", 0))
+stats = {"result": {"value": doc.get("value", 1)}, "run": {"duration": time.time() - start}}
+json.dump({"statistics": stats, "tmp": os.environ["TMPDIR"], "start": start,
+           "end": time.time()}, sys.stdout)
+"""
+
+MULTI_FILE = """\
+import json, os, pathlib
+names = sorted(os.listdir("inputs"))
+out = pathlib.Path("outputs")
+(out / "solutions").mkdir(parents=True, exist_ok=True)
+(out / "solutions" / "names.txt").write_text("\\n".join(names))
+(out / "statistics.json").write_text(json.dumps({"result": {"value": len(names)}}))
+(out / "assets.json").write_text(json.dumps([{"name": "chart", "content": {"n": len(names)}}]))
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    c = DaskCluster.start(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def dask_daemon(cluster: DaskCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = Daemon.start(
+        tmp_path_factory.mktemp("dask-home"), config=f'executor = "{cluster.executor}"\n'
+    )
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def api(dask_daemon: Daemon) -> Iterator[httpx.Client]:
+    with dask_daemon.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def probe(dask_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    with dask_daemon.client() as api:
+        return _push_probe(api, tmp_path_factory.mktemp("probe"))
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
+    """A cluster a test may damage (kill a worker, restart the daemon)."""
+    c = DaskCluster.start(tmp_path / "cluster")
+    yield c
+    c.stop()
+
+
+def _push_probe(api: httpx.Client, tmp: Path) -> str:
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp / "probe", PROBE), tmp)
+    return app_id
+
+
+def start(api: httpx.Client, app_id: str, body: dict[str, Any], instance: str = "") -> str:
+    params = {"instance_id": instance} if instance else {}
+    r = api.post(f"/v1/applications/{app_id}/runs", json=body, params=params)
+    assert r.status_code == 201, r.text
+    return str(r.json()["run_id"])
+
+
+def log_of(api: httpx.Client, app_id: str, run_id: str) -> str:
+    return str(api.get(f"/v1/applications/{app_id}/runs/{run_id}/logs").json()["log"])
+
+
+def facts_in_log(api: httpx.Client, app_id: str, run_id: str, *names: str) -> dict[str, str]:
+    """Wait until the run's live log shows ``name=value`` for every name; return them."""
+
+    def found() -> dict[str, str] | None:
+        words = dict(w.split("=", 1) for w in log_of(api, app_id, run_id).split() if "=" in w)
+        return words if all(n in words for n in names) else None
+
+    return wait_for(found, timeout=30, interval=0.05)
+
+
+def worker_of(cluster: DaskCluster, tmp: str) -> DaskWorker:
+    """The worker whose cache holds this run folder."""
+    return next(w for w in cluster.workers if tmp.startswith(str(w.cache)))
+
+
+def orch(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "orchestrator", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=90)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+# -- runs on the cluster ----------------------------------------------------------------
+
+
+def test_runs_execute_on_the_workers_and_come_back_like_local_ones(
+    api: httpx.Client, probe: str, cluster: DaskCluster
+) -> None:
+    health = api.get("/healthz").json()["backend"]
+    assert health["name"] == "dask" and health["slots"] == 4 and health["workers"] == 2
+    assert health["scheduler"] == cluster.executor.replace("dask://", "tcp://")
+    runs = [start(api, probe, {"input": {"sleep": 0.5, "value": n}}) for n in range(4)]
+    results = [wait_run(api, probe, r) for r in runs]
+    assert [r["metadata"]["status_v2"] for r in results] == ["succeeded"] * 4
+    assert [r["metadata"]["statistics"]["result"]["value"] for r in results] == [0, 1, 2, 3]
+    assert all(r["metadata"]["peak_memory_mb"] > 0 for r in results)
+    tmps = [r["output"]["tmp"] for r in results]
+    assert {worker_of(cluster, t).name for t in tmps} == {"w0", "w1"}  # both workers ran some
+    assert "pid=" in log_of(api, probe, runs[0])
+    exe = api.get(f"/v1/applications/{probe}/executable").json()["id"]
+    for worker in cluster.workers:  # each worker unpacked the package once, by its hash
+        assert (worker.cache / "executables" / exe / "main.py").is_file()
+
+
+def test_a_worker_never_runs_more_than_its_slots(
+    api: httpx.Client, probe: str, cluster: DaskCluster
+) -> None:
+    runs = [start(api, probe, {"input": {"sleep": 0.6}}) for _ in range(10)]
+    outputs = [wait_run(api, probe, r)["output"] for r in runs]
+    by_worker: dict[str, list[tuple[float, float]]] = {}
+    for out in outputs:
+        by_worker.setdefault(worker_of(cluster, out["tmp"]).name, []).append(
+            (out["start"], out["end"])
+        )
+    peaks = {name: _peak(spans) for name, spans in by_worker.items()}
+    assert all(peak <= 2 for peak in peaks.values()), peaks
+    everything = [span for spans in by_worker.values() for span in spans]
+    assert 3 <= _peak(everything) <= 4, peaks  # the cluster's 4 slots were used
+
+
+def _peak(spans: list[tuple[float, float]]) -> int:
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_logs_reach_the_daemon_while_the_run_runs(api: httpx.Client, probe: str) -> None:
+    run_id = start(api, probe, {"input": {"lines": 8, "every": 0.4}})
+    url = f"/v1/applications/{probe}/runs/{run_id}/logs/live"
+
+    def two_lines_while_running() -> bool:
+        page = api.get(url, params={"since": "0"}).json()
+        lines = [i["log"] for i in page["items"]]
+        return page["status_v2"] == "running" and "line 1" in lines
+
+    wait_for(two_lines_while_running, timeout=30, interval=0.1)
+    assert wait_run(api, probe, run_id)["metadata"]["status_v2"] == "succeeded"
+    lines = log_of(api, probe, run_id).splitlines()
+    assert lines[1:] == [f"line {n}" for n in range(8)]  # whole, in order, once
+
+
+def test_cancel_kills_the_process_tree_on_the_worker(api: httpx.Client, probe: str) -> None:
+    run_id = start(api, probe, {"input": {"child": True, "sleep": 120}})
+    facts = facts_in_log(api, probe, run_id, "pid", "child")
+    pids = [int(facts["pid"]), int(facts["child"])]
+    assert not any(gone(p) for p in pids)
+    r = api.patch(f"/v1/applications/{probe}/runs/{run_id}/cancel")
+    assert r.status_code == 200, r.text
+    assert wait_run(api, probe, run_id)["metadata"]["status_v2"] == "canceled"
+    wait_for(lambda: all(gone(p) for p in pids), timeout=10)
+
+
+def test_multi_file_outputs_statistics_and_assets_come_back(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    manifest = (
+        "type: python\nruntime: r\nfiles: [main.py]\n"
+        "configuration:\n  content:\n    format: multi-file\n"
+    )
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "mf", MULTI_FILE, manifest), tmp_path)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in ("a.csv", "b.json", "deep/c.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
+    httpx.put(up["upload_url"], content=buf.getvalue())
+    res = wait_run(api, app_id, start(api, app_id, {"upload_id": up["upload_id"]}))
+    assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+    assert res["metadata"]["statistics"] == {"result": {"value": 3}}
+    with tarfile.open(fileobj=io.BytesIO(httpx.get(res["output"]["url"]).content)) as tar:
+        names = tar.extractfile("solutions/names.txt")
+        assert names is not None and names.read() == b"a.csv\nb.json\ndeep"
+    assets = api.get(f"/v1/applications/{app_id}/runs/{res['id']}/assets").json()
+    assert [a["content"] for a in assets["items"] if a["name"] == "chart"] == [{"n": 3}]
+
+
+ENV_MAIN = (
+    "import json, sys, six\nprint(json.dumps({'six': six.__version__, 'prefix': sys.prefix}))\n"
+)
+ENV_MANIFEST = (
+    "type: python\nruntime: r\nfiles: [main.py, requirements.txt]\n"
+    "python:\n  pip-requirements: requirements.txt\n"
+)
+
+
+def test_python_environments_are_built_on_the_workers(
+    api: httpx.Client, tmp_path: Path, cluster: DaskCluster
+) -> None:
+    runs = {}
+    for requirement in ("six==1.16.0", "this-package-does-not-exist-orch==0.0.1"):
+        folder = write_app(tmp_path / requirement[:6], ENV_MAIN, ENV_MANIFEST)
+        (folder / "requirements.txt").write_text(requirement + "\n")
+        app_id = create_app(api)
+        push_dir(api, app_id, folder, tmp_path)
+        runs[requirement] = (app_id, start(api, app_id, {"input": {}}))
+    app_id, run_id = runs["six==1.16.0"]
+    good = wait_run(api, app_id, run_id, timeout=300)
+    assert good["metadata"]["status_v2"] == "succeeded", good["metadata"]["error"]
+    assert good["output"]["six"] == "1.16.0"
+    prefix = good["output"]["prefix"]
+    assert any(prefix.startswith(str(w.cache / "envs")) for w in cluster.workers), prefix
+    app_id, run_id = runs["this-package-does-not-exist-orch==0.0.1"]
+    bad = wait_run(api, app_id, run_id, timeout=300)["metadata"]
+    assert bad["status_v2"] == "failed" and bad["failure"]["kind"] == "environment"
+    assert "this-package-does-not-exist-orch" in bad["error"] and "on worker tcp://" in bad["error"]
+
+
+def test_an_experiment_runs_on_the_cluster(api: httpx.Client, probe: str) -> None:
+    api.post(f"/v1/applications/{probe}/versions", json={"id": "v1"})
+    for inst in ("one", "two"):
+        body = {"id": inst, "version_id": "v1"}
+        assert api.post(f"/v1/applications/{probe}/instances", json=body).status_code == 201
+    ids = []
+    for n in range(3):
+        up = api.post(f"/v1/applications/{probe}/runs/uploadurl").json()
+        httpx.put(up["upload_url"], content=json.dumps({"value": n}).encode())
+        body = {"name": f"case-{n}", "upload_id": up["upload_id"]}
+        ids.append(api.post(f"/v1/applications/{probe}/inputs", json=body).json()["id"])
+    base = f"/v1/applications/{probe}/experiments"
+    api.post(f"{base}/inputsets", json={"id": "three", "name": "Three", "input_ids": ids})
+    body = {"id": "on-dask", "name": "On dask", "input_set_id": "three"}
+    body |= {"instance_ids": ["one", "two"], "baseline": "one"}
+    assert api.post(f"{base}/batch", json=body).status_code == 201
+    meta = wait_for(
+        lambda: (
+            (m := api.get(f"{base}/batch/on-dask/metadata").json())["status"] != "started" and m
+        ),
+        timeout=90,
+        interval=0.1,
+    )
+    assert meta["status"] == "completed" and meta["number_of_runs"] == 6
+    runs = api.get(f"{base}/batch/on-dask/runs").json()["runs"]
+    assert {r["status_v2"] for r in runs} == {"succeeded"}
+    summary = json.dumps(api.get(f"{base}/batch/on-dask/summary").json())
+    assert "one" in summary and "two" in summary and "result.value" in summary
+
+
+def test_daemon_status_names_the_backend_and_its_workers(
+    dask_daemon: Daemon, cluster: DaskCluster
+) -> None:
+    done = orch("daemon", "status", "--json", "--home", str(dask_daemon.home))
+    status = json.loads(done.stdout)
+    assert status["executor"] == "dask" and status["workers"] == 2 and status["slots"] == 4
+
+
+# -- losing parts of the system -----------------------------------------------------------
+
+
+def _daemon_on(cluster: DaskCluster, home: Path, extra: str = "") -> Daemon:
+    return Daemon.start(home, config=f'executor = "{cluster.executor}"\n{extra}')
+
+
+def test_a_worker_lost_mid_run_fails_the_run_and_its_orphans_are_swept(
+    own_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    d = _daemon_on(own_cluster, tmp_path / "home")
+    try:
+        with d.client() as api:
+            app_id = _push_probe(api, tmp_path)
+            run_id = start(api, app_id, {"input": {"child": True, "sleep": 120}})
+            facts = facts_in_log(api, app_id, run_id, "pid", "child", "tmp")
+            victim = worker_of(own_cluster, facts["tmp"])
+            address = _address_of(d, victim)
+            victim.kill()
+            res = wait_run(api, app_id, run_id, timeout=60)
+            meta = res["metadata"]
+            assert meta["status_v2"] == "failed" and meta["failure"]["kind"] == "worker_lost"
+            assert address in meta["error"] and "was lost" in meta["error"]
+            orphans = [int(facts["pid"]), int(facts["child"])]
+            assert not any(gone(p) for p in orphans)  # nobody supervises them any more...
+            own_cluster.add_worker("again", cache=victim.cache)
+            wait_for(lambda: all(gone(p) for p in orphans), timeout=30)  # ...until swept
+            after = wait_run(api, app_id, start(api, app_id, {"input": {}}))
+            assert after["metadata"]["status_v2"] == "succeeded"
+    finally:
+        d.stop()
+
+
+def _address_of(d: Daemon, worker: DaskWorker) -> str:
+    with d.client() as api:
+        cluster = api.get("/healthz").json()["backend"]["cluster"]
+    return next(addr for addr, w in cluster.items() if w["name"] == worker.name)
+
+
+def test_a_worker_lost_mid_run_retries_it_once_when_the_instance_allows(
+    own_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    d = _daemon_on(own_cluster, tmp_path / "home")
+    try:
+        with d.client() as api:
+            app_id = _push_probe(api, tmp_path)
+            api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
+            body = {"id": "sturdy", "version_id": "v1"}
+            body["configuration"] = {"limits": {"retries": 1}}
+            assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
+            too_many = {"input": {}, "configuration": {"limits": {"retries": 2}}}
+            r = api.post(f"/v1/applications/{app_id}/runs?instance_id=sturdy", json=too_many)
+            assert r.status_code == 400 and "retries" in r.json()["error"]
+            run_id = start(api, app_id, {"input": {"sleep": 3, "value": 7}}, "sturdy")
+            facts = facts_in_log(api, app_id, run_id, "tmp")
+            victim = worker_of(own_cluster, facts["tmp"])
+            victim.kill()
+            res = wait_run(api, app_id, run_id, timeout=60)
+            assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+            assert res["metadata"]["statistics"]["result"]["value"] == 7
+            assert worker_of(own_cluster, res["output"]["tmp"]) is not victim
+            log = log_of(api, app_id, run_id)
+            assert "was lost while it ran this run; starting it again" in log
+            assert log.count("pid=") == 2  # both attempts' logs, the note between them
+    finally:
+        d.stop()
+
+
+def test_a_restarted_daemon_reattaches_to_runs_on_the_cluster(
+    own_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    d = _daemon_on(own_cluster, home)
+    with d.client() as api:
+        app_id = _push_probe(api, tmp_path)
+        slow = start(api, app_id, {"input": {"lines": 6, "every": 0.5, "value": 5}})
+        facts_in_log(api, app_id, slow, "pid")
+    d.kill()  # SIGKILL: no chance to stop anything
+    again = _daemon_on(own_cluster, home)
+    try:
+        with again.client() as api:
+            res = wait_run(api, app_id, slow, timeout=60)
+            assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+            assert res["metadata"]["statistics"]["result"]["value"] == 5
+            assert log_of(api, app_id, slow).splitlines()[1:] == [f"line {n}" for n in range(6)]
+    finally:
+        again.stop()
+
+
+def test_a_stopped_daemon_ends_its_runs_and_kills_them_on_the_cluster(
+    own_cluster: DaskCluster, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    d = _daemon_on(own_cluster, home, "shutdown_grace_seconds = 0.5\n")
+    with d.client() as api:
+        app_id = _push_probe(api, tmp_path)
+        run_id = start(api, app_id, {"input": {"child": True, "sleep": 120}})
+        facts = facts_in_log(api, app_id, run_id, "pid", "child")
+    assert d.stop() == 0
+    wait_for(lambda: gone(int(facts["pid"])) and gone(int(facts["child"])), timeout=15)
+    again = _daemon_on(own_cluster, home)
+    try:
+        with again.client() as api:
+            meta = api.get(f"/v1/applications/{app_id}/runs/{run_id}/metadata").json()
+            assert meta["metadata"]["status_v2"] == "failed"
+            assert meta["metadata"]["failure"]["kind"] == "daemon_stopped"
+    finally:
+        again.stop()
+
+
+# -- choosing the backend -----------------------------------------------------------------
+
+
+def test_a_bad_executor_is_refused_before_the_daemon_starts(tmp_path: Path) -> None:
+    done = orch("daemon", "start", "--home", str(tmp_path), "--executor", "dask:/nowhere")
+    assert done.returncode != 0 and "dask://HOST:PORT" in done.stderr
+    assert not (tmp_path / "daemon.json").exists()
+
+
+def test_an_unreachable_scheduler_stops_the_daemon_with_a_clear_error(tmp_path: Path) -> None:
+    started = time.monotonic()
+    nobody = f"dask://127.0.0.1:{free_port()}"
+    done = orch("daemon", "run", "--home", str(tmp_path), "--executor", nobody)
+    assert done.returncode != 0 and "cannot reach the Dask scheduler" in done.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_the_default_install_never_imports_dask() -> None:
+    code = (
+        "import sys; import orchestrator.wiring, orchestrator.cli.main, orchestrator.daemon; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr

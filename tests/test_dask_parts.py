@@ -1,0 +1,169 @@
+"""The dask backend's parts in process: what can be checked without a cluster.
+
+Real files, real processes and the real code; the scheduler in the claims test is
+a plain object with the two attributes the claim function reads (``tasks`` and
+``log_event``), since the function is meant to run inside Dask's scheduler and
+the end-to-end tests (``test_dask.py``) run it there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psutil
+import pytest
+
+from orchestrator.config import Settings, dask_address
+from orchestrator.errors import Invalid
+from orchestrator.home import Home
+from orchestrator.models import Limits
+from orchestrator.packaging.manifest import Manifest
+from orchestrator.runs.backends.dask import claims
+from orchestrator.runs.backends.dask.cache import BlobMismatch, WorkerCache
+from orchestrator.runs.backends.dask.outputs import pack, write_back
+from orchestrator.runs.backends.dask.protocol import TaskResult, UnpackCaps
+from orchestrator.runs.backends.dask.shipping import archive
+from orchestrator.runs.process import ProcessResult
+from orchestrator.runs.proctree import MARKER_VAR
+from orchestrator.runs.workspace import Workspace
+from tests.helpers import wait_for
+
+CAPS = UnpackCaps(package_bytes=1 << 20, package_files=100, input_bytes=1 << 20)
+
+
+@pytest.mark.parametrize(
+    ("executor", "address"),
+    [
+        ("local", None),
+        ("dask://10.1.2.3:8786", "tcp://10.1.2.3:8786"),
+        ("dask://sched.example", "tcp://sched.example:8786"),
+    ],
+)
+def test_executor_addresses(executor: str, address: str | None) -> None:
+    assert dask_address(executor) == address
+
+
+@pytest.mark.parametrize("bad", ["tcp://h:1", "dask://", "dask://h:port", "remote", "dask:/h"])
+def test_bad_executors_are_refused_with_the_expected_form(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(Invalid, match="dask://HOST:PORT"):
+        Settings.load(Home(tmp_path), executor=bad)
+
+
+def test_retries_is_a_limit_capped_by_the_instance() -> None:
+    assert Limits.from_dict({"retries": 0}).retries == 0
+    with pytest.raises(Invalid, match="retries must be 0 to 3"):
+        Limits.from_dict({"retries": 4})
+    caps = Limits(retries=1).over(Settings().limits)
+    assert Limits(retries=1).exceeding(caps) == []
+    assert Limits(retries=2).exceeding(caps) == ["retries=2 exceeds the instance cap 1"]
+    assert Limits(retries=1).exceeding(Settings().limits)  # the default allows none
+
+
+def test_the_first_claim_of_a_key_wins_and_a_restart_is_refused() -> None:
+    events: list[tuple[str, Any]] = []
+    scheduler = SimpleNamespace(tasks={}, log_event=lambda topic, msg: events.append((topic, msg)))
+    assert claims.claim("k1", "tcp://a", "run-1", dask_scheduler=scheduler) == "tcp://a"
+    assert claims.claim("k1", "tcp://b", "run-1", dask_scheduler=scheduler) == "tcp://a"
+    assert [msg["worker"] for _, msg in events] == ["tcp://a"]  # accepted once
+    assert claims.lookup(["k1", "k2"], dask_scheduler=scheduler) == {"k1": "tcp://a"}
+    scheduler.tasks = {"k1": object()}
+    for n in range(claims._PRUNE_ABOVE + 1):
+        claims.claim(f"gone-{n}", "tcp://a", "r", dask_scheduler=scheduler)
+    assert claims.lookup(["k1", "gone-0"], dask_scheduler=scheduler) == {"k1": "tcp://a"}
+
+
+def test_the_cache_keeps_content_by_hash_and_refuses_a_mismatch(tmp_path: Path) -> None:
+    cache = WorkerCache(tmp_path / "cache")
+    data = b"some input"
+    sha = hashlib.sha256(data).hexdigest()
+    assert cache.blob(sha) is None
+    path = cache.store(sha, data)
+    assert cache.blob(sha) == path and path.read_bytes() == data
+    with pytest.raises(BlobMismatch):
+        cache.store("0" * 64, data)
+    assert cache.blob("0" * 64) is None
+    cache.close()
+
+
+def test_trim_evicts_old_inputs_first_and_keeps_recent_ones(tmp_path: Path) -> None:
+    cache = WorkerCache(tmp_path / "cache")
+    old, recent = b"o" * 4000, b"r" * 4000
+    for data, age in ((old, 7200), (recent, 0)):
+        path = cache.store(hashlib.sha256(data).hexdigest(), data)
+        os.utime(path, (time.time() - age, time.time() - age))
+    assert cache.trim(budget_bytes=1000) == 1
+    assert [p.read_bytes() for p in cache.blobs.iterdir()] == [recent]
+    cache.close()
+
+
+def test_a_dead_worker_process_leaves_nothing_running(tmp_path: Path) -> None:
+    """A worker killed with SIGKILL leaves its models and run folders; the next worker
+    sharing the cache (or its successor) kills them by their marker and removes them."""
+    root = tmp_path / "cache"
+    dead = WorkerCache(root)
+    (dead.own_runs / "run-orphan").mkdir()
+    orphan = subprocess.Popen(
+        ["sleep", "300"], env={**os.environ, MARKER_VAR: "run-orphan.0123abcd"}
+    )
+    os.close(dead._lock)  # the process died: the kernel dropped its lock
+    alive = WorkerCache(root)
+    assert alive.sweep() == 1
+    wait_for(lambda: orphan.poll() is not None, timeout=10)
+    assert not dead.own_runs.exists() and not psutil.pid_exists(orphan.pid)
+    assert alive.sweep() == 0 and alive.own_runs.is_dir()  # its own runs are never swept
+    alive.close()
+
+
+def test_outputs_travel_from_the_worker_run_folder_into_the_daemons(tmp_path: Path) -> None:
+    manifest = Manifest.from_dict({"type": "python", "runtime": "r", "files": ["main.py"]})
+    worker = Workspace.of(tmp_path / "worker-run")
+    (worker.work / "outputs" / "solutions").mkdir(parents=True)
+    (worker.work / "outputs" / "solutions" / "s.json").write_text('{"x": 1}')
+    (worker.work / "outputs" / "statistics.json").write_text('{"result": {"value": 2}}')
+    worker.stdout.write_text("out")
+    worker.stderr.write_text("the whole log\n")
+    stdout, stderr, outputs = pack(worker, manifest, "multi-file")
+    assert outputs is not None
+    daemon = Workspace.of(tmp_path / "daemon-run")
+    daemon.root.mkdir()
+    daemon.stderr.write_bytes(b"[orch] a note\npartial streamed lo")
+    facts = ProcessResult(0, None, 1.0, 0.1, 5.0, None, None, False, None)
+    result = TaskResult(facts, "tcp://w", stdout, stderr, outputs)
+    write_back(daemon.root, result, len(b"[orch] a note\n"), CAPS)
+    assert daemon.stderr.read_text() == "[orch] a note\nthe whole log\n"
+    assert daemon.stdout.read_text() == "out"
+    assert (daemon.work / "outputs" / "solutions" / "s.json").read_text() == '{"x": 1}'
+    assert (daemon.work / "outputs" / "statistics.json").is_file()
+
+
+def test_a_hostile_output_archive_is_refused(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("outputs/../../escape")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    facts = ProcessResult(0, None, 1.0, 0.1, 5.0, None, None, False, None)
+    result = TaskResult(facts, "tcp://w", b"", b"", buffer.getvalue())
+    with pytest.raises(Exception, match="input archive"):
+        write_back(tmp_path / "run", result, 0, CAPS)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_a_folder_input_archives_to_the_same_bytes_whatever_its_times(tmp_path: Path) -> None:
+    folder = tmp_path / "input"
+    (folder / "deep").mkdir(parents=True)
+    (folder / "a.csv").write_text("a")
+    (folder / "deep" / "b.csv").write_text("b")
+    first = archive(folder)
+    os.utime(folder / "a.csv", (1, 1))
+    assert archive(folder) == first
+    (folder / "a.csv").write_text("changed")
+    assert archive(folder) != first
