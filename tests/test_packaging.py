@@ -590,3 +590,19 @@ async def test_build_env_failure_reports_installer_output(envs_dir: Path) -> Non
 async def test_build_env_timeout(envs_dir: Path) -> None:
     result = await build_env(["six==1.15.0"], envs_dir, sys.executable, install_timeout=0.001)
     assert not result.ok and "timed out after 0.001 s" in result.message
+
+
+def test_a_python_package_is_byte_compiled_before_it_turns_read_only(tmp_path: Path) -> None:
+    """Runs cannot write the shared package: its modules' bytecode is made at unpack,
+    so a run imports them without compiling (a module that does not compile is left to
+    fail at run time, with the model's own traceback)."""
+    archive = make_tar(
+        tmp_path / "p.tar.gz",
+        [member("helper/solve.py", b"def solve():\n    return 1\n"),
+         member("broken.py", b"def (:\n")],
+    )  # fmt: skip
+    unpack(archive, tmp_path / "pkg")
+    tag = sys.implementation.cache_tag
+    assert (tmp_path / "pkg" / "helper" / "__pycache__" / f"solve.{tag}.pyc").is_file()
+    assert not (tmp_path / "pkg" / "__pycache__" / f"broken.{tag}.pyc").exists()
+    assert (tmp_path / "pkg" / "broken.py").is_file()

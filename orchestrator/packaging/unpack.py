@@ -8,6 +8,7 @@ rule, and a gzip bomb stops at ``max_bytes`` instead of filling the disk.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import errno
 import gzip
@@ -118,6 +119,8 @@ def _unpack_checked(
     root = _package_root(tree)
     manifest = Manifest.load(root / MANIFEST_FILE)
     _check_contents(root, manifest)
+    if manifest.type == "python":
+        _compile(root)
     _make_read_only(root, manifest)
     result = UnpackResult(files=len(budget.regular), size=budget.size, manifest=manifest)
     return result, root
@@ -316,6 +319,20 @@ def _check_contents(root: Path, manifest: Manifest) -> None:
         )
 
 
+def _compile(root: Path) -> None:
+    """Byte-compile the package's modules once, before it turns read-only.
+
+    Runs share the package read-only (and models run with PYTHONDONTWRITEBYTECODE), so
+    without this every run compiled the app's own modules again: 9-10 ms per run for an
+    840-line helper module, against 0.5 ms with its bytecode cached (measured). The
+    daemon's interpreter is the one runs use (environments are made from it), so the
+    cache tag matches. A module that does not compile is left to fail at run time, with
+    the model's own traceback, as it would without this.
+    """
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        compileall.compile_dir(root, quiet=2, workers=1)
+
+
 def _make_read_only(root: Path, manifest: Manifest) -> None:
     """Runs share the tree, so nobody may change it; the root stays writable until moved.
 
@@ -336,8 +353,10 @@ def _make_read_only(root: Path, manifest: Manifest) -> None:
 
 
 def _describe_existing(dest: Path) -> UnpackResult:
+    """The package's own files (its bytecode, made at unpack, is not part of it)."""
     files = size = 0
-    for dirpath, _, names in os.walk(dest):
+    for dirpath, dirs, names in os.walk(dest):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in names:
             info = os.lstat(os.path.join(dirpath, name))
             if stat.S_ISREG(info.st_mode):

@@ -59,7 +59,6 @@ def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
     env["PATH"] = f"{bindir}:{env['PATH']}"
     env.update(
         TMPDIR=str(ws.tmp),
-        PYTHONUNBUFFERED="1",
         PYTHONDONTWRITEBYTECODE="1",
         PYTHONIOENCODING="utf-8",
         ORCH_RUN_ID=run.id,
