@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 
@@ -32,52 +33,52 @@ SCRATCH = {
 class Home:
     root: Path
 
-    @property
+    @cached_property
     def db(self) -> Path:
         return self.root / "orch.db"
 
-    @property
+    @cached_property
     def daemon_file(self) -> Path:
         return self.root / "daemon.json"
 
-    @property
+    @cached_property
     def api_key_file(self) -> Path:
         return self.root / "api-key"
 
-    @property
+    @cached_property
     def port_file(self) -> Path:
         """The port the daemon listened on last, reused by the next start (``ports``)."""
         return self.root / "port"
 
-    @property
+    @cached_property
     def config_file(self) -> Path:
         return self.root / "config.toml"
 
-    @property
+    @cached_property
     def push(self) -> Path:
         return self.root / "push"
 
-    @property
+    @cached_property
     def blobs(self) -> Path:
         return self.root / "blobs"
 
-    @property
+    @cached_property
     def executables(self) -> Path:
         return self.root / "executables"
 
-    @property
+    @cached_property
     def envs(self) -> Path:
         return self.root / "envs"
 
-    @property
+    @cached_property
     def runs(self) -> Path:
         return self.root / "runs"
 
-    @property
+    @cached_property
     def uploads(self) -> Path:
         return self.root / "uploads"
 
-    @property
+    @cached_property
     def tmp(self) -> Path:
         """Work in progress, one folder per kind (``SCRATCH``): emptied at every start,
         since nothing is in progress then (a killed daemon leaves its halves here)."""
@@ -87,7 +88,7 @@ class Home:
         assert kind in SCRATCH, kind
         return self.tmp / kind
 
-    @property
+    @cached_property
     def log_file(self) -> Path:
         return self.root / "daemon.log"
 

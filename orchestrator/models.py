@@ -6,7 +6,6 @@ source of truth for the run lifecycle.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import signal
 from dataclasses import dataclass, field
@@ -251,7 +250,8 @@ class Limits:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        # not dataclasses.asdict: it deep-copies, and this runs on every run's read
+        return {k: v for k in LIMIT_FIELDS if (v := getattr(self, k)) is not None}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Limits:

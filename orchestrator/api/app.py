@@ -22,6 +22,7 @@ from orchestrator.api.auth import BearerGate
 from orchestrator.api.disk_gate import DiskGate
 from orchestrator.api.limits import BodyCap
 from orchestrator.api.responses import finish_openapi
+from orchestrator.api.routing import add_routes
 from orchestrator.console import install as install_console
 from orchestrator.services import Services
 
@@ -54,10 +55,8 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.add_middleware(BodyCap)
     app.add_middleware(DiskGate, disk=svc.store.disk)
     app.add_middleware(BearerGate, key=api_key)  # outermost: nothing runs before the key
-    for router in _V1_ROUTERS:
-        app.include_router(router)
-    app.include_router(binary.uploads)
-    app.include_router(run_files.downloads)
+    for router in (*_V1_ROUTERS, binary.uploads, run_files.downloads):
+        add_routes(app, router)
     install_console(app, svc, api_key)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
 

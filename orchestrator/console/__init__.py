@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from orchestrator.api.routing import add_routes
 from orchestrator.console import assets
 from orchestrator.console.guard import LoginRequired, Refused
 from orchestrator.console.live import RunFeed
@@ -33,13 +34,11 @@ def install(app: FastAPI, svc: Services, api_key: str) -> Console:
     )
     svc.runs.events.subscribe(lambda run_id, _status: console.feed.publish(run_id))
     app.state.console = console
-    app.include_router(login.api)
-    app.include_router(login.router)
-    app.include_router(docs.router)
+    for router in (login.api, login.router, docs.router, assets.router):
+        add_routes(app, router)
     docs.declare_bearer_key(app)
-    app.include_router(assets.router)
     for module in (apps, runs, run_actions, run, experiments):
-        app.include_router(module.router)
+        add_routes(app, module.router)
     app.mount("/static", assets.CachedStatic(directory=assets.STATIC), name="console-static")
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]
     app.add_exception_handler(Refused, _refused)  # type: ignore[arg-type]
