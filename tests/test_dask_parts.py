@@ -27,7 +27,7 @@ from orchestrator.home import Home
 from orchestrator.models import Limits
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.backends.dask import claims
-from orchestrator.runs.backends.dask.cache import BlobMismatch, WorkerCache
+from orchestrator.runs.backends.dask.cache import BlobMismatch, WorkerCache, attempt_label
 from orchestrator.runs.backends.dask.outputs import pack, write_back
 from orchestrator.runs.backends.dask.protocol import TaskResult, UnpackCaps
 from orchestrator.runs.backends.dask.shipping import archive
@@ -106,20 +106,30 @@ def test_trim_evicts_old_inputs_first_and_keeps_recent_ones(tmp_path: Path) -> N
 
 def test_a_dead_worker_process_leaves_nothing_running(tmp_path: Path) -> None:
     """A worker killed with SIGKILL leaves its models and run folders; the next worker
-    sharing the cache (or its successor) kills them by their marker and removes them."""
+    sharing the cache (or its successor) kills them by their marker and removes them,
+    and never the retry of the same run another worker is running meanwhile."""
     root = tmp_path / "cache"
     dead = WorkerCache(root)
-    (dead.own_runs / "run-orphan").mkdir()
-    orphan = subprocess.Popen(
-        ["sleep", "300"], env={**os.environ, MARKER_VAR: "run-orphan.0123abcd"}
-    )
+    dead.run_dir("run-orphan", 0).mkdir(parents=True)
+
+    def model(attempt: int) -> subprocess.Popen[bytes]:
+        marker = f"{attempt_label('run-orphan', attempt)}.0123abcd"
+        return subprocess.Popen(["sleep", "300"], env={**os.environ, MARKER_VAR: marker})
+
+    orphan, retry = model(0), model(1)
     os.close(dead._lock)  # the process died: the kernel dropped its lock
     alive = WorkerCache(root)
-    assert alive.sweep() == 1
-    wait_for(lambda: orphan.poll() is not None, timeout=10)
-    assert not dead.own_runs.exists() and not psutil.pid_exists(orphan.pid)
-    assert alive.sweep() == 0 and alive.own_runs.is_dir()  # its own runs are never swept
-    alive.close()
+    alive.run_dir("run-orphan", 1).mkdir(parents=True)
+    try:
+        assert alive.sweep() == 1
+        wait_for(lambda: orphan.poll() is not None, timeout=10)
+        assert not dead.own_runs.exists() and not psutil.pid_exists(orphan.pid)
+        assert retry.poll() is None, "the sweep killed a live worker's retry of the run"
+        assert alive.sweep() == 0 and alive.run_dir("run-orphan", 1).is_dir()
+    finally:
+        retry.kill()
+        retry.wait()
+        alive.close()
 
 
 def test_outputs_travel_from_the_worker_run_folder_into_the_daemons(tmp_path: Path) -> None:

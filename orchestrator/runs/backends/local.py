@@ -83,12 +83,13 @@ def stage(
     manifest: Manifest,
     python: str,
     read_paths: Sequence[str] = (),
+    label: str | None = None,
 ) -> Staged:
     """The run's workspace in ``run_dir`` and the command that runs it in the sandbox.
 
     The one place a run's process is described, wherever it runs: the local backend
     calls it on this machine, the dask backend on the worker (with the worker's paths
-    for the package, the input and the interpreter)."""
+    for the package, the input and the interpreter, and a label per attempt)."""
     ws = prepare(
         run_dir,
         package,
@@ -104,7 +105,7 @@ def stage(
         stdout=ws.stdout,
         stderr=ws.stderr,
         limits=run.limits,
-        label=run.id,
+        label=label or run.id,
         access=run_access(run, ws, python, package, read_paths),
     )
     return Staged(spec, ws)

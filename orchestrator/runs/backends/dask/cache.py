@@ -140,7 +140,7 @@ class WorkerCache:
         return dest
 
     def run_dir(self, run_id: str, attempt: int) -> Path:
-        """``runs/<owner>/<run-id>/<attempt>``: the sweep reads run ids from the folder names."""
+        """``runs/<owner>/<run-id>/<attempt>``: the sweep reads attempts from the folder names."""
         return self.own_runs / run_id / str(attempt)
 
     # -- housekeeping ----------------------------------------------------------------
@@ -154,18 +154,18 @@ class WorkerCache:
             if owner == self.owner or not _is_free(lock):
                 continue
             folder = self.runs / owner
-            run_ids = set(os.listdir(folder)) if folder.is_dir() else set()
-            killed = kill_marked(run_ids)
-            for run_id in run_ids:
-                kill_leftovers(None, None, [str(g) for g in run_groups(run_id)], None)
+            labels = _attempt_labels(folder)
+            killed = kill_marked(labels)
+            for label in labels:
+                kill_leftovers(None, None, [str(g) for g in run_groups(label)], None)
             shutil.rmtree(folder, ignore_errors=True)
             lock.unlink(missing_ok=True)
             swept += 1
             log.warning(
-                "swept the runs of a dead worker process (%s): %d run folder(s), %d "
+                "swept the runs of a dead worker process (%s): %d attempt(s), %d "
                 "process(es) killed",
                 owner,
-                len(run_ids),
+                len(labels),
                 killed,
             )
         return swept
@@ -195,6 +195,27 @@ class WorkerCache:
         shutil.rmtree(self.own_runs, ignore_errors=True)
         (self.runs / f"{self.owner}.lock").unlink(missing_ok=True)
         os.close(self._lock)
+
+
+def attempt_label(run_id: str, attempt: int) -> str:
+    """The sandbox label (process marker, cgroup name) of one attempt of a run.
+
+    Per attempt, not per run: when a worker dies, the run is retried elsewhere while
+    the dead worker's leftovers are swept, and the sweep must kill those, never the
+    retry that carries the same run id."""
+    return f"{run_id}-attempt-{attempt}"
+
+
+def _attempt_labels(owner_runs: Path) -> set[str]:
+    """The labels of the attempts a (dead) owner had folders for."""
+    labels: set[str] = set()
+    with contextlib.suppress(OSError):
+        for run_id in os.listdir(owner_runs):
+            with contextlib.suppress(OSError):
+                for attempt in os.listdir(owner_runs / run_id):
+                    if attempt.isdigit():
+                        labels.add(attempt_label(run_id, int(attempt)))
+    return labels
 
 
 def budget_bytes() -> int:

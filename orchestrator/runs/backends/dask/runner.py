@@ -37,7 +37,12 @@ from orchestrator.models import Failure, FailureKind
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.packaging.pyenv import build_env
 from orchestrator.runs.backends.dask import claims
-from orchestrator.runs.backends.dask.cache import BlobMismatch, WorkerCache, budget_bytes
+from orchestrator.runs.backends.dask.cache import (
+    BlobMismatch,
+    WorkerCache,
+    attempt_label,
+    budget_bytes,
+)
 from orchestrator.runs.backends.dask.outputs import pack
 from orchestrator.runs.backends.dask.protocol import Blob, RunLost, TaskResult, TaskSpec
 from orchestrator.runs.backends.local import Staged, stage
@@ -216,7 +221,8 @@ class WorkerRunner:
         run = replace(spec.run, input_path=str(input_path) if input_path else None)
         await asyncio.to_thread(_remove_run_dir, run_dir)  # an earlier attempt's leftovers
         manifest = Manifest.from_dict(spec.manifest)
-        return await asyncio.to_thread(stage, run, run_dir, package, manifest, python)
+        label = attempt_label(run.id, spec.attempt)
+        return await asyncio.to_thread(stage, run, run_dir, package, manifest, python, (), label)
 
     async def _package(self, spec: TaskSpec, client: Any) -> Path:
         sha = spec.package.sha256
