@@ -62,7 +62,9 @@ def test_openssl_accepts_the_chain_for_both_names(home: Home) -> None:
             for end in (c, s):
                 with contextlib.suppress(ssl.SSLWantReadError):
                     end.do_handshake()
-        assert c.getpeercert()["subjectAltName"] == (
+        peer = c.getpeercert()
+        assert peer is not None, f"no handshake for {name}"
+        assert peer["subjectAltName"] == (
             ("IP Address", "127.0.0.1"),
             ("DNS", "localhost"),
         )
