@@ -6,6 +6,7 @@ Example ``config.toml``::
     executor = "dask://127.0.0.1:8786"  # run models on a Dask cluster (default "local")
     python_envs = "daemon"          # run python apps on the daemon's interpreter (offline)
     max_upload_mb = 500
+    tls = true                      # serve HTTPS (orch's own CA): the nextmv CLI needs it
     disk_low_mb = 128               # keep this much free: writes answer 507 below it
 
     [limits]                        # defaults for every run
@@ -157,6 +158,9 @@ class Settings:
     isolation: IsolationSettings = field(default_factory=IsolationSettings)
     executor: str = "local"
     """Where models run: ``local`` (this machine's sandbox) or ``dask://HOST:PORT``."""
+    tls: bool = False
+    """Serve HTTPS with a certificate from orch's own CA (``tls.py``): the official
+    ``nextmv`` CLI speaks nothing else."""
 
     def __post_init__(self) -> None:
         dask_address(self.executor)  # refuse a bad executor before anything starts
@@ -278,6 +282,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ORCH_MAX_UPLOAD_MB": ("max_upload_mb", int),
     "ORCH_LOOP_MONITOR": ("loop_monitor", _flag),
     "ORCH_EXECUTOR": ("executor", str),
+    "ORCH_TLS": ("tls", _flag),
 }
 
 

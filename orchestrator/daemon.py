@@ -38,6 +38,7 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.loopwatch import LoopWatch
 from orchestrator.ports import listen
+from orchestrator.tls import TlsFiles, ensure_certificates, write_ca_bundle
 from orchestrator.wiring import Engine, build_engine
 
 log = logging.getLogger("orch.daemon")
@@ -83,16 +84,14 @@ class Daemon:
                 app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
                 proxy_headers=False, log_config=None,
             )  # fmt: skip
+            self._use_certificate(config)
             self._server = _Server(config)
             self._install_signals()
-            port = sock.getsockname()[1]
-            self.lock.publish(f"http://127.0.0.1:{port}")
+            scheme = "https" if self.settings.tls else "http"
+            url = f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
+            self.lock.publish(url)
             self._on_listening()
-            log.warning(
-                "orch daemon listening on http://127.0.0.1:%d (home %s)",
-                port,
-                self.settings.home.root,
-            )
+            log.warning("orch daemon listening on %s (home %s)", url, self.settings.home.root)
             if not self._stop_requested:
                 await self._server.serve(sockets=[sock])
             log.warning("orch daemon stopped")
@@ -108,6 +107,9 @@ class Daemon:
         if not disk.make_reserve():
             raise CannotStart(why_not_started(OSError(errno.ENOSPC, "no space"), settings))
         api_key = load_or_create_api_key(home)
+        if settings.tls:  # before the engine: a home that cannot hold a key fails early
+            ensure_certificates(home)
+            write_ca_bundle(home)
         disk.when_space_returns(_flush_logs)
         self._engine = await build_engine(settings, disk)
         await self._engine.start()
@@ -118,6 +120,12 @@ class Daemon:
             watch.start()
             app.state.loop_watch = watch
         return sock, app
+
+    def _use_certificate(self, config: uvicorn.Config) -> None:
+        """HTTPS with the files ``_start`` made sure of (uvicorn loads them in ``load``)."""
+        if self.settings.tls:
+            files = TlsFiles.of(self.settings.home)
+            config.ssl_certfile, config.ssl_keyfile = str(files.cert), str(files.key)
 
     async def _stop_engine(self) -> None:
         engine, self._engine = self._engine, None

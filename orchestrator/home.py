@@ -89,6 +89,21 @@ class Home:
         return self.tmp / kind
 
     @cached_property
+    def tls(self) -> Path:
+        """The local CA and the daemon's certificate of a ``--tls`` daemon (``tls.py``)."""
+        return self.root / "tls"
+
+    @cached_property
+    def ca_file(self) -> Path:
+        """orch's CA certificate: what clients of a ``--tls`` daemon verify it with."""
+        return self.tls / "ca.pem"
+
+    @cached_property
+    def ca_bundle(self) -> Path:
+        """The system's CAs plus orch's, for ``REQUESTS_CA_BUNDLE`` (``orch daemon env``)."""
+        return self.tls / "ca-bundle.pem"
+
+    @cached_property
     def log_file(self) -> Path:
         return self.root / "daemon.log"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import typer
 
 from orchestrator.cli.context import HomeOption, JsonOption, home_of
 from orchestrator.cli.output import errors_to_exit, fail, print_json, record, say
-from orchestrator.client import ClientError, OrchClient
+from orchestrator.client import ClientError, OrchClient, ca_of
 from orchestrator.config import Settings
 from orchestrator.home import Home
 from orchestrator.lifecycle import DaemonInfo, check_home
@@ -35,6 +34,13 @@ ExecutorOption = typer.Option(
     help="Where models run: 'local' (default) or a Dask cluster, dask://HOST:PORT "
     "(needs the dask extra). Also 'executor' in config.toml or ORCH_EXECUTOR.",
 )
+TlsOption = typer.Option(
+    None,
+    "--tls/--no-tls",
+    help="Serve HTTPS with a certificate from orch's own CA, kept in the home (the official "
+    "nextmv CLI needs it). Also 'tls = true' in config.toml or ORCH_TLS=1.",
+    show_default=False,
+)
 
 
 def running(home: Home) -> DaemonInfo | None:
@@ -48,7 +54,7 @@ def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any]]:
     if info is None or not psutil.pid_exists(info.pid):
         return None, {}
     try:
-        with OrchClient(info.url, api_key="") as api:  # /healthz needs no key
+        with OrchClient(info.url, api_key="", ca_file=ca_of(home)) as api:  # no key needed
             return info, dict(api.health())
     except ClientError:
         return None, {}
@@ -64,6 +70,7 @@ def run_foreground(
     home: Path | None = HomeOption,
     port: int | None = PortOption,
     executor: str | None = ExecutorOption,
+    tls: bool | None = TlsOption,
     status_fd: int | None = StatusFdOption,
 ) -> None:
     """Run the daemon in the foreground (logs to stderr) until Ctrl-C or SIGTERM."""
@@ -72,7 +79,7 @@ def run_foreground(
     from orchestrator.daemon import run
 
     with errors_to_exit():
-        settings = Settings.load(home_of(home), port=port, executor=executor)
+        settings = Settings.load(home_of(home), port=port, executor=executor, tls=tls)
         run(settings, status_fd)
 
 
@@ -81,16 +88,18 @@ def start(
     home: Path | None = HomeOption,
     port: int | None = PortOption,
     executor: str | None = ExecutorOption,
+    tls: bool | None = TlsOption,
     timeout: float = typer.Option(20.0, help="Seconds to wait for the daemon to answer."),
 ) -> None:
     """Start the daemon in the background; returns once it answers, and prints its URL."""
     h = home_of(home)
-    if (info := running(h)) is not None:
-        say(f"orch daemon already running at {info.url} (pid {info.pid})")
-        typer.echo(info.url)
-        return
     with errors_to_exit():  # a bad config or executor, a read-only home, a full disk: one
-        check_home(Settings.load(h, port=port, executor=executor))  # line, no child
+        settings = Settings.load(h, port=port, executor=executor, tls=tls)  # line, no child
+    if (info := running(h)) is not None:
+        _already_running(info, settings.tls)
+        return
+    with errors_to_exit():
+        check_home(settings)
     reason_pipe, status_fd = os.pipe()
     argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(h.root)]
     argv += ["--status-fd", str(status_fd)]
@@ -98,6 +107,8 @@ def start(
         argv += ["--port", str(port)]
     if executor is not None:
         argv += ["--executor", executor]
+    if tls is not None:
+        argv += ["--tls" if tls else "--no-tls"]
     with h.log_file.open("ab") as log:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -116,6 +127,17 @@ def start(
             fail(f"the daemon could not start: {_reason(reason_pipe) or _log_tail(h)}")
         time.sleep(0.05)
     fail(f"the daemon did not answer within {timeout:.0f} s; see {h.log_file}")
+
+
+def _already_running(info: DaemonInfo, tls: bool) -> None:
+    """Nothing to start; but a daemon without the TLS asked for cannot serve the nextmv CLI."""
+    if tls and not info.url.startswith("https://"):
+        fail(
+            f"orch daemon already running at {info.url} (pid {info.pid}) without TLS; "
+            "stop it (orch daemon stop), then start it with --tls"
+        )
+    say(f"orch daemon already running at {info.url} (pid {info.pid})")
+    typer.echo(info.url)
 
 
 @app.command("stop")
@@ -172,10 +194,13 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
 
 @app.command("env")
 def env(home: Path | None = HomeOption) -> None:
-    """Print the shell exports that point the nextmv SDK and orch at this daemon.
+    """Print the shell exports that point the nextmv SDK and CLI, and orch, at this daemon.
 
     Use it as: eval "$(orch daemon env)". The key is printed: keep the output private.
+    The official nextmv CLI needs a daemon started with --tls.
     """
+    from orchestrator.cli.daemon_env import PLAIN_HTTP_NOTE, env_vars, is_tls, shell_exports
+
     h = home_of(home)
     info = running(h)
     if info is None:
@@ -184,20 +209,11 @@ def env(home: Path | None = HomeOption) -> None:
         key = h.api_key_file.read_text().strip()
     except OSError as exc:
         fail(f"cannot read the API key in {h.api_key_file}: {exc.strerror}")
-    exports = env_vars(h, info.url, key)
-    sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items()))
-
-
-def env_vars(home: Home, url: str, key: str) -> dict[str, str]:
-    """What a shell needs: the SDK reads ``NEXTMV_ENDPOINT`` and ``NEXTMV_API_KEY``, the
-    ``orch`` CLI ``ORCH_URL`` and ``ORCH_API_KEY`` (and ``ORCH_HOME`` for daemon commands)."""
-    return {
-        "ORCH_HOME": str(home.root),
-        "ORCH_URL": url,
-        "ORCH_API_KEY": key,
-        "NEXTMV_ENDPOINT": url,
-        "NEXTMV_API_KEY": key,
-    }
+    if is_tls(info.url) and not h.ca_bundle.is_file():
+        fail(f"the CA bundle {h.ca_bundle} is missing; restart the daemon to write it again")
+    sys.stdout.write(shell_exports(env_vars(h, info.url, key)))
+    if not is_tls(info.url):
+        say(PLAIN_HTTP_NOTE)
 
 
 def _isolation(facts: dict[str, Any] | None) -> str | None:

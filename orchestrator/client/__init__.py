@@ -20,7 +20,7 @@ from orchestrator.client.types import Health
 from orchestrator.home import Home
 from orchestrator.lifecycle import DaemonInfo
 
-__all__ = ["ClientError", "OrchClient", "discover"]
+__all__ = ["ClientError", "OrchClient", "ca_of", "discover"]
 
 
 def discover(home: Home) -> tuple[str, str]:
@@ -40,11 +40,19 @@ def discover(home: Home) -> tuple[str, str]:
     return (url or info.url).rstrip("/"), key
 
 
+def ca_of(home: Home) -> str | None:
+    """orch's CA when the home has one (a ``--tls`` daemon made it): https to the daemon
+    is verified with it, and nothing else is trusted for it."""
+    return str(home.ca_file) if home.ca_file.is_file() else None
+
+
 class OrchClient:
     """One daemon, one keep-alive connection, one attribute per resource family."""
 
-    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
-        self.http = Transport(url, api_key, timeout)
+    def __init__(
+        self, url: str, api_key: str, timeout: float = 60.0, ca_file: str | None = None
+    ) -> None:
+        self.http = Transport(url, api_key, timeout, ca_file)
         self.apps = Apps(self.http)
         self.versions = Versions(self.http)
         self.instances = Instances(self.http)
@@ -59,7 +67,7 @@ class OrchClient:
 
     @classmethod
     def for_home(cls, home: Home) -> OrchClient:
-        return cls(*discover(home))
+        return cls(*discover(home), ca_file=ca_of(home))
 
     def health(self) -> Health:
         """``/healthz`` (no key needed): liveness and how busy the queue is."""

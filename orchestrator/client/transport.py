@@ -2,8 +2,9 @@
 
 The CLI starts a new interpreter for every command, so what it imports is paid on
 every keystroke: ``http.client`` costs a few milliseconds where httpx costs ~0.2 s.
-The daemon speaks plain HTTP/1.1 on loopback, which is all this needs. Every
-non-2xx answer becomes a ``ClientError`` carrying the daemon's own message.
+The daemon speaks HTTP/1.1 on loopback, plain or (``--tls``) over TLS verified with
+orch's own CA, which is all this needs. Every non-2xx answer becomes a
+``ClientError`` carrying the daemon's own message.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any, NamedTuple
@@ -47,7 +49,11 @@ class Response(NamedTuple):
 class Transport:
     """Requests to one daemon over one reused connection (reopened once if it went stale)."""
 
-    def __init__(self, url: str, api_key: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str, api_key: str, timeout: float = 60.0, ca_file: str | None = None
+    ) -> None:
+        """``ca_file``: the CA an https daemon's certificate must chain to (orch's own);
+        None trusts the system's CAs."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ClientError(f"not an http(s) URL: {url!r}")
@@ -57,6 +63,8 @@ class Transport:
         self._auth = {"Authorization": f"Bearer {api_key}"}
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self._ca_file = ca_file
+        self._tls: ssl.SSLContext | None = None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -145,7 +153,9 @@ class Transport:
             except _RETRYABLE as exc:
                 self.close()
                 if attempt == 2 or not rewindable:
-                    raise ClientError(f"cannot reach the daemon at {self.url}: {exc}") from None
+                    raise ClientError(
+                        f"cannot reach the daemon at {self.url}: {exc}{self._hint()}"
+                    ) from None
             except TimeoutError:
                 self.close()
                 raise ClientError(f"the daemon at {self.url} did not answer in time") from None
@@ -155,18 +165,33 @@ class Transport:
                 raise ClientError(f"cannot reach the daemon at {self.url}: {reason}") from None
         raise AssertionError("unreachable")
 
+    def _hint(self) -> str:
+        """A plain-http request to a ``--tls`` daemon sees only a closed connection."""
+        if self._scheme == "http":
+            return f" (a --tls daemon answers on https://{self._host}:{self._port} only)"
+        return ""
+
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._conn is None:
-            factory = (
-                http.client.HTTPSConnection
-                if self._scheme == "https"
-                else http.client.HTTPConnection
-            )
-            self._conn = factory(self._host, self._port, timeout=timeout, blocksize=BLOCK)
+            if self._scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=timeout, blocksize=BLOCK,
+                    context=self._context(),
+                )  # fmt: skip
+            else:
+                self._conn = http.client.HTTPConnection(
+                    self._host, self._port, timeout=timeout, blocksize=BLOCK
+                )
             self._conn.connect()
             self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn.sock.settimeout(timeout)
         return self._conn
+
+    def _context(self) -> ssl.SSLContext:
+        """Made once per client: loading CAs costs more than a loopback request."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=self._ca_file)
+        return self._tls
 
 
 def _text(value: str | int | float | bool) -> str:

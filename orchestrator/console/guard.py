@@ -51,7 +51,8 @@ def check_host(request: Request) -> None:
     host = request.headers.get("host", "")
     allowed = {f"127.0.0.1:{server[1]}", f"localhost:{server[1]}"}
     if host not in allowed:
-        raise Refused(421, f"this console answers on http://127.0.0.1:{server[1]} only")
+        where = f"{request.url.scheme}://127.0.0.1:{server[1]}"
+        raise Refused(421, f"this console answers on {where} only")
 
 
 async def read_form(request: Request) -> FormData:
@@ -75,7 +76,8 @@ async def session(request: Request) -> Session:
 
 async def check_csrf(request: Request, found: Session) -> None:
     origin = request.headers.get("origin")
-    if origin is not None and origin != f"http://{request.headers.get('host', '')}":
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    if origin is not None and origin != own:
         raise Refused(403, "cross-site request refused")
     token: Any = request.headers.get("x-csrf-token")
     if token is None:

@@ -30,7 +30,8 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def _with_cookie(response: Response, started: Session) -> Response:
+def _with_cookie(request: Request, response: Response, started: Session) -> Response:
+    """Secure over TLS: the browser then never sends the session over plain http."""
     response.set_cookie(
         COOKIE,
         started.token,
@@ -38,6 +39,7 @@ def _with_cookie(response: Response, started: Session) -> Response:
         httponly=True,
         samesite="strict",
         path="/",
+        secure=request.url.scheme == "https",
     )
     return response
 
@@ -60,7 +62,7 @@ async def login_page(
             error="This login link was already used or has expired. Run `orch console` "
             "again, or sign in with the API key.",
         )
-    return _with_cookie(page(request, "entering.html", next=target), started)
+    return _with_cookie(request, page(request, "entering.html", next=target), started)
 
 
 @router.post("/login")
@@ -77,7 +79,7 @@ async def login_with_key(request: Request) -> Response:
             next=target,
             error="That is not this daemon's API key (it is in <home>/api-key).",
         )
-    return _with_cookie(see_other(target), started)
+    return _with_cookie(request, see_other(target), started)
 
 
 @router.post("/logout")
