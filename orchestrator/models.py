@@ -327,6 +327,38 @@ class Instance:
     execution_class: str | None = None
     locked: bool = False
     """A locked instance refuses changes and deletion until it is unlocked."""
+    secrets_collection_id: str | None = None
+    """The app's secrets collection its runs receive (unless a run names its own)."""
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)
+
+
+class SecretType(enum.StrEnum):
+    """The SDK's ``SecretType``: how a secret reaches the model."""
+
+    ENV = "env"  # an environment variable named by its location
+    FILE = "file"  # a file at its location, relative to the run's working folder
+
+
+@dataclass(frozen=True)
+class Secret:
+    type: SecretType
+    location: str
+    value: str
+
+    def __repr__(self) -> str:  # a value must never reach a log through a repr
+        return f"Secret({self.type.value}, {self.location!r}, value=<hidden>)"
+
+
+@dataclass
+class SecretsCollection:
+    """A named set of secrets of one app; runs receive it through their instance or their
+    own configuration (``secrets_collection_id``)."""
+
+    id: str
+    app_id: str
+    name: str
+    description: str = ""
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 
@@ -381,6 +413,8 @@ class Run:
     option_set: str | None = None
     repetition: int = 0
     queuing_disabled: bool = False
+    secrets_collection_id: str | None = None
+    """The secrets collection delivered to the model (its ID only: values stay in the store)."""
     created_at: str = field(default_factory=now)
     started_at: str | None = None
     ended_at: str | None = None

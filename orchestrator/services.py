@@ -11,6 +11,7 @@ from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
 from orchestrator.registry.push import PushService
+from orchestrator.registry.secrets import SecretsService
 from orchestrator.registry.versions import VersionService
 from orchestrator.runs.service import RunService
 from orchestrator.store import Store
@@ -33,3 +34,4 @@ class Services:
     input_sets: InputSetService
     experiments: ExperimentService
     analysis: ExperimentAnalysis
+    secrets: SecretsService

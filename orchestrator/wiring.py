@@ -17,6 +17,7 @@ from orchestrator.inbox import Inbox
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
 from orchestrator.registry.push import PushService
+from orchestrator.registry.secrets import SecretsService
 from orchestrator.registry.versions import VersionService
 from orchestrator.runs.backend import Backend
 from orchestrator.runs.backends.local import LocalBackend
@@ -125,6 +126,7 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         input_sets=input_sets,
         experiments=experiments,
         analysis=ExperimentAnalysis(store),
+        secrets=SecretsService(store),
     )
     housekeeping = Housekeeping(home, store, uploads, disk)
     return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)

@@ -16,6 +16,7 @@ from orchestrator.api import (
     instances,
     run_files,
     runs,
+    secrets,
     versions,
 )
 from orchestrator.api.auth import BearerGate
@@ -37,6 +38,7 @@ _V1_ROUTERS = (
     versions.router,
     instances.router,
     experiments.router,
+    secrets.router,
 )
 
 

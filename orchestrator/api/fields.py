@@ -50,6 +50,9 @@ InstanceId = Annotated[
 InputId = Annotated[str, _path("Managed input ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)]
 InputSetId = Annotated[str, _path("Input set ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)]
 ExperimentId = Annotated[str, _path("Experiment ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)]
+SecretsCollectionId = Annotated[
+    str, _path("Secrets collection ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)
+]
 RunId = Annotated[str, _path("Run ID, as orch made it: run- and 16 characters", RUN_ID_RULE)]
 
 Name = Annotated[str | None, Field(max_length=MAX_NAME_LENGTH)]

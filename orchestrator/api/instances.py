@@ -29,6 +29,7 @@ class InstanceConfiguration(BaseModel):
     execution_class: str | None = None
     options: dict[str, Any] | None = None
     limits: dict[str, Any] | None = None
+    secrets_collection_id: str | None = None
 
 
 class InstanceBody(BaseModel):
@@ -83,6 +84,7 @@ async def create_instance(
         options=option_strings(config.options) or {},
         limits=Limits.from_dict(config.limits),
         execution_class=config.execution_class,
+        secrets_collection_id=config.secrets_collection_id or None,
     )
     return wire.instance(await svc.instances.create(instance))
 
@@ -114,6 +116,7 @@ async def update_instance(
         options=option_strings(config.options) if config else None,
         limits=Limits.from_dict(config.limits) if config and config.limits is not None else None,
         execution_class=config.execution_class if config else None,
+        secrets_collection_id=config.secrets_collection_id if config else None,
     )
     return wire.instance(await svc.instances.update(app_id, instance_id, changes))
 

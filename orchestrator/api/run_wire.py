@@ -61,6 +61,8 @@ def metadata(run: Run) -> dict[str, Any]:
         meta["failure"] = failure(run.failure)
     if run.placement is not None and PROTECTIONS in run.placement:
         meta["isolation"] = run.placement[PROTECTIONS]
+    if run.secrets_collection_id:
+        meta["secrets_collection_id"] = run.secrets_collection_id  # the ID, never values
     if run.experiment_id:
         meta["experiment_id"] = run.experiment_id
         meta["experiment_type"] = "batch"

@@ -41,6 +41,7 @@ class RunConfiguration(BaseModel):
     format: dict[str, Any] | None = None
     queuing: Queuing | None = None
     limits: dict[str, Any] | None = None
+    secrets_collection_id: str | None = None
 
 
 class RunBody(BaseModel):
@@ -85,6 +86,7 @@ async def create_run(
         queuing_disabled=bool(queuing.disabled),
         limits=Limits.from_dict(config.limits),
         execution_class=config.execution_class,
+        secrets_collection_id=config.secrets_collection_id or None,
     )
     if body.input_id is not None:
         kept = await svc.inputs.get(app_id, body.input_id)

@@ -77,6 +77,8 @@ def instance(i: Instance) -> dict[str, Any]:
     limits = i.limits.to_dict()
     if limits:
         configuration["limits"] = limits
+    if i.secrets_collection_id:
+        configuration["secrets_collection_id"] = i.secrets_collection_id  # the ID, no values
     return {
         "id": i.id,
         "application_id": i.app_id,

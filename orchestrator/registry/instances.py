@@ -17,6 +17,7 @@ from orchestrator.models import (
     PointerMove,
 )
 from orchestrator.registry.lookup import require_app, require_instance, require_version
+from orchestrator.registry.secrets import require_collection
 from orchestrator.store import Repos, Store
 
 
@@ -30,6 +31,8 @@ class InstanceChanges:
     options: dict[str, str] | None = None
     limits: Limits | None = None
     execution_class: str | None = None
+    secrets_collection_id: str | None = None
+    """``""`` clears it."""
 
 
 def devint_instance(app: App) -> Instance:
@@ -74,11 +77,24 @@ def _applied(instance: Instance, changes: InstanceChanges) -> Instance:
             if changes.execution_class is None
             else changes.execution_class or None
         ),
+        secrets_collection_id=(
+            instance.secrets_collection_id
+            if changes.secrets_collection_id is None
+            else changes.secrets_collection_id or None
+        ),
     )
 
 
 def _differs(a: Instance, b: Instance) -> bool:
-    fields = ("version_id", "name", "description", "options", "limits", "execution_class")
+    fields = (
+        "version_id",
+        "name",
+        "description",
+        "options",
+        "limits",
+        "execution_class",
+        "secrets_collection_id",
+    )
     return any(getattr(a, f) != getattr(b, f) for f in fields)
 
 
@@ -90,6 +106,8 @@ async def insert_instance(
     refuse_reserved(instance.id, "created")
     await require_version(w, instance.app_id, instance.version_id)
     settings.limits_for_class(instance.execution_class)
+    if instance.secrets_collection_id:
+        await require_collection(w, instance.app_id, instance.secrets_collection_id)
     if await w.instances.get(instance.app_id, instance.id) is not None:
         raise Conflict(f"instance {instance.id!r} already exists in app {instance.app_id!r}")
     await w.instances.insert(instance)
@@ -146,6 +164,8 @@ class InstanceService:
                 self.settings.limits_for_class(wanted.execution_class)
             if _differs(instance, wanted):
                 refuse_locked(instance, "changed")
+            if wanted.secrets_collection_id:
+                await require_collection(w, app_id, wanted.secrets_collection_id)
             if wanted.version_id != instance.version_id:
                 await point_instance(w, app_id, instance_id, wanted.version_id, "update")
             await w.instances.update(wanted)

@@ -35,6 +35,7 @@ class Target:
     options: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     execution_class: str | None = None
+    secrets_collection_id: str | None = None
 
 
 async def resolve(
@@ -60,6 +61,7 @@ async def resolve(
         dict(instance.options),
         instance.limits,
         instance.execution_class,
+        instance.secrets_collection_id,
     )
 
 

@@ -22,7 +22,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from orchestrator.models import Executable, Failure, Run
+from orchestrator.models import Executable, Failure, Run, Secret
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.process import ProcessResult
 from orchestrator.runs.workspace import Collected
@@ -42,6 +42,8 @@ class Job:
     run: Run
     executable: Executable
     manifest: Manifest
+    secrets: tuple[Secret, ...] = ()
+    """Its collection's values, read when it is staged; never persisted by a backend."""
 
 
 class StartFailed(Exception):

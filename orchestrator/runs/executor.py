@@ -18,10 +18,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.models import Failure, FailureKind, Run, RunStatus
+from orchestrator.runs import secrets
 from orchestrator.runs.backend import Backend, Execution, Job, StartFailed
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.outcome import outcome
@@ -60,6 +62,8 @@ class Executor:
     async def stage(self, run: Run) -> tuple[Job, Any]:
         """Everything before the spawn; raises ``StartFailed`` when the run cannot start."""
         job = await self.job(run)
+        if run.secrets_collection_id:
+            job = replace(job, secrets=await secrets.load(self.store, self.backend, run))
         return job, await self.backend.prepare(job)
 
     def unstage(self, run_id: str, staging: asyncio.Future[Any]) -> None:

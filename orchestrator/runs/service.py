@@ -24,6 +24,7 @@ from orchestrator.runs.limits import run_limits
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
 from orchestrator.runs.scheduler import Scheduler
+from orchestrator.runs.secrets import check_collection
 from orchestrator.runs.states import RunStates
 from orchestrator.runs.workspace import Workspace, read_assets
 from orchestrator.store import Store
@@ -51,6 +52,8 @@ class RunRequest:
     execution_class: str | None = None
     experiment_id: str | None = None
     input_id: str | None = None
+    secrets_collection_id: str | None = None
+    """The run's own collection; else its instance's."""
 
 
 class RunService:
@@ -78,6 +81,9 @@ class RunService:
         manifest = self.manifests.get(target.executable.id, target.executable.manifest)
         applied = apply_options(manifest, target.options, req.options)
         limits = run_limits(self.settings, target, req.limits, req.execution_class)
+        collection = req.secrets_collection_id or target.secrets_collection_id
+        if collection:
+            await check_collection(self.store.read, self.executor.backend, req.app_id, collection)
         return Run(
             id=new_id("run"),
             app_id=req.app_id,
@@ -95,6 +101,7 @@ class RunService:
             experiment_id=req.experiment_id,
             input_id=req.input_id,
             queuing_disabled=req.queuing_disabled,
+            secrets_collection_id=collection,
         )
 
     async def create(self, req: RunRequest) -> Run:

@@ -24,6 +24,7 @@ from orchestrator.store.experiments import ExperimentRepo, InputRepo, InputSetRe
 from orchestrator.store.heavy import HeavyReads
 from orchestrator.store.overview import OverviewRepo
 from orchestrator.store.runs import RunRepo
+from orchestrator.store.secrets import SecretsRepo
 from orchestrator.store.uploads import Upload, UploadRepo
 from orchestrator.store.versions import InstanceRepo, VersionRepo
 
@@ -49,6 +50,7 @@ class Repos:
         self.input_sets = InputSetRepo(conn)
         self.experiments = ExperimentRepo(conn)
         self.overview = OverviewRepo(conn)
+        self.secrets = SecretsRepo(conn)
 
 
 class Store:

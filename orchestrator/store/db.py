@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -154,6 +155,7 @@ class Database:
     async def open(self) -> None:
         """Open and migrate; on failure nothing stays open (the writer's thread would keep
         the process alive)."""
+        _private(self.path)
         self._writer = await _connect(str(self.path))
         try:
             await migrate(self._writer)
@@ -281,3 +283,13 @@ async def migrate(conn: aiosqlite.Connection) -> int:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";\n") if s.strip()]
+
+
+def _private(path: Path) -> None:
+    """The database holds secret values: readable by the daemon's user only. Made 0600
+    before SQLite opens it, which then gives its -wal and -shm files the same mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(file, 0o600)

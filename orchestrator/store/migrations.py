@@ -287,9 +287,34 @@ CREATE INDEX runs_by_status ON runs (status, created_at DESC, id DESC);
 CREATE INDEX runs_by_app_status ON runs (app_id, status, created_at DESC, id DESC)
 """
 
+_SECRETS = """
+CREATE TABLE secrets_collections (
+    app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (app_id, id)
+);
+CREATE TABLE secrets (
+    app_id        TEXT NOT NULL,
+    collection_id TEXT NOT NULL,
+    type          TEXT NOT NULL CHECK (type IN ('env', 'file')),
+    location      TEXT NOT NULL,
+    value         TEXT NOT NULL,             -- plaintext: the database file is 0600
+    PRIMARY KEY (app_id, collection_id, type, location),
+    FOREIGN KEY (app_id, collection_id) REFERENCES secrets_collections(app_id, id)
+        ON DELETE CASCADE
+);
+ALTER TABLE instances ADD COLUMN secrets_collection_id TEXT;
+ALTER TABLE runs ADD COLUMN secrets_collection_id TEXT
+"""
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
     _V3_LOCKS,
     _V4_PLACEMENT_AND_FAILURES,
+    _SECRETS,
 ]

@@ -73,8 +73,8 @@ class InstanceRepo:
     async def insert(self, i: Instance) -> None:
         await self.conn.execute(
             "INSERT INTO instances (app_id, id, version_id, name, description, options, limits,"
-            " execution_class, locked, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " execution_class, locked, secrets_collection_id, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 i.app_id,
                 i.id,
@@ -85,6 +85,7 @@ class InstanceRepo:
                 dump(i.limits.to_dict()),
                 i.execution_class,
                 int(i.locked),
+                i.secrets_collection_id,
                 i.created_at,
                 i.updated_at,
             ),
@@ -94,7 +95,8 @@ class InstanceRepo:
         i.updated_at = now()
         await self.conn.execute(
             "UPDATE instances SET version_id = ?, name = ?, description = ?, options = ?,"
-            " limits = ?, execution_class = ?, locked = ?, updated_at = ?"
+            " limits = ?, execution_class = ?, locked = ?, secrets_collection_id = ?,"
+            " updated_at = ?"
             " WHERE app_id = ? AND id = ?",
             (
                 i.version_id,
@@ -104,6 +106,7 @@ class InstanceRepo:
                 dump(i.limits.to_dict()),
                 i.execution_class,
                 int(i.locked),
+                i.secrets_collection_id,
                 i.updated_at,
                 i.app_id,
                 i.id,

@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import anyio
 
 from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
-from orchestrator.models import Failure, FailureKind, Run, epoch
+from orchestrator.models import Failure, FailureKind, Run, Secret, epoch
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.access import run_access
 from orchestrator.runs.backend import PROTECTIONS, Collected, Execution, Job, StartFailed
@@ -33,6 +33,7 @@ from orchestrator.runs.options import option_argv
 from orchestrator.runs.process import ProcessResult, ProcessSpec
 from orchestrator.runs.proctree import kill_marked
 from orchestrator.runs.sandbox import RunningProcess, Sandbox, kill_leftovers
+from orchestrator.runs.secrets import env_of, scrub, write_files
 from orchestrator.runs.workspace import (
     SMALL_OUTPUT,
     Workspace,
@@ -74,6 +75,8 @@ class Staged:
 
     spec: ProcessSpec
     ws: Workspace
+    secret_files: tuple[Path, ...] = ()
+    """Written for this run; removed when it ends (``secrets.scrub``)."""
 
 
 def stage(
@@ -84,6 +87,7 @@ def stage(
     python: str,
     read_paths: Sequence[str] = (),
     label: str | None = None,
+    secrets: Sequence[Secret] = (),
 ) -> Staged:
     """The run's workspace in ``run_dir`` and the command that runs it in the sandbox.
 
@@ -97,18 +101,20 @@ def stage(
         run.input_format,
         Path(run.input_path) if run.input_path else None,
     )
+    files = write_files(run_dir, secrets)
+    access = run_access(run, ws, python, package, read_paths)
     spec = ProcessSpec(
         argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
         cwd=ws.cwd,
-        env=model_env(run, ws, python),
+        env={**env_of(secrets), **model_env(run, ws, python)},
         stdin=ws.stdin,
         stdout=ws.stdout,
         stderr=ws.stderr,
         limits=run.limits,
         label=label or run.id,
-        access=run_access(run, ws, python, package, read_paths),
+        access=replace(access, read=(*access.read, *files)),  # the jail makes them readable
     )
-    return Staged(spec, ws)
+    return Staged(spec, ws, files)
 
 
 @dataclass
@@ -116,6 +122,8 @@ class LocalExecution:
     """A model process tree in the sandbox; its placement is what recovery needs."""
 
     process: RunningProcess
+    scrub_dir: Path | None = None
+    """The run's folder, when it got secret files: they go as soon as its processes do."""
 
     @property
     def placement(self) -> dict[str, Any] | None:
@@ -131,7 +139,11 @@ class LocalExecution:
         }
 
     async def wait(self) -> ProcessResult:
-        return await self.process.wait()
+        try:
+            return await self.process.wait()
+        finally:
+            if self.scrub_dir is not None:
+                scrub(self.scrub_dir)
 
     def cancel(self, grace_seconds: float = 2.0) -> None:
         self.process.cancel(grace_seconds)
@@ -164,7 +176,7 @@ class LocalBackend:
         package = self.settings.home.executables / exe.id
         run_dir = self.settings.home.run_dir(run.id)
         read_paths = self.settings.isolation.read_paths
-        return stage(run, run_dir, package, manifest, python, read_paths)
+        return stage(run, run_dir, package, manifest, python, read_paths, secrets=job.secrets)
 
     def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
         """Once its staging has stopped, the workspace is cleared, keeping the input."""
@@ -180,7 +192,13 @@ class LocalBackend:
         staging.add_done_callback(clear)
 
     async def start(self, job: Job, prepared: Staged) -> LocalExecution:
-        return LocalExecution(await self.sandbox.start(prepared.spec))
+        scrub_dir = prepared.ws.root if prepared.secret_files else None
+        try:
+            return LocalExecution(await self.sandbox.start(prepared.spec), scrub_dir)
+        except BaseException:
+            if scrub_dir is not None:
+                scrub(scrub_dir)
+            raise
 
     async def collect(self, job: Job, prepared: Staged, result: ProcessResult) -> Collected:
         ws, fmt = prepared.ws, job.run.input_format
@@ -197,6 +215,7 @@ class LocalBackend:
         previous daemon ran, and of runs it spawned without writing them down."""
         for run in running:
             sweep_leftovers(run)
+            scrub(self.settings.home.run_dir(run.id))
         self._sweep_unwritten(queued, known)
         return {}
 

@@ -137,6 +137,9 @@ class DaskBackend:
 
     async def prepare(self, job: Job) -> Shipped:
         run, exe, manifest = job.run, job.executable, job.manifest
+        if job.secrets:  # refused when the run was made; a run queued under another backend
+            why = "the dask backend does not deliver secrets"
+            raise StartFailed(Failure(FailureKind.SPAWN, detail=why))
         home = self.settings.home
         requirements = None
         if exe.type == "python" and self.settings.python_envs != "daemon":

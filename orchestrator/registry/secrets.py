@@ -1,0 +1,211 @@
+"""Secrets collections: licence keys and tokens a model needs, kept out of app.yaml and
+out of its input.
+
+A collection belongs to an app and holds secrets of two types (the SDK's
+``SecretType``): ``env`` (an environment variable named by its location) and
+``file`` (a file at its location, relative to the run's working folder). An
+instance or a run names a collection by ID; its values are delivered when the
+run starts (``runs/secrets.py``) and never shown again: reads give each secret's
+type and location only.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.ids import check_label, new_id, validate_child_id
+from orchestrator.models import Secret, SecretsCollection, SecretType
+from orchestrator.registry.lookup import rename, require_app
+from orchestrator.store import Repos, Store
+
+MAX_SECRETS = 100
+MAX_LOCATION = 255
+MAX_VALUE_BYTES = 1024 * 1024
+"""One secret's value: a licence file fits; a data set does not belong here."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"})
+"""Variables orch sets for every model: a secret may not replace them (nor ``ORCH_*``)."""
+RESERVED_FOLDERS = frozenset({"input", "inputs", "output", "outputs"})
+"""Where inputs arrive and outputs are collected: a secret written there could leave
+with the output."""
+
+_OPS = ("create", "update", "delete")
+
+
+@dataclass(frozen=True)
+class SecretChange:
+    """One operation of a partial update (the SDK's PATCH ``operations``)."""
+
+    op: str
+    type: SecretType
+    location: str
+    value: str | None = None
+
+
+def secret_type(value: str) -> SecretType:
+    try:
+        return SecretType(value)
+    except ValueError:
+        raise Invalid(f"secret type must be 'env' or 'file', got {value!r}") from None
+
+
+def check_location(kind: SecretType, location: str) -> str:
+    """An env secret names a variable; a file secret a relative path inside the run's
+    working folder (no absolute path, no ``..``, not where inputs or outputs go)."""
+    if not location or len(location) > MAX_LOCATION:
+        raise Invalid(f"secret location must be 1-{MAX_LOCATION} characters")
+    if kind == SecretType.ENV:
+        if not _ENV_NAME.match(location):
+            raise Invalid(f"env secret location {location!r} is not a variable name")
+        if location in RESERVED_ENV or location.startswith("ORCH_"):
+            raise Invalid(f"env secret location {location!r} is a variable orch sets itself")
+        return location
+    if "\0" in location or "\\" in location:
+        raise Invalid(f"file secret location {location!r} has a forbidden character")
+    path = PurePosixPath(location)
+    if path.is_absolute():
+        raise Invalid(
+            f"file secret location {location!r} must be relative to the run's working folder"
+        )
+    parts = location.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise Invalid(f"file secret location {location!r} may not contain '..', '.' or '//'")
+    if parts[0] in RESERVED_FOLDERS:
+        raise Invalid(f"file secret location {location!r} is in the {parts[0]!r} folder")
+    return location
+
+
+def make_secret(kind: str, location: str, value: str) -> Secret:
+    """A checked secret, or ``Invalid`` naming the broken rule (never the value)."""
+    typed = secret_type(kind)
+    check_location(typed, location)
+    if len(value.encode()) > MAX_VALUE_BYTES:
+        raise Invalid(f"secret {location!r} is over {MAX_VALUE_BYTES // 1024} KiB")
+    return Secret(typed, location, value)
+
+
+def _unique(secrets: builtins.list[Secret]) -> None:
+    seen: set[tuple[SecretType, str]] = set()
+    for s in secrets:
+        if (s.type, s.location) in seen:
+            raise Invalid(f"secret ({s.type.value}, {s.location!r}) is given twice")
+        seen.add((s.type, s.location))
+    if len(seen) > MAX_SECRETS:
+        raise Invalid(f"a collection holds at most {MAX_SECRETS} secrets")
+
+
+async def require_collection(repos: Repos, app_id: str, collection_id: str) -> SecretsCollection:
+    found = await repos.secrets.get(app_id, collection_id)
+    if found is None:
+        raise NotFound(f"secrets collection {collection_id!r} not found in app {app_id!r}")
+    return found
+
+
+class SecretsService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def create(
+        self,
+        app_id: str,
+        collection_id: str | None,
+        name: str | None,
+        description: str,
+        secrets: builtins.list[Secret],
+    ) -> SecretsCollection:
+        cid = validate_child_id(collection_id or new_id("secrets"), "secrets collection")
+        check_label("secrets collection", name, description)
+        if not secrets:
+            raise Invalid("a secrets collection needs at least one secret")
+        _unique(secrets)
+        collection = SecretsCollection(cid, app_id, name or cid, description)
+        async with self.store.write() as w:
+            await require_app(w, app_id)
+            if await w.secrets.get(app_id, cid) is not None:
+                raise Conflict(f"secrets collection {cid!r} already exists in app {app_id!r}")
+            await w.secrets.insert(collection)
+            for secret in secrets:
+                await w.secrets.put(app_id, cid, secret)
+        return collection
+
+    async def get(
+        self, app_id: str, collection_id: str
+    ) -> tuple[SecretsCollection, builtins.list[tuple[SecretType, str]]]:
+        """The collection and the (type, location) of its secrets: values stay stored."""
+        read = self.store.read
+        await require_app(read, app_id)
+        collection = await require_collection(read, app_id, collection_id)
+        return collection, await read.secrets.keys(app_id, collection_id)
+
+    async def list(self, app_id: str) -> builtins.list[SecretsCollection]:
+        await require_app(self.store.read, app_id)
+        return await self.store.read.secrets.list(app_id)
+
+    async def update(
+        self,
+        app_id: str,
+        collection_id: str,
+        name: str | None,
+        description: str | None,
+        changes: builtins.list[SecretChange],
+    ) -> SecretsCollection:
+        """Rename and/or apply operations, all or nothing: ``create`` of an existing
+        secret is a conflict, ``update``/``delete`` of a missing one not found."""
+        async with self.store.write() as w:
+            await require_app(w, app_id)
+            collection = await require_collection(w, app_id, collection_id)
+            rename(collection, name, description, "secrets collection")
+            keys = set(await w.secrets.keys(app_id, collection_id))
+            for change in changes:
+                keys = await _apply(w, collection, keys, change)
+            if not keys:
+                raise Invalid("a secrets collection needs at least one secret")
+            if len(keys) > MAX_SECRETS:
+                raise Invalid(f"a collection holds at most {MAX_SECRETS} secrets")
+            await w.secrets.update(collection)
+        return collection
+
+    async def delete(self, app_id: str, collection_id: str) -> None:
+        async with self.store.write() as w:
+            await require_app(w, app_id)
+            await require_collection(w, app_id, collection_id)
+            if users := await w.secrets.used_by(app_id, collection_id):
+                raise Conflict(
+                    f"secrets collection {collection_id!r} is used by instance(s) "
+                    f"{', '.join(users)}; point them elsewhere first"
+                )
+            await w.secrets.delete(app_id, collection_id)
+
+    async def values(self, app_id: str, collection_id: str) -> builtins.list[Secret]:
+        """What a starting run receives; ``NotFound`` if the collection went meanwhile."""
+        await require_collection(self.store.read, app_id, collection_id)
+        return await self.store.read.secrets.values(app_id, collection_id)
+
+
+async def _apply(
+    w: Repos,
+    collection: SecretsCollection,
+    keys: set[tuple[SecretType, str]],
+    change: SecretChange,
+) -> set[tuple[SecretType, str]]:
+    if change.op not in _OPS:
+        raise Invalid(f"operation must be one of {', '.join(_OPS)}, got {change.op!r}")
+    key = (change.type, change.location)
+    shown = f"({change.type.value}, {change.location!r})"
+    if change.op == "create" and key in keys:
+        raise Conflict(f"secret {shown} already exists in collection {collection.id!r}")
+    if change.op != "create" and key not in keys:
+        raise NotFound(f"secret {shown} not found in collection {collection.id!r}")
+    if change.op == "delete":
+        await w.secrets.remove(collection.app_id, collection.id, change.type, change.location)
+        return keys - {key}
+    if change.value is None:
+        raise Invalid(f"operation {change.op!r} of secret {shown} needs a value")
+    secret = make_secret(change.type.value, change.location, change.value)
+    await w.secrets.put(collection.app_id, collection.id, secret)
+    return keys | {key}
