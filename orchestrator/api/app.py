@@ -9,6 +9,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from orchestrator import __version__
 from orchestrator.api import (
+    acceptance,
     applications,
     binary,
     errors,
@@ -37,6 +38,7 @@ _V1_ROUTERS = (
     versions.router,
     instances.router,
     experiments.router,
+    acceptance.router,
 )
 
 
