@@ -1,8 +1,7 @@
 """Acceptance tests through the real SDK, with verdicts checked against hand-computed numbers.
 
-The model reports ``result.value = input value + offset`` and ``result.custom.gap =
-offset``. The control instance has offset 0, the candidate offset 2, and the inputs are
-1, 2, 4 and 8: the control's values are [1, 2, 4, 8] and the candidate's [3, 4, 6, 10].
+The model (``tests/acceptance_model.py``): control offset 0, candidate offset 2, inputs
+1, 2, 4 and 8, so the control's values are [1, 2, 4, 8] and the candidate's [3, 4, 6, 10].
 """
 
 from __future__ import annotations
@@ -24,32 +23,9 @@ from nextmv.cloud import (
 from nextmv.cloud.batch_experiment import BatchExperimentRun, to_runs
 from nextmv.polling import PollingOptions
 
+from tests.acceptance_model import CANDIDATE, CONTROL, MANIFEST, MODEL
 from tests.compat.conftest import NewApp, Push
 from tests.helpers import unique, write_app
-
-MODEL = """\
-import argparse, json, sys
-parser = argparse.ArgumentParser()
-parser.add_argument("-offset", type=float, default=0.0)
-opts, _ = parser.parse_known_args()
-value = json.load(sys.stdin)["value"] + opts.offset
-stats = {"run": {"duration": 0.01}, "result": {"value": value, "custom": {"gap": opts.offset}}}
-print(json.dumps({"solutions": [], "statistics": stats}))
-"""
-MANIFEST = """\
-type: python
-runtime: ghcr.io/nextmv-io/runtime/python:3.11
-files:
-  - main.py
-configuration:
-  options:
-    items:
-      - name: offset
-        option_type: float
-        default: 0.0
-"""
-CONTROL = [1.0, 2.0, 4.0, 8.0]
-CANDIDATE = [3.0, 4.0, 6.0, 10.0]
 
 
 def metric(
