@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.acceptance_model import CONTROL, MANIFEST, MODEL
@@ -115,3 +116,28 @@ def test_bad_metrics_are_refused_before_anything_runs(daemon: Daemon, app_id: st
     missing = orch(daemon, *base, "--metric", "result.value mean gt", code=1)
     assert f"batch experiment {test_id!r} not found" in missing.stderr
     assert "not found" in orch(daemon, "batch", "get", "-a", app_id, "-b", test_id, code=1).stderr
+
+
+def test_report_and_console_page_show_the_verdicts(
+    daemon: Daemon, app_id: str, tmp_path: Path
+) -> None:
+    test_id = unique("acc")
+    args = ("acceptance", "create", "-a", app_id, "-b", test_id, "-s", "four", *PAIR)
+    orch(daemon, *args, "--metric", "result.value mean lt 1", "-w", code=1)  # 5.75 < 4.75: no
+    html = tmp_path / "report.html"
+    orch(daemon, "batch", "report", "-a", app_id, "-b", test_id, "--html", html)
+    text = html.read_text()
+    assert f"<h2>Acceptance test {test_id}</h2>" in text and "FAILED" in text
+    assert "&lt; control (tolerance 1)" in text and "<td>5.75</td>" in text
+
+    with daemon.client() as api:
+        path = f"/v1/applications/{app_id}/experiments/batch/{test_id}/report"
+        gated = api.get(path, params={"gate": "result.value > baseline * 4"}).text
+        assert "<h2>Gate</h2>" in gated and "PASSED" in gated  # 3 > 4, 4 > 8, 6 > 16, 10 > 32: never
+        assert api.get(path, params={"gate": "nonsense"}).status_code == 400
+        link = api.post("/v1/console/login-link").json()["url"]
+    with httpx.Client(base_url=daemon.url, headers={"accept": "text/html"}) as browser:
+        browser.get(link.removeprefix(daemon.url))
+        page = browser.get(f"/apps/{app_id}/experiments/{test_id}").text
+    assert 'data-acceptance="failed"' in page and "Acceptance test failed" in page
+    orch(daemon, "acceptance", "delete", "-a", app_id, "-b", test_id, "--confirm")

@@ -99,6 +99,11 @@ class AcceptanceService:
             raise NotFound(f"acceptance test {test_id!r} not found in app {app_id!r}")
         return test
 
+    async def find(self, app_id: str, test_id: str) -> AcceptanceView | None:
+        """The test on the experiment ``test_id``, if it has one (for reports and pages)."""
+        test = await self.store.read.acceptance.get(app_id, test_id)
+        return None if test is None else await self.view(test)
+
     async def list(self, app_id: str) -> builtins.list[AcceptanceTest]:
         await require_app(self.store.read, app_id)
         return await self.store.read.acceptance.list(app_id)
