@@ -472,3 +472,25 @@ class Experiment:
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
     ended_at: str | None = None
+
+
+@dataclass
+class AcceptanceTest:
+    """A go/no-go view on a batch experiment with the same id: candidate vs control.
+
+    ``metrics`` keeps each metric as Nextmv's ``Metric`` JSON (field, metric_type, params,
+    statistic), checked when the test is made; the verdicts are computed from the
+    experiment's runs when it has ended, never stored, so they cannot go stale.
+    """
+
+    id: str
+    app_id: str
+    name: str
+    control_instance_id: str
+    control_version_id: str
+    candidate_instance_id: str
+    candidate_version_id: str
+    metrics: list[dict[str, Any]]
+    description: str = ""
+    created_at: str = field(default_factory=now)
+    updated_at: str = field(default_factory=now)

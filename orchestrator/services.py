@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
+from orchestrator.experiments.acceptance import AcceptanceService
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
@@ -35,3 +36,4 @@ class Services:
     experiments: ExperimentService
     analysis: ExperimentAnalysis
     secrets: SecretsService
+    acceptance: AcceptanceService

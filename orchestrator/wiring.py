@@ -9,6 +9,7 @@ from orchestrator.config import Settings, dask_address
 from orchestrator.disk import DiskMonitor
 from orchestrator.environments import Environments
 from orchestrator.errors import Unavailable
+from orchestrator.experiments.acceptance import AcceptanceService
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.inputs import InputService, InputSetService
@@ -127,6 +128,7 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         experiments=experiments,
         analysis=ExperimentAnalysis(store),
         secrets=SecretsService(store),
+        acceptance=AcceptanceService(store, experiments),
     )
     housekeeping = Housekeeping(home, store, uploads, disk)
     return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)

@@ -20,9 +20,11 @@ from orchestrator.models import (
     FINISHED,
     RUN_TIMESTAMP,
     RUN_TRANSITIONS,
+    AcceptanceTest,
     App,
     EnvStatus,
     Executable,
+    Experiment,
     Failure,
     FailureKind,
     Run,
@@ -213,3 +215,23 @@ async def test_deleting_an_app_deletes_its_runs(store: Store) -> None:
     async with store.write() as w:
         await w.apps.delete(app_id)
     assert await store.read.runs.get(run.id) is None
+
+
+async def test_an_acceptance_test_lives_and_goes_with_its_experiment(store: Store) -> None:
+    app_id, _ = await _app(store)
+    metric = {"field": "result.value", "statistic": "mean", "params": {"operator": "lt"}}
+    test = AcceptanceTest("e1", app_id, "E1", "ctl", "v1", "cand", "v2", [metric])
+    async with store.write() as w:
+        with pytest.raises(sqlite3.IntegrityError):  # a view on an experiment: it needs one
+            await w.acceptance.insert(test)
+    async with store.write() as w:
+        await w.experiments.insert(Experiment("e1", app_id, "E1", None, 4))
+        await w.acceptance.insert(test)
+    assert await store.read.acceptance.get(app_id, "e1") == test
+    test.name, test.description = "renamed", "why"
+    async with store.write() as w:
+        await w.acceptance.update(test)
+    assert [t.name for t in await store.read.acceptance.list(app_id)] == ["renamed"]
+    async with store.write() as w:
+        await w.experiments.delete(app_id, "e1")
+    assert await store.read.acceptance.get(app_id, "e1") is None

@@ -9,6 +9,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from orchestrator import __version__
 from orchestrator.api import (
+    acceptance,
     applications,
     binary,
     errors,
@@ -39,6 +40,7 @@ _V1_ROUTERS = (
     instances.router,
     experiments.router,
     secrets.router,
+    acceptance.router,
 )
 
 

@@ -27,7 +27,8 @@ from orchestrator.api.responses import CHANGE, CREATE, REMOVE, SUMMARY, errors
 from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
-from orchestrator.models import InputSet
+from orchestrator.experiments.verdict_html import acceptance_block, gate_block
+from orchestrator.models import Experiment, InputSet
 from orchestrator.services import Services
 
 router = APIRouter(
@@ -329,7 +330,24 @@ async def batch_report(
     app_id: AppId,
     exp_id: ExperimentId,
     baseline: str | None = Query(None),
+    gate: str | None = Query(None, description="a --fail-if condition to show the verdict of"),
     svc: Services = Depends(services),
 ) -> HTMLResponse:
     exp = await svc.experiments.get(app_id, exp_id)
-    return HTMLResponse(await svc.analysis.report(exp, baseline))
+    verdict = await report_verdict(svc, exp, gate, baseline or exp.baseline)
+    return HTMLResponse(await svc.analysis.report(exp, baseline, verdict))
+
+
+async def report_verdict(
+    svc: Services, exp: Experiment, gate: str | None, baseline: str | None
+) -> str:
+    """The report's verdict block: the gate's (when asked), the acceptance test's (if any)."""
+    blocks = []
+    if gate:
+        if not baseline:
+            raise Invalid("the gate compares against a baseline: pass baseline=INSTANCE")
+        blocks.append(gate_block(await svc.analysis.gate(exp, gate, baseline)))
+    view = await svc.acceptance.find(exp.app_id, exp.id)
+    if view is not None:
+        blocks.append(acceptance_block(exp.id, view.status.value, view.results))
+    return "\n".join(blocks)

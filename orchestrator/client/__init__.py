@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import cast
 
+from orchestrator.client.acceptance import AcceptanceTests
 from orchestrator.client.apps import Apps, Instances, Versions
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
@@ -60,6 +61,7 @@ class OrchClient:
         self.inputs = Inputs(self.http, self.runs)
         self.input_sets = InputSets(self.http)
         self.batches = Batches(self.http)
+        self.acceptance = AcceptanceTests(self.http)
 
     @property
     def url(self) -> str:

@@ -261,3 +261,24 @@ class Health(TypedDict):
     status: str
     version: str
     runs: dict[str, int]
+
+
+class AcceptanceResults(TypedDict):
+    passed: bool
+    metric_results: list[dict[str, Any]]
+    error: NotRequired[str]
+
+
+class AcceptanceTest(TypedDict):
+    id: str
+    name: str
+    description: str
+    app_id: str
+    experiment_id: str
+    control: dict[str, str]
+    candidate: dict[str, str]
+    metrics: list[dict[str, Any]]
+    status: str
+    results: AcceptanceResults | None
+    created_at: str
+    updated_at: str

@@ -81,10 +81,10 @@ class ExperimentAnalysis:
 
         return await self.store.heavy.call(work)
 
-    async def report(self, exp: Experiment, baseline: str | None = None) -> str:
+    async def report(self, exp: Experiment, baseline: str | None = None, verdict: str = "") -> str:
         async def work(repos: Repos) -> str:
             facts = await experiment_facts(repos, exp.app_id, exp.id)
             summary = summarize(facts, baseline or exp.baseline, exp.objective)
-            return render_html(summary, facts, f"{exp.name} ({exp.app_id})")
+            return render_html(summary, facts, f"{exp.name} ({exp.app_id})", verdict)
 
         return await self.store.heavy.call(work)

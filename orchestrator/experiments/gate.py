@@ -26,17 +26,19 @@ for that condition. Independently of the expression, a candidate run that failed
 input where the baseline succeeded is a violation (metric ``status``): a crash or a timeout
 is never an improvement. Comparisons are exact (no tolerance): use a factor or a delta to
 allow noise. The expression is parsed with a regular expression, never evaluated as code.
+
+Each condition is a ``criteria.Criterion`` (the same engine as acceptance tests): the
+operator, no tolerance, and the arithmetic as the criterion's factor or offset.
 """
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import Invalid
+from orchestrator.experiments.criteria import Criterion, Operator
 from orchestrator.experiments.summary import (
     BUILTIN_METRICS,
     CUSTOM_PREFIX,
@@ -52,14 +54,6 @@ SYNTAX = (
     " wall_time, peak_memory_mb or custom.<name>; OP is one of > >= < <= == !="
 )
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _CONDITION = re.compile(
     r"\s*(?P<metric>[A-Za-z_][\w.\-]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*baseline"
@@ -78,17 +72,21 @@ class Condition:
     arith: str | None = None  # "*", "+", "-" or None
     operand: float = 0.0
 
+    @property
+    def criterion(self) -> Criterion:
+        """This clause in the shared engine: exact comparison against the moved baseline."""
+        return Criterion(
+            metric=self.metric,
+            operator=Operator.from_symbol(self.op),
+            factor=self.operand if self.arith == "*" else 1.0,
+            offset={"+": self.operand, "-": -self.operand}.get(self.arith or "", 0.0),
+        )
+
     def threshold(self, baseline: float) -> float:
-        if self.arith == "*":
-            return baseline * self.operand
-        if self.arith == "+":
-            return baseline + self.operand
-        if self.arith == "-":
-            return baseline - self.operand
-        return baseline
+        return self.criterion.reference(baseline)
 
     def violated(self, candidate: float, baseline: float) -> bool:
-        return _OPS[self.op](candidate, self.threshold(baseline))
+        return self.criterion.holds(baseline, candidate)
 
     def __str__(self) -> str:
         tail = "" if self.arith is None else f" {self.arith} {self.operand:g}"

@@ -77,11 +77,13 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 _WIDTH, _LEFT, _RIGHT, _TOP, _ROW, _AXIS = 760, 170, 24, 12, 36, 28
 
 
-def render_html(summary: Summary, facts: list[RunFacts], title: str) -> str:
-    """The whole page; ``facts`` feed the box plots' individual points and quartiles."""
+def render_html(summary: Summary, facts: list[RunFacts], title: str, verdict: str = "") -> str:
+    """The whole page; ``facts`` feed the box plots' individual points and quartiles;
+    ``verdict`` is the gate's or acceptance test's block (``verdict_html``), if any."""
     colors = {t.target: PALETTE[i % len(PALETTE)] for i, t in enumerate(summary.targets)}
     body = [
         _header(summary, title),
+        verdict,
         _summary_tables(summary, colors),
         _comparison_section(summary, colors),
         _plots_section(summary, facts, colors),

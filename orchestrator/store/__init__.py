@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from orchestrator.disk import DiskMonitor
 from orchestrator.errors import DiskFull
+from orchestrator.store.acceptance import AcceptanceRepo
 from orchestrator.store.apps import AppRepo, HistoryRepo
 from orchestrator.store.db import Connection, Database
 from orchestrator.store.executables import ExecutableRepo
@@ -51,6 +52,7 @@ class Repos:
         self.experiments = ExperimentRepo(conn)
         self.overview = OverviewRepo(conn)
         self.secrets = SecretsRepo(conn)
+        self.acceptance = AcceptanceRepo(conn)
 
 
 class Store:

@@ -311,10 +311,30 @@ ALTER TABLE instances ADD COLUMN secrets_collection_id TEXT;
 ALTER TABLE runs ADD COLUMN secrets_collection_id TEXT
 """
 
+_ACCEPTANCE = """
+CREATE TABLE acceptance_tests (
+    app_id                TEXT NOT NULL,
+    id                    TEXT NOT NULL,
+    name                  TEXT NOT NULL,
+    description           TEXT NOT NULL DEFAULT '',
+    control_instance_id   TEXT NOT NULL,
+    control_version_id    TEXT NOT NULL DEFAULT '',
+    candidate_instance_id TEXT NOT NULL,
+    candidate_version_id  TEXT NOT NULL DEFAULT '',
+    metrics               TEXT NOT NULL,
+    created_at            TEXT NOT NULL,
+    updated_at            TEXT NOT NULL,
+    PRIMARY KEY (app_id, id),
+    -- a view on the batch experiment of the same id: it goes when the experiment goes
+    FOREIGN KEY (app_id, id) REFERENCES experiments(app_id, id) ON DELETE CASCADE
+)
+"""
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
     _V3_LOCKS,
     _V4_PLACEMENT_AND_FAILURES,
     _SECRETS,
+    _ACCEPTANCE,
 ]

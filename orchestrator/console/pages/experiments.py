@@ -133,8 +133,15 @@ async def experiment_page(request: Request, app_id: str, exp_id: str) -> Respons
     gate, gate_error = await anyio.to_thread.run_sync(
         _gate, expr, context["summary"], context["facts"]
     )
+    acceptance = await state(request).services.acceptance.find(app_id, exp_id)
     return page(
-        request, "experiment.html", **context, gate_expr=expr, gate=gate, gate_error=gate_error
+        request,
+        "experiment.html",
+        **context,
+        gate_expr=expr,
+        gate=gate,
+        gate_error=gate_error,
+        acceptance=acceptance,
     )
 
 
