@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +170,12 @@ def metric_value(facts: RunFacts, path: str) -> float | None:
     if path.startswith(CUSTOM_PREFIX):
         path = "result." + path
     return _number(_walk(facts.statistics, path.removeprefix("statistics.")))
+
+
+def metric_values(runs: Iterable[RunFacts], path: str) -> list[float]:
+    """The metric's values over the succeeded ones of ``runs`` that report it."""
+    found = (metric_value(r, path) for r in runs if r.status == "succeeded")
+    return [v for v in found if v is not None]
 
 
 def _walk(data: Any, path: str) -> Any:
