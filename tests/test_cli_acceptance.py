@@ -130,10 +130,11 @@ def test_report_and_console_page_show_the_verdicts(
     assert f"<h2>Acceptance test {test_id}</h2>" in text and "FAILED" in text
     assert "&lt; control (tolerance 1)" in text and "<td>5.75</td>" in text
 
+    gate = ("--fail-if", "result.value > baseline * 4")  # 3>4 4>8 6>16 10>32: never
+    orch(daemon, "batch", "report", "-a", app_id, "-b", test_id, "--html", html, *gate)
+    assert "<h2>Gate</h2>" in html.read_text() and "PASSED" in html.read_text()
     with daemon.client() as api:
         path = f"/v1/applications/{app_id}/experiments/batch/{test_id}/report"
-        gated = api.get(path, params={"gate": "result.value > baseline * 4"}).text
-        assert "<h2>Gate</h2>" in gated and "PASSED" in gated  # 3>4 4>8 6>16 10>32: never
         assert api.get(path, params={"gate": "nonsense"}).status_code == 400
         link = api.post("/v1/console/login-link").json()["url"]
     with httpx.Client(base_url=daemon.url, headers={"accept": "text/html"}) as browser:
