@@ -162,8 +162,8 @@ def metric_value(facts: RunFacts, path: str) -> float | None:
     plus orch's own measurements ``wall_time`` (seconds) and ``peak_memory_mb``, and the
     gate's shorthand ``custom.<name>`` for ``result.custom.<name>``. Booleans, strings and
     non-finite numbers are not metrics. This is the one place a path is resolved, for the
-    gate and acceptance tests alike: a run-level ``metrics`` object, where runs carry one,
-    is read here too.
+    gate and acceptance tests alike, so a run-level ``metrics`` object (runs carry only
+    statistics so far) needs reading in this function only.
     """
     if path == WALL_TIME:
         return None if facts.duration_ms is None else _number(facts.duration_ms / 1000.0)
