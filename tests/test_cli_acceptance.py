@@ -130,10 +130,11 @@ def test_report_and_console_page_show_the_verdicts(
     assert f"<h2>Acceptance test {test_id}</h2>" in text and "FAILED" in text
     assert "&lt; control (tolerance 1)" in text and "<td>5.75</td>" in text
 
+    gate = ("--fail-if", "result.value > baseline * 4")  # 3>4 4>8 6>16 10>32: never
+    orch(daemon, "batch", "report", "-a", app_id, "-b", test_id, "--html", html, *gate)
+    assert "<h2>Gate</h2>" in html.read_text() and "PASSED" in html.read_text()
     with daemon.client() as api:
         path = f"/v1/applications/{app_id}/experiments/batch/{test_id}/report"
-        gated = api.get(path, params={"gate": "result.value > baseline * 4"}).text
-        assert "<h2>Gate</h2>" in gated and "PASSED" in gated  # 3>4 4>8 6>16 10>32: never
         assert api.get(path, params={"gate": "nonsense"}).status_code == 400
         link = api.post("/v1/console/login-link").json()["url"]
     with httpx.Client(base_url=daemon.url, headers={"accept": "text/html"}) as browser:
@@ -141,3 +142,40 @@ def test_report_and_console_page_show_the_verdicts(
         page = browser.get(f"/apps/{app_id}/experiments/{test_id}").text
     assert 'data-acceptance="failed"' in page and "Acceptance test failed" in page
     orch(daemon, "acceptance", "delete", "-a", app_id, "-b", test_id, "--confirm")
+
+
+def test_api_refuses_precisely_and_touches_nothing_else(daemon: Daemon, app_id: str) -> None:
+    test_id = unique("acc")
+    metric = {"field": "result.value", "params": {"operator": "lt"}, "statistic": "mean"}
+    orch(daemon, "batch", "start", "-a", app_id, "-b", test_id, "-s", "four",
+         "--instance-ids", "control,candidate", "--wait")  # fmt: skip
+    base = f"/v1/applications/{app_id}/experiments/acceptance"
+
+    def body(**changes: object) -> dict[str, object]:
+        return {
+            "id": test_id,
+            "control": {"instance_id": "control"},
+            "candidate": {"instance_id": "candidate"},
+            "metrics": [metric],
+        } | changes
+
+    with daemon.client() as api:
+        for bad, status, says in [
+            (body(candidate={"instance_id": "control"}), 400, "different instances"),
+            (body(candidate={"instance_id": "other"}), 400, "'other' has no runs"),
+            (body(metrics=[]), 400, "at least one metric"),
+            (body(experiment_id="elsewhere"), 400, "must equal"),
+            (body(id="no-such-batch"), 404, "start that first"),
+        ]:
+            r = api.post(base, json=bad)
+            assert r.status_code == status and says in r.json()["error"], r.text
+        assert test_id not in [t["id"] for t in api.get(base).json()]
+        assert api.post(base, json=body()).status_code == 201
+        assert api.post(base, json=body()).status_code == 409
+        assert api.get(f"{base}/nope").status_code == 404
+        assert api.get("/v1/applications/no-app/experiments/acceptance/x").status_code == 404
+        long_name = api.patch(f"{base}/{test_id}", json={"name": "n" * 10_000})
+        assert long_name.status_code in (400, 422)
+        assert api.get(f"{base}/{test_id}").json()["name"] == test_id
+        assert api.delete(f"{base}/{test_id}").status_code == 204
+        assert api.get(f"/v1/applications/{app_id}/experiments/batch/{test_id}").status_code == 404

@@ -30,6 +30,7 @@ from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
 from orchestrator.client import OrchClient
 from orchestrator.client.types import AcceptanceTest
 from orchestrator.experiments.acceptance_eval import parse_metrics
+from orchestrator.experiments.criteria import Operator
 
 app = typer.Typer(
     help="Acceptance tests: a candidate instance against a control, metric by metric.",
@@ -38,7 +39,6 @@ app = typer.Typer(
 
 POLL_SECONDS = 0.2
 EXAMPLE = "result.value mean le 1%"
-OPERATORS = {"==": "eq", ">": "gt", ">=": "ge", "<": "lt", "<=": "le", "!=": "ne"}
 _SHORT = re.compile(
     r"\s*(?P<field>[A-Za-z_][\w.\-]*)\s+(?P<stat>\w+)\s+(?P<op>eq|gt|ge|lt|le|ne|==|>=|<=|!=|>|<)"
     r"(?:\s+(?P<tol>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?P<pct>%)?)?\s*"
@@ -70,11 +70,16 @@ def short_metric(text: str) -> dict[str, Any]:
         "field": match["field"],
         "metric_type": "direct-comparison",
         "params": {
-            "operator": OPERATORS.get(match["op"], match["op"]),
+            "operator": _operator(match["op"]),
             "tolerance": {"type": kind, "value": value / 100 if match["pct"] else value},
         },
         "statistic": match["stat"],
     }
+
+
+def _operator(text: str) -> str:
+    """``le`` or ``<=``: the name either way."""
+    return text if text.isalpha() else Operator.from_symbol(text).value
 
 
 def json_metrics(texts: list[str]) -> list[dict[str, Any]]:

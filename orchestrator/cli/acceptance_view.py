@@ -10,8 +10,8 @@ from typing import Any
 from orchestrator.cli.experiment_view import number
 from orchestrator.cli.output import record, say, table
 from orchestrator.client.types import AcceptanceTest
+from orchestrator.experiments.criteria import Operator
 
-SYMBOLS = {"eq": "==", "gt": ">", "ge": ">=", "lt": "<", "le": "<=", "ne": "!="}
 TEST_FIELDS = [
     ("id", "id"),
     ("name", "name"),
@@ -55,7 +55,7 @@ def condition(metric: dict[str, Any]) -> str:
     tolerance = params.get("tolerance") or {}
     op = str(params.get("operator", ""))
     value = float(tolerance.get("value") or 0)
-    text = f"{SYMBOLS.get(op, op)} control"
+    text = f"{Operator(op).symbol if op in set(Operator) else op} control"
     if value:
         sign = "±" if op in ("eq", "ne") else ("-" if op in ("gt", "ge") else "+")
         amount = f"{value * 100:g}%" if tolerance.get("type") == "relative" else f"{value:g}"

@@ -327,6 +327,9 @@ def report(
     baseline: str | None = typer.Option(
         None, "--baseline", help="Compare against this target (default: the experiment's)."
     ),
+    gate: str | None = typer.Option(
+        None, "--fail-if", metavar="EXPR", help="Show this gate's verdict in the report."
+    ),
     home: Path | None = HomeOption,
 ) -> None:
     """Write a self-contained HTML report (tables and SVG charts) to share or archive in CI."""
@@ -335,7 +338,7 @@ def report(
         part = html.with_name(f".{html.name}.part")
         try:
             with part.open("wb") as fh:
-                api.batches.report(app_id, exp_id, fh, baseline)
+                api.batches.report(app_id, exp_id, fh, baseline, gate)
             part.replace(html)
         finally:
             part.unlink(missing_ok=True)

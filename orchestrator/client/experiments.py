@@ -103,9 +103,12 @@ class Batches:
         answer = self._http.request("GET", _batch(app_id, exp_id, "/gate"), params=params)
         return cast(Gate, answer.json())
 
-    def report(self, app_id: str, exp_id: str, sink: Sink, baseline: str | None) -> None:
-        """The self-contained HTML report, streamed into ``sink``."""
-        params = {"baseline": baseline} if baseline else None
+    def report(
+        self, app_id: str, exp_id: str, sink: Sink, baseline: str | None, gate: str | None = None
+    ) -> None:
+        """The self-contained HTML report, streamed into ``sink`` (with ``gate``: its verdict)."""
+        given = {"baseline": baseline, "gate": gate}
+        params = {k: v for k, v in given.items() if v} or None
         download(self._http, _batch(app_id, exp_id, "/report"), sink, params)
 
     def cancel(self, app_id: str, exp_id: str) -> ExperimentMetadata:

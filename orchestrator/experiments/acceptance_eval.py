@@ -25,7 +25,7 @@ from orchestrator.experiments.criteria import (
     Operator,
     Tolerance,
     ToleranceType,
-    metric_value,
+    metric_values,
 )
 from orchestrator.experiments.stats import PERCENTILES, Statistic, shift_for
 from orchestrator.experiments.summary import RunFacts
@@ -108,8 +108,7 @@ class Side:
     runs: list[RunFacts]
 
     def values(self, path: str) -> list[float]:
-        found = (metric_value(r, path) for r in self.runs if r.status == "succeeded")
-        return [v for v in found if v is not None]
+        return metric_values(self.runs, path)
 
     def statistics(self, values: list[float], shift: float) -> dict[str, Any]:
         """Nextmv's ``ResultStatistics`` of ``values`` (non-empty)."""

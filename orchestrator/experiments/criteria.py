@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,7 +161,9 @@ def metric_value(facts: RunFacts, path: str) -> float | None:
     ``run.duration``, ``result.custom.unplanned``; a leading ``statistics.`` is allowed),
     plus orch's own measurements ``wall_time`` (seconds) and ``peak_memory_mb``, and the
     gate's shorthand ``custom.<name>`` for ``result.custom.<name>``. Booleans, strings and
-    non-finite numbers are not metrics.
+    non-finite numbers are not metrics. This is the one place a path is resolved, for the
+    gate and acceptance tests alike, so a run-level ``metrics`` object (runs carry only
+    statistics so far) needs reading in this function only.
     """
     if path == WALL_TIME:
         return None if facts.duration_ms is None else _number(facts.duration_ms / 1000.0)
@@ -170,6 +172,12 @@ def metric_value(facts: RunFacts, path: str) -> float | None:
     if path.startswith(CUSTOM_PREFIX):
         path = "result." + path
     return _number(_walk(facts.statistics, path.removeprefix("statistics.")))
+
+
+def metric_values(runs: Iterable[RunFacts], path: str) -> list[float]:
+    """The metric's values over the succeeded ones of ``runs`` that report it."""
+    found = (metric_value(r, path) for r in runs if r.status == "succeeded")
+    return [v for v in found if v is not None]
 
 
 def _walk(data: Any, path: str) -> Any:

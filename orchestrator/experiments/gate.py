@@ -28,7 +28,8 @@ is never an improvement. Comparisons are exact (no tolerance): use a factor or a
 allow noise. The expression is parsed with a regular expression, never evaluated as code.
 
 Each condition is a ``criteria.Criterion`` (the same engine as acceptance tests): the
-operator, no tolerance, and the arithmetic as the criterion's factor or offset.
+operator, no tolerance, the arithmetic as the criterion's factor or offset, the statistic
+``mean`` (over a pair's repetitions), and the values read by ``criteria.metric_value``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import Invalid
-from orchestrator.experiments.criteria import Criterion, Operator
+from orchestrator.experiments.criteria import Criterion, Operator, metric_values
 from orchestrator.experiments.summary import (
     BUILTIN_METRICS,
     CUSTOM_PREFIX,
@@ -204,15 +205,19 @@ def _check_pair(
             )
         )
     for condition in conditions:
-        values = pair.values(condition.metric)
-        if values is None:
+        criterion = condition.criterion
+        base_values = metric_values(pair.baseline_runs, criterion.metric)
+        cand_values = metric_values(pair.candidate_runs, criterion.metric)
+        if not base_values or not cand_values:
             continue
         applied = True
-        base, cand = values
-        if condition.violated(cand, base):
-            threshold = condition.threshold(base)
+        base, cand = criterion.statistic.of(base_values), criterion.statistic.of(cand_values)
+        verdict = criterion.evaluate(base, cand)
+        if verdict.holds:
             found.append(
-                _violation(target, pair, condition.metric, cand, base, threshold, str(condition))
+                _violation(
+                    target, pair, condition.metric, cand, base, verdict.reference, str(condition)
+                )
             )
     return applied, found
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from orchestrator.experiments.criteria import Operator
 from orchestrator.experiments.gate import GateResult
 
 HEADERS = ("metric", "statistic", "condition", "control", "candidate", "verdict")
-SYMBOLS = {"eq": "==", "gt": ">", "ge": ">=", "lt": "<", "le": "<=", "ne": "!="}
 
 
 def _badge(passed: bool) -> str:
@@ -56,7 +56,7 @@ def acceptance_block(test_id: str, status: str, results: dict[str, Any] | None) 
 def _metric_row(result: dict[str, Any]) -> str:
     metric, comparison = result["metric"], result.get("comparison") or {}
     tolerance = metric["params"].get("tolerance") or {}
-    condition = f"{SYMBOLS.get(metric['params']['operator'], '?')} control"
+    condition = f"{Operator(metric['params']['operator']).symbol} control"
     if tolerance.get("value"):
         unit = "%" if tolerance.get("type") == "relative" else ""
         amount = tolerance["value"] * (100 if unit else 1)
