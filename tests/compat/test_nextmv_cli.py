@@ -25,8 +25,12 @@ import httpx
 import pytest
 
 from tests.cli_run import CLI, ENV
+from tests.conftest import TEST_EXECUTOR
 from tests.helpers import SAMPLES, Daemon, wait_for
 
+pytestmark = pytest.mark.skipif(
+    TEST_EXECUTOR != "local", reason="its daemon is its own, local: the first pass ran it"
+)
 NEXTMV = str(Path(sys.executable).parent / "nextmv")
 State = dict[str, Any]
 Done = subprocess.CompletedProcess[str]
