@@ -312,3 +312,12 @@ def test_existing_profiles_are_kept_byte_for_byte(tls_daemon: Daemon, tmp_path: 
     assert isinstance(json.loads(listed.stdout), list)
     assert "NEXTMV_ENDPOINT" in listed.stderr  # the CLI's own note: the env var wins
     assert config.read_text() == EXISTING
+
+
+def test_orchs_cli_in_the_same_shell(state: State, shell: Shell) -> None:
+    """``ORCH_URL`` (https) and ``ORCH_HOME`` from the exports: verified with orch's CA."""
+    argv = [*CLI, "app", "list", "--json"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=shell.env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout), list)
+    assert shell.env["ORCH_URL"] == state["url"]
