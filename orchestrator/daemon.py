@@ -38,7 +38,6 @@ from orchestrator.lifecycle import (
 )
 from orchestrator.loopwatch import LoopWatch
 from orchestrator.ports import listen
-from orchestrator.tls import TlsFiles, ensure_certificates, write_ca_bundle
 from orchestrator.wiring import Engine, build_engine
 
 log = logging.getLogger("orch.daemon")
@@ -108,8 +107,7 @@ class Daemon:
             raise CannotStart(why_not_started(OSError(errno.ENOSPC, "no space"), settings))
         api_key = load_or_create_api_key(home)
         if settings.tls:  # before the engine: a home that cannot hold a key fails early
-            ensure_certificates(home)
-            write_ca_bundle(home)
+            _prepare_certificates(settings)
         disk.when_space_returns(_flush_logs)
         self._engine = await build_engine(settings, disk)
         await self._engine.start()
@@ -124,6 +122,8 @@ class Daemon:
     def _use_certificate(self, config: uvicorn.Config) -> None:
         """HTTPS with the files ``_start`` made sure of (uvicorn loads them in ``load``)."""
         if self.settings.tls:
+            from orchestrator.tls import TlsFiles
+
             files = TlsFiles.of(self.settings.home)
             config.ssl_certfile, config.ssl_keyfile = str(files.cert), str(files.key)
 
@@ -140,6 +140,15 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+
+
+def _prepare_certificates(settings: Settings) -> None:
+    """The CA, the certificate and the CA bundle of a ``--tls`` daemon. Imported here:
+    ``cryptography`` costs ~30 ms, which a plain daemon's start need not pay."""
+    from orchestrator.tls import ensure_certificates, write_ca_bundle
+
+    ensure_certificates(settings.home)
+    write_ca_bundle(settings.home)
 
 
 def _flush_logs() -> None:

@@ -3,6 +3,8 @@ upload and download URLs in the scheme and host the client used; plain http refu
 
 from __future__ import annotations
 
+import re
+import shlex
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -112,9 +114,8 @@ def test_urls_follow_the_host_the_client_used(
         assert httpx.put(upload, content=b'{"a": 1}', verify=ca).status_code == 200
 
 
-def test_the_console_sets_a_secure_cookie_over_https(
-    tls_daemon: Daemon, ca: ssl.SSLContext
-) -> None:
+def test_the_console_works_over_https(tls_daemon: Daemon, ca: ssl.SSLContext) -> None:
+    """A Secure session cookie, and changes accepted from the https origin only."""
     with tls_daemon.client(verify=ca) as api:
         link = api.post("/v1/console/login-link").json()["url"]
         assert link.startswith(f"{tls_daemon.url}/login?token=")
@@ -123,7 +124,15 @@ def test_the_console_sets_a_secure_cookie_over_https(
     assert entered.status_code == 200 and "secure" in cookie and "httponly" in cookie
     with httpx.Client(base_url=tls_daemon.url, verify=ca, cookies=entered.cookies) as browser:
         page = browser.get("/apps", headers={"accept": "text/html"})
-        assert page.status_code == 200 and "<html" in page.text.lower()
+        assert page.status_code == 200
+        match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert match, page.text
+        form = {"id": unique("console"), "name": "x", "csrf": match.group(1)}
+        plain = {"origin": tls_daemon.url.replace("https", "http")}
+        assert browser.post("/apps", data=form, headers=plain).status_code == 403
+        own = {"origin": tls_daemon.url}
+        made = browser.post("/apps", data=form, headers=own, follow_redirects=False)
+        assert made.status_code == 303 and made.headers["location"] == f"/apps/{form['id']}"
 
 
 def test_certificates_survive_a_restart(tmp_path: Path) -> None:
@@ -138,3 +147,36 @@ def test_certificates_survive_a_restart(tmp_path: Path) -> None:
         assert httpx.get(f"{again.url}/healthz", verify=ca).status_code == 200
     finally:
         again.stop()
+
+
+def test_env_quotes_its_values_and_names_the_bundle(tmp_path: Path) -> None:
+    home = tmp_path / "it's a home"
+    d: Daemon = Daemon.start(home, config="tls = true\n")
+    try:
+        env_cmd = shlex.join([*CLI, "daemon", "env", "--home", str(home)])
+        show = 'printf "%s\\n" "$REQUESTS_CA_BUNDLE" "$NEXTMV_ENDPOINT" "$ORCH_URL"'
+        done = subprocess.run(
+            ["sh", "-c", f'eval "$({env_cmd})" && {show}'], capture_output=True, text=True, env=ENV
+        )
+        assert done.returncode == 0, done.stderr
+        bundle, endpoint, url = done.stdout.splitlines()
+        assert bundle == str(home / "tls" / "ca-bundle.pem") and Path(bundle).is_file()
+        assert url == d.url and endpoint == d.url.removeprefix("https://")
+    finally:
+        d.stop()
+
+
+def test_a_plain_daemon_env_says_the_nextmv_cli_needs_tls(fresh_daemon: Daemon) -> None:
+    argv = [*CLI, "daemon", "env", "--home", str(fresh_daemon.home)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
+    assert done.returncode == 0
+    assert f"export NEXTMV_ENDPOINT={fresh_daemon.url}\n" in done.stdout
+    assert "REQUESTS_CA_BUNDLE" not in done.stdout
+    assert "nextmv CLI speaks https only" in done.stderr and "--tls" in done.stderr
+
+
+def test_start_tls_refuses_a_running_plain_daemon(fresh_daemon: Daemon) -> None:
+    argv = [*CLI, "daemon", "start", "--tls", "--home", str(fresh_daemon.home)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "without TLS" in done.stderr and "orch daemon stop" in done.stderr

@@ -25,8 +25,12 @@ import httpx
 import pytest
 
 from tests.cli_run import CLI, ENV
+from tests.conftest import TEST_EXECUTOR
 from tests.helpers import SAMPLES, Daemon, wait_for
 
+pytestmark = pytest.mark.skipif(
+    TEST_EXECUTOR != "local", reason="its daemon is its own, local: the first pass ran it"
+)
 NEXTMV = str(Path(sys.executable).parent / "nextmv")
 State = dict[str, Any]
 Done = subprocess.CompletedProcess[str]
@@ -173,6 +177,25 @@ def check_deleted_instance(done: Done, s: State) -> None:
     assert gone.returncode == 1 and json.loads(gone.stdout) == {"exists": False}
 
 
+def removed(*probe: str) -> Callable[[Done, State], None]:
+    """The command says it deleted, and ``probe`` (a command) no longer finds the thing."""
+
+    def check(done: Done, s: State) -> None:
+        assert done.returncode == 0 and "deleted successfully" in done.stderr, done.stderr
+        args = shlex.split(" ".join(probe).format(**{k: str(v) for k, v in s.items()}))
+        after = s["shell"].nextmv("cloud", *args)
+        assert after.returncode == 1 and "not found" in after.stderr, after.stdout + after.stderr
+
+    return check
+
+
+def check_clone(done: Done, s: State) -> None:
+    clone = out(done)["run_id"]
+    assert clone != s["run"]
+    info = out(s["shell"].nextmv("cloud", "run", "information", "-a", s["app"], "-r", clone))
+    assert info["name"] == "cloned" and info["metadata"]["application_instance_id"] == "staging"
+
+
 def expect(**fields: Any) -> Callable[[Done, State], None]:
     """The printed object has these fields (values may name state: ``"{app}"``)."""
 
@@ -259,7 +282,32 @@ CASES: dict[str, Case] = {
     ),
     "batch get": Case("batch get -a {app} -b b1", expect(id="b1", status="completed")),
     "batch list": Case("batch list -a {app}", lists("b1")),
+    "batch metadata": Case("batch metadata -a {app} -b b1", expect(id="b1", number_of_runs=1)),
+    "batch update": Case("batch update -a {app} -b b1 -n Bee", expect(id="b1", name="Bee")),
+    "batch delete": Case("batch delete -a {app} -b b1 -y", removed("batch get -a {app} -b b1")),
+    "input-set update": Case("input-set update -a {app} -s set1 -n Two", expect(name="Two")),
+    "input-set delete": Case(
+        "input-set delete -a {app} -s set1 -y", removed("input-set get -a {app} -s set1")
+    ),
+    "managed-input update": Case(
+        "managed-input update -a {app} -m mi-up -n Renamed", expect(id="mi-up", name="Renamed")
+    ),
+    "managed-input delete": Case(
+        "managed-input delete -a {app} -m mi-up -y", removed("managed-input get -a {app} -m mi-up")
+    ),
+    # With its input given: the CLI (1.13.0) reads an empty, non-terminal stdin as no input.
+    "run clone": Case(
+        "run clone -a {app} -r {run} -i {input} -n cloned --instance-id staging", check_clone
+    ),
+    "run delete": Case(
+        "run delete -a {app} -r {slow} -y", removed("run information -a {app} -r {slow}")
+    ),
     "instance delete": Case("instance delete -a {app} -i staging -y", check_deleted_instance),
+    "version exists": Case("version exists -a {app} -v v2", expect(exists=True)),
+    "version delete": Case(
+        "version delete -a {app} -v v2 -y", removed("version get -a {app} -v v2")
+    ),
+    "app delete": Case("app delete -a {app} -y", removed("app get -a {app}")),
 }
 
 
@@ -308,3 +356,12 @@ def test_existing_profiles_are_kept_byte_for_byte(tls_daemon: Daemon, tmp_path: 
     assert isinstance(json.loads(listed.stdout), list)
     assert "NEXTMV_ENDPOINT" in listed.stderr  # the CLI's own note: the env var wins
     assert config.read_text() == EXISTING
+
+
+def test_orchs_cli_in_the_same_shell(state: State, shell: Shell) -> None:
+    """``ORCH_URL`` (https) and ``ORCH_HOME`` from the exports: verified with orch's CA."""
+    argv = [*CLI, "app", "list", "--json"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=shell.env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert isinstance(json.loads(done.stdout), list)
+    assert shell.env["ORCH_URL"] == state["url"]
