@@ -17,7 +17,7 @@ from nextmv.polling import PollingOptions
 from nextmv.run import RunConfiguration
 
 from tests.compat.conftest import NewApp, Push
-from tests.conftest import TEST_EXECUTOR
+from tests.conftest import TEST_EXECUTOR, MakeDaemon
 from tests.helpers import Daemon, unique, wait_for, write_app
 
 PROBE = """\
@@ -33,8 +33,15 @@ except OSError:
     licence = None
 print("probe: token set", token is not None, "licence set", licence is not None, file=sys.stderr)
 time.sleep(float(args.get("-sleep", 0)))
+peeked = None
+if args.get("-peek"):
+    try:
+        with open(args["-peek"], "rb") as fh:
+            peeked = digest(fh.read())
+    except OSError as exc:
+        peeked = type(exc).__name__
 json.dump({"solution": {"env": digest(token.encode() if token else None),
-                        "file": digest(licence)}, "statistics": {}}, sys.stdout)
+                        "file": digest(licence), "peeked": peeked}, "statistics": {}}, sys.stdout)
 sys.exit(int(args.get("-fail", 0)))
 """
 PROBE_MANIFEST = """\
@@ -46,6 +53,7 @@ configuration:
     items:
       - {name: sleep, option_type: float, default: 0}
       - {name: fail, option_type: int, default: 0}
+      - {name: peek, option_type: string, default: ""}
 """
 LOCAL_ONLY = pytest.mark.skipif(TEST_EXECUTOR != "local", reason="secrets need the local backend")
 
@@ -150,7 +158,11 @@ def test_secrets_reach_the_model_and_nothing_else(
     assert instance.configuration.secrets_collection_id == cid
     result = probe.new_run_with_result(input={}, instance_id=instance.id, polling_options=fast)
     assert result.metadata.status_v2.value == "succeeded", result.error_log
-    assert result.output["solution"] == {"env": _sha(env_value), "file": _sha(file_value)}
+    assert result.output["solution"] == {
+        "env": _sha(env_value),
+        "file": _sha(file_value),
+        "peeked": None,
+    }
     assert result.metadata.secrets_collection_id == cid
 
     run_id = result.id
@@ -181,7 +193,7 @@ def test_run_configuration_names_a_collection(
     )
     assert result.output["solution"]["env"] == _sha(env_value)
     plain = probe.new_run_with_result(input={}, instance_id="latest", polling_options=fast)
-    assert plain.output["solution"] == {"env": None, "file": None}
+    assert plain.output["solution"] == {"env": None, "file": None, "peeked": None}
 
 
 @LOCAL_ONLY
@@ -210,6 +222,34 @@ def test_secret_files_go_when_the_run_ends(
     assert status() == ("canceled" if end == "cancel" else "failed")
     assert not (run_dir / "work" / "licence" / "key.lic").exists()
     assert _files_holding(run_dir, file_value) == []
+
+
+@LOCAL_ONLY
+def test_another_run_cannot_read_a_runs_secret_file(
+    probe: cloud.Application, daemon: Daemon, fast: PollingOptions
+) -> None:
+    with daemon.client() as api:
+        protections = api.get("/healthz").json()["isolation"]["protections"]
+    if not {"landlock-fs", "mount-ns"} & set(protections):
+        pytest.skip("this host confines no run to its folder (see orch daemon status)")
+    cid = _collection(probe, "e", unique("guarded"))
+    holder = probe.new_run(
+        input={},
+        instance_id="latest",
+        options={"sleep": "30"},
+        configuration=RunConfiguration(secrets_collection_id=cid),
+    )
+    secret_file = daemon.home / "runs" / holder / "work" / "licence" / "key.lic"
+    try:
+        wait_for(secret_file.exists, 30)
+        peek = {"peek": str(secret_file)}
+        other = probe.new_run_with_result(
+            input={}, instance_id="latest", run_options=peek, polling_options=fast
+        )
+        peeked = other.output["solution"]["peeked"]
+        assert peeked in ("FileNotFoundError", "PermissionError"), peeked
+    finally:
+        probe.cancel_run(holder)
 
 
 @LOCAL_ONLY
@@ -332,3 +372,27 @@ def test_other_backends_refuse_runs_with_secrets(probe: cloud.Application) -> No
     code, message = _status(err)
     assert code == 400 and "does not deliver secrets" in message
     json.dumps(message)
+
+
+@LOCAL_ONLY
+def test_recovery_removes_the_files_of_a_run_a_killed_daemon_left(
+    make_daemon: MakeDaemon, push: Push, tmp_path: Path
+) -> None:
+    first = make_daemon()
+    client = cloud.Client(api_key=first.key, url=first.url)
+    app = cloud.Application.new(client=client, id=unique("recover"), name="recover")
+    push(app, write_app(tmp_path / "probe", PROBE, PROBE_MANIFEST))
+    cid = _collection(app, "e", unique("left-behind"))
+    run_id = app.new_run(
+        input={},
+        instance_id="latest",
+        options={"sleep": "60"},
+        configuration=RunConfiguration(secrets_collection_id=cid),
+    )
+    secret_file = first.home / "runs" / run_id / "work" / "licence" / "key.lic"
+    wait_for(secret_file.exists, 30)
+    first.kill()
+    again = make_daemon(home=first.home)
+    app = cloud.Application(client=cloud.Client(api_key=again.key, url=again.url), id=app.id)
+    assert app.run_information(run_id).metadata.status_v2.value == "failed"
+    assert not secret_file.exists()
