@@ -15,6 +15,7 @@ from typing import cast
 from orchestrator.client.apps import Apps, Instances, Versions
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
+from orchestrator.client.secrets import Secrets
 from orchestrator.client.transport import ClientError, Transport
 from orchestrator.client.types import Health
 from orchestrator.home import Home
@@ -52,6 +53,7 @@ class OrchClient:
         self.inputs = Inputs(self.http, self.runs)
         self.input_sets = InputSets(self.http)
         self.batches = Batches(self.http)
+        self.secrets = Secrets(self.http)
 
     @property
     def url(self) -> str:
