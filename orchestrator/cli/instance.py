@@ -90,7 +90,7 @@ def create(
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Create an instance; runs sent to it use its version, options, limits and secrets."""
+    """Create an instance; runs sent to it use its version, options and limits."""
     instance_id = _instance_id(instance_id, old_instance_id)
     configuration: dict[str, Any] = {
         "options": parse_options(options),
