@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.cli_run import new_app, orch, orch_json
-from tests.conftest import TEST_EXECUTOR
 from tests.helpers import Daemon, unique, write_app
 
 PROBE = """\
@@ -78,7 +77,6 @@ def test_create_get_list_update_delete(daemon: Daemon, values: tuple[Path, str, 
     assert f"secrets collection '{cid}' not found" in missing.stderr
 
 
-@pytest.mark.skipif(TEST_EXECUTOR != "local", reason="secrets need the local backend")
 def test_instances_and_runs_name_a_collection(
     daemon: Daemon, values: tuple[Path, str, str], tmp_path: Path
 ) -> None:
