@@ -144,6 +144,14 @@ def test_locations_that_are_refused(kind: str, location: str, says: str) -> None
         make_secret(kind, location, "value")
 
 
+def test_values_that_are_refused() -> None:
+    with pytest.raises(Invalid, match="cannot hold a NUL"):
+        make_secret("env", "A", "a\0b")
+    with pytest.raises(Invalid, match="over 1024 KiB"):
+        make_secret("file", "big", "x" * (1024 * 1024 + 1))
+    assert make_secret("file", "bin", "a\0b").value == "a\0b"
+
+
 def test_files_are_written_private_and_scrubbed(tmp_path: Path) -> None:
     (tmp_path / "work").mkdir()
     files = write_files(tmp_path, [ENV, FILE])
@@ -161,9 +169,11 @@ def test_a_package_path_is_never_overwritten(tmp_path: Path) -> None:
     (package / "keys").mkdir(parents=True)
     (tmp_path / "run" / "work").mkdir(parents=True)
     os.symlink(package / "keys", tmp_path / "run" / "work" / "keys")
+    first = Secret(SecretType.FILE, "a.lic", "first")
     with pytest.raises(StartFailed, match="collides"):
-        write_files(tmp_path / "run", [FILE])
+        write_files(tmp_path / "run", [first, FILE])
     assert list((package / "keys").iterdir()) == []
+    assert sorted(os.listdir(tmp_path / "run" / "work")) == ["keys"]  # a.lic went too
 
 
 def test_scrub_does_not_follow_a_models_symlink(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ def make_secret(kind: str, location: str, value: str) -> Secret:
     """A checked secret, or ``Invalid`` naming the broken rule (never the value)."""
     typed = secret_type(kind)
     check_location(typed, location)
+    if typed == SecretType.ENV and "\0" in value:
+        raise Invalid(f"env secret {location!r}: an environment variable cannot hold a NUL")
     if len(value.encode()) > MAX_VALUE_BYTES:
         raise Invalid(f"secret {location!r} is over {MAX_VALUE_BYTES // 1024} KiB")
     return Secret(typed, location, value)

@@ -50,7 +50,11 @@ def write_files(run_dir: Path, secrets: Sequence[Secret]) -> tuple[Path, ...]:
         return ()
     _write_record(run_dir / RECORD, [s.location for s in files])  # first: a crash still scrubs
     work = Workspace.of(run_dir).work
-    return tuple(_write(work, s) for s in files)
+    try:
+        return tuple(_write(work, s) for s in files)
+    except BaseException:
+        scrub(run_dir)  # the ones written before the refusal go too
+        raise
 
 
 def scrub(run_dir: Path) -> None:
