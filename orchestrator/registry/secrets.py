@@ -183,11 +183,6 @@ class SecretsService:
                 )
             await w.secrets.delete(app_id, collection_id)
 
-    async def values(self, app_id: str, collection_id: str) -> builtins.list[Secret]:
-        """What a starting run receives; ``NotFound`` if the collection went meanwhile."""
-        await require_collection(self.store.read, app_id, collection_id)
-        return await self.store.read.secrets.values(app_id, collection_id)
-
 
 async def _apply(
     w: Repos,
