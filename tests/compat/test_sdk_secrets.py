@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 from nextmv import cloud
-from nextmv.cloud import Secret, SecretType
+from nextmv.cloud import BatchExperimentRun, Secret, SecretType
 from nextmv.polling import PollingOptions
 from nextmv.run import RunConfiguration
 
@@ -383,3 +383,32 @@ def test_recovery_removes_the_files_of_a_run_a_killed_daemon_left(
     app = cloud.Application(client=cloud.Client(api_key=again.key, url=again.url), id=app.id)
     assert app.run_information(run_id).metadata.status_v2.value == "failed"
     assert not secret_file.exists()
+
+
+def test_batch_experiment_runs_get_their_instances_secrets(
+    probe: cloud.Application, fast: PollingOptions
+) -> None:
+    env_value = unique("batch-secret")
+    cid = _collection(probe, env_value, "f")
+    instance = probe.new_instance(
+        version_id=probe.new_version().id,
+        id=unique("inst"),
+        configuration=cloud.InstanceConfiguration(secrets_collection_id=cid),
+    )
+    seed = probe.new_run_with_result(input={}, instance_id="latest", polling_options=fast)
+    input_set = probe.new_input_set(id=unique("is"), name="one", run_ids=[seed.id])
+    batch_id = probe.new_batch_experiment(
+        id=unique("batch"),
+        name="with secrets",
+        input_set_id=input_set.id,
+        runs=[
+            BatchExperimentRun(input_id=input_id, instance_id=instance.id)
+            for input_id in input_set.input_ids
+        ],
+    )
+    done = probe.batch_experiment_with_polling(batch_id, polling_options=fast)
+    assert done.status == "completed" and done.runs
+    for item in done.runs:
+        result = probe.run_result(item.id)
+        assert result.output["solution"]["env"] == _sha(env_value)
+        assert result.metadata.secrets_collection_id == cid
