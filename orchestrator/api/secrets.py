@@ -65,7 +65,7 @@ async def create_collection(
     return secrets_wire.summary(made)
 
 
-@router.get("", responses=errors(422))
+@router.get("")
 async def list_collections(app_id: AppId, svc: Services = Depends(services)) -> dict[str, Any]:
     """Always a page (the SDK reads ``items`` with or without pagination)."""
     items = [secrets_wire.summary(c) for c in await svc.secrets.list(app_id)]

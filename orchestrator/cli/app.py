@@ -28,6 +28,7 @@ app = typer.Typer(
             "version": Lazy("orchestrator.cli.version"),
             "instance": Lazy("orchestrator.cli.instance"),
             "run": Lazy("orchestrator.cli.run"),
+            "secrets": Lazy("orchestrator.cli.secrets"),
         }
     ),
 )

@@ -34,6 +34,11 @@ DiskMbOption = typer.Option(
 )
 
 
+SecretsCollectionOption = typer.Option(
+    None,
+    "--secrets-collection-id",
+    help="Secrets collection delivered to the model (see orch app secrets; '' clears it).",
+)
 InstanceIdOption = typer.Option(None, "--instance-id", help="Instance ID.")
 OldInstanceIdOption = typer.Option(None, "-i", hidden=True, help="Old spelling of --instance-id.")
 WaitOption = typer.Option(False, "--wait", "-w", help="Wait for the end, then print the result.")

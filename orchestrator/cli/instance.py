@@ -17,6 +17,7 @@ from orchestrator.cli.flags import (
     OldInstanceIdOption,
     OptionsOption,
     OutputMbOption,
+    SecretsCollectionOption,
     TimeoutOption,
     limits_body,
     pairs,
@@ -39,6 +40,7 @@ FIELDS = [
     ("options", "options"),
     ("execution class", "configuration.execution_class"),
     ("limits", "limits"),
+    ("secrets collection", "configuration.secrets_collection_id"),
     ("created", "created_at"),
     ("updated", "updated_at"),
 ]
@@ -84,6 +86,7 @@ def create(
     timeout: float | None = TimeoutOption,
     output_mb: int | None = OutputMbOption,
     disk_mb: int | None = DiskMbOption,
+    secrets_collection_id: str | None = SecretsCollectionOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -95,6 +98,8 @@ def create(
     }
     if execution_class:
         configuration["execution_class"] = execution_class
+    if secrets_collection_id:
+        configuration["secrets_collection_id"] = secrets_collection_id
     with errors_to_exit(), client(home) as api:
         data = api.instances.create(
             app_id, instance_id, version_id, name or instance_id, description, configuration
@@ -148,6 +153,7 @@ def update(
     timeout: float | None = TimeoutOption,
     output_mb: int | None = OutputMbOption,
     disk_mb: int | None = DiskMbOption,
+    secrets_collection_id: str | None = SecretsCollectionOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -158,6 +164,8 @@ def update(
         configuration["options"] = parse_options(options)
     if execution_class is not None:
         configuration["execution_class"] = execution_class
+    if secrets_collection_id is not None:
+        configuration["secrets_collection_id"] = secrets_collection_id
     limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb)
     given = {"version_id": version_id, "name": name, "description": description}
     body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
@@ -169,7 +177,10 @@ def update(
         if configuration:
             body["configuration"] = configuration
         if not body:
-            fail("nothing to update: give at least one of -v, -n, -d, -o or a limit flag")
+            fail(
+                "nothing to update: give at least one of -v, -n, -d, -o, "
+                "--secrets-collection-id or a limit flag"
+            )
         data = api.instances.update(app_id, instance_id, body)
     _show(data, as_json)
 

@@ -22,6 +22,7 @@ from orchestrator.cli.flags import (
     MemoryOption,
     OptionsOption,
     OutputMbOption,
+    SecretsCollectionOption,
     TimeoutOption,
     WaitOption,
     limits_body,
@@ -77,6 +78,7 @@ def create(
     cpu_seconds: float | None = CpuOption,
     output_mb: int | None = OutputMbOption,
     disk_mb: int | None = DiskMbOption,
+    secrets_collection_id: str | None = SecretsCollectionOption,
     fmt: InputFormat | None = typer.Option(
         None, "--format", help="Input format (default: the app's; multi-file for a folder)."
     ),
@@ -103,6 +105,8 @@ def create(
     if app_id is None:
         fail("missing option -a/--app-id (or set ORCH_APP_ID)", code=2)
     configuration = _configuration(priority, timeout, memory_mb, cpu_seconds, output_mb, disk_mb)
+    if secrets_collection_id:
+        configuration["secrets_collection_id"] = secrets_collection_id
     body = {"options": parse_options(options), "name": name, "description": description}
     with tempfile.TemporaryDirectory() as tmp:
         run_input = read_input(source, fmt, Path(tmp))  # checked before any run exists

@@ -16,6 +16,7 @@ from orchestrator.client.acceptance import AcceptanceTests
 from orchestrator.client.apps import Apps, Instances, Versions
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
+from orchestrator.client.secrets import Secrets
 from orchestrator.client.transport import ClientError, Transport
 from orchestrator.client.types import Health
 from orchestrator.home import Home
@@ -62,6 +63,7 @@ class OrchClient:
         self.input_sets = InputSets(self.http)
         self.batches = Batches(self.http)
         self.acceptance = AcceptanceTests(self.http)
+        self.secrets = Secrets(self.http)
 
     @property
     def url(self) -> str:

@@ -67,6 +67,7 @@ class InstanceConfiguration(TypedDict):
     options: dict[str, str]
     execution_class: NotRequired[str]
     limits: NotRequired[dict[str, float]]
+    secrets_collection_id: NotRequired[str]
 
 
 class Instance(TypedDict):
@@ -79,6 +80,30 @@ class Instance(TypedDict):
     locked: bool
     created_at: str
     updated_at: str
+
+
+class SecretsCollectionSummary(TypedDict):
+    id: str
+    application_id: str
+    name: str
+    description: str
+    created_at: str
+    updated_at: str
+
+
+class SecretEntry(TypedDict):
+    type: str  # env | file
+    location: str
+    value: str  # always masked by the daemon
+
+
+class SecretsCollection(SecretsCollectionSummary):
+    secrets: list[SecretEntry]
+
+
+class SecretsPage(TypedDict):
+    items: list[SecretsCollectionSummary]
+    next_page_token: str
 
 
 PointerMove = TypedDict(

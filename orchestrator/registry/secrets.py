@@ -84,6 +84,8 @@ def make_secret(kind: str, location: str, value: str) -> Secret:
     """A checked secret, or ``Invalid`` naming the broken rule (never the value)."""
     typed = secret_type(kind)
     check_location(typed, location)
+    if typed == SecretType.ENV and "\0" in value:
+        raise Invalid(f"env secret {location!r}: an environment variable cannot hold a NUL")
     if len(value.encode()) > MAX_VALUE_BYTES:
         raise Invalid(f"secret {location!r} is over {MAX_VALUE_BYTES // 1024} KiB")
     return Secret(typed, location, value)
@@ -180,11 +182,6 @@ class SecretsService:
                     f"{', '.join(users)}; point them elsewhere first"
                 )
             await w.secrets.delete(app_id, collection_id)
-
-    async def values(self, app_id: str, collection_id: str) -> builtins.list[Secret]:
-        """What a starting run receives; ``NotFound`` if the collection went meanwhile."""
-        await require_collection(self.store.read, app_id, collection_id)
-        return await self.store.read.secrets.values(app_id, collection_id)
 
 
 async def _apply(

@@ -63,7 +63,7 @@ class Executor:
         """Everything before the spawn; raises ``StartFailed`` when the run cannot start."""
         job = await self.job(run)
         if run.secrets_collection_id:
-            job = replace(job, secrets=await secrets.load(self.store, self.backend, run))
+            job = replace(job, secrets=await secrets.load(self.store, run))
         return job, await self.backend.prepare(job)
 
     def unstage(self, run_id: str, staging: asyncio.Future[Any]) -> None:

@@ -7,8 +7,8 @@ by no other run. Which files were written is recorded in the run's folder
 (``secret-files``: locations, never values), so that ``scrub`` removes them when the
 run ends however it ends: success, failure, cancel, or the next daemon's recovery.
 
-Only the local backend delivers secrets; a run with a collection is refused on
-another backend rather than started without them.
+The local backend stages runs here; the dask backend ships the values inside the run's
+task (never in its published dataset) and its worker stages them the same way.
 """
 
 from __future__ import annotations
@@ -18,40 +18,20 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
-from orchestrator.errors import Invalid
 from orchestrator.models import Failure, FailureKind, Run, Secret, SecretType
-from orchestrator.registry.secrets import require_collection
 from orchestrator.runs.backend import StartFailed
 from orchestrator.runs.workspace import Workspace, confined
-from orchestrator.store import Repos, Store
+from orchestrator.store import Store
 
-DELIVERING_BACKENDS = frozenset({"local"})
 RECORD = "secret-files"
 """In the run's folder, beside ``work``: the locations of the secret files written."""
 
 
-class Named(Protocol):
-    name: str
-
-
-async def check_collection(repos: Repos, backend: Named, app_id: str, collection_id: str) -> None:
-    """A run may name a collection only if it exists and its backend delivers secrets."""
-    await require_collection(repos, app_id, collection_id)
-    if backend.name not in DELIVERING_BACKENDS:
-        raise Invalid(
-            f"the {backend.name} backend does not deliver secrets to models: run the app "
-            "on a daemon with the local backend, or without a secrets collection"
-        )
-
-
-async def load(store: Store, backend: Named, run: Run) -> tuple[Secret, ...]:
+async def load(store: Store, run: Run) -> tuple[Secret, ...]:
     """The values for a run about to start (read now: an update reaches the next run)."""
     if not run.secrets_collection_id:
         return ()
-    if backend.name not in DELIVERING_BACKENDS:
-        raise StartFailed(_refused(f"the {backend.name} backend does not deliver secrets"))
     found = await store.read.secrets.get(run.app_id, run.secrets_collection_id)
     if found is None:
         raise StartFailed(_refused(f"secrets collection {run.secrets_collection_id!r} is gone"))
@@ -70,7 +50,11 @@ def write_files(run_dir: Path, secrets: Sequence[Secret]) -> tuple[Path, ...]:
         return ()
     _write_record(run_dir / RECORD, [s.location for s in files])  # first: a crash still scrubs
     work = Workspace.of(run_dir).work
-    return tuple(_write(work, s) for s in files)
+    try:
+        return tuple(_write(work, s) for s in files)
+    except BaseException:
+        scrub(run_dir)  # the ones written before the refusal go too
+        raise
 
 
 def scrub(run_dir: Path) -> None:

@@ -17,6 +17,7 @@ from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import check_label, new_id
 from orchestrator.models import Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
+from orchestrator.registry.secrets import require_collection
 from orchestrator.runs import inputs
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.executor import Executor
@@ -24,7 +25,6 @@ from orchestrator.runs.limits import run_limits
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
 from orchestrator.runs.scheduler import Scheduler
-from orchestrator.runs.secrets import check_collection
 from orchestrator.runs.states import RunStates
 from orchestrator.runs.workspace import Workspace, read_assets
 from orchestrator.store import Store
@@ -83,7 +83,7 @@ class RunService:
         limits = run_limits(self.settings, target, req.limits, req.execution_class)
         collection = req.secrets_collection_id or target.secrets_collection_id
         if collection:
-            await check_collection(self.store.read, self.executor.backend, req.app_id, collection)
+            await require_collection(self.store.read, req.app_id, collection)
         return Run(
             id=new_id("run"),
             app_id=req.app_id,

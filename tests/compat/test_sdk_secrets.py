@@ -4,7 +4,6 @@ model (env and file), and that values appear nowhere else."""
 from __future__ import annotations
 
 import hashlib
-import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,12 @@ from typing import Any
 import pytest
 import requests
 from nextmv import cloud
-from nextmv.cloud import Secret, SecretType
+from nextmv.cloud import BatchExperimentRun, Secret, SecretType
 from nextmv.polling import PollingOptions
 from nextmv.run import RunConfiguration
 
 from tests.compat.conftest import NewApp, Push
-from tests.conftest import TEST_EXECUTOR
+from tests.conftest import TEST_EXECUTOR, MakeDaemon
 from tests.helpers import Daemon, unique, wait_for, write_app
 
 PROBE = """\
@@ -33,8 +32,15 @@ except OSError:
     licence = None
 print("probe: token set", token is not None, "licence set", licence is not None, file=sys.stderr)
 time.sleep(float(args.get("-sleep", 0)))
+peeked = None
+if args.get("-peek"):
+    try:
+        with open(args["-peek"], "rb") as fh:
+            peeked = digest(fh.read())
+    except OSError as exc:
+        peeked = type(exc).__name__
 json.dump({"solution": {"env": digest(token.encode() if token else None),
-                        "file": digest(licence)}, "statistics": {}}, sys.stdout)
+                        "file": digest(licence), "peeked": peeked}, "statistics": {}}, sys.stdout)
 sys.exit(int(args.get("-fail", 0)))
 """
 PROBE_MANIFEST = """\
@@ -46,8 +52,11 @@ configuration:
     items:
       - {name: sleep, option_type: float, default: 0}
       - {name: fail, option_type: int, default: 0}
+      - {name: peek, option_type: string, default: ""}
 """
-LOCAL_ONLY = pytest.mark.skipif(TEST_EXECUTOR != "local", reason="secrets need the local backend")
+LOCAL_ONLY = pytest.mark.skipif(
+    TEST_EXECUTOR != "local", reason="reads the run's working folder, on this machine"
+)
 
 
 def _sha(text: str) -> str:
@@ -136,7 +145,6 @@ def test_collection_crud_masks_values(probe: cloud.Application) -> None:
     assert cid not in [c.collection_id for c in probe.list_secrets_collections()]
 
 
-@LOCAL_ONLY
 def test_secrets_reach_the_model_and_nothing_else(
     probe: cloud.Application, daemon: Daemon, fast: PollingOptions
 ) -> None:
@@ -150,7 +158,11 @@ def test_secrets_reach_the_model_and_nothing_else(
     assert instance.configuration.secrets_collection_id == cid
     result = probe.new_run_with_result(input={}, instance_id=instance.id, polling_options=fast)
     assert result.metadata.status_v2.value == "succeeded", result.error_log
-    assert result.output["solution"] == {"env": _sha(env_value), "file": _sha(file_value)}
+    assert result.output["solution"] == {
+        "env": _sha(env_value),
+        "file": _sha(file_value),
+        "peeked": None,
+    }
     assert result.metadata.secrets_collection_id == cid
 
     run_id = result.id
@@ -169,7 +181,6 @@ def test_secrets_reach_the_model_and_nothing_else(
     assert env_value not in daemon.log() and file_value not in daemon.log()
 
 
-@LOCAL_ONLY
 def test_run_configuration_names_a_collection(
     probe: cloud.Application, fast: PollingOptions
 ) -> None:
@@ -181,11 +192,10 @@ def test_run_configuration_names_a_collection(
     )
     assert result.output["solution"]["env"] == _sha(env_value)
     plain = probe.new_run_with_result(input={}, instance_id="latest", polling_options=fast)
-    assert plain.output["solution"] == {"env": None, "file": None}
+    assert plain.output["solution"] == {"env": None, "file": None, "peeked": None}
 
 
-@LOCAL_ONLY
-@pytest.mark.parametrize("end", ["cancel", "fail"])
+@pytest.mark.parametrize("end", [pytest.param("cancel", marks=LOCAL_ONLY), "fail"])
 def test_secret_files_go_when_the_run_ends(
     probe: cloud.Application, daemon: Daemon, end: str
 ) -> None:
@@ -213,6 +223,33 @@ def test_secret_files_go_when_the_run_ends(
 
 
 @LOCAL_ONLY
+def test_another_run_cannot_read_a_runs_secret_file(
+    probe: cloud.Application, daemon: Daemon, fast: PollingOptions
+) -> None:
+    with daemon.client() as api:
+        protections = api.get("/healthz").json()["isolation"]["protections"]
+    if not {"landlock-fs", "mount-ns"} & set(protections):
+        pytest.skip("this host confines no run to its folder (see orch daemon status)")
+    cid = _collection(probe, "e", unique("guarded"))
+    holder = probe.new_run(
+        input={},
+        instance_id="latest",
+        options={"sleep": "30"},
+        configuration=RunConfiguration(secrets_collection_id=cid),
+    )
+    secret_file = daemon.home / "runs" / holder / "work" / "licence" / "key.lic"
+    try:
+        wait_for(secret_file.exists, 30)
+        peek = {"peek": str(secret_file)}
+        other = probe.new_run_with_result(
+            input={}, instance_id="latest", run_options=peek, polling_options=fast
+        )
+        peeked = other.output["solution"]["peeked"]
+        assert peeked in ("FileNotFoundError", "PermissionError"), peeked
+    finally:
+        probe.cancel_run(holder)
+
+
 def test_file_secret_that_collides_with_the_package_fails_the_run(
     probe: cloud.Application, fast: PollingOptions
 ) -> None:
@@ -324,11 +361,54 @@ def _recreate(app: cloud.Application, cid: str) -> None:
     )
 
 
-@pytest.mark.skipif(TEST_EXECUTOR == "local", reason="the refusal of another backend")
-def test_other_backends_refuse_runs_with_secrets(probe: cloud.Application) -> None:
-    cid = _collection(probe, "a", "b")
-    with pytest.raises(requests.HTTPError) as err:
-        probe.new_run(input={}, configuration=RunConfiguration(secrets_collection_id=cid))
-    code, message = _status(err)
-    assert code == 400 and "does not deliver secrets" in message
-    json.dumps(message)
+@LOCAL_ONLY
+def test_recovery_removes_the_files_of_a_run_a_killed_daemon_left(
+    make_daemon: MakeDaemon, push: Push, tmp_path: Path
+) -> None:
+    first = make_daemon()
+    client = cloud.Client(api_key=first.key, url=first.url)
+    app = cloud.Application.new(client=client, id=unique("recover"), name="recover")
+    push(app, write_app(tmp_path / "probe", PROBE, PROBE_MANIFEST))
+    cid = _collection(app, "e", unique("left-behind"))
+    run_id = app.new_run(
+        input={},
+        instance_id="latest",
+        options={"sleep": "60"},
+        configuration=RunConfiguration(secrets_collection_id=cid),
+    )
+    secret_file = first.home / "runs" / run_id / "work" / "licence" / "key.lic"
+    wait_for(secret_file.exists, 30)
+    first.kill()
+    again = make_daemon(home=first.home)
+    app = cloud.Application(client=cloud.Client(api_key=again.key, url=again.url), id=app.id)
+    assert app.run_information(run_id).metadata.status_v2.value == "failed"
+    assert not secret_file.exists()
+
+
+def test_batch_experiment_runs_get_their_instances_secrets(
+    probe: cloud.Application, fast: PollingOptions
+) -> None:
+    env_value = unique("batch-secret")
+    cid = _collection(probe, env_value, "f")
+    instance = probe.new_instance(
+        version_id=probe.new_version().id,
+        id=unique("inst"),
+        configuration=cloud.InstanceConfiguration(secrets_collection_id=cid),
+    )
+    seed = probe.new_run_with_result(input={}, instance_id="latest", polling_options=fast)
+    input_set = probe.new_input_set(id=unique("is"), name="one", run_ids=[seed.id])
+    batch_id = probe.new_batch_experiment(
+        id=unique("batch"),
+        name="with secrets",
+        input_set_id=input_set.id,
+        runs=[
+            BatchExperimentRun(input_id=input_id, instance_id=instance.id)
+            for input_id in input_set.input_ids
+        ],
+    )
+    done = probe.batch_experiment_with_polling(batch_id, polling_options=fast)
+    assert done.status == "completed" and done.runs
+    for item in done.runs:
+        result = probe.run_result(item.id)
+        assert result.output["solution"]["env"] == _sha(env_value)
+        assert result.metadata.secrets_collection_id == cid

@@ -137,9 +137,6 @@ class DaskBackend:
 
     async def prepare(self, job: Job) -> Shipped:
         run, exe, manifest = job.run, job.executable, job.manifest
-        if job.secrets:  # refused when the run was made; a run queued under another backend
-            why = "the dask backend does not deliver secrets"
-            raise StartFailed(Failure(FailureKind.SPAWN, detail=why))
         home = self.settings.home
         requirements = None
         if exe.type == "python" and self.settings.python_envs != "daemon":
@@ -166,6 +163,7 @@ class DaskBackend:
             requirements=requirements,
             caps=self._caps(),
             dataset=dataset_name(self.ctx.tenant, run.id),
+            secrets=job.secrets,
         )
         return Shipped(spec, blobs)
 

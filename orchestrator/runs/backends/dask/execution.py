@@ -123,7 +123,7 @@ class DaskExecution:
                     return got.facts
                 if got is None:
                     return self._facts(canceled=True)
-                if got.kind == FailureKind.WORKER_LOST and self.retries_left > 0:
+                if got.kind == FailureKind.WORKER_LOST and self.retries_left > 0 and self._again_ok:
                     await self._retry(got.detail)
                     continue
                 return self._facts(failure=got)
@@ -166,7 +166,13 @@ class DaskExecution:
     # -- internals -------------------------------------------------------------------
 
     def _restartable(self, got: TaskResult) -> bool:
-        return got.restartable and self._restarts_left > 0 and not self._canceled
+        return got.restartable and self._restarts_left > 0 and not self._canceled and self._again_ok
+
+    @property
+    def _again_ok(self) -> bool:
+        """A run with secrets reattached after a daemon restart cannot start again: its
+        secrets were never published with it (it fails as the lost worker left it)."""
+        return self.spec.complete
 
     async def _attempt_outcome(self) -> TaskResult | Failure | None:
         """The attempt's result, a failure (a lost worker, a crash), or None if withdrawn."""
@@ -235,7 +241,7 @@ class DaskExecution:
         record = {
             "task": self.future,
             "blobs": self.blobs,
-            "spec": self.spec,
+            "spec": self.spec.published,
             "retries_left": self.retries_left,
             "log_from": self.log_from,
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from orchestrator.models import Run
+from orchestrator.models import Run, Secret
 from orchestrator.runs.process import ProcessResult
 
 TOPIC = "orch-runs"
@@ -79,6 +79,9 @@ class TaskSpec:
     dataset: str
     """The run's published record, through which the worker reaches the shipped blobs."""
     attempt: int = 1
+    secrets: tuple[Secret, ...] = field(default=(), repr=False, compare=False)
+    """The run's secrets: they travel with the task only, never in its published record
+    (``published``), and go with the worker's run folder when the attempt ends."""
 
     @property
     def key(self) -> str:
@@ -86,6 +89,16 @@ class TaskSpec:
 
     def next_attempt(self) -> TaskSpec:
         return replace(self, attempt=self.attempt + 1)
+
+    @property
+    def published(self) -> TaskSpec:
+        """What the run's dataset keeps for a restarted daemon: no secret values."""
+        return replace(self, secrets=())
+
+    @property
+    def complete(self) -> bool:
+        """Whether it can start again: a spec read back from a dataset lost its secrets."""
+        return bool(self.secrets) or not self.run.secrets_collection_id
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from orchestrator.errors import OrchError
 from orchestrator.models import Failure, FailureKind
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.packaging.pyenv import build_env
+from orchestrator.runs.backend import StartFailed
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.cache import (
     BlobMismatch,
@@ -222,7 +223,12 @@ class WorkerRunner:
         await asyncio.to_thread(_remove_run_dir, run_dir)  # an earlier attempt's leftovers
         manifest = Manifest.from_dict(spec.manifest)
         label = attempt_label(run.id, spec.attempt)
-        return await asyncio.to_thread(stage, run, run_dir, package, manifest, python, (), label)
+        try:
+            return await asyncio.to_thread(
+                stage, run, run_dir, package, manifest, python, label=label, secrets=spec.secrets
+            )
+        except StartFailed as exc:  # a file secret where the package has a path
+            raise StageFailed(exc.failure) from None
 
     async def _package(self, spec: TaskSpec, client: Any) -> Path:
         sha = spec.package.sha256
