@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from nextmv import TrackedRun, TrackedRunStatus, cloud
 from nextmv.polling import PollingOptions
 from nextmv.status import StatusV2
 
 from tests.compat.conftest import NewApp, Push
-from tests.helpers import SAMPLES
+from tests.helpers import SAMPLES, Daemon, unique
 
 KNAPSACK_INPUT = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
 TRACKED_OUTPUT = {
@@ -119,3 +120,20 @@ def test_a_tracked_run_needs_a_known_status(knapsack: cloud.Application) -> None
             f"{knapsack.endpoint}/runs",
             payload={"input": {}, "result": {"status": "running"}},
         )
+
+
+def test_a_tracked_run_feeds_an_input_set_and_shows_as_tracked_in_the_console(
+    knapsack: cloud.Application, daemon: Daemon
+) -> None:
+    run_id = knapsack.track_run(
+        TrackedRun(status=TrackedRunStatus.SUCCEEDED, input=KNAPSACK_INPUT, output=TRACKED_OUTPUT)
+    )
+    input_set = knapsack.new_input_set(id=unique("fromtracked"), name="tracked", run_ids=[run_id])
+    [kept] = input_set.inputs or []
+    assert kept.run_id == run_id
+    with daemon.client() as api:
+        link = api.post("/v1/console/login-link").json()["url"]
+    with httpx.Client(base_url=daemon.url, headers={"accept": "text/html"}) as page:
+        page.get(link.removeprefix(daemon.url))
+        html = page.get(f"/apps/{knapsack.id}/runs/{run_id}").text
+    assert "data-run-external" in html and "result.custom.gap" in html
