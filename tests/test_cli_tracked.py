@@ -17,7 +17,8 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x01\x02"
 ASSETS_MAIN = f"""\
 import json, sys
 json.dump({{"solutions": [], "statistics": {{"result": {{"value": 1}}}}, "assets": [
-    {{"name": "chart", "content": {{"k": [1]}}, "visual": {{"schema": "chartjs", "label": "Chart"}}}},
+    {{"name": "chart", "content": {{"k": [1]}},
+      "visual": {{"schema": "chartjs", "label": "Chart"}}}},
     {{"name": "pic", "content_type": "image/png", "encoding": "base64",
       "content": {base64.b64encode(PNG).decode()!r}}},
 ]}}, sys.stdout)
