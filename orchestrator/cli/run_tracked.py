@@ -86,14 +86,13 @@ def compare(
         return
     columns = [("", "mark"), ("field", "field")]
     columns += [(run_id, f"r{n}") for n, run_id in enumerate(run_ids)]
-    table(
-        [
-            {"field": field, "mark": "*" if len(set(map(repr, values.values()))) > 1 else ""}
-            | {f"r{n}": values.get(run_id) for n, run_id in enumerate(run_ids)}
-            for field, values in rows.items()
-        ],
-        columns,
-    )
+    cells = [
+        {f"r{n}": values.get(run_id) for n, run_id in enumerate(run_ids)} | {"field": field}
+        for field, values in rows.items()
+    ]
+    for row in cells:  # a value missing on one side is a difference too
+        row["mark"] = "*" if len({repr(row[f"r{n}"]) for n in range(len(run_ids))}) > 1 else " "
+    table(cells, columns)
 
 
 def comparison(infos: list[RunInfo]) -> dict[str, dict[str, Any]]:

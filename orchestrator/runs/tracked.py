@@ -93,6 +93,8 @@ async def record(
     run.statistics = stats if isinstance(stats, dict) else None
     run.metrics = metrics
     run.run_type, run.status = RunType.EXTERNAL, result.status
+    run.options = {k: v for k, v in run.options.items() if run.option_sources.get(k) == "run"}
+    run.option_sources = dict.fromkeys(run.options, "run")  # what it was given, no defaults
     run.duration_ms = result.duration_ms
     run.started_at = run.ended_at = now()
     if result.status == RunStatus.FAILED:
