@@ -25,7 +25,7 @@ from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
 from orchestrator.runs.scheduler import Scheduler
 from orchestrator.runs.states import RunStates
-from orchestrator.runs.tracked import ArchiveLimits, TrackedResult, record
+from orchestrator.runs.tracked import ArchiveLimits, TrackedResult, record, unpushed
 from orchestrator.runs.workspace import Workspace
 from orchestrator.store import Store
 from orchestrator.uploads import UploadService
@@ -114,8 +114,15 @@ class RunService:
         return run
 
     async def track(self, req: RunRequest, result: TrackedResult) -> Run:
-        """Record a run that happened elsewhere, finished as reported: nothing executes."""
-        run = await self.prepare(req)
+        """Record a run that happened elsewhere, finished as reported: nothing executes.
+
+        An app with nothing pushed takes tracked runs too (on devint, no executable)."""
+        try:
+            run = await self.prepare(req)
+        except Conflict:
+            if req.instance_id or req.version_id:
+                raise
+            run = unpushed(req)
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
         try:

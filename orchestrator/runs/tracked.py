@@ -19,17 +19,21 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from orchestrator.errors import Invalid
-from orchestrator.models import Failure, FailureKind, Run, RunStatus, RunType, now
+from orchestrator.ids import check_label, new_id
+from orchestrator.models import DEVINT, Failure, FailureKind, Run, RunStatus, RunType, now
 from orchestrator.packaging.unpack import safe_extract
-from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.inputs import DIRECTORY_FORMATS, check_format
 from orchestrator.runs.metrics import reported
 from orchestrator.runs.workspace import Workspace, output_dir_name
 from orchestrator.uploads import UploadService
+
+if TYPE_CHECKING:
+    from orchestrator.runs.service import RunRequest
 
 TRACKED_ASSETS = "assets.json"
 """Assets uploaded apart from the output, in the run's folder."""
@@ -62,6 +66,23 @@ class ArchiveLimits:
 
     max_bytes: int
     max_files: int
+
+
+def unpushed(req: RunRequest) -> Run:
+    """A tracked run of an app with nothing pushed: there is no executable to resolve
+    (``executable_id`` stays empty), the run is filed under devint."""
+    check_label("run", req.name, req.description)
+    return Run(
+        id=new_id("run"),
+        app_id=req.app_id,
+        instance_id=DEVINT,
+        executable_id="",
+        name=req.name,
+        description=req.description,
+        options=dict(req.options),
+        option_sources=dict.fromkeys(req.options, "run"),
+        input_format=check_format(req.input_format or "json"),
+    )
 
 
 async def record(

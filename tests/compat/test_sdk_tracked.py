@@ -137,3 +137,23 @@ def test_a_tracked_run_feeds_an_input_set_and_shows_as_tracked_in_the_console(
         page.get(link.removeprefix(daemon.url))
         html = page.get(f"/apps/{knapsack.id}/runs/{run_id}").text
     assert "data-run-external" in html and "result.custom.gap" in html
+
+
+def test_an_app_with_nothing_pushed_takes_tracked_runs(new_app: NewApp, daemon: Daemon) -> None:
+    app = new_app("external")
+    run_id = app.track_run(
+        TrackedRun(status=TrackedRunStatus.SUCCEEDED, input={"n": 1}, output=TRACKED_OUTPUT)
+    )
+    result = app.run_result(run_id)
+    assert result.output == TRACKED_OUTPUT
+    assert result.metadata.application_instance_id == "devint"
+    assert [r.id for r in app.list_runs()] == [run_id]
+    assert app.list_assets(run_id) == []
+    with pytest.raises(Exception, match=r"404|409"):  # running it still needs a push
+        app.new_run(input={"n": 1})
+    with daemon.client() as api:
+        link = api.post("/v1/console/login-link").json()["url"]
+    with httpx.Client(base_url=daemon.url, headers={"accept": "text/html"}) as page:
+        page.get(link.removeprefix(daemon.url))
+        assert page.get(f"/apps/{app.id}/runs/{run_id}").status_code == 200
+        assert page.get(f"/apps/{app.id}").status_code == 200
