@@ -210,7 +210,7 @@ def test_run_id_then_result_metadata_logs_input_list(daemon: Daemon, knap: str) 
     meta = orch(daemon, f"app run metadata -a {knap} -r {run_id}").stdout
     assert "succeeded" in meta and "duration=2.0 (run)" in meta and "scale=1 (manifest)" in meta
     info = orch_json(daemon, f"app run metadata -a {knap} -r {run_id}")
-    assert info["name"] == "named" and info["metadata"]["statistics"]["result"]["value"] == 444
+    assert info["name"] == "named" and info["metadata"]["metrics"]["result.value"] == 444
 
     assert "solving knapsack" in orch(daemon, f"app run logs -a {knap} -r {run_id}").stdout
     sent = orch(daemon, f"app run input -a {knap} -r {run_id}").stdout

@@ -10,11 +10,13 @@ from fastapi.telemetry import TelemetryConfig
 from orchestrator import __version__
 from orchestrator.api import (
     acceptance,
+    account,
     applications,
     binary,
     errors,
     experiments,
     instances,
+    run_assets,
     run_files,
     runs,
     secrets,
@@ -41,6 +43,8 @@ _V1_ROUTERS = (
     experiments.router,
     secrets.router,
     acceptance.router,
+    run_assets.router,
+    account.router,
 )
 
 
@@ -59,7 +63,7 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.add_middleware(BodyCap)
     app.add_middleware(DiskGate, disk=svc.store.disk)
     app.add_middleware(BearerGate, key=api_key)  # outermost: nothing runs before the key
-    for router in (*_V1_ROUTERS, binary.uploads, run_files.downloads):
+    for router in (*_V1_ROUTERS, binary.uploads, run_files.downloads, run_assets.downloads):
         add_routes(app, router)
     install_console(app, svc, api_key)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]

@@ -1,4 +1,11 @@
-"""Runs → the JSON of the SDK's ``RunInformation``, ``RunResult`` and ``Run`` models."""
+"""Runs → the JSON of the SDK's ``RunInformation``, ``RunResult`` and ``Run`` models.
+
+``metrics`` (flat, scalar values: ``runs/metrics``) is in every run's metadata;
+``statistics`` only in a run *result*: the SDK's ``compare_runs`` reads the
+metadata (``GET .../metadata``) and puts every field's value in a set, and a
+nested ``statistics`` object there is ``TypeError: unhashable type: 'dict'``.
+Nextmv itself has moved from statistics to metrics.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from orchestrator.api.wire import LOCAL_USER
 from orchestrator.models import Failure, Run
 from orchestrator.runs.backend import PROTECTIONS
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.metrics import run_metrics
 
 
 def output_format(run: Run) -> str:
@@ -29,7 +37,7 @@ def _common(run: Run) -> dict[str, Any]:
     }
 
 
-def metadata(run: Run) -> dict[str, Any]:
+def metadata(run: Run, statistics: bool = True) -> dict[str, Any]:
     meta = _common(run) | {
         "duration": run.duration_ms or 0.0,
         "error": run.error or "",
@@ -54,8 +62,9 @@ def metadata(run: Run) -> dict[str, Any]:
         "signal": run.signal,
         "cpu_seconds": run.cpu_seconds,
         "peak_memory_mb": run.peak_memory_mb,
+        "metrics": run_metrics(run),
     }
-    if run.statistics is not None:
+    if statistics and run.statistics is not None:
         meta["statistics"] = run.statistics
     if run.failure is not None:
         meta["failure"] = failure(run.failure)
@@ -74,13 +83,14 @@ def failure(f: Failure) -> dict[str, Any]:
     return {"kind": f.kind.value, "limit": f.limit, "measured": f.measured}
 
 
-def information(run: Run) -> dict[str, Any]:
+def information(run: Run, statistics: bool = True) -> dict[str, Any]:
+    """A run's information; ``statistics=False`` for ``GET .../metadata`` (see above)."""
     return {
         "id": run.id,
         "name": run.name,
         "description": run.description,
         "user_email": LOCAL_USER,
-        "metadata": metadata(run),
+        "metadata": metadata(run, statistics),
     }
 
 

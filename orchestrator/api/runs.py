@@ -14,6 +14,7 @@ from orchestrator.api.fields import PRIORITY, AppId, Description, Name, RunId
 from orchestrator.api.instances import option_strings
 from orchestrator.api.responses import CREATE, INPUT_FILE, OUTPUT_FILE, REMOVE, errors
 from orchestrator.api.run_files import file_response, input_body, output_value, signed_url
+from orchestrator.api.tracked_wire import ExternalResult
 from orchestrator.errors import Invalid
 from orchestrator.models import Limits, RunStatus
 from orchestrator.runs.logs import read_live, read_log
@@ -53,6 +54,9 @@ class RunBody(BaseModel):
     name: Name = None
     description: Description = None
     configuration: RunConfiguration = Field(default_factory=RunConfiguration)
+    result: ExternalResult | None = Field(
+        default=None, description="a tracked run: recorded as given, nothing executes"
+    )
 
 
 def _input_format(config: RunConfiguration) -> str | None:
@@ -92,7 +96,10 @@ async def create_run(
         kept = await svc.inputs.get(app_id, body.input_id)
         req.input_file, req.input_id = svc.inputs.path(kept), kept.id
         req.input_format = req.input_format or kept.format
-    run = await svc.runs.create(req)
+    if body.result is not None:
+        run = await svc.runs.track(req, body.result.to_result())
+    else:
+        run = await svc.runs.create(req)
     return JSONResponse({"run_id": run.id, "id": run.id}, status_code=201)
 
 
@@ -140,7 +147,8 @@ async def run_metadata(
     svc: Services = Depends(services),
 ) -> Response:
     """``?wait=S`` long-polls: the answer comes the moment the run finishes (or after S s)."""
-    return JSONResponse(run_wire.information(await svc.runs.wait(app_id, run_id, wait)))
+    run = await svc.runs.wait(app_id, run_id, wait)
+    return JSONResponse(run_wire.information(run, statistics=False))
 
 
 @router.get("/{run_id}", responses=errors(422))
@@ -189,15 +197,6 @@ async def run_input(
     if format == "url":
         return JSONResponse({"url": signed_url(svc, request, run, "input")})
     return await input_body(svc, run)
-
-
-@router.get("/{run_id}/assets")
-async def run_assets(
-    app_id: AppId, run_id: RunId, svc: Services = Depends(services)
-) -> dict[str, Any]:
-    """The assets a model reported (``assets`` in its JSON output, or ``outputs/assets.json``)."""
-    run = await svc.runs.get(app_id, run_id)
-    return {"items": await svc.runs.assets(run)}
 
 
 @router.get("/{run_id}/logs")

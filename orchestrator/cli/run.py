@@ -37,11 +37,15 @@ from orchestrator.client import OrchClient
 
 InputFormat = Literal["json", "text", "multi-file", "csv-archive"]
 ACTIONS = ("result", "metadata", "input", "logs", "list", "cancel", "delete")
+TRACKED_ACTIONS = ("track", "compare", "assets")
 
 app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=True,
-    cls=lazy_group({name: Lazy("orchestrator.cli.run_actions", command=name) for name in ACTIONS}),
+    cls=lazy_group(
+        {name: Lazy("orchestrator.cli.run_actions", command=name) for name in ACTIONS}
+        | {name: Lazy("orchestrator.cli.run_tracked", command=name) for name in TRACKED_ACTIONS}
+    ),
 )
 
 OutputFileOption = typer.Option(

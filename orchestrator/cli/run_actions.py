@@ -102,7 +102,10 @@ def _metadata_view(info: RunInfo) -> dict[str, Any]:
         "peak memory": f"{peak:.1f} MiB" if peak is not None else None,
         "options": ", ".join(f"{o['name']}={o['value']} ({o['source']})" for o in summary),
         "limits": pairs(m.get("limits")),
-        "value": ((m.get("statistics") or {}).get("result") or {}).get("value"),
+        "value": (m.get("metrics") or {}).get("result.value"),
+        "tracked": "yes: ran elsewhere"
+        if (m.get("run_type") or {}).get("type") == "external"
+        else None,
         "error": m.get("error"),
     }
 

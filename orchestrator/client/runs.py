@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol, cast
+from urllib.parse import quote
 
 from orchestrator.client.apps import child
 from orchestrator.client.transport import Params, Transport
 from orchestrator.client.types import (
+    AssetDownload,
+    AssetList,
     LiveLog,
     RunCreated,
     RunInfo,
@@ -99,6 +102,33 @@ class Runs:
         path = run_path(app_id, run_id, "/input")
         signed = cast(SignedUrl, self._http.request("GET", path, params={"format": "url"}).json())
         return self._download(signed["url"], sink)
+
+    def track(
+        self,
+        app_id: str,
+        body: dict[str, Any],
+        result: dict[str, Any],
+        files: dict[str, Path],
+        instance_id: str | None = None,
+    ) -> RunCreated:
+        """Record a run that happened elsewhere (a tracked run): each of ``files`` (``input``
+        and the ``result``'s ``output_upload_id``, ``error_upload_id``...) is uploaded
+        first and named by its upload id, as the SDK's ``track_run`` does."""
+        uploaded = {key: self.upload(app_id, path) for key, path in files.items()}
+        body = body | {"upload_id": uploaded.pop("input")} if "input" in uploaded else body
+        return self.create(app_id, body | {"result": result | uploaded}, instance_id)
+
+    def assets(self, app_id: str, run_id: str) -> AssetList:
+        path = run_path(app_id, run_id, "/assets")
+        return cast(AssetList, self._http.request("GET", path).json())
+
+    def asset(self, app_id: str, run_id: str, asset_id: str) -> AssetDownload:
+        path = run_path(app_id, run_id, f"/assets/{quote(asset_id, safe='')}")
+        return cast(AssetDownload, self._http.request("GET", path).json())
+
+    def download_asset(self, app_id: str, run_id: str, asset_id: str, sink: Sink) -> bytes:
+        """An asset's content (JSON or bytes) into ``sink``, through its download URL."""
+        return self._download(self.asset(app_id, run_id, asset_id)["download_url"], sink)
 
     def cancel(self, app_id: str, run_id: str) -> RunInfo:
         return cast(

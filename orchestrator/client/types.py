@@ -165,6 +165,8 @@ class RunMetadata(TypedDict):
     cpu_seconds: float | None
     peak_memory_mb: float | None
     statistics: NotRequired[dict[str, Any]]
+    metrics: NotRequired[dict[str, Any]]
+    run_type: NotRequired[dict[str, str]]
 
 
 class RunInfo(TypedDict):
@@ -214,6 +216,29 @@ class LiveLog(TypedDict):
 
 class SignedUrl(TypedDict):
     url: str
+
+
+class RunAsset(TypedDict):
+    """``GET .../runs/{id}/assets``: one item (the SDK's ``RunAsset``)."""
+
+    id: str
+    name: str
+    content_type: str
+    created_at: str
+    size: int
+    description: str
+    visual: NotRequired[dict[str, Any]]
+
+
+class AssetList(TypedDict):
+    items: list[RunAsset]
+
+
+class AssetDownload(RunAsset):
+    """``GET .../runs/{id}/assets/{asset}``: the asset plus where to fetch its content."""
+
+    download_url: str
+    type: str
 
 
 # --- inputs, input sets, experiments -------------------------------------------------------

@@ -82,7 +82,7 @@ async def run_view(svc: Services, run: Run) -> RunView:
         run=run,
         input=shown_input,
         output=output,
-        statistics=flatten(run.statistics) if run.statistics else [],
+        statistics=flatten(run.statistics or run.metrics) if run.statistics or run.metrics else [],
         stopped_by=stopped_by(run),
         visuals=await _visuals(svc, run) if run.status.finished else [],
     )

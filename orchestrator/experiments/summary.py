@@ -55,6 +55,7 @@ class RunFacts:
     statistics: dict[str, Any] | None  # the model's statistics JSON
     duration_ms: float | None  # wall time measured by orch
     peak_memory_mb: float | None
+    metrics: dict[str, Any] | None = None  # the output's top-level metrics (newer convention)
 
     @property
     def timed_out(self) -> bool:
@@ -80,7 +81,18 @@ def run_metrics(facts: RunFacts) -> dict[str, float]:
         PEAK_MEMORY: _number(facts.peak_memory_mb),
     }
     found.update(sorted(_flatten(_as_dict(result.get("custom")), CUSTOM_PREFIX)))
+    _fall_back_to_metrics(found, _as_dict(facts.metrics))
     return {name: value for name, value in found.items() if value is not None}
+
+
+def _fall_back_to_metrics(found: dict[str, float | None], metrics: dict[str, Any]) -> None:
+    """Fill what ``statistics`` did not give from the run's ``metrics`` (Nextmv's newer
+    convention): ``result.value`` and ``run.duration`` by their paths, any other numeric
+    metric as ``custom.<path>``, so summaries and gates read both conventions."""
+    for name, value in sorted(_flatten(metrics, "")):
+        key = name if name in (RESULT_VALUE, RUN_DURATION) else f"{CUSTOM_PREFIX}{name}"
+        if found.get(key) is None:
+            found[key] = value
 
 
 def _flatten(data: dict[str, Any], prefix: str) -> Iterator[tuple[str, float]]:

@@ -157,6 +157,7 @@ class Executor:
             peak_memory_mb=result.peak_memory_mb,
             output_size=got.output_size,
             statistics=got.statistics,
+            metrics=got.metrics,
         )
         await self.states.finish(run.id, end)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from orchestrator.models import Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.registry.secrets import require_collection
 from orchestrator.runs import inputs
+from orchestrator.runs.assets import Asset, run_assets
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.executor import Executor
 from orchestrator.runs.limits import run_limits
@@ -26,7 +26,8 @@ from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
 from orchestrator.runs.scheduler import Scheduler
 from orchestrator.runs.states import RunStates
-from orchestrator.runs.workspace import Workspace, read_assets
+from orchestrator.runs.tracked import ArchiveLimits, TrackedResult, record, unpushed
+from orchestrator.runs.workspace import Workspace
 from orchestrator.store import Store
 from orchestrator.uploads import UploadService
 
@@ -119,6 +120,31 @@ class RunService:
             raise
         return run
 
+    async def track(self, req: RunRequest, result: TrackedResult) -> Run:
+        """Record a run that happened elsewhere, finished as reported: nothing executes.
+
+        An app with nothing pushed takes tracked runs too (on devint, no executable)."""
+        try:
+            run = await self.prepare(req)
+        except Conflict:
+            if req.instance_id or req.version_id:
+                raise
+            run = unpushed(req)
+        run_dir = self.settings.home.run_dir(run.id)
+        run_dir.mkdir()
+        try:
+            path, size = await self._store_input(run_dir, req, run.input_format)
+            run.input_path, run.input_size = str(path) if path else None, size
+            limits = ArchiveLimits(
+                self.settings.max_upload_mb * MIB, self.settings.max_package_files
+            )
+            await record(run, run_dir, result, self.uploads, limits)
+            await self.states.create(run)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return run
+
     async def _start_now(self, run: Run) -> bool:
         """Spawn a run that finds a free slot *before* its row exists, then write the row
         ``running`` with its placement (pid, cgroup) in one statement while the model
@@ -200,6 +226,10 @@ class RunService:
             app_id, status=status, instance_id=instance_id, limit=limit, before=before
         )
 
+    async def queue(self) -> builtins.list[Run]:
+        """Queued and running runs of every app, oldest first (the account's queue)."""
+        return await self.store.read.runs.unfinished()
+
     async def wait(self, app_id: str, run_id: str, seconds: float) -> Run:
         """The run as soon as it is finished, or as it is after ``seconds``."""
         fut = self.events.watch(run_id)
@@ -244,30 +274,21 @@ class RunService:
         shutil.rmtree(self.settings.home.run_dir(run_id), ignore_errors=True)
 
     async def assets(self, run: Run) -> builtins.list[dict[str, Any]]:
-        """The run's assets in the shape of the SDK's ``RunAsset``."""
+        """The run's assets in the shape of the SDK's ``RunAsset``, with their content."""
+        return [a.wire() | {"content": a.content} for a in await self.asset_list(run)]
+
+    async def asset_list(self, run: Run) -> builtins.list[Asset]:
+        """The run's assets (``runs/assets``), binary ones with their bytes."""
         exe = await self.store.read.executables.get(run.executable_id)
         manifest = self.manifests.get(exe.id, exe.manifest) if exe else None
         assets_file = manifest.multi_file.assets if manifest else "outputs/assets.json"
-        raw = await anyio.to_thread.run_sync(
-            read_assets,
+        return await anyio.to_thread.run_sync(
+            run_assets,
+            run,
             Workspace.of(self.settings.home.run_dir(run.id)),
-            run.input_format,
             self.settings.inline_output_bytes,
             assets_file,
         )
-        return [
-            {
-                "id": f"{run.id}-asset-{n}",
-                "name": str(item.get("name", f"asset-{n}")),
-                "content_type": str(item.get("content_type", "json")),
-                "created_at": run.ended_at or run.created_at,
-                "size": len(json.dumps(item.get("content"))),
-                **({"visual": item["visual"]} if isinstance(item.get("visual"), dict) else {}),
-                "content": item.get("content"),
-            }
-            for n, item in enumerate(raw)
-            if isinstance(item, dict)
-        ]
 
     def output_path(self, run: Run) -> Path:
         return self.settings.home.run_dir(run.id) / "stdout"

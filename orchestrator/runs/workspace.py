@@ -22,6 +22,7 @@ from typing import Any
 
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.metrics import reported
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class Collected:
 
     output_size: int
     statistics: dict[str, Any] | None
+    metrics: dict[str, Any] | None = None
+    """The output's top-level ``metrics`` (Nextmv's newer convention), or the metrics file."""
 
 
 def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Collected:
@@ -98,14 +101,20 @@ def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Co
     if fmt in DIRECTORY_FORMATS:
         out_dir = ws.work / output_dir_name(fmt)
         stats_file = ws.work / manifest.multi_file.statistics
-        statistics = None
+        metrics_file = ws.work / manifest.multi_file.metrics
+        statistics = metrics = None
         if confined(stats_file, ws.work):
             statistics = _statistics(_read_json(stats_file, parse_limit), whole=True)
-        if statistics is None:
-            statistics = _statistics(_read_json(ws.stdout, parse_limit))
-        return Collected(_tree_size(out_dir) if confined(out_dir, ws.work) else 0, statistics)
+        if confined(metrics_file, ws.work):
+            metrics = reported(_read_json(metrics_file, parse_limit), whole=True)
+        if statistics is None or metrics is None:
+            doc = _read_json(ws.stdout, parse_limit)
+            statistics, metrics = statistics or _statistics(doc), metrics or reported(doc)
+        size = _tree_size(out_dir) if confined(out_dir, ws.work) else 0
+        return Collected(size, statistics, metrics)
     size = ws.stdout.stat().st_size if ws.stdout.exists() else 0
-    return Collected(size, _statistics(_read_json(ws.stdout, parse_limit)))
+    doc = _read_json(ws.stdout, parse_limit)
+    return Collected(size, _statistics(doc), reported(doc))
 
 
 def confined(path: Path, root: Path) -> bool:

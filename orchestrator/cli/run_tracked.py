@@ -1,0 +1,149 @@
+"""``orch app run track|compare|assets``: tracked runs, comparing runs, a run's assets."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say, table
+from orchestrator.client.types import AssetList, RunInfo
+
+app = typer.Typer()
+
+RunIdOption = typer.Option(..., "--run-id", "-r", help="Run ID.")
+COMPARED = (
+    ("status", "status_v2"),
+    ("type", "run_type"),
+    ("instance", "application_instance_id"),
+    ("version", "application_version_id"),
+    ("duration ms", "duration"),
+    ("error", "error"),
+)
+"""Metadata fields compared, as (label, field); metrics and options follow."""
+
+
+@app.command("track")
+def track(
+    app_id: str = AppOption,
+    input_file: Path = typer.Option(
+        ..., "--input", "-i", exists=True, dir_okay=False, help="The input the run had."
+    ),
+    output_file: Path | None = typer.Option(
+        None, "--output", "-u", exists=True, dir_okay=False, help="The output it gave."
+    ),
+    failed: bool = typer.Option(False, "--failed", help="It failed (default: it succeeded)."),
+    error: str = typer.Option("", "--error", help="Why it failed."),
+    duration: float | None = typer.Option(None, "--duration", min=0, help="Seconds it ran."),
+    log_file: Path | None = typer.Option(
+        None, "--log", exists=True, dir_okay=False, help="Its log."
+    ),
+    instance: str | None = typer.Option(None, "--instance-id", help="Instance to file it under."),
+    name: str = typer.Option("", "--name", "-n", help="Run name."),
+    description: str = typer.Option("", "--description", "-d", help="Run description."),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Record a run that happened elsewhere (a tracked run); prints its ID.
+
+    Nothing executes: the run is finished at once, with the given output, status,
+    duration and log."""
+    result: dict[str, Any] = {"status": "failed" if failed else "succeeded"}
+    if duration is not None:
+        result["execution_duration"] = duration * 1000
+    if error:
+        result["error_message"] = error
+    files = {"input": input_file}
+    if output_file is not None:
+        files["output_upload_id"] = output_file
+    if log_file is not None:
+        files["error_upload_id"] = log_file
+    body = {"name": name, "description": description}
+    with errors_to_exit(), client(home) as api:
+        created = api.runs.track(app_id, body, result, files, instance)
+    emit(created, as_json, lambda d: typer.echo(d["run_id"]))
+
+
+@app.command("compare")
+def compare(
+    app_id: str = AppOption,
+    run_ids: list[str] = typer.Option(
+        ..., "--run-id", "-r", help="A run to compare (give it 2 to 20 times)."
+    ),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Compare runs side by side: status, type, timings, metrics and options.
+
+    A * marks the rows where they differ (--json: {field: {run: value}})."""
+    if not 2 <= len(set(run_ids)) == len(run_ids) <= 20:
+        fail("give 2 to 20 different runs to compare (-r RUN -r RUN ...)")
+    with errors_to_exit(), client(home) as api:
+        infos = [api.runs.metadata(app_id, run_id) for run_id in run_ids]
+    rows = comparison(infos)
+    if as_json:
+        print_json(rows)
+        return
+    columns = [("", "mark"), ("field", "field")]
+    columns += [(run_id, f"r{n}") for n, run_id in enumerate(run_ids)]
+    cells = [
+        {f"r{n}": values.get(run_id) for n, run_id in enumerate(run_ids)} | {"field": field}
+        for field, values in rows.items()
+    ]
+    for row in cells:  # a value missing on one side is a difference too
+        row["mark"] = "*" if len({repr(row[f"r{n}"]) for n in range(len(run_ids))}) > 1 else " "
+    table(cells, columns)
+
+
+def comparison(infos: list[RunInfo]) -> dict[str, dict[str, Any]]:
+    """{field: {run id: value}}: the compared metadata, then ``metric.*``, ``option.*``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for info in infos:
+        meta: dict[str, Any] = dict(info["metadata"])
+        values = {label: meta.get(key) for label, key in COMPARED}
+        values["type"] = (meta.get("run_type") or {}).get("type")
+        values |= {f"metric.{k}": v for k, v in (meta.get("metrics") or {}).items()}
+        active = (meta.get("options") or {}).get("active_options") or {}
+        values |= {f"option.{k}": v for k, v in active.items()}
+        for field, value in values.items():
+            rows.setdefault(field, {})[info["id"]] = value
+    return rows
+
+
+@app.command("assets")
+def assets(
+    app_id: str = AppOption,
+    run_id: str = RunIdOption,
+    asset_id: str | None = typer.Option(
+        None, "--asset-id", help="Download this asset's content (to stdout, or -u FILE)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-u", dir_okay=False, help="Write the downloaded asset here."
+    ),
+    home: Path | None = HomeOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List a run's assets, or download one with --asset-id."""
+    with errors_to_exit(), client(home) as api:
+        if asset_id is None:
+            listed = api.runs.assets(app_id, run_id)
+        elif output is not None:
+            with output.open("wb") as fh:
+                api.runs.download_asset(app_id, run_id, asset_id, fh)
+            say(f"wrote {output}")
+            return
+        else:
+            sys.stdout.flush()
+            api.runs.download_asset(app_id, run_id, asset_id, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return
+
+    def human(d: AssetList) -> None:
+        rows = [a | {"label": (a.get("visual") or {}).get("label")} for a in d["items"]]
+        columns = [("id", "id"), ("name", "name"), ("type", "content_type"), ("size", "size")]
+        table(rows, [*columns, ("visual", "label")])
+
+    emit(listed, as_json, human)

@@ -1,0 +1,95 @@
+"""``orch app run track|compare|assets``: tracked runs, comparing runs, assets from the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_run import new_app, orch, orch_json
+from tests.helpers import SAMPLES, Daemon, write_app
+
+KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
+OUTPUT = {"solutions": [], "statistics": {"result": {"value": 3, "custom": {"gap": 0.5}}}}
+PNG = b"\x89PNG\r\n\x1a\n\x00\x01\x02"
+ASSETS_MAIN = f"""\
+import json, sys
+json.dump({{"solutions": [], "statistics": {{"result": {{"value": 1}}}}, "assets": [
+    {{"name": "chart", "content": {{"k": [1]}},
+      "visual": {{"schema": "chartjs", "label": "Chart"}}}},
+    {{"name": "pic", "content_type": "image/png", "encoding": "base64",
+      "content": {base64.b64encode(PNG).decode()!r}}},
+]}}, sys.stdout)
+"""
+
+
+@pytest.fixture(scope="module")
+def knap(daemon: Daemon) -> str:
+    return new_app(daemon, SAMPLES / "knapsack")
+
+
+def test_track_records_a_finished_run_and_compare_shows_the_differences(
+    daemon: Daemon, knap: str, tmp_path: Path
+) -> None:
+    out, log = tmp_path / "out.json", tmp_path / "log.txt"
+    out.write_text(json.dumps(OUTPUT))
+    log.write_text("ran on the cluster\n")
+    tracked = orch(
+        daemon,
+        f"app run track -a {knap} -i",
+        KNAPSACK_INPUT,
+        "-u",
+        out,
+        "--log",
+        log,
+        "--duration 2.5 -n elsewhere",
+    ).stdout.strip()
+    info = orch_json(daemon, f"app run metadata -a {knap} -r {tracked}")
+    meta = info["metadata"]
+    assert meta["status_v2"] == "succeeded" and meta["run_type"] == {"type": "external"}
+    assert meta["duration"] == 2500 and meta["metrics"]["result.custom.gap"] == 0.5
+    assert "yes: ran elsewhere" in orch(daemon, f"app run metadata -a {knap} -r {tracked}").stdout
+    assert json.loads(orch(daemon, f"app run result -a {knap} -r {tracked}").stdout) == OUTPUT
+    assert orch(daemon, f"app run logs -a {knap} -r {tracked}").stdout == "ran on the cluster\n"
+
+    executed = orch(daemon, f"app run -a {knap} -w -i", KNAPSACK_INPUT, "--json")
+    executed_id = json.loads(executed.stdout)["id"]
+    rows = orch_json(daemon, f"app run compare -a {knap} -r {executed_id} -r {tracked}")
+    assert rows["metric.result.value"] == {executed_id: 444, tracked: 3}
+    assert rows["type"] == {executed_id: "standard", tracked: "external"}
+    shown = orch(daemon, f"app run compare -a {knap} -r {executed_id} -r {tracked}").stdout
+    assert "metric.result.value" in shown and "444" in shown and "*" in shown
+
+    failed = orch(
+        daemon, f"app run track -a {knap} -i", KNAPSACK_INPUT, "--failed --error no-luck"
+    ).stdout.strip()
+    meta = orch_json(daemon, f"app run metadata -a {knap} -r {failed}")["metadata"]
+    assert meta["status_v2"] == "failed" and meta["error"] == "no-luck"
+
+
+def test_compare_needs_two_different_runs(daemon: Daemon, knap: str) -> None:
+    proc = orch(daemon, f"app run compare -a {knap} -r run-a -r run-a", code=1)
+    assert "2 to 20 different runs" in proc.stderr
+
+
+def test_assets_list_and_download(daemon: Daemon, tmp_path: Path) -> None:
+    app_id = new_app(daemon, write_app(tmp_path / "a", ASSETS_MAIN))
+    run_id = json.loads(orch(daemon, f"app run -a {app_id} -w --json -i -", stdin="{}").stdout)[
+        "id"
+    ]
+    listed = orch_json(daemon, f"app run assets -a {app_id} -r {run_id}")["items"]
+    assert [(a["name"], a["content_type"]) for a in listed] == [
+        ("chart", "json"),
+        ("pic", "image/png"),
+    ]
+    table = orch(daemon, f"app run assets -a {app_id} -r {run_id}").stdout
+    assert "chart" in table and "Chart" in table
+    chart = orch(daemon, f"app run assets -a {app_id} -r {run_id} --asset-id {listed[0]['id']}")
+    assert json.loads(chart.stdout) == {"k": [1]}
+    target = tmp_path / "pic.png"
+    orch(daemon, f"app run assets -a {app_id} -r {run_id} --asset-id {listed[1]['id']} -u", target)
+    assert target.read_bytes() == PNG
+    missing = orch(daemon, f"app run assets -a {app_id} -r {run_id} --asset-id nope", code=1)
+    assert "not found" in missing.stderr
