@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.experiments.criteria import metric_value
 from orchestrator.experiments.summary import RunFacts, run_metrics
 from orchestrator.models import Run
 from orchestrator.runs.metrics import from_statistics, reported
@@ -72,3 +73,13 @@ def test_experiment_metrics_fall_back_to_the_newer_convention() -> None:
     assert run_metrics(newer) == {"result.value": 9.0, "wall_time": 2.0, "custom.cost.fuel": 3.5}
     both = _facts({"result": {"value": 4}}, {"result": {"value": 9}})
     assert run_metrics(both)["result.value"] == 4.0  # statistics first, as before
+
+
+def test_a_gate_reads_the_same_metrics_as_the_summary() -> None:
+    newer = _facts(None, {"result": {"value": 9}, "cost": {"fuel": 3.5}})
+    assert metric_value(newer, "result.value") == 9.0
+    assert metric_value(newer, "custom.cost.fuel") == 3.5
+    assert metric_value(newer, "result.custom.cost.fuel") == 3.5
+    assert metric_value(newer, "custom.missing") is None
+    both = _facts({"result": {"value": 4}}, {"result": {"value": 9}})
+    assert metric_value(both, "result.value") == 4.0

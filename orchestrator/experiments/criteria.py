@@ -162,8 +162,9 @@ def metric_value(facts: RunFacts, path: str) -> float | None:
     plus orch's own measurements ``wall_time`` (seconds) and ``peak_memory_mb``, and the
     gate's shorthand ``custom.<name>`` for ``result.custom.<name>``. Booleans, strings and
     non-finite numbers are not metrics. This is the one place a path is resolved, for the
-    gate and acceptance tests alike, so a run-level ``metrics`` object (runs carry only
-    statistics so far) needs reading in this function only.
+    gate and acceptance tests alike. When the statistics lack it, the run's ``metrics``
+    (Nextmv's newer convention) answer, read as ``run_metrics`` files them: ``result.value``
+    by its path, a custom metric by its name.
     """
     if path == WALL_TIME:
         return None if facts.duration_ms is None else _number(facts.duration_ms / 1000.0)
@@ -171,7 +172,11 @@ def metric_value(facts: RunFacts, path: str) -> float | None:
         return _number(facts.peak_memory_mb)
     if path.startswith(CUSTOM_PREFIX):
         path = "result." + path
-    return _number(_walk(facts.statistics, path.removeprefix("statistics.")))
+    path = path.removeprefix("statistics.")
+    found = _number(_walk(facts.statistics, path))
+    if found is None and facts.metrics:
+        found = _number(_walk(facts.metrics, path.removeprefix("result.custom.")))
+    return found
 
 
 def metric_values(runs: Iterable[RunFacts], path: str) -> list[float]:
