@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from orchestrator.config import Settings
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
+from orchestrator.experiments.ensemble_runs import EnsembleRuns
+from orchestrator.experiments.ensembles import EnsembleDefinitions
 from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
@@ -33,3 +35,5 @@ class Services:
     input_sets: InputSetService
     experiments: ExperimentService
     analysis: ExperimentAnalysis
+    ensemble_definitions: EnsembleDefinitions
+    ensemble_runs: EnsembleRuns

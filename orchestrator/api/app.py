@@ -11,6 +11,7 @@ from orchestrator import __version__
 from orchestrator.api import (
     applications,
     binary,
+    ensembles,
     errors,
     experiments,
     instances,
@@ -37,6 +38,7 @@ _V1_ROUTERS = (
     versions.router,
     instances.router,
     experiments.router,
+    ensembles.router,
 )
 
 

@@ -41,6 +41,7 @@ class RunConfiguration(BaseModel):
     format: dict[str, Any] | None = None
     queuing: Queuing | None = None
     limits: dict[str, Any] | None = None
+    run_type: dict[str, Any] | None = None
 
 
 class RunBody(BaseModel):
@@ -58,6 +59,17 @@ def _input_format(config: RunConfiguration) -> str | None:
     fmt = (config.format or {}).get("input") or {}
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     return str(kind) if kind else None
+
+
+def _ensemble_definition(config: RunConfiguration) -> str | None:
+    """The SDK asks for an ensemble run with ``run_type: {type: ensemble, definition_id}``."""
+    run_type = config.run_type or {}
+    if run_type.get("type") != "ensemble":
+        return None
+    definition = run_type.get("definition_id")
+    if not isinstance(definition, str) or not definition:
+        raise Invalid("an ensemble run needs run_type.definition_id")
+    return definition
 
 
 @router.post("", status_code=201, responses=CREATE)
@@ -85,6 +97,7 @@ async def create_run(
         queuing_disabled=bool(queuing.disabled),
         limits=Limits.from_dict(config.limits),
         execution_class=config.execution_class,
+        ensemble_definition_id=_ensemble_definition(config),
     )
     if body.input_id is not None:
         kept = await svc.inputs.get(app_id, body.input_id)

@@ -19,6 +19,7 @@ from orchestrator.disk import DiskMonitor
 from orchestrator.errors import DiskFull
 from orchestrator.store.apps import AppRepo, HistoryRepo
 from orchestrator.store.db import Connection, Database
+from orchestrator.store.ensembles import EnsembleRepo
 from orchestrator.store.executables import ExecutableRepo
 from orchestrator.store.experiments import ExperimentRepo, InputRepo, InputSetRepo
 from orchestrator.store.heavy import HeavyReads
@@ -49,6 +50,7 @@ class Repos:
         self.input_sets = InputSetRepo(conn)
         self.experiments = ExperimentRepo(conn)
         self.overview = OverviewRepo(conn)
+        self.ensembles = EnsembleRepo(conn)
 
 
 class Store:
