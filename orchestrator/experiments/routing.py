@@ -1,10 +1,8 @@
 """The one place that decides where a run asked for through ``/runs`` goes.
 
-The run service calls ``create`` for every user run: an ensemble run fans out,
-a run on a switchback test's target goes to the arm its plan names for now,
-and a run on a running shadow test's baseline also starts one run per
-candidate. Runs made here on a test's behalf go straight to the run service
-(``plain``), so they never trigger anything themselves.
+The run service calls ``create`` for every user run: an ensemble run fans out
+to its children; any other run is made as asked (``plain``). Runs made here on
+an ensemble's behalf go straight to the run service, so they trigger nothing.
 """
 
 from __future__ import annotations

@@ -287,7 +287,7 @@ CREATE INDEX runs_by_status ON runs (status, created_at DESC, id DESC);
 CREATE INDEX runs_by_app_status ON runs (app_id, status, created_at DESC, id DESC)
 """
 
-_ENSEMBLES_AND_ONLINE_TESTS = """
+_ENSEMBLES = """
 CREATE TABLE ensemble_definitions (
     app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
     id          TEXT NOT NULL,
@@ -305,38 +305,7 @@ CREATE TABLE ensemble_runs (
     definition    TEXT NOT NULL,               -- JSON: the definition as it was at the start
     winner_run_id TEXT,
     evaluation    TEXT                         -- JSON: each child's values, once settled
-);
-CREATE TABLE online_tests (
-    app_id        TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
-    id            TEXT NOT NULL,
-    kind          TEXT NOT NULL CHECK (kind IN ('shadow', 'switchback')),
-    name          TEXT NOT NULL,
-    description   TEXT NOT NULL DEFAULT '',
-    status        TEXT NOT NULL CHECK (status IN
-                      ('draft', 'started', 'completed', 'canceled')),
-    baseline      TEXT NOT NULL,
-    candidates    TEXT NOT NULL,               -- JSON: instance ids
-    maximum_runs  INTEGER,
-    end_time      TEXT,
-    start_time    TEXT,
-    plan          TEXT,                        -- JSON: switchback plan (start, units, seed)
-    runs_counted  INTEGER NOT NULL DEFAULT 0,
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL,
-    started_at    TEXT,
-    ended_at      TEXT,
-    PRIMARY KEY (app_id, id)
-);
-CREATE TABLE online_test_runs (
-    run_id         TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
-    app_id         TEXT NOT NULL,
-    test_id        TEXT NOT NULL,
-    arm            TEXT NOT NULL,              -- baseline | candidate
-    trigger_run_id TEXT,                       -- shadow: the baseline run that caused it
-    unit           INTEGER,                    -- switchback: the plan unit that routed it
-    FOREIGN KEY (app_id, test_id) REFERENCES online_tests(app_id, id) ON DELETE CASCADE
-);
-CREATE INDEX online_test_runs_by_test ON online_test_runs (app_id, test_id)
+)
 """
 
 MIGRATIONS: list[str] = [
@@ -344,5 +313,5 @@ MIGRATIONS: list[str] = [
     _V2_EXPERIMENTS,
     _V3_LOCKS,
     _V4_PLACEMENT_AND_FAILURES,
-    _ENSEMBLES_AND_ONLINE_TESTS,
+    _ENSEMBLES,
 ]
