@@ -8,6 +8,8 @@ from orchestrator.config import Settings
 from orchestrator.experiments.acceptance import AcceptanceService
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
+from orchestrator.experiments.ensemble_runs import EnsembleRuns
+from orchestrator.experiments.ensembles import EnsembleDefinitions
 from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
@@ -37,3 +39,5 @@ class Services:
     analysis: ExperimentAnalysis
     secrets: SecretsService
     acceptance: AcceptanceService
+    ensemble_definitions: EnsembleDefinitions
+    ensemble_runs: EnsembleRuns

@@ -12,7 +12,10 @@ from orchestrator.errors import Unavailable
 from orchestrator.experiments.acceptance import AcceptanceService
 from orchestrator.experiments.analysis import ExperimentAnalysis
 from orchestrator.experiments.batch import ExperimentService
+from orchestrator.experiments.ensemble_runs import EnsembleRuns
+from orchestrator.experiments.ensembles import EnsembleDefinitions
 from orchestrator.experiments.inputs import InputService, InputSetService
+from orchestrator.experiments.routing import Router
 from orchestrator.housekeeping import Housekeeping
 from orchestrator.inbox import Inbox
 from orchestrator.registry.apps import AppService
@@ -58,6 +61,7 @@ class Engine:
         for run in report.queued:
             self.scheduler.submit(run)
         await self.services.experiments.resume()
+        await self.services.ensemble_runs.resume()
         await self.inbox.start()
 
     async def stop(self) -> None:
@@ -113,6 +117,10 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
     input_sets = InputSetService(store, inputs)
     experiments = ExperimentService(store, home, runs, inputs, input_sets)
     events.subscribe(experiments.on_run_changed)
+    ensemble_definitions = EnsembleDefinitions(store)
+    ensemble_runs = EnsembleRuns(store, home, runs, ensemble_definitions)
+    events.subscribe(ensemble_runs.on_run_changed)
+    runs.router = Router(ensemble_runs)
     svc = Services(
         settings=settings,
         store=store,
@@ -129,6 +137,8 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         analysis=ExperimentAnalysis(store),
         secrets=SecretsService(store),
         acceptance=AcceptanceService(store, experiments),
+        ensemble_definitions=ensemble_definitions,
+        ensemble_runs=ensemble_runs,
     )
     housekeeping = Housekeeping(home, store, uploads, disk)
     return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)

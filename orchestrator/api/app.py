@@ -13,6 +13,7 @@ from orchestrator.api import (
     account,
     applications,
     binary,
+    ensembles,
     errors,
     experiments,
     instances,
@@ -45,6 +46,7 @@ _V1_ROUTERS = (
     acceptance.router,
     run_assets.router,
     account.router,
+    ensembles.router,
 )
 
 

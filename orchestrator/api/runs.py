@@ -43,6 +43,7 @@ class RunConfiguration(BaseModel):
     queuing: Queuing | None = None
     limits: dict[str, Any] | None = None
     secrets_collection_id: str | None = None
+    run_type: dict[str, Any] | None = None
 
 
 class RunBody(BaseModel):
@@ -63,6 +64,17 @@ def _input_format(config: RunConfiguration) -> str | None:
     fmt = (config.format or {}).get("input") or {}
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     return str(kind) if kind else None
+
+
+def _ensemble_definition(config: RunConfiguration) -> str | None:
+    """The SDK asks for an ensemble run with ``run_type: {type: ensemble, definition_id}``."""
+    run_type = config.run_type or {}
+    if run_type.get("type") != "ensemble":
+        return None
+    definition = run_type.get("definition_id")
+    if not isinstance(definition, str) or not definition:
+        raise Invalid("an ensemble run needs run_type.definition_id")
+    return definition
 
 
 @router.post("", status_code=201, responses=CREATE)
@@ -91,6 +103,7 @@ async def create_run(
         limits=Limits.from_dict(config.limits),
         execution_class=config.execution_class,
         secrets_collection_id=config.secrets_collection_id or None,
+        ensemble_definition_id=_ensemble_definition(config),
     )
     if body.input_id is not None:
         kept = await svc.inputs.get(app_id, body.input_id)

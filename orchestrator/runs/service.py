@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -55,6 +56,21 @@ class RunRequest:
     input_id: str | None = None
     secrets_collection_id: str | None = None
     """The run's own collection; else its instance's."""
+    ensemble_definition_id: str | None = None
+    """An ensemble run (the SDK's run type ``ensemble``): fans out by this definition."""
+
+
+class RunRouter(Protocol):
+    """Where runs created through ``/runs`` go (ensembles, shadow and switchback tests):
+    the domain outside ``runs`` decides, the run service only asks."""
+
+    async def create(
+        self, req: RunRequest, plain: Callable[[RunRequest], Awaitable[Run]]
+    ) -> Run: ...
+
+    async def cancel(self, runs: builtins.list[Run]) -> builtins.list[Run]:
+        """Cancel the runs it owns (ensemble runs); the others are left to the caller."""
+        ...
 
 
 class RunService:
@@ -72,6 +88,7 @@ class RunService:
         self.store, self.settings, self.uploads = store, settings, uploads
         self.scheduler, self.executor, self.events = scheduler, executor, events
         self.states, self.manifests = states, manifests
+        self.router: RunRouter | None = None
 
     async def prepare(self, req: RunRequest) -> Run:
         """Resolve, check options and limits: everything that can refuse a run, no writes."""
@@ -106,11 +123,17 @@ class RunService:
         )
 
     async def create(self, req: RunRequest) -> Run:
+        """A run asked for by a user (``/runs``, the CLI): the router may redirect it."""
+        if self.router is not None:
+            return await self.router.create(req, self.create_plain)
+        return await self.create_plain(req)
+
+    async def create_plain(self, req: RunRequest) -> Run:
         run = await self.prepare(req)
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
         try:
-            path, size = await self._store_input(run_dir, req, run.input_format)
+            path, size = await self.store_input(run_dir, req, run.input_format)
             run.input_path, run.input_size = str(path) if path else None, size
             if not await self._start_now(run):
                 await self.states.create(run)
@@ -187,7 +210,7 @@ class RunService:
         for run in runs:
             self.scheduler.submit(run)
 
-    async def _store_input(
+    async def store_input(
         self, run_dir: Path, req: RunRequest, fmt: str
     ) -> tuple[Path | None, int]:
         if req.upload_id is not None:
@@ -257,6 +280,8 @@ class RunService:
         Returns once the queued ones are canceled; running ones end canceled as soon as
         their processes are gone (wait for them with ``wait``).
         """
+        if self.router is not None:
+            runs = await self.router.cancel(runs)
         queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
         for run_id in queued:
             self.scheduler.discard(run_id)

@@ -20,6 +20,7 @@ from orchestrator.errors import DiskFull
 from orchestrator.store.acceptance import AcceptanceRepo
 from orchestrator.store.apps import AppRepo, HistoryRepo
 from orchestrator.store.db import Connection, Database
+from orchestrator.store.ensembles import EnsembleRepo
 from orchestrator.store.executables import ExecutableRepo
 from orchestrator.store.experiments import ExperimentRepo, InputRepo, InputSetRepo
 from orchestrator.store.heavy import HeavyReads
@@ -53,6 +54,7 @@ class Repos:
         self.overview = OverviewRepo(conn)
         self.secrets = SecretsRepo(conn)
         self.acceptance = AcceptanceRepo(conn)
+        self.ensembles = EnsembleRepo(conn)
 
 
 class Store:

@@ -330,6 +330,27 @@ CREATE TABLE acceptance_tests (
 )
 """
 
+_ENSEMBLES = """
+CREATE TABLE ensemble_definitions (
+    app_id      TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    id          TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    run_groups  TEXT NOT NULL,                 -- JSON: [{id, instance_id, options, repetitions}]
+    rules       TEXT NOT NULL,                 -- JSON: [{id, statistics_path, objective, ...}]
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (app_id, id)
+);
+CREATE TABLE ensemble_runs (
+    run_id        TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    app_id        TEXT NOT NULL,
+    definition    TEXT NOT NULL,               -- JSON: the definition as it was at the start
+    winner_run_id TEXT,
+    evaluation    TEXT                         -- JSON: each child's values, once settled
+)
+"""
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -337,4 +358,5 @@ MIGRATIONS: list[str] = [
     _V4_PLACEMENT_AND_FAILURES,
     _SECRETS,
     _ACCEPTANCE,
+    _ENSEMBLES,
 ]

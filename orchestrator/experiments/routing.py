@@ -1,0 +1,27 @@
+"""The one place that decides where a run asked for through ``/runs`` goes.
+
+The run service calls ``create`` for every user run: an ensemble run fans out
+to its children; any other run is made as asked (``plain``). Runs made here on
+an ensemble's behalf go straight to the run service, so they trigger nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from orchestrator.experiments.ensemble_runs import EnsembleRuns
+from orchestrator.models import Run
+from orchestrator.runs.service import RunRequest
+
+
+class Router:
+    def __init__(self, ensembles: EnsembleRuns) -> None:
+        self.ensembles = ensembles
+
+    async def create(self, req: RunRequest, plain: Callable[[RunRequest], Awaitable[Run]]) -> Run:
+        if req.ensemble_definition_id:
+            return await self.ensembles.start(req)
+        return await plain(req)
+
+    async def cancel(self, runs: list[Run]) -> list[Run]:
+        return await self.ensembles.cancel(runs)
