@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from orchestrator.config import Settings
-from orchestrator.models import Failure, FailureKind, Run, RunStatus
+from orchestrator.models import EnvStatus, Executable, Failure, FailureKind, Run, RunStatus
 from orchestrator.runs import secrets
 from orchestrator.runs.backend import Backend, Execution, Job, StartFailed
 from orchestrator.runs.manifests import ManifestCache
@@ -52,12 +52,24 @@ class Executor:
         self.executions: dict[str, Execution] = {}
         self._ending: dict[str, Failure | None] = {}
         """Runs asked to end early: None = canceled by the user, else failed with that."""
+        self._settled: dict[str, Executable] = {}
+        """Executables whose row can no longer change (bytes by sha, environment settled):
+        read once instead of once per run."""
 
     async def job(self, run: Run) -> Job:
-        exe = await self.store.read.executables.get(run.executable_id)
-        if exe is None:
-            raise RuntimeError(f"executable {run.executable_id} is gone")
+        exe = self._settled.get(run.executable_id) or await self._executable(run.executable_id)
         return Job(run, exe, self.manifests.get(exe.id, exe.manifest))
+
+    async def _executable(self, exe_id: str) -> Executable:
+        exe = await self.store.read.executables.get(exe_id)
+        if exe is None:
+            raise RuntimeError(f"executable {exe_id} is gone")
+        no_env = exe.type != "python" or self.settings.python_envs == "daemon"
+        if exe.env_status == EnvStatus.READY or no_env:
+            if len(self._settled) >= 256:
+                self._settled.pop(next(iter(self._settled)))
+            self._settled[exe_id] = exe
+        return exe
 
     async def stage(self, run: Run) -> tuple[Job, Any]:
         """Everything before the spawn; raises ``StartFailed`` when the run cannot start."""
