@@ -327,3 +327,11 @@ def test_an_experiment_where_nothing_succeeds_exits_1(
     assert rows(proc.stdout, "version:v1")[0] == ["version:v1", "1", "0", "1", "0", "0"]
     assert "experiment all-fail failed: failed=2" in proc.stderr
     assert "no succeeded run reported a metric" in proc.stderr
+
+
+def test_batch_get_json_includes_summary(
+    daemon: Daemon, app_id: str, finished: subprocess.CompletedProcess[str]
+) -> None:
+    got = json.loads(orch(daemon, "batch", "get", "-a", app_id, "-b", "gw", "--json").stdout)
+    assert got["id"] == "gw" and got["status"] != "started"
+    assert isinstance(got["summary"], dict) and got["summary"]

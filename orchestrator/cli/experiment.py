@@ -258,12 +258,13 @@ def get_batch(
     """Show an experiment: status, counts, targets, and the summary once it has ended."""
     with errors_to_exit(), client(home) as api:
         data = api.batches.get(app_id, exp_id)
+        summary = api.batches.summary(app_id, exp_id) if data["status"] != "started" else None
         if as_json:
-            print_json(data)
+            print_json({**data, "summary": summary})
             return
         view.experiment(data)
-        if data["status"] != "started":
-            view.summary(api.batches.summary(app_id, exp_id))
+        if summary is not None:
+            view.summary(summary)
 
 
 @batch_app.command("list")

@@ -136,15 +136,15 @@ class ExperimentService:
             raise Invalid(f"repetitions must be at least 1, got {req.repetitions}")
         members = await self.input_sets.members(req.app_id, req.input_set_id)
         sets: builtins.list[str | None] = list(req.option_sets) or [None]
+        targets = [*((i, None) for i in req.instance_ids), *((None, v) for v in req.version_ids)]
+        # Interleaved: every target's run of one input and repetition is queued next to the
+        # others, so load drift during the experiment hits all targets alike (issue 18).
         return [
             PlannedRun(item.id, instance_id=inst, version_id=ver, option_set=opt, repetition=rep)
-            for inst, ver in [
-                *((i, None) for i in req.instance_ids),
-                *((None, v) for v in req.version_ids),
-            ]
             for item in members
             for opt in sets
             for rep in range(req.repetitions)
+            for inst, ver in targets
         ]
 
     async def _prepare(
