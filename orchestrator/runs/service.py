@@ -156,7 +156,7 @@ class RunService:
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
         try:
-            path, size = await self._store_input(run_dir, req, run.input_format)
+            path, size = await self.store_input(run_dir, req, run.input_format)
             run.input_path, run.input_size = str(path) if path else None, size
             limits = ArchiveLimits(
                 self.settings.max_upload_mb * MIB, self.settings.max_package_files

@@ -74,6 +74,17 @@ def test_definition_crud(knapsack: cloud.Application, scales: dict[int, str]) ->
     assert err.value.response is not None and err.value.response.status_code == 404
 
 
+def test_the_misspelt_alias_makes_a_definition_too(
+    knapsack: cloud.Application, scales: dict[int, str]
+) -> None:
+    groups = [RunGroup(id="fine", instance_id=scales[1])]
+    with pytest.warns(DeprecationWarning):
+        made = knapsack.new_ensemble_defintion(
+            run_groups=groups, rules=[_rule(RuleObjective.MAXIMIZE)], id=unique("ens")
+        )
+    assert knapsack.ensemble_definition(made.id).run_groups[0].instance_id == scales[1]
+
+
 def test_definition_refuses_unknown_instance(knapsack: cloud.Application) -> None:
     with pytest.raises(requests.HTTPError) as err:
         knapsack.new_ensemble_definition(
