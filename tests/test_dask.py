@@ -231,7 +231,9 @@ def test_multi_file_outputs_statistics_and_assets_come_back(
         names = tar.extractfile("solutions/names.txt")
         assert names is not None and names.read() == b"a.csv\nb.json\ndeep"
     assets = api.get(f"/v1/applications/{app_id}/runs/{res['id']}/assets").json()
-    assert [a["content"] for a in assets["items"] if a["name"] == "chart"] == [{"n": 3}]
+    (chart,) = [a for a in assets["items"] if a["name"] == "chart"]
+    meta = api.get(f"/v1/applications/{app_id}/runs/{res['id']}/assets/{chart['id']}").json()
+    assert httpx.get(meta["download_url"]).json() == {"n": 3}
 
 
 ENV_MAIN = (

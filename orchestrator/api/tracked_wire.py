@@ -15,7 +15,9 @@ class ExternalResult(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     status: Literal["succeeded", "failed"]
-    execution_duration: float | None = Field(default=None, ge=0, description="milliseconds")
+    execution_duration: float | None = Field(
+        default=None, ge=0, strict=True, description="milliseconds"
+    )  # strict: a JSON false is not 0 ms
     error_message: str | None = None
     output_upload_id: str | None = None
     error_upload_id: str | None = Field(default=None, description="the run's log")
