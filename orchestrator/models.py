@@ -199,6 +199,18 @@ class ExperimentStatus(enum.StrEnum):
     CANCELED = "canceled"
 
 
+class ExperimentType(enum.StrEnum):
+    """What an experiment is for; the SDK lists each kind apart (``GET .../batch?type=``).
+
+    ``scenario``: a scenario test (its runs carry their scenario and repetition);
+    ``acceptance``: the experiment an acceptance test of the same id was made on.
+    """
+
+    BATCH = "batch"
+    SCENARIO = "scenario"
+    ACCEPTANCE = "acceptance"
+
+
 LIMIT_FIELDS = (
     "memory_mb",
     "cpu_seconds",
@@ -412,6 +424,10 @@ class Run:
     input_id: str | None = None
     option_set: str | None = None
     repetition: int = 0
+    scenario_id: str | None = None
+    """The scenario of a scenario test this run belongs to (None outside scenario tests)."""
+    input_set_id: str | None = None
+    """The input set its input came from, when the experiment named one per run."""
     queuing_disabled: bool = False
     secrets_collection_id: str | None = None
     """The secrets collection delivered to the model (its ID only: values stay in the store)."""
@@ -469,6 +485,7 @@ class Experiment:
     targets: list[str] = field(default_factory=list)
     baseline: str | None = None
     objective: str = "min"
+    type: ExperimentType = ExperimentType.BATCH
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
     ended_at: str | None = None

@@ -36,14 +36,17 @@ def input_set(s: InputSet, members: list[ManagedInput]) -> dict[str, Any]:
     }
 
 
-def experiment_metadata(e: Experiment, counts: dict[str, int]) -> dict[str, Any]:
+def experiment_metadata(
+    e: Experiment, counts: dict[str, int], grouped: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """``grouped``: the grouped distributional summaries, given once the experiment ended."""
     finished = sum(counts.get(s, 0) for s in ("succeeded", "failed", "canceled"))
     return {
         "id": e.id,
         "app_id": e.app_id,
         "name": e.name,
         "description": e.description,
-        "type": "batch",
+        "type": e.type.value,
         "status": e.status.value,
         "created_at": e.created_at,
         "updated_at": e.updated_at,
@@ -53,20 +56,22 @@ def experiment_metadata(e: Experiment, counts: dict[str, int]) -> dict[str, Any]
         "number_of_completed_runs": finished,
         "run_counts": counts,
         "option_sets": e.option_sets,
+        "grouped_distributional_summaries": grouped or [],
     }
 
 
-def experiment(e: Experiment, counts: dict[str, int]) -> dict[str, Any]:
+def experiment(
+    e: Experiment, counts: dict[str, int], grouped: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     instance_ids = [t for t in e.targets if not t.startswith("version:")]
     version_ids = [t.split(":", 1)[1] for t in e.targets if t.startswith("version:")]
-    return experiment_metadata(e, counts) | {
+    return experiment_metadata(e, counts, grouped) | {
         "input_set_id": e.input_set_id or "",
         "instance_ids": instance_ids,
         "version_ids": version_ids,
         "targets": e.targets,
         "baseline": e.baseline,
         "objective": e.objective,
-        "grouped_distributional_summaries": [],
     }
 
 
@@ -78,10 +83,12 @@ def experiment_run(run: Run, input_set_id: str | None, input_name: str) -> dict[
         "input_id": run.input_id or "",
         "input_name": input_name,
         "repetition": run.repetition,
-        "input_set_id": input_set_id or "",
+        "input_set_id": run.input_set_id or input_set_id or "",
         "target": target_of(run),
         "result_value": result.get("value") if isinstance(result, dict) else None,
     }
     if run.option_set:
         item["option_set"] = run.option_set
+    if run.scenario_id:
+        item["scenario_id"] = run.scenario_id
     return item

@@ -28,7 +28,7 @@ from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
 from orchestrator.experiments.verdict_html import acceptance_block, gate_block
-from orchestrator.models import Experiment, InputSet
+from orchestrator.models import Experiment, ExperimentStatus, ExperimentType, InputSet
 from orchestrator.services import Services
 
 router = APIRouter(
@@ -71,7 +71,9 @@ class BatchRunBody(BaseModel):
     instance_id: str | None = None
     version_id: str | None = None
     option_set: str | None = None
-    repetition: int | None = None
+    repetition: int | None = Field(default=None, ge=0)
+    scenario_id: str | None = None
+    input_set_id: str | None = None
 
 
 class BatchBody(BaseModel):
@@ -88,6 +90,7 @@ class BatchBody(BaseModel):
     baseline: str | None = None
     objective: str = Field("min", json_schema_extra={"enum": ["min", "max"]})
     priority: int = Field(EXPERIMENT_PRIORITY, json_schema_extra=PRIORITY)
+    type: Literal["batch", "scenario"] = "batch"
 
 
 class NameBody(BaseModel):
@@ -200,7 +203,15 @@ async def delete_input_set(
 @router.post("/experiments/batch", status_code=201, responses=CREATE)
 async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(services)) -> Any:
     runs = [
-        PlannedRun(r.input_id, r.instance_id, r.version_id, r.option_set, r.repetition or 0)
+        PlannedRun(
+            r.input_id,
+            r.instance_id,
+            r.version_id,
+            r.option_set,
+            r.repetition or 0,
+            r.scenario_id,
+            r.input_set_id,
+        )
         for r in body.runs or []
     ]
     exp = await svc.experiments.start(
@@ -218,6 +229,7 @@ async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(se
             baseline=body.baseline,
             objective=body.objective,
             priority=body.priority,
+            type=ExperimentType(body.type),
         )
     )
     return wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))
@@ -225,11 +237,16 @@ async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(se
 
 @router.get("/experiments/batch", responses=errors(422))
 async def list_batches(
-    app_id: AppId, pagereturn: bool = Query(False), svc: Services = Depends(services)
+    app_id: AppId,
+    pagereturn: bool = Query(False),
+    type: ExperimentType | None = Query(
+        None, description="Only experiments of this type (the SDK sends batch or scenario)."
+    ),
+    svc: Services = Depends(services),
 ) -> Any:
     items = [
         wire.experiment_metadata(e, await svc.experiments.counts(app_id, e.id))
-        for e in await svc.experiments.list(app_id)
+        for e in await svc.experiments.list(app_id, type)
     ]
     return page(items, pagereturn)
 
@@ -237,7 +254,8 @@ async def list_batches(
 @router.get("/experiments/batch/{exp_id}")
 async def get_batch(app_id: AppId, exp_id: ExperimentId, svc: Services = Depends(services)) -> Any:
     exp = await svc.experiments.get(app_id, exp_id)
-    return wire.experiment(exp, await svc.experiments.counts(app_id, exp_id))
+    counts = await svc.experiments.counts(app_id, exp_id)
+    return wire.experiment(exp, counts, await _grouped(svc, exp))
 
 
 @router.get("/experiments/batch/{exp_id}/metadata")
@@ -245,7 +263,15 @@ async def batch_metadata(
     app_id: AppId, exp_id: ExperimentId, svc: Services = Depends(services)
 ) -> Any:
     exp = await svc.experiments.get(app_id, exp_id)
-    return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))
+    counts = await svc.experiments.counts(app_id, exp_id)
+    return wire.experiment_metadata(exp, counts, await _grouped(svc, exp))
+
+
+async def _grouped(svc: Services, exp: Experiment) -> list[dict[str, Any]]:
+    """The grouped summaries once the experiment has ended (none while it runs)."""
+    if exp.status == ExperimentStatus.STARTED:
+        return []
+    return await svc.analysis.grouped(exp)
 
 
 @router.get("/experiments/batch/{exp_id}/runs")

@@ -3,7 +3,9 @@
 An acceptance test is a view on the batch experiment with the same id (Nextmv's rule: the
 SDK starts the experiment, then creates the test); its status is the experiment's, and
 its results are computed from the experiment's runs when it ends (``acceptance_eval``).
-Deleting the test deletes the experiment and its runs, as on the platform.
+Deleting the test deletes the experiment and its runs, as on the platform. Once a test is
+made on it, the experiment's type is ``acceptance``: it is listed with the tests, not with
+the batch experiments.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from orchestrator.experiments import acceptance_eval
 from orchestrator.experiments.analysis import experiment_facts
 from orchestrator.experiments.batch import ExperimentService
 from orchestrator.ids import check_label, validate_child_id
-from orchestrator.models import AcceptanceTest, Experiment, ExperimentStatus
+from orchestrator.models import AcceptanceTest, Experiment, ExperimentStatus, ExperimentType
 from orchestrator.registry.lookup import require_app
 from orchestrator.store import Repos, Store
 
@@ -53,6 +55,8 @@ class AcceptanceService:
         if req.control_instance_id == req.candidate_instance_id:
             raise Invalid("the candidate and the control must be different instances")
         exp = await self._experiment(req.app_id, test_id)
+        if exp.type == ExperimentType.SCENARIO:
+            raise Invalid(f"experiment {test_id!r} is a scenario test, not a batch experiment")
         for role, instance_id in (
             ("control", req.control_instance_id),
             ("candidate", req.candidate_instance_id),
@@ -77,6 +81,8 @@ class AcceptanceService:
             if await w.acceptance.get(req.app_id, test_id) is not None:
                 raise Conflict(f"acceptance test {test_id!r} already exists in app {req.app_id!r}")
             await w.acceptance.insert(test)
+            # the test owns its experiment now: it leaves the batch list for the tests' own
+            await w.experiments.set_type(req.app_id, test_id, ExperimentType.ACCEPTANCE)
         return await self.view(test)
 
     async def _experiment(self, app_id: str, test_id: str) -> Experiment:

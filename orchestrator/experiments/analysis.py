@@ -9,10 +9,13 @@ and the loop only awaits the answer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator.experiments.gate import GateResult, evaluate
+from orchestrator.experiments.grouped_summaries import grouped_summaries, point_of
 from orchestrator.experiments.report import render_html
-from orchestrator.experiments.summary import RunFacts, Summary, summarize
-from orchestrator.models import Experiment, Run
+from orchestrator.experiments.summary import RunFacts, Summary, run_metrics, summarize
+from orchestrator.models import Experiment, Run, RunStatus
 from orchestrator.store import Repos, Store
 
 
@@ -28,24 +31,26 @@ async def experiment_runs(repos: Repos, app_id: str, exp_id: str) -> list[Run]:
 
 async def experiment_facts(repos: Repos, app_id: str, exp_id: str) -> list[RunFacts]:
     names = {i.id: i.name for i in await repos.inputs.list(app_id)}
-    return [
-        RunFacts(
-            run_id=r.id,
-            target=target_of(r),
-            input_id=r.input_id or "",
-            input_name=names.get(r.input_id or "", r.input_id or ""),
-            option_set=r.option_set,
-            repetition=r.repetition,
-            status=r.status.value,
-            error=r.error or "",
-            failure_kind=r.failure.kind.value if r.failure else None,
-            statistics=r.statistics,
-            duration_ms=r.duration_ms,
-            peak_memory_mb=r.peak_memory_mb,
-            metrics=r.metrics,
-        )
-        for r in await experiment_runs(repos, app_id, exp_id)
-    ]
+    return [run_facts(r, names) for r in await experiment_runs(repos, app_id, exp_id)]
+
+
+def run_facts(r: Run, names: dict[str, str]) -> RunFacts:
+    """What the summary reads of a run (``names``: input names by id)."""
+    return RunFacts(
+        run_id=r.id,
+        target=target_of(r),
+        input_id=r.input_id or "",
+        input_name=names.get(r.input_id or "", r.input_id or ""),
+        option_set=r.option_set,
+        repetition=r.repetition,
+        status=r.status.value,
+        error=r.error or "",
+        failure_kind=r.failure.kind.value if r.failure else None,
+        statistics=r.statistics,
+        duration_ms=r.duration_ms,
+        peak_memory_mb=r.peak_memory_mb,
+        metrics=r.metrics,
+    )
 
 
 class ExperimentAnalysis:
@@ -73,6 +78,20 @@ class ExperimentAnalysis:
         async def work(repos: Repos) -> tuple[list[RunFacts], Summary]:
             facts = await experiment_facts(repos, exp.app_id, exp.id)
             return facts, summarize(facts, exp.baseline, exp.objective)
+
+        return await self.store.heavy.call(work)
+
+    async def grouped(self, exp: Experiment) -> list[dict[str, Any]]:
+        """``grouped_distributional_summaries`` of the experiment's succeeded runs."""
+
+        async def work(repos: Repos) -> list[dict[str, Any]]:
+            runs = await experiment_runs(repos, exp.app_id, exp.id)
+            points = [
+                point_of(r, run_metrics(run_facts(r, {})))
+                for r in runs
+                if r.status == RunStatus.SUCCEEDED
+            ]
+            return grouped_summaries(points, exp.type)
 
         return await self.store.heavy.call(work)
 

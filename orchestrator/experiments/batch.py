@@ -30,6 +30,7 @@ from orchestrator.ids import check_label, new_id, validate_child_id
 from orchestrator.models import (
     Experiment,
     ExperimentStatus,
+    ExperimentType,
     ManagedInput,
     Run,
     RunStatus,
@@ -57,6 +58,8 @@ class PlannedRun:
     version_id: str | None = None
     option_set: str | None = None
     repetition: int = 0
+    scenario_id: str | None = None
+    input_set_id: str | None = None
 
 
 @dataclass
@@ -74,6 +77,7 @@ class BatchRequest:
     baseline: str | None = None
     objective: str = "min"
     priority: int = EXPERIMENT_PRIORITY
+    type: ExperimentType = ExperimentType.BATCH
 
 
 class ExperimentService:
@@ -101,6 +105,8 @@ class ExperimentService:
             raise Conflict(f"experiment {exp_id!r} already exists in app {req.app_id!r}")
         if req.objective not in ("min", "max"):
             raise Invalid(f"objective must be min or max, got {req.objective!r}")
+        if req.type not in (ExperimentType.BATCH, ExperimentType.SCENARIO):
+            raise Invalid("an acceptance experiment is made by creating an acceptance test")
         plan = req.runs or await self._cross_product(req)
         runs = await self._prepare(req, exp_id, plan)
         targets = list(dict.fromkeys(target_of(r) for r in runs))
@@ -120,6 +126,7 @@ class ExperimentService:
             targets=targets,
             baseline=req.baseline,
             objective=req.objective,
+            type=req.type,
         )
         async with self.store.write() as w:
             await w.experiments.insert(exp)
@@ -158,6 +165,7 @@ class ExperimentService:
         if not plan:
             raise Invalid("the experiment has no runs")
         inputs: dict[str, ManagedInput] = {}
+        await self._check_input_sets(req.app_id, plan)
         templates: dict[tuple[str | None, str | None, str | None], Run] = {}
         runs = []
         for n, item in enumerate(plan):
@@ -196,9 +204,16 @@ class ExperimentService:
                     input_size=source.size,
                     option_set=item.option_set,
                     repetition=item.repetition,
+                    scenario_id=item.scenario_id,
+                    input_set_id=item.input_set_id or req.input_set_id,
                 )
             )
         return runs
+
+    async def _check_input_sets(self, app_id: str, plan: builtins.list[PlannedRun]) -> None:
+        """The input sets runs name (a scenario test's, one per scenario) must exist."""
+        for set_id in dict.fromkeys(p.input_set_id for p in plan if p.input_set_id):
+            await self.input_sets.get(app_id, set_id)
 
     async def get(self, app_id: str, exp_id: str) -> Experiment:
         exp = await self.store.read.experiments.get(app_id, exp_id)
@@ -207,9 +222,12 @@ class ExperimentService:
             raise NotFound(f"experiment {exp_id!r} not found in app {app_id!r}")
         return exp
 
-    async def list(self, app_id: str) -> builtins.list[Experiment]:
+    async def list(
+        self, app_id: str, kind: ExperimentType | None = None
+    ) -> builtins.list[Experiment]:
+        """The app's experiments, newest first; with ``kind``, only those of that type."""
         await require_app(self.store.read, app_id)
-        return await self.store.read.experiments.list(app_id)
+        return await self.store.read.experiments.list(app_id, kind)
 
     async def counts(self, app_id: str, exp_id: str) -> dict[str, int]:
         return await self.store.read.runs.experiment_counts(app_id, exp_id)

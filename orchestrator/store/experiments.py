@@ -5,7 +5,14 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from orchestrator.models import Experiment, ExperimentStatus, InputSet, ManagedInput, now
+from orchestrator.models import (
+    Experiment,
+    ExperimentStatus,
+    ExperimentType,
+    InputSet,
+    ManagedInput,
+    now,
+)
 from orchestrator.store.db import Connection
 from orchestrator.store.rows import dump, load
 
@@ -146,6 +153,7 @@ class InputSetRepo:
 def _experiment(row: Any) -> Experiment:
     data = dict(row)
     data["status"] = ExperimentStatus(data["status"])
+    data["type"] = ExperimentType(data["type"])
     data["option_sets"] = load(data["option_sets"])
     data["targets"] = load(data["targets"])
     return Experiment(**data)
@@ -161,10 +169,19 @@ class ExperimentRepo:
         )
         return None if row is None else _experiment(row)
 
-    async def list(self, app_id: str) -> builtins.list[Experiment]:
-        rows = await self.conn.all(
-            "SELECT * FROM experiments WHERE app_id = ? ORDER BY created_at DESC", (app_id,)
-        )
+    async def list(
+        self, app_id: str, kind: ExperimentType | None = None
+    ) -> builtins.list[Experiment]:
+        """Newest first; with ``kind``, only the experiments of that type."""
+        if kind is None:
+            rows = await self.conn.all(
+                "SELECT * FROM experiments WHERE app_id = ? ORDER BY created_at DESC", (app_id,)
+            )
+        else:
+            rows = await self.conn.all(
+                "SELECT * FROM experiments WHERE app_id = ? AND type = ? ORDER BY created_at DESC",
+                (app_id, kind.value),
+            )
         return [_experiment(r) for r in rows]
 
     async def started(self) -> builtins.list[Experiment]:
@@ -174,8 +191,8 @@ class ExperimentRepo:
     async def insert(self, e: Experiment) -> None:
         await self.conn.execute(
             "INSERT INTO experiments (app_id, id, name, description, input_set_id, status,"
-            " option_sets, targets, baseline, objective, requested_runs, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " option_sets, targets, baseline, objective, type, requested_runs, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.app_id,
                 e.id,
@@ -187,6 +204,7 @@ class ExperimentRepo:
                 dump(e.targets),
                 e.baseline,
                 e.objective,
+                e.type.value,
                 e.requested_runs,
                 e.created_at,
                 e.updated_at,
@@ -199,6 +217,12 @@ class ExperimentRepo:
             "UPDATE experiments SET name = ?, description = ?, status = ?, ended_at = ?,"
             " updated_at = ? WHERE app_id = ? AND id = ?",
             (e.name, e.description, e.status.value, e.ended_at, e.updated_at, e.app_id, e.id),
+        )
+
+    async def set_type(self, app_id: str, exp_id: str, kind: ExperimentType) -> None:
+        await self.conn.execute(
+            "UPDATE experiments SET type = ? WHERE app_id = ? AND id = ?",
+            (kind.value, app_id, exp_id),
         )
 
     async def finish(self, app_id: str, exp_id: str, status: ExperimentStatus) -> bool:

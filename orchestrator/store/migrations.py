@@ -351,6 +351,18 @@ CREATE TABLE ensemble_runs (
 )
 """
 
+_SCENARIO = """
+ALTER TABLE experiments ADD COLUMN type TEXT NOT NULL DEFAULT 'batch'
+    CHECK (type IN ('batch', 'scenario', 'acceptance'));
+-- an experiment an acceptance test was made on is listed with the acceptance tests
+UPDATE experiments SET type = 'acceptance' WHERE EXISTS (
+    SELECT 1 FROM acceptance_tests t WHERE t.app_id = experiments.app_id AND t.id = experiments.id
+);
+CREATE INDEX experiments_by_type ON experiments (app_id, type, created_at DESC);
+ALTER TABLE runs ADD COLUMN scenario_id TEXT;
+ALTER TABLE runs ADD COLUMN input_set_id TEXT
+"""
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -359,4 +371,5 @@ MIGRATIONS: list[str] = [
     _SECRETS,
     _ACCEPTANCE,
     _ENSEMBLES,
+    _SCENARIO,
 ]
