@@ -24,6 +24,7 @@ from orchestrator.api.fields import (
 )
 from orchestrator.api.instances import option_strings
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, SUMMARY, errors
+from orchestrator.api.scenario_wire import ScenarioBody, scenario_spec
 from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
@@ -91,6 +92,7 @@ class BatchBody(BaseModel):
     objective: str = Field("min", json_schema_extra={"enum": ["min", "max"]})
     priority: int = Field(EXPERIMENT_PRIORITY, json_schema_extra=PRIORITY)
     type: Literal["batch", "scenario"] = "batch"
+    scenarios: list[ScenarioBody] | None = None
 
 
 class NameBody(BaseModel):
@@ -230,6 +232,7 @@ async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(se
             objective=body.objective,
             priority=body.priority,
             type=ExperimentType(body.type),
+            scenarios=[scenario_spec(s) for s in body.scenarios or []],
         )
     )
     return wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))

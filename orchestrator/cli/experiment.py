@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import typer
 
-from orchestrator.cli import acceptance, input_set
+from orchestrator.cli import acceptance, input_set, scenario
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
 from orchestrator.cli.flags import WaitOption, renamed
@@ -28,7 +28,8 @@ from orchestrator.errors import OrchError
 from orchestrator.experiments.gate import parse as parse_gate
 
 app = typer.Typer(
-    help="Experiments: input sets, and batch experiments that compare instances and versions.",
+    help="Experiments: input sets, batch experiments that compare instances and versions,"
+    " acceptance tests and scenario tests.",
     no_args_is_help=True,
 )
 batch_app = typer.Typer(
@@ -38,6 +39,7 @@ batch_app = typer.Typer(
 app.add_typer(input_set.app, name="input-set")
 app.add_typer(batch_app, name="batch")
 app.add_typer(acceptance.app, name="acceptance")
+app.add_typer(scenario.app, name="scenario")
 
 POLL_SECONDS = 0.2
 EXIT_CODES = {"completed": 0, "failed": 1, "canceled": 2}
@@ -271,9 +273,9 @@ def get_batch(
 def list_batches(
     app_id: str = AppOption, home: Path | None = HomeOption, as_json: bool = JsonOption
 ) -> None:
-    """List the app's batch experiments."""
+    """List the app's batch experiments (scenario and acceptance tests have their own list)."""
     with errors_to_exit(), client(home) as api:
-        data = api.batches.list(app_id)
+        data = api.batches.list(app_id, "batch")
     emit(data, as_json, view.experiments)
 
 

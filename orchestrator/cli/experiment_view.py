@@ -210,8 +210,9 @@ def experiments(rows: list[Experiment]) -> None:
     table([r | {"progress": _progress_text(r)} for r in rows], EXPERIMENT_COLUMNS)
 
 
-def runs(items: list[ExperimentRun]) -> None:
-    """Experiment runs: the daemon gives each its target, input name and result.value."""
+def runs(items: list[ExperimentRun], with_scenario: bool = False) -> None:
+    """Experiment runs: the daemon gives each its target, input name and result.value
+    (and, in a scenario test, its scenario)."""
     rows = [
         r
         | {
@@ -220,7 +221,12 @@ def runs(items: list[ExperimentRun]) -> None:
         }
         for r in items
     ]
-    table(rows, RUN_COLUMNS)
+    table(
+        rows,
+        [RUN_COLUMNS[0], ("scenario", "scenario_id"), *RUN_COLUMNS[1:]]
+        if with_scenario
+        else RUN_COLUMNS,
+    )
 
 
 def input_set(data: InputSet) -> None:

@@ -80,8 +80,11 @@ class Batches:
     def get(self, app_id: str, exp_id: str) -> Experiment:
         return cast(Experiment, self._http.request("GET", _batch(app_id, exp_id)).json())
 
-    def list(self, app_id: str) -> list[Experiment]:
-        return cast(list[Experiment], self._http.request("GET", _batch(app_id)).json())
+    def list(self, app_id: str, kind: str | None = None) -> list[Experiment]:
+        """The app's experiments; with ``kind`` (batch, scenario, acceptance), that type's."""
+        params = {"type": kind} if kind else None
+        answer = self._http.request("GET", _batch(app_id), params=params)
+        return cast(list[Experiment], answer.json())
 
     def metadata(self, app_id: str, exp_id: str) -> ExperimentMetadata:
         answer = self._http.request("GET", _batch(app_id, exp_id, "/metadata"))

@@ -270,6 +270,8 @@ class ExperimentMetadata(TypedDict):
     number_of_requested_runs: int
     number_of_completed_runs: int
     run_counts: dict[str, int]
+    type: str  # "batch" | "scenario" | "acceptance"
+    grouped_distributional_summaries: list[dict[str, Any]]
 
 
 class Experiment(ExperimentMetadata):
@@ -287,6 +289,7 @@ class ExperimentRun(RunItem):
     repetition: int
     result_value: float | None
     option_set: NotRequired[str]
+    scenario_id: NotRequired[str]
 
 
 class ExperimentRuns(TypedDict):

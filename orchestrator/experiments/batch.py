@@ -25,6 +25,7 @@ from orchestrator.experiments.inputs import (
     relabel,
     require_input,
 )
+from orchestrator.experiments.scenarios import ScenarioSpec, expand
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, validate_child_id
 from orchestrator.models import (
@@ -78,6 +79,8 @@ class BatchRequest:
     objective: str = "min"
     priority: int = EXPERIMENT_PRIORITY
     type: ExperimentType = ExperimentType.BATCH
+    scenarios: builtins.list[ScenarioSpec] = field(default_factory=list)
+    """A scenario test given by its scenarios (``experiments.scenarios`` expands them)."""
 
 
 class ExperimentService:
@@ -107,6 +110,8 @@ class ExperimentService:
             raise Invalid(f"objective must be min or max, got {req.objective!r}")
         if req.type not in (ExperimentType.BATCH, ExperimentType.SCENARIO):
             raise Invalid("an acceptance experiment is made by creating an acceptance test")
+        if req.scenarios:
+            req = await self._scenario_request(req)
         plan = req.runs or await self._cross_product(req)
         runs = await self._prepare(req, exp_id, plan)
         targets = list(dict.fromkeys(target_of(r) for r in runs))
@@ -133,6 +138,30 @@ class ExperimentService:
         self._track((req.app_id, exp_id), [run.id for run in runs])
         await self.runs.create_many(runs)
         return exp
+
+    async def _scenario_request(self, req: BatchRequest) -> BatchRequest:
+        """The request with the runs and option sets its scenarios expand to."""
+        if req.runs or req.input_set_id or req.instance_ids or req.version_ids or req.option_sets:
+            raise Invalid("a scenario test is given by its scenarios or by its runs, not both")
+        set_ids = dict.fromkeys(s.input_set_id for s in req.scenarios if s.input_set_id)
+        members = {
+            set_id: (await self.input_sets.get(req.app_id, set_id)).input_ids for set_id in set_ids
+        }
+        option_sets, expanded = expand(req.scenarios, members, req.repetitions)
+        runs = [
+            PlannedRun(
+                r.input_id,
+                instance_id=r.instance_id,
+                option_set=r.option_set,
+                repetition=r.repetition,
+                scenario_id=r.scenario_id,
+                input_set_id=r.input_set_id,
+            )
+            for r in expanded
+        ]
+        return replace(
+            req, runs=runs, option_sets=option_sets, type=ExperimentType.SCENARIO, scenarios=[]
+        )
 
     async def _cross_product(self, req: BatchRequest) -> builtins.list[PlannedRun]:
         if not req.input_set_id:
