@@ -35,7 +35,7 @@ def app_id(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_create_wait_get_list_runs_delete(daemon: Daemon, app_id: str) -> None:
     proc = orch(
         daemon,
-        *("scenario", "create", "-a", app_id, "-t", "sizes", "-n", "Sizes"),
+        *("scenario", "create", "-a", app_id, "-b", "sizes", "-n", "Sizes"),
         *("--scenario", "id=plain,instance=prod,input-set=known,scale=1|2"),
         *("--scenario", "instance=prod,input-set=known"),
         *("--repetitions", "2", "--wait"),
@@ -46,11 +46,11 @@ def test_create_wait_get_list_runs_delete(daemon: Daemon, app_id: str) -> None:
     assert by_option_set["plain_1"][2] == "scale=2"
     assert by_option_set["scenario-2_0"][4] == "23.333"  # mean of 10, 20, 40 (x2 repetitions)
 
-    data = json.loads(orch(daemon, "scenario", "get", "-a", app_id, "-t", "sizes", "--json").stdout)
+    data = json.loads(orch(daemon, "scenario", "get", "-a", app_id, "-b", "sizes", "--json").stdout)
     assert data["type"] == "scenario" and data["status"] == "completed"
     assert data["number_of_runs"] == 18 and data["run_counts"] == {"succeeded": 18}
     runs = json.loads(
-        orch(daemon, "scenario", "runs", "-a", app_id, "-t", "sizes", "--json").stdout
+        orch(daemon, "scenario", "runs", "-a", app_id, "-b", "sizes", "--json").stdout
     )
     assert len(runs["runs"]) == 18
     assert {(r["scenario_id"], r["option_set"]) for r in runs["runs"]} == {
@@ -82,10 +82,10 @@ def test_create_wait_get_list_runs_delete(daemon: Daemon, app_id: str) -> None:
     assert scenario_ids == ["sizes"] and batch_ids == ["plainbatch"]
 
     refused = orch(
-        daemon, "scenario", "delete", "-a", app_id, "-t", "plainbatch", "--confirm", code=1
+        daemon, "scenario", "delete", "-a", app_id, "-b", "plainbatch", "--confirm", code=1
     )
     assert "not a scenario test" in refused.stderr
-    orch(daemon, "scenario", "delete", "-a", app_id, "-t", "sizes", "--confirm")
+    orch(daemon, "scenario", "delete", "-a", app_id, "-b", "sizes", "--confirm")
     assert json.loads(orch(daemon, "scenario", "list", "-a", app_id, "--json").stdout) == []
 
 

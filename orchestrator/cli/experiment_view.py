@@ -198,7 +198,8 @@ def experiment(data: Experiment) -> None:
     view = data | {
         "targets_text": ", ".join(data.get("targets") or []),
         "option_sets_text": "; ".join(
-            f"{name}: {pairs(opts)}" for name, opts in (data.get("option_sets") or {}).items()
+            f"{name}: {pairs(opts) or '-'}"
+            for name, opts in (data.get("option_sets") or {}).items()
         ),
         "progress": _progress_text(data),
         "counts_text": pairs(data.get("run_counts")),

@@ -44,9 +44,19 @@ GROUP_COLUMNS = [
     ("min", "min"),
     ("max", "max"),
 ]
-TestIdOption = typer.Option(..., "--scenario-test-id", "-t", help="Scenario test ID.")
+TestIdOption = typer.Option(
+    ...,
+    "--batch-experiment-id",
+    "--scenario-test-id",
+    "-b",
+    help="Scenario test ID (= its batch experiment's).",
+)
 NewTestIdOption = typer.Option(
-    None, "--scenario-test-id", "-t", help="Scenario test ID (default: generated)."
+    None,
+    "--batch-experiment-id",
+    "--scenario-test-id",
+    "-b",
+    help="Scenario test ID (= its batch experiment's; default: generated).",
 )
 ScenarioOption = typer.Option(
     ...,
