@@ -21,10 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Any
 
-from orchestrator.experiments.stats import PERCENTILES, Statistic, sample_std, shift_for
-from orchestrator.experiments.summary import CUSTOM_PREFIX, metric_order
+from orchestrator.experiments.stats import (
+    PERCENTILES,
+    sample_std,
+    shift_for,
+    shifted_geometric_mean,
+)
+from orchestrator.experiments.summary import CUSTOM_PREFIX, metric_order, quantile
 from orchestrator.models import ExperimentType, Run
 
 TARGET = ("instanceID", "versionID")
@@ -55,19 +61,24 @@ def indicator(metric: str) -> str:
 
 
 def distribution(values: Sequence[float]) -> dict[str, Any]:
-    """One indicator's distribution over a non-empty list of finite values."""
-    shift = shift_for(values)
+    """One indicator's distribution over a non-empty list of finite values.
+
+    The functions behind ``stats.Statistic``, called directly: a 10,000-run experiment has
+    ~60,000 distributions (per input and target), and the enum dispatch tripled the time.
+    """
+    ordered = sorted(values)
+    shift = shift_for(ordered)
     return {
-        "min": min(values),
-        "max": max(values),
-        "count": len(values),
-        "mean": Statistic.MEAN.of(values),
-        "std": sample_std(values),
+        "min": ordered[0],
+        "max": ordered[-1],
+        "count": len(ordered),
+        "mean": fmean(ordered),
+        "std": sample_std(ordered),
         "shifted_geometric_mean": {
-            "value": Statistic.SHIFTED_GEOMETRIC_MEAN.of(values, shift),
+            "value": shifted_geometric_mean(ordered, shift),
             "shift": shift,
         },
-        "percentiles": {p: Statistic(p).of(values) for p in PERCENTILES},
+        "percentiles": {p: quantile(ordered, int(p[1:]) / 100) for p in PERCENTILES},
     }
 
 
