@@ -10,6 +10,7 @@ from collections import Counter
 
 import httpx
 import pytest
+import requests
 from nextmv import cloud
 from nextmv.cloud import (
     BatchExperimentRun,
@@ -22,6 +23,13 @@ from nextmv.polling import PollingOptions
 from nextmv.status import StatusV2
 
 from tests.helpers import Daemon, unique
+
+LE_MEAN = {
+    "field": "result.value",
+    "metric_type": "direct-comparison",
+    "params": {"operator": "le", "tolerance": {"type": "absolute", "value": 0}},
+    "statistic": "mean",
+}
 
 
 def one_item(value: int) -> dict[str, object]:
@@ -132,7 +140,7 @@ def test_scenario_test_runs_every_combination(
 def test_lists_filter_by_type_and_a_test_is_updated_and_deleted(
     knapsack: cloud.Application, instances: tuple[str, str, str], fast: PollingOptions
 ) -> None:
-    _, fine, _ = instances
+    _, fine, rough = instances
     input_id = keep(knapsack, 5).id
     scenario = Scenario(
         instance_id=fine,
@@ -162,6 +170,13 @@ def test_lists_filter_by_type_and_a_test_is_updated_and_deleted(
     updated = knapsack.update_scenario_test(test.id, name="Renamed", description="why")
     assert updated.name == "Renamed"
     assert knapsack.scenario_test(test.id).description == "why"
+
+    with pytest.raises(requests.HTTPError) as refused:  # a scenario test is no batch to gate
+        knapsack.new_acceptance_test(
+            candidate_instance_id=rough, baseline_instance_id=fine, metrics=[LE_MEAN], id=test.id
+        )
+    assert refused.value.response is not None and refused.value.response.status_code == 400
+    assert "is a scenario test" in refused.value.response.text
 
     knapsack.delete_scenario_test(test.id)
     assert test.id not in [t.id for t in knapsack.list_scenario_tests()]
@@ -219,14 +234,7 @@ def test_an_acceptance_tests_experiment_leaves_the_batch_list(
     knapsack.new_acceptance_test(
         candidate_instance_id=rough,
         baseline_instance_id=fine,
-        metrics=[
-            {
-                "field": "result.value",
-                "metric_type": "direct-comparison",
-                "params": {"operator": "le", "tolerance": {"type": "absolute", "value": 0}},
-                "statistic": "mean",
-            }
-        ],
+        metrics=[LE_MEAN],
         id=batch_id,
     )
     assert knapsack.batch_experiment(batch_id).type == "acceptance"
