@@ -39,9 +39,10 @@ def input_set(s: InputSet, members: list[ManagedInput]) -> dict[str, Any]:
 def experiment_metadata(
     e: Experiment, counts: dict[str, int], grouped: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """``grouped``: the grouped distributional summaries, given once the experiment ended."""
+    """``grouped``: the grouped distributional summaries (lists leave them out: they cost
+    a read of every run)."""
     finished = sum(counts.get(s, 0) for s in ("succeeded", "failed", "canceled"))
-    return {
+    data: dict[str, Any] = {
         "id": e.id,
         "app_id": e.app_id,
         "name": e.name,
@@ -56,8 +57,10 @@ def experiment_metadata(
         "number_of_completed_runs": finished,
         "run_counts": counts,
         "option_sets": e.option_sets,
-        "grouped_distributional_summaries": grouped or [],
     }
+    if grouped is not None:
+        data["grouped_distributional_summaries"] = grouped
+    return data
 
 
 def experiment(

@@ -287,7 +287,7 @@ class ExperimentMetadata(TypedDict):
     number_of_completed_runs: int
     run_counts: dict[str, int]
     type: str  # "batch" | "scenario" | "acceptance"
-    grouped_distributional_summaries: list[dict[str, Any]]
+    grouped_distributional_summaries: NotRequired[list[dict[str, Any]]]  # get, not list
 
 
 class Experiment(ExperimentMetadata):
