@@ -24,7 +24,7 @@ from orchestrator.experiments.inputs import (
     InputSetService,
     require_input,
 )
-from orchestrator.experiments.scenarios import ScenarioSpec, expand
+from orchestrator.experiments.scenarios import ScenarioSpec, expand, interleave
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import (
@@ -112,6 +112,8 @@ class ExperimentService:
         if req.scenarios:
             req = await self._scenario_request(req)
         plan = req.runs or await self._cross_product(req)
+        if req.type == ExperimentType.SCENARIO:
+            plan = interleave(plan, lambda r: (r.scenario_id, r.option_set))
         runs = await self._prepare(req, exp_id, plan)
         targets = list(dict.fromkeys(target_of(r) for r in runs))
         if req.baseline is not None and req.baseline not in targets:
