@@ -108,8 +108,13 @@ def test_metadata_shows_children_winner_and_parent(daemon: Daemon, app_id: str, 
     assert children["scale1"][2:] == ["0", "succeeded", "444", "yes"]
     assert children["scale16"][2:] == ["0", "succeeded", "236", "-"]
     assert f"winner {children['scale1'][0]}" in shown.stderr
+    assert re.search(r"ensemble\s+definition best", shown.stdout)
     child = orch(daemon, f"app run metadata -a {app_id} -r {children['scale16'][0]}").stdout
-    assert re.search(rf"ensemble run\s+{run_id}", child)
+    assert re.search(rf"ensemble\s+child of run {run_id}", child)
+    again = orch(daemon, f"ensemble result -a {app_id} -r {run_id}")
+    assert {r[0]: r[1:] for r in rows(again.stdout, "run-")} == {
+        r[0]: r[1:] for r in children.values()
+    }
     result = orch_json(daemon, f"ensemble result -a {app_id} -r {run_id}")
     assert result["selected_run_id"] == children["scale1"][0]
     assert {c["run_group_id"] for c in result["child_runs"]} == {"scale1", "scale16"}

@@ -178,6 +178,6 @@ def result(
 
     def human(d: EnsembleResult) -> None:
         view.show_children(d)
-        say(view.winner_line(d))
+        view.say_winner(d)
 
     emit(data, as_json, human)

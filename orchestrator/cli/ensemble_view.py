@@ -6,11 +6,12 @@ the line naming its winner after ``--wait`` or ``result``).
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import Any
 
 from orchestrator.cli.flags import pairs
-from orchestrator.cli.output import record, table
+from orchestrator.cli.output import record, say, table
 from orchestrator.client.types import (
     EnsembleChild,
     EnsembleDefinition,
@@ -107,6 +108,13 @@ def winner_line(result: EnsembleResult) -> str:
         f"{head}: winner {chosen['id']} (run group {chosen['run_group_id']}, repetition "
         f"{chosen['repetition']}) of {len(children)} child runs ({tally})"
     )
+
+
+def say_winner(result: EnsembleResult) -> None:
+    """The winner line on stderr, after the table on stdout (flushed first: at a terminal
+    both streams share the screen, and the line must not land inside the table)."""
+    sys.stdout.flush()
+    say(winner_line(result))
 
 
 def _chosen(result: EnsembleResult) -> EnsembleChild | None:

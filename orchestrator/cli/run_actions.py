@@ -77,12 +77,14 @@ def metadata(
 
     def human(d: RunInfo) -> None:
         view = _metadata_view(d)
+        if ensemble is not None:
+            view["ensemble"] = f"definition {ensemble['ensemble_definition_id']}"
         record(view, [(k, k) for k in view])
         if ensemble is not None:
             from orchestrator.cli import ensemble_view
 
             ensemble_view.show_children(ensemble)
-            say(ensemble_view.winner_line(ensemble))
+            ensemble_view.say_winner(ensemble)
 
     emit(data, as_json, human)
 
@@ -113,7 +115,7 @@ def _metadata_view(info: RunInfo) -> dict[str, Any]:
         "tracked": "yes: ran elsewhere"
         if (m.get("run_type") or {}).get("type") == "external"
         else None,
-        "ensemble run": m.get("parent_run_id"),
+        "ensemble": f"child of run {m['parent_run_id']}" if m.get("parent_run_id") else None,
         "error": m.get("error"),
     }
 
