@@ -5,17 +5,39 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.console.conftest import Visit
 from tests.helpers import SAMPLES, Daemon, create_app, push_dir, unique, wait_run
 
+EXPECT_TIMEOUT = 30_000
+
+
+RULES = [{"id": "value", "statistics_path": "$.result.value", "objective": "maximize",
+          "tolerance": {"value": 0, "type": "absolute"}, "index": 0}]  # fmt: skip
+INPUT = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
+
+
+def _define(api: httpx.Client, app_id: str, definition_id: str, groups: list[Any]) -> None:
+    body = {"id": definition_id, "run_groups": groups, "rules": RULES}
+    r = api.post(f"/v1/applications/{app_id}/ensembles", json=body)
+    assert r.status_code == 201, r.text
+
+
+def _start(api: httpx.Client, app_id: str, definition_id: str) -> str:
+    config = {"run_type": {"type": "ensemble", "definition_id": definition_id}}
+    r = api.post(f"/v1/applications/{app_id}/runs", json={"input": INPUT, "configuration": config})
+    assert r.status_code == 201, r.text
+    return str(r.json()["run_id"])
+
 
 @pytest.fixture(scope="module")
-def ensemble_run(console_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A knapsack app whose ensemble "best" ran scale1 (value 444) against scale16 (236)
-    and kept scale1: "app-id/run-id" of the finished ensemble run."""
+def ensemble_app(console_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A knapsack app with instances scale1 (value 444) and scale16 (236), and two
+    ensembles of them: "best" (named "Best of two") and "slow" (scale1 takes 8 s, scale16 3 s)."""
     tmp: Path = tmp_path_factory.mktemp("ensemble")
     with console_daemon.client() as api:
         app_id = create_app(api, unique("ens"), name="Ensembles")
@@ -25,25 +47,24 @@ def ensemble_run(console_daemon: Daemon, tmp_path_factory: pytest.TempPathFactor
             body = {"id": f"scale{scale}", "version_id": "v1",
                     "configuration": {"options": {"scale": str(scale)}}}  # fmt: skip
             assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
-        definition = {
-            "id": "best",
-            "name": "Best of two",
-            "run_groups": [{"id": "fine", "instance_id": "scale1"},
-                           {"id": "rough", "instance_id": "scale16"}],
-            "rules": [{"id": "value", "statistics_path": "$.result.value",
-                       "objective": "maximize", "tolerance": {"value": 0, "type": "absolute"},
-                       "index": 0}],
-        }  # fmt: skip
-        r = api.post(f"/v1/applications/{app_id}/ensembles", json=definition)
-        assert r.status_code == 201, r.text
-        data = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
-        config = {"run_type": {"type": "ensemble", "definition_id": "best"}}
-        r = api.post(f"/v1/applications/{app_id}/runs",
-                     json={"input": data, "configuration": config})  # fmt: skip
-        assert r.status_code == 201, r.text
-        run_id = r.json()["run_id"]
-        assert wait_run(api, app_id, run_id)["metadata"]["status_v2"] == "succeeded"
-    return f"{app_id}/{run_id}"
+        fine, rough = (
+            {"id": "fine", "instance_id": "scale1"},
+            {"id": "rough", "instance_id": "scale16"},
+        )
+        _define(api, app_id, "best", [fine, rough])
+        api.patch(f"/v1/applications/{app_id}/ensembles/best", json={"name": "Best of two"})
+        slow = [{**fine, "options": {"sleep": "8"}}, {**rough, "options": {"sleep": "3"}}]
+        _define(api, app_id, "slow", slow)
+    return app_id
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(console_daemon: Daemon, ensemble_app: str) -> str:
+    """The finished run of "best", as "app-id/run-id"."""
+    with console_daemon.client() as api:
+        run_id = _start(api, ensemble_app, "best")
+        assert wait_run(api, ensemble_app, run_id)["metadata"]["status_v2"] == "succeeded"
+    return f"{ensemble_app}/{run_id}"
 
 
 def test_ensemble_run_links_children_marks_winner_and_child_links_back(
@@ -74,3 +95,25 @@ def test_ensemble_run_links_children_marks_winner_and_child_links_back(
     parent.click()
     page.wait_for_url(f"**/runs/{run_id}")
     page.locator("[data-ensemble-children]").wait_for()
+
+
+def test_an_ensemble_run_page_follows_its_children_live(
+    signed_in: Visit, console_daemon: Daemon, ensemble_app: str
+) -> None:
+    """Opened while both children run: the quicker one turns succeeded while the ensemble
+    run waits for the other, then the winner is marked, all without a reload."""
+    with console_daemon.client() as api:
+        run_id = _start(api, ensemble_app, "slow")
+    page = signed_in.page
+    signed_in.goto(f"/apps/{ensemble_app}/runs/{run_id}")
+    page.evaluate("window.__notReloaded = true")
+    assert page.locator("[data-run-status=running]").count() == 1
+    done = "[data-ensemble-children] [data-status=succeeded]"
+    assert page.locator(done).count() == 0
+    page.locator(done).first.wait_for(timeout=EXPECT_TIMEOUT)
+    # the ensemble run still waits for the slow child
+    assert page.locator("[data-run-status=running]").count() == 1
+    page.locator("[data-ensemble-children] [data-winner]").wait_for(timeout=EXPECT_TIMEOUT)
+    assert "fine" in page.locator("[data-ensemble-children] [data-winner]").inner_text()
+    assert page.locator("[data-run-status=succeeded]").count() == 1
+    assert page.evaluate("window.__notReloaded") is True
