@@ -4,6 +4,7 @@ and a child's way back to its ensemble run."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,18 @@ def test_an_ensemble_run_page_follows_its_children_live(
     assert "fine" in page.locator("[data-ensemble-children] [data-winner]").inner_text()
     assert page.locator("[data-run-status=succeeded]").count() == 1
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_an_ensemble_runs_from_the_app_page(signed_in: Visit, ensemble_app: str) -> None:
+    page = signed_in.page
+    signed_in.goto(f"/apps/{ensemble_app}")
+    page.get_by_role("link", name="Run ensemble best").click()
+    page.wait_for_url("**/runs/new?ensemble=best")
+    assert page.get_by_label("Ensemble").input_value() == "best"
+    page.locator("#run-input").fill(json.dumps(INPUT))
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url(re.compile(r".*/runs/run-[0-9a-z]+$"))
+    assert page.locator("[data-ensemble-children] [data-child]").count() == 2
+    page.locator("[data-ensemble-children] [data-winner]").wait_for(timeout=EXPECT_TIMEOUT)
+    assert "444" in page.locator("[data-ensemble-children] [data-winner]").inner_text()
+    assert "ensemble best" in page.locator("#run-panels .muted").first.inner_text()
