@@ -77,6 +77,8 @@ def test_ensemble_run_links_children_marks_winner_and_child_links_back(
     listed = page.locator("[data-ensembles] [data-ensemble=best]").inner_text()
     assert "fine → scale1" in listed and "rough → scale16" in listed
     assert "maximize $.result.value" in listed and "Best of two" in listed
+    page.locator("[data-ensembles]").scroll_into_view_if_needed()
+    signed_in.shot("ensemble-app", full_page=False)
 
     signed_in.goto(f"/apps/{app_id}/runs/{run_id}")
     children = page.locator("[data-ensemble-children] [data-child]")
