@@ -148,3 +148,55 @@ def test_bad_input_is_a_clear_error(daemon: Daemon, app_id: str, best: str) -> N
     assert "is not an ensemble run" in error(f"ensemble result -a {app_id} -r {plain.stdout}")
     names = [d["id"] for d in orch_json(daemon, f"ensemble list -a {app_id}")]
     assert "ghost" not in names and len(names) == len(set(names))
+
+
+def test_a_file_and_flags_make_one_definition(tmp_path: Path) -> None:
+    """In-process: the file's groups and rules come first, the flags' are added after."""
+    from orchestrator.cli.ensemble_spec import GroupFlags, RuleFlags, definition_body
+
+    saved = tmp_path / "d.json"
+    saved.write_text(json.dumps({
+        "id": "kept", "application_id": "other-app", "created_at": "2026-01-01T00:00:00Z",
+        "run_groups": [{"id": "a", "instance_id": "a"}],
+        "rules": [{"id": "first", "statistics_path": "$.x", "objective": "minimize",
+                   "tolerance": {"value": 1, "type": "absolute"}, "index": 0}],
+    }))  # fmt: skip
+    body = definition_body(
+        saved,
+        ['[{"id": "b", "instance_id": "b"}]'],
+        None,
+        GroupFlags(["c"], 3, ["k=v"]),
+        RuleFlags("$.result.custom[0].gap", "maximize", 0.5, "relative"),
+    )
+    assert "application_id" not in body and "created_at" not in body and body["id"] == "kept"
+    assert [(g["id"], g.get("repetitions")) for g in body["run_groups"]] == [
+        ("a", None),
+        ("b", None),
+        ("c", 3),
+    ]
+    assert body["run_groups"][2]["options"] == {"k": "v"}
+    added = body["rules"][1]
+    assert (added["id"], added["index"]) == ("result.custom_0_.gap", 1)
+    assert added["tolerance"] == {"value": 0.5, "type": "relative"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not valid JSON"),
+        ("[]", "must hold a JSON object"),
+        ('{"run_groups": {"id": "a"}}', "run_groups must be an array of objects"),
+    ],
+)
+def test_a_bad_file_is_refused_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    import typer
+
+    from orchestrator.cli.ensemble_spec import GroupFlags, RuleFlags, definition_body
+
+    saved = tmp_path / "d.json"
+    saved.write_text(content)
+    with pytest.raises(typer.Exit) as exit_:
+        definition_body(saved, None, None, GroupFlags(), RuleFlags())
+    assert exit_.value.exit_code == 1 and message in capsys.readouterr().err
