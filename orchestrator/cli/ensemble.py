@@ -15,7 +15,6 @@ import typer
 
 from orchestrator.cli import ensemble_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
-from orchestrator.cli.flags import OptionsOption
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
 from orchestrator.client.types import EnsembleDefinition, EnsembleResult
 
@@ -61,7 +60,14 @@ def create(
     repetitions: int | None = typer.Option(
         None, "--repetitions", min=1, max=100, help="Child runs per --instance-ids group."
     ),
-    options: list[str] | None = OptionsOption,
+    options: list[str] | None = typer.Option(
+        None,
+        "--options",
+        "--option",
+        "-o",
+        metavar="NAME=VALUE",
+        help="An option for the runs of the --instance-ids groups (repeatable).",
+    ),
     run_groups: list[str] | None = typer.Option(
         None,
         "--run-groups",
@@ -92,7 +98,7 @@ def create(
     """Create an ensemble definition: run groups (instances) and the rules that pick a winner.
 
     E.g. orch ensemble create -a APP -e best --instance-ids fast,thorough
-    --statistics-path $.result.value --objective maximize
+    --statistics-path '$.result.value' --objective maximize
     """
     from orchestrator.cli.ensemble_spec import GroupFlags, RuleFlags, definition_body
 
