@@ -241,9 +241,14 @@ class ExperimentService:
         return runs
 
     async def _check_input_sets(self, app_id: str, plan: builtins.list[PlannedRun]) -> None:
-        """The input sets runs name (a scenario test's, one per scenario) must exist."""
-        for set_id in dict.fromkeys(p.input_set_id for p in plan if p.input_set_id):
-            await self.input_sets.get(app_id, set_id)
+        """A run that names its input set (a scenario test's do) must take an input of it."""
+        members = {
+            set_id: set((await self.input_sets.get(app_id, set_id)).input_ids)
+            for set_id in dict.fromkeys(p.input_set_id for p in plan if p.input_set_id)
+        }
+        for item in plan:
+            if item.input_set_id and item.input_id not in members[item.input_set_id]:
+                raise Invalid(f"input {item.input_id!r} is not in input set {item.input_set_id!r}")
 
     async def get(self, app_id: str, exp_id: str) -> Experiment:
         exp = await self.store.read.experiments.get(app_id, exp_id)

@@ -136,6 +136,14 @@ def test_scenario_test_runs_every_combination(
     ).json()
     assert len(answer["runs"]) == expected  # counted by the daemon, not by the SDK
 
+    stray = {"input_id": listed.input_id, "instance_id": fine, "input_set_id": input_set.id}
+    refused = httpx.post(
+        f"{daemon.url}/v1/applications/{knapsack.id}/experiments/batch",
+        headers={"Authorization": f"Bearer {daemon.key}"},
+        json={"id": unique("sc"), "name": "stray", "type": "scenario", "runs": [stray]},
+    )
+    assert refused.status_code == 400 and "is not in input set" in refused.json()["error"]
+
 
 def test_lists_filter_by_type_and_a_test_is_updated_and_deleted(
     knapsack: cloud.Application, instances: tuple[str, str, str], fast: PollingOptions
