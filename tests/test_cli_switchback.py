@@ -1,0 +1,81 @@
+"""``orch experiment switchback ...`` as a subprocess against the session daemon: the
+lifecycle, and a run made with ``orch app run`` on the baseline going where the plan says."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli_run import new_app, orch, orch_json
+from tests.helpers import SAMPLES, Daemon, unique, wait_for
+from tests.test_cli_experiment import rows
+
+INPUT = SAMPLES / "knapsack" / "input.json"
+SB = "experiment switchback"
+
+
+@pytest.fixture(scope="module")
+def app_id(daemon: Daemon) -> str:
+    """The knapsack with instances "base" (scale 1) and "cand" (scale 4) of version v1."""
+    app_id = new_app(daemon, SAMPLES / "knapsack")
+    with daemon.client() as api:
+        assert api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"}).is_success
+        for inst, scale in (("base", "1"), ("cand", "4")):
+            body = {"id": inst, "version_id": "v1", "configuration": {"options": {"scale": scale}}}
+            assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
+    return app_id
+
+
+def test_lifecycle_and_a_routed_run(daemon: Daemon, app_id: str) -> None:
+    test_id = unique("sb")
+    arms = "--baseline-instance-id base --candidate-instance-id cand"
+    made = orch(
+        daemon,
+        f"{SB} create -a {app_id} --switchback-test-id {test_id} {arms}"
+        " --unit-duration-minutes 30 --units 4 -n Replay",
+    )
+    assert made.stdout.strip() == test_id and "draft" in made.stderr
+    assert rows(orch(daemon, f"{SB} list -a {app_id}").stdout, test_id)[0][2] == "draft"
+
+    started = orch(daemon, f"{SB} start -a {app_id} --switchback-test-id {test_id}")
+    assert "4 units of 30 min (seed" in started.stderr
+    units = [u for u in rows(started.stdout) if u[0].isdigit()]
+    assert [u[0] for u in units] == ["0", "1", "2", "3"]
+    assert sorted(u[1] for u in units) == ["baseline"] * 2 + ["candidate"] * 2
+    assert units[0][5] == "◀ now"
+
+    run_id = orch(daemon, f"app run -a {app_id} --instance-id base -i", INPUT).stdout.strip()
+    shown = orch_json(daemon, f"{SB} get -a {app_id} --switchback-test-id {test_id}")
+    first = shown["plan"]["units"][0]
+    [run] = shown["runs"]
+    assert run["id"] == run_id and run["application_instance_id"] == first["instance_id"]
+    assert run["switchback"] == {"unit_index": 0, "arm": first["arm"]}
+    table = orch(daemon, f"{SB} get -a {app_id} --switchback-test-id {test_id}").stdout
+    assert rows(table, run_id)[0][1:3] == ["0", first["arm"]]
+
+    orch(daemon, f"{SB} update -a {app_id} --switchback-test-id {test_id} -n Renamed")
+    stopped = orch(daemon, f"{SB} stop -a {app_id} --switchback-test-id {test_id} --intent cancel")
+    assert f"switchback test {test_id} canceled" in stopped.stderr
+    meta = orch_json(daemon, f"{SB} get -a {app_id} --switchback-test-id {test_id}")
+    assert (meta["name"], meta["status"]) == ("Renamed", "canceled")
+
+    refused = orch(daemon, f"{SB} delete -a {app_id} --switchback-test-id {test_id}", code=1)
+    assert "--confirm" in refused.stderr
+    wait_for(
+        lambda: orch(daemon, f"{SB} delete -a {app_id} --switchback-test-id {test_id} --confirm",
+                     code=None).returncode == 0,
+        timeout=60,
+    )  # fmt: skip
+    gone = orch(daemon, f"{SB} get -a {app_id} --switchback-test-id {test_id}", code=1)
+    assert "not found" in gone.stderr
+
+
+def test_errors_are_the_daemons_on_stderr(daemon: Daemon, app_id: str) -> None:
+    same = "--baseline-instance-id base --candidate-instance-id base"
+    proc = orch(
+        daemon, f"{SB} create -a {app_id} {same} --unit-duration-minutes 5 --units 2", code=1
+    )
+    assert "must differ" in proc.stderr and proc.stdout == ""
+    proc = orch(daemon, f"{SB} start -a {app_id} --switchback-test-id nope", code=1)
+    assert "not found" in proc.stderr
+    proc = orch(daemon, f"{SB} update -a {app_id} --switchback-test-id nope", code=1)
+    assert "give --name or --description" in proc.stderr
