@@ -88,7 +88,7 @@ def unit_rows(start: str, units: list[Any], now: datetime) -> list[dict[str, Any
         frm, to = begin + unit["index"] * length, begin + (unit["index"] + 1) * length
         rows.append(
             dict(unit)
-            | {"from": _local(frm), "to": _local(to), "now": "◀ now" if frm <= now < to else ""}
+            | {"from": _local(frm), "to": _local(to), "now": "◀ now" if frm <= now < to else " "}
         )
     return rows
 
