@@ -260,3 +260,17 @@ async def test_a_restarted_daemon_routes_again(
     run = await create_run(again, store)
     assert plan is not None
     assert run.instance_id == (await again.get(APP, "sb1")).instance_of(plan.arms[0])
+
+
+async def test_a_deleted_candidate_cancels_the_test(
+    tests: SwitchbackTests, store: Store, clock: Clock
+) -> None:
+    await tests.create(new_test(units=2))
+    plan = (await tests.start(APP, "sb1")).plan
+    assert plan is not None
+    async with store.write() as w:
+        await w.instances.delete(APP, "cand")
+    clock.at = T0 + timedelta(minutes=10 * plan.arms.index(Arm.CANDIDATE))
+    run = await create_run(tests, store)
+    assert run.instance_id == "base" and run.experiment_id is None
+    assert (await tests.get(APP, "sb1")).status == SwitchbackStatus.CANCELED

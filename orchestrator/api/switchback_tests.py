@@ -100,7 +100,7 @@ async def test_runs(
     app_id: AppId, test_id: ExperimentId, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """The runs it routed, oldest first, each with the unit and arm that served it."""
-    return {"runs": [wire.test_run(r) for r in await svc.switchback_tests.runs(app_id, test_id)]}
+    return {"runs": [wire.routed_run(r) for r in await svc.switchback_tests.runs(app_id, test_id)]}
 
 
 @router.patch("/{test_id}", responses=CHANGE)

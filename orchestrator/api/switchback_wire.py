@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api import run_wire
-from orchestrator.experiments.switchback import TestRun
+from orchestrator.experiments.switchback import RoutedRun
 from orchestrator.switchback_models import SwitchbackTest
 
 
@@ -49,7 +49,7 @@ def switchback_test(t: SwitchbackTest) -> dict[str, Any]:
     }
 
 
-def test_run(item: TestRun) -> dict[str, Any]:
+def routed_run(item: RoutedRun) -> dict[str, Any]:
     """An SDK ``Run`` with the unit and arm that served it (the SDK ignores extra keys)."""
     served = item.served
     extra = {} if served is None else {"unit_index": served.unit_index, "arm": served.arm.value}

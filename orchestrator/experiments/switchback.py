@@ -44,7 +44,7 @@ from orchestrator.registry.lookup import require_app
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs.service import RunRequest
 from orchestrator.store import Store
-from orchestrator.switchback_models import ServedRun, SwitchbackStatus, SwitchbackTest
+from orchestrator.switchback_models import Arm, ServedRun, SwitchbackStatus, SwitchbackTest
 
 log = logging.getLogger("orch.switchback")
 
@@ -57,7 +57,7 @@ STOP_INTENTS = {"complete": SwitchbackStatus.COMPLETED, "cancel": SwitchbackStat
 
 
 @dataclass(frozen=True)
-class TestRun:
+class RoutedRun:
     """A run of a test with the unit and arm that served it (``None``: not recorded)."""
 
     run: Run
@@ -188,11 +188,11 @@ class SwitchbackTests:
         runs = await self.store.read.switchback.runs(app_id, test_id)
         return [r for r in runs if not r.status.finished]
 
-    async def runs(self, app_id: str, test_id: str) -> builtins.list[TestRun]:
+    async def runs(self, app_id: str, test_id: str) -> builtins.list[RoutedRun]:
         await self.get(app_id, test_id)
         runs = await self.store.read.switchback.runs(app_id, test_id)
         served = await self.store.read.switchback.served(app_id, test_id)
-        return [TestRun(r, served.get(r.id)) for r in runs]
+        return [RoutedRun(r, served.get(r.id)) for r in runs]
 
     async def serve(
         self, req: RunRequest, plain: Callable[[RunRequest], Awaitable[Run]]
@@ -210,11 +210,23 @@ class SwitchbackTests:
             if index is None:
                 return None
             arm = t.plan.arms[index]
+            if arm == Arm.CANDIDATE and not await self._still_there(t):
+                return None
             run = await plain(replace(req, instance_id=t.instance_of(arm), experiment_id=t.id))
             async with self.store.write() as w:
                 await w.switchback.record_run(ServedRun(run.id, req.app_id, t.id, index, arm))
             return run
         return None
+
+    async def _still_there(self, t: SwitchbackTest) -> bool:
+        """A deleted candidate cancels the test: the baseline's runs must not fail for it."""
+        try:
+            await resolve(self.store.read, t.app_id, t.candidate_instance_id, None)
+        except NotFound:
+            log.warning("switchback test %s/%s: candidate instance gone", t.app_id, t.id)
+            await self._end(t, SwitchbackStatus.CANCELED, self.clock())
+            return False
+        return True
 
     async def _live_tests(self, app_id: str) -> builtins.list[SwitchbackTest]:
         """The app's tests that can route, brought up to the clock (ended ones dropped)."""
