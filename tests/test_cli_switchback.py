@@ -75,6 +75,13 @@ def test_errors_are_the_daemons_on_stderr(daemon: Daemon, app_id: str) -> None:
         daemon, f"{SB} create -a {app_id} {same} --unit-duration-minutes 5 --units 2", code=1
     )
     assert "must differ" in proc.stderr and proc.stdout == ""
+    pair = "--baseline-instance-id cand --candidate-instance-id base"
+    made = orch(daemon, f"{SB} create -a {app_id} {pair} --unit-duration-minutes 5 --units 2")
+    test_id = made.stdout.strip()
+    with daemon.client() as api:  # a batch experiment may not take its id: runs link by it
+        body = {"id": test_id, "name": "b", "input_set_id": "any", "instance_ids": ["base"]}
+        taken = api.post(f"/v1/applications/{app_id}/experiments/batch", json=body)
+    assert taken.status_code == 409 and "switchback test" in taken.json()["error"]
     proc = orch(daemon, f"{SB} start -a {app_id} --switchback-test-id nope", code=1)
     assert "not found" in proc.stderr
     proc = orch(daemon, f"{SB} update -a {app_id} --switchback-test-id nope", code=1)

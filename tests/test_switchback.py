@@ -16,7 +16,16 @@ from orchestrator.experiments.switchback import SwitchbackTests
 from orchestrator.experiments.switchback_plan import draw, end_of, stamp, unit_at
 from orchestrator.home import Home
 from orchestrator.ids import new_id
-from orchestrator.models import App, EnvStatus, Executable, Instance, Run, RunStatus, Version
+from orchestrator.models import (
+    App,
+    EnvStatus,
+    Executable,
+    Experiment,
+    Instance,
+    Run,
+    RunStatus,
+    Version,
+)
 from orchestrator.runs.service import RunRequest
 from orchestrator.store import Store
 from orchestrator.switchback_models import Arm, SwitchbackStatus, SwitchbackTest
@@ -220,6 +229,13 @@ async def test_rules_of_creation(tests: SwitchbackTests) -> None:
     await tests.create(new_test())
     with pytest.raises(Conflict, match="already exists"):
         await tests.create(new_test())
+
+
+async def test_the_id_of_a_batch_experiment_is_taken(tests: SwitchbackTests, store: Store) -> None:
+    async with store.write() as w:  # their runs would share an experiment_id
+        await w.experiments.insert(Experiment("b1", APP, "B1", None, 1))
+    with pytest.raises(Conflict, match="experiment 'b1' already exists"):
+        await tests.create(replace(new_test(), id="b1"))
 
 
 async def test_one_live_test_per_baseline(tests: SwitchbackTests) -> None:
