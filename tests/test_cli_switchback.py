@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cli_run import new_app, orch, orch_json
+from tests.conftest import MakeDaemon
 from tests.helpers import SAMPLES, Daemon, unique, wait_for
 from tests.test_cli_experiment import rows
 
@@ -15,6 +16,10 @@ SB = "experiment switchback"
 
 @pytest.fixture(scope="module")
 def app_id(daemon: Daemon) -> str:
+    return knapsack_with_arms(daemon)
+
+
+def knapsack_with_arms(daemon: Daemon) -> str:
     """The knapsack with instances "base" (scale 1) and "cand" (scale 4) of version v1."""
     app_id = new_app(daemon, SAMPLES / "knapsack")
     with daemon.client() as api:
@@ -86,3 +91,23 @@ def test_errors_are_the_daemons_on_stderr(daemon: Daemon, app_id: str) -> None:
     assert "not found" in proc.stderr
     proc = orch(daemon, f"{SB} update -a {app_id} --switchback-test-id nope", code=1)
     assert "give --name or --description" in proc.stderr
+
+
+def test_a_restarted_daemon_still_switches(make_daemon: MakeDaemon) -> None:
+    d = make_daemon()
+    app_id = knapsack_with_arms(d)
+    pair = "--baseline-instance-id base --candidate-instance-id cand"
+    test_id = orch(
+        d, f"{SB} create -a {app_id} {pair} --unit-duration-minutes 60 --units 2"
+    ).stdout.strip()
+    orch(d, f"{SB} start -a {app_id} --switchback-test-id {test_id}")
+    assert d.stop() == 0
+    again = make_daemon(home=d.home)
+    with again.client() as api:
+        made = api.post(f"/v1/applications/{app_id}/runs?instance_id=base", json={"input": {}})
+        run_id = made.json()["run_id"]
+        meta = api.get(f"/v1/applications/{app_id}/runs/{run_id}/metadata").json()["metadata"]
+    test = orch_json(again, f"{SB} get -a {app_id} --switchback-test-id {test_id}")
+    assert test["status"] == "started" and [r["id"] for r in test["runs"]] == [run_id]
+    assert meta["application_instance_id"] == test["plan"]["units"][0]["instance_id"]
+    assert meta["experiment_id"] == test_id
