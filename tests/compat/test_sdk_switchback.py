@@ -55,9 +55,12 @@ def _unit(test: SwitchbackTest, at: datetime) -> int:
     return int((at - test.plan.start).total_seconds() // 60)
 
 
+def _status(app: cloud.Application, run_id: str) -> StatusV2:
+    return app.run_information(run_id).metadata.status_v2
+
+
 def _finished(app: cloud.Application, run_id: str) -> bool:
-    status = app.run_information(run_id).metadata.status_v2
-    return status in (StatusV2.succeeded, StatusV2.failed, StatusV2.canceled)
+    return _status(app, run_id) in (StatusV2.succeeded, StatusV2.failed, StatusV2.canceled)
 
 
 def test_runs_on_the_baseline_follow_the_plan(
@@ -91,6 +94,10 @@ def test_runs_on_the_baseline_follow_the_plan(
             assert served_by == test.plan.units[_unit(test, before)].instance_id
         assert served_by in arms
         routed.append(run_id)
+    slow = knapsack.new_run(input=INPUT, instance_id=arms[0], options={"sleep": "60"})
+    knapsack.cancel_run(slow)  # an ordinary run: cancellable
+    wait_for(lambda: _status(knapsack, slow) == StatusV2.canceled, timeout=30)
+    routed.append(slow)
     elsewhere = knapsack.new_run(input=INPUT, instance_id=arms[1])  # the candidate: as asked
 
     runs = knapsack.switchback_test(test_id).runs or []
