@@ -54,8 +54,12 @@ def test_lifecycle_and_a_routed_run(daemon: Daemon, app_id: str) -> None:
     [run] = shown["runs"]
     assert run["id"] == run_id and run["application_instance_id"] == first["instance_id"]
     assert run["switchback"] == {"unit_index": 0, "arm": first["arm"]}
+    assert {a["arm"]: a["runs"] for a in shown["arms"]} == {first["arm"]: 1} | {
+        arm: 0 for arm in ("baseline", "candidate") if arm != first["arm"]
+    }
     table = orch(daemon, f"{SB} get -a {app_id} --switchback-test-id {test_id}").stdout
     assert rows(table, run_id)[0][1:3] == ["0", first["arm"]]
+    assert rows(table, first["arm"])[-1][1:3] == [first["instance_id"], "1"]  # the arms table
 
     orch(daemon, f"{SB} update -a {app_id} --switchback-test-id {test_id} -n Renamed")
     stopped = orch(daemon, f"{SB} stop -a {app_id} --switchback-test-id {test_id} --intent cancel")

@@ -290,3 +290,28 @@ async def test_a_deleted_candidate_cancels_the_test(
     run = await create_run(tests, store)
     assert run.instance_id == "base" and run.experiment_id is None
     assert (await tests.get(APP, "sb1")).status == SwitchbackStatus.CANCELED
+
+
+async def test_the_summary_sums_up_each_arm(
+    tests: SwitchbackTests, store: Store, clock: Clock
+) -> None:
+    await tests.create(new_test(units=2))
+    plan = (await tests.start(APP, "sb1")).plan
+    assert plan is not None
+    value = {Arm.BASELINE: 100.0, Arm.CANDIDATE: 90.0}
+    for unit, arm in enumerate(plan.arms):
+        clock.at = T0 + timedelta(minutes=10 * unit + 1)
+        for extra in (0.0, 2.0):
+            run = await create_run(tests, store)
+            stats = {"result": {"value": value[arm] + extra}}
+            for status in (RunStatus.RUNNING, RunStatus.SUCCEEDED):
+                async with store.single() as w:
+                    assert await w.runs.transition(run.id, status, statistics=stats)
+    await create_run(tests, store)  # still queued: counted, not measured
+    arms = dict(await tests.summary(APP, "sb1"))
+    assert arms[Arm.BASELINE].target == "base" and arms[Arm.CANDIDATE].target == "cand"
+    for arm, summary in arms.items():
+        assert summary.succeeded == 2
+        assert summary.metrics["result.value"].mean == value[arm] + 1
+    current = plan.arms[1]
+    assert arms[current].runs == 3 and arms[current].unfinished == 1

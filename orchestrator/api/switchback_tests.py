@@ -103,6 +103,14 @@ async def test_runs(
     return {"runs": [wire.routed_run(r) for r in await svc.switchback_tests.runs(app_id, test_id)]}
 
 
+@router.get("/{test_id}/summary")
+async def test_summary(
+    app_id: AppId, test_id: ExperimentId, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Baseline against candidate: each arm's runs summed up as a batch experiment's."""
+    return wire.summary(await svc.switchback_tests.summary(app_id, test_id))
+
+
 @router.patch("/{test_id}", responses=CHANGE)
 async def update_test(
     app_id: AppId, test_id: ExperimentId, body: LabelBody, svc: Services = Depends(services)

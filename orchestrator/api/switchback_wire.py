@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from orchestrator.api import run_wire
+from orchestrator.experiments.summary import TargetSummary
 from orchestrator.experiments.switchback import RoutedRun
-from orchestrator.switchback_models import SwitchbackTest
+from orchestrator.switchback_models import Arm, SwitchbackTest
 
 
 def metadata(t: SwitchbackTest) -> dict[str, Any]:
@@ -54,3 +56,8 @@ def routed_run(item: RoutedRun) -> dict[str, Any]:
     served = item.served
     extra = {} if served is None else {"unit_index": served.unit_index, "arm": served.arm.value}
     return run_wire.list_item(item.run) | {"switchback": extra}
+
+
+def summary(arms: list[tuple[Arm, TargetSummary]]) -> dict[str, Any]:
+    """Per arm: its instance (``target``), run counts by outcome, metric distributions."""
+    return {"arms": [{"arm": arm.value} | asdict(target) for arm, target in arms]}

@@ -86,14 +86,15 @@ def get(
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show a switchback test: its plan unit by unit, and the runs it routed."""
+    """Show a switchback test: its plan unit by unit, the runs it routed, each arm's results."""
     with errors_to_exit(), client(home) as api:
         test = api.switchback.get(app_id, test_id)
         runs = api.switchback.runs(app_id, test_id)["runs"]
+        arms = api.switchback.summary(app_id, test_id)["arms"]
     if as_json:
-        print_json({**test, "runs": runs})
+        print_json({**test, "runs": runs, "arms": arms})
         return
-    view.test(test, runs)
+    view.test(test, runs, arms)
 
 
 @app.command("start")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator.cli.output import record, say, table
-from orchestrator.client.types import SwitchbackRun, SwitchbackTest
+from orchestrator.client.types import SwitchbackArm, SwitchbackRun, SwitchbackTest
 
 TEST_FIELDS = [
     ("id", "id"),
@@ -44,6 +44,18 @@ UNIT_COLUMNS = [
     ("to", "to"),
     ("", "now"),
 ]
+ARM_METRICS = ("result.value", "run.duration", "wall_time")
+ARM_COLUMNS = [
+    ("arm", "arm"),
+    ("instance", "target"),
+    ("runs", "runs"),
+    ("succeeded", "succeeded"),
+    ("failed", "failed"),
+    ("canceled", "canceled"),
+    ("result.value", "result_value"),
+    ("run.duration (s)", "run_duration"),
+    ("wall time (s)", "wall_time"),
+]
 RUN_COLUMNS = [
     ("run", "id"),
     ("unit", "switchback.unit_index"),
@@ -61,13 +73,20 @@ def tests(items: list[SwitchbackTest]) -> None:
     table(items, TEST_COLUMNS)
 
 
-def test(t: SwitchbackTest, runs: list[SwitchbackRun]) -> None:
+def test(t: SwitchbackTest, runs: list[SwitchbackRun], arms: list[SwitchbackArm]) -> None:
     record(t, TEST_FIELDS)
     plan(t)
-    if runs:
-        table(runs, RUN_COLUMNS, title="runs")
-    else:
+    if not runs:
         say("no runs routed yet")
+        return
+    table(runs, RUN_COLUMNS, title="runs")
+    table([arm_row(a) for a in arms], ARM_COLUMNS, title="arms (means over succeeded runs)")
+
+
+def arm_row(arm: SwitchbackArm) -> dict[str, Any]:
+    """An arm's counts and the means of the metrics every model reports."""
+    means = {name: d.get("mean") for name, d in arm["metrics"].items()}
+    return dict(arm) | {name.replace(".", "_"): means.get(name) for name in ARM_METRICS}
 
 
 def plan(t: SwitchbackTest) -> None:

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from orchestrator.client.apps import child
 from orchestrator.client.transport import Transport
-from orchestrator.client.types import SwitchbackRuns, SwitchbackTest
+from orchestrator.client.types import SwitchbackRuns, SwitchbackSummary, SwitchbackTest
 
 
 def _path(app_id: str, test_id: str | None = None, tail: str = "") -> str:
@@ -32,6 +32,10 @@ class SwitchbackTests:
     def runs(self, app_id: str, test_id: str) -> SwitchbackRuns:
         answer = self._http.request("GET", _path(app_id, test_id, "/runs"))
         return cast(SwitchbackRuns, answer.json())
+
+    def summary(self, app_id: str, test_id: str) -> SwitchbackSummary:
+        answer = self._http.request("GET", _path(app_id, test_id, "/summary"))
+        return cast(SwitchbackSummary, answer.json())
 
     def start(self, app_id: str, test_id: str) -> SwitchbackTest:
         answer = self._http.request("PUT", _path(app_id, test_id, "/start"))

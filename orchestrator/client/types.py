@@ -382,3 +382,20 @@ class SwitchbackRun(RunItem):
 
 class SwitchbackRuns(TypedDict):
     runs: list[SwitchbackRun]
+
+
+class SwitchbackArm(TypedDict):
+    """One arm of ``GET .../switchback/{id}/summary`` (``experiments/summary.TargetSummary``)."""
+
+    arm: str
+    target: str  # its instance
+    runs: int
+    succeeded: int
+    failed: int
+    canceled: int
+    unfinished: int
+    metrics: dict[str, dict[str, float]]  # name → count, min, max, mean, median, p90, std
+
+
+class SwitchbackSummary(TypedDict):
+    arms: list[SwitchbackArm]

@@ -28,6 +28,8 @@ from pathlib import Path
 import anyio
 
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.experiments.analysis import experiment_facts
+from orchestrator.experiments.summary import TargetSummary, summarize_target
 from orchestrator.experiments.switchback_plan import (
     Clock,
     draw,
@@ -193,6 +195,16 @@ class SwitchbackTests:
         runs = await self.store.read.switchback.runs(app_id, test_id)
         served = await self.store.read.switchback.served(app_id, test_id)
         return [RoutedRun(r, served.get(r.id)) for r in runs]
+
+    async def summary(self, app_id: str, test_id: str) -> builtins.list[tuple[Arm, TargetSummary]]:
+        """Each arm's runs as a batch experiment sums up a target: counts by outcome, and
+        the distribution of every metric over the succeeded ones."""
+        t = await self.get(app_id, test_id)
+        facts = await self.store.heavy.call(lambda r: experiment_facts(r, app_id, test_id))
+        return [
+            (arm, summarize_target(target, [f for f in facts if f.target == target]))
+            for arm, target in ((a, t.instance_of(a)) for a in Arm)
+        ]
 
     async def serve(
         self, req: RunRequest, plain: Callable[[RunRequest], Awaitable[Run]]
