@@ -16,6 +16,7 @@ from orchestrator.experiments.ensemble_runs import EnsembleRuns
 from orchestrator.experiments.ensembles import EnsembleDefinitions
 from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.experiments.routing import Router
+from orchestrator.experiments.switchback import SwitchbackTests
 from orchestrator.housekeeping import Housekeeping
 from orchestrator.inbox import Inbox
 from orchestrator.registry.apps import AppService
@@ -62,6 +63,7 @@ class Engine:
             self.scheduler.submit(run)
         await self.services.experiments.resume()
         await self.services.ensemble_runs.resume()
+        await self.services.switchback_tests.resume()
         await self.inbox.start()
 
     async def stop(self) -> None:
@@ -120,7 +122,8 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
     ensemble_definitions = EnsembleDefinitions(store)
     ensemble_runs = EnsembleRuns(store, home, runs, ensemble_definitions)
     events.subscribe(ensemble_runs.on_run_changed)
-    runs.router = Router(ensemble_runs)
+    switchback_tests = SwitchbackTests(store, home)
+    runs.router = Router(ensemble_runs, switchback_tests)
     svc = Services(
         settings=settings,
         store=store,
@@ -139,6 +142,7 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         acceptance=AcceptanceService(store, experiments),
         ensemble_definitions=ensemble_definitions,
         ensemble_runs=ensemble_runs,
+        switchback_tests=switchback_tests,
     )
     housekeeping = Housekeeping(home, store, uploads, disk)
     return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)

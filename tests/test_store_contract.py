@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from orchestrator.models import (
 )
 from orchestrator.store import Store
 from orchestrator.store.migrations import MIGRATIONS
+from orchestrator.switchback_models import Arm, Plan, ServedRun, SwitchbackStatus, SwitchbackTest
 from tests.old_databases import write_old
 
 _ids = itertools.count()
@@ -235,3 +237,35 @@ async def test_an_acceptance_test_lives_and_goes_with_its_experiment(store: Stor
     async with store.write() as w:
         await w.experiments.delete(app_id, "e1")
     assert await store.read.acceptance.get(app_id, "e1") is None
+
+
+async def test_a_switchback_test_moves_once_and_goes_with_its_runs(store: Store) -> None:
+    app_id, exe_id = await _app(store)
+    test = SwitchbackTest("sb", app_id, "base", "cand", 5.0, 2, name="SB")
+    async with store.write() as w:
+        await w.switchback.insert(test)
+    assert await store.read.switchback.get(app_id, "sb") == test
+    assert await store.read.switchback.live() == []  # a draft without a start waits for one
+    started = replace(test, status=SwitchbackStatus.STARTED, started_at=now())
+    started.plan = Plan(now(), 3, 5.0, (Arm.CANDIDATE, Arm.BASELINE))
+    async with store.write() as w:
+        assert await w.switchback.start(started)
+        assert not await w.switchback.start(started)  # no longer a draft: nothing moves
+    assert await store.read.switchback.get(app_id, "sb") == started
+    assert [t.id for t in await store.read.switchback.live()] == ["sb"]
+    run = _run(app_id, exe_id, instance_id="cand", experiment_id="sb")
+    await _insert(store, run)
+    async with store.write() as w:
+        await w.switchback.record_run(ServedRun(run.id, app_id, "sb", 0, Arm.CANDIDATE))
+    assert await store.read.switchback.served(app_id, "sb") == {
+        run.id: ServedRun(run.id, app_id, "sb", 0, Arm.CANDIDATE)
+    }
+    assert [r.id for r in await store.read.switchback.runs(app_id, "sb")] == [run.id]
+    ended = replace(started, status=SwitchbackStatus.CANCELED, ended_at=now())
+    async with store.write() as w:
+        assert await w.switchback.end(ended)
+        assert not await w.switchback.end(ended)
+        assert await w.switchback.delete(app_id, "sb") == [run.id]
+    assert await store.read.runs.get(run.id) is None
+    assert await store.read.switchback.served(app_id, "sb") == {}
+    assert await store.read.switchback.list(app_id) == []

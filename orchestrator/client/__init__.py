@@ -18,6 +18,7 @@ from orchestrator.client.ensembles import Ensembles
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
 from orchestrator.client.secrets import Secrets
+from orchestrator.client.switchback import SwitchbackTests
 from orchestrator.client.transport import ClientError, Transport
 from orchestrator.client.types import Health, Queue
 from orchestrator.home import Home
@@ -66,6 +67,7 @@ class OrchClient:
         self.acceptance = AcceptanceTests(self.http)
         self.secrets = Secrets(self.http)
         self.ensembles = Ensembles(self.http)
+        self.switchback = SwitchbackTests(self.http)
 
     @property
     def url(self) -> str:

@@ -408,3 +408,70 @@ class EnsembleResult(TypedDict):
     run_groups: list[RunGroup]
     rules: list[EvaluationRule]
     child_runs: list[EnsembleChild]
+
+
+# --- switchback tests ------------------------------------------------------------------------
+
+
+class SwitchbackUnit(TypedDict):
+    index: int
+    instance_id: str
+    duration_minutes: float
+    arm: str  # "baseline" | "candidate"
+
+
+class SwitchbackPlan(TypedDict):
+    start: str | None
+    unit_duration_minutes: float
+    number_of_units: int
+    units: NotRequired[list[SwitchbackUnit]]  # drawn when the test starts
+    seed: NotRequired[int]
+
+
+class SwitchbackComparison(TypedDict):
+    baseline_instance_id: str
+    candidate_instance_id: str
+
+
+class SwitchbackTest(TypedDict):
+    id: str
+    name: str
+    description: str
+    app_id: str
+    status: str  # "draft" | "started" | "completed" | "canceled"
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    completed_at: str | None
+    comparison: SwitchbackComparison
+    plan: SwitchbackPlan
+
+
+class SwitchbackServed(TypedDict, total=False):
+    unit_index: int
+    arm: str
+
+
+class SwitchbackRun(RunItem):
+    switchback: SwitchbackServed
+
+
+class SwitchbackRuns(TypedDict):
+    runs: list[SwitchbackRun]
+
+
+class SwitchbackArm(TypedDict):
+    """One arm of ``GET .../switchback/{id}/summary`` (``experiments/summary.TargetSummary``)."""
+
+    arm: str
+    target: str  # its instance
+    runs: int
+    succeeded: int
+    failed: int
+    canceled: int
+    unfinished: int
+    metrics: dict[str, dict[str, float]]  # name → count, min, max, mean, median, p90, std
+
+
+class SwitchbackSummary(TypedDict):
+    arms: list[SwitchbackArm]

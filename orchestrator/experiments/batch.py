@@ -105,6 +105,8 @@ class ExperimentService:
         await require_app(self.store.read, req.app_id)
         if await self.store.read.experiments.get(req.app_id, exp_id) is not None:
             raise Conflict(f"experiment {exp_id!r} already exists in app {req.app_id!r}")
+        if await self.store.read.switchback.get(req.app_id, exp_id) is not None:  # runs link by id
+            raise Conflict(f"switchback test {exp_id!r} already exists in app {req.app_id!r}")
         if req.objective not in ("min", "max"):
             raise Invalid(f"objective must be min or max, got {req.objective!r}")
         if req.type not in (ExperimentType.BATCH, ExperimentType.SCENARIO):

@@ -363,6 +363,38 @@ ALTER TABLE runs ADD COLUMN scenario_id TEXT;
 ALTER TABLE runs ADD COLUMN input_set_id TEXT
 """
 
+_SWITCHBACK = """
+CREATE TABLE switchback_tests (
+    app_id                TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    id                    TEXT NOT NULL,
+    name                  TEXT NOT NULL,
+    description           TEXT NOT NULL DEFAULT '',
+    baseline_instance_id  TEXT NOT NULL,
+    candidate_instance_id TEXT NOT NULL,
+    unit_minutes          REAL NOT NULL,
+    units                 INTEGER NOT NULL,
+    status                TEXT NOT NULL
+                          CHECK (status IN ('draft', 'started', 'completed', 'canceled')),
+    scheduled_start       TEXT,                -- a draft starts by itself then
+    plan                  TEXT,                -- JSON {start, seed, unit_minutes, arms}, at start
+    created_at            TEXT NOT NULL,
+    updated_at            TEXT NOT NULL,
+    started_at            TEXT,
+    ended_at              TEXT,
+    PRIMARY KEY (app_id, id)
+);
+CREATE INDEX switchback_tests_live ON switchback_tests (app_id)
+    WHERE status IN ('draft', 'started');
+CREATE TABLE switchback_runs (
+    run_id     TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    app_id     TEXT NOT NULL,
+    test_id    TEXT NOT NULL,                  -- also the run's experiment_id
+    unit_index INTEGER NOT NULL,
+    arm        TEXT NOT NULL CHECK (arm IN ('baseline', 'candidate'))
+);
+CREATE INDEX switchback_runs_by_test ON switchback_runs (app_id, test_id)
+"""
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -372,4 +404,5 @@ MIGRATIONS: list[str] = [
     _ACCEPTANCE,
     _ENSEMBLES,
     _SCENARIO,
+    _SWITCHBACK,
 ]

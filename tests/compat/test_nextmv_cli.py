@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,19 @@ def same_input(done: Done, s: State) -> None:
     assert out(done) == json.loads(s["input"].read_text())
 
 
+def check_switchback_run(done: Done, s: State) -> None:
+    """A run on the baseline while the test runs: served by the instance of its unit."""
+    run = out(done)
+    test = out(s["shell"].nextmv("cloud", "switchback", "get", "-a", s["app"], "-s", "sb1"))
+    assert test["status"] == "started" and [r["id"] for r in test["runs"]] == [run["id"]]
+    made, start = (
+        datetime.fromisoformat(t.replace("Z", "+00:00"))
+        for t in (run["metadata"]["created_at"], test["plan"]["start"])
+    )
+    unit = test["plan"]["units"][int((made - start).total_seconds() // 60)]  # 1-minute units
+    assert run["metadata"]["application_instance_id"] == unit["instance_id"]
+
+
 RUNS_OF_BATCH = '{{"input_id": "{set_input}", "instance_id": "prod", "input_set_id": "set1"}}'
 
 CASES: dict[str, Case] = {
@@ -331,6 +345,25 @@ CASES: dict[str, Case] = {
     # With its input given: the CLI (1.13.0) reads an empty, non-terminal stdin as no input.
     "run clone": Case(
         "run clone -a {app} -r {run} -i {input} -n cloned --instance-id staging", check_clone
+    ),
+    "switchback create": Case(
+        "switchback create -a {app} -s sb1 -b prod -c staging -u 1 -t 2",
+        expect(id="sb1", status="draft"),
+    ),
+    "switchback start": Case("switchback start -a {app} -s sb1", logs_say("started successfully")),
+    "switchback run": Case(
+        "run create -a {app} -i {input} --instance-id prod -w", check_switchback_run
+    ),
+    "switchback metadata": Case(
+        "switchback metadata -a {app} -s sb1", expect(id="sb1", status="started")
+    ),
+    "switchback list": Case("switchback list -a {app}", lists("sb1")),
+    "switchback update": Case("switchback update -a {app} -s sb1 -n Swb", expect(name="Swb")),
+    "switchback stop": Case(
+        "switchback stop -a {app} -s sb1 -i complete", logs_say("stopped successfully")
+    ),
+    "switchback delete": Case(
+        "switchback delete -a {app} -s sb1 -y", removed("switchback get -a {app} -s sb1")
     ),
     "run delete": Case(
         "run delete -a {app} -r {slow} -y", removed("run information -a {app} -r {slow}")
