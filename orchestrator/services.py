@@ -11,6 +11,7 @@ from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.ensemble_runs import EnsembleRuns
 from orchestrator.experiments.ensembles import EnsembleDefinitions
 from orchestrator.experiments.inputs import InputService, InputSetService
+from orchestrator.experiments.shadow import ShadowTests
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
 from orchestrator.registry.push import PushService
@@ -41,3 +42,4 @@ class Services:
     acceptance: AcceptanceService
     ensemble_definitions: EnsembleDefinitions
     ensemble_runs: EnsembleRuns
+    shadow_tests: ShadowTests

@@ -21,6 +21,7 @@ from orchestrator.api import (
     run_files,
     runs,
     secrets,
+    shadow_tests,
     versions,
 )
 from orchestrator.api.auth import BearerGate
@@ -47,6 +48,7 @@ _V1_ROUTERS = (
     run_assets.router,
     account.router,
     ensembles.router,
+    shadow_tests.router,
 )
 
 

@@ -1,8 +1,9 @@
 """The one place that decides where a run asked for through ``/runs`` goes.
 
 The run service calls ``create`` for every user run: an ensemble run fans out
-to its children; any other run is made as asked (``plain``). Runs made here on
-an ensemble's behalf go straight to the run service, so they trigger nothing.
+to its children; any other run is made as asked (``plain``), then shadowed by the
+started shadow tests it is a baseline of. Runs made here on an ensemble's or a
+test's behalf go straight to the run service, so they trigger nothing.
 """
 
 from __future__ import annotations
@@ -10,18 +11,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from orchestrator.experiments.ensemble_runs import EnsembleRuns
+from orchestrator.experiments.shadow_runs import ShadowTrigger
 from orchestrator.models import Run
 from orchestrator.runs.service import RunRequest
 
 
 class Router:
-    def __init__(self, ensembles: EnsembleRuns) -> None:
-        self.ensembles = ensembles
+    def __init__(self, ensembles: EnsembleRuns, shadows: ShadowTrigger) -> None:
+        self.ensembles, self.shadows = ensembles, shadows
 
     async def create(self, req: RunRequest, plain: Callable[[RunRequest], Awaitable[Run]]) -> Run:
         if req.ensemble_definition_id:
             return await self.ensembles.start(req)
-        return await plain(req)
+        run = await plain(req)
+        await self.shadows.after(req, run)
+        return run
 
     async def cancel(self, runs: list[Run]) -> list[Run]:
         return await self.ensembles.cancel(runs)
