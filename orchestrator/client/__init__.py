@@ -17,6 +17,7 @@ from orchestrator.client.apps import Apps, Instances, Versions
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
 from orchestrator.client.secrets import Secrets
+from orchestrator.client.shadow import ShadowTests
 from orchestrator.client.transport import ClientError, Transport
 from orchestrator.client.types import Health
 from orchestrator.home import Home
@@ -64,6 +65,7 @@ class OrchClient:
         self.batches = Batches(self.http)
         self.acceptance = AcceptanceTests(self.http)
         self.secrets = Secrets(self.http)
+        self.shadow = ShadowTests(self.http)
 
     @property
     def url(self) -> str:
