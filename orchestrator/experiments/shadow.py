@@ -204,10 +204,17 @@ class ShadowTests:
 
     # --- the clock ------------------------------------------------------------------------
     async def resume(self) -> None:
-        """At start: timers for drafts with a start time and started tests with an end
-        time; a time that passed while the daemon was down fires at once."""
-        for status in (ShadowStatus.DRAFT, ShadowStatus.STARTED):
-            for t in await self.store.read.shadow_tests.with_status(status):
+        """At start: a start or end time that passed while the daemon was down takes
+        effect before anything is served; timers wait for the times still ahead."""
+        for t in await self.store.read.shadow_tests.with_status(ShadowStatus.DRAFT):
+            if t.start_time and t.start_time <= now():
+                await self._start_due((t.app_id, t.id))  # and ends it if that time passed too
+            else:
+                self._schedule(t)
+        for t in await self.store.read.shadow_tests.with_status(ShadowStatus.STARTED):
+            if t.end_time and t.end_time <= now():
+                await self.end(t)
+            else:
                 self._schedule(t)
 
     async def close(self) -> None:
