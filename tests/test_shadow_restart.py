@@ -23,13 +23,13 @@ def test_a_start_time_passed_while_down_starts_the_test_at_restart(
             body = {"id": inst, "version_id": "v1"}
             assert api.post(f"/v1/applications/{app_id}/instances", json=body).is_success
         soon = datetime.now(UTC) + timedelta(seconds=1)
-        body = {
+        shadow: dict[str, object] = {
             "id": "later",
             "comparisons": {"base": ["cand"]},
             "start_events": {"time": soon.isoformat()},
             "termination_events": {"maximum_runs": 5},
         }
-        made = api.post(f"/v1/applications/{app_id}/experiments/shadow", json=body)
+        made = api.post(f"/v1/applications/{app_id}/experiments/shadow", json=shadow)
         assert made.status_code == 201 and made.json()["status"] == "draft", made.text
     assert d.stop() == 0  # pending timers do not hold the daemon up
     time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
