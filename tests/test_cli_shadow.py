@@ -57,7 +57,7 @@ def test_a_cli_run_on_the_baseline_is_shadowed(daemon: Daemon, app_id: str) -> N
         ("baseline", "base", "-"),
         ("candidate", "c1", base),
         ("candidate", "c2", base),
-    ] and {r[4] for r in table} == {"succeeded"}
+    ] and {(r[4], r[5]) for r in table} == {("succeeded", "444")}
     listed = orch_json(daemon, f"experiment shadow list -a {app_id}")
     assert test_id in [t["id"] for t in listed]
     orch(daemon, f"experiment shadow delete -a {app_id} --shadow-test-id {test_id}", code=1)

@@ -51,11 +51,14 @@ def shadow_test(t: ShadowTest, links: list[ShadowLink] | None = None) -> dict[st
 
 
 def runs(view: ShadowView) -> dict[str, Any]:
-    """Baseline and candidate runs, oldest first; each candidate names its baseline run."""
+    """Baseline and candidate runs, oldest first; each candidate names its baseline run,
+    and each run its ``result.value`` (what a comparison reads first)."""
     baseline_of = {k.candidate_run_id: k.baseline_run_id for k in view.links}
     items = []
     for run in view.runs:
-        item = run_wire.list_item(run)
+        result = (run.statistics or {}).get("result")
+        value = result.get("value") if isinstance(result, dict) else None
+        item = run_wire.list_item(run) | {"result_value": value}
         if run.id in baseline_of:
             item |= {"shadow_role": "candidate", "baseline_run_id": baseline_of[run.id]}
         else:

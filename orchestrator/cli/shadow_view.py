@@ -37,6 +37,7 @@ RUN_COLUMNS = [
     ("instance", "application_instance_id"),
     ("baseline run", "baseline_run_id"),
     ("status", "status_v2"),
+    ("value", "result_value"),
     ("duration ms", "duration"),
     ("created", "created_at"),
 ]

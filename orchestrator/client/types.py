@@ -372,6 +372,7 @@ class ShadowTest(TypedDict):
 
 class ShadowRun(RunItem):
     shadow_role: Literal["baseline", "candidate"]
+    result_value: float | None
     baseline_run_id: NotRequired[str]
 
 
