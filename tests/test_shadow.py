@@ -31,6 +31,8 @@ from orchestrator.shadow_models import (
     timestamp,
 )
 from orchestrator.store import Store
+from orchestrator.store.migrations import MIGRATIONS
+from tests.old_databases import write_old
 
 _ids = itertools.count()
 APP, EXE = "shadowapp", "e" * 64
@@ -67,8 +69,11 @@ class FakeRuns:
         self.canceled += [r.id for r in runs]
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+@pytest.fixture(params=["fresh", "migrated"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A new database, and one from the schema before the newest, brought forward."""
+    if request.param == "migrated":
+        write_old(tmp_path / "orch.db", len(MIGRATIONS) - 1)
     s = Store(tmp_path / "orch.db")
     await s.open()
     async with s.write() as w:
