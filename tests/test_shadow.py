@@ -55,6 +55,7 @@ class FakeRuns:
             req.instance_id or "devint",
             EXE,
             name=req.name,
+            priority=req.priority,
             options=dict(req.options),
             experiment_id=req.experiment_id,
             input_id=req.input_id,
@@ -154,9 +155,9 @@ async def test_a_baseline_run_triggers_one_run_per_candidate(
     test = await _test(store)
     req, run = await _baseline(store, home)
     await trigger.after(req, run)
-    assert [(r.instance_id, r.experiment_id, r.options) for r in fake.queued] == [
-        ("c1", test.id, {"a": "1"}),
-        ("c2", test.id, {"a": "1"}),
+    assert [(r.instance_id, r.experiment_id, r.options, r.priority) for r in fake.queued] == [
+        ("c1", test.id, {"a": "1"}, 8),  # behind interactive runs (6), like experiment runs
+        ("c2", test.id, {"a": "1"}, 8),
     ]
     for made in fake.queued:
         assert made.input_path == str(home.run_dir(made.id) / "input")

@@ -6,8 +6,9 @@ most ``maximum_runs``, the last one completes the test) and makes one run per
 candidate instance: same input, same request options, marked with the test's ID
 as their experiment ID and linked to the baseline run (``shadow_runs``). Candidate
 runs are queued through the run service directly, so they never trigger anything
-themselves. Nothing here may fail or delay the baseline run beyond the writes: a
-candidate that cannot be made is recorded with its reason, never raised.
+themselves, and queue behind interactive runs (the priority of experiment runs, or
+the baseline's if lower). Nothing here may fail or delay the baseline run beyond the
+writes: a candidate that cannot be made is recorded with its reason, never raised.
 
 The input is shared without copying bytes: a managed input's blob is used as is; a
 file or folder in the baseline run's own folder is hard-linked into the candidate's,
@@ -25,6 +26,7 @@ from pathlib import Path
 import anyio
 
 from orchestrator.errors import OrchError
+from orchestrator.experiments.batch import EXPERIMENT_PRIORITY
 from orchestrator.experiments.shadow import ShadowTests
 from orchestrator.home import Home
 from orchestrator.models import Run, now
@@ -97,6 +99,7 @@ class ShadowTrigger:
             input_file=None,
             input_format=baseline.input_format,
             experiment_id=test.id,
+            priority=max(req.priority, EXPERIMENT_PRIORITY),
             name=f"{req.name or baseline.id} / {instance_id}",
             description=f"shadow test {test.id}: candidate of run {baseline.id}",
         )
