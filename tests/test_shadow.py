@@ -171,6 +171,17 @@ async def test_a_baseline_run_triggers_one_run_per_candidate(
     assert sorted(ids) == sorted([run.id, *(r.id for r in fake.queued)])
 
 
+async def test_each_baseline_triggers_its_own_candidates(
+    store: Store, home: Home, fake: FakeRuns, trigger: ShadowTrigger
+) -> None:
+    both = [Comparison("base", ("c1",)), Comparison("base2", ("c2", "c3"))]
+    test = await _test(store, comparisons=both)
+    req, run = await _baseline(store, home, "base2")
+    await trigger.after(req, run)
+    assert [r.instance_id for r in fake.queued] == ["c2", "c3"]
+    assert (await _get(store, test)).comparisons == both
+
+
 @pytest.mark.parametrize(
     "case", ["other instance", "for an experiment", "on a version", "draft", "completed"]
 )
