@@ -9,7 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import shadow_wire as wire
 from orchestrator.api.deps import services
-from orchestrator.api.fields import CHILD_ID_RULE, AppId, Description, ExperimentId, Name
+from orchestrator.api.fields import (
+    CHILD_ID_RULE,
+    AppId,
+    Description,
+    ExperimentId,
+    LabelBody,
+    Name,
+)
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
 from orchestrator.api.wire import page
 from orchestrator.services import Services
@@ -49,12 +56,6 @@ class ShadowBody(BaseModel):
     )
     start_events: StartEventsBody | None = None
     termination_events: TerminationEventsBody
-
-
-class LabelBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: Name = None
-    description: Description = None
 
 
 class StopBody(BaseModel):

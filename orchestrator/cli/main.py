@@ -17,6 +17,7 @@ GROUPS = {
     "daemon": Lazy("orchestrator.cli.daemon"),
     "app": Lazy("orchestrator.cli.app"),
     "experiment": Lazy("orchestrator.cli.experiment"),
+    "queue": Lazy("orchestrator.cli.queue"),
     "console": Lazy("orchestrator.cli.console"),
 }
 """Top-level command groups, in help order: name → the module holding its Typer."""

@@ -199,6 +199,22 @@ class RunPage(TypedDict):
     next_page_token: str
 
 
+class QueuedRun(TypedDict):
+    """The SDK's ``QueuedRun``: one entry of the account's queue."""
+
+    id: str
+    name: str
+    application_id: str
+    application_instance_id: str
+    status_v2: RunState
+    queuing_priority: int
+    created_at: str
+
+
+class Queue(TypedDict):
+    runs: list[QueuedRun]
+
+
 class RunLog(TypedDict):
     log: str
 

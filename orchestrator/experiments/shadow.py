@@ -24,9 +24,9 @@ import anyio
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.home import Home
-from orchestrator.ids import check_label, new_id, validate_child_id
+from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import Run, epoch, now
-from orchestrator.registry.lookup import rename, require_app
+from orchestrator.registry.lookup import require_app
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs.service import RunService
 from orchestrator.shadow_models import (
@@ -135,7 +135,7 @@ class ShadowTests:
         self, app_id: str, test_id: str, name: str | None, description: str | None
     ) -> ShadowTest:
         t = await self.get(app_id, test_id)
-        rename(t, name, description, "shadow test")
+        relabel("shadow test", t, name, description)
         async with self.store.write() as w:
             await w.shadow_tests.relabel(t)
         return t
