@@ -45,8 +45,12 @@ class FakeRuns:
         self.store = store
         self.queued: list[Run] = []
         self.canceled: list[str] = []
+        self.gate: asyncio.Event | None = None
+        """When set, ``prepare`` waits for it (a slow preparation)."""
 
     async def prepare(self, req: RunRequest) -> Run:
+        if self.gate is not None:
+            await self.gate.wait()
         if req.instance_id == "gone":
             raise NotFound("instance 'gone' not found in app 'shadowapp'")
         return Run(
@@ -180,6 +184,25 @@ async def test_each_baseline_triggers_its_own_candidates(
     await trigger.after(req, run)
     assert [r.instance_id for r in fake.queued] == ["c2", "c3"]
     assert (await _get(store, test)).comparisons == both
+
+
+async def test_a_request_canceled_meanwhile_still_gets_its_candidates(
+    store: Store, home: Home, fake: FakeRuns, trigger: ShadowTrigger
+) -> None:
+    await _test(store)
+    req, run = await _baseline(store, home)
+    fake.gate = asyncio.Event()
+    request = asyncio.create_task(trigger.after(req, run))
+    await asyncio.sleep(0.05)  # claimed, waiting in prepare
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    fake.gate.set()
+    for _ in range(100):
+        if len(fake.queued) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert [r.instance_id for r in fake.queued] == ["c1", "c2"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ so deleting either run never takes the other's input away.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -40,12 +41,20 @@ log = logging.getLogger("orch.shadow")
 class ShadowTrigger:
     def __init__(self, store: Store, home: Home, runs: RunService, tests: ShadowTests) -> None:
         self.store, self.home, self.runs, self.tests = store, home, runs, tests
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def after(self, req: RunRequest, run: Run) -> None:
         """Shadow ``run`` (made as ``req`` asked) in every started test it is a baseline
-        of. Never raises: the user's run exists whatever happens here."""
+        of. Never raises: the user's run exists whatever happens here; a request canceled
+        meanwhile (the client went away) does not cut the work short either."""
         if req.experiment_id is not None or req.version_id is not None:
             return  # runs made for an experiment, and runs on a bare version
+        task = asyncio.create_task(self._after(req, run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(task)
+
+    async def _after(self, req: RunRequest, run: Run) -> None:
         try:
             started = await self.store.read.shadow_tests.with_status(
                 ShadowStatus.STARTED, run.app_id
