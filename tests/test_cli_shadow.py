@@ -84,6 +84,14 @@ def test_draft_start_stop_update_and_errors(daemon: Daemon, app_id: str) -> None
         daemon, f"experiment shadow stop -a {app_id} --shadow-test-id {test_id} --intent cancel"
     )
     assert stopped["status"] == "canceled" and stopped["completed_at"]
+    two = orch_json(
+        daemon,
+        f"experiment shadow create -a {app_id} --termination-maximum-runs 3",
+        "--comparisons",
+        '{"base":["c1"],"c1":["c2"]}',  # no spaces: the helper splits on them
+    )
+    assert [c["baseline_instance_id"] for c in two["comparisons"]] == ["base", "c1"]
+    orch(daemon, f"experiment shadow create -a {app_id} --maximum-runs 3 --comparisons [", code=1)
     missing = orch(
         daemon,
         f"experiment shadow create -a {app_id} --baseline-instance-id base"

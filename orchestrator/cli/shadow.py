@@ -9,6 +9,7 @@ with ``start`` (or ``create --start``, or at ``--start-time``); it ends after
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,29 +29,44 @@ Intent = Literal["complete", "cancel"]
 TestIdOption = typer.Option(..., "--shadow-test-id", help="Shadow test ID.")
 NewTestIdOption = typer.Option(None, "--shadow-test-id", help="Shadow test ID (default: made).")
 BaselineOption = typer.Option(
-    ..., "--baseline-instance-id", help="The instance whose runs are shadowed."
+    None, "--baseline-instance-id", help="The instance whose runs are shadowed."
 )
 CandidatesOption = typer.Option(
-    ...,
+    None,
     "--candidate-instance-ids",
     help="Instances each baseline run also runs on (a,b or repeated).",
 )
+ComparisonsOption = typer.Option(
+    None,
+    "--comparisons",
+    metavar="JSON",
+    help='Several baselines at once, as nextmv takes them: {"base": ["cand1", "cand2"], ...}.',
+)
 MaxRunsOption = typer.Option(
-    ..., "--maximum-runs", min=1, max=300, help="Baseline runs to shadow, then it completes."
+    ...,
+    "--maximum-runs",
+    "--termination-maximum-runs",
+    min=1,
+    max=300,
+    help="Baseline runs to shadow, then it completes.",
 )
 StartTimeOption = typer.Option(
     None, "--start-time", help="Start by itself then (RFC 3339; no offset: local time)."
 )
 EndTimeOption = typer.Option(
-    None, "--end-time", help="Complete then at the latest (RFC 3339; no offset: local time)."
+    None,
+    "--end-time",
+    "--termination-time",
+    help="Complete then at the latest (RFC 3339; no offset: local time).",
 )
 
 
 @app.command("create")
 def create(
     app_id: str = AppOption,
-    baseline: str = BaselineOption,
-    candidates: list[str] = CandidatesOption,
+    baseline: str | None = BaselineOption,
+    candidates: list[str] | None = CandidatesOption,
+    comparisons: str | None = ComparisonsOption,
     maximum_runs: int = MaxRunsOption,
     test_id: str | None = NewTestIdOption,
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
@@ -61,14 +77,16 @@ def create(
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Create a shadow test (a draft unless --start or a --start-time that has passed)."""
+    """Create a shadow test (a draft unless --start or a --start-time that has passed).
+
+    Name the baseline and its candidates, or give several baselines with --comparisons."""
     if start and start_time:
         fail("give --start or --start-time, not both")
     body: dict[str, Any] = {
         "id": test_id,
         "name": name,
         "description": description,
-        "comparisons": {baseline: split_ids(candidates)},
+        "comparisons": _comparisons(baseline, candidates, comparisons),
         "termination_events": {"maximum_runs": maximum_runs, "time": end_time},
         "start_events": {"time": start_time} if start_time else None,
     }
@@ -78,6 +96,24 @@ def create(
             test = api.shadow.start(app_id, test["id"])
     say(f"shadow test {test['id']} {test['status']}")
     emit(test, as_json, lambda t: typer.echo(t["id"]))
+
+
+def _comparisons(
+    baseline: str | None, candidates: list[str] | None, given: str | None
+) -> dict[str, Any]:
+    if given is not None:
+        if baseline or candidates:
+            fail("give --comparisons, or --baseline-instance-id and --candidate-instance-ids")
+        try:
+            found = json.loads(given)
+        except ValueError as exc:
+            fail(f"--comparisons is not JSON: {exc}")
+        if not isinstance(found, dict):
+            fail('--comparisons takes an object: {"baseline": ["candidate", ...]}')
+        return found
+    if not baseline or not candidates:
+        fail("give --baseline-instance-id and --candidate-instance-ids (or --comparisons)")
+    return {baseline: split_ids(candidates)}
 
 
 @app.command("list")
