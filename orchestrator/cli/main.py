@@ -17,6 +17,7 @@ GROUPS = {
     "daemon": Lazy("orchestrator.cli.daemon"),
     "app": Lazy("orchestrator.cli.app"),
     "experiment": Lazy("orchestrator.cli.experiment"),
+    "ensemble": Lazy("orchestrator.cli.ensemble"),
     "queue": Lazy("orchestrator.cli.queue"),
     "console": Lazy("orchestrator.cli.console"),
 }

@@ -14,6 +14,7 @@ from typing import cast
 
 from orchestrator.client.acceptance import AcceptanceTests
 from orchestrator.client.apps import Apps, Instances, Versions
+from orchestrator.client.ensembles import Ensembles
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
 from orchestrator.client.secrets import Secrets
@@ -65,6 +66,7 @@ class OrchClient:
         self.batches = Batches(self.http)
         self.acceptance = AcceptanceTests(self.http)
         self.secrets = Secrets(self.http)
+        self.ensembles = Ensembles(self.http)
         self.shadow = ShadowTests(self.http)
 
     @property
