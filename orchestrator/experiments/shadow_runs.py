@@ -49,25 +49,23 @@ class ShadowTrigger:
         meanwhile (the client went away) does not cut the work short either."""
         if req.experiment_id is not None or req.version_id is not None:
             return  # runs made for an experiment, and runs on a bare version
-        task = asyncio.create_task(self._after(req, run))
+        try:  # the common case stops here: one indexed read, no task
+            tests = await self.store.read.shadow_tests.with_status(ShadowStatus.STARTED, run.app_id)
+        except Exception:
+            log.exception("run %s: could not read the shadow tests", run.id)
+            return
+        shadowing = [t for t in tests if t.candidates_of(run.instance_id)]
+        if not shadowing:
+            return
+        task = asyncio.create_task(self._shadow_all(shadowing, req, run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         await asyncio.shield(task)
 
-    async def _after(self, req: RunRequest, run: Run) -> None:
-        try:
-            started = await self.store.read.shadow_tests.with_status(
-                ShadowStatus.STARTED, run.app_id
-            )
-        except Exception:
-            log.exception("run %s: could not read the shadow tests", run.id)
-            return
-        for test in started:
-            candidates = test.candidates_of(run.instance_id)
-            if not candidates:
-                continue
+    async def _shadow_all(self, tests: list[ShadowTest], req: RunRequest, run: Run) -> None:
+        for test in tests:
             try:
-                await self._shadow(test, req, run, candidates)
+                await self._shadow(test, req, run, test.candidates_of(run.instance_id))
             except Exception:
                 log.exception("shadow test %s: could not shadow run %s", test.id, run.id)
 
