@@ -32,7 +32,7 @@ from orchestrator.experiments.shadow import ShadowTests
 from orchestrator.home import Home
 from orchestrator.models import Run, now
 from orchestrator.runs.service import RunRequest, RunService
-from orchestrator.shadow_models import ShadowLink, ShadowStatus, ShadowTest
+from orchestrator.shadow_models import ShadowLink, ShadowTest
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.shadow")
@@ -50,11 +50,10 @@ class ShadowTrigger:
         if req.experiment_id is not None or req.version_id is not None:
             return  # runs made for an experiment, and runs on a bare version
         try:  # the common case stops here: one indexed read, no task
-            tests = await self.store.read.shadow_tests.with_status(ShadowStatus.STARTED, run.app_id)
+            shadowing = await self.store.read.shadow_tests.started_for(run.app_id, run.instance_id)
         except Exception:
             log.exception("run %s: could not read the shadow tests", run.id)
             return
-        shadowing = [t for t in tests if t.candidates_of(run.instance_id)]
         if not shadowing:
             return
         task = asyncio.create_task(self._shadow_all(shadowing, req, run))

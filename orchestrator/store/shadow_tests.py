@@ -71,6 +71,17 @@ class ShadowTestRepo:
             sql, params = sql + " AND app_id = ?", [*params, app_id]
         return [_test(r) for r in await self.conn.all(sql + " ORDER BY created_at, id", params)]
 
+    async def started_for(self, app_id: str, instance_id: str) -> builtins.list[ShadowTest]:
+        """Started tests with ``instance_id`` as a baseline: what a run there triggers.
+        Asked on every user run, so SQLite picks them out and only those are parsed."""
+        rows = await self.conn.all(
+            "SELECT * FROM shadow_tests WHERE status = 'started' AND app_id = ? AND EXISTS ("
+            " SELECT 1 FROM json_each(comparisons)"
+            " WHERE json_extract(value, '$.baseline_instance_id') = ?) ORDER BY created_at, id",
+            (app_id, instance_id),
+        )
+        return [_test(r) for r in rows]
+
     async def insert(self, t: ShadowTest) -> None:
         await self.conn.execute(
             "INSERT INTO shadow_tests (app_id, id, name, description, status, comparisons,"
