@@ -11,6 +11,7 @@ from orchestrator.experiments.batch import ExperimentService
 from orchestrator.experiments.ensemble_runs import EnsembleRuns
 from orchestrator.experiments.ensembles import EnsembleDefinitions
 from orchestrator.experiments.inputs import InputService, InputSetService
+from orchestrator.experiments.shadow import ShadowTests
 from orchestrator.experiments.switchback import SwitchbackTests
 from orchestrator.registry.apps import AppService
 from orchestrator.registry.instances import InstanceService
@@ -43,3 +44,4 @@ class Services:
     ensemble_definitions: EnsembleDefinitions
     ensemble_runs: EnsembleRuns
     switchback_tests: SwitchbackTests
+    shadow_tests: ShadowTests

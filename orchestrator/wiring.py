@@ -16,6 +16,8 @@ from orchestrator.experiments.ensemble_runs import EnsembleRuns
 from orchestrator.experiments.ensembles import EnsembleDefinitions
 from orchestrator.experiments.inputs import InputService, InputSetService
 from orchestrator.experiments.routing import Router
+from orchestrator.experiments.shadow import ShadowTests
+from orchestrator.experiments.shadow_runs import ShadowTrigger
 from orchestrator.experiments.switchback import SwitchbackTests
 from orchestrator.housekeeping import Housekeeping
 from orchestrator.inbox import Inbox
@@ -64,10 +66,12 @@ class Engine:
         await self.services.experiments.resume()
         await self.services.ensemble_runs.resume()
         await self.services.switchback_tests.resume()
+        await self.services.shadow_tests.resume()
         await self.inbox.start()
 
     async def stop(self) -> None:
         await self.housekeeping.stop()
+        await self.services.shadow_tests.close()
         await self.inbox.stop()
         await self.scheduler.stop(self.services.settings.shutdown_grace_seconds)
         await self.backend.close()
@@ -123,7 +127,9 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
     ensemble_runs = EnsembleRuns(store, home, runs, ensemble_definitions)
     events.subscribe(ensemble_runs.on_run_changed)
     switchback_tests = SwitchbackTests(store, home)
-    runs.router = Router(ensemble_runs, switchback_tests)
+    shadow_tests = ShadowTests(store, home, runs)
+    shadows = ShadowTrigger(store, home, runs, shadow_tests)
+    runs.router = Router(ensemble_runs, switchback_tests, shadows)
     svc = Services(
         settings=settings,
         store=store,
@@ -143,6 +149,7 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         ensemble_definitions=ensemble_definitions,
         ensemble_runs=ensemble_runs,
         switchback_tests=switchback_tests,
+        shadow_tests=shadow_tests,
     )
     housekeeping = Housekeeping(home, store, uploads, disk)
     return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)

@@ -21,6 +21,7 @@ from orchestrator.api import (
     run_files,
     runs,
     secrets,
+    shadow_tests,
     switchback_tests,
     versions,
 )
@@ -49,6 +50,7 @@ _V1_ROUTERS = (
     account.router,
     ensembles.router,
     switchback_tests.router,
+    shadow_tests.router,
 )
 
 

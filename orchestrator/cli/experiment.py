@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import typer
 
-from orchestrator.cli import acceptance, input_set, scenario, switchback
+from orchestrator.cli import acceptance, input_set, scenario, shadow, switchback
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
 from orchestrator.cli.flags import WaitOption, renamed
@@ -41,6 +41,7 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(acceptance.app, name="acceptance")
 app.add_typer(scenario.app, name="scenario")
 app.add_typer(switchback.app, name="switchback")
+app.add_typer(shadow.app, name="shadow")
 
 POLL_SECONDS = 0.2
 EXIT_CODES = {"completed": 0, "failed": 1, "canceled": 2}

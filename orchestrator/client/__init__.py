@@ -18,6 +18,7 @@ from orchestrator.client.ensembles import Ensembles
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
 from orchestrator.client.secrets import Secrets
+from orchestrator.client.shadow import ShadowTests
 from orchestrator.client.switchback import SwitchbackTests
 from orchestrator.client.transport import ClientError, Transport
 from orchestrator.client.types import Health, Queue
@@ -68,6 +69,7 @@ class OrchClient:
         self.secrets = Secrets(self.http)
         self.ensembles = Ensembles(self.http)
         self.switchback = SwitchbackTests(self.http)
+        self.shadow = ShadowTests(self.http)
 
     @property
     def url(self) -> str:

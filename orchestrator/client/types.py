@@ -475,3 +475,49 @@ class SwitchbackArm(TypedDict):
 
 class SwitchbackSummary(TypedDict):
     arms: list[SwitchbackArm]
+
+
+# --- shadow tests ----------------------------------------------------------------------------
+
+
+class ShadowComparison(TypedDict):
+    baseline_instance_id: str
+    candidate_instance_ids: list[str]
+
+
+class ShadowTermination(TypedDict):
+    maximum_runs: int
+    time: str | None
+
+
+class CandidateError(TypedDict):
+    baseline_run_id: str
+    candidate_instance_id: str
+    error: str
+
+
+class ShadowTest(TypedDict):
+    id: str
+    name: str
+    description: str
+    app_id: str
+    status: str  # draft | started | completed | canceled
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    completed_at: str | None
+    comparisons: list[ShadowComparison]
+    start_events: dict[str, str | None] | None
+    termination_events: ShadowTermination
+    shadowed_runs: int
+    candidate_errors: list[CandidateError]
+
+
+class ShadowRun(RunItem):
+    shadow_role: Literal["baseline", "candidate"]
+    result_value: float | None
+    baseline_run_id: NotRequired[str]
+
+
+class ShadowRuns(TypedDict):
+    runs: list[ShadowRun]

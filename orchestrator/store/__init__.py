@@ -27,6 +27,7 @@ from orchestrator.store.heavy import HeavyReads
 from orchestrator.store.overview import OverviewRepo
 from orchestrator.store.runs import RunRepo
 from orchestrator.store.secrets import SecretsRepo
+from orchestrator.store.shadow_tests import ShadowTestRepo
 from orchestrator.store.switchback_tests import SwitchbackRepo
 from orchestrator.store.uploads import Upload, UploadRepo
 from orchestrator.store.versions import InstanceRepo, VersionRepo
@@ -57,6 +58,7 @@ class Repos:
         self.acceptance = AcceptanceRepo(conn)
         self.ensembles = EnsembleRepo(conn)
         self.switchback = SwitchbackRepo(conn)
+        self.shadow_tests = ShadowTestRepo(conn)
 
 
 class Store:

@@ -395,6 +395,40 @@ CREATE TABLE switchback_runs (
 CREATE INDEX switchback_runs_by_test ON switchback_runs (app_id, test_id)
 """
 
+_SHADOW = """
+CREATE TABLE shadow_tests (
+    app_id        TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+    id            TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    description   TEXT NOT NULL DEFAULT '',
+    status        TEXT NOT NULL
+                  CHECK (status IN ('draft', 'started', 'completed', 'canceled')),
+    comparisons   TEXT NOT NULL,             -- JSON: [{baseline_instance_id, candidate_...}]
+    maximum_runs  INTEGER NOT NULL CHECK (maximum_runs BETWEEN 1 AND 300),
+    shadowed_runs INTEGER NOT NULL DEFAULT 0,  -- baseline runs shadowed so far
+    start_time    TEXT,                      -- a draft starts by itself then
+    end_time      TEXT,                      -- a started test completes then
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    started_at    TEXT,
+    ended_at      TEXT,
+    PRIMARY KEY (app_id, id)
+);
+CREATE INDEX shadow_tests_by_status ON shadow_tests (status, app_id);
+CREATE TABLE shadow_runs (
+    app_id                TEXT NOT NULL,
+    test_id               TEXT NOT NULL,
+    baseline_run_id       TEXT NOT NULL,
+    candidate_instance_id TEXT NOT NULL,
+    candidate_run_id      TEXT,              -- NULL: the candidate could not be made (error)
+    error                 TEXT NOT NULL DEFAULT '',
+    created_at            TEXT NOT NULL,
+    PRIMARY KEY (app_id, test_id, baseline_run_id, candidate_instance_id),
+    FOREIGN KEY (app_id, test_id) REFERENCES shadow_tests(app_id, id) ON DELETE CASCADE
+)
+"""
+
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -405,4 +439,5 @@ MIGRATIONS: list[str] = [
     _ENSEMBLES,
     _SCENARIO,
     _SWITCHBACK,
+    _SHADOW,
 ]

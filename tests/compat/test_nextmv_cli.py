@@ -266,6 +266,35 @@ def check_switchback_run(done: Done, s: State) -> None:
     assert run["metadata"]["application_instance_id"] == unit["instance_id"]
 
 
+def check_shadowing(done: Done, s: State) -> None:
+    """Started: a run on the baseline (prod) is shadowed on the candidate (staging)."""
+    assert done.returncode == 0 and "started successfully" in done.stderr, done.stderr
+    run = s["shell"].nextmv(
+        "cloud", "run", "create", "-a", s["app"], "-i", str(s["input"]), "--instance-id", "prod"
+    )
+    s["shadowed"] = out(run)["run_id"]
+
+
+def check_shadow_runs(done: Done, s: State) -> None:
+    """The baseline run and its candidate, both finished (a test is deleted once they are)."""
+    test = out(done)
+    assert test["status"] == "started"
+    runs = {r["application_instance_id"]: r["id"] for r in test["runs"]}
+    assert runs.get("prod") == s["shadowed"] and "staging" in runs, test["runs"]
+
+    def finished() -> bool:
+        again = out(s["shell"].nextmv("cloud", "shadow", "get", "-a", s["app"], "-s", "sh1"))
+        return all(r["status_v2"] in ("succeeded", "failed") for r in again["runs"])
+
+    assert wait_for(finished, timeout=60)
+
+
+def check_shadow_stopped(done: Done, s: State) -> None:
+    assert done.returncode == 0 and "stopped successfully" in done.stderr, done.stderr
+    meta = out(s["shell"].nextmv("cloud", "shadow", "metadata", "-a", s["app"], "-s", "sh1"))
+    assert meta["status"] == "completed"
+
+
 RUNS_OF_BATCH = '{{"input_id": "{set_input}", "instance_id": "prod", "input_set_id": "set1"}}'
 
 CASES: dict[str, Case] = {
@@ -309,6 +338,19 @@ CASES: dict[str, Case] = {
         "run create -a {app} -i {input} --instance-id prod -o sleep=60", check_slow_run
     ),
     "run cancel": Case("run cancel -a {app} -r {slow}", check_canceled),
+    "shadow create": Case(
+        """shadow create -a {app} -s sh1 -c '{{"prod": ["staging"]}}' -m 5""",
+        expect(id="sh1", status="draft"),
+    ),
+    "shadow start": Case("shadow start -a {app} -s sh1", check_shadowing),
+    "shadow get": Case("shadow get -a {app} -s sh1", check_shadow_runs),
+    "shadow metadata": Case("shadow metadata -a {app} -s sh1", expect(id="sh1", status="started")),
+    "shadow list": Case("shadow list -a {app}", lists("sh1")),
+    "shadow update": Case("shadow update -a {app} -s sh1 -n Shade", expect(name="Shade")),
+    "shadow stop": Case("shadow stop -a {app} -s sh1 -i complete", check_shadow_stopped),
+    "shadow delete": Case(
+        "shadow delete -a {app} -s sh1 -y", removed("shadow get -a {app} -s sh1")
+    ),
     "upload create": Case("upload create -a {app}", check_upload),
     "managed-input create (upload)": Case(
         'managed-input create -a {app} -u {upload} -m mi-up -n "From upload"',
