@@ -469,6 +469,8 @@ class Experiment:
     targets: list[str] = field(default_factory=list)
     baseline: str | None = None
     objective: str = "min"
+    seed: int | None = None
+    """Of the runs' queue order (``experiments/queue_order``); None before it was stored."""
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
     ended_at: str | None = None

@@ -66,6 +66,7 @@ def experiment(e: Experiment, counts: dict[str, int]) -> dict[str, Any]:
         "targets": e.targets,
         "baseline": e.baseline,
         "objective": e.objective,
+        "seed": e.seed,
         "grouped_distributional_summaries": [],
     }
 

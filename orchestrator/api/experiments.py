@@ -27,6 +27,7 @@ from orchestrator.api.responses import CHANGE, CREATE, REMOVE, SUMMARY, errors
 from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
+from orchestrator.experiments.queue_order import SEED_MAX
 from orchestrator.experiments.verdict_html import acceptance_block, gate_block
 from orchestrator.models import Experiment, InputSet
 from orchestrator.services import Services
@@ -88,6 +89,11 @@ class BatchBody(BaseModel):
     baseline: str | None = None
     objective: str = Field("min", json_schema_extra={"enum": ["min", "max"]})
     priority: int = Field(EXPERIMENT_PRIORITY, json_schema_extra=PRIORITY)
+    seed: int | None = Field(
+        None,
+        json_schema_extra={"minimum": 0, "maximum": SEED_MAX},
+        description="Of the shuffled queue order; drawn when not given, shown by GET.",
+    )
 
 
 class NameBody(BaseModel):
@@ -218,6 +224,7 @@ async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(se
             baseline=body.baseline,
             objective=body.objective,
             priority=body.priority,
+            seed=body.seed,
         )
     )
     return wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))

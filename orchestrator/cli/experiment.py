@@ -84,6 +84,13 @@ FailIfOption = typer.Option(
     help="With --wait and --baseline: exit 1 on a regression, "
     "e.g. 'result.value > baseline * 1.01' (syntax below).",
 )
+SeedOption = typer.Option(
+    None,
+    "--seed",
+    min=0,
+    max=2**32 - 1,
+    help="Seed of the shuffled queue order (default: drawn; shown by get).",
+)
 StartJsonOption = typer.Option(
     False, "--json", help="Print the experiment (with --wait: the summary) as JSON."
 )
@@ -102,6 +109,7 @@ def start(
     baseline: str | None = BaselineOption,
     objective: Objective | None = ObjectiveOption,
     priority: int | None = PriorityOption,
+    seed: int | None = SeedOption,
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str = typer.Option("", "--description", "-d", help="Description."),
     wait: bool = WaitOption,
@@ -138,6 +146,7 @@ def start(
         "baseline": baseline,
         "objective": objective,
         "priority": priority,
+        "seed": seed,
     }
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})

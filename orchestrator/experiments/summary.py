@@ -10,7 +10,10 @@ the API, the CI gate and the HTML report all see the same numbers. Conventions:
 - ``std`` is the *sample* standard deviation (n-1 denominator): repetitions are a sample
   of the model's behaviour, not the whole population. It is 0 for a single value.
 - Comparisons pair runs by ``(input_id, option_set)`` and average repetitions on each side
-  first, so a target with more repetitions does not weigh more.
+  first, so a target with more repetitions does not weigh more. Timing pairs the runs of
+  one repetition instead (they were queued side by side: ``queue_order``), and reports the
+  geometric mean change with its 95 % interval (``paired``); so does ``value_change`` for
+  result.value over the per-input changes. Only a ``significant`` change is a difference.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from orchestrator.errors import Invalid
+from orchestrator.experiments.paired import (
+    PairedChange,
+    difference_change,
+    pair_values,
+    ratio_change,
+)
 
 RESULT_VALUE = "result.value"
 RUN_DURATION = "run.duration"
@@ -281,14 +290,6 @@ class PerInput:
 
 
 @dataclass(frozen=True)
-class MetricChange:
-    """Paired mean relative change of a secondary metric (no verdicts: time is not quality)."""
-
-    pairs: int
-    mean_relative_change: float | None
-
-
-@dataclass(frozen=True)
 class Comparison:
     """A candidate against the baseline on ``result.value``, input by input.
 
@@ -306,7 +307,8 @@ class Comparison:
     ties: int
     mean_relative_change: float | None
     median_relative_change: float | None
-    timing: dict[str, MetricChange]
+    value_change: PairedChange  # mean_relative_change with its interval and verdict
+    timing: dict[str, PairedChange]  # paired by repetition, geometric mean change
     per_input: list[PerInput]
 
 
@@ -330,7 +332,8 @@ def compare(facts: list[RunFacts], baseline: str, candidate: str, objective: str
         ties=verdicts.count("tie"),
         mean_relative_change=statistics.fmean(changes) if changes else None,
         median_relative_change=statistics.median(changes) if changes else None,
-        timing={metric: _metric_change(pairs, metric) for metric in TIMING_METRICS},
+        value_change=difference_change(changes),
+        timing=_timing_changes(facts, baseline, candidate),
         per_input=per_input,
     )
 
@@ -348,10 +351,22 @@ def _per_input(pair: InputPair, values: tuple[float, float], objective: str) -> 
     )
 
 
-def _metric_change(pairs: list[InputPair], metric: str) -> MetricChange:
-    both = [v for p in pairs if (v := p.values(metric)) is not None]
-    changes = [c for base, cand in both if (c := relative_change(base, cand)) is not None]
-    return MetricChange(len(both), statistics.fmean(changes) if changes else None)
+def _timing_changes(
+    facts: list[RunFacts], baseline: str, candidate: str
+) -> dict[str, PairedChange]:
+    """Each timing metric's change, the runs paired by (input, option set, repetition)."""
+    observed: dict[str, list[tuple[tuple[str, str | None, int], bool, float]]] = {
+        metric: [] for metric in TIMING_METRICS
+    }
+    for run in facts:
+        if run.status != "succeeded" or run.target not in (baseline, candidate):
+            continue
+        values = run_metrics(run)
+        for metric, seen in observed.items():
+            if metric in values:
+                key = (run.input_id, run.option_set, run.repetition)
+                seen.append((key, run.target == candidate, values[metric]))
+    return {metric: ratio_change(pair_values(seen)) for metric, seen in observed.items()}
 
 
 # --- the whole experiment --------------------------------------------------------------

@@ -174,8 +174,8 @@ class ExperimentRepo:
     async def insert(self, e: Experiment) -> None:
         await self.conn.execute(
             "INSERT INTO experiments (app_id, id, name, description, input_set_id, status,"
-            " option_sets, targets, baseline, objective, requested_runs, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " option_sets, targets, baseline, objective, seed, requested_runs, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.app_id,
                 e.id,
@@ -187,6 +187,7 @@ class ExperimentRepo:
                 dump(e.targets),
                 e.baseline,
                 e.objective,
+                e.seed,
                 e.requested_runs,
                 e.created_at,
                 e.updated_at,

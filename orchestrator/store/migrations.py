@@ -351,6 +351,11 @@ CREATE TABLE ensemble_runs (
 )
 """
 
+_SEED = """
+-- the seed of a batch experiment's queue order (experiments/queue_order.py); NULL before
+ALTER TABLE experiments ADD COLUMN seed INTEGER
+"""
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -359,4 +364,5 @@ MIGRATIONS: list[str] = [
     _SECRETS,
     _ACCEPTANCE,
     _ENSEMBLES,
+    _SEED,
 ]
