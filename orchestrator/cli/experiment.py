@@ -128,7 +128,7 @@ def start(
 
     --fail-if: METRIC OP baseline, optionally followed by * FACTOR, + DELTA or - DELTA.
 
-    METRIC: result.value, run.duration, wall_time, peak_memory_mb or custom.NAME.
+    METRIC: result.value, run.duration, wall_time, cpu_time, peak_memory_mb or custom.NAME.
 
     OP: > >= < <= == != . Join conditions with ' or '; each is checked input by input.
     """

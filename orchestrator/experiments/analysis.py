@@ -46,6 +46,7 @@ async def experiment_facts(repos: Repos, app_id: str, exp_id: str) -> list[RunFa
             duration_ms=r.duration_ms,
             peak_memory_mb=r.peak_memory_mb,
             metrics=r.metrics,
+            cpu_seconds=r.cpu_seconds,
         )
         for r in await experiment_runs(repos, app_id, exp_id)
     ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from html import escape
 
 from orchestrator.experiments.summary import (
+    CPU_TIME,
     RUN_DURATION,
     WALL_TIME,
     Comparison,
@@ -35,7 +36,7 @@ PALETTE = (
     "#d5bb67",
     "#82c6e2",
 )
-UNITS = {WALL_TIME: "s", RUN_DURATION: "s", "peak_memory_mb": "MB"}
+UNITS = {WALL_TIME: "s", CPU_TIME: "s", RUN_DURATION: "s", "peak_memory_mb": "MB"}
 
 _CSS = """
 :root { --fg: #1f2933; --muted: #6b7280; --line: #e5e7eb; --bg: #fafafa;

@@ -37,10 +37,12 @@ from orchestrator.experiments.paired import (
 RESULT_VALUE = "result.value"
 RUN_DURATION = "run.duration"
 WALL_TIME = "wall_time"
+CPU_TIME = "cpu_time"
+"""CPU seconds of the run's processes, measured by orch: wall time's load-proof twin."""
 PEAK_MEMORY = "peak_memory_mb"
-BUILTIN_METRICS = (RESULT_VALUE, RUN_DURATION, WALL_TIME, PEAK_MEMORY)
+BUILTIN_METRICS = (RESULT_VALUE, RUN_DURATION, WALL_TIME, CPU_TIME, PEAK_MEMORY)
 CUSTOM_PREFIX = "custom."
-TIMING_METRICS = (WALL_TIME, RUN_DURATION)
+TIMING_METRICS = (WALL_TIME, CPU_TIME, RUN_DURATION)
 OBJECTIVES = ("min", "max")
 TIE_TOLERANCE = 1e-9
 CSV_COLUMNS = ("target", "metric", "count", "min", "max", "mean", "median", "p90", "std")
@@ -65,6 +67,7 @@ class RunFacts:
     duration_ms: float | None  # wall time measured by orch
     peak_memory_mb: float | None
     metrics: dict[str, Any] | None = None  # the output's top-level metrics (newer convention)
+    cpu_seconds: float | None = None  # user + system CPU measured by orch
 
     @property
     def timed_out(self) -> bool:
@@ -87,6 +90,7 @@ def run_metrics(facts: RunFacts) -> dict[str, float]:
         RESULT_VALUE: _number(result.get("value")),
         RUN_DURATION: _number(_as_dict(stats.get("run")).get("duration")),
         WALL_TIME: None if wall is None else wall / 1000.0,
+        CPU_TIME: _number(facts.cpu_seconds),
         PEAK_MEMORY: _number(facts.peak_memory_mb),
     }
     found.update(sorted(_flatten(_as_dict(result.get("custom")), CUSTOM_PREFIX)))
