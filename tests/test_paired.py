@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import Counter
 
 import pytest
 
+from orchestrator.console.render import ENV
 from orchestrator.errors import Invalid
 from orchestrator.experiments.paired import (
     TIMING_NOISE,
+    PairedChange,
     difference_change,
     mean_interval,
     pair_values,
@@ -18,6 +21,7 @@ from orchestrator.experiments.paired import (
     t_quantile,
 )
 from orchestrator.experiments.queue_order import SEED_MAX, check_seed, draw_seed, fair_order
+from orchestrator.experiments.report import render_html
 from orchestrator.experiments.summary import RunFacts, summarize
 
 # Two-sided 95 % quantiles of Student's t, from any printed table.
@@ -158,3 +162,46 @@ def test_seeds() -> None:
         check_seed(-1)
     with pytest.raises(Invalid):
         check_seed(SEED_MAX + 1)
+
+
+def _ab_facts(slowdown: float, noise: float = 0.0) -> list[RunFacts]:
+    facts = []
+    for i in range(10):
+        for rep in range(2):
+            wobble = 1 + noise * (1 if (i + rep) % 2 else -1)
+            facts += [
+                _facts("a", rep, f"in-{i}", 100 * wobble),
+                _facts("b", rep, f"in-{i}", 100 * slowdown / wobble),
+            ]
+    return facts
+
+
+def test_report_colours_only_a_significant_change() -> None:
+    facts = _ab_facts(1.3, noise=0.02)
+    page = render_html(summarize(facts, baseline="a"), facts, title="ab")
+    cell = re.search(r'<td class="(\w+)" data-significant="yes">\+(\d+)\.\d\d%', page)
+    assert cell is not None and cell.group(1) == "bad" and 28 <= int(cell.group(2)) <= 32
+    assert "95% interval" in page and "&plusmn;5%" in page
+
+
+def test_report_says_no_significant_difference_without_colour() -> None:
+    facts = _ab_facts(1.0, noise=0.3)
+    page = render_html(summarize(facts, baseline="a"), facts, title="aa")
+    cells = re.findall(r'<td class="(\w+)" data-significant="(\w+)">([^<]*)', page)
+    timing = [c for c in cells if c[2] == "no significant difference"]
+    assert len(timing) == 2  # wall_time; result.value is identical: 0 % with no spread
+    assert all(tone == "tie" and flag == "no" for tone, flag, _ in cells)
+    assert 'class="good"' not in page.split("Against baseline")[1].split("<details")[0]
+
+
+def test_console_shows_a_verdict_only_for_a_significant_change() -> None:
+    paired = ENV.get_template("_paired.html").module.paired  # type: ignore[attr-defined]
+    slower = str(paired(PairedChange(60, 0.2, 0.1, 0.3, True), True, "faster", "slower"))
+    assert 'class="badge loss"' in slower and ">slower<" in slower
+    assert "+20.00 %" in slower and "[+10.00 %, +30.00 %]" in slower
+    better = str(paired(PairedChange(10, 0.2, 0.1, 0.3, True), False, "better", "worse"))
+    assert 'class="badge win"' in better and ">better<" in better  # higher is better
+    same = str(paired(PairedChange(60, 0.02, -0.05, 0.09, False), True, "faster", "slower"))
+    assert "no significant difference (+2.00 % [-5.00 %, +9.00 %])" in same
+    assert "badge" not in same
+    assert str(paired(PairedChange(0, None, None, None, False), True, "a", "b")).strip() == "-"
