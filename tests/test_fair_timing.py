@@ -76,6 +76,11 @@ def test_runs_are_queued_in_whole_shuffled_groups(
     firsts = Counter(g[0]["target"] for g in groups)
     assert set(firsts) == targets and max(firsts.values()) - min(firsts.values()) <= 1
     assert [g[0]["input_id"] for g in groups[:INPUTS]] != [f"in-{i}" for i in range(INPUTS)]
+    # ...while the summary lists inputs and targets as the experiment gave them
+    summary = call(fair.api, "GET", f"{fair.base}/experiments/batch/{compared[0]}/summary")
+    assert [t["target"] for t in summary["targets"]] == ["same-1", "same-2", "slower"]
+    per_input = summary["comparisons"][0]["per_input"]
+    assert [p["input_id"] for p in per_input] == [f"in-{i}" for i in range(INPUTS)]
 
 
 def test_a_seed_gives_the_same_queue_order(fair: FairTiming) -> None:
