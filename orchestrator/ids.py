@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Protocol
 
 from orchestrator.errors import Invalid
 
@@ -69,6 +70,19 @@ def check_label(kind: str, name: str | None = None, description: str | None = No
     ):
         if value is not None and len(value) > cap:
             raise Invalid(f"{kind} {what} has {len(value)} characters; the limit is {cap}")
+
+
+class Labelled(Protocol):
+    name: str
+    description: str
+
+
+def relabel(kind: str, item: Labelled, name: str | None, description: str | None) -> None:
+    """Apply an update's name and description: the SDK PUTs whole objects back, so a
+    missing or blank name keeps the current one, and a missing description too."""
+    check_label(kind, name, description)
+    item.name = name or item.name
+    item.description = item.description if description is None else description
 
 
 def _encode(number: int, width: int) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_run import new_app, orch, orch_json
-from tests.helpers import SAMPLES, Daemon, write_app
+from tests.helpers import SAMPLES, Daemon, wait_for, write_app
 
 KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
 OUTPUT = {"solutions": [], "statistics": {"result": {"value": 3, "custom": {"gap": 0.5}}}}
@@ -93,3 +93,18 @@ def test_assets_list_and_download(daemon: Daemon, tmp_path: Path) -> None:
     assert target.read_bytes() == PNG
     missing = orch(daemon, f"app run assets -a {app_id} -r {run_id} --asset-id nope", code=1)
     assert "not found" in missing.stderr
+
+
+def test_queue_lists_what_waits_and_runs_across_apps(daemon: Daemon, tmp_path: Path) -> None:
+    """Other tests' runs may share the daemon: only this app's entries are checked."""
+    slow = new_app(daemon, write_app(tmp_path / "slow", "import time; time.sleep(60)\n"))
+    running = orch(daemon, f"app run -a {slow} -i", KNAPSACK_INPUT, "-n first").stdout.strip()
+
+    def mine() -> list[tuple[str, str, str]]:
+        queue = orch_json(daemon, "queue")["runs"]
+        return [(r["id"], r["name"], r["status_v2"]) for r in queue if r["application_id"] == slow]
+
+    assert wait_for(lambda: mine() == [(running, "first", "running")], 30), mine()
+    assert running in orch(daemon, "queue").stdout
+    orch(daemon, f"app run cancel -a {slow} -r {running}")
+    assert wait_for(lambda: mine() == [], 30)

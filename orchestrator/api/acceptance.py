@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import acceptance_wire as wire
 from orchestrator.api.deps import services
-from orchestrator.api.fields import CHILD_ID_RULE, AppId, Description, ExperimentId, Name
+from orchestrator.api.fields import CHILD_ID_RULE, AppId, Description, ExperimentId, LabelBody, Name
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
 from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
@@ -39,12 +39,6 @@ class AcceptanceBody(BaseModel):
     metrics: list[dict[str, Any]] = Field(
         ..., description="Nextmv Metric objects: field, metric_type, params, statistic"
     )
-
-
-class LabelBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: Name = None
-    description: Description = None
 
 
 @router.post("", status_code=201, responses=CREATE)

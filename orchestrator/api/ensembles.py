@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import ensemble_wire
 from orchestrator.api.deps import services
-from orchestrator.api.fields import AppId, Description, ExperimentId, Name, RunId
+from orchestrator.api.fields import AppId, Description, ExperimentId, LabelBody, Name, RunId
 from orchestrator.api.instances import option_strings
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
 from orchestrator.ensemble_models import EnsembleDefinition, EvaluationRule, RunGroup
@@ -50,12 +50,6 @@ class DefinitionBody(BaseModel):
     description: Description = None
     run_groups: list[RunGroupBody]
     rules: list[RuleBody]
-
-
-class LabelBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: Name = None
-    description: Description = None
 
 
 @router.post("/ensembles", status_code=201, responses=CREATE)

@@ -20,6 +20,7 @@ from orchestrator.api.fields import (
     ExperimentId,
     InputId,
     InputSetId,
+    LabelBody,
     Name,
 )
 from orchestrator.api.instances import option_strings
@@ -96,12 +97,6 @@ class BatchBody(BaseModel):
     )
 
 
-class NameBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: Name = None
-    description: Description = None
-
-
 async def _set(svc: Services, item: InputSet) -> dict[str, Any]:
     return wire.input_set(item, await svc.input_sets.members(item.app_id, item.id))
 
@@ -138,7 +133,7 @@ async def get_input(app_id: AppId, input_id: InputId, svc: Services = Depends(se
 
 @router.put("/inputs/{input_id}", responses=CHANGE)
 async def update_input(
-    app_id: AppId, input_id: InputId, body: NameBody, svc: Services = Depends(services)
+    app_id: AppId, input_id: InputId, body: LabelBody, svc: Services = Depends(services)
 ) -> Any:
     return wire.managed_input(
         await svc.inputs.update(app_id, input_id, body.name, body.description)
@@ -272,7 +267,7 @@ async def batch_runs(app_id: AppId, exp_id: ExperimentId, svc: Services = Depend
 
 @router.patch("/experiments/batch/{exp_id}", responses=CHANGE)
 async def update_batch(
-    app_id: AppId, exp_id: ExperimentId, body: NameBody, svc: Services = Depends(services)
+    app_id: AppId, exp_id: ExperimentId, body: LabelBody, svc: Services = Depends(services)
 ) -> Any:
     exp = await svc.experiments.update(app_id, exp_id, body.name, body.description)
     return wire.experiment_metadata(exp, await svc.experiments.counts(app_id, exp_id))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import JsonDict
 
 from orchestrator.ids import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH
@@ -57,4 +57,14 @@ RunId = Annotated[str, _path("Run ID, as orch made it: run- and 16 characters", 
 
 Name = Annotated[str | None, Field(max_length=MAX_NAME_LENGTH)]
 Description = Annotated[str | None, Field(max_length=MAX_DESCRIPTION_LENGTH)]
+
+
+class LabelBody(BaseModel):
+    """The body of every "rename or redescribe" update: a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: Name = None
+    description: Description = None
+
+
 RequiredName = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]

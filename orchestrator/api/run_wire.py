@@ -72,6 +72,8 @@ def metadata(run: Run, statistics: bool = True) -> dict[str, Any]:
         meta["isolation"] = run.placement[PROTECTIONS]
     if run.secrets_collection_id:
         meta["secrets_collection_id"] = run.secrets_collection_id  # the ID, never values
+    if run.parent_run_id:
+        meta["parent_run_id"] = run.parent_run_id  # an ensemble run's child
     if run.experiment_id:
         meta["experiment_id"] = run.experiment_id
         meta["experiment_type"] = "batch"

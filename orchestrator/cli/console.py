@@ -11,7 +11,7 @@ import typer
 from orchestrator.cli.context import HomeOption, client
 from orchestrator.cli.output import errors_to_exit, fail, say
 
-app = typer.Typer()
+app = typer.Typer(add_completion=False)  # completion is the root command's
 
 
 @app.command("console")

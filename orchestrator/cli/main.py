@@ -17,6 +17,8 @@ GROUPS = {
     "daemon": Lazy("orchestrator.cli.daemon"),
     "app": Lazy("orchestrator.cli.app"),
     "experiment": Lazy("orchestrator.cli.experiment"),
+    "ensemble": Lazy("orchestrator.cli.ensemble"),
+    "queue": Lazy("orchestrator.cli.queue"),
     "console": Lazy("orchestrator.cli.console"),
 }
 """Top-level command groups, in help order: name → the module holding its Typer."""

@@ -73,6 +73,13 @@ def create(
         "--instance",
         help="Instance to run (default: devint; 'default' = the app's).",
     ),
+    ensemble: str | None = typer.Option(
+        None,
+        "--ensemble-definition-id",
+        "-e",
+        "--definition-id",
+        help="Run this ensemble definition: its run groups' instances, the best run's output.",
+    ),
     options: list[str] | None = OptionsOption,
     name: str = typer.Option("", "--name", "-n", help="Run name."),
     description: str = typer.Option("", "--description", "-d", help="Run description."),
@@ -109,6 +116,10 @@ def create(
     if app_id is None:
         fail("missing option -a/--app-id (or set ORCH_APP_ID)", code=2)
     configuration = _configuration(priority, timeout, memory_mb, cpu_seconds, output_mb, disk_mb)
+    if ensemble is not None:
+        if instance is not None:
+            fail("an ensemble run uses its run groups' instances: leave out --instance-id")
+        configuration["run_type"] = {"type": "ensemble", "definition_id": ensemble}
     if secrets_collection_id:
         configuration["secrets_collection_id"] = secrets_collection_id
     body = {"options": parse_options(options), "name": name, "description": description}
@@ -118,7 +129,7 @@ def create(
             configuration["format"] = {"input": {"type": run_input.fmt}}
         with errors_to_exit(), client(home) as api:
             body |= run_input.body(api, app_id) | {"configuration": configuration}
-            created = api.runs.create(app_id, body, instance or "devint")
+            created = api.runs.create(app_id, body, None if ensemble else instance or "devint")
             if not (wait or tail):
                 emit(created, as_json, lambda d: typer.echo(d["run_id"]))
                 return

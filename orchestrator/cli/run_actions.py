@@ -72,10 +72,19 @@ def metadata(
     """Show a run's status, timings, resources, options (with their sources) and limits."""
     with errors_to_exit(), client(home) as api:
         data = api.runs.metadata(app_id, run_id)
+        is_ensemble = (data["metadata"].get("run_type") or {}).get("type") == "ensemble"
+        ensemble = api.ensembles.result(app_id, run_id) if is_ensemble and not as_json else None
 
     def human(d: RunInfo) -> None:
         view = _metadata_view(d)
+        if ensemble is not None:
+            view["ensemble"] = f"definition {ensemble['ensemble_definition_id']}"
         record(view, [(k, k) for k in view])
+        if ensemble is not None:
+            from orchestrator.cli import ensemble_view
+
+            ensemble_view.show_children(ensemble)
+            ensemble_view.say_winner(ensemble)
 
     emit(data, as_json, human)
 
@@ -106,6 +115,7 @@ def _metadata_view(info: RunInfo) -> dict[str, Any]:
         "tracked": "yes: ran elsewhere"
         if (m.get("run_type") or {}).get("type") == "external"
         else None,
+        "ensemble": f"child of run {m['parent_run_id']}" if m.get("parent_run_id") else None,
         "error": m.get("error"),
     }
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from orchestrator.cli.output import fail, print_json, say
 from orchestrator.client import OrchClient
-from orchestrator.client.types import RunInfo
+from orchestrator.client.types import EnsembleResult, RunInfo
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "canceled": 2}
 ARCHIVE_FORMATS = ("multi-file", "csv-archive")
@@ -29,12 +30,25 @@ def deliver(
     ``logs``: the log was shown already (``--tail``), so the error stays on one line.
     """
     status = info["metadata"]["status_v2"]
+    ensemble = _ensemble(api, app_id, info)
     if as_json:
-        print_json(api.runs.result(app_id, info["id"]))
+        result: dict[str, Any] = dict(api.runs.result(app_id, info["id"]))
+        print_json(result | ({"ensemble": ensemble} if ensemble else {}))
     if status == "succeeded" and (output is not None or not as_json):
         _write_output(api, app_id, info, output)
     say(summary(info, full_error=not logs))
+    if ensemble is not None:
+        from orchestrator.cli.ensemble_view import winner_line
+
+        say(winner_line(ensemble))
     return EXIT_CODES[status]
+
+
+def _ensemble(api: OrchClient, app_id: str, info: RunInfo) -> EnsembleResult | None:
+    """What an ensemble run chose (the SDK's ``RunResult.ensemble``); None for other runs."""
+    if (info["metadata"].get("run_type") or {}).get("type") != "ensemble":
+        return None
+    return api.ensembles.result(app_id, info["id"])
 
 
 def summary(info: RunInfo, full_error: bool) -> str:

@@ -14,11 +14,12 @@ from typing import cast
 
 from orchestrator.client.acceptance import AcceptanceTests
 from orchestrator.client.apps import Apps, Instances, Versions
+from orchestrator.client.ensembles import Ensembles
 from orchestrator.client.experiments import Batches, Inputs, InputSets
 from orchestrator.client.runs import Runs
 from orchestrator.client.secrets import Secrets
 from orchestrator.client.transport import ClientError, Transport
-from orchestrator.client.types import Health
+from orchestrator.client.types import Health, Queue
 from orchestrator.home import Home
 from orchestrator.lifecycle import DaemonInfo
 
@@ -64,6 +65,7 @@ class OrchClient:
         self.batches = Batches(self.http)
         self.acceptance = AcceptanceTests(self.http)
         self.secrets = Secrets(self.http)
+        self.ensembles = Ensembles(self.http)
 
     @property
     def url(self) -> str:
@@ -76,6 +78,10 @@ class OrchClient:
     def health(self) -> Health:
         """``/healthz`` (no key needed): liveness and how busy the queue is."""
         return cast(Health, self.http.request("GET", "/healthz", timeout=2).json())
+
+    def queue(self) -> Queue:
+        """The queued and running runs of every app, oldest first."""
+        return cast(Queue, self.http.request("GET", "/v1/account/queue").json())
 
     def console_link(self) -> str:
         """A one-time login link to the web console (works once, for 2 minutes)."""

@@ -167,6 +167,8 @@ class RunMetadata(TypedDict):
     statistics: NotRequired[dict[str, Any]]
     metrics: NotRequired[dict[str, Any]]
     run_type: NotRequired[dict[str, str]]
+    parent_run_id: NotRequired[str]
+    """Set on an ensemble run's children: the ensemble run."""
 
 
 class RunInfo(TypedDict):
@@ -197,6 +199,22 @@ class RunItem(TypedDict):
 class RunPage(TypedDict):
     runs: list[RunItem]
     next_page_token: str
+
+
+class QueuedRun(TypedDict):
+    """The SDK's ``QueuedRun``: one entry of the account's queue."""
+
+    id: str
+    name: str
+    application_id: str
+    application_instance_id: str
+    status_v2: RunState
+    queuing_priority: int
+    created_at: str
+
+
+class Queue(TypedDict):
+    runs: list[QueuedRun]
 
 
 class RunLog(TypedDict):
@@ -333,3 +351,58 @@ class AcceptanceTest(TypedDict):
     results: AcceptanceResults | None
     created_at: str
     updated_at: str
+
+
+# --- ensembles ----------------------------------------------------------------------------
+
+
+class RunGroup(TypedDict):
+    id: str
+    instance_id: str
+    options: dict[str, str]
+    repetitions: int
+
+
+class RuleTolerance(TypedDict):
+    value: float
+    type: str
+
+
+class EvaluationRule(TypedDict):
+    id: str
+    statistics_path: str
+    objective: str
+    tolerance: RuleTolerance
+    index: int
+
+
+class EnsembleDefinition(TypedDict):
+    id: str
+    application_id: str
+    name: str
+    description: str
+    run_groups: list[RunGroup]
+    rules: list[EvaluationRule]
+    created_at: str
+    updated_at: str
+
+
+class EnsembleChild(TypedDict):
+    id: str
+    run_group_id: str
+    repetition: int
+    status: RunState
+    values: dict[str, float]
+    """Each rule's value read from the child's statistics (rule id → value)."""
+
+
+class EnsembleResult(TypedDict):
+    """``GET .../runs/{id}/ensemble``: what the SDK keeps as ``RunResult.ensemble``."""
+
+    id: str
+    ensemble_definition_id: str
+    status_v2: RunState
+    selected_run_id: str | None
+    run_groups: list[RunGroup]
+    rules: list[EvaluationRule]
+    child_runs: list[EnsembleChild]

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.console.ensemble_panel import EnsemblePanel, ensemble_panel
 from orchestrator.console.geojson import render_map
 from orchestrator.console.viewers import PREVIEW_BYTES, Preview, preview
 from orchestrator.models import LIMIT_KINDS, Run, RunStatus
@@ -48,6 +49,7 @@ class RunView:
     statistics: list[tuple[str, Any]]
     stopped_by: str | None
     visuals: list[Visual]
+    ensemble: EnsemblePanel | None = None
 
 
 def stopped_by(run: Run) -> str | None:
@@ -85,6 +87,7 @@ async def run_view(svc: Services, run: Run) -> RunView:
         statistics=flatten(run.statistics or run.metrics) if run.statistics or run.metrics else [],
         stopped_by=stopped_by(run),
         visuals=await _visuals(svc, run) if run.status.finished else [],
+        ensemble=await ensemble_panel(svc, run),
     )
 
 

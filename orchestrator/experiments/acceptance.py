@@ -16,7 +16,7 @@ from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.experiments import acceptance_eval
 from orchestrator.experiments.analysis import experiment_facts
 from orchestrator.experiments.batch import ExperimentService
-from orchestrator.ids import check_label, validate_child_id
+from orchestrator.ids import check_label, relabel, validate_child_id
 from orchestrator.models import AcceptanceTest, Experiment, ExperimentStatus
 from orchestrator.registry.lookup import require_app
 from orchestrator.store import Repos, Store
@@ -123,9 +123,7 @@ class AcceptanceService:
         self, app_id: str, test_id: str, name: str | None, description: str | None
     ) -> AcceptanceView:
         test = await self.get(app_id, test_id)
-        check_label("acceptance test", name, description)
-        test.name = name or test.name
-        test.description = test.description if description is None else description
+        relabel("acceptance test", test, name, description)
         async with self.store.write() as w:
             await w.acceptance.update(test)
         return await self.view(test)

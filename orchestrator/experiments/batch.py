@@ -22,12 +22,11 @@ from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.experiments.inputs import (
     InputService,
     InputSetService,
-    relabel,
     require_input,
 )
 from orchestrator.experiments.queue_order import check_seed, draw_seed, fair_order
 from orchestrator.home import Home
-from orchestrator.ids import check_label, new_id, validate_child_id
+from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import (
     TIMESTAMP_FORMAT,
     Experiment,
@@ -223,7 +222,7 @@ class ExperimentService:
         self, app_id: str, exp_id: str, name: str | None, description: str | None
     ) -> Experiment:
         exp = await self.get(app_id, exp_id)
-        relabel(exp, name, description)
+        relabel("experiment", exp, name, description)
         async with self.store.write() as w:
             await w.experiments.update(exp)
         return exp

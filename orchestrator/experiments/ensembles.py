@@ -12,7 +12,7 @@ import builtins
 from orchestrator.ensemble_models import EnsembleDefinition, EvaluationRule, RunGroup
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.experiments.ensemble_rules import OBJECTIVES, TOLERANCES
-from orchestrator.ids import check_label, new_id, validate_child_id
+from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.registry.lookup import require_app
 from orchestrator.registry.resolve import resolve
 from orchestrator.store import Store
@@ -67,9 +67,7 @@ class EnsembleDefinitions:
         self, app_id: str, definition_id: str, name: str | None, description: str | None
     ) -> EnsembleDefinition:
         d = await self.get(app_id, definition_id)
-        check_label("ensemble definition", name, description)
-        d.name = name or d.name
-        d.description = d.description if description is None else description
+        relabel("ensemble definition", d, name, description)
         async with self.store.write() as w:
             await w.ensembles.update(d)
         return d

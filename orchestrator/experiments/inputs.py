@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator.errors import Conflict, Invalid, NotFound
-from orchestrator.ids import check_label, new_id, new_token, validate_child_id
-from orchestrator.models import Experiment, InputSet, ManagedInput, RunStatus
+from orchestrator.ids import check_label, new_id, new_token, relabel, validate_child_id
+from orchestrator.models import InputSet, ManagedInput, RunStatus
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.store import Repos, Store
@@ -33,16 +33,6 @@ def parse_time(value: str | None) -> str | None:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def relabel(
-    item: InputSet | ManagedInput | Experiment, name: str | None, description: str | None
-) -> None:
-    """The SDK PUTs whole objects back: a missing or blank name keeps the current one."""
-    kinds = {"InputSet": "input set", "ManagedInput": "input", "Experiment": "experiment"}
-    check_label(kinds[type(item).__name__], name, description)
-    item.name = name or item.name
-    item.description = item.description if description is None else description
 
 
 async def require_input(repos: Repos, app_id: str, input_id: str) -> ManagedInput:
@@ -152,7 +142,7 @@ class InputService:
     ) -> ManagedInput:
         async with self.store.write() as w:
             item = await require_input(w, app_id, input_id)
-            relabel(item, name, description)
+            relabel("input", item, name, description)
             await w.inputs.update(item)
         return item
 
@@ -254,7 +244,7 @@ class InputSetService:
     ) -> InputSet:
         item = await self.get(app_id, set_id)
         async with self.store.write() as w:
-            relabel(item, name, description)
+            relabel("input set", item, name, description)
             if input_ids:
                 for input_id in input_ids:
                     await require_input(w, app_id, input_id)

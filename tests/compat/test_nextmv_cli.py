@@ -41,6 +41,8 @@ class Case:
     args: str
     """After ``nextmv cloud``; ``{name}`` fields are filled from the state."""
     check: Callable[[Done, State], None]
+    stdin: str | None = None
+    """The state entry of a file fed to the command's stdin."""
 
 
 class Shell:
@@ -59,10 +61,11 @@ class Shell:
         assert done.returncode == 0, done.stderr
         self.env: dict[str, str] = json.loads(done.stdout)
 
-    def nextmv(self, *args: str, timeout: float = 60) -> Done:
+    def nextmv(self, *args: str, timeout: float = 60, stdin: str = "") -> Done:
         return subprocess.run(
-            [NEXTMV, *args], capture_output=True, text=True, env=self.env, timeout=timeout
-        )
+            [NEXTMV, *args], input=stdin, capture_output=True, text=True, env=self.env,
+            timeout=timeout,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,13 @@ def state(tls_daemon: Daemon, shell: Shell, tmp_path_factory: pytest.TempPathFac
     knapsack = shutil.copytree(SAMPLES / "knapsack", folder / "knapsack")
     ca = ssl.create_default_context(cafile=tls_daemon.home / "tls" / "ca.pem")
     config = Path(shell.env["HOME"]) / ".nextmv" / "config.yaml"
+    tracked = folder / "tracked-output.json"
+    tracked.write_text(json.dumps({"solutions": [], "statistics": {"result": {"value": 7}}}))
+    metrics = folder / "tracked-metrics.json"
+    metrics.write_text(json.dumps({"result": {"value": 7}}))
     return {
+        "tracked_output": tracked,
+        "tracked_metrics": metrics,
         "app": "nextmv-cli",
         "url": tls_daemon.url,
         "ca": ca,
@@ -196,6 +205,23 @@ def check_clone(done: Done, s: State) -> None:
     assert info["name"] == "cloned" and info["metadata"]["application_instance_id"] == "staging"
 
 
+def check_tracked(done: Done, s: State) -> None:
+    """A tracked run is recorded as given: finished, with its own output, nothing run."""
+    s["tracked"] = out(done)["run_id"]
+    got = out(s["shell"].nextmv("cloud", "run", "get", "-a", s["app"], "-r", s["tracked"]))
+    assert got["metadata"]["status_v2"] == "succeeded", got["metadata"]
+    assert got["output"] == json.loads(s["tracked_output"].read_text())
+    assert got["metadata"]["duration"] == 1234
+
+
+def check_compared(done: Done, s: State) -> None:
+    """Metrics side by side: the executed run's value and the tracked run's 7."""
+    got = out(done)
+    assert got["run_ids"] == [s["run"], s["tracked"]]
+    values = got["metrics"]["result.value"]
+    assert values[s["tracked"]] == 7 and values[s["run"]] > 7, values
+
+
 def expect(**fields: Any) -> Callable[[Done, State], None]:
     """The printed object has these fields (values may name state: ``"{app}"``)."""
 
@@ -258,6 +284,13 @@ CASES: dict[str, Case] = {
     "run input": Case("run input -a {app} -r {run}", same_input),
     "run logs": Case("run logs -a {app} -r {run}", logs_say("solving knapsack: ")),
     "run list": Case("run list -a {app}", lists("{run}")),
+    "run track": Case(
+        "run track -a {app} -s succeeded -o {tracked_output} --metrics {tracked_metrics}"
+        " --duration 1234 --instance-id prod -n tracked",
+        check_tracked,
+        stdin="input",  # the 1.13.0 CLI reads a non-terminal stdin first, even when empty
+    ),
+    "run compare": Case("run compare -a {app} -r {run},{tracked} --flat", check_compared),
     "run create (slow)": Case(
         "run create -a {app} -i {input} --instance-id prod -o sleep=60", check_slow_run
     ),
@@ -315,7 +348,8 @@ CASES: dict[str, Case] = {
 def test_nextmv_cli(name: str, state: State) -> None:
     case = CASES[name]
     args = shlex.split(case.args.format(**{k: str(v) for k, v in state.items()}))
-    case.check(state["shell"].nextmv("cloud", *args), state)
+    stdin = Path(state[case.stdin]).read_text() if case.stdin else ""
+    case.check(state["shell"].nextmv("cloud", *args, stdin=stdin), state)
 
 
 def test_the_profile_is_left_as_it_was(state: State) -> None:

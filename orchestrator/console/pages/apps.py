@@ -78,6 +78,7 @@ async def _app(
         app=app,
         instances=await svc.instances.list(app_id),
         versions=await svc.versions.list(app_id),
+        ensembles=await svc.ensemble_definitions.list(app_id),
         executable=await _executable(request, app),
         history=(await svc.apps.history(app_id))[:50],
         last_push=await last_push_at(svc.store, app_id),

@@ -20,7 +20,7 @@ from orchestrator.console.render import page, render
 from orchestrator.console.runview import log_tail, run_view
 from orchestrator.console.state import Console
 from orchestrator.errors import NotFound
-from orchestrator.models import Run
+from orchestrator.models import Run, RunType
 from orchestrator.runs.logs import read_live
 
 router = pages_router()
@@ -81,11 +81,13 @@ async def _run_events(
 ) -> AsyncIterator[str]:
     svc = console.services
     log_path = svc.runs.log_path(run)
+    children = await _children(console, run)
+    stale = False
     with console.feed.subscribe() as sub:
         yield retry(1000)
         while True:
-            if run.status.value != known:
-                known = run.status.value
+            if run.status.value != known or stale:
+                known, stale = run.status.value, False
                 panels = render(
                     "_run_panels.html", csrf=_csrf(request), **await _context(console, run)
                 )
@@ -113,6 +115,19 @@ async def _run_events(
                 except NotFound:
                     yield sse("gone", {})
                     return
+            stale = not children.isdisjoint(batch or [])
+
+
+async def _children(console: Console, run: Run) -> set[str]:
+    """An ensemble run's children: a change of theirs re-renders its panels (their
+    statuses, then the winner), not only a change of its own."""
+    if run.run_type != RunType.ENSEMBLE:
+        return set()
+    try:
+        view = await console.services.ensemble_runs.view(run.app_id, run.id)
+    except NotFound:
+        return set()
+    return {child.id for child in view.children}
 
 
 def _csrf(request: Request) -> str:

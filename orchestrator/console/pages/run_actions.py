@@ -55,14 +55,17 @@ async def _new_run_page(
     if form is None:
         values = {"instance": app.default_instance_id or "devint", "options": "", "name": ""}
         values["input_text"] = ""
+        values["ensemble"] = request.query_params.get("ensemble", "")
     else:
-        values = {k: field(form, k) for k in ("instance", "options", "name", "input_text")}
+        fields = ("instance", "options", "name", "input_text", "ensemble")
+        values = {k: field(form, k) for k in fields}
     return page(
         request,
         "new_run.html",
         status=status,
         app=app,
         instances=await svc.instances.list(app_id),
+        ensembles=await svc.ensemble_definitions.list(app_id),
         error=error,
         form=values,
     )
@@ -78,11 +81,13 @@ async def create_run(request: Request, app_id: str) -> Response:
     svc = state(request).services
     form = await read_form(request)
     try:
+        ensemble = field(form, "ensemble") or None  # runs its groups' instances instead
         req = RunRequest(
             app_id=app_id,
-            instance_id=field(form, "instance") or None,
+            instance_id=None if ensemble else field(form, "instance") or None,
             options=parse_options(field(form, "options")),
             name=field(form, "name"),
+            ensemble_definition_id=ensemble,
         )
         req.upload_id = await _upload_input(svc, app_id, form)
         run = await svc.runs.create(req)
