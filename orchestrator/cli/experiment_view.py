@@ -175,7 +175,7 @@ def comparisons(data: Summary) -> None:
         ("mean Δ", "mean"),
         ("95% interval", "interval"),
         ("median Δ", "median"),
-        ("mean Δ says", "verdict"),
+        ("verdict", "verdict"),
     ]
     title = (
         f"result.value vs baseline {data['baseline']} (objective: {data['objective']}; "

@@ -193,7 +193,11 @@ def _comparison_section(summary: Summary, colors: dict[str, str]) -> str:
     if summary.baseline is None:
         return ""
     lower = summary.objective == "min"
-    timing = list(summary.comparisons[0].timing) if summary.comparisons else []
+    timing = [  # the timing metrics some candidate could be paired on
+        m
+        for m in (summary.comparisons[0].timing if summary.comparisons else {})
+        if any(c.timing[m].pairs for c in summary.comparisons)
+    ]
     head = _row(
         ['<th class="l">candidate</th>']
         + [f"<th>{h}</th>" for h in ("paired", "unpaired", "wins", "losses", "ties")]
