@@ -486,6 +486,8 @@ class Experiment:
     baseline: str | None = None
     objective: str = "min"
     type: ExperimentType = ExperimentType.BATCH
+    seed: int | None = None
+    """Of the runs' queue order (``experiments/queue_order``); None before it was stored."""
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
     ended_at: str | None = None

@@ -90,6 +90,7 @@ def finished(daemon: Daemon, app_id: str, input_set: str) -> subprocess.Complete
         *("batch", "start", "-a", app_id, "-b", "gw", "-s", input_set),
         *("--instance-ids", "good,worse"),
         *("--baseline", "good", "--objective", "max", "-n", "Good vs worse", "--wait"),
+        *("--seed", "4242"),
     )
 
 
@@ -128,11 +129,16 @@ def test_wait_prints_outcomes_metrics_and_comparison(
     for metric in ("result.value", "run.duration", "wall_time", "custom.items_selected"):
         assert {("good", metric), ("worse", metric)} <= metrics
     assert "vs baseline good (objective: max" in text
-    comparison = rows(text, "worse")[-1]
-    # paired, unpaired, wins, losses, ties, then relative changes
+    (comparison,) = [r for r in rows(text, "worse") if len(r) == 10]
+    # paired, unpaired, wins, losses, ties, mean, its interval, median, what the mean says
     assert comparison[1:6] == ["10", "0", "0", "10", "0"]
-    assert all(re.fullmatch(r"[+-]\d+\.\d\d%", c) for c in comparison[6:]), comparison
-    assert float(comparison[6].rstrip("%")) < -5
+    change = r"[+-]\d+\.\d\d%"
+    assert re.fullmatch(change, comparison[6]) and re.fullmatch(change, comparison[8])
+    assert re.fullmatch(rf"\[{change}, {change}\]", comparison[7]), comparison
+    assert float(comparison[6].rstrip("%")) < -5 and comparison[9] == "worse"
+    assert "Timing vs baseline" in text
+    timing = [r for r in rows(text, "worse") if len(r) == 6 and r[1] == "wall_time"]
+    assert timing and timing[0][2] == "10"  # ten inputs, one repetition: ten pairs
     assert "experiment gw completed: succeeded=20" in finished.stderr
 
 
@@ -178,6 +184,9 @@ def test_get_list_runs_and_report(
     shown = orch(daemon, "batch", "get", "-a", app_id, "-b", "gw").stdout
     assert re.search(r"status\s+completed", shown) and re.search(r"targets\s+good, worse", shown)
     assert re.search(r"runs\s+20/20 finished", shown) and "Runs by target" in shown
+    assert re.search(r"queue seed\s+4242", shown)
+    as_json = json.loads(orch(daemon, "batch", "get", "-a", app_id, "-b", "gw", "--json").stdout)
+    assert as_json["seed"] == 4242
     listed = rows(orch(daemon, "batch", "list", "-a", app_id).stdout, "gw")
     assert listed[0][:4] == ["gw", "Good vs worse", "completed", "20/20 finished"]
     runs = rows(orch(daemon, "batch", "runs", "-a", app_id, "-b", "gw").stdout, "run-")

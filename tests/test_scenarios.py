@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from orchestrator.errors import Invalid
-from orchestrator.experiments.scenarios import ScenarioSpec, expand, interleave
+from orchestrator.experiments.scenarios import ScenarioSpec, expand
 
 
 def test_runs_are_scenarios_x_inputs_x_variations_x_repetitions() -> None:
@@ -51,16 +51,3 @@ def test_bad_scenarios_are_refused(
 ) -> None:
     with pytest.raises(Invalid, match=message):
         expand(specs, {"empty": []}, repetitions)
-
-
-def test_runs_are_queued_round_robin_across_option_sets() -> None:
-    _, runs = expand(
-        [
-            ScenarioSpec("p", "a", input_ids=("i1", "i2"), configuration=(("x", ("1", "2")),)),
-            ScenarioSpec("p", "b", input_ids=("i3",)),
-        ],
-        {},
-        repetitions=1,
-    )
-    order = [(r.option_set, r.input_id) for r in interleave(runs, lambda r: r.option_set)]
-    assert order == [("a_0", "i1"), ("a_1", "i1"), ("b_0", "i3"), ("a_0", "i2"), ("a_1", "i2")]

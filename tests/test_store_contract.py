@@ -269,3 +269,14 @@ async def test_a_switchback_test_moves_once_and_goes_with_its_runs(store: Store)
     assert await store.read.runs.get(run.id) is None
     assert await store.read.switchback.served(app_id, "sb") == {}
     assert await store.read.switchback.list(app_id) == []
+
+
+async def test_an_experiment_keeps_its_queue_seed(store: Store) -> None:
+    app_id, _ = await _app(store)
+    async with store.write() as w:
+        await w.experiments.insert(Experiment("seeded", app_id, "S", None, 2, seed=2**32 - 1))
+        await w.experiments.insert(Experiment("unseeded", app_id, "U", None, 2))
+    seeded = await store.read.experiments.get(app_id, "seeded")
+    unseeded = await store.read.experiments.get(app_id, "unseeded")
+    assert seeded is not None and seeded.seed == 2**32 - 1
+    assert unseeded is not None and unseeded.seed is None

@@ -75,6 +75,7 @@ def experiment(
         "targets": e.targets,
         "baseline": e.baseline,
         "objective": e.objective,
+        "seed": e.seed,
     }
 
 

@@ -29,6 +29,7 @@ from orchestrator.api.scenario_wire import ScenarioBody, scenario_spec
 from orchestrator.api.wire import page
 from orchestrator.errors import Invalid
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY, BatchRequest, PlannedRun
+from orchestrator.experiments.queue_order import SEED_MAX
 from orchestrator.experiments.verdict_html import acceptance_block, gate_block
 from orchestrator.models import Experiment, ExperimentStatus, ExperimentType, InputSet
 from orchestrator.services import Services
@@ -94,6 +95,11 @@ class BatchBody(BaseModel):
     priority: int = Field(EXPERIMENT_PRIORITY, json_schema_extra=PRIORITY)
     type: Literal["batch", "scenario"] = "batch"
     scenarios: list[ScenarioBody] | None = None
+    seed: int | None = Field(
+        None,
+        json_schema_extra={"minimum": 0, "maximum": SEED_MAX},
+        description="Of the shuffled queue order; drawn when not given, shown by GET.",
+    )
 
 
 async def _set(svc: Services, item: InputSet) -> dict[str, Any]:
@@ -228,6 +234,7 @@ async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(se
             priority=body.priority,
             type=ExperimentType(body.type),
             scenarios=[scenario_spec(s) for s in body.scenarios or []],
+            seed=body.seed,
         )
     )
     return wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))

@@ -88,6 +88,13 @@ FailIfOption = typer.Option(
     help="With --wait and --baseline: exit 1 on a regression, "
     "e.g. 'result.value > baseline * 1.01' (syntax below).",
 )
+SeedOption = typer.Option(
+    None,
+    "--seed",
+    min=0,
+    max=2**32 - 1,
+    help="Seed of the shuffled queue order (default: drawn; shown by get).",
+)
 StartJsonOption = typer.Option(
     False, "--json", help="Print the experiment (with --wait: the summary) as JSON."
 )
@@ -106,6 +113,7 @@ def start(
     baseline: str | None = BaselineOption,
     objective: Objective | None = ObjectiveOption,
     priority: int | None = PriorityOption,
+    seed: int | None = SeedOption,
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str = typer.Option("", "--description", "-d", help="Description."),
     wait: bool = WaitOption,
@@ -124,7 +132,7 @@ def start(
 
     --fail-if: METRIC OP baseline, optionally followed by * FACTOR, + DELTA or - DELTA.
 
-    METRIC: result.value, run.duration, wall_time, peak_memory_mb or custom.NAME.
+    METRIC: result.value, run.duration, wall_time, cpu_time, peak_memory_mb or custom.NAME.
 
     OP: > >= < <= == != . Join conditions with ' or '; each is checked input by input.
     """
@@ -142,6 +150,7 @@ def start(
         "baseline": baseline,
         "objective": objective,
         "priority": priority,
+        "seed": seed,
     }
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})

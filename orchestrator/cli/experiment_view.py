@@ -42,6 +42,7 @@ EXPERIMENT_FIELDS = [
     ("baseline", "baseline"),
     ("objective", "objective"),
     ("option sets", "option_sets_text"),
+    ("queue seed", "seed"),
     ("runs", "progress"),
     ("run counts", "counts_text"),
     ("created", "created_at"),
@@ -148,7 +149,7 @@ def metrics(targets: list[dict[str, Any]]) -> None:
 def comparisons(data: Summary) -> None:
     """Per candidate: result.value verdicts on paired inputs, then the timing changes."""
     items = data["comparisons"]
-    timing = list(items[0].get("timing") or {})
+    better_when_lower = data["objective"] == "min"
     rows = [
         {
             "target": c["target"],
@@ -158,11 +159,9 @@ def comparisons(data: Summary) -> None:
             "losses": c["losses"],
             "ties": c["ties"],
             "mean": change(c["mean_relative_change"]),
+            "interval": interval(c.get("value_change")),
             "median": change(c["median_relative_change"]),
-        }
-        | {
-            f"timing_{i}": change((c["timing"].get(m) or {}).get("mean_relative_change"))
-            for i, m in enumerate(timing)
+            "verdict": verdict(c.get("value_change"), ("better", "worse"), better_when_lower),
         }
         for c in items
     ]
@@ -174,13 +173,59 @@ def comparisons(data: Summary) -> None:
         ("losses", "losses"),
         ("ties", "ties"),
         ("mean Δ", "mean"),
+        ("95% interval", "interval"),
         ("median Δ", "median"),
-    ] + [(f"{m} Δ", f"timing_{i}") for i, m in enumerate(timing)]  # no dots: keys are paths
+        ("verdict", "verdict"),
+    ]
     title = (
         f"result.value vs baseline {data['baseline']} (objective: {data['objective']}; "
-        "Δ = relative change, timing Δ = mean over paired inputs)"
+        "Δ = relative change per input)"
     )
     table(rows, columns, title=title)
+    timing(items)
+
+
+def timing(items: list[dict[str, Any]]) -> None:
+    """Timing changes with their interval; only a significant one is called a difference."""
+    rows = [
+        {
+            "target": c["target"],
+            "metric": metric,
+            "pairs": ch.get("pairs"),
+            "change": change(ch.get("mean_relative_change")),
+            "interval": interval(ch),
+            "verdict": verdict(ch, ("faster", "slower"), True),
+        }
+        for c in items
+        for metric, ch in (c.get("timing") or {}).items()
+        if ch.get("pairs")
+    ]
+    if rows:
+        columns = [
+            ("candidate", "target"),
+            ("metric", "metric"),
+            ("pairs", "pairs"),
+            ("change", "change"),
+            ("95% interval", "interval"),
+            ("verdict", "verdict"),
+        ]
+        title = "Timing vs baseline (runs paired by input, option set and repetition)"
+        table(rows, columns, title=title)
+
+
+def interval(paired: dict[str, Any] | None) -> str:
+    """``[low, high]`` of a paired change; ``-`` with fewer than 2 pairs (no spread)."""
+    if not paired or paired.get("low") is None or paired.get("high") is None:
+        return "-"
+    return f"[{change(paired['low'])}, {change(paired['high'])}]"
+
+
+def verdict(paired: dict[str, Any] | None, words: tuple[str, str], lower_is_good: bool) -> str:
+    """``words`` = (good, bad) when the daemon found the change significant, else says so."""
+    if not paired or not paired.get("significant"):
+        return "no significant difference"
+    good, bad = words
+    return good if (paired["mean_relative_change"] < 0) == lower_is_good else bad
 
 
 # --- experiments, runs, input sets -----------------------------------------------------

@@ -298,6 +298,7 @@ class Experiment(ExperimentMetadata):
     baseline: str | None
     objective: str
     option_sets: dict[str, dict[str, str]] | None
+    seed: NotRequired[int | None]  # of the queue order; absent from older daemons
 
 
 class ExperimentRun(RunItem):

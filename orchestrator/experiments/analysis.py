@@ -9,6 +9,7 @@ and the loop only awaits the answer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.experiments.gate import GateResult, evaluate
@@ -30,8 +31,10 @@ async def experiment_runs(repos: Repos, app_id: str, exp_id: str) -> list[Run]:
 
 
 async def experiment_facts(repos: Repos, app_id: str, exp_id: str) -> list[RunFacts]:
+    """The runs' facts in the order the experiment was asked for (``plan_order``)."""
     names = {i.id: i.name for i in await repos.inputs.list(app_id)}
-    return [run_facts(r, names) for r in await experiment_runs(repos, app_id, exp_id)]
+    facts = [run_facts(r, names) for r in await experiment_runs(repos, app_id, exp_id)]
+    return await plan_order(repos, app_id, exp_id, facts)
 
 
 def run_facts(r: Run, names: dict[str, str]) -> RunFacts:
@@ -50,7 +53,38 @@ def run_facts(r: Run, names: dict[str, str]) -> RunFacts:
         duration_ms=r.duration_ms,
         peak_memory_mb=r.peak_memory_mb,
         metrics=r.metrics,
+        cpu_seconds=r.cpu_seconds,
     )
+
+
+async def plan_order(
+    repos: Repos, app_id: str, exp_id: str, facts: list[RunFacts]
+) -> list[RunFacts]:
+    """Input-set order, then option sets, repetitions and targets as given, instead of
+    the shuffled queue order (``queue_order``): summaries, tables and gate messages list
+    inputs and targets the way the user gave them, whatever the seed. What the experiment
+    does not name (explicit runs) follows in order of creation."""
+    exp = await repos.experiments.get(app_id, exp_id)
+    if exp is None:
+        return facts
+    members = await repos.input_sets.get(app_id, exp.input_set_id) if exp.input_set_id else None
+    inputs = _ranks(members.input_ids if members else [])
+    option_sets = _ranks([None, *exp.option_sets])
+    targets = _ranks(exp.targets)
+
+    def rank(f: RunFacts) -> tuple[int, int, int, int]:
+        return (
+            inputs.setdefault(f.input_id, len(inputs)),
+            option_sets.setdefault(f.option_set, len(option_sets)),
+            f.repetition,
+            targets.setdefault(f.target, len(targets)),
+        )
+
+    return sorted(facts, key=rank)
+
+
+def _ranks(names: Iterable[str | None]) -> dict[str | None, int]:
+    return {name: n for n, name in enumerate(dict.fromkeys(names))}
 
 
 class ExperimentAnalysis:

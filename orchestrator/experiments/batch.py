@@ -13,28 +13,29 @@ import builtins
 import logging
 import shutil
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 
 from orchestrator.errors import Conflict, Invalid, NotFound
-from orchestrator.experiments.analysis import target_of
 from orchestrator.experiments.inputs import (
     InputService,
     InputSetService,
     require_input,
 )
-from orchestrator.experiments.scenarios import ScenarioSpec, expand, interleave
+from orchestrator.experiments.queue_order import check_seed, draw_seed, fair_order
+from orchestrator.experiments.scenarios import ScenarioSpec, expand
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import (
+    TIMESTAMP_FORMAT,
     Experiment,
     ExperimentStatus,
     ExperimentType,
     ManagedInput,
     Run,
     RunStatus,
-    now,
 )
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.service import RunRequest, RunService
@@ -80,6 +81,8 @@ class BatchRequest:
     type: ExperimentType = ExperimentType.BATCH
     scenarios: builtins.list[ScenarioSpec] = field(default_factory=list)
     """A scenario test given by its scenarios (``experiments.scenarios`` expands them)."""
+    seed: int | None = None
+    """Of the queue order (``queue_order``); None: drawn at creation."""
 
 
 class ExperimentService:
@@ -111,13 +114,13 @@ class ExperimentService:
             raise Invalid(f"objective must be min or max, got {req.objective!r}")
         if req.type not in (ExperimentType.BATCH, ExperimentType.SCENARIO):
             raise Invalid("an acceptance experiment is made by creating an acceptance test")
+        seed = draw_seed() if req.seed is None else check_seed(req.seed)
         if req.scenarios:
             req = await self._scenario_request(req)
         plan = req.runs or await self._cross_product(req)
-        if req.type == ExperimentType.SCENARIO:
-            plan = interleave(plan, lambda r: (r.scenario_id, r.option_set))
-        runs = await self._prepare(req, exp_id, plan)
-        targets = list(dict.fromkeys(target_of(r) for r in runs))
+        # a scenario test's scenarios and option sets are shuffled like any group
+        runs = await self._prepare(req, exp_id, fair_order(plan, _group, seed))
+        targets = list(dict.fromkeys(_target(r) for r in plan))  # as given, not as queued
         if req.baseline is not None and req.baseline not in targets:
             raise Invalid(
                 f"baseline {req.baseline!r} is not one of this experiment's targets: "
@@ -135,6 +138,7 @@ class ExperimentService:
             baseline=req.baseline,
             objective=req.objective,
             type=req.type,
+            seed=seed,
         )
         async with self.store.write() as w:
             await w.experiments.insert(exp)
@@ -176,8 +180,7 @@ class ExperimentService:
         members = await self.input_sets.members(req.app_id, req.input_set_id)
         sets: builtins.list[str | None] = list(req.option_sets) or [None]
         targets = [*((i, None) for i in req.instance_ids), *((None, v) for v in req.version_ids)]
-        # Interleaved: every target's run of one input and repetition is queued next to the
-        # others, so load drift during the experiment hits all targets alike (issue 18).
+        # Grouped by (input, option set, repetition): fair_order keeps each group together.
         return [
             PlannedRun(item.id, instance_id=inst, version_id=ver, option_set=opt, repetition=rep)
             for item in members
@@ -198,6 +201,7 @@ class ExperimentService:
             raise Invalid("the experiment has no runs")
         inputs: dict[str, ManagedInput] = {}
         await self._check_input_sets(req.app_id, plan)
+        start = datetime.now(UTC)
         templates: dict[tuple[str | None, str | None, str | None], Run] = {}
         runs = []
         for n, item in enumerate(plan):
@@ -229,7 +233,7 @@ class ExperimentService:
                 replace(
                     templates[key],
                     id=new_id("run"),
-                    created_at=now(),
+                    created_at=_queue_stamp(start, n),
                     input_id=source.id,
                     input_format=source.format,
                     input_path=str(self.inputs.path(source)),
@@ -344,6 +348,21 @@ class ExperimentService:
                 self._track(key, [run.id for run in left])
             else:
                 await self._settle(*key)
+
+
+def _target(run: PlannedRun) -> str:
+    """The name ``analysis.target_of`` gives the run this plans."""
+    return run.instance_id or f"version:{run.version_id}"
+
+
+def _group(run: PlannedRun) -> tuple[str, str | None, int]:
+    return (run.input_id, run.option_set, run.repetition)
+
+
+def _queue_stamp(start: datetime, n: int) -> str:
+    """Creation stamps one microsecond apart: the queue orders equal priorities by
+    ``created_at``, so the runs start in plan order even when the clock does not tick."""
+    return (start + timedelta(microseconds=n)).strftime(TIMESTAMP_FORMAT)
 
 
 def _remove_all(folders: builtins.list[Path]) -> None:

@@ -52,7 +52,7 @@ from orchestrator.experiments.summary import (
 SYNTAX = (
     "expected: METRIC OP baseline [* FACTOR | + DELTA | - DELTA], conditions joined with"
     " ' or ', e.g. 'result.value > baseline * 1.01'; METRIC is result.value, run.duration,"
-    " wall_time, peak_memory_mb or custom.<name>; OP is one of > >= < <= == !="
+    " wall_time, cpu_time, peak_memory_mb or custom.<name>; OP is one of > >= < <= == !="
 )
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"

@@ -12,7 +12,9 @@ import math
 from collections.abc import Callable, Iterable
 from html import escape
 
+from orchestrator.experiments.paired import TIMING_NOISE, PairedChange
 from orchestrator.experiments.summary import (
+    CPU_TIME,
     RUN_DURATION,
     WALL_TIME,
     Comparison,
@@ -35,7 +37,7 @@ PALETTE = (
     "#d5bb67",
     "#82c6e2",
 )
-UNITS = {WALL_TIME: "s", RUN_DURATION: "s", "peak_memory_mb": "MB"}
+UNITS = {WALL_TIME: "s", CPU_TIME: "s", RUN_DURATION: "s", "peak_memory_mb": "MB"}
 
 _CSS = """
 :root { --fg: #1f2933; --muted: #6b7280; --line: #e5e7eb; --bg: #fafafa;
@@ -191,36 +193,62 @@ def _comparison_section(summary: Summary, colors: dict[str, str]) -> str:
     if summary.baseline is None:
         return ""
     lower = summary.objective == "min"
+    timing = [  # the timing metrics some candidate could be paired on
+        m
+        for m in (summary.comparisons[0].timing if summary.comparisons else {})
+        if any(c.timing[m].pairs for c in summary.comparisons)
+    ]
     head = _row(
         ['<th class="l">candidate</th>']
-        + [
-            f"<th>{h}</th>"
-            for h in ("paired", "unpaired", "wins", "losses", "ties", "mean Δ", "median Δ")
-        ]
-        + ["<th>wall_time Δ</th>", "<th>run.duration Δ</th>"]
+        + [f"<th>{h}</th>" for h in ("paired", "unpaired", "wins", "losses", "ties")]
+        + ["<th>mean Δ (95% interval)</th>", "<th>median Δ</th>"]
+        + [f"<th>{escape(m)} Δ (95% interval)</th>" for m in timing]
     )
-    rows = [_comparison_row(c, colors, lower) for c in summary.comparisons]
+    rows = [_comparison_row(c, colors, lower, timing) for c in summary.comparisons]
     parts = [
         f"<h2>Against baseline {escape(summary.baseline)}</h2>",
         _table(head, rows),
-        '<p class="muted">Δ: mean over paired inputs of (candidate &minus; baseline) / |baseline|,'
-        " repetitions averaged first; wins/losses on result.value.</p>",
+        '<p class="muted">result.value Δ: mean over paired inputs of (candidate &minus; baseline)'
+        " / |baseline|, repetitions averaged first; wins/losses input by input. Timing Δ:"
+        " geometric mean of candidate / baseline over runs paired by input, option set and"
+        " repetition (queued side by side, in a shuffled order). A change is called only"
+        " when its 95&nbsp;% interval excludes 0 and, for timing, lies beyond"
+        f" &plusmn;{TIMING_NOISE:.0%} (run-to-run noise); otherwise: no significant"
+        " difference.</p>",
     ]
     parts += [_per_input_table(c, lower) for c in summary.comparisons]
     return "\n".join(parts)
 
 
-def _comparison_row(c: Comparison, colors: dict[str, str], lower: bool) -> str:
+def _comparison_row(c: Comparison, colors: dict[str, str], lower: bool, timing: list[str]) -> str:
     counts = (c.paired, c.unpaired, c.wins, c.losses, c.ties)
-    timing = [c.timing[m].mean_relative_change for m in (WALL_TIME, RUN_DURATION)]
     return _row(
         [_target_cell(c.target, colors)]
         + [f"<td>{n}</td>" for n in counts]
-        + [
-            f'<td class="{_tone(v, lower)}">{_pct(v)}</td>'
-            for v in (c.mean_relative_change, c.median_relative_change)
-        ]
-        + [f'<td class="{_tone(v, True)}">{_pct(v)}</td>' for v in timing]
+        + [_change_cell(c.value_change, lower)]
+        + [f"<td>{_pct(c.median_relative_change)}</td>"]
+        + [_change_cell(c.timing[m], True) for m in timing if m in c.timing]
+    )
+
+
+def _change_cell(change: PairedChange, lower: bool) -> str:
+    """The change and its interval; coloured only when significant, else said so."""
+    if change.mean_relative_change is None:
+        return "<td>&ndash;</td>"
+    spread = (
+        "too few pairs"
+        if change.low is None or change.high is None
+        else f"[{_pct(change.low)}, {_pct(change.high)}]"
+    )
+    if not change.significant:
+        return (
+            f'<td class="tie" data-significant="no">no significant difference<br>'
+            f"<small>{_pct(change.mean_relative_change)} {spread}</small></td>"
+        )
+    tone = _tone(change.mean_relative_change, lower)
+    return (
+        f'<td class="{tone}" data-significant="yes">{_pct(change.mean_relative_change)}<br>'
+        f"<small>{spread}</small></td>"
     )
 
 

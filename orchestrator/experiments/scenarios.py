@@ -5,13 +5,12 @@ and this module expands them the same way, so both make the same test: for each 
 (``scenario-<n>`` when unnamed, in order), each combination of its option values (the
 cross product, option set ``<scenario>_<k>``), each input of its input set (or its listed
 inputs), each repetition. The runs count is scenarios x inputs x variations x repetitions.
-Either way the daemon queues them round-robin across option sets (``interleave``).
+Either way the daemon queues them like any experiment's runs (``queue_order``).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -108,14 +107,3 @@ def _inputs_of(scenario_id: str, spec: ScenarioSpec, members: dict[str, list[str
     if not inputs:
         raise Invalid(f"scenario {scenario_id!r} has no inputs")
     return inputs
-
-
-def interleave(runs: list[T], stream: Callable[[T], Hashable]) -> list[T]:
-    """``runs`` round-robin across streams (a scenario's option set): the first run of
-    each, then the second of each... so load drift during the test hits every variation
-    alike, as the batch cross product interleaves targets. Each stream keeps its order."""
-    streams: dict[Hashable, list[T]] = {}
-    for run in runs:
-        streams.setdefault(stream(run), []).append(run)
-    rounds = itertools.zip_longest(*streams.values())
-    return [run for one_round in rounds for run in one_round if run is not None]

@@ -10,7 +10,10 @@ the API, the CI gate and the HTML report all see the same numbers. Conventions:
 - ``std`` is the *sample* standard deviation (n-1 denominator): repetitions are a sample
   of the model's behaviour, not the whole population. It is 0 for a single value.
 - Comparisons pair runs by ``(input_id, option_set)`` and average repetitions on each side
-  first, so a target with more repetitions does not weigh more.
+  first, so a target with more repetitions does not weigh more. Timing pairs the runs of
+  one repetition instead (they were queued side by side: ``queue_order``), and reports the
+  geometric mean change with its 95 % interval (``paired``); so does ``value_change`` for
+  result.value over the per-input changes. Only a ``significant`` change is a difference.
 """
 
 from __future__ import annotations
@@ -24,14 +27,22 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from orchestrator.errors import Invalid
+from orchestrator.experiments.paired import (
+    PairedChange,
+    difference_change,
+    pair_values,
+    ratio_change,
+)
 
 RESULT_VALUE = "result.value"
 RUN_DURATION = "run.duration"
 WALL_TIME = "wall_time"
+CPU_TIME = "cpu_time"
+"""CPU seconds of the run's processes, measured by orch: wall time's load-proof twin."""
 PEAK_MEMORY = "peak_memory_mb"
-BUILTIN_METRICS = (RESULT_VALUE, RUN_DURATION, WALL_TIME, PEAK_MEMORY)
+BUILTIN_METRICS = (RESULT_VALUE, RUN_DURATION, WALL_TIME, CPU_TIME, PEAK_MEMORY)
 CUSTOM_PREFIX = "custom."
-TIMING_METRICS = (WALL_TIME, RUN_DURATION)
+TIMING_METRICS = (WALL_TIME, CPU_TIME, RUN_DURATION)
 OBJECTIVES = ("min", "max")
 TIE_TOLERANCE = 1e-9
 CSV_COLUMNS = ("target", "metric", "count", "min", "max", "mean", "median", "p90", "std")
@@ -56,6 +67,7 @@ class RunFacts:
     duration_ms: float | None  # wall time measured by orch
     peak_memory_mb: float | None
     metrics: dict[str, Any] | None = None  # the output's top-level metrics (newer convention)
+    cpu_seconds: float | None = None  # user + system CPU measured by orch
 
     @property
     def timed_out(self) -> bool:
@@ -78,6 +90,7 @@ def run_metrics(facts: RunFacts) -> dict[str, float]:
         RESULT_VALUE: _number(result.get("value")),
         RUN_DURATION: _number(_as_dict(stats.get("run")).get("duration")),
         WALL_TIME: None if wall is None else wall / 1000.0,
+        CPU_TIME: _number(facts.cpu_seconds),
         PEAK_MEMORY: _number(facts.peak_memory_mb),
     }
     found.update(sorted(_flatten(_as_dict(result.get("custom")), CUSTOM_PREFIX)))
@@ -281,14 +294,6 @@ class PerInput:
 
 
 @dataclass(frozen=True)
-class MetricChange:
-    """Paired mean relative change of a secondary metric (no verdicts: time is not quality)."""
-
-    pairs: int
-    mean_relative_change: float | None
-
-
-@dataclass(frozen=True)
 class Comparison:
     """A candidate against the baseline on ``result.value``, input by input.
 
@@ -306,7 +311,8 @@ class Comparison:
     ties: int
     mean_relative_change: float | None
     median_relative_change: float | None
-    timing: dict[str, MetricChange]
+    value_change: PairedChange  # mean_relative_change with its interval and verdict
+    timing: dict[str, PairedChange]  # paired by repetition, geometric mean change
     per_input: list[PerInput]
 
 
@@ -330,7 +336,8 @@ def compare(facts: list[RunFacts], baseline: str, candidate: str, objective: str
         ties=verdicts.count("tie"),
         mean_relative_change=statistics.fmean(changes) if changes else None,
         median_relative_change=statistics.median(changes) if changes else None,
-        timing={metric: _metric_change(pairs, metric) for metric in TIMING_METRICS},
+        value_change=difference_change(changes),
+        timing=_timing_changes(facts, baseline, candidate),
         per_input=per_input,
     )
 
@@ -348,10 +355,22 @@ def _per_input(pair: InputPair, values: tuple[float, float], objective: str) -> 
     )
 
 
-def _metric_change(pairs: list[InputPair], metric: str) -> MetricChange:
-    both = [v for p in pairs if (v := p.values(metric)) is not None]
-    changes = [c for base, cand in both if (c := relative_change(base, cand)) is not None]
-    return MetricChange(len(both), statistics.fmean(changes) if changes else None)
+def _timing_changes(
+    facts: list[RunFacts], baseline: str, candidate: str
+) -> dict[str, PairedChange]:
+    """Each timing metric's change, the runs paired by (input, option set, repetition)."""
+    observed: dict[str, list[tuple[tuple[str, str | None, int], bool, float]]] = {
+        metric: [] for metric in TIMING_METRICS
+    }
+    for run in facts:
+        if run.status != "succeeded" or run.target not in (baseline, candidate):
+            continue
+        values = run_metrics(run)
+        for metric, seen in observed.items():
+            if metric in values:
+                key = (run.input_id, run.option_set, run.repetition)
+                seen.append((key, run.target == candidate, values[metric]))
+    return {metric: ratio_change(pair_values(seen)) for metric, seen in observed.items()}
 
 
 # --- the whole experiment --------------------------------------------------------------

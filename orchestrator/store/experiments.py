@@ -191,8 +191,8 @@ class ExperimentRepo:
     async def insert(self, e: Experiment) -> None:
         await self.conn.execute(
             "INSERT INTO experiments (app_id, id, name, description, input_set_id, status,"
-            " option_sets, targets, baseline, objective, type, requested_runs, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " option_sets, targets, baseline, objective, type, seed, requested_runs,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.app_id,
                 e.id,
@@ -205,6 +205,7 @@ class ExperimentRepo:
                 e.baseline,
                 e.objective,
                 e.type.value,
+                e.seed,
                 e.requested_runs,
                 e.created_at,
                 e.updated_at,

@@ -429,6 +429,12 @@ CREATE TABLE shadow_runs (
 """
 
 
+_SEED = """
+-- the seed of a batch experiment's queue order (experiments/queue_order.py); NULL before
+ALTER TABLE experiments ADD COLUMN seed INTEGER
+"""
+
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -440,4 +446,5 @@ MIGRATIONS: list[str] = [
     _SCENARIO,
     _SWITCHBACK,
     _SHADOW,
+    _SEED,
 ]

@@ -42,6 +42,9 @@ def test_start_a_batch_experiment_and_compare_against_the_baseline(
     assert charts.count() >= 3  # result.value, run.duration, wall_time, peak memory...
     comparison = page.locator("[data-comparison=candidate] tbody tr")
     assert comparison.count() == 3
+    changes = page.locator("[data-changes=candidate]").inner_text()
+    assert "result.value mean Δ" in changes and "wall_time Δ (6 pairs)" in changes
+    assert page.locator("[data-seed]").inner_text().isdigit()  # the drawn queue seed
     signed_in.shot("experiment")
     page.set_viewport_size({"width": 1200, "height": 760})
     page.get_by_role("heading", name="Metric distributions").scroll_into_view_if_needed()

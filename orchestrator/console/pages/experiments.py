@@ -19,6 +19,7 @@ from orchestrator.console.render import page
 from orchestrator.errors import Invalid, OrchError
 from orchestrator.experiments.batch import BatchRequest
 from orchestrator.experiments.gate import GateResult, evaluate
+from orchestrator.experiments.paired import TIMING_NOISE
 from orchestrator.experiments.summary import RunFacts, Summary, metric_order, run_metrics
 from orchestrator.models import ExperimentStatus
 
@@ -123,6 +124,7 @@ async def _experiment_context(request: Request, app_id: str, exp_id: str) -> dic
         "summary": summary,
         "charts": await anyio.to_thread.run_sync(charts, summary, facts),
         "facts": facts,
+        "timing_noise": f"{TIMING_NOISE:.0%}",
     }
 
 
