@@ -7,11 +7,11 @@ from pathlib import Path
 
 from orchestrator.models import Experiment, ExperimentType
 from orchestrator.store import Store
-from orchestrator.store.migrations import MIGRATIONS
+from orchestrator.store.migrations import _SCENARIO, MIGRATIONS
 from tests.old_databases import APP, T0, write_old
 
-BEFORE_TYPES = len(MIGRATIONS) - 1
-"""The schema just before ``_SCENARIO`` (the last migration when it was written)."""
+BEFORE_TYPES = MIGRATIONS.index(_SCENARIO)
+"""The schema version just before ``_SCENARIO`` (versions count migrations from 1)."""
 
 
 def _experiment(conn: sqlite3.Connection, exp_id: str) -> None:
