@@ -421,6 +421,10 @@ class Run:
     parent_run_id: str | None = None
     metrics: dict[str, Any] | None = None
     experiment_id: str | None = None
+    experiment_type: str | None = None
+    """What ``experiment_id`` names: an ``ExperimentType`` value (batch, scenario,
+    acceptance), ``shadow`` or ``switchback``; what the SDK reads as the run's
+    ``experiment_type``."""
     input_id: str | None = None
     option_set: str | None = None
     repetition: int = 0

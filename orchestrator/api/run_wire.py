@@ -76,7 +76,7 @@ def metadata(run: Run, statistics: bool = True) -> dict[str, Any]:
         meta["parent_run_id"] = run.parent_run_id  # an ensemble run's child
     if run.experiment_id:
         meta["experiment_id"] = run.experiment_id
-        meta["experiment_type"] = "batch"
+        meta["experiment_type"] = run.experiment_type or "batch"
     return meta
 
 

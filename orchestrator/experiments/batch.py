@@ -226,6 +226,7 @@ class ExperimentService:
                         input_format=source.format,
                         priority=req.priority,
                         experiment_id=exp_id,
+                        experiment_type=req.type.value,
                         options=req.option_sets.get(item.option_set or "", {}),
                     )
                 )

@@ -224,7 +224,14 @@ class SwitchbackTests:
             arm = t.plan.arms[index]
             if arm == Arm.CANDIDATE and not await self._still_there(t):
                 return None
-            run = await plain(replace(req, instance_id=t.instance_of(arm), experiment_id=t.id))
+            run = await plain(
+                replace(
+                    req,
+                    instance_id=t.instance_of(arm),
+                    experiment_id=t.id,
+                    experiment_type="switchback",
+                )
+            )
             async with self.store.write() as w:
                 await w.switchback.record_run(ServedRun(run.id, req.app_id, t.id, index, arm))
             return run

@@ -53,6 +53,8 @@ class RunRequest:
     limits: Limits = field(default_factory=Limits)
     execution_class: str | None = None
     experiment_id: str | None = None
+    experiment_type: str | None = None
+    """What ``experiment_id`` names (``Run.experiment_type``)."""
     input_id: str | None = None
     secrets_collection_id: str | None = None
     """The run's own collection; else its instance's."""
@@ -117,6 +119,7 @@ class RunService:
             execution_class=req.execution_class or target.execution_class,
             input_format=inputs.check_format(req.input_format or manifest.content_format),
             experiment_id=req.experiment_id,
+            experiment_type=req.experiment_type,
             input_id=req.input_id,
             queuing_disabled=req.queuing_disabled,
             secrets_collection_id=collection,

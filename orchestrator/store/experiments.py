@@ -221,8 +221,13 @@ class ExperimentRepo:
         )
 
     async def set_type(self, app_id: str, exp_id: str, kind: ExperimentType) -> None:
+        """The experiment and its runs, which carry its type for the SDK."""
         await self.conn.execute(
             "UPDATE experiments SET type = ? WHERE app_id = ? AND id = ?",
+            (kind.value, app_id, exp_id),
+        )
+        await self.conn.execute(
+            "UPDATE runs SET experiment_type = ? WHERE app_id = ? AND experiment_id = ?",
             (kind.value, app_id, exp_id),
         )
 

@@ -435,6 +435,18 @@ ALTER TABLE experiments ADD COLUMN seed INTEGER
 """
 
 
+_RUN_EXPERIMENT_TYPE = """
+-- what a run's experiment_id names: batch, scenario, acceptance, shadow or switchback
+ALTER TABLE runs ADD COLUMN experiment_type TEXT;
+UPDATE runs SET experiment_type = (
+    SELECT e.type FROM experiments e WHERE e.app_id = runs.app_id AND e.id = runs.experiment_id
+) WHERE experiment_id IS NOT NULL;
+UPDATE runs SET experiment_type = 'shadow'
+    WHERE id IN (SELECT candidate_run_id FROM shadow_runs);
+UPDATE runs SET experiment_type = 'switchback' WHERE id IN (SELECT run_id FROM switchback_runs)
+"""
+
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -447,4 +459,5 @@ MIGRATIONS: list[str] = [
     _SWITCHBACK,
     _SHADOW,
     _SEED,
+    _RUN_EXPERIMENT_TYPE,
 ]

@@ -122,7 +122,9 @@ def test_scenario_test_runs_every_combination(
 
     # the variation's options reached the model (on the daemon: the run's applied options)
     varied = next(r for r in done.runs if r.option_set == "set_1")
-    applied = knapsack.run_information(varied.id).metadata.options
+    varied_meta = knapsack.run_information(varied.id).metadata
+    assert varied_meta.experiment_type == "scenario"
+    applied = varied_meta.options
     assert applied is not None and applied.active_options is not None
     assert str(applied.active_options["scale"]) == "3"
     listed = next(r for r in done.runs if r.scenario_id == "listed")

@@ -100,6 +100,7 @@ def test_every_method_and_the_trigger_rule(
     for run in candidates:
         result = knapsack.run_result_with_polling(run.id, polling_options=fast)
         assert result.metadata.status_v2 == StatusV2.succeeded
+        assert result.metadata.experiment_type == "shadow"
         assert knapsack.run_input(run.id, output_dir_path=None) == INPUT
         options = result.metadata.options
         assert options is not None and options.request_options == {"duration": "3.0"}

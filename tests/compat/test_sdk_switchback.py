@@ -89,7 +89,9 @@ def test_runs_on_the_baseline_follow_the_plan(
         before = datetime.now(UTC)
         run_id = knapsack.new_run(input=INPUT, instance_id=arms[0])
         after = datetime.now(UTC)
-        served_by = knapsack.run_information(run_id).metadata.application_instance_id
+        meta = knapsack.run_information(run_id).metadata
+        served_by = meta.application_instance_id
+        assert (meta.experiment_id, meta.experiment_type) == (test_id, "switchback")
         if _unit(test, before) == _unit(test, after):
             assert served_by == test.plan.units[_unit(test, before)].instance_id
         assert served_by in arms
