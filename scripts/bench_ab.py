@@ -11,8 +11,10 @@ differences. With the defaults it resolves ~0.1 ms of latency and ~2 % of throug
     .venv/bin/python scripts/bench_ab.py /tmp/orch-base . --quick   # smoke, ~20 s
 
 Latency: the python echo model, submit → result (as ``bench``), one run on each tree
-and one bare run per round, order rotated. Throughput: passes of the 20 ms model with
-concurrency = cores, A and B alternating, and an ``xargs -P`` pass per round for scale.
+and one bare run per round, order rotated. Throughput: passes of the 20 ms model (or,
+``--model cpu``, of the ~40 ms CPU-bound one) with concurrency = cores, A and B
+alternating, and an ``xargs -P`` pass per round for scale; each pass also reads the
+daemon's own CPU (user + system, all its threads) per run, paired the same way.
 Each tree's daemon imports the ``orchestrator`` package of its own tree (``python -m`` from
 that folder), so both trees must work with this virtual environment's dependencies.
 """
@@ -34,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import common, results  # the sibling package: daemon, client, models, timings
 from bench.harness import Daemon
-from bench.throughput import orch_wall, xargs_wall
+from bench.throughput import calibrate, orch_pass, xargs_wall
 
 SIDES = ("A", "B")
 
@@ -50,7 +52,7 @@ def daemons(trees: dict[str, Path], root: Path, cores: int) -> Iterator[dict[str
             stack.callback(daemon.stop)
             b = common.Bench(root, home, common.FULL, cores, daemon, common.connect(daemon))
             stack.callback(b.api.close)
-            for app in ("echo", "sleep"):
+            for app in ("echo", "sleep", "cpu"):
                 common.ensure_app(b, app, common.MODELS / app)
             sides[name] = b
         yield sides
@@ -90,34 +92,41 @@ def latency(sides: dict[str, common.Bench], root: Path, rounds: int) -> dict[str
 
 
 def throughput(
-    sides: dict[str, common.Bench], root: Path, passes: int, runs: int, cores: int
+    sides: dict[str, common.Bench], root: Path, passes: int, runs: int, cores: int, model: str
 ) -> dict[str, Any]:
-    doc = {"seconds": 0.02}
-    stdin = root / "sleep-20ms.json"
+    doc: dict[str, Any] = {"iterations": calibrate()} if model == "cpu" else {"seconds": 0.02}
+    stdin = root / f"{model}-throughput.json"
     stdin.write_text(json.dumps(doc))
     for b in sides.values():
-        orch_wall(b, 5, doc)
+        orch_pass(b, model, 5, doc)
     rates: dict[str, list[float]] = {"A": [], "B": [], "xargs": []}
+    daemon_ms: dict[str, list[float]] = {"A": [], "B": []}
     for i in range(passes):
         for k in ("A", "B", "xargs") if i % 2 == 0 else ("B", "A", "xargs"):
             if k == "xargs":
-                wall = xargs_wall(cores, runs, stdin)
+                rates[k].append(runs / xargs_wall(cores, runs, stdin, common.MODELS / model))
             else:
-                wall = orch_wall(sides[k], runs, doc)
-            rates[k].append(runs / wall)
+                done = orch_pass(sides[k], model, runs, doc)
+                rates[k].append(done.rate)
+                daemon_ms[k].append(results.ms(done.cpu["daemon"]))
     per_pass = [b / a for a, b in zip(rates["A"], rates["B"], strict=True)]
+    cpu_diffs = [b - a for a, b in zip(daemon_ms["A"], daemon_ms["B"], strict=True)]
     xargs = results.median(rates["xargs"])
     return {
+        "model": model,
         "passes": passes,
         "runs_per_pass": runs,
         "runs_per_s": {k: results.median(v) for k, v in rates.items()},
         "ratio_to_xargs": {k: results.median(rates[k]) / xargs for k in SIDES},
         "b_over_a": {"median": results.median(per_pass), "per_pass": per_pass},
+        "daemon_cpu_ms_per_run": {k: results.median(v) for k, v in daemon_ms.items()},
+        "daemon_cpu_b_minus_a_ms": {"median": results.median(cpu_diffs), "per_pass": cpu_diffs},
     }
 
 
 def report(result: dict[str, Any]) -> str:
     lat, thr = result["latency"], result["throughput"]
+    cpu, cpu_diffs = thr["daemon_cpu_ms_per_run"], thr["daemon_cpu_b_minus_a_ms"]["per_pass"]
     m, r = lat["median_ms"], lat["ratio_to_bare"]
     return "\n".join(
         [
@@ -127,13 +136,23 @@ def report(result: dict[str, Any]) -> str:
             f"B {m['B']:.2f} ms ({r['B']:.3f}x), bare {m['bare']:.2f} ms; "
             f"B - A paired: median {lat['b_minus_a_ms']['median']:+.3f} ms, "
             f"mean {lat['b_minus_a_ms']['mean']:+.3f} ms",
-            f"throughput, {thr['passes']} passes of {thr['runs_per_pass']} runs: "
+            f"throughput ({thr['model']} model), {thr['passes']} passes of "
+            f"{thr['runs_per_pass']} runs: "
             f"A {thr['runs_per_s']['A']:.1f}/s ({thr['ratio_to_xargs']['A']:.3f}x xargs), "
             f"B {thr['runs_per_s']['B']:.1f}/s ({thr['ratio_to_xargs']['B']:.3f}x); "
             f"B/A median {thr['b_over_a']['median']:.3f} "
             f"(passes: {', '.join(f'{x:.3f}' for x in thr['b_over_a']['per_pass'])})",
+            f"daemon CPU per run: A {cpu['A']:.2f} ms, B {cpu['B']:.2f} ms; B - A paired: "
+            f"median {thr['daemon_cpu_b_minus_a_ms']['median']:+.2f} ms "
+            f"(passes: {', '.join(f'{x:+.2f}' for x in cpu_diffs)})",
+            f"load average before/after: {result['load'][0]} / {result['load'][1]}",
         ]
     )
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: the machine is shared, so figures travel with it."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -143,6 +162,12 @@ def main() -> None:
     parser.add_argument("--latency-rounds", type=int, default=300)
     parser.add_argument("--throughput-passes", type=int, default=8)
     parser.add_argument("--throughput-runs", type=int, default=200)
+    parser.add_argument(
+        "--model",
+        choices=("sleep", "cpu"),
+        default="sleep",
+        help="throughput model: the 20 ms sleep or the ~40 ms CPU-bound one",
+    )
     parser.add_argument("--quick", action="store_true", help="a few rounds: a smoke test")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -157,12 +182,14 @@ def main() -> None:
         root = Path(tmp)
         (root / "packages").mkdir()
         with daemons(trees, root, cores) as sides:
+            load_before = _load()
             result = {
                 "trees": {k: str(v) for k, v in trees.items()},
                 "latency": latency(sides, root, args.latency_rounds),
                 "throughput": throughput(
-                    sides, root, args.throughput_passes, args.throughput_runs, cores
+                    sides, root, args.throughput_passes, args.throughput_runs, cores, args.model
                 ),
+                "load": [load_before, _load()],
             }
     print(report(result))
     if args.json:

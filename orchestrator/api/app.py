@@ -16,6 +16,7 @@ from orchestrator.api import (
     ensembles,
     errors,
     experiments,
+    hot_path,
     instances,
     run_assets,
     run_files,
@@ -71,6 +72,7 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.add_middleware(BearerGate, key=api_key)  # outermost: nothing runs before the key
     for router in (*_V1_ROUTERS, binary.uploads, run_files.downloads, run_assets.downloads):
         add_routes(app, router)
+    hot_path.install(app)  # the two requests of every run, past FastAPI's per-request work
     install_console(app, svc, api_key)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
 

@@ -53,8 +53,8 @@ class Executor:
         self._ending: dict[str, Failure | None] = {}
         """Runs asked to end early: None = canceled by the user, else failed with that."""
         self._settled: dict[str, Executable] = {}
-        """Executables whose row can no longer change (bytes by sha, environment settled):
-        read once instead of once per run."""
+        """Executables whose row can no longer change (bytes by sha, environment settled or
+        none to build): read once instead of once per run."""
 
     async def job(self, run: Run) -> Job:
         exe = self._settled.get(run.executable_id) or await self._executable(run.executable_id)
@@ -65,7 +65,12 @@ class Executor:
         if exe is None:
             raise RuntimeError(f"executable {exe_id} is gone")
         no_env = exe.type != "python" or self.settings.python_envs == "daemon"
-        if exe.env_status == EnvStatus.READY or no_env:
+        # no requirements: nothing is ever built, the status stays ``none`` for good
+        nothing_to_build = (
+            exe.env_status == EnvStatus.NONE
+            and self.manifests.get(exe.id, exe.manifest).pip_requirements is None
+        )
+        if exe.env_status == EnvStatus.READY or no_env or nothing_to_build:
             if len(self._settled) >= 256:
                 self._settled.pop(next(iter(self._settled)))
             self._settled[exe_id] = exe
