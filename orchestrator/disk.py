@@ -21,7 +21,6 @@ reuses one for ``GATE_SAMPLE_SECONDS``, and ``tick`` runs every second.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 
 from orchestrator.errors import DiskFull
 from orchestrator.models import Failure, FailureKind, RunStatus
@@ -101,6 +99,8 @@ class DiskMonitor:
         self._full_at = float("-inf")
         """When (monotonic) the disk was last seen full."""
         self._on_space: list[Callable[[], object]] = []
+        import asyncio  # here, not at the top: the CLI imports this module (lifecycle)
+
         self._roomy = asyncio.Event()
 
     @classmethod
@@ -228,6 +228,8 @@ class DiskMonitor:
         if state.free_bytes >= FULL_BYTES:
             self._roomy.set()
         if self.reserve_bytes and not state.reserve_held and state.free_bytes >= state.needed_bytes:
+            import anyio
+
             await anyio.to_thread.run_sync(self.make_reserve)
             state = self.sample()
         if state.state == "ok" and before != "ok":
@@ -243,6 +245,8 @@ class DiskMonitor:
         while self.sample().free_bytes < FULL_BYTES:
             self._roomy.clear()
             with contextlib.suppress(TimeoutError):
+                import asyncio
+
                 await asyncio.wait_for(self._roomy.wait(), every)
 
 

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -294,3 +295,18 @@ def test_cancel_follow_and_delete(
     orch(daemon, f"app run delete -a {knap} -r {run_id} --confirm")
     gone = orch(daemon, f"app run metadata -a {knap} -r {run_id}", code=1)
     assert "not found" in gone.stderr
+
+
+def test_everyday_commands_import_nothing_heavy() -> None:
+    """``orch app list`` and ``orch app run`` load only their own modules: no event loop,
+    no server stack, no experiments engine (each costs tens of ms on every command)."""
+    probe = (
+        "import sys, orchestrator.cli.main, orchestrator.cli.app, orchestrator.cli.run,"
+        " orchestrator.cli.run_actions, orchestrator.cli.run_wait;"
+        " print(' '.join(m for m in sys.modules if m.split('.')[0] in"
+        " ('asyncio', 'anyio', 'httpx', 'rich', 'fastapi', 'pydantic', 'starlette')"
+        " or m.startswith('orchestrator.experiments')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
