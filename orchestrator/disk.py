@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from orchestrator.errors import DiskFull
 from orchestrator.models import Failure, FailureKind, RunStatus
 
