@@ -18,7 +18,7 @@ from orchestrator.api.fields import (
     Name,
 )
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
-from orchestrator.api.wire import page
+from orchestrator.api.wire import live_test_metadata, page
 from orchestrator.services import Services
 from orchestrator.shadow_models import MAX_RUNS, Comparison, ShadowTest, StopIntent
 
@@ -106,7 +106,7 @@ async def get_shadow_test(
 async def shadow_test_metadata(
     app_id: AppId, test_id: ExperimentId, svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return wire.metadata(await svc.shadow_tests.get(app_id, test_id))
+    return live_test_metadata(await svc.shadow_tests.get(app_id, test_id))
 
 
 @router.get("/{test_id}/runs")

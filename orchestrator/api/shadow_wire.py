@@ -7,24 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api import run_wire
+from orchestrator.api.wire import live_test_metadata
 from orchestrator.experiments.shadow import ShadowView
 from orchestrator.shadow_models import ShadowLink, ShadowTest
 
 
-def metadata(t: ShadowTest) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "name": t.name,
-        "description": t.description,
-        "app_id": t.app_id,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-        "status": t.status.value,
-    }
-
-
 def shadow_test(t: ShadowTest, links: list[ShadowLink] | None = None) -> dict[str, Any]:
-    return metadata(t) | {
+    return live_test_metadata(t) | {
         "started_at": t.started_at,
         "completed_at": t.ended_at,
         "comparisons": [

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.api import switchback_wire as wire
 from orchestrator.api.deps import services
-from orchestrator.api.fields import AppId, Description, ExperimentId, Name
+from orchestrator.api.fields import AppId, Description, ExperimentId, LabelBody, Name
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
+from orchestrator.api.wire import live_test_metadata
 from orchestrator.services import Services
 from orchestrator.switchback_models import SwitchbackTest
 
@@ -41,12 +42,6 @@ class TestBody(BaseModel):
     description: Description = None
     comparison: ComparisonBody
     generate_random_plan: RandomPlanBody
-
-
-class LabelBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: Name = None
-    description: Description = None
 
 
 class StopBody(BaseModel):
@@ -92,7 +87,7 @@ async def get_test(
 async def test_metadata(
     app_id: AppId, test_id: ExperimentId, svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return wire.metadata(await svc.switchback_tests.get(app_id, test_id))
+    return live_test_metadata(await svc.switchback_tests.get(app_id, test_id))
 
 
 @router.get("/{test_id}/runs")

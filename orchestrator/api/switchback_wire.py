@@ -6,22 +6,10 @@ from dataclasses import asdict
 from typing import Any
 
 from orchestrator.api import run_wire
+from orchestrator.api.wire import live_test_metadata
 from orchestrator.experiments.summary import TargetSummary
 from orchestrator.experiments.switchback import RoutedRun
 from orchestrator.switchback_models import Arm, SwitchbackTest
-
-
-def metadata(t: SwitchbackTest) -> dict[str, Any]:
-    """``SwitchbackTestMetadata``."""
-    return {
-        "id": t.id,
-        "name": t.name,
-        "description": t.description,
-        "app_id": t.app_id,
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-        "status": t.status.value,
-    }
 
 
 def plan(t: SwitchbackTest) -> dict[str, Any]:
@@ -40,7 +28,7 @@ def plan(t: SwitchbackTest) -> dict[str, Any]:
 
 def switchback_test(t: SwitchbackTest) -> dict[str, Any]:
     """``SwitchbackTest`` (its runs come from ``.../runs``, as the SDK fetches them)."""
-    return metadata(t) | {
+    return live_test_metadata(t) | {
         "started_at": t.started_at,
         "completed_at": t.ended_at,
         "comparison": {

@@ -7,7 +7,8 @@ carry only the fields the SDK types as free-form.
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, Protocol
 
 from orchestrator.models import App, Executable, Instance, PointerMove, Version
 
@@ -100,6 +101,33 @@ def pointer_move(m: PointerMove) -> dict[str, Any]:
         "to": m.to_target,
         "action": m.action,
         "at": m.at,
+    }
+
+
+class LiveTest(Protocol):
+    """A shadow or switchback test, as their shared metadata reads it."""
+
+    id: str
+    name: str
+    description: str
+    app_id: str
+    created_at: str
+    updated_at: str
+
+    @property
+    def status(self) -> enum.Enum: ...
+
+
+def live_test_metadata(t: LiveTest) -> dict[str, Any]:
+    """The SDK's ``ShadowTestMetadata`` and ``SwitchbackTestMetadata`` (the same fields)."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "description": t.description,
+        "app_id": t.app_id,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "status": t.status.value,
     }
 
 
