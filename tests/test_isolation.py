@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import MakeDaemon
 from tests.helpers import Daemon, create_app, push_dir, run_and_wait, unique, write_app
 from tests.hostile import assert_blocked, hostile
 
@@ -434,3 +435,36 @@ def test_links_left_in_the_working_folder_do_not_make_the_daemon_read_its_files(
     output = httpx.get(res.json()["output"]["url"]).content
     with tarfile.open(fileobj=io.BytesIO(output)) as tar:
         assert tar.getnames() == []  # not the daemon's home
+
+
+def test_read_paths_under_tmp_stay_visible_beneath_the_private_tmp(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """A model's ``/tmp`` is a tmpfs of its own; what it may read under the host's
+    ``/tmp`` (``read_paths``, or orch itself installed there, as a clone in ``/tmp``
+    is) is bound again on top of it, read-only."""
+    shared = Path("/tmp") / unique("orch-shared")
+    shared.mkdir()
+    try:
+        (shared / "licence.txt").write_text("granted")
+        d = make_daemon(config=f'[isolation]\nread_paths = ["{shared}"]\n')
+        with d.client() as client:
+            app_id = create_app(client)
+            main = (
+                "import json, pathlib, sys\n"
+                f"p = pathlib.Path({str(shared)!r})\n"
+                "try:\n    (p / 'planted').write_text('x'); planted = True\n"
+                "except OSError:\n    planted = False\n"
+                "json.dump({'text': (p / 'licence.txt').read_text(), 'planted': planted,"
+                " 'tmp': sorted(x.name for x in pathlib.Path('/tmp').iterdir())}, sys.stdout)\n"
+            )
+            push_dir(client, app_id, write_app(tmp_path / "reader", main), tmp_path)
+            res = run_and_wait(client, app_id, {"input": {}})
+        assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+        assert res["output"]["text"] == "granted" and res["output"]["planted"] is False
+        assert shared.name in res["output"]["tmp"]
+        assert not (shared / "planted").exists()
+    finally:
+        for child in shared.iterdir():
+            child.unlink()
+        shared.rmdir()

@@ -69,7 +69,8 @@ class View:
     def __init__(self, plan: dict[str, object]) -> None:
         self.into, self.source = JAIL, OLD
         self.size = int(str(plan.get("tmp_size_mb") or 1024))
-        self.shared = [t for t, _ in _pairs(plan.get("system")) + _pairs(plan.get("read"))]
+        self.read = _pairs(plan.get("read"))
+        self.shared = [t for t, _ in _pairs(plan.get("system")) + self.read]
         """What ``base`` binds read-only (and so what a copy of it shows)."""
         self.covered: list[str] = []
         """Folders visible read-only: a path beneath needs no bind of its own."""
@@ -97,8 +98,8 @@ class View:
             sysc.setns(users, sysc.CLONE_NEWUSER)
         sysc.setns(template, sysc.CLONE_NEWNS)
         sysc.unshare(sysc.CLONE_NEWNS | flags)
-        self._private("")
         self.into, self.source = "", SRC
+        self._private("")
         self.covered = list(self.shared)
 
     def _private(self, root: str) -> None:
@@ -111,11 +112,17 @@ class View:
             self._tmpfs(root, self.hidden, "mode=0755", 1)  # also masks a home in a bound tree
             for folder in ("runs", "executables", "envs"):  # where runs bind from
                 os.mkdir(f"{root}{self.hidden}/{folder}", 0o755)
+        for target, source in self.read:  # e.g. orch installed under /tmp: bound again on top
+            if _beneath(target, "/tmp") or _beneath(target, "/dev/shm"):
+                self._bind(target, source, writable=False)
 
     def add(self, target: str, source: str, *, writable: bool) -> None:
         """Bind the host's ``source`` at ``target``; read-only unless ``writable``."""
         if not writable and self._visible(target):
             return
+        self._bind(target, source, writable=writable)
+
+    def _bind(self, target: str, source: str, *, writable: bool) -> None:
         inside, origin = self.into + target, self.source + source
         if writable and not os.path.lexists(origin):  # an output file not made yet
             os.close(os.open(origin, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
