@@ -24,7 +24,7 @@ import typer
 from orchestrator.cli import acceptance_view as view
 from orchestrator.cli import experiment_view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
-from orchestrator.cli.flags import WaitOption
+from orchestrator.cli.flags import WaitOption, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
 from orchestrator.client import OrchClient
@@ -210,8 +210,7 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Rename an acceptance test or change its description."""
-    if name is None and description is None:
-        fail("give --name or --description")
+    require_label_change(name, description)
     with errors_to_exit(), client(home) as api:
         test = api.acceptance.update(app_id, test_id, name, description)
     if as_json:

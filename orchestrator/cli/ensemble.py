@@ -15,6 +15,7 @@ import typer
 
 from orchestrator.cli import ensemble_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.flags import require_label_change
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
 from orchestrator.client.types import EnsembleDefinition, EnsembleResult
 
@@ -149,8 +150,7 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Rename or re-describe an ensemble definition (its groups and rules never change)."""
-    if name is None and description is None:
-        fail("nothing to update: give -n or -d")
+    require_label_change(name, description)
     with errors_to_exit(), client(home) as api:
         data = api.ensembles.update(app_id, definition_id, name, description)
     _show(data, as_json)

@@ -92,3 +92,9 @@ def limits_body(
         "disk_mb": disk_mb,
     }
     return {k: v for k, v in given.items() if v is not None}
+
+
+def require_label_change(name: str | None, description: str | None) -> None:
+    """Refuse a rename-or-redescribe update that changes nothing, before any request."""
+    if name is None and description is None:
+        fail("nothing to update: give --name or --description")

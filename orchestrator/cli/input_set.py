@@ -15,6 +15,7 @@ import typer
 
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.flags import require_label_change
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
 from orchestrator.client import ClientError, OrchClient
 from orchestrator.client.types import InputSet
@@ -196,8 +197,7 @@ def update_input_set(
     as_json: bool = JsonOption,
 ) -> None:
     """Rename an input set or change its description (its inputs stay)."""
-    if name is None and description is None:
-        fail("nothing to update: give -n or -d")
+    require_label_change(name, description)
     with errors_to_exit(), client(home) as api:
         data = api.input_sets.update(app_id, set_id, name, description)
     emit(data, as_json, view.input_set)

@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
-from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
+from orchestrator.cli.flags import require_label_change
+from orchestrator.cli.output import emit, errors_to_exit, record, say, table
 from orchestrator.client.types import Executable, Version
 
 app = typer.Typer(
@@ -112,8 +113,7 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Rename or re-describe a version (its executable never changes)."""
-    if name is None and description is None:
-        fail("nothing to update: give -n and/or -d")
+    require_label_change(name, description)
     with errors_to_exit(), client(home) as api:
         data = api.versions.update(app_id, version_id, name, description)
     _show(data, as_json)
