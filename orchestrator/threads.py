@@ -1,7 +1,7 @@
 """Helper threads give way to the event loop.
 
-The daemon works on one event loop; a few helper threads (the SQLite writer, the
-chores thread) are woken several times per run. Linux lets a freshly woken thread
+The daemon works on one event loop; a few helper threads (the chores thread, the
+SQLite checkpointer) are woken while runs go on. Linux lets a freshly woken thread
 preempt the thread that woke it, so each hand-off could cost the loop a context
 switch in the middle of an HTTP answer or a spawn, and the woken thread usually
 only blocks again at once on the GIL the loop still holds. As ``SCHED_BATCH``
