@@ -20,31 +20,15 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from orchestrator.config import Settings
+from orchestrator.daemon_info import DaemonInfo
 from orchestrator.disk import FULL_BYTES, DiskMonitor, is_disk_full, mib
 from orchestrator.errors import Conflict, OrchError
 from orchestrator.home import Home
 from orchestrator.ids import new_token
-
-
-@dataclass(frozen=True)
-class DaemonInfo:
-    url: str
-    pid: int
-    started_at: float
-    home: str
-
-    @classmethod
-    def read(cls, home: Home) -> DaemonInfo | None:
-        try:
-            data = json.loads(home.daemon_file.read_text())
-            return cls(**data)
-        except (OSError, ValueError, TypeError):
-            return None
 
 
 class HomeLock:

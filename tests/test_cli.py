@@ -299,13 +299,15 @@ def test_cancel_follow_and_delete(
 
 def test_everyday_commands_import_nothing_heavy() -> None:
     """``orch app list`` and ``orch app run`` load only their own modules: no event loop,
-    no server stack, no experiments engine (each costs tens of ms on every command)."""
+    no server stack, no experiments engine, not even the daemon's settings and domain
+    models (each costs milliseconds to tens of ms on every command)."""
     probe = (
         "import sys, orchestrator.cli.main, orchestrator.cli.app, orchestrator.cli.run,"
         " orchestrator.cli.run_actions, orchestrator.cli.run_wait;"
         " print(' '.join(m for m in sys.modules if m.split('.')[0] in"
         " ('asyncio', 'anyio', 'httpx', 'rich', 'fastapi', 'pydantic', 'starlette')"
-        " or m.startswith('orchestrator.experiments')))"
+        " or m.startswith('orchestrator.experiments')"
+        " or m in ('orchestrator.models', 'orchestrator.config', 'orchestrator.lifecycle')))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

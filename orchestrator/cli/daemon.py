@@ -17,8 +17,9 @@ from orchestrator.cli.context import HomeOption, JsonOption, home_of
 from orchestrator.cli.output import errors_to_exit, fail, print_json, record, say
 from orchestrator.client import ClientError, OrchClient, ca_of
 from orchestrator.config import Settings
+from orchestrator.daemon_info import DaemonInfo
 from orchestrator.home import Home
-from orchestrator.lifecycle import DaemonInfo, check_home
+from orchestrator.lifecycle import check_home
 
 app = typer.Typer(help="Start, stop and inspect the orch daemon.", no_args_is_help=True)
 

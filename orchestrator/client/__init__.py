@@ -22,8 +22,8 @@ from orchestrator.client.shadow import ShadowTests
 from orchestrator.client.switchback import SwitchbackTests
 from orchestrator.client.transport import ClientError, Transport
 from orchestrator.client.types import Health, Queue
+from orchestrator.daemon_info import DaemonInfo
 from orchestrator.home import Home
-from orchestrator.lifecycle import DaemonInfo
 
 __all__ = ["ClientError", "OrchClient", "ca_of", "discover"]
 
