@@ -521,6 +521,16 @@ def disk_model(tmp_path: Path, source: str, limits: Limits) -> Model:
     return model
 
 
+def test_a_run_far_below_its_disk_limit_is_walked_seldom() -> None:
+    """The next walk waits until the run could have filled its headroom at the fastest
+    write rate: a default 10 GiB limit is looked at every 2 s, a small one at once."""
+    mib = 1024 * 1024
+    assert disk.next_check(10240 * mib, 0, 0.05) == disk.MAX_INTERVAL_SECONDS
+    assert disk.next_check(8 * mib, 0, 0.05) == 0.05  # 2 ms of headroom: the floor
+    assert 0.2 < disk.next_check(1024 * mib, 0, 0.05) < 0.3  # 1 GiB at 4 GiB/s
+    assert disk.next_check(1024 * mib, 1000 * mib, 0.1) == 0.1  # nearly full: the floor
+
+
 async def test_a_run_writing_past_its_disk_limit_is_stopped_and_cut_back(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -4,7 +4,10 @@ No kernel quota covers one folder on the file systems orch runs on (ext4 here
 has no project quotas enabled), so usage is sampled: one thread walks the
 folders of every run with a limit, each at a pace set by what its walk costs
 (a walk may take at most ~5 % of that thread's time: a run of a few files is
-measured every 0.1 s, one of 100,000 files every few seconds). Usage is the
+measured every 0.1 s, one of 100,000 files every few seconds), and never sooner
+than the run could have filled what is left of its limit writing at
+``FASTEST_WRITE`` (so a run far below its limit, as with the default 10 GiB, is
+looked at every 2 s, and a run shorter than that only once, when it ends). Usage is the
 blocks allocated (``st_blocks``), so sparse files count what they really hold
 and a hard link counts once. ``output_mb`` still caps any single file at once.
 """
@@ -31,6 +34,9 @@ FIRST_CHECK_SECONDS = 0.05
 MIN_INTERVAL_SECONDS = 0.1
 MAX_INTERVAL_SECONDS = 2.0
 WALK_SHARE = 0.05
+FASTEST_WRITE = 4 * 1024 * MIB
+"""Bytes per second a run is assumed unable to exceed (page cache included): the pace
+at which the headroom below a limit can shrink."""
 KEPT_LOG_BYTES = 64 * 1024
 """What stays of the log after a breach: its end, where the last words are."""
 
@@ -77,6 +83,12 @@ class Watched:
         self.stopped = True
 
 
+def next_check(limit: int, used: int, soonest: float) -> float:
+    """Seconds to the next walk: not before ``soonest``, nor before the run could have
+    written past ``limit`` from ``used``, and never later than ``MAX_INTERVAL_SECONDS``."""
+    return min(max(soonest, (limit - used) / FASTEST_WRITE), MAX_INTERVAL_SECONDS)
+
+
 class DiskWatch:
     """The thread that measures every watched run when it is due; started on first use."""
 
@@ -93,7 +105,7 @@ class DiskWatch:
         """``on_breach(measured MiB)`` is called from the watch thread, once."""
         entry = Watched(paths, limit_mb * MIB, on_breach)
         with self._wake:
-            first = time.monotonic() + FIRST_CHECK_SECONDS
+            first = time.monotonic() + next_check(entry.limit, 0, FIRST_CHECK_SECONDS)
             sooner = not self._due or first < self._due[0][0]
             heapq.heappush(self._due, (first, next(self._order), entry))
             if self._thread is None and not self._closed:
@@ -123,7 +135,7 @@ class DiskWatch:
                 entry.stop()
                 entry.on_breach(used / MIB)
                 continue
-            pause = min(max(spent / WALK_SHARE, MIN_INTERVAL_SECONDS), MAX_INTERVAL_SECONDS)
+            pause = next_check(entry.limit, used, max(spent / WALK_SHARE, MIN_INTERVAL_SECONDS))
             with self._wake:
                 heapq.heappush(self._due, (time.monotonic() + pause, next(self._order), entry))
 
