@@ -237,13 +237,16 @@ class Standby:
         if self.group is not None:
             self.group.apply_limits(spec.limits)
         started = time.monotonic()
+        fd, self.commands = self.commands, -1
         try:
-            with open(self.commands, "wb", closefd=True) as pipe:  # EOF ends the command
-                self.commands = -1
-                pipe.write(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
         except BrokenPipeError:  # it gave up while we wrote: it said why before it exited
             report = JailReport.read(self.report)
             raise DeadStandby(report.spawn_error or "the jail exited before its run") from None
+        finally:
+            os.close(fd)  # EOF ends the command
         return Launched(self.child, self.group, started, self.report)
 
     def discard(self) -> None:

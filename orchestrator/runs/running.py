@@ -89,7 +89,8 @@ class RunningProcess:
             self._disk = disk.watch(self._disk_paths(), spec.limits.disk_mb, self._disk_breached)
         # exec copies the spawner's RSS high-water mark into the child's ru_maxrss
         self._spawner_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self._sampler = self._loop.create_task(self._sample_loop())
+        first = sample_seconds if cgroup else min(0.005, sample_seconds)
+        self._sampler = self._loop.call_later(first, self._sample_tick, first)
         self._task = self._loop.create_task(self._supervise())
 
     async def wait(self) -> ProcessResult:
@@ -181,7 +182,7 @@ class RunningProcess:
     def _stop_watching(self) -> None:
         if self._disk is not None:
             self._disk.stop()
-        self._sampler.cancel()
+        self._sampler.cancel()  # a handle, not a task: no CancelledError to unwind
         for handle in self._handles:
             handle.cancel()
         if self._pidfd is not None:
@@ -256,18 +257,17 @@ class RunningProcess:
 
     # -- limits ----------------------------------------------------------------------
 
-    async def _sample_loop(self) -> None:
+    def _sample_tick(self, delay: float) -> None:
         """Without a cgroup, early samples come fast (5, 10, 20 ms...): short runs get a peak,
         bombs get caught. With one, the kernel enforces memory and tasks and keeps the peak,
-        so sampling only backs up the output check, at the regular pace."""
-        delay = self._sample_seconds if self._cgroup else min(0.005, self._sample_seconds)
-        while True:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._sample_seconds)
-            try:
-                self._sample()
-            except Exception:  # a sampling bug must not end supervision
-                log.exception("run %s: sampling failed", self.spec.label)
+        so sampling only backs up the output check, at the regular pace. A timer, not a
+        task per run: most runs end before their first sample."""
+        try:
+            self._sample()
+        except Exception:  # a sampling bug must not end supervision
+            log.exception("run %s: sampling failed", self.spec.label)
+        delay = min(delay * 2, self._sample_seconds)
+        self._sampler = self._loop.call_later(delay, self._sample_tick, delay)
 
     def _sample(self) -> None:
         limits = self.spec.limits
