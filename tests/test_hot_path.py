@@ -11,7 +11,6 @@ from typing import Annotated
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 from pydantic import Field, TypeAdapter, ValidationError
 
 from orchestrator.api import hot_path, runs
@@ -43,17 +42,6 @@ def app_id(api: httpx.Client, tmp_path: Path) -> str:
     app = create_app(api)
     push_dir(api, app, SAMPLES / "knapsack", tmp_path)
     return app
-
-
-def test_installed_on_the_two_routes() -> None:
-    from fastapi import FastAPI
-
-    app = FastAPI()
-    app.post("/v1/applications/{app_id}/runs")(runs.create_run)
-    app.get("/v1/applications/{app_id}/runs/{run_id}")(runs.run_result)
-    hot_path.install(app)
-    wrapped = [r for r in app.router.routes if isinstance(r, APIRoute)]
-    assert all(isinstance(r.app, hot_path._HotApp) for r in wrapped)
 
 
 def test_answers_match_fastapi(api: httpx.Client, app_id: str) -> None:
