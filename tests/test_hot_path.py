@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -35,6 +36,12 @@ def test_query_keeps_the_last_value_and_refuses_other_keys() -> None:
     assert hot_path._query(scope, allowed) == {"instance_id": "b c"}
     assert hot_path._query({"query_string": b"other=1"}, allowed) is None
     assert hot_path._query({"query_string": b""}, allowed) == {}
+    samples = ["wait=30", "wait=1&format=url", "wait", "wait=&wait=2", "&&wait=3&", "a=b=c",
+               "format=u%72l", "format=a+b", "wait=1;format=x", "=1", "wait=%zz"]  # fmt: skip
+    for text in samples:  # as Starlette reads a query (QueryParams)
+        scope = {"query_string": text.encode()}
+        expected = dict(parse_qsl(text, keep_blank_values=True))
+        assert hot_path._query(scope, frozenset(expected) | {"wait"}) == expected, text
 
 
 @pytest.fixture
