@@ -89,7 +89,7 @@ def install(app: FastAPI) -> None:
 
 async def answer(request: Request, exc: Exception) -> Response:
     """The answer FastAPI's stack gives ``exc``, for a request answered outside it (the hot
-    routes): the app's handlers (these, and any another module added), looked up as
+    routes): the app's handlers (these, and any other module adds), looked up as
     Starlette does (the nearest class in the MRO); a handler that gives up (``_os_error``
     on another ``OSError``) leaves it to the 500, as in the stack."""
     handlers = request.app.exception_handlers
