@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -104,6 +105,7 @@ def main() -> None:
             )
     finally:
         da.stop(), db.stop()
+        shutil.rmtree(root, ignore_errors=True)
         print(f"load after: {_load()}  ({time.strftime('%H:%M')})")
 
 
