@@ -26,7 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from orchestrator import daemon_log
-from orchestrator.api.app import create_app
+from orchestrator.api.app import create_app, outermost
 from orchestrator.config import Settings
 from orchestrator.console import stop_streams
 from orchestrator.lifecycle import (
@@ -80,8 +80,8 @@ class Daemon:
             # uvicorn's loggers go to the root logger (log_config=None): one handler holds
             # what a full disk refuses (``daemon_log``).
             config = uvicorn.Config(
-                app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30,
-                proxy_headers=False, log_config=None,
+                outermost(app), log_level="warning", access_log=False, lifespan="off",
+                timeout_keep_alive=30, proxy_headers=False, log_config=None,
             )  # fmt: skip
             self._use_certificate(config)
             self._server = _Server(config)

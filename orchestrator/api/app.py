@@ -16,7 +16,6 @@ from orchestrator.api import (
     ensembles,
     errors,
     experiments,
-    hot_path,
     instances,
     run_assets,
     run_files,
@@ -26,9 +25,8 @@ from orchestrator.api import (
     switchback_tests,
     versions,
 )
-from orchestrator.api.auth import BearerGate
-from orchestrator.api.disk_gate import DiskGate
-from orchestrator.api.limits import BodyCap
+from orchestrator.api.gate import Gate, RequestChecks
+from orchestrator.api.hot_path import HotRoutes
 from orchestrator.api.responses import finish_openapi
 from orchestrator.api.routing import add_routes
 from orchestrator.console import install as install_console
@@ -55,6 +53,12 @@ _V1_ROUTERS = (
 )
 
 
+def outermost(app: FastAPI) -> HotRoutes:
+    """What the server runs: the two requests of every run answered in front of ``app``
+    (``api/hot_path.py``), everything else through it."""
+    return HotRoutes(app, app.state.checks)
+
+
 def create_app(svc: Services, api_key: str) -> FastAPI:
     app = FastAPI(
         title="orch",
@@ -67,12 +71,10 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.state.services = svc
     app.state.api_key = api_key
     errors.install(app)
-    app.add_middleware(BodyCap)
-    app.add_middleware(DiskGate, disk=svc.store.disk)
-    app.add_middleware(BearerGate, key=api_key)  # outermost: nothing runs before the key
+    app.state.checks = RequestChecks(api_key, svc.store.disk)
+    app.add_middleware(Gate, checks=app.state.checks)  # outermost: nothing runs before it
     for router in (*_V1_ROUTERS, binary.uploads, run_files.downloads, run_assets.downloads):
         add_routes(app, router)
-    hot_path.install(app)  # the two requests of every run, past FastAPI's per-request work
     install_console(app, svc, api_key)
     app.openapi = lambda: finish_openapi(app)  # type: ignore[method-assign]
 

@@ -10,44 +10,28 @@ import hashlib
 import hmac
 import time
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from orchestrator.api.errors import error_response
 from orchestrator.errors import Unauthorized
 
 V1 = "/v1/"
 
 
-class BearerGate:
-    """Every ``/v1`` request needs the daemon's key, checked before routing.
+def bearer_refusal(authorization: bytes | None, key: bytes) -> Unauthorized | None:
+    """Why a ``/v1`` request with this ``Authorization`` header is refused, or None.
 
-    One gate in front of the router covers every route, including ones added
-    later, and costs no dependency to solve per request (the hot path is a few
-    requests per run). Unknown ``/v1`` paths answer 401 too: without the key,
-    nothing says which routes exist.
+    Every ``/v1`` request needs the daemon's key, checked before routing (``api/gate.py``
+    for the stack, ``api/hot_path.py`` for the two requests of every run): one check in
+    front of the router covers every route, including ones added later, and costs no
+    dependency to solve per request. Unknown ``/v1`` paths answer 401 too: without the
+    key, nothing says which routes exist.
     """
-
-    def __init__(self, app: ASGIApp, key: str) -> None:
-        self.app, self.key = app, key.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(V1):
-            refused = self._refusal(scope)
-            if refused is not None:
-                await error_response(refused.status, refused.message)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def _refusal(self, scope: Scope) -> Unauthorized | None:
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
-            return Unauthorized(
-                "missing bearer key: send 'Authorization: Bearer <key>' (see orch daemon status)"
-            )
-        if not hmac.compare_digest(token.strip(), self.key):
-            return Unauthorized("invalid bearer key")
-        return None
+    scheme, _, token = (authorization or b"").partition(b" ")
+    if scheme.lower() != b"bearer" or not token.strip():
+        return Unauthorized(
+            "missing bearer key: send 'Authorization: Bearer <key>' (see orch daemon status)"
+        )
+    if not hmac.compare_digest(token.strip(), key):
+        return Unauthorized("invalid bearer key")
+    return None
 
 
 def sign(key: str, path: str, ttl_seconds: int) -> str:

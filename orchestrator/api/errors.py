@@ -11,13 +11,16 @@ internals.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
@@ -31,42 +34,71 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def _domain(_: Request, exc: OrchError) -> Response:
+    return error_response(exc.status, exc.message)
+
+
+async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    return error_response(*describe_validation(exc))
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such route"
+    if exc.status_code == 405:
+        given = (exc.headers or {}).get("Allow", "")  # routes outside the document
+        allowed = allowed_methods(request.app, request.scope) or [
+            m.strip() for m in given.split(",") if m.strip()
+        ]
+        response = error_response(405, f"method not allowed here; use {', '.join(allowed)}")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+    return error_response(exc.status_code, message)
+
+
+async def _os_error(request: Request, exc: OSError) -> Response:
+    if not is_disk_full(exc):
+        raise exc  # to the catch-all below: a 500, logged
+    disk: DiskMonitor = request.app.state.services.store.disk
+    disk.noticed_full()
+    return error_response(507, disk.error().message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"internal error: {type(exc).__name__}")
+
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
+
+HANDLERS: dict[type[Exception], Handler] = {
+    OrchError: _domain,
+    RequestValidationError: _validation,
+    StarletteHTTPException: _http,
+    OSError: _os_error,
+    Exception: _unexpected,  # Starlette runs this one in its outermost layer, then re-raises
+}
+"""Exception class → its answer; a class not listed takes its nearest listed base's."""
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(OrchError)
-    async def _domain(_: Request, exc: OrchError) -> JSONResponse:
-        return error_response(exc.status, exc.message)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(*describe_validation(exc))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
-            message = "no such route"
-        if exc.status_code == 405:
-            given = (exc.headers or {}).get("Allow", "")  # routes outside the document
-            allowed = allowed_methods(app, request.scope) or [
-                m.strip() for m in given.split(",") if m.strip()
-            ]
-            response = error_response(405, f"method not allowed here; use {', '.join(allowed)}")
-            response.headers["Allow"] = ", ".join(allowed)
-            return response
-        return error_response(exc.status_code, message)
-
-    @app.exception_handler(OSError)
-    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
-        if not is_disk_full(exc):
-            raise exc  # to the catch-all below: a 500, logged
-        disk: DiskMonitor = request.app.state.services.store.disk
-        disk.noticed_full()
-        return error_response(507, disk.error().message)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, f"internal error: {type(exc).__name__}")
+async def answer(request: Request, exc: Exception) -> Response:
+    """The answer FastAPI's stack gives ``exc``, for a request answered outside it (the hot
+    routes): the app's handlers (these, and any other module adds), looked up as
+    Starlette does (the nearest class in the MRO); a handler that gives up (``_os_error``
+    on another ``OSError``) leaves it to the 500, as in the stack."""
+    handlers = request.app.exception_handlers
+    handler = next(handlers[kind] for kind in type(exc).__mro__ if kind in handlers)
+    try:
+        response = handler(request, exc)
+        return await response if inspect.isawaitable(response) else response
+    except Exception:
+        return await _unexpected(request, exc)
 
 
 def describe_validation(exc: RequestValidationError) -> tuple[int, str]:

@@ -1,20 +1,22 @@
-"""The two requests every run makes, answered without FastAPI's per-request machinery.
+"""The two requests every run makes, answered before FastAPI's stack.
 
 A run costs a client two requests: ``POST .../runs`` and ``GET .../runs/{id}?wait=``.
-FastAPI spends more CPU on each than the work behind it: a ``Request``, two exit
-stacks, an exception wrapper, and ``solve_dependencies`` validating every query
-parameter and the body through pydantic one field at a time (measured with cProfile on
-the loop, ~40 % of the daemon's HTTP time per run). On 2 cores that CPU is taken from
-the models.
+FastAPI spends more CPU on each than the work behind it: seven ASGI layers (Starlette's
+error and exception middlewares, FastAPI's telemetry, body-limit and exit-stack ones,
+orch's gate), the router, a ``Request``, and ``solve_dependencies`` validating every
+query parameter and the body through pydantic one field at a time. On 2 cores that CPU
+is taken from the models.
 
-So the routes' ASGI apps are wrapped (the routes themselves stay: matching, order and the
-OpenAPI document are FastAPI's). A well-formed request is answered by calling the same
-endpoint function with what FastAPI would have given it: the path parameters the route
-matched, the query read the way Starlette reads it (the last value of a repeated key),
-the body validated by the same pydantic model. Anything else (another content type, JSON
-that does not parse or validate, an unexpected or unusual query) is handed to FastAPI's
-own app unchanged, with the body replayed, so every error answer stays FastAPI's. Errors
-raised by the endpoint go through the app's exception handlers as before.
+So ``HotRoutes``, the outermost ASGI app, recognises exactly those two requests (method,
+and the path by the routes' own compiled regexes: FastAPI's grammar, whatever it is),
+applies the checks the stack's gate applies (``gate.RequestChecks``, the same object)
+and calls the same functions the endpoints call (``runs.submit``, ``runs.result``) with
+what FastAPI would have given them: the path parameters, the query read the way
+Starlette reads it (the last value of a repeated key), the body validated by the same
+pydantic model. Anything else (another content type, JSON that does not parse or
+validate, an unexpected or unusual query) goes down the whole stack unchanged, with the
+body replayed, so every error answer stays FastAPI's. Errors raised by the work become
+the answers FastAPI's exception handlers give (``errors.answer``, the same table).
 """
 
 from __future__ import annotations
@@ -31,29 +33,113 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.api import runs
+from orchestrator.api import errors, runs
+from orchestrator.api.gate import RequestChecks
 from orchestrator.services import Services
 
-Handler = Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]]
+Params = dict[str, str]
 
 _WAIT = re.compile(r"\d{1,3}(\.\d{1,6})?")
 """A plain decimal ``wait``; anything else (exponents, signs, spaces) goes to FastAPI."""
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""What ``JSONResponse.render`` produces, without building an encoder per call."""
 
-def install(app: FastAPI) -> None:
-    """Wrap the create and result routes' apps (call after the routes are added)."""
-    handlers: dict[Any, Handler] = {runs.create_run: _create_run, runs.run_result: _run_result}
+
+def route_regex(app: FastAPI, endpoint: Callable[..., Any], method: str) -> re.Pattern[str]:
+    """The compiled path regex of the app's route for ``endpoint``: FastAPI's own grammar."""
     for route in app.router.routes:
-        if isinstance(route, APIRoute) and route.endpoint in handlers:
-            route.app = _HotApp(route.app, handlers[route.endpoint])
+        if (
+            isinstance(route, APIRoute)
+            and route.endpoint is endpoint
+            and method in (route.methods or ())
+        ):
+            return route.path_regex
+    raise LookupError(f"no {method} route for {endpoint.__name__}")
 
 
-class _HotApp:
-    def __init__(self, fastapi_app: ASGIApp, handler: Handler) -> None:
-        self.fastapi_app, self.handler = fastapi_app, handler
+class HotRoutes:
+    """The outermost ASGI app: the two hot requests here, everything else to ``app``."""
+
+    def __init__(self, app: FastAPI, checks: RequestChecks) -> None:
+        self.app, self.checks = app, checks
+        self.stack: ASGIApp = app
+        """Where everything else goes: the app (tests put a witness in between)."""
+        self.svc: Services = app.state.services
+        self.create = route_regex(app, runs.create_run, "POST")
+        self.result = route_regex(app, runs.run_result, "GET")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.handler(scope, receive, send, self.fastapi_app)
+        if scope["type"] == "http" and not scope.get("root_path"):
+            method = scope["method"]
+            if method == "GET" and (match := self.result.match(scope["path"])):
+                await self._answer(self._run_result, match.groupdict(), scope, receive, send)
+                return
+            if method == "POST" and (match := self.create.match(scope["path"])):
+                await self._answer(self._create_run, match.groupdict(), scope, receive, send)
+                return
+        await self.stack(scope, receive, send)
+
+    async def _answer(
+        self,
+        handler: Callable[[Params, Scope, Receive, Send], Awaitable[None]],
+        params: Params,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        refused = self.checks.refusal(scope)
+        if refused is not None:
+            await _send_json(send, refused.status, _render({"error": refused.message}))
+            return
+        scope["app"] = self.app  # as Starlette sets it: a Request reads the app's state
+        await handler(params, scope, receive, send)
+
+    async def _create_run(self, params: Params, scope: Scope, receive: Receive, send: Send) -> None:
+        body, messages = await _read_body(receive)
+        query = _query(scope, _CREATE_QUERY)
+        whole = messages[-1]["type"] == "http.request"  # else the client went away mid-body
+        parsed = _run_body(scope, body) if query is not None and whole else None
+        if query is None or parsed is None:
+            await self.stack(scope, _replay(messages, receive), send)
+            return
+        work = runs.submit(self.svc, params["app_id"], parsed, query.get("instance_id"))
+        await _respond(scope, receive, send, 201, work)
+
+    async def _run_result(self, params: Params, scope: Scope, receive: Receive, send: Send) -> None:
+        query = _query(scope, _RESULT_QUERY)
+        wait = _wait(query.get("wait")) if query is not None else None
+        if query is None or wait is None:
+            await self.stack(scope, receive, send)
+            return
+        as_url = query.get("format") == "url"
+        work = runs.result(self.svc, params["app_id"], params["run_id"], wait, as_url, scope)
+        await _respond(scope, receive, send, 200, work)
+
+
+async def _respond(
+    scope: Scope, receive: Receive, send: Send, status: int, work: Awaitable[Any]
+) -> None:
+    """The work's content as JSON, or what the exception handlers make of its error (an
+    unexpected one is logged there and answered 500, as the stack does)."""
+    try:
+        body = _render(await work)
+    except Exception as exc:
+        response = await errors.answer(Request(scope, receive), exc)
+        await response(scope, receive, send)
+        return
+    await _send_json(send, status, body)
+
+
+def _render(content: Any) -> bytes:
+    return _ENCODER.encode(content).encode()
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    """The two messages ``JSONResponse`` sends, with its headers in its order."""
+    headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str] | None:
@@ -62,33 +148,16 @@ def _query(scope: Scope, allowed: frozenset[str]) -> dict[str, str] | None:
     raw = scope.get("query_string", b"")
     if not raw:
         return {}
-    query = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        query = dict(parse_qsl(text, keep_blank_values=True))
+    else:  # nothing to unquote (``?wait=30``): parse_qsl's split, without its per-pair work
+        query = dict(pair.partition("=")[::2] for pair in text.split("&") if pair)
     return query if query.keys() <= allowed else None
 
 
-def _services(scope: Scope) -> Services:
-    svc: Services = scope["app"].state.services
-    return svc
-
-
 _CREATE_QUERY = frozenset({"instance_id"})
-
-
-async def _create_run(scope: Scope, receive: Receive, send: Send, fastapi_app: ASGIApp) -> None:
-    body, messages = await _read_body(receive)
-    query = _query(scope, _CREATE_QUERY)
-    whole = messages[-1]["type"] == "http.request"  # else the client went away mid-body
-    parsed = _run_body(scope, body) if query is not None and whole else None
-    if parsed is None:
-        await fastapi_app(scope, _replay(messages, receive), send)
-        return
-    response = await runs.create_run(
-        app_id=scope["path_params"]["app_id"],
-        body=parsed,
-        instance_id=query.get("instance_id") if query else None,
-        svc=_services(scope),
-    )
-    await response(scope, receive, send)
+_RESULT_QUERY = frozenset({"format", "wait"})
 
 
 def _run_body(scope: Scope, body: bytes) -> runs.RunBody | None:
@@ -106,27 +175,6 @@ def _run_body(scope: Scope, body: bytes) -> runs.RunBody | None:
         return runs.RunBody.model_validate(value, from_attributes=True)
     except ValidationError:
         return None
-
-
-_RESULT_QUERY = frozenset({"format", "wait"})
-
-
-async def _run_result(scope: Scope, receive: Receive, send: Send, fastapi_app: ASGIApp) -> None:
-    query = _query(scope, _RESULT_QUERY)
-    wait = _wait(query.get("wait")) if query is not None else None
-    if query is None or wait is None:
-        await fastapi_app(scope, receive, send)
-        return
-    params = scope["path_params"]
-    response = await runs.run_result(
-        app_id=params["app_id"],
-        run_id=params["run_id"],
-        request=Request(scope, receive, send),
-        format=query.get("format"),
-        wait=wait,
-        svc=_services(scope),
-    )
-    await response(scope, receive, send)
 
 
 def _wait(text: str | None) -> float | None:

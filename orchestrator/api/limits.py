@@ -2,46 +2,25 @@
 
 Bulk bytes travel through upload URLs, which stream to disk; a JSON body is
 parsed in memory, so a client that inlines a huge input gets a 413 that says
-where to send it instead of growing the daemon.
+where to send it instead of growing the daemon. Checked before routing by
+``api/gate.py`` (and the hot routes, ``api/hot_path.py``) on the announced
+``Content-Length``.
 """
 
 from __future__ import annotations
 
-import json
-
-from starlette.types import ASGIApp, Receive, Scope, Send
+from orchestrator.errors import TooLarge
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 
-
-class BodyCap:
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_JSON_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith("/uploads/"):
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                    await _too_large(send, self.max_bytes)
-                    return
-        await self.app(scope, receive, send)
+UPLOADS = "/uploads/"
+"""Upload URLs stream to disk: no cap (the disk gate still applies)."""
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "error": f"request body over {limit // (1024 * 1024)} MiB: send large inputs "
-            "through an upload URL (POST .../runs/uploadurl)"
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
+def body_refusal(path: str, announced: int, limit: int = MAX_JSON_BYTES) -> TooLarge | None:
+    if announced <= limit or path.startswith(UPLOADS):
+        return None
+    return TooLarge(
+        f"request body over {limit // (1024 * 1024)} MiB: send large inputs "
+        "through an upload URL (POST .../runs/uploadurl)"
     )
-    await send({"type": "http.response.body", "body": body})

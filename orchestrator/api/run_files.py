@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.types import Scope
 
 from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
@@ -37,21 +38,22 @@ def signed_url(svc: Services, request: Request, run: Run, kind: str) -> str:
 
 
 async def output_value(
-    svc: Services, request: Request, run: Run, as_url: bool
+    svc: Services, scope: Scope, run: Run, as_url: bool
 ) -> dict[str, Any] | None:
     """What ``output`` holds in a run result: the JSON object, ``{"url": ...}``, or nothing.
 
     A URL when asked for, for folder formats, and above the inline limit. A
     small output that is not a JSON object is a URL only when the run
     succeeded (text output is still output); a failed run's stray stdout is
-    no result, and the SDK expects ``None`` there.
+    no result, and the SDK expects ``None`` there. The request is read (for the
+    daemon's own address) only for a URL: most results carry the object.
     """
     if as_url or run.input_format in DIRECTORY_FORMATS:
-        return {"url": signed_url(svc, request, run, "output")}
+        return {"url": signed_url(svc, Request(scope), run, "output")}
     if run.output_size == 0:
         return None
     if run.output_size > svc.settings.inline_output_bytes:
-        return {"url": signed_url(svc, request, run, "output")}
+        return {"url": signed_url(svc, Request(scope), run, "output")}
     path = svc.runs.output_path(run)
     if run.output_size < SMALL_OUTPUT:  # parsing it costs less than a hop to a thread
         value = _load_json(path)
@@ -60,7 +62,7 @@ async def output_value(
     if isinstance(value, dict):
         return value
     if run.status == RunStatus.SUCCEEDED:
-        return {"url": signed_url(svc, request, run, "output")}
+        return {"url": signed_url(svc, Request(scope), run, "output")}
     return None
 
 

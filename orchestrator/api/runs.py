@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Scope
 
 from orchestrator.api import run_wire
 from orchestrator.api.deps import absolute_url, services
@@ -84,6 +85,14 @@ async def create_run(
     instance_id: str | None = Query(None),
     svc: Services = Depends(services),
 ) -> Response:
+    return JSONResponse(await submit(svc, app_id, body, instance_id), status_code=201)
+
+
+async def submit(
+    svc: Services, app_id: str, body: RunBody, instance_id: str | None
+) -> dict[str, Any]:
+    """A new run (or a tracked one) from a validated body: the 201's content. Shared with
+    ``api/hot_path.py``, which answers the same request before FastAPI's stack."""
     given = [k for k in ("input", "upload_id", "input_id") if getattr(body, k) is not None]
     if len(given) > 1:
         raise Invalid(f"give exactly one of input, upload_id or input_id (got {', '.join(given)})")
@@ -113,7 +122,7 @@ async def create_run(
         run = await svc.runs.track(req, body.result.to_result())
     else:
         run = await svc.runs.create(req)
-    return JSONResponse({"run_id": run.id, "id": run.id}, status_code=201)
+    return {"run_id": run.id, "id": run.id}
 
 
 @router.get("", responses=errors(400, 422))
@@ -173,15 +182,23 @@ async def run_result(
     wait: float = Query(0, ge=0, le=MAX_WAIT),
     svc: Services = Depends(services),
 ) -> Response:
+    body = await result(svc, app_id, run_id, wait, format == "url", request.scope)
+    return JSONResponse(body)  # as is: FastAPI's encoder is slow on large outputs
+
+
+async def result(
+    svc: Services, app_id: str, run_id: str, wait: float, as_url: bool, scope: Scope
+) -> dict[str, Any]:
+    """A run's result once it ends or ``wait`` s pass; shared with ``api/hot_path.py``."""
     run = await svc.runs.wait(app_id, run_id, wait)
     body = run_wire.information(run)
     if run.status.finished:
-        output = await output_value(svc, request, run, as_url=format == "url")
+        output = await output_value(svc, scope, run, as_url)
         if output is not None:
             body["output"] = output
         if run.error:
             body["error_log"] = {"error": run.error}
-    return JSONResponse(body)  # as is: FastAPI's encoder is slow on large outputs
+    return body
 
 
 @router.get("/{run_id}/output", responses=OUTPUT_FILE | errors(409, 507))
