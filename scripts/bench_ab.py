@@ -150,15 +150,9 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-def _load() -> str:
-    """The 1, 5 and 15 minute load averages: the machine is shared, so figures travel with it."""
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path, help="source tree A (the baseline)")
-    parser.add_argument("b", type=Path, nargs="?", default=Path("."), help="source tree B")
+    results.tree_arguments(parser)
     parser.add_argument("--latency-rounds", type=int, default=300)
     parser.add_argument("--throughput-passes", type=int, default=8)
     parser.add_argument("--throughput-runs", type=int, default=200)
@@ -182,14 +176,14 @@ def main() -> None:
         root = Path(tmp)
         (root / "packages").mkdir()
         with daemons(trees, root, cores) as sides:
-            load_before = _load()
+            load_before = results.load_line()
             result = {
                 "trees": {k: str(v) for k, v in trees.items()},
                 "latency": latency(sides, root, args.latency_rounds),
                 "throughput": throughput(
                     sides, root, args.throughput_passes, args.throughput_runs, cores, args.model
                 ),
-                "load": [load_before, _load()],
+                "load": [load_before, results.load_line()],
             }
     print(report(result))
     if args.json:

@@ -15,7 +15,6 @@ median of the rounds' B - A resolves much less::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import common  # the sibling package: daemon, client, models
+from bench import common, results  # the sibling package: daemon, client, models
 from bench.harness import Daemon
 
 from orchestrator.client.transport import Transport
@@ -71,19 +70,14 @@ def _cpu_per_request(pid: int, request: Request, n: int) -> float:
     return (after.user + after.system - before.user - before.system) / n * 1e6
 
 
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path, help="source tree A (the baseline)")
-    parser.add_argument("b", type=Path, nargs="?", default=Path("."), help="source tree B")
+    results.tree_arguments(parser)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=300, help="per block")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="orch-requests-"))
-    print(f"A = {args.a}\nB = {args.b}\nload before: {_load()}")
+    print(f"A = {args.a}\nB = {args.b}\nload before: {results.load_line()}")
     (da, ka), (db, kb) = _side(args.a.resolve(), root / "A"), _side(args.b.resolve(), root / "B")
     try:
         figures: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in ka}
@@ -106,7 +100,7 @@ def main() -> None:
     finally:
         da.stop(), db.stop()
         shutil.rmtree(root, ignore_errors=True)
-        print(f"load after: {_load()}  ({time.strftime('%H:%M')})")
+        print(f"load after: {results.load_line()}  ({time.strftime('%H:%M')})")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import operator
 import os
@@ -112,6 +113,17 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def load_line() -> str:
+    """The 1, 5 and 15 minute load averages: the machine is shared, so figures travel with it."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def tree_arguments(parser: argparse.ArgumentParser) -> None:
+    """The two source trees an A/B script compares (each daemon imports its own tree)."""
+    parser.add_argument("a", type=Path, help="source tree A (the baseline)")
+    parser.add_argument("b", type=Path, nargs="?", default=Path("."), help="source tree B")
 
 
 def file_create_us(folder: Path, count: int = 30) -> float:
