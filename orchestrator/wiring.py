@@ -109,7 +109,7 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
     try:
         backend = await make_backend(settings, envs)
     except BaseException:
-        await store.close()  # its writer thread would keep the process alive
+        await store.close()  # its checkpointer thread and connections go with it
         raise
     executor = Executor(store, settings, backend, states, manifests)
     scheduler = Scheduler(executor, states, backend.slots, admit=lambda: disk.ok)
