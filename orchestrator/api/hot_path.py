@@ -90,7 +90,7 @@ class HotRoutes:
     ) -> None:
         refused = self.checks.refusal(scope)
         if refused is not None:
-            await _send_json(send, refused.status, _render({"error": refused.message}))
+            await errors.error_response(refused.status, refused.message)(scope, receive, send)
             return
         scope["app"] = self.app  # as Starlette sets it: a Request reads the app's state
         await handler(params, scope, receive, send)

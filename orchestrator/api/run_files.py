@@ -48,12 +48,16 @@ async def output_value(
     no result, and the SDK expects ``None`` there. The request is read (for the
     daemon's own address) only for a URL: most results carry the object.
     """
-    if as_url or run.input_format in DIRECTORY_FORMATS:
+
+    def url() -> dict[str, Any]:
         return {"url": signed_url(svc, Request(scope), run, "output")}
+
+    if as_url or run.input_format in DIRECTORY_FORMATS:
+        return url()
     if run.output_size == 0:
         return None
     if run.output_size > svc.settings.inline_output_bytes:
-        return {"url": signed_url(svc, Request(scope), run, "output")}
+        return url()
     path = svc.runs.output_path(run)
     if run.output_size < SMALL_OUTPUT:  # parsing it costs less than a hop to a thread
         value = _load_json(path)
@@ -62,7 +66,7 @@ async def output_value(
     if isinstance(value, dict):
         return value
     if run.status == RunStatus.SUCCEEDED:
-        return {"url": signed_url(svc, Request(scope), run, "output")}
+        return url()
     return None
 
 
