@@ -44,7 +44,7 @@ HAS_CGROUP = detect() is not None
 
 def verdict(result: ProcessResult, limits: Limits, tail: str = "") -> tuple[RunStatus, str | None]:
     """``outcome`` as a run's status and the error text the API shows for it."""
-    status, failure = outcome(result, limits, tail)
+    status, failure = outcome(result, limits, lambda: tail)
     run = Run("run-x", "app", "devint", "exe", status=status, failure=failure)
     return status, run.error
 
@@ -454,6 +454,16 @@ def test_outcome_rules(
     assert verdict(result, limits, "tail") == expected
 
 
+def test_outcome_reads_the_log_only_for_an_exit_or_a_signal() -> None:
+    """Most runs succeed: their log is not opened on the way to their result."""
+
+    def unread() -> str:
+        raise AssertionError("the log was read")
+
+    for result in (_result(), _result(canceled=True), _result(breach="memory", measured=9.0)):
+        outcome(result, Limits(memory_mb=8), unread)
+
+
 @pytest.mark.parametrize(
     ("result", "limits", "kind", "limit", "measured"),
     [
@@ -471,7 +481,7 @@ def test_outcome_failures_are_typed(
     result: ProcessResult, limits: Limits, kind: str, limit: float | None, measured: float | None
 ) -> None:
     """Summaries and the CLI read the kind and the numbers, never the message."""
-    _, failure = outcome(result, limits, "tail")
+    _, failure = outcome(result, limits, lambda: "tail")
     assert failure is not None
     assert (failure.kind.value, failure.limit, failure.measured) == (kind, limit, measured)
 

@@ -15,6 +15,7 @@ slot only hands a command over.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -160,7 +161,8 @@ class Executor:
         gone()
         await asyncio.sleep(0)  # a run that got the slot spawns before this one is collected
         got = await self.backend.collect(job, prepared, result)
-        tail = stderr_tail(Workspace.of(self.settings.home.run_dir(run.id)).stderr)
+        log_file = Workspace.of(self.settings.home.run_dir(run.id)).stderr
+        tail = functools.partial(stderr_tail, log_file)
         status, failure = disk.verdict(*outcome(result, run.limits, tail))
         if result.canceled and (told := self._ending.get(run.id)) is not None:
             status, failure = RunStatus.FAILED, told

@@ -9,15 +9,19 @@ failure is data (``models.Failure``); its text is derived from it.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 from orchestrator.models import LIMIT_KINDS, Failure, FailureKind, Limits, RunStatus
 from orchestrator.runs.process import ProcessResult
 
 
 def outcome(
-    result: ProcessResult, limits: Limits, stderr_tail: str = ""
+    result: ProcessResult, limits: Limits, log_tail: Callable[[], str] = str
 ) -> tuple[RunStatus, Failure | None]:
-    """``(status, failure)`` for a finished process; ``None`` on success and cancel."""
+    """``(status, failure)`` for a finished process; ``None`` on success and cancel.
+
+    ``log_tail()`` gives the end of the run's log, the detail of an exit or a signal;
+    it is only read for those (most runs succeed, and reading it is a file's open)."""
     if result.canceled:
         return RunStatus.CANCELED, None
     if result.failure is not None:
@@ -29,13 +33,11 @@ def outcome(
         return RunStatus.FAILED, limit_failure(breach, measured, limits)
     if result.signal is not None:
         return RunStatus.FAILED, Failure(
-            FailureKind.SIGNAL, measured=result.signal, detail=stderr_tail
+            FailureKind.SIGNAL, measured=result.signal, detail=log_tail()
         )
     if result.exit_code == 0:
         return RunStatus.SUCCEEDED, None
-    return RunStatus.FAILED, Failure(
-        FailureKind.EXIT, measured=result.exit_code, detail=stderr_tail
-    )
+    return RunStatus.FAILED, Failure(FailureKind.EXIT, measured=result.exit_code, detail=log_tail())
 
 
 def limit_failure(breach: str, measured: float | None, limits: Limits) -> Failure:
