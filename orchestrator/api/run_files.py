@@ -7,7 +7,6 @@ first request and kept next to the run.
 
 from __future__ import annotations
 
-import json
 import tarfile
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -24,7 +23,13 @@ from orchestrator.api.responses import INPUT_FILE, errors
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
-from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, confined, output_dir_name
+from orchestrator.runs.workspace import (
+    SMALL_OUTPUT,
+    Workspace,
+    confined,
+    output_dir_name,
+    sized_json,
+)
 from orchestrator.services import Services
 
 downloads = APIRouter(tags=["downloads"])
@@ -58,24 +63,16 @@ async def output_value(
         return None
     if run.output_size > svc.settings.inline_output_bytes:
         return url()
-    path = svc.runs.output_path(run)
+    path, most = svc.runs.output_path(run), svc.settings.inline_output_bytes
     if run.output_size < SMALL_OUTPUT:  # parsing it costs less than a hop to a thread
-        value = _load_json(path)
+        _, value = sized_json(path, most)
     else:
-        value = await anyio.to_thread.run_sync(_load_json, path)
+        _, value = await anyio.to_thread.run_sync(sized_json, path, most)
     if isinstance(value, dict):
         return value
     if run.status == RunStatus.SUCCEEDED:
         return url()
     return None
-
-
-def _load_json(path: FilePath) -> Any:
-    try:
-        with path.open("rb") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
 
 
 async def file_response(svc: Services, run: Run, kind: str) -> Response:

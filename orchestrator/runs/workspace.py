@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,7 @@ def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Co
             statistics, metrics = statistics or _statistics(doc), metrics or reported(doc)
         size = _tree_size(out_dir) if confined(out_dir, ws.work) else 0
         return Collected(size, statistics, metrics)
-    size = ws.stdout.stat().st_size if ws.stdout.exists() else 0
-    doc = _read_json(ws.stdout, parse_limit)
+    size, doc = sized_json(ws.stdout, parse_limit)
     return Collected(size, _statistics(doc), reported(doc))
 
 
@@ -151,13 +151,44 @@ def clear_tmp(tmp: Path) -> None:
 
 
 def _read_json(path: Path, limit: int) -> Any:
+    return sized_json(path, limit)[1]
+
+
+def sized_json(path: Path, limit: int) -> tuple[int, Any]:
+    """``(size, document)`` of the regular file at ``path``: size 0 when it is missing or
+    not a regular file, document None when it is bigger than ``limit`` or not JSON.
+
+    One open, one fstat, one read: this runs on the loop for every run's output, where
+    ``Path.is_file`` + ``stat`` + ``open`` cost eleven syscalls. ``O_NONBLOCK`` because a
+    model may have left a FIFO where a file was expected: opening one blocks."""
     try:
-        if not path.is_file() or path.stat().st_size > limit:
-            return None
-        with path.open("rb") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return 0, None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return 0, None
+        if info.st_size > limit:
+            return info.st_size, None
+        data = _read_upto(fd, limit + 1)
+    except OSError:
+        return 0, None
+    finally:
+        os.close(fd)
+    try:
+        return info.st_size, None if len(data) > limit else json.loads(data)
+    except ValueError:
+        return info.st_size, None
+
+
+def _read_upto(fd: int, most: int) -> bytes:
+    """At most ``most`` bytes of ``fd``, to its end."""
+    chunks, left = [], most
+    while left > 0 and (chunk := os.read(fd, left)):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _statistics(doc: Any, whole: bool = False) -> dict[str, Any] | None:
