@@ -322,6 +322,13 @@ def _real(path: str) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _real_folder(path: str) -> str:
+    """``os.path.realpath`` of a folder, from its parent's (cached: a run's folder shares
+    its parents with every other run) when the folder itself is no link: one ``lstat``
+    where ``realpath`` takes one per component."""
+    parent = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        if parent != path and not stat.S_ISLNK(os.lstat(path).st_mode):
+            return os.path.join(_real_folder(parent), os.path.basename(path))
     return os.path.realpath(path)
 
 
