@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from orchestrator import daemon_log
 from orchestrator.api.app import create_app, outermost
+from orchestrator.api.coalesce import HttpProtocol
 from orchestrator.config import Settings
 from orchestrator.console import stop_streams
 from orchestrator.lifecycle import (
@@ -82,6 +83,7 @@ class Daemon:
             config = uvicorn.Config(
                 outermost(app), log_level="warning", access_log=False, lifespan="off",
                 timeout_keep_alive=30, proxy_headers=False, log_config=None,
+                http=HttpProtocol,
             )  # fmt: skip
             self._use_certificate(config)
             self._server = _Server(config)
