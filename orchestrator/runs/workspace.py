@@ -171,7 +171,7 @@ def sized_json(path: Path, limit: int) -> tuple[int, Any]:
             return 0, None
         if info.st_size > limit:
             return info.st_size, None
-        data = _read_upto(fd, limit + 1)
+        data = _read_upto(fd, limit + 1, info.st_size + 1)
     except OSError:
         return 0, None
     finally:
@@ -182,12 +182,14 @@ def sized_json(path: Path, limit: int) -> tuple[int, Any]:
         return info.st_size, None
 
 
-def _read_upto(fd: int, most: int) -> bytes:
-    """At most ``most`` bytes of ``fd``, to its end."""
-    chunks, left = [], most
-    while left > 0 and (chunk := os.read(fd, left)):
+def _read_upto(fd: int, most: int, expected: int) -> bytes:
+    """At most ``most`` bytes of ``fd``, to its end, reading ``expected`` bytes first (a
+    read allocates all it asks for: asking for the limit would cost 16 MiB each time)."""
+    chunks, left, ask = [], most, expected
+    while left > 0 and (chunk := os.read(fd, min(left, ask))):
         chunks.append(chunk)
         left -= len(chunk)
+        ask = 64 * 1024
     return b"".join(chunks)
 
 
