@@ -8,6 +8,10 @@ the same containment, so the gap between the two is the daemon's share and the g
 this and 1.0x is the containment's. Each pass is interleaved with an ``xargs`` pass, and the
 pair with the median ratio is shown (one pass swings by several per cent here).
 
+Then where a run's own CPU goes: the ~40 ms CPU-bound model, one run at a time, each
+jail reporting the CPU of its steps (``Sandbox(jail_steps=True)``) up to ``exec``, and
+the model after it, against the same model started bare.
+
     .venv/bin/python scripts/bench_sandbox.py            # ~2 minutes
     .venv/bin/python scripts/bench_sandbox.py --quick    # a few seconds, for the test suite
 """
@@ -18,18 +22,23 @@ import argparse
 import asyncio
 import json
 import os
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from bench.common import MODELS
+from bench.common import MODELS, USER_ENV
 from bench.results import median_pair
-from bench.throughput import xargs_wall
+from bench.throughput import CPU_WORK_SECONDS, calibrate, xargs_wall
 
 from orchestrator.config import DEFAULT_LIMITS, IsolationSettings
+from orchestrator.runs.access import interpreter_roots
 from orchestrator.runs.cgroups import detect
-from orchestrator.runs.process import ProcessSpec
+from orchestrator.runs.process import Access, ProcessSpec
 from orchestrator.runs.sandbox import Sandbox
 
 
@@ -78,11 +87,113 @@ def measure(
         sandbox.close()
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bare_cpu(runs: int, stdin: Path, cwd: Path) -> float:
+    """CPU seconds per run of ``python main.py < stdin > /dev/null``, started by Python."""
+    before = children_cpu()
+    for _ in range(runs):
+        with stdin.open() as source:
+            argv = [sys.executable, "main.py"]
+            subprocess.run(argv, stdin=source, stdout=subprocess.DEVNULL, cwd=cwd, env=USER_ENV,
+                           check=True)  # fmt: skip
+    return (children_cpu() - before) / runs
+
+
+async def jail_steps(
+    sandbox: Sandbox, runs: int, stdin: Path, cwd: Path, out: Path
+) -> dict[str, Any]:
+    """Per run, in seconds: each jail step and the model after ``exec``.
+
+    Each run gets what the daemon gives one: a folder of its own (its cwd, holding its
+    output files), its package and interpreter to read, its input (see ``run_access``).
+    """
+    steps: dict[str, list[float]] = {}
+    model = []
+    for i in range(runs):
+        folder = out / f"run-{i}"
+        folder.mkdir()
+        access = Access(
+            folder=folder,
+            read=(cwd, *interpreter_roots(sys.executable), stdin),
+            write=(folder,),
+            write_files=(folder / "stdout", folder / "stderr"),
+        )
+        spec = ProcessSpec(
+            argv=[sys.executable, str(cwd / "main.py")], cwd=folder, env={"PATH": os.defpath},
+            stdin=stdin, stdout=folder / "stdout", stderr=folder / "stderr",
+            limits=DEFAULT_LIMITS, label=f"bench-steps-{i}", access=access,
+        )  # fmt: skip
+        proc = await sandbox.start(spec)
+        result = await proc.wait()
+        if result.exit_code != 0 or not proc.jail.steps:
+            raise RuntimeError(f"run {i}: {result}, jail {proc.jail}")
+        for step, cpu in proc.jail.steps:
+            steps.setdefault(step, []).append(cpu)
+        model.append(result.cpu_seconds)
+    return {
+        "steps": {step: statistics.mean(values) for step, values in steps.items()},
+        "model": statistics.mean(model),
+    }
+
+
+def measure_steps(runs: int, out: Path, use: tuple[str, ...] | None) -> dict[str, Any]:
+    """The jail's CPU by step and the model's, against the bare model, in microseconds."""
+    cwd = MODELS / "cpu"
+    stdin = out / "cpu-input.json"
+    stdin.write_text(json.dumps({"iterations": calibrate()}))
+    isolation = IsolationSettings(use=use, require=())
+    sandbox = Sandbox(use_cgroups=None, standby=1, isolation=isolation, jail_steps=True)
+    try:
+        jail = asyncio.run(jail_steps(sandbox, runs, stdin, cwd, out))
+    finally:
+        sandbox.close()
+    us = 1e6
+    return {
+        "steps_us": {step: cpu * us for step, cpu in jail["steps"].items()},
+        "jail_us": sum(jail["steps"].values()) * us,
+        "model_after_exec_us": jail["model"] * us,
+        "bare_us": bare_cpu(runs, stdin, cwd) * us,
+    }
+
+
+def print_steps(figures: dict[str, Any], runs: int) -> None:
+    print(f"\nCPU per run, {runs} runs of the ~{CPU_WORK_SECONDS * 1000:.0f} ms CPU-bound model,"
+          " one at a time (µs):")  # fmt: skip
+    for step, us in figures["steps_us"].items():
+        print(f"  jail: {step:9s} {us:8.0f}  {STEPS.get(step, '')}")
+    print(f"  jail, all steps {figures['jail_us']:8.0f}")
+    model, bare = figures["model_after_exec_us"], figures["bare_us"]
+    print(f"  model after exec {model:7.0f}  (bare {bare:.0f}, {model - bare:+.0f}: exec from the"
+          " standby, the jail's file system)")  # fmt: skip
+    total = figures["jail_us"] + model
+    print(f"  the run's processes {total:6.0f}  ({total / bare:.3f}x the bare model)")
+
+
+STEPS = {
+    "clone": "the standby's first steps in its copy of the zygote (page faults)",
+    "cgroup": "joining the run's cgroup(s)",
+    "view": "its copy of the template mount namespace, private /tmp, /dev/shm, home",
+    "landlock": "the ruleset and the run-independent rules",
+    "warm": "touching the JSON codec and friends ahead of the run",
+    "command": "reading and decoding the run's command",
+    "binds": "binding the run's folder, package and input into the view",
+    "seal": "detaching the host's tree, the view's root read-only",
+    "files": "owning the run's files, creating and opening its outputs, chdir",
+    "rules": "the run's own Landlock rules",
+    "drop": "peak reset, closing descriptors, rlimits, uid, no_new_privs, restrict",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 runs, one pair")
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--step-runs", type=int, default=60, help="runs for the jail's steps")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--use", help='the jail\'s mechanisms, e.g. "mount-ns" (default: all the host offers)'
@@ -90,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     use = tuple(args.use.split(",")) if args.use else None
     runs, pairs = (10, 1) if args.quick else (args.runs, args.pairs)
+    step_runs = 3 if args.quick else args.step_runs
     slots = os.cpu_count() or 1
     modes = ["cgroup", "sampling"] if detect() is not None else ["sampling"]
     ratios: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
@@ -109,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {mode:9s} {rate:6.1f} runs/s  xargs {base:6.1f} runs/s  {rate / base:.2f}x"
               f"  (pairs: {spread})")  # fmt: skip
         report[mode] = {"runs_per_s": rate, "xargs_runs_per_s": base, "ratio": rate / base}
+    with tempfile.TemporaryDirectory(prefix="orch-bench-steps-") as tmp:
+        report["cpu_per_run"] = measure_steps(step_runs, Path(tmp), use)
+    print_steps(report["cpu_per_run"], step_runs)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

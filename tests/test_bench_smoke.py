@@ -93,6 +93,7 @@ def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None
 @pytest.mark.timeout(120)
 def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> None:
     stdout, report = _quick("bench_sandbox.py", tmp_path, timeout=100)
+    per_run = report.pop("cpu_per_run")
     assert "sampling" in report  # always available; "cgroup" too where the host allows it
     for mode, figures in report.items():
         assert set(figures) == {"runs_per_s", "xargs_runs_per_s", "ratio"}, mode
@@ -100,6 +101,11 @@ def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> 
         rate, base = figures["runs_per_s"], figures["xargs_runs_per_s"]
         assert figures["ratio"] == pytest.approx(rate / base)
         assert mode in stdout
+    steps = per_run["steps_us"]
+    assert {"clone", "command", "drop"} <= set(steps) and all(us >= 0 for us in steps.values())
+    assert per_run["jail_us"] == pytest.approx(sum(steps.values()))
+    assert per_run["model_after_exec_us"] > 0 and per_run["bare_us"] > 0
+    assert "jail, all steps" in stdout
 
 
 @pytest.mark.timeout(120)

@@ -664,3 +664,31 @@ async def test_a_jail_that_cannot_set_up_fails_the_run_and_says_why(tmp_path: Pa
     assert message is not None
     assert message.startswith("could not start the model: the jail could not be set up: ")
     assert "/nonexistent/group" in message and model.stdout == ""
+
+
+async def test_a_jail_asked_for_its_steps_accounts_for_its_cpu(tmp_path: Path) -> None:
+    """``jail_steps`` (benchmarks) splits the jail's CPU by step; runs of the daemon
+    leave it off and their report carries the total only."""
+    measured = Sandbox(use_cgroups=None, standby=1, jail_steps=True)
+    plain = Sandbox(use_cgroups=None, standby=1)
+    try:
+        reports = []
+        for sandbox, folder in ((measured, tmp_path / "measured"), (plain, tmp_path / "plain")):
+            folder.mkdir()
+            model = Model(folder, WHO, Limits(timeout_seconds=20))
+            proc = await sandbox.start(model.spec)
+            result = await proc.wait()
+            assert result.exit_code == 0, model.stderr
+            reports.append(proc.jail)
+    finally:
+        measured.close()
+        plain.close()
+    steps, without = reports
+    names = [name for name, _ in steps.steps]
+    assert names[0] == "clone" and names[-3:] == ["files", "rules", "drop"] and "command" in names
+    assert ("binds" in names) == ("seal" in names) == bool(measured._launcher.plan["mount"])
+    assert all(cpu >= 0 for _, cpu in steps.steps)
+    # the total is read just before exec, after the last step ends
+    assert sum(cpu for _, cpu in steps.steps) <= steps.cpu_seconds + 1e-6
+    assert sum(cpu for _, cpu in steps.steps) >= 0.5 * steps.cpu_seconds
+    assert without.steps == () and without.cpu_seconds > 0

@@ -63,6 +63,8 @@ class JailReport:
     maxrss_kib: int = 0
     error: str | None = None
     exec_failed: bool = False
+    steps: tuple[tuple[str, float], ...] = ()
+    """That CPU step by step (clone, cgroup, view, ...), when the plan asked for it."""
 
     @classmethod
     def read(cls, fd: int) -> JailReport:
@@ -80,6 +82,7 @@ class JailReport:
             int(merged.get("maxrss", 0)),
             merged.get("error"),
             bool(merged.get("exec_failed")),
+            tuple((str(step), float(cpu)) for step, cpu in merged.get("steps", ())),
         )
 
     @property

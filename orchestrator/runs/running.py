@@ -64,6 +64,8 @@ class RunningProcess:
         self.cgroups: list[str] = [str(d) for d in cgroup.dirs] if cgroup else []
         self._child, self._cgroup, self._spawn_error = child, cgroup, spawn_error
         self._report = launched.report if launched else None
+        self.jail = JailReport()
+        """What the jail said before it exec'd; read once the run has ended."""
         self._chores = chores
         self._started = launched.started if launched else time.monotonic()
         self._ended: float | None = None
@@ -173,11 +175,11 @@ class RunningProcess:
     def _read_report(self) -> JailReport:
         """What the jail said before it exec'd (its own CPU) or gave up (why)."""
         if self._report is None:
-            return JailReport()
-        report = JailReport.read(self._report)
+            return self.jail
+        self.jail = JailReport.read(self._report)
         os.close(self._report)
         self._report = None
-        return report
+        return self.jail
 
     def _stop_watching(self) -> None:
         if self._disk is not None:

@@ -44,7 +44,9 @@ class Sandbox:
 
     ``standby`` jails are kept ready, each prepared (cgroup, namespaces, view) and
     waiting for a run; call ``close()`` at shutdown to drop them. ``python`` runs
-    the jail (default: the daemon's own interpreter).
+    the jail (default: the daemon's own interpreter). ``jail_steps`` has each jail
+    report its CPU step by step (``RunningProcess.jail``), for benchmarks: it costs a
+    ``getrusage`` per step, so runs of the daemon leave it off.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Sandbox:
         home: Path | None = None,
         tmp_size_mb: int = 1024,
         python: str | None = None,
+        jail_steps: bool = False,
     ) -> None:
         self._sample_seconds = sample_seconds
         support = detect() if use_cgroups is not False else None
@@ -67,6 +70,8 @@ class Sandbox:
         config = isolation or IsolationSettings()
         self.isolation, plan = detect_isolation(spawner, config, home, tmp_size_mb)
         """What every run gets here; ``isolation.refusal`` set means models are refused."""
+        if jail_steps:
+            plan["steps"] = True
         self._launcher = Launcher(support, spawner, self.isolation, plan, standby)
         self._launcher.refill()
         self.chores = Chores()

@@ -5,7 +5,8 @@ run, JSON, read from the standby's pipe) names the model and the run's paths.
 Every step either succeeds or the standby reports why on its report pipe and
 exits 126 without running anything: a model never starts less protected than
 the plan says. Just before ``exec`` the report carries the CPU the jail itself
-used, so the daemon can leave it out of the model's figures.
+used, so the daemon can leave it out of the model's figures; with ``steps`` in
+the plan (benchmarks), also how that CPU divides between the jail's steps.
 """
 
 from __future__ import annotations
@@ -39,12 +40,16 @@ class Standby:
         self.ruleset: landlock.Ruleset | None = None
         self.peak_fd: int | None = None
         self.uid: int | None = plan.get("uid")
+        self.marks: list[tuple[str, float]] | None = [] if plan.get("steps") else None
+        """(step, the process's CPU seconds when it ended), when the plan asks."""
 
     def prepare(self) -> None:
         """Everything that does not depend on the run, in the order the kernel needs."""
         plan = self.plan
+        self._mark("clone")  # a clone's CPU starts at zero: its page faults so far
         for path in plan.get("cgroups", []):  # first: nothing below may run outside the group
             _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+        self._mark("cgroup")
         if plan.get("peak_file"):
             self.peak_fd = os.open(plan["peak_file"], os.O_WRONLY | os.O_CLOEXEC)
         user, net, ipc = (
@@ -60,6 +65,7 @@ class Standby:
             self.view.base(plan)
         elif net or ipc:
             sysc.unshare((sysc.CLONE_NEWNET if net else 0) | (sysc.CLONE_NEWIPC if ipc else 0))
+        self._mark("view")
         rules = plan.get("landlock")
         if rules:
             self.ruleset = landlock.Ruleset(
@@ -68,20 +74,26 @@ class Standby:
             )  # fmt: skip
             for path, rights in _rules(plan):
                 self._allow(path, rights)
+        self._mark("landlock")
         _warm()
+        self._mark("warm")
 
     def run(self, command: dict[str, Any]) -> NoReturn:
         """Add the run's paths, open its files, seal the view, drop, restrict, exec."""
+        self._mark("command")
         if self.uid is not None:  # its input was unpacked private to root (in a private home)
             for path in command.get("readable", []):
                 _readable((SRC if self.view is not None else "") + path)
         if self.view is not None:
             for target, source, writable in command.get("binds", []):
                 self.view.add(target, source, writable=bool(writable))
+            self._mark("binds")
             self.view.seal()
+            self._mark("seal")
         self._own(command)
         self._stdio(command)
         os.chdir(command["cwd"])
+        self._mark("files")
         if self.ruleset is not None:
             for path in command.get("read", []):
                 self._allow(path, landlock.READ)
@@ -89,6 +101,7 @@ class Standby:
                 self._allow(path, landlock.WRITE)
             for path in command.get("write_files", []):
                 self._allow(path, landlock.READ_FILE | landlock.WRITE_FILE | landlock.TRUNCATE)
+        self._mark("rules")
         if self.peak_fd is not None:  # the jail's own pages must not count as the model's peak
             os.write(self.peak_fd, b"0")
             os.close(self.peak_fd)
@@ -96,9 +109,15 @@ class Standby:
         for number, soft, hard in command.get("rlimits", []):
             resource.setrlimit(number, (soft, hard))
         self._drop()
+        self._mark("drop")
         self._exec(command["argv"], command["env"])
 
     # -- steps ---------------------------------------------------------------------
+
+    def _mark(self, step: str) -> None:
+        if self.marks is not None:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            self.marks.append((step, usage.ru_utime + usage.ru_stime))
 
     def _allow(self, path: str, rights: int) -> None:
         """A rule; without a view, never one that would cover the daemon's home."""
@@ -167,6 +186,8 @@ class Standby:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu = usage.ru_utime + usage.ru_stime
         report = b'{"exec": true, "cpu": %r, "maxrss": %d}\n' % (cpu, usage.ru_maxrss)
+        if self.marks is not None:
+            report += json.dumps({"steps": _steps(self.marks)}).encode() + b"\n"
         with contextlib.suppress(OSError):  # by hand: the JSON encoder's first use is slow
             os.write(self.report, report)
         try:
@@ -237,6 +258,12 @@ def _warm() -> None:
     json.loads(json.dumps(sample))
     resource.getrusage(resource.RUSAGE_SELF)
     resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def _steps(marks: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Each step's own CPU seconds: the difference to the mark before it."""
+    ends = [cpu for _, cpu in marks]
+    return [(step, end - start) for (step, end), start in zip(marks, [0.0, *ends], strict=False)]
 
 
 def _rules(plan: dict[str, Any]) -> list[tuple[str, int]]:
