@@ -122,8 +122,13 @@ async def jail_steps(
             write=(folder,),
             write_files=(folder / "stdout", folder / "stderr"),
         )
+        env = {  # as ``backends.local.model_env`` gives it: with HOME, no passwd lookup
+            "PATH": os.defpath, "HOME": str(folder), "TMPDIR": str(folder),
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
+            **{k: os.environ[k] for k in ("LANG", "LC_ALL") if k in os.environ},
+        }  # fmt: skip
         spec = ProcessSpec(
-            argv=[sys.executable, str(cwd / "main.py")], cwd=folder, env={"PATH": os.defpath},
+            argv=[sys.executable, str(cwd / "main.py")], cwd=folder, env=env,
             stdin=stdin, stdout=folder / "stdout", stderr=folder / "stderr",
             limits=DEFAULT_LIMITS, label=f"bench-steps-{i}", access=access,
         )  # fmt: skip
