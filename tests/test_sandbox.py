@@ -692,3 +692,22 @@ async def test_a_jail_asked_for_its_steps_accounts_for_its_cpu(tmp_path: Path) -
     assert sum(cpu for _, cpu in steps.steps) <= steps.cpu_seconds + 1e-6
     assert sum(cpu for _, cpu in steps.steps) >= 0.5 * steps.cpu_seconds
     assert without.steps == () and without.cpu_seconds > 0
+
+
+LINKED = """import os
+os.listdir("/bin"), os.listdir("/dev"), os.listdir("/usr/bin")
+with open("/bin/sh", "rb") as f:
+    print(f.read(4) == b"\\x7fELF", os.path.realpath("/bin"))
+"""
+
+
+async def test_a_model_reads_the_system_through_its_links(tmp_path: Path) -> None:
+    """Merged /usr: /bin is a link in the view too, and its rule the one of /usr."""
+    sandbox = Sandbox(use_cgroups=False, standby=0)
+    try:
+        model = Model(tmp_path, LINKED, Limits(timeout_seconds=20))
+        _, status, message = await model.run(sandbox)
+    finally:
+        sandbox.close()
+    assert (status, message) == (RunStatus.SUCCEEDED, None)
+    assert model.stdout.split()[0] == "True"

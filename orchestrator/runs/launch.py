@@ -32,6 +32,7 @@ from orchestrator.models import Limits
 from orchestrator.runs.access import spec_access
 from orchestrator.runs.cgroups import MIB, CgroupSupport, RunCgroup, remove_stale_standbys
 from orchestrator.runs.isolation import Isolation
+from orchestrator.runs.jail.view import beneath
 from orchestrator.runs.process import ProcessSpec
 from orchestrator.runs.spawner import Child, Spawner
 
@@ -288,7 +289,7 @@ def command(
         if not _covered(path, covered, hidden) and (found := _real(path)) is not None:
             reads[path] = found
     binds: list[tuple[str, str | None, bool]] = [(folder, real[folder], True)]
-    binds += [(p, real[p], True) for p in writes + files if real[p] and not _beneath(p, folder)]
+    binds += [(p, real[p], True) for p in writes + files if real[p] and not beneath(p, folder)]
     binds += [(p, source, False) for p, source in reads.items()]
     stdin = os.path.abspath(spec.stdin) if spec.stdin is not None else None
     return json.dumps(
@@ -302,7 +303,7 @@ def command(
             "rlimits": [[r, soft, hard] for r, (soft, hard) in rlimits(spec.limits).items()],
             "binds": binds,
             "read": list(reads),
-            "readable": [source for p, source in reads.items() if _beneath(p, folder)],
+            "readable": [source for p, source in reads.items() if beneath(p, folder)],
             "write": writes,
             "write_files": files,
         }
@@ -336,9 +337,9 @@ def _real_folder(path: str) -> str:
 
 
 def _covered(path: str, covered: tuple[str, ...], hidden: str | None) -> bool:
-    if hidden is not None and _beneath(path, hidden):
+    if hidden is not None and beneath(path, hidden):
         return False
-    return any(_beneath(path, folder) for folder in covered)
+    return any(beneath(path, folder) for folder in covered)
 
 
 def resolve_entrypoint(spec: ProcessSpec) -> str:
@@ -378,7 +379,3 @@ def rlimits(limits: Limits) -> dict[int, tuple[int, int]]:
     if limits.open_files is not None:
         out[resource.RLIMIT_NOFILE] = (limits.open_files, limits.open_files)
     return out
-
-
-def _beneath(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")

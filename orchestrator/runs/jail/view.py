@@ -113,7 +113,7 @@ class View:
             for folder in ("runs", "executables", "envs"):  # where runs bind from
                 os.mkdir(f"{root}{self.hidden}/{folder}", 0o755)
         for target, source in self.read:  # e.g. orch installed under /tmp: bound again on top
-            if _beneath(target, "/tmp") or _beneath(target, "/dev/shm"):
+            if beneath(target, "/tmp") or beneath(target, "/dev/shm"):
                 self._bind(target, source, writable=False)
 
     def add(self, target: str, source: str, *, writable: bool) -> None:
@@ -212,9 +212,9 @@ class View:
         sysc.mount(None, inside, None, flags)
 
     def _visible(self, target: str) -> bool:
-        if self.hidden is not None and _beneath(target, self.hidden):
+        if self.hidden is not None and beneath(target, self.hidden):
             return False
-        return any(_beneath(target, folder) for folder in self.covered)
+        return any(beneath(target, folder) for folder in self.covered)
 
 
 def _pivot_root(new: str, old: str) -> None:
@@ -226,7 +226,8 @@ def _pivot_root(new: str, old: str) -> None:
     os.chdir("/")
 
 
-def _beneath(path: str, folder: str) -> bool:
+def beneath(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or lies inside it (as text: neither is resolved)."""
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
