@@ -37,6 +37,7 @@ from bench.throughput import CPU_WORK_SECONDS, calibrate, xargs_wall
 
 from orchestrator.config import DEFAULT_LIMITS, IsolationSettings
 from orchestrator.runs.access import interpreter_roots
+from orchestrator.runs.backends.local import process_env
 from orchestrator.runs.cgroups import detect
 from orchestrator.runs.process import Access, ProcessSpec
 from orchestrator.runs.sandbox import Sandbox
@@ -116,19 +117,16 @@ async def jail_steps(
     for i in range(runs):
         folder = out / f"run-{i}"
         folder.mkdir()
-        access = Access(
+        access = Access(  # HOME as the daemon sets it: without, Python looks the uid up
             folder=folder,
             read=(cwd, *interpreter_roots(sys.executable), stdin),
             write=(folder,),
             write_files=(folder / "stdout", folder / "stderr"),
+            env=(("HOME", str(folder)),),
         )
-        env = {  # as ``backends.local.model_env`` gives it: with HOME, no passwd lookup
-            "PATH": os.defpath, "HOME": str(folder), "TMPDIR": str(folder),
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
-            **{k: os.environ[k] for k in ("LANG", "LC_ALL") if k in os.environ},
-        }  # fmt: skip
         spec = ProcessSpec(
-            argv=[sys.executable, str(cwd / "main.py")], cwd=folder, env=env,
+            argv=[sys.executable, str(cwd / "main.py")], cwd=folder,
+            env=process_env(folder, sys.executable),
             stdin=stdin, stdout=folder / "stdout", stderr=folder / "stderr",
             limits=DEFAULT_LIMITS, label=f"bench-steps-{i}", access=access,
         )  # fmt: skip

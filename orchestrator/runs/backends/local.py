@@ -54,18 +54,18 @@ def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
     ``ORCH_*`` and ``NEXTMV_*`` variables of the daemon (keys, endpoints) are
     never passed; ``TMPDIR`` is private to the run and emptied after it.
     """
+    env = process_env(ws.tmp, python)
+    env.update(ORCH_RUN_ID=run.id, ORCH_APP_ID=run.app_id, ORCH_INSTANCE_ID=run.instance_id)
+    return env
+
+
+def process_env(tmp: Path, python: str) -> dict[str, str]:
+    """``model_env`` less the run's ids: the daemon's harmless variables, ``python``'s
+    folder first on ``PATH``, ``tmp`` as ``TMPDIR`` (also for benchmarks of the jail)."""
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    bindir = str(Path(python).parent)
-    env["PATH"] = f"{bindir}:{env['PATH']}"
-    env.update(
-        TMPDIR=str(ws.tmp),
-        PYTHONDONTWRITEBYTECODE="1",
-        PYTHONIOENCODING="utf-8",
-        ORCH_RUN_ID=run.id,
-        ORCH_APP_ID=run.app_id,
-        ORCH_INSTANCE_ID=run.instance_id,
-    )
+    env["PATH"] = f"{Path(python).parent}:{env['PATH']}"
+    env.update(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
     return env
 
 

@@ -262,8 +262,8 @@ def _warm() -> None:
 
 def _steps(marks: list[tuple[str, float]]) -> list[tuple[str, float]]:
     """Each step's own CPU seconds: the difference to the mark before it."""
-    ends = [cpu for _, cpu in marks]
-    return [(step, end - start) for (step, end), start in zip(marks, [0.0, *ends], strict=False)]
+    starts = [0.0, *(cpu for _, cpu in marks)]
+    return [(step, end - start) for (step, end), start in zip(marks, starts, strict=False)]
 
 
 def _rules(plan: dict[str, Any]) -> list[tuple[str, int]]:
