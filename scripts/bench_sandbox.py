@@ -93,27 +93,28 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bare_cpu(runs: int, stdin: Path, cwd: Path) -> float:
-    """CPU seconds per run of ``python main.py < stdin > /dev/null``, started by Python."""
+def bare_cpu(stdin: Path, cwd: Path) -> float:
+    """CPU seconds of one ``python main.py < stdin > /dev/null``, started by Python."""
     before = children_cpu()
-    for _ in range(runs):
-        with stdin.open() as source:
-            argv = [sys.executable, "main.py"]
-            subprocess.run(argv, stdin=source, stdout=subprocess.DEVNULL, cwd=cwd, env=USER_ENV,
-                           check=True)  # fmt: skip
-    return (children_cpu() - before) / runs
+    with stdin.open() as source:
+        argv = [sys.executable, "main.py"]
+        subprocess.run(argv, stdin=source, stdout=subprocess.DEVNULL, cwd=cwd, env=USER_ENV,
+                       check=True)  # fmt: skip
+    return children_cpu() - before
 
 
 async def jail_steps(
     sandbox: Sandbox, runs: int, stdin: Path, cwd: Path, out: Path
 ) -> dict[str, Any]:
-    """Per run, in seconds: each jail step and the model after ``exec``.
+    """Per run, in seconds: each jail step, the model after ``exec``, and the model bare.
 
-    Each run gets what the daemon gives one: a folder of its own (its cwd, holding its
-    output files), its package and interpreter to read, its input (see ``run_access``).
+    A bare run follows each jailed one, so the host's drift (±15 % in an hour on this
+    project's VM) hits both alike. Each jailed run gets what the daemon gives one: a
+    folder of its own (its cwd, holding its output files), its package and interpreter
+    to read, its input (see ``run_access``).
     """
     steps: dict[str, list[float]] = {}
-    model = []
+    model, bare = [], []
     for i in range(runs):
         folder = out / f"run-{i}"
         folder.mkdir()
@@ -137,9 +138,11 @@ async def jail_steps(
         for step, cpu in proc.jail.steps:
             steps.setdefault(step, []).append(cpu)
         model.append(result.cpu_seconds)
+        bare.append(bare_cpu(stdin, cwd))
     return {
         "steps": {step: statistics.mean(values) for step, values in steps.items()},
         "model": statistics.mean(model),
+        "bare": statistics.mean(bare),
     }
 
 
@@ -159,7 +162,7 @@ def measure_steps(runs: int, out: Path, use: tuple[str, ...] | None) -> dict[str
         "steps_us": {step: cpu * us for step, cpu in jail["steps"].items()},
         "jail_us": sum(jail["steps"].values()) * us,
         "model_after_exec_us": jail["model"] * us,
-        "bare_us": bare_cpu(runs, stdin, cwd) * us,
+        "bare_us": jail["bare"] * us,
     }
 
 
