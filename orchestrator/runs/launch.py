@@ -141,7 +141,7 @@ class Launcher:
                 serial = self._serial
             try:
                 group = self._group(f"standby-{os.getpid()}-{serial}", self._recent)
-                standby = Standby.create(self.spawner, self._plan(serial, group), group)
+                standby = Standby.create(self.spawner, self.plan, self._own(serial, group), group)
             except OSError as exc:
                 log.warning("could not prepare a standby jail: %s", exc)
                 return
@@ -179,7 +179,7 @@ class Launcher:
             serial = self._serial
         group = self._cgroup_for(spec)
         try:
-            standby = Standby.create(self.spawner, self._plan(serial, group), group)
+            standby = Standby.create(self.spawner, self.plan, self._own(serial, group), group)
             return standby.launch(spec, data)
         except DeadStandby as exc:
             raise SpawnError(str(exc)) from None
@@ -188,16 +188,15 @@ class Launcher:
                 group.remove()
             raise SpawnError(f"could not start the jail: {exc}") from None
 
-    def _plan(self, serial: int, group: RunCgroup | None) -> dict[str, Any]:
-        """The shared plan plus this standby's own cgroup, peak counter and uid."""
-        plan = dict(self.plan)
-        plan["cgroups"] = [str(d) for d in group.dirs] if group else []
+    def _own(self, serial: int, group: RunCgroup | None) -> dict[str, Any]:
+        """What a standby's plan holds of its own: its cgroup, peak counter and uid."""
+        own: dict[str, Any] = {"cgroups": [str(d) for d in group.dirs] if group else []}
         if group is not None and not group.support.v2 and os.geteuid() == 0:
-            plan["peak_file"] = str(group.memory_dir / "memory.max_usage_in_bytes")
+            own["peak_file"] = str(group.memory_dir / "memory.max_usage_in_bytes")
         if self.isolation.uid_range is not None:
             first, last = self.isolation.uid_range
-            plan["uid"] = plan["gid"] = first + serial % (last - first + 1)
-        return plan
+            own["uid"] = own["gid"] = first + serial % (last - first + 1)
+        return own
 
     def _group(self, name: str, limits: Limits) -> RunCgroup | None:
         return RunCgroup.create(self.support, name, limits) if self.support else None
@@ -223,9 +222,11 @@ class Standby:
         self.group, self.child, self.commands, self.report = group, child, commands, report
 
     @classmethod
-    def create(cls, spawner: Spawner, plan: dict[str, Any], group: RunCgroup | None) -> Standby:
+    def create(
+        cls, spawner: Spawner, plan: dict[str, Any], own: dict[str, Any], group: RunCgroup | None
+    ) -> Standby:
         try:
-            child, commands, report = spawner.standby(plan)
+            child, commands, report = spawner.standby(plan, own)
         except OSError:
             if group is not None:
                 group.remove()

@@ -113,6 +113,15 @@ class _CloneArgs(ctypes.Structure):
     ]
 
 
+_CLONE3_PARENT = (  # clone3 refuses an exit signal with CLONE_PARENT
+    ctypes.c_long(_SYS_CLONE3),
+    ctypes.byref(_CloneArgs(flags=CLONE_PARENT)),
+    ctypes.c_long(ctypes.sizeof(_CloneArgs)),
+)
+"""``fork_sibling``'s arguments, made once: the zygote writes as little memory as it can
+between two clones (each one write-protects all of it)."""
+
+
 def fork_sibling() -> int:
     """fork(), except that the child's parent is our parent (``CLONE_PARENT``).
 
@@ -121,8 +130,7 @@ def fork_sibling() -> int:
     ``atfork`` handlers. The child inherits our exit signal (SIGCHLD), so our
     parent waits for it like for any child of its own.
     """
-    args = _CloneArgs(flags=CLONE_PARENT)  # clone3 refuses an exit signal with CLONE_PARENT
-    pid = syscall(_SYS_CLONE3, ctypes.byref(args), ctypes.sizeof(args))
+    pid = _libc.syscall(*_CLONE3_PARENT)
     if pid < 0 and ctypes.get_errno() == 38:  # ENOSYS
         number = _SYS_CLONE.get(platform.machine())
         if number is None:

@@ -1,9 +1,16 @@
 """The zygote: one Python per daemon that pays the interpreter's start-up once.
 
-It answers requests on a ``SOCK_SEQPACKET`` socket (its fd on the command line), one JSON message
-each: ``standby`` (with the standby's command and report pipes attached) clones
-a standby that is the *daemon's* child; ``probe`` tries each protection in a
+It answers requests on a ``SOCK_SEQPACKET`` socket (its fd on the command line), one message
+each. ``plan`` (JSON) hands it a shared plan and gets the plan's number back;
+``standby\0<number>\0<the standby's own fields, JSON>`` (with the standby's command
+and report pipes attached) clones a standby that is the *daemon's* child, which adds
+its own fields to the plan itself; ``probe`` (JSON) tries each protection in a
 throw-away child and says which work. EOF means the daemon is gone: it exits.
+
+Between two clones the zygote runs as little Python as it can: a clone write-protects
+all of its memory, so every page it writes afterwards costs it a page fault (and a
+copy while a standby still shares the page). A standby's request is split with
+``bytes.split`` and answered with ``%``-formatting; no JSON (see ``spawner``).
 
 Started as ``python -I -S -c BOOT <runs dir> zygote <fd>`` (see ``launch``), or
 ``... single <fd>`` for one standby without a zygote (plan and command on stdin,
@@ -12,7 +19,6 @@ the report pipe on ``fd``).
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
@@ -26,6 +32,8 @@ from .enter import Template, single, standby
 from .view import View, enter_namespaces
 
 MAX_MESSAGE = 1 << 20
+STANDBY = b"standby\0"
+"""How a standby's request starts (the others are JSON)."""
 
 
 def serve(control: socket.socket) -> None:
@@ -37,32 +45,47 @@ def serve(control: socket.socket) -> None:
         if not data:
             return
         try:
-            request = json.loads(data)
-            reply = _handle(request, fds, control)
+            if data.startswith(STANDBY):
+                reply = _standby(data, fds, control)
+            else:
+                reply = json.dumps(_handle(json.loads(data))).encode()
         except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
+            reply = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
         finally:
             for fd in fds:
                 _close(fd)
-        control.send(json.dumps(reply).encode())
+        control.send(reply)
 
 
-def _handle(request: dict[str, Any], fds: list[int], control: socket.socket) -> dict[str, Any]:
+_plans: list[tuple[dict[str, Any], Template | None]] = []
+"""The shared plans the daemon handed over (a plan's number is its index), each with
+its view's template."""
+
+
+def _handle(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("op") == "probe":
         return {"probe": probe(request["plan"])}
-    if request.get("op") != "standby" or len(fds) != 2:
-        return {"error": f"unknown request {request.get('op')!r}"}
+    if request.get("op") == "plan":
+        plan = request["plan"]
+        _plans.append((plan, _template(plan) if plan.get("mount") else None))
+        return {"plan": len(_plans) - 1}
+    return {"error": f"unknown request {request.get('op')!r}"}
+
+
+def _standby(data: bytes, fds: list[int], control: socket.socket) -> bytes:
+    _, number, own = data.split(b"\0", 2)
+    plan, template = _plans[int(number)]
+    if len(fds) != 2:
+        return b'{"error": "a standby needs its two pipes"}'
     commands, report = fds
-    plan = request["plan"]
-    template = _template(plan) if plan.get("mount") else None
     pid = sysc.fork_sibling()
     if pid == 0:  # the standby: never returns into this loop
         try:
             control.close()
-            standby(plan, commands, report, template)
+            standby({**plan, **json.loads(own)}, commands, report, template)
         finally:
             os._exit(126)
-    return {"pid": pid}
+    return b'{"pid": %d}' % pid
 
 
 _VIEW_KEYS = ("mount", "userns", "system", "read", "proc_hidden", "hide", "tmp_size_mb")
@@ -156,8 +179,10 @@ def _attempt(action: Callable[[], None]) -> str:
 
 
 def _close(fd: int) -> None:
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105 - contextlib.suppress's objects are pages written between clones
         os.close(fd)
+    except OSError:
+        pass
 
 
 def main(argv: list[str]) -> None:
