@@ -14,7 +14,8 @@ Latency: the python echo model, submit → result (as ``bench``), one run on eac
 and one bare run per round, order rotated. Throughput: passes of the 20 ms model (or,
 ``--model cpu``, of the ~40 ms CPU-bound one) with concurrency = cores, A and B
 alternating, and an ``xargs -P`` pass per round for scale; each pass also reads the
-daemon's own CPU (user + system, all its threads) per run, paired the same way.
+daemon's own CPU (user + system, all its threads) and its jail zygote's per run, paired
+the same way.
 Each tree's daemon imports the ``orchestrator`` package of its own tree (``python -m`` from
 that folder), so both trees must work with this virtual environment's dependencies.
 """
@@ -39,6 +40,8 @@ from bench.harness import Daemon
 from bench.throughput import calibrate, orch_pass, xargs_wall
 
 SIDES = ("A", "B")
+CPU_PARTS = ("daemon", "zygote")
+"""CPU per run paired A/B: the daemon's own (all its threads), and its jail zygote's."""
 
 
 @contextmanager
@@ -100,7 +103,7 @@ def throughput(
     for b in sides.values():
         orch_pass(b, model, 5, doc)
     rates: dict[str, list[float]] = {"A": [], "B": [], "xargs": []}
-    daemon_ms: dict[str, list[float]] = {"A": [], "B": []}
+    cpu_ms: dict[str, dict[str, list[float]]] = {part: {"A": [], "B": []} for part in CPU_PARTS}
     for i in range(passes):
         for k in ("A", "B", "xargs") if i % 2 == 0 else ("B", "A", "xargs"):
             if k == "xargs":
@@ -108,25 +111,36 @@ def throughput(
             else:
                 done = orch_pass(sides[k], model, runs, doc)
                 rates[k].append(done.rate)
-                daemon_ms[k].append(results.ms(done.cpu["daemon"]))
+                for part in CPU_PARTS:
+                    cpu_ms[part][k].append(results.ms(done.cpu[part]))
     per_pass = [b / a for a, b in zip(rates["A"], rates["B"], strict=True)]
-    cpu_diffs = [b - a for a, b in zip(daemon_ms["A"], daemon_ms["B"], strict=True)]
     xargs = results.median(rates["xargs"])
-    return {
+    figures: dict[str, Any] = {
         "model": model,
         "passes": passes,
         "runs_per_pass": runs,
         "runs_per_s": {k: results.median(v) for k, v in rates.items()},
         "ratio_to_xargs": {k: results.median(rates[k]) / xargs for k in SIDES},
         "b_over_a": {"median": results.median(per_pass), "per_pass": per_pass},
-        "daemon_cpu_ms_per_run": {k: results.median(v) for k, v in daemon_ms.items()},
-        "daemon_cpu_b_minus_a_ms": {"median": results.median(cpu_diffs), "per_pass": cpu_diffs},
     }
+    for part, ms in cpu_ms.items():
+        diffs = [b - a for a, b in zip(ms["A"], ms["B"], strict=True)]
+        figures[f"{part}_cpu_ms_per_run"] = {k: results.median(v) for k, v in ms.items()}
+        figures[f"{part}_cpu_b_minus_a_ms"] = {"median": results.median(diffs), "per_pass": diffs}
+    return figures
+
+
+def cpu_line(thr: dict[str, Any], part: str) -> str:
+    cpu, diffs = thr[f"{part}_cpu_ms_per_run"], thr[f"{part}_cpu_b_minus_a_ms"]
+    return (
+        f"{part} CPU per run: A {cpu['A']:.2f} ms, B {cpu['B']:.2f} ms; B - A paired: "
+        f"median {diffs['median']:+.2f} ms "
+        f"(passes: {', '.join(f'{x:+.2f}' for x in diffs['per_pass'])})"
+    )
 
 
 def report(result: dict[str, Any]) -> str:
     lat, thr = result["latency"], result["throughput"]
-    cpu, cpu_diffs = thr["daemon_cpu_ms_per_run"], thr["daemon_cpu_b_minus_a_ms"]["per_pass"]
     m, r = lat["median_ms"], lat["ratio_to_bare"]
     return "\n".join(
         [
@@ -142,9 +156,7 @@ def report(result: dict[str, Any]) -> str:
             f"B {thr['runs_per_s']['B']:.1f}/s ({thr['ratio_to_xargs']['B']:.3f}x); "
             f"B/A median {thr['b_over_a']['median']:.3f} "
             f"(passes: {', '.join(f'{x:.3f}' for x in thr['b_over_a']['per_pass'])})",
-            f"daemon CPU per run: A {cpu['A']:.2f} ms, B {cpu['B']:.2f} ms; B - A paired: "
-            f"median {thr['daemon_cpu_b_minus_a_ms']['median']:+.2f} ms "
-            f"(passes: {', '.join(f'{x:+.2f}' for x in cpu_diffs)})",
+            *(cpu_line(thr, part) for part in CPU_PARTS),
             f"load average before/after: {result['load'][0]} / {result['load'][1]}",
         ]
     )

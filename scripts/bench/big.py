@@ -85,8 +85,8 @@ def _setup(b: Bench, inputs: int) -> str:
         upload_id = upload(b.api, APP, json.dumps({"n": n}).encode())
         body = {"id": f"in-{n}", "name": f"in-{n}", "upload_id": upload_id}
         ids.append(call(b.api, "POST", f"{BASE}/inputs", 201, json_body=body)["id"])
-    body = {"id": "s", "name": "s", "input_ids": ids}
-    call(b.api, "POST", f"{BASE}/experiments/inputsets", 201, json_body=body)
+    input_set = {"id": "s", "name": "s", "input_ids": ids}
+    call(b.api, "POST", f"{BASE}/experiments/inputsets", 201, json_body=input_set)
     run = call(b.api, "POST", f"{BASE}/runs", 201, json_body={"input": {"n": -1}})["run_id"]
     call(b.api, "GET", f"{BASE}/runs/{run}", params={"wait": 30}, timeout=60)
     return str(run)

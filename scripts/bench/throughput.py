@@ -9,14 +9,16 @@ Passes of orch and ``xargs`` alternate, and the pair with the median ratio is sh
 pass of each swings by ±4 % on a shared machine, more than the effects being tracked.
 
 CPU is read from ``/proc`` (psutil) around each pass: the daemon's own user + system
-time; its children's (every model process, with the launcher shell it replaces, counted
-when the daemon reaps it); the bench process's own (the client). For ``xargs``, the
-bench's children (``xargs``, its shells, the models), run in a person's environment
+time; its children's (every model process, with the jail it started in, counted when the
+daemon reaps it); the jail's zygote (which clones the standby jails, and whose CPU is in
+no other figure); the bench process's own (the client). For ``xargs``, the bench's
+children (``xargs``, its shells, the models), run in a person's environment
 (``common.USER_ENV``): bytecode cached, stdout buffered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import subprocess
@@ -39,13 +41,15 @@ class Pass:
     rate: float
     """Runs per second."""
     cpu: dict[str, float]
-    """CPU seconds per run: "daemon", "model", "client" (orch) or "model" (xargs)."""
+    """CPU seconds per run: "daemon", "model", "zygote", "client" (orch) or "model" (xargs)."""
 
 
 def orch_pass(b: Bench, app: str, n: int, doc: dict[str, Any]) -> Pass:
     """Submit all ``n`` runs, then collect each result."""
     daemon = psutil.Process(b.daemon.process.pid)
+    zygote = zygote_of(daemon)
     before, client_before = daemon.cpu_times(), time.process_time()
+    zygote_before = on_cpu(zygote)
     start = time.perf_counter()
     ids = [submit(b.api, app, {"input": doc}) for _ in range(n)]
     for run_id in ids:
@@ -56,8 +60,34 @@ def orch_pass(b: Bench, app: str, n: int, doc: dict[str, Any]) -> Pass:
     kids = (after.children_user + after.children_system) - (
         before.children_user + before.children_system
     )
-    cpu = {"daemon": own / n, "model": kids / n, "client": (client_after - client_before) / n}
+    cpu = {
+        "daemon": own / n,
+        "model": kids / n,
+        "zygote": (on_cpu(zygote) - zygote_before) / n,
+        "client": (client_after - client_before) / n,
+    }
     return Pass(n / took, cpu)
+
+
+def zygote_of(daemon: psutil.Process) -> int | None:
+    """The pid of the daemon's jail zygote (``python ... zygote <fd>``): its oldest child
+    with that command line, since the standbys it clones are the daemon's children too."""
+    found = []
+    for child in daemon.children():
+        with contextlib.suppress(psutil.Error):  # a standby that ended meanwhile
+            if "zygote" in child.cmdline():
+                found.append((child.create_time(), child.pid))
+    return min(found)[1] if found else None
+
+
+def on_cpu(pid: int | None) -> float:
+    """Seconds the single-threaded process ``pid`` has run, from ``/proc/<pid>/schedstat``
+    (nanoseconds: ``cpu_times`` counts 10 ms ticks, and a short pass of the zygote reads 0)."""
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    return 0.0
 
 
 def xargs_pass(cores: int, n: int, stdin: Path, cwd: Path) -> Pass:
@@ -146,6 +176,14 @@ def scenario_cpu(b: Bench) -> list[Row]:
             "ms",
             None,
             f"{model}, against xargs + sh + the model under xargs",
+        ),
+        Row(
+            "CPU per run, CPU-bound model: the jail's zygote",
+            cpu(pairs, 0, "zygote"),
+            None,
+            "ms",
+            None,
+            "clones each standby jail; in no other row",
         ),
         Row("CPU per run, CPU-bound model: client", cpu(pairs, 0, "client"), None, "ms"),
     ]
