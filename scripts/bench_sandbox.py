@@ -9,8 +9,8 @@ this and 1.0x is the containment's. Each pass is interleaved with an ``xargs`` p
 pair with the median ratio is shown (one pass swings by several per cent here).
 
 Then where a run's own CPU goes: the ~40 ms CPU-bound model, one run at a time, each
-jail reporting the CPU of its steps (``Sandbox(jail_steps=True)``) up to ``exec``, and
-the model after it, against the same model started bare.
+jail reporting the CPU of its steps (``Sandbox(jail_steps=True)``) up to ``exec``, the
+zygote's CPU for cloning it, and the model after it, against the same model started bare.
 
     .venv/bin/python scripts/bench_sandbox.py            # ~2 minutes
     .venv/bin/python scripts/bench_sandbox.py --quick    # a few seconds, for the test suite
@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.common import MODELS, USER_ENV
 from bench.results import median_pair
-from bench.throughput import CPU_WORK_SECONDS, calibrate, xargs_wall
+from bench.throughput import CPU_WORK_SECONDS, calibrate, on_cpu, xargs_wall
 
 from orchestrator.config import DEFAULT_LIMITS, IsolationSettings
 from orchestrator.runs.access import interpreter_roots
@@ -153,14 +153,19 @@ def measure_steps(runs: int, out: Path, use: tuple[str, ...] | None) -> dict[str
     stdin.write_text(json.dumps({"iterations": calibrate()}))
     isolation = IsolationSettings(use=use, require=())
     sandbox = Sandbox(use_cgroups=None, standby=1, isolation=isolation, jail_steps=True)
+    zygote = sandbox._launcher.spawner._zygote
+    zygote_pid = zygote.pid if zygote is not None else None
     try:
+        before = on_cpu(zygote_pid)
         jail = asyncio.run(jail_steps(sandbox, runs, stdin, cwd, out))
+        zygote_cpu = on_cpu(zygote_pid) - before
     finally:
         sandbox.close()
     us = 1e6
     return {
         "steps_us": {step: cpu * us for step, cpu in jail["steps"].items()},
         "jail_us": sum(jail["steps"].values()) * us,
+        "zygote_us": zygote_cpu / runs * us,
         "model_after_exec_us": jail["model"] * us,
         "bare_us": jail["bare"] * us,
     }
@@ -172,6 +177,7 @@ def print_steps(figures: dict[str, Any], runs: int) -> None:
     for step, us in figures["steps_us"].items():
         print(f"  jail: {step:9s} {us:8.0f}  {STEPS.get(step, '')}")
     print(f"  jail, all steps {figures['jail_us']:8.0f}")
+    print(f"  the zygote      {figures['zygote_us']:8.0f}  cloning the standby (its own process)")
     model, bare = figures["model_after_exec_us"], figures["bare_us"]
     print(f"  model after exec {model:7.0f}  (bare {bare:.0f}, {model - bare:+.0f}: exec from the"
           " standby, the jail's file system)")  # fmt: skip

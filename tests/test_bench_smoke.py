@@ -105,6 +105,7 @@ def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> 
     assert {"clone", "command", "drop"} <= set(steps) and all(us >= 0 for us in steps.values())
     assert per_run["jail_us"] == pytest.approx(sum(steps.values()))
     assert per_run["model_after_exec_us"] > 0 and per_run["bare_us"] > 0
+    assert per_run["zygote_us"] > 0  # one clone per run, read in nanoseconds
     assert "jail, all steps" in stdout
 
 
