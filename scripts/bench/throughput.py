@@ -159,7 +159,7 @@ def scenario_cpu(b: Bench) -> list[Row]:
     n = b.sizes.cpu_runs
     pairs, cmd = passes(b, "cpu", {"iterations": calibrate()}, n)
     name = f"{n} runs of a ~{ms(CPU_WORK_SECONDS):.0f} ms CPU-bound model"
-    model = "the model's process (with orch's launcher shell), per run"
+    model = "the model's process (with the jail it started in), per run"
     return [
         throughput_row(f"throughput {name}", pairs, cmd),
         Row(
