@@ -11,6 +11,7 @@ Landlock alone, and, with isolation switched off, demonstrably does not.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -277,3 +278,33 @@ def test_no_isolation_with_the_default_minimum_refuses_runs(
         meta = run_and_wait(api, app_id, {"input": {}})["metadata"]
     assert meta["status_v2"] == "failed"
     assert "require lists fs, which this host does not offer" in meta["error"]
+
+
+THROUGH_A_STANDBY = """
+standbys, last = 0, OSError(2, "no standby seen")
+for name in os.listdir("/proc"):
+    try:
+        if name.isdigit() and int(name) != os.getpid() and b"zygote" in open(
+            f"/proc/{name}/cmdline", "rb"
+        ).read():
+            standbys += 1
+            return open(f"/proc/{name}/root/.src" + target["path"]).read()
+    except OSError as exc:
+        last = OSError(exc.errno, f"{standbys} standbys tried: {exc}")
+raise last
+"""
+
+
+@unprivileged
+@pytest.mark.parametrize("use", ['["mount-ns"]', '["mount-ns", "landlock"]'])
+def test_a_waiting_standby_is_no_way_to_the_key(
+    start_unprivileged: Any, tmp_path: Path, use: str
+) -> None:
+    """A standby waits with the host's tree under ``/.src``, as the daemon's uid, next to
+    the model of another run: that model may see it in ``/proc`` but not enter its root."""
+    d = start_unprivileged(f"[isolation]\nuse = {use}\n")
+    with d.client() as api:
+        report = hostile(api, tmp_path, THROUGH_A_STANDBY, {"path": str(d.home / "api-key")})
+    assert_blocked(report, d.key)
+    tried = re.search(r"(\d+) standbys tried", report["error"])
+    assert tried is not None and int(tried.group(1)) >= 1, report  # else this proved nothing
