@@ -3,9 +3,12 @@
 A push of a python app with ``pip-requirements`` starts its environment build
 in the background (status ``building``), so the first run does not pay for
 it; a run that arrives during the build waits for it; a failed build fails
-its runs with the installer's own message. ``python_envs = "daemon"`` in the
-settings skips all of this and runs apps on the daemon's interpreter, for
-fully offline machines.
+its runs with the installer's own message. Apps without requirements run in one
+shared environment that imports the daemon's packages without paying its
+start-up (``pyenv.shared_env``), made when the daemon starts; should it fail,
+they run on the daemon's interpreter, as before it existed. ``python_envs =
+"daemon"`` in the settings skips all of this and runs apps on the daemon's
+interpreter, for fully offline machines.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import OrchError
 from orchestrator.models import EnvStatus, Executable
 from orchestrator.packaging.manifest import Manifest
-from orchestrator.packaging.pyenv import build_env, requirements_of
+from orchestrator.packaging.pyenv import build_env, requirements_of, shared_env
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.environments")
@@ -38,6 +41,8 @@ class Environments:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
         self._builds: dict[str, asyncio.Task[None]] = {}
+        self._shared: asyncio.Task[str] | None = None
+        """The interpreter of apps without requirements, once made (see ``shared``)."""
 
     def _requirements(self, exe: Executable) -> list[str] | None:
         if exe.type != "python" or self.settings.python_envs == "daemon":
@@ -55,7 +60,9 @@ class Environments:
         self._start(exe.id, requirements)
 
     async def resume(self) -> None:
-        """Restart builds a previous daemon left half-done."""
+        """Restart builds a previous daemon left half-done, and make the shared env."""
+        if self.settings.python_envs != "daemon" and self._shared is None:
+            self._shared = asyncio.create_task(self._make_shared())
         for exe in await self.store.read.executables.with_env_status(EnvStatus.BUILDING):
             requirements = self._requirements(exe)
             if requirements is not None:
@@ -78,7 +85,7 @@ class Environments:
         if exe.type != "python" or self.settings.python_envs == "daemon":
             return sys.executable
         if exe.env_status == EnvStatus.NONE:
-            return sys.executable
+            return await self.shared()
         build = self._builds.get(exe.id)
         if build is not None:
             await asyncio.shield(build)
@@ -91,7 +98,24 @@ class Environments:
             return await self.interpreter(current)
         return current.env_path
 
+    async def shared(self) -> str:
+        """The interpreter of apps without requirements: the shared env's, or the daemon's."""
+        if self._shared is None:
+            self._shared = asyncio.create_task(self._make_shared())
+        return await asyncio.shield(self._shared)
+
+    async def _make_shared(self) -> str:
+        result = await shared_env(self.settings.home.envs, sys.executable)
+        if result.ok:
+            return str(result.python)
+        log.warning(
+            "apps without requirements run on the daemon's interpreter: their environment "
+            "did not build: %s", result.message,
+        )  # fmt: skip
+        return sys.executable
+
     async def stop(self) -> None:
-        for task in self._builds.values():
+        tasks = [*self._builds.values(), *([self._shared] if self._shared else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._builds.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

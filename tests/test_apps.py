@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import httpx
@@ -74,13 +75,18 @@ def test_delete_removes_versions_instances_runs_and_unreferenced_blobs(
 ) -> None:
     home = daemon.home
     app_id = create_app(api)
-    exe = push_dir(api, app_id, SAMPLES / "shell-echo", tmp_path)["executable"]["id"]
+    # A package of its own: the session's daemon may hold the sample's bytes for other apps.
+    package = tmp_path / "own-echo"
+    shutil.copytree(SAMPLES / "shell-echo", package)
+    with (package / "main").open("a") as main:
+        main.write(f"# only for {app_id}\n")
+    exe = push_dir(api, app_id, package, tmp_path)["executable"]["id"]
     api.post(f"/v1/applications/{app_id}/promote", json={"version_id": "v1"})
     r = api.post(f"/v1/applications/{app_id}/runs", json={"input": {"a": 1}})
     run_id = r.json()["run_id"]
     api.get(f"/v1/applications/{app_id}/runs/{run_id}", params={"wait": 30})
     up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
-    httpx.put(up["upload_url"], content=b'{"kept": "only here"}')
+    httpx.put(up["upload_url"], content=b'{"kept": "only here, in %s"}' % app_id.encode())
     kept = api.post(
         f"/v1/applications/{app_id}/inputs", json={"name": "k", "upload_id": up["upload_id"]}
     ).json()["sha256"]

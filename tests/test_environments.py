@@ -91,3 +91,44 @@ def test_daemon_interpreter_setting_skips_environments(
         # six is not installed next to the daemon: the model runs, on the daemon's python.
         assert res["metadata"]["status_v2"] == "failed"
         assert "No module named 'six'" in res["metadata"]["error"]
+
+
+SHARED_MAIN = """\
+import importlib.util, json, sys
+import nextmv
+print(json.dumps({
+    "prefix": sys.prefix,
+    "nextmv": nextmv.__version__,
+    "orchestrator": importlib.util.find_spec("orchestrator") is not None,
+}))
+"""
+
+
+def test_an_app_without_requirements_runs_in_the_shared_environment(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    """It imports the daemon's packages, as it always did, from an interpreter of its own
+    that skips the daemon's start-up (the editable install's finder): orch itself is not
+    importable there."""
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "shared", SHARED_MAIN), tmp_path)
+    first, second = (run_and_wait(api, app_id, {"input": {}}) for _ in "ab")
+    for res in (first, second):
+        assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+    out = first["output"]
+    assert out["prefix"] != sys.prefix and out["prefix"] == second["output"]["prefix"]
+    assert Path(out["prefix"]).parent.name == "envs"  # in the daemon's home, built once
+    assert out["nextmv"] and out["orchestrator"] is False
+    assert env_status(api, app_id) == "none"  # nothing of the app's own was built
+
+
+def test_daemon_interpreter_setting_runs_apps_without_requirements_there_too(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    d = make_daemon(config='python_envs = "daemon"\n')
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, write_app(tmp_path / "shared", SHARED_MAIN), tmp_path)
+        res = run_and_wait(api, app_id, {"input": {}})
+        assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+        assert res["output"]["prefix"] == sys.prefix

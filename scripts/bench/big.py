@@ -37,7 +37,7 @@ def scenario_big(b: Bench) -> list[Row]:
         idle = [_timed(b, f"{BASE}/runs/{probe_run}/metadata") for _ in range(200)]
         stdin = b.tmp / "big-input.json"
         stdin.write_text('{"n": 1}')
-        cmd = [sys.executable, "main.py"]
+        cmd = [b.python, "main.py"]
         bare_s = statistics.median(bare(cmd, MODELS / "echo", stdin, None) for _ in range(20))
         probe = _Probe(b.daemon, probe_run)
         started = time.monotonic()

@@ -39,7 +39,7 @@ def scenario_cli(b: Bench) -> list[Row]:
     for _ in range(b.sizes.cli_runs + 1):  # the first round warms the caches
         for key, argv in commands.items():
             times[key].append(wall(argv))
-        model = [sys.executable, "main.py"]
+        model = [b.python, "main.py"]
         times["bare"].append(wall(model, KNAPSACK, KNAPSACK / "input.json"))
     t = {k: ms(median(v[1:])) for k, v in times.items()}
     python = "python -c pass (interpreter start-up)"

@@ -7,6 +7,7 @@ here, a tenth of the overhead budget).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 from orchestrator.client.transport import Transport
 from orchestrator.packaging.build import build_package
+from orchestrator.packaging.pyenv import shared_env
 
 from .harness import ROOT, Daemon
 
@@ -71,6 +73,11 @@ class Bench:
     api: Transport
     fresh_rss_mib: float = 0.0
     apps: set[str] = field(default_factory=set)
+    python: str = ""
+    """What the python baselines run (``model_python``): the interpreter orch runs them on."""
+
+    def __post_init__(self) -> None:
+        self.python = self.python or model_python(self.home)
 
     def restart(self) -> None:
         self.api.close()
@@ -78,6 +85,14 @@ class Bench:
         self.daemon = Daemon.start(self.home)
         self.api = connect(self.daemon)
         print(f"daemon restarted: pid {self.daemon.process.pid}", file=sys.stderr)
+
+
+def model_python(home: Path) -> str:
+    """The interpreter orch runs an app without requirements on, so that a baseline runs
+    the same command as orch: the shared environment in the daemon's ``home`` (made at its
+    start; built here if it is not there yet), or the daemon's own when it cannot be made."""
+    built = asyncio.run(shared_env(Path(home) / "envs", sys.executable))
+    return str(built.python) if built.ok else sys.executable
 
 
 def call(api: Transport, method: str, path: str, status: int = 200, **kw: Any) -> Any:

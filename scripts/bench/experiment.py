@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -52,7 +51,7 @@ def scenario_experiment(b: Bench) -> list[Row]:
     stdin = b.tmp / "sleep-50ms.json"
     stdin.write_text(json.dumps(doc))
     samples = [
-        bare([sys.executable, "main.py"], MODELS / "sleep", stdin, None) for _ in range(min(20, n))
+        bare([b.python, "main.py"], MODELS / "sleep", stdin, None) for _ in range(min(20, n))
     ]
     ideal = statistics.mean(samples) * 2 * n / b.cores
     wall = experiment_wall(b, 2 * n)

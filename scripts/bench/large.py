@@ -5,7 +5,6 @@ daemon's peak memory growth meanwhile; and the disk's own write speed, the ceili
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -42,11 +41,11 @@ def large_via_orch(b: Bench, path: Path) -> tuple[float, float]:
     return took, sampler.peak / MIB - before
 
 
-def large_via_cat(path: Path) -> float:
+def large_via_cat(path: Path, python: str) -> float:
     script = 'cat "$1" | "$0" main.py > /dev/null'
     start = time.perf_counter()
     subprocess.run(
-        ["sh", "-c", script, sys.executable, str(path)],
+        ["sh", "-c", script, python, str(path)],
         cwd=MODELS / "count",
         env=USER_ENV,
         check=True,
@@ -79,7 +78,7 @@ def scenario_large(b: Bench) -> list[Row]:
     runs, cat, disk = [], [], []
     for _ in range(b.sizes.large_reps):  # interleaved, so both sides see the same host
         runs.append(large_via_orch(b, path))
-        cat.append(large_via_cat(path))
+        cat.append(large_via_cat(path, b.python))
         disk.append(disk_write_seconds(b.home / "uploads", mib))
     orch_rate = mib / median([r[0] for r in runs])
     return [

@@ -8,7 +8,6 @@ interleaved run by run so both see the same machine.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def scenario_latency(b: Bench) -> list[Row]:
     n = b.sizes.latency_runs
     ensure_app(b, "echo", MODELS / "echo")
     ensure_app(b, "shell-echo", MODELS / "shell-echo")
-    py_orch, py_bare = latency_pair(b, "echo", [sys.executable, "main.py"], MODELS / "echo", n)
+    py_orch, py_bare = latency_pair(b, "echo", [b.python, "main.py"], MODELS / "echo", n)
     sh_orch, sh_bare = latency_pair(b, "shell-echo", ["./main"], MODELS / "shell-echo", n)
     return [
         *latency_rows("python", py_orch, py_bare, "python main.py < input > output"),

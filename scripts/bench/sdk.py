@@ -63,7 +63,7 @@ def scenario_sdk(b: Bench) -> list[Row]:
     sys.stderr.write(out.stderr)
     sdk = json.loads(out.stdout.strip().splitlines()[-1])[warm:]
     ensure_app(b, "echo", MODELS / "echo")
-    mine, _ = latency_pair(b, "echo", [sys.executable, "main.py"], MODELS / "echo", runs)
+    mine, _ = latency_pair(b, "echo", [b.python, "main.py"], MODELS / "echo", runs)
     peer = "nextmv.local.Application (SDK local runner)"
     beat = Target("ratio", "<", 1.0)
     return [

@@ -90,9 +90,9 @@ def on_cpu(pid: int | None) -> float:
     return 0.0
 
 
-def xargs_pass(cores: int, n: int, stdin: Path, cwd: Path) -> Pass:
+def xargs_pass(cores: int, n: int, stdin: Path, cwd: Path, python: str = sys.executable) -> Pass:
     script = 'exec "$0" main.py < "$1" > /dev/null'
-    argv = ["xargs", "-P", str(cores), "-I{}", "sh", "-c", script, sys.executable, str(stdin)]
+    argv = ["xargs", "-P", str(cores), "-I{}", "sh", "-c", script, python, str(stdin)]
     ticks = "".join(f"{i}\n" for i in range(n))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -122,7 +122,7 @@ def passes(
     pairs = []
     for _ in range(b.sizes.throughput_pairs):
         mine = orch_pass(b, app, runs, doc)
-        pairs.append((mine, xargs_pass(b.cores, runs, stdin, MODELS / app)))
+        pairs.append((mine, xargs_pass(b.cores, runs, stdin, MODELS / app, b.python)))
     return pairs, f"xargs -P {b.cores} sh -c 'python main.py < input > /dev/null'"
 
 
