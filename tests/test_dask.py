@@ -267,6 +267,18 @@ def test_python_environments_are_built_on_the_workers(
     assert "this-package-does-not-exist-orch" in bad["error"] and "on worker tcp://" in bad["error"]
 
 
+def test_an_app_without_requirements_runs_in_the_workers_shared_environment(
+    api: httpx.Client, tmp_path: Path, cluster: DaskCluster
+) -> None:
+    main = "import json, sys, nextmv\nprint(json.dumps({'prefix': sys.prefix}))\n"
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "shared", main), tmp_path)
+    res = wait_run(api, app_id, start(api, app_id, {"input": {}}), timeout=120)
+    assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+    prefix = res["output"]["prefix"]
+    assert any(prefix.startswith(str(w.cache / "envs")) for w in cluster.workers), prefix
+
+
 def test_an_experiment_runs_on_the_cluster(api: httpx.Client, probe: str) -> None:
     api.post(f"/v1/applications/{probe}/versions", json={"id": "v1"})
     for inst in ("one", "two"):

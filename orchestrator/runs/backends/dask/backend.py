@@ -139,7 +139,8 @@ class DaskBackend:
         run, exe, manifest = job.run, job.executable, job.manifest
         home = self.settings.home
         requirements = None
-        if exe.type == "python" and self.settings.python_envs != "daemon":
+        isolated = exe.type == "python" and self.settings.python_envs != "daemon"
+        if isolated:
             try:
                 requirements = requirements_of(manifest, home.executables / exe.id)
             except OrchError as exc:
@@ -163,6 +164,7 @@ class DaskBackend:
             requirements=requirements,
             caps=self._caps(),
             dataset=dataset_name(self.ctx.tenant, run.id),
+            shared_env=isolated and requirements is None,
             secrets=job.secrets,
         )
         return Shipped(spec, blobs)

@@ -79,6 +79,8 @@ class TaskSpec:
     dataset: str
     """The run's published record, through which the worker reaches the shipped blobs."""
     attempt: int = 1
+    shared_env: bool = False
+    """Without requirements: run in the worker's shared environment (``pyenv.shared_env``)."""
     secrets: tuple[Secret, ...] = field(default=(), repr=False, compare=False)
     """The run's secrets: they travel with the task only, never in its published record
     (``published``), and go with the worker's run folder when the attempt ends."""

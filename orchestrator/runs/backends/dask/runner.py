@@ -35,7 +35,7 @@ from distributed import Future
 from orchestrator.errors import OrchError
 from orchestrator.models import Failure, FailureKind
 from orchestrator.packaging.manifest import Manifest
-from orchestrator.packaging.pyenv import build_env
+from orchestrator.packaging.pyenv import build_env, shared_env
 from orchestrator.runs.backend import StartFailed
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.cache import (
@@ -218,7 +218,7 @@ class WorkerRunner:
         """What the run needs, from the cache or fetched once; then its workspace."""
         package = await self._package(spec, client)
         input_path = await self._input(spec, client) if spec.input is not None else None
-        python = await self._python(spec.requirements)
+        python = await self._python(spec)
         run = replace(spec.run, input_path=str(input_path) if input_path else None)
         await asyncio.to_thread(_remove_run_dir, run_dir)  # an earlier attempt's leftovers
         manifest = Manifest.from_dict(spec.manifest)
@@ -270,11 +270,18 @@ class WorkerRunner:
             failure = Failure(FailureKind.WORKER_LOST, detail=detail)
             raise StageFailed(failure, restartable=True) from None
 
-    async def _python(self, requirements: list[str] | None) -> str:
-        """The worker's interpreter, or the run's environment built here (cached by hash)."""
-        if requirements is None:
+    async def _python(self, spec: TaskSpec) -> str:
+        """The run's environment built here (cached by hash), the worker's shared one, or
+        (``python_envs = "daemon"``, or no shared one could be made) its interpreter."""
+        if spec.requirements is None:
+            if not spec.shared_env:
+                return sys.executable
+            shared = await shared_env(self.cache.envs, sys.executable)
+            if shared.ok:
+                return str(shared.python)
+            log.warning("no shared environment on worker %s: %s", self.address, shared.message)
             return sys.executable
-        built = await build_env(requirements, self.cache.envs, sys.executable)
+        built = await build_env(spec.requirements, self.cache.envs, sys.executable)
         if not built.ok:
             detail = f"on worker {self.address}:\n{built.message}"
             raise StageFailed(Failure(FailureKind.ENVIRONMENT, detail=detail))
