@@ -89,6 +89,17 @@ async def test_a_run_round_trips_with_its_facts(store: Store) -> None:
     assert got is not None and got.error == "memory limit 64 MiB exceeded: peak 70 MiB"
 
 
+async def test_a_runs_status_alone_is_what_its_row_says(store: Store) -> None:
+    app_id, exe_id = await _app(store)
+    run = _run(app_id, exe_id)
+    await _insert(store, run)
+    assert await store.read.runs.status(run.id) == (app_id, RunStatus.QUEUED)
+    async with store.single() as w:
+        await w.runs.transition(run.id, RunStatus.RUNNING)
+    assert await store.read.runs.status(run.id) == (app_id, RunStatus.RUNNING)
+    assert await store.read.runs.status("run-missing") is None
+
+
 @pytest.mark.parametrize("status", STATUSES)
 async def test_creation_follows_the_transition_table(store: Store, status: RunStatus) -> None:
     app_id, exe_id = await _app(store)

@@ -257,17 +257,20 @@ class RunService:
         return await self.store.read.runs.unfinished()
 
     async def wait(self, app_id: str, run_id: str, seconds: float) -> Run:
-        """The run as soon as it is finished, or as it is after ``seconds``."""
+        """The run as soon as it is finished, or as it is after ``seconds``.
+
+        Before waiting only its status is read: the run is read whole once, at the end.
+        """
         fut = self.events.watch(run_id)
         try:
-            run = await self.get(app_id, run_id)
+            found = await self.store.read.runs.status(run_id)
         except BaseException:
             self.events.forget(run_id, fut)
             raise
-        if run.status.finished or seconds <= 0:
+        if found is None or found[0] != app_id or found[1].finished or seconds <= 0:
             self.events.forget(run_id, fut)
-            return run
-        await self.events.wait(run_id, fut, seconds)
+        else:
+            await self.events.wait(run_id, fut, seconds)
         return await self.get(app_id, run_id)
 
     async def cancel(self, app_id: str, run_id: str) -> Run:

@@ -72,6 +72,12 @@ class RunRepo:
         row = await self.conn.one("SELECT * FROM runs WHERE id = ?", (run_id,))
         return None if row is None else to_run(row)
 
+    async def status(self, run_id: str) -> tuple[str, RunStatus] | None:
+        """(app id, status) of a run: what a long-poll checks before it waits, without
+        building the whole run it would only read again once the run ends."""
+        row = await self.conn.one("SELECT app_id, status FROM runs WHERE id = ?", (run_id,))
+        return None if row is None else (row[0], RunStatus(row[1]))
+
     async def list(
         self,
         app_id: str,
