@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from orchestrator.models import Limits, Run, RunStatus
-from orchestrator.runs import disk
+from orchestrator.runs import disk, running
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.chores import Chores
 from orchestrator.runs.disk import KEPT_LOG_BYTES, TooMany, cut_back, usage_bytes
@@ -182,6 +182,32 @@ async def test_memory_hog_is_contained(sandbox: Sandbox, tmp_path: Path) -> None
     assert (status, result.breach) == (RunStatus.FAILED, "memory")
     assert message is not None and message.startswith("memory limit 100 MiB exceeded: peak ")
     assert result.duration_seconds < 5
+
+
+async def test_a_cgroup_run_is_sampled_only_past_the_first_sample(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel enforces a cgroup's limits: a run shorter than the first sample is never
+    sampled (nor is the loop woken for it); a longer one is, at the regular pace after."""
+    if sandbox.containment == "sampling":
+        pytest.skip("without a cgroup, sampling starts at once")
+    samples: list[float] = []
+    sample = RunningProcess._sample
+
+    def counted(self: RunningProcess) -> None:
+        samples.append(time.monotonic())
+        sample(self)
+
+    monkeypatch.setattr(RunningProcess, "_sample", counted)
+    limits = Limits(output_mb=10, timeout_seconds=20)
+    (tmp_path / "short").mkdir(), (tmp_path / "long").mkdir()
+    short = Model(tmp_path / "short", "import time\ntime.sleep(0.1)\n", limits)
+    await short.run(sandbox)
+    assert samples == []
+    long = Model(tmp_path / "long", "import time\ntime.sleep(0.6)\n", limits)
+    result, _, _ = await long.run(sandbox)
+    assert result.duration_seconds > running.CGROUP_FIRST_SAMPLE_SECONDS
+    assert len(samples) >= 3  # from 0.25 s on, every 50 ms
 
 
 async def test_cpu_spinner_is_stopped_by_cpu_limit(sandbox: Sandbox, tmp_path: Path) -> None:
