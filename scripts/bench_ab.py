@@ -71,7 +71,7 @@ def latency(sides: dict[str, common.Bench], root: Path, rounds: int) -> dict[str
     doc = {"bench": "latency", "items": list(range(10))}
     stdin = root / "echo-input.json"
     stdin.write_text(json.dumps(doc))
-    argv = [sys.executable, "main.py"]
+    argv = [sides["B"].python, "main.py"]  # the tree under test's model interpreter
     for _ in range(3):  # warm-up: page cache, imports, standby shells
         for b in sides.values():
             orch_latency(b, doc)
@@ -107,7 +107,9 @@ def throughput(
     for i in range(passes):
         for k in ("A", "B", "xargs") if i % 2 == 0 else ("B", "A", "xargs"):
             if k == "xargs":
-                rates[k].append(runs / xargs_wall(cores, runs, stdin, common.MODELS / model))
+                rates[k].append(
+                    runs / xargs_wall(cores, runs, stdin, common.MODELS / model, sides["B"].python)
+                )
             else:
                 done = orch_pass(sides[k], model, runs, doc)
                 rates[k].append(done.rate)

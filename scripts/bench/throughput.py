@@ -103,9 +103,11 @@ def xargs_pass(cores: int, n: int, stdin: Path, cwd: Path, python: str = sys.exe
     return Pass(n / took, {"model": used / n})
 
 
-def xargs_wall(cores: int, n: int, stdin: Path, cwd: Path = MODELS / "sleep") -> float:
+def xargs_wall(
+    cores: int, n: int, stdin: Path, cwd: Path = MODELS / "sleep", python: str = sys.executable
+) -> float:
     """Seconds for ``n`` runs of ``python main.py < stdin`` through ``xargs -P cores``."""
-    return n / xargs_pass(cores, n, stdin, cwd).rate
+    return n / xargs_pass(cores, n, stdin, cwd, python).rate
 
 
 def orch_wall(b: Bench, n: int, doc: dict[str, Any], app: str = "sleep") -> float:
