@@ -24,11 +24,22 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import environments
+from orchestrator.config import Settings
 from orchestrator.errors import TooLarge, Unprocessable
+from orchestrator.home import Home
 from orchestrator.packaging.build import build_package
 from orchestrator.packaging.manifest import Manifest, MultiFile
-from orchestrator.packaging.pyenv import build_env, env_key, requirements_of
+from orchestrator.packaging.pyenv import (
+    EnvBuild,
+    build_env,
+    daemon_site_packages,
+    env_key,
+    requirements_of,
+    shared_env,
+)
 from orchestrator.packaging.unpack import inspect_and_unpack, safe_extract
+from orchestrator.store import Store
 
 PY_MANIFEST = "type: python\nfiles: [main.py]\n"
 MiB = 1024 * 1024
@@ -590,6 +601,40 @@ async def test_build_env_failure_reports_installer_output(envs_dir: Path) -> Non
 async def test_build_env_timeout(envs_dir: Path) -> None:
     result = await build_env(["six==1.15.0"], envs_dir, sys.executable, install_timeout=0.001)
     assert not result.ok and "timed out after 0.001 s" in result.message
+
+
+async def test_the_shared_env_sees_the_daemons_packages_but_not_orch(envs_dir: Path) -> None:
+    """One path line to the daemon's site-packages: ``nextmv`` imports, the daemon's ``.pth``
+    files do not run (so the editable install's finder is not imported, nor is orch found),
+    and the interpreter starts without them."""
+    built, again = [await shared_env(envs_dir, sys.executable) for _ in "ab"]
+    assert built.ok and again.path == built.path, built.message
+    assert built.path.name == env_key([], sys.executable, daemon_site_packages())
+    assert built.path.name != env_key([], sys.executable)  # not the plain env of no requirements
+    check = (
+        "import importlib.util, sys, nextmv\n"
+        "print(importlib.util.find_spec('orchestrator') is None)\n"
+        "print(any('__editable__' in name for name in sys.modules))\n"
+        "print(sys.prefix)"
+    )
+    argv = [str(built.python), "-c", check]
+    out = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, check=True, cwd=envs_dir
+    )  # not from the checkout, whose orchestrator/ a ``-c`` would find in its cwd
+    assert out.stdout.split() == ["True", "False", str(built.path)]
+
+
+async def test_a_shared_env_that_cannot_be_made_leaves_the_daemons_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(envs_dir: Path, python: str) -> EnvBuild:
+        return EnvBuild(envs_dir / "x", envs_dir / "x" / "bin" / "python", False, "no venv")
+
+    monkeypatch.setattr(environments, "shared_env", broken)
+    settings = Settings(home=Home(tmp_path / "home"))
+    envs = environments.Environments(Store(tmp_path / "orch.db"), settings)
+    assert await envs.shared() == sys.executable
+    await envs.stop()
 
 
 def test_a_python_package_is_byte_compiled_before_it_turns_read_only(tmp_path: Path) -> None:

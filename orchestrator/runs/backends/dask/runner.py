@@ -99,6 +99,8 @@ class WorkerRunner:
         """By task key: a refused restart may be staging next to the real attempt."""
         self._tombstones: dict[str, float] = {}
         self._fetching: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._shared: str | None = None
+        """The interpreter of apps without requirements here, once known (``_python``)."""
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="orch-runner", daemon=True)
         self._thread.start()
@@ -276,11 +278,12 @@ class WorkerRunner:
         if spec.requirements is None:
             if not spec.shared_env:
                 return sys.executable
-            shared = await shared_env(self.cache.envs, sys.executable)
-            if shared.ok:
-                return str(shared.python)
-            log.warning("no shared environment on worker %s: %s", self.address, shared.message)
-            return sys.executable
+            if self._shared is None:
+                shared = await shared_env(self.cache.envs, sys.executable)
+                if not shared.ok:
+                    log.warning("worker %s: no shared env: %s", self.address, shared.message)
+                self._shared = str(shared.python) if shared.ok else sys.executable
+            return self._shared
         built = await build_env(spec.requirements, self.cache.envs, sys.executable)
         if not built.ok:
             detail = f"on worker {self.address}:\n{built.message}"
