@@ -142,7 +142,9 @@ class Settings:
     execution_classes: dict[str, Limits] = field(
         default_factory=lambda: dict(DEFAULT_EXECUTION_CLASSES)
     )
-    python_envs: str = "isolated"  # "isolated": a venv per requirements set; "daemon": none
+    python_envs: str = "isolated"
+    """"isolated": a venv per requirements set, and one shared by apps without any
+    (``pyenv.shared_env``); "daemon": none, every app on the daemon's interpreter."""
     max_upload_mb: int = 500
     max_package_mb: int = 200
     max_package_files: int = 10_000
