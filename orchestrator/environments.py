@@ -21,7 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import OrchError
 from orchestrator.models import EnvStatus, Executable
 from orchestrator.packaging.manifest import Manifest
-from orchestrator.packaging.pyenv import build_env, requirements_of, shared_env
+from orchestrator.packaging.pyenv import build_env, requirements_of, shared_python
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.environments")
@@ -61,8 +61,8 @@ class Environments:
 
     async def resume(self) -> None:
         """Restart builds a previous daemon left half-done, and make the shared env."""
-        if self.settings.python_envs != "daemon" and self._shared is None:
-            self._shared = asyncio.create_task(self._make_shared())
+        if self.settings.python_envs != "daemon":
+            self._shared_task()
         for exe in await self.store.read.executables.with_env_status(EnvStatus.BUILDING):
             requirements = self._requirements(exe)
             if requirements is not None:
@@ -100,19 +100,14 @@ class Environments:
 
     async def shared(self) -> str:
         """The interpreter of apps without requirements: the shared env's, or the daemon's."""
-        if self._shared is None:
-            self._shared = asyncio.create_task(self._make_shared())
-        return await asyncio.shield(self._shared)
+        return await asyncio.shield(self._shared_task())
 
-    async def _make_shared(self) -> str:
-        result = await shared_env(self.settings.home.envs, sys.executable)
-        if result.ok:
-            return str(result.python)
-        log.warning(
-            "apps without requirements run on the daemon's interpreter: their environment "
-            "did not build: %s", result.message,
-        )  # fmt: skip
-        return sys.executable
+    def _shared_task(self) -> asyncio.Task[str]:
+        """The one making of the shared env (``pyenv.shared_python``), started once."""
+        if self._shared is None:
+            home = self.settings.home
+            self._shared = asyncio.create_task(shared_python(home.envs, sys.executable))
+        return self._shared
 
     async def stop(self) -> None:
         tasks = [*self._builds.values(), *([self._shared] if self._shared else [])]

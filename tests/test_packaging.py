@@ -28,6 +28,7 @@ from orchestrator import environments
 from orchestrator.config import Settings
 from orchestrator.errors import TooLarge, Unprocessable
 from orchestrator.home import Home
+from orchestrator.packaging import pyenv
 from orchestrator.packaging.build import build_package
 from orchestrator.packaging.manifest import Manifest, MultiFile
 from orchestrator.packaging.pyenv import (
@@ -630,7 +631,7 @@ async def test_a_shared_env_that_cannot_be_made_leaves_the_daemons_interpreter(
     async def broken(envs_dir: Path, python: str) -> EnvBuild:
         return EnvBuild(envs_dir / "x", envs_dir / "x" / "bin" / "python", False, "no venv")
 
-    monkeypatch.setattr(environments, "shared_env", broken)
+    monkeypatch.setattr(pyenv, "shared_env", broken)
     settings = Settings(home=Home(tmp_path / "home"))
     envs = environments.Environments(Store(tmp_path / "orch.db"), settings)
     assert await envs.shared() == sys.executable

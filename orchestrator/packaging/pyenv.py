@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import platform
 import re
@@ -46,6 +47,8 @@ from typing import BinaryIO
 
 from orchestrator.errors import Unprocessable
 from orchestrator.packaging.manifest import Manifest
+
+log = logging.getLogger("orch.pyenv")
 
 READY_MARKER = ".ready"
 LOG_FILE = "orch-build.log"
@@ -146,6 +149,16 @@ def daemon_site_packages() -> tuple[str, ...]:
 async def shared_env(envs_dir: Path, python: str) -> EnvBuild:
     """The environment of apps without requirements (see the module): built once."""
     return await build_env([], envs_dir, python, sees=daemon_site_packages())
+
+
+async def shared_python(envs_dir: Path, python: str) -> str:
+    """The interpreter apps without requirements run on: the shared env's, or ``python``
+    itself (logged) when the env cannot be made, as before the shared env existed."""
+    built = await shared_env(envs_dir, python)
+    if built.ok:
+        return str(built.python)
+    log.warning("apps without requirements run on %s: no shared env: %s", python, built.message)
+    return python
 
 
 @lru_cache(maxsize=32)

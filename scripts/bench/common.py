@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.client.transport import Transport
 from orchestrator.packaging.build import build_package
-from orchestrator.packaging.pyenv import shared_env
+from orchestrator.packaging.pyenv import shared_python
 
 from .harness import ROOT, Daemon
 
@@ -91,8 +91,7 @@ def model_python(home: Path) -> str:
     """The interpreter orch runs an app without requirements on, so that a baseline runs
     the same command as orch: the shared environment in the daemon's ``home`` (made at its
     start; built here if it is not there yet), or the daemon's own when it cannot be made."""
-    built = asyncio.run(shared_env(Path(home) / "envs", sys.executable))
-    return str(built.python) if built.ok else sys.executable
+    return asyncio.run(shared_python(Path(home) / "envs", sys.executable))
 
 
 def call(api: Transport, method: str, path: str, status: int = 200, **kw: Any) -> Any:

@@ -35,7 +35,7 @@ from distributed import Future
 from orchestrator.errors import OrchError
 from orchestrator.models import Failure, FailureKind
 from orchestrator.packaging.manifest import Manifest
-from orchestrator.packaging.pyenv import build_env, shared_env
+from orchestrator.packaging.pyenv import build_env, shared_python
 from orchestrator.runs.backend import StartFailed
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.cache import (
@@ -279,10 +279,7 @@ class WorkerRunner:
             if not spec.shared_env:
                 return sys.executable
             if self._shared is None:
-                shared = await shared_env(self.cache.envs, sys.executable)
-                if not shared.ok:
-                    log.warning("worker %s: no shared env: %s", self.address, shared.message)
-                self._shared = str(shared.python) if shared.ok else sys.executable
+                self._shared = await shared_python(self.cache.envs, sys.executable)
             return self._shared
         built = await build_env(spec.requirements, self.cache.envs, sys.executable)
         if not built.ok:
