@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,7 @@ class FakeExecution:
     placement: dict[str, Any] | None = None
     grace: list[float] = field(default_factory=list)
 
-    async def wait(self) -> ProcessResult:
+    async def wait(self, gone: Callable[[], None] | None = None) -> ProcessResult:
         return await asyncio.shield(self.done)
 
     def cancel(self, grace_seconds: float = 2.0) -> None:

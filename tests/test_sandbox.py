@@ -293,6 +293,33 @@ async def test_fork_bomb_is_bounded_by_process_limit(sandbox: Sandbox, tmp_path:
     assert message is not None and message.startswith("process limit 20 exceeded: ")
 
 
+async def test_gone_is_told_once_reaped_before_the_final_checks(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot a run held serves the next one while the run's final checks are made:
+    ``gone`` comes after the reap (no process left) and before the checks and the result."""
+    events: list[str] = []
+    checks = RunningProcess._final_checks
+
+    def checked(self: RunningProcess, *args: Any) -> float:
+        events.append("checks")
+        return checks(self, *args)
+
+    monkeypatch.setattr(RunningProcess, "_final_checks", checked)
+    model = Model(tmp_path, "print('done')\n", Limits(timeout_seconds=20))
+    proc = await sandbox.start(model.spec)
+
+    def gone() -> None:
+        events.append("gone")
+        assert survivors(model.marker) == []
+        with pytest.raises(ChildProcessError):  # reaped already: the pid is free
+            os.waitpid(proc.pid or 0, os.WNOHANG)
+
+    result = await proc.wait(gone)
+    assert (result.exit_code, events) == (0, ["gone", "checks"])
+    await model.assert_nothing_left(proc)
+
+
 async def test_failing_model_reports_exit_code_and_trace(sandbox: Sandbox, tmp_path: Path) -> None:
     model = Model(tmp_path, "raise ValueError('boom from the model')\n", Limits())
     result, status, message = await model.run(sandbox)

@@ -19,6 +19,7 @@ fields.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,8 +63,14 @@ class Execution(Protocol):
         """Where it runs (JSON), recorded with the run so recovery can find it again."""
         ...
 
-    async def wait(self) -> ProcessResult:
-        """The facts once every process of the run is gone; a spawn failure is a fact too."""
+    async def wait(self, gone: Callable[[], None] | None = None) -> ProcessResult:
+        """The facts once every process of the run is gone; a spawn failure is a fact too.
+
+        ``gone`` may be called the moment the processes are, before the facts are
+        gathered, so that the run's slot serves the next run meanwhile; the caller
+        calls it again once ``wait`` returns (a backend that cannot tell sooner leaves
+        it at that), so it must be idempotent.
+        """
         ...
 
     def cancel(self, grace_seconds: float = 2.0) -> None:

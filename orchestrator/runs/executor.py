@@ -156,9 +156,9 @@ class Executor:
         self, job: Job, prepared: Any, execution: Execution, gone: Callable[[], None]
     ) -> None:
         run = job.run
-        result = await execution.wait()
+        result = await execution.wait(gone)
         disk = self.store.disk.witness(result.duration_seconds)  # before clean-up frees any
-        gone()
+        gone()  # if the backend could not tell sooner
         await asyncio.sleep(0)  # a run that got the slot spawns before this one is collected
         got = await self.backend.collect(job, prepared, result)
         log_file = Workspace.of(self.settings.home.run_dir(run.id)).stderr

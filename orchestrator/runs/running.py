@@ -18,6 +18,7 @@ import resource
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.models import Limits
@@ -83,6 +84,8 @@ class RunningProcess:
         self._pidfd: int | None = None
         self._handles: list[asyncio.Handle] = []
         self._task: asyncio.Task[ProcessResult] | None = None
+        self._gone: Callable[[], None] | None = None
+        """Told the moment no process of the run is left (``wait``'s ``gone``)."""
         self._disk: Watched | None = None
         if child is None:
             return
@@ -107,10 +110,19 @@ class RunningProcess:
         self._sampler = self._loop.call_later(first, self._sample_tick, first)
         self._task = self._loop.create_task(self._supervise())
 
-    async def wait(self) -> ProcessResult:
-        """The result once the whole tree is gone; cancelling the wait kills the run."""
+    async def wait(self, gone: Callable[[], None] | None = None) -> ProcessResult:
+        """The result once the whole tree is gone; cancelling the wait kills the run.
+
+        ``gone`` is called as soon as the tree is reaped, before its final checks and
+        its result: the slot it held can go to the next run meanwhile.
+        """
         if self._task is None:
             return ProcessResult(None, None, 0.0, 0.0, 0.0, None, None, False, self._spawn_error)
+        if gone is not None:
+            if self._reaped:
+                gone()
+            else:
+                self._gone = gone
         try:
             return await asyncio.shield(self._task)
         except asyncio.CancelledError:
@@ -168,12 +180,16 @@ class RunningProcess:
         except BaseException:  # cancelled or a bug: still never leave a process behind
             self._stop_watching()
             self._sweep_now()
+            _, sig, _, maxrss_kib = self._reap()
+            self._conclude(maxrss_kib, sig)
             raise
+        code, sig, cpu, maxrss_kib = self._reap()
+        try:
+            if self._gone is not None:
+                self._gone()
+                await asyncio.sleep(0)  # the run that takes the slot spawns before the checks
         finally:
-            code, sig, cpu, maxrss_kib = self._reap()
-            report = self._read_report()
-            peak = self._final_checks(maxrss_kib, sig, report)
-            self._release()
+            report, peak = self._conclude(maxrss_kib, sig)
         await self._check_disk()
         ended = self._ended or time.monotonic()
         breach, measured = self._breach or (None, None)
@@ -183,6 +199,14 @@ class RunningProcess:
             breach, measured, self._canceled, spawn_error,
             self.isolation if spawn_error is None else (),
         )  # fmt: skip
+
+    def _conclude(self, maxrss_kib: int, sig: int | None) -> tuple[JailReport, float]:
+        """Once reaped: the jail's report, the final checks (and the peak), the cgroup's
+        release; whatever happened, so never awaiting."""
+        report = self._read_report()
+        peak = self._final_checks(maxrss_kib, sig, report)
+        self._release()
+        return report, peak
 
     def _read_report(self) -> JailReport:
         """What the jail said before it exec'd (its own CPU) or gave up (why)."""

@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -138,9 +138,9 @@ class LocalExecution:
             PROTECTIONS: list(proc.isolation),
         }
 
-    async def wait(self) -> ProcessResult:
+    async def wait(self, gone: Callable[[], None] | None = None) -> ProcessResult:
         try:
-            return await self.process.wait()
+            return await self.process.wait(gone)
         finally:
             if self.scrub_dir is not None:
                 scrub(self.scrub_dir)

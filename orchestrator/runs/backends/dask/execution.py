@@ -107,7 +107,9 @@ class DaskExecution:
 
     # -- the executor's side ---------------------------------------------------------
 
-    async def wait(self) -> ProcessResult:
+    async def wait(self, gone: Callable[[], None] | None = None) -> ProcessResult:
+        """The facts, once the worker's task ended (``gone`` is left to the caller: the
+        worker's processes end with its task)."""
         try:
             while True:
                 got = await self._attempt_outcome()
