@@ -190,7 +190,7 @@ STEPS = {
     "cgroup": "joining the run's cgroup(s)",
     "view": "its copy of the template mount namespace, private /tmp, /dev/shm, home",
     "landlock": "the ruleset and the run-independent rules",
-    "warm": "touching the JSON codec and friends ahead of the run",
+    "warm": "touching the command's codec and friends ahead of the run",
     "command": "reading and decoding the run's command",
     "binds": "binding the run's folder, package and input into the view",
     "seal": "detaching the host's tree, the view's root read-only",

@@ -6,7 +6,7 @@ environment or site-packages is loaded). For each run the zygote clones a
 daemon's own child: pidfd, ``wait4`` rusage and exit status work as for Popen).
 A standby joins its cgroup and builds everything that does not depend on the
 run -- namespaces, a private root of read-only binds, a hidden ``/proc``, the
-base Landlock ruleset -- then blocks on its pipe. The run's command (JSON) adds
+base Landlock ruleset -- then blocks on its pipe. The run's command (``marshal``) adds
 only the run's own paths, drops to the run's uid, restricts itself and execs.
 
 Nothing here may import anything but the standard library: this package is also

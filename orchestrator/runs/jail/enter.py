@@ -1,7 +1,7 @@
 """A standby: prepared ahead of any run, then turned into one run's model by its command.
 
 ``plan`` (per daemon, JSON) says which protections to build; the *command* (per
-run, JSON, read from the standby's pipe) names the model and the run's paths.
+run, in ``marshal``'s format, read from the standby's pipe) names the model and the run's paths.
 Every step either succeeds or the standby reports why on its report pipe and
 exits 126 without running anything: a model never starts less protected than
 the plan says. Just before ``exec`` the report carries the CPU the jail itself
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import resource
 import signal
@@ -244,7 +245,7 @@ def _become(
         data = command()
         if not data:
             os._exit(0)  # EOF: the daemon dropped this standby (or is gone)
-        jail.run(json.loads(data))
+        jail.run(marshal.loads(data))
     except BaseException as exc:
         _say(report, {"error": _describe(exc)})
         os._exit(REFUSED)
@@ -252,10 +253,9 @@ def _become(
 
 def _warm() -> None:
     """Run, once ahead, what each run will: a standby is a copy-on-write clone of the
-    zygote, and the first use of the JSON codec and friends costs page faults
-    (measured ~250 us on the run's path when left to it)."""
-    sample = {"argv": ["/x"], "env": {"A": "b"}, "binds": [["/a", "/b", True]], "cpu": 0.5}
-    json.loads(json.dumps(sample))
+    zygote, and the first use of each call costs page faults on the run's path."""
+    sample = {"argv": ["/x"], "env": {"A": "b"}, "binds": [("/a", "/b", True)], "cpu": 0.5}
+    marshal.loads(marshal.dumps(sample))
     resource.getrusage(resource.RUSAGE_SELF)
     resource.getrlimit(resource.RLIMIT_NOFILE)
 

@@ -2,7 +2,7 @@
 
 It answers requests on a ``SOCK_SEQPACKET`` socket (its fd on the command line), one message
 each. ``plan`` (JSON) hands it a shared plan and gets the plan's number back;
-``standby\0<number>\0<the standby's own fields, JSON>`` (with the standby's command
+``standby\0<number>\0<the standby's own fields, marshal>`` (with the standby's command
 and report pipes attached) clones a standby that is the *daemon's* child, which adds
 its own fields to the plan itself; ``probe`` (JSON) tries each protection in a
 throw-away child and says which work. EOF means the daemon is gone: it exits.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import marshal
 import os
 import socket
 import sys
@@ -82,7 +83,7 @@ def _standby(data: bytes, fds: list[int], control: socket.socket) -> bytes:
     if pid == 0:  # the standby: never returns into this loop
         try:
             control.close()
-            standby({**plan, **json.loads(own)}, commands, report, template)
+            standby({**plan, **marshal.loads(own)}, commands, report, template)
         finally:
             os._exit(126)
     return b'{"pid": %d}' % pid
