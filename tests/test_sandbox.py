@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import marshal
 import os
 import signal
 import subprocess
@@ -24,11 +25,12 @@ import psutil
 import pytest
 
 from orchestrator.models import Limits, Run, RunStatus
-from orchestrator.runs import disk, running
+from orchestrator.runs import disk, launch, running
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.chores import Chores
 from orchestrator.runs.disk import KEPT_LOG_BYTES, TooMany, cut_back, usage_bytes
 from orchestrator.runs.outcome import outcome
+from orchestrator.runs.proctree import MARKER_VAR
 from orchestrator.runs.sandbox import (
     ProcessResult,
     ProcessSpec,
@@ -371,6 +373,33 @@ async def test_missing_entrypoint_is_a_spawn_error(sandbox: Sandbox, tmp_path: P
         status, message = verdict(result, Limits())
         assert status == RunStatus.FAILED
         assert message == f"could not start the model: {result.spawn_error}"
+
+
+async def test_a_command_made_ahead_is_what_start_hands_over(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Sandbox.command`` does all of a launch that needs no process (a staged run's is made
+    while the slots are busy): ``start`` with it resolves nothing more, and a command that
+    could not be made is the same spawn error ``start`` alone reports."""
+    model = Model(tmp_path, "print('ahead')\n", Limits(timeout_seconds=20))
+    command = sandbox.command(model.spec)
+    assert command.data is not None and command.error is None
+    decoded = marshal.loads(command.data)
+    assert decoded["argv"][0] == PY and decoded["env"][MARKER_VAR] == command.marker
+
+    def resolved_again(spec: ProcessSpec) -> str:
+        raise AssertionError("start resolved the entrypoint again")
+
+    monkeypatch.setattr(launch, "resolve_entrypoint", resolved_again)
+    proc = await sandbox.start(model.spec, command)
+    assert (await proc.wait()).exit_code == 0 and model.stdout == "ahead\n"
+    await model.assert_nothing_left(proc)
+    monkeypatch.undo()
+    bad = dataclasses.replace(model.spec, argv=["./missing.py"])
+    failed = sandbox.command(bad)
+    assert failed.data is None and failed.error is not None and "not found" in failed.error
+    result = await (await sandbox.start(bad, failed)).wait()
+    assert result.spawn_error == failed.error
 
 
 async def test_fallback_without_pidfd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -119,12 +119,20 @@ class Launcher:
         if support is not None:
             remove_stale_standbys(support)
 
-    def launch(self, spec: ProcessSpec, env: dict[str, str]) -> Launched:
-        """Start the model; raises ``SpawnError`` when it cannot be started."""
+    def command_for(self, spec: ProcessSpec, env: dict[str, str]) -> bytes:
+        """The run's command for its jail, with ``env``: all of a launch that needs no
+        process, so it can be made before a slot frees. Raises ``SpawnError`` when the
+        model cannot be started (no such entrypoint, models refused here)."""
         if self.isolation.refusal is not None:
             raise SpawnError(self.isolation.refusal)
         argv = [resolve_entrypoint(spec), *spec.argv[1:]]
-        data = command(spec, argv, env, self._covered, self.plan.get("hide"))
+        return command(spec, argv, env, self._covered, self.plan.get("hide"))
+
+    def launch(self, spec: ProcessSpec, data: bytes) -> Launched:
+        """Start the model with its command ``data``; raises ``SpawnError`` when it
+        cannot be started."""
+        if self.isolation.refusal is not None:
+            raise SpawnError(self.isolation.refusal)
         return self._from_standby(spec, data) or self._direct(spec, data)
 
     @property

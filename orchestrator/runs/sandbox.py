@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import IsolationSettings, Settings
@@ -31,12 +32,29 @@ from orchestrator.runs.proctree import MARKER_VAR, kill_leftovers
 from orchestrator.runs.running import RunningProcess
 from orchestrator.runs.spawner import Spawner
 
-__all__ = ["ProcessResult", "ProcessSpec", "RunningProcess", "Sandbox", "kill_leftovers"]
+__all__ = [
+    "Command",
+    "ProcessResult",
+    "ProcessSpec",
+    "RunningProcess",
+    "Sandbox",
+    "kill_leftovers",
+]
 
 log = logging.getLogger(__name__)
 
 REFILL_DELAY_SECONDS = 0.01
 """A used standby is replaced this long after its run ends, off the run's critical path."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A run's command for its jail (``Sandbox.command``), or why it cannot start."""
+
+    marker: str
+    """Tags the run's processes (found by it when there is no cgroup to list them)."""
+    data: bytes | None
+    error: str | None = None
 
 
 class Sandbox:
@@ -97,15 +115,29 @@ class Sandbox:
         support = self._launcher.support
         return support.kind if support else "sampling"
 
-    async def start(self, spec: ProcessSpec) -> RunningProcess:
-        """Spawn and arm every limit; a model that cannot start still yields a
-        RunningProcess, whose ``wait()`` reports ``spawn_error``. The output files
-        may appear a moment later (the jail opens them): readers allow that."""
+    def command(self, spec: ProcessSpec) -> Command:
+        """What ``start`` needs that no process does, made ahead (a staged run's is made
+        while every slot is busy, so a freed slot only hands it over)."""
         marker = f"{spec.label}.{secrets.token_hex(8)}"
         try:
-            launched = self._launcher.launch(spec, {**spec.env, MARKER_VAR: marker})
+            data = self._launcher.command_for(spec, {**spec.env, MARKER_VAR: marker})
+        except SpawnError as exc:
+            return Command(marker, None, str(exc))
+        return Command(marker, data)
+
+    async def start(self, spec: ProcessSpec, command: Command | None = None) -> RunningProcess:
+        """Spawn and arm every limit; a model that cannot start still yields a
+        RunningProcess, whose ``wait()`` reports ``spawn_error``. The output files
+        may appear a moment later (the jail opens them): readers allow that.
+        ``command``: ``self.command(spec)``, if it was made ahead."""
+        command = command or self.command(spec)
+        if command.data is None:
+            return RunningProcess(spec, spawn_error=command.error)
+        try:
+            launched = self._launcher.launch(spec, command.data)
         except SpawnError as exc:
             return RunningProcess(spec, spawn_error=str(exc))
+        marker = command.marker
         proc = RunningProcess(
             spec, launched=launched, marker=marker, sample_seconds=self._sample_seconds,
             chores=self.chores, disk=self.disk, isolation=self.isolation.protections,

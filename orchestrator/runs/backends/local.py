@@ -32,7 +32,7 @@ from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.options import option_argv
 from orchestrator.runs.process import ProcessResult, ProcessSpec
 from orchestrator.runs.proctree import kill_marked
-from orchestrator.runs.sandbox import RunningProcess, Sandbox, kill_leftovers
+from orchestrator.runs.sandbox import Command, RunningProcess, Sandbox, kill_leftovers
 from orchestrator.runs.secrets import env_of, scrub, write_files
 from orchestrator.runs.workspace import (
     SMALL_OUTPUT,
@@ -77,6 +77,8 @@ class Staged:
     ws: Workspace
     secret_files: tuple[Path, ...] = ()
     """Written for this run; removed when it ends (``secrets.scrub``)."""
+    command: Command | None = None
+    """Its jail's command, when it was made ahead (``Sandbox.command``)."""
 
 
 def stage(
@@ -176,7 +178,8 @@ class LocalBackend:
         package = self.settings.home.executables / exe.id
         run_dir = self.settings.home.run_dir(run.id)
         read_paths = self.settings.isolation.read_paths
-        return stage(run, run_dir, package, manifest, python, read_paths, secrets=job.secrets)
+        staged = stage(run, run_dir, package, manifest, python, read_paths, secrets=job.secrets)
+        return replace(staged, command=self.sandbox.command(staged.spec))
 
     def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
         """Once its staging has stopped, the workspace is cleared, keeping the input."""
@@ -194,7 +197,8 @@ class LocalBackend:
     async def start(self, job: Job, prepared: Staged) -> LocalExecution:
         scrub_dir = prepared.ws.root if prepared.secret_files else None
         try:
-            return LocalExecution(await self.sandbox.start(prepared.spec), scrub_dir)
+            process = await self.sandbox.start(prepared.spec, prepared.command)
+            return LocalExecution(process, scrub_dir)
         except BaseException:
             if scrub_dir is not None:
                 scrub(scrub_dir)
