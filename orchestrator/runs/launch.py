@@ -283,9 +283,9 @@ def command(
     """The run's half of the jail's work, as ``marshal`` data.
 
     ``marshal`` rather than JSON: the jail runs the daemon's own interpreter, and in
-    a standby (a fresh copy-on-write clone) decoding JSON cost ~0.23 ms of CPU and ~90
-    page faults, and needed warming up ahead; ``marshal`` builds the same plain
-    values in a fraction of that (``scripts/bench_sandbox.py``, the command step).
+    a standby (a fresh copy-on-write clone) the JSON codec's first use cost ~0.23 ms of
+    CPU and ~90 page faults, so it was warmed ahead; ``marshal`` needs about half, and
+    no warming: the jail's CPU fell by ~0.27 ms per run (``scripts/bench_sandbox.py``).
 
     Paths are made absolute here because the jail opens them after its ``chdir``,
     where Popen would have opened them from the daemon's working directory. Each

@@ -137,9 +137,8 @@ class Sandbox:
             launched = self._launcher.launch(spec, command.data)
         except SpawnError as exc:
             return RunningProcess(spec, spawn_error=str(exc))
-        marker = command.marker
         proc = RunningProcess(
-            spec, launched=launched, marker=marker, sample_seconds=self._sample_seconds,
+            spec, launched=launched, marker=command.marker, sample_seconds=self._sample_seconds,
             chores=self.chores, disk=self.disk, isolation=self.isolation.protections,
         )  # fmt: skip
         self._schedule_refill(proc)

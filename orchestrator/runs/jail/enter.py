@@ -1,7 +1,7 @@
 """A standby: prepared ahead of any run, then turned into one run's model by its command.
 
 ``plan`` (per daemon, JSON) says which protections to build; the *command* (per
-run, in ``marshal``'s format, read from the standby's pipe) names the model and the run's paths.
+run, ``marshal`` data read from the standby's pipe) names the model and the run's paths.
 Every step either succeeds or the standby reports why on its report pipe and
 exits 126 without running anything: a model never starts less protected than
 the plan says. Just before ``exec`` the report carries the CPU the jail itself
