@@ -24,7 +24,7 @@ from .harness import Daemon
 from .large import scenario_large
 from .latency import scenario_latency
 from .push import scenario_push
-from .results import Row, file_create_us, machine, print_table
+from .results import Row, file_create_us, machine, print_table, tmpfs_file_create_us
 from .sdk import scenario_sdk, sdk_peer_main
 from .state import idle_rss, scenario_state
 from .throughput import scenario_cpu, scenario_throughput
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     clock = time.perf_counter()
     with bench_context(sizes, info["cores"]) as b:
         info["file_create_us"] = round(file_create_us(b.tmp / "calibration"), 1)
+        tmpfs = tmpfs_file_create_us()
+        info["file_create_tmpfs_us"] = None if tmpfs is None else round(tmpfs, 1)
         rows = run_scenarios(b, names)
         daemon = {"concurrency": info["cores"], "containment": containment(b.home)}
     report = {
@@ -129,10 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, enforced=not args.quick)
     load = " ".join(f"{x:.2f}" for x in info["load_average"])
     after = " ".join(f"{x:.2f}" for x in report["load_average_after"])
+    tmpfs = info["file_create_tmpfs_us"]
+    reference = f", {tmpfs} µs on a tmpfs" if tmpfs is not None else ""
     print(
         f"machine: {info['cpu']}, {info['cores']} cores, load average {load} at start, "
-        f"{after} at the end; file creation {info['file_create_us']} µs CPU "
-        "(25-45 when no files were deleted nearby)"
+        f"{after} at the end; file creation {info['file_create_us']} µs CPU{reference} "
+        "(one file every 20 ms, as runs make them)"
     )
     print(f"daemon: concurrency {daemon['concurrency']}, runs contained by {daemon['containment']}")
     print(f"results: {args.json}")

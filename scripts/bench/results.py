@@ -7,7 +7,9 @@ import math
 import operator
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,23 +129,39 @@ def tree_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def file_create_us(folder: Path, count: int = 30) -> float:
-    """CPU to create one empty file here (median, µs): how loaded the file system is.
+    """CPU to create one empty file here, one every 20 ms as runs make them (median, µs).
 
-    On ext4 without a journal (this project's VM) an inode allocation skips every inode
-    of its block group freed recently (minutes; 15+ measured under /tmp), so a file costs
-    25-45 µs normally and hundreds of µs after a bulk delete nearby (another bench's
-    clean-up, a test suite). A run makes ~8 files and folders, so that shows in orch's
-    figures and not in the baselines'; this figure tells such a run apart. The files stay
-    (deleting them would add to what it measures) and go with the bench's home.
+    A run makes ~9 files and folders, so their cost shows in orch's figures and not in the
+    baselines'. On this project's VM a file made 20 ms after the last costs 40-150 µs even
+    on a tmpfs (in a tight loop 3-5 µs): the host's caches have gone cold in between
+    (``tmpfs_file_create_us`` reads that part). On ext4 without a journal (the VM's disk)
+    an inode allocation also skips every inode of its block group freed in the last
+    minutes, one buffer lookup each, which makes hundreds of µs after a bulk delete nearby
+    (another bench's clean-up, a test suite). The files stay (deleting them would add to
+    what it measures) and go with the bench's home.
     """
     folder.mkdir()
     costs = []
     for i in range(count):
-        time.sleep(0.02)  # as far apart as runs are: a tight loop keeps what it scans cached
+        time.sleep(0.02)  # as far apart as runs are: a tight loop keeps what it touches cached
         start = time.thread_time_ns()
         os.close(os.open(folder / str(i), os.O_CREAT | os.O_WRONLY, 0o644))
         costs.append((time.thread_time_ns() - start) / 1000)
     return median(costs)
+
+
+def tmpfs_file_create_us() -> float | None:
+    """``file_create_us`` on ``/dev/shm``, a tmpfs, where no inode is looked for on a disk:
+    what the cold caches alone cost, the reference the bench's own figure is read against.
+    None where there is no ``/dev/shm``."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="orch-bench-", dir=shm))
+    try:
+        return file_create_us(folder / "files")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- the table --------------------------------------------------------------------------------
