@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 import time
@@ -130,6 +131,27 @@ def test_a_dead_worker_process_leaves_nothing_running(tmp_path: Path) -> None:
         retry.kill()
         retry.wait()
         alive.close()
+
+
+def test_two_attempts_of_a_run_on_one_worker_share_no_folder_but_the_owners(
+    tmp_path: Path,
+) -> None:
+    """When a worker dies, Dask may reschedule the run's task onto the worker that runs
+    orch's retry: that stale attempt is staged, refused by its claim and cleaned up while
+    the retry makes its folders. A folder per run, removed by the clean-up once emptied,
+    failed such a retry with ``FileNotFoundError``; the attempts' folders now hang from the
+    owner's, which lives as long as the worker process."""
+    cache = WorkerCache(tmp_path / "cache")
+    try:
+        stale, retry = cache.run_dir("run-x", 1), cache.run_dir("run-x", 2)
+        assert stale.parent == retry.parent == cache.own_runs
+        (stale / "work").mkdir(parents=True)
+        shutil.rmtree(stale)  # the refused attempt's clean-up (runner._remove_run_dir)
+        os.mkdir(retry)  # the retry's stage, one folder at a time
+        (retry / "work").mkdir()
+        assert sorted(os.listdir(cache.own_runs)) == [attempt_label("run-x", 2)]
+    finally:
+        cache.close()
 
 
 def test_outputs_travel_from_the_worker_run_folder_into_the_daemons(tmp_path: Path) -> None:

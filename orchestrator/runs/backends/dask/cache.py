@@ -7,7 +7,7 @@ Layout under the cache root (``ORCH_WORKER_CACHE``, default ``~/.cache/orch-work
     inputs/<sha256>/          folder inputs, unpacked once
     executables/<sha256>/     packages, unpacked once, read-only
     envs/<hash>/              python environments (packaging/pyenv.py)
-    runs/<owner>/<run-id>/<n>/  run folders (per attempt) of one worker process
+    runs/<owner>/<run-id>-attempt-<n>/  run folders (one per attempt) of one worker process
     runs/<owner>.lock         held (flock) for that process's life
 
 Workers on one host may share a root: every write lands under a temporary name and is
@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -140,8 +141,13 @@ class WorkerCache:
         return dest
 
     def run_dir(self, run_id: str, attempt: int) -> Path:
-        """``runs/<owner>/<run-id>/<attempt>``: the sweep reads attempts from the folder names."""
-        return self.own_runs / run_id / str(attempt)
+        """``runs/<owner>/<attempt label>``: the sweep reads attempts from the folder names.
+
+        One level, no folder per run: a rescheduled task of an earlier attempt may be
+        staged on this worker next to the run's retry and then refused, and its clean-up
+        must not remove a folder the retry is making its own in (as removing an emptied
+        run folder did, failing the retry with ``FileNotFoundError``)."""
+        return self.own_runs / attempt_label(run_id, attempt)
 
     # -- housekeeping ----------------------------------------------------------------
 
@@ -197,6 +203,10 @@ class WorkerCache:
         os.close(self._lock)
 
 
+ATTEMPT_FOLDER = re.compile(r".+-attempt-\d+")
+"""The name of an attempt's folder: its label (``attempt_label``)."""
+
+
 def attempt_label(run_id: str, attempt: int) -> str:
     """The sandbox label (process marker, cgroup name) of one attempt of a run.
 
@@ -207,15 +217,11 @@ def attempt_label(run_id: str, attempt: int) -> str:
 
 
 def _attempt_labels(owner_runs: Path) -> set[str]:
-    """The labels of the attempts a (dead) owner had folders for."""
-    labels: set[str] = set()
-    with contextlib.suppress(OSError):
-        for run_id in os.listdir(owner_runs):
-            with contextlib.suppress(OSError):
-                for attempt in os.listdir(owner_runs / run_id):
-                    if attempt.isdigit():
-                        labels.add(attempt_label(run_id, int(attempt)))
-    return labels
+    """The labels of the attempts a (dead) owner had folders for (``WorkerCache.run_dir``)."""
+    try:
+        return {name for name in os.listdir(owner_runs) if ATTEMPT_FOLDER.fullmatch(name)}
+    except OSError:
+        return set()
 
 
 def budget_bytes() -> int:

@@ -345,7 +345,5 @@ def _gather(client: Any, dataset: str, key: str) -> bytes:
 
 
 def _remove_run_dir(run_dir: Path) -> None:
-    """An attempt's folder, and the run's once no other attempt uses it."""
+    """An attempt's folder (only its own: ``WorkerCache.run_dir``)."""
     shutil.rmtree(run_dir, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        run_dir.parent.rmdir()
