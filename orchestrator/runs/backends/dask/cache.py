@@ -203,8 +203,9 @@ class WorkerCache:
         os.close(self._lock)
 
 
-ATTEMPT_FOLDER = re.compile(r".+-attempt-\d+")
-"""The name of an attempt's folder: its label (``attempt_label``)."""
+ATTEMPT = "-attempt-"
+"""Between a run's id and an attempt's number, in its label and so its folder's name."""
+ATTEMPT_FOLDER = re.compile(rf".+{re.escape(ATTEMPT)}\d+")
 
 
 def attempt_label(run_id: str, attempt: int) -> str:
@@ -213,7 +214,7 @@ def attempt_label(run_id: str, attempt: int) -> str:
     Per attempt, not per run: when a worker dies, the run is retried elsewhere while
     the dead worker's leftovers are swept, and the sweep must kill those, never the
     retry that carries the same run id."""
-    return f"{run_id}-attempt-{attempt}"
+    return f"{run_id}{ATTEMPT}{attempt}"
 
 
 def _attempt_labels(owner_runs: Path) -> set[str]:
