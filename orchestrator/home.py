@@ -108,7 +108,24 @@ class Home:
         return self.root / "daemon.log"
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs / run_id
+        return Path(self.run_path(run_id))
+
+    def run_path(self, run_id: str) -> str:
+        """``run_dir`` as a string, for the run path (made, joined, handed to the jail on
+        every run, where ``pathlib`` was a third of the daemon's Python calls)."""
+        return f"{self._runs}/{run_id}"
+
+    def package_path(self, executable_id: str) -> str:
+        """The unpacked package of an executable, as a string (see ``run_path``)."""
+        return f"{self._executables}/{executable_id}"
+
+    @cached_property
+    def _runs(self) -> str:
+        return str(self.runs)
+
+    @cached_property
+    def _executables(self) -> str:
+        return str(self.executables)
 
     def create(self) -> None:
         """Make the layout; the root is private to the user (it holds the key)."""

@@ -57,11 +57,11 @@ async def sandbox_wall(sandbox: Sandbox, slots: int, runs: int, stdin: Path, out
         for i in todo:
             spec = ProcessSpec(
                 argv=[sys.executable, "main.py"],
-                cwd=MODELS / "sleep",
+                cwd=str(MODELS / "sleep"),
                 env={"PATH": os.environ.get("PATH", os.defpath)},
-                stdin=stdin,
-                stdout=out / f"stdout-{i}",
-                stderr=out / f"stderr-{i}",
+                stdin=str(stdin),
+                stdout=f"{out}/stdout-{i}",
+                stderr=f"{out}/stderr-{i}",
                 limits=DEFAULT_LIMITS,  # what a daemon run gets: every cgroup limit is written
                 label=f"bench-sandbox-{k}-{i}",
             )
@@ -118,17 +118,18 @@ async def jail_steps(
     for i in range(runs):
         folder = out / f"run-{i}"
         folder.mkdir()
+        where = str(folder)
         access = Access(  # HOME as the daemon sets it: without, Python looks the uid up
-            folder=folder,
-            read=(cwd, *interpreter_roots(sys.executable), stdin),
-            write=(folder,),
-            write_files=(folder / "stdout", folder / "stderr"),
-            env=(("HOME", str(folder)),),
+            folder=where,
+            read=(str(cwd), *interpreter_roots(sys.executable), str(stdin)),
+            write=(where,),
+            write_files=(f"{where}/stdout", f"{where}/stderr"),
+            env=(("HOME", where),),
         )
         spec = ProcessSpec(
-            argv=[sys.executable, str(cwd / "main.py")], cwd=folder,
-            env=process_env(folder, sys.executable),
-            stdin=stdin, stdout=folder / "stdout", stderr=folder / "stderr",
+            argv=[sys.executable, str(cwd / "main.py")], cwd=where,
+            env=process_env(where, sys.executable),
+            stdin=str(stdin), stdout=f"{where}/stdout", stderr=f"{where}/stderr",
             limits=DEFAULT_LIMITS, label=f"bench-steps-{i}", access=access,
         )  # fmt: skip
         proc = await sandbox.start(spec)

@@ -46,8 +46,9 @@ def sandboxed(
     sandbox: Sandbox, argv: list[str], tmp: Path, limits: Limits
 ) -> Callable[[], Awaitable[None] | None]:
     spec = ProcessSpec(
-        argv, tmp, {"PATH": "/usr/bin:/bin"}, None, tmp / "out", tmp / "err", limits, "measure"
-    )
+        argv, str(tmp), {"PATH": "/usr/bin:/bin"}, None, f"{tmp}/out", f"{tmp}/err", limits,
+        "measure",
+    )  # fmt: skip
 
     async def run() -> None:
         result = await (await sandbox.start(spec)).wait()

@@ -157,23 +157,24 @@ def test_two_attempts_of_a_run_on_one_worker_share_no_folder_but_the_owners(
 def test_outputs_travel_from_the_worker_run_folder_into_the_daemons(tmp_path: Path) -> None:
     manifest = Manifest.from_dict({"type": "python", "runtime": "r", "files": ["main.py"]})
     worker = Workspace.of(tmp_path / "worker-run")
-    (worker.work / "outputs" / "solutions").mkdir(parents=True)
-    (worker.work / "outputs" / "solutions" / "s.json").write_text('{"x": 1}')
-    (worker.work / "outputs" / "statistics.json").write_text('{"result": {"value": 2}}')
-    worker.stdout.write_text("out")
-    worker.stderr.write_text("the whole log\n")
+    work = Path(worker.work)
+    (work / "outputs" / "solutions").mkdir(parents=True)
+    (work / "outputs" / "solutions" / "s.json").write_text('{"x": 1}')
+    (work / "outputs" / "statistics.json").write_text('{"result": {"value": 2}}')
+    Path(worker.stdout).write_text("out")
+    Path(worker.stderr).write_text("the whole log\n")
     stdout, stderr, outputs = pack(worker, manifest, "multi-file")
     assert outputs is not None
-    daemon = Workspace.of(tmp_path / "daemon-run")
-    daemon.root.mkdir()
-    daemon.stderr.write_bytes(b"[orch] a note\npartial streamed lo")
+    daemon = tmp_path / "daemon-run"
+    daemon.mkdir()
+    (daemon / "stderr").write_bytes(b"[orch] a note\npartial streamed lo")
     facts = ProcessResult(0, None, 1.0, 0.1, 5.0, None, None, False, None)
     result = TaskResult(facts, "tcp://w", stdout, stderr, outputs)
-    write_back(daemon.root, result, len(b"[orch] a note\n"), CAPS)
-    assert daemon.stderr.read_text() == "[orch] a note\nthe whole log\n"
-    assert daemon.stdout.read_text() == "out"
-    assert (daemon.work / "outputs" / "solutions" / "s.json").read_text() == '{"x": 1}'
-    assert (daemon.work / "outputs" / "statistics.json").is_file()
+    write_back(daemon, result, len(b"[orch] a note\n"), CAPS)
+    assert (daemon / "stderr").read_text() == "[orch] a note\nthe whole log\n"
+    assert (daemon / "stdout").read_text() == "out"
+    assert (daemon / "work" / "outputs" / "solutions" / "s.json").read_text() == '{"x": 1}'
+    assert (daemon / "work" / "outputs" / "statistics.json").is_file()
 
 
 def test_a_hostile_output_archive_is_refused(tmp_path: Path) -> None:

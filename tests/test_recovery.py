@@ -112,8 +112,8 @@ def _in_dead_standby_group() -> tuple[subprocess.Popen[bytes], Path] | None:
     gone.wait()  # a pid no daemon holds any more
     group = RunCgroup.create(support, f"standby-{gone.pid}-1", Limits())
     proc = subprocess.Popen([*group.join_prefix(), "sleep", "300"], start_new_session=True)
-    wait_for(lambda: str(proc.pid) in (group.memory_dir / "cgroup.procs").read_text())
-    return proc, group.memory_dir
+    wait_for(lambda: str(proc.pid) in Path(group.memory_dir, "cgroup.procs").read_text())
+    return proc, Path(group.memory_dir)
 
 
 def _start(api: httpx.Client, app_id: str, body: dict) -> str:

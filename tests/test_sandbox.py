@@ -68,6 +68,11 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     sb.close()
 
 
+def _text(path: str) -> str:
+    """The file's text, or "" while the jail has not made it yet."""
+    return Path(path).read_text() if os.path.exists(path) else ""
+
+
 class Model:
     """One hostile script, its spec, and the proof that it left nothing behind."""
 
@@ -79,11 +84,11 @@ class Model:
         self.limits = limits
         self.spec = ProcessSpec(
             argv=[PY, "model.py", str(tmp_path / "pidfile")],
-            cwd=tmp_path,
+            cwd=str(tmp_path),
             env={"PATH": os.environ["PATH"], MARK: self.marker},
-            stdin=tmp_path / "input" if stdin is not None else None,
-            stdout=tmp_path / "stdout",
-            stderr=tmp_path / "stderr",
+            stdin=str(tmp_path / "input") if stdin is not None else None,
+            stdout=str(tmp_path / "stdout"),
+            stderr=str(tmp_path / "stderr"),
             limits=limits,
             label=f"test-{self.marker[:8]}",
         )
@@ -98,11 +103,11 @@ class Model:
     @property
     def stdout(self) -> str:
         """The standby shell opens the output files a moment after ``start`` returns."""
-        return self.spec.stdout.read_text() if self.spec.stdout.exists() else ""
+        return _text(self.spec.stdout)
 
     @property
     def stderr(self) -> str:
-        return self.spec.stderr.read_text() if self.spec.stderr.exists() else ""
+        return _text(self.spec.stderr)
 
     async def assert_nothing_left(self, proc: RunningProcess) -> None:
         """No process at once; the emptied cgroup directories go a moment later."""
@@ -234,7 +239,7 @@ async def test_output_flood_is_cut_at_output_limit(sandbox: Sandbox, tmp_path: P
     result, status, message = await model.run(sandbox)
     assert (status, result.breach) == (RunStatus.FAILED, "output_mb")
     assert message is not None and message.startswith("output limit 1 MiB exceeded: wrote 1.0 MiB")
-    assert model.spec.stdout.stat().st_size <= (1 << 20) + 512  # rlimit: limit + a block
+    assert os.stat(model.spec.stdout).st_size <= (1 << 20) + 512  # rlimit: limit + a block
 
 
 async def test_output_flood_from_a_tool_dies_of_sigxfsz(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -351,10 +356,10 @@ async def test_echo_model_succeeds_and_is_measured(sandbox: Sandbox, tmp_path: P
 async def test_relative_paths_mean_the_daemons_cwd(sandbox: Sandbox, tmp_path: Path) -> None:
     """As with Popen, paths in the spec are relative to the daemon, not to the run's cwd."""
     model = Model(tmp_path, "import sys\nsys.stdout.write(sys.stdin.read())\n", Limits(), "hi")
-    rel = Path(os.path.relpath(tmp_path))
+    rel = os.path.relpath(tmp_path)
     spec = model.spec
     model.spec = ProcessSpec(
-        [PY, "model.py"], rel, spec.env, rel / "input", rel / "stdout", rel / "stdout",
+        [PY, "model.py"], rel, spec.env, f"{rel}/input", f"{rel}/stdout", f"{rel}/stdout",
         spec.limits, spec.label,
     )  # fmt: skip
     _, status, _ = await model.run(sandbox)
@@ -470,9 +475,9 @@ def test_a_reused_group_gets_exactly_the_next_runs_limits() -> None:
     support = detect()
     assert support is not None
     group = RunCgroup.create(support, f"limits-{uuid.uuid4().hex[:8]}", Limits(memory_mb=64))
-    mem = group.memory_dir
+    mem = Path(group.memory_dir)
     limit_file = mem / ("memory.max" if support.v2 else "memory.limit_in_bytes")
-    pids_file = (group.pids_dir or mem) / "pids.max"
+    pids_file = Path(group.pids_dir or mem, "pids.max")
 
     def memory() -> int | None:
         text = limit_file.read_text().strip()

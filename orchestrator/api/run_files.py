@@ -84,12 +84,12 @@ async def file_response(svc: Services, run: Run, kind: str) -> Response:
     if run.input_format in DIRECTORY_FORMATS:
         archive = await anyio.to_thread.run_sync(
             _tar_once,
-            ws.work / output_dir_name(run.input_format),
-            ws.root / "output.tar.gz",
-            ws.work,
+            FilePath(ws.work, output_dir_name(run.input_format)),
+            FilePath(ws.root, "output.tar.gz"),
+            FilePath(ws.work),
         )
         return FileResponse(archive, media_type="application/gzip", filename=f"{run.id}.tar.gz")
-    if not ws.stdout.exists():
+    if not FilePath(ws.stdout).exists():
         raise NotFound(f"run {run.id!r} has no output")
     return FileResponse(ws.stdout, media_type="application/json")
 

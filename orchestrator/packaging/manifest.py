@@ -114,14 +114,18 @@ class Manifest:
     def option_spec(self, name: str) -> OptionSpec | None:
         return next((o for o in self.options if o.name == name), None)
 
-    def entrypoint_argv(self, python: str, package_dir: Path | None = None) -> list[str]:
+    def entrypoint_argv(self, python: str, package_dir: str | None = None) -> list[str]:
         """The command that starts the model.
 
         Paths are relative to the package root unless ``package_dir`` is given, in
         which case they are absolute, for runs whose working directory is elsewhere
         (``execution.cwd`` or a run directory).
         """
-        target = str(package_dir / self.entrypoint) if package_dir else self.entrypoint
+        target = (
+            posixpath.normpath(posixpath.join(package_dir, self.entrypoint))
+            if package_dir
+            else self.entrypoint
+        )
         if self.type == "python":
             return [python, target]
         if self.type == "java":

@@ -21,42 +21,42 @@ from orchestrator.runs.workspace import Workspace
 
 
 def run_access(
-    run: Run, ws: Workspace, python: str, package: Path, read_paths: Sequence[str] = ()
+    run: Run, ws: Workspace, python: str, package: str, read_paths: Sequence[str] = ()
 ) -> Access:
     """A run: its package, interpreter, input and the configured ``read_paths``."""
     read = [package, *interpreter_roots(python)]
     if run.input_path:
-        read.append(Path(run.input_path))
-    read += [Path(path) for path in read_paths]
+        read.append(run.input_path)
+    read += read_paths
     return Access(
         folder=ws.root,
         read=tuple(read),
         write=(ws.work, ws.tmp),
         write_files=(ws.stdout, ws.stderr),
-        env=(("HOME", str(ws.tmp)),),  # a home it can write (caches, configs), emptied after
+        env=(("HOME", ws.tmp),),  # a home it can write (caches, configs), emptied after
     )
 
 
 def spec_access(spec: ProcessSpec) -> Access:
     """For a bare ``ProcessSpec`` (tools, tests): its cwd and TMPDIR, its input and
     output files, and the interpreter that runs it."""
-    cwd = spec.cwd.absolute()
+    cwd = os.path.abspath(spec.cwd)
     write = [cwd]
     if tmp := spec.env.get("TMPDIR"):
-        write.append(Path(tmp).absolute())
+        write.append(os.path.abspath(tmp))
     read = [*interpreter_roots(spec.argv[0])] if spec.argv and "/" in spec.argv[0] else []
     if spec.stdin is not None:
-        read.append(spec.stdin.absolute())
+        read.append(os.path.abspath(spec.stdin))
     return Access(
         folder=cwd,
         read=tuple(read),
         write=tuple(write),
-        write_files=(spec.stdout.absolute(), spec.stderr.absolute()),
+        write_files=(os.path.abspath(spec.stdout), os.path.abspath(spec.stderr)),
     )
 
 
 @functools.lru_cache(maxsize=64)
-def interpreter_roots(executable: str) -> tuple[Path, ...]:
+def interpreter_roots(executable: str) -> tuple[str, ...]:
     """The trees an interpreter needs: its virtual environment (when it is one) and
     the installation behind it (``home`` of ``pyvenv.cfg``, and where the
     executable really lives). Cached: read once per interpreter, not per run."""
@@ -71,7 +71,7 @@ def interpreter_roots(executable: str) -> tuple[Path, ...]:
             roots.append(base.parent)
     real = Path(os.path.realpath(exe))
     roots.append(real.parent.parent if real.parent.name == "bin" else real.parent)
-    return tuple(dict.fromkeys(roots))
+    return tuple(dict.fromkeys(map(str, roots)))
 
 
 def _venv_home(config: Path) -> Path | None:

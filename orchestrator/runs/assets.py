@@ -65,7 +65,7 @@ class Asset:
 
 def run_assets(run: Run, ws: Workspace, parse_limit: int, assets_file: str) -> list[Asset]:
     """Every asset the run reported, in order (blocking: run it off the loop)."""
-    raw = _tracked(ws.root / TRACKED_ASSETS, parse_limit)
+    raw = _tracked(Path(ws.root, TRACKED_ASSETS), parse_limit)
     if raw is None:
         raw = read_assets(ws, run.input_format, parse_limit, assets_file)
     made = (_asset(run, ws, n, item) for n, item in enumerate(raw) if isinstance(item, dict))
@@ -116,7 +116,7 @@ def _binary(run: Run, ws: Workspace, item: dict[str, Any]) -> bytes | None:
     """A binary asset's bytes; None when it names nothing readable (it is left out)."""
     path = item.get("path")
     if isinstance(path, str) and run.input_format in DIRECTORY_FORMATS:
-        folder = ws.work / output_dir_name(run.input_format)
+        folder = Path(ws.work, output_dir_name(run.input_format))
         file = folder / path
         if not confined(file, ws.work) or not file.is_file():
             return None

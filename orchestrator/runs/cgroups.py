@@ -54,13 +54,13 @@ class RunCgroup:
     """The cgroup directories of one run (one on v2, memory + pids on v1)."""
 
     support: CgroupSupport
-    memory_dir: Path
-    pids_dir: Path | None
+    memory_dir: str
+    pids_dir: str | None
     applied: Limits = field(default_factory=Limits)
     """What the group's files hold now (a fresh group has no limit)."""
 
     @property
-    def dirs(self) -> list[Path]:
+    def dirs(self) -> list[str]:
         return [d for d in (self.memory_dir, self.pids_dir) if d is not None]
 
     @classmethod
@@ -68,7 +68,7 @@ class RunCgroup:
         """Make the run's directories and write its limits; raises ``OSError``
         (after undoing what it made) so the caller can fall back to sampling."""
         name = _name(label)
-        made: list[Path] = []
+        made: list[str] = []
         try:
             memory_dir = _mkdir_unique(support.memory_parent, name, made)
             pids_dir = (
@@ -92,26 +92,26 @@ class RunCgroup:
             self._write_memory(limits.memory_mb)
         if limits.processes != self.applied.processes and (self.support.v2 or self.pids_dir):
             value = "max" if limits.processes is None else str(limits.processes)
-            _write((self.pids_dir or self.memory_dir) / "pids.max", value)
+            _write(f"{self.pids_dir or self.memory_dir}/pids.max", value)
         self.applied = replace(self.applied, memory_mb=limits.memory_mb, processes=limits.processes)
 
     def _write_memory(self, memory_mb: int | None) -> None:
         """Memory includes swap (memsw / swap.max) so a hog cannot page out and go on."""
         mem = self.memory_dir
         if self.support.v2:
-            _write(mem / "memory.max", "max" if memory_mb is None else str(memory_mb * MIB))
+            _write(f"{mem}/memory.max", "max" if memory_mb is None else str(memory_mb * MIB))
             if memory_mb is not None:
-                _write_if_exists(mem / "memory.swap.max", "0")
+                _write_if_exists(f"{mem}/memory.swap.max", "0")
             return
         value = "-1" if memory_mb is None else str(memory_mb * MIB)
         old = self.applied.memory_mb
         # v1 refuses memsw below the memory limit: raise memsw first, lower it last
         if memory_mb is None or (old is not None and memory_mb > old):
-            _write_if_exists(mem / "memory.memsw.limit_in_bytes", value)
-            _write(mem / "memory.limit_in_bytes", value)
+            _write_if_exists(f"{mem}/memory.memsw.limit_in_bytes", value)
+            _write(f"{mem}/memory.limit_in_bytes", value)
         else:
-            _write(mem / "memory.limit_in_bytes", value)
-            _write_if_exists(mem / "memory.memsw.limit_in_bytes", value)
+            _write(f"{mem}/memory.limit_in_bytes", value)
+            _write_if_exists(f"{mem}/memory.memsw.limit_in_bytes", value)
 
     def join_prefix(self) -> list[str]:
         """``sh -c`` that moves itself into the group(s) and then execs ``"$@"``.
@@ -123,39 +123,39 @@ class RunCgroup:
 
     def join_steps(self) -> list[str]:
         """Shell commands that move the shell running them into every directory."""
-        return [f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs]
+        return [f"echo $$ > {shlex.quote(f'{d}/cgroup.procs')}" for d in self.dirs]
 
     def oom_kills(self) -> int | None:
         """Kernel OOM kills inside the group; ``None`` when the kernel does not say."""
         name = "memory.events" if self.support.v2 else "memory.oom_control"
-        return _keyed(self.memory_dir / name).get("oom_kill")
+        return _keyed(f"{self.memory_dir}/{name}").get("oom_kill")
 
     def failcnt(self) -> int:
         """v1 only: times the limit was hit (includes reclaimed page cache, so weak)."""
-        return _read_int(self.memory_dir / "memory.failcnt") or 0
+        return _read_int(f"{self.memory_dir}/memory.failcnt") or 0
 
     def peak_bytes(self) -> int | None:
         name = "memory.peak" if self.support.v2 else "memory.max_usage_in_bytes"
-        return _read_int(self.memory_dir / name)
+        return _read_int(f"{self.memory_dir}/{name}")
 
     def pids_refused(self) -> int:
         """Forks the pids controller refused: the run tried to exceed ``processes``."""
         pids = self._pids_group()
-        return _keyed(pids / "pids.events").get("max", 0) if pids else 0
+        return _keyed(f"{pids}/pids.events").get("max", 0) if pids else 0
 
     def charged_tasks(self) -> int | None:
         """Tasks the pids controller counts here, an exited one until it is reaped;
         ``None`` without the controller. One counter read, where listing
         ``cgroup.procs`` right after an exit costs ~130 us on v1."""
         pids = self._pids_group()
-        return _read_int(pids / "pids.current") if pids else None
+        return _read_int(f"{pids}/pids.current") if pids else None
 
-    def _pids_group(self) -> Path | None:
+    def _pids_group(self) -> str | None:
         return self.pids_dir or (self.memory_dir if self.support.v2 else None)
 
     def task_count(self) -> int:
         """Tasks (threads) in the group, for sampling ``processes`` without pids.max."""
-        return len(_read_lines(self.memory_dir / "tasks"))
+        return len(_read_lines(f"{self.memory_dir}/tasks"))
 
     def kill_pass(self, sig: int = signal.SIGKILL) -> set[int]:
         """On v1 the memory group lists the whole tree: the pids group was joined in
@@ -176,11 +176,11 @@ def kill_cgroup_pass(
     ``cgroup.procs`` and the kill shows up in the next pass (pids.max bounds it).
     ``cgroup.kill`` (v2, Linux 5.14+) is tried unless ``v2`` says it cannot exist.
     """
-    path = Path(path)
+    path = os.fspath(path)
     if sig == signal.SIGKILL and v2 is not False:
-        _write_if_exists(path / "cgroup.kill", "1")
+        _write_if_exists(f"{path}/cgroup.kill", "1")
     hit = set()
-    for line in _read_lines(path / "cgroup.procs"):
+    for line in _read_lines(f"{path}/cgroup.procs"):
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(line), sig)
             hit.add(int(line))
@@ -299,12 +299,12 @@ def _under(mount: tuple[Path, str], own: str) -> Path:
     return point if relative in (".", "/") else point / relative.lstrip("/")
 
 
-def _mkdir_unique(parent: Path, name: str, made: list[Path]) -> Path:
+def _mkdir_unique(parent: Path, name: str, made: list[str]) -> str:
     """A fresh directory: a leftover of the same name belongs to someone else."""
     for attempt in range(100):
-        path = parent / (name if attempt == 0 else f"{name}-{attempt}")
+        path = f"{parent}/{name}" if attempt == 0 else f"{parent}/{name}-{attempt}"
         try:
-            path.mkdir()
+            os.mkdir(path)
         except FileExistsError:
             continue
         made.append(path)
@@ -354,17 +354,17 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
-def _write(path: Path, value: str) -> None:
+def _write(path: Path | str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
 
 
-def _write_if_exists(path: Path, value: str) -> None:
+def _write_if_exists(path: Path | str, value: str) -> None:
     with contextlib.suppress(FileNotFoundError, PermissionError):
         _write(path, value)
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path | str) -> str:
     """Straight ``os.read``: a third of ``Path.read_text``'s cost, and a run's exit reads
     four of these files on its way to the answer."""
     try:
@@ -382,16 +382,16 @@ def _read_text(path: Path) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path | str) -> list[str]:
     return _read_text(path).splitlines()
 
 
-def _read_int(path: Path) -> int | None:
+def _read_int(path: Path | str) -> int | None:
     text = _read_text(path).strip()
     return int(text) if text.isdigit() else None
 
 
-def _keyed(path: Path) -> dict[str, int]:
+def _keyed(path: Path | str) -> dict[str, int]:
     """Parse ``key value`` lines (memory.events, oom_control, pids.events)."""
     out = {}
     for line in _read_lines(path):

@@ -24,9 +24,9 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from orchestrator.runs.cgroups import MIB
+from orchestrator.runs.process import StrPath
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class TooMany(Exception):
     """A walk met more entries than its budget (the caller walks again off the loop)."""
 
 
-def usage_bytes(paths: Iterable[Path | str], budget: int | None = None) -> int:
+def usage_bytes(paths: Iterable[StrPath], budget: int | None = None) -> int:
     """Bytes allocated beneath ``paths`` (symlinks not followed, hard links once)."""
     total, seen, count = 0, set(), 0
     todo = [os.fspath(p) for p in paths]
@@ -73,7 +73,7 @@ class Watched:
     """One run under watch; ``stop()`` when its processes are gone."""
 
     def __init__(
-        self, paths: tuple[Path, ...], limit_bytes: int, on_breach: Callable[[float], None]
+        self, paths: tuple[str, ...], limit_bytes: int, on_breach: Callable[[float], None]
     ):
         self.paths, self.limit, self.on_breach = paths, limit_bytes, on_breach
         self.stopped = False
@@ -100,7 +100,7 @@ class DiskWatch:
         self._closed = False
 
     def watch(
-        self, paths: tuple[Path, ...], limit_mb: int, on_breach: Callable[[float], None]
+        self, paths: tuple[str, ...], limit_mb: int, on_breach: Callable[[float], None]
     ) -> Watched:
         """``on_breach(measured MiB)`` is called from the watch thread, once."""
         entry = Watched(paths, limit_mb * MIB, on_breach)
@@ -155,7 +155,9 @@ class DiskWatch:
             return None
 
 
-def cut_back(folders: Iterable[Path], files: Iterable[Path], log_file: Path | None) -> None:
+def cut_back(
+    folders: Iterable[StrPath], files: Iterable[StrPath], log_file: StrPath | None
+) -> None:
     """After a breach, free what the run wrote: its folders are emptied (links the
     daemon made into the package stay), its output files emptied (not removed), its log cut
     to the last ``KEPT_LOG_BYTES`` so the reason it stopped can still be read."""
@@ -179,7 +181,7 @@ def cut_back(folders: Iterable[Path], files: Iterable[Path], log_file: Path | No
                 os.truncate(path, 0)
 
 
-def _keep_tail(path: Path) -> None:
+def _keep_tail(path: StrPath) -> None:
     with open(path, "r+b") as log_fh:
         size = log_fh.seek(0, os.SEEK_END)
         if size <= KEPT_LOG_BYTES:

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.errors import Invalid
 from orchestrator.packaging.unpack import safe_extract
+from orchestrator.runs.process import StrPath
 
 DIRECTORY_FORMATS = frozenset({"multi-file", "csv-archive"})
 FORMATS = frozenset({"json", "text", *DIRECTORY_FORMATS})
@@ -25,36 +26,43 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def write_inline(run_dir: Path, value: Any, fmt: str) -> tuple[Path, int]:
-    """An input sent in the request body."""
+def write_inline(run_dir: StrPath, value: Any, fmt: str) -> tuple[str, int]:
+    """An input sent in the request body (on the loop, for every such run: one ``open``
+    and one ``write``, without ``pathlib`` or a buffered file object)."""
     if fmt in DIRECTORY_FORMATS:
         raise Invalid(f"{fmt} input must be uploaded as a tar.gz (POST .../runs/uploadurl)")
     if isinstance(value, str):
         data = value.encode()
     else:
         data = json.dumps(value, separators=(",", ":")).encode()
-    path = run_dir / "input"
-    path.write_bytes(data)
+    path = f"{os.fspath(run_dir)}/input"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
     return path, len(data)
 
 
 def adopt_upload(
-    run_dir: Path, upload: Path, fmt: str, max_bytes: int, max_files: int
-) -> tuple[Path, int]:
+    run_dir: StrPath, upload: Path, fmt: str, max_bytes: int, max_files: int
+) -> tuple[str, int]:
     """Move an uploaded body into the run; archives for folder formats are unpacked."""
     if fmt not in DIRECTORY_FORMATS:
-        path = run_dir / "input"
+        path = Path(run_dir, "input")
         os.replace(upload, path)
         size = path.stat().st_size
         if fmt == "json":
             _check_json(path, size)
-        return path, size
-    folder = run_dir / "input.d"
+        return str(path), size
+    folder = Path(run_dir, "input.d")
     try:
         size = safe_extract(upload, folder, max_bytes=max_bytes, max_files=max_files)
     finally:
         upload.unlink(missing_ok=True)
-    return folder, size
+    return str(folder), size
 
 
 def _check_json(path: Path, size: int, limit: int = 8 * 1024 * 1024) -> None:

@@ -115,8 +115,8 @@ def jail_plan(
     has = set(isolation.protections)
     system = [[p, os.path.realpath(p)] for p in SYSTEM_PATHS if os.path.lexists(p)]
     trees = [*interpreter_roots(python), *interpreter_roots(sys.executable)]
-    trees += [Path(p) for p in config.read_paths]
-    read = [[str(p), os.path.realpath(p)] for p in dict.fromkeys(trees) if p.exists()]
+    trees += map(os.path.normpath, config.read_paths)
+    read = [[p, os.path.realpath(p)] for p in dict.fromkeys(trees) if os.path.exists(p)]
     landlock = None
     if "landlock-fs" in has:
         landlock = {

@@ -26,7 +26,6 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from orchestrator.models import Limits
@@ -199,9 +198,9 @@ class Launcher:
 
     def _own(self, serial: int, group: RunCgroup | None) -> dict[str, Any]:
         """What a standby's plan holds of its own: its cgroup, peak counter and uid."""
-        own: dict[str, Any] = {"cgroups": [str(d) for d in group.dirs] if group else []}
+        own: dict[str, Any] = {"cgroups": group.dirs if group else []}
         if group is not None and not group.support.v2 and os.geteuid() == 0:
-            own["peak_file"] = str(group.memory_dir / "memory.max_usage_in_bytes")
+            own["peak_file"] = f"{group.memory_dir}/memory.max_usage_in_bytes"
         if self.isolation.uid_range is not None:
             first, last = self.isolation.uid_range
             own["uid"] = own["gid"] = first + serial % (last - first + 1)
@@ -298,13 +297,14 @@ def command(
     folder = os.path.abspath(access.folder)
     writes = [os.path.abspath(p) for p in access.write]
     files = [os.path.abspath(p) for p in access.write_files]
-    real = {p: _real(p) for p in (folder, *writes, *files)}
     reads = {}
     for path in map(os.path.abspath, access.read):
         if not _covered(path, covered, hidden) and (found := _real(path)) is not None:
             reads[path] = found
-    binds: list[tuple[str, str | None, bool]] = [(folder, real[folder], True)]
-    binds += [(p, real[p], True) for p in writes + files if real[p] and not beneath(p, folder)]
+    binds: list[tuple[str, str | None, bool]] = [(folder, _real(folder), True)]
+    for path in writes + files:  # those inside the folder come with its bind
+        if not beneath(path, folder) and (found := _real(path)) is not None:
+            binds.append((path, found, True))
     binds += [(p, source, False) for p, source in reads.items()]
     stdin = os.path.abspath(spec.stdin) if spec.stdin is not None else None
     return marshal.dumps(
@@ -361,25 +361,25 @@ def resolve_entrypoint(spec: ProcessSpec) -> str:
     """The entrypoint's absolute path, checked now so a typo is a spawn error, not exit 127."""
     if not spec.argv:
         raise SpawnError("empty command")
-    if not spec.cwd.is_dir():
+    if not os.path.isdir(spec.cwd):
         raise SpawnError(f"working directory {spec.cwd} does not exist")
-    if spec.stdin is not None and not spec.stdin.is_file():
+    if spec.stdin is not None and not os.path.isfile(spec.stdin):
         raise SpawnError(f"input file {spec.stdin} does not exist")
-    for output in {spec.stdout, spec.stderr}:
-        if not output.parent.is_dir():
-            raise SpawnError(f"output directory {output.parent} does not exist")
+    for folder in {os.path.dirname(os.path.abspath(p)) for p in (spec.stdout, spec.stderr)}:
+        if not os.path.isdir(folder):
+            raise SpawnError(f"output directory {folder} does not exist")
     name = spec.argv[0]
     if "/" in name:
-        path = spec.cwd / name
+        path = os.path.join(spec.cwd, name)
     elif found := shutil.which(name, path=spec.env.get("PATH", os.defpath)):
-        path = Path(found)
+        path = found
     else:
         raise SpawnError(f"entrypoint {name} not found on PATH")
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise SpawnError(f"entrypoint {name} not found")
     if not os.access(path, os.X_OK):
         raise SpawnError(f"entrypoint {name} is not executable")
-    return str(path.absolute())  # exec happens after the chdir into cwd
+    return os.path.abspath(path)  # exec happens after the chdir into cwd
 
 
 def rlimits(limits: Limits) -> dict[int, tuple[int, int]]:

@@ -6,10 +6,13 @@ share it without importing each other.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator.models import Failure, Limits
+
+StrPath = str | os.PathLike[str]
+"""What the run path's functions take; they hand on strings (see ``ProcessSpec``)."""
 
 
 @dataclass(frozen=True)
@@ -22,14 +25,14 @@ class Access:
     and execute; ``env`` are variables the jail sets (e.g. ``HOME``).
     """
 
-    folder: Path
-    read: tuple[Path, ...] = ()
-    write: tuple[Path, ...] = ()
-    write_files: tuple[Path, ...] = ()
+    folder: str
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    write_files: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
 
     @property
-    def disk(self) -> tuple[Path, ...]:
+    def disk(self) -> tuple[str, ...]:
         return self.write + self.write_files
 
 
@@ -38,15 +41,16 @@ class ProcessSpec:
     """What to run and under which limits; ``label`` (the run id) names the cgroups.
 
     Without ``access`` the model may write its ``cwd`` and ``TMPDIR`` and read its
-    interpreter (see ``access.spec_access``).
+    interpreter (see ``access.spec_access``). Paths are strings, as the jail takes them
+    (see ``workspace.Workspace``).
     """
 
     argv: list[str]
-    cwd: Path
+    cwd: str
     env: dict[str, str]
-    stdin: Path | None
-    stdout: Path
-    stderr: Path
+    stdin: str | None
+    stdout: str
+    stderr: str
     limits: Limits
     label: str
     access: Access | None = None

@@ -19,7 +19,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from orchestrator.models import Limits
 from orchestrator.runs.access import spec_access
@@ -70,7 +69,7 @@ class RunningProcess:
         cgroup = launched.group if launched else None
         self.pid: int | None = child.pid if child else None
         self.pgid: int | None = self.pid
-        self.cgroups: list[str] = [str(d) for d in cgroup.dirs] if cgroup else []
+        self.cgroups: list[str] = cgroup.dirs if cgroup else []
         self._child, self._cgroup, self._spawn_error = child, cgroup, spawn_error
         self._report = launched.report if launched else None
         self.jail = JailReport()
@@ -346,7 +345,7 @@ class RunningProcess:
         size = 0
         for path in {self.spec.stdout, self.spec.stderr}:
             with contextlib.suppress(OSError):
-                size += path.stat().st_size
+                size += os.stat(path).st_size
         if size > limits.output_mb * MIB:
             self._on_breach("output_mb", size / MIB)
 
@@ -385,7 +384,7 @@ class RunningProcess:
             self._breach = (kind, measured)
         self._signal_all(signal.SIGKILL)
 
-    def _disk_paths(self) -> tuple[Path, ...]:
+    def _disk_paths(self) -> tuple[str, ...]:
         access = self.spec.access or spec_access(self.spec)
         return access.disk
 

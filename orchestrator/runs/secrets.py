@@ -42,32 +42,32 @@ def env_of(secrets: Sequence[Secret]) -> dict[str, str]:
     return {s.location: s.value for s in secrets if s.type == SecretType.ENV}
 
 
-def write_files(run_dir: Path, secrets: Sequence[Secret]) -> tuple[Path, ...]:
+def write_files(run_dir: str | os.PathLike[str], secrets: Sequence[Secret]) -> tuple[str, ...]:
     """Each file secret at its location under ``work``; refused (``StartFailed``) where the
     app's package already has that path, so a secret never lands in the package."""
     files = [s for s in secrets if s.type == SecretType.FILE]
     if not files:
         return ()
-    _write_record(run_dir / RECORD, [s.location for s in files])  # first: a crash still scrubs
-    work = Workspace.of(run_dir).work
+    _write_record(Path(run_dir, RECORD), [s.location for s in files])  # first: a crash still scrubs
+    work = Path(Workspace.of(run_dir).work)
     try:
-        return tuple(_write(work, s) for s in files)
+        return tuple(str(_write(work, s)) for s in files)
     except BaseException:
         scrub(run_dir)  # the ones written before the refusal go too
         raise
 
 
-def scrub(run_dir: Path) -> None:
+def scrub(run_dir: str | os.PathLike[str]) -> None:
     """Remove the run's secret files. The model owned the folder: a path that now leads
     elsewhere through a symlink is left alone (it is no longer the file written)."""
-    record = run_dir / RECORD
+    record = Path(run_dir, RECORD)
     try:
         locations = json.loads(record.read_text())
     except FileNotFoundError:
         return
     except (OSError, ValueError):
         locations = []
-    work = Workspace.of(run_dir).work
+    work = Path(Workspace.of(run_dir).work)
     for location in locations if isinstance(locations, list) else []:
         path = work / str(location)
         if confined(path, work):

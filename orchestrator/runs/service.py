@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from orchestrator.runs.executor import Executor
 from orchestrator.runs.limits import run_limits
 from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
+from orchestrator.runs.process import StrPath
 from orchestrator.runs.scheduler import Scheduler
 from orchestrator.runs.states import RunStates
 from orchestrator.runs.tracked import ArchiveLimits, TrackedResult, record, unpushed
@@ -133,11 +135,10 @@ class RunService:
 
     async def create_plain(self, req: RunRequest) -> Run:
         run = await self.prepare(req)
-        run_dir = self.settings.home.run_dir(run.id)
-        run_dir.mkdir()
+        run_dir = self.settings.home.run_path(run.id)
+        os.mkdir(run_dir)
         try:
-            path, size = await self.store_input(run_dir, req, run.input_format)
-            run.input_path, run.input_size = str(path) if path else None, size
+            run.input_path, run.input_size = await self.store_input(run_dir, req, run.input_format)
             if not await self._start_now(run):
                 await self.states.create(run)
                 self.scheduler.submit(run)
@@ -159,8 +160,7 @@ class RunService:
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
         try:
-            path, size = await self.store_input(run_dir, req, run.input_format)
-            run.input_path, run.input_size = str(path) if path else None, size
+            run.input_path, run.input_size = await self.store_input(run_dir, req, run.input_format)
             limits = ArchiveLimits(
                 self.settings.max_upload_mb * MIB, self.settings.max_package_files
             )
@@ -214,8 +214,9 @@ class RunService:
             self.scheduler.submit(run)
 
     async def store_input(
-        self, run_dir: Path, req: RunRequest, fmt: str
-    ) -> tuple[Path | None, int]:
+        self, run_dir: StrPath, req: RunRequest, fmt: str
+    ) -> tuple[str | None, int]:
+        """The run's input in ``run_dir``: its path (None without one) and size."""
         if req.upload_id is not None:
             up = await self.uploads.take_input(req.app_id, req.upload_id)
             return await anyio.to_thread.run_sync(
@@ -227,7 +228,7 @@ class RunService:
                 self.settings.max_package_files,
             )
         if req.input_file is not None:
-            return req.input_file, req.input_file.stat().st_size
+            return str(req.input_file), req.input_file.stat().st_size
         if req.input is None:
             return None, 0
         return inputs.write_inline(run_dir, req.input, fmt)

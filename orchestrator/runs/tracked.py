@@ -139,7 +139,7 @@ async def _json_upload(uploads: UploadService, app_id: str, upload_id: str) -> A
 def _place_output(upload: Path, ws: Workspace, fmt: str, limits: ArchiveLimits) -> tuple[int, Any]:
     """Move the output where a run's output lives; (its size, the parsed JSON or None)."""
     if fmt in DIRECTORY_FORMATS:
-        folder = ws.work / output_dir_name(fmt)
+        folder = Path(ws.work, output_dir_name(fmt))
         folder.parent.mkdir(parents=True, exist_ok=True)
         try:
             size = safe_extract(
@@ -148,12 +148,13 @@ def _place_output(upload: Path, ws: Workspace, fmt: str, limits: ArchiveLimits) 
         finally:
             upload.unlink(missing_ok=True)
         return size, None
-    ws.stdout.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(upload, ws.stdout)
-    size = ws.stdout.stat().st_size
+    stdout = Path(ws.stdout)
+    stdout.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(upload, stdout)
+    size = stdout.stat().st_size
     if size > PARSE_LIMIT:
         return size, None
     try:
-        return size, json.loads(ws.stdout.read_bytes())
+        return size, json.loads(stdout.read_bytes())
     except ValueError:
         return size, None  # a text output: still the output

@@ -18,30 +18,32 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.metrics import reported
+from orchestrator.runs.process import StrPath
 
 
 @dataclass(frozen=True)
 class Workspace:
-    root: Path
-    work: Path
-    cwd: Path
-    stdin: Path | None
-    stdout: Path
-    stderr: Path
-    tmp: Path
+    """A run's paths, as strings: made, joined and handed to the jail on every run's path,
+    where ``pathlib`` cost ~700 Python calls per run (a third of the daemon's run path)."""
+
+    root: str
+    work: str
+    cwd: str
+    stdin: str | None
+    stdout: str
+    stderr: str
+    tmp: str
 
     @classmethod
-    def of(cls, run_dir: Path) -> Workspace:
-        work = run_dir / "work"
-        return cls(
-            run_dir, work, work, None, run_dir / "stdout", run_dir / "stderr", run_dir / "tmp"
-        )
+    def of(cls, run_dir: StrPath) -> Workspace:
+        root = os.fspath(run_dir)
+        work = f"{root}/work"
+        return cls(root, work, work, None, f"{root}/stdout", f"{root}/stderr", f"{root}/tmp")
 
 
 def input_dir_name(manifest: Manifest, fmt: str) -> str:
@@ -53,38 +55,61 @@ def output_dir_name(fmt: str) -> str:
 
 
 def prepare(
-    run_dir: Path, package: Path, manifest: Manifest, fmt: str, input_path: Path | None
+    run_dir: StrPath,
+    package: StrPath,
+    manifest: Manifest,
+    fmt: str,
+    input_path: str | None,
 ) -> Workspace:
     ws = Workspace.of(run_dir)
-    ws.work.mkdir(parents=True, exist_ok=True)
-    ws.tmp.mkdir(exist_ok=True)
+    package = os.fspath(package)
+    try:
+        _mkdir(ws.work)
+    except FileNotFoundError:  # no run folder yet (a Dask attempt's)
+        os.makedirs(ws.work)
+    _mkdir(ws.tmp)
     reserved = {"inputs", "input", "outputs", "output"}
     for entry in os.listdir(package):
         if entry not in reserved:
-            os.symlink(package / entry, ws.work / entry)
+            os.symlink(f"{package}/{entry}", f"{ws.work}/{entry}")
     stdin = input_path
     if fmt in DIRECTORY_FORMATS:  # json/text apps answer on stdout: no outputs folder to make
-        (ws.work / output_dir_name(fmt)).mkdir(exist_ok=True)
+        _mkdir(f"{ws.work}/{output_dir_name(fmt)}")
         stdin = None
         if input_path is not None:
-            target = ws.work / input_dir_name(manifest, fmt)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = os.path.join(ws.work, input_dir_name(manifest, fmt))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
             os.symlink(input_path, target)
-    cwd = ws.work / manifest.cwd if manifest.cwd else ws.work
+    cwd = os.path.join(ws.work, manifest.cwd) if manifest.cwd else ws.work
     return Workspace(ws.root, ws.work, cwd, stdin, ws.stdout, ws.stderr, ws.tmp)
 
 
-def clear_attempt(run_dir: Path) -> None:
+def _mkdir(path: str) -> None:
+    """``mkdir``, a folder already there being fine (a re-staged run's)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+
+
+def clear_attempt(run_dir: StrPath) -> None:
     """Undo a start that never got recorded, keeping the input: the run starts afresh."""
     ws = Workspace.of(run_dir)
     for folder in (ws.work, ws.tmp):
         shutil.rmtree(folder, ignore_errors=True)
     for path in (ws.stdout, ws.stderr):
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 SMALL_OUTPUT = 256 * 1024
 """Below this, parsing an output on the loop is cheaper than a hop to a thread."""
+
+
+def small_output(path: StrPath) -> bool:
+    """Whether the output at ``path`` is below ``SMALL_OUTPUT`` (a missing one is)."""
+    try:
+        return os.stat(path).st_size < SMALL_OUTPUT
+    except FileNotFoundError:
+        return True
 
 
 @dataclass(frozen=True)
@@ -100,9 +125,9 @@ class Collected:
 def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Collected:
     """Measure the output and pick up statistics without loading big outputs."""
     if fmt in DIRECTORY_FORMATS:
-        out_dir = ws.work / output_dir_name(fmt)
-        stats_file = ws.work / manifest.multi_file.statistics
-        metrics_file = ws.work / manifest.multi_file.metrics
+        out_dir = os.path.join(ws.work, output_dir_name(fmt))
+        stats_file = os.path.join(ws.work, manifest.multi_file.statistics)
+        metrics_file = os.path.join(ws.work, manifest.multi_file.metrics)
         statistics = metrics = None
         if confined(stats_file, ws.work):
             statistics = _statistics(_read_json(stats_file, parse_limit), whole=True)
@@ -117,7 +142,7 @@ def collect(ws: Workspace, manifest: Manifest, fmt: str, parse_limit: int) -> Co
     return Collected(size, _statistics(doc), reported(doc))
 
 
-def confined(path: Path, root: Path) -> bool:
+def confined(path: StrPath, root: StrPath) -> bool:
     """Whether ``path`` really lies inside ``root``, no symlink taking it elsewhere.
 
     The model owns its working folder: it may have made ``outputs`` or
@@ -128,7 +153,7 @@ def confined(path: Path, root: Path) -> bool:
     return real.startswith(top.rstrip("/") + "/") and not os.path.islink(path)
 
 
-def clear_tmp(tmp: Path) -> None:
+def clear_tmp(tmp: StrPath) -> None:
     """What the model left in its TMPDIR goes when the run ends; the empty folder stays.
 
     Deleting is not free: on ext4 without a journal (this project's benchmark VM) every
@@ -150,11 +175,11 @@ def clear_tmp(tmp: Path) -> None:
                 os.unlink(path)
 
 
-def _read_json(path: Path, limit: int) -> Any:
+def _read_json(path: StrPath, limit: int) -> Any:
     return sized_json(path, limit)[1]
 
 
-def sized_json(path: Path, limit: int) -> tuple[int, Any]:
+def sized_json(path: StrPath, limit: int) -> tuple[int, Any]:
     """``(size, document)`` of the regular file at ``path``: size 0 when it is missing or
     not a regular file, document None when it is bigger than ``limit`` or not JSON.
 
@@ -202,7 +227,7 @@ def _statistics(doc: Any, whole: bool = False) -> dict[str, Any] | None:
     return stats if isinstance(stats, dict) else None
 
 
-def _tree_size(root: Path) -> int:
+def _tree_size(root: StrPath) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
@@ -213,10 +238,10 @@ def _tree_size(root: Path) -> int:
     return total
 
 
-def stderr_tail(path: Path, max_bytes: int = 4000) -> str:
+def stderr_tail(path: StrPath, max_bytes: int = 4000) -> str:
     """The end of the log: where a stack trace is."""
     try:
-        with path.open("rb") as fh:
+        with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - max_bytes))
@@ -230,7 +255,7 @@ def stderr_tail(path: Path, max_bytes: int = 4000) -> str:
 
 def read_assets(ws: Workspace, fmt: str, parse_limit: int, assets_file: str) -> list[Any]:
     """Assets the model reported: ``assets`` in its JSON output, or the assets file."""
-    assets = ws.work / assets_file
+    assets = os.path.join(ws.work, assets_file)
     doc = None
     if fmt in DIRECTORY_FORMATS and confined(assets, ws.work):
         doc = _read_json(assets, parse_limit)

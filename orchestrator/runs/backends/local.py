@@ -16,7 +16,6 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,17 +29,17 @@ from orchestrator.runs.backend import PROTECTIONS, Collected, Execution, Job, St
 from orchestrator.runs.cgroups import run_groups
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.options import option_argv
-from orchestrator.runs.process import ProcessResult, ProcessSpec
+from orchestrator.runs.process import ProcessResult, ProcessSpec, StrPath
 from orchestrator.runs.proctree import kill_marked
 from orchestrator.runs.sandbox import Command, RunningProcess, Sandbox, kill_leftovers
 from orchestrator.runs.secrets import env_of, scrub, write_files
 from orchestrator.runs.workspace import (
-    SMALL_OUTPUT,
     Workspace,
     clear_attempt,
     clear_tmp,
     collect,
     prepare,
+    small_output,
 )
 
 log = logging.getLogger("orch.local")
@@ -59,13 +58,13 @@ def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
     return env
 
 
-def process_env(tmp: Path, python: str) -> dict[str, str]:
+def process_env(tmp: StrPath, python: str) -> dict[str, str]:
     """``model_env`` less the run's ids: the daemon's harmless variables, ``python``'s
     folder first on ``PATH``, ``tmp`` as ``TMPDIR`` (also for benchmarks of the jail)."""
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env["PATH"] = f"{Path(python).parent}:{env['PATH']}"
-    env.update(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
+    env["PATH"] = f"{os.path.dirname(python) or '.'}:{env['PATH']}"
+    env.update(TMPDIR=os.fspath(tmp), PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
     return env
 
 
@@ -75,7 +74,7 @@ class Staged:
 
     spec: ProcessSpec
     ws: Workspace
-    secret_files: tuple[Path, ...] = ()
+    secret_files: tuple[str, ...] = ()
     """Written for this run; removed when it ends (``secrets.scrub``)."""
     command: Command | None = None
     """Its jail's command, when it was made ahead (``Sandbox.command``)."""
@@ -83,8 +82,8 @@ class Staged:
 
 def stage(
     run: Run,
-    run_dir: Path,
-    package: Path,
+    run_dir: StrPath,
+    package: StrPath,
     manifest: Manifest,
     python: str,
     read_paths: Sequence[str] = (),
@@ -96,13 +95,8 @@ def stage(
     The one place a run's process is described, wherever it runs: the local backend
     calls it on this machine, the dask backend on the worker (with the worker's paths
     for the package, the input and the interpreter, and a label per attempt)."""
-    ws = prepare(
-        run_dir,
-        package,
-        manifest,
-        run.input_format,
-        Path(run.input_path) if run.input_path else None,
-    )
+    package = os.fspath(package)
+    ws = prepare(run_dir, package, manifest, run.input_format, run.input_path)
     files = write_files(run_dir, secrets)
     access = run_access(run, ws, python, package, read_paths)
     spec = ProcessSpec(
@@ -124,7 +118,7 @@ class LocalExecution:
     """A model process tree in the sandbox; its placement is what recovery needs."""
 
     process: RunningProcess
-    scrub_dir: Path | None = None
+    scrub_dir: str | None = None
     """The run's folder, when it got secret files: they go as soon as its processes do."""
 
     @property
@@ -175,8 +169,8 @@ class LocalBackend:
             python = await self.envs.interpreter(exe)
         except EnvFailed as exc:
             raise StartFailed(Failure(FailureKind.ENVIRONMENT, detail=exc.detail)) from None
-        package = self.settings.home.executables / exe.id
-        run_dir = self.settings.home.run_dir(run.id)
+        package = self.settings.home.package_path(exe.id)
+        run_dir = self.settings.home.run_path(run.id)
         read_paths = self.settings.isolation.read_paths
         staged = stage(run, run_dir, package, manifest, python, read_paths, secrets=job.secrets)
         return replace(staged, command=self.sandbox.command(staged.spec))
@@ -207,7 +201,7 @@ class LocalBackend:
     async def collect(self, job: Job, prepared: Staged, result: ProcessResult) -> Collected:
         ws, fmt = prepared.ws, job.run.input_format
         args = (ws, job.manifest, fmt, self.settings.statistics_parse_bytes)
-        small = fmt not in DIRECTORY_FORMATS and _size(ws.stdout) < SMALL_OUTPUT
+        small = fmt not in DIRECTORY_FORMATS and small_output(ws.stdout)
         got = collect(*args) if small else await anyio.to_thread.run_sync(collect, *args)
         self.sandbox.chores.later(functools.partial(clear_tmp, ws.tmp))
         return got
@@ -266,10 +260,3 @@ def sweep_leftovers(run: Run) -> None:
         )
     except Exception:  # a failed sweep must not keep the daemon from starting
         log.exception("could not sweep the processes of run %s", run.id)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

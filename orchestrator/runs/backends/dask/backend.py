@@ -14,7 +14,6 @@ import asyncio
 import functools
 import hashlib
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ from orchestrator.runs.backends.dask.shipping import Shipper, archive
 from orchestrator.runs.backends.dask.worker import RunnerPlugin
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.process import ProcessResult
-from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, collect
+from orchestrator.runs.workspace import Workspace, collect, small_output
 
 log = logging.getLogger("orch.dask")
 
@@ -227,10 +226,10 @@ class DaskBackend:
         ws = Workspace.of(self.settings.home.run_dir(run.id))
         if execution is not None and execution.result is not None:
             await anyio.to_thread.run_sync(
-                write_back, ws.root, execution.result, execution.log_from, self._caps()
+                write_back, Path(ws.root), execution.result, execution.log_from, self._caps()
             )
         args = (ws, job.manifest, run.input_format, self.settings.statistics_parse_bytes)
-        small = run.input_format not in DIRECTORY_FORMATS and _size(ws.stdout) < SMALL_OUTPUT
+        small = run.input_format not in DIRECTORY_FORMATS and small_output(ws.stdout)
         return collect(*args) if small else await anyio.to_thread.run_sync(collect, *args)
 
     async def recover(
@@ -275,10 +274,3 @@ def tenant(settings: Settings) -> str:
     """This daemon's name on a cluster others may share: its host and home, hashed."""
     where = f"{socket.gethostname()}:{settings.home.root.resolve()}"
     return hashlib.sha256(where.encode()).hexdigest()[:12]
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return 0

@@ -26,7 +26,7 @@ from orchestrator.runs.workspace import Workspace, output_dir_name
 
 def pack(ws: Workspace, manifest: Manifest, fmt: str) -> tuple[bytes, bytes, bytes | None]:
     """(stdout, stderr, the output archive or None) of a finished run (worker side)."""
-    stdout, stderr = _read(ws.stdout), _read(ws.stderr)
+    stdout, stderr = _read(Path(ws.stdout)), _read(Path(ws.stderr))
     if fmt not in DIRECTORY_FORMATS:
         return stdout, stderr, None
     out = output_dir_name(fmt)
@@ -35,7 +35,7 @@ def pack(ws: Workspace, manifest: Manifest, fmt: str) -> tuple[bytes, bytes, byt
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
         for name in names:
-            path = ws.work / name
+            path = Path(ws.work, name)
             if path.exists() or path.is_symlink():
                 tar.add(path, arcname=name)  # symlinks stay links: checked when unpacked
     return stdout, stderr, buffer.getvalue()
@@ -50,12 +50,12 @@ def write_back(run_dir: Path, result: TaskResult, log_from: int, caps: UnpackCap
     """
     ws = Workspace.of(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ws.stdout.write_bytes(result.stdout)
-    with ws.stderr.open("ab") as fh:
+    Path(ws.stdout).write_bytes(result.stdout)
+    with open(ws.stderr, "ab") as fh:
         fh.truncate(log_from)
         fh.write(result.stderr)
     if result.outputs is not None:
-        _unpack(result.outputs, ws.work, caps)
+        _unpack(result.outputs, Path(ws.work), caps)
 
 
 def _unpack(archive: bytes, work: Path, caps: UnpackCaps) -> None:

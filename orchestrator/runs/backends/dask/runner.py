@@ -152,7 +152,7 @@ class WorkerRunner:
         if attempt is None or attempt.ws is None:
             return None
         try:
-            with attempt.ws.stderr.open("rb") as fh:
+            with open(attempt.ws.stderr, "rb") as fh:
                 fh.seek(offset)
                 return fh.read(MAX_LOG_READ)
         except FileNotFoundError:
