@@ -23,12 +23,13 @@ from orchestrator.runs.workspace import Workspace
 def run_access(
     run: Run, ws: Workspace, python: str, package: str, read_paths: Sequence[str] = ()
 ) -> Access:
-    """A run: its package, interpreter, input and the configured ``read_paths``."""
+    """A run: its package (an absolute path), interpreter, input and the configured
+    ``read_paths``."""
     read = [package, *interpreter_roots(python)]
     if run.input_path:
-        read.append(run.input_path)
-    read += read_paths
-    return Access(
+        read.append(os.path.abspath(run.input_path))
+    read += map(os.path.abspath, read_paths)
+    return Access(  # the workspace's paths are absolute already (``Workspace.of``)
         folder=ws.root,
         read=tuple(read),
         write=(ws.work, ws.tmp),
@@ -71,7 +72,7 @@ def interpreter_roots(executable: str) -> tuple[str, ...]:
             roots.append(base.parent)
     real = Path(os.path.realpath(exe))
     roots.append(real.parent.parent if real.parent.name == "bin" else real.parent)
-    return tuple(dict.fromkeys(map(str, roots)))
+    return tuple(dict.fromkeys(map(os.path.abspath, roots)))
 
 
 def _venv_home(config: Path) -> Path | None:

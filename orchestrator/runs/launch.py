@@ -286,19 +286,17 @@ def command(
     CPU and ~90 page faults, so it was warmed ahead; ``marshal`` needs about half, and
     no warming: the jail's CPU fell by ~0.27 ms per run (``scripts/bench_sandbox.py``).
 
-    Paths are made absolute here because the jail opens them after its ``chdir``,
-    where Popen would have opened them from the daemon's working directory. Each
+    Paths are absolute (``Access``'s are made so) because the jail opens them after its
+    ``chdir``, where Popen would have opened them from the daemon's working directory. Each
     bind names the path the model sees and the real one (symlinks resolved),
     since the jail resolves sources outside the model's view. Read paths the
     shared plan already covers (``covered``, unless under the ``hidden`` home)
     need neither a bind nor a rule of their own.
     """
     access = spec.access or spec_access(spec)
-    folder = os.path.abspath(access.folder)
-    writes = [os.path.abspath(p) for p in access.write]
-    files = [os.path.abspath(p) for p in access.write_files]
+    folder, writes, files = access.folder, list(access.write), list(access.write_files)
     reads = {}
-    for path in map(os.path.abspath, access.read):
+    for path in access.read:
         if not _covered(path, covered, hidden) and (found := _real(path)) is not None:
             reads[path] = found
     binds: list[tuple[str, str | None, bool]] = [(folder, _real(folder), True)]

@@ -22,7 +22,9 @@ class Access:
     ``folder`` is the run's own folder, bound whole into its view; inside it the
     model writes only ``write`` (its folders) and ``write_files`` (its stdout and
     log), which are also what ``disk_mb`` measures. ``read`` are trees it may read
-    and execute; ``env`` are variables the jail sets (e.g. ``HOME``).
+    and execute; ``env`` are variables the jail sets (e.g. ``HOME``). Every path is
+    absolute and normalized (``os.path.abspath``): the jail compares them as text, and
+    opens them after its ``chdir``.
     """
 
     folder: str

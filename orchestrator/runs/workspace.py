@@ -28,8 +28,9 @@ from orchestrator.runs.process import StrPath
 
 @dataclass(frozen=True)
 class Workspace:
-    """A run's paths, as strings: made, joined and handed to the jail on every run's path,
-    where ``pathlib`` cost ~700 Python calls per run (a third of the daemon's run path)."""
+    """A run's paths, absolute strings: made, joined and handed to the jail on every run's
+    path, where ``pathlib`` cost ~700 Python calls per run (a third of the daemon's run
+    path)."""
 
     root: str
     work: str
@@ -41,7 +42,7 @@ class Workspace:
 
     @classmethod
     def of(cls, run_dir: StrPath) -> Workspace:
-        root = os.fspath(run_dir)
+        root = os.path.abspath(run_dir)
         work = f"{root}/work"
         return cls(root, work, work, None, f"{root}/stdout", f"{root}/stderr", f"{root}/tmp")
 
