@@ -25,8 +25,11 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def now() -> str:
-    """UTC timestamp as RFC 3339 text; fixed width so text order is time order."""
-    return datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
+    """UTC timestamp as RFC 3339 text; fixed width so text order is time order.
+
+    ``TIMESTAMP_FORMAT``'s text, made by ``isoformat`` (which ends in ``+00:00``, cut):
+    ``strftime`` goes through libc and the locale, and every run stamps three times."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def epoch(stamp: str | None) -> float | None:
@@ -242,22 +245,20 @@ class Limits:
     for fewer than its instance allows, never more."""
 
     def over(self, base: Limits) -> Limits:
-        """These limits layered on top of ``base`` (fields set here win)."""
-        return Limits(
-            **{
-                name: getattr(self, name)
-                if getattr(self, name) is not None
-                else getattr(base, name)
-                for name in LIMIT_FIELDS
-            }
-        )
+        """These limits layered on top of ``base`` (fields set here win). Either side is
+        mostly empty (a run asks for none, an instance sets none): then it is the other."""
+        mine = self.to_dict()
+        if not mine:
+            return base
+        theirs = base.to_dict()
+        return Limits(**(theirs | mine)) if theirs else self
 
     def exceeding(self, caps: Limits) -> list[str]:
         """Names of the fields set here that are above the matching cap."""
         out = []
-        for name in LIMIT_FIELDS:
-            mine, cap = getattr(self, name), getattr(caps, name)
-            if mine is not None and cap is not None and mine > cap:
+        for name, mine in self.to_dict().items():
+            cap = getattr(caps, name)
+            if cap is not None and mine > cap:
                 out.append(f"{name}={mine} exceeds the instance cap {cap}")
         return out
 
