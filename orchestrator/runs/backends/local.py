@@ -61,10 +61,19 @@ def model_env(run: Run, ws: Workspace, python: str) -> dict[str, str]:
 def process_env(tmp: StrPath, python: str) -> dict[str, str]:
     """``model_env`` less the run's ids: the daemon's harmless variables, ``python``'s
     folder first on ``PATH``, ``tmp`` as ``TMPDIR`` (also for benchmarks of the jail)."""
+    env = dict(_inherited(python))
+    env["TMPDIR"] = os.fspath(tmp)
+    return env
+
+
+@functools.lru_cache(maxsize=16)
+def _inherited(python: str) -> dict[str, str]:
+    """What every run of ``python`` inherits, read once: orch never changes its own
+    environment while it runs, and each read of ``os.environ`` costs two codec calls."""
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env["PATH"] = f"{os.path.dirname(python) or '.'}:{env['PATH']}"
-    env.update(TMPDIR=os.fspath(tmp), PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONIOENCODING="utf-8")
     return env
 
 
@@ -95,7 +104,7 @@ def stage(
     The one place a run's process is described, wherever it runs: the local backend
     calls it on this machine, the dask backend on the worker (with the worker's paths
     for the package, the input and the interpreter, and a label per attempt)."""
-    package = os.fspath(package)
+    package = os.path.abspath(package)  # as every path the jail is given
     ws = prepare(run_dir, package, manifest, run.input_format, run.input_path)
     files = write_files(run_dir, secrets)
     access = run_access(run, ws, python, package, read_paths)
