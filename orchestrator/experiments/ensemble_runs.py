@@ -65,8 +65,9 @@ class EnsembleRuns:
         run_dir = self.home.run_dir(parent.id)
         run_dir.mkdir()
         try:
-            store = self.runs.store_input(run_dir, req, parent.input_format)
-            parent.input_path, parent.input_size = await store
+            parent.input_path, parent.input_size = await self.runs.store_input(
+                run_dir, req, parent.input_format
+            )
             parent.status = RunStatus.RUNNING
             await self.runs.states.create(parent)
         except BaseException:
