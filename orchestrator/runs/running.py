@@ -344,8 +344,10 @@ class RunningProcess:
             return
         size = 0
         for path in {self.spec.stdout, self.spec.stderr}:
-            with contextlib.suppress(OSError):
+            try:
                 size += os.stat(path).st_size
+            except OSError:  # not made: the model never started
+                continue
         if size > limits.output_mb * MIB:
             self._on_breach("output_mb", size / MIB)
 

@@ -9,6 +9,7 @@ along an edge the table does not have, whoever races whom.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,13 +35,30 @@ _CHUNK = 500
 """Ids per ``IN (...)`` list: far below SQLite's variable limit on every version."""
 
 
-def sources_of(to: RunStatus, expect: Iterable[RunStatus] | None = None) -> list[RunStatus]:
+def sources_of(to: RunStatus, expect: Iterable[RunStatus] | None = None) -> tuple[RunStatus, ...]:
     """The statuses a run may move to ``to`` from, narrowed to ``expect`` when given."""
+    return _sources(to, None if expect is None else frozenset(expect))
+
+
+@functools.cache
+def _sources(to: RunStatus, expect: frozenset[RunStatus] | None) -> tuple[RunStatus, ...]:
     sources = [s for s, targets in RUN_TRANSITIONS.items() if s is not None and to in targets]
-    if expect is not None:
-        wanted = set(expect)
-        sources = [s for s in sources if s in wanted]
-    return sources
+    return tuple(s for s in sources if expect is None or s in expect)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(columns: tuple[str, ...]) -> str:
+    """The text of an insert of ``columns`` (the same few sets, run after run)."""
+    return f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+@functools.lru_cache(maxsize=256)
+def _update_sql(columns: tuple[str, ...], where: str) -> str:
+    return f"UPDATE runs SET {', '.join(f'{k} = ?' for k in columns)} WHERE {where}"
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 class RunRepo:
@@ -51,9 +69,7 @@ class RunRepo:
         """A new row in ``run.status``, which the table must allow as a creation."""
         _check_creation(run.status)
         values = run_values(run)
-        cols = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        await self.conn.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", values.values())
+        await self.conn.execute(_insert_sql(tuple(values)), values.values())
 
     async def insert_many(self, runs: builtins.list[Run]) -> None:
         """Many new rows, in chunks: converting 10,000 runs to rows at once would hold the
@@ -62,11 +78,7 @@ class RunRepo:
             _check_creation(run.status)
         for start in range(0, len(runs), _CHUNK):
             values = [run_values(r) for r in runs[start : start + _CHUNK]]
-            cols = ", ".join(values[0])
-            marks = ", ".join("?" for _ in values[0])
-            await self.conn.executemany(
-                f"INSERT INTO runs ({cols}) VALUES ({marks})", [v.values() for v in values]
-            )
+            await self.conn.executemany(_insert_sql(tuple(values[0])), [v.values() for v in values])
 
     async def get(self, run_id: str) -> Run | None:
         row = await self.conn.one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -154,10 +166,9 @@ class RunRepo:
         values = self._fields(fields)
         values["status"] = to.value
         values[RUN_TIMESTAMP[to]] = now()
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        marks = ", ".join("?" for _ in sources)
+        where = f"id = ? AND status IN ({_marks(len(sources))})"
         changed = await self.conn.execute(
-            f"UPDATE runs SET {assignments} WHERE id = ? AND status IN ({marks})",
+            _update_sql(tuple(values), where),
             [*values.values(), run_id, *(s.value for s in sources)],
         )
         return changed == 1
@@ -177,18 +188,13 @@ class RunRepo:
         values = self._fields(fields)
         values["status"] = to.value
         values[RUN_TIMESTAMP[to]] = now()
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        status_marks = ", ".join("?" for _ in sources)
         moved: builtins.list[str] = []
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            id_marks = ", ".join("?" for _ in chunk)
-            where = f"id IN ({id_marks}) AND status IN ({status_marks})"
+            where = f"id IN ({_marks(len(chunk))}) AND status IN ({_marks(len(sources))})"
             params = [*chunk, *(s.value for s in sources)]
             rows = await self.conn.all(f"SELECT id FROM runs WHERE {where}", params)
-            await self.conn.execute(
-                f"UPDATE runs SET {assignments} WHERE {where}", [*values.values(), *params]
-            )
+            await self.conn.execute(_update_sql(tuple(values), where), [*values.values(), *params])
             moved.extend(r["id"] for r in rows)
         return moved
 
