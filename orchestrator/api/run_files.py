@@ -80,7 +80,7 @@ async def file_response(svc: Services, run: Run, kind: str) -> Response:
         raise Conflict(f"run {run.id!r} is {run.status.value}: its output is not ready")
     if kind == "input":
         return await input_raw(svc, run)
-    ws = Workspace.of(svc.settings.home.run_dir(run.id))
+    ws = Workspace.of(svc.settings.home.run_path(run.id))
     if run.input_format in DIRECTORY_FORMATS:
         archive = await anyio.to_thread.run_sync(
             _tar_once,

@@ -161,7 +161,7 @@ class Executor:
         gone()  # if the backend could not tell sooner
         await asyncio.sleep(0)  # a run that got the slot spawns before this one is collected
         got = await self.backend.collect(job, prepared, result)
-        log_file = Workspace.of(self.settings.home.run_dir(run.id)).stderr
+        log_file = Workspace.of(self.settings.home.run_path(run.id)).stderr
         tail = functools.partial(stderr_tail, log_file)
         status, failure = disk.verdict(*outcome(result, run.limits, tail))
         if result.canceled and (told := self._ending.get(run.id)) is not None:

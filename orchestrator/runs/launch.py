@@ -294,13 +294,13 @@ def command(
     need neither a bind nor a rule of their own.
     """
     access = spec.access or spec_access(spec)
-    folder, writes, files = access.folder, list(access.write), list(access.write_files)
+    folder = access.folder
     reads = {}
     for path in access.read:
         if not _covered(path, covered, hidden) and (found := _real(path)) is not None:
             reads[path] = found
     binds: list[tuple[str, str | None, bool]] = [(folder, _real(folder), True)]
-    for path in writes + files:  # those inside the folder come with its bind
+    for path in (*access.write, *access.write_files):  # inside the folder: its bind has them
         if not beneath(path, folder) and (found := _real(path)) is not None:
             binds.append((path, found, True))
     binds += [(p, source, False) for p, source in reads.items()]
@@ -317,8 +317,8 @@ def command(
             "binds": binds,
             "read": list(reads),
             "readable": [source for p, source in reads.items() if beneath(p, folder)],
-            "write": writes,
-            "write_files": files,
+            "write": list(access.write),
+            "write_files": list(access.write_files),
         }
     )
 

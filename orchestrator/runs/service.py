@@ -317,13 +317,13 @@ class RunService:
         return await anyio.to_thread.run_sync(
             run_assets,
             run,
-            Workspace.of(self.settings.home.run_dir(run.id)),
+            Workspace.of(self.settings.home.run_path(run.id)),
             self.settings.inline_output_bytes,
             assets_file,
         )
 
     def output_path(self, run: Run) -> Path:
-        return self.settings.home.run_dir(run.id) / "stdout"
+        return Path(Workspace.of(self.settings.home.run_path(run.id)).stdout)
 
     def log_path(self, run: Run) -> Path:
-        return self.settings.home.run_dir(run.id) / "stderr"
+        return Path(Workspace.of(self.settings.home.run_path(run.id)).stderr)

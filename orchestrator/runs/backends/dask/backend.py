@@ -223,7 +223,7 @@ class DaskBackend:
         execution = self.executions.pop(run.id, None)
         if execution is not None:
             self.shipper.release(execution.held)
-        ws = Workspace.of(self.settings.home.run_dir(run.id))
+        ws = Workspace.of(self.settings.home.run_path(run.id))
         if execution is not None and execution.result is not None:
             await anyio.to_thread.run_sync(
                 write_back, Path(ws.root), execution.result, execution.log_from, self._caps()
