@@ -68,7 +68,8 @@ time.sleep(30)
 @dataclass
 class World:
     knapsack: str
-    """knapsack sample: v1 on production (the default), candidate (scale=4) on v1 too."""
+    """knapsack sample: v1 on production (the default), candidate (scale=4) on v1 too;
+    three runs on production, one on candidate."""
     stepper: str
     sleeper: str
 
@@ -88,6 +89,7 @@ def build_world(api: httpx.Client, tmp: Path) -> World:
     for capacity in (40, 50, 60):
         run_and_wait(api, knapsack, {"input": {**items, "weight_capacity": capacity}},
                      instance="production")  # fmt: skip
+    run_and_wait(api, knapsack, {"input": items}, instance="candidate")
 
     stepper = create_app(api, unique("steps"), name="Stepper")
     push_dir(api, stepper, write_app(tmp / "stepper", STEPPER), tmp)
