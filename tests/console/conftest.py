@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's chromium driven by Playwright, one browser per session.
+"""Browser fixtures: Debian's chromium driven by Playwright, one browser per test file.
 
 The browser is Debian's ``chromium`` (``/usr/bin/chromium``, or ``ORCH_CHROMIUM``):
 Playwright's own download (``playwright install``) is never used. Each test gets a
@@ -38,11 +38,15 @@ LOCAL_HOSTS = {"127.0.0.1"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests run last, all of them. Playwright's sync API keeps an asyncio loop
-    running in the main thread while the (session's one) browser is open, and an async
-    test cannot start its own loop then; so nothing async may come after the first
-    browser test. The sort is stable: the order within each group stays."""
-    items.sort(key=lambda item: "browser" in getattr(item, "fixturenames", ()))
+    """In each file, the browser tests run last. Playwright's sync API keeps an asyncio
+    loop running in the main thread while a browser is open (one per file, see
+    ``browser``), and an async test cannot start its own loop then. Files stay whole and
+    in their order, so a pytest worker that takes a file (``--dist loadfile``) takes all
+    of it; the sort is stable: the order within each group stays."""
+    first: dict[Path, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(item.path, index)
+    items.sort(key=lambda item: (first[item.path], "browser" in getattr(item, "fixturenames", ())))
 
 
 def _chromium_missing() -> str | None:
@@ -55,8 +59,10 @@ def _chromium_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One browser per test file: closing it stops Playwright's loop, so an async test in
+    the next file the same pytest worker runs can start its own (~1 s a file)."""
     missing = _chromium_missing()
     if missing is not None:
         pytest.skip(f"BROWSER TESTS SKIPPED: {missing}")
