@@ -4,7 +4,7 @@ console, its progress, box plots, the paired comparison and a gate verdict."""
 from __future__ import annotations
 
 from tests.console.conftest import Visit
-from tests.console.world import World
+from tests.console.world import World, production_runs
 from tests.helpers import unique
 
 EXPECT_TIMEOUT = 120_000
@@ -15,6 +15,8 @@ def test_start_a_batch_experiment_and_compare_against_the_baseline(
 ) -> None:
     page = signed_in.page
     set_id, exp_id = unique("cases"), unique("cand-vs-prod")
+    with signed_in.daemon.client() as api:  # the latest on production, whatever ran before
+        production_runs(api, world.knapsack)
     signed_in.goto(f"/apps/{world.knapsack}/experiments")
     page.get_by_label("Instance", exact=True).select_option("production")
     page.get_by_label("Runs", exact=True).fill("3")

@@ -74,6 +74,17 @@ class World:
     sleeper: str
 
 
+KNAPSACK_ITEMS = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
+
+
+def production_runs(api: httpx.Client, knapsack: str) -> None:
+    """Three runs of the sample's items on production (capacity 40, 50 and 60), waited for:
+    the last runs there, as an input set "from the 3 latest runs" expects to find them."""
+    for capacity in (40, 50, 60):
+        run_and_wait(api, knapsack, {"input": {**KNAPSACK_ITEMS, "weight_capacity": capacity}},
+                     instance="production")  # fmt: skip
+
+
 def build_world(api: httpx.Client, tmp: Path) -> World:
     knapsack = create_app(api, unique("knap"), name="Knapsack")
     push_dir(api, knapsack, SAMPLES / "knapsack", tmp)
@@ -85,11 +96,8 @@ def build_world(api: httpx.Client, tmp: Path) -> World:
         json={"id": "candidate", "version_id": "v1", "configuration": {"options": {"scale": 4}}},
     )
     assert r.status_code == 201, r.text
-    items = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
-    for capacity in (40, 50, 60):
-        run_and_wait(api, knapsack, {"input": {**items, "weight_capacity": capacity}},
-                     instance="production")  # fmt: skip
-    run_and_wait(api, knapsack, {"input": items}, instance="candidate")
+    production_runs(api, knapsack)
+    run_and_wait(api, knapsack, {"input": KNAPSACK_ITEMS}, instance="candidate")
 
     stepper = create_app(api, unique("steps"), name="Stepper")
     push_dir(api, stepper, write_app(tmp / "stepper", STEPPER), tmp)
