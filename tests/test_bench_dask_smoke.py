@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.alone  # it loads every core: scripts/test runs it after the rest
+
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = (
     "python echo on dask: median",

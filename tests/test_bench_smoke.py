@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.alone  # it loads every core: scripts/test runs it after the rest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = (

@@ -18,7 +18,7 @@ from scripts.bench.common import call
 from scripts.fair_timing import INPUTS, REPETITIONS, FairTiming, Outcome
 from tests.helpers import Daemon, unique
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.alone]  # a verdict on wall times
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import pytest
 
 from tests.helpers import ROOT
 
+pytestmark = pytest.mark.alone  # it loads every core: scripts/test runs it after the rest
+
 
 @pytest.mark.timeout(240)
 def test_quick_console_bench_reports_page_loads_and_run_end_to_page(tmp_path: Path) -> None:
