@@ -7,6 +7,7 @@ keeps a run going long enough to watch it.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
@@ -14,6 +15,7 @@ import shlex
 import httpx
 import pytest
 
+from orchestrator.cli.status import StatusLine
 from tests.cli_run import Terminal, new_app, orch
 from tests.helpers import SAMPLES, Daemon, wait_for
 
@@ -42,6 +44,22 @@ def test_waiting_at_a_terminal_shows_state_and_time_then_indented_json(
     text = ESCAPES.sub("", shown)
     assert '{\n  "options": {\n    "duration"' in text  # the output, indented for reading
     assert re.search(r"run run-\S+ succeeded in [\d.]+ s", text)
+
+
+def test_log_lines_go_above_the_status_line_which_stays_last() -> None:
+    out = io.StringIO()
+    status = StatusLine(out)
+    status.above(["before any status"])  # nothing shown yet: the lines alone
+    status.show("run r running · 0.3 s")
+    status.above([])
+    status.above(["solving", "done"])
+    status.clear()
+    assert out.getvalue() == (
+        "before any status\n"
+        "\r\x1b[2Krun r running · 0.3 s"
+        "\r\x1b[2Ksolving\ndone\nrun r running · 0.3 s"
+        "\r\x1b[2K"
+    )
 
 
 def test_tail_shows_the_log_while_the_run_runs(

@@ -50,21 +50,23 @@ class Waiter:
                 return info
 
     def _live(self, status: StatusLine | None) -> RunInfo:
+        """The status line is drawn before the log's lines are printed above it, so the
+        run's id is on the screen before its first log line, however fast that comes."""
         started = time.monotonic()
         since: str | None = None
         try:
             while True:
                 info = self.api.runs.metadata(self.app_id, self.run_id, wait=LIVE_STEP_SECONDS)
                 state = info["metadata"]["status_v2"]
-                if self.tail:
-                    since = self._print_log(since, status, until_end=state in FINISHED)
-                if state in FINISHED:
-                    return info
-                if status is not None:
+                if status is not None and state not in FINISHED:
                     waited = time.monotonic() - started
                     status.show(
                         f"run {self.run_id} {state} · {waited:.1f} s  (Ctrl-C stops waiting)"
                     )
+                if self.tail:
+                    since = self._print_log(since, status, until_end=state in FINISHED)
+                if state in FINISHED:
+                    return info
         finally:
             if status is not None:
                 status.clear()
@@ -73,11 +75,12 @@ class Waiter:
         """Print the log lines written since ``since``; at the end, every line left."""
         while True:
             page = self.api.runs.live_logs(self.app_id, self.run_id, since)
-            if page["items"] and status is not None:
-                status.clear()
-            for item in page["items"]:
-                sys.stderr.write(item["log"] + "\n")
-            sys.stderr.flush()
+            lines = [item["log"] for item in page["items"]]
+            if status is not None:
+                status.above(lines)
+            else:
+                sys.stderr.write("".join(f"{line}\n" for line in lines))
+                sys.stderr.flush()
             since = page["next_page_token"]
             if not until_end or not page["items"]:
                 return since
