@@ -87,6 +87,8 @@ def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None
     assert len(throughput) == 2 and all(r["target"] == "ratio >= 0.9x" for r in throughput)
     cpu = {r["name"]: r for r in rows if r["name"].startswith("CPU per run")}
     assert all(r["orch"] > 0 for r in cpu.values()), cpu
+    daemon = cpu["CPU per run, CPU-bound model: daemon"]
+    assert "by thread: loop" in daemon["baseline_is"], daemon
     model = cpu["CPU per run, CPU-bound model: the model"]
     assert model["baseline"] > 20, "the CPU-bound model does work: tens of ms bare"
     assert "scenario" in stdout and "verdict" in stdout  # the table was printed

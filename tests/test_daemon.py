@@ -57,6 +57,14 @@ def test_helper_threads_give_way_to_the_event_loop(daemon: Daemon) -> None:
     assert os.SCHED_BATCH in policies.values()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names are /proc's")
+def test_helper_threads_carry_their_names(daemon: Daemon) -> None:
+    """``top -H`` shows which thread spends the CPU (the benchmark splits it so too)."""
+    tasks = Path(f"/proc/{daemon.process.pid}/task")
+    names = {(tid / "comm").read_text().strip() for tid in tasks.iterdir()}
+    assert {"orch-chores", "orch-checkpoint"} <= names
+
+
 def test_openapi_lists_the_routes(daemon: Daemon) -> None:
     spec = httpx.get(f"{daemon.url}/openapi.json").json()
     assert "/v1/applications/{app_id}/runs" in spec["paths"]

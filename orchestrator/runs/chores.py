@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from orchestrator.threads import give_way_to_the_loop
+from orchestrator.threads import give_way_to_the_loop, show_name
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Chores:
 
     def _work(self) -> None:
         give_way_to_the_loop()
+        show_name()
         while True:
             with self._wake:
                 while not self._pending and not self._closed:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 
 from orchestrator.runs.cgroups import MIB
 from orchestrator.runs.process import StrPath
+from orchestrator.threads import show_name
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class DiskWatch:
             self._thread.join(5)
 
     def _run(self) -> None:
+        show_name()
         while (entry := self._next()) is not None:
             began = time.monotonic()
             try:

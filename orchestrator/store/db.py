@@ -34,7 +34,7 @@ import anyio
 
 from orchestrator.disk import FULL_BYTES, DiskMonitor, is_disk_full
 from orchestrator.store.migrations import MIGRATIONS
-from orchestrator.threads import give_way_to_the_loop
+from orchestrator.threads import give_way_to_the_loop, show_name
 
 Row = sqlite3.Row
 log = logging.getLogger("orch.store")
@@ -279,6 +279,7 @@ class Checkpointer:
 
     def _run(self) -> None:
         give_way_to_the_loop()
+        show_name()
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=True)
         try:
             conn.execute("PRAGMA busy_timeout=5000")

@@ -41,8 +41,9 @@ class Pass:
     rate: float
     """Runs per second."""
     cpu: dict[str, float]
-    """CPU seconds per run: "daemon" (and its "daemon user" and "daemon system" parts),
-    "model", "zygote", "client" (orch) or "model" (xargs)."""
+    """CPU seconds per run: "daemon" (and its "daemon user" and "daemon system" parts,
+    and "thread <name>" for each of its threads), "model", "zygote", "client" (orch) or
+    "model" (xargs)."""
 
 
 def orch_pass(b: Bench, app: str, n: int, doc: dict[str, Any]) -> Pass:
@@ -50,7 +51,7 @@ def orch_pass(b: Bench, app: str, n: int, doc: dict[str, Any]) -> Pass:
     daemon = psutil.Process(b.daemon.process.pid)
     zygote = zygote_of(daemon)
     before, client_before = daemon.cpu_times(), time.process_time()
-    zygote_before = on_cpu(zygote)
+    zygote_before, threads_before = on_cpu(zygote), threads_on_cpu(daemon.pid)
     start = time.perf_counter()
     ids = [submit(b.api, app, {"input": doc}) for _ in range(n)]
     for run_id in ids:
@@ -69,6 +70,8 @@ def orch_pass(b: Bench, app: str, n: int, doc: dict[str, Any]) -> Pass:
         "zygote": (on_cpu(zygote) - zygote_before) / n,
         "client": (client_after - client_before) / n,
     }
+    for name, seconds in threads_on_cpu(daemon.pid).items():
+        cpu[f"thread {name}"] = (seconds - threads_before.get(name, 0.0)) / n
     return Pass(n / took, cpu)
 
 
@@ -91,6 +94,23 @@ def on_cpu(pid: int | None) -> float:
     with contextlib.suppress(OSError, ValueError, IndexError):
         return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
     return 0.0
+
+
+def threads_on_cpu(pid: int) -> dict[str, float]:
+    """Seconds each thread of process ``pid`` has run (``schedstat``), by name: the main
+    thread is "loop", the helpers the daemon names are theirs, and the rest (worker
+    threads, which keep the process's name) "unnamed"."""
+    tasks = Path(f"/proc/{pid}/task")
+    seconds: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        process = (tasks / str(pid) / "comm").read_text().strip()
+        for tid in tasks.iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):  # one that just ended
+                name = (tid / "comm").read_text().strip()
+                name = "loop" if tid.name == str(pid) else "unnamed" if name == process else name
+                ran = int((tid / "schedstat").read_text().split()[0]) / 1e9
+                seconds[name] = seconds.get(name, 0.0) + ran
+    return seconds
 
 
 def xargs_pass(cores: int, n: int, stdin: Path, cwd: Path, python: str = sys.executable) -> Pass:
@@ -139,16 +159,20 @@ def throughput_row(name: str, pairs: list[tuple[Pass, Pass]], cmd: str) -> Row:
 
 def cpu(pairs: list[tuple[Pass, Pass]], side: int, part: str) -> float:
     """Milliseconds of CPU per run, the median over the passes."""
-    return ms(median([pair[side].cpu[part] for pair in pairs]))
+    return ms(median([pair[side].cpu.get(part, 0.0) for pair in pairs]))
 
 
 def daemon_row(name: str, pairs: list[tuple[Pass, Pass]], target: Target | None = None) -> Row:
     """The daemon's CPU per run, and its two parts: what its own code did (user time: the
     Python, SQLite) and what the kernel did for it (system time: the run's folders and
-    files, the cgroups, the sockets). Medians over the passes, each part on its own."""
+    files, the cgroups, the sockets); then by thread (the event loop, the chores thread
+    with the cgroups' mkdir and rmdir, ...). Medians over the passes, each part on its own."""
     user, system = cpu(pairs, 0, "daemon user"), cpu(pairs, 0, "daemon system")
     split = f"user {user:.2f} ms (Python, SQLite) + system {system:.2f} ms (the kernel)"
-    return Row(name, cpu(pairs, 0, "daemon"), None, "ms", target, split)
+    threads = {part for o, _ in pairs for part in o.cpu if part.startswith("thread ")}
+    by_thread = sorted(((cpu(pairs, 0, part), part[7:]) for part in threads), reverse=True)
+    shown = ", ".join(f"{thread} {t:.2f}" for t, thread in by_thread if t >= 0.005)
+    return Row(name, cpu(pairs, 0, "daemon"), None, "ms", target, f"{split}; by thread: {shown}")
 
 
 def scenario_throughput(b: Bench) -> list[Row]:
