@@ -21,6 +21,7 @@ from pathlib import Path
 
 from orchestrator.models import Failure, FailureKind, Run, Secret, SecretType
 from orchestrator.runs.backend import StartFailed
+from orchestrator.runs.process import StrPath
 from orchestrator.runs.workspace import Workspace, confined
 from orchestrator.store import Store
 
@@ -42,7 +43,7 @@ def env_of(secrets: Sequence[Secret]) -> dict[str, str]:
     return {s.location: s.value for s in secrets if s.type == SecretType.ENV}
 
 
-def write_files(run_dir: str | os.PathLike[str], secrets: Sequence[Secret]) -> tuple[str, ...]:
+def write_files(run_dir: StrPath, secrets: Sequence[Secret]) -> tuple[str, ...]:
     """Each file secret at its location under ``work``; refused (``StartFailed``) where the
     app's package already has that path, so a secret never lands in the package."""
     files = [s for s in secrets if s.type == SecretType.FILE]
@@ -57,7 +58,7 @@ def write_files(run_dir: str | os.PathLike[str], secrets: Sequence[Secret]) -> t
         raise
 
 
-def scrub(run_dir: str | os.PathLike[str]) -> None:
+def scrub(run_dir: StrPath) -> None:
     """Remove the run's secret files. The model owned the folder: a path that now leads
     elsewhere through a symlink is left alone (it is no longer the file written)."""
     record = Path(run_dir, RECORD)

@@ -49,7 +49,7 @@ def _sources(to: RunStatus, expect: frozenset[RunStatus] | None) -> tuple[RunSta
 @functools.lru_cache(maxsize=64)
 def _insert_sql(columns: tuple[str, ...]) -> str:
     """The text of an insert of ``columns`` (the same few sets, run after run)."""
-    return f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    return f"INSERT INTO runs ({', '.join(columns)}) VALUES ({_marks(len(columns))})"
 
 
 @functools.lru_cache(maxsize=256)
