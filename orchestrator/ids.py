@@ -13,12 +13,13 @@ from typing import Protocol
 
 from orchestrator.errors import Invalid
 
-_ALLOWED = re.compile(r"^[a-z0-9.-]*$")
+_ALLOWED = re.compile(r"[a-z0-9.-]*")
+"""Used with ``fullmatch``: ``$`` also matches before a final newline (``"dupe\n"``)."""
 _MIN_LEN, _MAX_LEN = 3, 30
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lowercase
 
 
-_CHILD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$")
+_CHILD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 
 def validate_child_id(value: str, kind: str) -> str:
@@ -28,7 +29,7 @@ def validate_child_id(value: str, kind: str) -> str:
     """
     if not isinstance(value, str) or value == "":
         raise Invalid(f"{kind} ID is required")
-    if not _CHILD.match(value):
+    if not _CHILD.fullmatch(value):
         raise Invalid(
             f"{kind} ID {value!r} must be 1-64 characters of letters, digits, '.', '-' or '_', "
             "not starting with '.' or '-'"
@@ -45,8 +46,8 @@ def validate_id(value: str, kind: str = "app") -> str:
             f"{kind} ID {value!r} must be between {_MIN_LEN} and {_MAX_LEN} characters "
             f"(it has {len(value)})"
         )
-    if not _ALLOWED.match(value):
-        bad = sorted({c for c in value if not _ALLOWED.match(c)})
+    if not _ALLOWED.fullmatch(value):
+        bad = sorted({c for c in value if not _ALLOWED.fullmatch(c)})
         raise Invalid(
             f"{kind} ID {value!r} may only contain lowercase letters, numbers, periods "
             f"or hyphens (found {''.join(bad)!r})"

@@ -7,6 +7,7 @@ source of truth for the run lifecycle.
 from __future__ import annotations
 
 import enum
+import math
 import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -280,8 +281,10 @@ class Limits:
                 continue
             try:
                 number = float(raw) if name in ("cpu_seconds", "timeout_seconds") else int(raw)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # int(1e999): OverflowError
                 raise Invalid(f"limit {name} must be a number, got {raw!r}") from None
+            if not math.isfinite(number):  # float("nan") compares false with every cap
+                raise Invalid(f"limit {name} must be a finite number, got {raw!r}")
             if name == "retries":
                 if not 0 <= number <= MAX_RETRIES:
                     raise Invalid(f"limit retries must be 0 to {MAX_RETRIES}, got {raw!r}")

@@ -53,7 +53,9 @@ class UploadService:
             await w.uploads.insert(up)
         return up
 
-    async def receive(self, token: str, body: AsyncIterator[bytes]) -> Upload:
+    async def receive(
+        self, token: str, body: AsyncIterator[bytes], announced: int | None = None
+    ) -> Upload:
         up = await self.store.read.uploads.by_token(token)
         if up is None:
             raise NotFound("unknown upload URL")
@@ -66,7 +68,9 @@ class UploadService:
         part, final = Path(up.path + ".part"), Path(up.path)
         self._receiving.add(up.id)
         try:
-            size = await stream_to_file(body, part, self._limit(up.kind), what=f"{up.kind} upload")
+            size = await stream_to_file(
+                body, part, self._limit(up.kind), f"{up.kind} upload", announced
+            )
             os.replace(part, final)  # in place before the row says so: a kill leaves no half
             async with self.store.write() as w:
                 if not await w.uploads.mark_received(up.id, size):

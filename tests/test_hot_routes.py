@@ -21,7 +21,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.api import runs
-from orchestrator.api.app import create_app, outermost
+from orchestrator.api.app import create_app
 from orchestrator.api.hot_path import HotRoutes
 from orchestrator.disk import DiskMonitor
 from orchestrator.errors import NotFound
@@ -67,8 +67,10 @@ class Witness:
 
 def _hot(tmp_path: Path, low_disk: bool = False, error: Exception | None = None) -> HotRoutes:
     disk = DiskMonitor(tmp_path, low_bytes=1 << 60 if low_disk else 0)
-    svc = SimpleNamespace(store=SimpleNamespace(disk=disk), runs=FakeRuns(error))
-    hot = outermost(create_app(svc, KEY))  # type: ignore[arg-type]
+    settings = SimpleNamespace(max_upload_mb=500, max_package_mb=200)
+    svc = SimpleNamespace(store=SimpleNamespace(disk=disk), runs=FakeRuns(error), settings=settings)
+    app = create_app(svc, KEY)  # type: ignore[arg-type]
+    hot = HotRoutes(app, app.state.checks)
     hot.stack = Witness(hot.app)
     return hot
 

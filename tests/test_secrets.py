@@ -127,6 +127,7 @@ def test_a_secret_never_shows_its_value() -> None:
     ("kind", "location", "says"),
     [
         ("env", "1ABC", "not a variable name"),
+        ("env", "ABC\n", "not a variable name"),  # `$` matches before a final newline
         ("env", "HOME", "orch sets"),
         ("env", "ORCH_RUN_ID", "orch sets"),
         ("file", "/abs", "relative"),

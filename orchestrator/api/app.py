@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.types import ASGIApp
 
 from orchestrator import __version__
 from orchestrator.api import (
@@ -26,10 +27,12 @@ from orchestrator.api import (
     versions,
 )
 from orchestrator.api.gate import Gate, RequestChecks
+from orchestrator.api.head import HeadAsGet
 from orchestrator.api.hot_path import HotRoutes
 from orchestrator.api.responses import finish_openapi
 from orchestrator.api.routing import add_routes
 from orchestrator.console import install as install_console
+from orchestrator.disk import MIB
 from orchestrator.services import Services
 
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -53,10 +56,11 @@ _V1_ROUTERS = (
 )
 
 
-def outermost(app: FastAPI) -> HotRoutes:
-    """What the server runs: the two requests of every run answered in front of ``app``
-    (``api/hot_path.py``), everything else through it."""
-    return HotRoutes(app, app.state.checks)
+def outermost(app: FastAPI) -> ASGIApp:
+    """What the server runs: ``HEAD`` as ``GET`` (``api/head.py``), the two requests of
+    every run answered in front of ``app`` (``api/hot_path.py``), everything else
+    through it."""
+    return HeadAsGet(HotRoutes(app, app.state.checks))
 
 
 def create_app(svc: Services, api_key: str) -> FastAPI:
@@ -71,7 +75,9 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
     app.state.services = svc
     app.state.api_key = api_key
     errors.install(app)
-    app.state.checks = RequestChecks(api_key, svc.store.disk)
+    settings = svc.settings
+    upload_mb = max(settings.max_upload_mb, settings.max_package_mb)
+    app.state.checks = RequestChecks(api_key, svc.store.disk, max_upload=upload_mb * MIB)
     app.add_middleware(Gate, checks=app.state.checks)  # outermost: nothing runs before it
     for router in (*_V1_ROUTERS, binary.uploads, run_files.downloads, run_assets.downloads):
         add_routes(app, router)

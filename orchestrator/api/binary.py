@@ -65,5 +65,7 @@ async def receive_upload(
 ) -> dict[str, Any]:
     """The body, streamed to disk: a package (push) or a run input. The token is the
     secret (the SDK sends no key here): single use, it expires."""
-    up = await svc.uploads.receive(token, request.stream())
+    length = request.headers.get("content-length", "")
+    announced = int(length) if length.isdigit() else None
+    up = await svc.uploads.receive(token, request.stream(), announced)
     return {"upload_id": up.id, "size": up.size}

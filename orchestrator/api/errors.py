@@ -4,8 +4,9 @@ Domain errors carry their status; FastAPI's own validation errors become a
 400 (unparseable JSON) or 422 (wrong shape) with a readable message; a full
 disk, wherever a write met it, is a 507 (``DiskFull``) and never a 500; a
 method a path does not have is a 405 whose ``Allow`` header lists the ones it
-has; anything unexpected is logged and answered with a 500 that leaks no
-internals.
+has; a client that hangs up while it sends a body is noted in one line (what it sent
+is dropped: an upload's half file is removed and its URL still works); anything
+unexpected is logged and answered with a 500 that leaks no internals.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
 from orchestrator.disk import DiskMonitor, is_disk_full
@@ -65,6 +67,11 @@ async def _os_error(request: Request, exc: OSError) -> Response:
     return error_response(507, disk.error().message)
 
 
+async def _gone(request: Request, _: ClientDisconnect) -> Response:
+    log.info("the client went away during %s %s", request.method, request.url.path)
+    return error_response(400, "the client disconnected before its request body ended")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, f"internal error: {type(exc).__name__}")
@@ -77,6 +84,7 @@ HANDLERS: dict[type[Exception], Handler] = {
     RequestValidationError: _validation,
     StarletteHTTPException: _http,
     OSError: _os_error,
+    ClientDisconnect: _gone,
     Exception: _unexpected,  # Starlette runs this one in its outermost layer, then re-raises
 }
 """Exception class → its answer; a class not listed takes its nearest listed base's."""

@@ -31,10 +31,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator import standard_json
 from orchestrator.api import errors, runs
+from orchestrator.api.bodies import read_body, replay
 from orchestrator.api.gate import RequestChecks
+from orchestrator.errors import TooLarge
 from orchestrator.services import Services
 
 Params = dict[str, str]
@@ -96,12 +99,16 @@ class HotRoutes:
         await handler(params, scope, receive, send)
 
     async def _create_run(self, params: Params, scope: Scope, receive: Receive, send: Send) -> None:
-        body, messages = await _read_body(receive)
+        try:
+            body, messages = await read_body(receive, self.checks.max_body)
+        except TooLarge as exc:  # chunked: no length for the checks to refuse
+            await errors.error_response(exc.status, exc.message)(scope, receive, send)
+            return
         query = _query(scope, _CREATE_QUERY)
         whole = messages[-1]["type"] == "http.request"  # else the client went away mid-body
         parsed = _run_body(scope, body) if query is not None and whole else None
         if query is None or parsed is None:
-            await self.stack(scope, _replay(messages, receive), send)
+            await self.stack(scope, replay(messages, receive), send)
             return
         work = runs.submit(self.svc, params["app_id"], parsed, query.get("instance_id"))
         await _respond(scope, receive, send, 201, work)
@@ -166,8 +173,8 @@ def _run_body(scope: Scope, body: bytes) -> runs.RunBody | None:
     if content_type != b"application/json" or not body:
         return None
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = standard_json.loads(body)
+    except ValueError:  # NaN, a RecursionError: FastAPI's own answer
         return None
     if not isinstance(value, dict):
         return None
@@ -185,25 +192,3 @@ def _wait(text: str | None) -> float | None:
         return None
     value = float(text)
     return value if value <= runs.MAX_WAIT else None
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, list[Message]]:
-    """The whole body, and the messages it came in (for a replay)."""
-    messages = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request" or not message.get("more_body", False):
-            break
-    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-    return body, messages
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """A ``receive`` that hands the messages already read over again, then the real one."""
-    pending = list(messages)
-
-    async def replay() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replay

@@ -242,12 +242,9 @@ async def run_logs_live(
     app_id: AppId, run_id: RunId, since: str | None = Query(None), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     run = await svc.runs.get(app_id, run_id)
-    try:
-        offset = int(since) if since else 0
-    except ValueError:
-        raise Invalid(
-            f"since must be the next_page_token of a previous call, got {since!r}"
-        ) from None
+    if since and not (since.isascii() and since.isdigit()):
+        raise Invalid(f"since must be the next_page_token of a previous call, got {since!r}")
+    offset = int(since) if since else 0
     return read_live(svc.runs.log_path(run), offset, run.status)
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from markupsafe import Markup
 
+from orchestrator import standard_json
+
 PREVIEW_BYTES = 1024 * 1024
 """Above this, a payload is a download link only (the page stays fast to load)."""
 MAX_TABLE_ROWS = 500
@@ -53,7 +55,7 @@ def preview(path: Path | None, size: int, directory: bool = False) -> Preview:
         return Preview("large", size)
     raw = path.read_bytes()[:PREVIEW_BYTES]
     try:
-        value = json.loads(raw)
+        value = standard_json.loads(raw)
     except ValueError:
         return Preview("text", size, text=raw.decode(errors="replace"))
     return Preview("json", size, value=value, tables=find_tables(value))

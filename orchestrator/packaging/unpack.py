@@ -139,7 +139,11 @@ def _extract(archive: Path, tree: Path, budget: _Budget) -> None:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise  # the disk's fault, not the package's: it is not rejected for it
-            raise Unprocessable(f"package could not be unpacked: {exc}") from None
+            # the member's name, not the path it was going to (the daemon's home)
+            named = isinstance(exc.filename, str)
+            at = f" (at {os.path.relpath(exc.filename, tree)!r})" if named else ""
+            reason = exc.strerror or type(exc).__name__
+            raise Unprocessable(f"package could not be unpacked: {reason}{at}") from None
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ MAX_LOCATION = 255
 MAX_VALUE_BYTES = 1024 * 1024
 """One secret's value: a licence file fits; a data set does not belong here."""
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"})
 """Variables orch sets for every model: a secret may not replace them (nor ``ORCH_*``)."""
 RESERVED_FOLDERS = frozenset({"input", "inputs", "output", "outputs"})
@@ -60,7 +60,7 @@ def check_location(kind: SecretType, location: str) -> str:
     if not location or len(location) > MAX_LOCATION:
         raise Invalid(f"secret location must be 1-{MAX_LOCATION} characters")
     if kind == SecretType.ENV:
-        if not _ENV_NAME.match(location):
+        if not _ENV_NAME.fullmatch(location):
             raise Invalid(f"env secret location {location!r} is not a variable name")
         if location in RESERVED_ENV or location.startswith("ORCH_"):
             raise Invalid(f"env secret location {location!r} is a variable orch sets itself")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import standard_json
 from orchestrator.errors import NotFound
 from orchestrator.models import Run
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
@@ -83,7 +84,7 @@ def _tracked(path: Path, limit: int) -> list[Any] | None:
     try:
         if path.stat().st_size > limit:
             return []
-        doc = json.loads(path.read_bytes())
+        doc = standard_json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, list) else []

@@ -28,11 +28,15 @@ def read_log(path: Path, max_bytes: int = MAX_LOG_BYTES) -> str:
 
 
 def read_live(path: Path, offset: int, status: RunStatus) -> dict[str, Any]:
-    """Complete lines written since ``offset``; the token of the next call is the new offset."""
+    """Complete lines written since ``offset``; the token of the next call is the new offset.
+
+    An offset past the log's end (a token from nowhere: logs only grow) reads as the end,
+    where ``seek`` would fail beyond the file system's largest file."""
     data = b""
     try:
         with path.open("rb") as fh:
-            fh.seek(max(0, offset))
+            offset = min(max(0, offset), os.fstat(fh.fileno()).st_size)
+            fh.seek(offset)
             data = fh.read(MAX_LIVE_BYTES)
     except FileNotFoundError:
         pass

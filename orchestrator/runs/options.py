@@ -10,6 +10,7 @@ real apps read options the manifest never mentions.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,10 @@ def _check(spec: OptionSpec, value: str, source: str) -> str:
         if kind == "int":
             return str(int(value))
         if kind == "float":
-            return repr(float(value))
+            number = float(value)
+            if not math.isfinite(number):  # "nan", "inf": a model asked for a number
+                raise ValueError(value)
+            return repr(number)
         if kind == "bool":
             low = value.strip().lower()
             if low in _TRUE | _FALSE:

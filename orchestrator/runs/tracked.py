@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from orchestrator import standard_json
 from orchestrator.errors import Invalid
 from orchestrator.ids import check_label, new_id
 from orchestrator.models import DEVINT, Failure, FailureKind, Run, RunStatus, RunType, now
@@ -129,7 +130,7 @@ async def _take(uploads: UploadService, app_id: str, upload_id: str) -> Path:
 async def _json_upload(uploads: UploadService, app_id: str, upload_id: str) -> Any:
     path = await _take(uploads, app_id, upload_id)
     try:
-        return json.loads(path.read_bytes())
+        return standard_json.loads(path.read_bytes())
     except ValueError as exc:
         raise Invalid(f"upload {upload_id!r} is not valid JSON: {exc}") from None
     finally:
@@ -155,6 +156,6 @@ def _place_output(upload: Path, ws: Workspace, fmt: str, limits: ArchiveLimits) 
     if size > PARSE_LIMIT:
         return size, None
     try:
-        return size, json.loads(stdout.read_bytes())
+        return size, standard_json.loads(stdout.read_bytes())
     except ValueError:
         return size, None  # a text output: still the output

@@ -13,13 +13,13 @@ Layout of ``runs/<id>/``: ``input`` or ``input.d/``, ``work/`` (cwd),
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import stat
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator import standard_json
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.metrics import reported
@@ -203,7 +203,7 @@ def sized_json(path: StrPath, limit: int) -> tuple[int, Any]:
     finally:
         os.close(fd)
     try:
-        return info.st_size, None if len(data) > limit else json.loads(data)
+        return info.st_size, None if len(data) > limit else standard_json.loads(data)
     except ValueError:
         return info.st_size, None
 

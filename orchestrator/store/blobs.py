@@ -56,7 +56,11 @@ def hash_file(path: Path) -> tuple[str, int]:
 
 
 async def stream_to_file(
-    chunks: AsyncIterator[bytes], dest: Path, max_bytes: int, what: str = "upload"
+    chunks: AsyncIterator[bytes],
+    dest: Path,
+    max_bytes: int,
+    what: str = "upload",
+    announced: int | None = None,
 ) -> int:
     """Write a request body to ``dest`` as it arrives; returns its size.
 
@@ -64,17 +68,24 @@ async def stream_to_file(
     page cache in microseconds, while a thread hop per chunk capped a 1 GiB
     upload at a third of the disk's speed (measured). Memory stays at one
     buffer; the cap stops the upload the moment it is passed, leaving no file.
-    Nothing is hashed here: packages are hashed when ingested, inputs never.
+    Nothing is hashed here: packages are hashed when ingested, inputs never. A body
+    ``announced`` (its ``Content-Length``) over the cap is refused before a byte is read.
     """
+    if announced is not None and announced > max_bytes:
+        raise _too_large(what, max_bytes)
     size = 0
     try:
         with open(dest, "wb", buffering=CHUNK) as fh:  # noqa: ASYNC230 - see docstring
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
-                    raise TooLarge(f"{what} exceeds the limit of {max_bytes // (1024 * 1024)} MiB")
+                    raise _too_large(what, max_bytes)
                 fh.write(chunk)
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
     return size
+
+
+def _too_large(what: str, max_bytes: int) -> TooLarge:
+    return TooLarge(f"{what} exceeds the limit of {max_bytes // (1024 * 1024)} MiB")
