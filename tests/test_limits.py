@@ -54,6 +54,28 @@ for _ in range(200):
         pass
 time.sleep(30)
 """
+CPU_SPREAD = """\
+import os, time
+for _ in range(3):  # each child stays under the limit alone; together they pass it
+    if os.fork() == 0:
+        end = time.process_time() + 0.9
+        while time.process_time() < end:
+            pass
+        time.sleep(60)
+        os._exit(0)
+time.sleep(60)
+"""
+CPU_WAITED = """\
+import os, time
+for _ in range(3):
+    if os.fork() == 0:
+        end = time.process_time() + 0.9
+        while time.process_time() < end:
+            pass
+        os._exit(0)
+for _ in range(3):
+    os.wait()
+"""
 
 
 def deploy(api: httpx.Client, tmp: Path, source: str) -> str:
@@ -67,11 +89,21 @@ def deploy(api: httpx.Client, tmp: Path, source: str) -> str:
     [
         (HOG, {"memory_mb": 200}, r"memory limit 200 MiB exceeded: peak \d+"),
         (SPINNER, {"cpu_seconds": 1}, r"cpu time limit 1 s exceeded: used [\d.]+ s"),
+        (CPU_SPREAD, {"cpu_seconds": 1}, r"cpu time limit 1 s exceeded: used [\d.]+ s"),
+        (CPU_WAITED, {"cpu_seconds": 1}, r"cpu time limit 1 s exceeded: used [\d.]+ s"),
         (SLEEPER, {"timeout_seconds": 1}, r"timeout of 1 s exceeded: ran [\d.]+ s"),
         (FLOOD, {"output_mb": 1}, r"output limit 1 MiB exceeded"),
         (FORK_BOMB, {"processes": 20}, r"process limit 20 exceeded"),
     ],
-    ids=["memory-hog", "cpu-spinner", "sleeper", "output-flood", "fork-bomb"],
+    ids=[
+        "memory-hog",
+        "cpu-spinner",
+        "cpu-in-children",  # caught by sampling: the children never end
+        "cpu-in-waited-children",  # and when they end (the total is also checked at the end)
+        "sleeper",
+        "output-flood",
+        "fork-bomb",
+    ],
 )
 def test_limit_breach_fails_the_run_with_the_limit_named(
     api: httpx.Client, tmp_path: Path, source: str, limits: dict, message: str

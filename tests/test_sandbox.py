@@ -518,6 +518,10 @@ def _result(**changes: object) -> ProcessResult:
          (RunStatus.FAILED, "cpu time limit 2 s exceeded: used 2.0 s")),
         (_result(exit_code=None, signal=9, cpu_seconds=3.01), Limits(cpu_seconds=2),
          (RunStatus.FAILED, "cpu time limit 2 s exceeded: used 3.0 s")),
+        # exit 0, but its processes used more than the run's limit together
+        (_result(cpu_seconds=6.04), Limits(cpu_seconds=2),
+         (RunStatus.FAILED, "cpu time limit 2 s exceeded: used 6.0 s")),
+        (_result(cpu_seconds=1.99), Limits(cpu_seconds=2), (RunStatus.SUCCEEDED, None)),
         (_result(breach="timeout_seconds", measured=3.0), Limits(timeout_seconds=3),
          (RunStatus.FAILED, "timeout of 3 s exceeded: ran 3.0 s")),
         (_result(breach="output_mb", measured=1.2), Limits(output_mb=1),

@@ -153,6 +153,18 @@ class RunCgroup:
     def _pids_group(self) -> str | None:
         return self.pids_dir or (self.memory_dir if self.support.v2 else None)
 
+    def cpu_seconds(self) -> float | None:
+        """v2: the CPU every process of the group used, exited ones included; None on
+        v1 (no ``cpuacct`` group here: ``procs`` and their ``/proc`` counters instead)."""
+        if not self.support.v2:
+            return None
+        usage = _keyed(f"{self.memory_dir}/cpu.stat").get("usage_usec")
+        return None if usage is None else usage / 1e6
+
+    def procs(self) -> list[int]:
+        """The processes in the group now."""
+        return [int(line) for line in _read_lines(f"{self.memory_dir}/cgroup.procs") if line]
+
     def task_count(self) -> int:
         """Tasks (threads) in the group, for sampling ``processes`` without pids.max."""
         return len(_read_lines(f"{self.memory_dir}/tasks"))

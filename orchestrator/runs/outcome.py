@@ -68,6 +68,10 @@ def _breach(result: ProcessResult, limits: Limits) -> tuple[str | None, float | 
         and result.cpu_seconds >= limits.cpu_seconds
     ):
         return "cpu_seconds", result.cpu_seconds
+    if limits.cpu_seconds is not None and result.cpu_seconds > limits.cpu_seconds:
+        # the whole tree's CPU (waited-for children included) past the run's limit, in a
+        # run that ended before a sample caught it
+        return "cpu_seconds", result.cpu_seconds
     return None, None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterable
 
 import psutil
 
@@ -21,6 +22,7 @@ MARKER_VAR = "ORCH_SANDBOX_TOKEN"
 """Injected into every run's environment so sampling can find escaped (setsid) processes."""
 SWEEP_SECONDS = 5.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 try:
     with open("/proc/sys/kernel/pid_max") as _f:
         PID_MAX = int(_f.read())
@@ -31,12 +33,20 @@ except (OSError, ValueError):
 class _Stat:
     """The fields of /proc/<pid>/stat the sampler needs, read in one go."""
 
-    __slots__ = ("pgrp", "ppid", "rss", "start", "state", "threads")
+    __slots__ = ("cpu", "pgrp", "ppid", "rss", "start", "state", "threads")
 
     def __init__(self, raw: bytes) -> None:
         f = raw[raw.rindex(b")") + 2 :].split()
         self.state, self.ppid, self.pgrp = f[0].decode(), int(f[1]), int(f[2])
         self.threads, self.start, self.rss = int(f[17]), int(f[19]), int(f[21]) * PAGE
+        self.cpu = sum(int(t) for t in f[11:15]) / CLOCK_TICKS
+        """Seconds of CPU: its own and that of the children it waited for."""
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """The CPU the processes ``pids`` used, with that of the children they waited for
+    (what ``RLIMIT_CPU`` cannot bound: it holds for each process alone)."""
+    return sum(s.cpu for pid in pids if (s := _stat(pid)) is not None)
 
 
 def _stat(pid: int) -> _Stat | None:

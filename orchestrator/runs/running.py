@@ -27,9 +27,10 @@ from orchestrator.runs.chores import Chores
 from orchestrator.runs.disk import DiskWatch, TooMany, Watched, cut_back, usage_bytes
 from orchestrator.runs.launch import JailReport, Launched
 from orchestrator.runs.process import ProcessResult, ProcessSpec
-from orchestrator.runs.proctree import SWEEP_SECONDS, ProcessTree
+from orchestrator.runs.proctree import SWEEP_SECONDS, ProcessTree, cpu_seconds
 
 log = logging.getLogger(__name__)
+CORES = os.cpu_count() or 1
 
 CGROUP_FIRST_SAMPLE_SECONDS = 0.25
 """With a cgroup the kernel enforces memory and tasks itself: a sample only ends a
@@ -99,6 +100,10 @@ class RunningProcess:
             self._handles.append(self._loop.call_later(remaining, self._on_timeout))
         if disk is not None and spec.limits.disk_mb is not None:
             self._disk = disk.watch(self._disk_paths(), spec.limits.disk_mb, self._disk_breached)
+        cpu = spec.limits.cpu_seconds
+        self._cpu_from = None if cpu is None else self._started + cpu / CORES
+        """When the tree could first have used ``cpu_seconds`` on every core at once: its
+        CPU is only counted from then on (most runs never get there)."""
         # exec copies the spawner's RSS high-water mark into the child's ru_maxrss
         self._spawner_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         first = (
@@ -323,6 +328,26 @@ class RunningProcess:
             if limits.processes is not None and tasks > limits.processes:
                 self._on_breach("processes", tasks)
         self._check_output(limits)
+        self._check_cpu(limits)
+
+    def _check_cpu(self, limits: Limits) -> None:
+        """``cpu_seconds`` is the run's, all its processes together: the jail's
+        ``RLIMIT_CPU`` holds for each process alone, so a run of four busy children used
+        four times its limit and succeeded."""
+        if limits.cpu_seconds is None or self._cpu_from is None:
+            return
+        if time.monotonic() < self._cpu_from:
+            return
+        if self._cgroup is not None:
+            used = self._cgroup.cpu_seconds()
+            if used is None:
+                used = cpu_seconds(self._cgroup.procs())
+        elif self._tree is not None:
+            used = sum(s.cpu for s in self._tree.scan().values())
+        else:
+            return
+        if used > limits.cpu_seconds:
+            self._on_breach("cpu_seconds", used)
 
     def _check_processes(self, limits: Limits) -> None:
         """pids.max refused a fork (the run asked for one task too many), or count tasks."""
