@@ -13,11 +13,11 @@ file, is removed at start (``sweep``); expired slots go with their files.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from orchestrator import trees
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, NotFound, Unauthorized
 from orchestrator.ids import new_id, new_token
@@ -146,6 +146,6 @@ class UploadService:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        trees.remove(path)
     else:
         path.unlink(missing_ok=True)

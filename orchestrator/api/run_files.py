@@ -7,6 +7,8 @@ first request and kept next to the run.
 
 from __future__ import annotations
 
+import os
+import stat
 import tarfile
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -16,6 +18,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import Scope
 
+from orchestrator import trees
 from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
 from orchestrator.api.fields import AppId, RunId
@@ -118,17 +121,30 @@ async def input_body(svc: Services, run: Run) -> Response:
 
 
 def _tar_once(folder: FilePath, archive: FilePath, within: FilePath | None = None) -> FilePath:
-    """Regular files only; with ``within`` (a model's outputs), only if the folder
-    really lies there: a model may have left links to anything (``confined``)."""
+    """Regular files only, at any depth (``trees``); with ``within`` (a model's outputs),
+    only if the folder really lies there: a model may have left links to anything
+    (``confined``)."""
     if not archive.exists():
         tmp = archive.with_suffix(".tmp")
         with tarfile.open(tmp, "w:gz") as tar:
             if folder.exists() and (within is None or confined(folder, within)):
-                for item in sorted(folder.rglob("*")):
-                    if item.is_file() and not item.is_symlink():
-                        tar.add(item, arcname=str(item.relative_to(folder)))
+                for found, name, info in trees.regular_files(folder):
+                    _add(tar, found, name, info)
         tmp.rename(archive)
     return archive
+
+
+def _add(tar: tarfile.TarFile, folder: trees.Folder, name: str, info: os.stat_result) -> None:
+    """One file, opened beside its folder (its path may be longer than PATH_MAX)."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder.fd)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as fh:
+        member = tarfile.TarInfo(f"{folder.path}/{name}" if folder.path else name)
+        member.size, member.mtime = info.st_size, int(info.st_mtime)
+        member.mode = stat.S_IMODE(info.st_mode)
+        tar.addfile(member, fh)
 
 
 @downloads.get(

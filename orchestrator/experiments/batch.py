@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import shutil
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 
+from orchestrator import trees
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.experiments.inputs import (
     InputService,
@@ -368,4 +368,4 @@ def _queue_stamp(start: datetime, n: int) -> str:
 
 def _remove_all(folders: builtins.list[Path]) -> None:
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        trees.remove(folder)

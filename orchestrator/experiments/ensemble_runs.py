@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from orchestrator import trees
 from orchestrator.ensemble_models import EnsembleDefinition, EnsembleRun
 from orchestrator.errors import NotFound
 from orchestrator.experiments.ensemble_rules import Candidate, choose
@@ -71,7 +72,7 @@ class EnsembleRuns:
             parent.status = RunStatus.RUNNING
             await self.runs.states.create(parent)
         except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            trees.remove(run_dir)
             raise
         async with self.store.write() as w:
             await w.ensembles.insert_run(EnsembleRun(parent.id, req.app_id, definition))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import anyio
 
+from orchestrator import trees
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, relabel, validate_child_id
@@ -280,4 +280,4 @@ def _check_events(t: ShadowTest) -> None:
 
 def _remove_all(folders: builtins.list[Path]) -> None:
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        trees.remove(folder)

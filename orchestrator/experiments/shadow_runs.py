@@ -26,6 +26,7 @@ from pathlib import Path
 
 import anyio
 
+from orchestrator import trees
 from orchestrator.errors import OrchError
 from orchestrator.experiments.batch import EXPERIMENT_PRIORITY
 from orchestrator.experiments.shadow import ShadowTests
@@ -120,7 +121,7 @@ class ShadowTrigger:
             run.input_size = baseline.input_size
             await self.runs.create_many([run])
         except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            trees.remove(run_dir)
             raise
         return run
 

@@ -19,7 +19,6 @@ import builtins
 import logging
 import math
 import random
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import anyio
 
+from orchestrator import trees
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.experiments.analysis import experiment_facts
 from orchestrator.experiments.summary import TargetSummary, summarize_target
@@ -312,4 +312,4 @@ def _check_units(units: int, unit_minutes: float) -> None:
 
 def _remove_all(folders: builtins.list[Path]) -> None:
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        trees.remove(folder)

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import gzip
 import os
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from orchestrator import trees
 from orchestrator.errors import OrchError, TooLarge, Unprocessable
 from orchestrator.packaging.links import escapes, escaping_link
 from orchestrator.packaging.manifest import MANIFEST_FILE, Manifest
@@ -42,6 +42,12 @@ class UnpackResult:
     """Regular files (``max_files`` counts every member: directories and links too)."""
     size: int
     manifest: Manifest
+
+
+MAX_DEPTH = 100
+"""Levels of folders a member may sit beneath: deeper trees break the walks that check,
+compile and protect a package (a RecursionError, a path past ``PATH_MAX``), and no real
+package comes near (a vendored ``site-packages`` is ~15)."""
 
 
 @dataclass
@@ -218,6 +224,11 @@ def _member_name(member: tarfile.TarInfo) -> str | None:
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise Unprocessable(f"package member {raw!r} has a '..' path component")
+    if len(parts) > MAX_DEPTH:
+        shown = raw if len(raw) <= 80 else raw[:80] + "..."
+        raise Unprocessable(
+            f"package member {shown!r} is {len(parts)} levels deep; at most {MAX_DEPTH}"
+        )
     return "/".join(parts) or None
 
 
@@ -369,16 +380,9 @@ def _describe_existing(dest: Path) -> UnpackResult:
     return UnpackResult(files=files, size=size, manifest=Manifest.load(dest / MANIFEST_FILE))
 
 
-def _make_writable(path: Path) -> None:
-    for dirpath, _, _ in os.walk(path):
-        os.chmod(dirpath, 0o700)
-
-
 def remove_tree(path: Path) -> None:
-    """Remove a tree that may hold read-only folders (an unpacked package)."""
-    if path.exists():
-        _make_writable(path)
-        shutil.rmtree(path)
+    """Remove a tree that may hold read-only folders (an unpacked package), however deep."""
+    trees.remove(path)
 
 
 class _CappedReader:

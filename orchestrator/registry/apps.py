@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import builtins
-import shutil
 
+from orchestrator import trees
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.home import Home
 from orchestrator.ids import check_label, validate_id
@@ -89,9 +89,9 @@ class AppService:
             orphans = await w.inputs.orphan_blobs(input_shas)
         for sha in orphans:  # kept inputs no other app shares
             self.blobs.delete(sha)
-        shutil.rmtree(self.home.push / app_id, ignore_errors=True)
+        trees.remove(self.home.push / app_id)
         for run_id in run_ids:
-            shutil.rmtree(self.home.run_dir(run_id), ignore_errors=True)
+            trees.remove(self.home.run_dir(run_id))
         await collect_garbage(self.store, self.home, self.blobs)
 
     async def history(self, app_id: str) -> builtins.list[PointerMove]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
+from orchestrator import trees
 from orchestrator.home import Home
 from orchestrator.store import Store
 from orchestrator.store.blobs import BlobStore
@@ -21,16 +19,5 @@ async def collect_garbage(store: Store, home: Home, blobs: BlobStore) -> list[st
         await w.executables.delete([exe_id for exe_id, _ in doomed])
     for exe_id, _ in doomed:
         blobs.delete(exe_id)
-        _remove_read_only_tree(home.executables / exe_id)
+        trees.remove(home.executables / exe_id)  # read-only folders: it makes them writable
     return [exe_id for exe_id, _ in doomed]
-
-
-def _remove_read_only_tree(path: os.PathLike[str]) -> None:
-    """Unpacked packages are made read-only; give write back before deleting them."""
-    if not os.path.exists(path):
-        return
-    for root, dirs, _files in os.walk(path):
-        os.chmod(root, 0o755)
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-    shutil.rmtree(path, ignore_errors=True)

@@ -9,7 +9,8 @@ than the run could have filled what is left of its limit writing at
 ``FASTEST_WRITE`` (so a run far below its limit, as with the default 10 GiB, is
 looked at every 2 s, and a run shorter than that only once, when it ends). Usage is the
 blocks allocated (``st_blocks``), so sparse files count what they really hold
-and a hard link counts once. ``output_mb`` still caps any single file at once.
+and a hard link counts once; every entry counts at least ``ENTRY_BYTES`` (inodes).
+``output_mb`` still caps any single file at once.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import heapq
 import itertools
 import logging
 import os
-import shutil
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
 
+from orchestrator import trees
 from orchestrator.runs.cgroups import MIB
 from orchestrator.runs.process import StrPath
 from orchestrator.threads import show_name
@@ -38,6 +39,10 @@ WALK_SHARE = 0.05
 FASTEST_WRITE = 4 * 1024 * MIB
 """Bytes per second a run is assumed unable to exceed (page cache included): the pace
 at which the headroom below a limit can shrink."""
+ENTRY_BYTES = 4096
+"""What a file, folder or link counts at least: an empty file allocates no block but takes
+an inode, and a run of 100,000 of them (0 bytes by blocks) could use up the file system's
+inodes under any ``disk_mb``; at 4 KiB each they count 390 MiB."""
 KEPT_LOG_BYTES = 64 * 1024
 """What stays of the log after a breach: its end, where the last words are."""
 
@@ -47,26 +52,35 @@ class TooMany(Exception):
 
 
 def usage_bytes(paths: Iterable[StrPath], budget: int | None = None) -> int:
-    """Bytes allocated beneath ``paths`` (symlinks not followed, hard links once)."""
+    """Bytes allocated beneath ``paths`` (symlinks not followed, hard links once, each
+    entry at least ``ENTRY_BYTES``), at any depth (``trees``: a folder past ``PATH_MAX``
+    is counted too)."""
     total, seen, count = 0, set(), 0
-    todo = [os.fspath(p) for p in paths]
-    while todo:
-        path = todo.pop()
+
+    def add(info: os.stat_result, where: StrPath) -> None:
+        nonlocal total, count
+        count += 1
+        if budget is not None and count > budget:
+            raise TooMany(where)
+        if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+            if (info.st_dev, info.st_ino) in seen:
+                return
+            seen.add((info.st_dev, info.st_ino))
+        total += max(info.st_blocks * 512, ENTRY_BYTES)
+
+    for path in paths:
         try:
             info = os.lstat(path)
         except OSError:
             continue
-        count += 1
-        if budget is not None and count > budget:
-            raise TooMany(path)
-        if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
-            if (info.st_dev, info.st_ino) in seen:
-                continue
-            seen.add((info.st_dev, info.st_ino))
-        total += info.st_blocks * 512
-        if stat.S_ISDIR(info.st_mode):
-            with contextlib.suppress(OSError), os.scandir(path) as entries:
-                todo.extend(entry.path for entry in entries)
+        add(info, path)
+        if not stat.S_ISDIR(info.st_mode):
+            continue
+        with contextlib.suppress(trees.TreeMoved):  # moved by the model mid-walk: the next walk
+            for folder in trees.folders_bottom_up(path):
+                for name, _ in folder.entries:
+                    with contextlib.suppress(OSError):
+                        add(os.stat(name, dir_fd=folder.fd, follow_symlinks=False), path)
     return total
 
 
@@ -170,11 +184,7 @@ def cut_back(
             for entry in list(entries):
                 if entry.is_symlink() or os.path.abspath(entry.path) in kept:
                     continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+                trees.remove(entry.path)
     for path in files:
         with contextlib.suppress(OSError):
             if log_file is not None and os.path.abspath(path) == os.path.abspath(log_file):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from orchestrator import trees
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import check_label, new_id
@@ -143,7 +143,7 @@ class RunService:
                 await self.states.create(run)
                 self.scheduler.submit(run)
         except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            trees.remove(run_dir)
             raise
         return run
 
@@ -167,7 +167,7 @@ class RunService:
             await record(run, run_dir, result, self.uploads, limits)
             await self.states.create(run)
         except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            trees.remove(run_dir)
             raise
         return run
 
@@ -303,7 +303,7 @@ class RunService:
             raise Conflict(f"run {run_id!r} is {run.status.value}; cancel it before deleting it")
         async with self.store.write() as w:
             await w.runs.delete(run_id)
-        shutil.rmtree(self.settings.home.run_dir(run_id), ignore_errors=True)
+        trees.remove(self.settings.home.run_dir(run_id))
 
     async def assets(self, run: Run) -> builtins.list[dict[str, Any]]:
         """The run's assets in the shape of the SDK's ``RunAsset``, with their content."""

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import standard_json
+from orchestrator import standard_json, trees
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.metrics import reported
@@ -95,7 +94,7 @@ def clear_attempt(run_dir: StrPath) -> None:
     """Undo a start that never got recorded, keeping the input: the run starts afresh."""
     ws = Workspace.of(run_dir)
     for folder in (ws.work, ws.tmp):
-        shutil.rmtree(folder, ignore_errors=True)
+        trees.remove(folder)
     for path in (ws.stdout, ws.stderr):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -170,7 +169,7 @@ def clear_tmp(tmp: StrPath) -> None:
         return
     for path, is_dir in leftovers:
         if is_dir:
-            shutil.rmtree(path, ignore_errors=True)
+            trees.remove(path)
         else:
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -229,14 +228,7 @@ def _statistics(doc: Any, whole: bool = False) -> dict[str, Any] | None:
 
 
 def _tree_size(root: StrPath) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                continue
-    return total
+    return sum(info.st_size for _, _, info in trees.regular_files(root))
 
 
 def stderr_tail(path: StrPath, max_bytes: int = 4000) -> str:

@@ -13,13 +13,13 @@ import asyncio
 import functools
 import logging
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 
+from orchestrator import trees
 from orchestrator.config import Settings
 from orchestrator.environments import EnvFailed, Environments
 from orchestrator.models import Failure, FailureKind, Run, Secret, epoch
@@ -211,9 +211,10 @@ class LocalBackend:
         ws, fmt = prepared.ws, job.run.input_format
         args = (ws, job.manifest, fmt, self.settings.statistics_parse_bytes)
         small = fmt not in DIRECTORY_FORMATS and small_output(ws.stdout)
-        got = collect(*args) if small else await anyio.to_thread.run_sync(collect, *args)
-        self.sandbox.chores.later(functools.partial(clear_tmp, ws.tmp))
-        return got
+        try:
+            return collect(*args) if small else await anyio.to_thread.run_sync(collect, *args)
+        finally:  # emptied whatever collecting met: the README promises it
+            self.sandbox.chores.later(functools.partial(clear_tmp, ws.tmp))
 
     async def recover(
         self, running: list[Run], queued: list[Run], known: set[str]
@@ -242,7 +243,7 @@ class LocalBackend:
         for run in queued:
             clear_attempt(home.run_dir(run.id))
         for run_id in unwritten:
-            shutil.rmtree(home.run_dir(run_id), ignore_errors=True)
+            trees.remove(home.run_dir(run_id))
         if unwritten or killed:
             log.warning(
                 "removed %d run folder(s) no run names; %d unrecorded process(es) killed",

@@ -26,12 +26,12 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import socket
 import tempfile
 import time
 from pathlib import Path
 
+from orchestrator import trees
 from orchestrator.packaging.unpack import inspect_and_unpack, safe_extract
 from orchestrator.runs.backends.dask.protocol import UnpackCaps
 from orchestrator.runs.cgroups import run_groups
@@ -136,7 +136,7 @@ class WorkerCache:
             with contextlib.suppress(OSError):  # a concurrent unpack of the same input won
                 os.replace(work / "d", dest)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            trees.remove(work)
         archive.unlink(missing_ok=True)
         return dest
 
@@ -164,7 +164,7 @@ class WorkerCache:
             killed = kill_marked(labels)
             for label in labels:
                 kill_leftovers(None, None, [str(g) for g in run_groups(label)], None)
-            shutil.rmtree(folder, ignore_errors=True)
+            trees.remove(folder)
             lock.unlink(missing_ok=True)
             swept += 1
             log.warning(
@@ -191,14 +191,14 @@ class WorkerCache:
             if total <= budget_bytes or mtime > recent:
                 break
             size = _size(path)
-            _remove(path)
+            trees.remove(path)  # a file, or a tree with read-only folders
             total -= size
             evicted += 1
         return evicted
 
     def close(self) -> None:
         """The process ends cleanly: its run folders go, and its lock with them."""
-        shutil.rmtree(self.own_runs, ignore_errors=True)
+        trees.remove(self.own_runs)
         (self.runs / f"{self.owner}.lock").unlink(missing_ok=True)
         os.close(self._lock)
 
@@ -253,13 +253,3 @@ def _size(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
     return total
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        for dirpath, _dirs, _files in os.walk(path):
-            with contextlib.suppress(OSError):
-                os.chmod(dirpath, 0o700)
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)

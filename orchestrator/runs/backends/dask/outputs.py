@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 
+from orchestrator import trees
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.packaging.unpack import safe_extract
 from orchestrator.runs.backends.dask.protocol import TaskResult, UnpackCaps
@@ -68,7 +68,7 @@ def _unpack(archive: bytes, work: Path, caps: UnpackCaps) -> None:
         for entry in os.listdir(tree):
             target = work / entry
             if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
+                trees.remove(target)
             os.replace(tree / entry, target)
 
 

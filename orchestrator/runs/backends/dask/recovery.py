@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Any
 
+from orchestrator import trees
 from orchestrator.models import Run
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.execution import Context, DaskExecution
@@ -87,4 +87,4 @@ async def _kill(ctx: Context, run_id: str) -> None:
 def _remove_unwritten(ctx: Context, known: set[str]) -> None:
     """Folders of runs no row names (spawned a moment before a start never written)."""
     for run_id in set(os.listdir(ctx.runs_dir)) - known:
-        shutil.rmtree(ctx.runs_dir / run_id, ignore_errors=True)
+        trees.remove(ctx.runs_dir / run_id)

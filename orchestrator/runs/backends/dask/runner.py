@@ -21,7 +21,6 @@ import atexit
 import concurrent.futures
 import contextlib
 import logging
-import shutil
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 from distributed import Future
 
+from orchestrator import trees
 from orchestrator.errors import OrchError
 from orchestrator.models import Failure, FailureKind
 from orchestrator.packaging.manifest import Manifest
@@ -346,4 +346,4 @@ def _gather(client: Any, dataset: str, key: str) -> bytes:
 
 def _remove_run_dir(run_dir: Path) -> None:
     """An attempt's folder (only its own: ``WorkerCache.run_dir``)."""
-    shutil.rmtree(run_dir, ignore_errors=True)
+    trees.remove(run_dir)
