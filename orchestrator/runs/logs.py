@@ -41,10 +41,10 @@ def read_live(path: Path, offset: int, status: RunStatus) -> dict[str, Any]:
     except FileNotFoundError:
         pass
     finished = status.finished
-    if not finished and b"\n" in data and len(data) < MAX_LIVE_BYTES:
-        data = data[: data.rindex(b"\n") + 1]  # hold a half-written line back
-    elif not finished and len(data) < MAX_LIVE_BYTES:
-        data = b""
+    if len(data) == MAX_LIVE_BYTES:  # a full page, finished or not: it ends where a line does
+        data = _whole_lines(data) or _whole_characters(data)
+    elif not finished:
+        data = _whole_lines(data)  # hold a half-written line back
     stamp = now()
     lines = data.decode(errors="replace").splitlines()
     more = finished and _size(path) > offset + len(data)
@@ -54,6 +54,23 @@ def read_live(path: Path, offset: int, status: RunStatus) -> dict[str, Any]:
         "next_page_token": str(offset + len(data)),
         "next_available_in_seconds": 0 if (finished or data) else 0.25,
     }
+
+
+def _whole_lines(data: bytes) -> bytes:
+    """``data`` up to its last line end; empty when it holds no whole line."""
+    end = data.rfind(b"\n")
+    return data[: end + 1]
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """A page that is all one line (longer than a page): cut before a UTF-8 character the
+    page would split, so each page decodes on its own."""
+    for start in range(len(data) - 1, max(len(data) - 4, 0) - 1, -1):
+        lead = data[start]
+        if lead & 0xC0 != 0x80:  # not a continuation byte: where the last character starts
+            size = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+            return data if start + size <= len(data) else data[:start]
+    return data
 
 
 def _size(path: Path) -> int:
