@@ -32,12 +32,10 @@ class RequestChecks:
         max_body: int = MAX_JSON_BYTES,
         max_upload: int | None = None,
     ) -> None:
-        self.key, self.disk, self.max_body, self.max_upload = (
-            key.encode(),
-            disk,
-            max_body,
-            max_upload,
-        )
+        self.key, self.disk = key.encode(), disk
+        self.max_body = max_body
+        self.max_upload = max_upload
+        """The larger of the package and input caps (None: uploads are not capped here)."""
 
     def refusal(self, scope: Scope) -> OrchError | None:
         """Why this HTTP request is refused before it is routed, or None."""
@@ -54,11 +52,9 @@ class RequestChecks:
                 return unauthorized
         announced = int(length) if length is not None and length.isdigit() else 0
         too_big = body_refusal(path, announced, self.max_body, self.max_upload)
-        return (
-            too_big
-            if too_big is not None
-            else disk_refusal(self.disk, scope["method"], path, announced)
-        )
+        if too_big is not None:
+            return too_big
+        return disk_refusal(self.disk, scope["method"], path, announced)
 
     def streamed(self, scope: Scope) -> bool:
         """A body of unannounced length (``Transfer-Encoding: chunked``) on a capped path:
