@@ -45,6 +45,10 @@ async def _validation(_: Request, exc: RequestValidationError) -> Response:
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    page = getattr(request.app.state, "http_error_page", None)  # the console's, for browsers
+    shown: Response | None = page(request, exc) if page is not None else None
+    if shown is not None:
+        return shown
     message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = "no such route"

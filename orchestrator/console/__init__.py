@@ -4,7 +4,9 @@
 the login routes, the static files (the console's own, the vendored libraries and
 the ``plotly.min.js`` the ``plotly`` package ships), and ``POST /v1/console/login-link``
 (behind the bearer key, like all of ``/v1``). Pages read through the same domain
-services as the API (``Services``); nothing here touches SQL.
+services as the API (``Services``); nothing here touches SQL. A browser that opens an
+address with no page gets the console's error page (``app.state.http_error_page``, which
+the API's handler of HTTP errors asks first); the API's own paths keep their JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from orchestrator.console import assets
 from orchestrator.console.guard import LoginRequired, Refused
 from orchestrator.console.live import RunFeed
 from orchestrator.console.pages import apps, docs, experiments, login, run, run_actions, runs
-from orchestrator.console.pages.base import error_page, see_other
+from orchestrator.console.pages.base import error_page, http_error_page, see_other
 from orchestrator.console.sessions import Sessions
 from orchestrator.console.state import Console
 from orchestrator.runs.search import RunSearch
@@ -42,6 +44,7 @@ def install(app: FastAPI, svc: Services, api_key: str) -> Console:
     app.mount("/static", assets.CachedStatic(directory=assets.STATIC), name="console-static")
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]
     app.add_exception_handler(Refused, _refused)  # type: ignore[arg-type]
+    app.state.http_error_page = http_error_page  # no such page: HTML for a browser
     return console
 
 

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from orchestrator.console.assets import ASSET_VERSION
-from orchestrator.console.viewers import highlight_json
+from orchestrator.console.viewers import compact_json, highlight_json, readable_log
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -115,6 +115,8 @@ def _environment() -> Environment:
         number=number,
         percent=percent,
         json=highlight_json,
+        compact_json=compact_json,
+        readable_log=readable_log,
     )
     env.globals.update(version=ASSET_VERSION, now=lambda: datetime.now(UTC))
     return env

@@ -16,7 +16,7 @@ import anyio
 
 from orchestrator.console.ensemble_panel import EnsemblePanel, ensemble_panel
 from orchestrator.console.geojson import render_map
-from orchestrator.console.viewers import PREVIEW_BYTES, Preview, preview
+from orchestrator.console.viewers import PREVIEW_BYTES, Preview, preview, readable_log
 from orchestrator.models import LIMIT_KINDS, Run, RunStatus
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.services import Services
@@ -117,7 +117,8 @@ async def _visuals(svc: Services, run: Run) -> list[Visual]:
 
 
 def log_tail(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> tuple[str, int, int]:
-    """(the log's last ``max_bytes`` as text, the offset it ends at, bytes left out)."""
+    """(the log's last ``max_bytes`` as readable text, the offset it ends at, bytes left
+    out)."""
     try:
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -129,7 +130,7 @@ def log_tail(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> tuple[str, int, int
     end = start + len(raw)
     if start and b"\n" in raw:
         raw = raw.split(b"\n", 1)[1]  # begin at a whole line
-    return raw.decode(errors="replace"), end, start
+    return readable_log(raw.decode(errors="replace")), end, start
 
 
 def to_json(value: Any) -> str:

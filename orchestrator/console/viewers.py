@@ -1,4 +1,5 @@
-"""Input and output viewers: JSON with syntax colouring, arrays of objects as tables.
+"""Input, output and log viewers: JSON with syntax colouring, arrays of objects as
+tables, logs without the terminal's escape sequences.
 
 A payload is only read when it is small enough to show (``PREVIEW_BYTES``); a larger
 one is offered through its download link and never loaded into the daemon or the
@@ -8,6 +9,7 @@ page. Every piece of text goes through ``html.escape`` before it is wrapped in m
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html import escape
@@ -24,6 +26,13 @@ MAX_TABLE_ROWS = 500
 MAX_TABLE_COLUMNS = 30
 MAX_TABLES = 6
 MAX_CELL = 120
+
+_TERMINAL_ESCAPE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves (ESC [ 1;31 m)
+    r"|\][^\x07\x1b\n]*(?:\x07|\x1b\\)?"  # OSC: titles, links, ended by BEL or ST
+    r"|[ -/]*[0-~])"  # the short ones (ESC ( B, ESC 7)
+)
+"""A terminal's escape sequences, which a log viewer in a page shows as garbage."""
 
 
 @dataclass
@@ -92,8 +101,23 @@ def _table(path: str, items: list[dict[str, Any]]) -> Table:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    text = _utf8(value) if isinstance(value, str) else compact_json(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def compact_json(value: Any) -> str:
+    """A nested value on one line, as written: ``{"city":"Zürich"}``, not ``\\u00fc``."""
+    return _dumps(value, separators=(",", ":"))
+
+
+def _dumps(value: Any, separators: tuple[str, str] | None = None) -> str:
+    return _utf8(json.dumps(value, separators=separators, ensure_ascii=False))
+
+
+def _utf8(text: str) -> str:
+    """``text`` as the UTF-8 page can carry it: a lone surrogate (JSON may hold one, UTF-8
+    cannot) is shown as its ``\\udXXX`` escape instead of failing the whole page."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def highlight_json(value: Any) -> Markup:
@@ -108,7 +132,8 @@ def _emit(value: Any, indent: int, out: list[str]) -> None:
     if isinstance(value, dict) and value:
         out.append("{\n")
         for n, (key, item) in enumerate(value.items()):
-            out.append(f'{pad}<span class="j-key">{escape(json.dumps(str(key)))}</span>: ')
+            key_text = escape(_dumps(str(key)))
+            out.append(f'{pad}<span class="j-key">{key_text}</span>: ')
             _emit(item, indent + 1, out)
             out.append(",\n" if n < len(value) - 1 else "\n")
         out.append("  " * indent + "}")
@@ -124,7 +149,7 @@ def _emit(value: Any, indent: int, out: list[str]) -> None:
 
 
 def _scalar(value: Any) -> str:
-    text = escape(json.dumps(value))
+    text = escape(_dumps(value))
     if isinstance(value, str):
         return f'<span class="j-str">{text}</span>'
     if isinstance(value, bool) or value is None:
@@ -132,3 +157,9 @@ def _scalar(value: Any) -> str:
     if isinstance(value, int | float):
         return f'<span class="j-num">{text}</span>'
     return text  # empty {} or []
+
+
+def readable_log(text: str) -> str:
+    """A log as the page shows it: without the terminal's escape sequences (a model's
+    coloured output would show ``ESC[31m`` in the page). Downloads stay byte-exact."""
+    return _TERMINAL_ESCAPE.sub("", text)

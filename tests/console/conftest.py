@@ -11,6 +11,7 @@ Screenshots go to ``test-artifacts/console/`` (git-ignored), or ``ORCH_SCREENSHO
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.helpers import ROOT, Daemon
@@ -166,3 +168,16 @@ def world(console_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> A
 def signed_in(visit: Visit) -> Visit:
     visit.login()
     return visit
+
+
+def signed_in_client(daemon: Daemon) -> tuple[httpx.Client, str]:
+    """A client that asks for HTML, as a browser does, signed in by a login link; and the
+    session's CSRF token (read from a page's form)."""
+    with daemon.client() as api:
+        link = api.post("/v1/console/login-link").json()["url"]
+    client = httpx.Client(base_url=daemon.url, headers={"accept": "text/html"})
+    client.get(link.removeprefix(daemon.url))
+    page = client.get("/apps").text
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, page
+    return client, match.group(1)

@@ -3,12 +3,10 @@ CSRF on every change, and the host the console answers to."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
 
-from tests.console.conftest import Visit
+from tests.console.conftest import Visit, signed_in_client
 from tests.helpers import Daemon, create_app
 
 PAGES = ("/apps", "/runs", "/apps/{app}", "/apps/{app}/runs", "/apps/{app}/runs/new",
@@ -73,19 +71,8 @@ def test_sign_out_ends_the_session(visit: Visit) -> None:
     assert "/login?next=" in visit.page.url
 
 
-def _signed_in(daemon: Daemon) -> tuple[httpx.Client, str]:
-    with daemon.client() as api:
-        link = api.post("/v1/console/login-link").json()["url"]
-    client = httpx.Client(base_url=daemon.url, headers={"accept": "text/html"})
-    client.get(link.removeprefix(daemon.url))
-    page = client.get("/apps").text
-    match = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert match, page
-    return client, match.group(1)
-
-
 def test_changes_need_the_csrf_token_and_the_console_origin(console_daemon: Daemon) -> None:
-    client, csrf = _signed_in(console_daemon)
+    client, csrf = signed_in_client(console_daemon)
     try:
         form = {"id": "csrf-probe", "name": "x"}
         assert client.post("/apps", data=form).status_code == 403
@@ -109,7 +96,7 @@ def test_the_console_answers_on_its_own_address_only(console_daemon: Daemon, hos
 
 
 def test_v1_still_needs_the_bearer_key_and_ignores_the_session(console_daemon: Daemon) -> None:
-    client, _ = _signed_in(console_daemon)
+    client, _ = signed_in_client(console_daemon)
     try:
         assert client.get("/v1/applications").status_code == 401
         assert client.post("/v1/console/login-link").status_code == 401

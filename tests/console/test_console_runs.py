@@ -136,6 +136,29 @@ def test_the_runs_page_updates_queued_and_running_runs_live(signed_in: Visit, wo
     assert page.evaluate("window.__notReloaded") is True
 
 
+def test_no_runs_match_shows_again_when_the_last_live_row_leaves(
+    signed_in: Visit, world: World
+) -> None:
+    """Filtered on "running": a run's row comes while it runs and goes when it ends; with
+    no row left, the page says so again (without a reload)."""
+    page = signed_in.page
+    signed_in.goto(f"/apps/{world.stepper}/runs?status=running")
+    empty = page.get_by_text("No runs match.")
+    empty.wait_for()
+    page.locator("[data-live-indicator]:not(.off)").wait_for(timeout=EXPECT_TIMEOUT)
+    page.evaluate("window.__notReloaded = true")
+    with signed_in.daemon.client() as api:
+        r = api.post(f"/v1/applications/{world.stepper}/runs",
+                     json={"input": {"steps": 3, "pause": 0.5}})  # fmt: skip
+        run_id = r.json()["run_id"]
+        page.locator(f"#run-{run_id}").wait_for(timeout=EXPECT_TIMEOUT)
+        assert empty.is_hidden()
+        wait_run(api, world.stepper, run_id)
+    page.locator(f"#run-{run_id}").wait_for(state="detached", timeout=EXPECT_TIMEOUT)
+    empty.wait_for(timeout=EXPECT_TIMEOUT)
+    assert page.evaluate("window.__notReloaded") is True
+
+
 def test_older_pages_follow_the_keyset_cursor(signed_in: Visit, world: World) -> None:
     """55 runs: the first page shows 50, 'Older' shows the rest, none twice."""
     with signed_in.daemon.client() as api:

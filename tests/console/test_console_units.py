@@ -12,12 +12,20 @@ import pytest
 from orchestrator.console import sessions as sessions_module
 from orchestrator.console.geojson import render_map
 from orchestrator.console.live import RunFeed, sse
+from orchestrator.console.pages.experiments import gate_verdict
 from orchestrator.console.pages.login import safe_next
-from orchestrator.console.pages.run_actions import parse_options
+from orchestrator.console.pages.run_actions import parse_options, saved_as
 from orchestrator.console.runview import flatten, log_tail, stopped_by
 from orchestrator.console.sessions import Sessions, csrf_ok
-from orchestrator.console.viewers import PREVIEW_BYTES, find_tables, highlight_json, preview
+from orchestrator.console.viewers import (
+    PREVIEW_BYTES,
+    find_tables,
+    highlight_json,
+    preview,
+    readable_log,
+)
 from orchestrator.errors import Invalid
+from orchestrator.experiments.summary import Summary
 from orchestrator.models import Failure, FailureKind, Run, RunStatus
 from orchestrator.runs.search import decode_cursor, encode_cursor, run_query
 from orchestrator.store.db import Database
@@ -52,7 +60,11 @@ def test_sessions_check_the_key_idle_out_and_end() -> None:
 @pytest.mark.parametrize(
     ("given", "safe"),
     [("/runs?x=1", "/runs?x=1"), ("//evil.example", "/apps"), ("https://e.x/", "/apps"),
-     ("", "/apps"), (None, "/apps"), ("/\\evil", "/apps")],
+     ("", "/apps"), (None, "/apps"), ("/\\evil", "/apps"),
+     # a browser drops tab, CR and LF from a URL: "/<TAB>/evil.example/" is "//evil.example/"
+     ("/\t/evil.example/", "/apps"), ("/\r\n/evil.example/", "/apps"), ("/\n/e.x", "/apps"),
+     ("/runs\x00", "/apps"), ("/a\x7f", "/apps"), ("/\u2028/e.x", "/apps"),
+     ("/%09/evil.example/", "/%09/evil.example/"), ("/apps/café", "/apps/café")],
 )  # fmt: skip
 def test_the_way_back_after_login_stays_on_the_console(given: str | None, safe: str) -> None:
     assert safe_next(given) == safe
@@ -102,6 +114,18 @@ def test_tables_are_found_in_json_and_raw_json_is_escaped() -> None:
     assert '<span class="j-key">&quot;solutions&quot;</span>' in html
 
 
+def test_unicode_shows_as_written_in_tables_and_raw_json() -> None:
+    """Not ``Z\\u00fcrich``; a lone surrogate (JSON allows it, UTF-8 does not) stays an
+    escape instead of failing the page."""
+    doc = [{"city": {"name": "Zürich", "note": "naïve ☃"}, "tags": ["é"], "odd": "x\ud800"}]
+    (table,) = find_tables(doc)
+    assert table.rows == [['{"name":"Zürich","note":"naïve ☃"}', '["é"]', "x\\ud800"]]
+    html = str(highlight_json({"clé": "Zürich", "odd": "\ud800"}))
+    assert "&quot;clé&quot;" in html and "&quot;Zürich&quot;" in html
+    assert "\\u00" not in html and "&quot;\\ud800&quot;" in html
+    html.encode()  # what the page sends: UTF-8 can carry all of it
+
+
 def test_a_large_payload_is_never_read(tmp_path: Path) -> None:
     big = tmp_path / "big.json"
     big.write_bytes(b"[" + b"1," * PREVIEW_BYTES + b"1]")
@@ -121,6 +145,39 @@ def test_the_log_tail_starts_at_a_whole_line_and_knows_its_end(tmp_path: Path) -
     assert end == log.stat().st_size and skipped > 0
     assert text.startswith("line ") and text.endswith("line 999\n")
     assert log_tail(tmp_path / "missing") == ("", 0, 0)
+
+
+def test_the_log_is_shown_without_terminal_escapes(tmp_path: Path) -> None:
+    """Colours (CSI) and titles or links (OSC) are dropped for the page; the offset the live
+    stream resumes from still counts the file's bytes."""
+    link = "\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"
+    coloured = f"\x1b[1;31mred\x1b[0m \x1b]0;title\x07a {link} \x1b(Bb"
+    assert readable_log(coloured + "\nnext \x1b[?25l") == "red a link b\nnext "
+    assert readable_log("plain [1;31m text") == "plain [1;31m text"
+    log = tmp_path / "stderr"
+    log.write_bytes(f"{coloured}\n".encode())
+    text, end, skipped = log_tail(log)
+    assert text == "red a link b\n" and end == log.stat().st_size and skipped == 0
+
+
+def test_downloads_are_named_with_their_format() -> None:
+    run = Run(id="run-x", app_id="a", instance_id="i", executable_id="e")
+    assert saved_as(run, "input") == "run-x-input.json"
+    assert saved_as(run, "output") == "run-x-output.json"
+    run.input_format = "multi-file"
+    assert saved_as(run, "output") == "run-x-output.tar.gz"
+    run.input_format = "text"
+    assert saved_as(run, "input") == "run-x-input"
+
+
+def test_a_malformed_gate_condition_is_explained_in_the_console_words() -> None:
+    """The page has a Condition field, not the CLI's ``--fail-if`` flag."""
+    summary = Summary(objective="min", baseline="production", targets=[], comparisons=[])
+    gate, error = gate_verdict("result.value >> 3", summary, [])
+    assert gate is None
+    assert "--fail-if" not in error and error.startswith("malformed condition 'result.value >> 3'")
+    assert "METRIC OP baseline" in error  # the syntax is still spelled out
+    assert gate_verdict("", summary, []) == (None, "")
 
 
 def test_the_limit_that_stopped_a_run_and_flat_statistics() -> None:

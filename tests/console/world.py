@@ -64,6 +64,19 @@ print("about to sleep", file=sys.stderr, flush=True)
 time.sleep(30)
 """
 
+LONG_KEY = "very." + "long_statistic_name_" * 10
+"""A ~200-character statistics key, with no space to break at."""
+
+QUIRKY = f"""
+import json, sys
+print("\\x1b[1;31mred alert\\x1b[0m then \\x1b]0;a title\\x07plain", file=sys.stderr, flush=True)
+print(json.dumps({{
+    "solutions": [{{"city": {{"name": "Zürich", "note": "naïve ☃"}}, "stops": 1}}],
+    "statistics": {{"result": {{"value": 7, "custom": {{"{LONG_KEY}": 3.5, "tags": ["é"]}}}}}},
+}}))
+"""
+"""A model with awkward output: a coloured log, nested unicode, a very long statistic name."""
+
 
 @dataclass
 class World:
@@ -72,6 +85,8 @@ class World:
     three runs on production, one on candidate."""
     stepper: str
     sleeper: str
+    quirky: str
+    """one succeeded run of QUIRKY"""
 
 
 KNAPSACK_ITEMS = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
@@ -104,4 +119,7 @@ def build_world(api: httpx.Client, tmp: Path) -> World:
     run_and_wait(api, stepper, {"input": {"steps": 2, "pause": 0}})
     sleeper = create_app(api, unique("sleep"), name="Sleeper")
     push_dir(api, sleeper, write_app(tmp / "sleeper", SLEEPER), tmp)
-    return World(knapsack, stepper, sleeper)
+    quirky = create_app(api, unique("quirky"), name="Quirky")
+    push_dir(api, quirky, write_app(tmp / "quirky", QUIRKY), tmp)
+    run_and_wait(api, quirky, {"input": {}})
+    return World(knapsack, stepper, sleeper, quirky)

@@ -2,7 +2,8 @@
 
 A domain error raised in a page handler becomes an HTML page with the same status
 and message the API would give (the message comes from the same ``OrchError``), so a
-bookmarked link to a deleted run says "run ... not found" instead of showing JSON.
+bookmarked link to a deleted run says "run ... not found" instead of showing JSON. So
+does an address with no page at all, when a browser asks for it (``http_error_page``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
-from orchestrator.console.guard import console_of, session
+from orchestrator.console.guard import Refused, check_host, console_of, session
 from orchestrator.console.render import page
+from orchestrator.console.sessions import COOKIE
 from orchestrator.console.state import Console
 from orchestrator.errors import OrchError
 from orchestrator.services import Services
@@ -35,8 +38,43 @@ class ConsoleRoute(APIRoute):
         return route
 
 
+API_PATHS = ("/v1", "/healthz", "/openapi.json")
+API_PREFIXES = ("/v1/", "/uploads/", "/downloads/")
+"""Addresses whose every answer is the API's JSON, whoever asks."""
+
+
 def error_page(request: Request, status: int, message: str) -> Response:
     return page(request, "error.html", status=status, code=status, message=message)
+
+
+def http_error_page(request: Request, exc: HTTPException) -> Response | None:
+    """A browser that opens an address with no page (``/nonexistent``) or a form's address
+    (``GET /logout``) gets the console's error page with the same status, not JSON.
+    ``None`` leaves the answer to the API: its own paths, a client that does not ask for
+    HTML, a host the console does not answer on (the API's handler calls this first)."""
+    path = request.url.path
+    if path in API_PATHS or path.startswith(API_PREFIXES):
+        return None
+    if "text/html" not in request.headers.get("accept", ""):
+        return None
+    try:
+        check_host(request)
+    except Refused:
+        return None
+    request.state.session = console_of(request).sessions.get(request.cookies.get(COOKIE))
+    allow = (exc.headers or {}).get("Allow", "")
+    response = error_page(request, exc.status_code, _miss(path, exc, allow))
+    if allow:
+        response.headers["Allow"] = allow
+    return response
+
+
+def _miss(path: str, exc: HTTPException, allow: str) -> str:
+    if exc.status_code == 404:
+        return f"there is no page at {path}"
+    if exc.status_code == 405:
+        return f"{path} takes what a form sends ({allow}): it is not a page to open"
+    return exc.detail if isinstance(exc.detail, str) else "this request cannot be served"
 
 
 def pages_router() -> APIRouter:

@@ -133,7 +133,7 @@ async def experiment_page(request: Request, app_id: str, exp_id: str) -> Respons
     context = await _experiment_context(request, app_id, exp_id)
     expr = request.query_params.get("gate", "").strip()
     gate, gate_error = await anyio.to_thread.run_sync(
-        _gate, expr, context["summary"], context["facts"]
+        gate_verdict, expr, context["summary"], context["facts"]
     )
     acceptance = await state(request).services.acceptance.find(app_id, exp_id)
     return page(
@@ -147,7 +147,10 @@ async def experiment_page(request: Request, app_id: str, exp_id: str) -> Respons
     )
 
 
-def _gate(expr: str, summary: Summary, facts: list[RunFacts]) -> tuple[GateResult | None, str]:
+def gate_verdict(
+    expr: str, summary: Summary, facts: list[RunFacts]
+) -> tuple[GateResult | None, str]:
+    """(the verdict, "") for a condition typed on the page, or (None, why not)."""
     if not expr:
         return None, ""
     if not summary.baseline:
@@ -155,7 +158,13 @@ def _gate(expr: str, summary: Summary, facts: list[RunFacts]) -> tuple[GateResul
     try:
         return evaluate(expr, facts, summary.baseline), ""
     except Invalid as exc:
-        return None, exc.message
+        return None, _in_console_words(exc.message)
+
+
+def _in_console_words(message: str) -> str:
+    """The gate's message in the console's words: the engine names the CLI's flag, the page
+    has a Condition field."""
+    return message.replace("malformed --fail-if expression", "malformed condition")
 
 
 @router.get("/apps/{app_id}/experiments/{exp_id}/progress")

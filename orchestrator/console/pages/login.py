@@ -24,8 +24,14 @@ api = APIRouter(prefix="/v1/console", tags=["console"], responses=errors(401, 50
 
 
 def safe_next(value: str | None) -> str:
-    """Only a path on this console: never ``//host`` or ``http://...`` (open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Only a path on this console: never ``//host`` or ``http://...`` (open redirect).
+
+    A browser drops tabs and newlines from a URL before reading it and reads a backslash
+    as a slash, so ``/<TAB>/evil.example/`` would lead to ``//evil.example/``: a value with
+    any control or invisible character, or a backslash, leads to the apps instead."""
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return "/apps"
+    if "\\" in value or not value.isprintable():
         return "/apps"
     return value
 

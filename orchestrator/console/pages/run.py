@@ -19,6 +19,7 @@ from orchestrator.console.pages.runs import STREAM_HEADERS
 from orchestrator.console.render import page, render
 from orchestrator.console.runview import log_tail, run_view
 from orchestrator.console.state import Console
+from orchestrator.console.viewers import readable_log
 from orchestrator.errors import NotFound
 from orchestrator.models import Run, RunType
 from orchestrator.runs.logs import read_live
@@ -95,7 +96,7 @@ async def _run_events(
             chunk = read_live(log_path, offset, run.status)
             if chunk["items"]:
                 offset = int(chunk["next_page_token"])
-                text = "".join(item["log"] + "\n" for item in chunk["items"])
+                text = readable_log("".join(item["log"] + "\n" for item in chunk["items"]))
                 yield sse("log", {"text": text}, f"{offset}.{known}")
             more_log = chunk["status_v2"] == "running" and run.status.finished
             if run.status.finished and not more_log:

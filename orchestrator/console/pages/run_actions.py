@@ -25,6 +25,7 @@ from orchestrator.console.pages.base import app_url, field, pages_router, see_ot
 from orchestrator.console.render import page
 from orchestrator.errors import Invalid, NotFound, OrchError
 from orchestrator.models import Run
+from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.service import RunRequest
 from orchestrator.services import Services
 
@@ -175,17 +176,27 @@ def _tar_bytes(folder: Path) -> bytes:
 @router.get("/apps/{app_id}/runs/{run_id}/input")
 async def download_input(request: Request, app_id: str, run_id: str) -> Response:
     svc = state(request).services
-    response = await input_raw(svc, await svc.runs.get(app_id, run_id))
-    response.headers["Content-Disposition"] = f'attachment; filename="{run_id}-input"'
+    run = await svc.runs.get(app_id, run_id)
+    response = await input_raw(svc, run)
+    response.headers["Content-Disposition"] = f'attachment; filename="{saved_as(run, "input")}"'
     return response
 
 
 @router.get("/apps/{app_id}/runs/{run_id}/output")
 async def download_output(request: Request, app_id: str, run_id: str) -> Response:
     svc = state(request).services
-    response = await file_response(svc, await svc.runs.get(app_id, run_id), "output")
-    response.headers["Content-Disposition"] = f'attachment; filename="{run_id}-output"'
+    run = await svc.runs.get(app_id, run_id)
+    response = await file_response(svc, run, "output")
+    response.headers["Content-Disposition"] = f'attachment; filename="{saved_as(run, "output")}"'
     return response
+
+
+def saved_as(run: Run, kind: str) -> str:
+    """The file name a download is saved under, with the extension its format has, so the
+    file opens in the right program: ``run-x-output.json``, ``run-x-input.tar.gz``."""
+    if run.input_format in DIRECTORY_FORMATS:
+        return f"{run.id}-{kind}.tar.gz"
+    return f"{run.id}-{kind}.json" if run.input_format == "json" else f"{run.id}-{kind}"
 
 
 @router.get("/apps/{app_id}/runs/{run_id}/log")

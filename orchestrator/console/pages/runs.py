@@ -18,7 +18,7 @@ from orchestrator.console.live import KEEPALIVE, KEEPALIVE_SECONDS, retry, sse
 from orchestrator.console.pages.base import pages_router, state
 from orchestrator.console.render import ENV, page
 from orchestrator.console.state import Console
-from orchestrator.errors import OrchError
+from orchestrator.errors import NotFound, OrchError
 from orchestrator.models import Run, RunStatus
 from orchestrator.runs.search import RunPage, run_query
 from orchestrator.store.overview import RunQuery
@@ -47,15 +47,16 @@ async def _runs_page(request: Request, fixed_app: str | None) -> Response:
     if fixed_app is not None:
         filters["app"] = fixed_app
     cursor = request.query_params.get("before") or None
+    apps = await console.services.apps.list()
+    known = filters["app"] in {a.id for a in apps}
     error, status = "", 200
     try:
+        if filters["app"] and not known:  # say so, rather than "no runs match"
+            raise NotFound(f"unknown app {filters['app']!r}: pick one from the list")
         result = await console.search.page(run_query(*(filters[k] for k in FILTERS)), cursor)
     except OrchError as exc:
         result, error, status = RunPage([], None), exc.message, exc.status
-    apps = await console.services.apps.list()
-    instances = []
-    if filters["app"] and any(a.id == filters["app"] for a in apps):
-        instances = await console.services.instances.list(filters["app"])
+    instances = await console.services.instances.list(filters["app"]) if known else []
     query = {k: v for k, v in filters.items() if v and not (fixed_app and k == "app")}
     return page(
         request,

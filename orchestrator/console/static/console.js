@@ -39,7 +39,13 @@
     ["xaxis", "yaxis"].forEach(function (axis) {
       layout[axis] = Object.assign({ gridcolor: cssVar("--line"), zerolinecolor: cssVar("--line") }, layout[axis] || {});
     });
-    var config = { responsive: true, displaylogo: false, topojsonURL: "/static/vendor/plotly/topojson/" };
+    // No mode bar: Plotly's shows its buttons only on hover, yet each is a tab stop, a dozen
+    // per chart that a keyboard user walks through unseen (and a chart is role=img). Hover,
+    // drag to zoom and double-click to reset still work.
+    var config = {
+      responsive: true, displaylogo: false, displayModeBar: false,
+      topojsonURL: "/static/vendor/plotly/topojson/"
+    };
     window.Plotly.newPlot(el, fig.data || [], layout, config).then(function () {
       el.dataset.drawn = "true";
     });
@@ -101,11 +107,14 @@
     if (dot) dot.classList.toggle("off", !on);
   }
 
-  // The runs table: rows arrive from /runs/stream as they change.
+  // The runs table: rows arrive from /runs/stream as they change; "No runs match." shows
+  // whenever the table has no row left.
   function liveRuns(table) {
     var source = new EventSource(table.dataset.liveRuns);
     var first = table.dataset.firstPage === "true";
     var body = table.tBodies[0];
+    var empty = document.querySelector("[data-empty]");
+    function showEmpty() { if (empty) empty.hidden = body.rows.length > 0; }
     source.onopen = function () { markLive(true); };
     source.onerror = function () { markLive(false); };
     source.addEventListener("run", function (e) {
@@ -118,8 +127,7 @@
         old.replaceWith(row);
       } else if (first) {
         body.insertBefore(row, body.firstChild);
-        var empty = document.querySelector("[data-empty]");
-        if (empty) empty.remove();
+        showEmpty();
       } else {
         return;
       }
@@ -128,6 +136,7 @@
     source.addEventListener("gone", function (e) {
       var old = document.getElementById("run-" + JSON.parse(e.data).id);
       if (old) old.remove();
+      showEmpty();
     });
     source.addEventListener("stale", function () { source.close(); window.location.reload(); });
   }
