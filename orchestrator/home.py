@@ -42,6 +42,12 @@ class Home:
         return self.root / "daemon.json"
 
     @cached_property
+    def lock_file(self) -> Path:
+        """Held (``flock``) by the home's daemon for its whole life: one daemon per home,
+        and the kernel lets go of it when the daemon dies, however it dies."""
+        return self.root / "daemon.lock"
+
+    @cached_property
     def api_key_file(self) -> Path:
         return self.root / "api-key"
 

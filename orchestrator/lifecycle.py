@@ -39,7 +39,7 @@ class HomeLock:
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
-        fh = open(self.home.root / "daemon.lock", "a+")  # noqa: SIM115 - held for the daemon's life
+        fh = open(self.home.lock_file, "a+")  # noqa: SIM115 - held for the daemon's life
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

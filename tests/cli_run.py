@@ -28,14 +28,24 @@ ENV["COLUMNS"] = "250"  # wide tables: cells are not cut with "…"
 CLI = [sys.executable, "-m", "orchestrator"]
 
 
-def argv_of(args: tuple[str | Path, ...]) -> list[str]:
-    """Strings are split on spaces (they read like the shell); paths stay whole."""
-    return [part for a in args for part in (a.split() if isinstance(a, str) else [str(a)])]
+Arg = str | Path | list[str]
+
+
+def argv_of(args: tuple[Arg, ...]) -> list[str]:
+    """Strings are split on spaces (they read like the shell); paths stay whole; lists are
+    taken word for word (``["-i", ""]``: an empty argument, as ``-i "$UNSET"`` gives)."""
+    return [part for a in args for part in _words(a)]
+
+
+def _words(arg: Arg) -> list[str]:
+    if isinstance(arg, list):
+        return arg
+    return arg.split() if isinstance(arg, str) else [str(arg)]
 
 
 def orch(
     daemon: Daemon,
-    *args: str | Path,
+    *args: Arg,
     stdin: str = "",
     code: int | None = 0,
     home: bool = True,
@@ -57,12 +67,12 @@ def orch(
 
 
 def orch_json(
-    daemon: Daemon, *args: str | Path, stdin: str = "", env: dict[str, str] | None = None
+    daemon: Daemon, *args: Arg, stdin: str = "", env: dict[str, str] | None = None
 ) -> Any:
     return json.loads(orch(daemon, *args, "--json", stdin=stdin, env=env).stdout)
 
 
-def spawn(daemon: Daemon, *args: str | Path) -> subprocess.Popen[str]:
+def spawn(daemon: Daemon, *args: Arg) -> subprocess.Popen[str]:
     argv = [*CLI, *argv_of(args), "--home", str(daemon.home)]
     return subprocess.Popen(argv, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, text=True, env=ENV)
 
@@ -78,13 +88,20 @@ def new_app(daemon: Daemon, app_dir: Path | None = None) -> str:
 
 class Terminal:
     """``orch`` on a pseudo-terminal: stdin, stdout and stderr are one terminal, as when a
-    person types the command. Its own session, so a SIGINT reaches it as Ctrl-C would."""
+    person types the command. Its own session, so a SIGINT reaches it as Ctrl-C would.
+    ``columns`` wide, 40 rows high; ``TERM=xterm`` unless ``env`` says otherwise."""
 
-    def __init__(self, daemon: Daemon, *args: str | Path) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        *args: Arg,
+        columns: int = 200,
+        env: dict[str, str] | None = None,
+    ) -> None:
         master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))  # 40 x 200
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
         argv = [*CLI, *argv_of(args), "--home", str(daemon.home)]
-        env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
+        env = {k: v for k, v in ENV.items() if k != "COLUMNS"} | {"TERM": "xterm"} | (env or {})
         self.proc = subprocess.Popen(
             argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
         )

@@ -1,17 +1,25 @@
-"""The daemon's address stays put across restarts, and ``orch daemon env`` hands a shell
-what the nextmv SDK and the CLI need to reach it."""
+"""The daemon's address stays put across restarts, ``orch daemon env`` hands a shell
+what the nextmv SDK and the CLI need to reach it, ``stop`` signals only the daemon, and
+a start that cannot happen says why in one line."""
 
 from __future__ import annotations
 
+import json
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
+import pytest
 
 from tests.cli_run import CLI, ENV
 from tests.conftest import MakeDaemon
-from tests.helpers import Daemon
+from tests.helpers import Daemon, wait_for
 
 
 def start_stable(home: Path) -> Daemon:
@@ -86,3 +94,92 @@ def test_daemon_env_without_a_daemon_says_how_to_start_one(tmp_path: Path) -> No
     done = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
     assert done.returncode == 1 and done.stdout == ""
     assert "orch daemon start" in done.stderr
+
+
+def daemon_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [*CLI, "daemon", *args, "--home", str(home)]
+    return subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=60)
+
+
+def stale_daemon_json(home: Path, pid: int, started_at: float) -> None:
+    """What a daemon killed with SIGKILL leaves: its daemon.json, naming a pid that is
+    now someone else's."""
+    home.mkdir(parents=True, exist_ok=True)
+    info = {"url": "http://127.0.0.1:1", "pid": pid, "started_at": started_at, "home": str(home)}
+    (home / "daemon.json").write_text(json.dumps(info))
+
+
+@pytest.fixture
+def stranger() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated process of the user's, which no orch command may signal."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_stop_never_signals_a_process_that_reused_a_dead_daemons_pid(
+    tmp_path: Path, stranger: subprocess.Popen[bytes]
+) -> None:
+    home = tmp_path / "home"
+    stale_daemon_json(home, stranger.pid, started_at=time.time() - 3600)  # died an hour ago
+    assert daemon_cli(home, "status").returncode == 1
+    done = daemon_cli(home, "stop")
+    assert done.returncode == 0 and "no orch daemon is running" in done.stderr, done.stderr
+    assert stranger.poll() is None, "orch daemon stop signalled an unrelated process"
+    assert not (home / "daemon.json").exists()  # the stale file is cleaned up
+
+
+def test_stop_wants_the_homes_lock_held_not_only_an_old_enough_pid(
+    tmp_path: Path, stranger: subprocess.Popen[bytes]
+) -> None:
+    """A process older than the recorded start (a clock set back, a hand-written file) is
+    still not the daemon when no daemon holds the home's lock."""
+    home = tmp_path / "home"
+    stale_daemon_json(home, stranger.pid, started_at=time.time() + 60)
+    done = daemon_cli(home, "stop")
+    assert done.returncode == 0 and "no orch daemon is running" in done.stderr, done.stderr
+    assert stranger.poll() is None
+
+
+def test_stop_after_the_daemon_was_killed_says_none_runs(make_daemon: MakeDaemon) -> None:
+    d = make_daemon()
+    d.process.send_signal(signal.SIGKILL)  # not collected: a zombie, as under a supervisor
+    wait_for(lambda: psutil.Process(d.process.pid).status() == psutil.STATUS_ZOMBIE)
+    done = daemon_cli(d.home, "stop")
+    assert done.returncode == 0 and "no orch daemon is running" in done.stderr, done.stderr
+    assert "stopped" not in done.stderr
+    d.process.wait(10)
+
+
+def test_stop_stops_a_running_daemon(make_daemon: MakeDaemon) -> None:
+    d = make_daemon()
+    done = daemon_cli(d.home, "stop")
+    assert done.returncode == 0 and f"stopped (pid {d.process.pid})" in done.stderr
+    assert d.process.wait(10) == 0
+
+
+def test_a_port_out_of_range_is_refused_as_a_usage_error(tmp_path: Path) -> None:
+    done = daemon_cli(tmp_path / "home", "start", "--port", "99999")
+    assert done.returncode == 2 and "99999" in done.stderr and "0<=x<=65535" in done.stderr
+    assert "OverflowError" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_taken_port_is_named(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = daemon_cli(tmp_path / "home", "start", "--port", str(port))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: port {port} is already in use"), done.stderr
+
+
+def test_a_home_that_cannot_be_a_folder_is_named(tmp_path: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    done = daemon_cli(a_file, "start")
+    assert done.returncode == 1 and done.stderr == f"error: home {a_file} is not a folder\n"
+    done = daemon_cli(Path("/proc/orch-home"), "run")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: home /proc/orch-home cannot be created: "), done.stderr

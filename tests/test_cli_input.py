@@ -104,3 +104,64 @@ def test_a_pipe_given_as_a_file_is_read_once(daemon: Daemon, app_id: str) -> Non
     proc = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["statistics"]["result"]["value"] == 444
+
+
+def test_an_empty_input_path_is_refused_not_read_as_the_current_folder(
+    daemon: Daemon, api: httpx.Client, app_id: str, tmp_path: Path
+) -> None:
+    """``-i "$INPUT"`` with INPUT unset: ``Path("")`` is ``.``, which was sent whole."""
+    (tmp_path / "notes.txt").write_text("private\n")
+    argv = [*CLI, "app", "run", "-a", app_id, "-i", "", "--home", str(daemon.home)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stderr
+    assert proc.stderr.startswith("error: the input path is empty"), proc.stderr
+    assert runs_of(api, app_id) == 0
+
+
+BROKEN_JSON = '{"weight_capacity": 5, "items": [\n'
+
+
+@pytest.mark.parametrize(
+    ("name", "flags", "content"),
+    [
+        ("bad.json", "", BROKEN_JSON),  # the name says JSON
+        ("bad.txt", "--format json", BROKEN_JSON),  # the flag says JSON
+        ("bad.txt", "", BROKEN_JSON),  # it opens like a JSON object
+        ("bad", "", "[1, 2,\n"),  # ... or like a JSON array
+    ],
+)
+def test_input_meant_as_json_that_does_not_parse_is_refused(
+    daemon: Daemon,
+    api: httpx.Client,
+    app_id: str,
+    tmp_path: Path,
+    name: str,
+    flags: str,
+    content: str,
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    message = refused(daemon, api, app_id, f"{flags} -i", path)
+    assert message.startswith(f"error: {path} is not valid JSON: Expecting value (line 2 column 1)")
+
+
+def test_json_on_stdin_that_does_not_parse_is_refused(
+    daemon: Daemon, api: httpx.Client, app_id: str
+) -> None:
+    message = refused(daemon, api, app_id, stdin=BROKEN_JSON)
+    assert message.startswith("error: the input on stdin is not valid JSON: Expecting value")
+
+
+def test_text_that_only_looks_a_little_like_json_still_goes_as_text(
+    daemon: Daemon, api: httpx.Client, app_id: str, tmp_path: Path
+) -> None:
+    """Text apps exist: an INI file's ``[section]`` is not the start of a JSON array, and
+    ``--format text`` sends anything as it is."""
+    ini = tmp_path / "settings.ini"
+    ini.write_text("[section]\nkey = 1\n")
+    broken = tmp_path / "broken.json"
+    broken.write_text(BROKEN_JSON)
+    for flags, path in (("", ini), ("--format text", broken)):
+        run_id = orch(daemon, f"app run -a {app_id} {flags} -i", path).stdout.strip()
+        meta = api.get(f"/v1/applications/{app_id}/runs/{run_id}/metadata").json()
+        assert meta["metadata"]["format"]["input"]["type"] == "text"

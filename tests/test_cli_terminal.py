@@ -11,13 +11,14 @@ import io
 import json
 import re
 import shlex
+from pathlib import Path
 
 import httpx
 import pytest
 
-from orchestrator.cli.status import StatusLine
+from orchestrator.cli.status import StatusLine, fit
 from tests.cli_run import Terminal, new_app, orch
-from tests.helpers import SAMPLES, Daemon, wait_for
+from tests.helpers import SAMPLES, Daemon, wait_for, write_app
 
 KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
 ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
@@ -118,3 +119,87 @@ def test_json_is_indented_at_a_terminal_and_compact_in_a_pipe(daemon: Daemon, kn
 def test_no_input_at_a_terminal_is_refused_with_how_to_give_one(daemon: Daemon, knap: str) -> None:
     code, shown = Terminal(daemon, f"app run -a {knap} -w").finish()
     assert code == 1 and "no input: give one with -i FILE" in shown
+
+
+def test_run_ids_are_whole_in_a_table_80_columns_wide() -> None:
+    from rich.console import Console
+
+    from orchestrator.cli import render
+    from orchestrator.cli.run_actions import RUN_COLUMNS
+
+    run_id = "run-01m96wd30dvmcz6j"
+    row = [run_id, "a long run name", "succeeded", "devint", "v1", "2026-12-06 23:52:59"]
+    row += ["1234", "the model failed with a long message that needs room"]
+    console = Console(width=80, record=True)
+    table = render.build([h for h, _ in RUN_COLUMNS], [row], None, whole={0})
+    console.print(table)
+    assert run_id in console.export_text()
+
+
+def test_run_list_at_80_columns_shows_whole_run_ids(daemon: Daemon, knap: str) -> None:
+    run_id = orch(daemon, f"app run -a {knap} -i", KNAPSACK_INPUT).stdout.strip()
+    code, shown = Terminal(daemon, f"app run list -a {knap}", columns=80).finish()
+    assert code == 0 and run_id in shown, shown
+
+
+def test_the_status_line_fits_a_narrow_terminal(daemon: Daemon, knap: str) -> None:
+    """A line longer than the terminal wraps, and the wipe erases only its last row: each
+    redraw would leave a row of debris behind."""
+    term = Terminal(daemon, f"app run -a {knap} -o sleep=1.2 -w -i", KNAPSACK_INPUT, columns=30)
+    code, shown = term.finish()
+    assert code == 0, shown
+    drawn = [part.split("\r")[0] for part in shown.split("\x1b[2K")[1:]]
+    status = [line for line in drawn if line.startswith("run ")]
+    assert status and all(len(line) < 30 for line in status), status
+    assert any(line.endswith("…") for line in status), status
+
+
+def test_fit_cuts_with_an_ellipsis_and_leaves_the_last_column_free() -> None:
+    assert fit("run r running · 0.3 s", 80) == "run r running · 0.3 s"
+    assert fit("run r running · 0.3 s", 10) == "run r ru…"
+    assert fit("abc", None) == "abc"
+
+
+def test_term_dumb_gets_no_escape_sequences(daemon: Daemon, knap: str) -> None:
+    dumb = {"TERM": "dumb"}
+    code, shown = Terminal(daemon, f"app run -a {knap} -w -i nonexistent", env=dumb).finish()
+    assert code == 1 and "error: input nonexistent does not exist" in shown
+    run = f"app run -a {knap} -o sleep=0.5 -w -i"
+    code, shown = Terminal(daemon, run, KNAPSACK_INPUT, env=dumb).finish()
+    assert code == 0 and "\x1b" not in shown, shown
+    assert "waiting for it to finish" in shown  # what a pipe gets: a start line, a summary
+
+
+def test_no_color_keeps_the_status_line_and_drops_only_colour(daemon: Daemon, knap: str) -> None:
+    no_color = {"NO_COLOR": "1"}
+    run = f"app run -a {knap} -o sleep=1.2 -w -i"
+    code, shown = Terminal(daemon, run, KNAPSACK_INPUT, env=no_color).finish()
+    assert code == 0 and re.search(r"run run-\S+ running · \d+\.\d s", shown), shown
+    code, shown = Terminal(daemon, f"app run -a {knap} -w -i nonexistent", env=no_color).finish()
+    assert code == 1 and "error: input" in shown and "\x1b[1;31m" not in shown
+
+
+HOSTILE_LOG = """\
+import sys
+sys.stderr.write("title \\x1b]0;pwned\\x07 then \\x1b[2J clear\\n")
+print('{"solutions": []}')
+"""
+
+
+def test_escape_sequences_from_models_and_names_are_shown_not_obeyed(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    app_id = new_app(daemon, write_app(tmp_path / "hostile", HOSTILE_LOG))
+    name = ["-n", "evil\x1b[2J\x9bname"]  # \x9b: a CSI in one character (C1)
+    code, shown = Terminal(daemon, f"app run -a {app_id} --tail -i", KNAPSACK_INPUT, name).finish()
+    assert code == 0, shown
+    assert "\x1b]0;" not in shown and "\x07" not in shown and "\x1b[2J" not in shown
+    assert "title \\x1b]0;pwned\\x07 then \\x1b[2J clear" in shown
+    code, shown = Terminal(daemon, f"app run list -a {app_id}").finish()
+    assert "evil\\x1b[2J\\x9bname" in shown and "\x1b[2J" not in shown
+    code, as_json = Terminal(daemon, f"app run list -a {app_id} --json").finish()
+    assert "evil\\u001b[2J\\u009bname" in as_json and "\x9b" not in as_json
+    run_id = re.search(r"run-[0-9a-z]+", shown)
+    assert run_id, shown
+    piped = orch(daemon, f"app run logs -a {app_id} -r {run_id[0]}").stdout
+    assert piped == "title \x1b]0;pwned\x07 then \x1b[2J clear\n"  # a pipe gets it byte for byte

@@ -23,7 +23,7 @@ import typer
 
 from orchestrator.cli import acceptance_view as view
 from orchestrator.cli import experiment_view
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import WaitOption, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
@@ -44,10 +44,18 @@ _SHORT = re.compile(
     r"(?:\s+(?P<tol>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?P<pct>%)?)?\s*"
 )
 TestIdOption = typer.Option(
-    ..., "--batch-experiment-id", "-b", help="Acceptance test ID (= its batch experiment's)."
+    ...,
+    "--batch-experiment-id",
+    "-b",
+    callback=an_id,
+    help="Acceptance test ID (= its batch experiment's).",
 )
-ControlOption = typer.Option(..., "--baseline-instance-id", help="The control instance.")
-CandidateOption = typer.Option(..., "--candidate-instance-id", help="The candidate instance.")
+ControlOption = typer.Option(
+    ..., "--baseline-instance-id", callback=an_id, help="The control instance."
+)
+CandidateOption = typer.Option(
+    ..., "--candidate-instance-id", callback=an_id, help="The candidate instance."
+)
 MetricOption = typer.Option(
     None, "--metric", help="FIELD STATISTIC OP [TOLERANCE[%]], e.g. 'result.value mean le 1%'."
 )
@@ -55,7 +63,11 @@ MetricsOption = typer.Option(
     None, "--metrics", metavar="JSON|@FILE", help="Nextmv Metric objects (one or a list)."
 )
 SetOption = typer.Option(
-    None, "--input-set-id", "-s", help="Start the batch experiment on this input set first."
+    None,
+    "--input-set-id",
+    "-s",
+    callback=an_id,
+    help="Start the batch experiment on this input set first.",
 )
 
 

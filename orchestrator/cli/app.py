@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import OldInstanceIdOption, renamed
 from orchestrator.cli.lazy import Lazy, lazy_group
 from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
@@ -168,12 +168,15 @@ def _short_sha(value: str | None) -> str | None:
 @app.command("promote")
 def promote(
     app_id: str = AppOption,
-    version_id: str = typer.Option(..., "--version-id", "-v", help="ID of the new version."),
+    version_id: str = typer.Option(
+        ..., "--version-id", "-v", callback=an_id, help="ID of the new version."
+    ),
     name: str = typer.Option(..., "--name", "-n", help="Name of the new version."),
     description: str = typer.Option("", "--description", "-d", help="Its description."),
     instance_id: str | None = typer.Option(
         None,
         "--instance-id",
+        callback=an_id,
         help="Instance to point at it (created if missing); default: the app's default "
         "instance, else a new one named production.",
     ),

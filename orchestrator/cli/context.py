@@ -6,14 +6,33 @@ from pathlib import Path
 
 import typer
 
+from orchestrator.cli.output import fail
 from orchestrator.client import OrchClient
 from orchestrator.home import Home, default_home
+
+IdValue = str | list[str] | None
+
+
+def an_id(ctx: typer.Context, param: typer.CallbackParam, value: IdValue) -> IdValue:
+    """Typer callback of every option naming an object by its ID: an empty one (``-a
+    "$APP"`` with APP unset) is refused before any request. It would name no object, and
+    its URL would be the collection's: a GET there lists, a DELETE deletes nothing."""
+    if ctx.resilient_parsing:  # shell completion
+        return value
+    given = value if isinstance(value, list) else [value]
+    if any(v is not None and not v.strip() for v in given):
+        flag = max(param.opts, key=len) if param.opts else param.name
+        fail(f"{flag} is empty: give an ID (is a shell variable unset?)", code=2)
+    return value
+
 
 HomeOption = typer.Option(
     None, "--home", envvar="ORCH_HOME", help="Data directory (default: XDG data dir / orch)."
 )
 JsonOption = typer.Option(False, "--json", help="Print the API object as JSON (for scripts).")
-AppOption = typer.Option(..., "--app-id", "-a", envvar="ORCH_APP_ID", help="Application ID.")
+AppOption = typer.Option(
+    ..., "--app-id", "-a", envvar="ORCH_APP_ID", callback=an_id, help="Application ID."
+)
 
 
 def home_of(home: Path | None) -> Home:

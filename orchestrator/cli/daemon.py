@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +14,13 @@ import psutil
 import typer
 
 from orchestrator.cli.context import HomeOption, JsonOption, home_of
+from orchestrator.cli.daemon_checks import (
+    check_port,
+    daemon_process,
+    ended,
+    forget,
+    usable_home,
+)
 from orchestrator.cli.output import errors_to_exit, fail, print_json, record, say
 from orchestrator.client import ClientError, OrchClient, ca_of
 from orchestrator.config import Settings
@@ -27,6 +34,8 @@ PortOption = typer.Option(
     None,
     "--port",
     envvar="ORCH_PORT",
+    min=0,
+    max=65535,
     help="TCP port on 127.0.0.1 (default: the one used last, else 6724; 0: any free one).",
 )
 ExecutorOption = typer.Option(
@@ -52,7 +61,7 @@ def running(home: Home) -> DaemonInfo | None:
 def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any]]:
     """(the daemon of this home if it answers, what its /healthz says)."""
     info = DaemonInfo.read(home)
-    if info is None or not psutil.pid_exists(info.pid):
+    if info is None or daemon_process(home, info) is None:
         return None, {}
     try:
         with OrchClient(info.url, api_key="", ca_file=ca_of(home)) as api:  # no key needed
@@ -79,8 +88,12 @@ def run_foreground(
     # needed by this command and would slow every other CLI call down.
     from orchestrator.daemon import run
 
+    h = usable_home(home_of(home))
     with errors_to_exit():
-        settings = Settings.load(home_of(home), port=port, executor=executor, tls=tls)
+        settings = Settings.load(h, port=port, executor=executor, tls=tls)
+    if running(h) is None:  # else the daemon's own lock says which daemon runs there
+        check_port(settings)
+    with errors_to_exit():
         run(settings, status_fd)
 
 
@@ -93,12 +106,13 @@ def start(
     timeout: float = typer.Option(20.0, help="Seconds to wait for the daemon to answer."),
 ) -> None:
     """Start the daemon in the background; returns once it answers, and prints its URL."""
-    h = home_of(home)
+    h = usable_home(home_of(home))
     with errors_to_exit():  # a bad config or executor, a read-only home, a full disk: one
         settings = Settings.load(h, port=port, executor=executor, tls=tls)  # line, no child
     if (info := running(h)) is not None:
         _already_running(info, settings.tls)
         return
+    check_port(settings)
     with errors_to_exit():
         check_home(settings)
     reason_pipe, status_fd = os.pipe()
@@ -149,17 +163,18 @@ def stop(
     """Stop the daemon gracefully (SIGTERM: running runs get a short grace, then end)."""
     h = home_of(home)
     info = DaemonInfo.read(h)
-    if info is None or not psutil.pid_exists(info.pid):
+    process = None if info is None else daemon_process(h, info)
+    if info is None or process is None:
+        if info is not None:
+            forget(h, info)
         say("no orch daemon is running")
         return
-    os.kill(info.pid, signal.SIGTERM)
-    try:
-        psutil.Process(info.pid).wait(timeout)
-    except psutil.TimeoutExpired:
-        os.kill(info.pid, signal.SIGKILL)
+    with contextlib.suppress(psutil.NoSuchProcess):  # it may have ended on its own just now
+        process.terminate()
+    if not ended(process, timeout):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
         fail(f"the daemon did not stop within {timeout:.0f} s and was killed")
-    except psutil.NoSuchProcess:
-        pass
     say(f"orch daemon stopped (pid {info.pid})")
 
 

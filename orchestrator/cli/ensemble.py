@@ -14,7 +14,7 @@ from typing import Literal
 import typer
 
 from orchestrator.cli import ensemble_view as view
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import require_label_change
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
 from orchestrator.client.types import EnsembleDefinition, EnsembleResult
@@ -27,7 +27,7 @@ app = typer.Typer(
 Objective = Literal["minimize", "maximize"]
 ToleranceType = Literal["absolute", "relative"]
 DefinitionIdOption = typer.Option(
-    ..., "--ensemble-definition-id", "-e", help="Ensemble definition ID."
+    ..., "--ensemble-definition-id", "-e", callback=an_id, help="Ensemble definition ID."
 )
 
 
@@ -44,7 +44,11 @@ def _show(data: EnsembleDefinition, as_json: bool) -> None:
 def create(
     app_id: str = AppOption,
     definition_id: str | None = typer.Option(
-        None, "--ensemble-definition-id", "-e", help="ID of the new definition (default: made up)."
+        None,
+        "--ensemble-definition-id",
+        "-e",
+        callback=an_id,
+        help="ID of the new definition (default: made up).",
     ),
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str | None = typer.Option(None, "--description", "-d", help="Description."),
@@ -56,7 +60,10 @@ def create(
         help="A definition as JSON (what get --json prints); the flags add to it.",
     ),
     instance_ids: list[str] | None = typer.Option(
-        None, "--instance-ids", help="One run group per instance, named after it (comma list)."
+        None,
+        "--instance-ids",
+        callback=an_id,
+        help="One run group per instance, named after it (comma list).",
     ),
     repetitions: int | None = typer.Option(
         None, "--repetitions", min=1, max=100, help="Child runs per --instance-ids group."
@@ -174,7 +181,9 @@ def delete(
 @app.command("result")
 def result(
     app_id: str = AppOption,
-    run_id: str = typer.Option(..., "--run-id", "-r", help="ID of an ensemble run."),
+    run_id: str = typer.Option(
+        ..., "--run-id", "-r", callback=an_id, help="ID of an ensemble run."
+    ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:

@@ -18,10 +18,18 @@ import typer
 
 from orchestrator.cli import acceptance, input_set, scenario, shadow, switchback
 from orchestrator.cli import experiment_view as view
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import WaitOption, renamed
 from orchestrator.cli.input_set import InputSetIdOption, split_ids
-from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
+from orchestrator.cli.output import (
+    emit,
+    errors_to_exit,
+    fail,
+    print_json,
+    say,
+    writable_file,
+    writing,
+)
 from orchestrator.client import OrchClient
 from orchestrator.client.types import ExperimentMetadata
 from orchestrator.errors import OrchError
@@ -49,21 +57,28 @@ EXIT_CODES = {"completed": 0, "failed": 1, "canceled": 2}
 InputFormat = Literal["json", "text"]
 Objective = Literal["min", "max"]
 
-BatchIdOption = typer.Option(..., "--batch-experiment-id", "-b", help="Batch experiment ID.")
+BatchIdOption = typer.Option(
+    ..., "--batch-experiment-id", "-b", callback=an_id, help="Batch experiment ID."
+)
 
 
 # --- batch experiments -----------------------------------------------------------------
 
 
 NewBatchIdOption = typer.Option(
-    None, "--batch-experiment-id", "-b", help="Experiment ID (default: generated)."
+    None, "--batch-experiment-id", "-b", callback=an_id, help="Experiment ID (default: generated)."
 )
 InstanceIdsOption = typer.Option(
-    None, "--instance-ids", help="Instances to run (comma-separated or repeated)."
+    None, "--instance-ids", callback=an_id, help="Instances to run (comma-separated or repeated)."
 )
-OldInstanceIdsOption = typer.Option(None, "-i", hidden=True, help="Old spelling of --instance-ids.")
+OldInstanceIdsOption = typer.Option(
+    None, "-i", hidden=True, callback=an_id, help="Old spelling of --instance-ids."
+)
 VersionIdsOption = typer.Option(
-    None, "--version-ids", help="Versions to run bare, without an instance (comma-separated)."
+    None,
+    "--version-ids",
+    callback=an_id,
+    help="Versions to run bare, without an instance (comma-separated).",
 )
 OptionSetsOption = typer.Option(
     None,
@@ -179,7 +194,7 @@ def _check_start_flags(
         try:
             parse_gate(fail_if)
         except OrchError as exc:
-            fail(exc.message)
+            fail(f"--fail-if: {exc.message}")
     if as_csv and not wait:
         fail("--csv prints the summary, so it needs --wait")
     if as_csv and as_json:
@@ -337,7 +352,9 @@ def delete_batch(
 def report(
     app_id: str = AppOption,
     exp_id: str = BatchIdOption,
-    html: Path = typer.Option(..., "--html", dir_okay=False, help="Write the report here."),
+    html: Path = typer.Option(
+        ..., "--html", dir_okay=False, callback=writable_file, help="Write the report here."
+    ),
     baseline: str | None = typer.Option(
         None, "--baseline", help="Compare against this target (default: the experiment's)."
     ),
@@ -351,9 +368,10 @@ def report(
         # Into a temporary sibling first: a failed request leaves an older report intact.
         part = html.with_name(f".{html.name}.part")
         try:
-            with part.open("wb") as fh:
-                api.batches.report(app_id, exp_id, fh, baseline, gate)
-            part.replace(html)
+            with writing(html):
+                with part.open("wb") as fh:
+                    api.batches.report(app_id, exp_id, fh, baseline, gate)
+                part.replace(html)
         finally:
             part.unlink(missing_ok=True)
     say(f"wrote the report of experiment {exp_id} to {html}")

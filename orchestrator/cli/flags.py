@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from orchestrator.cli.context import an_id
 from orchestrator.cli.output import fail, say
 
 OptionsOption = typer.Option(
@@ -39,8 +40,10 @@ SecretsCollectionOption = typer.Option(
     "--secrets-collection-id",
     help="Secrets collection delivered to the model (see orch app secrets; '' clears it).",
 )
-InstanceIdOption = typer.Option(None, "--instance-id", help="Instance ID.")
-OldInstanceIdOption = typer.Option(None, "-i", hidden=True, help="Old spelling of --instance-id.")
+InstanceIdOption = typer.Option(None, "--instance-id", callback=an_id, help="Instance ID.")
+OldInstanceIdOption = typer.Option(
+    None, "-i", hidden=True, callback=an_id, help="Old spelling of --instance-id."
+)
 WaitOption = typer.Option(False, "--wait", "-w", help="Wait for the end, then print the result.")
 
 

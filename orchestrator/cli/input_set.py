@@ -14,7 +14,7 @@ from typing import Any, Literal
 import typer
 
 from orchestrator.cli import experiment_view as view
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import require_label_change
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
 from orchestrator.client import ClientError, OrchClient
@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 InputFormat = Literal["json", "text"]
-InputSetIdOption = typer.Option(..., "--input-set-id", "-s", help="Input set ID.")
+InputSetIdOption = typer.Option(..., "--input-set-id", "-s", callback=an_id, help="Input set ID.")
 NameOption = typer.Option(None, "--name", "-n", help="New name.")
 DescriptionOption = typer.Option(None, "--description", "-d", help="New description.")
 
@@ -44,10 +44,13 @@ FileOption = typer.Option(
     None, "--file", exists=True, dir_okay=False, help="Keep this file (repeatable)."
 )
 RunIdsOption = typer.Option(
-    None, "--run-ids", help="Keep the inputs of these runs (comma-separated)."
+    None, "--run-ids", callback=an_id, help="Keep the inputs of these runs (comma-separated)."
 )
 FromInstanceOption = typer.Option(
-    None, "--instance-id", help="Keep the inputs of this instance's latest succeeded runs."
+    None,
+    "--instance-id",
+    callback=an_id,
+    help="Keep the inputs of this instance's latest succeeded runs.",
 )
 MaximumRunsOption = typer.Option(
     None, "--maximum-runs", min=1, help="With --instance-id: at most this many (default 20)."

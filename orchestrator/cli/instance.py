@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import (
     CpuOption,
     DiskMbOption,
@@ -76,7 +76,9 @@ def create(
     app_id: str = AppOption,
     instance_id: str | None = InstanceIdOption,
     old_instance_id: str | None = OldInstanceIdOption,
-    version_id: str = typer.Option(..., "--version-id", "-v", help="Version it runs."),
+    version_id: str = typer.Option(
+        ..., "--version-id", "-v", callback=an_id, help="Version it runs."
+    ),
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str = typer.Option("", "--description", "-d", help="Description."),
     options: list[str] | None = OptionsOption,
@@ -137,7 +139,9 @@ def update(
     app_id: str = AppOption,
     instance_id: str | None = InstanceIdOption,
     old_instance_id: str | None = OldInstanceIdOption,
-    version_id: str | None = typer.Option(None, "--version-id", "-v", help="Point at a version."),
+    version_id: str | None = typer.Option(
+        None, "--version-id", "-v", callback=an_id, help="Point at a version."
+    ),
     name: str | None = typer.Option(None, "--name", "-n", help="New name."),
     description: str | None = typer.Option(None, "--description", "-d", help="New description."),
     options: list[str] | None = typer.Option(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from orchestrator import __version__
+from orchestrator.cli import stdout
 from orchestrator.cli.lazy import Lazy, lazy_group
 
 GROUPS = {
@@ -49,4 +50,20 @@ def root(
 
 
 def main() -> None:
-    cli()
+    """Run the command; a failed write to stdout ends it with one line and exit code 1."""
+    stdout.guard()
+    try:
+        try:
+            cli()
+        finally:
+            stdout.finish()
+    except BrokenPipeError:  # the reader went away (``| head``): nothing to say
+        stdout.discard()
+        raise SystemExit(1) from None
+    except stdout.StdoutError as exc:
+        where = stdout.where()
+        stdout.discard()
+        from orchestrator.cli.output import error_line
+
+        error_line(f"cannot write {where}: {exc.strerror}")
+        raise SystemExit(1) from None

@@ -8,6 +8,7 @@ Tables show times the way people read them: local time, to the second.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -15,7 +16,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import IO, Any, NoReturn
 
 import typer
 
@@ -25,22 +27,60 @@ from orchestrator.errors import OrchError
 Columns = Sequence[tuple[str, str]]
 """(header, key) pairs; keys may be dotted paths into nested objects."""
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters but newline and tab: C0, DEL and C1 (``\x9b`` is a one-byte CSI)."""
+_C1 = re.compile(r"[\x7f-\x9f]")
 
 
-def styled(stream: Any) -> bool:
-    """Colour and live updates only for a person at a terminal (and never with NO_COLOR)."""
-    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+def at_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (a person reads it); None when there is none."""
+    return stream is not None and bool(stream.isatty())
+
+
+def live(stream: Any) -> bool:
+    """Lines redrawn in place (the status line, the time waited) need a terminal that
+    erases a line; ``TERM=dumb`` (an editor's shell, some CI logs) prints the escape
+    sequences as text, so it gets what a pipe gets."""
+    return at_terminal(stream) and os.environ.get("TERM") != "dumb"
+
+
+def coloured(stream: Any) -> bool:
+    """Colour where lines can be redrawn, unless ``NO_COLOR`` is set: it asks for no
+    colour, not for less feedback, so the live status line stays."""
+    return live(stream) and not os.environ.get("NO_COLOR")
+
+
+def shown(text: str, stream: Any) -> str:
+    """``text`` made harmless for the terminal ``stream`` is, if it is one.
+
+    A model's log lines, a run's name or an error quoting the log are anyone's text: an
+    escape sequence in them could set the window title, clear the screen or redefine
+    keys. At a terminal every control character but newline and tab is written as
+    ``\\xNN``; into a pipe or a file the text goes byte for byte.
+    """
+    if not at_terminal(stream) or not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def say(message: str) -> None:
     """A message for the human (stderr), never mixed into the data on stdout."""
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(shown(message, sys.stderr) + "\n")
     sys.stderr.flush()
 
 
+def error_line(message: str) -> None:
+    """``error: message`` on stderr; nothing if stderr itself cannot be written."""
+    label = "\x1b[1;31merror:\x1b[0m" if coloured(sys.stderr) else "error:"
+    try:
+        sys.stderr.write(f"{label} {shown(message, sys.stderr)}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # the exit code is all that can still tell
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    label = "\x1b[1;31merror:\x1b[0m" if styled(sys.stderr) else "error:"
-    say(f"{label} {message}")
+    error_line(message)
     raise typer.Exit(code)
 
 
@@ -53,14 +93,55 @@ def errors_to_exit() -> Iterator[None]:
         fail(exc.message)
 
 
+def writable_file(ctx: typer.Context, dest: Path | None) -> Path | None:
+    """Typer callback of the options naming a file to write (``-u FILE``): a file that
+    could not be written is refused as the command line is read, before a run is
+    created or waited for, not with a traceback once its output has arrived."""
+    if dest is None or ctx.resilient_parsing:  # shell completion: nothing is written
+        return dest
+    folder = dest.parent
+    if not folder.is_dir():
+        fail(f"cannot write {dest}: the folder {folder} does not exist")
+    if dest.exists() and not os.access(dest, os.W_OK):
+        fail(f"cannot write {dest}: permission denied")
+    if not dest.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"cannot write {dest}: the folder {folder} is not writable")
+    return dest
+
+
+@contextmanager
+def writing(where: object) -> Iterator[None]:
+    """An ``OSError`` while writing ``where`` (a full disk, a quota) becomes
+    ``error: cannot write <where>: <reason>`` and exit code 1."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            raise
+        fail(f"cannot write {where}: {exc.strerror or exc}")
+
+
+@contextmanager
+def open_output(dest: Path) -> Iterator[IO[bytes]]:
+    """``dest`` open for writing, its write errors turned into one line (``writing``)."""
+    with writing(dest), dest.open("wb") as fh:
+        yield fh
+
+
 def print_json(data: Any) -> None:
     """Indented for a person at a terminal, one compact line for a pipe or a file."""
     if sys.stdout.isatty():
-        text = json.dumps(data, indent=2, ensure_ascii=False)
+        text = _escape_c1(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _escape_c1(text: str) -> str:
+    """JSON escapes C0 controls, not DEL and C1 ones: ``\\x9b`` alone starts an escape
+    sequence on some terminals. Escaped as ``\\u009b``, the JSON stays the same."""
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None]) -> None:
@@ -75,15 +156,22 @@ def table(rows: Sequence[Any], columns: Columns, title: str | None = None) -> No
     """A table of ``rows`` (dicts) on stdout, one column per (header, key)."""
     from orchestrator.cli import render  # rich: only commands that print a table pay for it
 
-    cells = [[cell(pluck(row, key)) for _, key in columns] for row in rows]
-    render.table([header for header, _ in columns], cells, title)
+    cells = [[shown(cell(pluck(row, key)), sys.stdout) for _, key in columns] for row in rows]
+    ids = {n for n, (_, key) in enumerate(columns) if is_id_key(key)}
+    render.table([header for header, _ in columns], cells, title, whole=ids)
 
 
 def record(data: Any, fields: Columns) -> None:
     """One object as a two-column table (label, value)."""
     from orchestrator.cli import render  # rich, as in ``table``
 
-    render.record([(label, cell(pluck(data, key))) for label, key in fields])
+    render.record([(label, shown(cell(pluck(data, key)), sys.stdout)) for label, key in fields])
+
+
+def is_id_key(key: str) -> bool:
+    """The column of the rows' own IDs is shown whole: a cut ID cannot be pasted into the
+    next command. (IDs of other objects, like instances, are short and may wrap.)"""
+    return key.rsplit(".", 1)[-1] == "id"
 
 
 def pluck(data: Any, key: str) -> Any:

@@ -20,7 +20,7 @@ import typer
 import watchfiles
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
-from orchestrator.cli.output import errors_to_exit, fail, print_json, record, say, styled
+from orchestrator.cli.output import errors_to_exit, fail, live, print_json, record, say
 from orchestrator.cli.status import StatusLine
 from orchestrator.cli.version import environment_line, short
 from orchestrator.client import ClientError, OrchClient
@@ -134,7 +134,7 @@ class Pusher:
 def wait_environment(api: OrchClient, app_id: str, pushed: Executable, wait: bool) -> Executable:
     """The executable with its environment's current status; with ``wait``, once it is
     built or failed. Ctrl-C stops waiting (the build goes on in the daemon), exit 130."""
-    status = StatusLine(sys.stderr) if wait and styled(sys.stderr) else None
+    status = StatusLine(sys.stderr) if wait and live(sys.stderr) else None
     started = time.monotonic()
     try:
         while True:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import typer
 
-from orchestrator.cli.context import HomeOption, JsonOption, client
+from orchestrator.cli.context import HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import (
     CpuOption,
     DiskMbOption,
@@ -29,7 +29,7 @@ from orchestrator.cli.flags import (
     parse_options,
 )
 from orchestrator.cli.lazy import Lazy, lazy_group
-from orchestrator.cli.output import emit, errors_to_exit, fail, say, styled
+from orchestrator.cli.output import emit, errors_to_exit, fail, live, say, writable_file
 from orchestrator.cli.run_input import read_input
 from orchestrator.cli.run_output import deliver
 from orchestrator.cli.run_wait import Waiter
@@ -49,7 +49,12 @@ app = typer.Typer(
 )
 
 OutputFileOption = typer.Option(
-    None, "--output", "-u", dir_okay=False, help="Write the output to this file instead of stdout."
+    None,
+    "--output",
+    "-u",
+    dir_okay=False,
+    callback=writable_file,
+    help="Write the output to this file instead of stdout.",
 )
 
 
@@ -57,7 +62,7 @@ OutputFileOption = typer.Option(
 def create(
     ctx: typer.Context,
     app_id: str | None = typer.Option(
-        None, "--app-id", "-a", envvar="ORCH_APP_ID", help="Application ID."
+        None, "--app-id", "-a", envvar="ORCH_APP_ID", callback=an_id, help="Application ID."
     ),
     source: str | None = typer.Option(
         None,
@@ -71,6 +76,7 @@ def create(
         None,
         "--instance-id",
         "--instance",
+        callback=an_id,
         help="Instance to run (default: devint; 'default' = the app's).",
     ),
     ensemble: str | None = typer.Option(
@@ -78,6 +84,7 @@ def create(
         "--ensemble-definition-id",
         "-e",
         "--definition-id",
+        callback=an_id,
         help="Run this ensemble definition: its run groups' instances, the best run's output.",
     ),
     options: list[str] | None = OptionsOption,
@@ -147,7 +154,7 @@ def _wait_and_deliver(
     home: Path | None,
 ) -> int:
     """Wait for the run (live at a terminal), print what it produced; the exit code."""
-    if not styled(sys.stderr):
+    if not live(sys.stderr):
         say(f"run {run_id} started, waiting for it to finish")
     home_flag = f" --home {home}" if home else ""
     info = Waiter(api, app_id, run_id, tail, home_flag).wait()

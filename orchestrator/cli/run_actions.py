@@ -9,9 +9,19 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import WaitOption, pairs
-from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, record, say, table
+from orchestrator.cli.output import (
+    emit,
+    errors_to_exit,
+    fail,
+    open_output,
+    print_json,
+    record,
+    say,
+    shown,
+    table,
+)
 from orchestrator.cli.run import OutputFileOption
 from orchestrator.cli.run_output import deliver
 from orchestrator.cli.run_wait import Waiter
@@ -20,7 +30,7 @@ from orchestrator.client.types import FINISHED, RunInfo, RunItem, RunPage, RunSt
 
 app = typer.Typer()
 
-RunIdOption = typer.Option(..., "--run-id", "-r", help="Run ID.")
+RunIdOption = typer.Option(..., "--run-id", "-r", callback=an_id, help="Run ID.")
 RUN_COLUMNS = [
     ("id", "id"),
     ("name", "name"),
@@ -130,7 +140,7 @@ def run_input(
     """Print the input a run received, byte for byte (a tar.gz for folder inputs)."""
     with errors_to_exit(), client(home) as api:
         if output is not None:
-            with output.open("wb") as fh:
+            with open_output(output) as fh:
                 api.runs.download_input(app_id, run_id, fh)
             say(f"wrote {output}")
             return
@@ -156,13 +166,13 @@ def run_logs(
     """Print a run's log (what the model wrote on stderr)."""
     with errors_to_exit(), client(home) as api:
         if not tail:
-            sys.stdout.write(api.runs.logs(app_id, run_id)["log"])
+            sys.stdout.write(shown(api.runs.logs(app_id, run_id)["log"], sys.stdout))
             return
         since: str | None = None
         while True:
             page = api.runs.live_logs(app_id, run_id, since)
             for item in page["items"]:
-                sys.stdout.write(item["log"] + "\n")
+                sys.stdout.write(shown(item["log"], sys.stdout) + "\n")
             sys.stdout.flush()
             since = page["next_page_token"]
             if page["status_v2"] in FINISHED and not page["items"]:
@@ -175,7 +185,7 @@ def list_runs(
     app_id: str = AppOption,
     status: RunState | None = typer.Option(None, "--status", help="Only runs in this status."),
     instance: str | None = typer.Option(
-        None, "--instance-id", "--instance", help="Only runs of this instance."
+        None, "--instance-id", "--instance", callback=an_id, help="Only runs of this instance."
     ),
     limit: int = typer.Option(50, "--limit", min=1, max=1000, help="At most this many runs."),
     page_token: str | None = typer.Option(None, "--page-token", help="Continue a listing."),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -22,6 +23,8 @@ from orchestrator.client import OrchClient
 
 INLINE_MAX = 5 * 1024 * 1024
 """Inputs up to this size go inline as JSON; above it (as the SDK does) through an upload."""
+_JSON_ARRAY = re.compile(rb"\[\s*[\[{\"\]\d-]")
+"""An array of numbers, strings, objects or arrays: ``[section]`` (an INI file) is text."""
 
 
 class RunInput(NamedTuple):
@@ -45,12 +48,27 @@ def read_input(source: str | None, fmt: str | None, tmp: Path) -> RunInput:
         return RunInput(fmt or "multi-file", upload=_tar(path, tmp / "input.tar.gz"))
     size = _check_file(path, source)
     if fmt in (None, "json") and size <= INLINE_MAX:
-        value = _json_or_none(path)
+        value, error = _parse_json(path)
+        if error is not None and _meant_as_json(path, source, fmt):
+            name = source if source not in (None, "-") else "the input on stdin"
+            fail(f"{name} is not valid JSON: {error}; --format text sends it as text")
         if isinstance(value, dict | list):
             return RunInput(fmt, inline=value)
-        if fmt is None and value is None:
+        if fmt is None and error is not None:
             fmt = "text"
     return RunInput(fmt, upload=path)
+
+
+def _meant_as_json(path: Path, source: str | None, fmt: str | None) -> bool:
+    """Whether the input is meant to be JSON: ``--format json``, a ``.json`` name, or text
+    that opens like JSON. Such input that does not parse is refused: sent as text it
+    would reach a JSON model and die there with a traceback. Other text goes as it is
+    (text apps exist)."""
+    if fmt == "json" or (source or "").lower().endswith(".json"):
+        return True
+    with path.open("rb") as fh:
+        head = fh.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head[:1] == b"{" or _JSON_ARRAY.match(head) is not None
 
 
 def _local_path(source: str | None, tmp: Path) -> Path:
@@ -60,6 +78,8 @@ def _local_path(source: str | None, tmp: Path) -> Path:
         fail("no input: give one with -i FILE (or -i FOLDER), or pipe it on stdin")
     if source is None or source == "-":
         return _spool(sys.stdin.buffer, tmp / "stdin", "the input on stdin")
+    if not source.strip():  # -i "$UNSET": Path("") would be "." and send the whole folder
+        fail("the input path is empty (an unset variable?): give -i FILE, -i FOLDER or -i -")
     path = Path(source).expanduser()
     try:
         mode = path.stat().st_mode
@@ -120,12 +140,17 @@ def _walk_error(exc: OSError) -> None:
     fail(f"cannot read input folder {exc.filename}: {exc.strerror}")
 
 
-def _json_or_none(path: Path) -> Any:
+def _parse_json(path: Path) -> tuple[Any, str | None]:
+    """(the file's JSON value, None), or (None, why it is not JSON)."""
     try:
         with path.open("rb") as fh:
-            return json.load(fh)
-    except (ValueError, UnicodeDecodeError):
-        return None
+            return json.load(fh), None
+    except UnicodeDecodeError as exc:
+        return None, f"it is not UTF-8 text ({exc.reason})"
+    except json.JSONDecodeError as exc:
+        return None, f"{exc.msg} (line {exc.lineno} column {exc.colno})"
+    except RecursionError:  # nested too deeply for this parser: sent as it is
+        return None, None
 
 
 def _tar(folder: Path, dest: Path) -> Path:

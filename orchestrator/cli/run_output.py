@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.output import fail, print_json, say
+from orchestrator.cli.output import fail, open_output, print_json, say
 from orchestrator.client import OrchClient
 from orchestrator.client.types import EnsembleResult, RunInfo
 
@@ -66,7 +66,7 @@ def summary(info: RunInfo, full_error: bool) -> str:
 def _write_output(api: OrchClient, app_id: str, info: RunInfo, dest: Path | None) -> None:
     is_archive = info["metadata"]["format"]["output"]["type"] in ARCHIVE_FORMATS
     if dest is not None:
-        with dest.open("wb") as fh:
+        with open_output(dest) as fh:
             api.runs.download_output(app_id, info["id"], fh)
         say(f"wrote {dest}")
     elif not sys.stdout.isatty():

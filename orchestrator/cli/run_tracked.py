@@ -8,13 +8,22 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
-from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say, table
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
+from orchestrator.cli.output import (
+    emit,
+    errors_to_exit,
+    fail,
+    open_output,
+    print_json,
+    say,
+    table,
+    writable_file,
+)
 from orchestrator.client.types import AssetList, RunInfo
 
 app = typer.Typer()
 
-RunIdOption = typer.Option(..., "--run-id", "-r", help="Run ID.")
+RunIdOption = typer.Option(..., "--run-id", "-r", callback=an_id, help="Run ID.")
 COMPARED = (
     ("status", "status_v2"),
     ("type", "run_type"),
@@ -41,7 +50,9 @@ def track(
     log_file: Path | None = typer.Option(
         None, "--log", exists=True, dir_okay=False, help="Its log."
     ),
-    instance: str | None = typer.Option(None, "--instance-id", help="Instance to file it under."),
+    instance: str | None = typer.Option(
+        None, "--instance-id", callback=an_id, help="Instance to file it under."
+    ),
     name: str = typer.Option("", "--name", "-n", help="Run name."),
     description: str = typer.Option("", "--description", "-d", help="Run description."),
     home: Path | None = HomeOption,
@@ -71,7 +82,7 @@ def track(
 def compare(
     app_id: str = AppOption,
     run_ids: list[str] = typer.Option(
-        ..., "--run-id", "-r", help="A run to compare (give it 2 to 20 times)."
+        ..., "--run-id", "-r", callback=an_id, help="A run to compare (give it 2 to 20 times)."
     ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
@@ -118,10 +129,18 @@ def assets(
     app_id: str = AppOption,
     run_id: str = RunIdOption,
     asset_id: str | None = typer.Option(
-        None, "--asset-id", help="Download this asset's content (to stdout, or -u FILE)."
+        None,
+        "--asset-id",
+        callback=an_id,
+        help="Download this asset's content (to stdout, or -u FILE).",
     ),
     output: Path | None = typer.Option(
-        None, "--output", "-u", dir_okay=False, help="Write the downloaded asset here."
+        None,
+        "--output",
+        "-u",
+        dir_okay=False,
+        callback=writable_file,
+        help="Write the downloaded asset here.",
     ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
@@ -131,7 +150,7 @@ def assets(
         if asset_id is None:
             listed = api.runs.assets(app_id, run_id)
         elif output is not None:
-            with output.open("wb") as fh:
+            with open_output(output) as fh:
                 api.runs.download_asset(app_id, run_id, asset_id, fh)
             say(f"wrote {output}")
             return

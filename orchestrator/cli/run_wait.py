@@ -14,7 +14,7 @@ import time
 
 import typer
 
-from orchestrator.cli.output import say, styled
+from orchestrator.cli.output import live, say, shown
 from orchestrator.cli.status import StatusLine
 from orchestrator.client import OrchClient
 from orchestrator.client.runs import LONG_POLL_SECONDS
@@ -34,11 +34,11 @@ class Waiter:
         self.tail, self.home_flag = tail, home_flag
 
     def wait(self) -> RunInfo:
-        live = styled(sys.stderr)
+        is_live = live(sys.stderr)
         try:
-            if not live and not self.tail:
+            if not is_live and not self.tail:
                 return self._quietly()
-            return self._live(StatusLine(sys.stderr) if live else None)
+            return self._live(StatusLine(sys.stderr) if is_live else None)
         except KeyboardInterrupt:
             self._interrupted()
             raise typer.Exit(130) from None
@@ -75,7 +75,7 @@ class Waiter:
         """Print the log lines written since ``since``; at the end, every line left."""
         while True:
             page = self.api.runs.live_logs(self.app_id, self.run_id, since)
-            lines = [item["log"] for item in page["items"]]
+            lines = [shown(item["log"], sys.stderr) for item in page["items"]]
             if status is not None:
                 status.above(lines)
             else:

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from orchestrator.cli import experiment_view as view
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import WaitOption
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say, table
 from orchestrator.client import OrchClient
@@ -49,6 +49,7 @@ TestIdOption = typer.Option(
     "--batch-experiment-id",
     "--scenario-test-id",
     "-b",
+    callback=an_id,
     help="Scenario test ID (= its batch experiment's).",
 )
 NewTestIdOption = typer.Option(
@@ -56,6 +57,7 @@ NewTestIdOption = typer.Option(
     "--batch-experiment-id",
     "--scenario-test-id",
     "-b",
+    callback=an_id,
     help="Scenario test ID (= its batch experiment's; default: generated).",
 )
 ScenarioOption = typer.Option(

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import required
 from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
 from orchestrator.client.types import SecretsCollection, SecretsCollectionSummary
@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 CollectionIdOption = typer.Option(
-    None, "--secrets-collection-id", "--id", help="Secrets collection ID."
+    None, "--secrets-collection-id", "--id", callback=an_id, help="Secrets collection ID."
 )
 EnvOption = typer.Option(
     None,

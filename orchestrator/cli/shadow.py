@@ -16,7 +16,7 @@ from typing import Any, Literal
 import typer
 
 from orchestrator.cli import shadow_view as view
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption, split_ids
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
@@ -27,14 +27,17 @@ app = typer.Typer(
 )
 
 Intent = Literal["complete", "cancel"]
-TestIdOption = typer.Option(..., "--shadow-test-id", help="Shadow test ID.")
-NewTestIdOption = typer.Option(None, "--shadow-test-id", help="Shadow test ID (default: made).")
+TestIdOption = typer.Option(..., "--shadow-test-id", callback=an_id, help="Shadow test ID.")
+NewTestIdOption = typer.Option(
+    None, "--shadow-test-id", callback=an_id, help="Shadow test ID (default: made)."
+)
 BaselineOption = typer.Option(
-    None, "--baseline-instance-id", help="The instance whose runs are shadowed."
+    None, "--baseline-instance-id", callback=an_id, help="The instance whose runs are shadowed."
 )
 CandidatesOption = typer.Option(
     None,
     "--candidate-instance-ids",
+    callback=an_id,
     help="Instances each baseline run also runs on (a,b or repeated).",
 )
 ComparisonsOption = typer.Option(

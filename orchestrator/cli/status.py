@@ -6,10 +6,12 @@ scriptable, and nothing here is written.
 
 from __future__ import annotations
 
+import os
 from typing import TextIO
 
 _WIPE = "\r\x1b[2K"
 """Back to column 0, erase the line: what was shown leaves no trace."""
+ELLIPSIS = "…"
 
 
 class StatusLine:
@@ -19,6 +21,9 @@ class StatusLine:
         self._text = ""
 
     def show(self, text: str) -> None:
+        """Draw ``text``, cut to the terminal's width: a line that wrapped would leave its
+        first rows behind at every redraw, since the wipe erases only the last row."""
+        text = fit(text, _columns(self._stream))
         self._stream.write(_WIPE + text)
         self._stream.flush()
         self._shown, self._text = True, text
@@ -37,3 +42,20 @@ class StatusLine:
             self._stream.write(_WIPE)
             self._stream.flush()
             self._shown = False
+
+
+def fit(text: str, columns: int | None) -> str:
+    """``text`` in fewer than ``columns`` characters (the last column is left free: some
+    terminals wrap as soon as it is written), with ``…`` where it was cut."""
+    if columns is None or len(text) < columns:
+        return text
+    room = max(columns - 1, 1)
+    return text[: room - 1] + ELLIPSIS if room > 1 else text[:room]
+
+
+def _columns(stream: TextIO) -> int | None:
+    """The terminal's width now (it may have been resized since the last redraw)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or None
+    except (OSError, ValueError, AttributeError):
+        return None

@@ -14,7 +14,7 @@ from typing import Literal
 import typer
 
 from orchestrator.cli import switchback_view as view
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
@@ -25,24 +25,30 @@ app = typer.Typer(
 )
 
 Intent = Literal["complete", "cancel"]
-TestIdOption = typer.Option(..., "--switchback-test-id", help="Switchback test ID.")
+TestIdOption = typer.Option(..., "--switchback-test-id", callback=an_id, help="Switchback test ID.")
 
 
 @app.command("create")
 def create(
     app_id: str = AppOption,
     baseline: str = typer.Option(
-        ..., "--baseline-instance-id", help="The instance whose runs are switched."
+        ..., "--baseline-instance-id", callback=an_id, help="The instance whose runs are switched."
     ),
     candidate: str = typer.Option(
-        ..., "--candidate-instance-id", help="The instance that serves the candidate's units."
+        ...,
+        "--candidate-instance-id",
+        callback=an_id,
+        help="The instance that serves the candidate's units.",
     ),
     unit_minutes: float = typer.Option(
         ..., "--unit-duration-minutes", min=1, max=10080, help="Length of a unit (minutes)."
     ),
     units: int = typer.Option(..., "--units", min=1, max=1000, help="How many units."),
     test_id: str | None = typer.Option(
-        None, "--switchback-test-id", help="Switchback test ID (default: generated)."
+        None,
+        "--switchback-test-id",
+        callback=an_id,
+        help="Switchback test ID (default: generated).",
     ),
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str = typer.Option("", "--description", "-d", help="Description."),

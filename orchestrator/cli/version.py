@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from orchestrator.cli.context import AppOption, HomeOption, JsonOption, client
+from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import require_label_change
 from orchestrator.cli.output import emit, errors_to_exit, record, say, table
 from orchestrator.client.types import Executable, Version
@@ -16,7 +16,7 @@ app = typer.Typer(
     help="Versions: immutable snapshots of the app's current executable.", no_args_is_help=True
 )
 
-VersionIdOption = typer.Option(..., "--version-id", "-v", help="Version ID.")
+VersionIdOption = typer.Option(..., "--version-id", "-v", callback=an_id, help="Version ID.")
 
 FIELDS = [
     ("id", "id"),

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
-from orchestrator.client.transport import Transport
+from orchestrator.client.transport import ClientError, Transport
 from orchestrator.client.types import (
     App,
     Executable,
@@ -18,13 +18,21 @@ from orchestrator.client.types import (
 )
 
 
+def segment(object_id: str) -> str:
+    """An ID as one segment of a URL: quoted, so that what a user types never reaches
+    another route, and never empty, which would name the collection instead (a GET
+    would list it, a DELETE be redirected)."""
+    if not object_id.strip():
+        raise ClientError("an ID cannot be empty")
+    return quote(object_id, safe="")
+
+
 def app_path(app_id: str, tail: str = "") -> str:
-    """Every ID goes into a URL quoted: what a user types never reaches another route."""
-    return f"/v1/applications/{quote(app_id, safe='')}{tail}"
+    return f"/v1/applications/{segment(app_id)}{tail}"
 
 
 def child(app_id: str, kind: str, child_id: str | None = None) -> str:
-    return app_path(app_id, f"/{kind}" + (f"/{quote(child_id, safe='')}" if child_id else ""))
+    return app_path(app_id, f"/{kind}" + (f"/{segment(child_id)}" if child_id is not None else ""))
 
 
 class Apps:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol, cast
-from urllib.parse import quote
 
-from orchestrator.client.apps import child
+from orchestrator.client.apps import child, segment
 from orchestrator.client.transport import Params, Transport
 from orchestrator.client.types import (
     AssetDownload,
@@ -123,7 +122,7 @@ class Runs:
         return cast(AssetList, self._http.request("GET", path).json())
 
     def asset(self, app_id: str, run_id: str, asset_id: str) -> AssetDownload:
-        path = run_path(app_id, run_id, f"/assets/{quote(asset_id, safe='')}")
+        path = run_path(app_id, run_id, f"/assets/{segment(asset_id)}")
         return cast(AssetDownload, self._http.request("GET", path).json())
 
     def download_asset(self, app_id: str, run_id: str, asset_id: str, sink: Sink) -> bytes:

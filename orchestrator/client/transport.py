@@ -4,7 +4,7 @@ The CLI starts a new interpreter for every command, so what it imports is paid o
 every keystroke: ``http.client`` costs a few milliseconds where httpx costs ~0.2 s.
 The daemon speaks HTTP/1.1 on loopback, plain or (``--tls``) over TLS verified with
 orch's own CA, which is all this needs. Every non-2xx answer becomes a
-``ClientError`` carrying the daemon's own message.
+``ClientError`` carrying the daemon's own message; redirects are never followed.
 """
 
 from __future__ import annotations
@@ -115,6 +115,9 @@ class Transport:
         try:
             if response.status >= 400:
                 raise ClientError(_message(response.status, response.read()), response.status)
+            if response.status >= 300:  # never followed: each URL here is the daemon's own
+                response.read()
+                raise ClientError(_redirect(method, target, response), response.status)
             yield response
         except TimeoutError:
             self.close()
@@ -162,6 +165,8 @@ class Transport:
             except OSError as exc:
                 self.close()
                 reason = exc.strerror or str(exc)
+                if isinstance(exc, ConnectionRefusedError):
+                    reason += " (the daemon is not running: see orch daemon status)"
                 raise ClientError(f"cannot reach the daemon at {self.url}: {reason}") from None
         raise AssertionError("unreachable")
 
@@ -172,6 +177,8 @@ class Transport:
         return ""
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is not None and self._conn.sock is None:
+            self._conn = None  # http.client closed it (the answer said "Connection: close")
         if self._conn is None:
             if self._scheme == "https":
                 self._conn = http.client.HTTPSConnection(
@@ -198,6 +205,15 @@ def _text(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _redirect(method: str, target: str, response: http.client.HTTPResponse) -> str:
+    """A redirect means the URL was not one of the API's: the client built it wrong (an
+    empty ID turns ``/v1/applications/ID`` into the collection's URL), so it must fail
+    rather than count as done: a DELETE answered 307 deleted nothing."""
+    where = response.getheader("Location")
+    moved = f" (to {where})" if where else ""
+    return f"the daemon answered {method} {target} with HTTP {response.status}{moved}"
 
 
 def _message(status: int, body: bytes) -> str:
