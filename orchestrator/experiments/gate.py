@@ -115,7 +115,7 @@ def _parse_condition(expr: str, text: str) -> Condition:
 
 
 def _malformed(expr: str, why: str) -> Invalid:
-    return Invalid(f"malformed --fail-if expression {expr!r}: {why}; {SYNTAX}")
+    return Invalid(f"malformed condition {expr!r}: {why}; {SYNTAX}")  # the caller names its field
 
 
 @dataclass(frozen=True)

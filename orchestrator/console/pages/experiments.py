@@ -158,13 +158,7 @@ def gate_verdict(
     try:
         return evaluate(expr, facts, summary.baseline), ""
     except Invalid as exc:
-        return None, _in_console_words(exc.message)
-
-
-def _in_console_words(message: str) -> str:
-    """The gate's message in the console's words: the engine names the CLI's flag, the page
-    has a Condition field."""
-    return message.replace("malformed --fail-if expression", "malformed condition")
+        return None, exc.message
 
 
 @router.get("/apps/{app_id}/experiments/{exp_id}/progress")
