@@ -17,6 +17,7 @@ import contextlib
 import errno
 import gc
 import logging
+import math
 import os
 import signal
 import socket
@@ -70,6 +71,8 @@ class Daemon:
             self._server.should_exit = True
         if self._app is not None:
             stop_streams(self._app)  # open console pages must not hold the stop up
+        if self._engine is not None:
+            self._engine.services.runs.events.release_all()  # nor long-polls (``--wait``)
 
     async def serve(self) -> None:
         try:
@@ -85,6 +88,8 @@ class Daemon:
                 outermost(app), log_level="warning", access_log=False, lifespan="off",
                 timeout_keep_alive=30, proxy_headers=False, log_config=None,
                 http=HttpProtocol,
+                # a request still open then (a slow upload) is cut: the stop is bounded
+                timeout_graceful_shutdown=math.ceil(self.settings.shutdown_grace_seconds),
             )  # fmt: skip
             self._use_certificate(config)
             self._server = _Server(config)

@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import MakeDaemon
-from tests.helpers import Daemon
+from tests.helpers import Daemon, create_app, push_dir, wait_for, write_app
 
 
 def test_health_is_open_and_v1_needs_the_key(daemon: Daemon) -> None:
@@ -121,6 +123,32 @@ def test_sigterm_stops_cleanly(make_daemon: MakeDaemon) -> None:
     assert d.stop() == 0
     assert not (d.home / "daemon.json").exists()
     assert "orch daemon stopped" in d.log()
+
+
+def test_a_long_poll_does_not_hold_the_stop_up(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """A client waiting for a long run (``orch app run -w``) gets the run as it is when the
+    daemon stops, instead of the stop waiting for the run to end."""
+    d = make_daemon(config="shutdown_grace_seconds = 1\n")
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(
+            api, app_id, write_app(tmp_path / "app", "import time\ntime.sleep(60)\n"), tmp_path
+        )
+        run_id = api.post(f"/v1/applications/{app_id}/runs", json={"input": {}}).json()["run_id"]
+        wait_for(lambda: api.get(f"/v1/applications/{app_id}/runs/{run_id}/metadata").json()
+                 ["metadata"]["status_v2"] == "running")  # fmt: skip
+        with ThreadPoolExecutor(1) as pool:
+            poll = pool.submit(
+                api.get, f"/v1/applications/{app_id}/runs/{run_id}", params={"wait": 120}
+            )
+            time.sleep(0.5)  # the long-poll is parked
+            began = time.monotonic()
+            assert d.stop(timeout=30) == 0
+            stopped_in = time.monotonic() - began
+            answer = poll.result(timeout=5)
+    assert stopped_in < 10, f"the stop took {stopped_in:.1f} s"
+    assert answer.status_code == 200
+    assert answer.json()["metadata"]["status_v2"] in ("running", "failed", "canceled")
 
 
 def test_oversized_json_body_is_413_before_it_is_read(api: httpx.Client) -> None:

@@ -22,6 +22,7 @@ class RunEvents:
     def __init__(self) -> None:
         self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._listeners: list[Listener] = []
+        self._released = False
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(run_id, status)`` after every transition (it must not block);
@@ -48,11 +49,22 @@ class RunEvents:
 
     async def wait(self, run_id: str, fut: asyncio.Future[None], seconds: float) -> bool:
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(fut), seconds)
+            if not self._released:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(fut), seconds)
             return fut.done()
         finally:
             self.forget(run_id, fut)
+
+    def release_all(self) -> None:
+        """The daemon is stopping: every wait ends now, and any later one at once, so each
+        long-poll answers with the run as it is. The server waits for its requests to end,
+        and a client waiting for a 30-minute run held the stop up for all of it."""
+        self._released = True
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
     def changed(self, run_id: str, status: RunStatus) -> None:
         if status.finished:
