@@ -123,7 +123,8 @@ def why_not_started(exc: BaseException, settings: Settings) -> str:
         if exc.errno in (errno.EACCES, errno.EPERM):
             return f"orch cannot write to {where}: permission denied"
         if exc.errno == errno.EADDRINUSE:
-            return f"the port is already in use: {exc.strerror}"
+            port = f"port {settings.port}" if settings.port else "the port"
+            return f"{port} is already in use on {settings.host}: {exc.strerror}"
         return f"{exc.strerror or exc} ({where})"
     if isinstance(exc, sqlite3.DatabaseError):
         return f"the database {settings.home.db} cannot be used: {exc}"

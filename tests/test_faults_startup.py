@@ -8,6 +8,7 @@ home afterwards.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,15 @@ def test_a_broken_database_is_one_line(tmp_path: Path) -> None:
     home.mkdir()
     (home / "orch.db").write_bytes(b"this is not a database" * 100)
     _refused(home, "orch.db")
+
+
+def test_a_taken_port_is_named_by_the_daemon_itself(tmp_path: Path) -> None:
+    """``daemon run`` (no CLI check before it) names the port it could not take."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = orch("daemon", "run", "--home", str(tmp_path / "home"), "--port", str(port))
+    assert done.returncode != 0
+    assert f"port {port} is already in use on 127.0.0.1" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
