@@ -8,6 +8,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,14 @@ DEPTH = 2500
 """Past Python's recursion limit, and past PATH_MAX (4,096 bytes) in one-letter folders."""
 MIB = 1024 * 1024
 NOBODY = 65534
+
+
+@pytest.fixture(autouse=True)
+def _no_deep_tree_left(tmp_path: Path) -> Iterator[None]:
+    """pytest removes old temporary folders with shutil.rmtree, which fails on what these
+    tests make: nothing deep may outlive a test."""
+    yield
+    trees.remove(tmp_path)
 
 
 def deep_tree(top: Path, depth: int = DEPTH, data: bytes = b"x") -> None:
