@@ -151,3 +151,33 @@ def test_locked_instance_refuses_changes_but_not_echoes(
     assert api.delete(f"{base}/frozen").status_code == 409
     api.put(f"{base}/frozen/lock", json={"locked": False})
     assert api.delete(f"{base}/frozen").status_code == 204
+
+
+def test_promote_moves_no_locked_instance(api: httpx.Client, pushed: tuple[str, str]) -> None:
+    """A locked instance refuses every change, a promote's included: it stays on its
+    version and the promote changes nothing (one transaction)."""
+    app_id, _ = pushed
+    base = f"/v1/applications/{app_id}"
+    first = api.post(f"{base}/promote", json={"version_id": "v1"}).json()["instance"]["id"]
+    api.put(f"{base}/instances/{first}/lock", json={"locked": True})
+    for body in ({"version_id": "v2"}, {"version_id": "v2", "instance_id": first}):
+        r = api.post(f"{base}/promote", json=body)
+        assert r.status_code == 409 and "locked" in r.json()["error"], r.text
+    assert api.get(f"{base}/instances/{first}").json()["version_id"] == "v1"
+    assert api.get(f"{base}/versions/v2").status_code == 404
+
+
+def test_default_is_the_alias_not_an_instance_id(
+    api: httpx.Client, pushed: tuple[str, str]
+) -> None:
+    """Runs read ``default`` as the app's default instance, so no instance may take the
+    name; a promote to ``default`` goes to the default instance."""
+    app_id, _ = pushed
+    base = f"/v1/applications/{app_id}"
+    first = api.post(f"{base}/promote", json={"version_id": "v1"}).json()["instance"]["id"]
+    made = api.post(f"{base}/instances", json={"id": "default", "version_id": "v1"})
+    assert made.status_code == 409 and "default instance" in made.json()["error"], made.text
+    to_alias = api.post(f"{base}/promote", json={"version_id": "v2", "instance_id": "default"})
+    assert to_alias.status_code == 200, to_alias.text  # an existing instance: none created
+    assert to_alias.json()["instance"]["id"] == first
+    assert api.get(f"{base}/instances/{first}").json()["version_id"] == "v2"

@@ -9,6 +9,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.ids import check_label, validate_child_id
 from orchestrator.models import (
+    DEFAULT_INSTANCE_ALIAS,
     DEVINT,
     RESERVED_INSTANCES,
     App,
@@ -104,6 +105,11 @@ async def insert_instance(
     validate_child_id(instance.id, "instance")
     check_label("instance", instance.name, instance.description)
     refuse_reserved(instance.id, "created")
+    if instance.id == DEFAULT_INSTANCE_ALIAS:  # runs would reach the app's default instead
+        raise Conflict(
+            f"instance ID {DEFAULT_INSTANCE_ALIAS!r} names the app's default instance in runs; "
+            "choose another ID"
+        )
     await require_version(w, instance.app_id, instance.version_id)
     settings.limits_for_class(instance.execution_class)
     if instance.secrets_collection_id:
@@ -120,8 +126,9 @@ async def insert_instance(
 async def point_instance(
     w: Repos, app_id: str, instance_id: str, version_id: str, action: str
 ) -> Instance:
-    """Attach an existing instance to a version, recording the move."""
+    """Attach an existing instance to a version, recording the move (not a locked one)."""
     instance = await require_instance(w, app_id, instance_id)
+    refuse_locked(instance, "moved to another version")
     await require_version(w, app_id, version_id)
     await w.history.record(
         PointerMove(app_id, f"instance:{instance_id}", instance.version_id, version_id, action)

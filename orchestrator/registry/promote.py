@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
-from orchestrator.models import App, Instance, PointerMove, Version
+from orchestrator.models import DEFAULT_INSTANCE_ALIAS, App, Instance, PointerMove, Version
 from orchestrator.registry.instances import insert_instance, point_instance, refuse_reserved
 from orchestrator.registry.lookup import require_app
 from orchestrator.registry.versions import insert_version
@@ -38,7 +38,8 @@ async def promote(
     async with store.write() as w:
         version = await insert_version(w, app_id, version_id, name, description)
         app = await require_app(w, app_id)
-        target = instance_id or app.default_instance_id
+        named = instance_id if instance_id != DEFAULT_INSTANCE_ALIAS else None  # the alias
+        target = named or app.default_instance_id
         if target is not None:
             refuse_reserved(target, "promoted to")
         instance, created = await _attach(w, settings, app, version, target)
