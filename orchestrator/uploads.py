@@ -95,11 +95,20 @@ class UploadService:
             await w.uploads.delete(up.id)
         return up
 
-    async def take_binary(self, app_id: str) -> Upload:
-        """Consume the newest package uploaded for the app (the SDK's push step 3)."""
+    async def take_binary(self, app_id: str, upload_id: str | None = None) -> Upload:
+        """Consume the package of the upload ``upload_id`` (orch's own client names it), else
+        the newest one received for the app: the SDK's push step 3 names none, so two
+        SDK pushes to one app at once may each commit the other's package."""
         async with self.store.write() as w:
             await require_app(w, app_id)
-            up = await w.uploads.latest_received(app_id, "binary")
+            if upload_id is not None:
+                up = await w.uploads.get(upload_id)
+                if up is None or up.app_id != app_id or up.kind != "binary":
+                    raise NotFound(f"upload {upload_id!r} not found in app {app_id!r}")
+                if up.received_at is None:
+                    raise Conflict(f"upload {upload_id!r} has not received its package yet")
+            else:
+                up = await w.uploads.latest_received(app_id, "binary")
             if up is None:
                 raise Conflict(
                     f"no package was uploaded for app {app_id!r}: GET .../binary for an "

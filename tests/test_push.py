@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -85,6 +86,27 @@ def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
     info = tarfile.TarInfo(name)
     info.type, info.linkname = kind, target
     return info, None
+
+
+def test_a_commit_naming_its_upload_takes_that_package(api: httpx.Client, tmp_path: Path) -> None:
+    """Two pushes to one app at once: each commit takes its own upload when it names it
+    (orch's CLI does); one that names none takes the newest received (the SDK's way)."""
+    app_id = create_app(api)
+    base = f"/v1/applications/{app_id}/binary"
+    first, second = api.get(base).json(), api.get(base).json()
+    packages = {
+        "a": tar_with(tmp_path, *valid(), member("a.txt", b"a")),
+        "b": tar_with(tmp_path, *valid(), member("b.txt", b"b")),
+    }
+    for target, name in ((first, "a"), (second, "b")):
+        assert httpx.put(target["upload_url"], content=packages[name].read_bytes()).is_success
+    body = {"requirements": {}, "upload_id": first["upload_id"]}
+    committed = api.put(base, json=body).json()["executable"]["id"]
+    newest = api.put(base, json={"requirements": {}}).json()["executable"]["id"]
+    sha = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in packages.items()}
+    assert (committed, newest) == (sha["a"], sha["b"])  # an executable's ID is its sha256
+    again = api.put(base, json=body)  # consumed: the same upload cannot be committed twice
+    assert again.status_code == 404, again.text
 
 
 @pytest.mark.parametrize(

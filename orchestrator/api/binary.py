@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import wire
 from orchestrator.api.deps import absolute_url, services
@@ -25,6 +25,11 @@ uploads = APIRouter(tags=["uploads"])
 class BinaryUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore")
     requirements: dict[str, Any] | None = None
+    upload_id: str | None = Field(
+        default=None,
+        description="the upload to commit (GET .../binary names it); without it, the app's "
+        "newest received package, as the SDK expects",
+    )
 
 
 @router.get("/binary", responses=errors(507))
@@ -32,7 +37,11 @@ async def binary_upload_url(
     app_id: AppId, request: Request, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     up = await svc.uploads.create(app_id, "binary")
-    return {"upload_url": absolute_url(request, f"uploads/{up.token}"), "expires_at": up.expires_at}
+    return {
+        "upload_url": absolute_url(request, f"uploads/{up.token}"),
+        "upload_id": up.id,
+        "expires_at": up.expires_at,
+    }
 
 
 @router.put("/binary", responses=CHANGE)
@@ -44,7 +53,7 @@ async def binary_commit(
     The requirements the SDK sends are derived from the same ``app.yaml`` we
     read from the package, so the package is the source of truth.
     """
-    up = await svc.uploads.take_binary(app_id)
+    up = await svc.uploads.take_binary(app_id, body.upload_id if body else None)
     exe = await svc.push.ingest(app_id, Path(up.path), action="push")
     return {"executable": wire.executable(exe)}
 

@@ -91,7 +91,7 @@ class Apps:
         with package.open("rb") as fh:
             self._http.request("PUT", target["upload_url"], body=fh, timeout=600)
         requirements = {"executable_type": executable_type, "runtime": runtime}
-        body = {"requirements": requirements}
+        body = {"requirements": requirements, "upload_id": target["upload_id"]}  # this push's
         answer = self._http.request("PUT", app_path(app_id, "/binary"), json_body=body)
         return cast(Pushed, answer.json())
 

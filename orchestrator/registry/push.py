@@ -14,7 +14,7 @@ import anyio
 
 from orchestrator.config import Settings
 from orchestrator.errors import NotFound, TooLarge
-from orchestrator.models import Executable, PointerMove
+from orchestrator.models import EnvStatus, Executable, PointerMove
 from orchestrator.packaging.unpack import inspect_and_unpack
 from orchestrator.registry.gc import collect_garbage
 from orchestrator.registry.lookup import require_app, require_current_executable
@@ -53,7 +53,9 @@ class PushService:
             await w.apps.update(app)
             stored = await w.executables.get(exe.id)
         assert stored is not None
-        if fresh:
+        if fresh or stored.env_status == EnvStatus.FAILED:
+            # a push of a package whose environment failed (an index that was down) is
+            # how a user asks for another try: the same package would otherwise never run
             await self._on_new(stored)
         await collect_garbage(self.store, self.home, self.blobs)
         return stored
