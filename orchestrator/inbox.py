@@ -24,7 +24,7 @@ import anyio
 from watchfiles import awatch
 
 from orchestrator.disk import is_disk_full
-from orchestrator.errors import OrchError, Unprocessable
+from orchestrator.errors import OrchError
 from orchestrator.home import Home
 from orchestrator.ids import new_token
 from orchestrator.packaging.build import build_package
@@ -37,6 +37,7 @@ PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 SETTLE_SECONDS = 2.0
 DISK_RETRY_SECONDS = 10.0
+DISK_TRIES = 3
 WATCH_STEP_MS = 50
 """How often the watcher thread wakes to look for changes and for the stop event. Each
 wake takes the GIL from the event loop: at 5 ms that was 200 wakes a second on an idle
@@ -69,6 +70,8 @@ class Inbox:
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[Path] = asyncio.Queue()
         self._pending: set[Path] = set()
+        self._disk_tries: dict[Path, int] = {}
+        """Times a package met a full disk; it is rejected after ``DISK_TRIES``."""
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -131,21 +134,38 @@ class Inbox:
         except Exception as exc:
             self._failed(path, exc)
         else:
+            self._disk_tries.pop(path, None)
             _file_away(path, ".done", "pushed")
 
     def _failed(self, path: Path, exc: Exception) -> None:
-        """A full disk is no fault of the package: it is taken again later. A package still
-        being written is retried once it settles; anything else is rejected with why."""
+        """A full disk is no fault of the package: it is taken again later, unless it
+        filled the disk every time (``DISK_TRIES``: it needs more room than there is). A
+        package still being written is retried once it settles; anything else is rejected
+        with why, never left where it is without a word."""
         if is_disk_full(exc):
-            log.warning("inbox: %s waits for disk space", path)
-            self._retry_later(path, DISK_RETRY_SECONDS)
-        elif isinstance(exc, Unprocessable) and _recently_changed(path):
-            self._retry_later(path)
+            tries = self._disk_tries[path] = self._disk_tries.get(path, 0) + 1
+            if tries < DISK_TRIES:
+                log.warning("inbox: %s waits for disk space", path)
+                self._retry_later(path, DISK_RETRY_SECONDS)
+                return
+            why = (
+                f"pushing it filled the disk under orch's home {tries} times: it needs more "
+                "room than the disk has (a package takes about three times its size while it "
+                "is pushed); free space, then move it back into its app's folder"
+            )
+            self._reject(path, why)
+        elif isinstance(exc, OrchError | OSError) and _recently_changed(path):
+            self._retry_later(path)  # still being written, or changed while it was packaged
         elif isinstance(exc, OrchError):
-            _file_away(path, ".rejected", exc.message)
-            log.warning("inbox rejected %s: %s", path, exc.message)
+            self._reject(path, exc.message)
         else:
-            raise exc
+            log.error("inbox could not push %s", path, exc_info=exc)
+            self._reject(path, f"orch could not push it: {type(exc).__name__}: {exc}")
+
+    def _reject(self, path: Path, why: str) -> None:
+        self._disk_tries.pop(path, None)
+        _file_away(path, ".rejected", why)
+        log.warning("inbox rejected %s: %s", path, why)
 
     def _retry_later(self, path: Path, delay: float = SETTLE_SECONDS) -> None:
         loop = asyncio.get_running_loop()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 
 import httpx
 
+from orchestrator.home import Home
+from orchestrator.inbox import DISK_TRIES, Inbox
 from orchestrator.packaging.build import build_package
 from tests.conftest import MakeDaemon
 from tests.helpers import SAMPLES, Daemon, create_app, wait_for
@@ -108,3 +111,45 @@ def test_scan_at_start_picks_up_what_arrived_while_down(
     with third.client() as api:
         time.sleep(0.3)
         assert len(api.get(f"/v1/applications/{app_id}/history").json()["items"]) == 1
+
+
+def _dropped(tmp_path: Path, age: float) -> tuple[Inbox, Path]:
+    """An inbox (no push service: the failure is handed in) and a package dropped
+    ``age`` seconds ago."""
+    inbox = Inbox(Home(tmp_path / "home"), push=None)  # type: ignore[arg-type]
+    path = inbox.root / "app" / "big.tar.gz"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"package")
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return inbox, path
+
+
+def _reason(path: Path) -> str:
+    return next((path.parent / ".rejected").glob("*.reason")).read_text()
+
+
+async def test_a_package_that_fills_the_disk_every_time_is_rejected(tmp_path: Path) -> None:
+    """It used to be taken again every 10 s forever, each try flipping the daemon to
+    'disk full' for everyone."""
+    inbox, path = _dropped(tmp_path, age=60)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    for _ in range(DISK_TRIES - 1):
+        inbox._failed(path, full)
+        assert path.exists()  # waits for room
+    inbox._failed(path, full)
+    assert not path.exists()
+    assert "filled the disk under orch's home 3 times" in _reason(path)
+
+
+async def test_a_package_that_failed_unexpectedly_is_never_stranded(tmp_path: Path) -> None:
+    """A file that changed while it was packaged: retried while it is fresh, rejected with
+    why once it has settled (it used to stay in the folder, never retried or explained)."""
+    inbox, path = _dropped(tmp_path, age=0)
+    inbox._failed(path, OSError("unexpected end of data"))
+    assert path.exists() and path in inbox._pending  # fresh: taken again once it settles
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    inbox._failed(path, OSError("unexpected end of data"))
+    assert not path.exists()
+    assert "unexpected end of data" in _reason(path)
