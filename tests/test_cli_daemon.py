@@ -183,3 +183,22 @@ def test_a_home_that_cannot_be_a_folder_is_named(tmp_path: Path) -> None:
     done = daemon_cli(Path("/proc/orch-home"), "run")
     assert done.returncode == 1
     assert done.stderr.startswith("error: home /proc/orch-home cannot be created: "), done.stderr
+
+
+def test_status_of_a_frozen_daemon_says_it_runs_but_does_not_answer(
+    make_daemon: MakeDaemon,
+) -> None:
+    """A daemon stopped with SIGSTOP (or hung) is still the home's: status used to say
+    "not running", with nothing on stderr, while start refused a second one."""
+    d = make_daemon()
+    d.process.send_signal(signal.SIGSTOP)
+    try:
+        done = daemon_cli(d.home, "status", "--json")
+    finally:
+        d.process.send_signal(signal.SIGCONT)
+    assert done.returncode == 1
+    shown = json.loads(done.stdout)
+    assert shown["running"] is True and shown["answering"] is False
+    assert shown["pid"] == d.process.pid
+    assert f"the daemon (pid {d.process.pid}) runs but does not answer" in done.stderr
+    assert json.loads(daemon_cli(d.home, "status", "--json").stdout)["answering"] is True

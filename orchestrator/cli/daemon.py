@@ -55,19 +55,22 @@ TlsOption = typer.Option(
 
 def running(home: Home) -> DaemonInfo | None:
     """The daemon of this home if it is alive and answering."""
-    return health(home)[0]
+    info, _, silent = health(home)
+    return info if silent is None else None
 
 
-def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any]]:
-    """(the daemon of this home if it answers, what its /healthz says)."""
+def health(home: Home) -> tuple[DaemonInfo | None, dict[str, Any], str | None]:
+    """(the daemon of this home if its process lives, what its /healthz says, why it did
+    not answer). A live daemon that does not answer (stopped with SIGSTOP, hung) is still
+    the home's daemon: ``start`` refuses a second one, and ``status`` must say so."""
     info = DaemonInfo.read(home)
     if info is None or daemon_process(home, info) is None:
-        return None, {}
+        return None, {}, None
     try:
         with OrchClient(info.url, api_key="", ca_file=ca_of(home)) as api:  # no key needed
-            return info, dict(api.health())
-    except ClientError:
-        return None, {}
+            return info, dict(api.health()), None
+    except ClientError as exc:
+        return info, {}, str(exc)
 
 
 StatusFdOption = typer.Option(
@@ -182,11 +185,12 @@ def stop(
 def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
     """Show whether the daemon runs, where, since when, and the state of its disk."""
     h = home_of(home)
-    info, healthz = health(h)
+    info, healthz, silent = health(h)
     runs = healthz.get("runs") or {}
     disk = healthz.get("disk") or {}
     data = {
         "running": info is not None,
+        "answering": info is not None and silent is None,
         "home": str(h.root),
         "url": info.url if info else None,
         "pid": info.pid if info else None,
@@ -204,6 +208,8 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         print_json(data)
     else:
         record(data, [(k, k) for k in data])
+    if info is not None and silent is not None:
+        fail(f"the daemon (pid {info.pid}) runs but does not answer: {silent}")
     if info is None:
         raise typer.Exit(1)
 

@@ -171,7 +171,13 @@ class Transport:
         raise AssertionError("unreachable")
 
     def _hint(self) -> str:
-        """A plain-http request to a ``--tls`` daemon sees only a closed connection."""
+        """Why a connection was closed under a request: the daemon went away (its port
+        refuses a new connection: it was stopped or killed), or, when it still listens, a
+        plain-http request reached a ``--tls`` daemon, which shows only a closed connection."""
+        try:
+            socket.create_connection((self._host, self._port), timeout=1).close()
+        except OSError:
+            return " (the daemon stopped: see orch daemon status)"
         if self._scheme == "http":
             return f" (a --tls daemon answers on https://{self._host}:{self._port} only)"
         return ""

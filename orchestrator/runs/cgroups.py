@@ -349,13 +349,20 @@ def run_groups(label: str) -> list[Path]:
 
 
 def _pid_alive(pid: int) -> bool:
+    """A zombie is dead: a daemon killed with SIGKILL stays one until its parent (here
+    pid 1, which may take its time) collects it, and its groups must go meanwhile."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: alive, as kill said
+    return state not in (b"Z", b"X")
 
 
 def _name(label: str) -> str:
