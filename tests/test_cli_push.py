@@ -1,5 +1,6 @@
 """``orch app push`` is honest: it waits for the python environment the daemon builds
 after the upload, and fails naming the requirement that could not be installed.
+``--watch`` reports a failed push, the first one too, and goes on watching.
 
 The failing requirement points at a local path that does not exist: the installer
 refuses it at once, with no network involved.
@@ -7,9 +8,18 @@ refuses it at once, with no network involved.
 
 from __future__ import annotations
 
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.cli_run import new_app, orch, orch_json
+import pytest
+import watchfiles
+
+from orchestrator.cli import push as push_cli
+from orchestrator.client import OrchClient
+from tests.cli_run import CLI, ENV, new_app, orch, orch_json
 from tests.helpers import Daemon, write_app
 
 MANIFEST = (
@@ -61,3 +71,68 @@ def test_push_waits_until_the_environment_is_ready(daemon: Daemon, tmp_path: Pat
     )
     out = orch(daemon, f"app run -a {app_id} -w", stdin='{"ok": true}').stdout
     assert out.strip() == '{"ok": true}'
+
+
+# --watch
+
+
+def test_watch_goes_on_after_a_first_push_that_fails(daemon: Daemon, tmp_path: Path) -> None:
+    folder = write_app(tmp_path / "app", MAIN)
+    manifest = (folder / "app.yaml").read_text()
+    (folder / "app.yaml").write_text(manifest.replace("  - main.py\n", "  - main.py\n  - nope\n"))
+    app_id = new_app(daemon)
+    argv = [*CLI, "app", "push", "-a", app_id, "--watch", "--max-pushes", "1"]
+    argv += ["--app-dir", str(folder), "--home", str(daemon.home)]
+    err = tmp_path / "stderr"
+    with err.open("w") as sink:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=sink, env=ENV, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "watching" not in err.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, err.read_text()
+            time.sleep(0.1)
+        edits = 0
+        while proc.poll() is None and time.monotonic() < deadline:  # fixed, saved again and again
+            edits += 1
+            (folder / "app.yaml").write_text(f"{manifest}# fixed {edits}\n")
+            time.sleep(0.3)
+        assert proc.wait(timeout=10) == 0, err.read_text()
+    finally:
+        proc.kill()
+    lines = err.read_text().splitlines()
+    assert lines[0] == "error: app.yaml: files: pattern 'nope' matched nothing (still watching)"
+    assert lines[1].startswith(f"watching {folder} for changes")
+    assert any(line.startswith("pushed ") for line in lines[2:]), lines
+
+
+def changes(*paths: Path) -> Iterator[set[tuple[watchfiles.Change, str]]]:
+    """What ``watchfiles.watch`` yields, one save of each path: the watcher, made exact."""
+    for path in paths:
+        yield {(watchfiles.Change.modified, str(path))}
+
+
+def test_watch_goes_on_after_a_file_changed_while_it_was_packaged(
+    daemon: Daemon,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = write_app(tmp_path / "app", MAIN + "#" * 100_000 + "\n")
+    app_id = new_app(daemon)
+    add = tarfile.TarFile.addfile
+
+    def shrink_once(tar: tarfile.TarFile, info: tarfile.TarInfo, fileobj: object = None) -> None:
+        if info.name == "main.py" and not shrunk:
+            shrunk.append(info.name)
+            (folder / "main.py").write_text(MAIN)  # saved again, shorter, mid-packaging
+        add(tar, info, fileobj)  # type: ignore[arg-type]
+
+    shrunk: list[str] = []
+    monkeypatch.setattr(tarfile.TarFile, "addfile", shrink_once)
+    monkeypatch.setattr(watchfiles, "watch", lambda *_a, **_k: changes(folder / "main.py"))
+    pusher = push_cli.Pusher(app_id, folder, wait=True, as_json=False)
+    with OrchClient(daemon.url, daemon.key) as api:
+        push_cli._watch(pusher, api, tmp_path, max_pushes=1)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "error: main.py changed while it was packaged; push again (still watching)"
+    assert lines[2].startswith("pushed ") and len(lines) == 3, lines

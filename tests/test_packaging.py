@@ -28,8 +28,8 @@ from orchestrator import environments
 from orchestrator.config import Settings
 from orchestrator.errors import TooLarge, Unprocessable
 from orchestrator.home import Home
-from orchestrator.packaging import pyenv
-from orchestrator.packaging.build import build_package
+from orchestrator.packaging import build, pyenv
+from orchestrator.packaging.build import FileChanged, build_package
 from orchestrator.packaging.manifest import Manifest, MultiFile
 from orchestrator.packaging.pyenv import (
     EnvBuild,
@@ -196,6 +196,39 @@ def test_malformed_manifests(text: str, message: str) -> None:
     assert message in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "type: python\nfiles: [main.py\n",
+            "expected ',' or ']', but got '<stream end>' at line 3, column 1 "
+            "(while parsing a flow sequence at line 2, column 8)",
+        ),
+        (
+            "type: python\nfiles:\n\t- main.py\n",
+            "found character '\\t' that cannot start any token at line 3, column 1 "
+            "(while scanning for the next token)",
+        ),
+        (
+            "type: python\n\x07\n",
+            "unacceptable character #x0007: special characters are not allowed at line 2, column 1",
+        ),
+    ],
+)
+def test_invalid_yaml_is_one_line_saying_where(text: str, message: str) -> None:
+    with pytest.raises(Unprocessable) as info:
+        Manifest.from_yaml(text)
+    assert info.value.message == f"app.yaml is not valid YAML: {message}"
+
+
+def test_an_app_yaml_that_is_not_utf8_says_where() -> None:
+    with pytest.raises(Unprocessable) as info:
+        Manifest.from_yaml(b"type: python\nfiles: [caf\xe9.py]\n")
+    assert info.value.message == (
+        "app.yaml is not UTF-8 text: byte 0xe9 at line 2, column 12 (invalid continuation byte)"
+    )
+
+
 def test_yaml_alias_bomb_is_refused() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
@@ -311,6 +344,49 @@ def test_build_errors(tmp_path: Path, manifest: str, message: str) -> None:
     with pytest.raises(Unprocessable, match=re.escape(message)):
         build_package(app, tmp_path / "pkg.tar.gz")
     assert not (tmp_path / "pkg.tar.gz").exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [b"", b"x" * (2 * MiB), b"y" * MiB],
+    ids=["shrinks", "grows", "same-size"],
+)
+def test_a_file_that_changes_while_packaged_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: bytes
+) -> None:
+    files = {"app.yaml": "type: python\nfiles: ['**']\n", "main.py": "", "data/big.bin": b"x" * MiB}
+    app = write_tree(tmp_path / "app", files)
+    os.utime(app / "data/big.bin", (1_000_000_000, 1_000_000_000))  # a save changes it
+    add = tarfile.TarFile.addfile
+
+    def saved_meanwhile(tar: tarfile.TarFile, info: tarfile.TarInfo, fileobj: object) -> None:
+        if info.name == "data/big.bin":
+            (app / "data/big.bin").write_bytes(change)
+        add(tar, info, fileobj)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", saved_meanwhile)
+    with pytest.raises(FileChanged) as info:
+        build_package(app, tmp_path / "out" / "pkg.tar.gz")
+    assert info.value.message == "data/big.bin changed while it was packaged; push again"
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_file_removed_before_it_is_packaged_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"app.yaml": "type: python\nfiles: ['**']\n", "main.py": "", "swap.tmp": "x"}
+    app = write_tree(tmp_path / "app", files)
+    check = build.check_selected
+
+    def removed_meanwhile(root: Path, names: list[str]) -> None:
+        check(root, names)
+        (app / "swap.tmp").unlink()  # an editor's temporary file, gone after its save
+
+    monkeypatch.setattr(build, "check_selected", removed_meanwhile)
+    with pytest.raises(
+        FileChanged, match=r"^swap\.tmp was removed while it was packaged; push again$"
+    ):
+        build_package(app, tmp_path / "pkg.tar.gz")
 
 
 def test_build_then_unpack_round_trip(tmp_path: Path) -> None:
@@ -560,7 +636,7 @@ def test_requirements_of(tmp_path: Path) -> None:
     assert of("python: {pip-requirements: pyproject.toml}") == ["nextmv>=1.7", "plotly"]
     with pytest.raises(Unprocessable, match=r"'nope\.txt' is missing from the package"):
         of("python: {pip-requirements: nope.txt}")
-    with pytest.raises(Unprocessable, match=r"'\.\./outside\.txt' is outside the package"):
+    with pytest.raises(Unprocessable, match=r"'-r \.\./outside\.txt' includes a file outside"):
         of("python: {pip-requirements: evil.txt}")
 
 

@@ -4,7 +4,8 @@ A push is only done when the app can run: for a python app with pip requirements
 daemon builds an environment after the upload, and a requirement that cannot be
 installed would otherwise surface only at the next run. So the push waits for that
 build (``--no-wait`` skips it) and fails naming the requirement. ``--watch`` pushes
-again on every saved change.
+again on every saved change; a push that fails, the first one included, is reported and
+the watching goes on, since the next save is usually the fix.
 """
 
 from __future__ import annotations
@@ -68,12 +69,13 @@ def push(
     """Build the package from app.yaml's files and push it: devint runs it right away."""
     pusher = Pusher(app_id, app_dir, wait, as_json)
     with errors_to_exit(), client(home) as api, tempfile.TemporaryDirectory() as tmp:
+        if watch:
+            _watch(pusher, api, Path(tmp), max_pushes)
+            return
         try:
-            built = pusher.push(api, Path(tmp), brief=watch)
+            pusher.push(api, Path(tmp), brief=False)
         except EnvFailed as exc:
             fail(str(exc))
-        if watch and max_pushes != 1:
-            _watch(pusher, api, Path(tmp), built.sha256, max_pushes)
 
 
 class Pusher:
@@ -192,31 +194,43 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _watch(
-    pusher: Pusher, api: OrchClient, workdir: Path, last: str, max_pushes: int | None
-) -> None:
-    """Re-push on every saved change that alters the package; Ctrl-C ends it with exit 0."""
+def _watch(pusher: Pusher, api: OrchClient, workdir: Path, max_pushes: int | None) -> None:
+    """Push, then push again on every saved change that alters the package, until
+    ``max_pushes`` have landed; a failed push is reported, the first one too, and the
+    watching goes on. Ctrl-C ends it with exit 0."""
+    last = _push_watched(pusher, api, workdir, None)
+    pushes = int(last is not None)
+    if max_pushes is not None and pushes >= max_pushes:
+        return
     say(f"watching {pusher.app_dir} for changes (Ctrl-C to stop)")
-    pushes = 1
     try:
         for _changes in watchfiles.watch(pusher.app_dir, watch_filter=_filter(pusher.app_dir)):
-            try:
-                started = time.monotonic()
-                built, manifest = pusher.build(workdir)
-                if built.sha256 == last:
-                    continue  # saved, but nothing the package holds changed
-                pusher.upload(api, built, manifest, started, brief=True)
-            except (ClientError, OrchError) as exc:
-                say(f"error: {exc.message} (still watching)")
+            pushed = _push_watched(pusher, api, workdir, last)
+            if pushed is None:
                 continue
-            except EnvFailed as exc:
-                say(f"error: {exc} (still watching)")  # pushed all the same
-            last, pushes = built.sha256, pushes + 1
+            last, pushes = pushed, pushes + 1
             if max_pushes is not None and pushes >= max_pushes:
                 return
     except KeyboardInterrupt:
         pass
     say("stopped watching")
+
+
+def _push_watched(pusher: Pusher, api: OrchClient, workdir: Path, last: str | None) -> str | None:
+    """The sha256 of the package this push landed, or None: it failed (reported as
+    ``error: ... (still watching)``) or the package is the one pushed last."""
+    try:
+        started = time.monotonic()
+        built, manifest = pusher.build(workdir)
+        if built.sha256 == last:
+            return None  # saved, but nothing the package holds changed
+        pusher.upload(api, built, manifest, started, brief=True)
+    except (ClientError, OrchError) as exc:
+        say(f"error: {exc.message} (still watching)")
+        return None
+    except EnvFailed as exc:
+        say(f"error: {exc} (still watching)")  # pushed all the same
+    return built.sha256
 
 
 def _filter(app_dir: Path) -> Callable[[watchfiles.Change, str], bool]:

@@ -5,13 +5,15 @@ function of the selected files' names, contents and executable bits: pushing an
 unchanged app twice must give the same sha256 and hence reuse the executable.
 Links inside the folder are followed (their targets are packaged as files);
 a selected file reached through a link that leaves the folder is refused,
-with the daemon's rule and message (``links``).
+with the daemon's rule and message (``links``). A file saved while it is being
+packaged is refused too (``FileChanged``): the archive would hold half of the save.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import re
 import tarfile
@@ -24,9 +26,18 @@ from typing import BinaryIO
 from orchestrator.errors import Unprocessable
 from orchestrator.packaging.links import check_selected
 from orchestrator.packaging.manifest import MANIFEST_FILE, Manifest
+from orchestrator.packaging.requirements import read_requirements
 
 SKIPPED_DIRS = frozenset({"__pycache__", ".git", ".venv"})
 """Never packaged: caches and tooling state that differ between machines."""
+
+
+class FileChanged(Unprocessable):
+    """A file changed, or went, while it was packaged: pushing again packages the save.
+
+    An ``Unprocessable``, so the push directory treats it as a package still being
+    written, and ``orch app push --watch`` reports it and goes on watching.
+    """
 
 
 @dataclass(frozen=True)
@@ -64,9 +75,10 @@ def select_files(app_dir: Path, manifest: Manifest, skip: Collection[str] = ()) 
 
     Like the nextmv SDK, an including pattern that matches nothing is an error (it
     is nearly always a typo or a binary that was not built), and so is an
-    entrypoint that is not selected. ``app.yaml`` and a pip requirements file are
-    always included because the daemon cannot work without them. ``skip`` keeps
-    the package being written out of itself when it lands inside ``app_dir``.
+    entrypoint that is not selected. ``app.yaml``, a pip requirements file and the
+    files it includes (``-r``, ``-c``) are always included because the daemon cannot
+    work without them. ``skip`` keeps the package being written out of itself when
+    it lands inside ``app_dir``.
     """
     candidates = [f for f in _walk(app_dir) if f not in skip]
     selected: set[str] = set()
@@ -81,20 +93,29 @@ def select_files(app_dir: Path, manifest: Manifest, skip: Collection[str] = ()) 
         else:
             selected |= matches
     selected.add(MANIFEST_FILE)
-    requirements = manifest.pip_requirements
-    if isinstance(requirements, str):
-        if not (app_dir / requirements).is_file():
-            raise Unprocessable(
-                f"{MANIFEST_FILE}: python.pip-requirements file {requirements!r} "
-                f"does not exist in {app_dir}"
-            )
-        selected.add(requirements)
+    selected.update(_requirement_files(app_dir, manifest))
     if manifest.entrypoint not in selected:
         raise Unprocessable(
             f"{MANIFEST_FILE}: the entrypoint {manifest.entrypoint!r} is not among the files "
             "selected by 'files' (build it first, or fix execution.entrypoint or files)"
         )
     return sorted(selected)
+
+
+def _requirement_files(app_dir: Path, manifest: Manifest) -> list[str]:
+    """The pip requirements file and every file it includes, which the environment build
+    needs in the package whether or not ``files`` selects them."""
+    requirements = manifest.pip_requirements
+    if not isinstance(requirements, str):
+        return []
+    if not (app_dir / requirements).is_file():
+        raise Unprocessable(
+            f"{MANIFEST_FILE}: python.pip-requirements file {requirements!r} "
+            f"does not exist in {app_dir}"
+        )
+    if Path(requirements).suffix == ".toml":
+        return [requirements]  # pyproject dependencies include nothing
+    return read_requirements(app_dir, requirements, "the app folder").files
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -171,16 +192,51 @@ def _write_archive(app_dir: Path, files: list[str], sink: _HashingWriter) -> Non
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
         for name in files:
-            path = app_dir / name
-            stat = path.stat()
-            info = tarfile.TarInfo(name)
-            info.size = stat.st_size
-            info.mode = 0o755 if stat.st_mode & 0o111 else 0o644
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with path.open("rb") as fh:
-                tar.addfile(info, fh)
+            _add_file(tar, app_dir, name)
+
+
+def _add_file(tar: tarfile.TarFile, app_dir: Path, name: str) -> None:
+    """Add one file as it is once opened: its header from the open file, and a save
+    meanwhile (a short read, another size or time) refused rather than half-packaged."""
+    try:
+        raw = io.FileIO(app_dir / name, "rb")
+    except FileNotFoundError:
+        raise FileChanged(f"{name} was removed while it was packaged; push again") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise Unprocessable(f"{name} cannot be read: {reason}") from None
+    with _SteadyReader(raw, name) as fh:
+        before = os.fstat(fh.fileno())
+        info = tarfile.TarInfo(name)
+        info.size = before.st_size
+        info.mode = 0o755 if before.st_mode & 0o111 else 0o644
+        info.mtime = 0
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        tar.addfile(info, fh)
+        after = os.fstat(fh.fileno())
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise FileChanged(_changed(name))
+
+
+def _changed(name: str) -> str:
+    return f"{name} changed while it was packaged; push again"
+
+
+class _SteadyReader(io.BufferedReader):
+    """A file that ends no sooner than its size said: tarfile copies exactly the size in
+    the header, and a file cut meanwhile would otherwise end in its ``OSError``
+    ("unexpected end of data") with no name."""
+
+    def __init__(self, raw: io.FileIO, name: str) -> None:
+        super().__init__(raw)
+        self.member = name
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        if size is not None and size > 0 and len(data) < size:
+            raise FileChanged(_changed(self.member))
+        return data
 
 
 class _HashingWriter:

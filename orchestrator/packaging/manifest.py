@@ -94,7 +94,7 @@ class Manifest:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise Unprocessable(f"{MANIFEST_FILE} is not valid YAML: {exc}") from None
+            raise _yaml_error(exc, text) from None
         return cls.from_dict(data)
 
     @classmethod
@@ -131,6 +131,38 @@ class Manifest:
         if self.type == "java":
             return ["java", "-jar", target]
         return [target if package_dir else f"./{target}"]
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str | bytes) -> Unprocessable:
+    """pyyaml's message (up to seven lines, with a drawing of the spot) as one line: the
+    problem, then where, counted from 1 as editors do; failures are one line everywhere."""
+    if isinstance(exc, yaml.reader.ReaderError) and exc.encoding != "unicode":
+        data = text if isinstance(text, bytes) else text.encode()
+        where = _line_column(data.decode("latin-1"), exc.position)  # a char per byte
+        return Unprocessable(
+            f"{MANIFEST_FILE} is not {exc.encoding.upper()} text: byte {exc.character:#04x} "
+            f"{where} ({exc.reason})"
+        )
+    if isinstance(exc, yaml.reader.ReaderError):
+        chars = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        problem += f" {_line_column(chars, exc.position)}"
+    elif isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        problem = exc.problem + _at(exc.problem_mark)
+        problem += f" ({exc.context}{_at(exc.context_mark)})" if exc.context else ""
+    else:
+        problem = " ".join(str(exc).split())
+    return Unprocessable(f"{MANIFEST_FILE} is not valid YAML: {problem}")
+
+
+def _at(mark: yaml.Mark | None) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def _line_column(text: str, position: int) -> str:
+    before = text[:position]
+    line, column = before.count("\n") + 1, position - before.rfind("\n")
+    return f"at line {line}, column {column}"
 
 
 def _jsonable(value: Any, where: str, budget: list[int]) -> Any:

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import platform
-import re
 import shlex
 import shutil
 import signal
@@ -47,20 +46,23 @@ from typing import BinaryIO
 
 from orchestrator.errors import Unprocessable
 from orchestrator.packaging.manifest import Manifest
+from orchestrator.packaging.requirements import logical_lines, read_requirements
 
 log = logging.getLogger("orch.pyenv")
 
 READY_MARKER = ".ready"
 LOG_FILE = "orch-build.log"
 REQUIREMENTS_FILE = "orch-requirements.txt"
+CONSTRAINTS_FILE = "orch-constraints.txt"
+CONSTRAINT = "--orch-constraint "
+"""Marks a line of an included ``-c`` file in a requirement list: the list is what an env
+is keyed and built from, and a constraint must limit versions, not install anything."""
 DEFAULT_TIMEOUT = 900.0
 TAIL_LINES = 20
 _KEY_VERSION = "orch-env-1"
 SHARED_PTH = "orch-daemon-packages.pth"
 """The one file in the shared env's ``site-packages``: the daemon's, as path lines."""
 _SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PIP_USER")
-_COMMENT = re.compile(r"(^|\s)#.*$")
-_INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s+|=)(.+)$")
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ class EnvBuild:
 def requirements_of(manifest: Manifest, package_dir: Path) -> list[str] | None:
     """The app's requirement lines, or None when ``python.pip-requirements`` is not set.
 
-    ``-r`` includes are inlined because the installer runs on a copy of the lines
-    in the env directory, where relative includes would not resolve.
+    Included files (``-r``, ``-c``) are inlined because the installer runs on a copy of
+    the lines in the env directory, where relative includes would not resolve; the lines
+    of ``-c`` files come marked ``CONSTRAINT`` (``_prepare`` makes them a file again).
     """
     spec = manifest.pip_requirements
     if spec is None:
@@ -88,14 +91,13 @@ def requirements_of(manifest: Manifest, package_dir: Path) -> list[str] | None:
         raise Unprocessable(f"python.pip-requirements file {spec!r} is missing from the package")
     if path.suffix == ".toml":
         return _pyproject_dependencies(path, spec)
-    return _read_requirements(path, package_dir.resolve(), set())
+    found = read_requirements(package_dir, spec, "the package")
+    return found.requirements + [CONSTRAINT + line for line in found.constraints]
 
 
 def clean_requirements(lines: list[str]) -> list[str]:
     """Requirement lines without comments, blanks and line continuations."""
-    joined = "\n".join(lines).replace("\\\n", " ")
-    cleaned = (" ".join(_COMMENT.sub("", line).split()) for line in joined.splitlines())
-    return [line for line in cleaned if line]
+    return [line for _number, line in logical_lines("\n".join(lines))]
 
 
 def _pyproject_dependencies(path: Path, spec: str) -> list[str]:
@@ -109,27 +111,6 @@ def _pyproject_dependencies(path: Path, spec: str) -> list[str]:
             f"python.pip-requirements {spec!r} has no [project].dependencies list of strings"
         )
     return clean_requirements(deps)
-
-
-def _read_requirements(path: Path, root: Path, seen: set[Path]) -> list[str]:
-    real = path.resolve()
-    name = path.relative_to(root) if path.is_relative_to(root) else path
-    if not real.is_relative_to(root):
-        raise Unprocessable(f"requirements file {str(name)!r} is outside the package")
-    if real in seen:
-        raise Unprocessable(f"requirements file {str(name)!r} includes itself")
-    try:
-        lines = clean_requirements(real.read_text(encoding="utf-8").splitlines())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Unprocessable(f"requirements file {str(name)!r} cannot be read: {exc}") from None
-    out: list[str] = []
-    for line in lines:
-        include = _INCLUDE.match(line)
-        if include:
-            out += _read_requirements(path.parent / include.group(1).strip(), root, seen | {real})
-        else:
-            out.append(line)
-    return out
 
 
 def env_key(requirements: list[str], python: str, sees: tuple[str, ...] = ()) -> str:
@@ -241,7 +222,8 @@ async def _build(
     requirements: list[str], path: Path, python: str, limit: float, sees: tuple[str, ...]
 ) -> EnvBuild:
     requirements_file = await asyncio.to_thread(_prepare, path, requirements)
-    tool, steps = _commands(path, python, requirements_file, install=bool(requirements))
+    installs = [line for line in requirements if not line.startswith(CONSTRAINT)]
+    tool, steps = _commands(path, python, requirements_file, install=bool(installs))
     deadline = asyncio.get_running_loop().time() + limit
     with (path / LOG_FILE).open("ab") as log:
         for argv in steps:
@@ -255,17 +237,24 @@ async def _build(
             log.write(f"orch: {failure}\n".encode())
             return EnvBuild(path=path, python=_env_python(path), ok=False, message=failure)
     _write_marker(path, requirements, python, tool)
-    message = f"ready: {len(requirements)} requirement(s) installed with {tool}"
+    message = f"ready: {len(installs)} requirement(s) installed with {tool}"
     return EnvBuild(path=path, python=_env_python(path), ok=True, message=message)
 
 
 def _prepare(path: Path, requirements: list[str]) -> Path:
-    """A fresh env directory holding the requirement lines the installer will read."""
+    """A fresh env directory holding the requirement lines the installer will read, and
+    the constraints beside them, included by a path that resolves there."""
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)
+    lines = [line for line in requirements if not line.startswith(CONSTRAINT)]
+    marked = [line for line in requirements if line.startswith(CONSTRAINT)]
+    constraints = [line.removeprefix(CONSTRAINT) for line in marked]
+    if constraints:
+        (path / CONSTRAINTS_FILE).write_text("".join(f"{line}\n" for line in constraints))
+        lines.append(f"-c {CONSTRAINTS_FILE}")
     requirements_file = path / REQUIREMENTS_FILE
-    requirements_file.write_text("".join(f"{line}\n" for line in requirements))
+    requirements_file.write_text("".join(f"{line}\n" for line in lines))
     return requirements_file
 
 

@@ -26,6 +26,7 @@ from orchestrator import trees
 from orchestrator.errors import OrchError, TooLarge, Unprocessable
 from orchestrator.packaging.links import escapes, escaping_link
 from orchestrator.packaging.manifest import MANIFEST_FILE, Manifest
+from orchestrator.packaging.requirements import read_requirements
 
 CHUNK = 1024 * 1024
 _HEADER_ALLOWANCE = 4096
@@ -327,11 +328,25 @@ def _check_contents(root: Path, manifest: Manifest) -> None:
         )
     if manifest.cwd and not (root / manifest.cwd).is_dir():
         raise Unprocessable(f"package: execution.cwd {manifest.cwd!r} is not a folder in it")
+    _check_requirements(root, manifest)
+
+
+def _check_requirements(root: Path, manifest: Manifest) -> None:
+    """The requirements file and what it includes are in the package, as UTF-8 text: the
+    environment is built after the push returns, and a missing include must not surface
+    there, as a path in the daemon's home."""
     requirements = manifest.pip_requirements
-    if isinstance(requirements, str) and not (root / requirements).is_file():
+    if not isinstance(requirements, str):
+        return
+    if not (root / requirements).is_file():
         raise Unprocessable(
             f"package: python.pip-requirements file {requirements!r} is missing from the package"
         )
+    if Path(requirements).suffix != ".toml":
+        try:
+            read_requirements(root, requirements, "the package")
+        except Unprocessable as exc:
+            raise Unprocessable(f"package: {exc.message}") from None
 
 
 def _compile(root: Path) -> None:
