@@ -27,7 +27,7 @@ from orchestrator.disk import is_disk_full
 from orchestrator.errors import OrchError
 from orchestrator.home import Home
 from orchestrator.ids import new_token
-from orchestrator.packaging.build import build_package
+from orchestrator.packaging.build import FileChanged, build_package
 from orchestrator.packaging.manifest import MANIFEST_FILE
 from orchestrator.registry.push import PushService
 
@@ -154,7 +154,9 @@ class Inbox:
                 "is pushed); free space, then move it back into its app's folder"
             )
             self._reject(path, why)
-        elif isinstance(exc, OrchError | OSError) and _recently_changed(path):
+        elif isinstance(exc, FileChanged) or (
+            isinstance(exc, OrchError | OSError) and _recently_changed(path)
+        ):
             self._retry_later(path)  # still being written, or changed while it was packaged
         elif isinstance(exc, OrchError):
             self._reject(path, exc.message)
