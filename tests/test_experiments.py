@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import httpx
@@ -200,4 +201,10 @@ def test_bad_experiment_requests(api: httpx.Client, app_with_instances: str) -> 
         base, json={"input_set_id": "one", "instance_ids": ["good"], "baseline": "worse"}
     )
     assert bad_baseline.status_code == 400 and "baseline" in bad_baseline.json()["error"]
+    huge = {"input_set_id": "one", "instance_ids": ["good"], "repetitions": 100_000_000}
+    started = time.monotonic()
+    too_many = api.post(base, json=huge)  # planned in memory, it took the daemon down (OOM)
+    assert too_many.status_code == 400, too_many.text
+    assert "would make 100000000 runs (at most 100000)" in too_many.json()["error"]
+    assert time.monotonic() - started < 5
     assert api.get(f"{base}?pagereturn=true").json()["items"] == []

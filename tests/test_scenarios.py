@@ -17,7 +17,7 @@ def test_runs_are_scenarios_x_inputs_x_variations_x_repetitions() -> None:
         ),
         ScenarioSpec("cand", input_ids=("i9",)),
     ]
-    option_sets, runs = expand(specs, {"set": ["i1", "i2"]}, repetitions=3)
+    option_sets, runs = expand(specs, {"set": ["i1", "i2"]}, repetitions=3, most=1000)
     assert len(runs) == 2 * 4 * 3 + 1 * 1 * 3
     assert option_sets == {  # the SDK's order and names: x varies slowest
         "a_0": {"x": "1", "y": "3"},
@@ -50,4 +50,15 @@ def test_bad_scenarios_are_refused(
     specs: list[ScenarioSpec], repetitions: int, message: str
 ) -> None:
     with pytest.raises(Invalid, match=message):
-        expand(specs, {"empty": []}, repetitions)
+        expand(specs, {"empty": []}, repetitions, most=1000)
+
+
+def test_variations_and_runs_are_counted_before_they_are_made() -> None:
+    """8 options of 10 values is 10^8 combinations: the cap is checked on the count (a
+    300-byte request used to build them all, and 6 options grew the daemon by 280 MB)."""
+    wide = tuple((f"o{n}", tuple(str(v) for v in range(10))) for n in range(8))
+    with pytest.raises(Invalid, match="100000000 option variations"):
+        expand([ScenarioSpec("p", input_ids=("i",), configuration=wide)], {}, 1, most=1000)
+    few = ScenarioSpec("p", input_ids=("i1", "i2"), configuration=(("x", ("1", "2")),))
+    with pytest.raises(Invalid, match="would make 12 runs"):
+        expand([few], {}, 3, most=10)

@@ -25,7 +25,7 @@ from orchestrator.experiments.inputs import (
     require_input,
 )
 from orchestrator.experiments.queue_order import check_seed, draw_seed, fair_order
-from orchestrator.experiments.scenarios import ScenarioSpec, expand
+from orchestrator.experiments.scenarios import ScenarioSpec, expand, too_many_runs
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import (
@@ -47,6 +47,9 @@ EXPERIMENT_PRIORITY = 8
 """Below the interactive default (6): manual runs overtake queued experiment runs."""
 YIELD_EVERY = 500
 """Runs prepared between two yields to the event loop."""
+MAX_PLANNED_RUNS = 100_000
+"""Runs one experiment may make. The plan is a list in the daemon's memory: a request
+for 10^8 repetitions grew the daemon to 24 GB before the kernel killed it."""
 
 Key = tuple[str, str]
 """(app id, experiment id)"""
@@ -154,7 +157,7 @@ class ExperimentService:
         members = {
             set_id: (await self.input_sets.get(req.app_id, set_id)).input_ids for set_id in set_ids
         }
-        option_sets, expanded = expand(req.scenarios, members, req.repetitions)
+        option_sets, expanded = expand(req.scenarios, members, req.repetitions, MAX_PLANNED_RUNS)
         runs = [
             PlannedRun(
                 r.input_id,
@@ -180,6 +183,9 @@ class ExperimentService:
         members = await self.input_sets.members(req.app_id, req.input_set_id)
         sets: builtins.list[str | None] = list(req.option_sets) or [None]
         targets = [*((i, None) for i in req.instance_ids), *((None, v) for v in req.version_ids)]
+        planned = len(members) * len(sets) * req.repetitions * len(targets)
+        if planned > MAX_PLANNED_RUNS:  # counted before the list is: 10^8 repetitions ran OOM
+            raise too_many_runs(planned, MAX_PLANNED_RUNS)
         # Grouped by (input, option set, repetition): fair_order keeps each group together.
         return [
             PlannedRun(item.id, instance_id=inst, version_id=ver, option_set=opt, repetition=rep)

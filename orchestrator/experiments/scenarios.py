@@ -11,6 +11,7 @@ Either way the daemon queues them like any experiment's runs (``queue_order``).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -57,23 +58,24 @@ def option_combinations(spec: ScenarioSpec) -> list[dict[str, str]]:
     for name, values in spec.configuration:
         if not values:
             raise Invalid(f"option {name!r} of a scenario has no values")
+    count = math.prod(len(values) for _, values in spec.configuration)
+    if count > MAX_OPTION_SETS:  # counted before it is built: 8 options of 10 values is 10^8
+        raise Invalid(f"a scenario has {count} option variations (at most {MAX_OPTION_SETS})")
     names = [name for name, _ in spec.configuration]
-    combos = [
+    return [
         dict(zip(names, values, strict=True))
         for values in itertools.product(*(v for _, v in spec.configuration))
     ]
-    if len(combos) > MAX_OPTION_SETS:
-        raise Invalid(f"a scenario has {len(combos)} option variations (at most {MAX_OPTION_SETS})")
-    return combos
 
 
 def expand(
-    specs: list[ScenarioSpec], members: dict[str, list[str]], repetitions: int
+    specs: list[ScenarioSpec], members: dict[str, list[str]], repetitions: int, most: int
 ) -> tuple[dict[str, dict[str, str]], list[ScenarioRun]]:
     """The option sets and runs of a scenario test.
 
     ``members``: the input ids of every input set a scenario names; ``repetitions``: runs
-    per combination (at least 1).
+    per combination (at least 1); ``most``: the runs an experiment may plan, checked
+    before each scenario's runs are made.
     """
     if not specs:
         raise Invalid("a scenario test needs at least one scenario")
@@ -83,7 +85,11 @@ def expand(
     runs: list[ScenarioRun] = []
     for scenario_id, spec in zip(scenario_ids(specs), specs, strict=True):
         inputs = _inputs_of(scenario_id, spec, members)
-        for k, combo in enumerate(option_combinations(spec)):
+        combos = option_combinations(spec)
+        planned = len(runs) + len(combos) * len(inputs) * repetitions
+        if planned > most:
+            raise too_many_runs(planned, most)
+        for k, combo in enumerate(combos):
             option_sets[f"{scenario_id}_{k}"] = combo
             runs.extend(
                 ScenarioRun(
@@ -107,3 +113,10 @@ def _inputs_of(scenario_id: str, spec: ScenarioSpec, members: dict[str, list[str
     if not inputs:
         raise Invalid(f"scenario {scenario_id!r} has no inputs")
     return inputs
+
+
+def too_many_runs(planned: int, most: int) -> Invalid:
+    return Invalid(
+        f"the experiment would make {planned} runs (at most {most}): use fewer inputs, "
+        "option sets, repetitions or targets, or split it"
+    )
