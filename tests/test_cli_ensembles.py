@@ -200,3 +200,15 @@ def test_a_bad_file_is_refused_before_anything_is_sent(
     with pytest.raises(typer.Exit) as exit_:
         definition_body(saved, None, None, GroupFlags(), RuleFlags())
     assert exit_.value.exit_code == 1 and message in capsys.readouterr().err
+
+
+def test_a_tolerance_that_is_no_number_is_refused(daemon: Daemon, app_id: str) -> None:
+    """``--tolerance nan`` used to be stored (as null), print a traceback, and hang every
+    run of the ensemble."""
+    for bad in ("nan", "inf"):  # a negative one is the CLI's own usage error
+        create = f"ensemble create -a {app_id} -e bad{bad} {BEST} --tolerance={bad}"
+        done = orch(daemon, create, code=1)
+        assert "tolerance must be a number, not negative" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    listed = orch(daemon, f"ensemble list -a {app_id}").stdout
+    assert "badnan" not in listed and "badinf" not in listed

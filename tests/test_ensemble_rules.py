@@ -70,3 +70,11 @@ def test_children_without_the_value_cannot_win() -> None:
 def test_no_candidates() -> None:
     verdict = choose([], [_rule("minimize")])
     assert verdict.winner is None and verdict.reason == "no child run succeeded"
+
+
+def test_a_tolerance_no_child_is_within_ends_the_choice_with_a_reason() -> None:
+    """A NaN tolerance compares false with every gap: the choice used to raise IndexError
+    in the daemon, leaving the ensemble run ``running`` for good (the API now refuses it:
+    ``test_cli_ensembles``)."""
+    verdict = choose([_c("a", 2), _c("b", 3)], [_rule("minimize", tol=float("nan"))])
+    assert verdict.winner is None and "within the tolerance" in (verdict.reason or "")

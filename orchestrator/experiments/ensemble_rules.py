@@ -71,5 +71,8 @@ def choose(candidates: list[Candidate], rules: list[EvaluationRule]) -> Verdict:
         pick = min if rule.objective == "minimize" else max
         best = pick(scored.values())
         left = [r for r in left if r in scored and within(scored[r], best, rule)]
+        if not left:  # a best value no child is within (only a NaN could do that)
+            verdict.reason = f"no child run is within the tolerance of rule {rule.id!r}"
+            return verdict
     verdict.winner = left[0]
     return verdict

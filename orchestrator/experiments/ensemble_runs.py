@@ -154,9 +154,19 @@ class EnsembleRuns:
             self._parent_of.pop(child_id, None)
 
     def _settle_soon(self, parent_id: str) -> None:
-        task = asyncio.create_task(self._settle(parent_id))
+        task = asyncio.create_task(self._settle_or_fail(parent_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _settle_or_fail(self, parent_id: str) -> None:
+        """A settling that fails (a bug) ends the ensemble run failed, saying so: it used
+        to stay ``running`` for good, and its ``--wait`` with it."""
+        try:
+            await self._settle(parent_id)
+        except Exception as exc:
+            log.exception("ensemble run %s could not be settled", parent_id)
+            failure = Failure(FailureKind.CRASH, detail=f"choosing its winner failed: {exc!r}")
+            await self.runs.states.finish(parent_id, Finish(RunStatus.FAILED, failure=failure))
 
     async def _settle(self, parent_id: str) -> None:
         self._forget(parent_id)

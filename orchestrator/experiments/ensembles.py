@@ -8,6 +8,7 @@ instance must exist when the definition is made; a run re-checks it.
 from __future__ import annotations
 
 import builtins
+import math
 
 from orchestrator.ensemble_models import EnsembleDefinition, EvaluationRule, RunGroup
 from orchestrator.errors import Conflict, Invalid, NotFound
@@ -96,8 +97,9 @@ def _check_rule(rule: EvaluationRule) -> None:
         raise Invalid(f"rule {rule.id!r}: objective must be one of {', '.join(OBJECTIVES)}")
     if rule.tolerance_type not in TOLERANCES:
         raise Invalid(f"rule {rule.id!r}: tolerance type must be one of {', '.join(TOLERANCES)}")
-    if rule.tolerance_value < 0:
-        raise Invalid(f"rule {rule.id!r}: tolerance must not be negative")
+    if not math.isfinite(rule.tolerance_value) or rule.tolerance_value < 0:
+        # NaN compares false with every gap: no child was ever within it
+        raise Invalid(f"rule {rule.id!r}: tolerance must be a number, not negative")
     if not rule.statistics_path.startswith("$."):
         raise Invalid(
             f"rule {rule.id!r}: statistics_path must start with '$.', "
