@@ -34,6 +34,7 @@ operator, no tolerance, the arithmetic as the criterion's factor or offset, the 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +112,8 @@ def _parse_condition(expr: str, text: str) -> Condition:
     ):
         raise _malformed(expr, f"unknown metric {metric!r}")
     operand = float(match["operand"]) if match["operand"] is not None else 0.0
+    if not math.isfinite(operand):  # 1e999 parses, as infinity
+        raise _malformed(expr, f"{match['operand']} is not a finite number")
     return Condition(metric=metric, op=match["op"], arith=match["arith"], operand=operand)
 
 
@@ -176,6 +179,14 @@ def evaluate(expr: str, facts: list[RunFacts], baseline: str) -> GateResult:
     targets = targets_in_order(facts)
     if baseline not in targets:
         raise Invalid(f"baseline {baseline!r} has no runs in this experiment")
+    succeeded = [f for f in facts if f.status == "succeeded"]
+    for condition in conditions:
+        metric = condition.criterion.metric
+        if succeeded and not metric_values(succeeded, metric):  # it would pass, unchecked
+            raise Invalid(
+                f"no succeeded run reports {metric!r}: the gate cannot check it "
+                "(a misspelled metric?)"
+            )
     checked = 0
     violations: list[dict[str, Any]] = []
     for target in targets:
