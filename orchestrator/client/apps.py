@@ -91,7 +91,9 @@ class Apps:
         with package.open("rb") as fh:
             self._http.request("PUT", target["upload_url"], body=fh, timeout=600)
         requirements = {"executable_type": executable_type, "runtime": runtime}
-        body = {"requirements": requirements, "upload_id": target["upload_id"]}  # this push's
+        body: dict[str, Any] = {"requirements": requirements}
+        if upload_id := target.get("upload_id"):  # this push's own (a daemon before 12-07: none)
+            body["upload_id"] = upload_id
         answer = self._http.request("PUT", app_path(app_id, "/binary"), json_body=body)
         return cast(Pushed, answer.json())
 
