@@ -87,6 +87,18 @@ def write_app(folder: Path, main: str, manifest: str | None = None, kind: str = 
     return folder
 
 
+def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Files (text or bytes) at their relative paths under ``root``, folders made."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_bytes(content)
+    return root
+
+
 def run_and_wait(
     api: httpx.Client,
     app_id: str,

@@ -41,20 +41,10 @@ from orchestrator.packaging.pyenv import (
 )
 from orchestrator.packaging.unpack import inspect_and_unpack, safe_extract
 from orchestrator.store import Store
+from tests.helpers import write_tree
 
 PY_MANIFEST = "type: python\nfiles: [main.py]\n"
 MiB = 1024 * 1024
-
-
-def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, str):
-            path.write_text(content)
-        else:
-            path.write_bytes(content)
-    return root
 
 
 def member(name: str, data: bytes = b"", **attrs: object) -> tuple[tarfile.TarInfo, bytes]:

@@ -25,21 +25,10 @@ from orchestrator.packaging.build import build_package
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.packaging.pyenv import CONSTRAINT, build_env, requirements_of
 from orchestrator.packaging.unpack import inspect_and_unpack
-from tests.helpers import create_app, push_archive, push_dir, run_and_wait
+from tests.helpers import create_app, push_archive, push_dir, run_and_wait, write_tree
 
 PY_REQS = "type: python\nfiles: [main.py]\npython: {pip-requirements: requirements.txt}\n"
 MiB = 1024 * 1024
-
-
-def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, str):
-            path.write_text(content)
-        else:
-            path.write_bytes(content)
-    return root
 
 
 def hand_made(path: Path, files: dict[str, bytes]) -> Path:
