@@ -349,7 +349,7 @@ def test_a_metric_no_run_reports_is_an_error_not_a_pass() -> None:
     """A misspelled metric applied nowhere, so the gate passed with "0 pairs checked"
     and a false reason; an infinite factor (1e999) was taken as a threshold of inf."""
     facts = _experiment({"in-1": 100, "in-2": 100, "in-3": 100})
-    with pytest.raises(Invalid, match="no succeeded run reports 'custom.items_selcted'"):
+    with pytest.raises(Invalid, match=re.escape("no succeeded run reports 'custom.items_selcted'")):
         evaluate("custom.items_selcted < baseline", facts, "prod")
     with pytest.raises(Invalid, match="1e999 is not a finite number"):
         parse("result.value > baseline * 1e999")
