@@ -207,4 +207,9 @@ def test_bad_experiment_requests(api: httpx.Client, app_with_instances: str) -> 
     assert too_many.status_code == 400, too_many.text
     assert "would make 100000000 runs (at most 100000)" in too_many.json()["error"]
     assert time.monotonic() - started < 5
+    unnamed = {"input_set_id": "one", "instance_ids": ["good"], "option_sets": {"": {"a": "1"}}}
+    no_name = api.post(base, json=unnamed)  # it showed as "-", the same as no option set
+    assert no_name.status_code == 400 and "needs a name" in no_name.json()["error"]
+    ghost = api.post(f"{base[:-6]}/inputsets", json={"id": "g", "name": "G", "instance_id": "nope"})
+    assert ghost.status_code == 404, ghost.text  # an unknown instance, not "no runs"
     assert api.get(f"{base}?pagereturn=true").json()["items"] == []

@@ -117,6 +117,8 @@ class ExperimentService:
             raise Invalid(f"objective must be min or max, got {req.objective!r}")
         if req.type not in (ExperimentType.BATCH, ExperimentType.SCENARIO):
             raise Invalid("an acceptance experiment is made by creating an acceptance test")
+        if any(not name.strip() for name in req.option_sets):  # it would read as "no set"
+            raise Invalid("every option set needs a name")
         seed = draw_seed() if req.seed is None else check_seed(req.seed)
         if req.scenarios:
             req = await self._scenario_request(req)

@@ -16,6 +16,7 @@ from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import check_label, new_id, new_token, relabel, validate_child_id
 from orchestrator.models import InputSet, ManagedInput, RunStatus
 from orchestrator.registry.lookup import require_app
+from orchestrator.registry.resolve import resolve
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.store import Repos, Store
 from orchestrator.store.blobs import BlobStore
@@ -212,6 +213,7 @@ class InputSetService:
             limit=maximum_runs or 20,
         )
         if not runs:
+            await resolve(self.store.read, app_id, instance_id, None)  # unknown: 404, not 400
             raise Invalid(f"instance {instance_id!r} has no succeeded runs in that window")
         return [*(run_ids or []), *(r.id for r in runs)]
 
