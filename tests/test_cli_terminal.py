@@ -136,6 +136,26 @@ def test_run_ids_are_whole_in_a_table_80_columns_wide() -> None:
     assert run_id in console.export_text()
 
 
+def test_empty_columns_give_way_when_a_table_does_not_fit() -> None:
+    """At 80 columns the run list cut every cell to "succe…", "devi…" and "2026…" to make
+    room for name, version and error columns with nothing in them."""
+    from rich.console import Console
+
+    from orchestrator.cli import render
+    from orchestrator.cli.run_actions import RUN_COLUMNS
+
+    headers = [h for h, _ in RUN_COLUMNS]
+    row = ["run-01m96wd30dvmcz6j", "-", "succeeded", "devint", "-", "2026-12-06 23:52:59"]
+    row += ["45", "-"]
+    narrow, wide = Console(width=80, record=True), Console(width=200, record=True)
+    narrow.print(render.build(headers, [row], None, whole={0}, width=80))
+    wide.print(render.build(headers, [row], None, whole={0}, width=200))
+    shown = narrow.export_text()
+    assert "succeeded" in shown and "devint" in shown and "…" not in shown  # nothing cut
+    assert "version" not in shown and "error" not in shown
+    assert "version" in wide.export_text()  # room enough: every column stays
+
+
 def test_run_list_at_80_columns_shows_whole_run_ids(daemon: Daemon, knap: str) -> None:
     run_id = orch(daemon, f"app run -a {knap} -i", KNAPSACK_INPUT).stdout.strip()
     code, shown = Terminal(daemon, f"app run list -a {knap}", columns=80).finish()

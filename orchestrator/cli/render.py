@@ -23,7 +23,7 @@ def table(
 ) -> None:
     """``whole``: the columns (IDs) never wrapped nor cut, whatever the terminal's width;
     the other columns wrap or shrink to make room."""
-    out.print(build(headers, rows, title, whole))
+    out.print(build(headers, rows, title, whole, out.width))
 
 
 def build(
@@ -31,17 +31,32 @@ def build(
     rows: Sequence[Sequence[str]],
     title: str | None,
     whole: Collection[int] = (),
+    width: int | None = None,
 ) -> Table:
     t = Table(title=title, show_edge=False, header_style="bold")
-    for n, header in enumerate(headers):
+    shown = _shown(headers, rows, whole, width)
+    for n in shown:
         if n in whole:
             widest = max((cell_len(row[n]) for row in rows), default=0)
-            t.add_column(header, no_wrap=True, min_width=max(widest, cell_len(header)))
+            t.add_column(headers[n], no_wrap=True, min_width=max(widest, cell_len(headers[n])))
         else:
-            t.add_column(header)
+            t.add_column(headers[n])
     for row in rows:
-        t.add_row(*(Text(c) for c in row))  # Text: a value is never read as rich markup
+        t.add_row(*(Text(row[n]) for n in shown))  # Text: never read as rich markup
     return t
+
+
+def _shown(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], whole: Collection[int], width: int | None
+) -> list[int]:
+    """Every column, unless the table is wider than ``width``: then the columns with nothing
+    in them ("-" in every row) are left out. They tell nothing, and at 80 columns the run
+    list cut every other cell to "succe…" and "devi…" to make room for three of them."""
+    columns = range(len(headers))
+    natural = sum(max(cell_len(headers[n]), *(cell_len(r[n]) for r in rows)) + 3 for n in columns)
+    if width is None or natural <= width:
+        return list(columns)
+    return [n for n in columns if n in whole or any(row[n] not in ("", "-") for row in rows)]
 
 
 def record(pairs: Sequence[tuple[str, str]]) -> None:
