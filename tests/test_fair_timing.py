@@ -1,8 +1,11 @@
 """Fair timing comparisons end to end: an A/A experiment is no difference, an A/B one is.
 
-The same executable on two instances (A/A) and the same model doing 1.3x the CPU work
+The same executable on two instances (A/A) and the same model doing twice the CPU work
 (A/B), 20 inputs x 3 repetitions each, through the session daemon; the summary's verdicts
-are read as a user reads them. ``scripts/fair_timing.py`` (same driver) runs 10 A/A tries.
+are read as a user reads them. ``scripts/fair_timing.py`` (same driver) runs 10 A/A tries
+and shows that 1.3x the work is resolved too; here the A/B only has to point the right way,
+so its effect is made large enough that a noisy minute on a shared machine cannot hide it
+(1.3x the loop on top of the interpreter's start read as little as +8.5 % one such minute).
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from scripts.fair_timing import INPUTS, REPETITIONS, FairTiming, Outcome
 from tests.helpers import Daemon, unique
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.alone]  # a verdict on wall times
+SLOWER = 2.0
+"""The A/B's work: +30 ms of loop on ~55 ms, a change of about +55 % in CPU time."""
 
 
 @pytest.fixture(scope="module")
 def fair(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FairTiming]:
     api = Transport(daemon.url, daemon.key, timeout=60)
-    timing = FairTiming(api, unique("fair"), tmp_path_factory.mktemp("fair"))
+    timing = FairTiming(api, unique("fair"), tmp_path_factory.mktemp("fair"), slower=SLOWER)
     timing.setup()
     yield timing
     api.close()
@@ -55,9 +60,9 @@ def test_a_a_reports_no_significant_difference(compared: tuple[str, dict[str, Ou
 
 def test_a_b_reports_the_slower_model(compared: tuple[str, dict[str, Outcome]]) -> None:
     outcome = compared[1]["slower"]
-    # CPU time resolves 1.3x the loop (plus the interpreter's fixed start) on any machine
+    # CPU time resolves twice the loop (plus the interpreter's fixed start) on any machine
     assert outcome.slower("cpu_time"), outcome.line()
-    assert outcome.timing["cpu_time"]["low"] > 0.05
+    assert outcome.timing["cpu_time"]["low"] > 0.2, outcome.line()
     # wall time on a loaded machine may be too noisy to call, but never the wrong way
     wall = outcome.timing["wall_time"]
     assert not (wall["significant"] and wall["mean_relative_change"] < 0), outcome.line()
