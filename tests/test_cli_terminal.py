@@ -162,6 +162,18 @@ def test_run_list_at_80_columns_shows_whole_run_ids(daemon: Daemon, knap: str) -
     assert code == 0 and run_id in shown, shown
 
 
+def test_empty_tables_print_their_headers_at_any_width(daemon: Daemon) -> None:
+    """A table with no rows crashed every list of nothing with a traceback (a fresh home's
+    ``app list``, a new app's runs, versions, history or secrets): found by a new user."""
+    app_id = new_app(daemon)
+    for command in ("app run list", "app version list", "app history", "app secrets list"):
+        for columns in (80, 200):
+            code, shown = Terminal(daemon, f"{command} -a {app_id}", columns=columns).finish()
+            assert code == 0 and "Traceback" not in shown, (command, shown)
+        piped = orch(daemon, f"{command} -a {app_id}")
+        assert "Traceback" not in piped.stderr, (command, piped.stderr)
+
+
 def test_the_status_line_fits_a_narrow_terminal(daemon: Daemon, knap: str) -> None:
     """A line longer than the terminal wraps, and the wipe erases only its last row: each
     redraw would leave a row of debris behind."""

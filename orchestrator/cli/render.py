@@ -53,7 +53,7 @@ def _shown(
     in them ("-" in every row) are left out. They tell nothing, and at 80 columns the run
     list cut every other cell to "succe…" and "devi…" to make room for three of them."""
     columns = range(len(headers))
-    natural = sum(max(cell_len(headers[n]), *(cell_len(r[n]) for r in rows)) + 3 for n in columns)
+    natural = sum(max([cell_len(headers[n]), *(cell_len(r[n]) for r in rows)]) + 3 for n in columns)
     if width is None or natural <= width:
         return list(columns)
     return [n for n in columns if n in whole or any(row[n] not in ("", "-") for row in rows)]
