@@ -226,6 +226,18 @@ LIMIT_FIELDS = (
     "retries",
 )
 MAX_RETRIES = 3
+MAX_LIMITS: dict[str, float] = {
+    "memory_mb": 2**24,  # 16 TiB; the cgroup's counter misreads far above (2**44 MiB)
+    "cpu_seconds": 1e9,  # ~31 years; RLIMIT_CPU takes a C long
+    "timeout_seconds": 1e9,
+    "output_mb": 2**24,  # RLIMIT_FSIZE takes a C long of bytes
+    "open_files": 2**20,  # the kernel's default fs.nr_open: RLIMIT_NOFILE cannot go higher
+    "processes": 2**22,  # the kernel's PID_MAX_LIMIT: pids.max refuses more
+    "disk_mb": 2**24,
+    "retries": MAX_RETRIES,
+}
+"""The largest value of each limit: a larger one the kernel cannot apply, so it is
+refused when the instance or run is made, not when every run of it fails to start."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +302,8 @@ class Limits:
                     raise Invalid(f"limit retries must be 0 to {MAX_RETRIES}, got {raw!r}")
             elif number <= 0:
                 raise Invalid(f"limit {name} must be positive, got {raw!r}")
+            elif number > MAX_LIMITS[name]:
+                raise Invalid(f"limit {name} must be at most {MAX_LIMITS[name]:g}, got {raw!r}")
             values[name] = number
         return cls(**values)
 

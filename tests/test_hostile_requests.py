@@ -208,3 +208,60 @@ def test_an_unpack_error_names_the_member_not_the_home(
     message = json.loads(r.text)["error"]
     assert "File name too long" in message
     assert str(daemon.home) not in message
+
+
+def test_limits_the_kernel_cannot_apply_are_refused(api: httpx.Client, echo_app: str) -> None:
+    """Each was accepted, then failed every run at its start ("Python int too large to
+    convert to C long", "not allowed to raise maximum limit"), or read a false breach."""
+    runs = f"/v1/applications/{echo_app}/runs"
+    too_big = {
+        "cpu_seconds": 1e300,
+        "timeout_seconds": 1e20,
+        "memory_mb": 2**44,
+        "output_mb": 2**50,
+        "disk_mb": 2**40,
+        "open_files": 10_000_000,
+        "processes": 2**40,
+    }
+    for name, value in too_big.items():
+        body = {"input": {}, "configuration": {"limits": {name: value}}}
+        _refused(api.post(runs, json=body), 400, f"limit {name} must be at most")
+    version = unique("v")
+    assert api.post(f"/v1/applications/{echo_app}/versions", json={"id": version}).is_success
+    instance = {"id": unique("inst"), "version_id": version}
+    instance["configuration"] = {"limits": {"open_files": 10_000_000}}
+    r = api.post(f"/v1/applications/{echo_app}/instances", json=instance)
+    _refused(r, 400, "limit open_files must be at most 1.04858e+06")
+
+
+def test_options_no_command_line_can_carry_are_refused(api: httpx.Client, echo_app: str) -> None:
+    runs = f"/v1/applications/{echo_app}/runs"
+    for options in ({"s": "a\0b"}, {"a\0b": "s"}):
+        _refused(api.post(runs, json={"input": {}, "options": options}), 400, "holds a NUL")
+    big = {"input": {}, "options": {"s": "x" * 200_000}}
+    _refused(api.post(runs, json=big), 400, "option 's' (from run) is over 128 KiB")
+    many = {"input": {}, "options": {f"o{i}": "x" * 100_000 for i in range(12)}}
+    _refused(api.post(runs, json=many), 400, "options are over 1 MiB together")
+
+
+def test_env_secrets_an_environment_cannot_hold_are_refused(
+    api: httpx.Client, echo_app: str
+) -> None:
+    """A 200 KiB env secret was accepted, then every run using it failed to start
+    ("Argument list too long"): one variable holds at most 128 KiB."""
+    secrets = f"/v1/applications/{echo_app}/secrets"
+
+    def collection(*secret: tuple[str, str, str]) -> httpx.Response:
+        listed = [{"type": t, "location": loc, "value": v} for t, loc, v in secret]
+        return api.post(secrets, json={"id": unique("sc"), "secrets": listed})
+
+    big = "x" * 200 * 1024
+    _refused(collection(("env", "BIG", big)), 400, "make it a file secret")
+    assert collection(("file", "big.txt", big)).status_code == 201
+    nine = [("env", f"E{i}", "x" * 120 * 1024) for i in range(9)]
+    _refused(collection(*nine), 400, "env secrets hold at most 1 MiB together")
+    r = collection(*nine[:8])
+    assert r.status_code == 201, r.text
+    grow = {"op": "create", "type": "env", "location": "E8", "value": "x" * 120 * 1024}
+    r = api.patch(f"{secrets}/{r.json()['id']}", json={"operations": [grow]})
+    _refused(r, 400, "env secrets hold at most 1 MiB together")

@@ -26,6 +26,11 @@ MAX_SECRETS = 100
 MAX_LOCATION = 255
 MAX_VALUE_BYTES = 1024 * 1024
 """One secret's value: a licence file fits; a data set does not belong here."""
+MAX_ENV_BYTES = 128 * 1024 - 1
+"""One env secret as ``NAME=value``: the kernel's ``MAX_ARG_STRLEN`` (128 KiB with its NUL)."""
+MAX_ENV_TOTAL_BYTES = 1024 * 1024
+"""A collection's env secrets together: the environment and the model's arguments share
+the kernel's ``ARG_MAX`` (2 MiB here), and options take up to the other half."""
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"})
@@ -88,7 +93,16 @@ def make_secret(kind: str, location: str, value: str) -> Secret:
         raise Invalid(f"env secret {location!r}: an environment variable cannot hold a NUL")
     if len(value.encode()) > MAX_VALUE_BYTES:
         raise Invalid(f"secret {location!r} is over {MAX_VALUE_BYTES // 1024} KiB")
+    if typed == SecretType.ENV and _env_bytes(location, value) > MAX_ENV_BYTES:
+        raise Invalid(
+            f"env secret {location!r} is over 128 KiB, more than an environment variable"
+            " holds: make it a file secret"
+        )
     return Secret(typed, location, value)
+
+
+def _env_bytes(location: str, value: str) -> int:
+    return len(location.encode()) + 1 + len(value.encode())
 
 
 def _unique(secrets: builtins.list[Secret]) -> None:
@@ -99,6 +113,16 @@ def _unique(secrets: builtins.list[Secret]) -> None:
         seen.add((s.type, s.location))
     if len(seen) > MAX_SECRETS:
         raise Invalid(f"a collection holds at most {MAX_SECRETS} secrets")
+    _env_fits(secrets)
+
+
+def _env_fits(secrets: builtins.list[Secret]) -> None:
+    env = [s for s in secrets if s.type == SecretType.ENV]
+    if sum(_env_bytes(s.location, s.value) for s in env) > MAX_ENV_TOTAL_BYTES:
+        raise Invalid(
+            "a collection's env secrets hold at most 1 MiB together (a process's environment"
+            " is small): make the large ones file secrets"
+        )
 
 
 async def require_collection(repos: Repos, app_id: str, collection_id: str) -> SecretsCollection:
@@ -169,6 +193,8 @@ class SecretsService:
                 raise Invalid("a secrets collection needs at least one secret")
             if len(keys) > MAX_SECRETS:
                 raise Invalid(f"a collection holds at most {MAX_SECRETS} secrets")
+            if any(c.type == SecretType.ENV and c.op != "delete" for c in changes):
+                _env_fits(await w.secrets.values(app_id, collection_id))
             await w.secrets.update(collection)
         return collection
 

@@ -20,6 +20,10 @@ from orchestrator.packaging.manifest import Manifest, OptionSpec
 SOURCES = ("manifest", "instance", "run")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+MAX_OPTION_BYTES = 128 * 1024 - 1
+"""One option's value as one argument: the kernel's ``MAX_ARG_STRLEN`` (128 KiB with its NUL)."""
+MAX_OPTIONS_BYTES = 1024 * 1024
+"""All options together, half the kernel's ``ARG_MAX`` (the environment needs the rest)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ def apply_options(
         for name, raw in layer.items():
             values[name] = as_text(raw)
             sources[name] = source
+    _fits_a_command_line(values, sources)
     for name, value in values.items():
         spec = manifest.option_spec(name)
         if spec is None:
@@ -72,6 +77,22 @@ def apply_options(
     if missing:
         raise Invalid(f"required option(s) missing: {', '.join(missing)}")
     return AppliedOptions(values, sources)
+
+
+def _fits_a_command_line(values: dict[str, str], sources: dict[str, str]) -> None:
+    """Options reach the model as arguments: what no command line can carry is refused when
+    the run is made, where it failed every start of the model ("embedded null byte",
+    "Argument list too long")."""
+    for name, value in values.items():
+        if "\0" in name or "\0" in value:
+            raise Invalid(f"option {name!r} (from {sources[name]}) holds a NUL character")
+        if len(value.encode()) > MAX_OPTION_BYTES:
+            raise Invalid(
+                f"option {name!r} (from {sources[name]}) is over 128 KiB, more than a command"
+                " line argument holds: pass large data in the run's input"
+            )
+    if sum(len(k.encode()) + len(v.encode()) + 3 for k, v in values.items()) > MAX_OPTIONS_BYTES:
+        raise Invalid("the run's options are over 1 MiB together: pass large data in its input")
 
 
 def _check(spec: OptionSpec, value: str, source: str) -> str:
