@@ -157,4 +157,11 @@ def test_oversized_json_body_is_413_before_it_is_read(api: httpx.Client) -> None
         content=b"{" + b" " * (65 * 1024 * 1024) + b"}",
         headers={"Content-Type": "application/json"},
     )
+    assert r.status_code == 413 and r.json()["error"] == "request body over 64 MiB"
+    # only a run's body is told of upload URLs: a secrets collection's advice was wrong
+    r = api.post(
+        "/v1/applications/nope/runs",
+        content=b"{" + b" " * (65 * 1024 * 1024) + b"}",
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 413 and "upload URL" in r.json()["error"]

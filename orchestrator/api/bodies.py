@@ -13,16 +13,16 @@ from starlette.types import Message, Receive
 from orchestrator.api.limits import too_large
 
 
-async def read_body(receive: Receive, limit: int) -> tuple[bytes, list[Message]]:
-    """The whole body and the messages it came in (for ``replay``); ``TooLarge`` as soon as
-    more than ``limit`` bytes have arrived."""
+async def read_body(receive: Receive, limit: int, path: str) -> tuple[bytes, list[Message]]:
+    """The whole body (sent to ``path``) and the messages it came in (for ``replay``);
+    ``TooLarge`` as soon as more than ``limit`` bytes have arrived."""
     messages, size = [], 0
     while True:
         message = await receive()
         messages.append(message)
         size += len(message.get("body", b""))
         if size > limit:
-            raise too_large(limit)
+            raise too_large(limit, path)
         if message["type"] != "http.request" or not message.get("more_body", False):
             break
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")

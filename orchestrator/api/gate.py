@@ -76,7 +76,8 @@ class Gate:
             refused = self.checks.refusal(scope)
             if refused is None and self.checks.streamed(scope):
                 try:
-                    receive = replay((await read_body(receive, self.checks.max_body))[1], receive)
+                    read = await read_body(receive, self.checks.max_body, scope["path"])
+                    receive = replay(read[1], receive)
                 except TooLarge as exc:
                     refused = exc
             if refused is not None:

@@ -100,7 +100,7 @@ class HotRoutes:
 
     async def _create_run(self, params: Params, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body, messages = await read_body(receive, self.checks.max_body)
+            body, messages = await read_body(receive, self.checks.max_body, scope["path"])
         except TooLarge as exc:  # chunked: no length for the checks to refuse
             await errors.error_response(exc.status, exc.message)(scope, receive, send)
             return

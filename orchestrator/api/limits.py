@@ -28,15 +28,16 @@ def body_refusal(
         if upload_limit is None or announced <= upload_limit:
             return None
         return TooLarge(f"upload exceeds the limit of {upload_limit // (1024 * 1024)} MiB")
-    return too_large(limit) if announced > limit else None
+    return too_large(limit, path) if announced > limit else None
 
 
 def capped(path: str) -> bool:
     return not path.startswith(UPLOADS)
 
 
-def too_large(limit: int) -> TooLarge:
-    return TooLarge(
-        f"request body over {limit // (1024 * 1024)} MiB: send large inputs "
-        "through an upload URL (POST .../runs/uploadurl)"
-    )
+def too_large(limit: int, path: str) -> TooLarge:
+    """The 413; where the body is a run's, it says how to send a large input instead."""
+    message = f"request body over {limit // (1024 * 1024)} MiB"
+    if path.rstrip("/").endswith("/runs"):
+        message += ": send large inputs through an upload URL (POST .../runs/uploadurl)"
+    return TooLarge(message)
