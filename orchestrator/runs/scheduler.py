@@ -118,12 +118,18 @@ class Scheduler:
         self._stage_next()
 
     def _stage_next(self) -> None:
-        """Stage the run at the head of the queue (the next to get a slot), once."""
+        """Stage the run at the head of the queue (the next to get a slot), once.
+
+        Not a run with secrets: their values are read when it starts, so an update or a
+        delete of its collection while it waits reaches it (staged ahead, it kept the
+        values of the moment it reached the head of the queue)."""
         while self._heap and self._heap[0][2] not in self._waiting:
             heapq.heappop(self._heap)  # discarded
         if self._stopping or not self._heap or (run_id := self._heap[0][2]) in self._staged:
             return
-        self._staged[run_id] = asyncio.create_task(self.executor.stage(self._waiting[run_id]))
+        run = self._waiting[run_id]
+        if not run.secrets_collection_id:
+            self._staged[run_id] = asyncio.create_task(self.executor.stage(run))
 
     def adopt(self, run: Run, execution: Execution) -> None:
         """Supervise a running run the backend reattached to after a restart (it takes a

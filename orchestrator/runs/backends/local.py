@@ -111,7 +111,9 @@ def stage(
     spec = ProcessSpec(
         argv=[*manifest.entrypoint_argv(python, package), *option_argv(run.options)],
         cwd=ws.cwd,
-        env={**env_of(secrets), **model_env(run, ws, python)},
+        # secrets last: they may set what orch only passes on (LANG, TZ...); what it sets
+        # itself (PATH, HOME, TMPDIR, ORCH_*) no secret may name (``registry/secrets.py``)
+        env={**model_env(run, ws, python), **env_of(secrets)},
         stdin=ws.stdin,
         stdout=ws.stdout,
         stderr=ws.stderr,
