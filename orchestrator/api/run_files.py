@@ -65,7 +65,7 @@ async def output_value(
     if run.output_size == 0:
         return None
     if run.output_size > svc.settings.inline_output_bytes:
-        return url()
+        return url() if run.status == RunStatus.SUCCEEDED else None
     path, most = svc.runs.output_path(run), svc.settings.inline_output_bytes
     if run.output_size < SMALL_OUTPUT:  # parsing it costs less than a hop to a thread
         _, value = sized_json(path, most)

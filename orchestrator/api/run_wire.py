@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.api.wire import LOCAL_USER
-from orchestrator.models import Failure, Run
+from orchestrator.models import Failure, Run, RunStatus
 from orchestrator.runs.backend import PROTECTIONS
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.metrics import run_metrics
+
+SDK_INLINE_BYTES = 5 * 1024 * 1024
+"""The SDK's ``_MAX_RUN_SIZE``: above it the SDK fetches an output by its URL as JSON."""
 
 
 def output_format(run: Run) -> str:
@@ -37,13 +40,23 @@ def _common(run: Run) -> dict[str, Any]:
     }
 
 
+def result_size(run: Run) -> int:
+    """The output's size as the SDK reads it. A run that did not succeed has no result to
+    fetch: its stray stdout above the SDK's inline size (a model cut off by its output
+    limit) reads as none, where the SDK downloaded it and failed to parse it as JSON.
+    The file itself stays at ``/output``, for the CLI and the console."""
+    if run.status == RunStatus.SUCCEEDED or run.output_size <= SDK_INLINE_BYTES:
+        return run.output_size
+    return 0
+
+
 def metadata(run: Run, statistics: bool = True) -> dict[str, Any]:
     meta = _common(run) | {
         "duration": run.duration_ms or 0.0,
         "error": run.error or "",
         "format": {"input": {"type": run.input_format}, "output": {"type": output_format(run)}},
         "input_size": run.input_size,
-        "output_size": run.output_size,
+        "output_size": result_size(run),
         "options": {
             "active_options": dict(run.options),
             "options_summary": [

@@ -427,3 +427,18 @@ def test_multi_file_input_dir_and_output_dir(
     assert app.run_input(run_id, output_dir_path=str(back)) is None
     assert (back / "a.csv").read_text() == "id,value\n1,2\n"
     assert (back / "sub" / "b.json").read_text() == '{"k": 1}'
+
+
+def test_a_run_cut_off_by_its_output_limit_is_a_result_without_output(
+    new_app: NewApp, push: Push, tmp_path_factory: pytest.TempPathFactory, fast: PollingOptions
+) -> None:
+    """Past the SDK's inline size, a failed run's stray stdout made ``run_result`` fetch it
+    by URL and raise a JSONDecodeError: the user never saw the failure's message."""
+    main = "import sys\nsys.stdout.write('x' * (20 * 1024 * 1024))\n"
+    app = _app_with(new_app, push, tmp_path_factory.mktemp("flood") / "flood", main, None)
+    body = {"input": {}, "configuration": {"limits": {"output_mb": 6}}}  # orch's limits
+    run_id = app.client.request("POST", f"{app.endpoint}/runs", payload=body).json()["run_id"]
+    result = app.run_result_with_polling(run_id, polling_options=fast)
+    assert result.metadata.status_v2 == StatusV2.failed
+    assert "output limit 6 MiB exceeded" in result.metadata.error
+    assert result.output is None and result.metadata.output_size == 0
