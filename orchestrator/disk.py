@@ -149,8 +149,19 @@ class DiskMonitor:
 
     # --- the reserve ------------------------------------------------------------------
     def make_reserve(self) -> bool:
-        """Preallocate the reserve (a no-op if held); False if there is no room for it."""
-        if not self.reserve_bytes or self.reserve_held():
+        """Preallocate the reserve (a no-op if held); False if there is no room for it.
+
+        A reserve left larger by an earlier ``disk_reserve_mb`` is cut to size, and removed
+        when the setting is 0: lowering the setting used to free nothing."""
+        if not self.reserve_bytes:
+            if self.reserve_path.exists():
+                self.reserve_path.unlink(missing_ok=True)
+                log.info("disk reserve removed (disk_reserve_mb = 0)")
+            return True
+        if self.reserve_held():
+            if self.reserve_path.stat().st_size > self.reserve_bytes:
+                os.truncate(self.reserve_path, self.reserve_bytes)
+                log.info("disk reserve cut to %s", mib(self.reserve_bytes))
             return True
         tmp = self.reserve_path.with_suffix(".tmp")
         try:
@@ -194,8 +205,9 @@ class DiskMonitor:
         """The 507: what is free, and how much must be before orch takes more data."""
         state = self.current()
         this = f" besides the {mib(adding)} of this request" if adding >= MIB else ""
+        how = "low (below disk_low_mb)" if state.state == "low" else "full"
         return DiskFull(
-            f"the disk under orch's home is full: {mib(state.free_bytes)} free; orch accepts "
+            f"the disk under orch's home is {how}: {mib(state.free_bytes)} free; orch accepts "
             f"new data once {mib(state.needed_bytes)} are free{this}. Free some space (e.g. "
             "delete old runs): orch resumes by itself"
         )

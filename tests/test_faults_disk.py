@@ -274,3 +274,21 @@ def test_an_upload_that_fills_the_disk_midway_is_a_507_and_leaves_nothing(disk: 
         assert httpx.put(url, content=b"{}").status_code == 200  # the same URL, retried
     finally:
         d.stop()
+
+
+def test_a_lowered_reserve_setting_shrinks_the_reserve_or_removes_it(tmp_path: Path) -> None:
+    """Lowering ``disk_reserve_mb`` (or setting 0) left the old, larger file in place."""
+    DiskMonitor(tmp_path, reserve_bytes=4 * MIB).make_reserve()
+    reserve = DiskMonitor(tmp_path).reserve_path
+    assert reserve.stat().st_size == 4 * MIB
+    assert DiskMonitor(tmp_path, reserve_bytes=1 * MIB).make_reserve()
+    assert reserve.stat().st_size == 1 * MIB and reserve.stat().st_blocks * 512 < 2 * MIB
+    assert DiskMonitor(tmp_path, reserve_bytes=0).make_reserve()
+    assert not reserve.exists()
+
+
+def test_a_low_disk_is_called_low_and_names_its_setting(tmp_path: Path) -> None:
+    """Below ``disk_low_mb`` but far from full, the 507 said the disk was full."""
+    monitor = DiskMonitor(tmp_path, low_bytes=DiskMonitor(tmp_path).free_bytes() * 2)
+    assert monitor.sample().state == "low"
+    assert "is low (below disk_low_mb)" in monitor.error().message
