@@ -132,7 +132,7 @@ async def test_a_hot_route_without_the_key_is_401_as_before(tmp_path: Path) -> N
 async def test_a_low_disk_refuses_a_new_run_with_the_same_507(tmp_path: Path) -> None:
     hot = _hot(tmp_path, low_disk=True)
     status, body, kept = await _same(hot, "POST", CREATE, AUTH + JSON, b'{"input": {}}')
-    assert (status, kept) == (507, True) and "disk under orch's home is full" in body["error"]
+    assert (status, kept) == (507, True) and "disk under orch's home is low" in body["error"]
     status, body, kept = await _same(hot, "GET", RESULT, AUTH)  # reads pass
     assert (status, kept) == (200, True) and body["id"] == RUN_ID
 
