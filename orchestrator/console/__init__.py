@@ -20,7 +20,16 @@ from orchestrator.api.routing import add_routes
 from orchestrator.console import assets
 from orchestrator.console.guard import LoginRequired, Refused
 from orchestrator.console.live import RunFeed
-from orchestrator.console.pages import apps, docs, experiments, login, run, run_actions, runs
+from orchestrator.console.pages import (
+    apps,
+    docs,
+    experiments,
+    login,
+    online_tests,
+    run,
+    run_actions,
+    runs,
+)
 from orchestrator.console.pages.base import error_page, http_error_page, see_other
 from orchestrator.console.sessions import Sessions
 from orchestrator.console.state import Console
@@ -39,7 +48,7 @@ def install(app: FastAPI, svc: Services, api_key: str) -> Console:
     for router in (login.api, login.router, docs.router, assets.router):
         add_routes(app, router)
     docs.declare_bearer_key(app)
-    for module in (apps, runs, run_actions, run, experiments):
+    for module in (apps, runs, run_actions, run, experiments, online_tests):
         add_routes(app, module.router)
     app.mount("/static", assets.CachedStatic(directory=assets.STATIC), name="console-static")
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]

@@ -10,7 +10,8 @@ from tests.console.conftest import Visit, signed_in_client
 from tests.helpers import Daemon, create_app
 
 PAGES = ("/apps", "/runs", "/apps/{app}", "/apps/{app}/runs", "/apps/{app}/runs/new",
-         "/apps/{app}/experiments")  # fmt: skip
+         "/apps/{app}/experiments", "/apps/{app}/switchback-tests/any",
+         "/apps/{app}/shadow-tests/any")  # fmt: skip
 
 
 def test_login_by_link_sets_a_strict_httponly_cookie_and_the_link_works_once(

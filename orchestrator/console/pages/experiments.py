@@ -1,5 +1,8 @@
 """Experiments and input sets: the list, starting a batch, one experiment's comparison.
 
+The list also names the app's switchback and shadow tests; their pages are in
+``online_tests``.
+
 The numbers come from the same ``summarize`` and ``evaluate`` the CLI, the API and the
 HTML report use; this page only lays them out, with the metric distributions as
 interactive box plots (Plotly, served by the daemon).
@@ -45,6 +48,9 @@ async def _list(request: Request, app_id: str, status: int = 200, error: str = "
         experiments=experiments,
         input_sets=await svc.input_sets.list(app_id),
         instances=await svc.instances.list(app_id),
+        switchback_tests=await svc.switchback_tests.list(app_id),
+        # newest first, as the other lists here (the API lists shadow tests oldest first)
+        shadow_tests=list(reversed(await svc.shadow_tests.list(app_id))),
         error=error,
     )
 
