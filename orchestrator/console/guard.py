@@ -74,11 +74,17 @@ async def session(request: Request) -> Session:
     return found
 
 
-async def check_csrf(request: Request, found: Session) -> None:
+def check_origin(request: Request) -> None:
+    """A browser's ``Origin``, when it sends one, must be the console's own (a sign-in with
+    the key too: another site must not sign a browser in to a session it chose)."""
     origin = request.headers.get("origin")
     own = f"{request.url.scheme}://{request.headers.get('host', '')}"
     if origin is not None and origin != own:
         raise Refused(403, "cross-site request refused")
+
+
+async def check_csrf(request: Request, found: Session) -> None:
+    check_origin(request)
     token: Any = request.headers.get("x-csrf-token")
     if token is None:
         token = (await read_form(request)).get("csrf")

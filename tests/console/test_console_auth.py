@@ -88,6 +88,17 @@ def test_changes_need_the_csrf_token_and_the_console_origin(console_daemon: Daem
         client.close()
 
 
+def test_signing_in_with_the_key_from_another_site_is_refused(console_daemon: Daemon) -> None:
+    """Every other change checked the origin; the key's sign-in form took any (a page
+    elsewhere could sign a browser in to the session it chose)."""
+    form = {"api_key": console_daemon.key, "next": "/apps"}
+    with httpx.Client(base_url=console_daemon.url, follow_redirects=False) as client:
+        evil = client.post("/login", data=form, headers={"origin": "http://evil.example"})
+        assert evil.status_code == 403 and "set-cookie" not in evil.headers
+        own = client.post("/login", data=form, headers={"origin": console_daemon.url})
+        assert own.status_code == 303 and "set-cookie" in own.headers
+
+
 @pytest.mark.parametrize("host", ["evil.example", "127.0.0.1:1", "localhost.evil.example"])
 def test_the_console_answers_on_its_own_address_only(console_daemon: Daemon, host: str) -> None:
     """A page served under another name (DNS rebinding) gets nothing, not even a login form."""

@@ -14,7 +14,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from orchestrator.api.responses import errors
-from orchestrator.console.guard import check_host, console_of, read_form, session
+from orchestrator.console.guard import (
+    check_host,
+    check_origin,
+    console_of,
+    read_form,
+    session,
+)
 from orchestrator.console.pages.base import see_other
 from orchestrator.console.render import page
 from orchestrator.console.sessions import COOKIE, IDLE_TTL, Session
@@ -74,6 +80,7 @@ async def login_page(
 @router.post("/login")
 async def login_with_key(request: Request) -> Response:
     check_host(request)
+    check_origin(request)
     form = await read_form(request)
     target = safe_next(str(form.get("next") or ""))
     started = console_of(request).sessions.login(str(form.get("api_key") or ""))
