@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import typer
 from typer.core import TyperGroup
@@ -67,12 +67,20 @@ class LazyCommands(MutableMapping[str, Any]):
         return name in self._order
 
 
-def lazy_group(subcommands: Mapping[str, Lazy]) -> type[TyperGroup]:
+class LazyGroup(TyperGroup):
+    """A group whose ``subcommands`` (set by ``lazy_group``) are added lazily. A module-level
+    class, so that a group that parses or fails differently (the root, ``app run``) can
+    subclass it and pass itself as ``lazy_group``'s ``base``."""
+
+    subcommands: ClassVar[Mapping[str, Lazy]] = {}
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = LazyCommands(self.commands, self.subcommands)
+
+
+def lazy_group(
+    subcommands: Mapping[str, Lazy], base: type[LazyGroup] = LazyGroup
+) -> type[LazyGroup]:
     """A group class for ``typer.Typer(cls=...)`` that adds ``subcommands`` lazily."""
-
-    class LazyGroup(TyperGroup):
-        def __init__(self, **attrs: Any) -> None:
-            super().__init__(**attrs)
-            self.commands = LazyCommands(self.commands, subcommands)
-
-    return LazyGroup
+    return type(base.__name__, (base,), {"subcommands": dict(subcommands)})

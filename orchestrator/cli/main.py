@@ -13,6 +13,7 @@ import typer
 from orchestrator import __version__
 from orchestrator.cli import stdout
 from orchestrator.cli.lazy import Lazy, lazy_group
+from orchestrator.cli.usage import OneLineUsageErrors
 
 GROUPS = {
     "daemon": Lazy("orchestrator.cli.daemon"),
@@ -27,7 +28,7 @@ GROUPS = {
 cli = typer.Typer(
     name="orch",
     help="orch: a local, offline run orchestrator for decision models (Nextmv custom apps).",
-    cls=lazy_group(GROUPS),
+    cls=lazy_group(GROUPS, base=OneLineUsageErrors),  # a wrong command line: one error line
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -28,23 +28,49 @@ from orchestrator.cli.flags import (
     limits_body,
     parse_options,
 )
-from orchestrator.cli.lazy import Lazy, lazy_group
-from orchestrator.cli.output import emit, errors_to_exit, fail, live, say, writable_file
+from orchestrator.cli.lazy import Lazy, LazyGroup, lazy_group
+from orchestrator.cli.output import (
+    at_terminal,
+    emit,
+    errors_to_exit,
+    fail,
+    live,
+    say,
+    writable_file,
+)
 from orchestrator.cli.run_input import read_input
 from orchestrator.cli.run_output import deliver
 from orchestrator.cli.run_wait import Waiter
+from orchestrator.cli.usage import Context, NoArgsIsHelpError
 from orchestrator.client import OrchClient
 
 InputFormat = Literal["json", "text", "multi-file", "csv-archive"]
 ACTIONS = ("result", "metadata", "input", "logs", "list", "cancel", "delete")
 TRACKED_ACTIONS = ("track", "compare", "assets")
 
+
+class RunGroup(LazyGroup):
+    """``orch app run`` alone shows its help only when stdin is a terminal.
+
+    Piped into (``cat in.json | orch app run`` with ``ORCH_APP_ID`` set) it is a complete
+    command: the app from the environment, the input from stdin, as ``--input``'s help
+    says. Typer's ``no_args_is_help`` cannot tell the two apart, and showed the help
+    (exit 2) to the pipe. With stdin at a terminal nothing is typed yet, so the help is
+    what helps, as for every other group called alone."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        if not args and at_terminal(sys.stdin) and not ctx.resilient_parsing:
+            raise NoArgsIsHelpError(ctx)
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     invoke_without_command=True,
-    no_args_is_help=True,
+    no_args_is_help=False,  # RunGroup decides, by where stdin is
     cls=lazy_group(
         {name: Lazy("orchestrator.cli.run_actions", command=name) for name in ACTIONS}
-        | {name: Lazy("orchestrator.cli.run_tracked", command=name) for name in TRACKED_ACTIONS}
+        | {name: Lazy("orchestrator.cli.run_tracked", command=name) for name in TRACKED_ACTIONS},
+        base=RunGroup,
     ),
 )
 

@@ -1,0 +1,156 @@
+"""A command line that is wrong (a bad value, a missing or unknown option, an unknown
+command) is one ``error:`` line on stderr and exit code 2, as every other failure is,
+not typer's boxed panel; help stays as it was. And ``orch app run`` with nothing but
+``ORCH_APP_ID`` and a pipe starts the run, as its ``--input`` help says it does."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import termios
+
+import httpx
+import pytest
+
+from tests.cli_run import CLI, ENV, new_app, orch
+from tests.helpers import SAMPLES, Daemon
+
+KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
+ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
+
+
+def usage_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one line a usage error is: nothing else on stderr, nothing on stdout."""
+    assert proc.returncode == 2, proc
+    assert proc.stdout == "", proc.stdout
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "╭" not in proc.stderr and "Usage:" not in proc.stderr
+    return lines[0]
+
+
+def at_terminal(args: list[str], env: dict[str, str], columns: int = 200) -> tuple[int, str]:
+    """``orch ARGS`` exactly as given (no ``--home`` added: ``orch app run`` alone is what
+    is tried) with stdin, stdout and stderr on one pseudo-terminal; exit code and text."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    environ = {k: v for k, v in ENV.items() if k != "COLUMNS"} | {"TERM": "xterm"} | env
+    proc = subprocess.Popen(
+        [*CLI, *args], stdin=slave, stdout=slave, stderr=slave, env=environ, start_new_session=True
+    )
+    os.close(slave)
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            proc.kill()
+            raise AssertionError(f"no end; shown: {output!r}")
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the command ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    return proc.wait(30), ESCAPES.sub("", output.decode(errors="replace"))
+
+
+# usage errors: one line
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "command"),
+    [
+        (
+            "daemon start --port 70000",
+            "error: invalid value for '--port' (env var: 'ORCH_PORT'): "
+            "70000 is not in the range 0<=x<=65535",
+            "daemon start",
+        ),
+        (
+            "app push -a demo --app-dir /nonexistent",
+            "error: invalid value for '--app-dir': Directory '/nonexistent' does not exist",
+            "app push",
+        ),
+        ("app promote -a demo -v v1", "error: missing option '--name' / '-n'", "app promote"),
+        ("app list --bogus", "error: no such option: --bogus", "app list"),
+        ("app bogus", "error: no such command 'bogus'", "app"),
+        ("bogus", "error: no such command 'bogus'", ""),
+        ("--bogus", "error: no such option: --bogus", ""),
+        ("app run -a demo --priority 12", "error: invalid value for '--priority'", "app run"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_commands_help(
+    daemon: Daemon, args: str, message: str, command: str
+) -> None:
+    line = usage_error(orch(daemon, args, code=None))
+    assert line.startswith(message), line
+    help_of = " ".join(["orchestrator", command]).strip()  # run as python -m orchestrator
+    assert line.endswith(f"; see 'python -m {help_of} -h'"), line
+
+
+def test_a_suggestion_is_kept_and_the_hint_follows_it(daemon: Daemon) -> None:
+    line = usage_error(orch(daemon, "app run logz", code=None))
+    assert line == (
+        "error: no such command 'logz'. Did you mean 'logs'? "
+        "See 'python -m orchestrator app run -h'"
+    ), line
+
+
+def test_at_a_narrow_terminal_the_hint_is_left_out_rather_than_wrapped(daemon: Daemon) -> None:
+    home = {"ORCH_HOME": str(daemon.home)}
+    code, wide = at_terminal(["daemon", "start", "--port", "70000"], home, columns=200)
+    assert code == 2 and wide.strip().endswith("daemon start -h'"), wide
+    code, narrow = at_terminal(["daemon", "start", "--port", "70000"], home, columns=110)
+    assert code == 2, narrow
+    assert narrow.strip().startswith("error: invalid value for '--port'"), narrow
+    assert "see '" not in narrow and len(narrow.strip().splitlines()) == 1, narrow
+
+
+def test_help_is_unchanged(daemon: Daemon) -> None:
+    proc = orch(daemon, "daemon start -h")
+    assert proc.stdout.lstrip().startswith("Usage: ") and "--port" in proc.stdout
+    assert proc.stderr == ""
+    bare = orch(daemon, "app", home=False, code=2)  # a group alone: its help, as before
+    assert "Usage: " in bare.stdout and "Commands" in bare.stdout and "error" not in bare.stderr
+
+
+def test_a_group_alone_at_a_terminal_shows_its_help(daemon: Daemon) -> None:
+    home = {"ORCH_HOME": str(daemon.home)}
+    for args in (["app"], ["app", "run"]):
+        code, shown = at_terminal(args, home)
+        assert code == 2 and "Usage: " in shown and "Commands" in shown, shown
+        assert "error:" not in shown, shown
+
+
+# orch app run with a pipe and ORCH_APP_ID, nothing else
+
+
+def test_piped_input_and_orch_app_id_start_a_run(daemon: Daemon, api: httpx.Client) -> None:
+    app_id = new_app(daemon, SAMPLES / "knapsack")
+    env = {"ORCH_HOME": str(daemon.home), "ORCH_APP_ID": app_id}
+    proc = orch(daemon, "app run", stdin=KNAPSACK_INPUT.read_text(), home=False, env=env)
+    run_id = proc.stdout.strip()
+    assert run_id.startswith("run-"), proc
+    assert "Usage:" not in proc.stdout + proc.stderr
+    runs = api.get(f"/v1/applications/{app_id}/runs").json()["runs"]
+    assert [r["id"] for r in runs] == [run_id]
+
+
+def test_piped_input_without_an_app_id_says_which_is_missing(daemon: Daemon) -> None:
+    env = {"ORCH_HOME": str(daemon.home)}
+    proc = orch(daemon, "app run", stdin=KNAPSACK_INPUT.read_text(), home=False, env=env, code=2)
+    assert usage_error(proc) == "error: missing option -a/--app-id (or set ORCH_APP_ID)"
+
+
+def test_at_a_terminal_a_run_with_no_input_is_still_refused(daemon: Daemon) -> None:
+    app_id = new_app(daemon, SAMPLES / "knapsack")
+    env = {"ORCH_HOME": str(daemon.home), "ORCH_APP_ID": app_id}
+    code, shown = at_terminal(["app", "run", "-n", "typed"], env)
+    assert code == 1 and "error: no input: give one with -i FILE" in shown, shown
