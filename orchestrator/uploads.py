@@ -68,8 +68,9 @@ class UploadService:
         part, final = Path(up.path + ".part"), Path(up.path)
         self._receiving.add(up.id)
         try:
+            setting = "max_package_mb" if up.kind == "binary" else "max_upload_mb"
             size = await stream_to_file(
-                body, part, self._limit(up.kind), f"{up.kind} upload", announced
+                body, part, self._limit(up.kind), f"{up.kind} upload ({setting})", announced
             )
             os.replace(part, final)  # in place before the row says so: a kill leaves no half
             async with self.store.write() as w:

@@ -27,7 +27,10 @@ def body_refusal(
     if not capped(path):
         if upload_limit is None or announced <= upload_limit:
             return None
-        return TooLarge(f"upload exceeds the limit of {upload_limit // (1024 * 1024)} MiB")
+        return TooLarge(
+            f"upload exceeds the limit of {upload_limit // (1024 * 1024)} MiB"
+            " (max_upload_mb, max_package_mb)"
+        )
     return too_large(limit, path) if announced > limit else None
 
 

@@ -66,6 +66,7 @@ class PushService:
         if size > limit:
             raise TooLarge(
                 f"package is {size / MIB:.1f} MiB; the limit is {self.settings.max_package_mb} MiB"
+                " (max_package_mb)"
             )
         sha, size = await anyio.to_thread.run_sync(hash_file, archive)
         result = await anyio.to_thread.run_sync(
