@@ -15,8 +15,12 @@ A full disk is a state, not a crash. The monitor knows three:
     once ``low_bytes`` plus the reserve are free again: no restart needed.
 
 Free space is ``statvfs``'s ``f_bavail`` (what an unprivileged writer may use; a
-model never gets root's reserved blocks). A sample costs ~2 us; the API's gate
-reuses one for ``GATE_SAMPLE_SECONDS``, and ``tick`` runs every second.
+model never gets root's reserved blocks), or less where files run out first: a
+file system with a fixed number of inodes refuses new files with free blocks left,
+so each free inode counts ``ENTRY_BYTES`` and the smaller figure is the free space
+(a model that made 100,000 empty files filled the inode table while the monitor saw
+gigabytes free). A sample costs ~2 us; the API's gate reuses one for
+``GATE_SAMPLE_SECONDS``, and ``tick`` runs every second.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ MIB = 1024 * 1024
 FULL_BYTES = 2 * MIB
 """Below this the disk is full: no useful write fits (a model's 1 MiB write failed)."""
 GATE_SAMPLE_SECONDS = 0.25
+ENTRY_BYTES = 4096
+"""What a file, folder or link counts at least, whatever it holds: an empty file allocates
+no block but takes an inode. Against a run's ``disk_mb`` (``runs/disk.py``: 100,000 empty
+files count 390 MiB, not 0), and per free inode against the free space."""
 RESERVE_FILE = "disk-reserve"
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13
@@ -110,7 +118,10 @@ class DiskMonitor:
     # --- what the disk holds -----------------------------------------------------------
     def free_bytes(self) -> int:
         st = os.statvfs(self.root)
-        return st.f_bavail * st.f_frsize
+        free = st.f_bavail * st.f_frsize
+        if st.f_files:  # 0: no fixed inode table (btrfs, some network file systems)
+            free = min(free, st.f_favail * ENTRY_BYTES)
+        return free
 
     def sample(self) -> DiskState:
         """Measure now; on a full disk, give the reserve up so orch can still record."""

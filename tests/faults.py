@@ -20,14 +20,16 @@ MIB = 1024 * 1024
 
 
 @contextmanager
-def tmpfs(where: Path, size_mb: int) -> Iterator[Path]:
-    """A ``size_mb`` tmpfs mounted at ``where`` for the block, unmounted after (root only;
-    skips, saying why, where mounting is impossible)."""
+def tmpfs(where: Path, size_mb: int, inodes: int | None = None) -> Iterator[Path]:
+    """A ``size_mb`` tmpfs (of ``inodes`` files and folders at most, when given) mounted at
+    ``where`` for the block, unmounted after (root only; skips, saying why, where mounting
+    is impossible)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     where.mkdir(parents=True, exist_ok=True)
+    options = f"size={size_mb}m,mode=0700" + (f",nr_inodes={inodes}" if inodes else "")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(where)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
         capture_output=True,
         text=True,
     )

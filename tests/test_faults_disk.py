@@ -128,6 +128,45 @@ def test_a_full_disk_is_a_state_not_a_crash(disk: Path, tmp_path: Path) -> None:
         d.stop()
 
 
+FILES_MODEL = """\
+import os, sys
+if "-mode" in sys.argv and sys.argv[sys.argv.index("-mode") + 1] == "files":
+    os.mkdir("many")
+    n = 0
+    while True:  # empty files, no bytes: only the inode table fills
+        try:
+            open(f"many/{n}", "w").close()
+        except OSError:
+            break
+        n += 1
+print('{"statistics": {"result": {"value": 1}}}')
+"""
+
+
+def test_a_disk_out_of_inodes_is_full_too(tmp_path: Path) -> None:
+    """Empty files fill a file system's inode table with its blocks still free: the monitor
+    saw megabytes free, so runs kept starting and failing, and nothing said why."""
+    with tmpfs(tmp_path / "inodes", 64, inodes=4000) as mounted:
+        d = Daemon.start(mounted / "home", config="disk_low_mb = 1\ndisk_reserve_mb = 1\n")
+        try:
+            api = d.client()
+            app_id = create_app(api)
+            push_dir(api, app_id, write_app(tmp_path / "app", FILES_MODEL), tmp_path)
+            assert _health(d)["state"] == "ok"
+            filler = wait_run(api, app_id, _run(api, app_id, "files"), timeout=30)
+            meta = filler["metadata"]
+            assert meta["status_v2"] == "failed"
+            assert "the disk under orch's home was full" in meta["error"], meta["error"]
+            assert _health(d)["state"] == "full"
+            _assert_507(api.post(f"/v1/applications/{app_id}/runs", json={"input": {}}))
+            assert api.delete(f"/v1/applications/{app_id}/runs/{filler['id']}").status_code == 204
+            wait_for(lambda: _health(d)["state"] == "ok", 15)
+            ok = wait_run(api, app_id, _run(api, app_id, "ok"))
+            assert ok["metadata"]["status_v2"] == "succeeded", ok
+        finally:
+            d.stop()
+
+
 async def test_store_gives_the_reserve_up_to_record_and_never_sticks(disk: Path) -> None:
     """In process: a write on a full disk lands once the reserve is given up; when even that
     is gone, DiskFull, and the next write once there is room works (no open transaction)."""

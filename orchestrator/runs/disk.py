@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from orchestrator import trees
+from orchestrator.disk import ENTRY_BYTES
 from orchestrator.runs.cgroups import MIB
 from orchestrator.runs.process import StrPath
 from orchestrator.threads import show_name
@@ -39,10 +40,6 @@ WALK_SHARE = 0.05
 FASTEST_WRITE = 4 * 1024 * MIB
 """Bytes per second a run is assumed unable to exceed (page cache included): the pace
 at which the headroom below a limit can shrink."""
-ENTRY_BYTES = 4096
-"""What a file, folder or link counts at least: an empty file allocates no block but takes
-an inode, and a run of 100,000 of them (0 bytes by blocks) could use up the file system's
-inodes under any ``disk_mb``; at 4 KiB each they count 390 MiB."""
 KEPT_LOG_BYTES = 64 * 1024
 """What stays of the log after a breach: its end, where the last words are."""
 
