@@ -22,6 +22,7 @@ from orchestrator.experiments.switchback import SwitchbackTests
 from orchestrator.housekeeping import Housekeeping
 from orchestrator.inbox import Inbox
 from orchestrator.registry.apps import AppService
+from orchestrator.registry.gc import Collector
 from orchestrator.registry.instances import InstanceService
 from orchestrator.registry.push import PushService
 from orchestrator.registry.secrets import SecretsService
@@ -117,7 +118,8 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
     if (watch_slots := getattr(backend, "watch_slots", None)) is not None:
         watch_slots(scheduler.resize)  # a cluster's slots follow its workers
     uploads = UploadService(store, settings)
-    push = PushService(store, settings, blobs, envs.on_new_executable)
+    gc = Collector(store, home, blobs)
+    push = PushService(store, settings, blobs, gc, envs.on_new_executable)
     runs = RunService(store, settings, uploads, scheduler, executor, states, events, manifests)
     inputs = InputService(store, blobs, uploads)
     input_sets = InputSetService(store, inputs)
@@ -134,7 +136,7 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         settings=settings,
         store=store,
         blobs=blobs,
-        apps=AppService(store, home, blobs),
+        apps=AppService(store, home, blobs, gc),
         push=push,
         versions=VersionService(store),
         instances=InstanceService(store, settings),

@@ -9,7 +9,7 @@ from orchestrator.errors import Conflict, Invalid
 from orchestrator.home import Home
 from orchestrator.ids import check_label, validate_id
 from orchestrator.models import RESERVED_INSTANCES, App, PointerMove
-from orchestrator.registry.gc import collect_garbage
+from orchestrator.registry.gc import Collector
 from orchestrator.registry.lookup import rename, require_app, require_instance
 from orchestrator.store import Repos, Store
 from orchestrator.store.blobs import BlobStore
@@ -18,8 +18,8 @@ _UNSET = object()
 
 
 class AppService:
-    def __init__(self, store: Store, home: Home, blobs: BlobStore) -> None:
-        self.store, self.home, self.blobs = store, home, blobs
+    def __init__(self, store: Store, home: Home, blobs: BlobStore, gc: Collector) -> None:
+        self.store, self.home, self.blobs, self.gc = store, home, blobs, gc
 
     async def create(self, app_id: str, name: str, description: str = "") -> App:
         validate_id(app_id, "app")
@@ -92,7 +92,7 @@ class AppService:
         trees.remove(self.home.push / app_id)
         for run_id in run_ids:
             trees.remove(self.home.run_dir(run_id))
-        await collect_garbage(self.store, self.home, self.blobs)
+        await self.gc.collect()
 
     async def history(self, app_id: str) -> builtins.list[PointerMove]:
         await require_app(self.store.read, app_id)

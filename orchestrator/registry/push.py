@@ -16,7 +16,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import NotFound, TooLarge
 from orchestrator.models import EnvStatus, Executable, PointerMove
 from orchestrator.packaging.unpack import inspect_and_unpack
-from orchestrator.registry.gc import collect_garbage
+from orchestrator.registry.gc import Collector
 from orchestrator.registry.lookup import require_app, require_current_executable
 from orchestrator.store import Store
 from orchestrator.store.blobs import BlobStore, hash_file
@@ -28,23 +28,49 @@ MIB = 1024 * 1024
 
 class PushService:
     def __init__(
-        self, store: Store, settings: Settings, blobs: BlobStore, on_new: OnExecutable
+        self,
+        store: Store,
+        settings: Settings,
+        blobs: BlobStore,
+        gc: Collector,
+        on_new: OnExecutable,
     ) -> None:
-        self.store, self.settings, self.blobs = store, settings, blobs
+        self.store, self.settings, self.blobs, self.gc = store, settings, blobs, gc
         self.home = settings.home
         self._on_new = on_new
 
     async def ingest(self, app_id: str, archive: Path, action: str = "push") -> Executable:
         """Make ``archive`` the app's current executable and point devint at it.
 
-        The archive file is consumed (moved into the blob store or deleted).
+        The archive file is consumed (moved into the blob store or deleted). From the
+        moment its hash is known the package is ``ingesting`` (``registry/gc.py``): no
+        collection removes its files before the executable is recorded, and a push that
+        fails after unpacking (its app deleted meanwhile) leaves none behind.
         """
         try:
             await require_app(self.store.read, app_id)
-            exe = await self._unpack(archive)
-            await self.blobs.adopt(archive, exe.id)
+            sha, size = await self._measure(archive)
+            recorded = False
+            try:
+                async with self.gc.ingesting(sha):
+                    exe = await self._unpack(archive, sha, size)
+                    await self.blobs.adopt(archive, exe.id)
+                    stored, fresh = await self._record(app_id, exe, action)
+                    recorded = True
+            finally:
+                if not recorded:
+                    await self.gc.abandon(sha)
         finally:
             archive.unlink(missing_ok=True)
+        if fresh or stored.env_status == EnvStatus.FAILED:
+            # a push of a package whose environment failed (an index that was down) is
+            # how a user asks for another try: the same package would otherwise never run
+            await self._on_new(stored)
+        await self.gc.collect()
+        return stored
+
+    async def _record(self, app_id: str, exe: Executable, action: str) -> tuple[Executable, bool]:
+        """The executable's row (if new) and devint moved to it, in one transaction."""
         async with self.store.write() as w:
             app = await require_app(w, app_id)
             fresh = await w.executables.insert_if_missing(exe, str(self.blobs.path(exe.id)))
@@ -53,14 +79,10 @@ class PushService:
             await w.apps.update(app)
             stored = await w.executables.get(exe.id)
         assert stored is not None
-        if fresh or stored.env_status == EnvStatus.FAILED:
-            # a push of a package whose environment failed (an index that was down) is
-            # how a user asks for another try: the same package would otherwise never run
-            await self._on_new(stored)
-        await collect_garbage(self.store, self.home, self.blobs)
-        return stored
+        return stored, fresh
 
-    async def _unpack(self, archive: Path) -> Executable:
+    async def _measure(self, archive: Path) -> tuple[str, int]:
+        """The archive's sha256 and size, refused over ``max_package_mb`` before it is read."""
         limit = self.settings.max_package_mb * MIB
         size = archive.stat().st_size
         if size > limit:
@@ -68,7 +90,10 @@ class PushService:
                 f"package is {size / MIB:.1f} MiB; the limit is {self.settings.max_package_mb} MiB"
                 " (max_package_mb)"
             )
-        sha, size = await anyio.to_thread.run_sync(hash_file, archive)
+        return await anyio.to_thread.run_sync(hash_file, archive)
+
+    async def _unpack(self, archive: Path, sha: str, size: int) -> Executable:
+        limit = self.settings.max_package_mb * MIB
         result = await anyio.to_thread.run_sync(
             lambda: inspect_and_unpack(
                 archive,
