@@ -62,6 +62,20 @@ def submit(ctx: Context, spec: TaskSpec) -> Future:
     )
 
 
+def withdraw(task: Future) -> None:
+    """Let go of a task the daemon no longer wants; the scheduler forgets it once nothing
+    else (the run's published record) holds it, so Dask never starts it again.
+
+    Never ``Future.cancel``: Dask's cancel has the scheduler broadcast ``cancelled-keys``
+    to every client, and a client whose handshake is in flight gets it batched with its
+    ``stream-start`` and fails to connect (distributed asserts that message comes alone).
+    Such a client is a worker's, made by the first task that starts there, which is just
+    when a retry and its lost worker's rescheduled attempt land on the survivor: the other
+    task, already handed that client by ``get_client`` while it connected, then waits
+    forever on the shipped blobs (its futures never hear from the scheduler)."""
+    task.release()
+
+
 class DaskExecution:
     def __init__(
         self,
@@ -86,6 +100,8 @@ class DaskExecution:
         self._canceled = False
         self._lost = asyncio.Event()
         self._lost_why = ""
+        self._withdrawn = asyncio.Event()
+        """Canceled before its task was accepted: the task is let go, and no result awaited."""
         self._started = time.monotonic()
         self._restarts_left = FREE_RESTARTS
         self._published: asyncio.Task[None] | None = None
@@ -144,7 +160,8 @@ class DaskExecution:
     def _stop(self, grace_seconds: float) -> None:
         workers = [self.worker] if self.worker else None
         if self.worker is None:
-            self.ctx.background.spawn(self.future.cancel(), f"withdraw {self.key}")
+            withdraw(self.future)
+            self._withdrawn.set()
         self.ctx.background.spawn(
             self.ctx.client.run(
                 cancel_run, self.run_id, grace_seconds, workers=workers, on_error="return"
@@ -180,13 +197,17 @@ class DaskExecution:
         """The attempt's result, a failure (a lost worker, a crash), or None if withdrawn."""
         result = asyncio.ensure_future(self._result(self.future))
         lost = asyncio.ensure_future(self._lost.wait())
+        withdrawn = asyncio.ensure_future(self._withdrawn.wait())
         try:
-            await asyncio.wait({result, lost}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({result, lost, withdrawn}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             lost.cancel()
+            withdrawn.cancel()
         if result.done():
             return result.result()
         result.cancel()
+        if self._withdrawn.is_set():
+            return None
         return Failure(FailureKind.WORKER_LOST, detail=self._lost_why)
 
     async def _result(self, future: Future) -> TaskResult | Failure | None:
@@ -233,7 +254,7 @@ class DaskExecution:
         self.future = submit(self.ctx, self.spec)
         if self._canceled:  # while this was being arranged
             self._stop(0)
-        self.ctx.background.spawn(old.cancel(), f"withdraw {old.key}")
+        withdraw(old)
         if self._published is not None:
             await self._published
         self._published = asyncio.create_task(self._publish())

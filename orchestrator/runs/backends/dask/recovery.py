@@ -25,7 +25,7 @@ from typing import Any
 from orchestrator import trees
 from orchestrator.models import Run
 from orchestrator.runs.backends.dask import claims
-from orchestrator.runs.backends.dask.execution import Context, DaskExecution
+from orchestrator.runs.backends.dask.execution import Context, DaskExecution, withdraw
 from orchestrator.runs.backends.dask.protocol import dataset_name, dataset_prefix
 from orchestrator.runs.backends.dask.worker import cancel_run
 from orchestrator.runs.backends.local import sweep_leftovers
@@ -66,7 +66,7 @@ async def reattach(ctx: Context, running: list[Run], known: set[str]) -> dict[st
             published=True,
         )
     for run_id, record in records.items():  # on the cluster, but not running here
-        await record["task"].cancel()
+        withdraw(record["task"])  # never Future.cancel: see ``withdraw``
         await client.unpublish_dataset(dataset_name(ctx.tenant, run_id))
         await _kill(ctx, run_id)
     _remove_unwritten(ctx, known)
