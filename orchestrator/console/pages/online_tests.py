@@ -12,6 +12,7 @@ links.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,8 @@ from orchestrator.shadow_models import ShadowLink, ShadowStatus, StopIntent
 from orchestrator.switchback_models import Arm, SwitchbackStatus, SwitchbackTest
 
 router = pages_router()
+Page = Callable[[Request, str, str, int, str], Awaitable[Response]]
+"""A test's page, rendered with a status and an error (``""``: none)."""
 
 
 # --- switchback tests -------------------------------------------------------------------------
@@ -120,21 +123,15 @@ async def switchback_page(request: Request, app_id: str, test_id: str) -> Respon
 
 @router.post("/apps/{app_id}/switchback-tests/{test_id}/start")
 async def start_switchback(request: Request, app_id: str, test_id: str) -> Response:
-    try:
-        await state(request).services.switchback_tests.start(app_id, test_id)
-    except OrchError as exc:
-        return await _switchback(request, app_id, test_id, exc.status, exc.message)
-    return see_other(app_url(app_id, "switchback-tests", test_id))
+    move = state(request).services.switchback_tests.start(app_id, test_id)
+    return await _moved(request, app_id, test_id, "switchback-tests", move, _switchback)
 
 
 @router.post("/apps/{app_id}/switchback-tests/{test_id}/stop")
 async def stop_switchback(request: Request, app_id: str, test_id: str) -> Response:
     intent = field(await read_form(request), "intent") or "complete"
-    try:
-        await state(request).services.switchback_tests.stop(app_id, test_id, intent)
-    except OrchError as exc:
-        return await _switchback(request, app_id, test_id, exc.status, exc.message)
-    return see_other(app_url(app_id, "switchback-tests", test_id))
+    move = state(request).services.switchback_tests.stop(app_id, test_id, intent)
+    return await _moved(request, app_id, test_id, "switchback-tests", move, _switchback)
 
 
 # --- shadow tests -----------------------------------------------------------------------------
@@ -198,11 +195,8 @@ async def shadow_page(request: Request, app_id: str, test_id: str) -> Response:
 
 @router.post("/apps/{app_id}/shadow-tests/{test_id}/start")
 async def start_shadow(request: Request, app_id: str, test_id: str) -> Response:
-    try:
-        await state(request).services.shadow_tests.start(app_id, test_id)
-    except OrchError as exc:
-        return await _shadow(request, app_id, test_id, exc.status, exc.message)
-    return see_other(app_url(app_id, "shadow-tests", test_id))
+    move = state(request).services.shadow_tests.start(app_id, test_id)
+    return await _moved(request, app_id, test_id, "shadow-tests", move, _shadow)
 
 
 @router.post("/apps/{app_id}/shadow-tests/{test_id}/stop")
@@ -213,8 +207,17 @@ async def stop_shadow(request: Request, app_id: str, test_id: str) -> Response:
     except ValueError:
         why = f"intent must be one of {', '.join(StopIntent)}, got {given!r}"
         return await _shadow(request, app_id, test_id, 400, why)
+    move = state(request).services.shadow_tests.stop(app_id, test_id, intent)
+    return await _moved(request, app_id, test_id, "shadow-tests", move, _shadow)
+
+
+async def _moved(
+    request: Request, app_id: str, test_id: str, kind: str, move: Awaitable[object], page: Page
+) -> Response:
+    """A test's Start or Stop (``move``, the service's own): back to the test's page, or
+    that page with the service's refusal (its status and message) when it refused."""
     try:
-        await state(request).services.shadow_tests.stop(app_id, test_id, intent)
+        await move
     except OrchError as exc:
-        return await _shadow(request, app_id, test_id, exc.status, exc.message)
-    return see_other(app_url(app_id, "shadow-tests", test_id))
+        return await page(request, app_id, test_id, exc.status, exc.message)
+    return see_other(app_url(app_id, kind, test_id))
