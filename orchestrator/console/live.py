@@ -32,12 +32,15 @@ class Subscription:
         if self.queue.empty():
             getter = asyncio.ensure_future(self.queue.get())
             stopper = asyncio.ensure_future(stopping.wait())
-            done, _ = await asyncio.wait(
-                {getter, stopper}, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            stopper.cancel()
+            try:
+                done, _ = await asyncio.wait(
+                    {getter, stopper}, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:  # also when the page hangs up: asyncio.wait leaves both pending
+                stopper.cancel()
+                if not getter.done():
+                    getter.cancel()
             if getter not in done:
-                getter.cancel()
                 return None if stopping.is_set() else []
             first = [getter.result()]
         else:

@@ -210,6 +210,26 @@ def test_option_lines() -> None:
         parse_options("novalue")
 
 
+async def test_a_page_that_hangs_up_leaves_no_task_behind() -> None:
+    """Each closed stream left its two waits pending for the daemon's life (thousands a
+    day with the console open) and two "Task was destroyed" lines in the log."""
+    feed, stop = RunFeed(), asyncio.Event()
+
+    async def page() -> None:
+        with feed.subscribe() as sub:
+            await sub.next_batch(15, stop)
+
+    for _ in range(50):
+        streaming = asyncio.create_task(page())
+        await asyncio.sleep(0)
+        streaming.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await streaming
+    await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert feed.listeners == 0
+
+
 async def test_the_feed_fans_out_and_a_slow_page_is_told_to_reload() -> None:
     feed = RunFeed()
     stop = asyncio.Event()
