@@ -198,14 +198,17 @@ class DaskExecution:
         result = asyncio.ensure_future(self._result(self.future))
         lost = asyncio.ensure_future(self._lost.wait())
         withdrawn = asyncio.ensure_future(self._withdrawn.wait())
+        finished = False
         try:
             await asyncio.wait({result, lost, withdrawn}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+            finished = result.done()
+        finally:  # also when this is cancelled: asyncio.wait leaves all three pending
             lost.cancel()
             withdrawn.cancel()
-        if result.done():
+            if not finished:
+                result.cancel()
+        if finished:
             return result.result()
-        result.cancel()
         if self._withdrawn.is_set():
             return None
         return Failure(FailureKind.WORKER_LOST, detail=self._lost_why)
