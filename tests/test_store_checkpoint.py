@@ -61,5 +61,16 @@ async def test_the_checkpointer_copies_a_grown_wal_back(
             assert time.monotonic() < deadline, "the WAL was never checkpointed"
             await asyncio.sleep(0.05)
         assert await database.reader.scalar("SELECT count(*) FROM filler") == 500
+        # the next write starts the WAL over, and the file with it: the checkpointer goes by
+        # its size, and a file left at its high mark had it checkpoint every second
+        wal = tmp_path / "orch.db-wal"
+        deadline = time.monotonic() + 10
+        while True:
+            async with database.single() as w:
+                await w.execute("INSERT INTO filler (body) VALUES ('z')")
+            if wal.stat().st_size < db.CHECKPOINT_BYTES:
+                break
+            assert time.monotonic() < deadline, f"the WAL stayed at {wal.stat().st_size} bytes"
+            await asyncio.sleep(0.05)
     finally:
         await database.close()

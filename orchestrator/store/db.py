@@ -45,6 +45,10 @@ _PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
     "PRAGMA wal_autocheckpoint=0",  # the Checkpointer's job: no fsync inside a commit
+    # the WAL file shrinks when a write starts it over after a checkpoint: the Checkpointer
+    # goes by its size, and a file that stayed at its high mark made every second with a
+    # write a checkpoint (two fsyncs a second at one run a second, found by a soak)
+    "PRAGMA journal_size_limit=0",
 )
 _SQLITE_IOERR = 10
 BULK_ROWS = 64
