@@ -72,23 +72,33 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await store.close()
 
 
+def hold_after_adopt(
+    world: World, monkeypatch: pytest.MonkeyPatch, only: str | None = None
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """(adopted, go_on): a push (of package ``only``, or any) that has stored its bytes
+    sets ``adopted`` and waits for ``go_on`` before it records its executable."""
+    adopted, go_on = asyncio.Event(), asyncio.Event()
+    adopt = world.blobs.adopt
+
+    async def slow_adopt(src: Path, sha: str) -> Path:
+        found = await adopt(src, sha)
+        if only is None or sha == only:
+            adopted.set()
+            await go_on.wait()
+        return found
+
+    monkeypatch.setattr(world.blobs, "adopt", slow_adopt)
+    return adopted, go_on
+
+
 async def test_a_collection_leaves_the_package_a_push_is_recording(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     copies = tmp_path / "copies"
     await world.apps.create("racy", "Racy")
     p = await world.push.ingest("racy", world.archive("p", copies))
-    adopt = world.blobs.adopt
-    adopted, go_on = asyncio.Event(), asyncio.Event()
-
-    async def slow_adopt(src: Path, sha: str) -> Path:
-        found = await adopt(src, sha)
-        if sha == p.id:  # p's push has found p's files, and waits before recording them
-            adopted.set()
-            await go_on.wait()
-        return found
-
-    monkeypatch.setattr(world.blobs, "adopt", slow_adopt)
+    # p's push will find p's files, and wait before recording them
+    adopted, go_on = hold_after_adopt(world, monkeypatch, p.id)
     again = asyncio.create_task(world.push.ingest("racy", world.archive("p", copies)))
     await adopted.wait()
     # meanwhile a push of q moves devint off p and collects what nothing points at
@@ -107,16 +117,7 @@ async def test_a_push_whose_app_went_meanwhile_leaves_no_files(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await world.apps.create("doomed", "Doomed")
-    adopted, go_on = asyncio.Event(), asyncio.Event()
-    adopt = world.blobs.adopt
-
-    async def slow_adopt(src: Path, sha: str) -> Path:
-        found = await adopt(src, sha)
-        adopted.set()
-        await go_on.wait()
-        return found
-
-    monkeypatch.setattr(world.blobs, "adopt", slow_adopt)
+    adopted, go_on = hold_after_adopt(world, monkeypatch)
     pushing = asyncio.create_task(world.push.ingest("doomed", world.archive("q", tmp_path)))
     await adopted.wait()
     await world.apps.delete("doomed")
