@@ -209,4 +209,7 @@ def _file_away(path: Path, folder: str, reason: str) -> None:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     dest = dest_dir / f"{stamp}-{path.name}"
     os.replace(path, dest)
-    Path(f"{dest}.reason").write_text(reason + "\n")
+    # whole or not at all: a watcher that saw the file being written read an empty reason
+    written = Path(f"{dest}.reason.part")
+    written.write_text(reason + "\n")
+    os.replace(written, f"{dest}.reason")
