@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from orchestrator import trees
 from orchestrator.config import IsolationSettings
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import detect
@@ -67,6 +68,13 @@ async def main() -> None:
     args = parser.parse_args()
     argv = ["/bin/true"] if args.true else [args.python, "-c", "pass"]
     tmp = Path(tempfile.mkdtemp(prefix="orch-measure-"))
+    try:
+        await _measure(args, argv, tmp)
+    finally:
+        trees.remove(tmp)  # the jail's files in it belong to the models' uid
+
+
+async def _measure(args: argparse.Namespace, argv: list[str], tmp: Path) -> None:
     variants = {"bare Popen": bare(argv, tmp / "bare")}
     sampling = Sandbox(use_cgroups=False)
     sandboxes = [sampling]
