@@ -29,6 +29,7 @@ import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import Invalid
@@ -184,7 +185,7 @@ class Settings:
         home = home or Home(default_home())
         values: dict[str, Any] = {}
         if home.config_file.exists():
-            values.update(_from_toml(home.config_file.read_text()))
+            values.update(_from_toml(_read_config(home.config_file)))
         values.update(_from_env())
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(home=home, **values)
@@ -227,6 +228,20 @@ def dask_address(executor: str) -> str | None:
     if not host or "/" in host or (port and not port.isdigit()):
         raise Invalid(f"executor {executor!r}: expected dask://HOST:PORT")
     return f"tcp://{host}:{port or DASK_DEFAULT_PORT}"
+
+
+def _read_config(path: Path) -> str:
+    """The file's text; TOML is UTF-8 by definition, so other bytes are a config error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise Invalid(
+            f"config.toml is not valid TOML: line {line} is not UTF-8 "
+            f"(byte {exc.object[exc.start : exc.start + 1]!r})"
+        ) from None
+    except OSError as exc:
+        raise Invalid(f"config.toml cannot be read: {exc.strerror or exc}") from None
 
 
 def _from_toml(text: str) -> dict[str, Any]:

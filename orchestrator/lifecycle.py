@@ -102,10 +102,47 @@ def check_home(settings: Settings) -> DiskMonitor:
             probe.unlink(missing_ok=True)
     except OSError as exc:
         raise CannotStart(why_not_started(exc, settings)) from None
+    if (lost := lost_database(home)) is not None:
+        raise CannotStart(lost)
     disk = DiskMonitor.of(settings)
     if _free(disk) + _size(disk.reserve_path) < _needed(disk):
         raise CannotStart(_disk_full_line(disk))
     return disk
+
+
+def lost_database(home: Home) -> str | None:
+    """Why a home whose database is gone (missing, or emptied) must not start, if it is.
+
+    A daemon on a new database treats every run folder and package no row names as the
+    leftover of a crash and deletes it: on a home that held runs, that would delete all
+    of them. So such a home is refused with what it holds, and nothing is touched.
+    """
+    try:
+        if home.db.stat().st_size > 0:
+            return None
+    except FileNotFoundError:
+        pass
+    held = {
+        "run folder(s)": _count(home.runs),
+        "unpacked package(s)": _count(home.executables),
+        "stored package(s)": _count(home.blobs),
+    }
+    if not any(held.values()):
+        return None  # a new home
+    what = ", ".join(f"{n} {name}" for name, n in held.items() if n)
+    return (
+        f"the database {home.db} is missing or empty, but the home holds {what}: orch "
+        "does not start on it, which would delete them as leftovers; put the database "
+        "back, or move the home aside to start afresh"
+    )
+
+
+def _count(folder: Path) -> int:
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for entry in entries if not entry.name.startswith("."))
+    except FileNotFoundError:
+        return 0
 
 
 def why_not_started(exc: BaseException, settings: Settings) -> str:

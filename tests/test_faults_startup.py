@@ -8,6 +8,7 @@ home afterwards.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import fill, orch, processes_using, remount, tmpfs
-from tests.helpers import Daemon
+from tests.helpers import SAMPLES, Daemon, create_app, push_dir, run_and_wait
 
 CONFIG = "disk_low_mb = 8\ndisk_reserve_mb = 4\n"
 
@@ -84,6 +85,34 @@ def test_a_bad_config_is_one_line(tmp_path: Path, config: str, named: str) -> No
     home.mkdir()
     (home / "config.toml").write_text(config)
     _refused(home, named)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_bytes(b"concurrency = 2\n# caf\xe9\n")
+    _refused(home, "config.toml", "line 2", "UTF-8")
+
+
+@pytest.mark.parametrize("loss", ["emptied", "removed"])
+def test_a_lost_database_deletes_nothing(tmp_path: Path, loss: str) -> None:
+    """A new database names no run or package: a daemon starting on one would delete
+    them all as a crash's leftovers. It refuses instead, and every file stays."""
+    home = tmp_path / "home"
+    d = Daemon.start(home)
+    with d.client() as api:
+        app = create_app(api)
+        push_dir(api, app, SAMPLES / "knapsack", tmp_path)
+        run = run_and_wait(api, app, {"input": (SAMPLES / "knapsack" / "input.json").read_text()})
+    d.stop()
+    held = {f: sorted(os.listdir(home / f)) for f in ("runs", "executables", "blobs")}
+    assert held["runs"] == [run["id"]]
+    if loss == "emptied":
+        (home / "orch.db").write_bytes(b"")
+    else:
+        (home / "orch.db").unlink()
+    _refused(home, "orch.db", "missing or empty", "1 run folder(s)", "1 unpacked package(s)")
+    assert {f: sorted(os.listdir(home / f)) for f in held} == held
 
 
 def test_a_broken_database_is_one_line(tmp_path: Path) -> None:
