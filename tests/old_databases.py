@@ -37,16 +37,46 @@ FILLED_AT = 3
 (as it would be on a machine that ran each orch in turn)."""
 
 
-def write_old(path: Path, version: int) -> None:
-    """A database at schema ``version`` (1..len(MIGRATIONS)-1), filled as that orch did."""
+def write_old(path: Path, version: int, scripts: list[str] = MIGRATIONS) -> None:
+    """A database at schema ``version`` (1..len(MIGRATIONS)-1), filled as that orch did;
+    ``scripts`` are the migrations that orch had (``early_migrations`` for drifted ones)."""
     conn = sqlite3.connect(path, isolation_level=None)
     filled_at = min(version, FILLED_AT)
     try:
-        _apply(conn, 1, MIGRATIONS[:filled_at])
+        _apply(conn, 1, scripts[:filled_at])
         _fill(conn, filled_at)
-        _apply(conn, filled_at + 1, MIGRATIONS[filled_at:version])
+        _apply(conn, filled_at + 1, scripts[filled_at:version])
     finally:
         conn.close()
+
+
+def _without(script: str, *parts: str) -> str:
+    for part in parts:
+        assert part in script, f"migration 4 no longer holds {part!r}"
+        script = script.replace(part, "")
+    return script
+
+
+_V4 = MIGRATIONS[3]
+_DISK_FULL = ", 'disk_full'"
+_ENSEMBLE_COLUMNS = _V4[_V4.index("    run_type ") : _V4.index("    experiment_id ")]
+_CONSOLE_INDEXES = _V4[_V4.index(";\n-- The console's runs page") :]
+_PARENT_INDEX = (
+    ";\nCREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL"
+)
+
+EARLY_V4: dict[str, str] = {
+    "cc2a17e": _without(_V4, _DISK_FULL, _ENSEMBLE_COLUMNS, _CONSOLE_INDEXES, _PARENT_INDEX),
+    "067cd0a": _without(_V4, _DISK_FULL, _CONSOLE_INDEXES),
+    "5422af7": _without(_V4, _DISK_FULL),
+}
+"""Migration 4 as three commits of 2026-12-04 had it, before it was edited in place: its
+``runs`` table lacked the ensemble columns, the console's indexes and ``disk_full``."""
+
+
+def early_migrations(commit: str) -> list[str]:
+    """The migrations of that early orch: today's, with its own migration 4."""
+    return [*MIGRATIONS[:3], EARLY_V4[commit], *MIGRATIONS[4:]]
 
 
 def _apply(conn: sqlite3.Connection, first: int, scripts: list[str]) -> None:

@@ -33,7 +33,8 @@ from typing import Any
 import anyio
 
 from orchestrator.disk import FULL_BYTES, DiskMonitor, is_disk_full
-from orchestrator.store.migrations import MIGRATIONS
+from orchestrator.store.drift import SchemaDrift, repair
+from orchestrator.store.migrations import MIGRATIONS, statements
 from orchestrator.threads import give_way_to_the_loop, show_name
 
 Row = sqlite3.Row
@@ -178,7 +179,7 @@ class Database:
         _private(self.path)
         writer = _connect(self.path)
         try:
-            migrate(writer)
+            migrate(writer, f"the database {self.path}")
             reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
         except BaseException:
             writer.close()
@@ -317,33 +318,45 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: sqlite3.Connection, name: str = "the database") -> int:
     """Apply the numbered migrations the file has not seen; returns the new version.
 
     ``PRAGMA user_version`` records how far a database file has come, so an
-    old file from an earlier orch is brought forward at start, in order.
+    old file from an earlier orch is brought forward at start, in order. ``name``
+    says which file in an error.
     """
     row = conn.execute("PRAGMA user_version").fetchone()
     version = int(row[0]) if row else 0
     if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"{conn} has schema version {version}, newer than this orch ({len(MIGRATIONS)})"
+        raise SchemaDrift(
+            f"{name} has schema version {version}, newer than this orch's "
+            f"({len(MIGRATIONS)}): a newer orch wrote it; use that one (or a newer) with it"
         )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+    if version == len(MIGRATIONS):
+        return version
+    # All of it or nothing: a migration that fails (or a crash) leaves the file as it was,
+    # at a version the orch that wrote it can still open. Foreign keys are off while
+    # tables are rebuilt (a dropped table must not cascade), and checked before the end.
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
+            repaired = repair(conn, version, name) if version else []
+            for script in MIGRATIONS[version:]:
+                for statement in statements(script):
+                    conn.execute(statement)
+            if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise SchemaDrift(f"{name}: its rows break its foreign keys once migrated")
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
         except BaseException:
             conn.rollback()
             raise
         conn.commit()
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
+    if repaired:
+        log.warning("rebuilt table(s) %s made by an early build of schema %d", repaired, version)
     return len(MIGRATIONS)
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";\n") if s.strip()]
 
 
 def _private(path: Path) -> None:

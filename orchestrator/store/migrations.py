@@ -461,3 +461,8 @@ MIGRATIONS: list[str] = [
     _SEED,
     _RUN_EXPERIMENT_TYPE,
 ]
+
+
+def statements(script: str) -> list[str]:
+    """A migration's statements, one by one (``sqlite3`` runs one statement per call)."""
+    return [s.strip() for s in script.split(";\n") if s.strip()]
