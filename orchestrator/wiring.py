@@ -60,6 +60,8 @@ class Engine:
         report = await recover(svc.store, svc.runs.states, self.backend)
         await self.envs.resume()
         await self.housekeeping.start()  # sweeps what a killed daemon left; watches the disk
+        if restored := await svc.push.restore_missing():
+            log.warning("unpacked again %d package(s) whose folder was gone", len(restored))
         for run, execution in report.reattached:
             self.scheduler.adopt(run, execution)
         for run in report.queued:

@@ -141,3 +141,32 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_package_folder_removed_by_hand(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """Its runs fail before they start, naming the folder (not a bare FileNotFoundError);
+    the next start unpacks it again from the stored package, and runs succeed again."""
+    d = make_daemon()
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+        folder = d.home / "executables" / _executable_id(api, app_id)
+        assert folder.is_dir()
+        subprocess.run(["chmod", "-R", "u+w", str(folder)], check=True)
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+        failed = wait_run(api, app_id, _start(api, app_id, {"input": INPUT}))
+        error = failed["metadata"]["error"]
+        assert failed["metadata"]["status_v2"] == "failed"
+        assert "could not start the model" in error and str(folder) in error, error
+    d.stop()
+    d = make_daemon(home=d.home)
+    assert folder.is_dir()
+    with d.client() as api:
+        again = wait_run(api, app_id, _start(api, app_id, {"input": INPUT}))
+        assert again["metadata"]["status_v2"] == "succeeded", again["metadata"]
+
+
+def _executable_id(api: httpx.Client, app_id: str) -> str:
+    r = api.get(f"/v1/applications/{app_id}")
+    assert r.status_code == 200, r.text
+    return str(r.json()["executable_id"])

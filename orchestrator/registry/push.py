@@ -7,19 +7,22 @@ anything can run against it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 
 from orchestrator.config import Settings
-from orchestrator.errors import NotFound, TooLarge
+from orchestrator.errors import NotFound, OrchError, TooLarge
 from orchestrator.models import EnvStatus, Executable, PointerMove
 from orchestrator.packaging.unpack import inspect_and_unpack
 from orchestrator.registry.gc import Collector
 from orchestrator.registry.lookup import require_app, require_current_executable
 from orchestrator.store import Store
 from orchestrator.store.blobs import BlobStore, hash_file
+
+log = logging.getLogger(__name__)
 
 OnExecutable = Callable[[Executable], Awaitable[None]]
 
@@ -107,6 +110,24 @@ class PushService:
         return Executable(
             id=sha, size=size, manifest=manifest.raw, type=manifest.type, runtime=manifest.runtime
         )
+
+    async def restore_missing(self) -> list[str]:
+        """Unpack again, from its stored package, every recorded package whose folder is
+        gone (removed by hand, or a home restored without it): each of its runs would
+        fail to start. Returns their ids."""
+        restored = []
+        for exe_id in sorted(await self.store.read.executables.ids()):
+            blob = self.blobs.path(exe_id)
+            if (self.home.executables / exe_id).is_dir() or not blob.is_file():
+                continue
+            try:
+                async with self.gc.ingesting(exe_id):
+                    await self._unpack(blob, exe_id, blob.stat().st_size)
+            except (OrchError, OSError) as exc:  # its runs keep failing, saying why
+                log.warning("package %s could not be unpacked again: %s", exe_id, exc)
+                continue
+            restored.append(exe_id)
+        return restored
 
     async def current(self, app_id: str) -> Executable:
         """The app's latest push (what devint runs)."""

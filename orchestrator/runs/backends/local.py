@@ -183,7 +183,16 @@ class LocalBackend:
         package = self.settings.home.package_path(exe.id)
         run_dir = self.settings.home.run_path(run.id)
         read_paths = self.settings.isolation.read_paths
-        staged = stage(run, run_dir, package, manifest, python, read_paths, secrets=job.secrets)
+        try:
+            staged = stage(run, run_dir, package, manifest, python, read_paths, secrets=job.secrets)
+        except FileNotFoundError as exc:
+            if exc.filename != package:
+                raise
+            why = (
+                f"its package folder {package} is missing (removed outside orch); a restart "
+                "of the daemon unpacks it again from the stored package, or push the app again"
+            )
+            raise StartFailed(Failure(FailureKind.SPAWN, detail=why)) from None
         return replace(staged, command=self.sandbox.command(staged.spec))
 
     def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
