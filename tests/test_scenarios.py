@@ -44,6 +44,17 @@ def test_runs_are_scenarios_x_inputs_x_variations_x_repetitions() -> None:
         ([ScenarioSpec("p", input_set_id="empty")], 1, "has no inputs"),
         ([ScenarioSpec("p", input_ids=("i",), configuration=(("x", ()),))], 1, "no values"),
         ([ScenarioSpec("p", input_ids=("i",))], 0, "at least 1"),
+        ([ScenarioSpec("p", input_ids=("i", "i"))], 1, "lists input 'i' more than once"),
+        (
+            [ScenarioSpec("p", "s", input_ids=("i",), configuration=(("x", ("1", "1")),))],
+            1,
+            "'s': option 'x' gives value '1' more than once",
+        ),
+        (
+            [ScenarioSpec("p", input_ids=("i",), configuration=(("x", ("1",)), ("x", ("2",))))],
+            1,
+            "gives option 'x' more than once",
+        ),
     ],
 )
 def test_bad_scenarios_are_refused(

@@ -190,9 +190,22 @@ async def get_input_set(
 async def update_input_set(
     app_id: AppId, set_id: InputSetId, body: InputSetBody, svc: Services = Depends(services)
 ) -> Any:
-    ids = [*(body.input_ids or []), *(i.id for i in body.inputs or [])]
-    item = await svc.input_sets.update(app_id, set_id, body.name, body.description, ids or None)
+    item = await svc.input_sets.update(
+        app_id, set_id, body.name, body.description, _new_members(body)
+    )
     return await _set(svc, item)
+
+
+def _new_members(body: InputSetBody) -> list[str] | None:
+    """The inputs an update gives the set: exactly ``inputs`` when given, else exactly
+    ``input_ids``, else None (they stay).
+
+    ``inputs`` wins because the SDK's ``update_input_set`` PUTs the set as it read it
+    (``input_ids`` included) with only ``inputs`` replaced: joining the two could only add.
+    """
+    if body.inputs is not None:
+        return [i.id for i in body.inputs]
+    return body.input_ids
 
 
 @router.delete("/experiments/inputsets/{set_id}", status_code=204, responses=REMOVE)

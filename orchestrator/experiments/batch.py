@@ -25,7 +25,7 @@ from orchestrator.experiments.inputs import (
     require_input,
 )
 from orchestrator.experiments.queue_order import check_seed, draw_seed, fair_order
-from orchestrator.experiments.scenarios import ScenarioSpec, expand, too_many_runs
+from orchestrator.experiments.scenarios import ScenarioSpec, expand, repeated, too_many_runs
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import (
@@ -182,6 +182,8 @@ class ExperimentService:
             raise Invalid("give at least one instance or version to compare")
         if req.repetitions < 1:
             raise Invalid(f"repetitions must be at least 1, got {req.repetitions}")
+        _given_once("instance", req.instance_ids)
+        _given_once("version", req.version_ids)
         members = await self.input_sets.members(req.app_id, req.input_set_id)
         sets: builtins.list[str | None] = list(req.option_sets) or [None]
         targets = [*((i, None) for i in req.instance_ids), *((None, v) for v in req.version_ids)]
@@ -208,7 +210,7 @@ class ExperimentService:
         if not plan:
             raise Invalid("the experiment has no runs")
         inputs: dict[str, ManagedInput] = {}
-        await self._check_input_sets(req.app_id, plan)
+        await self._check_input_sets(req, plan)
         start = datetime.now(UTC)
         templates: dict[tuple[str | None, str | None, str | None], Run] = {}
         runs = []
@@ -255,15 +257,23 @@ class ExperimentService:
             )
         return runs
 
-    async def _check_input_sets(self, app_id: str, plan: builtins.list[PlannedRun]) -> None:
-        """A run that names its input set (a scenario test's do) must take an input of it."""
+    async def _check_input_sets(self, req: BatchRequest, plan: builtins.list[PlannedRun]) -> None:
+        """Every input set named exists (404 otherwise), and each run takes an input of its
+        set: the one it names (a scenario test's runs do) or else the experiment's.
+
+        Explicit runs (the SDK always sends them) skip ``_cross_product``, which is what
+        resolves the experiment's set otherwise: an unknown set, or an input from outside
+        it, would be recorded as the experiment's and mislabel every run."""
+        named = dict.fromkeys([req.input_set_id, *(p.input_set_id for p in plan)])
         members = {
-            set_id: set((await self.input_sets.get(app_id, set_id)).input_ids)
-            for set_id in dict.fromkeys(p.input_set_id for p in plan if p.input_set_id)
+            set_id: set((await self.input_sets.get(req.app_id, set_id)).input_ids)
+            for set_id in named
+            if set_id
         }
         for item in plan:
-            if item.input_set_id and item.input_id not in members[item.input_set_id]:
-                raise Invalid(f"input {item.input_id!r} is not in input set {item.input_set_id!r}")
+            set_id = item.input_set_id or req.input_set_id
+            if set_id and item.input_id not in members[set_id]:
+                raise Invalid(f"input {item.input_id!r} is not in input set {set_id!r}")
 
     async def get(self, app_id: str, exp_id: str) -> Experiment:
         exp = await self.store.read.experiments.get(app_id, exp_id)
@@ -357,6 +367,13 @@ class ExperimentService:
                 self._track(key, [run.id for run in left])
             else:
                 await self._settle(*key)
+
+
+def _given_once(kind: str, ids: builtins.list[str]) -> None:
+    """A target listed twice would run every input twice on it and count both under one
+    name: almost surely a typo, so it is refused rather than quietly made once."""
+    if (target_id := repeated(ids)) is not None:
+        raise Invalid(f"{kind} {target_id!r} appears more than once in {kind}_ids")
 
 
 def _target(run: PlannedRun) -> str:

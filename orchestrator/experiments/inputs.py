@@ -8,13 +8,14 @@ inputs, built from inputs, files, past runs, or an instance's recent runs.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.errors import Conflict, Invalid, NotFound, OrchError
 from orchestrator.ids import check_label, new_id, new_token, relabel, validate_child_id
-from orchestrator.models import InputSet, ManagedInput, RunStatus
+from orchestrator.models import InputSet, ManagedInput, Run, RunStatus
 from orchestrator.registry.lookup import require_app
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
@@ -34,6 +35,10 @@ def parse_time(value: str | None) -> str | None:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _directory_format(fmt: str) -> str:
+    return f"{fmt} inputs cannot be kept in input sets yet: use json or text"
 
 
 async def require_input(repos: Repos, app_id: str, input_id: str) -> ManagedInput:
@@ -73,11 +78,8 @@ class InputService:
         input_id: str | None = None,
         description: str = "",
     ) -> ManagedInput:
-        run = await self.store.read.runs.get(run_id)
-        if run is None or run.app_id != app_id:
-            raise NotFound(f"run {run_id!r} not found in app {app_id!r}")
-        if run.input_path is None or Path(run.input_path).is_dir():
-            raise Invalid(f"run {run_id!r} has no single-file input to keep")
+        run = await self.source_run(app_id, run_id)
+        assert run.input_path is not None  # source_run refuses a run without one
         copy = self.scratch / f"keep-{new_token()[:16]}"
         try:
             shutil.copyfile(run.input_path, copy)
@@ -94,6 +96,18 @@ class InputService:
             run_id=run_id,
         )
 
+    async def source_run(self, app_id: str, run_id: str) -> Run:
+        """The run ``from_run`` keeps the input of, or why it cannot: callers that keep
+        several check them all first, so a bad one is refused before any input is made."""
+        run = await self.store.read.runs.get(run_id)
+        if run is None or run.app_id != app_id:
+            raise NotFound(f"run {run_id!r} not found in app {app_id!r}")
+        if run.input_path is None or Path(run.input_path).is_dir():
+            raise Invalid(f"run {run_id!r} has no single-file input to keep")
+        if run.input_format in DIRECTORY_FORMATS:
+            raise Invalid(_directory_format(run.input_format))
+        return run
+
     async def _keep(
         self,
         app_id: str,
@@ -106,7 +120,7 @@ class InputService:
     ) -> ManagedInput:
         try:
             if fmt in DIRECTORY_FORMATS:
-                raise Invalid(f"{fmt} inputs cannot be kept in input sets yet: use json or text")
+                raise Invalid(_directory_format(fmt))
             input_id = validate_child_id(input_id or new_id("input"), "input")
             check_label("input", name, description)
             if await self.store.read.inputs.get(app_id, input_id) is not None:
@@ -182,16 +196,30 @@ class InputSetService:
         if await self.store.read.input_sets.get(app_id, set_id) is not None:
             raise Conflict(f"input set {set_id!r} already exists in app {app_id!r}")
         ids = list(input_ids or [])
+        for input_id in dict.fromkeys(ids):
+            await require_input(self.store.read, app_id, input_id)
         sources = await self._source_runs(
             app_id, run_ids, instance_id, maximum_runs, start_time, end_time
         )
-        for run_id in sources:
-            ids.append((await self.inputs.from_run(app_id, run_id)).id)
-        if not ids:
+        for run_id in dict.fromkeys(sources):
+            await self.inputs.source_run(app_id, run_id)
+        if not ids and not sources:
             raise Invalid(
                 "an input set needs inputs: give input ids, files, run ids or an instance"
             )
-        return await self._save(InputSet(set_id, app_id, name or set_id, description or "", ids))
+        # Everything is checked: only a race (a run deleted meanwhile) can fail from here,
+        # and then the inputs made so far go again, so a refused set leaves none behind.
+        made: builtins.list[str] = []
+        try:
+            for run_id in sources:
+                made.append((await self.inputs.from_run(app_id, run_id)).id)
+            item = InputSet(set_id, app_id, name or set_id, description or "", [*ids, *made])
+            return await self._save(item)
+        except BaseException:
+            for input_id in made:
+                with contextlib.suppress(OrchError):  # the first error is the one to answer
+                    await self.inputs.delete(app_id, input_id)
+            raise
 
     async def _source_runs(
         self,
@@ -219,6 +247,8 @@ class InputSetService:
 
     async def _save(self, item: InputSet) -> InputSet:
         async with self.store.write() as w:
+            if await w.input_sets.get(item.app_id, item.id) is not None:  # made meanwhile
+                raise Conflict(f"input set {item.id!r} already exists in app {item.app_id!r}")
             for input_id in dict.fromkeys(item.input_ids):
                 await require_input(w, item.app_id, input_id)
             item.input_ids = list(dict.fromkeys(item.input_ids))
@@ -244,11 +274,14 @@ class InputSetService:
         description: str | None,
         input_ids: builtins.list[str] | None,
     ) -> InputSet:
+        """``input_ids``: the set's inputs from now on, exactly (None: they stay as they are)."""
         item = await self.get(app_id, set_id)
+        if input_ids is not None and not input_ids:
+            raise Invalid("an input set needs inputs: give at least one input id")
         async with self.store.write() as w:
             relabel("input set", item, name, description)
-            if input_ids:
-                for input_id in input_ids:
+            if input_ids is not None:
+                for input_id in dict.fromkeys(input_ids):
                     await require_input(w, app_id, input_id)
                 item.input_ids = list(dict.fromkeys(input_ids))
             await w.input_sets.update(item)

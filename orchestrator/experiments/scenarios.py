@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -85,6 +86,7 @@ def expand(
     runs: list[ScenarioRun] = []
     for scenario_id, spec in zip(scenario_ids(specs), specs, strict=True):
         inputs = _inputs_of(scenario_id, spec, members)
+        _once_each(scenario_id, spec)
         combos = option_combinations(spec)
         planned = len(runs) + len(combos) * len(inputs) * repetitions
         if planned > most:
@@ -104,6 +106,31 @@ def expand(
                 for rep in range(repetitions)
             )
     return option_sets, runs
+
+
+def _once_each(scenario_id: str, spec: ScenarioSpec) -> None:
+    """An option, a value of it or a listed input given twice would make the same runs twice
+    (under two option set names, or one input twice in each): almost surely a typo, so it
+    is refused rather than quietly made once. (An input set's members are unique already.)"""
+    if (input_id := repeated(spec.input_ids)) is not None:
+        raise Invalid(f"scenario {scenario_id!r} lists input {input_id!r} more than once")
+    if (name := repeated(n for n, _ in spec.configuration)) is not None:
+        raise Invalid(f"scenario {scenario_id!r} gives option {name!r} more than once")
+    for name, values in spec.configuration:
+        if (value := repeated(values)) is not None:
+            raise Invalid(
+                f"scenario {scenario_id!r}: option {name!r} gives value {value!r} more than once"
+            )
+
+
+def repeated(items: Iterable[str]) -> str | None:
+    """The first item given a second time (None: each is given once)."""
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 def _inputs_of(scenario_id: str, spec: ScenarioSpec, members: dict[str, list[str]]) -> list[str]:
