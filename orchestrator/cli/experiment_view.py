@@ -22,12 +22,14 @@ from orchestrator.client.types import (
     InputSet,
     Summary,
 )
+from orchestrator.experiments.paired import NO_DIFFERENCE, not_called
+from orchestrator.experiments.summary import FAILED_LABEL
 
 OUTCOME_COLUMNS = [
     ("target", "target"),
     ("runs", "runs"),
     ("succeeded", "succeeded"),
-    ("failed", "failed"),
+    (FAILED_LABEL, "failed"),  # the count includes timed_out: the header says so
     ("timed_out", "timed_out"),
     ("canceled", "canceled"),
 ]
@@ -93,11 +95,14 @@ INPUT_COLUMNS = [
 
 def number(value: Any) -> str:
     """Integers stay whole (objective values are often counts); others get 4 significant
-    digits past the point, so 0.00012 s does not print as 0."""
+    digits past the point, so 0.00012 s does not print as 0; from 1e15 on, exponent
+    notation (1.7e308 written out is 309 digits)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "-"
     if math.isfinite(value) and float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
+    if abs(value) >= 1e15:
+        return f"{value:.4g}"
     if abs(value) >= 1:
         return f"{value:.3f}".rstrip("0").rstrip(".")
     return f"{value:.4g}"
@@ -161,7 +166,9 @@ def comparisons(data: Summary) -> None:
             "mean": change(c["mean_relative_change"]),
             "interval": interval(c.get("value_change")),
             "median": change(c["median_relative_change"]),
-            "verdict": verdict(c.get("value_change"), ("better", "worse"), better_when_lower),
+            "verdict": verdict(
+                c.get("value_change"), ("better", "worse"), better_when_lower, c.get("paired")
+            ),
         }
         for c in items
     ]
@@ -220,12 +227,25 @@ def interval(paired: dict[str, Any] | None) -> str:
     return f"[{change(paired['low'])}, {change(paired['high'])}]"
 
 
-def verdict(paired: dict[str, Any] | None, words: tuple[str, str], lower_is_good: bool) -> str:
-    """``words`` = (good, bad) when the daemon found the change significant, else says so."""
-    if not paired or not paired.get("significant"):
-        return "no significant difference"
+def verdict(
+    paired: dict[str, Any] | None,
+    words: tuple[str, str],
+    lower_is_good: bool,
+    paired_inputs: int | None = None,
+) -> str:
+    """``words`` = (good, bad) when the daemon found the change significant, else says why
+    not (``paired.not_called``: with 0 pairs, that nothing was compared).
+    ``paired_inputs``: the comparison's ``paired`` count, for result.value."""
+    if not paired:
+        return NO_DIFFERENCE
+    if not paired.get("significant"):
+        return not_called(paired.get("pairs") or 0, paired_inputs)
     good, bad = words
-    return good if (paired["mean_relative_change"] < 0) == lower_is_good else bad
+    change = paired.get("mean_relative_change")
+    # None: a change past the float range, which only an increase can be (a decrease
+    # stops at -100 %)
+    increase = change is None or change > 0
+    return bad if increase == lower_is_good else good
 
 
 # --- experiments, runs, input sets -----------------------------------------------------

@@ -15,22 +15,27 @@ Groups: per target (``instanceID, versionID``) and per input and target; a scena
 adds per scenario, per scenario and option set, and per scenario, option set and input.
 The numbers are the experiment summary's conventions (``summary.run_metrics`` reads each
 run, ``stats`` computes): succeeded runs only, sample std, linear percentiles, shift 10.
+Every number is finite whatever the values (``1.7e308`` included, see ``stats``); the two
+that can exceed the float range, ``std`` and the shifted geometric mean's value (no
+logarithm when the shift cannot be represented), are None there (``stats.finite``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import fmean
 from typing import Any
 
 from orchestrator.experiments.stats import (
     PERCENTILES,
+    finite,
+    mean,
+    quantile,
     sample_std,
     shift_for,
     shifted_geometric_mean,
 )
-from orchestrator.experiments.summary import CUSTOM_PREFIX, metric_order, quantile
+from orchestrator.experiments.summary import CUSTOM_PREFIX, metric_order
 from orchestrator.models import ExperimentType, Run
 
 TARGET = ("instanceID", "versionID")
@@ -72,10 +77,10 @@ def distribution(values: Sequence[float]) -> dict[str, Any]:
         "min": ordered[0],
         "max": ordered[-1],
         "count": len(ordered),
-        "mean": fmean(ordered),
-        "std": sample_std(ordered),
+        "mean": mean(ordered),
+        "std": finite(sample_std(ordered)),
         "shifted_geometric_mean": {
-            "value": shifted_geometric_mean(ordered, shift),
+            "value": finite(shifted_geometric_mean(ordered, shift)),
             "shift": shift,
         },
         "percentiles": {p: quantile(ordered, int(p[1:]) / 100) for p in PERCENTILES},

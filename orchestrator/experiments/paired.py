@@ -18,6 +18,12 @@ merely excludes 0 would call 1 in 20 identical experiments different. asv does t
 with its default 10 % factor. Deterministic values (result.value) have floor 0.
 
 Pure functions over numbers: no randomness, so the same runs always give the same verdict.
+Values may be anywhere in the float range (a model may report ``1.7e308``): means come from
+``stats.mean``, which does not overflow, and a change or bound that truly exceeds the
+range (a ratio of ``1e308`` to ``1e-10``) is None (``stats.finite``), never ``inf``.
+
+What a change that is not called says is worded here (``not_called``), once for the CLI
+and the HTML report.
 """
 
 from __future__ import annotations
@@ -27,11 +33,16 @@ import statistics
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+from orchestrator.experiments.stats import finite, mean, sample_std
+
 CONFIDENCE = 0.95
 TIMING_NOISE = 0.05
 """Timing changes smaller than this are never called significant (see the module)."""
 _NORMAL_BEYOND_DF = 1000
 """Past this many degrees of freedom the t quantile is the normal one to 4 digits."""
+NO_DIFFERENCE = "no significant difference"
+NOT_COMPARED = "not compared: no input succeeded on both"
+NO_RELATIVE_CHANGE = "not compared: no relative change (baseline 0)"
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,8 @@ class PairedChange:
     """The mean relative change over paired runs, its 95 % interval and the verdict.
 
     ``low``/``high`` are None with fewer than 2 pairs (no spread to measure); then the
-    change is never significant.
+    change is never significant. Any of the three is also None when it exceeds the float
+    range; ``significant`` is decided on the exact bounds all the same.
     """
 
     pairs: int
@@ -58,11 +70,7 @@ def pair_values(observations: Iterable[tuple[Hashable, bool, float]]) -> list[tu
     sides: dict[Hashable, tuple[list[float], list[float]]] = {}
     for key, is_candidate, value in observations:
         sides.setdefault(key, ([], []))[1 if is_candidate else 0].append(value)
-    return [
-        (statistics.fmean(base), statistics.fmean(cand))
-        for base, cand in sides.values()
-        if base and cand
-    ]
+    return [(mean(base), mean(cand)) for base, cand in sides.values() if base and cand]
 
 
 def ratio_change(pairs: Sequence[tuple[float, float]], floor: float = TIMING_NOISE) -> PairedChange:
@@ -70,36 +78,72 @@ def ratio_change(pairs: Sequence[tuple[float, float]], floor: float = TIMING_NOI
 
     Pairs with a value at or below 0 have no log and are left out.
     """
-    logs = [math.log(cand / base) for base, cand in pairs if base > 0 and cand > 0]
+    logs = [_log_ratio(base, cand) for base, cand in pairs if base > 0 and cand > 0]
     if not logs:
         return PairedChange(0, None, None, None, False)
-    mean, low, high = mean_interval(logs)
+    center, low, high = mean_interval(logs)
     if low is None or high is None:
-        return PairedChange(len(logs), math.expm1(mean), None, None, False)
-    return _change(len(logs), math.expm1(mean), math.expm1(low), math.expm1(high), floor)
+        return PairedChange(len(logs), finite(_expm1(center)), None, None, False)
+    return _change(len(logs), _expm1(center), _expm1(low), _expm1(high), floor)
+
+
+def _log_ratio(base: float, cand: float) -> float:
+    """``ln(cand / base)``; as ``ln cand - ln base`` when the quotient leaves the float range
+    (``1e300 / 1e-10`` is ``inf``, ``1e-300 / 1e100`` is 0), where the logs still fit."""
+    ratio = cand / base
+    if 0 < ratio < math.inf:
+        return math.log(ratio)
+    return math.log(cand) - math.log(base)
+
+
+def _expm1(x: float) -> float:
+    """``exp(x) - 1``, ``inf`` past the float range instead of ``OverflowError``."""
+    try:
+        return math.expm1(x)
+    except OverflowError:
+        return math.inf
 
 
 def difference_change(changes: Sequence[float], floor: float = 0.0) -> PairedChange:
     """Arithmetic mean of per-pair relative changes, with its interval."""
     if not changes:
         return PairedChange(0, None, None, None, False)
-    mean, low, high = mean_interval(changes)
+    center, low, high = mean_interval(changes)
     if low is None or high is None:
-        return PairedChange(len(changes), mean, None, None, False)
-    return _change(len(changes), mean, low, high, floor)
+        return PairedChange(len(changes), finite(center), None, None, False)
+    return _change(len(changes), center, low, high, floor)
 
 
-def _change(n: int, mean: float, low: float, high: float, floor: float) -> PairedChange:
-    return PairedChange(n, mean, low, high, low > floor or high < -floor)
+def _change(n: int, center: float, low: float, high: float, floor: float) -> PairedChange:
+    """Significance on the exact bounds (an infinite one included); then what JSON can
+    hold of the three numbers."""
+    significant = low > floor or high < -floor
+    return PairedChange(n, finite(center), finite(low), finite(high), significant)
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """The mean and its two-sided ``CONFIDENCE`` t-interval; no interval for one value."""
-    mean = statistics.fmean(values)
+    """The mean and its two-sided ``CONFIDENCE`` t-interval; no interval for one value.
+
+    The bounds are ``±inf`` when the spread exceeds the float range.
+    """
+    center = mean(values)
     if len(values) < 2:
-        return mean, None, None
-    half = t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+        return center, None, None
+    half = t_quantile(len(values) - 1) * sample_std(values) / math.sqrt(len(values))
+    return center, center - half, center + half
+
+
+def not_called(pairs: int, paired_inputs: int | None = None) -> str:
+    """What a change that is not significant says, instead of better or worse.
+
+    With no pairs nothing was compared, which "no significant difference" would hide: a
+    candidate that failed on every input has 0 pairs (``NOT_COMPARED``). ``paired_inputs``
+    (result.value: inputs with a value on both sides) tells that case from inputs that
+    were paired but have no relative change, their baseline being 0.
+    """
+    if pairs:
+        return NO_DIFFERENCE
+    return NO_RELATIVE_CHANGE if paired_inputs else NOT_COMPARED
 
 
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:

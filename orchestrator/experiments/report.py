@@ -9,19 +9,27 @@ random jitter) so two reports of the same runs diff cleanly. Every piece of user
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from html import escape
 
-from orchestrator.experiments.paired import TIMING_NOISE, PairedChange
+from orchestrator.experiments.paired import (
+    NO_DIFFERENCE,
+    NOT_COMPARED,
+    TIMING_NOISE,
+    PairedChange,
+    not_called,
+)
+from orchestrator.experiments.stats import quantile
 from orchestrator.experiments.summary import (
     CPU_TIME,
+    FAILED_LABEL,
     RUN_DURATION,
     WALL_TIME,
     Comparison,
     PerInput,
     RunFacts,
     Summary,
-    quantile,
     run_metrics,
 )
 
@@ -77,6 +85,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 
 # Box plot geometry, in SVG user units.
 _WIDTH, _LEFT, _RIGHT, _TOP, _ROW, _AXIS = 760, 170, 24, 12, 36, 28
+_MAX = sys.float_info.max
 
 
 def render_html(summary: Summary, facts: list[RunFacts], title: str, verdict: str = "") -> str:
@@ -161,7 +170,11 @@ def _header(summary: Summary, title: str) -> str:
 
 def _summary_tables(summary: Summary, colors: dict[str, str]) -> str:
     counts = ("runs", "succeeded", "failed", "timed_out", "canceled", "unfinished")
-    head = _row(['<th class="l">target</th>'] + [f"<th>{c.replace('_', ' ')}</th>" for c in counts])
+    labels = {"failed": FAILED_LABEL}  # the count includes the timed-out runs: say so
+    head = _row(
+        ['<th class="l">target</th>']
+        + [f"<th>{escape(labels.get(c, c.replace('_', ' ')))}</th>" for c in counts]
+    )
     rows = [
         _row([_target_cell(t.target, colors)] + [f"<td>{getattr(t, c)}</td>" for c in counts])
         for t in summary.targets
@@ -213,8 +226,9 @@ def _comparison_section(summary: Summary, colors: dict[str, str]) -> str:
         " geometric mean of candidate / baseline over runs paired by input, option set and"
         " repetition (queued side by side, in a shuffled order). A change is called only"
         " when its 95&nbsp;% interval excludes 0 and, for timing, lies beyond"
-        f" &plusmn;{TIMING_NOISE:.0%} (run-to-run noise); otherwise: no significant"
-        " difference.</p>",
+        f" &plusmn;{TIMING_NOISE:.0%} (run-to-run noise); otherwise: {escape(NO_DIFFERENCE)}."
+        " With 0 pairs (a candidate that failed on every input) nothing was compared:"
+        f" {escape(NOT_COMPARED)}.</p>",
     ]
     parts += [_per_input_table(c, lower) for c in summary.comparisons]
     return "\n".join(parts)
@@ -225,24 +239,22 @@ def _comparison_row(c: Comparison, colors: dict[str, str], lower: bool, timing: 
     return _row(
         [_target_cell(c.target, colors)]
         + [f"<td>{n}</td>" for n in counts]
-        + [_change_cell(c.value_change, lower)]
+        + [_change_cell(c.value_change, lower, c.paired)]
         + [f"<td>{_pct(c.median_relative_change)}</td>"]
         + [_change_cell(c.timing[m], True) for m in timing if m in c.timing]
     )
 
 
-def _change_cell(change: PairedChange, lower: bool) -> str:
-    """The change and its interval; coloured only when significant, else said so."""
-    if change.mean_relative_change is None:
-        return "<td>&ndash;</td>"
-    spread = (
-        "too few pairs"
-        if change.low is None or change.high is None
-        else f"[{_pct(change.low)}, {_pct(change.high)}]"
-    )
+def _change_cell(change: PairedChange, lower: bool, paired_inputs: int | None = None) -> str:
+    """The change and its interval; coloured only when significant, else said so (and
+    with no pairs, that nothing was compared: ``paired.not_called``)."""
+    if not change.pairs:
+        text = not_called(change.pairs, paired_inputs)
+        return f'<td class="tie" data-significant="no">{escape(text)}</td>'
+    spread = "too few pairs" if change.pairs < 2 else f"[{_pct(change.low)}, {_pct(change.high)}]"
     if not change.significant:
         return (
-            f'<td class="tie" data-significant="no">no significant difference<br>'
+            f'<td class="tie" data-significant="no">{escape(not_called(change.pairs))}<br>'
             f"<small>{_pct(change.mean_relative_change)} {spread}</small></td>"
         )
     tone = _tone(change.mean_relative_change, lower)
@@ -308,7 +320,9 @@ def box_plot(metric: str, rows: list[tuple[str, list[float]]], colors: dict[str,
     height = _TOP + _ROW * len(rows) + _AXIS
 
     def x(value: float) -> float:
-        return _LEFT + (value - lo) / (hi - lo) * (_WIDTH - _LEFT - _RIGHT)
+        # halves: ``hi - lo`` overflows for values near ±1.7e308; halving is exact, so
+        # ordinary values land on the same pixel as with the plain differences
+        return _LEFT + (value / 2 - lo / 2) / (hi / 2 - lo / 2) * (_WIDTH - _LEFT - _RIGHT)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_WIDTH} {height}"'
@@ -363,17 +377,19 @@ def _box(values: list[float], y: float, x: Callable[[float], float], color: str)
 
 
 def _domain(values: list[float]) -> tuple[float, float]:
-    """The axis range: the data padded 5 % each side, never empty."""
+    """The axis range: the data padded 5 % each side, never empty, never past the float
+    range (a metric may be 1.7e308; ``(hi / 2 - lo / 2) * 0.1`` is ``(hi - lo) * 0.05``
+    exactly, without the overflow)."""
     if not values:
         return 0.0, 1.0
     lo, hi = min(values), max(values)
-    pad = (hi - lo) * 0.05 or abs(lo) * 0.1 or 1.0
-    return lo - pad, hi + pad
+    pad = (hi / 2 - lo / 2) * 0.1 or abs(lo) * 0.1 or 1.0
+    return max(lo - pad, -_MAX), min(hi + pad, _MAX)
 
 
 def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     """Round-numbered ticks (steps of 1, 2, 2.5 or 5 x 10^k) inside ``[lo, hi]``."""
-    raw = (hi - lo) / count
+    raw = (hi / 2 - lo / 2) / count * 2  # (hi - lo) / count, which cannot overflow here
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.ceil(lo / step)

@@ -4,7 +4,10 @@ Pure computation over ``RunFacts`` (built by the caller from the database), so t
 the API, the CI gate and the HTML report all see the same numbers. Conventions:
 
 - Only succeeded runs contribute metrics. Missing, non-numeric, boolean and non-finite
-  values (NaN, inf) are skipped, so ``Summary.to_dict`` is always strict JSON.
+  values (NaN, inf) are skipped. The statistics come from ``stats``, which computes them
+  over the whole float range (a value of ``1.7e308`` included) without overflowing; what
+  truly exceeds it (a ``std``, a relative change) goes through ``stats.finite`` and is
+  None, so ``Summary.to_dict`` is always strict JSON.
 - ``p90`` (and the report's quartiles) interpolate linearly between order statistics,
   numpy's default, so they match what a user computes in a notebook.
 - ``std`` is the *sample* standard deviation (n-1 denominator): repetitions are a sample
@@ -21,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -33,6 +35,7 @@ from orchestrator.experiments.paired import (
     pair_values,
     ratio_change,
 )
+from orchestrator.experiments.stats import finite, mean, median, quantile, sample_std
 
 RESULT_VALUE = "result.value"
 RUN_DURATION = "run.duration"
@@ -46,6 +49,9 @@ TIMING_METRICS = (WALL_TIME, CPU_TIME, RUN_DURATION)
 OBJECTIVES = ("min", "max")
 TIE_TOLERANCE = 1e-9
 CSV_COLUMNS = ("target", "metric", "count", "min", "max", "mean", "median", "p90", "std")
+FAILED_LABEL = "failed (incl. timed out)"
+"""How tables head ``TargetSummary.failed``, which counts the timed-out runs too (the JSON
+field keeps its name: the SDK reads it)."""
 
 PairKey = tuple[str, str | None]
 
@@ -141,7 +147,7 @@ def metric_order(names: Iterable[str]) -> list[str]:
 def mean_metrics(runs: Iterable[RunFacts]) -> dict[str, float]:
     """Per-metric mean over the succeeded runs among ``runs`` that report the metric."""
     values = _collect(r for r in runs if r.status == "succeeded")
-    return {name: statistics.fmean(v) for name, v in values.items()}
+    return {name: mean(v) for name, v in values.items()}
 
 
 def _collect(runs: Iterable[RunFacts]) -> dict[str, list[float]]:
@@ -155,36 +161,33 @@ def _collect(runs: Iterable[RunFacts]) -> dict[str, list[float]]:
 # --- distributions ---------------------------------------------------------------------
 
 
-def quantile(values: list[float], q: float) -> float:
-    """Linear interpolation between order statistics (numpy's default method)."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 @dataclass(frozen=True)
 class Distribution:
+    """One metric's distribution; ``std`` is None when it exceeds the float range."""
+
     count: int
     min: float
     max: float
     mean: float
     median: float
     p90: float
-    std: float
+    std: float | None
 
     @classmethod
     def of(cls, values: list[float]) -> Distribution:
-        """Summarize a non-empty list; ``std`` is the sample std (n-1), 0 when n == 1."""
+        """Summarize a non-empty list; ``std`` is the sample std (n-1), 0 when n == 1.
+
+        Mean, median and p90 lie within ``[min, max]`` and ``stats`` always computes them
+        finite; only the spread can exceed the float range (values near ``±1.7e308``).
+        """
         return cls(
             count=len(values),
             min=min(values),
             max=max(values),
-            mean=statistics.fmean(values),
-            median=statistics.median(values),
+            mean=mean(values),
+            median=median(values),
             p90=quantile(values, 0.9),
-            std=statistics.stdev(values) if len(values) > 1 else 0.0,
+            std=finite(sample_std(values)),
         )
 
 
@@ -195,7 +198,7 @@ class TargetSummary:
     target: str
     runs: int
     succeeded: int
-    failed: int  # includes timed_out
+    failed: int  # includes timed_out: tables head it FAILED_LABEL
     timed_out: int
     canceled: int
     unfinished: int  # queued or running
@@ -270,8 +273,18 @@ def pair_inputs(facts: list[RunFacts], baseline: str, candidate: str) -> list[In
 
 
 def relative_change(baseline: float, candidate: float) -> float | None:
-    """``(candidate - baseline) / |baseline|``; None when the baseline is 0."""
-    return None if baseline == 0 else (candidate - baseline) / abs(baseline)
+    """``(candidate - baseline) / |baseline|``; None when the baseline is 0, or when the
+    change exceeds the float range (``1e308`` against ``1e-10``).
+
+    ``candidate - baseline`` itself overflows for ``±1e308``, although the change (-2)
+    does not: then the same quotient is taken term by term.
+    """
+    if baseline == 0:
+        return None
+    change = (candidate - baseline) / abs(baseline)
+    if math.isfinite(change):
+        return change
+    return finite(candidate / abs(baseline) - math.copysign(1.0, baseline))
 
 
 def verdict(baseline: float, candidate: float, objective: str) -> str:
@@ -334,8 +347,8 @@ def compare(facts: list[RunFacts], baseline: str, candidate: str, objective: str
         wins=verdicts.count("win"),
         losses=verdicts.count("loss"),
         ties=verdicts.count("tie"),
-        mean_relative_change=statistics.fmean(changes) if changes else None,
-        median_relative_change=statistics.median(changes) if changes else None,
+        mean_relative_change=mean(changes) if changes else None,
+        median_relative_change=median(changes) if changes else None,
         value_change=difference_change(changes),
         timing=_timing_changes(facts, baseline, candidate),
         per_input=per_input,
