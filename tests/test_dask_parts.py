@@ -81,6 +81,16 @@ def test_the_first_claim_of_a_key_wins_and_a_restart_is_refused() -> None:
     assert claims.lookup(["k1", "gone-0"], dask_scheduler=scheduler) == {"k1": "tcp://a"}
 
 
+def test_a_withdrawn_key_is_refused_to_every_later_claim() -> None:
+    events: list[tuple[str, Any]] = []
+    scheduler = SimpleNamespace(tasks={}, log_event=lambda topic, msg: events.append((topic, msg)))
+    assert claims.withdraw("k1", dask_scheduler=scheduler) == claims.WITHDRAWN
+    assert claims.claim("k1", "tcp://late", "run-1", dask_scheduler=scheduler) == claims.WITHDRAWN
+    assert events == []  # never accepted: no worker starts it
+    assert claims.claim("k2", "tcp://a", "run-2", dask_scheduler=scheduler) == "tcp://a"
+    assert claims.withdraw("k2", dask_scheduler=scheduler) == "tcp://a"  # too late: a kill
+
+
 def test_the_cache_keeps_content_by_hash_and_refuses_a_mismatch(tmp_path: Path) -> None:
     cache = WorkerCache(tmp_path / "cache")
     data = b"some input"

@@ -22,6 +22,7 @@ import pytest
 from distributed import Client, Future
 
 from orchestrator.models import Run
+from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.background import Background
 from orchestrator.runs.backends.dask.execution import Context, DaskExecution, submit
 from orchestrator.runs.backends.dask.protocol import Blob, TaskSpec, UnpackCaps, dataset_name
@@ -93,6 +94,12 @@ async def test_a_retry_and_a_cancel_withdraw_tasks_without_telling_other_clients
         facts = await asyncio.wait_for(waiting, 20)
         assert facts.canceled and facts.failure is None
         await ctx.background.drain(10)
+        # a worker that joins after the cancel's broadcast (no tombstone there) and is
+        # handed the task before the scheduler forgets it is refused: it never starts
+        late = await daemon.run_on_scheduler(
+            claims.claim, execution.key, "tcp://127.0.0.1:2", "run-withdrawn"
+        )
+        assert late == claims.WITHDRAWN
         keys = [spec.key, execution.key]
         assert keys == [f"orch-run-run-withdrawn-{n}" for n in (1, 2)]
 

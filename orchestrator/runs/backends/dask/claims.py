@@ -6,7 +6,9 @@ key here before the model starts (``Client.run_on_scheduler`` from the worker:
 the function runs on the scheduler's event loop, so check-and-set is atomic).
 The first claim wins and is announced on ``TOPIC`` (the daemon learns the
 worker from it); a later claim of the same key is a rescheduled task and gets
-the first worker's address back, so it raises ``RunLost`` instead of running.
+the first worker's address back, so it raises ``RunLost`` instead of running. A key
+the daemon withdrew (its run canceled before it started) is claimed by ``WITHDRAWN``:
+no worker starts it, not even one that joined after the cancel.
 
 Claims live on the scheduler object and are pruned once their key is gone
 from the scheduler (a forgotten key can never be rescheduled).
@@ -34,6 +36,21 @@ def claim(key: str, worker: str, run_id: str, dask_scheduler: Any = None) -> str
         for gone in [k for k in claims if k not in dask_scheduler.tasks]:
             del claims[gone]
     return first
+
+
+WITHDRAWN = "withdrawn"
+"""The claim of a key the daemon let go of before any worker claimed it."""
+
+
+def withdraw(key: str, dask_scheduler: Any = None) -> str:
+    """Refuse every later claim of ``key``: the daemon canceled its run before it started.
+
+    Releasing the task is not enough: until the daemon unpublishes the run, the scheduler
+    keeps the task and may hand it to a worker that joined after the cancel was broadcast
+    (no tombstone there), which would start a canceled model once. Returns the claim that
+    holds: ``WITHDRAWN``, or the worker that claimed the key first (the cancel kills it).
+    """
+    return _claims(dask_scheduler).setdefault(key, WITHDRAWN)
 
 
 def lookup(keys: list[str], dask_scheduler: Any = None) -> dict[str, str]:

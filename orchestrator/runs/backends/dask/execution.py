@@ -23,6 +23,7 @@ from distributed import Client, Future
 from distributed.scheduler import KilledWorker
 
 from orchestrator.models import Failure, FailureKind
+from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.background import Background
 from orchestrator.runs.backends.dask.protocol import (
     RESOURCE,
@@ -162,6 +163,10 @@ class DaskExecution:
         if self.worker is None:
             withdraw(self.future)
             self._withdrawn.set()
+            self.ctx.background.spawn(
+                self.ctx.client.run_on_scheduler(claims.withdraw, self.key),
+                f"withdraw {self.run_id}",
+            )
         self.ctx.background.spawn(
             self.ctx.client.run(
                 cancel_run, self.run_id, grace_seconds, workers=workers, on_error="return"

@@ -138,10 +138,10 @@ class WorkerRunner:
             attempt.add_done_callback(lambda done: done.exception())  # it ends on this error
             raise
         claim.set_result(first)
-        if first != self.address:
+        if first not in (self.address, claims.WITHDRAWN):
             attempt.result()  # prepared for nothing: wait for its clean-up
             raise RunLost(spec.key, first)
-        return attempt.result()
+        return attempt.result()  # a withdrawn key's: nothing ran, as for a canceled run
 
     def cancel(self, run_id: str, grace: float) -> None:
         self.loop.call_soon_threadsafe(self._cancel, run_id, grace)
@@ -191,8 +191,9 @@ class WorkerRunner:
                 if not attempt.canceled:
                     raise
                 return self._nothing_ran(facts_without_process(canceled=True))
-            if await asyncio.wrap_future(claim) != self.address:
-                return self._nothing_ran(facts_without_process())  # refused: never started
+            owner = await asyncio.wrap_future(claim)
+            if owner != self.address:  # refused: never started
+                return self._nothing_ran(facts_without_process(canceled=owner == claims.WITHDRAWN))
             return await self._execute(spec, attempt, staged)
         finally:
             self._attempts.pop(spec.key, None)
