@@ -25,13 +25,16 @@ def output_format(run: Run) -> str:
     return run.input_format if run.input_format in DIRECTORY_FORMATS else "json"
 
 
-def _common(run: Run) -> dict[str, Any]:
+def _common(run: Run, definition_id: str | None = None) -> dict[str, Any]:
+    run_type = {"type": run.run_type.value}
+    if definition_id:  # an ensemble run's: the SDK's clone_run sends it back
+        run_type["definition_id"] = definition_id
     return {
         "application_id": run.app_id,
         "application_instance_id": run.instance_id,
         "application_version_id": run.version_id or "",
         "created_at": run.created_at,
-        "run_type": {"type": run.run_type.value},
+        "run_type": run_type,
         "execution_class": run.execution_class or "local",
         "runtime": "local",
         "status_v2": run.status.value,
@@ -50,8 +53,8 @@ def result_size(run: Run) -> int:
     return 0
 
 
-def metadata(run: Run, statistics: bool = True) -> dict[str, Any]:
-    meta = _common(run) | {
+def metadata(run: Run, statistics: bool = True, definition_id: str | None = None) -> dict[str, Any]:
+    meta = _common(run, definition_id) | {
         "duration": run.duration_ms or 0.0,
         "error": run.error or "",
         "format": {"input": {"type": run.input_format}, "output": {"type": output_format(run)}},
@@ -98,14 +101,17 @@ def failure(f: Failure) -> dict[str, Any]:
     return {"kind": f.kind.value, "limit": f.limit, "measured": f.measured}
 
 
-def information(run: Run, statistics: bool = True) -> dict[str, Any]:
-    """A run's information; ``statistics=False`` for ``GET .../metadata`` (see above)."""
+def information(
+    run: Run, statistics: bool = True, definition_id: str | None = None
+) -> dict[str, Any]:
+    """A run's information; ``statistics=False`` for ``GET .../metadata`` (see above);
+    ``definition_id``: an ensemble run's definition."""
     return {
         "id": run.id,
         "name": run.name,
         "description": run.description,
         "user_email": LOCAL_USER,
-        "metadata": metadata(run, statistics),
+        "metadata": metadata(run, statistics, definition_id),
     }
 
 

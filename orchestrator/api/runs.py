@@ -17,7 +17,7 @@ from orchestrator.api.responses import CREATE, INPUT_FILE, OUTPUT_FILE, REMOVE, 
 from orchestrator.api.run_files import file_response, input_body, output_value, signed_url
 from orchestrator.api.tracked_wire import ExternalResult
 from orchestrator.errors import Invalid
-from orchestrator.models import Limits, RunStatus
+from orchestrator.models import Limits, Run, RunStatus
 from orchestrator.runs.logs import read_live, read_log
 from orchestrator.runs.service import RunRequest
 from orchestrator.services import Services
@@ -161,6 +161,13 @@ async def upload_url(
     }
 
 
+async def information(svc: Services, run: Run, statistics: bool = True) -> dict[str, Any]:
+    """``run_wire.information`` with what lives beside the run row (an ensemble run's
+    definition); one read more for ensemble runs only."""
+    definition_id = await svc.ensemble_runs.definition_id(run)
+    return run_wire.information(run, statistics, definition_id)
+
+
 @router.get("/{run_id}/metadata", responses=errors(422))
 async def run_metadata(
     app_id: AppId,
@@ -170,7 +177,7 @@ async def run_metadata(
 ) -> Response:
     """``?wait=S`` long-polls: the answer comes the moment the run finishes (or after S s)."""
     run = await svc.runs.wait(app_id, run_id, wait)
-    return JSONResponse(run_wire.information(run, statistics=False))
+    return JSONResponse(await information(svc, run, statistics=False))
 
 
 @router.get("/{run_id}", responses=errors(422))
@@ -191,7 +198,7 @@ async def result(
 ) -> dict[str, Any]:
     """A run's result once it ends or ``wait`` s pass; shared with ``api/hot_path.py``."""
     run = await svc.runs.wait(app_id, run_id, wait)
-    body = run_wire.information(run)
+    body = await information(svc, run)
     if run.status.finished:
         output = await output_value(svc, scope, run, as_url)
         if output is not None:
@@ -252,7 +259,7 @@ async def run_logs_live(
 async def cancel_run(
     app_id: AppId, run_id: RunId, svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return run_wire.information(await svc.runs.cancel(app_id, run_id))
+    return await information(svc, await svc.runs.cancel(app_id, run_id))
 
 
 @router.delete("/{run_id}", status_code=204, responses=REMOVE)

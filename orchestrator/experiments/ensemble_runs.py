@@ -117,6 +117,14 @@ class EnsembleRuns:
             raise NotFound(f"run {run_id!r} is not an ensemble run")
         return EnsembleView(run, record, await self.store.read.ensembles.children(run_id))
 
+    async def definition_id(self, run: Run) -> str | None:
+        """The definition an ensemble run was started from (None for any other run): its
+        metadata names it, so the SDK's ``clone_run`` starts the same ensemble again."""
+        if run.run_type != RunType.ENSEMBLE:
+            return None
+        record = await self.store.read.ensembles.get_run(run.id)
+        return record.definition.id if record is not None else None
+
     async def cancel(self, runs: list[Run]) -> list[Run]:
         """Cancel the ensemble runs among ``runs`` with their children; return the others."""
         others = []

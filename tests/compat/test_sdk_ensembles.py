@@ -127,6 +127,22 @@ def test_ensemble_run_returns_the_best_child(
     assert child.metadata.application_instance_id == scales[winner]
 
 
+def test_clone_run_of_an_ensemble_run_starts_the_same_ensemble(
+    knapsack: cloud.Application, scales: dict[int, str], fast: PollingOptions
+) -> None:
+    """The SDK clones a run from its metadata's ``run_type``: it must name the definition."""
+    groups = [RunGroup(id=f"scale{s}", instance_id=i) for s, i in scales.items()]
+    definition = knapsack.new_ensemble_definition(
+        run_groups=groups, rules=[_rule(RuleObjective("maximize"))], id=unique("ens")
+    )
+    run_id = knapsack.new_run(input=INPUT, configuration=_ensemble_config(definition.id))
+    knapsack.run_result_with_polling(run_id, polling_options=fast)
+    assert knapsack.run_information(run_id).metadata.run_type.definition_id == definition.id
+    clone = knapsack.run_result_with_polling(knapsack.clone_run(run_id), polling_options=fast)
+    assert clone.metadata.status_v2 == StatusV2.succeeded
+    assert clone.ensemble is not None and clone.ensemble["ensemble_definition_id"] == definition.id
+
+
 def test_tolerance_keeps_ties_for_the_next_rule(
     knapsack: cloud.Application, scales: dict[int, str], fast: PollingOptions
 ) -> None:
