@@ -65,10 +65,19 @@ class Witness:
         await self.app(scope, receive, send)
 
 
+async def _no_definition(run: Run) -> None:
+    return None
+
+
 def _hot(tmp_path: Path, low_disk: bool = False, error: Exception | None = None) -> HotRoutes:
     disk = DiskMonitor(tmp_path, low_bytes=1 << 60 if low_disk else 0)
     settings = SimpleNamespace(max_upload_mb=500, max_package_mb=200)
-    svc = SimpleNamespace(store=SimpleNamespace(disk=disk), runs=FakeRuns(error), settings=settings)
+    svc = SimpleNamespace(
+        store=SimpleNamespace(disk=disk),
+        runs=FakeRuns(error),
+        settings=settings,
+        ensemble_runs=SimpleNamespace(definition_id=_no_definition),  # standard runs only
+    )
     app = create_app(svc, KEY)  # type: ignore[arg-type]
     hot = HotRoutes(app, app.state.checks)
     hot.stack = Witness(hot.app)
