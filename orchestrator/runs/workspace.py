@@ -247,11 +247,14 @@ def stderr_tail(path: StrPath, max_bytes: int = 4000) -> str:
 
 
 def read_assets(ws: Workspace, fmt: str, parse_limit: int, assets_file: str) -> list[Any]:
-    """Assets the model reported: ``assets`` in its JSON output, or the assets file."""
+    """Assets the model reported: ``assets`` in its JSON output, or the assets file: a list,
+    or ``{"assets": [...]}`` as the SDK's own ``nextmv.write`` keys it."""
     assets = os.path.join(ws.work, assets_file)
     doc = None
     if fmt in DIRECTORY_FORMATS and confined(assets, ws.work):
         doc = _read_json(assets, parse_limit)
+        if isinstance(doc, dict):
+            doc = doc.get("assets")
     if doc is None:
         whole = _read_json(ws.stdout, parse_limit)
         doc = whole.get("assets") if isinstance(whole, dict) else None

@@ -48,6 +48,10 @@ with open("outputs/assets.json", "w") as fh:
         {{"name": "numbers", "content": {{"a": [1, 2]}}}},
     ], fh)
 """
+KEYED_ASSETS_MAIN = MULTI_ASSETS_MAIN.replace("json.dump([", 'json.dump({"assets": [').replace(
+    "], fh)", "]}, fh)"
+)
+"""The same assets as the SDK's ``nextmv.write`` writes them: keyed by ``assets``."""
 MULTI_MANIFEST = """\
 type: python
 runtime: ghcr.io/nextmv-io/runtime/python:3.11
@@ -92,11 +96,12 @@ def test_json_app_assets_list_metadata_url_and_content(
         app.client.request("GET", f"{app.endpoint}/runs/{run_id}/assets/{run_id}-asset-9")
 
 
+@pytest.mark.parametrize("main", [MULTI_ASSETS_MAIN, KEYED_ASSETS_MAIN], ids=["list", "keyed"])
 def test_multi_file_assets_are_files_of_the_output_folder(
-    new_app: NewApp, push: Push, tmp_path: Path, fast: PollingOptions
+    new_app: NewApp, push: Push, tmp_path: Path, fast: PollingOptions, main: str
 ) -> None:
     app = new_app("assetsmf")
-    push(app, write_app(tmp_path / "m", MULTI_ASSETS_MAIN, MULTI_MANIFEST))
+    push(app, write_app(tmp_path / "m", main, MULTI_MANIFEST))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "x.txt").write_text("x")
     run_id = app.new_run(input_dir_path=str(tmp_path / "in"))
