@@ -65,8 +65,11 @@ def stop_streams(app: FastAPI) -> None:
 
 
 async def _login_required(request: Request, exc: LoginRequired) -> Response:
+    """A browser goes to the login page (told when its session ended under a form); a
+    script, a partial or a stream gets JSON."""
     if exc.page:
-        return see_other(f"/login?next={_quote(exc.back_to)}")
+        ended = "&ended=1" if exc.ended else ""
+        return see_other(f"/login?next={_quote(exc.back_to)}{ended}")
     return JSONResponse({"error": "sign in to the console first"}, status_code=401)
 
 

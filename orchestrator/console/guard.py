@@ -3,7 +3,9 @@
 - Host: only ``127.0.0.1:PORT`` or ``localhost:PORT``. A page served under another
   name (DNS rebinding) gets nothing, not even the login form.
 - Session: without one, a page answers with a redirect to the login page (and the
-  path to come back to); a partial or a stream answers 401. Nothing else is rendered.
+  path to come back to); so does a browser's form post (its session ended while the form
+  was open: the login page says so, and leads back to the form's page); a partial, a
+  stream or a script answers 401. Nothing else is rendered.
 - CSRF: an unsafe method must carry the session's token (form field ``csrf`` or
   header ``X-CSRF-Token``) and, when the browser sends an ``Origin``, come from the
   console's own origin. SameSite=Strict already keeps the cookie off cross-site
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from starlette.datastructures import FormData
@@ -25,12 +28,17 @@ MAX_FORM_PART = 64 * 1024 * 1024
 """A pasted input travels as one form field: allow what the JSON API allows."""
 
 
-class LoginRequired(Exception):
-    """No session: pages redirect to the login page, partials and streams answer 401."""
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+"""What a browser's form posts (a script posting JSON, or htmx, is not led to a page)."""
 
-    def __init__(self, back_to: str, page: bool) -> None:
+
+class LoginRequired(Exception):
+    """No session: pages redirect to the login page, partials and streams answer 401.
+    ``ended``: a form was posted, so the session it was filled in ended meanwhile."""
+
+    def __init__(self, back_to: str, page: bool, ended: bool = False) -> None:
         super().__init__(back_to)
-        self.back_to, self.page = back_to, page
+        self.back_to, self.page, self.ended = back_to, page, ended
 
 
 class Refused(Exception):
@@ -65,13 +73,26 @@ async def session(request: Request) -> Session:
     check_host(request)
     found = console_of(request).sessions.get(request.cookies.get(COOKIE))
     if found is None:
-        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        wants_page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
-        raise LoginRequired(back, page=wants_page and "hx-request" not in request.headers)
+        browser = "text/html" in request.headers.get("accept", "")
+        browser = browser and "hx-request" not in request.headers
+        if request.method == "GET":
+            back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise LoginRequired(back, page=browser)
+        form = request.headers.get("content-type", "").startswith(FORM_TYPES)
+        raise LoginRequired(form_page(request), page=browser and form, ended=True)
     if request.method not in SAFE_METHODS:
         await check_csrf(request, found)
     request.state.session = found
     return found
+
+
+def form_page(request: Request) -> str:
+    """The page a posted form was on (its ``Referer``, sent within the console), where the
+    login leads back to; the apps when the browser did not say."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.headers.get("host") or not referer.path.startswith("/"):
+        return "/apps"
+    return referer.path + (f"?{referer.query}" if referer.query else "")
 
 
 def check_origin(request: Request) -> None:

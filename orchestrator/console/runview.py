@@ -22,7 +22,8 @@ from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.services import Services
 
 LOG_TAIL_BYTES = 64 * 1024
-"""The page opens with the log's last 64 KiB; the whole log is a download."""
+"""The page shows the log's last 64 KiB, when it opens and as it follows a running log (the
+page gets this cap from the server); the whole log is a download."""
 MAX_VISUAL_BYTES = PREVIEW_BYTES * 2
 SMALL = 128 * 1024
 VISUAL_SCHEMAS = ("plotly", "chartjs", "geojson")
@@ -118,19 +119,35 @@ async def _visuals(svc: Services, run: Run) -> list[Visual]:
 
 def log_tail(path: Path, max_bytes: int = LOG_TAIL_BYTES) -> tuple[str, int, int]:
     """(the log's last ``max_bytes`` as readable text, the offset it ends at, bytes left
-    out)."""
+    out before it)."""
     try:
         with path.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             start = max(0, size - max_bytes)
             fh.seek(start)
-            raw = fh.read()
+            raw = fh.read(max_bytes)
     except FileNotFoundError:
         return "", 0, 0
     end = start + len(raw)
-    if start and b"\n" in raw:
-        raw = raw.split(b"\n", 1)[1]  # begin at a whole line
+    if start and b"\n" in raw[:-1]:
+        cut = raw.index(b"\n") + 1  # begin at a whole line
+        raw, start = raw[cut:], start + cut
     return readable_log(raw.decode(errors="replace")), end, start
+
+
+def tail_if_behind(
+    path: Path, offset: int, max_bytes: int = LOG_TAIL_BYTES
+) -> tuple[str, int, int] | None:
+    """``log_tail`` when more than ``max_bytes`` were written past ``offset``, else None.
+
+    The live page keeps only the last ``max_bytes`` of the log, as a freshly opened one
+    does: streaming it the megabytes in between would only make it drop them again (and
+    freeze the tab while it does)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    return log_tail(path, max_bytes) if size - offset > max_bytes else None
 
 
 def to_json(value: Any) -> str:

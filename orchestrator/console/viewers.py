@@ -33,6 +33,9 @@ _TERMINAL_ESCAPE = re.compile(
     r"|[ -/]*[0-~])"  # the short ones (ESC ( B, ESC 7)
 )
 """A terminal's escape sequences, which a log viewer in a page shows as garbage."""
+_BIDI_CONTROL = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Invisible marks that reorder the text around them: ``rtl \\u202egnp.exe`` displays as
+``rtl exe.png``. A log viewer must show what was written, not what it pretends to be."""
 
 
 @dataclass
@@ -161,5 +164,9 @@ def _scalar(value: Any) -> str:
 
 def readable_log(text: str) -> str:
     """A log as the page shows it: without the terminal's escape sequences (a model's
-    coloured output would show ``ESC[31m`` in the page). Downloads stay byte-exact."""
-    return _TERMINAL_ESCAPE.sub("", text)
+    coloured output would show ``ESC[31m`` in the page), and with the bidirectional
+    controls written out as ``<U+202E>`` (shown as is, they reorder what the reader sees).
+    Plain text either way, so the first render and the live stream (which appends text
+    nodes) show the same thing. Downloads stay byte-exact."""
+    text = _TERMINAL_ESCAPE.sub("", text)
+    return _BIDI_CONTROL.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)

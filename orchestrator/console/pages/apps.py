@@ -8,7 +8,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from orchestrator.console.guard import read_form
-from orchestrator.console.pages.base import app_url, field, pages_router, see_other, state
+from orchestrator.console.pages.base import (
+    app_url,
+    fields,
+    pages_router,
+    see_other,
+    state,
+)
 from orchestrator.console.render import page
 from orchestrator.errors import OrchError
 from orchestrator.models import App
@@ -40,8 +46,7 @@ async def _apps(
 
 @router.post("/apps")
 async def create_app(request: Request) -> Response:
-    form = await read_form(request)
-    values = {k: field(form, k) for k in ("id", "name", "description")}
+    values = fields(await read_form(request), ("id", "name", "description"))
     try:
         app = await state(request).services.apps.create(
             values["id"], values["name"], values["description"]
@@ -64,12 +69,26 @@ def _notice(request: Request) -> str:
     return ""
 
 
+EDIT_FIELDS = ("name", "description", "default_instance")
+PROMOTE_FIELDS = ("version_id", "name", "description", "instance_id")
+
+
 async def _app(
-    request: Request, app_id: str, status: int = 200, notice: str = "", error: str = ""
+    request: Request,
+    app_id: str,
+    status: int = 200,
+    notice: str = "",
+    error: str = "",
+    edit: dict[str, str] | None = None,
+    promoting: dict[str, str] | None = None,
 ) -> Response:
+    """The app page; ``edit`` or ``promoting``: what was sent in that form, refused (with
+    ``error``), shown again instead of the stored values and the empty form."""
     console = state(request)
     svc = console.services
     app = await svc.apps.get(app_id)
+    stored = {"name": app.name, "description": app.description}
+    stored["default_instance"] = app.default_instance_id or ""
     recent = await console.search.page(RunQuery(app_id=app_id), limit=10)
     return page(
         request,
@@ -85,6 +104,8 @@ async def _app(
         runs=recent.runs,
         notice=notice,
         error=error,
+        edit=edit or stored,
+        promoting=promoting or dict.fromkeys(PROMOTE_FIELDS, ""),
     )
 
 
@@ -109,37 +130,39 @@ async def executable_partial(request: Request, app_id: str) -> Response:
 
 @router.post("/apps/{app_id}")
 async def edit_app(request: Request, app_id: str) -> Response:
-    form = await read_form(request)
+    values = fields(await read_form(request), EDIT_FIELDS)
+    # a browser sends a textarea's line breaks as CRLF: store them as they were typed
+    values["description"] = values["description"].replace("\r\n", "\n")
     try:
         await state(request).services.apps.update(
             app_id,
-            name=field(form, "name"),
-            description=field(form, "description"),
-            default_instance_id=field(form, "default_instance") or None,
+            name=values["name"],
+            description=values["description"],
+            default_instance_id=values["default_instance"] or None,
         )
     except OrchError as exc:
         if exc.status == 404:
             raise
-        return await _app(request, app_id, status=exc.status, error=exc.message)
+        return await _app(request, app_id, status=exc.status, error=exc.message, edit=values)
     return see_other(app_url(app_id) + "?saved=1")
 
 
 @router.post("/apps/{app_id}/promote")
 async def promote_app(request: Request, app_id: str) -> Response:
-    form = await read_form(request)
+    values = fields(await read_form(request), PROMOTE_FIELDS)
     svc = state(request).services
     try:
         done = await promote(
             svc.store,
             svc.settings,
             app_id,
-            field(form, "version_id") or None,
-            field(form, "name") or None,
-            field(form, "description"),
-            field(form, "instance_id") or None,
+            values["version_id"] or None,
+            values["name"] or None,
+            values["description"],
+            values["instance_id"] or None,
         )
     except OrchError as exc:
         if exc.status == 404 and "app" in exc.message:
             raise
-        return await _app(request, app_id, status=exc.status, error=exc.message)
+        return await _app(request, app_id, status=exc.status, error=exc.message, promoting=values)
     return see_other(app_url(app_id) + f"?promoted={done.version.id}")

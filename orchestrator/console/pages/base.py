@@ -3,26 +3,44 @@
 A domain error raised in a page handler becomes an HTML page with the same status
 and message the API would give (the message comes from the same ``OrchError``), so a
 bookmarked link to a deleted run says "run ... not found" instead of showing JSON. So
-does an address with no page at all, when a browser asks for it (``http_error_page``).
+does an address with no page at all, when a browser asks for it (``http_error_page``),
+and a bug in a page handler (the 500 page; the API's paths keep their JSON).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import logging
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
-from orchestrator.console.guard import Refused, check_host, console_of, session
+from orchestrator.console.guard import (
+    LoginRequired,
+    Refused,
+    check_host,
+    console_of,
+    session,
+)
 from orchestrator.console.render import page
 from orchestrator.console.sessions import COOKIE
 from orchestrator.console.state import Console
+from orchestrator.disk import is_disk_full
 from orchestrator.errors import OrchError
 from orchestrator.services import Services
+
+log = logging.getLogger("orch.console")
+
+PASSED_ON = (LoginRequired, Refused, HTTPException, RequestValidationError, ClientDisconnect)
+"""Errors the app's own handlers answer: the login redirect, a refusal, a missing route, a
+malformed request, a client gone (their handlers tell a browser from a script); and a full
+disk (a 507, not a bug)."""
 
 
 class ConsoleRoute(APIRoute):
@@ -34,6 +52,13 @@ class ConsoleRoute(APIRoute):
                 return await handler(request)
             except OrchError as exc:
                 return error_page(request, exc.status, exc.message)
+            except Exception as exc:
+                if isinstance(exc, PASSED_ON) or is_disk_full(exc):
+                    raise
+                if "text/html" not in request.headers.get("accept", ""):
+                    raise  # the API's answer: JSON, logged
+                log.exception("unhandled error on %s %s", request.method, request.url.path)
+                return error_page(request, 500, f"internal error: {type(exc).__name__}")
 
         return route
 
@@ -105,3 +130,9 @@ def field(form: Any, name: str) -> str:
     """A text field of a form, stripped; missing and file fields read as ``""``."""
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+def fields(form: Any, names: Iterable[str]) -> dict[str, str]:
+    """The named text fields of a form, as ``field`` reads them. A page that refuses a form
+    renders it again from these (its template's ``form`` values), so nothing typed is lost."""
+    return {name: field(form, name) for name in names}

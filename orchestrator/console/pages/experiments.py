@@ -10,14 +10,21 @@ interactive box plots (Plotly, served by the daemon).
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 import anyio
 from fastapi import Request
 from fastapi.responses import Response
 
 from orchestrator.console.guard import read_form
-from orchestrator.console.pages.base import app_url, field, pages_router, see_other, state
+from orchestrator.console.pages.base import (
+    app_url,
+    fields,
+    pages_router,
+    see_other,
+    state,
+)
 from orchestrator.console.render import page
 from orchestrator.errors import Invalid, OrchError
 from orchestrator.experiments.batch import BatchRequest
@@ -29,17 +36,46 @@ from orchestrator.models import ExperimentStatus
 router = pages_router()
 
 
+class Bounds(NamedTuple):
+    """A number field's range and default, for its template (``min``/``max``) and handler."""
+
+    low: int
+    high: int
+    default: int
+
+
+SET_RUNS = Bounds(low=1, high=1000, default=20)
+"""The new input set form's "Runs" (how many recent runs it takes): the bounds its field
+declares (``min``, ``max``) and the handler checks, one source for both."""
+START_FIELDS = ("input_set_id", "baseline", "objective", "repetitions", "id", "name")
+SET_FIELDS = ("instance_id", "maximum_runs", "id", "name")
+
+
 @router.get("/apps/{app_id}/experiments")
 async def experiments_page(request: Request, app_id: str) -> Response:
     return await _list(request, app_id)
 
 
-async def _list(request: Request, app_id: str, status: int = 200, error: str = "") -> Response:
+async def _list(
+    request: Request,
+    app_id: str,
+    status: int = 200,
+    error: str = "",
+    start: dict[str, Any] | None = None,
+    new_set: dict[str, str] | None = None,
+) -> Response:
+    """The experiments page; ``start`` or ``new_set``: what was sent in that form, refused
+    (with ``error``), shown again instead of the form's defaults."""
     svc = state(request).services
     app = await svc.apps.get(app_id)
     experiments = [
         (e, await svc.experiments.counts(app_id, e.id)) for e in await svc.experiments.list(app_id)
     ]
+    instances = await svc.instances.list(app_id)
+    defaults: dict[str, Any] = {"input_set_id": "", "baseline": app.default_instance_id or ""}
+    defaults.update(objective="min", repetitions="1", id="", name="")
+    defaults["instance_ids"] = [i.id for i in instances if i.id != "devint"]
+    default_runs = str(SET_RUNS.default)
     return page(
         request,
         "experiments.html",
@@ -47,11 +83,14 @@ async def _list(request: Request, app_id: str, status: int = 200, error: str = "
         app=app,
         experiments=experiments,
         input_sets=await svc.input_sets.list(app_id),
-        instances=await svc.instances.list(app_id),
+        instances=instances,
         switchback_tests=await svc.switchback_tests.list(app_id),
         # newest first, as the other lists here (the API lists shadow tests oldest first)
         shadow_tests=list(reversed(await svc.shadow_tests.list(app_id))),
         error=error,
+        start=start or defaults,
+        new_set=new_set or {**dict.fromkeys(SET_FIELDS, ""), "maximum_runs": default_runs},
+        set_runs=SET_RUNS,
     )
 
 
@@ -59,47 +98,53 @@ async def _list(request: Request, app_id: str, status: int = 200, error: str = "
 async def start_experiment(request: Request, app_id: str) -> Response:
     svc = state(request).services
     form = await read_form(request)
-    try:
-        repetitions = int(field(form, "repetitions") or "1")
-    except ValueError:
-        return await _list(request, app_id, 400, "repetitions must be a whole number")
-    targets = [str(v) for v in form.getlist("instance_ids") if str(v).strip()]
+    values: dict[str, Any] = fields(form, START_FIELDS)
+    values["instance_ids"] = [str(v) for v in form.getlist("instance_ids") if str(v).strip()]
     try:
         exp = await svc.experiments.start(
             BatchRequest(
                 app_id=app_id,
-                experiment_id=field(form, "id") or None,
-                name=field(form, "name") or None,
-                input_set_id=field(form, "input_set_id") or None,
-                instance_ids=targets,
-                repetitions=repetitions,
-                baseline=field(form, "baseline") or None,
-                objective=field(form, "objective") or "min",
+                experiment_id=values["id"] or None,
+                name=values["name"] or None,
+                input_set_id=values["input_set_id"] or None,
+                instance_ids=values["instance_ids"],
+                repetitions=whole_number(values["repetitions"] or "1", "repetitions"),
+                baseline=values["baseline"] or None,
+                objective=values["objective"] or "min",
             )
         )
     except OrchError as exc:
-        return await _list(request, app_id, exc.status, exc.message)
+        return await _list(request, app_id, exc.status, exc.message, start=values)
     return see_other(app_url(app_id, "experiments", exp.id))
 
 
 @router.post("/apps/{app_id}/input-sets")
 async def create_input_set(request: Request, app_id: str) -> Response:
     svc = state(request).services
-    form = await read_form(request)
+    values = fields(await read_form(request), SET_FIELDS)
+    low, high = SET_RUNS.low, SET_RUNS.high
     try:
-        maximum = int(field(form, "maximum_runs") or "20")
+        maximum = whole_number(values["maximum_runs"] or str(SET_RUNS.default), "runs")
+        if not low <= maximum <= high:
+            raise Invalid(f"runs must be from {low} to {high}, not {maximum}")
         item = await svc.input_sets.create(
             app_id,
-            field(form, "id") or None,
-            field(form, "name") or None,
-            instance_id=field(form, "instance_id") or None,
+            values["id"] or None,
+            values["name"] or None,
+            instance_id=values["instance_id"] or None,
             maximum_runs=maximum,
         )
-    except ValueError:
-        return await _list(request, app_id, 400, "maximum runs must be a whole number")
     except OrchError as exc:
-        return await _list(request, app_id, exc.status, exc.message)
+        return await _list(request, app_id, exc.status, exc.message, new_set=values)
     return see_other(app_url(app_id, "input-sets", item.id))
+
+
+def whole_number(text: str, name: str) -> int:
+    """``text`` as an int, or Invalid: digits only (``int`` would also take ``1_000`` or
+    ``٣``), and few enough that no store or loop chokes on it before a bound is checked."""
+    if not re.fullmatch(r"[+-]?[0-9]{1,9}", text):
+        raise Invalid(f"{name} must be a whole number, not {text[:20]!r}")
+    return int(text)
 
 
 @router.get("/apps/{app_id}/input-sets/{set_id}")

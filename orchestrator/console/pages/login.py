@@ -56,14 +56,21 @@ def _with_cookie(request: Request, response: Response, started: Session) -> Resp
     return response
 
 
+SESSION_ENDED = (
+    "Your session ended (signed out, or the daemon restarted), so the form you sent was not "
+    "saved. Sign in to go back to its page, and send it again."
+)
+"""The login page's word to a browser whose form came in without a session (``ended``)."""
+
+
 @router.get("/login")
 async def login_page(
-    request: Request, token: str | None = None, next: str | None = None
+    request: Request, token: str | None = None, next: str | None = None, ended: str = ""
 ) -> Response:
     check_host(request)
     target = safe_next(next)
     if token is None:
-        return page(request, "login.html", next=target, error="")
+        return page(request, "login.html", next=target, error=SESSION_ENDED if ended else "")
     started = console_of(request).sessions.redeem(token)
     if started is None:
         return page(

@@ -3,6 +3,11 @@
 ``.../stream`` sends the run's panels again at every status change (``run``),
 the log's new lines while it runs (``log``) and ``end`` once it is over. The event
 id carries the log offset, so a reconnecting browser resumes where it stopped.
+
+The page shows at most the log's last ``LOG_TAIL_BYTES`` (its ``data-log-cap``), live
+as when it opens: a stream that fell further behind than that (a model writing
+megabytes) skips to the log's tail in one ``log`` event with ``reset`` (the text
+replaces the page's) and ``skipped`` (the bytes before it, for the page's hint).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from orchestrator.console.live import KEEPALIVE, KEEPALIVE_SECONDS, retry, sse
 from orchestrator.console.pages.base import pages_router, state
 from orchestrator.console.pages.runs import STREAM_HEADERS
 from orchestrator.console.render import page, render
-from orchestrator.console.runview import log_tail, run_view
+from orchestrator.console.runview import LOG_TAIL_BYTES, log_tail, run_view, tail_if_behind
 from orchestrator.console.state import Console
 from orchestrator.console.viewers import readable_log
 from orchestrator.errors import NotFound
@@ -51,6 +56,7 @@ async def run_page(request: Request, app_id: str, run_id: str) -> Response:
         log=log,
         log_offset=offset,
         log_skipped=skipped,
+        log_cap=LOG_TAIL_BYTES,
         **await _context(console, run),
     )
 
@@ -93,6 +99,11 @@ async def _run_events(
                     "_run_panels.html", csrf=_csrf(request), **await _context(console, run)
                 )
                 yield sse("run", {"status": known, "html": panels}, f"{offset}.{known}")
+            tail = tail_if_behind(log_path, offset)
+            if tail is not None:
+                text, offset, skipped = tail
+                reset = {"text": text, "reset": True, "skipped": skipped}
+                yield sse("log", reset, f"{offset}.{known}")
             chunk = read_live(log_path, offset, run.status)
             if chunk["items"]:
                 offset = int(chunk["next_page_token"])

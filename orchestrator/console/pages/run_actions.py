@@ -21,7 +21,14 @@ from starlette.datastructures import UploadFile
 
 from orchestrator.api.run_files import file_response, input_raw
 from orchestrator.console.guard import read_form
-from orchestrator.console.pages.base import app_url, field, pages_router, see_other, state
+from orchestrator.console.pages.base import (
+    app_url,
+    field,
+    fields,
+    pages_router,
+    see_other,
+    state,
+)
 from orchestrator.console.render import page
 from orchestrator.errors import Invalid, NotFound, OrchError
 from orchestrator.models import Run
@@ -58,8 +65,7 @@ async def _new_run_page(
         values["input_text"] = ""
         values["ensemble"] = request.query_params.get("ensemble", "")
     else:
-        fields = ("instance", "options", "name", "input_text", "ensemble")
-        values = {k: field(form, k) for k in fields}
+        values = fields(form, ("instance", "options", "name", "input_text", "ensemble"))
     return page(
         request,
         "new_run.html",

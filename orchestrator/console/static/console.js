@@ -141,10 +141,39 @@
     source.addEventListener("stale", function () { source.close(); window.location.reload(); });
   }
 
+  // A byte count as the server's size filter writes it: 512 B, 1.5 KiB, 19.1 MiB.
+  function sizeText(bytes) {
+    var units = ["B", "KiB", "MiB", "GiB"], n = bytes, i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return i ? n.toFixed(1) + " " + units[i] : n + " B";
+  }
+
   // One run: panels re-rendered at each status change, the log appended as it grows.
+  // The log keeps only its last data-log-cap characters, as a freshly opened page does
+  // (a model writing megabytes would otherwise freeze the tab); the hint above it says how
+  // much comes before. A stream that fell far behind sends the tail alone (reset).
   function liveRun(root) {
     var source = new EventSource(root.dataset.liveRun);
     var log = document.getElementById("log");
+    var cap = Number(log.dataset.logCap) || Infinity;
+    var hint = document.querySelector("[data-log-hint]");
+    var skipped = hint ? Number(hint.dataset.skipped) || 0 : 0;
+    var shown = log.textContent.length;
+    function trim() {
+      if (shown <= cap) return;
+      var text = log.textContent;
+      var from = text.length - cap;
+      var line = text.indexOf("\n", from);
+      var cut = line >= 0 && line < text.length - 1 ? line + 1 : from;  // at a whole line
+      skipped += new TextEncoder().encode(text.slice(0, cut)).length;
+      log.textContent = text.slice(cut);
+      shown = text.length - cut;
+    }
+    function showSkipped() {
+      if (!hint || skipped <= 0) return;
+      hint.querySelector("[data-log-skipped]").textContent = sizeText(skipped);
+      hint.hidden = false;
+    }
     source.addEventListener("run", function (e) {
       var data = JSON.parse(e.data);
       var panels = document.getElementById("run-panels");
@@ -153,8 +182,18 @@
       drawCharts(panels);
     });
     source.addEventListener("log", function (e) {
+      var data = JSON.parse(e.data);
       var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-      log.append(document.createTextNode(JSON.parse(e.data).text));
+      if (data.reset) {
+        log.textContent = data.text;
+        shown = data.text.length;
+        skipped = data.skipped;
+      } else {
+        log.append(document.createTextNode(data.text));
+        shown += data.text.length;
+      }
+      trim();
+      showSkipped();
       if (atEnd) log.scrollTop = log.scrollHeight;
     });
     function finish() {
