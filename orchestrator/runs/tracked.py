@@ -99,13 +99,19 @@ async def record(
         )
     if result.log_upload_id:
         os.replace(await _take(uploads, run.app_id, result.log_upload_id), ws.stderr)
-    stats = doc.get("statistics") if isinstance(doc, dict) else None
-    if not isinstance(stats, dict) and result.statistics_upload_id:
+    # Statistics and metrics given on their own win over those inside the output: the
+    # caller passed them for this run on purpose (``TrackedRun(statistics=...)``).
+    stats: Any = None
+    if result.statistics_upload_id:
         given = await _json_upload(uploads, run.app_id, result.statistics_upload_id)
         stats = given.get("statistics", given) if isinstance(given, dict) else None
-    metrics = reported(doc)
-    if metrics is None and result.metrics_upload_id:
+    if not isinstance(stats, dict):
+        stats = doc.get("statistics") if isinstance(doc, dict) else None
+    metrics = None
+    if result.metrics_upload_id:
         metrics = reported(await _json_upload(uploads, run.app_id, result.metrics_upload_id), True)
+    if metrics is None:
+        metrics = reported(doc)
     if result.assets_upload_id:
         given = await _json_upload(uploads, run.app_id, result.assets_upload_id)
         items = given.get("assets", given) if isinstance(given, dict) else given

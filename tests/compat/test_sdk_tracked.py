@@ -98,6 +98,24 @@ def test_tracked_folder_output_with_statistics_and_metrics_given_apart(
     assert (tmp_path / "got" / "solution.csv").read_text() == "x\n1\n"
 
 
+def test_statistics_and_metrics_given_apart_win_over_the_outputs(
+    knapsack: cloud.Application,
+) -> None:
+    """``TrackedRun(statistics=..., metrics=...)`` says what the run's figures are; the
+    ones inside its output are its output's."""
+    tracked = TrackedRun(
+        status=TrackedRunStatus.SUCCEEDED,
+        duration=10,
+        input=KNAPSACK_INPUT,
+        output=TRACKED_OUTPUT,
+        statistics={"result": {"value": 3}},
+        metrics={"cost": 12.5},
+    )
+    run_id = knapsack.track_run(tracked)
+    assert knapsack.run_result(run_id).metadata.statistics == {"result": {"value": 3}}
+    assert knapsack.run_information(run_id).metadata.metrics == {"cost": 12.5}
+
+
 def test_compare_runs_compares_metrics_of_executed_and_tracked_runs(
     knapsack: cloud.Application, fast: PollingOptions
 ) -> None:
