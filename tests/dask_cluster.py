@@ -63,14 +63,22 @@ class DaskCluster:
     def start(cls, root: Path, workers: int = 2, slots: int = 2) -> DaskCluster:
         root.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        argv = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
-        scheduler = _spawn(argv, root / "scheduler.log")
-        cluster = cls(root, port, scheduler)
-        wait_for(lambda: _listening(port, scheduler, root / "scheduler.log"), timeout=30)
+        cluster = cls(root, port, _scheduler(root, port))
         for n in range(workers):
             cluster.add_worker(f"w{n}", slots)
         return cluster
+
+    def kill_scheduler(self) -> None:
+        """SIGKILL the scheduler, and its workers with it (as they would exit, in time)."""
+        self.scheduler.send_signal(signal.SIGKILL)
+        self.scheduler.wait(10)
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.kill()
+
+    def restart_scheduler(self) -> None:
+        """A new scheduler at the same address (its workers must be added again)."""
+        self.scheduler = _scheduler(self.root, self.port)
 
     def add_worker(self, name: str, slots: int = 2, cache: Path | None = None) -> DaskWorker:
         """Start a worker and wait until the scheduler lists it."""
@@ -102,6 +110,14 @@ class DaskCluster:
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
             for path in sorted(self.root.glob("*.log"))
         )
+
+
+def _scheduler(root: Path, port: int) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
+    scheduler = _spawn(argv, root / "scheduler.log")
+    wait_for(lambda: _listening(port, scheduler, root / "scheduler.log"), timeout=30)
+    return scheduler
 
 
 def _spawn(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -52,6 +54,36 @@ out = pathlib.Path("outputs")
 (out / "statistics.json").write_text(json.dumps({"result": {"value": len(names)}}))
 (out / "assets.json").write_text(json.dumps([{"name": "chart", "content": {"n": len(names)}}]))
 """
+
+
+FOLDER_READER = """\
+import json, os
+own = os.path.realpath("inputs")
+mine = {}
+for folder, _, files in os.walk("inputs"):
+    for name in files:
+        path = os.path.join(folder, name)
+        mine[os.path.relpath(path, "inputs")] = open(path).read()
+marker = mine.get("marker.txt", "").encode() or None
+leaked = []
+for root in mine.get("roots.txt", "").split():
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.realpath(os.path.join(folder, name))
+            try:
+                with open(path, "rb") as fh:
+                    if marker and marker in fh.read() and not path.startswith(own + "/"):
+                        leaked.append(path)
+            except OSError:
+                pass
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/statistics.json", "w") as fh:
+    json.dump({"result": {"value": len(mine)}, "mine": mine, "leaked": leaked}, fh)
+"""
+MULTI_FILE_MANIFEST = (
+    "type: python\nruntime: r\nfiles: [main.py]\n"
+    "configuration:\n  content:\n    format: multi-file\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -207,24 +239,26 @@ def test_cancel_kills_the_process_tree_on_the_worker(api: httpx.Client, probe: s
     wait_for(lambda: all(gone(p) for p in pids), timeout=10)
 
 
+def _upload(api: httpx.Client, app_id: str, files: dict[str, bytes]) -> str:
+    """A folder input, uploaded as the SDK does (a tar.gz); returns its upload id."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
+    httpx.put(up["upload_url"], content=buf.getvalue())
+    return str(up["upload_id"])
+
+
 def test_multi_file_outputs_statistics_and_assets_come_back(
     api: httpx.Client, tmp_path: Path
 ) -> None:
-    manifest = (
-        "type: python\nruntime: r\nfiles: [main.py]\n"
-        "configuration:\n  content:\n    format: multi-file\n"
-    )
     app_id = create_app(api)
-    push_dir(api, app_id, write_app(tmp_path / "mf", MULTI_FILE, manifest), tmp_path)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name in ("a.csv", "b.json", "deep/c.txt"):
-            info = tarfile.TarInfo(name)
-            info.size = 1
-            tar.addfile(info, io.BytesIO(b"x"))
-    up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
-    httpx.put(up["upload_url"], content=buf.getvalue())
-    res = wait_run(api, app_id, start(api, app_id, {"upload_id": up["upload_id"]}))
+    push_dir(api, app_id, write_app(tmp_path / "mf", MULTI_FILE, MULTI_FILE_MANIFEST), tmp_path)
+    upload = _upload(api, app_id, {name: b"x" for name in ("a.csv", "b.json", "deep/c.txt")})
+    res = wait_run(api, app_id, start(api, app_id, {"upload_id": upload}))
     assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
     assert res["metadata"]["statistics"] == {"result": {"value": 3}}
     with tarfile.open(fileobj=io.BytesIO(httpx.get(res["output"]["url"]).content)) as tar:
@@ -234,6 +268,32 @@ def test_multi_file_outputs_statistics_and_assets_come_back(
     (chart,) = [a for a in assets["items"] if a["name"] == "chart"]
     meta = api.get(f"/v1/applications/{app_id}/runs/{res['id']}/assets/{chart['id']}").json()
     assert httpx.get(meta["download_url"]).json() == {"n": 3}
+
+
+def test_a_folder_input_is_read_by_its_model_and_by_no_other(
+    api: httpx.Client, tmp_path: Path, cluster: DaskCluster
+) -> None:
+    """The model reads its folder input's files (not only their names: the cache unpacks
+    them private to the worker, and the model runs under a uid of its own), and a later
+    run, looking through every worker's cache, finds nothing of the first run's input."""
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "rd", FOLDER_READER, MULTI_FILE_MANIFEST), tmp_path)
+    secret = f"only-for-run-one-{os.getpid()}"
+    first = {"a.txt": b"hello", "deep/b.txt": b"deep", "marker.txt": secret.encode()}
+    res = wait_run(api, app_id, start(api, app_id, {"upload_id": _upload(api, app_id, first)}))
+    meta = res["metadata"]
+    assert meta["status_v2"] == "succeeded", meta["error"]
+    assert meta["statistics"]["mine"] == {
+        "a.txt": "hello",
+        "deep/b.txt": "deep",
+        "marker.txt": secret,
+    }
+    roots = " ".join(str(w.cache / part) for w in cluster.workers for part in ("inputs", "runs"))
+    other = {"roots.txt": roots.encode(), "marker.txt": secret.encode()}
+    res = wait_run(api, app_id, start(api, app_id, {"upload_id": _upload(api, app_id, other)}))
+    meta = res["metadata"]
+    assert meta["status_v2"] == "succeeded", meta["error"]
+    assert meta["statistics"]["leaked"] == []
 
 
 ENV_MAIN = (
@@ -309,12 +369,23 @@ def test_an_experiment_runs_on_the_cluster(api: httpx.Client, probe: str) -> Non
     assert "one" in summary and "two" in summary and "result.value" in summary
 
 
-def test_daemon_status_names_the_backend_and_its_workers(
-    dask_daemon: Daemon, cluster: DaskCluster
+def test_daemon_status_names_the_backend_its_workers_and_their_protections(
+    dask_daemon: Daemon, api: httpx.Client, cluster: DaskCluster
 ) -> None:
+    def described() -> dict[str, Any] | None:  # each worker describes its sandbox as it joins
+        health = api.get("/healthz").json()
+        workers = health["backend"]["cluster"].values()
+        return health if all("protections" in w for w in workers) else None
+
+    health = wait_for(described, timeout=30)
+    isolation = health["isolation"]
+    assert "no-new-privs" in isolation["protections"] and isolation["workers_differing"] == {}
+    workers = health["backend"]["cluster"].values()
+    assert all(w["protections"] == isolation["protections"] for w in workers)
     done = orch("daemon", "status", "--json", "--home", str(dask_daemon.home))
     status = json.loads(done.stdout)
     assert status["executor"] == "dask" and status["workers"] == 2 and status["slots"] == 4
+    assert status["isolation"] == ", ".join(isolation["protections"])
 
 
 # -- losing parts of the system -----------------------------------------------------------
@@ -442,6 +513,66 @@ def test_an_unreachable_scheduler_stops_the_daemon_with_a_clear_error(tmp_path: 
     done = orch("daemon", "run", "--home", str(tmp_path), "--executor", nobody)
     assert done.returncode != 0 and "cannot reach the Dask scheduler" in done.stderr
     assert time.monotonic() - started < 60
+
+
+def daemon_run(home: Path, executor: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(home)]
+    argv += ["--executor", executor, "--port", "0"]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ended_within(process: subprocess.Popen[str], seconds: float) -> tuple[int, str]:
+    """(exit code, stderr) of a process that must end in time; killed if it does not."""
+    try:
+        _, err = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"still running after {seconds} s") from None
+    return process.returncode, err
+
+
+def test_a_workers_address_is_refused_in_one_line(
+    dask_daemon: Daemon, api: httpx.Client, tmp_path: Path
+) -> None:
+    worker = next(iter(api.get("/healthz").json()["backend"]["cluster"]))
+    code, err = ended_within(daemon_run(tmp_path, worker.replace("tcp://", "dask://")), 30)
+    assert code != 0 and err.strip().count("\n") == 0, err
+    assert f"{worker} is a Dask worker, not the scheduler" in err
+
+
+def test_an_address_that_is_no_scheduler_is_refused_and_leaves_no_process(
+    tmp_path: Path,
+) -> None:
+    """Something that accepts TCP but never speaks Dask (a dashboard, any HTTP server):
+    ``daemon run`` says so within seconds; ``daemon start`` kills a daemon that does not
+    answer in time (whatever the cause), so nothing holds the home afterwards."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts connections; nobody ever answers them
+        executor = f"dask://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        running = daemon_run(tmp_path / "run", executor)
+        try:
+            home = tmp_path / "start"
+            argv = ["daemon", "start", "--home", str(home), "--port", "0", "--timeout", "1"]
+            done = orch(*argv, "--executor", executor)
+            leftovers = [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if str(home) in (p.info["cmdline"] or [])
+            ]
+            for process in leftovers:
+                process.kill()
+            assert leftovers == [], "the daemon that did not answer was left running"
+            assert "did not answer within 1 s and was stopped" in done.stderr
+            assert done.returncode != 0
+            code, err = ended_within(running, 30)
+            assert code != 0 and "not a Dask scheduler (no answer to the handshake" in err, err
+            assert err.strip().count("\n") == 0 and time.monotonic() - started < 20, err
+        finally:
+            running.kill()
+            running.wait()
 
 
 def test_the_default_install_never_imports_dask() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from orchestrator.cli.daemon import _isolation
 from orchestrator.config import Settings, dask_address
 from orchestrator.errors import Invalid
 from orchestrator.home import Home
@@ -29,6 +30,7 @@ from orchestrator.models import Limits
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.cache import BlobMismatch, WorkerCache, attempt_label
+from orchestrator.runs.backends.dask.cluster import summarize
 from orchestrator.runs.backends.dask.outputs import pack, write_back
 from orchestrator.runs.backends.dask.protocol import TaskResult, UnpackCaps
 from orchestrator.runs.backends.dask.shipping import archive
@@ -46,6 +48,7 @@ CAPS = UnpackCaps(package_bytes=1 << 20, package_files=100, input_bytes=1 << 20)
         ("local", None),
         ("dask://10.1.2.3:8786", "tcp://10.1.2.3:8786"),
         ("dask://sched.example", "tcp://sched.example:8786"),
+        ("dask://127.0.0.1:65535", "tcp://127.0.0.1:65535"),
     ],
 )
 def test_executor_addresses(executor: str, address: str | None) -> None:
@@ -56,6 +59,59 @@ def test_executor_addresses(executor: str, address: str | None) -> None:
 def test_bad_executors_are_refused_with_the_expected_form(bad: str, tmp_path: Path) -> None:
     with pytest.raises(Invalid, match="dask://HOST:PORT"):
         Settings.load(Home(tmp_path), executor=bad)
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "65536"])
+def test_a_port_out_of_range_is_refused_before_anything_starts(port: str, tmp_path: Path) -> None:
+    """Not 10 s later, when the connection fails: the CLI says it before spawning anything."""
+    with pytest.raises(Invalid, match="port must be 1-65535"):
+        Settings.load(Home(tmp_path), executor=f"dask://127.0.0.1:{port}")
+
+
+def test_isolation_on_a_cluster_is_what_every_worker_gives_and_who_differs() -> None:
+    """A run may land on any worker: ``orch daemon status`` promises what all of them give,
+    and names each worker that gives something else."""
+    full = {"containment": "cgroup", "protections": ["landlock-fs", "uid", "no-new-privs"]}
+    less = {"containment": "cgroup", "protections": ["no-new-privs"], "refused": None}
+    summary = summarize({"w0": full, "w1": less, "w2": less, "new": {}})
+    assert summary["protections"] == ["no-new-privs"] and summary["undescribed"] == ["new"]
+    assert list(summary["workers_differing"]) == ["w0"]
+    assert _isolation(summary) == "no-new-privs; worker w0: landlock-fs, uid, no-new-privs"
+    same = summarize({"w0": full, "w1": full})
+    assert _isolation(same) == "landlock-fs, uid, no-new-privs"
+    refused = {**less, "refused": "the jail does not start"}
+    assert _isolation(summarize({"w0": full, "w1": refused})).endswith(
+        "worker w1: MODELS REFUSED: the jail does not start"
+    )
+    assert _isolation(summarize({"w1": refused})) == "MODELS REFUSED: the jail does not start"
+    assert _isolation(summarize({})) == "unknown: no worker in the cluster"
+
+
+def test_a_folder_input_is_lent_to_its_run_folder_by_links(tmp_path: Path) -> None:
+    """The run reads its folder input beneath its own run folder, where the jail lets its
+    model's uid read, while the cache's copy stays closed to everyone but the worker."""
+    cache = WorkerCache(tmp_path / "cache")
+    try:
+        folder = tmp_path / "input"
+        (folder / "deep").mkdir(parents=True)
+        (folder / "a.txt").write_text("a")
+        (folder / "deep" / "b.txt").write_text("b")
+        (folder / "link.txt").symlink_to("a.txt")
+        data = archive(folder)
+        sha = hashlib.sha256(data).hexdigest()
+        cache.store(sha, data)
+        cached = cache.unpack_input(sha, CAPS)
+        run_dir = cache.run_dir("run-in", 1)
+        lent = cache.lend_input(cached, run_dir)
+        assert lent == run_dir / "input.d"
+        assert (lent / "deep" / "b.txt").read_text() == "b"
+        assert os.readlink(lent / "link.txt") == "a.txt"
+        for name in ("a.txt", "deep/b.txt"):  # the same bytes, none copied
+            assert os.stat(lent / name).st_ino == os.stat(cached / name).st_ino
+            assert os.stat(lent / name).st_mode & 0o777 == 0o444
+        assert os.stat(cache.inputs).st_mode & 0o777 == 0o700
+    finally:
+        cache.close()
 
 
 def test_retries_is_a_limit_capped_by_the_instance() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -78,7 +79,8 @@ async def test_a_retry_and_a_cancel_withdraw_tasks_without_telling_other_clients
             handle(**msg)
 
         other._stream_handlers["cancelled-keys"] = spy
-        ctx = Context(daemon, TENANT, scheduler, tmp_path / "runs", Background(), _no_blobs)
+        link = SimpleNamespace(client=daemon)  # a connection that is never lost
+        ctx = Context(link, TENANT, scheduler, tmp_path / "runs", Background(), _no_blobs)
         spec = _spec("run-withdrawn")
         execution = DaskExecution(ctx, spec, submit(ctx, spec), [], retries_left=1)
         waiting = asyncio.create_task(execution.wait())

@@ -90,13 +90,15 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
         they are isolated, the disk."""
         scheduler = svc.runs.scheduler
         backend = scheduler.executor.backend
+        details = backend.details
         body: dict[str, Any] = {
-            "status": "ok",
+            # degraded: a cluster whose scheduler is out of reach (runs wait queued)
+            "status": "degraded" if details.get("connected") is False else "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
             "isolation": backend.isolation,
             "disk": svc.store.disk.current().to_dict(),
-            "backend": {"name": backend.name, "slots": backend.slots, **backend.details},
+            "backend": {"name": backend.name, "slots": backend.slots, **details},
         }
         if (watch := getattr(app.state, "loop_watch", None)) is not None:
             body["loop"] = watch.figures()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -144,7 +145,27 @@ def start(
         if child.poll() is not None:
             fail(f"the daemon could not start: {_reason(reason_pipe) or _log_tail(h)}")
         time.sleep(0.05)
-    fail(f"the daemon did not answer within {timeout:.0f} s; see {h.log_file}")
+    _give_up(h, child)
+    why = _reason(reason_pipe)
+    stopped = f"the daemon did not answer within {timeout:g} s and was stopped"
+    fail(f"{stopped}: {why}" if why else f"{stopped}; see {h.log_file}")
+
+
+def _give_up(home: Home, child: subprocess.Popen[bytes]) -> None:
+    """A daemon that does not answer in time goes: left running, it would hold the home
+    (the next start finds it) while nothing can reach or stop it (no ``daemon.json`` yet).
+    Its whole session goes with it (it was started in one of its own)."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sig)
+        try:
+            child.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    info = DaemonInfo.read(home)
+    if info is not None and info.pid == child.pid:
+        forget(home, info)
 
 
 def _already_running(info: DaemonInfo, tls: bool) -> None:
@@ -239,12 +260,20 @@ def env(home: Path | None = HomeOption) -> None:
 
 
 def _isolation(facts: dict[str, Any] | None) -> str | None:
-    """The protections every model runs under, or why models are refused."""
+    """The protections every model runs under, or why models are refused; on a cluster,
+    those every worker gives, then each worker that differs, or why they are unknown."""
     if not facts:
         return None
     if facts.get("refused"):
         return f"MODELS REFUSED: {facts['refused']}"
-    return ", ".join(facts.get("protections") or []) or "none"
+    if facts.get("unknown"):
+        return f"unknown: {facts['unknown']}"
+    shown = ", ".join(facts.get("protections") or []) or "none"
+    for worker, own in (facts.get("workers_differing") or {}).items():
+        refused = own.get("refused")
+        mine = f"MODELS REFUSED: {refused}" if refused else ", ".join(own.get("protections") or [])
+        shown += f"; worker {worker}: {mine or 'none'}"
+    return shown
 
 
 def _mb(size: int | None) -> float | None:
@@ -266,6 +295,8 @@ def _backend_fields(backend: dict[str, Any]) -> dict[str, Any]:
     fields = {"executor": backend.get("name"), "slots": backend.get("slots")}
     if "workers" in backend:
         fields |= {"scheduler": backend.get("scheduler"), "workers": backend.get("workers")}
+    if backend.get("connected") is False:
+        fields["scheduler_unreachable"] = backend.get("unreachable")
     return fields
 
 

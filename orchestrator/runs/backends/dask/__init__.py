@@ -6,6 +6,7 @@ orch=N`` never runs more than N). Who does what:
 
 - ``backend.py``     the daemon's side: connect, prepare, start, collect, recover
 - ``execution.py``   one run on the cluster: wait, cancel, a lost worker, a retry
+- ``link.py``        the connection to the scheduler: what answers there, lost and made again
 - ``cluster.py``     the cluster as the daemon sees it: workers, slots, lost workers
 - ``shipping.py``    packages and inputs sent content-addressed (scattered once per hash)
 - ``logs.py``        the run's stderr pulled from its worker into the daemon's run folder

@@ -6,6 +6,12 @@ by content and builds its ``TaskSpec``; ``start`` submits one task; the
 daemon's run folder, where the API reads it; ``recover`` picks up the runs a
 crashed daemon left on the cluster. The daemon keeps every run's state: the
 cluster only ever sees tasks.
+
+The connection to the scheduler is a ``Link`` (``link.py``): when the scheduler goes,
+the cluster has no slot, so queued runs wait; a run staged ahead waits for the link
+and ships its files again on the next connection (what was shipped on the lost one is
+gone with it); once a new connection is up, the worker plugin and the event topic are
+set up on it again, with a fresh shipper.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ import anyio
 from distributed import Client, Future
 
 from orchestrator.config import Settings
-from orchestrator.errors import OrchError, Unavailable
+from orchestrator.errors import OrchError
 from orchestrator.models import Failure, FailureKind, Run
 from orchestrator.packaging.pyenv import requirements_of
 from orchestrator.runs.backend import Collected, Execution, Job, StartFailed
 from orchestrator.runs.backends.dask.background import Background
 from orchestrator.runs.backends.dask.cluster import Cluster
 from orchestrator.runs.backends.dask.execution import Context, DaskExecution, submit
+from orchestrator.runs.backends.dask.link import Link
 from orchestrator.runs.backends.dask.logs import LogPuller
 from orchestrator.runs.backends.dask.outputs import write_back
 from orchestrator.runs.backends.dask.protocol import (
@@ -52,7 +59,6 @@ from orchestrator.runs.workspace import Workspace, collect, small_output
 log = logging.getLogger("orch.dask")
 
 MIB = 1024 * 1024
-CONNECT_SECONDS = 10.0
 UNCOLLECTED_SECONDS = 600.0
 
 
@@ -62,42 +68,37 @@ class Shipped:
 
     spec: TaskSpec
     blobs: list[Blob]
+    generation: int
+    """The connection its blobs were shipped on (``Link.generation``)."""
 
 
 class DaskBackend:
     name = "dask"
 
-    def __init__(self, settings: Settings, client: Client, address: str) -> None:
-        self.settings, self.client, self.address = settings, client, address
-        self.background = Background()
-        self.shipper = Shipper(client)
+    def __init__(self, settings: Settings, link: Link) -> None:
+        self.settings, self.link, self.address = settings, link, link.address
+        self.background = link.background
+        self.shipper = Shipper(link.client)
         self.ctx = Context(
-            client, tenant(settings), address, settings.home.runs, self.background, self._reship
+            link, tenant(settings), link.address, settings.home.runs, self.background, self._reship
         )
-        self.cluster = Cluster(client, address, self.background)
+        link.on_connect(self._attach)  # before the cluster's: its workers may start runs
+        self.cluster = Cluster(link, self.background)
         self.executions: dict[str, DaskExecution] = {}
-        self.logs = LogPuller(client, settings.home.runs, lambda: self.executions.values())
+        self.logs = LogPuller(link, settings.home.runs, lambda: self.executions.values())
 
     @classmethod
     async def connect(cls, settings: Settings, address: str) -> DaskBackend:
-        """Connect to the scheduler, install the worker plugin, watch the cluster."""
-        client = Client(
-            address,
-            asynchronous=True,
-            set_as_default=False,
-            name="orch-daemon",
-            timeout=CONNECT_SECONDS,
-        )
-        try:
-            await client
-        except (OSError, TimeoutError) as exc:
-            await client.close()
-            raise Unavailable(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        backend = cls(settings, client, address)
-        await client.register_plugin(RunnerPlugin(), name=PLUGIN_NAME)
-        client.subscribe_topic(TOPIC, backend._on_event)
+        """Connect to the scheduler (once sure it is one), install the worker plugin,
+        watch the cluster and the connection."""
+        link = await Link.open(address, Background())
+        backend = cls(settings, link)
         backend.cluster.watch_gone(backend._on_gone)
-        await backend.cluster.start()
+        try:
+            await link.start()
+        except BaseException:
+            await link.close()
+            raise
         backend.logs.start()
         log.warning(
             "dask backend: scheduler %s, %d worker(s), %d slot(s)",
@@ -118,13 +119,13 @@ class DaskBackend:
 
     @property
     def isolation(self) -> dict[str, Any]:
-        kinds = {w.isolation.get("containment") for w in self.cluster.workers.values()}
-        return {"containment": ",".join(sorted(k for k in kinds if k)) or "unknown"}
+        return self.cluster.isolation
 
     @property
     def details(self) -> dict[str, Any]:
         return {
             "scheduler": self.address,
+            **self.link.state,
             "workers": len(self.cluster.workers),
             "cluster": {
                 address: {"name": w.name, "slots": w.slots, **w.isolation}
@@ -145,16 +146,17 @@ class DaskBackend:
             except OrchError as exc:
                 raise StartFailed(Failure(FailureKind.ENVIRONMENT, detail=str(exc))) from None
         home.run_dir(run.id).mkdir(parents=True, exist_ok=True)
-        blobs: list[Blob] = []
-        try:
-            package = await self.shipper.ship_file(home.blobs / exe.id[:2] / exe.id, exe.id)
-            blobs.append(package)
-            input_blob = await self._ship_input(run)
-            if input_blob is not None:
-                blobs.append(input_blob)
-        except BaseException:
-            self.shipper.release(blobs)
-            raise
+        while True:
+            generation = await self.link.ready()  # while the scheduler is away: wait here
+            try:
+                package, input_blob, blobs = await self._ship(run, exe.id)
+                break
+            except Exception:
+                if self.link.generation == generation:
+                    if self.link.connected:
+                        raise
+                    self.link.lost("the connection to the scheduler closed")  # before the watch
+                log.info("run %s: the scheduler went while its files were shipped", run.id)
         spec = TaskSpec(
             run=replace(run, placement=None),
             manifest=exe.manifest,
@@ -166,14 +168,29 @@ class DaskBackend:
             shared_env=isolated and requirements is None,
             secrets=job.secrets,
         )
-        return Shipped(spec, blobs)
+        return Shipped(spec, blobs, generation)
 
-    async def _ship_input(self, run: Run) -> Blob | None:
+    async def _ship(self, run: Run, exe_id: str) -> tuple[Blob, Blob | None, list[Blob]]:
+        """The run's package and input on the cluster: (package, input, what is held)."""
+        shipper, blobs_dir = self.shipper, self.settings.home.blobs
+        blobs: list[Blob] = []
+        try:
+            package = await shipper.ship_file(blobs_dir / exe_id[:2] / exe_id, exe_id)
+            blobs.append(package)
+            input_blob = await self._ship_input(shipper, run)
+            if input_blob is not None:
+                blobs.append(input_blob)
+        except BaseException:
+            shipper.release(blobs)
+            raise
+        return package, input_blob, blobs
+
+    async def _ship_input(self, shipper: Shipper, run: Run) -> Blob | None:
         if run.input_path is None:
             return None
         path = Path(run.input_path)
         in_blob_store = path.parent.parent == self.settings.home.blobs  # named by its hash
-        return await self.shipper.ship_input(path, path.name if in_blob_store else None)
+        return await shipper.ship_input(path, path.name if in_blob_store else None)
 
     async def _reship(self, spec: TaskSpec) -> list[Future]:
         """What a run reads, on the cluster again (a retry after a lost worker, which may
@@ -199,12 +216,18 @@ class DaskBackend:
 
         def release(_: asyncio.Future[Any]) -> None:
             if not staging.cancelled() and staging.exception() is None:
-                self.shipper.release(staging.result()[1].blobs)
+                shipped: Shipped = staging.result()[1]
+                if shipped.generation == self.link.generation:  # else its shipper is gone
+                    self.shipper.release(shipped.blobs)
 
         staging.cancel()
         staging.add_done_callback(release)
 
     async def start(self, job: Job, prepared: Shipped) -> DaskExecution:
+        if not self.link.connected:  # started past the queue while the scheduler is away
+            await self.link.ready()
+        if prepared.generation != self.link.generation:  # staged before the scheduler went
+            prepared = await self.prepare(job)
         spec = prepared.spec
         execution = DaskExecution(
             self.ctx,
@@ -242,10 +265,21 @@ class DaskBackend:
 
     async def close(self) -> None:
         await self.logs.stop()
-        await self.cluster.stop()
         await self.background.drain(10)
-        self.shipper.close()
-        await self.client.close()
+        if self.link.up:
+            self.shipper.close()
+        await self.link.close()
+
+    async def _attach(self, client: Client) -> None:
+        """A connection (the first, or one after the scheduler came back): what was
+        shipped on an earlier one is gone with it; the plugin and the topic are new here."""
+        if self.shipper.client is not client:
+            self.shipper.abandon()
+            self.shipper = Shipper(client)
+            for execution in self.executions.values():
+                execution.held = []  # the abandoned shipper's: nothing to release
+        await client.register_plugin(RunnerPlugin(), name=PLUGIN_NAME)
+        client.subscribe_topic(TOPIC, self._on_event)
 
     # -- cluster events --------------------------------------------------------------
 

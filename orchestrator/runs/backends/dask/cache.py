@@ -4,7 +4,7 @@ and the run folders of the worker process that owns them.
 Layout under the cache root (``ORCH_WORKER_CACHE``, default ``~/.cache/orch-worker``)::
 
     blobs/<sha256>            single-file inputs (and packages until unpacked)
-    inputs/<sha256>/          folder inputs, unpacked once
+    inputs/<sha256>/          folder inputs, unpacked once (``inputs`` is the worker's only)
     executables/<sha256>/     packages, unpacked once, read-only
     envs/<hash>/              python environments (packaging/pyenv.py)
     runs/<owner>/<run-id>-attempt-<n>/  run folders (one per attempt) of one worker process
@@ -15,6 +15,10 @@ renamed into place, so a blob or a package is complete or absent. A worker proce
 that died (even SIGKILL) leaves its lock free: the next sweep (at worker start, then
 every few seconds, by any worker sharing the root) kills the models it left running
 and removes its run folders.
+
+A run reads its folder input where the local backend puts it, ``input.d`` in its own run
+folder (``lend_input``): the jail opens the run folder to its model, and only to it, so
+a model reads its own input and nobody else's, whatever the uid it runs under.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -69,6 +75,7 @@ class WorkerCache:
         )
         for folder in (self.blobs, self.inputs, self.executables, self.envs, self.runs):
             folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.inputs, 0o700)  # reached through a run's own folder only (``lend_input``)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self.own_runs = self.runs / self.owner
         self.own_runs.mkdir()
@@ -125,7 +132,11 @@ class WorkerCache:
         return path
 
     def unpack_input(self, sha256: str, caps: UnpackCaps) -> Path:
-        """Unpack a cached folder-input archive once (hostile-archive checks), drop the tar."""
+        """Unpack a cached folder-input archive once (hostile-archive checks), drop the tar.
+
+        Its files are made read-only for everyone (as blobs are): runs share them through
+        hard links (``lend_input``), and only ``inputs``, closed to all but the worker,
+        keeps them from anyone who has no link."""
         dest = self.inputs / sha256
         archive = self.blobs / sha256
         work = Path(tempfile.mkdtemp(dir=self.inputs, prefix=f".{sha256[:12]}."))
@@ -133,11 +144,27 @@ class WorkerCache:
             safe_extract(
                 archive, work / "d", max_bytes=caps.input_bytes, max_files=caps.package_files
             )
+            _read_only_files(work / "d")
             with contextlib.suppress(OSError):  # a concurrent unpack of the same input won
                 os.replace(work / "d", dest)
         finally:
             trees.remove(work)
         archive.unlink(missing_ok=True)
+        return dest
+
+    def lend_input(self, folder: Path, run_dir: Path) -> Path:
+        """A cached folder input as the run's own ``input.d``, where the local backend keeps
+        it: beneath the run's folder, which the jail opens to the run's model only (its
+        uid may read there: ``launch.command``'s ``readable``).
+
+        Hard links, not a copy: a folder made and a link per file, whatever their size (a
+        copy only where the file system refuses a link). The files are read-only and not
+        the model's (it runs under a uid of its own when the worker is root; else Landlock
+        keeps it to its work folder), so no run changes what the next one reads; a host
+        with neither leaves the cache open to models anyway (its packages too)."""
+        dest = run_dir / "input.d"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _link_tree(str(folder), str(dest))
         return dest
 
     def run_dir(self, run_id: str, attempt: int) -> Path:
@@ -223,6 +250,35 @@ def _attempt_labels(owner_runs: Path) -> set[str]:
         return {name for name in os.listdir(owner_runs) if ATTEMPT_FOLDER.fullmatch(name)}
     except OSError:
         return set()
+
+
+def _read_only_files(top: Path) -> None:
+    """Every regular file of an unpacked input readable by all, writable by none."""
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISREG(mode):
+                os.chmod(path, 0o555 if mode & 0o111 else 0o444)
+
+
+def _link_tree(source: str, dest: str) -> None:
+    """``dest``, a tree of hard links to the files of ``source`` (its symbolic links made
+    again: ``safe_extract`` checked that they stay inside)."""
+    os.mkdir(dest)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            target = os.path.join(dest, entry.name)
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+            elif entry.is_dir():
+                _link_tree(entry.path, target)
+            else:
+                try:
+                    os.link(entry.path, target, follow_symlinks=False)
+                except OSError:  # another file system, a link count at its limit
+                    shutil.copyfile(entry.path, target, follow_symlinks=False)
+                    os.chmod(target, 0o444)
 
 
 def budget_bytes() -> int:

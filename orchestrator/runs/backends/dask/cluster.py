@@ -2,15 +2,19 @@
 
 Slots are the sum of the workers' ``orch`` resources (``dask worker --resources
 orch=N``): the engine's queue admits that many runs, and Dask's resource
-admission keeps each worker within its own N. Workers are polled from the
-scheduler every second (joins, leaves, new slots), and each worker's own event
-topic is watched, on which the scheduler announces its removal at once with
-the tasks it was processing.
+admission keeps each worker within its own N. Workers are read from the
+scheduler every second while the link to it is up (joins, leaves, new slots), and
+each worker's own event topic is watched, on which the scheduler announces its
+removal at once with the tasks it was processing. While the link is down there is
+no worker and no slot: runs wait in the engine's queue (``link.py``).
+
+Each worker describes the sandbox it gives models when it joins (``worker.describe``);
+``isolation`` sums them up for ``/healthz``: the protections every worker gives, and
+the workers that differ.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -18,18 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from distributed import Client
-
 from orchestrator.runs.backends.dask.background import Background
+from orchestrator.runs.backends.dask.link import Link
 from orchestrator.runs.backends.dask.protocol import RESOURCE
 from orchestrator.runs.backends.dask.worker import describe
 
 log = logging.getLogger("orch.dask.cluster")
 
-POLL_SECONDS = 1.0
-
 Gone = Callable[[str, set[str], str], None]
 """(worker, the keys it was processing if known, why) for a worker that left."""
+
+PROTECTIONS = "protections"
 
 
 @dataclass
@@ -40,12 +43,14 @@ class WorkerView:
 
 
 class Cluster:
-    def __init__(self, client: Client, address: str, background: Background) -> None:
-        self.client, self.address, self.background = client, address, background
+    def __init__(self, link: Link, background: Background) -> None:
+        self.link, self.address, self.background = link, link.address, background
         self.workers: dict[str, WorkerView] = {}
         self._on_slots: list[Callable[[int], None]] = []
         self._on_gone: list[Gone] = []
-        self._poller: asyncio.Task[None] | None = None
+        link.on_connect(self._attach)
+        link.on_tick(self.refresh)
+        link.on_lost(self._detach)
 
     @property
     def slots(self) -> int:
@@ -58,20 +63,31 @@ class Cluster:
     def watch_gone(self, callback: Gone) -> None:
         self._on_gone.append(callback)
 
-    async def start(self) -> None:
-        await self.refresh()
-        self._poller = asyncio.create_task(self._poll(), name="orch-dask-cluster")
+    @property
+    def isolation(self) -> dict[str, Any]:
+        """What protects the hosts from models, summed up over the workers."""
+        if not self.link.up:
+            why = f"no worker reachable ({self.link.why})"
+            return {"containment": "unknown", PROTECTIONS: [], "unknown": why}
+        return summarize({w.name: w.isolation for w in self.workers.values()})
 
-    async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+    async def _attach(self, _client: Any) -> None:
+        """A new connection: its workers, all of them new to it."""
+        await self.refresh()
+
+    def _detach(self) -> None:
+        """The link is down: no worker is reachable, so no run can start."""
+        self.workers.clear()
+        for resize in self._on_slots:
+            resize(0)
 
     async def refresh(self) -> None:
         """Read the workers from the scheduler; announce slot changes and departures."""
-        scheduler: Any = self.client.scheduler
+        scheduler: Any = self.link.client.scheduler
         identity = await scheduler.identity(n_workers=-1)
+        if str(identity.get("id")) != self.link.scheduler_id:
+            self.link.lost(f"another scheduler answers at {self.address} (it restarted)")
+            return
         seen: dict[str, Any] = identity.get("workers", {})
         before = self.slots
         for address in set(self.workers) - set(seen):
@@ -90,7 +106,8 @@ class Cluster:
 
     def _joined(self, address: str, name: str, slots: int) -> None:
         self.workers[address] = WorkerView(name, slots)
-        self.client.subscribe_topic(address, functools.partial(self._on_worker_event, address))
+        handler = functools.partial(self._on_worker_event, address)
+        self.link.client.subscribe_topic(address, handler)
         if slots > 0:
             self.background.spawn(self._describe(address), f"describe {address}")
 
@@ -98,8 +115,8 @@ class Cluster:
         view = self.workers.pop(address, None)
         if view is None:
             return
-        with contextlib.suppress(ValueError):
-            self.client.unsubscribe_topic(address)
+        with contextlib.suppress(Exception):  # not subscribed, or the client is closing
+            self.link.client.unsubscribe_topic(address)
         for tell in self._on_gone:
             tell(address, keys, why)
         for resize in self._on_slots:
@@ -114,15 +131,39 @@ class Cluster:
 
     async def _describe(self, address: str) -> None:
         with contextlib.suppress(Exception):  # informative only
-            answers = await self.client.run(describe, workers=[address], on_error="return")
+            answers = await self.link.client.run(describe, workers=[address], on_error="return")
             info = answers.get(address)
             if isinstance(info, dict) and address in self.workers:
                 self.workers[address].isolation = info
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            try:
-                await self.refresh()
-            except Exception as exc:  # the scheduler may be restarting: keep trying
-                log.warning("cannot read the workers of %s: %s", self.address, exc)
+
+def summarize(described: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The protections every worker gives models, and the workers that give others (by
+    name): a run may land on any worker, so only what all of them give is promised.
+
+    ``refused`` only when every worker refuses models (none can run anywhere); a worker
+    that refuses while others run models is one that differs."""
+    if not described:
+        return {"containment": "unknown", PROTECTIONS: [], "unknown": "no worker in the cluster"}
+    known = {name: facts for name, facts in described.items() if PROTECTIONS in facts}
+    kinds = sorted({str(f["containment"]) for f in known.values() if f.get("containment")})
+    if not known:
+        why = "the workers have not described their sandbox yet"
+        return {"containment": "unknown", PROTECTIONS: [], "unknown": why}
+    lists = [list(facts[PROTECTIONS]) for facts in known.values()]
+    common = [p for p in lists[0] if all(p in other for other in lists[1:])]
+    differ = {
+        name: {PROTECTIONS: list(facts[PROTECTIONS]), "refused": facts.get("refused")}
+        for name, facts in sorted(known.items())
+        if set(facts[PROTECTIONS]) != set(common) or facts.get("refused")
+    }
+    refusals = [facts.get("refused") for facts in known.values()]
+    summary: dict[str, Any] = {
+        "containment": ",".join(kinds) or "unknown",
+        PROTECTIONS: common,
+        "refused": refusals[0] if all(refusals) else None,
+        "workers_differing": {} if all(refusals) else differ,
+    }
+    if len(known) < len(described):
+        summary["undescribed"] = sorted(set(described) - set(known))
+    return summary

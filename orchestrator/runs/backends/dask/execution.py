@@ -25,6 +25,7 @@ from distributed.scheduler import KilledWorker
 from orchestrator.models import Failure, FailureKind
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.background import Background
+from orchestrator.runs.backends.dask.link import Connection
 from orchestrator.runs.backends.dask.protocol import (
     RESOURCE,
     Blob,
@@ -47,13 +48,18 @@ is submitted again (no rerun: its model never ran), whatever its retries limit."
 class Context:
     """What every execution shares with its backend."""
 
-    client: Client
+    link: Connection
+    """The connection to the scheduler, whose client may be a new one (``link.py``)."""
     tenant: str
     scheduler: str
     runs_dir: Path
     background: Background
     reship: Callable[[TaskSpec], Awaitable[list[Future]]]
     """The blobs of a run, shipped again where a lost worker held their only copy."""
+
+    @property
+    def client(self) -> Client:
+        return self.link.client
 
 
 def submit(ctx: Context, spec: TaskSpec) -> Future:
@@ -285,8 +291,10 @@ class DaskExecution:
                 await self._published
             except Exception as exc:
                 log.warning("run %s: its task was never published: %s", self.run_id, exc)
-        name = dataset_name(self.ctx.tenant, self.run_id)
-        await self.ctx.client.unpublish_dataset(name)
+        client = self.ctx.client
+        if client.status != "running" or self.future.client is not client:
+            return  # its scheduler went, and the dataset with it (a new one never had it)
+        await client.unpublish_dataset(dataset_name(self.ctx.tenant, self.run_id))
         self.future.release()
 
     def _facts(self, canceled: bool = False, failure: Failure | None = None) -> ProcessResult:

@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
-from distributed import Client
-
+from orchestrator.runs.backends.dask.link import Connection
 from orchestrator.runs.backends.dask.worker import read_logs
 
 log = logging.getLogger("orch.dask.logs")
@@ -39,9 +38,9 @@ class Followed(Protocol):
 
 class LogPuller:
     def __init__(
-        self, client: Client, runs_dir: Path, followed: Callable[[], Iterable[Followed]]
+        self, link: Connection, runs_dir: Path, followed: Callable[[], Iterable[Followed]]
     ) -> None:
-        self.client, self.runs_dir, self.followed = client, runs_dir, followed
+        self.link, self.runs_dir, self.followed = link, runs_dir, followed
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -60,7 +59,8 @@ class LogPuller:
             return
         offsets = {run_id: max(0, self._size(run_id) - f.log_from) for run_id, f in runs.items()}
         workers = sorted({f.worker for f in runs.values() if f.worker})
-        answers = await self.client.run(read_logs, offsets, workers=workers, on_error="return")
+        client = self.link.client
+        answers = await client.run(read_logs, offsets, workers=workers, on_error="return")
         for answer in answers.values():
             if not isinstance(answer, dict):
                 continue  # that worker could not answer (it may be leaving)

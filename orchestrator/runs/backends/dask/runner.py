@@ -117,8 +117,11 @@ class WorkerRunner:
 
     @property
     def describe(self) -> dict[str, Any]:
+        """The sandbox models get here (the shape of the local backend's ``isolation``),
+        and this worker's cache and interpreter."""
         return {
             "containment": self.sandbox.containment,
+            **self.sandbox.isolation.to_dict(),
             "cache": str(self.cache.root),
             "python": sys.version.split()[0],
             "running": len(self._attempts),
@@ -222,8 +225,10 @@ class WorkerRunner:
         package = await self._package(spec, client)
         input_path = await self._input(spec, client) if spec.input is not None else None
         python = await self._python(spec)
-        run = replace(spec.run, input_path=str(input_path) if input_path else None)
         await asyncio.to_thread(_remove_run_dir, run_dir)  # an earlier attempt's leftovers
+        if input_path is not None and spec.input is not None and spec.input.folder:
+            input_path = await asyncio.to_thread(self.cache.lend_input, input_path, run_dir)
+        run = replace(spec.run, input_path=str(input_path) if input_path else None)
         manifest = Manifest.from_dict(spec.manifest)
         label = attempt_label(run.id, spec.attempt)
         try:

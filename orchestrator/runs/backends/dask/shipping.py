@@ -99,6 +99,14 @@ class Shipper:
         for sha256 in list(self._held):
             self._drop(sha256)
 
+    def abandon(self) -> None:
+        """Its client lost the scheduler, and every blob with it: forget them without a
+        word to the cluster (a closed client can say nothing)."""
+        for held in self._held.values():
+            if held.expiry is not None:
+                held.expiry.cancel()
+        self._held.clear()
+
     async def _hold(self, sha256: str, folder: bool, read: Callable[[], bytes]) -> Blob:
         held = await self._current(sha256, folder, read)
         held.refs += 1
