@@ -20,6 +20,8 @@ RESERVED_INSTANCES = frozenset({"devint", "latest"})
 """devint is the reserved instance that follows the latest push; newer clients say ``latest``."""
 DEFAULT_INSTANCE_ALIAS = "default"
 """Asking for instance ``default`` resolves to the app's default instance explicitly."""
+DEFAULT_PRIORITY = 6
+"""A run's queue priority when neither it nor its instance sets one (Nextmv's default)."""
 
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -315,6 +317,9 @@ class App:
     description: str = ""
     default_instance_id: str | None = None
     executable_id: str | None = None
+    default_experiment_instance_id: str | None = None
+    """The SDK's ``default_experiment_instance``: kept and echoed for clients that read it;
+    orch's experiments always name their instances, so nothing here uses it."""
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 
@@ -345,6 +350,35 @@ class Version:
     updated_at: str = field(default_factory=now)
 
 
+@dataclass(frozen=True)
+class Queuing:
+    """An instance's queuing defaults for its runs (the SDK's ``RunQueuing``); ``None``
+    means "not set here": a run's own value wins, else its instance's, else the default."""
+
+    priority: int | None = None
+    disabled: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.priority is not None and (
+            isinstance(self.priority, bool) or not 1 <= self.priority <= 9
+        ):
+            raise Invalid(f"queuing priority must be between 1 and 9, got {self.priority!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set: what the store keeps and the API echoes."""
+        out: dict[str, Any] = {}
+        if self.priority is not None:
+            out["priority"] = self.priority
+        if self.disabled is not None:
+            out["disabled"] = self.disabled
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Queuing:
+        data = data or {}
+        return cls(data.get("priority"), data.get("disabled"))
+
+
 @dataclass
 class Instance:
     id: str
@@ -359,6 +393,8 @@ class Instance:
     """A locked instance refuses changes and deletion until it is unlocked."""
     secrets_collection_id: str | None = None
     """The app's secrets collection its runs receive (unless a run names its own)."""
+    queuing: Queuing = field(default_factory=Queuing)
+    """Priority and ``disabled`` for its runs that do not set their own."""
     created_at: str = field(default_factory=now)
     updated_at: str = field(default_factory=now)
 
@@ -416,7 +452,7 @@ class Run:
     name: str = ""
     description: str = ""
     status: RunStatus = RunStatus.QUEUED
-    priority: int = 6
+    priority: int = DEFAULT_PRIORITY
     options: dict[str, str] = field(default_factory=dict)
     option_sources: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
@@ -453,6 +489,8 @@ class Run:
     queuing_disabled: bool = False
     secrets_collection_id: str | None = None
     """The secrets collection delivered to the model (its ID only: values stay in the store)."""
+    cloned_run_id: str | None = None
+    """The run this one was cloned from (the SDK's ``tracking.cloned_run_id``)."""
     created_at: str = field(default_factory=now)
     started_at: str | None = None
     ended_at: str | None = None

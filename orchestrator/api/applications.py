@@ -23,6 +23,7 @@ class AppCreate(BaseModel):
     name: RequiredName
     description: Description = None
     default_instance: str | None = Field(default=None, alias="default_instance")
+    default_experiment_instance: str | None = None
 
 
 class AppUpdate(BaseModel):
@@ -33,6 +34,7 @@ class AppUpdate(BaseModel):
     description: Description = None
     default_instance: str | None = None
     default_instance_id: str | None = None
+    default_experiment_instance: str | None = None
 
 
 def _default(value: str | None) -> str | None:
@@ -42,7 +44,9 @@ def _default(value: str | None) -> str | None:
 
 @router.post("", status_code=201, responses=CREATE | errors(404))
 async def create_app(body: AppCreate, svc: Services = Depends(services)) -> dict[str, Any]:
-    app = await svc.apps.create(body.id, body.name, body.description or "")
+    app = await svc.apps.create(
+        body.id, body.name, body.description or "", body.default_experiment_instance
+    )
     if _default(body.default_instance):
         app = await svc.apps.update(app.id, default_instance_id=body.default_instance)
     return wire.application(app)
@@ -67,6 +71,8 @@ async def update_app(
     if "default_instance" in fields or "default_instance_id" in fields:
         raw = body.default_instance if "default_instance" in fields else body.default_instance_id
         kwargs["default_instance_id"] = _default(raw)
+    if "default_experiment_instance" in fields:  # the SDK echoes it back on every update
+        kwargs["default_experiment_instance_id"] = body.default_experiment_instance
     return wire.application(await svc.apps.update(app_id, **kwargs))
 
 

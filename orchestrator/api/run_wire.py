@@ -93,7 +93,20 @@ def metadata(run: Run, statistics: bool = True, definition_id: str | None = None
     if run.experiment_id:
         meta["experiment_id"] = run.experiment_id
         meta["experiment_type"] = run.experiment_type or "batch"
+    if run.cloned_run_id or run.input_id:  # the SDK's clone reuses input_id, not uploading
+        meta["tracking"] = tracking(run)
     return meta
+
+
+def tracking(run: Run) -> dict[str, Any]:
+    """The SDK's ``RunTrackingMetadata``: the run it was cloned from, the managed input it
+    was made from (each only when there is one)."""
+    out: dict[str, Any] = {}
+    if run.cloned_run_id:
+        out["cloned_run_id"] = run.cloned_run_id
+    if run.input_id:
+        out["input_id"] = run.input_id
+    return out
 
 
 def failure(f: Failure) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -11,8 +11,8 @@ from starlette.types import Scope
 
 from orchestrator.api import run_wire
 from orchestrator.api.deps import absolute_url, services
-from orchestrator.api.fields import PRIORITY, AppId, Description, Name, RunId
-from orchestrator.api.instances import option_strings
+from orchestrator.api.fields import RUN_ID_RULE, AppId, Description, Name, RunId
+from orchestrator.api.instances import Queuing, option_strings
 from orchestrator.api.responses import CREATE, INPUT_FILE, OUTPUT_FILE, REMOVE, errors
 from orchestrator.api.run_files import file_response, input_body, output_value, signed_url
 from orchestrator.api.tracked_wire import ExternalResult
@@ -29,14 +29,6 @@ router = APIRouter(
 MAX_WAIT = 300.0
 
 
-class Queuing(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    priority: int | None = Field(
-        default=None, description="1 runs first; default 6", json_schema_extra=PRIORITY
-    )
-    disabled: bool | None = None
-
-
 class RunConfiguration(BaseModel):
     model_config = ConfigDict(extra="ignore")
     execution_class: str | None = None
@@ -45,6 +37,15 @@ class RunConfiguration(BaseModel):
     limits: dict[str, Any] | None = None
     secrets_collection_id: str | None = None
     run_type: dict[str, Any] | None = None
+
+
+class Tracking(BaseModel):
+    """The SDK's ``RunTrackingMetadata`` as a client sends it: ``clone_run`` names the run
+    it cloned. ``input_id`` is not taken: orch records it from the run's own ``input_id``
+    (what the SDK's clone reuses), so a client cannot claim a managed input it did not use."""
+
+    model_config = ConfigDict(extra="ignore")
+    cloned_run_id: Annotated[str | None, Field(json_schema_extra=RUN_ID_RULE)] = None
 
 
 class RunBody(BaseModel):
@@ -56,6 +57,7 @@ class RunBody(BaseModel):
     name: Name = None
     description: Description = None
     configuration: RunConfiguration = Field(default_factory=RunConfiguration)
+    tracking: Tracking | None = None
     result: ExternalResult | None = Field(
         default=None, description="a tracked run: recorded as given, nothing executes"
     )
@@ -107,12 +109,13 @@ async def submit(
         options=option_strings(body.options) or {},
         name=body.name or "",
         description=body.description or "",
-        priority=queuing.priority if queuing.priority is not None else 6,
-        queuing_disabled=bool(queuing.disabled),
+        priority=queuing.priority,  # None: the instance's (the run service resolves it)
+        queuing_disabled=queuing.disabled,
         limits=Limits.from_dict(config.limits),
         execution_class=config.execution_class,
         secrets_collection_id=config.secrets_collection_id or None,
         ensemble_definition_id=_ensemble_definition(config),
+        cloned_run_id=(body.tracking.cloned_run_id or None) if body.tracking else None,
     )
     if body.input_id is not None:
         kept = await svc.inputs.get(app_id, body.input_id)

@@ -22,6 +22,7 @@ def application(app: App) -> dict[str, Any]:
         "description": app.description,
         "type": "custom",
         "default_instance": app.default_instance_id,
+        "default_experiment_instance": app.default_experiment_instance_id,
         "locked": False,
         "created_at": app.created_at,
         "updated_at": app.updated_at,
@@ -80,6 +81,9 @@ def instance(i: Instance) -> dict[str, Any]:
         configuration["limits"] = limits
     if i.secrets_collection_id:
         configuration["secrets_collection_id"] = i.secrets_collection_id  # the ID, no values
+    queuing = i.queuing.to_dict()
+    if queuing:
+        configuration["queuing"] = queuing
     return {
         "id": i.id,
         "application_id": i.app_id,

@@ -107,7 +107,7 @@ class ShadowTrigger:
             input_format=baseline.input_format,
             experiment_id=test.id,
             experiment_type="shadow",
-            priority=max(req.priority, EXPERIMENT_PRIORITY),
+            priority=max(baseline.priority, EXPERIMENT_PRIORITY),
             name=f"{req.name or baseline.id} / {instance_id}",
             description=f"shadow test {test.id}: candidate of run {baseline.id}",
         )

@@ -21,15 +21,30 @@ class AppService:
     def __init__(self, store: Store, home: Home, blobs: BlobStore, gc: Collector) -> None:
         self.store, self.home, self.blobs, self.gc = store, home, blobs, gc
 
-    async def create(self, app_id: str, name: str, description: str = "") -> App:
+    async def create(
+        self,
+        app_id: str,
+        name: str,
+        description: str = "",
+        default_experiment_instance_id: str | None = None,
+    ) -> App:
+        """A new app; a ``default_experiment_instance_id`` is checked before anything is
+        written, so a refused one leaves no app behind (a new app has no instances yet:
+        only the reserved ones can be named)."""
         validate_id(app_id, "app")
         if not name or not name.strip():
             raise Invalid("app name is required")
         check_label("app", name, description)
-        app = App(id=app_id, name=name, description=description or "")
+        app = App(
+            id=app_id,
+            name=name,
+            description=description or "",
+            default_experiment_instance_id=default_experiment_instance_id or None,
+        )
         async with self.store.write() as w:
             if await w.apps.get(app_id) is not None:
                 raise Conflict(f"app {app_id!r} already exists")
+            await _check_experiment_default(w, app_id, app.default_experiment_instance_id)
             await w.apps.insert(app)
         (self.home.push / app_id).mkdir(exist_ok=True)
         return app
@@ -47,8 +62,10 @@ class AppService:
         name: str | None = None,
         description: str | None = None,
         default_instance_id: str | object | None = _UNSET,
+        default_experiment_instance_id: str | object | None = _UNSET,
     ) -> App:
-        """Change name/description and/or the default instance ("" or None clears it)."""
+        """Change name/description and/or the default (experiment) instance ("" or None
+        clears it)."""
         async with self.store.write() as w:
             app = await require_app(w, app_id)
             rename(app, name, description, "app")
@@ -60,6 +77,15 @@ class AppService:
                     PointerMove(app_id, "default_instance", app.default_instance_id, new, "update")
                 )
                 app.default_instance_id = new
+            if default_experiment_instance_id is not _UNSET:
+                new = default_experiment_instance_id or None
+                assert new is None or isinstance(new, str)
+                await _check_experiment_default(w, app_id, new)
+                old = app.default_experiment_instance_id
+                await w.history.record(
+                    PointerMove(app_id, "default_experiment_instance", old, new, "update")
+                )
+                app.default_experiment_instance_id = new
             await w.apps.update(app)
         return app
 
@@ -97,3 +123,12 @@ class AppService:
     async def history(self, app_id: str) -> builtins.list[PointerMove]:
         await require_app(self.store.read, app_id)
         return await self.store.read.history.list(app_id)
+
+
+async def _check_experiment_default(w: Repos, app_id: str, instance_id: str | None) -> None:
+    """The default experiment instance must exist (404 as for the default instance); the
+    reserved devint/latest exist in every app, and unlike the default instance naming
+    them means something (experiments have no implicit instance), so they are kept."""
+    if instance_id is None or instance_id in RESERVED_INSTANCES:
+        return
+    await require_instance(w, app_id, instance_id)

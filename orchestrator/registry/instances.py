@@ -16,6 +16,7 @@ from orchestrator.models import (
     Instance,
     Limits,
     PointerMove,
+    Queuing,
 )
 from orchestrator.registry.lookup import require_app, require_instance, require_version
 from orchestrator.registry.secrets import require_collection
@@ -34,6 +35,8 @@ class InstanceChanges:
     execution_class: str | None = None
     secrets_collection_id: str | None = None
     """``""`` clears it."""
+    queuing: Queuing | None = None
+    """Replaces the instance's queuing whole (``Queuing()`` clears it)."""
 
 
 def devint_instance(app: App) -> Instance:
@@ -83,6 +86,7 @@ def _applied(instance: Instance, changes: InstanceChanges) -> Instance:
             if changes.secrets_collection_id is None
             else changes.secrets_collection_id or None
         ),
+        queuing=instance.queuing if changes.queuing is None else changes.queuing,
     )
 
 
@@ -95,6 +99,7 @@ def _differs(a: Instance, b: Instance) -> bool:
         "limits",
         "execution_class",
         "secrets_collection_id",
+        "queuing",
     )
     return any(getattr(a, f) != getattr(b, f) for f in fields)
 
@@ -192,16 +197,28 @@ class InstanceService:
             app = await require_app(w, app_id)
             instance = await require_instance(w, app_id, instance_id)
             refuse_locked(instance, "deleted")
-            if app.default_instance_id == instance_id:
+            defaults = [
+                pointer
+                for pointer, target in (
+                    ("default_instance", app.default_instance_id),
+                    ("default_experiment_instance", app.default_experiment_instance_id),
+                )
+                if target == instance_id
+            ]
+            if defaults:  # the same rule for both defaults: only with --force, recorded
+                what = " and the ".join(p.replace("_", " ") for p in defaults)
                 if not force:
                     raise Conflict(
-                        f"instance {instance_id!r} is the default instance of app {app_id!r}; "
+                        f"instance {instance_id!r} is the {what} of app {app_id!r}; "
                         "pass --force to delete it and clear the default"
                     )
-                await w.history.record(
-                    PointerMove(app_id, "default_instance", instance_id, None, "delete")
-                )
-                app.default_instance_id = None
+                for pointer in defaults:
+                    move = PointerMove(app_id, pointer, instance_id, None, "delete")
+                    await w.history.record(move)
+                if app.default_instance_id == instance_id:
+                    app.default_instance_id = None
+                if app.default_experiment_instance_id == instance_id:
+                    app.default_experiment_instance_id = None
                 await w.apps.update(app)
             await w.history.record(
                 PointerMove(app_id, f"instance:{instance_id}", instance.version_id, None, "delete")

@@ -17,6 +17,7 @@ from orchestrator.models import (
     RESERVED_INSTANCES,
     Executable,
     Limits,
+    Queuing,
 )
 from orchestrator.registry.lookup import (
     require_app,
@@ -36,6 +37,7 @@ class Target:
     limits: Limits = field(default_factory=Limits)
     execution_class: str | None = None
     secrets_collection_id: str | None = None
+    queuing: Queuing = field(default_factory=Queuing)
 
 
 async def resolve(
@@ -62,6 +64,7 @@ async def resolve(
         instance.limits,
         instance.execution_class,
         instance.secrets_collection_id,
+        instance.queuing,
     )
 
 

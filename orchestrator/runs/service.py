@@ -8,7 +8,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -16,7 +16,7 @@ from orchestrator import trees
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import check_label, new_id
-from orchestrator.models import Limits, Run, RunStatus, now
+from orchestrator.models import DEFAULT_PRIORITY, Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.registry.secrets import require_collection
 from orchestrator.runs import inputs
@@ -35,6 +35,7 @@ from orchestrator.store import Store
 from orchestrator.uploads import UploadService
 
 MIB = 1024 * 1024
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -50,8 +51,10 @@ class RunRequest:
     options: dict[str, str] = field(default_factory=dict)
     name: str = ""
     description: str = ""
-    priority: int = 6
-    queuing_disabled: bool = False
+    priority: int | None = None
+    """The run's own queuing priority; None: its instance's, else ``DEFAULT_PRIORITY``."""
+    queuing_disabled: bool | None = None
+    """The run's own ``queuing.disabled``; None: its instance's, else False."""
     limits: Limits = field(default_factory=Limits)
     execution_class: str | None = None
     experiment_id: str | None = None
@@ -62,6 +65,8 @@ class RunRequest:
     """The run's own collection; else its instance's."""
     ensemble_definition_id: str | None = None
     """An ensemble run (the SDK's run type ``ensemble``): fans out by this definition."""
+    cloned_run_id: str | None = None
+    """The run of the same app this one was cloned from (the SDK's ``tracking``)."""
 
 
 class RunRouter(Protocol):
@@ -95,11 +100,18 @@ class RunService:
         self.router: RunRouter | None = None
 
     async def prepare(self, req: RunRequest) -> Run:
-        """Resolve, check options and limits: everything that can refuse a run, no writes."""
-        if not 1 <= req.priority <= 9:
+        """Resolve, check options and limits: everything that can refuse a run, no writes.
+
+        What the run leaves unset comes from its target here and only here: options,
+        limits, execution class, secrets collection and queuing (priority, disabled)."""
+        if req.priority is not None and not 1 <= req.priority <= 9:
             raise Invalid(f"priority must be between 1 and 9, got {req.priority}")
         check_label("run", req.name, req.description)
         target = await resolve(self.store.read, req.app_id, req.instance_id, req.version_id)
+        if req.cloned_run_id is not None:  # a clone names a run of its app (its status: cheap)
+            found = await self.store.read.runs.status(req.cloned_run_id)
+            if found is None or found[0] != req.app_id:
+                raise NotFound(f"cloned run {req.cloned_run_id!r} not found in app {req.app_id!r}")
         manifest = self.manifests.get(target.executable.id, target.executable.manifest)
         applied = apply_options(manifest, target.options, req.options)
         limits = run_limits(self.settings, target, req.limits, req.execution_class)
@@ -114,7 +126,7 @@ class RunService:
             executable_id=target.executable.id,
             name=req.name or "",
             description=req.description or "",
-            priority=req.priority,
+            priority=_first(req.priority, target.queuing.priority, DEFAULT_PRIORITY),
             options=applied.values,
             option_sources=applied.sources,
             limits=limits,
@@ -123,8 +135,9 @@ class RunService:
             experiment_id=req.experiment_id,
             experiment_type=req.experiment_type,
             input_id=req.input_id,
-            queuing_disabled=req.queuing_disabled,
+            queuing_disabled=_first(req.queuing_disabled, target.queuing.disabled, False),
             secrets_collection_id=collection,
+            cloned_run_id=req.cloned_run_id,
         )
 
     async def create(self, req: RunRequest) -> Run:
@@ -327,3 +340,10 @@ class RunService:
 
     def log_path(self, run: Run) -> Path:
         return Path(Workspace.of(self.settings.home.run_path(run.id)).stderr)
+
+
+def _first(mine: _T | None, instance: _T | None, default: _T) -> _T:
+    """The run's own value, else its instance's, else the default (queuing's fields)."""
+    if mine is not None:
+        return mine
+    return instance if instance is not None else default

@@ -23,13 +23,15 @@ class AppRepo:
     async def insert(self, app: App) -> None:
         await self.conn.execute(
             "INSERT INTO apps (id, name, description, default_instance_id, executable_id,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " default_experiment_instance_id, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 app.id,
                 app.name,
                 app.description,
                 app.default_instance_id,
                 app.executable_id,
+                app.default_experiment_instance_id,
                 app.created_at,
                 app.updated_at,
             ),
@@ -39,12 +41,13 @@ class AppRepo:
         app.updated_at = now()
         await self.conn.execute(
             "UPDATE apps SET name = ?, description = ?, default_instance_id = ?,"
-            " executable_id = ?, updated_at = ? WHERE id = ?",
+            " executable_id = ?, default_experiment_instance_id = ?, updated_at = ? WHERE id = ?",
             (
                 app.name,
                 app.description,
                 app.default_instance_id,
                 app.executable_id,
+                app.default_experiment_instance_id,
                 app.updated_at,
                 app.id,
             ),

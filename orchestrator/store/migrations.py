@@ -447,6 +447,16 @@ UPDATE runs SET experiment_type = 'switchback' WHERE id IN (SELECT run_id FROM s
 """
 
 
+_SDK_FIELDS = """
+-- fields the SDK sends that Nextmv Cloud keeps: the app's default_experiment_instance,
+-- an instance's configuration.queuing (JSON {priority, disabled}; '{}': none set) and
+-- the run a run was cloned from (its metadata.tracking.cloned_run_id)
+ALTER TABLE apps ADD COLUMN default_experiment_instance_id TEXT;
+ALTER TABLE instances ADD COLUMN queuing TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN cloned_run_id TEXT
+"""
+
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -460,6 +470,7 @@ MIGRATIONS: list[str] = [
     _SHADOW,
     _SEED,
     _RUN_EXPERIMENT_TYPE,
+    _SDK_FIELDS,
 ]
 
 

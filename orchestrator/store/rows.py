@@ -14,6 +14,7 @@ from orchestrator.models import (
     Instance,
     Limits,
     PointerMove,
+    Queuing,
     Run,
     RunStatus,
     RunType,
@@ -58,6 +59,7 @@ def to_instance(row: Row) -> Instance:
     data["options"] = load(data["options"])
     data["limits"] = Limits.from_dict(load(data["limits"]))
     data["locked"] = bool(data["locked"])
+    data["queuing"] = Queuing.from_dict(load(data["queuing"]))
     return Instance(**data)
 
 

@@ -73,8 +73,8 @@ class InstanceRepo:
     async def insert(self, i: Instance) -> None:
         await self.conn.execute(
             "INSERT INTO instances (app_id, id, version_id, name, description, options, limits,"
-            " execution_class, locked, secrets_collection_id, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " execution_class, locked, secrets_collection_id, queuing, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 i.app_id,
                 i.id,
@@ -86,6 +86,7 @@ class InstanceRepo:
                 i.execution_class,
                 int(i.locked),
                 i.secrets_collection_id,
+                dump(i.queuing.to_dict()),
                 i.created_at,
                 i.updated_at,
             ),
@@ -96,7 +97,7 @@ class InstanceRepo:
         await self.conn.execute(
             "UPDATE instances SET version_id = ?, name = ?, description = ?, options = ?,"
             " limits = ?, execution_class = ?, locked = ?, secrets_collection_id = ?,"
-            " updated_at = ?"
+            " queuing = ?, updated_at = ?"
             " WHERE app_id = ? AND id = ?",
             (
                 i.version_id,
@@ -107,6 +108,7 @@ class InstanceRepo:
                 i.execution_class,
                 int(i.locked),
                 i.secrets_collection_id,
+                dump(i.queuing.to_dict()),
                 i.updated_at,
                 i.app_id,
                 i.id,
