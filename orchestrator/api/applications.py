@@ -45,10 +45,12 @@ def _default(value: str | None) -> str | None:
 @router.post("", status_code=201, responses=CREATE | errors(404))
 async def create_app(body: AppCreate, svc: Services = Depends(services)) -> dict[str, Any]:
     app = await svc.apps.create(
-        body.id, body.name, body.description or "", body.default_experiment_instance
+        body.id,
+        body.name,
+        body.description or "",
+        body.default_experiment_instance,
+        _default(body.default_instance),
     )
-    if _default(body.default_instance):
-        app = await svc.apps.update(app.id, default_instance_id=body.default_instance)
     return wire.application(app)
 
 

@@ -27,10 +27,12 @@ class AppService:
         name: str,
         description: str = "",
         default_experiment_instance_id: str | None = None,
+        default_instance_id: str | None = None,
     ) -> App:
-        """A new app; a ``default_experiment_instance_id`` is checked before anything is
-        written, so a refused one leaves no app behind (a new app has no instances yet:
-        only the reserved ones can be named)."""
+        """A new app; its default instances are checked before anything is written, so a
+        refused one leaves no app behind (a new app has no instances yet: only the
+        reserved ones can be named, and as the default instance they mean none: the
+        caller passes None for them)."""
         validate_id(app_id, "app")
         if not name or not name.strip():
             raise Invalid("app name is required")
@@ -45,6 +47,9 @@ class AppService:
             if await w.apps.get(app_id) is not None:
                 raise Conflict(f"app {app_id!r} already exists")
             await _check_experiment_default(w, app_id, app.default_experiment_instance_id)
+            if default_instance_id is not None:
+                await require_instance(w, app_id, default_instance_id)
+                app.default_instance_id = default_instance_id
             await w.apps.insert(app)
         (self.home.push / app_id).mkdir(exist_ok=True)
         return app

@@ -75,6 +75,18 @@ def test_a_new_app_takes_only_an_existing_default_experiment_instance(
     assert cloud.Application.get(client, app_id).default_experiment_instance == "latest"
 
 
+def test_a_new_app_with_an_unknown_default_instance_leaves_no_app(
+    client: cloud.Client,
+) -> None:
+    app_id = unique("fields")
+    with pytest.raises(requests.HTTPError) as err:
+        cloud.Application.new(client=client, id=app_id, default_instance_id="ghost")
+    assert _status(err) == 404 and "ghost" in err.value.response.text
+    assert not cloud.Application.exists(client, app_id)  # it could not be made again before
+    made = cloud.Application.new(client=client, id=app_id, default_instance_id="devint")
+    assert made.default_instance_id is None  # devint as the default means none
+
+
 def test_deleting_the_default_experiment_instance_clears_it_as_the_default_instance(
     client: cloud.Client, pushed: cloud.Application
 ) -> None:
