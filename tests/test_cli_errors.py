@@ -88,7 +88,7 @@ def test_a_connection_closed_by_the_daemon_is_opened_again(closing_server: HTTPS
     url = f"http://127.0.0.1:{closing_server.server_address[1]}"
     http = Transport(url, api_key="key")
     assert http.request("GET", "/v1/one").json() == {}
-    assert http.request("GET", "/v1/two").json() == {}  # http.client had dropped the socket
+    assert http.request("GET", "/v1/two").json() == {}  # the "close" was honoured
     closing_server.shutdown()
     closing_server.server_close()
     with pytest.raises(ClientError, match="cannot reach the daemon"):

@@ -4,7 +4,7 @@ It finds the daemon the way the CLI documents: ``ORCH_URL`` + ``ORCH_API_KEY``
 when set, else ``daemon.json`` and ``api-key`` in the home. It owns every URL of
 the API; each call returns the daemon's JSON typed (``client.types``) and every
 non-2xx answer raises a ``ClientError`` carrying the daemon's own message.
-Standard library only (``http.client``): the CLI pays its imports on every command.
+Standard library only (``http11``, a socket): the CLI pays its imports on every command.
 """
 
 from __future__ import annotations

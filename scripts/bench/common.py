@@ -1,6 +1,6 @@
 """What every scenario shares: sizes, the bench's daemon and client, pushing, running.
 
-The client is orch's own transport (``http.client``, one keep-alive connection): the
+The client is orch's own transport (``client/http11``, one keep-alive connection): the
 benchmark measures orch, not a client library (httpx costs ~0.5 ms more per request
 here, a tenth of the overhead budget).
 """

@@ -4,7 +4,7 @@ the benchmarks.
 ``python -m orchestrator daemon run`` is started from ``source`` (so that ``bench_ab``
 can run another tree's daemon), and the harness waits until ``daemon.json`` names the
 new process: from then on its URL answers. The tests add an httpx client on top
-(``tests/helpers.py``); the benchmarks use orch's own ``http.client`` transport.
+(``tests/helpers.py``); the benchmarks use orch's own transport (``client/http11``).
 """
 
 from __future__ import annotations
