@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.cli.run_input import Scratch, read_input
 from tests.cli_run import CLI, ENV, new_app, orch
 from tests.helpers import SAMPLES, Daemon
 
@@ -165,3 +166,29 @@ def test_text_that_only_looks_a_little_like_json_still_goes_as_text(
         run_id = orch(daemon, f"app run -a {app_id} {flags} -i", path).stdout.strip()
         meta = api.get(f"/v1/applications/{app_id}/runs/{run_id}/metadata").json()
         assert meta["metadata"]["format"]["input"]["type"] == "text"
+
+
+def test_the_scratch_folder_is_removed(
+    daemon: Daemon, api: httpx.Client, app_id: str, tmp_path: Path
+) -> None:
+    """stdin is spooled and a folder archived in a temporary folder, removed afterwards."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    shutil.copy(KNAPSACK_INPUT, folder / "input.json")
+    env = {"TMPDIR": str(scratch)}  # the knapsack model fails on a folder: code=None
+    orch(daemon, f"app run -a {app_id} -w -i", folder, env=env, code=None)
+    orch(daemon, f"app run -a {app_id} -w", stdin=KNAPSACK_INPUT.read_text(), env=env)
+    assert runs_of(api, app_id) == 2  # both inputs were sent
+    assert list(scratch.iterdir()) == [], "a temporary folder was left"
+
+
+def test_a_file_input_needs_no_scratch_folder() -> None:
+    """Most runs read a file where it is: the command then makes no temporary folder."""
+    with Scratch() as scratch:
+        run_input = read_input(str(KNAPSACK_INPUT), None, scratch)
+        assert run_input.inline is not None and scratch.made is None
+        spooled = scratch / "stdin"
+        assert scratch.made is not None and spooled.parent == scratch.made
+    assert not spooled.parent.exists()

@@ -9,7 +9,6 @@ path of the command people type most).
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +37,7 @@ from orchestrator.cli.output import (
     say,
     writable_file,
 )
-from orchestrator.cli.run_input import read_input
+from orchestrator.cli.run_input import Scratch, read_input
 from orchestrator.cli.run_output import deliver
 from orchestrator.cli.run_wait import Waiter
 from orchestrator.cli.usage import Context, NoArgsIsHelpError
@@ -156,8 +155,8 @@ def create(
     if secrets_collection_id:
         configuration["secrets_collection_id"] = secrets_collection_id
     body = {"options": parse_options(options), "name": name, "description": description}
-    with tempfile.TemporaryDirectory() as tmp:
-        run_input = read_input(source, fmt, Path(tmp))  # checked before any run exists
+    with Scratch() as tmp:
+        run_input = read_input(source, fmt, tmp)  # checked before any run exists
         if run_input.fmt:
             configuration["format"] = {"input": {"type": run_input.fmt}}
         with errors_to_exit(), client(home) as api:

@@ -14,8 +14,8 @@ import re
 import shutil
 import stat
 import sys
-import tarfile
 from pathlib import Path
+from types import TracebackType
 from typing import Any, NamedTuple
 
 from orchestrator.cli.output import fail
@@ -40,7 +40,37 @@ class RunInput(NamedTuple):
         return {"input": self.inline}
 
 
-def read_input(source: str | None, fmt: str | None, tmp: Path) -> RunInput:
+class Scratch:
+    """A temporary folder made on first use: an input on stdin is spooled into it and a
+    folder archived there, while a file (most runs) is read where it is, and then the
+    command makes no folder at all (nor imports ``tempfile``)."""
+
+    def __init__(self) -> None:
+        self._root: Path | None = None
+
+    def __enter__(self) -> Scratch:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    @property
+    def made(self) -> Path | None:
+        """The folder, once something needed it."""
+        return self._root
+
+    def __truediv__(self, name: str) -> Path:
+        if self._root is None:
+            import tempfile
+
+            self._root = Path(tempfile.mkdtemp(prefix="orch-input-"))
+        return self._root / name
+
+
+def read_input(source: str | None, fmt: str | None, tmp: Scratch) -> RunInput:
     """Find the input (a file, a folder, or stdin) and check it, before any run exists."""
     path = _local_path(source, tmp)
     if path.is_dir():
@@ -71,7 +101,7 @@ def _meant_as_json(path: Path, source: str | None, fmt: str | None) -> bool:
     return head[:1] == b"{" or _JSON_ARRAY.match(head) is not None
 
 
-def _local_path(source: str | None, tmp: Path) -> Path:
+def _local_path(source: str | None, tmp: Scratch) -> Path:
     """The input as a regular file or folder; stdin and pipes (``-i <(cmd)``) are spooled
     to a file first, since they can be read only once and may be large."""
     if source is None and (sys.stdin is None or sys.stdin.isatty()):
@@ -154,6 +184,8 @@ def _parse_json(path: Path) -> tuple[Any, str | None]:
 
 
 def _tar(folder: Path, dest: Path) -> Path:
+    import tarfile  # folders are the rare input: every other run would pay its import
+
     with tarfile.open(dest, "w:gz") as tar:
         for item in sorted(folder.rglob("*")):
             if item.is_file():
