@@ -12,7 +12,8 @@ orch=N`` never runs more than N). Who does what:
 - ``logs.py``        the run's stderr pulled from its worker into the daemon's run folder
 - ``results.py``     a finished run's outputs written into the daemon's run folder
 - ``protocol.py``    what travels between daemon, scheduler and workers (plain data)
-- ``claims.py``      runs on the scheduler: the first start of a task wins, a rerun is refused
+- ``claims.py``      runs on the scheduler: the first start of a task wins, a rerun is refused,
+                     and a model runs only while its claim holds (the daemon withdraws it)
 - ``worker.py``      the task and the worker plugin (runs on the workers)
 - ``runner.py``      one per worker process: the sandbox, the runs, cancel, the log reads
 - ``cache.py``       the worker's cache (blobs, packages, inputs, environments, run folders)

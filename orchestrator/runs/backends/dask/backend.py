@@ -12,6 +12,13 @@ the cluster has no slot, so queued runs wait; a run staged ahead waits for the l
 and ships its files again on the next connection (what was shipped on the lost one is
 gone with it); once a new connection is up, the worker plugin and the event topic are
 set up on it again, with a fresh shipper.
+
+A run that ended without its worker's result (the outage failed it; a cancel while the
+scheduler was away) may still run on a worker that outlived the outage: on every tick of
+the link, the runs kept in the context's ``Leftovers`` are settled on the cluster (their
+claims withdrawn, killed on every worker, their records dropped; ``execution.settle``).
+A tick, not the reconnection: Dask's client may reconnect by itself to the same scheduler
+(a brief break) before the link sees it go, and the runs failed all the same.
 """
 
 from __future__ import annotations
@@ -84,6 +91,7 @@ class DaskBackend:
         )
         link.on_connect(self._attach)  # before the cluster's: its workers may start runs
         self.cluster = Cluster(link, self.background)
+        link.on_tick(self._tell_leftovers)  # after the cluster's: it finds a new scheduler
         self.executions: dict[str, DaskExecution] = {}
         self.logs = LogPuller(link, settings.home.runs, lambda: self.executions.values())
 
@@ -280,6 +288,10 @@ class DaskBackend:
                 execution.held = []  # the abandoned shipper's: nothing to release
         await client.register_plugin(RunnerPlugin(), name=PLUGIN_NAME)
         client.subscribe_topic(TOPIC, self._on_event)
+
+    async def _tell_leftovers(self) -> None:
+        """The runs ended without their worker's result are over on the cluster too."""
+        await self.ctx.leftovers.tell(self.ctx)
 
     # -- cluster events --------------------------------------------------------------
 

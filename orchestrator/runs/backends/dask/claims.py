@@ -10,12 +10,23 @@ the first worker's address back, so it raises ``RunLost`` instead of running. A 
 the daemon withdrew (its run canceled before it started) is claimed by ``WITHDRAWN``:
 no worker starts it, not even one that joined after the cancel.
 
+A claim is also the lease the model runs under: a worker keeps its model running only
+while the scheduler says the key is still its own (``WorkerRunner`` asks with ``lookup``
+every few seconds). The daemon withdraws the key of a run it ended without its worker's
+word (failed when its connection to the scheduler broke, canceled while the scheduler was
+away), which takes the claim over; a scheduler that came back empty has no claim at all.
+Either way a worker that still runs the model stops it, including one the daemon's kill
+never reached (it rejoined later, or the daemon itself restarted meanwhile): the claim is
+the one record every party can reach, so it is where "this run is over" is written.
+
 Claims live on the scheduler object and are pruned once their key is gone
-from the scheduler (a forgotten key can never be rescheduled).
+from the scheduler (a forgotten key can never be rescheduled, and a model still
+running under it is wanted by nobody: its worker stops it).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from orchestrator.runs.backends.dask.protocol import TOPIC
@@ -43,20 +54,35 @@ WITHDRAWN = "withdrawn"
 
 
 def withdraw(key: str, dask_scheduler: Any = None) -> str:
-    """Refuse every later claim of ``key``: the daemon canceled its run before it started.
+    """Refuse every later claim of ``key``, and take it from the worker that holds it: the
+    daemon let go of its run (canceled before it started, or ended without its result).
 
     Releasing the task is not enough: until the daemon unpublishes the run, the scheduler
     keeps the task and may hand it to a worker that joined after the cancel was broadcast
-    (no tombstone there), which would start a canceled model once. Returns the claim that
-    holds: ``WITHDRAWN``, or the worker that claimed the key first (the cancel kills it).
+    (no tombstone there), which would start a canceled model once. A worker already running
+    the model loses its lease and stops it (``WorkerRunner``), even if the daemon's kill
+    never reached it. Returns the claim it replaced: ``WITHDRAWN`` if no worker had claimed
+    the key, else that worker (the daemon's kill stops it at once).
     """
-    return _claims(dask_scheduler).setdefault(key, WITHDRAWN)
+    claims = _claims(dask_scheduler)
+    first = claims.get(key, WITHDRAWN)
+    claims[key] = WITHDRAWN
+    return first
 
 
 def lookup(keys: list[str], dask_scheduler: Any = None) -> dict[str, str]:
-    """Which worker claimed each of ``keys`` (a restarted daemon finding its runs)."""
+    """Who holds the claim of each of ``keys`` (a restarted daemon finding its runs; a
+    worker checking that its models still hold their lease); a key without a claim is
+    left out."""
+    logging.getLogger("distributed.worker").addFilter(_quiet_lease_checks)  # once: same one
     claims = _claims(dask_scheduler)
     return {key: claims[key] for key in keys if key in claims}
+
+
+def _quiet_lease_checks(record: logging.LogRecord) -> bool:
+    """Dask logs every function run on the scheduler (with its worker-side logger), and
+    each worker running models checks their leases every few seconds: once is enough."""
+    return not record.getMessage().startswith("Run out-of-band function 'lookup'")
 
 
 def _claims(scheduler: Any) -> dict[str, str]:

@@ -6,6 +6,12 @@ retries), so the run outlives a daemon that crashes. ``wait`` ends with the
 task's result, or with a lost worker: then the run is started again on another
 worker if its ``retries`` limit allows it (a new key, and a line in its log
 saying so: never silently), else it fails ``worker_lost`` naming the worker.
+
+A run that ends without its worker's result (the scheduler dropped its task when the
+daemon's connection broke, its worker was reported lost, it was withdrawn) may still
+run: Dask cannot interrupt a task, a task the scheduler forgets keeps its thread, and
+the daemon never heard that its model stopped. Such a run is kept in ``Leftovers`` until
+the cluster has been told it is over (``settle``), on the first connection that is up.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,7 @@ from orchestrator.runs.backends.dask.protocol import (
     TaskResult,
     TaskSpec,
     dataset_name,
+    task_key,
 )
 from orchestrator.runs.backends.dask.worker import cancel_run, run_task
 from orchestrator.runs.process import ProcessResult
@@ -42,6 +49,40 @@ log = logging.getLogger("orch.dask.execution")
 FREE_RESTARTS = 2
 """Times a run whose package or input was lost with a worker before anything of it started
 is submitted again (no rerun: its model never ran), whatever its retries limit."""
+
+
+class Leftovers:
+    """Runs this daemon ended without their worker's result, until the cluster was told.
+
+    Telling it needs a connection that is up, and a run ends this way precisely when the
+    connection broke (its task dropped), so each is kept here and told on a tick of the
+    link (``DaskBackend``): within a second of its end if the scheduler answers (also when
+    Dask's client reconnected by itself, which the link may never see), else within a
+    second of the scheduler answering again. A run leaves once told; one whose telling
+    failed is tried again on the next tick.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, tuple[str, ...]] = {}
+        """Run id to the task keys of all its attempts."""
+
+    def add(self, run_id: str, keys: tuple[str, ...]) -> None:
+        self._runs[run_id] = keys
+
+    async def tell(self, ctx: Context) -> None:
+        """Settle every run kept here on the cluster ``ctx`` reaches now."""
+        if not self._runs:
+            return
+        runs = list(self._runs.items())
+        told = await asyncio.gather(
+            *(settle(ctx, run_id, keys) for run_id, keys in runs), return_exceptions=True
+        )
+        for (run_id, keys), outcome in zip(runs, told, strict=True):
+            if not isinstance(outcome, BaseException) and self._runs.get(run_id) == keys:
+                del self._runs[run_id]
+        failed = next((o for o in told if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed  # the link logs it once; the runs are told on its next tick
 
 
 @dataclass(frozen=True)
@@ -56,6 +97,8 @@ class Context:
     background: Background
     reship: Callable[[TaskSpec], Awaitable[list[Future]]]
     """The blobs of a run, shipped again where a lost worker held their only copy."""
+    leftovers: Leftovers = field(default_factory=Leftovers)
+    """Runs ended without their worker's result, until the cluster was told they are over."""
 
     @property
     def client(self) -> Client:
@@ -67,6 +110,28 @@ def submit(ctx: Context, spec: TaskSpec) -> Future:
     return ctx.client.submit(
         run_task, spec, key=spec.key, resources={RESOURCE: 1}, pure=False, retries=0
     )
+
+
+def attempt_keys(run_id: str, attempts: int) -> tuple[str, ...]:
+    """The task keys of a run's attempts 1 to ``attempts``."""
+    return tuple(task_key(run_id, n) for n in range(1, attempts + 1))
+
+
+async def settle(ctx: Context, run_id: str, keys: tuple[str, ...]) -> None:
+    """Tell the cluster a run is over, wherever and whether or not its model still runs.
+
+    First its claims are withdrawn (``claims.withdraw``): a worker running its model loses
+    its lease and stops it within seconds, even if the kill below misses it (it was not
+    connected when it was sent), and no worker starts it any more. Then every worker kills
+    it at once (and leaves a tombstone if it never had it). Last its published record goes,
+    and with it the scheduler's hold on its task and blobs (else kept for ever). On a
+    scheduler that came back empty there is nothing to drop, and the withdrawn claims
+    stop a worker that rejoins it with the model still running."""
+    client = ctx.client
+    for key in keys:
+        await client.run_on_scheduler(claims.withdraw, key)
+    await client.run(cancel_run, run_id, 0.0, on_error="return")
+    await client.unpublish_dataset(dataset_name(ctx.tenant, run_id))
 
 
 def withdraw(task: Future) -> None:
@@ -154,6 +219,8 @@ class DaskExecution:
                 return self._facts(failure=got)
         finally:
             self.done, self.ended_at = True, time.monotonic()
+            if self.result is None:  # its model may still run: the cluster is told it is over
+                self.ctx.leftovers.add(self.run_id, attempt_keys(self.run_id, self.spec.attempt))
             self.ctx.background.spawn(self._forget(), f"forget {self.run_id}")
 
     def cancel(self, grace_seconds: float = 2.0) -> None:

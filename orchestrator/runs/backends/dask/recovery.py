@@ -8,9 +8,14 @@ went away). At start-up the daemon lists its datasets:
   supervises it again; its worker is read from the scheduler's claims so its
   log and a cancel reach it);
 - a running run without a dataset (the scheduler restarted, say): not reattached,
-  so recovery ends it ``daemon_stopped``; every worker is told to kill it;
+  so recovery ends it ``daemon_stopped``; the cluster is told it is over;
 - a dataset of a run that is not running (queued again, finished, deleted, or
-  spawned a moment before a start that was never written): withdrawn and killed.
+  spawned a moment before a start that was never written): withdrawn, and the
+  cluster told it is over.
+
+"Told it is over" is ``execution.settle``, as for a run the outage failed: its claims
+withdrawn (so a worker that still runs it stops it, even one that was not connected
+when the kill was sent), killed on every worker, its record dropped.
 
 Runs this daemon ran locally before switching to the cluster are swept as the
 local backend does.
@@ -25,9 +30,14 @@ from typing import Any
 from orchestrator import trees
 from orchestrator.models import Run
 from orchestrator.runs.backends.dask import claims
-from orchestrator.runs.backends.dask.execution import Context, DaskExecution, withdraw
-from orchestrator.runs.backends.dask.protocol import dataset_name, dataset_prefix
-from orchestrator.runs.backends.dask.worker import cancel_run
+from orchestrator.runs.backends.dask.execution import (
+    Context,
+    DaskExecution,
+    attempt_keys,
+    settle,
+    withdraw,
+)
+from orchestrator.runs.backends.dask.protocol import dataset_prefix
 from orchestrator.runs.backends.local import sweep_leftovers
 
 log = logging.getLogger("orch.dask.recovery")
@@ -52,7 +62,9 @@ async def reattach(ctx: Context, running: list[Run], known: set[str]) -> dict[st
     for run in on_cluster:
         record = records.pop(run.id, None)
         if record is None:
-            await _kill(ctx, run.id)
+            await settle(
+                ctx, run.id, attempt_keys(run.id, int((run.placement or {}).get("attempt") or 1))
+            )
             continue
         spec = record["spec"]
         alive[run.id] = DaskExecution(
@@ -67,8 +79,7 @@ async def reattach(ctx: Context, running: list[Run], known: set[str]) -> dict[st
         )
     for run_id, record in records.items():  # on the cluster, but not running here
         withdraw(record["task"])  # never Future.cancel: see ``withdraw``
-        await client.unpublish_dataset(dataset_name(ctx.tenant, run_id))
-        await _kill(ctx, run_id)
+        await settle(ctx, run_id, attempt_keys(run_id, record["spec"].attempt))
     _remove_unwritten(ctx, known)
     if alive or records:
         log.warning(
@@ -77,11 +88,6 @@ async def reattach(ctx: Context, running: list[Run], known: set[str]) -> dict[st
             len(records),
         )
     return alive
-
-
-async def _kill(ctx: Context, run_id: str) -> None:
-    """Every worker kills this run if it still runs it (or never starts it)."""
-    await ctx.client.run(cancel_run, run_id, 0.0, on_error="return")
 
 
 def _remove_unwritten(ctx: Context, known: set[str]) -> None:

@@ -12,6 +12,16 @@ Dask cannot interrupt a running task, so cancel is a side channel: the daemon
 calls ``worker.cancel_run`` on the worker (``Client.run``), which kills the
 process tree (or stops the attempt while it is still being prepared, or
 leaves a tombstone for an attempt that has not arrived yet).
+
+A side channel reaches only the workers connected when it is sent, and a task the
+scheduler forgets keeps its thread (and so its model) running on the worker. So a
+model also runs under its claim (``claims.py``): every ``LEASE_SECONDS`` the runner
+asks the scheduler who holds the keys of its running models, and stops those whose
+claim is no longer its own: the daemon withdrew it (the run ended without this
+worker's word: failed while the daemon's connection to the scheduler was broken,
+canceled while it was away), or the scheduler has none (it came back empty). Only a
+clear answer stops a model: a scheduler that does not answer is no verdict (a worker
+that lost its scheduler closes, and stops its models then).
 """
 
 from __future__ import annotations
@@ -56,6 +66,10 @@ log = logging.getLogger("orch.dask.runner")
 FETCH_TIMEOUT_SECONDS = 300.0
 PUBLISH_WAIT_SECONDS = 30.0
 HOUSEKEEPING_SECONDS = 5.0
+LEASE_SECONDS = 5.0
+"""How often a worker running models asks the scheduler whether their claims are still its
+own (one call per worker, whatever number of models it runs)."""
+LEASE_ANSWER_SECONDS = 10.0
 TOMBSTONE_SECONDS = 3600.0
 MAX_LOG_READ = 256 * 1024
 """Bytes of a run's log handed to one pull (the daemon asks again 4 times a second)."""
@@ -82,6 +96,8 @@ class Attempt:
     grace: float = 2.0
     closing: bool = False
     """Killed because the worker is closing: a lost worker to the daemon, not a cancel."""
+    key: str = ""
+    """The attempt's task key: the claim its model runs under."""
 
 
 def facts_without_process(canceled: bool = False, failure: Failure | None = None) -> ProcessResult:
@@ -101,6 +117,8 @@ class WorkerRunner:
         self._fetching: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._shared: str | None = None
         """The interpreter of apps without requirements here, once known (``_python``)."""
+        self._client: Any = None
+        """The worker's client (every task here gets the same): the lease checks use it."""
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="orch-runner", daemon=True)
         self._thread.start()
@@ -108,11 +126,15 @@ class WorkerRunner:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
-        housekeeping = self.loop.create_task(self._housekeeping())
+        chores = [
+            self.loop.create_task(self._housekeeping()),
+            self.loop.create_task(self._leases()),
+        ]
         self.loop.run_forever()
-        housekeeping.cancel()
+        for chore in chores:
+            chore.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            self.loop.run_until_complete(housekeeping)
+            self.loop.run_until_complete(asyncio.gather(*chores))
         self.loop.close()
 
     @property
@@ -132,6 +154,7 @@ class WorkerRunner:
     def run(self, spec: TaskSpec, client: Any) -> TaskResult:
         """The task: claim the key (a rescheduled task is refused) while the attempt is
         being prepared; the model starts only once the claim is this worker's."""
+        self._client = client
         claim: concurrent.futures.Future[str] = concurrent.futures.Future()
         attempt = asyncio.run_coroutine_threadsafe(self._attempt(spec, client, claim), self.loop)
         try:
@@ -181,7 +204,7 @@ class WorkerRunner:
         run_id = spec.run.id
         if self._tombstones.pop(run_id, None) is not None:
             return self._nothing_ran(facts_without_process(canceled=True))
-        attempt = self._attempts[spec.key] = Attempt(run_id, asyncio.current_task())
+        attempt = self._attempts[spec.key] = Attempt(run_id, asyncio.current_task(), key=spec.key)
         run_dir = self.cache.run_dir(run_id, spec.attempt)
         try:
             attempt.prep = asyncio.create_task(self._stage(spec, client, run_dir))
@@ -304,11 +327,7 @@ class WorkerRunner:
             for old in [r for r, t in self._tombstones.items() if now - t > TOMBSTONE_SECONDS]:
                 del self._tombstones[old]
         for attempt in attempts:
-            attempt.canceled, attempt.grace = True, grace
-            if attempt.process is not None:
-                attempt.process.cancel(grace)
-            elif attempt.prep is not None:
-                attempt.prep.cancel()
+            _stop(attempt, grace)
 
     async def _stop_all(self) -> None:
         for attempt in list(self._attempts.values()):
@@ -317,6 +336,37 @@ class WorkerRunner:
         running = [a.task for a in self._attempts.values() if a.task is not None]
         if running:
             await asyncio.wait(running, timeout=10)
+
+    async def _leases(self) -> None:
+        """Stop the models whose claim is no longer this worker's (see the module's doc)."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS)
+            try:
+                await self._check_leases()
+            except Exception as exc:  # no verdict: the models keep running
+                log.info("could not check the claims of this worker's runs: %r", exc)
+
+    async def _check_leases(self) -> None:
+        running = {a.key: a for a in self._attempts.values() if a.process is not None}
+        client = self._client
+        if not running or client is None:
+            return
+        holders: dict[str, str] = await asyncio.wait_for(
+            asyncio.to_thread(client.run_on_scheduler, claims.lookup, list(running)),
+            LEASE_ANSWER_SECONDS,
+        )
+        for key, attempt in running.items():
+            holder = holders.get(key)
+            if holder == self.address or attempt.canceled or self._attempts.get(key) is not attempt:
+                continue  # its own, stopped already, or ended while the scheduler answered
+            if holder is None:
+                why = "the scheduler has no claim of it (it restarted, or forgot the task)"
+            elif holder == claims.WITHDRAWN:
+                why = "the daemon withdrew its claim (the run is over)"
+            else:
+                why = f"its claim is {holder}'s"
+            log.warning("run %s: %s; stopping its model (%s)", attempt.run_id, why, key)
+            _stop(attempt, 0)
 
     async def _housekeeping(self) -> None:
         """Sweep what dead worker processes sharing the cache left; keep inputs in budget."""
@@ -327,6 +377,15 @@ class WorkerRunner:
                 await asyncio.to_thread(self.cache.trim, budget_bytes())
             except Exception:  # housekeeping must never take the runner down
                 log.exception("worker cache housekeeping failed")
+
+
+def _stop(attempt: Attempt, grace: float) -> None:
+    """Kill the attempt's process tree, or stop it while it is being prepared: canceled."""
+    attempt.canceled, attempt.grace = True, grace
+    if attempt.process is not None:
+        attempt.process.cancel(grace)
+    elif attempt.prep is not None:
+        attempt.prep.cancel()
 
 
 def _gather(client: Any, dataset: str, key: str) -> bytes:
