@@ -38,6 +38,13 @@ class Conflict(OrchError):
     status = 409
 
 
+class Gone(OrchError):
+    """It was there and was removed outside orch (a run's folder deleted by hand): unlike a
+    404 (no such thing) or a 409 (not yet), asking again will never succeed (410 Gone)."""
+
+    status = 410
+
+
 class TooLarge(OrchError):
     status = 413
 

@@ -491,6 +491,10 @@ class Run:
     """The secrets collection delivered to the model (its ID only: values stay in the store)."""
     cloned_run_id: str | None = None
     """The run this one was cloned from (the SDK's ``tracking.cloned_run_id``)."""
+    request_options: dict[str, str] | None = None
+    """The options as the request gave them (the SDK's ``request_options``), before the
+    manifest's types made ``options`` of them ("2" stays "2" here, "2.0" there); None for a
+    run recorded before they were kept (schema 14): then they are read off ``options``."""
     created_at: str = field(default_factory=now)
     started_at: str | None = None
     ended_at: str | None = None

@@ -1,5 +1,6 @@
 """Helpers for the fault tests: a small tmpfs the test mounts, a disk filled on purpose,
-the CLI as a user runs it, and the processes a home left behind."""
+the CLI as a user runs it, the processes a home left behind, and a daemon that SIGKILLs
+itself at one chosen point."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import ROOT
+from scripts.bench.harness import published_info
+from tests.helpers import ROOT, Daemon
 
 MIB = 1024 * 1024
 
@@ -89,3 +92,36 @@ def processes_using(where: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+_KILLED_AT = """
+import importlib, os, runpy, signal, sys
+module, _, name = sys.argv[1].partition(":")
+owner, _, method = name.rpartition(".")
+cls = getattr(importlib.import_module(module), owner)
+async def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(cls, method, die)
+sys.argv = ["orchestrator", *sys.argv[2:]]
+runpy.run_module("orchestrator", run_name="__main__", alter_sys=True)
+"""
+
+
+def start_killed_at(home: Path, target: str, timeout: float = 30) -> Daemon:
+    """The real daemon on ``home``, which SIGKILLs itself the moment ``target``
+    (``module:Class.method``, an async method) is first called.
+
+    A SIGKILL sent from outside cannot be aimed at a window of a millisecond (between two
+    writes); this one lands exactly there, in a daemon otherwise unchanged. The caller
+    waits for the process (``process.wait``) and kills it if the point is never reached."""
+    (home / "daemon.json").unlink(missing_ok=True)
+    argv = [sys.executable, "-c", _KILLED_AT, target, "daemon", "run", "--home", str(home)]
+    with (home / "daemon.log").open("ab") as log:
+        proc = subprocess.Popen([*argv, "--port", "0"], stdout=log, stderr=log, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    while (info := published_info(home, proc)) is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the daemon did not start within {timeout} s")
+        time.sleep(0.02)
+    return Daemon(home, proc, info["url"], (home / "api-key").read_text().strip())

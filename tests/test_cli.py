@@ -241,6 +241,22 @@ def test_text_input_goes_through_an_upload(daemon: Daemon, tmp_path: Path) -> No
     assert back == "hello world\n"
 
 
+def test_a_text_output_is_printed_as_the_model_wrote_it(daemon: Daemon, tmp_path: Path) -> None:
+    """The API calls a text app's text output ``text`` and serves its URL as a tar.gz (what
+    the SDK reads); the CLI still prints and writes the bytes themselves."""
+    main = "import sys\nprint('upper:', sys.stdin.read().upper())\n"
+    app_id = new_app(daemon, write_app(tmp_path / "shout", main, TEXT_MANIFEST))
+    (tmp_path / "in.txt").write_text("hello world")
+    piped = orch(daemon, f"app run -a {app_id} --wait -i", tmp_path / "in.txt")
+    assert piped.stdout == "upper: HELLO WORLD\n"
+    out = tmp_path / "out.txt"
+    run_id = orch(daemon, f"app run -a {app_id} -i", tmp_path / "in.txt").stdout.strip()
+    orch(daemon, f"app run result -a {app_id} -r {run_id} -w --output", out)
+    assert out.read_text() == "upper: HELLO WORLD\n"
+    info = orch_json(daemon, f"app run result -a {app_id} -r {run_id}")
+    assert info["metadata"]["format"]["output"]["type"] == "text"
+
+
 def test_folder_input_is_sent_as_multi_file(daemon: Daemon, tmp_path: Path) -> None:
     manifest = TEXT_MANIFEST.replace("format: text", "format: multi-file")
     app_id = new_app(daemon, write_app(tmp_path / "app", FOLDER_APP, manifest))

@@ -1,10 +1,13 @@
 """What goes wrong around a command ends it with one line on stderr and a non-zero exit,
 never a traceback: a daemon that stops while a command waits, an empty ID (an unset
-shell variable), an output that cannot be written (a missing folder, a full disk)."""
+shell variable), an output that cannot be written (a missing folder, a full disk), a
+run whose folder was deleted by hand."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -189,3 +192,31 @@ def test_a_reader_that_went_away_stays_silent(daemon: Daemon, knap: str) -> None
     finally:
         os.close(write)
     assert done.returncode == 1 and done.stderr == ""
+
+
+# a run whose folder was deleted by hand
+
+
+def test_a_run_whose_folder_was_deleted_says_so(daemon: Daemon, knap: str) -> None:
+    """``rm -rf`` of a finished run's folder: reading its log, output or input is one error
+    line naming the run and the folder, exit 1 (it was an empty log and exit 0, and a bare
+    "has no output"); its metadata still reads."""
+    run_id = orch(daemon, f"app run -a {knap} -w -i", KNAPSACK_INPUT).stderr.split()[1]
+    folder = daemon.home / "runs" / run_id
+    shutil.rmtree(folder)
+    said = (
+        f"error: run {run_id!r}: its folder {folder} no longer exists, so its {{}} is gone "
+        "(deleted outside orch; the run's metadata is kept)"
+    )
+    for args, what in (
+        ("logs", "log"),
+        ("logs --tail", "log"),
+        ("result", "output"),
+        ("result --json", "output"),
+        ("input", "input"),
+    ):
+        proc = orch(daemon, f"app run {args} -a {knap} -r {run_id}", code=1)
+        assert one_error_line(proc.stderr) == said.format(what), args
+        assert proc.stdout == "", args
+    meta = orch(daemon, f"app run metadata -a {knap} -r {run_id} --json")
+    assert json.loads(meta.stdout)["metadata"]["status_v2"] == "succeeded"

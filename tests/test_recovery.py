@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.proctree import MARKER_VAR
 from tests.conftest import MakeDaemon
+from tests.faults import start_killed_at
 from tests.helpers import SAMPLES, create_app, push_dir, wait_for, wait_run
+from tests.test_experiments import keep_input
 
 INPUT = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
 
@@ -170,3 +174,39 @@ def _executable_id(api: httpx.Client, app_id: str) -> str:
     r = api.get(f"/v1/applications/{app_id}")
     assert r.status_code == 200, r.text
     return str(r.json()["executable_id"])
+
+
+def test_a_daemon_killed_between_an_experiment_and_its_runs_leaves_neither(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """A batch experiment's row and its runs are one transaction. A daemon SIGKILLed as it
+    inserts the runs (it kills itself there: ``faults.start_killed_at``) leaves no
+    experiment, where it used to leave one that the next start settled as failed with no
+    runs and no word of why; the same request then makes it whole."""
+    home = tmp_path / "home"
+    d = make_daemon(home=home)
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+        kept = keep_input(api, app_id, json.dumps(INPUT).encode(), "in")
+        sets = f"/v1/applications/{app_id}/experiments/inputsets"
+        assert api.post(sets, json={"id": "one", "name": "One", "input_ids": [kept]}).is_success
+    d.stop()
+    batch = f"/v1/applications/{app_id}/experiments/batch"
+    body = {"id": "killed", "name": "K", "input_set_id": "one", "instance_ids": ["devint"]}
+    dying = start_killed_at(home, "orchestrator.store.runs:RunRepo.insert_many")
+    try:
+        with dying.client() as api, pytest.raises(httpx.TransportError):
+            api.post(batch, json=body)
+        assert dying.process.wait(10) == -signal.SIGKILL
+    finally:
+        if dying.process.poll() is None:
+            dying.kill()
+    again = make_daemon(home=home)
+    with again.client() as api:
+        gone = api.get(f"{batch}/killed")
+        assert gone.status_code == 404, gone.text  # not "failed" with 0 of 1 runs
+        assert api.post(batch, json=body).status_code == 201
+        meta = f"{batch}/killed/metadata"
+        ended = wait_for(lambda: (m := api.get(meta).json())["status"] != "started" and m, 60)
+        assert ended["status"] == "completed" and ended["number_of_runs"] == 1, ended

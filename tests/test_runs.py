@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 import time
 from pathlib import Path
@@ -12,7 +13,17 @@ import httpx
 import pytest
 
 from tests.conftest import MakeDaemon
-from tests.helpers import SAMPLES, create_app, push_dir, run_and_wait, wait_for, wait_run, write_app
+from tests.helpers import (
+    SAMPLES,
+    Daemon,
+    create_app,
+    push_dir,
+    run_and_wait,
+    wait_for,
+    wait_run,
+    write_app,
+)
+from tests.test_experiments import keep_input
 
 KNAPSACK_INPUT = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
 
@@ -141,8 +152,13 @@ def test_text_input_and_non_json_output(api: httpx.Client, tmp_path: Path) -> No
     )
     res = wait_run(api, app_id, run_id)
     assert res["metadata"]["status_v2"] == "succeeded"
-    url = res["output"]["url"]  # not a JSON object: served as a download
-    assert httpx.get(url).text.strip() == "HELLO TEXT"
+    assert res["metadata"]["format"]["output"]["type"] == "text"
+    url = res["output"]["url"]  # not a JSON object: a tar.gz at its URL, as the SDK reads it
+    with tarfile.open(fileobj=io.BytesIO(httpx.get(url).content)) as tar:
+        member = tar.extractfile("output")
+        assert member is not None and member.read() == b"HELLO TEXT\n"
+    raw = api.get(f"/v1/applications/{app_id}/runs/{run_id}/output")  # orch's CLI reads this
+    assert raw.content == b"HELLO TEXT\n"
     assert api.get(f"/v1/applications/{app_id}/runs/{run_id}/input").json() == "hello text"
     again = api.post(f"/v1/applications/{app_id}/runs", json={"upload_id": up["upload_id"]})
     assert again.status_code == 404  # consumed: an upload feeds one run
@@ -208,6 +224,68 @@ def test_priority_order_and_cancel_queued(make_daemon: MakeDaemon, tmp_path: Pat
             json={"input": {}, "configuration": {"queuing": {"priority": 10}}},
         )
         assert bad.status_code == 400
+
+
+def test_a_run_whose_folder_was_deleted_by_hand_is_a_410_naming_it(
+    daemon: Daemon, api: httpx.Client, knapsack: str
+) -> None:
+    """``rm -rf`` of a finished run's folder: its log (whole and live), its output (the
+    route, the result, a URL handed out before) and its input answer 410 with a message
+    naming the run and its folder, never an empty log or a bare 404; its metadata reads."""
+    run_id = run_and_wait(api, knapsack, {"input": KNAPSACK_INPUT})["id"]
+    base = f"/v1/applications/{knapsack}/runs/{run_id}"
+    url = api.get(f"{base}/output", params={"format": "url"}).json()["url"]
+    folder = daemon.home / "runs" / run_id
+    shutil.rmtree(folder)
+    said = (
+        f"run {run_id!r}: its folder {folder} no longer exists, so its {{}} is gone "
+        "(deleted outside orch; the run's metadata is kept)"
+    )
+    asked = [
+        (api.get(f"{base}/logs"), "log"),
+        (api.get(f"{base}/logs/live"), "log"),
+        (api.get(f"{base}/output"), "output"),
+        (api.get(f"{base}/output", params={"format": "url"}), "output"),
+        (api.get(base), "output"),
+        (httpx.get(url), "output"),
+        (api.get(f"{base}/input"), "input"),
+    ]
+    for answer, what in asked:
+        assert answer.status_code == 410, (answer.url, answer.text)
+        assert answer.json() == {"error": said.format(what)}
+    meta = api.get(f"{base}/metadata")
+    assert meta.status_code == 200 and meta.json()["metadata"]["status_v2"] == "succeeded"
+
+
+def test_an_experiment_run_that_never_started_has_no_folder_to_miss(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """An experiment's runs get their folder when they start: one canceled while queued
+    never had one, so nothing was deleted. Its log stays empty and its output a 404. (A
+    run waiting ahead of it is the one staged ahead, with a folder.)"""
+    d = make_daemon(config="concurrency = 1\n")
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+        busy = {"input": KNAPSACK_INPUT, "options": {"sleep": "30"}}
+        blockers = [start(api, app_id, busy) for _ in range(2)]
+        kept = keep_input(api, app_id, json.dumps(KNAPSACK_INPUT).encode(), "in")
+        sets = f"/v1/applications/{app_id}/experiments/inputsets"
+        assert api.post(sets, json={"id": "one", "name": "One", "input_ids": [kept]}).is_success
+        batch = f"/v1/applications/{app_id}/experiments/batch"
+        body = {"id": "queued", "name": "Q", "input_set_id": "one", "instance_ids": ["devint"]}
+        assert api.post(batch, json=body).status_code == 201
+        assert api.patch(f"{batch}/queued/cancel").status_code == 200
+        (run,) = api.get(f"{batch}/queued/runs").json()["runs"]
+        assert run["status_v2"] == "canceled"
+        assert not (d.home / "runs" / run["id"]).exists()
+        base = f"/v1/applications/{app_id}/runs/{run['id']}"
+        assert api.get(f"{base}/logs").json() == {"log": ""}
+        output = api.get(f"{base}/output")
+        assert output.status_code == 404, output.text
+        assert output.json() == {"error": f"run {run['id']!r} has no output"}
+        for blocker in blockers:
+            api.patch(f"/v1/applications/{app_id}/runs/{blocker}/cancel")
 
 
 TOUCH_OR_SLEEP = """import json, pathlib, sys, time

@@ -33,6 +33,8 @@ from orchestrator.models import (
     RunType,
     now,
 )
+from orchestrator.runs.events import RunEvents
+from orchestrator.runs.states import RunStates
 from orchestrator.store import Store
 from orchestrator.store.migrations import MIGRATIONS
 from orchestrator.switchback_models import Arm, Plan, ServedRun, SwitchbackStatus, SwitchbackTest
@@ -213,6 +215,23 @@ async def test_a_failed_write_rolls_back_whole(store: Store) -> None:
             await w.runs.insert(first)
             await w.runs.insert(first)  # same id
     assert await store.read.runs.get(first.id) is None
+
+
+async def test_an_experiment_and_its_runs_are_written_together(store: Store) -> None:
+    """The experiment that owns new runs is written in their transaction: an insert of the
+    runs that fails (here a duplicate id; in the daemon, a SIGKILL) leaves no experiment
+    either, never one with no runs that the next start would settle unexplained."""
+    app_id, exe_id = await _app(store)
+    states = RunStates(store, RunEvents())
+    exp = Experiment("together", app_id, "T", None, 1)
+    run = _run(app_id, exe_id, experiment_id=exp.id)
+    with pytest.raises(sqlite3.IntegrityError):
+        await states.create_many([run, run], owner=lambda w: w.experiments.insert(exp))
+    assert await store.read.experiments.get(app_id, exp.id) is None
+    assert await store.read.runs.get(run.id) is None
+    await states.create_many([run], owner=lambda w: w.experiments.insert(exp))
+    assert await store.read.experiments.get(app_id, exp.id) is not None
+    assert await store.read.runs.experiment_counts(app_id, exp.id) == {"queued": 1}
 
 
 async def test_the_reader_cannot_write(store: Store) -> None:

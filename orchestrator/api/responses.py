@@ -30,6 +30,8 @@ WHY = {
     401: "Missing or invalid bearer key (or an expired upload URL, a bad download signature).",
     404: "No such app, or nothing with that ID in it (IDs that break the ID rules included).",
     409: "Clashes with the current state: exists already, not finished yet, locked, in use.",
+    410: "Was there and is gone: the run's folder (its log, output, input) was deleted "
+    "outside orch. Its metadata is kept; asking again will not bring the files back.",
     413: "Too large: a JSON body over 64 MiB (send inputs through an upload URL), an upload "
     "or a package over its cap.",
     422: "Well-formed but unusable: a body or parameter of the wrong shape, or a package "

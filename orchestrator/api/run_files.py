@@ -25,6 +25,7 @@ from orchestrator.api.fields import AppId, RunId
 from orchestrator.api.responses import INPUT_FILE, errors
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus
+from orchestrator.runs.files import require
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.workspace import (
     SMALL_OUTPUT,
@@ -55,9 +56,13 @@ async def output_value(
     succeeded (text output is still output); a failed run's stray stdout is
     no result, and the SDK expects ``None`` there. The request is read (for the
     daemon's own address) only for a URL: most results carry the object.
+
+    An output that went with its run's folder (deleted by hand) is a 410 here, rather
+    than a URL that would answer it (``runs/files``); ``/metadata`` still reads the run.
     """
 
     def url() -> dict[str, Any]:
+        require_output(svc, run)
         return {"url": signed_url(svc, Request(scope), run, "output")}
 
     if as_url or run.input_format in DIRECTORY_FORMATS:
@@ -83,8 +88,10 @@ async def file_response(svc: Services, run: Run, kind: str) -> Response:
         raise Conflict(f"run {run.id!r} is {run.status.value}: its output is not ready")
     if kind == "input":
         return await input_raw(svc, run)
-    ws = Workspace.of(svc.settings.home.run_path(run.id))
+    ws = require_output(svc, run)
     if run.input_format in DIRECTORY_FORMATS:
+        if not os.path.isdir(ws.root):  # never had one (an experiment's run never started)
+            raise NotFound(f"run {run.id!r} has no output")
         archive = await anyio.to_thread.run_sync(
             _tar_once,
             FilePath(ws.work, output_dir_name(run.input_format)),
@@ -97,9 +104,21 @@ async def file_response(svc: Services, run: Run, kind: str) -> Response:
     return FileResponse(ws.stdout, media_type="application/json")
 
 
+def require_output(svc: Services, run: Run) -> Workspace:
+    """The run's workspace, once its output (file or folder) is known not to have gone
+    with a folder deleted by hand: ``RunFilesGone`` (410) if it has (``runs/files``)."""
+    ws = Workspace.of(svc.settings.home.run_path(run.id))
+    if run.input_format in DIRECTORY_FORMATS:
+        require(run, ws.root, os.path.join(ws.work, output_dir_name(run.input_format)), "output")
+    else:
+        require(run, ws.root, ws.stdout, "output")
+    return ws
+
+
 async def input_raw(svc: Services, run: Run) -> Response:
     if run.input_path is None:
         raise NotFound(f"run {run.id!r} has no input")
+    require(run, svc.settings.home.run_path(run.id), run.input_path, "input")
     path = FilePath(run.input_path)
     if path.is_dir():
         archive = await anyio.to_thread.run_sync(
@@ -112,6 +131,7 @@ async def input_raw(svc: Services, run: Run) -> Response:
 async def input_body(svc: Services, run: Run) -> Response:
     """``GET .../input``: the SDK calls ``.json()`` on it, so text comes back as a JSON string."""
     if run.input_format == "text" and run.input_path and run.input_size <= 5 * 1024 * 1024:
+        require(run, svc.settings.home.run_path(run.id), run.input_path, "input")
         text = FilePath(run.input_path).read_text(errors="replace")
         return JSONResponse(text)
     response = await input_raw(svc, run)
@@ -149,7 +169,7 @@ def _add(tar: tarfile.TarFile, folder: trees.Folder, name: str, info: os.stat_re
 
 @downloads.get(
     "/downloads/{app_id}/runs/{run_id}/{kind}",
-    responses=INPUT_FILE | errors(401, 404, 409, 422, 507),
+    responses=INPUT_FILE | errors(401, 404, 409, 410, 422, 507),
 )
 async def download(
     app_id: AppId,
@@ -167,4 +187,43 @@ async def download(
     if kind not in ("input", "output"):
         raise NotFound(f"nothing called {kind!r} to download")
     run = await svc.runs.get(app_id, run_id)
+    if kind == "output" and await svc.runs.output_is_text(run):
+        return await text_archive(svc, run)
     return await file_response(svc, run, kind)
+
+
+async def text_archive(svc: Services, run: Run) -> Response:
+    """A text output at its URL, as the SDK reads every output that is not ``json``: a
+    tar.gz, here of one file, ``output`` (a text input is ``input`` in the SDK's own
+    runs). ``GET .../output`` keeps the bytes as they are, for orch's CLI."""
+    ws = require_output(svc, run)
+    archive = await anyio.to_thread.run_sync(
+        _tar_file_once, ws.stdout, FilePath(ws.root, "output.tar.gz"), "output"
+    )
+    if archive is None:
+        raise NotFound(f"run {run.id!r} has no output")
+    return FileResponse(archive, media_type="application/gzip", filename=f"{run.id}.tar.gz")
+
+
+def _tar_file_once(path: str, archive: FilePath, name: str) -> FilePath | None:
+    """The regular file at ``path`` alone in ``archive`` under ``name``, made on the first
+    request (a finished run's output does not change); None without one. Opened as
+    ``_add`` opens a model's files: no link followed, no FIFO waited on."""
+    if archive.exists():
+        return archive
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        tmp = archive.with_suffix(".tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            member = tarfile.TarInfo(name)
+            member.size, member.mtime = info.st_size, int(info.st_mtime)
+            member.mode = stat.S_IMODE(info.st_mode)
+            tar.addfile(member, fh)
+        tmp.rename(archive)
+    return archive

@@ -21,8 +21,12 @@ SDK_INLINE_BYTES = 5 * 1024 * 1024
 """The SDK's ``_MAX_RUN_SIZE``: above it the SDK fetches an output by its URL as JSON."""
 
 
-def output_format(run: Run) -> str:
-    return run.input_format if run.input_format in DIRECTORY_FORMATS else "json"
+def output_format(run: Run, text_output: bool = False) -> str:
+    """Folder formats keep theirs; else ``json``, or ``text`` when the output is text
+    (``RunService.output_is_text``): the SDK then reads it as a tar.gz from its URL."""
+    if run.input_format in DIRECTORY_FORMATS:
+        return run.input_format
+    return "text" if text_output else "json"
 
 
 def _common(run: Run, definition_id: str | None = None) -> dict[str, Any]:
@@ -53,11 +57,17 @@ def result_size(run: Run) -> int:
     return 0
 
 
-def metadata(run: Run, statistics: bool = True, definition_id: str | None = None) -> dict[str, Any]:
+def metadata(
+    run: Run,
+    statistics: bool = True,
+    definition_id: str | None = None,
+    text_output: bool = False,
+) -> dict[str, Any]:
+    out_type = output_format(run, text_output)
     meta = _common(run, definition_id) | {
         "duration": run.duration_ms or 0.0,
         "error": run.error or "",
-        "format": {"input": {"type": run.input_format}, "output": {"type": output_format(run)}},
+        "format": {"input": {"type": run.input_format}, "output": {"type": out_type}},
         "input_size": run.input_size,
         "output_size": result_size(run),
         "options": {
@@ -66,9 +76,7 @@ def metadata(run: Run, statistics: bool = True, definition_id: str | None = None
                 {"name": k, "value": v, "source": run.option_sources.get(k, "run")}
                 for k, v in run.options.items()
             ],
-            "request_options": {
-                k: v for k, v in run.options.items() if run.option_sources.get(k) == "run"
-            },
+            "request_options": request_options(run),
         },
         "limits": run.limits.to_dict(),
         "executable_id": run.executable_id,
@@ -98,6 +106,14 @@ def metadata(run: Run, statistics: bool = True, definition_id: str | None = None
     return meta
 
 
+def request_options(run: Run) -> dict[str, str]:
+    """The options as the request sent them: "2" where the model was given "2.0". A run
+    recorded before they were kept has the normalised ones its request set."""
+    if run.request_options is not None:
+        return dict(run.request_options)
+    return {k: v for k, v in run.options.items() if run.option_sources.get(k) == "run"}
+
+
 def tracking(run: Run) -> dict[str, Any]:
     """The SDK's ``RunTrackingMetadata``: the run it was cloned from, the managed input it
     was made from (each only when there is one)."""
@@ -115,16 +131,19 @@ def failure(f: Failure) -> dict[str, Any]:
 
 
 def information(
-    run: Run, statistics: bool = True, definition_id: str | None = None
+    run: Run,
+    statistics: bool = True,
+    definition_id: str | None = None,
+    text_output: bool = False,
 ) -> dict[str, Any]:
     """A run's information; ``statistics=False`` for ``GET .../metadata`` (see above);
-    ``definition_id``: an ensemble run's definition."""
+    ``definition_id``: an ensemble run's definition; ``text_output``: its output is text."""
     return {
         "id": run.id,
         "name": run.name,
         "description": run.description,
         "user_email": LOCAL_USER,
-        "metadata": metadata(run, statistics, definition_id),
+        "metadata": metadata(run, statistics, definition_id, text_output),
     }
 
 

@@ -14,7 +14,13 @@ from orchestrator.api.deps import absolute_url, services
 from orchestrator.api.fields import RUN_ID_RULE, AppId, Description, Name, RunId
 from orchestrator.api.instances import Queuing, option_strings
 from orchestrator.api.responses import CREATE, INPUT_FILE, OUTPUT_FILE, REMOVE, errors
-from orchestrator.api.run_files import file_response, input_body, output_value, signed_url
+from orchestrator.api.run_files import (
+    file_response,
+    input_body,
+    output_value,
+    require_output,
+    signed_url,
+)
 from orchestrator.api.tracked_wire import ExternalResult
 from orchestrator.errors import Invalid
 from orchestrator.models import Limits, Run, RunStatus
@@ -60,6 +66,11 @@ class RunBody(BaseModel):
     tracking: Tracking | None = None
     result: ExternalResult | None = Field(
         default=None, description="a tracked run: recorded as given, nothing executes"
+    )
+    batch_experiment_id: str | None = Field(
+        default=None,
+        description="a batch experiment of the app the run joins: one of its runs, as the"
+        " runs it made itself",
     )
 
 
@@ -121,8 +132,11 @@ async def submit(
         kept = await svc.inputs.get(app_id, body.input_id)
         req.input_file, req.input_id = svc.inputs.path(kept), kept.id
         req.input_format = req.input_format or kept.format
-    if body.result is not None:
-        run = await svc.runs.track(req, body.result.to_result())
+    tracked = body.result.to_result() if body.result is not None else None
+    if body.batch_experiment_id is not None:
+        run = await svc.experiments.add_run(req, body.batch_experiment_id, tracked)
+    elif tracked is not None:
+        run = await svc.runs.track(req, tracked)
     else:
         run = await svc.runs.create(req)
     return {"run_id": run.id, "id": run.id}
@@ -166,9 +180,10 @@ async def upload_url(
 
 async def information(svc: Services, run: Run, statistics: bool = True) -> dict[str, Any]:
     """``run_wire.information`` with what lives beside the run row (an ensemble run's
-    definition); one read more for ensemble runs only."""
+    definition; whether a text app's output is text): one read more for those runs only."""
     definition_id = await svc.ensemble_runs.definition_id(run)
-    return run_wire.information(run, statistics, definition_id)
+    text_output = await svc.runs.output_is_text(run) if run.input_format == "text" else False
+    return run_wire.information(run, statistics, definition_id, text_output)
 
 
 @router.get("/{run_id}/metadata", responses=errors(422))
@@ -183,7 +198,7 @@ async def run_metadata(
     return JSONResponse(await information(svc, run, statistics=False))
 
 
-@router.get("/{run_id}", responses=errors(422))
+@router.get("/{run_id}", responses=errors(410, 422))
 async def run_result(
     app_id: AppId,
     run_id: RunId,
@@ -211,7 +226,7 @@ async def result(
     return body
 
 
-@router.get("/{run_id}/output", responses=OUTPUT_FILE | errors(409, 507))
+@router.get("/{run_id}/output", responses=OUTPUT_FILE | errors(409, 410, 507))
 async def run_output(
     app_id: AppId,
     run_id: RunId,
@@ -221,11 +236,12 @@ async def run_output(
 ) -> Response:
     run = await svc.runs.get(app_id, run_id)
     if format == "url":
+        require_output(svc, run)  # no URL to an output deleted with its folder: a 410 now
         return JSONResponse({"url": signed_url(svc, request, run, "output")})
     return await file_response(svc, run, "output")
 
 
-@router.get("/{run_id}/input", responses=INPUT_FILE | errors(507))
+@router.get("/{run_id}/input", responses=INPUT_FILE | errors(410, 507))
 async def run_input(
     app_id: AppId,
     run_id: RunId,
@@ -239,15 +255,15 @@ async def run_input(
     return await input_body(svc, run)
 
 
-@router.get("/{run_id}/logs")
+@router.get("/{run_id}/logs", responses=errors(410))
 async def run_logs(
     app_id: AppId, run_id: RunId, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     run = await svc.runs.get(app_id, run_id)
-    return {"log": read_log(svc.runs.log_path(run))}
+    return {"log": read_log(svc.runs.log_file(run))}
 
 
-@router.get("/{run_id}/logs/live", responses=errors(400))
+@router.get("/{run_id}/logs/live", responses=errors(400, 410))
 async def run_logs_live(
     app_id: AppId, run_id: RunId, since: str | None = Query(None), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -255,7 +271,7 @@ async def run_logs_live(
     if since and not (since.isascii() and since.isdigit()):
         raise Invalid(f"since must be the next_page_token of a previous call, got {since!r}")
     offset = int(since) if since else 0
-    return read_live(svc.runs.log_path(run), offset, run.status)
+    return read_live(svc.runs.log_file(run), offset, run.status)
 
 
 @router.patch("/{run_id}/cancel", responses=REMOVE)

@@ -39,6 +39,7 @@ from orchestrator.models import (
 )
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.service import RunRequest, RunService
+from orchestrator.runs.tracked import TrackedResult
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.experiments")
@@ -145,11 +146,97 @@ class ExperimentService:
             type=req.type,
             seed=seed,
         )
-        async with self.store.write() as w:
-            await w.experiments.insert(exp)
-        self._track((req.app_id, exp_id), [run.id for run in runs])
-        await self.runs.create_many(runs)
+        key = (req.app_id, exp_id)
+        self._track(key, [run.id for run in runs])
+        try:  # the experiment and its runs in one transaction: a kill leaves both or neither
+            await self.runs.create_many(runs, owner=lambda w: w.experiments.insert(exp))
+        except BaseException:
+            self._forget(key)
+            raise
         return exp
+
+    async def add_run(
+        self, req: RunRequest, exp_id: str, tracked: TrackedResult | None = None
+    ) -> Run:
+        """A run asked for through ``/runs`` with the SDK's ``batch_experiment_id``: made
+        (or, ``tracked``, recorded) as one of the experiment's runs, as Nextmv attaches it:
+        listed and counted with the runs the experiment made itself, deleted with it.
+
+        Only a batch experiment takes runs this way (a scenario or acceptance test's runs
+        are its plan); a canceled one takes none (409), an unknown one is a 404 and nothing
+        is made. An experiment ends when its last run does, so one that had ended starts
+        again until this run ends. The run goes straight to the run service, like the
+        experiment's own runs: no ensemble, shadow or switchback test is triggered by it.
+        """
+        exp = await self._joinable(req, exp_id)
+        key = (req.app_id, exp_id)
+        hold = f"joining:{new_id('run')}"  # keeps the experiment from settling meanwhile
+        self._pending.setdefault(key, set()).add(hold)
+        try:
+            joining = replace(req, experiment_id=exp_id, experiment_type=exp.type.value)
+            if tracked is None:
+                run = await self.runs.create_plain(joining)
+            else:
+                run = await self.runs.track(joining, tracked)
+            async with self.store.write() as w:
+                joined = await w.experiments.join(req.app_id, exp_id)
+        except BaseException:
+            self._let_go(key, hold)
+            raise
+        if not joined:  # canceled (or deleted) while the run was made: so is the run
+            self._let_go(key, hold)
+            if not run.status.finished:
+                await self.runs.cancel_many([run])
+            return run
+        if not run.status.finished:
+            self._owner[run.id] = key
+            self._pending.setdefault(key, set()).add(run.id)
+        self._release(key, hold)
+        if await self._ended_unseen(key, run) and not self._pending.get(key):
+            await self._settle(*key)
+        return run
+
+    async def _joinable(self, req: RunRequest, exp_id: str) -> Experiment:
+        """The experiment a run asks to join, if it can (``add_run``)."""
+        if not exp_id:
+            raise Invalid("batch_experiment_id is empty: name a batch experiment of the app")
+        exp = await self.get(req.app_id, exp_id)
+        if exp.type != ExperimentType.BATCH:
+            raise Conflict(
+                f"experiment {exp_id!r} is a {exp.type.value} test: runs join batch experiments"
+                " only"
+            )
+        if exp.status == ExperimentStatus.CANCELED:
+            raise Conflict(f"experiment {exp_id!r} was canceled: it takes no more runs")
+        if req.ensemble_definition_id:
+            raise Invalid("an ensemble run cannot join a batch experiment")
+        return exp
+
+    async def _ended_unseen(self, key: Key, run: Run) -> bool:
+        """Whether the joined run has ended with no event left to settle the experiment:
+        recorded finished (tracked), or ended before it was watched (its event went by)."""
+        if run.status.finished:
+            return True
+        found = await self.store.read.runs.status(run.id)
+        if found is not None and not found[1].finished:
+            return False
+        if self._owner.pop(run.id, None) is None:
+            return False  # its event came meanwhile and did what it does
+        self._release(key, run.id)
+        return True
+
+    def _release(self, key: Key, item: str) -> None:
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending.discard(item)
+
+    def _let_go(self, key: Key, hold: str) -> None:
+        """Drop a joining run's hold that no run replaces (it was refused): if the
+        experiment's last run ended meanwhile, its settling waited on the hold. Settling an
+        experiment that is not started changes nothing (``finish`` is guarded)."""
+        self._release(key, hold)
+        if not self._pending.get(key):
+            self._settle_soon(key)
 
     async def _scenario_request(self, req: BatchRequest) -> BatchRequest:
         """The request with the runs and option sets its scenarios expand to."""
@@ -349,11 +436,19 @@ class ExperimentService:
         task.add_done_callback(self._tasks.discard)
 
     async def _settle(self, app_id: str, exp_id: str) -> None:
-        self._forget((app_id, exp_id))
+        """End the experiment by its runs' outcomes, unless a run joined it meanwhile
+        (``add_run``): then that run's end settles it. Checked inside the write, which a
+        joining run's ``join`` also takes, so the two cannot cross."""
+        key = (app_id, exp_id)
+        if self._pending.get(key):
+            return
+        self._forget(key)
         counts = await self.store.read.runs.experiment_counts(app_id, exp_id)
         ok = counts.get(RunStatus.SUCCEEDED.value, 0)
         status = ExperimentStatus.COMPLETED if ok else ExperimentStatus.FAILED
         async with self.store.write() as w:
+            if self._pending.get(key):
+                return
             if await w.experiments.finish(app_id, exp_id, status):
                 log.info("experiment %s/%s %s", app_id, exp_id, status.value)
 

@@ -19,7 +19,7 @@ from orchestrator.ids import check_label, new_id
 from orchestrator.models import DEFAULT_PRIORITY, Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.registry.secrets import require_collection
-from orchestrator.runs import inputs
+from orchestrator.runs import files, inputs
 from orchestrator.runs.assets import Asset, run_assets
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.executor import Executor
@@ -28,14 +28,17 @@ from orchestrator.runs.manifests import ManifestCache
 from orchestrator.runs.options import apply_options
 from orchestrator.runs.process import StrPath
 from orchestrator.runs.scheduler import Scheduler
-from orchestrator.runs.states import RunStates
+from orchestrator.runs.states import OwnerRows, RunStates
 from orchestrator.runs.tracked import ArchiveLimits, TrackedResult, record, unpushed
-from orchestrator.runs.workspace import Workspace
+from orchestrator.runs.workspace import SMALL_OUTPUT, Workspace, sized_json
 from orchestrator.store import Store
 from orchestrator.uploads import UploadService
 
 MIB = 1024 * 1024
 _T = TypeVar("_T")
+TEXT_FORMAT = "text"
+SNIFF_BYTES = 4096
+"""Read from a large output to see whether it opens a JSON object."""
 
 
 @dataclass
@@ -108,10 +111,7 @@ class RunService:
             raise Invalid(f"priority must be between 1 and 9, got {req.priority}")
         check_label("run", req.name, req.description)
         target = await resolve(self.store.read, req.app_id, req.instance_id, req.version_id)
-        if req.cloned_run_id is not None:  # a clone names a run of its app (its status: cheap)
-            found = await self.store.read.runs.status(req.cloned_run_id)
-            if found is None or found[0] != req.app_id:
-                raise NotFound(f"cloned run {req.cloned_run_id!r} not found in app {req.app_id!r}")
+        await self._check_clone(req)
         manifest = self.manifests.get(target.executable.id, target.executable.manifest)
         applied = apply_options(manifest, target.options, req.options)
         limits = run_limits(self.settings, target, req.limits, req.execution_class)
@@ -129,6 +129,7 @@ class RunService:
             priority=_first(req.priority, target.queuing.priority, DEFAULT_PRIORITY),
             options=applied.values,
             option_sources=applied.sources,
+            request_options=dict(req.options),
             limits=limits,
             execution_class=req.execution_class or target.execution_class,
             input_format=inputs.check_format(req.input_format or manifest.content_format),
@@ -139,6 +140,14 @@ class RunService:
             secrets_collection_id=collection,
             cloned_run_id=req.cloned_run_id,
         )
+
+    async def _check_clone(self, req: RunRequest) -> None:
+        """A clone names a run of its app (its status: cheap), pushed or not."""
+        if req.cloned_run_id is None:
+            return
+        found = await self.store.read.runs.status(req.cloned_run_id)
+        if found is None or found[0] != req.app_id:
+            raise NotFound(f"cloned run {req.cloned_run_id!r} not found in app {req.app_id!r}")
 
     async def create(self, req: RunRequest) -> Run:
         """A run asked for by a user (``/runs``, the CLI): the router may redirect it."""
@@ -169,6 +178,7 @@ class RunService:
         except Conflict:
             if req.instance_id or req.version_id:
                 raise
+            await self._check_clone(req)  # prepare refused before it got there
             run = unpushed(req)
         run_dir = self.settings.home.run_dir(run.id)
         run_dir.mkdir()
@@ -217,12 +227,13 @@ class RunService:
         await asyncio.shield(written)
         return True
 
-    async def create_many(self, runs: builtins.list[Run]) -> None:
-        """Queue prepared runs whose inputs orch already stores (experiments), in one write.
+    async def create_many(self, runs: builtins.list[Run], owner: OwnerRows | None = None) -> None:
+        """Queue prepared runs whose inputs orch already stores (experiments), in one write,
+        with the row that owns them (``owner``: ``RunStates.create_many``).
 
         Their folders are made when they start: inputs are shared from the blob store.
         """
-        await self.states.create_many(runs)
+        await self.states.create_many(runs, owner)
         for run in runs:
             self.scheduler.submit(run)
 
@@ -335,11 +346,54 @@ class RunService:
             assets_file,
         )
 
+    async def output_is_text(self, run: Run) -> bool:
+        """Whether a finished run of a text app left an output that is no JSON object: the
+        SDK reads every output whose format is not ``json`` as a tar.gz at its URL, and one
+        that is ``json`` with ``.json()``, which text fails. A text app that prints JSON
+        stays ``json`` (the SDK gets the object); json apps are never read here.
+
+        Up to the inline size the output is parsed, as the run result's ``output`` is (the
+        same answer both ways); above it, only its first bytes are looked at."""
+        if run.input_format != TEXT_FORMAT or not run.status.finished or run.output_size == 0:
+            return False
+        path, limit = self.output_path(run), self.settings.inline_output_bytes
+        if run.output_size > limit:
+            return not await anyio.to_thread.run_sync(_opens_an_object, path)
+        if run.output_size < SMALL_OUTPUT:  # parsing it costs less than a hop to a thread
+            size, doc = sized_json(path, limit)
+        else:
+            size, doc = await anyio.to_thread.run_sync(sized_json, path, limit)
+        return size > 0 and not isinstance(doc, dict)  # size 0: gone, nothing to call text
+
     def output_path(self, run: Run) -> Path:
         return Path(Workspace.of(self.settings.home.run_path(run.id)).stdout)
 
     def log_path(self, run: Run) -> Path:
         return Path(Workspace.of(self.settings.home.run_path(run.id)).stderr)
+
+    def log_file(self, run: Run) -> Path:
+        """``log_path`` for the API's log routes, which must not answer a deleted folder
+        with an empty log: raises ``RunFilesGone`` then (``runs/files``). The console keeps
+        ``log_path``: its run page shows the metadata whatever became of the files."""
+        ws = Workspace.of(self.settings.home.run_path(run.id))
+        files.require(run, ws.root, ws.stderr, "log")
+        return Path(ws.stderr)
+
+
+def _opens_an_object(path: Path) -> bool:
+    """Whether the file starts (after blanks) like a JSON object; a missing file does (it
+    is no text to archive). ``O_NONBLOCK``: a model may have left a FIFO there."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        head = os.read(fd, SNIFF_BYTES)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return head.lstrip(b" \t\r\n").startswith(b"{")
 
 
 def _first(mine: _T | None, instance: _T | None, default: _T) -> _T:

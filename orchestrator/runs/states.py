@@ -13,13 +13,16 @@ outside ``BEGIN``/``COMMIT`` (``Store.single``): one thread hop each.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.models import Failure, FailureKind, Run, RunStatus, now
 from orchestrator.runs.events import RunEvents
-from orchestrator.store import Store
+from orchestrator.store import Repos, Store
+
+OwnerRows = Callable[[Repos], Awaitable[object]]
+"""Writes the rows that own a set of new runs (an experiment's), in the runs' transaction."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,16 @@ class RunStates:
             await w.runs.insert(run)
         self.events.changed(run.id, run.status)
 
-    async def create_many(self, runs: list[Run]) -> None:
-        """Queued runs in one write (an experiment's)."""
+    async def create_many(self, runs: list[Run], owner: OwnerRows | None = None) -> None:
+        """Queued runs in one write (an experiment's); ``owner`` writes the row they belong
+        to (the experiment) in the same transaction, first.
+
+        One transaction, so that a daemon killed (or a disk filled) between the owner's row
+        and its runs leaves neither: an experiment committed alone would be settled at the
+        next start as ended with no runs, with nothing to say why."""
         async with self.store.write() as w:
+            if owner is not None:
+                await owner(w)
             await w.runs.insert_many(runs)
         for run in runs:
             self.events.changed(run.id, run.status)

@@ -71,7 +71,9 @@ class ArchiveLimits:
 
 def unpushed(req: RunRequest) -> Run:
     """A tracked run of an app with nothing pushed: there is no executable to resolve
-    (``executable_id`` stays empty), the run is filed under devint."""
+    (``executable_id`` stays empty), the run is filed under devint. Everything else the
+    request says is kept as ``RunService.prepare`` keeps it on a pushed app: the managed
+    input and the cloned run (its ``tracking``), the experiment it joins, its options."""
     check_label("run", req.name, req.description)
     return Run(
         id=new_id("run"),
@@ -82,7 +84,12 @@ def unpushed(req: RunRequest) -> Run:
         description=req.description,
         options=dict(req.options),
         option_sources=dict.fromkeys(req.options, "run"),
+        request_options=dict(req.options),
         input_format=check_format(req.input_format or "json"),
+        experiment_id=req.experiment_id,
+        experiment_type=req.experiment_type,
+        input_id=req.input_id,
+        cloned_run_id=req.cloned_run_id,
     )
 
 

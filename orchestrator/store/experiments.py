@@ -231,6 +231,19 @@ class ExperimentRepo:
             (kind.value, app_id, exp_id),
         )
 
+    async def join(self, app_id: str, exp_id: str) -> bool:
+        """One more run for an experiment not canceled (``new_run(batch_experiment_id=...)``):
+        counted as requested, and the experiment started again if it had ended, since an
+        experiment ends when its last run does. Its targets stay as it was made (they name
+        what it was asked to compare). False: canceled or deleted meanwhile (the guard makes
+        it race-free)."""
+        changed = await self.conn.execute(
+            "UPDATE experiments SET requested_runs = requested_runs + 1, status = 'started',"
+            " ended_at = NULL, updated_at = ? WHERE app_id = ? AND id = ? AND status != 'canceled'",
+            (now(), app_id, exp_id),
+        )
+        return changed == 1
+
     async def finish(self, app_id: str, exp_id: str, status: ExperimentStatus) -> bool:
         """Only a started experiment can end, once (the guard makes it race-free)."""
         stamp = now()

@@ -457,6 +457,14 @@ ALTER TABLE runs ADD COLUMN cloned_run_id TEXT
 """
 
 
+_REQUEST_OPTIONS = """
+-- a run's options as its request gave them (JSON {name: value}), before the manifest's
+-- types normalise them into options ("2" for a float option stays "2" here); NULL: a run
+-- recorded before, whose request options are read off options and option_sources
+ALTER TABLE runs ADD COLUMN request_options TEXT
+"""
+
+
 MIGRATIONS: list[str] = [
     _V1_REGISTRY + _V1_RUNS,
     _V2_EXPERIMENTS,
@@ -471,6 +479,7 @@ MIGRATIONS: list[str] = [
     _SEED,
     _RUN_EXPERIMENT_TYPE,
     _SDK_FIELDS,
+    _REQUEST_OPTIONS,
 ]
 
 

@@ -67,7 +67,14 @@ def to_move(row: Row) -> PointerMove:
     return PointerMove(**fields(row))
 
 
-_RUN_JSON = ("options", "option_sources", "statistics", "placement", "metrics")
+_RUN_JSON = (
+    "options",
+    "option_sources",
+    "statistics",
+    "placement",
+    "metrics",
+    "request_options",
+)
 _FAILURE_COLUMNS = ("failure_kind", "failure_limit", "failure_measured", "failure_detail")
 
 

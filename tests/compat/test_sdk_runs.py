@@ -238,6 +238,22 @@ def test_options_reach_model_with_sources(
     assert options.active_options == {"duration": "3.0", "scale": "5", "sleep": "0.0"}
 
 
+def test_request_options_are_what_was_sent(
+    knapsack: cloud.Application, fast: PollingOptions
+) -> None:
+    """``request_options`` echoes the request; the model gets (and ``active_options`` and
+    the summary show) the values its manifest's types make of them."""
+    sent = {"duration": "2", "scale": "03", "sleep": "0"}
+    run_id = knapsack.new_run(input=KNAPSACK_INPUT, options=sent)
+    result = knapsack.run_result_with_polling(run_id, polling_options=fast)
+    assert result.metadata.status_v2 == StatusV2.succeeded, result.metadata.error
+    options = knapsack.run_information(run_id).metadata.options
+    assert options is not None and options.request_options == sent
+    assert options.active_options == {"duration": "2.0", "scale": "3", "sleep": "0.0"}
+    assert result.metadata.options is not None
+    assert result.metadata.options.request_options == sent  # the result says the same
+
+
 def test_cancel_a_sleeping_run(knapsack: cloud.Application, fast: PollingOptions) -> None:
     run_id = knapsack.new_run(input=KNAPSACK_INPUT, options={"sleep": "30"})
     # Running, and inside the model (its first log line is out): the sleep has begun.
@@ -442,3 +458,32 @@ def test_a_run_cut_off_by_its_output_limit_is_a_result_without_output(
     assert result.metadata.status_v2 == StatusV2.failed
     assert "output limit 6 MiB exceeded" in result.metadata.error
     assert result.output is None and result.metadata.output_size == 0
+
+
+TEXT_OUTPUT_MAIN = """\
+import sys
+text = sys.stdin.read()
+print("upper:", text.upper())
+"""
+
+
+def test_a_text_apps_output_comes_as_a_file(
+    client: cloud.Client, new_app: NewApp, push: Push, tmp_path: Path, fast: PollingOptions
+) -> None:
+    """A text app's output is no JSON: its format says ``text`` and it comes, as the SDK
+    reads any non-JSON output, as a tar.gz it unpacks into ``output_dir_path``. orch's own
+    ``GET .../output`` (the CLI's) still gives the bytes as the model wrote them."""
+    app = _app_with(new_app, push, tmp_path / "shout", TEXT_OUTPUT_MAIN, TEXT_MANIFEST)
+    run_id = app.new_run(input="hello\nworld")
+    got = tmp_path / "got"
+    result = app.run_result_with_polling(run_id, polling_options=fast, output_dir_path=str(got))
+    assert result.metadata.status_v2 == StatusV2.succeeded, result.metadata.error
+    assert result.metadata.format.format_output.output_type.value == "text"
+    assert (got / "output").read_text() == "upper: HELLO\nWORLD\n"
+    again = tmp_path / "again"
+    assert app.run_output(run_id, output_dir_path=str(again)) is None
+    assert (again / "output").read_text() == "upper: HELLO\nWORLD\n"
+    assert app.run_result(run_id, output_dir_path=str(tmp_path / "third")).id == run_id
+    raw = client.request("GET", f"{app.endpoint}/runs/{run_id}/output")
+    assert raw.content == b"upper: HELLO\nWORLD\n"
+    assert app.run_input(run_id) == "hello\nworld"

@@ -103,7 +103,7 @@ def test_every_method_and_the_trigger_rule(
         assert result.metadata.experiment_type == "shadow"
         assert knapsack.run_input(run.id, output_dir_path=None) == INPUT
         options = result.metadata.options
-        assert options is not None and options.request_options == {"duration": "3.0"}
+        assert options is not None and options.request_options == {"duration": "3"}  # as sent
         scales[run.application_instance_id] = (options.active_options or {}).get("scale")
     assert scales == {instances["cand1"]: "1", instances["cand2"]: "4"}
 

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import httpx
+import nextmv
 import pytest
+import requests
 from nextmv import TrackedRun, TrackedRunStatus, cloud
 from nextmv.polling import PollingOptions
 from nextmv.status import StatusV2
@@ -175,3 +177,29 @@ def test_an_app_with_nothing_pushed_takes_tracked_runs(new_app: NewApp, daemon: 
         page.get(link.removeprefix(daemon.url))
         assert page.get(f"/apps/{app.id}/runs/{run_id}").status_code == 200
         assert page.get(f"/apps/{app.id}").status_code == 200
+
+
+def test_a_tracked_run_of_an_app_with_nothing_pushed_keeps_its_tracking(
+    new_app: NewApp,
+) -> None:
+    """As on a pushed app: the managed input it was made from, the run it was cloned from
+    (checked: a run of the app)."""
+    app = new_app("external")
+    upload = app.upload_url()
+    app.upload_data(upload_url=upload, data={"n": 1})
+    managed = app.new_managed_input(id=unique("mi"), upload_id=upload.upload_id)
+    done = nextmv.ExternalRunResult(status="succeeded", execution_duration=5)
+    run_id = app.new_run(managed_input_id=managed.id, external_result=done)
+    info = app.run_information(run_id).metadata
+    assert info.tracking == nextmv.RunTrackingMetadata(input_id=managed.id)
+    assert {r.id: r for r in app.list_runs()}[run_id].input_id == managed.id
+
+    body = {"input": {"n": 2}, "result": done.to_dict(), "tracking": {"cloned_run_id": run_id}}
+    clone = app.client.request("POST", f"{app.endpoint}/runs", payload=body).json()["run_id"]
+    assert app.run_information(clone).metadata.tracking == nextmv.RunTrackingMetadata(
+        cloned_run_id=run_id
+    )
+    ghost = body | {"tracking": {"cloned_run_id": "run-0000000000000000"}}
+    with pytest.raises(requests.HTTPError) as err:
+        app.client.request("POST", f"{app.endpoint}/runs", payload=ghost)
+    assert err.value.response.status_code == 404
