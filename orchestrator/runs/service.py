@@ -20,7 +20,7 @@ from orchestrator.models import DEFAULT_PRIORITY, Limits, Run, RunStatus, now
 from orchestrator.registry.resolve import resolve
 from orchestrator.registry.secrets import require_collection
 from orchestrator.runs import files, inputs
-from orchestrator.runs.assets import Asset, run_assets
+from orchestrator.runs.assets import Asset, run_asset, run_assets
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.executor import Executor
 from orchestrator.runs.limits import run_limits
@@ -334,17 +334,19 @@ class RunService:
         return [a.wire() | {"content": a.content} for a in await self.asset_list(run)]
 
     async def asset_list(self, run: Run) -> builtins.list[Asset]:
-        """The run's assets (``runs/assets``), binary ones with their bytes."""
+        """The run's assets (``runs/assets``): metadata only, no file's bytes read."""
+        return await anyio.to_thread.run_sync(run_assets, *await self._asset_args(run))
+
+    async def asset(self, run: Run, asset_id: str) -> Asset:
+        """One of the run's assets, as ``asset_list`` lists it (NotFound if none)."""
+        return await anyio.to_thread.run_sync(run_asset, *await self._asset_args(run), asset_id)
+
+    async def _asset_args(self, run: Run) -> tuple[Run, Workspace, int, str]:
         exe = await self.store.read.executables.get(run.executable_id)
         manifest = self.manifests.get(exe.id, exe.manifest) if exe else None
         assets_file = manifest.multi_file.assets if manifest else "outputs/assets.json"
-        return await anyio.to_thread.run_sync(
-            run_assets,
-            run,
-            Workspace.of(self.settings.home.run_path(run.id)),
-            self.settings.inline_output_bytes,
-            assets_file,
-        )
+        ws = Workspace.of(self.settings.home.run_path(run.id))
+        return run, ws, self.settings.inline_output_bytes, assets_file
 
     async def output_is_text(self, run: Run) -> bool:
         """Whether a finished run of a text app left an output that is no JSON object: the
