@@ -28,7 +28,7 @@ from orchestrator import environments
 from orchestrator.config import Settings
 from orchestrator.errors import TooLarge, Unprocessable
 from orchestrator.home import Home
-from orchestrator.packaging import build, pyenv
+from orchestrator.packaging import build, bytecode, pyenv
 from orchestrator.packaging.build import FileChanged, build_package
 from orchestrator.packaging.manifest import Manifest, MultiFile
 from orchestrator.packaging.pyenv import (
@@ -718,3 +718,58 @@ def test_a_python_package_is_byte_compiled_before_it_turns_read_only(tmp_path: P
     assert (tmp_path / "pkg" / "helper" / "__pycache__" / f"solve.{tag}.pyc").is_file()
     assert not (tmp_path / "pkg" / "__pycache__" / f"broken.{tag}.pyc").exists()
     assert (tmp_path / "pkg" / "broken.py").is_file()
+
+
+def costly(items: int) -> bytes:
+    """A module that is cheap to ship and costly to compile: ~370 MB of memory per MB."""
+    return b"x = [" + b"1," * items + b"]\n"
+
+
+def test_a_module_over_the_compile_memory_limit_is_left_to_run_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Compiling happens in a child under an address-space limit: a module over it gets
+    no bytecode (the model compiles it, as one that does not compile), the others do,
+    and the package is kept."""
+    monkeypatch.setattr(bytecode, "MEMORY_MB", 64)
+    archive = make_tar(
+        tmp_path / "p.tar.gz",
+        [member("helper/solve.py", b"def solve():\n    return 1\n"),
+         member("big.py", costly(150_000))],
+    )  # fmt: skip
+    unpack(archive, tmp_path / "pkg")
+    tag = sys.implementation.cache_tag
+    assert (tmp_path / "pkg" / "helper" / "__pycache__" / f"solve.{tag}.pyc").is_file()
+    assert (tmp_path / "pkg" / "__pycache__" / f"main.{tag}.pyc").is_file()
+    assert not (tmp_path / "pkg" / "__pycache__" / f"big.{tag}.pyc").exists()
+    assert (tmp_path / "pkg" / "big.py").read_bytes() == costly(150_000)
+    assert "1 module(s) over the 64 MB compile limit" in caplog.text
+
+
+def test_a_compile_past_its_deadline_is_stopped_and_the_package_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Six modules of ~0.2 s each against a 0.3 s deadline: the worker is killed, what
+    it had not compiled is compiled at run time, and nothing half-written stays."""
+    monkeypatch.setattr(bytecode, "TIMEOUT_SECONDS", 0.3)
+    archive = make_tar(
+        tmp_path / "p.tar.gz", [member(f"slow{n}.py", costly(100_000 + n)) for n in range(6)]
+    )
+    started = time.monotonic()
+    unpack(archive, tmp_path / "pkg")
+    assert time.monotonic() - started < 0.3 + 2  # well before the ~1.2 s of a full compile
+    assert "byte-compiling stopped: the 0.3 s deadline passed" in caplog.text
+    cache = tmp_path / "pkg" / "__pycache__"
+    made = [p.name for p in cache.iterdir()] if cache.is_dir() else []
+    assert len([n for n in made if n.startswith("slow")]) < 6
+    assert all(n.endswith(".pyc") for n in made), made  # no py_compile temporary files
+    assert len(list((tmp_path / "pkg").glob("slow*.py"))) == 6
+
+
+def test_a_compiler_that_cannot_run_never_fails_a_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(bytecode, "WORKER", tmp_path / "missing.py")
+    unpack(make_tar(tmp_path / "p.tar.gz", []), tmp_path / "pkg")
+    assert (tmp_path / "pkg" / "main.py").is_file()
+    assert "byte-compiling stopped: the compiler ended early" in caplog.text

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import MakeDaemon
-from tests.helpers import SAMPLES, Daemon, create_app, push_archive, push_dir, unique
+from tests.helpers import (
+    SAMPLES,
+    Daemon,
+    create_app,
+    push_archive,
+    push_dir,
+    run_and_wait,
+    unique,
+)
 
 MANIFEST = b"type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\nfiles:\n  - main.py\n"
 
@@ -156,3 +167,55 @@ def test_oversize_package_is_413(make_daemon: MakeDaemon) -> None:
         assert r.status_code == 413, r.text
         assert r.json()["error"] == "binary upload (max_package_mb) exceeds the limit of 1 MiB"
         assert api.get("/healthz").status_code == 200
+
+
+def test_a_package_costly_to_compile_leaves_the_daemon_responsive(
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
+) -> None:
+    """A few KB of gzip that unpack to a 3 MB module: compiled in the daemon it took
+    ~1 GB and held the GIL for seconds (every request waited). The worker compiling it
+    is limited instead: the push succeeds, the daemon neither grows nor stalls, the
+    small modules get their bytecode and the app runs."""
+    app_id = create_app(api)
+    main = b"import helper\nprint('{\"solution\": %d}' % helper.value())\n"
+    archive = tar_with(
+        tmp_path,
+        member("app.yaml", MANIFEST),
+        member("main.py", main),
+        member("helper.py", b"def value():\n    return 7\n"),
+        member("big.py", b"x = [" + b"1," * 1_500_000 + b"]\n"),
+    )
+    assert archive.stat().st_size < 20_000
+    rss_before = daemon.rss_mib()
+    pushed: list[httpx.Response] = []
+    pushing = threading.Thread(target=lambda: pushed.append(push_archive(api, app_id, archive)))
+    rss: list[float] = []
+
+    def sample() -> None:  # apart from the requests below, which a stalled daemon holds up
+        while pushing.is_alive():
+            rss.append(daemon.rss_mib())
+            time.sleep(0.02)
+
+    pushing.start()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    slowest = 0.0
+    with daemon.client() as other:
+        while pushing.is_alive():
+            started = time.monotonic()
+            assert other.get("/healthz").status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.02)
+    pushing.join()
+    sampler.join()
+    assert pushed[0].status_code == 200, pushed[0].text
+    assert slowest < 1.0, f"/healthz took {slowest:.2f} s during the push"
+    grew = max(rss, default=rss_before) - rss_before
+    assert grew < 200, f"the daemon grew by {grew:.0f} MiB"
+    exe = daemon.home / "executables" / pushed[0].json()["executable"]["id"]
+    tag = sys.implementation.cache_tag
+    assert (exe / "__pycache__" / f"helper.{tag}.pyc").is_file()
+    assert not (exe / "__pycache__" / f"big.{tag}.pyc").exists()
+    run = run_and_wait(api, app_id, {"input": {}})
+    assert run["metadata"]["status_v2"] == "succeeded", run
+    assert run["output"] == {"solution": 7}
