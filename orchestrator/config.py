@@ -45,7 +45,7 @@ DEFAULT_LIMITS = Limits(
     disk_mb=10240,
     retries=0,
 )
-MECHANISMS = ("landlock", "mount-ns", "net-ns", "ipc-ns")
+MECHANISMS = ("landlock", "mount-ns", "net-ns", "ipc-ns", "seccomp")
 """What ``[isolation] use`` may name; the uid of a root daemon's models is not optional."""
 PROTECTIONS = (
     "landlock-fs",
@@ -56,6 +56,7 @@ PROTECTIONS = (
     "proc-hidden",
     "net-ns",
     "ipc-ns",
+    "seccomp",
     "uid",
     "no-new-privs",
 )

@@ -14,6 +14,7 @@ on an unprivileged daemon, where it does escape.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -276,6 +277,30 @@ def test_the_daemons_secrets_are_not_in_the_environment(api: httpx.Client, tmp_p
     raise PermissionError(13, "nothing")
     """
     assert_blocked(hostile(api, tmp_path, body, {}), "secret-env")
+
+
+# -- the disk ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["work", "tmpdir"])
+def test_allocating_disk_without_writing_fails(
+    api: httpx.Client, jailed: Daemon, tmp_path: Path, where: str
+) -> None:
+    """``fallocate`` reserves ~1 GiB per millisecond, faster than the ``disk_mb`` sampler
+    assumes a run can grow: refused as by a file system without it (``EOPNOTSUPP``);
+    ``posix_fallocate`` then writes instead (``tests/test_seccomp.py``)."""
+    body = """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    folder = "." if target["where"] == "work" else os.environ["TMPDIR"]
+    fd = os.open(os.path.join(folder, "reserved"), os.O_CREAT | os.O_WRONLY, 0o644)
+    if libc.fallocate(fd, 0, ctypes.c_long(0), ctypes.c_long(8 << 20)) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))
+    return os.fstat(fd).st_blocks * 512
+    """
+    report = hostile(api, tmp_path, body, {"where": where})
+    assert (report["escaped"], report["errno"]) == (False, errno.EOPNOTSUPP), report
 
 
 # -- what a legitimate model still does ---------------------------------------------------

@@ -242,3 +242,35 @@ def test_disk_mb_comes_from_the_cli_and_execution_classes(
     assert meta["metadata"]["limits"]["disk_mb"] == 7
     small = run_and_wait(api, app_id, {"input": {}, "configuration": {"execution_class": "small"}})
     assert small["metadata"]["limits"]["disk_mb"] == 1024
+
+
+LINKER = """\
+import os, sys
+os.unlink("app.yaml")  # a link the daemon made, replaced by one of the model's own
+os.symlink("/nonexistent/app.yaml", "app.yaml")
+print("linking", file=sys.stderr, flush=True)
+i = 0
+while True:  # each link takes an inode (4 KiB by orch's count) and no block
+    os.symlink("/nonexistent/%06d" % i, "L%06d" % i)
+    i += 1
+"""
+
+
+def test_a_disk_breach_leaves_only_the_links_the_daemon_made(
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
+) -> None:
+    """After a breach the working folder keeps the daemon's links into the package (by
+    name and target), not the model's: not its thousands of links, nor one it named like
+    a package file it replaced."""
+    app_id = deploy(api, tmp_path, LINKER)
+    limits = {"disk_mb": 5, "timeout_seconds": 60}
+    res = run_and_wait(api, app_id, {"input": {}, "configuration": {"limits": limits}})
+    meta = res["metadata"]
+    assert re.match(r"disk limit 5 MiB exceeded: wrote \d+ MiB", meta["error"]), meta["error"]
+    work = daemon.home / "runs" / res["id"] / "work"
+    if not work.is_dir():
+        pytest.skip("the run's folder is on a Dask worker")
+    left = {entry.name: os.readlink(entry.path) for entry in os.scandir(work)}
+    package = os.path.dirname(left["main.py"])
+    assert (daemon.home / "executables") in Path(package).parents
+    assert left == {name: f"{package}/{name}" for name in os.listdir(package) if name != "app.yaml"}

@@ -25,7 +25,8 @@ import psutil
 import pytest
 
 from orchestrator.models import Limits, Run, RunStatus
-from orchestrator.runs import disk, launch, running
+from orchestrator.packaging.manifest import Manifest
+from orchestrator.runs import disk, launch, running, workspace
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.chores import Chores
 from orchestrator.runs.disk import KEPT_LOG_BYTES, TooMany, cut_back, usage_bytes
@@ -681,21 +682,49 @@ def test_disk_usage_counts_blocks_once_and_follows_no_link(tmp_path: Path) -> No
         usage_bytes([tmp_path], budget=2)
 
 
-def test_cut_back_empties_folders_keeps_links_and_the_logs_end(tmp_path: Path) -> None:
-    work, tmp = tmp_path / "work", tmp_path / "tmp"
-    (work / "outputs").mkdir(parents=True)
-    tmp.mkdir()
+def test_cut_back_empties_folders_keeps_the_daemons_links_and_the_logs_end(
+    tmp_path: Path,
+) -> None:
+    """The links ``prepare`` made stay, by name and target; every link of the model goes:
+    one named like a package file it replaced, one to the package under another name,
+    and those in its TMPDIR."""
+    package, given = tmp_path / "package", tmp_path / "given"
+    for folder in (package, given):
+        folder.mkdir()
+    (package / "main.py").write_text("")
+    (package / "data.json").write_text("{}")
+    manifest = Manifest.from_dict({"type": "python", "runtime": "r", "files": ["main.py"]})
+    ws = workspace.prepare(tmp_path / "run", package, manifest, "multi-file", str(given))
+    work, tmp = Path(ws.work), Path(ws.tmp)
+    assert sorted(p.name for p in work.iterdir()) == ["data.json", "inputs", "main.py", "outputs"]
     (work / "outputs" / "big").write_bytes(b"x" * 1000)
-    (work / "main.py").symlink_to("/usr/bin/env")
+    (work / "data.json").unlink()
+    (work / "data.json").symlink_to("/nonexistent/data.json")  # named like the package's
+    (work / "copy.py").symlink_to(package / "main.py")  # the package's, named otherwise
+    (work / "L000001").symlink_to("/nonexistent/L000001")
+    (tmp / "main.py").symlink_to(package / "main.py")
     (tmp / "scratch").write_bytes(b"y" * 1000)
-    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    stdout, stderr = Path(ws.stdout), Path(ws.stderr)
     stdout.write_bytes(b"o" * 1000)
     stderr.write_bytes(b"a" * KEPT_LOG_BYTES + b"the last words\n")
     cut_back([work, tmp], [stdout, stderr], stderr)
-    assert sorted(p.name for p in work.iterdir()) == ["main.py"]
+    left = {p.name: os.readlink(p) for p in work.iterdir()}
+    assert left == {"main.py": f"{package}/main.py", "inputs": str(given)}
     assert list(tmp.iterdir()) == [] and stdout.stat().st_size == 0
     assert stderr.stat().st_size == KEPT_LOG_BYTES
     assert stderr.read_bytes().endswith(b"the last words\n")
+
+
+def test_cut_back_of_a_folder_the_daemon_made_no_links_in_removes_every_link(
+    tmp_path: Path,
+) -> None:
+    """A folder ``prepare`` did not make (a tool's run, a run staged before a restart):
+    no link in it is the daemon's."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "main.py").symlink_to("/usr/bin/env")
+    cut_back([work], [], None)
+    assert list(work.iterdir()) == []
 
 
 # -- the jail's own fallbacks --------------------------------------------------------------

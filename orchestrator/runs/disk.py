@@ -29,6 +29,7 @@ from orchestrator import trees
 from orchestrator.disk import ENTRY_BYTES
 from orchestrator.runs.cgroups import MIB
 from orchestrator.runs.process import StrPath
+from orchestrator.runs.workspace import DaemonLinks, daemon_links
 from orchestrator.threads import show_name
 
 log = logging.getLogger(__name__)
@@ -171,15 +172,18 @@ class DiskWatch:
 def cut_back(
     folders: Iterable[StrPath], files: Iterable[StrPath], log_file: StrPath | None
 ) -> None:
-    """After a breach, free what the run wrote: its folders are emptied (links the
-    daemon made into the package stay), its output files emptied (not removed), its log cut
-    to the last ``KEPT_LOG_BYTES`` so the reason it stopped can still be read."""
+    """After a breach, free what the run wrote: its folders are emptied (the links the
+    daemon made into the package stay: ``workspace.daemon_links``, by name and target;
+    every link of the model goes, each one an inode), its output files emptied (not
+    removed), its log cut to the last ``KEPT_LOG_BYTES`` so the reason it stopped can
+    still be read."""
     files = list(files)
     kept = {os.path.abspath(path) for path in files}
     for folder in folders:
+        links = daemon_links(folder)
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
             for entry in list(entries):
-                if entry.is_symlink() or os.path.abspath(entry.path) in kept:
+                if os.path.abspath(entry.path) in kept or _made(links, entry):
                     continue
                 trees.remove(entry.path)
     for path in files:
@@ -188,6 +192,16 @@ def cut_back(
                 _keep_tail(path)
             else:
                 os.truncate(path, 0)
+
+
+def _made(links: DaemonLinks | None, entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is one of the daemon's ``links``."""
+    if links is None or not entry.is_symlink():
+        return False
+    try:
+        return links.made(entry.name, os.readlink(entry.path))
+    except OSError:
+        return False
 
 
 def _keep_tail(path: StrPath) -> None:

@@ -84,16 +84,18 @@ def decide(config: IsolationSettings, probe: dict[str, Any], *, root: bool) -> I
         wanted.discard("net-ns")  # see NET_NS_COST
         why["net-ns"] = NET_NS_COST
     if "mount-ns" in wanted:
-        _namespace("mount-ns", probe.get("mount"), got, why)
+        _probed("mount-ns", probe.get("mount"), got, why)
         if root and "mount-ns" in got:
-            _namespace("proc-hidden", probe.get("proc_hidden"), got, why)
+            _probed("proc-hidden", probe.get("proc_hidden"), got, why)
         elif not root:
             why["proc-hidden"] = "needs a root daemon (a user namespace cannot mount /proc)"
     namespaced = root or "mount-ns" in got  # unprivileged, they need the user namespace
     if "net-ns" in wanted and config.network == "none" and namespaced:
-        _namespace("net-ns", probe.get("net_ns"), got, why)
+        _probed("net-ns", probe.get("net_ns"), got, why)
     if "ipc-ns" in wanted and namespaced:
-        _namespace("ipc-ns", probe.get("ipc_ns"), got, why)
+        _probed("ipc-ns", probe.get("ipc_ns"), got, why)
+    if "seccomp" in wanted:  # fallocate & co.: faster than the disk_mb sampler can see
+        _probed("seccomp", probe.get("seccomp"), got, why)
     for name in MECHANISMS:
         if name not in wanted:
             why.setdefault(name, "left out by [isolation] use")
@@ -137,6 +139,7 @@ def jail_plan(
         "hide": str(home.absolute()) if home is not None else None,
         "tmp_size_mb": tmp_size_mb,
         "landlock": landlock,
+        "seccomp": "seccomp" in has,
     }
 
 
@@ -165,7 +168,8 @@ def _landlock(abi: int, network: str, why: dict[str, str]) -> set[str]:
     return got
 
 
-def _namespace(name: str, answer: object, got: set[str], why: dict[str, str]) -> None:
+def _probed(name: str, answer: object, got: set[str], why: dict[str, str]) -> None:
+    """A protection the probe tried in a jail: had if it answered "ok", else its reason."""
     if answer == "ok":
         got.add(name)
     else:
@@ -197,7 +201,7 @@ def _met(need: str, got: set[str]) -> bool:
 def _report(isolation: Isolation) -> None:
     if isolation.refusal:
         log.error("MODELS WILL NOT RUN: %s", isolation.refusal)
-    elif set(isolation.protections) <= {"no-new-privs", "uid"}:
+    elif set(isolation.protections) <= {"no-new-privs", "uid", "seccomp"}:
         log.error(
             "MODELS RUN UNPROTECTED: this host offers no file-system isolation (%s)",
             "; ".join(f"{k}: {v}" for k, v in isolation.unavailable.items()),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +69,11 @@ def prepare(
     except FileNotFoundError:  # no run folder yet (a Dask attempt's)
         os.makedirs(ws.work)
     _mkdir(ws.tmp)
-    reserved = {"inputs", "input", "outputs", "output"}
     for entry in os.listdir(package):
-        if entry not in reserved:
+        if entry not in RESERVED:
             os.symlink(f"{package}/{entry}", f"{ws.work}/{entry}")
     stdin = input_path
+    input_link = None
     if fmt in DIRECTORY_FORMATS:  # json/text apps answer on stdout: no outputs folder to make
         _mkdir(f"{ws.work}/{output_dir_name(fmt)}")
         stdin = None
@@ -80,8 +81,14 @@ def prepare(
             target = os.path.join(ws.work, input_dir_name(manifest, fmt))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.symlink(input_path, target)
+            input_link = (os.path.relpath(target, ws.work), input_path)
+    _links.remember(ws.work, DaemonLinks(package, input_link))
     cwd = os.path.join(ws.work, manifest.cwd) if manifest.cwd else ws.work
     return Workspace(ws.root, ws.work, cwd, stdin, ws.stdout, ws.stderr, ws.tmp)
+
+
+RESERVED = frozenset({"inputs", "input", "outputs", "output"})
+"""Package entries not linked into the working folder: the run's own input and outputs."""
 
 
 def _mkdir(path: str) -> None:
@@ -90,9 +97,69 @@ def _mkdir(path: str) -> None:
         os.mkdir(path)
 
 
+@dataclass(frozen=True)
+class DaemonLinks:
+    """The links ``prepare`` made in a working folder: one per package entry but the
+    ``RESERVED`` ones (its name, to the entry), and the folder input's (its path under
+    ``work``, its target)."""
+
+    package: str
+    input: tuple[str, str] | None
+
+    def made(self, name: str, target: str) -> bool:
+        """Whether ``name`` -> ``target`` is one of them: the same name and the same
+        target, so a model's link named like a package file it replaced is not."""
+        if (name, target) == self.input:
+            return True
+        return name not in RESERVED and target == f"{self.package}/{name}"
+
+
+class _Made:
+    """``DaemonLinks`` by working folder, for ``daemon_links`` (the disk limit's clean-up).
+
+    In memory, in the process that made them (the daemon, or the Dask worker that
+    staged the run): a model may rewrite anything in its folder, so what the daemon
+    made cannot be read back from there. At most ``KEPT`` folders, the latest: a run
+    still going after that many newer ones were staged, or one of a daemon since
+    restarted, has none of its links known, and a clean-up after a breach takes them too
+    (the links are inert once the run is over).
+    """
+
+    KEPT = 1024
+
+    def __init__(self) -> None:
+        self._by_work: dict[str, DaemonLinks] = {}
+        self._lock = threading.Lock()  # runs are staged on worker threads too
+
+    def remember(self, work: str, links: DaemonLinks) -> None:
+        with self._lock:
+            self._by_work.pop(work, None)  # a re-staged run's: the newest again
+            self._by_work[work] = links
+            if len(self._by_work) > self.KEPT:
+                del self._by_work[next(iter(self._by_work))]
+
+    def get(self, work: str) -> DaemonLinks | None:
+        with self._lock:
+            return self._by_work.get(work)
+
+    def forget(self, work: str) -> None:
+        with self._lock:
+            self._by_work.pop(work, None)
+
+
+_links = _Made()
+
+
+def daemon_links(folder: StrPath) -> DaemonLinks | None:
+    """The links ``prepare`` made in ``folder`` (a working folder), if this process made
+    them and still knows; None for any other folder (no link in it is the daemon's)."""
+    return _links.get(os.path.abspath(folder))
+
+
 def clear_attempt(run_dir: StrPath) -> None:
     """Undo a start that never got recorded, keeping the input: the run starts afresh."""
     ws = Workspace.of(run_dir)
+    _links.forget(ws.work)
     for folder in (ws.work, ws.tmp):
         trees.remove(folder)
     for path in (ws.stdout, ws.stderr):

@@ -20,7 +20,7 @@ import signal
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from . import landlock, sysc
+from . import landlock, seccomp, sysc
 from .view import SRC, View, enter_namespaces
 
 REFUSED = 126
@@ -45,7 +45,14 @@ class Standby:
         """(step, the process's CPU seconds when it ended), when the plan asks."""
 
     def prepare(self) -> None:
-        """Everything that does not depend on the run, in the order the kernel needs."""
+        """Everything that does not depend on the run, in the order the kernel needs.
+
+        The seccomp filter (``seccomp``: no call that allocates disk faster than the
+        ``disk_mb`` sampler can see) comes with the zygote's clone, or is installed
+        here; none of the jail's own steps is one it filters. A plan without
+        ``seccomp`` gets it: only a plan that says ``false`` goes without, as one
+        without ``landlock`` goes without Landlock.
+        """
         plan = self.plan
         self._mark("clone")  # a clone's CPU starts at zero: its page faults so far
         for path in plan.get("cgroups", []):  # first: nothing below may run outside the group
@@ -76,6 +83,9 @@ class Standby:
             for path, rights in _rules(plan):
                 self._allow(path, rights)
         self._mark("landlock")
+        if plan.get("seccomp", True):
+            seccomp.ensure()  # inherited from the zygote, as a rule: nothing to do
+        self._mark("seccomp")
         _warm()
         self._mark("warm")
 
@@ -171,7 +181,8 @@ class Standby:
 
     def _drop(self) -> None:
         """Root gives up everything before the model runs: groups, gid, uid; then no
-        exec may ever gain privileges again, and Landlock seals the rest."""
+        exec may ever gain privileges again, and Landlock seals the rest. (The
+        seccomp filter is in place since ``prepare``.)"""
         if self.uid is not None:
             gid = int(self.plan.get("gid", self.uid))
             os.setgroups([])

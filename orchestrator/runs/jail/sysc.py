@@ -88,6 +88,11 @@ def setns(fd: int, kind: int) -> None:
         raise fail("setns")
 
 
+def prctl(option: int, arg2: int, arg3: int = 0) -> int:
+    """``prctl(option, arg2, arg3, 0, 0)``: 0, or -1 with ``errno`` set."""
+    return int(_libc.prctl(option, arg2, arg3, 0, 0))
+
+
 def no_new_privs() -> None:
     """After this, exec can never grant privileges (setuid bits, file capabilities)."""
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:

@@ -19,6 +19,7 @@ the report pipe on ``fd``).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import marshal
@@ -28,7 +29,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import landlock, sysc
+from . import landlock, seccomp, sysc
 from .enter import Template, single, standby
 from .view import View, enter_namespaces
 
@@ -68,6 +69,8 @@ def _handle(request: dict[str, Any]) -> dict[str, Any]:
         return {"probe": probe(request["plan"])}
     if request.get("op") == "plan":
         plan = request["plan"]
+        if plan.get("seccomp", True) and not seccomp.installed():
+            _filter_self()
         _plans.append((plan, _template(plan) if plan.get("mount") else None))
         return {"plan": len(_plans) - 1}
     return {"error": f"unknown request {request.get('op')!r}"}
@@ -87,6 +90,15 @@ def _standby(data: bytes, fds: list[int], control: socket.socket) -> bytes:
         finally:
             os._exit(126)
     return b'{"pid": %d}' % pid
+
+
+def _filter_self() -> None:
+    """The seccomp filter for the zygote itself, so that every standby is born with it
+    (see ``seccomp.ensure``). It changes nothing the zygote does (none of its calls is
+    filtered). When it fails, each standby tries again and refuses its run with the
+    reason: a model never starts without the filter its plan asks for."""
+    with contextlib.suppress(OSError):
+        seccomp.ensure()
 
 
 _VIEW_KEYS = ("mount", "userns", "system", "read", "proc_hidden", "hide", "tmp_size_mb")
@@ -136,7 +148,8 @@ def probe(plan: dict[str, Any]) -> dict[str, Any]:
     """What works on this host, each tried in a child of its own so nothing sticks.
 
     ``mount`` builds the whole view (minus /proc); ``proc_hidden`` then mounts a
-    procfs with hidepid; the others only create their namespace.
+    procfs with hidepid; ``seccomp`` installs the filter and tries ``fallocate``; the
+    others only create their namespace.
     """
     user = bool(plan.get("userns"))
     base = {k: v for k, v in plan.items() if k != "proc_hidden"}
@@ -153,6 +166,7 @@ def probe(plan: dict[str, Any]) -> dict[str, Any]:
     results["proc_hidden"] = _attempt(lambda: view(True)) if not user else "needs root"
     results["net_ns"] = _attempt(alone(sysc.CLONE_NEWNET))
     results["ipc_ns"] = _attempt(alone(sysc.CLONE_NEWIPC))
+    results["seccomp"] = _attempt(seccomp.check)
     results["fork_sibling"] = "ok"  # this very zygote answers: it could clone
     return results
 
