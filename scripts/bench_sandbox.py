@@ -191,6 +191,7 @@ STEPS = {
     "cgroup": "joining the run's cgroup(s)",
     "view": "its copy of the template mount namespace, private /tmp, /dev/shm, home",
     "landlock": "the ruleset and the run-independent rules",
+    "seccomp": "checking the filter the zygote installed (installing it if it could not)",
     "warm": "touching the command's codec and friends ahead of the run",
     "command": "reading and decoding the run's command",
     "binds": "binding the run's folder, package and input into the view",

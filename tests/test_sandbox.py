@@ -381,6 +381,28 @@ async def test_missing_entrypoint_is_a_spawn_error(sandbox: Sandbox, tmp_path: P
         assert message == f"could not start the model: {result.spawn_error}"
 
 
+async def test_an_entrypoint_that_cannot_be_executed_says_why(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The kernel answers a missing #! interpreter with ENOENT, as if the script were
+    missing: the error names the interpreter; a file with no #! and no known format too."""
+    model = Model(tmp_path, "", Limits())
+    spec = model.spec
+    scripts = {
+        "lost.py": ("#!/nonexistent/python3 -u\nprint(1)\n", "its interpreter "
+                    "/nonexistent/python3 (the #! line) does not exist here"),
+        "plain.py": ("print(1)\n", "not a program this machine runs (a script needs a #! line)"),
+    }  # fmt: skip
+    for name, (text, words) in scripts.items():
+        script = tmp_path / name
+        script.write_text(text)
+        script.chmod(0o755)
+        bad = ProcessSpec([f"./{name}"], spec.cwd, spec.env, None, spec.stdout, spec.stderr,
+                          spec.limits, spec.label)  # fmt: skip
+        result = await (await sandbox.start(bad)).wait()
+        assert result.spawn_error is not None and words in result.spawn_error, result
+
+
 async def test_a_command_made_ahead_is_what_start_hands_over(
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

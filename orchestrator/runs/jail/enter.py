@@ -12,6 +12,7 @@ the plan (benchmarks), also how that CPU divides between the jail's steps.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import marshal
 import os
@@ -205,11 +206,29 @@ class Standby:
         try:
             os.execve(argv[0], argv, env)
         except OSError as exc:
-            _say(self.report, {"error": f"{argv[0]}: {exc.strerror}", "exec_failed": True})
+            _say(self.report, {"error": _exec_error(argv[0], exc), "exec_failed": True})
             os._exit(NOT_FOUND if exc.errno == 2 else REFUSED)
 
 
 _TRUNC_WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+def _exec_error(path: str, exc: OSError) -> str:
+    """Why ``path`` could not be executed, in terms of the package: the kernel answers
+    ENOENT for a script whose ``#!`` interpreter is missing (and a binary whose loader
+    is), which named the script, there all along, as the file not found."""
+    if exc.errno not in (errno.ENOENT, errno.ENOEXEC) or not os.path.isfile(path):
+        return f"{path}: {exc.strerror}"
+    if exc.errno == errno.ENOEXEC:
+        return f"{path}: not a program this machine runs (a script needs a #! line)"
+    words: list[bytes] = []
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        head = fh.readline(256)
+        words = head[2:].split() if head.startswith(b"#!") else []
+    if words:
+        name = words[0].decode(errors="replace")
+        return f"{path}: its interpreter {name} (the #! line) does not exist here"
+    return f"{path}: {exc.strerror} (the file is there: the loader it needs is missing)"
 
 
 def standby(
