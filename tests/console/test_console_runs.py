@@ -91,7 +91,7 @@ def test_cancel_and_rerun_on_another_instance(signed_in: Visit, world: World) ->
     with signed_in.daemon.client() as api:
         meta = api.get(f"/v1/applications/{world.knapsack}/runs/{new_id}/metadata").json()
         assert meta["metadata"]["application_instance_id"] == "candidate"
-        assert float(meta["metadata"]["options"]["request_options"]["sleep"]) == 20
+        assert meta["metadata"]["options"]["request_options"] == {"sleep": "20"}  # as asked
         api.patch(f"/v1/applications/{world.knapsack}/runs/{new_id}/cancel")
 
 

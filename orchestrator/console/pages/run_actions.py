@@ -154,13 +154,21 @@ async def rerun(request: Request, app_id: str, run_id: str) -> Response:
     req = RunRequest(
         app_id=app_id,
         instance_id=field(form, "instance") or None,
-        options={k: v for k, v in source.options.items() if source.option_sources.get(k) == "run"},
+        options=_asked(source),
         name=source.name,
         input_format=source.input_format,
     )
     req.upload_id = await _upload(svc, app_id, await _input_body(source))
     run = await svc.runs.create(req)
     return see_other(app_url(app_id, "runs", run.id))
+
+
+def _asked(run: Run) -> dict[str, str]:
+    """The options the run was asked for, as given ("2", not the "2.0" the model got);
+    a run recorded before orch kept them: those the run itself set, as applied."""
+    if run.request_options is not None:
+        return dict(run.request_options)
+    return {k: v for k, v in run.options.items() if run.option_sources.get(k) == "run"}
 
 
 async def _input_body(run: Run) -> AsyncIterator[bytes]:
