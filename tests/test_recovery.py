@@ -210,3 +210,47 @@ def test_a_daemon_killed_between_an_experiment_and_its_runs_leaves_neither(
         meta = f"{batch}/killed/metadata"
         ended = wait_for(lambda: (m := api.get(meta).json())["status"] != "started" and m, 60)
         assert ended["status"] == "completed" and ended["number_of_runs"] == 1, ended
+
+
+def test_a_daemon_killed_between_an_ensemble_run_and_its_children_leaves_neither(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """An ensemble run, its record and its children are one transaction: a daemon killed
+    as it inserts the children leaves no ensemble run, where it used to leave one with
+    no children, failed at the next start as if the daemon had stopped under it."""
+    home = tmp_path / "home"
+    d = make_daemon(home=home)
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+        definition = {
+            "id": "two", "name": "Two",
+            "run_groups": [{"id": "g", "instance_id": "devint", "repetitions": 2}],
+            "rules": [{"id": "best", "statistics_path": "$.result.value",
+                       "objective": "maximize", "tolerance": {"value": 0, "type": "absolute"},
+                       "index": 0}],
+        }  # fmt: skip
+        made = api.post(f"/v1/applications/{app_id}/ensembles", json=definition)
+        assert made.status_code == 201, made.text
+    d.stop()
+    runs = f"/v1/applications/{app_id}/runs"
+    body = {
+        "input": INPUT,
+        "configuration": {"run_type": {"type": "ensemble", "definition_id": "two"}},
+    }
+    dying = start_killed_at(home, "orchestrator.store.runs:RunRepo.insert_many")
+    try:
+        with dying.client() as api, pytest.raises(httpx.TransportError):
+            api.post(runs, json=body)
+        assert dying.process.wait(10) == -signal.SIGKILL
+    finally:
+        if dying.process.poll() is None:
+            dying.kill()
+    again = make_daemon(home=home)
+    with again.client() as api:
+        assert api.get(runs).json()["runs"] == []  # not a failed ensemble run, childless
+        assert list((home / "runs").iterdir()) == []  # nor its folder
+        run_id = api.post(runs, json=body).json()["run_id"]
+        ended = wait_for(lambda: (m := api.get(f"{runs}/{run_id}/metadata").json())["metadata"][
+            "status_v2"] in ("succeeded", "failed") and m, 60)  # fmt: skip
+        assert ended["metadata"]["status_v2"] == "succeeded", ended

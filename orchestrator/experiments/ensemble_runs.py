@@ -65,21 +65,24 @@ class EnsembleRuns:
         children = await self._plan(base, definition, parent)
         run_dir = self.home.run_dir(parent.id)
         run_dir.mkdir()
+        ensemble = EnsembleRun(parent.id, req.app_id, definition)
+        self._track(parent.id, [c.id for c in children])
         try:
             parent.input_path, parent.input_size = await self.runs.store_input(
                 run_dir, req, parent.input_format
             )
             parent.status = RunStatus.RUNNING
-            await self.runs.states.create(parent)
+            for child in children:
+                child.input_path, child.input_size = parent.input_path, parent.input_size
+            # the ensemble run, its row and its children in one write: a kill in between
+            # left a running ensemble run without children, failed at the next start
+            await self.runs.create_many(
+                children, owner=lambda w: w.ensembles.insert_run(ensemble), lead=parent
+            )
         except BaseException:
+            self._forget(parent.id)
             trees.remove(run_dir)
             raise
-        async with self.store.write() as w:
-            await w.ensembles.insert_run(EnsembleRun(parent.id, req.app_id, definition))
-        for child in children:
-            child.input_path, child.input_size = parent.input_path, parent.input_size
-        self._track(parent.id, [c.id for c in children])
-        await self.runs.create_many(children)
         return parent
 
     async def _plan(

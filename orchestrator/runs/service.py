@@ -227,13 +227,16 @@ class RunService:
         await asyncio.shield(written)
         return True
 
-    async def create_many(self, runs: builtins.list[Run], owner: OwnerRows | None = None) -> None:
+    async def create_many(
+        self, runs: builtins.list[Run], owner: OwnerRows | None = None, lead: Run | None = None
+    ) -> None:
         """Queue prepared runs whose inputs orch already stores (experiments), in one write,
-        with the row that owns them (``owner``: ``RunStates.create_many``).
+        with the row that owns them and the run they follow (``owner``, ``lead``:
+        ``RunStates.create_many``; the lead is written, not queued).
 
         Their folders are made when they start: inputs are shared from the blob store.
         """
-        await self.states.create_many(runs, owner)
+        await self.states.create_many(runs, owner, lead)
         for run in runs:
             self.scheduler.submit(run)
 

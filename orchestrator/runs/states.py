@@ -55,26 +55,33 @@ class RunStates:
         A run created ``running`` carries its ``placement`` and ``started_at``; the
         row and the fact that it runs are one statement.
         """
-        if run.status == RunStatus.RUNNING and run.started_at is None:
-            run.started_at = now()
-        if run.status.finished and run.ended_at is None:
-            run.ended_at = now()
+        _stamp(run)
         async with self.store.single() as w:
             await w.runs.insert(run)
         self.events.changed(run.id, run.status)
 
-    async def create_many(self, runs: list[Run], owner: OwnerRows | None = None) -> None:
-        """Queued runs in one write (an experiment's); ``owner`` writes the row they belong
-        to (the experiment) in the same transaction, first.
+    async def create_many(
+        self, runs: list[Run], owner: OwnerRows | None = None, lead: Run | None = None
+    ) -> None:
+        """Queued runs in one write (an experiment's, an ensemble run's children);
+        ``owner`` writes the row they belong to (the experiment, the ensemble) in the same
+        transaction, before them, and ``lead`` is a run written first (the ensemble run
+        itself, as ``create`` writes one).
 
         One transaction, so that a daemon killed (or a disk filled) between the owner's row
         and its runs leaves neither: an experiment committed alone would be settled at the
-        next start as ended with no runs, with nothing to say why."""
+        next start as ended with no runs, with nothing to say why, and an ensemble run
+        failed as if the daemon had stopped under it."""
+        leads = [] if lead is None else [lead]
+        for run in leads:
+            _stamp(run)
         async with self.store.write() as w:
+            for run in leads:
+                await w.runs.insert(run)
             if owner is not None:
                 await owner(w)
             await w.runs.insert_many(runs)
-        for run in runs:
+        for run in [*leads, *runs]:
             self.events.changed(run.id, run.status)
 
     async def claim(self, run: Run, placement: dict[str, Any] | None) -> bool:
@@ -137,3 +144,12 @@ class RunStates:
         for run_id in moved:
             self.events.changed(run_id, RunStatus.FAILED)
         return moved
+
+
+def _stamp(run: Run) -> None:
+    """A new run's times, as its initial status implies: a run created ``running``
+    started now, one created finished (tracked) ended now."""
+    if run.status == RunStatus.RUNNING and run.started_at is None:
+        run.started_at = now()
+    if run.status.finished and run.ended_at is None:
+        run.ended_at = now()
