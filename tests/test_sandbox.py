@@ -902,3 +902,21 @@ async def test_a_model_reads_the_system_through_its_links(tmp_path: Path) -> Non
         sandbox.close()
     assert (status, message) == (RunStatus.SUCCEEDED, None)
     assert model.stdout.split()[0] == "True"
+
+
+async def test_a_cancel_after_the_model_exited_leaves_its_exit_to_decide(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The model has exited but the loop has not seen it yet (no await in between): a
+    cancel then must not turn its success into a cancel."""
+    model = Model(tmp_path, "print('done')\n", Limits())
+    proc = await sandbox.start(model.spec)
+    assert proc.pid is not None
+    deadline = time.monotonic() + 10
+    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        assert time.monotonic() < deadline, "the model did not exit"
+        time.sleep(0.001)  # no await: the exit watch cannot run meanwhile
+    proc.cancel()
+    result = await proc.wait()
+    assert (result.canceled, result.exit_code, result.signal) == (False, 0, None)
+    assert verdict(result, Limits())[0] == RunStatus.SUCCEEDED

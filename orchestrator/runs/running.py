@@ -136,8 +136,13 @@ class RunningProcess:
             raise
 
     def cancel(self, grace_seconds: float = 2.0) -> None:
-        """Stop the run: SIGTERM then SIGKILL after the grace (0 = SIGKILL now). Idempotent."""
-        if self._task is None or self._canceled or self._exited.done():
+        """Stop the run: SIGTERM then SIGKILL after the grace (0 = SIGKILL now). Idempotent.
+
+        A model that has already exited, even if the loop has not yet seen its pidfd turn
+        readable, is not canceled: it ended on its own, and its exit decides the run (a
+        cancel a few milliseconds late turned 17 of 40 finished runs, exit 0 and output
+        written, into canceled ones)."""
+        if self._task is None or self._canceled or self._exited.done() or self._has_exited():
             return
         self._canceled = True
         if grace_seconds <= 0:
@@ -147,6 +152,16 @@ class RunningProcess:
         self._handles.append(self._loop.call_later(grace_seconds, self._signal_all, signal.SIGKILL))
 
     # -- exit watching -------------------------------------------------------------
+
+    def _has_exited(self) -> bool:
+        """Whether the model's process has ended (a zombie not reaped yet counts), asked
+        of the kernel without reaping it: the exit watch still sees and reaps it."""
+        if self.pid is None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # reaped already
+            return True
 
     def _watch_exit(self) -> None:
         """A pidfd turns readable the instant the process exits: prompt, no polling."""
