@@ -912,10 +912,11 @@ async def test_a_cancel_after_the_model_exited_leaves_its_exit_to_decide(
     model = Model(tmp_path, "print('done')\n", Limits())
     proc = await sandbox.start(model.spec)
     assert proc.pid is not None
+    # Blocking on purpose: an await here would let the exit watch run.
     deadline = time.monotonic() + 10
-    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # noqa: ASYNC222
         assert time.monotonic() < deadline, "the model did not exit"
-        time.sleep(0.001)  # no await: the exit watch cannot run meanwhile
+        time.sleep(0.001)  # noqa: ASYNC251
     proc.cancel()
     result = await proc.wait()
     assert (result.canceled, result.exit_code, result.signal) == (False, 0, None)
