@@ -125,6 +125,7 @@ class Daemon:
         await self._engine.start()
         sock = listen(settings.host, home, settings.port)
         app = self._app = create_app(self._engine.services, api_key)
+        app.state.inbox = self._engine.inbox  # /healthz says when push/ cannot be watched
         if settings.loop_monitor:
             watch = LoopWatch()
             watch.start()

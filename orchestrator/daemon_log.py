@@ -126,3 +126,14 @@ def install(level: int = logging.WARNING) -> HoldingHandler:
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+def escaped(text: object) -> str:
+    """``text`` with each character that is not printable written as its escape (``\\n``,
+    ``\\x1b``, ``\\u2028``): a name a user chose (a file dropped in the push directory)
+    cannot start a line that reads as the daemon's own, nor send an escape sequence to
+    the terminal that shows the log. Printable text, spaces and quotes stay as they are."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)

@@ -22,7 +22,7 @@ def default_home() -> Path:
 
 SCRATCH = {
     "unpack": "packages being checked and unpacked (a push, the SDK's, the inbox's)",
-    "inbox": "private copies of packages taken from the push directory",
+    "inbox": "holds (hard links) on packages taken from the push directory, and their copies",
     "inputs": "run inputs being copied into the blob store (input sets)",
 }
 """The kinds of temporary files, each in ``tmp/<kind>/``. Uploads have their own folder,

@@ -1,33 +1,57 @@
 """The push directory: packages dropped into ``<home>/push/<app-id>/`` are pushed.
 
 A file is taken once it is under its final name: temp names (``*.tmp``,
-``*.part``, dot files) are ignored, and a package that is still being written
-(it fails to unpack and changed less than ``SETTLE_SECONDS`` ago) is retried
-when it settles instead of being rejected, and one met by a full disk is taken
-again once there is room. A folder containing ``app.yaml``
-moved in atomically is packaged and pushed the same way. Each package ends up
-in ``.done/`` or ``.rejected/`` (with a ``.reason`` file), so it is never
-ingested twice; a scan at start picks up what arrived while the daemon was down.
+``*.part``, dot files) are ignored. It is held from the moment it is seen
+(``inbox_filing``): replaced under the same name meanwhile, both are pushed, in
+the order they arrived. A package still being written under its final name (its
+last change a write less than ``SETTLE_SECONDS`` ago, or a writer holding it open)
+waits until it settles (and the later drops of its app wait behind it, so devint
+ends on the latest), and one that changed while or after it was read is read
+again: a half-written package is never pushed. A package over ``max_package_mb`` is
+refused before it is copied, and one met by a full disk is taken again once there
+is room. A folder containing ``app.yaml`` moved in atomically is packaged and
+pushed the same way. Each dropped entry ends up in ``.done/`` or ``.rejected/``
+(with a ``.reason`` file, under a name never reused), so it is never ingested twice;
+a file that is not a package is rejected saying so; a scan at start picks up what
+arrived while the daemon was down. If ``push/`` is moved away or removed, a new
+one is made and watched.
+
+Names are user text: they are logged escaped (``daemon_log.escaped``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
-import shutil
+import stat
 import time
+import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
-from watchfiles import awatch
+from watchfiles import Change, awatch
 
+from orchestrator.daemon_log import escaped
 from orchestrator.disk import is_disk_full
-from orchestrator.errors import OrchError
+from orchestrator.errors import OrchError, TooLarge
 from orchestrator.home import Home
 from orchestrator.ids import new_token
-from orchestrator.packaging.build import FileChanged, build_package
+from orchestrator.inbox_filing import (
+    Drop,
+    Ident,
+    copy_out,
+    file_away,
+    ident,
+    looks,
+    open_for_writing,
+    take,
+    too_large,
+)
+from orchestrator.packaging.build import FileChanged
 from orchestrator.packaging.manifest import MANIFEST_FILE
 from orchestrator.registry.push import PushService
 
@@ -36,6 +60,11 @@ log = logging.getLogger("orch.inbox")
 PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 SETTLE_SECONDS = 2.0
+"""A package last written (not renamed) under its final name less than this ago may
+still be being written: it waits."""
+WRITER_PATIENCE_SECONDS = 60.0
+"""A package held open for writing waits for its writer, unless it has not changed for
+this long (a writer that never closes it must not hold it back for ever)."""
 DISK_RETRY_SECONDS = 10.0
 DISK_TRIES = 3
 WATCH_STEP_MS = 50
@@ -43,22 +72,41 @@ WATCH_STEP_MS = 50
 wake takes the GIL from the event loop: at 5 ms that was 200 wakes a second on an idle
 daemon, ~0.3-0.7 ms of CPU per run in the throughput benchmark (plus the loop's hand-offs);
 a dropped package waits at most this much longer, next to the 400 ms debounce."""
+ROOT_CHECK_MS = 5000
+"""With no change to report, the watch still hands back this often, to check that
+``push/`` is still the folder watched (one ``stat``). Moving or removing it is seen at
+once (the watch reports it); this is for what it does not report. 5 s is watchfiles'
+own default wake, so an idle daemon wakes no more often than before."""
+REWATCH_SECONDS = 5.0
+"""After a watch failed to start (``push/`` cannot be made, no inotify watches left)."""
+PACKAGE_HELP = (
+    "only packages (.tar.gz, .tgz, .tar) and folders containing app.yaml are pushed from here"
+)
 
 
-def is_candidate(path: Path, push_root: Path) -> bool:
-    """``push/<app>/<entry>`` with a final, non-temporary name."""
+def kind_of(path: Path, push_root: Path) -> str | None:
+    """``package``, ``folder`` (with ``app.yaml``), ``other`` (a file that is neither:
+    rejected, saying so) for ``push/<app>/<entry>`` under a final name; else ``None``
+    (temporary and dot names, anything deeper, a folder without ``app.yaml``)."""
     try:
         rel = path.relative_to(push_root)
     except ValueError:
-        return False
+        return None
     if len(rel.parts) != 2 or any(p.startswith(".") for p in rel.parts):
-        return False
+        return None
     name = rel.parts[1]
     if name.endswith(TEMP_SUFFIXES):
-        return False
-    if path.is_dir():
-        return (path / MANIFEST_FILE).is_file()
-    return name.endswith(PACKAGE_SUFFIXES) and path.is_file()
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        # a link that leads nowhere (or in a loop): said so, never left unexplained
+        return "other" if os.path.islink(path) else None
+    if stat.S_ISDIR(st.st_mode):
+        return "folder" if (path / MANIFEST_FILE).is_file() else None
+    if not stat.S_ISREG(st.st_mode):
+        return "other"
+    return "package" if name.endswith(PACKAGE_SUFFIXES) else "other"
 
 
 class Inbox:
@@ -66,131 +114,340 @@ class Inbox:
         self.root = home.push
         self.scratch = home.scratch("inbox")
         self.push = push
+        self.problem: str | None = None
+        """Why packages dropped in ``push/`` are not being taken, while that lasts
+        (for ``/healthz``); ``None`` when all is well."""
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._queue: asyncio.Queue[Path] = asyncio.Queue()
-        self._pending: set[Path] = set()
-        self._disk_tries: dict[Path, int] = {}
-        """Times a package met a full disk; it is rejected after ``DISK_TRIES``."""
+        self._queue: asyncio.Queue[Drop] = asyncio.Queue()
+        self._drops: dict[Ident, Drop] = {}
+        """Every drop taken and not yet filed, by what its name stood for when taken:
+        the watcher's further events about it (its own link, a writer) add nothing."""
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._watches = 0
+        """Watches started (one more when one fails), so a late call for one that failed
+        to start cannot report it in place."""
+        self._blocked: dict[Path, Drop] = {}
+        """App folder → its drop that waits (being written, no disk space): the app's
+        later drops wait behind it (``_held``), so devint ends on the latest drop."""
+        self._held: dict[Path, list[Drop]] = {}
+        self._next: collections.deque[Drop] = collections.deque()
+        """Drops let go by the one they waited behind: taken before the queue."""
 
     async def start(self) -> None:
+        """Watch ``push/``; what it holds already is taken once the watch is in place."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.scratch.mkdir(parents=True, exist_ok=True)
         self._task = asyncio.create_task(self._loop(), name="inbox")
-        for app_dir in sorted(self.root.iterdir()):
-            self._offer_entries(app_dir)
 
     async def stop(self) -> None:
         self._stop.set()
+        for timer in self._timers:
+            timer.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _offer_entries(self, app_dir: Path) -> None:
-        """What an app's folder holds already: at start, and when the folder itself is new
-        (a package moved in right after it was made can land before its watch exists)."""
-        if app_dir.is_dir() and not app_dir.name.startswith("."):
-            with contextlib.suppress(OSError):  # removed meanwhile (the app was deleted)
-                for entry in sorted(app_dir.iterdir()):
-                    self._offer(entry)
+    @property
+    def limit_mb(self) -> int:
+        return self.push.settings.max_package_mb
 
-    def _offer(self, path: Path) -> None:
-        if path not in self._pending and is_candidate(path, self.root):
-            self._pending.add(path)
-            self._queue.put_nowait(path)
+    # -- watching ---------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        worker = asyncio.create_task(self._work())
+        worker = asyncio.create_task(self._work(), name="inbox-worker")
         try:
-            async for changes in awatch(
-                self.root, stop_event=self._stop, step=WATCH_STEP_MS, debounce=400, recursive=True
-            ):
-                for _change, raw in sorted(changes, key=lambda c: c[1]):
-                    path = Path(raw)
-                    if path.parent == self.root:
-                        self._offer_entries(path)
-                    else:
-                        self._offer(path)
+            while not self._stop.is_set():
+                try:
+                    await self._watch()
+                except Exception as exc:
+                    self._watches += 1  # the one that failed is not in place
+                    problem = f"the push directory cannot be watched: {exc}"
+                    if problem != self.problem:  # one line, not one every few seconds
+                        log.error("inbox: %s; trying again", escaped(problem))
+                    self.problem = problem
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), REWATCH_SECONDS)
         finally:
             worker.cancel()
 
+    async def _watch(self) -> None:
+        """Watch ``push/`` until it stops being the folder watched (moved away, removed,
+        replaced): then return, and the loop makes a new one and watches that."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        watched = ident(os.stat(self.root))
+        changes = awatch(
+            self.root,
+            stop_event=self._stop,
+            step=WATCH_STEP_MS,
+            debounce=400,
+            recursive=True,
+            rust_timeout=ROOT_CHECK_MS,
+            yield_on_timeout=True,
+        )
+        async with contextlib.aclosing(changes):
+            # runs once the watcher is in place (the generator's first step makes it):
+            # nothing dropped between the scan and the watch can be missed
+            self._watches += 1
+            asyncio.get_running_loop().call_soon(self._watching, self._watches)
+            async for batch in changes:
+                if not self._still_watched(watched) or _gone(batch, self.root):
+                    log.warning(
+                        "inbox: %s was moved away or removed; watching a new one there",
+                        escaped(self.root),
+                    )
+                    return
+                self._offer_all(_entries_of(batch, self.root))
+
+    def _still_watched(self, watched: Ident) -> bool:
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and ident(st) == watched
+
+    def _watching(self, watch: int) -> None:
+        """The watch is in place: say so if it was not, and take what is there (unless
+        the watch failed to start meanwhile: ``_loop`` counted it as gone)."""
+        if watch != self._watches:
+            return
+        if self.problem is not None:
+            log.warning("inbox: watching %s again", escaped(self.root))
+            self.problem = None
+        self._scan()
+
+    def _scan(self) -> None:
+        """What ``push/`` holds already: at start, and on a new ``push/``."""
+        try:
+            app_dirs = [d for d in self.root.iterdir() if not d.name.startswith(".")]
+        except OSError:
+            return  # gone again: the watch notices
+        self._offer_all(p for d in app_dirs for p in _listing(d))
+
+    def _offer_all(self, paths: Iterable[Path]) -> None:
+        """Take each entry, in the order they arrived (a rename sets ctime), so that of
+        packages dropped together devint ends on the latest."""
+        found = []
+        for path in set(paths):
+            if path.parent == self.root:  # an app folder, new (a package moved in right
+                found += [(p, _arrival(p)) for p in _listing(path)]  # after it was made
+                continue  # can land before its watch exists)
+            found.append((path, _arrival(path)))
+        for path, _ in sorted(found, key=lambda pa: (pa[1], str(pa[0]))):
+            self._offer(path)
+
+    def _offer(self, path: Path) -> None:
+        if kind_of(path, self.root) is None:
+            return
+        try:
+            now = ident(os.lstat(path))
+        except OSError:
+            return
+        if now in self._drops:
+            return  # already taken: its drop follows it
+        drop = take(path, self.scratch)
+        if drop is not None and drop.ident not in self._drops:
+            self._drops[drop.ident] = drop
+            self._queue.put_nowait(drop)
+
+    # -- pushing ----------------------------------------------------------------------
+
     async def _work(self) -> None:
         while True:
-            path = await self._queue.get()
+            drop = self._next.popleft() if self._next else await self._queue.get()
+            app = drop.origin.parent
+            if self._blocked.get(app, drop) is not drop:
+                self._held.setdefault(app, []).append(drop)
+                continue
             try:
-                await self._ingest(path)
-            except Exception:
-                log.exception("inbox failed on %s", path)
-            finally:
-                self._pending.discard(path)
+                await self._ingest(drop)
+            except Exception as exc:
+                log.error("inbox failed on %s: %s", escaped(drop.origin), _trace(exc))
+                self._forget(drop)
+                if drop.claim is not None:  # still in its app's folder: taken at next start
+                    drop.claim.unlink(missing_ok=True)
 
-    async def _ingest(self, path: Path) -> None:
-        if not path.exists():
+    async def _ingest(self, drop: Drop) -> None:
+        if drop.claim is None and not _names(drop.origin, drop.ident):
+            self._forget(drop)  # removed, or replaced by another drop (taken on its own)
             return
-        app_id = path.parent.name
         try:
-            archive = await anyio.to_thread.run_sync(_claim, path, self.scratch)
-            await self.push.ingest(app_id, archive, action="push")
+            st = os.stat(drop.source)
+        except FileNotFoundError:
+            if not os.path.lexists(drop.origin) or drop.claim is not None:
+                self._forget(drop)  # removed before it could be taken
+                return
+            self._reject(drop, "it is a link that leads nowhere")
+            return
+        except OSError as exc:  # a link in a loop, a file orch may not read
+            self._reject(drop, f"it cannot be read: {exc.strerror or exc}")
+            return
+        if not drop.folder:
+            if (wait := self._still_written(drop, st)) is not None:
+                self._retry_later(drop, wait)
+                return
+            if not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
+                self._reject(drop, f"it is not a package: {PACKAGE_HELP}")
+                return
+            if st.st_size > self.limit_mb * 1024 * 1024:
+                self._reject(drop, too_large(st.st_size, self.limit_mb).message)
+                return
+        target = self.scratch / f"inbox-{new_token()[:16]}.tar.gz"
+        try:
+            read = await anyio.to_thread.run_sync(copy_out, drop, target, self.limit_mb)
+            await self.push.ingest(drop.app_id, target, action="push")
         except Exception as exc:
-            self._failed(path, exc)
-        else:
-            self._disk_tries.pop(path, None)
-            _file_away(path, ".done", "pushed")
+            self._failed(drop, exc)
+            return
+        finally:
+            target.unlink(missing_ok=True)
+        drop.disk_tries = 0
+        if read is not None and self._changed_since(drop, read):
+            log.warning(
+                "inbox: %s changed after it was read; it is pushed again once it settles",
+                escaped(drop.origin),
+            )
+            self._retry_later(drop, SETTLE_SECONDS)
+            return
+        self._file(drop, ".done", "pushed")
 
-    def _failed(self, path: Path, exc: Exception) -> None:
+    def _still_written(self, drop: Drop, st: os.stat_result) -> float | None:
+        """Seconds to wait if ``drop`` may still be being written; else ``None``."""
+        age = time.time() - st.st_mtime_ns / 1e9
+        changed, drop.seen = looks(st) != drop.seen, looks(st)
+        if age < SETTLE_SECONDS and (drop.in_place or changed):
+            return max(SETTLE_SECONDS - age, 0.05)
+        if age < WRITER_PATIENCE_SECONDS and open_for_writing(drop.source):
+            return SETTLE_SECONDS
+        return None
+
+    def _changed_since(self, drop: Drop, read: tuple[int, int]) -> bool:
+        """Whether the file no longer looks as it did when it was read (a writer went on
+        after the read: what was pushed is not the whole package)."""
+        try:
+            now = looks(os.stat(drop.source))
+        except OSError:
+            return False
+        if now == read:
+            return False
+        drop.seen, drop.in_place = read, True
+        return True
+
+    def _failed(self, drop: Drop, exc: Exception) -> None:
         """A full disk is no fault of the package: it is taken again later, unless it
         filled the disk every time (``DISK_TRIES``: it needs more room than there is). A
         package still being written is retried once it settles; anything else is rejected
         with why, never left where it is without a word."""
         if is_disk_full(exc):
-            tries = self._disk_tries[path] = self._disk_tries.get(path, 0) + 1
-            if tries < DISK_TRIES:
-                log.warning("inbox: %s waits for disk space", path)
-                self._retry_later(path, DISK_RETRY_SECONDS)
+            drop.disk_tries += 1
+            if drop.disk_tries < DISK_TRIES:
+                log.warning("inbox: %s waits for disk space", escaped(drop.origin))
+                self._retry_later(drop, DISK_RETRY_SECONDS)
                 return
             why = (
-                f"pushing it filled the disk under orch's home {tries} times: it needs more "
-                "room than the disk has (a package takes about three times its size while it "
-                "is pushed); free space, then move it back into its app's folder"
+                f"pushing it filled the disk under orch's home {drop.disk_tries} times: it "
+                "needs more room than the disk has (a package takes about three times its "
+                "size while it is pushed); free space, then move it back into its app's folder"
             )
-            self._reject(path, why)
+            self._reject(drop, why)
+        elif isinstance(exc, TooLarge):
+            self._reject(drop, exc.message)
         elif isinstance(exc, FileChanged) or (
-            isinstance(exc, OrchError | OSError) and _recently_changed(path)
+            isinstance(exc, OrchError | OSError) and _recently_changed(drop.source)
         ):
-            self._retry_later(path)  # still being written, or changed while it was packaged
+            self._retry_later(drop, SETTLE_SECONDS)  # changed while it was read
         elif isinstance(exc, OrchError):
-            self._reject(path, exc.message)
+            self._reject(drop, exc.message)
         else:
-            log.error("inbox could not push %s", path, exc_info=exc)
-            self._reject(path, f"orch could not push it: {type(exc).__name__}: {exc}")
+            log.error("inbox could not push %s: %s", escaped(drop.origin), _trace(exc))
+            self._reject(drop, f"orch could not push it: {type(exc).__name__}: {exc}")
 
-    def _reject(self, path: Path, why: str) -> None:
-        self._disk_tries.pop(path, None)
-        _file_away(path, ".rejected", why)
-        log.warning("inbox rejected %s: %s", path, why)
+    def _reject(self, drop: Drop, why: str) -> None:
+        if self._file(drop, ".rejected", why):
+            log.warning("inbox rejected %s: %s", escaped(drop.origin), escaped(why))
 
-    def _retry_later(self, path: Path, delay: float = SETTLE_SECONDS) -> None:
+    def _file(self, drop: Drop, folder: str, reason: str) -> bool:
+        """File ``drop`` away; a failure is said in one line, not a traceback, and the
+        package, still in its app's folder, is taken again at the next start."""
+        self._forget(drop)
+        try:
+            file_away(drop, folder, reason, self.scratch)
+        except OSError as exc:
+            if not drop.origin.parent.is_dir():
+                log.info("inbox: %s went with its app's folder", escaped(drop.origin))
+            else:
+                log.error(
+                    "inbox could not file %s away in %s (%s); it is taken again at next start",
+                    escaped(drop.origin),
+                    folder,
+                    escaped(exc),
+                )
+            if drop.claim is not None:
+                drop.claim.unlink(missing_ok=True)
+            return False
+        return True
+
+    def _forget(self, drop: Drop) -> None:
+        """``drop`` is done with: the drops of its app that waited behind it go next."""
+        if self._drops.get(drop.ident) is drop:
+            del self._drops[drop.ident]
+        app = drop.origin.parent
+        if self._blocked.get(app) is drop:
+            del self._blocked[app]
+            self._next.extend(self._held.pop(app, []))
+
+    def _retry_later(self, drop: Drop, delay: float) -> None:
+        """Take ``drop`` again in ``delay`` seconds; its app's later drops wait for it."""
+        self._blocked.setdefault(drop.origin.parent, drop)
         loop = asyncio.get_running_loop()
-        self._pending.add(path)
-        loop.call_later(delay, lambda: self._queue.put_nowait(path))
+
+        def again() -> None:
+            self._timers.discard(timer)
+            self._queue.put_nowait(drop)
+
+        timer = loop.call_later(delay, again)
+        self._timers.add(timer)
 
 
-def _claim(path: Path, scratch: Path) -> Path:
-    """A private copy to ingest (a folder is packaged first); the original stays put.
+def _trace(exc: BaseException) -> str:
+    """The traceback on one line: its message may quote a file name (user text)."""
+    return escaped("".join(traceback.format_exception(exc)).rstrip("\n"))
 
-    The copy lives in the home (``tmp/inbox/``) so ingesting it is a rename; a copy a
-    killed daemon left there goes at the next start, and the original is taken again.
-    """
-    target = scratch / f"inbox-{new_token()[:16]}.tar.gz"
+
+def _gone(batch: Iterable[tuple[Change, str]], root: Path) -> bool:
+    """Whether the watch saw ``root`` itself go (a new one may have its inode number)."""
+    return any(change == Change.deleted and raw == str(root) for change, raw in batch)
+
+
+def _entries_of(batch: Iterable[tuple[Change, str]], root: Path) -> Iterable[Path]:
+    for _change, raw in batch:
+        path = Path(raw)
+        if path != root:
+            yield path
+
+
+def _listing(folder: Path) -> list[Path]:
+    """An app folder's entries (none if it went meanwhile: the app was deleted)."""
+    if folder.name.startswith(".") or not folder.is_dir():
+        return []
+    with contextlib.suppress(OSError):
+        return list(folder.iterdir())
+    return []
+
+
+def _arrival(path: Path) -> int:
     try:
-        if path.is_dir():
-            build_package(path, target)
-        else:
-            shutil.copyfile(path, target)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return target
+        return os.lstat(path).st_ctime_ns
+    except OSError:
+        return 0
+
+
+def _names(path: Path, what: Ident) -> bool:
+    try:
+        return ident(os.lstat(path)) == what
+    except OSError:
+        return False
 
 
 def _recently_changed(path: Path) -> bool:
@@ -198,18 +455,3 @@ def _recently_changed(path: Path) -> bool:
         return time.time() - path.stat().st_mtime < SETTLE_SECONDS
     except OSError:
         return False
-
-
-def _file_away(path: Path, folder: str, reason: str) -> None:
-    """Move a handled package aside so a restart never ingests it again."""
-    if not path.exists():
-        return
-    dest_dir = path.parent / folder
-    dest_dir.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    dest = dest_dir / f"{stamp}-{path.name}"
-    os.replace(path, dest)
-    # whole or not at all: a watcher that saw the file being written read an empty reason
-    written = Path(f"{dest}.reason.part")
-    written.write_text(reason + "\n")
-    os.replace(written, f"{dest}.reason")

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
+import hashlib
+import io
 import os
+import shutil
+import signal
+import tarfile
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TypeVar
 
 import httpx
+import pytest
+import pytest_asyncio
 
+from orchestrator import inbox as inbox_module
+from orchestrator import inbox_filing
+from orchestrator.errors import Unprocessable
 from orchestrator.home import Home
 from orchestrator.inbox import DISK_TRIES, Inbox
+from orchestrator.inbox_filing import Drop, take, too_large
 from orchestrator.packaging.build import build_package
 from tests.conftest import MakeDaemon
-from tests.helpers import SAMPLES, Daemon, create_app, wait_for
+from tests.helpers import SAMPLES, Daemon, create_app, wait_for, write_app
+
+T = TypeVar("T")
 
 
 def current(api: httpx.Client, app_id: str) -> str | None:
@@ -21,8 +39,8 @@ def current(api: httpx.Client, app_id: str) -> str | None:
     return r.json()["id"] if r.status_code == 200 else None
 
 
-def package(tmp: Path, sample: str) -> tuple[Path, str]:
-    built = build_package(SAMPLES / sample, tmp / f"{sample}.tar.gz")
+def package(tmp: Path, sample: str, folder: Path | None = None) -> tuple[Path, str]:
+    built = build_package(folder or SAMPLES / sample, tmp / f"{sample}.tar.gz")
     return built.path, built.sha256
 
 
@@ -113,16 +131,349 @@ def test_scan_at_start_picks_up_what_arrived_while_down(
         assert len(api.get(f"/v1/applications/{app_id}/history").json()["items"]) == 1
 
 
-def _dropped(tmp_path: Path, age: float) -> tuple[Inbox, Path]:
-    """An inbox (no push service: the failure is handed in) and a package dropped
-    ``age`` seconds ago."""
-    inbox = Inbox(Home(tmp_path / "home"), push=None)  # type: ignore[arg-type]
+def _stopped(d: Daemon) -> contextlib.AbstractContextManager[None]:
+    """The daemon frozen (SIGSTOP) for the block: whatever it is doing stays under way."""
+
+    @contextlib.contextmanager
+    def frozen() -> Iterator[None]:
+        os.kill(d.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(d.process.pid, signal.SIGCONT)
+
+    return frozen()
+
+
+def _renamed_in(folder: Path, name: str, data: bytes, age: float = 60) -> Path:
+    """``data`` written under a temporary name, ``age`` seconds old, then renamed to
+    ``name``: how a package is meant to be dropped."""
+    staged = folder / f".{name}.tmp"
+    staged.write_bytes(data)
+    os.utime(staged, (time.time() - age, time.time() - age))
+    os.rename(staged, folder / name)
+    return folder / name
+
+
+def test_a_package_replaced_under_its_name_while_it_is_pushed_is_pushed_too(
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
+) -> None:
+    """A was filed as "pushed" with B's bytes, and B was never pushed."""
+    app_id = create_app(api)
+    inbox = daemon.home / "push" / app_id
+    main = "import json, sys\nprint(json.dumps({'n': len(sys.stdin.read())}))\n"
+    slow = write_app(tmp_path / "slow", main, f"{MANIFEST}  - main.py\n  - data.bin\n")
+    (slow / "data.bin").write_bytes(os.urandom(4 * 1024 * 1024))  # slow enough to catch
+    a, a_sha = package(tmp_path, "slow", slow)
+    b, b_sha = package(tmp_path, "shell-echo")
+    copies = daemon.home / "tmp" / "inbox"
+    _renamed_in(inbox, "same.tar.gz", a.read_bytes())
+    wait_for(lambda: list(copies.glob("inbox-*")), timeout=10, interval=0.001)
+    with _stopped(daemon):  # A is being copied or pushed: B takes its name meanwhile
+        _renamed_in(inbox, "same.tar.gz", b.read_bytes())
+    wait_for(lambda: current(api, app_id) == b_sha, timeout=10)
+    moves = [m["to"] for m in api.get(f"/v1/applications/{app_id}/history").json()["items"]]
+    assert moves == [b_sha, a_sha]  # newest first
+    wait_for(lambda: len(sorted((inbox / ".done").glob("*same.tar.gz"))) == 2)
+    done = sorted((inbox / ".done").glob("*same.tar.gz"))
+    assert sorted(_sha(p) for p in done) == sorted([a_sha, b_sha])
+    assert all(Path(f"{p}.reason").read_text() == "pushed\n" for p in done)
+    assert not (inbox / "same.tar.gz").exists()
+
+
+def test_a_plain_tar_written_in_place_with_a_pause_is_never_pushed_half(
+    api: httpx.Client, daemon: Daemon, tmp_path: Path
+) -> None:
+    """Cut at a member boundary a tar reads as valid: it was pushed without its last
+    module, and the run failed with ModuleNotFoundError."""
+    app_id = create_app(api)
+    main = "import helper\nhelper.run()\n"
+    app = write_app(tmp_path / "two", main, f"{MANIFEST}  - main.py\n  - helper.py\n")
+    (app / "helper.py").write_text("def run():\n    print('{\"ok\": true}')\n")
+    whole, cut = _plain_tar(app, ["app.yaml", "main.py", "helper.py"], cut_before="helper.py")
+    target = daemon.home / "push" / app_id / "two.tar"
+    target.write_bytes(whole[:cut])  # a writer that opens the file twice
+    time.sleep(1.0)
+    assert current(api, app_id) is None
+    with target.open("ab") as fh:
+        fh.write(whole[cut:])
+    wait_for(lambda: current(api, app_id) is not None, timeout=10)
+    assert current(api, app_id) == hashlib.sha256(whole).hexdigest()
+    time.sleep(0.5)
+    assert len(api.get(f"/v1/applications/{app_id}/history").json()["items"]) == 1
+
+
+MANIFEST = "type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\nfiles:\n"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _plain_tar(folder: Path, names: list[str], cut_before: str) -> tuple[bytes, int]:
+    """A plain tar of ``names`` and the offset where member ``cut_before`` starts."""
+    out = io.BytesIO()
+    cut = 0
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            if name == cut_before:
+                cut = out.tell()
+            tar.add(folder / name, arcname=name)
+    return out.getvalue(), cut
+
+
+# -- in-process: the inbox with a stand-in for the push service -------------------------
+
+
+class FakePush:
+    """Takes what the inbox hands over, as ``PushService.ingest`` does (the archive is
+    consumed; over ``max_package_mb`` is refused), and records each package's bytes.
+    ``gate`` holds an ingestion open so a test can act while it is under way."""
+
+    def __init__(self, max_package_mb: int = 200) -> None:
+        self.settings = SimpleNamespace(max_package_mb=max_package_mb)
+        self.pushed: list[bytes] = []
+        self.attempts = 0
+        self.started = asyncio.Event()
+        self.gate: asyncio.Event | None = None
+
+    async def ingest(self, app_id: str, archive: Path, action: str = "push") -> None:
+        self.attempts += 1
+        try:
+            size = archive.stat().st_size
+            if size > self.settings.max_package_mb * 1024 * 1024:
+                raise too_large(size, self.settings.max_package_mb)  # the push's words
+            data = archive.read_bytes()
+            if data.startswith(b"bad"):
+                raise Unprocessable("not a tar.gz")
+        finally:
+            archive.unlink(missing_ok=True)
+        self.started.set()
+        if self.gate is not None:
+            await self.gate.wait()
+        self.pushed.append(data)
+
+
+async def until(check: Callable[[], T], within: float = 5.0) -> T:
+    deadline = time.monotonic() + within
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"condition not met within {within} s ({value!r})"
+        await asyncio.sleep(0.02)
+    return value
+
+
+@pytest_asyncio.fixture(loop_scope="function")  # the test's loop, which runs the inbox
+async def box(tmp_path: Path) -> AsyncIterator[tuple[Inbox, FakePush, Path]]:
+    """A running inbox on a home of its own, and its app folder ``push/app``."""
+    home = Home(tmp_path / "home")
+    home.create()
+    push = FakePush()
+    inbox = Inbox(home, push)  # type: ignore[arg-type]
+    (home.push / "app").mkdir()
+    await inbox.start()
+    await asyncio.sleep(0.2)  # the watch is in place
+    yield inbox, push, home.push / "app"
+    await inbox.stop()
+
+
+def _filed(folder: Path, pattern: str = "*") -> list[Path]:
+    return sorted(p for p in folder.glob(pattern) if not p.name.endswith(".reason"))
+
+
+async def test_each_of_many_drops_under_one_name_is_pushed_and_filed(
+    box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six drops of ``same.tar.gz`` within a second, while the first is being pushed: each
+    is pushed, in order, and filed under a name of its own (``.done/`` kept 2 of 6)."""
+    _, push, app = box
+    monkeypatch.setattr(time, "strftime", lambda *_: "20260101T000000")  # one second
+    push.gate = asyncio.Event()
+    sent = [f"package {i}".encode() for i in range(6)]
+    _renamed_in(app, "same.tar.gz", sent[0])
+    await until(push.started.is_set)
+    for data in sent[1:]:
+        _renamed_in(app, "same.tar.gz", data)
+        await asyncio.sleep(0.12)  # seen one at a time, each replacing the one before
+    push.gate.set()
+    await until(lambda: len(push.pushed) == 6)
+    assert push.pushed == sent
+    await until(lambda: len(_filed(app / ".done")) == 6)
+    done = _filed(app / ".done")
+    assert sorted(p.read_bytes() for p in done) == sorted(sent)
+    assert {Path(f"{p}.reason").read_text() for p in done} == {"pushed\n"}
+    assert not (app / "same.tar.gz").exists()
+
+
+async def test_a_package_that_changes_after_it_was_read_is_pushed_again(
+    box: tuple[Inbox, FakePush, Path],
+) -> None:
+    _, push, app = box
+    push.gate = asyncio.Event()
+    path = _renamed_in(app, "pkg.tar", b"first half")
+    await until(push.started.is_set)
+    with path.open("ab") as fh:  # its writer went on after the read
+        fh.write(b", second half")
+    push.gate.set()
+    await until(lambda: len(push.pushed) == 2, within=8)
+    assert push.pushed == [b"first half", b"first half, second half"]
+    done = await until(lambda: _filed(app / ".done"))
+    assert [p.read_bytes() for p in done] == [b"first half, second half"]
+
+
+@pytest.mark.parametrize("held_open", [False, True], ids=["reopened", "held-open"])
+async def test_a_package_written_in_place_with_a_pause_is_pushed_whole(
+    box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch, held_open: bool
+) -> None:
+    """Written under its final name, paused shorter than the settle time (opened twice),
+    or longer with the file held open: pushed once, whole (the first half was pushed)."""
+    monkeypatch.setattr(inbox_module, "SETTLE_SECONDS", 0.6)
+    _, push, app = box
+    target = app / "pkg.tar"
+    if held_open:
+        with target.open("wb") as fh:
+            fh.write(b"first half")
+            fh.flush()
+            await asyncio.sleep(1.2)  # twice the settle time: only an open writer tells
+            fh.write(b", second half")
+    else:
+        target.write_bytes(b"first half")
+        await asyncio.sleep(0.4)
+        with target.open("ab") as fh:
+            fh.write(b", second half")
+    await until(lambda: push.pushed, within=5)
+    await asyncio.sleep(0.3)
+    assert push.pushed == [b"first half, second half"]
+
+
+async def test_a_folder_filed_twice_in_one_second_is_filed_both_times(
+    box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The second ``appdir`` stayed in place with a traceback (Directory not empty)."""
+    _, push, app = box
+    monkeypatch.setattr(time, "strftime", lambda *_: "20260101T000000")
+    for n in (1, 2):
+        folder = shutil.copytree(SAMPLES / "shell-echo", tmp_path / f"appdir{n}")
+        os.rename(folder, app / "appdir")
+        await until(lambda n=n: len(_filed(app / ".done", "*appdir")) == n)  # type: ignore[misc]
+    assert not (app / "appdir").exists() and len(push.pushed) == 2
+
+
+async def test_an_oversize_package_is_refused_before_it_is_copied(tmp_path: Path) -> None:
+    """A sparse 3 GiB file was copied out in full (allocated for real) before the check."""
+    home = Home(tmp_path / "home")
+    home.create()
+    push = FakePush(max_package_mb=1)
+    inbox = Inbox(home, push)  # type: ignore[arg-type]
+    (home.push / "app").mkdir()
+    await inbox.start()
+    await asyncio.sleep(0.2)  # the watch is in place
+    try:
+        staged = home.push / "app" / ".huge.tar.tmp"
+        with staged.open("wb") as fh:
+            fh.truncate(64 * 1024 * 1024)
+        os.utime(staged, (time.time() - 60, time.time() - 60))
+        os.rename(staged, home.push / "app" / "huge.tar")
+        reasons = await until(lambda: list((home.push / "app" / ".rejected").glob("*.reason")))
+        assert reasons[0].read_text() == (
+            "package is 64.0 MiB; the limit is 1 MiB (max_package_mb)\n"
+        )
+        assert push.attempts == 0 and not list(home.scratch("inbox").iterdir())
+    finally:
+        await inbox.stop()
+
+
+@pytest.mark.parametrize("how", ["moved", "removed"])
+async def test_a_push_folder_moved_away_or_removed_is_watched_anew(
+    box: tuple[Inbox, FakePush, Path], caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """Packages dropped in the new ``push/`` were never taken, and nothing said so."""
+    inbox, push, app = box
+    if how == "moved":
+        os.rename(inbox.root, inbox.root.with_name("push.moved"))
+        app.mkdir(parents=True)
+    else:
+        shutil.rmtree(inbox.root)
+        await until(lambda: inbox.root.is_dir())  # made again
+        await asyncio.sleep(0.2)
+        app.mkdir()
+    await asyncio.sleep(0.2)
+    _renamed_in(app, "pkg.tar.gz", b"dropped in the new folder")
+    await until(lambda: push.pushed, within=5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "orch.inbox"]
+    assert len([m for m in lines if "watching a new one" in m]) == 1, lines
+    assert inbox.problem is None
+
+
+async def test_names_are_logged_escaped(
+    box: tuple[Inbox, FakePush, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file name wrote a forged "orch daemon stopped" line and a raw escape into
+    daemon.log."""
+    _, _, app = box
+    name = "evil\n2026-12-07 06:20:00,000 orch.daemon orch daemon stopped\x1b[31m.tar.gz"
+    _renamed_in(app, name, b"bad package")
+    await until(lambda: list((app / ".rejected").glob("*.reason")))
+    lines = [r.getMessage() for r in caplog.records if r.name == "orch.inbox"]
+    assert lines and all("\n" not in m and "\x1b" not in m for m in lines), lines
+    assert any("evil\\n2026-12-07" in m and "\\x1b[31m" in m for m in lines), lines
+
+
+async def test_packages_seen_together_are_pushed_in_the_order_they_arrived(
+    box: tuple[Inbox, FakePush, Path],
+) -> None:
+    """They went in name order: devint ended on ``a.tar.gz``, dropped first."""
+    _, push, app = box
+    _renamed_in(app, "b.tar.gz", b"dropped first")
+    await asyncio.sleep(0.02)  # in one batch of the watcher
+    _renamed_in(app, "a.tar.gz", b"dropped last")
+    await until(lambda: len(push.pushed) == 2)
+    assert push.pushed == [b"dropped first", b"dropped last"]
+
+
+async def test_a_package_that_waits_to_settle_holds_back_later_ones_of_its_app(
+    box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written in place, the first waits to settle; one renamed in after it must not go
+    first (devint ended on the older package)."""
+    monkeypatch.setattr(inbox_module, "SETTLE_SECONDS", 0.6)
+    _, push, app = box
+    (app / "first.tar.gz").write_bytes(b"dropped first")
+    await asyncio.sleep(0.15)
+    _renamed_in(app, "second.tar.gz", b"dropped second")
+    await until(lambda: len(push.pushed) == 2)
+    assert push.pushed == [b"dropped first", b"dropped second"]
+
+
+async def test_what_is_not_a_package_is_rejected_saying_so(
+    box: tuple[Inbox, FakePush, Path],
+) -> None:
+    """``x.zip`` and a link in a loop stayed in place, unexplained."""
+    _, push, app = box
+    _renamed_in(app, "x.zip", b"PK")
+    os.symlink("loop.tar.gz", app / "loop.tar.gz")
+    reasons = await until(lambda: len(list((app / ".rejected").glob("*.reason"))) == 2)
+    assert reasons
+    texts = {p.name.split("-", 1)[1]: p.read_text() for p in (app / ".rejected").glob("*.reason")}
+    assert "not a package" in texts["x.zip.reason"]
+    assert "cannot be read" in texts["loop.tar.gz.reason"]
+    assert not push.attempts
+
+
+async def _dropped(tmp_path: Path, age: float) -> tuple[Inbox, Drop]:
+    """An inbox (not started, no push service: the failure is handed in) and a package
+    dropped ``age`` seconds ago, taken."""
+    home = Home(tmp_path / "home")
+    home.create()
+    inbox = Inbox(home, push=None)  # type: ignore[arg-type]
     path = inbox.root / "app" / "big.tar.gz"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"package")
     then = time.time() - age
     os.utime(path, (then, then))
-    return inbox, path
+    drop = take(path, inbox.scratch)
+    assert drop is not None
+    inbox._drops[drop.ident] = drop
+    return inbox, drop
 
 
 def _reason(path: Path) -> str:
@@ -132,24 +483,128 @@ def _reason(path: Path) -> str:
 async def test_a_package_that_fills_the_disk_every_time_is_rejected(tmp_path: Path) -> None:
     """It used to be taken again every 10 s forever, each try flipping the daemon to
     'disk full' for everyone."""
-    inbox, path = _dropped(tmp_path, age=60)
+    inbox, drop = await _dropped(tmp_path, age=60)
     full = OSError(errno.ENOSPC, "No space left on device")
     for _ in range(DISK_TRIES - 1):
-        inbox._failed(path, full)
-        assert path.exists()  # waits for room
-    inbox._failed(path, full)
-    assert not path.exists()
-    assert "filled the disk under orch's home 3 times" in _reason(path)
+        inbox._failed(drop, full)
+        assert drop.origin.exists()  # waits for room
+    inbox._failed(drop, full)
+    assert not drop.origin.exists()
+    assert "filled the disk under orch's home 3 times" in _reason(drop.origin)
+    await inbox.stop()
 
 
 async def test_a_package_that_failed_unexpectedly_is_never_stranded(tmp_path: Path) -> None:
     """A file that changed while it was packaged: retried while it is fresh, rejected with
     why once it has settled (it used to stay in the folder, never retried or explained)."""
-    inbox, path = _dropped(tmp_path, age=0)
-    inbox._failed(path, OSError("unexpected end of data"))
-    assert path.exists() and path in inbox._pending  # fresh: taken again once it settles
+    inbox, drop = await _dropped(tmp_path, age=0)
+    inbox._failed(drop, OSError("unexpected end of data"))
+    assert drop.origin.exists() and drop.ident in inbox._drops  # taken again once settled
     old = time.time() - 60
-    os.utime(path, (old, old))
-    inbox._failed(path, OSError("unexpected end of data"))
-    assert not path.exists()
-    assert "unexpected end of data" in _reason(path)
+    os.utime(drop.origin, (old, old))
+    inbox._failed(drop, OSError("unexpected end of data"))
+    assert not drop.origin.exists()
+    assert "unexpected end of data" in _reason(drop.origin)
+    await inbox.stop()
+
+
+async def test_a_link_to_a_package_pushes_the_package(
+    box: tuple[Inbox, FakePush, Path], tmp_path: Path
+) -> None:
+    """Followed, a relative link too (the hold on it must not lead elsewhere)."""
+    _, push, app = box
+    elsewhere = tmp_path / "home" / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "pkg.tar.gz").write_bytes(b"the package")
+    os.utime(elsewhere / "pkg.tar.gz", (time.time() - 60, time.time() - 60))
+    os.symlink("../../elsewhere/pkg.tar.gz", app / "pkg.tar.gz")
+    await until(lambda: push.pushed)
+    assert push.pushed == [b"the package"]
+    await until(lambda: _filed(app / ".done"))
+    assert not os.path.lexists(app / "pkg.tar.gz")
+
+
+async def test_a_push_folder_that_cannot_be_watched_says_so_until_it_can(
+    box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``problem`` (for ``/healthz``) names why packages are not taken, while it lasts."""
+    monkeypatch.setattr(inbox_module, "REWATCH_SECONDS", 0.2)
+    inbox, push, app = box
+    shutil.rmtree(inbox.root)
+    inbox.root.write_text("a file where push/ should be")
+    assert "cannot be watched" in await until(lambda: inbox.problem or "")
+    inbox.root.unlink()
+    await until(lambda: inbox.problem is None and inbox.root.is_dir())
+    await asyncio.sleep(0.2)
+    app.mkdir()
+    _renamed_in(app, "pkg.tar.gz", b"taken again")
+    await until(lambda: push.pushed)
+
+
+async def test_a_watch_that_fails_to_start_is_reported_not_taken_for_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_watch(*_: object, **__: object) -> AsyncIterator[set[tuple[int, str]]]:
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+        yield set()
+
+    monkeypatch.setattr(inbox_module, "awatch", no_watch)
+    monkeypatch.setattr(inbox_module, "REWATCH_SECONDS", 0.1)
+    home = Home(tmp_path / "home")
+    home.create()
+    inbox = Inbox(home, FakePush())  # type: ignore[arg-type]
+    await inbox.start()
+    try:
+        await until(lambda: inbox.problem)
+        await asyncio.sleep(0.3)  # tried again, and failed again
+        assert "inotify watch limit reached" in (inbox.problem or "")
+    finally:
+        await inbox.stop()
+
+
+def test_a_package_renamed_onto_the_name_as_it_is_released_is_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Releasing the name of a filed package removes it only if it still names that
+    package: one renamed onto it at that very moment is put back, not removed."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    app = tmp_path / "push" / "app"
+    app.mkdir(parents=True)
+    origin = _renamed_in(app, "same.tar.gz", b"A")
+    drop = take(origin, scratch)
+    assert drop is not None and drop.claim is not None
+    real_rename = os.rename
+
+    def newcomer_first(src: object, dst: object) -> None:
+        if Path(str(src)) == origin:  # B lands between the look and the move aside
+            (app / ".b.tmp").write_bytes(b"B")
+            real_rename(app / ".b.tmp", origin)
+        real_rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inbox_filing.os, "rename", newcomer_first)
+    dest = inbox_filing.file_away(drop, ".done", "pushed", scratch)
+    assert dest is not None and dest.read_bytes() == b"A"
+    assert origin.read_bytes() == b"B"  # put back, for its own drop
+    assert not list(scratch.iterdir())
+
+
+def test_healthz_and_status_say_when_the_push_directory_cannot_be_watched(
+    make_daemon: MakeDaemon,
+) -> None:
+    """End to end: a file where push/ should be makes the daemon "degraded", naming why,
+    in /healthz and `orch daemon status`; once it can watch again, both are "ok"."""
+    from tests.cli_run import orch_json
+
+    d = make_daemon()
+    push = d.home / "push"
+    shutil.rmtree(push)
+    push.write_text("a file where push/ should be")
+    with d.client() as api:
+        health = wait_for(lambda: (h := api.get("/healthz").json())["status"] == "degraded" and h,
+                          timeout=30)  # fmt: skip
+        assert "cannot be watched" in health["inbox"]["problem"], health
+        assert "cannot be watched" in orch_json(d, "daemon status")["push_directory"]
+        push.unlink()
+        wait_for(lambda: api.get("/healthz").json()["status"] == "ok", timeout=30)
+        assert push.is_dir() and "push_directory" not in orch_json(d, "daemon status")

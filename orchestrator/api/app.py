@@ -91,15 +91,20 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
         scheduler = svc.runs.scheduler
         backend = scheduler.executor.backend
         details = backend.details
+        inbox = getattr(app.state, "inbox", None)
+        problem = inbox.problem if inbox is not None else None
         body: dict[str, Any] = {
-            # degraded: a cluster whose scheduler is out of reach (runs wait queued)
-            "status": "degraded" if details.get("connected") is False else "ok",
+            # degraded: a cluster whose scheduler is out of reach (runs wait queued), or a
+            # push directory that cannot be watched (drops wait unseen)
+            "status": "degraded" if details.get("connected") is False or problem else "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
             "isolation": backend.isolation,
             "disk": svc.store.disk.current().to_dict(),
             "backend": {"name": backend.name, "slots": backend.slots, **details},
         }
+        if problem:
+            body["inbox"] = {"problem": problem}
         if (watch := getattr(app.state, "loop_watch", None)) is not None:
             body["loop"] = watch.figures()
         return body

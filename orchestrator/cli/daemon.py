@@ -225,6 +225,8 @@ def status(home: Path | None = HomeOption, as_json: bool = JsonOption) -> None:
         "disk_low_threshold_mb": _mb(disk.get("low_threshold_bytes")),
         "api_key_file": str(h.api_key_file),
     }
+    if problem := (healthz.get("inbox") or {}).get("problem"):
+        data["push_directory"] = problem
     if as_json:
         print_json(data)
     else:

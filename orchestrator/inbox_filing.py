@@ -1,0 +1,286 @@
+"""One package dropped into the push directory, from the moment it is seen to its filing.
+
+A dropped file is *taken* the moment the watcher sees it: a hard link in ``tmp/inbox/``
+holds its bytes (its inode), so a package replaced under the same name while it waits
+or is pushed is still the one pushed and filed, and the newcomer is a drop of its own.
+The name in ``push/<app>/`` stays put until the package is filed (a killed daemon's
+links go with ``tmp/`` at the next start, and the package is taken again), and it is
+removed then only if it still names the package that was handled.
+
+A folder cannot be linked: it is read in place, and filed only if the folder under
+its name is still the one that was taken.
+
+Names in ``.done/`` and ``.rejected/`` are never reused: a second package of the same
+name filed within the same second gets ``<stamp>-2-<name>``, and so on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.errors import TooLarge
+from orchestrator.ids import new_token
+from orchestrator.packaging.build import FileChanged, build_package
+
+Ident = tuple[int, int]
+"""``(st_dev, st_ino)``: which file a name stands for."""
+
+COPY_CHUNK = 1024 * 1024
+MIB = 1024 * 1024
+
+
+def ident(st: os.stat_result) -> Ident:
+    return st.st_dev, st.st_ino
+
+
+def looks(st: os.stat_result) -> tuple[int, int]:
+    """What tells a file that changed: its size and its mtime (to the nanosecond)."""
+    return st.st_size, st.st_mtime_ns
+
+
+@dataclass(eq=False)
+class Drop:
+    """A package seen in ``push/<app>/``, followed until it is filed."""
+
+    origin: Path
+    """``push/<app>/<name>``: where it was dropped, and where its name is removed from."""
+    ident: Ident
+    """The entry at ``origin`` when it was taken (``lstat``: a link is itself)."""
+    claim: Path | None
+    """A hard link to the package's file in ``tmp/inbox/``; ``None`` for a folder, or a
+    file that could not be linked (another file system): then it is read in place."""
+    folder: bool
+    in_place: bool
+    """Its last change was a write, not a rename (ctime == mtime): it may still be being
+    written under its final name, so it is pushed only once it has settled."""
+    seen: tuple[int, int]
+    """``looks()`` when last seen: a change since means it is being written."""
+    arrived: int
+    """ctime (ns) when taken: a rename into the folder sets it, so drops seen together
+    are pushed in the order they arrived, and devint ends on the latest."""
+    disk_tries: int = field(default=0)
+    """Times it met a full disk; it is rejected after ``DISK_TRIES``."""
+
+    @property
+    def source(self) -> Path:
+        return self.claim or self.origin
+
+    @property
+    def app_id(self) -> str:
+        return self.origin.parent.name
+
+    @property
+    def name(self) -> str:
+        return self.origin.name
+
+
+def take(path: Path, scratch: Path) -> Drop | None:
+    """A drop for the entry at ``path``, its file held by a link; ``None`` if it is gone."""
+    for _ in range(3):  # replaced between the look and the link: look again
+        try:
+            lst = os.lstat(path)
+        except OSError:
+            return None
+        if stat.S_ISDIR(lst.st_mode):
+            return Drop(path, ident(lst), None, True, False, looks(lst), lst.st_ctime_ns)
+        try:
+            st = os.stat(path)  # a symlink is followed to the package
+        except OSError:  # a link that leads nowhere, or in a loop: rejected, saying so
+            return Drop(path, ident(lst), None, False, False, looks(lst), lst.st_ctime_ns)
+        link = scratch / f"claim-{new_token()[:16]}"
+        claim: Path | None = link
+        try:
+            _link(path, link)
+        except OSError:
+            claim = None  # another file system, links refused, or just gone: read in place
+        else:
+            try:
+                held = ident(os.stat(link))
+            except OSError:
+                held = (-1, -1)
+            if held != ident(st):
+                with contextlib.suppress(OSError):
+                    os.unlink(link)
+                continue
+        # the link has not changed the times looked at: `st` is from before it
+        in_place = st.st_ctime_ns == st.st_mtime_ns
+        return Drop(path, ident(lst), claim, False, in_place, looks(st), lst.st_ctime_ns)
+    return None
+
+
+def _link(path: Path, claim: Path) -> None:
+    # os.link links a symlink itself on Linux, whatever follow_symlinks says: a relative
+    # one would then lead elsewhere from tmp/inbox. The package's own file is linked.
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        os.link(target, claim)
+    except FileNotFoundError:
+        if not os.path.lexists(target):
+            raise
+        claim.parent.mkdir(parents=True, exist_ok=True)  # tmp/inbox removed by hand
+        os.link(target, claim)
+
+
+def open_for_writing(path: Path) -> bool:
+    """Whether some process holds the file open for writing (Linux: a read lease is
+    refused then), so a writer that pauses longer than the settle time is waited for
+    too. False where leases are unavailable (another owner without CAP_LEASE, a file
+    system without them): the settle time is all there is."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    else:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+def too_large(size: int, limit_mb: int) -> TooLarge:
+    """The push's own refusal (``PushService._measure``), word for word."""
+    return TooLarge(
+        f"package is {size / MIB:.1f} MiB; the limit is {limit_mb} MiB (max_package_mb)"
+    )
+
+
+def copy_out(drop: Drop, target: Path, limit_mb: int) -> tuple[int, int] | None:
+    """Write the package to ``target`` (a folder is packaged first); returns the file's
+    ``looks()`` as read, ``None`` for a folder.
+
+    A file is read through one descriptor and must look the same before and after, with
+    as many bytes as it said: a package written meanwhile is never pushed half. Its size
+    is checked before a byte is copied and again as it is copied (it may grow): a sparse
+    3 GiB file is refused, not written out in full first.
+    """
+    try:
+        if drop.folder:
+            build_package(drop.source, target)
+            return None
+        return _copy_file(drop.source, target, limit_mb * MIB, limit_mb)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _copy_file(source: Path, target: Path, limit: int, limit_mb: int) -> tuple[int, int]:
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the thread
+    with os.fdopen(fd, "rb", buffering=0) as src:
+        before = os.fstat(src.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(source))
+        if before.st_size > limit:
+            raise too_large(before.st_size, limit_mb)
+        copied = 0
+        buffer = bytearray(min(COPY_CHUNK, before.st_size + 1) or 1)
+        with open(target, "xb") as out:
+            while n := src.readinto(buffer):
+                copied += n
+                if copied > limit:
+                    raise too_large(max(copied, os.fstat(src.fileno()).st_size), limit_mb)
+                out.write(memoryview(buffer)[:n])
+        after = os.fstat(src.fileno())
+    if looks(after) != looks(before) or copied != before.st_size:
+        raise FileChanged(f"{source.name} changed while it was read; it is taken again")
+    return looks(before)
+
+
+def unique(folder: Path, name: str) -> Path:
+    """A name in ``folder`` that nothing (nor its ``.reason``) has: ``<stamp>-<name>``,
+    then ``<stamp>-2-<name>``, ... (two packages of one name filed in the same second
+    used to overwrite each other, or fail for a folder)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    n = 1
+    while True:
+        dest = folder / (f"{stamp}-{name}" if n == 1 else f"{stamp}-{n}-{name}")
+        if not os.path.lexists(dest) and not os.path.lexists(f"{dest}.reason"):
+            return dest
+        n += 1
+
+
+def file_away(drop: Drop, folder: str, reason: str, scratch: Path) -> Path | None:
+    """Move a handled package to ``<app>/<folder>/`` with its ``.reason``, so a restart
+    never takes it again; returns where it went, ``None`` if it is no longer there.
+
+    Raises ``OSError`` if it cannot (its app's folder deleted, no permission)."""
+    dest_dir = drop.origin.parent / folder
+    dest_dir.mkdir(exist_ok=True)
+    if drop.claim is not None:
+        dest = _link_unique(drop.claim, dest_dir, drop.name)
+        os.unlink(drop.claim)
+    else:
+        try:
+            now = ident(os.lstat(drop.origin))
+        except FileNotFoundError:
+            return None
+        if now != drop.ident:
+            return None  # replaced by another package, which is a drop of its own
+        dest = unique(dest_dir, drop.name)
+        os.rename(drop.origin, dest)
+    # whole or not at all: a watcher that saw the file being written read an empty reason
+    written = Path(f"{dest}.reason.part")
+    written.write_text(reason + "\n")
+    os.replace(written, f"{dest}.reason")
+    if drop.claim is not None:
+        release(drop, scratch)
+    return dest
+
+
+def _link_unique(source: Path, folder: Path, name: str) -> Path:
+    """A link, not a rename, so that an entry made meanwhile is never replaced."""
+    while True:
+        dest = unique(folder, name)
+        try:
+            os.link(source, dest)
+        except FileExistsError:
+            continue
+        return dest
+
+
+def release(drop: Drop, scratch: Path) -> None:
+    """Remove the package's name from ``push/<app>/`` if it still names the package.
+
+    The name is taken aside before it is removed, so a package renamed onto it at that
+    very moment is never the one removed: it is put back (or, should yet another have
+    taken the name meanwhile, filed in ``.rejected/`` saying so, never lost).
+    """
+    try:
+        if ident(os.lstat(drop.origin)) != drop.ident:
+            return  # gone, or another package under that name: a drop of its own
+    except OSError:
+        return
+    aside = scratch / f"release-{new_token()[:16]}"
+    try:
+        os.rename(drop.origin, aside)
+    except OSError:
+        return
+    if ident(os.lstat(aside)) == drop.ident:
+        os.unlink(aside)
+        return
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(os.lstat(aside).st_mode):
+            if not os.path.lexists(drop.origin):
+                os.rename(aside, drop.origin)
+                return
+        else:
+            os.link(aside, drop.origin, follow_symlinks=False)  # never over a newer one
+            os.unlink(aside)
+            return
+    dest_dir = drop.origin.parent / ".rejected"
+    dest_dir.mkdir(exist_ok=True)
+    dest = unique(dest_dir, drop.name)
+    os.rename(aside, dest)
+    Path(f"{dest}.reason").write_text(
+        "it was dropped while another package of the same name was being filed: drop it again\n"
+    )
