@@ -117,8 +117,8 @@ def test_an_empty_id_is_refused_before_any_request(
 ) -> None:
     app_id = new_app(daemon)
     proc = orch(daemon, command.format(app=app_id, input=KNAPSACK_INPUT), [""], code=2)
-    expected = f"error: {flag} is empty: give an ID (is a shell variable unset?)"
-    assert one_error_line(proc.stderr) == expected
+    expected = f"error: {flag} is empty: give an ID (is a shell variable unset?); see "
+    assert one_error_line(proc.stderr).startswith(expected)  # then the command's help
     assert api.get(f"/v1/applications/{app_id}").status_code == 200  # nothing deleted
     assert runs_of(api, app_id) == 0
 

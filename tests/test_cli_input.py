@@ -192,3 +192,58 @@ def test_a_file_input_needs_no_scratch_folder() -> None:
         spooled = scratch / "stdin"
         assert scratch.made is not None and spooled.parent == scratch.made
     assert not spooled.parent.exists()
+
+
+# input sets: the same checks as a run's input
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "flags", "said"),
+    [
+        ("bad.json", '{"a":\n 1,,}', "", "{path} is not valid JSON: Expecting property name"),
+        ("bad.txt", "[1, 2,\n", "", "{path} is not valid JSON: Expecting value (line 2 column 1)"),
+        ("bad.txt", "plain words", "--format json", "{path} is not valid JSON: Expecting value"),
+        ("empty.json", "", "", "input {path} is empty: a run needs an input"),
+    ],
+)
+@pytest.mark.parametrize("source", ["--file", "--dir"])
+def test_an_input_set_refuses_what_a_run_refuses(
+    daemon: Daemon,
+    api: httpx.Client,
+    app_id: str,
+    tmp_path: Path,
+    name: str,
+    content: str,
+    flags: str,
+    said: str,
+    source: str,
+) -> None:
+    """A malformed ``.json`` was kept as text and an empty file as an input: each became a
+    run that died in the model once an experiment ran it, where ``app run -i`` refuses both
+    with the same words. Nothing is uploaded, no set is made."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    path = folder / name
+    path.write_text(content)
+    (folder / "good.json").write_text(KNAPSACK_INPUT.read_text())
+    run = orch(daemon, f"app run -a {app_id} {flags} -i", path, code=1)
+    given = path if source == "--file" else folder
+    create = f"experiment input-set create -a {app_id} -s checked -n Checked {flags} {source}"
+    proc = orch(daemon, create, given, code=1)
+    assert proc.stderr.startswith("error: " + said.format(path=path)), proc.stderr
+    assert run.stderr.split(":")[:2] == proc.stderr.split(":")[:2]  # the same words
+    assert api.get(f"/v1/applications/{app_id}/inputs").json() == []
+    orch(daemon, f"experiment input-set get -a {app_id} -s checked", code=1)
+    assert runs_of(api, app_id) == 0
+
+
+def test_an_input_set_still_keeps_text_as_text(
+    daemon: Daemon, api: httpx.Client, app_id: str, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("[section]\nkey = 1\n")
+    create = f"experiment input-set create -a {app_id} -s mixed -n Mixed --json --file"
+    made = json.loads(orch(daemon, create, notes, "--file", KNAPSACK_INPUT).stdout)
+    kept = {i["id"]: i for i in api.get(f"/v1/applications/{app_id}/inputs").json()}
+    formats = [kept[i]["format"]["input"]["type"] for i in made["input_ids"]]
+    assert formats == ["text", "json"]

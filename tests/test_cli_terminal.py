@@ -156,6 +156,34 @@ def test_empty_columns_give_way_when_a_table_does_not_fit() -> None:
     assert "version" in wide.export_text()  # room enough: every column stays
 
 
+def test_columns_that_would_get_no_width_are_left_out() -> None:
+    """At 20 columns the run list drew its IDs and then one rule per other column, each of
+    width 0. The IDs stay whole; each other column stays only if it keeps a few characters."""
+    from rich.console import Console
+
+    from orchestrator.cli import render
+    from orchestrator.cli.run_actions import RUN_COLUMNS
+
+    headers = [h for h, _ in RUN_COLUMNS]
+    row = ["run-01m96wd30dvmcz6j", "nightly", "succeeded", "devint", "-", "2026-12-06 23:52:59"]
+    row += ["45", "-"]
+    for width, kept in ((20, ["id"]), (40, ["id", "name", "status"])):
+        console = Console(width=width, record=True, soft_wrap=True)  # as render.out
+        console.print(render.build(headers, [row], None, whole={0}, width=width))
+        lines = console.export_text().splitlines()
+        assert lines[0].replace("┃", " ").split() == kept, lines  # these columns, no others
+        assert "run-01m96wd30dvmcz6j" in lines[-1] and "││" not in lines[-1], lines
+        assert all(len(cell.strip()) >= 2 for cell in lines[-1].split("│")), lines
+
+
+def test_a_narrow_terminal_says_which_columns_it_left_out(daemon: Daemon, knap: str) -> None:
+    run_id = orch(daemon, f"app run -a {knap} -n named -i", KNAPSACK_INPUT).stdout.strip()
+    code, shown = Terminal(daemon, f"app run list -a {knap} --limit 1", columns=20).finish()
+    text = " ".join(ESCAPES.sub("", shown).split())
+    assert code == 0 and run_id in text and "┃┃" not in shown and "││" not in shown, shown
+    assert "too narrow to show name, status" in text and "add --json" in text, text
+
+
 def test_run_list_at_80_columns_shows_whole_run_ids(daemon: Daemon, knap: str) -> None:
     run_id = orch(daemon, f"app run -a {knap} -i", KNAPSACK_INPUT).stdout.strip()
     code, shown = Terminal(daemon, f"app run list -a {knap}", columns=80).finish()

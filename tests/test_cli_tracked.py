@@ -69,6 +69,15 @@ def test_track_records_a_finished_run_and_compare_shows_the_differences(
     assert meta["status_v2"] == "failed" and meta["error"] == "no-luck"
 
 
+def test_an_error_message_makes_the_tracked_run_failed(daemon: Daemon, knap: str) -> None:
+    """``--error`` without ``--failed`` recorded a succeeded run and dropped the text."""
+    tracked = orch(
+        daemon, f"app run track -a {knap} -i", KNAPSACK_INPUT, ["--error", "solver gave up"]
+    ).stdout.strip()
+    meta = orch_json(daemon, f"app run metadata -a {knap} -r {tracked}")["metadata"]
+    assert meta["status_v2"] == "failed" and meta["error"] == "solver gave up"
+
+
 def test_compare_needs_two_different_runs(daemon: Daemon, knap: str) -> None:
     proc = orch(daemon, f"app run compare -a {knap} -r run-a -r run-a", code=1)
     assert "2 to 20 different runs" in proc.stderr

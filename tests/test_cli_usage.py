@@ -95,6 +95,98 @@ def test_a_usage_error_is_one_line_naming_the_commands_help(
     assert line.endswith(f"; see 'python -m {help_of} -h'"), line
 
 
+@pytest.mark.parametrize(
+    ("args", "message", "command"),
+    [
+        (
+            "app run -a demo -i {input} -o noequals",
+            "error: invalid value for '--options': 'noequals' must look like NAME=VALUE",
+            "app run",
+        ),
+        (
+            "app instance create -a demo --instance-id c -v v1 -o noequals",
+            "error: invalid value for '--options': 'noequals' must look like NAME=VALUE",
+            "app instance create",
+        ),
+        (
+            "app run -a demo -i {input} --memory-mb 99999999999999999999",
+            "error: invalid value for '--memory-mb': 99999999999999999999 is not in the range "
+            "1<=x<=16777216",
+            "app run",
+        ),
+        (
+            "app run -a demo -i {input} --timeout nan",
+            "error: invalid value for '--timeout': nan is not a finite number",
+            "app run",
+        ),
+        (
+            "app run track -a demo -i {input} --duration nan",
+            "error: invalid value for '--duration': nan is not a finite number",
+            "app run track",
+        ),
+        (
+            "experiment shadow create -a demo --baseline-instance-id b "
+            "--candidate-instance-ids c --maximum-runs 2 --start-time yesterday",
+            "error: invalid value for '--start-time': 'yesterday' is not an ISO 8601 time",
+            "experiment shadow create",
+        ),
+        (
+            "experiment switchback create -a demo --baseline-instance-id b "
+            "--candidate-instance-id c --unit-duration-minutes 1 --units 2 --start yesterday",
+            "error: invalid value for '--start': 'yesterday' is not an ISO 8601 time",
+            "experiment switchback create",
+        ),
+        (
+            "experiment input-set create -a demo -s s -n S --instance-id i --end-time yesterday",
+            "error: invalid value for '--end-time': 'yesterday' is not an ISO 8601 time",
+            "experiment input-set create",
+        ),
+        (
+            "app secrets create -a demo --id s2 -n x --secrets {input}",
+            "error: --secrets: secret 1 has no type, location, value; expected [{",
+            "app secrets create",
+        ),
+        (
+            "app run metadata -a demo -r ''",  # the checks of the commands' own (exit 2)
+            "error: --run-id is empty: give an ID",
+            "app run metadata",
+        ),
+    ],
+)
+def test_a_value_the_daemon_would_refuse_is_a_usage_error_naming_the_flag(
+    daemon: Daemon, api: httpx.Client, args: str, message: str, command: str
+) -> None:
+    """These reached the daemon, whose answer named its own fields
+    (``result.execution_duration``, ``start_events.time``, ``secrets.0.type``) or its cap
+    as ``1.67772e+07``; or they were said with exit code 1 and no pointer to the help."""
+    argv = [w.strip("'") for w in args.format(input=KNAPSACK_INPUT).split()]
+    line = usage_error(orch(daemon, argv, code=None))
+    assert line.startswith(message), line
+    assert line.endswith(f"; see 'python -m orchestrator {command} -h'"), line
+    assert api.get("/v1/applications/demo").status_code == 404  # nothing was made
+
+
+@pytest.mark.parametrize("flag", ["-i", "-a", "--limit"])
+def test_an_option_missing_its_value_points_at_the_help(daemon: Daemon, flag: str) -> None:
+    """click raises it without the command's context: the line had no hint."""
+    command = "app run list -a demo" if flag == "--limit" else "app run -a demo"
+    args = [*command.split()[: -2 if flag == "-a" else None], flag]
+    proc = orch(daemon, args, home=False, env={"ORCH_HOME": str(daemon.home)}, code=None)
+    help_of = "app run list" if flag == "--limit" else "app run"
+    assert usage_error(proc) == (
+        f"error: option '{flag}' requires an argument; see 'python -m orchestrator {help_of} -h'"
+    )
+
+
+def test_the_cli_caps_are_the_daemons() -> None:
+    """flags.py keeps its own copy (the daemon's model module is slow to import)."""
+    from orchestrator.cli.flags import MAX_MB, MAX_SECONDS
+    from orchestrator.models import MAX_LIMITS
+
+    assert MAX_LIMITS["memory_mb"] == MAX_LIMITS["output_mb"] == MAX_LIMITS["disk_mb"] == MAX_MB
+    assert MAX_LIMITS["cpu_seconds"] == MAX_LIMITS["timeout_seconds"] == MAX_SECONDS
+
+
 def test_a_suggestion_is_kept_and_the_hint_follows_it(daemon: Daemon) -> None:
     line = usage_error(orch(daemon, "app run logz", code=None))
     assert line == (
@@ -146,7 +238,10 @@ def test_piped_input_and_orch_app_id_start_a_run(daemon: Daemon, api: httpx.Clie
 def test_piped_input_without_an_app_id_says_which_is_missing(daemon: Daemon) -> None:
     env = {"ORCH_HOME": str(daemon.home)}
     proc = orch(daemon, "app run", stdin=KNAPSACK_INPUT.read_text(), home=False, env=env, code=2)
-    assert usage_error(proc) == "error: missing option -a/--app-id (or set ORCH_APP_ID)"
+    assert usage_error(proc) == (
+        "error: missing option -a/--app-id (or set ORCH_APP_ID); "
+        "see 'python -m orchestrator app run -h'"
+    )
 
 
 def test_at_a_terminal_a_run_with_no_input_is_still_refused(daemon: Daemon) -> None:

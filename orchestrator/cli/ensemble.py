@@ -15,7 +15,7 @@ import typer
 
 from orchestrator.cli import ensemble_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
-from orchestrator.cli.flags import require_label_change
+from orchestrator.cli.flags import name_value_pairs, require_label_change
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
 from orchestrator.client.types import EnsembleDefinition, EnsembleResult
 
@@ -74,6 +74,7 @@ def create(
         "--option",
         "-o",
         metavar="NAME=VALUE",
+        callback=name_value_pairs,
         help="An option for the runs of the --instance-ids groups (repeatable).",
     ),
     run_groups: list[str] | None = typer.Option(

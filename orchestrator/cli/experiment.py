@@ -25,10 +25,10 @@ from orchestrator.cli.output import (
     emit,
     errors_to_exit,
     fail,
+    open_output,
     print_json,
     say,
     writable_file,
-    writing,
 )
 from orchestrator.client import OrchClient
 from orchestrator.client.types import ExperimentMetadata
@@ -364,14 +364,8 @@ def report(
     home: Path | None = HomeOption,
 ) -> None:
     """Write a self-contained HTML report (tables and SVG charts) to share or archive in CI."""
-    with errors_to_exit(), client(home) as api:
-        # Into a temporary sibling first: a failed request leaves an older report intact.
-        part = html.with_name(f".{html.name}.part")
-        try:
-            with writing(html):
-                with part.open("wb") as fh:
-                    api.batches.report(app_id, exp_id, fh, baseline, gate)
-                part.replace(html)
-        finally:
-            part.unlink(missing_ok=True)
+    # Written in place (a FIFO, a symlink stay what they are); opened at the first byte,
+    # so a refused request leaves an older report intact.
+    with errors_to_exit(), client(home) as api, open_output(html) as fh:
+        api.batches.report(app_id, exp_id, fh, baseline, gate)
     say(f"wrote the report of experiment {exp_id} to {html}")

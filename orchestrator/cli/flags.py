@@ -8,6 +8,8 @@ else still work for now, with a note on stderr saying what to type instead.
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -15,23 +17,97 @@ import typer
 from orchestrator.cli.context import an_id
 from orchestrator.cli.output import fail, say
 
+MAX_MB = 2**24
+"""The largest ``--memory-mb``, ``--output-mb`` and ``--disk-mb`` (16 TiB) and the largest
+``--cpu-seconds`` and ``--timeout``: the daemon's caps (``models.MAX_LIMITS``, which this
+hot path does not import: ~16 ms), checked here too so that the error names the flag
+typed and the cap as a whole number, not the API's field and ``1.67772e+07``."""
+MAX_SECONDS = 10**9
+
+
+def flag_of(param: typer.CallbackParam) -> str:
+    """The flag an error names: the long spelling, which says what it is."""
+    return max(param.opts, key=len) if param.opts else param.name or "?"
+
+
+def bad_value(param: typer.CallbackParam, message: str) -> typer.BadParameter:
+    """A usage error about ``param``'s value: ``invalid value for '--flag': message``, exit 2,
+    with the command's help named (``usage``), as click's own range checks say it."""
+    return typer.BadParameter(message, param_hint=f"'{flag_of(param)}'")
+
+
+def finite(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    """Callback of the number flags: ``nan`` passes every range check (it compares false
+    with both ends) and reached the daemon, whose error named an API field, not the flag."""
+    if value is not None and not math.isfinite(value):
+        raise bad_value(param, f"{value} is not a finite number")
+    return value
+
+
+def a_time(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """Callback of the time flags: a time the daemon would refuse is refused here, naming
+    the flag, in the same words for every command (ISO 8601, as the daemon parses it)."""
+    if not value or ctx.resilient_parsing:
+        return value
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_value(
+            param, f"{value!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)"
+        ) from None
+    return value
+
+
+def name_value_pairs(
+    ctx: typer.Context, param: typer.CallbackParam, values: list[str] | None
+) -> list[str] | None:
+    """Callback of ``-o NAME=VALUE``: a pair without ``=`` is a command-line mistake (exit 2),
+    refused as the command line is read."""
+    for pair in values or []:
+        name, sep, _ = pair.partition("=")
+        if not sep or not name.strip():
+            raise bad_value(param, f"{pair!r} must look like NAME=VALUE (e.g. -o duration=10)")
+    return values
+
+
 OptionsOption = typer.Option(
     None,
     "--options",
     "--option",
     "-o",
     metavar="NAME=VALUE",
+    callback=name_value_pairs,
     help="An option passed to the model as -NAME VALUE (repeatable).",
 )
 ExecutionClassOption = typer.Option(
     None, "--execution-class", help="Execution class (a limits profile of the daemon's config)."
 )
-MemoryOption = typer.Option(None, "--memory-mb", min=1, help="Memory limit in MiB.")
-CpuOption = typer.Option(None, "--cpu-seconds", min=0.001, help="CPU time limit in seconds.")
-TimeoutOption = typer.Option(None, "--timeout", min=0.001, help="Wall-clock limit in seconds.")
-OutputMbOption = typer.Option(None, "--output-mb", min=1, help="Output size limit in MiB.")
+MemoryOption = typer.Option(None, "--memory-mb", min=1, max=MAX_MB, help="Memory limit in MiB.")
+CpuOption = typer.Option(
+    None,
+    "--cpu-seconds",
+    min=0.001,
+    max=MAX_SECONDS,
+    callback=finite,
+    help="CPU time limit in seconds.",
+)
+TimeoutOption = typer.Option(
+    None,
+    "--timeout",
+    min=0.001,
+    max=MAX_SECONDS,
+    callback=finite,
+    help="Wall-clock limit in seconds.",
+)
+OutputMbOption = typer.Option(
+    None, "--output-mb", min=1, max=MAX_MB, help="Output size limit in MiB."
+)
 DiskMbOption = typer.Option(
-    None, "--disk-mb", min=1, help="Disk limit in MiB (all the run writes, TMPDIR included)."
+    None,
+    "--disk-mb",
+    min=1,
+    max=MAX_MB,
+    help="Disk limit in MiB (all the run writes, TMPDIR included).",
 )
 
 

@@ -7,7 +7,6 @@ set; a set can also be taken from past runs or from an instance's recent runs.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,8 +14,9 @@ import typer
 
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
-from orchestrator.cli.flags import require_label_change
+from orchestrator.cli.flags import a_time, require_label_change
 from orchestrator.cli.output import emit, errors_to_exit, fail, say
+from orchestrator.cli.run_input import kept_input_format
 from orchestrator.client import ClientError, OrchClient
 from orchestrator.client.types import InputSet
 from orchestrator.errors import OrchError
@@ -56,10 +56,16 @@ MaximumRunsOption = typer.Option(
     None, "--maximum-runs", min=1, help="With --instance-id: at most this many (default 20)."
 )
 StartTimeOption = typer.Option(
-    None, "--start-time", help="With --instance-id: runs created after (ISO 8601)."
+    None,
+    "--start-time",
+    callback=a_time,
+    help="With --instance-id: runs created after (ISO 8601; no offset: UTC).",
 )
 EndTimeOption = typer.Option(
-    None, "--end-time", help="With --instance-id: runs created before (ISO 8601)."
+    None,
+    "--end-time",
+    callback=a_time,
+    help="With --instance-id: runs created before (ISO 8601; no offset: UTC).",
 )
 FormatOption = typer.Option(
     None, "--format", help="Format of the files (default: json if they parse, else text)."
@@ -131,11 +137,12 @@ def _create_from_files(
 ) -> InputSet:
     """Keep each file as an input, then make the set; on failure the kept inputs go again,
     so a bad set ID or a typo does not leave orphan inputs behind."""
+    formats = [kept_input_format(path, fmt) for path in paths]  # all checked, then any sent
     _ensure_new_set(api, app_id, body["id"])
     kept: list[str] = []
     try:
-        for path in paths:
-            kept.append(api.inputs.keep_file(app_id, path, fmt or _format_of(path))["id"])
+        for path, path_format in zip(paths, formats, strict=True):
+            kept.append(api.inputs.keep_file(app_id, path, path_format)["id"])
         return api.input_sets.create(app_id, body | {"input_ids": kept})
     except (ClientError, OrchError, KeyboardInterrupt):
         for input_id in kept:
@@ -154,17 +161,6 @@ def _ensure_new_set(api: OrchClient, app_id: str, set_id: str) -> None:
             return
         raise
     fail(f"input set {set_id!r} already exists in app {app_id!r}")
-
-
-def _format_of(path: Path) -> str:
-    """json when the file parses as JSON, else text: what ``orch app run`` guesses for the
-    same file, so an input behaves alike in a run and in an experiment."""
-    try:
-        with path.open("rb") as fh:
-            json.load(fh)
-    except (ValueError, UnicodeDecodeError):
-        return "text"
-    return "json"
 
 
 @app.command("list")

@@ -80,6 +80,12 @@ def error_line(message: str) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
+    """``error: message`` and exit ``code``; code 2 is a command-line mistake, said as
+    click's usage errors are (``usage``): with ``; see 'orch CMD -h'``, as documented."""
+    if code == 2:
+        from orchestrator.cli.usage import refuse  # only a failed command pays for it
+
+        refuse(message)
     error_line(message)
     raise typer.Exit(code)
 
@@ -121,11 +127,47 @@ def writing(where: object) -> Iterator[None]:
         fail(f"cannot write {where}: {exc.strerror or exc}")
 
 
+class OutputFile:
+    """A file named by the user (``-u FILE``, ``--html FILE``), opened at its first byte.
+
+    Written in place, never replaced: through a symlink to the file it names, into a FIFO
+    or a device, as the shell's ``>`` does. (A temporary sibling renamed over the path
+    once replaced a FIFO, a device node or a symlink with a regular file.) Opened only
+    when the first byte arrives, so a request the daemon refuses (a run that is not
+    there, a gate that does not parse) leaves what the path held untouched."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._fh: IO[bytes] | None = None
+
+    def write(self, data: bytes, /) -> int:
+        if self._fh is None:
+            self._fh = self.dest.open("wb")
+        return self._fh.write(data)
+
+    def finish(self) -> None:
+        """An output with no byte is still an (empty) file, as ``>`` makes one."""
+        if self._fh is None:
+            self._fh = self.dest.open("wb")
+        self.close()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            fh.close()
+
+
 @contextmanager
-def open_output(dest: Path) -> Iterator[IO[bytes]]:
-    """``dest`` open for writing, its write errors turned into one line (``writing``)."""
-    with writing(dest), dest.open("wb") as fh:
-        yield fh
+def open_output(dest: Path) -> Iterator[OutputFile]:
+    """``dest`` to write (``OutputFile``), its write errors turned into one line
+    (``writing``): the one way a command writes a path the user named."""
+    out = OutputFile(dest)
+    with writing(dest):
+        try:
+            yield out
+            out.finish()
+        finally:
+            out.close()
 
 
 def print_json(data: Any) -> None:

@@ -22,8 +22,18 @@ def table(
     whole: Collection[int] = (),
 ) -> None:
     """``whole``: the columns (IDs) never wrapped nor cut, whatever the terminal's width;
-    the other columns wrap or shrink to make room."""
-    out.print(build(headers, rows, title, whole, out.width))
+    the other columns wrap or shrink to make room, and those that find none are left
+    out, which a line on stderr says."""
+    shown = _shown(headers, rows, whole, out.width)
+    out.print(build(headers, rows, title, whole, out.width, shown))
+    hidden = [h for n, h in enumerate(headers) if n not in shown and _filled(rows, n)]
+    if hidden:
+        err.print(
+            f"(too narrow to show {', '.join(hidden)}: widen the terminal, or add --json)",
+            style="dim",
+            markup=False,
+            highlight=False,
+        )
 
 
 def build(
@@ -32,9 +42,11 @@ def build(
     title: str | None,
     whole: Collection[int] = (),
     width: int | None = None,
+    shown: Sequence[int] | None = None,
 ) -> Table:
+    """``shown``: the columns kept (``_shown``), when the caller worked them out already."""
     t = Table(title=title, show_edge=False, header_style="bold")
-    shown = _shown(headers, rows, whole, width)
+    shown = _shown(headers, rows, whole, width) if shown is None else shown
     for n in shown:
         if n in whole:
             widest = max((cell_len(row[n]) for row in rows), default=0)
@@ -46,17 +58,41 @@ def build(
     return t
 
 
+MIN_CELL = 4
+"""The narrowest a cut column is worth showing: three characters and "…" ("suc…")."""
+RULE = 3
+"""What a column adds to a table's width besides its cells: a space each side, a rule."""
+
+
+def _filled(rows: Sequence[Sequence[str]], n: int) -> bool:
+    return any(row[n] not in ("", "-") for row in rows)
+
+
 def _shown(
     headers: Sequence[str], rows: Sequence[Sequence[str]], whole: Collection[int], width: int | None
 ) -> list[int]:
     """Every column, unless the table is wider than ``width``: then the columns with nothing
     in them ("-" in every row) are left out. They tell nothing, and at 80 columns the run
-    list cut every other cell to "succe…" and "devi…" to make room for three of them."""
+    list cut every other cell to "succe…" and "devi…" to make room for three of them.
+
+    If the rest is still too wide for every column to keep ``MIN_CELL`` characters, the
+    ``whole`` ones (IDs) stay and each other one is kept, from the left, if it still fits:
+    at 20 columns the run list showed its IDs and four columns of width 0, a rule each."""
     columns = range(len(headers))
-    natural = sum(max([cell_len(headers[n]), *(cell_len(r[n]) for r in rows)]) + 3 for n in columns)
-    if width is None or natural <= width:
+    natural = [max([cell_len(headers[n]), *(cell_len(r[n]) for r in rows)]) for n in columns]
+    if width is None or sum(natural) + RULE * len(natural) <= width:
         return list(columns)
-    return [n for n in columns if n in whole or any(row[n] not in ("", "-") for row in rows)]
+    kept = [n for n in columns if n in whole or _filled(rows, n)]
+    room = width - sum(natural[n] + RULE for n in kept if n in whole)
+    shown: list[int] = []
+    for n in kept:
+        if n not in whole:
+            need = min(natural[n], MIN_CELL) + RULE
+            if need > room:
+                continue
+            room -= need
+        shown.append(n)
+    return shown
 
 
 def record(pairs: Sequence[tuple[str, str]]) -> None:

@@ -79,7 +79,7 @@ OutputFileOption = typer.Option(
     "-u",
     dir_okay=False,
     callback=writable_file,
-    help="Write the output to this file instead of stdout.",
+    help="Write the output to this file instead of stdout (waits for the run, as --wait).",
 )
 
 
@@ -139,8 +139,9 @@ def create(
 
     With --wait: prints the output (--json: the whole result), a summary on stderr; at a
     terminal, the run's state and time while it waits. Ctrl-C stops waiting, not the run.
+    --output FILE and --tail wait too (as the nextmv CLI's --output does).
 
-    Exit code with --wait: 0 if the run succeeded, 1 if it failed, 2 if canceled,
+    Exit code when waiting: 0 if the run succeeded, 1 if it failed, 2 if canceled,
     130 if interrupted.
     """
     if ctx.invoked_subcommand is not None:
@@ -162,7 +163,7 @@ def create(
         with errors_to_exit(), client(home) as api:
             body |= run_input.body(api, app_id) | {"configuration": configuration}
             created = api.runs.create(app_id, body, None if ensemble else instance or "devint")
-            if not (wait or tail):
+            if not (wait or tail or output is not None):  # an output to write is waited for
                 emit(created, as_json, lambda d: typer.echo(d["run_id"]))
                 return
             code = _wait_and_deliver(api, app_id, created["run_id"], tail, output, as_json, home)

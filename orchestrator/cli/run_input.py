@@ -78,15 +78,36 @@ def read_input(source: str | None, fmt: str | None, tmp: Scratch) -> RunInput:
         return RunInput(fmt or "multi-file", upload=_tar(path, tmp / "input.tar.gz"))
     size = _check_file(path, source)
     if fmt in (None, "json") and size <= INLINE_MAX:
-        value, error = _parse_json(path)
-        if error is not None and _meant_as_json(path, source, fmt):
-            name = source if source not in (None, "-") else "the input on stdin"
-            fail(f"{name} is not valid JSON: {error}; --format text sends it as text")
+        value, error = _json_of(path, source, fmt)
         if isinstance(value, dict | list):
             return RunInput(fmt, inline=value)
         if fmt is None and error is not None:
             fmt = "text"
     return RunInput(fmt, upload=path)
+
+
+def kept_input_format(path: Path, fmt: str | None) -> str:
+    """The format of a file kept as an input for later runs (an input set's ``--file`` and
+    ``--dir``), checked as ``orch app run -i`` checks its input: each of the set's inputs
+    becomes a run's input, so what a run would refuse, the set refuses now, not when an
+    experiment's runs die in the model. json when it parses (or ``--format json``), else
+    text; an empty or unreadable file, or one meant as JSON that does not parse, fails."""
+    if not path.is_file():  # a FIFO would be read up by the checks, before its upload
+        fail(f"input {path} is not a regular file: save it to a file first")
+    _check_file(path, str(path))
+    if fmt == "text":
+        return fmt
+    _, error = _json_of(path, str(path), fmt)
+    return "text" if error is not None else "json"
+
+
+def _json_of(path: Path, source: str | None, fmt: str | None) -> tuple[Any, str | None]:
+    """``_parse_json``, failing when the input was meant as JSON and does not parse."""
+    value, error = _parse_json(path)
+    if error is not None and _meant_as_json(path, source, fmt):
+        name = source if source not in (None, "-") else "the input on stdin"
+        fail(f"{name} is not valid JSON: {error}; --format text sends it as text")
+    return value, error
 
 
 def _meant_as_json(path: Path, source: str | None, fmt: str | None) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
+from orchestrator.cli.flags import finite
 from orchestrator.cli.output import (
     emit,
     errors_to_exit,
@@ -45,8 +46,10 @@ def track(
         None, "--output", "-u", exists=True, dir_okay=False, help="The output it gave."
     ),
     failed: bool = typer.Option(False, "--failed", help="It failed (default: it succeeded)."),
-    error: str = typer.Option("", "--error", help="Why it failed."),
-    duration: float | None = typer.Option(None, "--duration", min=0, help="Seconds it ran."),
+    error: str = typer.Option("", "--error", help="Why it failed (implies --failed)."),
+    duration: float | None = typer.Option(
+        None, "--duration", min=0, callback=finite, help="Seconds it ran."
+    ),
     log_file: Path | None = typer.Option(
         None, "--log", exists=True, dir_okay=False, help="Its log."
     ),
@@ -62,7 +65,8 @@ def track(
 
     Nothing executes: the run is finished at once, with the given output, status,
     duration and log."""
-    result: dict[str, Any] = {"status": "failed" if failed else "succeeded"}
+    # An error message belongs to a failed run: a succeeded one would drop it.
+    result: dict[str, Any] = {"status": "failed" if failed or error else "succeeded"}
     if duration is not None:
         result["execution_duration"] = duration * 1000
     if error:
@@ -146,6 +150,8 @@ def assets(
     as_json: bool = JsonOption,
 ) -> None:
     """List a run's assets, or download one with --asset-id."""
+    if output is not None and asset_id is None:  # it would be ignored: the listing is no file
+        fail("--output writes a downloaded asset: give --asset-id too", code=2)
     with errors_to_exit(), client(home) as api:
         if asset_id is None:
             listed = api.runs.assets(app_id, run_id)

@@ -95,6 +95,23 @@ def _pair(given: str, flag: str) -> tuple[str, str]:
     return location, source
 
 
+SHAPE = '[{"type": "env"|"file", "location": ..., "value": ...}]'
+SECRET_KEYS = ("type", "location", "value")
+
+
+def _check_secret(item: object, n: int) -> None:
+    """Each item of ``--secrets`` in the SDK's shape, checked before the request: the
+    daemon's answer named its own fields (``secrets.0.type: Field required``), not the
+    flag, and counted from 0."""
+    if not isinstance(item, dict):
+        fail(f"--secrets: secret {n} is not an object; expected {SHAPE}", code=2)
+    missing = [key for key in SECRET_KEYS if key not in item]
+    if missing:
+        fail(f"--secrets: secret {n} has no {', '.join(missing)}; expected {SHAPE}", code=2)
+    if item["type"] not in ("env", "file"):
+        fail(f"--secrets: secret {n} has type {item['type']!r}; expected env or file", code=2)
+
+
 def gather(
     env: list[str] | None, files: list[str] | None, bulk: str | None
 ) -> list[dict[str, str]]:
@@ -106,8 +123,8 @@ def gather(
         except ValueError as exc:
             fail(f"--secrets: not JSON: {exc}", code=2)
         items = loaded if isinstance(loaded, list) else [loaded]
-        if not all(isinstance(i, dict) for i in items):
-            fail("--secrets: expected a list of objects with type, location and value", code=2)
+        for n, item in enumerate(items, 1):
+            _check_secret(item, n)
         secrets += [{str(k): str(v) for k, v in i.items()} for i in items]
     for given in env or []:
         name, source = _pair(given, "--env")

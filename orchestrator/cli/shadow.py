@@ -17,7 +17,7 @@ import typer
 
 from orchestrator.cli import shadow_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
-from orchestrator.cli.flags import require_label_change
+from orchestrator.cli.flags import a_time, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption, split_ids
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
 
@@ -55,13 +55,17 @@ MaxRunsOption = typer.Option(
     help="Baseline runs to shadow, then it completes.",
 )
 StartTimeOption = typer.Option(
-    None, "--start-time", help="Start by itself then (RFC 3339; no offset: local time)."
+    None,
+    "--start-time",
+    callback=a_time,
+    help="Start by itself then (ISO 8601; no offset: local time).",
 )
 EndTimeOption = typer.Option(
     None,
     "--end-time",
     "--termination-time",
-    help="Complete then at the latest (RFC 3339; no offset: local time).",
+    callback=a_time,
+    help="Complete then at the latest (ISO 8601; no offset: local time).",
 )
 
 

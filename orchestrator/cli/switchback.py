@@ -15,7 +15,7 @@ import typer
 
 from orchestrator.cli import switchback_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
-from orchestrator.cli.flags import require_label_change
+from orchestrator.cli.flags import a_time, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption
 from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
 
@@ -53,7 +53,10 @@ def create(
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
     description: str = typer.Option("", "--description", "-d", help="Description."),
     start: str | None = typer.Option(
-        None, "--start", help="Start by itself at this RFC 3339 time (default: on `start`)."
+        None,
+        "--start",
+        callback=a_time,
+        help="Start by itself at this time (ISO 8601; no offset: UTC; default: on `start`).",
     ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,

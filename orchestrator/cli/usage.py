@@ -21,15 +21,17 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 import typer
 from typer._click.core import Context
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer._click.globals import get_current_context
 
 from orchestrator.cli.lazy import LazyGroup
 
-__all__ = ["Context", "NoArgsIsHelpError", "OneLineUsageErrors", "one_line"]
+__all__ = ["Context", "NoArgsIsHelpError", "OneLineUsageErrors", "one_line", "refuse"]
 
 
 class OneLineUsageErrors(LazyGroup):
@@ -59,8 +61,35 @@ def _one_line_usage_errors() -> Iterator[None]:
     except UsageError as exc:
         from orchestrator.cli.output import error_line  # only a failed command pays for it
 
+        if exc.ctx is None:
+            exc.ctx = _parsing_context(exc.__traceback__)
         error_line(one_line(exc, _columns()))
         raise typer.Exit(exc.exit_code) from None
+
+
+def refuse(message: str) -> None:
+    """A command-line mistake found by a command's own checks (``fail(..., code=2)``):
+    raised as click's usage error of the command being run, so that it reads as click's
+    own do, with the pointer to the command's help. Returns when no command runs (a
+    function called outside the CLI), for the caller to say it plainly."""
+    ctx = get_current_context(silent=True)
+    if ctx is not None:
+        raise UsageError(message, ctx)
+
+
+def _parsing_context(tb: TracebackType | None) -> Context | None:
+    """The context of the command whose arguments were being parsed when ``tb`` was raised.
+
+    click's parser raises some usage errors without the context it holds (an option
+    missing its value: ``orch app run -i``), which left their line without the hint.
+    The innermost frame with a ``ctx`` (``Command.parse_args``) has it."""
+    found: Context | None = None
+    while tb is not None:
+        ctx = tb.tb_frame.f_locals.get("ctx")
+        if isinstance(ctx, Context):
+            found = ctx
+        tb = tb.tb_next
+    return found
 
 
 def one_line(exc: UsageError, columns: int | None = None) -> str:
