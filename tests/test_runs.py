@@ -230,7 +230,7 @@ def test_a_run_whose_folder_was_deleted_by_hand_is_a_410_naming_it(
     daemon: Daemon, api: httpx.Client, knapsack: str
 ) -> None:
     """``rm -rf`` of a finished run's folder: its log (whole and live), its output (the
-    route, the result, a URL handed out before) and its input answer 410 with a message
+    route, the result, a URL handed out before), its input and its assets answer 410 with a message
     naming the run and its folder, never an empty log or a bare 404; its metadata reads."""
     run_id = run_and_wait(api, knapsack, {"input": KNAPSACK_INPUT})["id"]
     base = f"/v1/applications/{knapsack}/runs/{run_id}"
@@ -249,6 +249,8 @@ def test_a_run_whose_folder_was_deleted_by_hand_is_a_410_naming_it(
         (api.get(base), "output"),
         (httpx.get(url), "output"),
         (api.get(f"{base}/input"), "input"),
+        (api.get(f"{base}/assets"), "assets"),  # not an empty list: they were there
+        (api.get(f"{base}/assets/{run_id}-asset-0"), "assets"),
     ]
     for answer, what in asked:
         assert answer.status_code == 410, (answer.url, answer.text)

@@ -333,22 +333,36 @@ class RunService:
         trees.remove(self.settings.home.run_dir(run_id))
 
     async def assets(self, run: Run) -> builtins.list[dict[str, Any]]:
-        """The run's assets in the shape of the SDK's ``RunAsset``, with their content."""
-        return [a.wire() | {"content": a.content} for a in await self.asset_list(run)]
+        """The run's assets in the shape of the SDK's ``RunAsset``, with their content, for
+        the console's run page, which shows what is left whatever became of the files."""
+        args = await self._asset_args(run)
+        return [
+            a.wire() | {"content": a.content}
+            for a in await anyio.to_thread.run_sync(run_assets, *args)
+        ]
 
     async def asset_list(self, run: Run) -> builtins.list[Asset]:
-        """The run's assets (``runs/assets``): metadata only, no file's bytes read."""
-        return await anyio.to_thread.run_sync(run_assets, *await self._asset_args(run))
+        """The run's assets (``runs/assets``): metadata only, no file's bytes read. A run
+        whose folder was deleted answers ``RunFilesGone``, not an empty list: its assets
+        were in the folder (its output, its assets file)."""
+        return await anyio.to_thread.run_sync(
+            run_assets, *await self._asset_args(run, files_required=True)
+        )
 
     async def asset(self, run: Run, asset_id: str) -> Asset:
         """One of the run's assets, as ``asset_list`` lists it (NotFound if none)."""
-        return await anyio.to_thread.run_sync(run_asset, *await self._asset_args(run), asset_id)
+        args = await self._asset_args(run, files_required=True)
+        return await anyio.to_thread.run_sync(run_asset, *args, asset_id)
 
-    async def _asset_args(self, run: Run) -> tuple[Run, Workspace, int, str]:
+    async def _asset_args(
+        self, run: Run, files_required: bool = False
+    ) -> tuple[Run, Workspace, int, str]:
         exe = await self.store.read.executables.get(run.executable_id)
         manifest = self.manifests.get(exe.id, exe.manifest) if exe else None
         assets_file = manifest.multi_file.assets if manifest else "outputs/assets.json"
         ws = Workspace.of(self.settings.home.run_path(run.id))
+        if files_required:
+            files.require(run, ws.root, ws.stdout, "assets")
         return run, ws, self.settings.inline_output_bytes, assets_file
 
     async def output_is_text(self, run: Run) -> bool:
