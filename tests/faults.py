@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
-from scripts.bench.harness import published_info
 from tests.helpers import ROOT, Daemon
 
 MIB = 1024 * 1024
@@ -107,21 +107,19 @@ runpy.run_module("orchestrator", run_name="__main__", alter_sys=True)
 """
 
 
-def start_killed_at(home: Path, target: str, timeout: float = 30) -> Daemon:
-    """The real daemon on ``home``, which SIGKILLs itself the moment ``target``
-    (``module:Class.method``, an async method) is first called.
+@contextmanager
+def killed_at(home: Path, target: str) -> Iterator[httpx.Client]:
+    """A client of the real daemon on ``home``, which SIGKILLs itself the moment ``target``
+    (``module:Class.method``, an async method) is first called: the request made in the
+    block must reach it, and its daemon must be dead when the block ends.
 
     A SIGKILL sent from outside cannot be aimed at a window of a millisecond (between two
-    writes); this one lands exactly there, in a daemon otherwise unchanged. The caller
-    waits for the process (``process.wait``) and kills it if the point is never reached."""
-    (home / "daemon.json").unlink(missing_ok=True)
-    argv = [sys.executable, "-c", _KILLED_AT, target, "daemon", "run", "--home", str(home)]
-    with (home / "daemon.log").open("ab") as log:
-        proc = subprocess.Popen([*argv, "--port", "0"], stdout=log, stderr=log, cwd=ROOT)
-    deadline = time.monotonic() + timeout
-    while (info := published_info(home, proc)) is None:
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the daemon did not start within {timeout} s")
-        time.sleep(0.02)
-    return Daemon(home, proc, info["url"], (home / "api-key").read_text().strip())
+    writes); this one lands exactly there, in a daemon otherwise unchanged."""
+    dying = Daemon.start(home, launcher=("-c", _KILLED_AT, target))
+    try:
+        with dying.client() as api, pytest.raises(httpx.TransportError):
+            yield api
+        assert dying.process.wait(10) == -signal.SIGKILL
+    finally:
+        if dying.process.poll() is None:
+            dying.kill()

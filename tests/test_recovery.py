@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 from orchestrator.models import Limits
 from orchestrator.runs.cgroups import RunCgroup, detect
 from orchestrator.runs.proctree import MARKER_VAR
 from tests.conftest import MakeDaemon
-from tests.faults import start_killed_at
+from tests.faults import killed_at
 from tests.helpers import SAMPLES, create_app, push_dir, wait_for, wait_run
 from tests.test_experiments import keep_input
 
@@ -180,7 +178,7 @@ def test_a_daemon_killed_between_an_experiment_and_its_runs_leaves_neither(
     make_daemon: MakeDaemon, tmp_path: Path
 ) -> None:
     """A batch experiment's row and its runs are one transaction. A daemon SIGKILLed as it
-    inserts the runs (it kills itself there: ``faults.start_killed_at``) leaves no
+    inserts the runs (it kills itself there: ``faults.killed_at``) leaves no
     experiment, where it used to leave one that the next start settled as failed with no
     runs and no word of why; the same request then makes it whole."""
     home = tmp_path / "home"
@@ -194,14 +192,8 @@ def test_a_daemon_killed_between_an_experiment_and_its_runs_leaves_neither(
     d.stop()
     batch = f"/v1/applications/{app_id}/experiments/batch"
     body = {"id": "killed", "name": "K", "input_set_id": "one", "instance_ids": ["devint"]}
-    dying = start_killed_at(home, "orchestrator.store.runs:RunRepo.insert_many")
-    try:
-        with dying.client() as api, pytest.raises(httpx.TransportError):
-            api.post(batch, json=body)
-        assert dying.process.wait(10) == -signal.SIGKILL
-    finally:
-        if dying.process.poll() is None:
-            dying.kill()
+    with killed_at(home, "orchestrator.store.runs:RunRepo.insert_many") as api:
+        api.post(batch, json=body)
     again = make_daemon(home=home)
     with again.client() as api:
         gone = api.get(f"{batch}/killed")
@@ -238,14 +230,8 @@ def test_a_daemon_killed_between_an_ensemble_run_and_its_children_leaves_neither
         "input": INPUT,
         "configuration": {"run_type": {"type": "ensemble", "definition_id": "two"}},
     }
-    dying = start_killed_at(home, "orchestrator.store.runs:RunRepo.insert_many")
-    try:
-        with dying.client() as api, pytest.raises(httpx.TransportError):
-            api.post(runs, json=body)
-        assert dying.process.wait(10) == -signal.SIGKILL
-    finally:
-        if dying.process.poll() is None:
-            dying.kill()
+    with killed_at(home, "orchestrator.store.runs:RunRepo.insert_many") as api:
+        api.post(runs, json=body)
     again = make_daemon(home=home)
     with again.client() as api:
         assert api.get(runs).json()["runs"] == []  # not a failed ensemble run, childless

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,18 @@ class Daemon:
         port: int | None = 0,
         source: Path = ROOT,
         timeout: float = 30,
+        launcher: Sequence[str] = ("-m", "orchestrator"),
     ) -> Any:
         """A daemon on ``home`` (made if missing); ``port=None`` takes the stable port.
+        ``launcher``: what python runs instead of ``-m orchestrator`` (a script that
+        alters the daemon first, then runs it with the same arguments).
 
         Returns an instance of ``cls`` (tests subclass this class)."""
         home.mkdir(parents=True, exist_ok=True)
         if config:
             (home / "config.toml").write_text(config)
         (home / "daemon.json").unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(home)]
+        argv = [sys.executable, *launcher, "daemon", "run", "--home", str(home)]
         if port is not None:
             argv += ["--port", str(port)]
         with (home / "daemon.log").open("ab") as log:
