@@ -73,6 +73,17 @@ def push_dir(api: httpx.Client, app_id: str, app_dir: Path, tmp: Path) -> dict[s
     return r.json()
 
 
+MULTI_FILE_MANIFEST = f"""\
+type: python
+runtime: {RUNTIME}
+files: [main.py]
+configuration:
+  content:
+    format: multi-file
+"""
+"""A python app (``main.py``) of the multi-file format: inputs/ in, outputs/ out."""
+
+
 def write_app(folder: Path, main: str, manifest: str | None = None, kind: str = "python") -> Path:
     """A throwaway app: ``main`` is the entrypoint's source."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from orchestrator.models import Run
 from orchestrator.runs.assets import Asset, open_file, run_asset, run_assets
 from orchestrator.runs.workspace import Workspace
 from tests.conftest import MakeDaemon
-from tests.helpers import create_app, push_dir, run_and_wait, write_app
+from tests.helpers import MULTI_FILE_MANIFEST, create_app, push_dir, run_and_wait, write_app
 
 MIB = 1024 * 1024
 LIMIT = 5 * MIB
@@ -172,14 +172,6 @@ assets.append({"name": "chart", "content": [{"type": "bar"}],
 with open("outputs/assets.json", "w") as fh:
     json.dump(assets, fh)
 """ % (PNG,)  # noqa: UP031
-MANIFEST = """\
-type: python
-runtime: ghcr.io/nextmv-io/runtime/python:3.11
-files: [main.py]
-configuration:
-  content:
-    format: multi-file
-"""
 
 
 def _peak_mib(pid: int) -> float:
@@ -205,7 +197,7 @@ def test_the_daemon_lists_shows_and_streams_assets_without_holding_them(
     pid = d.process.pid
     with d.client() as api:
         app_id = create_app(api)
-        push_dir(api, app_id, write_app(tmp_path / "app", MAIN, MANIFEST), tmp_path)
+        push_dir(api, app_id, write_app(tmp_path / "app", MAIN, MULTI_FILE_MANIFEST), tmp_path)
         up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
         (tmp_path / "x.txt").write_text("x")
         with tarfile.open(tmp_path / "in.tar.gz", "w:gz") as tar:

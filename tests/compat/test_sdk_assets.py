@@ -16,7 +16,7 @@ from nextmv.status import StatusV2
 
 from tests.compat.conftest import NewApp, Push
 from tests.conftest import MakeDaemon
-from tests.helpers import SAMPLES, wait_for, write_app
+from tests.helpers import MULTI_FILE_MANIFEST, SAMPLES, wait_for, write_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 CHART = [{"type": "bar", "data": {"labels": ["a"], "datasets": [{"data": [1]}]}}]
@@ -52,14 +52,6 @@ KEYED_ASSETS_MAIN = MULTI_ASSETS_MAIN.replace("json.dump([", 'json.dump({"assets
     "], fh)", "]}, fh)"
 )
 """The same assets as the SDK's ``nextmv.write`` writes them: keyed by ``assets``."""
-MULTI_MANIFEST = """\
-type: python
-runtime: ghcr.io/nextmv-io/runtime/python:3.11
-files: [main.py]
-configuration:
-  content:
-    format: multi-file
-"""
 CHATTY_MAIN = """\
 import sys, time
 for n in range(3):
@@ -101,7 +93,7 @@ def test_multi_file_assets_are_files_of_the_output_folder(
     new_app: NewApp, push: Push, tmp_path: Path, fast: PollingOptions, main: str
 ) -> None:
     app = new_app("assetsmf")
-    push(app, write_app(tmp_path / "m", main, MULTI_MANIFEST))
+    push(app, write_app(tmp_path / "m", main, MULTI_FILE_MANIFEST))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "x.txt").write_text("x")
     run_id = app.new_run(input_dir_path=str(tmp_path / "in"))

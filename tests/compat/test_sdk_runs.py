@@ -15,7 +15,7 @@ from nextmv.polling import PollingOptions
 from nextmv.status import StatusV2
 
 from tests.compat.conftest import NewApp, Push
-from tests.helpers import SAMPLES, Daemon, unique, wait_for, write_app
+from tests.helpers import MULTI_FILE_MANIFEST, SAMPLES, Daemon, unique, wait_for, write_app
 
 KNAPSACK_INPUT = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
 MAX_RUN_SIZE = 5 * 1024 * 1024  # the SDK's _MAX_RUN_SIZE: above it, uploads and URLs are used
@@ -69,14 +69,6 @@ with open("outputs/solutions/summary.json", "w") as fh:
 with open("outputs/statistics.json", "w") as fh:
     json.dump({"result": {"value": len(names)}}, fh)
 print("multi-file: read", len(names), "files", file=sys.stderr)
-"""
-MULTI_FILE_MANIFEST = """\
-type: python
-runtime: ghcr.io/nextmv-io/runtime/python:3.11
-files: [main.py]
-configuration:
-  content:
-    format: multi-file
 """
 
 
