@@ -82,34 +82,23 @@ OptionsOption = typer.Option(
 ExecutionClassOption = typer.Option(
     None, "--execution-class", help="Execution class (a limits profile of the daemon's config)."
 )
-MemoryOption = typer.Option(None, "--memory-mb", min=1, max=MAX_MB, help="Memory limit in MiB.")
-CpuOption = typer.Option(
-    None,
-    "--cpu-seconds",
-    min=0.001,
-    max=MAX_SECONDS,
-    callback=finite,
-    help="CPU time limit in seconds.",
-)
-TimeoutOption = typer.Option(
-    None,
-    "--timeout",
-    min=0.001,
-    max=MAX_SECONDS,
-    callback=finite,
-    help="Wall-clock limit in seconds.",
-)
-OutputMbOption = typer.Option(
-    None, "--output-mb", min=1, max=MAX_MB, help="Output size limit in MiB."
-)
-DiskMbOption = typer.Option(
-    None,
-    "--disk-mb",
-    min=1,
-    max=MAX_MB,
-    help="Disk limit in MiB (all the run writes, TMPDIR included).",
-)
 
+
+def _mib(flag: str, help: str) -> Any:
+    """A limit in MiB: a whole number from 1 to the daemon's cap."""
+    return typer.Option(None, flag, min=1, max=MAX_MB, help=help)
+
+
+def _seconds(flag: str, help: str) -> Any:
+    """A limit in seconds: a finite number from 1 ms to the daemon's cap."""
+    return typer.Option(None, flag, min=0.001, max=MAX_SECONDS, callback=finite, help=help)
+
+
+MemoryOption = _mib("--memory-mb", "Memory limit in MiB.")
+CpuOption = _seconds("--cpu-seconds", "CPU time limit in seconds.")
+TimeoutOption = _seconds("--timeout", "Wall-clock limit in seconds.")
+OutputMbOption = _mib("--output-mb", "Output size limit in MiB.")
+DiskMbOption = _mib("--disk-mb", "Disk limit in MiB (all the run writes, TMPDIR included).")
 
 SecretsCollectionOption = typer.Option(
     None,
