@@ -18,6 +18,7 @@ import tracemalloc
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from orchestrator.errors import NotFound
@@ -229,6 +230,7 @@ def test_the_daemon_lists_shows_and_streams_assets_without_holding_them(
         assert got == 32 * MIB and zeros
         grew = _peak_mib(pid) - start
         assert grew < 24, f"the daemon's peak RSS grew {grew:.0f} MiB (a file is 32 MiB)"
+        _assert_head_reads_nothing(pid, sparse["download_url"], 32 * MIB)
 
         plot = api.get(f"{runs}/assets/{items[32]['id']}").json()
         fetched = httpx.get(plot["download_url"])
@@ -237,3 +239,34 @@ def test_the_daemon_lists_shows_and_streams_assets_without_holding_them(
         )
         chart = api.get(f"{runs}/assets/{items[33]['id']}").json()
         assert httpx.get(chart["download_url"]).json() == [{"type": "bar"}]
+
+
+def _assert_head_reads_nothing(pid: int, url: str, size: int) -> None:
+    """A ``HEAD`` on a download URL answers its headers without reading the file: the
+    daemon's ``read_chars`` (every byte its ``read`` calls returned) barely moves. On one
+    kept-alive connection, as a link checker's: a client that hangs up at once stops the
+    reading by itself. The second request is answered once the first has ended."""
+    before = psutil.Process(pid).io_counters().read_chars
+    with httpx.Client() as client:
+        head = client.head(url)
+        assert client.head(url).status_code == 200
+    read = psutil.Process(pid).io_counters().read_chars - before
+    assert head.status_code == 200 and head.headers["content-length"] == str(size)
+    assert head.content == b""
+    assert read < size // 8, f"a HEAD read {read / MIB:.1f} MiB of a {size / MIB:.0f} MiB file"
+
+
+def test_a_head_on_an_output_url_reads_no_output(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """``curl -I`` on an output URL: starlette's file response sends only the headers for a
+    ``HEAD``, but the request reaches it as the ``GET`` it mirrors (``api/head.py``)."""
+    main = 'import sys; sys.stdout.write(\'{"pad": "\' + "x" * (24 << 20) + \'"}\')\n'
+    d = make_daemon()
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, write_app(tmp_path / "app", main), tmp_path)
+        res = run_and_wait(api, app_id, {"input": {}})
+        assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]
+        output = f"/v1/applications/{app_id}/runs/{res['id']}/output"
+        url = api.get(output, params={"format": "url"}).json()["url"]
+    size = (24 << 20) + len('{"pad": ""}')
+    _assert_head_reads_nothing(d.process.pid, url, size)

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
 from orchestrator.api.fields import AppId, RunId
+from orchestrator.api.head import was_head
 from orchestrator.api.responses import errors
 from orchestrator.api.run_files import URL_TTL_SECONDS
 from orchestrator.runs.assets import open_file
@@ -118,7 +119,7 @@ class OpenFileResponse(Response):
         try:
             start = {"type": "http.response.start", "status": self.status_code}
             await send(start | {"headers": self.raw_headers})
-            left = self.size
+            left = 0 if was_head(scope) else self.size
             while left > 0:
                 chunk = await anyio.to_thread.run_sync(os.read, self.fd, min(left, self.chunk_size))
                 if not chunk:

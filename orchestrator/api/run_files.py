@@ -15,13 +15,14 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.types import Scope
 
 from orchestrator import trees
 from orchestrator.api.auth import sign, verify
 from orchestrator.api.deps import absolute_url, services
 from orchestrator.api.fields import AppId, RunId
+from orchestrator.api.head import FileResponse
 from orchestrator.api.responses import INPUT_FILE, errors
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus

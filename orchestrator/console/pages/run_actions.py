@@ -16,9 +16,10 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
+from orchestrator.api.head import FileResponse
 from orchestrator.api.run_files import file_response, input_raw
 from orchestrator.console.guard import read_form
 from orchestrator.console.pages.base import (
