@@ -27,7 +27,7 @@ from pathlib import Path
 
 from orchestrator.errors import TooLarge
 from orchestrator.ids import new_token
-from orchestrator.packaging.build import FileChanged, build_package
+from orchestrator.packaging.build import FileChanged, OverLimit, build_package
 
 Ident = tuple[int, int]
 """``(st_dev, st_ino)``: which file a name stands for."""
@@ -162,11 +162,18 @@ def copy_out(drop: Drop, target: Path, limit_mb: int) -> tuple[int, int] | None:
     A file is read through one descriptor and must look the same before and after, with
     as many bytes as it said: a package written meanwhile is never pushed half. Its size
     is checked before a byte is copied and again as it is copied (it may grow): a sparse
-    3 GiB file is refused, not written out in full first.
+    3 GiB file is refused, not written out in full first; a folder is packaged only up
+    to the limit.
     """
     try:
         if drop.folder:
-            build_package(drop.source, target)
+            try:
+                build_package(drop.source, target, max_bytes=limit_mb * MIB)
+            except OverLimit:
+                raise TooLarge(
+                    f"package is over {limit_mb} MiB, the limit (max_package_mb): its folder "
+                    "was packaged no further"
+                ) from None
             return None
         return _copy_file(drop.source, target, limit_mb * MIB, limit_mb)
     except BaseException:

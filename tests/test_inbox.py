@@ -29,7 +29,7 @@ from orchestrator.inbox import DISK_TRIES, Inbox
 from orchestrator.inbox_filing import Drop, take, too_large
 from orchestrator.packaging.build import build_package
 from tests.conftest import MakeDaemon
-from tests.helpers import SAMPLES, Daemon, create_app, wait_for, write_app
+from tests.helpers import RUNTIME, SAMPLES, Daemon, create_app, wait_for, write_app
 
 T = TypeVar("T")
 
@@ -376,6 +376,34 @@ async def test_an_oversize_package_is_refused_before_it_is_copied(tmp_path: Path
         reasons = await until(lambda: list((home.push / "app" / ".rejected").glob("*.reason")))
         assert reasons[0].read_text() == (
             "package is 64.0 MiB; the limit is 1 MiB (max_package_mb)\n"
+        )
+        assert push.attempts == 0 and not list(home.scratch("inbox").iterdir())
+    finally:
+        await inbox.stop()
+
+
+async def test_an_oversize_folder_is_packaged_no_further_than_the_limit(
+    tmp_path: Path,
+) -> None:
+    """A dropped folder was packaged whole (its size in scratch disk and time) before the
+    push refused the package: now the build stops as it passes the limit."""
+    home = Home(tmp_path / "home")
+    home.create()
+    push = FakePush(max_package_mb=1)
+    inbox = Inbox(home, push)  # type: ignore[arg-type]
+    (home.push / "app").mkdir()
+    await inbox.start()
+    await asyncio.sleep(0.2)  # the watch is in place
+    try:
+        folder = write_app(tmp_path / "big", "print('hi')\n", f"type: python\nruntime: {RUNTIME}\n"
+                           "files: [main.py, data*.bin]\n")  # fmt: skip
+        for n in range(8):  # 8 MiB that gzip cannot shrink
+            (folder / f"data{n}.bin").write_bytes(os.urandom(1024 * 1024))
+        os.rename(folder, home.push / "app" / "big")
+        reasons = await until(lambda: list((home.push / "app" / ".rejected").glob("*.reason")))
+        assert reasons[0].read_text() == (
+            "package is over 1 MiB, the limit (max_package_mb): its folder was packaged no "
+            "further\n"
         )
         assert push.attempts == 0 and not list(home.scratch("inbox").iterdir())
     finally:

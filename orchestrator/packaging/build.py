@@ -40,6 +40,15 @@ class FileChanged(Unprocessable):
     """
 
 
+class OverLimit(Exception):
+    """The archive grew past the ``max_bytes`` it was given: building stopped there, so a
+    folder far too large costs that much disk and time, not its whole size."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the package grew past {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
 @dataclass(frozen=True)
 class BuildResult:
     path: Path
@@ -48,8 +57,9 @@ class BuildResult:
     files: list[str]
 
 
-def build_package(app_dir: Path, dest: Path) -> BuildResult:
-    """Select the manifest's files in ``app_dir`` and write a deterministic tar.gz to ``dest``."""
+def build_package(app_dir: Path, dest: Path, max_bytes: int | None = None) -> BuildResult:
+    """Select the manifest's files in ``app_dir`` and write a deterministic tar.gz to ``dest``;
+    ``OverLimit`` (nothing left at ``dest``) once it would be larger than ``max_bytes``."""
     manifest_path = app_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         raise Unprocessable(f"{app_dir} has no {MANIFEST_FILE}; it is not an app directory")
@@ -61,7 +71,7 @@ def build_package(app_dir: Path, dest: Path) -> BuildResult:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as raw:
-            sink = _HashingWriter(raw)
+            sink = _HashingWriter(raw, max_bytes)
             _write_archive(app_dir, files, sink)
         os.replace(tmp_name, dest)
     except BaseException:
@@ -240,16 +250,19 @@ class _SteadyReader(io.BufferedReader):
 
 
 class _HashingWriter:
-    """Hashes the archive as it is written, so it is never read back or held in memory."""
+    """Hashes the archive as it is written, so it is never read back or held in memory;
+    counts it against ``max_bytes``."""
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
+    def __init__(self, raw: BinaryIO, max_bytes: int | None = None) -> None:
+        self.raw, self.max_bytes = raw, max_bytes
         self.hash = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes) -> int:
         self.hash.update(data)
         self.size += len(data)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            raise OverLimit(self.max_bytes)
         return self.raw.write(data)
 
     def flush(self) -> None:
