@@ -3,11 +3,11 @@
 A file is taken once it is under its final name: temp names (``*.tmp``,
 ``*.part``, dot files) are ignored. It is held from the moment it is seen
 (``inbox_filing``): replaced under the same name meanwhile, both are pushed, in
-the order they arrived. A package still being written under its final name (its
-last change a write less than ``SETTLE_SECONDS`` ago, or a writer holding it open)
-waits until it settles (and the later drops of its app wait behind it, so devint
-ends on the latest), and one that changed while or after it was read is read
-again: a half-written package is never pushed. A package over ``max_package_mb`` is
+the order they arrived. A package still being written under its final name (a writer
+holding it open, or its last change a write less than ``SETTLE_SECONDS`` ago and the
+archive not yet whole) waits until it settles (and the later drops of its app wait
+behind it, so devint ends on the latest), and one that changed while or after it was
+read is read again: a half-written package is never pushed. A package over ``max_package_mb`` is
 refused before it is copied, and one met by a full disk is taken again once there
 is room. A folder containing ``app.yaml`` moved in atomically is packaged and
 pushed the same way. Each dropped entry ends up in ``.done/`` or ``.rejected/``
@@ -50,6 +50,7 @@ from orchestrator.inbox_filing import (
     open_for_writing,
     take,
     too_large,
+    whole_archive,
 )
 from orchestrator.packaging.build import FileChanged
 from orchestrator.packaging.manifest import MANIFEST_FILE
@@ -284,7 +285,7 @@ class Inbox:
             self._reject(drop, f"it cannot be read: {exc.strerror or exc}")
             return
         if not drop.folder:
-            if (wait := self._still_written(drop, st)) is not None:
+            if (wait := await self._still_written(drop, st)) is not None:
                 self._retry_later(drop, wait)
                 return
             if not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
@@ -312,15 +313,22 @@ class Inbox:
             return
         self._file(drop, ".done", "pushed")
 
-    def _still_written(self, drop: Drop, st: os.stat_result) -> float | None:
-        """Seconds to wait if ``drop`` may still be being written; else ``None``."""
+    async def _still_written(self, drop: Drop, st: os.stat_result) -> float | None:
+        """Seconds to wait if ``drop`` may still be being written; else ``None``.
+
+        One written in place (or renamed in within the clock tick of its last write,
+        which its times cannot tell apart) is pushed at once if it is a whole archive no
+        one holds open (``whole_archive``): a script that builds a package and moves it
+        in waited the whole settle time."""
         age = time.time() - st.st_mtime_ns / 1e9
         changed, drop.seen = looks(st) != drop.seen, looks(st)
+        writer = age < WRITER_PATIENCE_SECONDS and open_for_writing(drop.source)
         if age < SETTLE_SECONDS and (drop.in_place or changed):
-            return max(SETTLE_SECONDS - age, 0.05)
-        if age < WRITER_PATIENCE_SECONDS and open_for_writing(drop.source):
-            return SETTLE_SECONDS
-        return None
+            whole = not (changed or writer) and await anyio.to_thread.run_sync(
+                whole_archive, drop.source
+            )
+            return None if whole else max(SETTLE_SECONDS - age, 0.05)
+        return SETTLE_SECONDS if writer else None
 
     def _changed_since(self, drop: Drop, read: tuple[int, int]) -> bool:
         """Whether the file no longer looks as it did when it was read (a writer went on

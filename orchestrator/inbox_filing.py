@@ -22,8 +22,10 @@ import fcntl
 import os
 import stat
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from orchestrator.errors import TooLarge
 from orchestrator.ids import new_token
@@ -146,6 +148,46 @@ def open_for_writing(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+TAR_END = 2 * 512
+"""A tar archive ends with two blocks of zeros: a tar cut at a member boundary has none."""
+
+
+def whole_archive(path: Path) -> bool:
+    """Whether the file at ``path`` is a whole package, not the first part of one: a gzip
+    stream that ends (its end-of-stream marker; every member of a multi-member file) and
+    a tar inside that ends. Read through, off the loop (a thread): it decides whether a
+    package written in place may be pushed at once, rather than after it has settled."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+            fh.seek(0)
+            if head == b"\x1f\x8b":
+                return _whole_gzip(fh)
+            size = os.fstat(fh.fileno()).st_size
+            if size < TAR_END or size % 512:
+                return False
+            fh.seek(size - TAR_END)
+            return fh.read(TAR_END) == bytes(TAR_END)
+    except OSError:
+        return False
+
+
+def _whole_gzip(fh: BinaryIO) -> bool:
+    inflate = zlib.decompressobj(wbits=31)
+    tail, total, ended = b"", 0, False
+    while chunk := fh.read(COPY_CHUNK):
+        while chunk:
+            if ended:  # bytes after a member that ended: the next member starts
+                inflate, ended = zlib.decompressobj(wbits=31), False
+            try:
+                out = inflate.decompress(chunk)
+            except zlib.error:
+                return False
+            total, tail = total + len(out), (tail + out)[-TAR_END:]
+            ended, chunk = inflate.eof, inflate.unused_data if inflate.eof else b""
+    return ended and total % 512 == 0 and tail == bytes(TAR_END)
 
 
 def too_large(size: int, limit_mb: int) -> TooLarge:

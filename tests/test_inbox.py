@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gzip
 import hashlib
 import io
 import os
@@ -26,7 +27,7 @@ from orchestrator import inbox_filing
 from orchestrator.errors import Unprocessable
 from orchestrator.home import Home
 from orchestrator.inbox import DISK_TRIES, Inbox
-from orchestrator.inbox_filing import Drop, take, too_large
+from orchestrator.inbox_filing import Drop, take, too_large, whole_archive
 from orchestrator.packaging.build import build_package
 from tests.conftest import MakeDaemon
 from tests.helpers import RUNTIME, SAMPLES, Daemon, create_app, wait_for, write_app
@@ -343,6 +344,64 @@ async def test_a_package_written_in_place_with_a_pause_is_pushed_whole(
     await until(lambda: push.pushed, within=5)
     await asyncio.sleep(0.3)
     assert push.pushed == [b"first half, second half"]
+
+
+@pytest.mark.parametrize("how", ["written in place", "built and moved in"])
+async def test_a_whole_package_no_one_holds_open_is_pushed_at_once(
+    box: tuple[Inbox, FakePush, Path], tmp_path: Path, how: str
+) -> None:
+    """Written in place, or renamed in within one tick of the kernel's clock after its
+    last write (ctime then equals mtime, as for a write in place: the bench's drops), a
+    package waited the whole settle time (2 s) though it was whole and closed."""
+    _, push, app = box
+    source = write_app(tmp_path / "app", "print('{}')\n")
+    for n in range(3):
+        data = build_package(source, tmp_path / f"p{n}.tar.gz").path.read_bytes()
+        start = time.monotonic()
+        if how == "written in place":
+            (app / f"pkg{n}.tar.gz").write_bytes(data)
+        else:
+            build_package(source, app / f".pkg{n}.tar.gz.part")
+            os.rename(app / f".pkg{n}.tar.gz.part", app / f"pkg{n}.tar.gz")
+        await until(lambda n=n: len(push.pushed) == n + 1, within=5)  # type: ignore[misc]
+        took = time.monotonic() - start
+        assert push.pushed[-1] == data
+        assert took < inbox_module.SETTLE_SECONDS / 2, f"pushed after {took:.2f} s"
+
+
+@pytest.mark.parametrize(
+    ("kind", "whole"),
+    [
+        ("tar.gz", True),
+        ("tar", True),
+        ("tar.gz cut", False),
+        ("tar cut at a member", False),
+        ("two gzip members", True),
+        ("gzip of a cut tar", False),
+        ("noise", False),
+        ("empty", False),
+    ],
+)
+def test_whole_archive_tells_a_package_from_its_first_part(
+    tmp_path: Path, kind: str, whole: bool
+) -> None:
+    app = write_app(tmp_path / "app", "print('{}')\n" + "# padding\n" * 300)
+    (app / "b.txt").write_bytes(os.urandom(5000))
+    plain, cut = _plain_tar(app, ["app.yaml", "main.py", "b.txt"], cut_before="b.txt")
+    packed = build_package(app, tmp_path / "p.tar.gz").path.read_bytes()
+    data = {
+        "tar.gz": packed,
+        "tar": plain,
+        "tar.gz cut": packed[: len(packed) - 9],
+        "tar cut at a member": plain[:cut],
+        "two gzip members": gzip.compress(plain[:cut]) + gzip.compress(plain[cut:]),
+        "gzip of a cut tar": gzip.compress(plain[:cut]),
+        "noise": os.urandom(4096),
+        "empty": b"",
+    }[kind]
+    path = tmp_path / "drop"
+    path.write_bytes(data)
+    assert whole_archive(path) is whole
 
 
 async def test_a_folder_filed_twice_in_one_second_is_filed_both_times(
