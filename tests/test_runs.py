@@ -422,6 +422,23 @@ def test_bad_run_requests(api: httpx.Client, knapsack: str) -> None:
     assert r.status_code == 409 and "push" in r.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"inptu": {}}, KNAPSACK_INPUT],
+    ids=["empty", "a typo", "the input file as the body"],
+)
+def test_a_run_without_an_input_is_refused(
+    api: httpx.Client, knapsack: str, body: dict[str, object]
+) -> None:
+    """Each was a 201: a run with no input, which died in the model on an empty stdin."""
+    base = f"/v1/applications/{knapsack}/runs"
+    before = len(api.get(base).json()["runs"])
+    refused = api.post(base, json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"].startswith("a run needs an input: give input (the JSON")
+    assert len(api.get(base).json()["runs"]) == before
+
+
 def test_large_input_and_output_use_urls(api: httpx.Client, tmp_path: Path) -> None:
     main = (
         "import sys, json\ndata = sys.stdin.buffer.read()\n"

@@ -109,6 +109,12 @@ async def submit(
     given = [k for k in ("input", "upload_id", "input_id") if getattr(body, k) is not None]
     if len(given) > 1:
         raise Invalid(f"give exactly one of input, upload_id or input_id (got {', '.join(given)})")
+    if not given and body.result is None:  # a tracked run records what it was given
+        raise Invalid(
+            "a run needs an input: give input (the JSON itself), upload_id (from "
+            "POST .../runs/uploadurl) or input_id; an input file posted as the whole body "
+            'goes inside {"input": ...}'
+        )
     config = body.configuration
     queuing = config.queuing or Queuing()
     req = RunRequest(

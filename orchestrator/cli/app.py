@@ -128,7 +128,9 @@ def delete(
     confirm: bool = typer.Option(False, "--confirm", help="Yes, delete it and everything in it."),
     home: Path | None = HomeOption,
 ) -> None:
-    """Delete an app with its versions, instances and runs (needs --confirm)."""
+    """Delete an app and its versions, instances and runs (--confirm; no run queued or running).
+
+    Refused while any of its runs is queued or running: cancel them first."""
     if not confirm:
         fail(
             f"deleting app {app_id} also deletes its versions, instances and runs; "
