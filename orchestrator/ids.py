@@ -47,10 +47,10 @@ def validate_id(value: str, kind: str = "app") -> str:
             f"(it has {len(value)})"
         )
     if not _ALLOWED.fullmatch(value):
-        bad = sorted({c for c in value if not _ALLOWED.fullmatch(c)})
+        bad = ", ".join(repr(c) for c in dict.fromkeys(value) if not _ALLOWED.fullmatch(c))
         raise Invalid(
             f"{kind} ID {value!r} may only contain lowercase letters, numbers, periods "
-            f"or hyphens (found {''.join(bad)!r})"
+            f"or hyphens (not {bad})"
         )
     if value[0] in ".-" or value[-1] in ".-":
         raise Invalid(f"{kind} ID {value!r} cannot start or end with a hyphen or period")

@@ -99,3 +99,16 @@ def test_delete_removes_versions_instances_runs_and_unreferenced_blobs(
     assert not (home / "runs" / run_id).exists()
     assert not (home / "blobs" / kept[:2] / kept).exists()
     assert api.get(f"/v1/applications/{other}/executable").status_code == 200
+
+
+def test_an_id_with_characters_it_may_not_have_names_them_in_order() -> None:
+    """They were a sorted set glued into one string: ``Bad_ID`` said ``(found 'BDI_')``."""
+    from orchestrator.errors import Invalid
+    from orchestrator.ids import validate_id
+
+    with pytest.raises(Invalid) as refused:
+        validate_id("Bad_ID")
+    assert str(refused.value) == (
+        "app ID 'Bad_ID' may only contain lowercase letters, numbers, periods or hyphens "
+        "(not 'B', '_', 'I', 'D')"
+    )

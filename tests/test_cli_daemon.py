@@ -165,14 +165,24 @@ def test_a_port_out_of_range_is_refused_as_a_usage_error(tmp_path: Path) -> None
     assert "OverflowError" not in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_taken_port_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["--port", "config.toml"])
+def test_a_taken_port_is_named(tmp_path: Path, where: str) -> None:
+    """Set in config.toml, the message told to leave out a --port never given."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        done = daemon_cli(tmp_path / "home", "start", "--port", str(port))
+        args = ["--port", str(port)] if where == "--port" else []
+        if where == "config.toml":
+            (tmp_path / "home").mkdir()
+            (tmp_path / "home" / "config.toml").write_text(f"port = {port}\n")
+        done = daemon_cli(tmp_path / "home", "start", *args)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.startswith(f"error: port {port} is already in use"), done.stderr
+    assert done.stderr == (
+        f"error: port {port} is already in use on 127.0.0.1 (by another program or daemon): "
+        "choose another (--port, ORCH_PORT or port in config.toml, whichever set it), or set "
+        "none to take a free one\n"
+    )
 
 
 def test_a_home_that_cannot_be_a_folder_is_named(tmp_path: Path) -> None:
@@ -202,3 +212,13 @@ def test_status_of_a_frozen_daemon_says_it_runs_but_does_not_answer(
     assert shown["pid"] == d.process.pid
     assert f"the daemon (pid {d.process.pid}) runs but does not answer" in done.stderr
     assert json.loads(daemon_cli(d.home, "status", "--json").stdout)["answering"] is True
+
+
+def test_status_names_the_landlock_abi(daemon: Daemon) -> None:
+    """The README says status shows it; only /healthz did."""
+    shown = json.loads(daemon_cli(daemon.home, "status", "--json").stdout)
+    with daemon.client() as api:
+        facts = api.get("/healthz").json()["isolation"]
+    if not any(p.startswith("landlock") for p in facts["protections"]):
+        pytest.skip("no Landlock on this kernel")
+    assert shown["isolation"].endswith(f" (Landlock ABI {facts['landlock_abi']})")

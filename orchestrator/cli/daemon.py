@@ -270,11 +270,21 @@ def _isolation(facts: dict[str, Any] | None) -> str | None:
         return f"MODELS REFUSED: {facts['refused']}"
     if facts.get("unknown"):
         return f"unknown: {facts['unknown']}"
-    shown = ", ".join(facts.get("protections") or []) or "none"
+    shown = _protections(facts) or "none"
     for worker, own in (facts.get("workers_differing") or {}).items():
         refused = own.get("refused")
-        mine = f"MODELS REFUSED: {refused}" if refused else ", ".join(own.get("protections") or [])
+        mine = f"MODELS REFUSED: {refused}" if refused else _protections(own)
         shown += f"; worker {worker}: {mine or 'none'}"
+    return shown
+
+
+def _protections(facts: dict[str, Any]) -> str:
+    """The protections, and the Landlock ABI the kernel gives when Landlock is among them
+    (what ``landlock-*`` can restrict depends on it)."""
+    names = list(facts.get("protections") or [])
+    shown = ", ".join(names)
+    if (abi := facts.get("landlock_abi")) and any(n.startswith("landlock") for n in names):
+        shown += f" (Landlock ABI {abi})"
     return shown
 
 

@@ -127,7 +127,8 @@ def _port_refused(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         return (
             f"port {port} is already in use on {host} (by another program or daemon): "
-            "choose another with --port, or leave --port out to take a free one"
+            "choose another (--port, ORCH_PORT or port in config.toml, whichever set it), "
+            "or set none to take a free one"
         )
     if exc.errno == errno.EACCES:
         return f"port {port} cannot be used: permission denied (ports below 1024 need root)"
