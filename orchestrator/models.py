@@ -114,9 +114,9 @@ LIMIT_KINDS: dict[str, FailureKind] = {
 
 _LIMIT_TEXT: dict[FailureKind, tuple[str, str]] = {
     FailureKind.MEMORY: ("memory limit {} MiB exceeded", "peak {:.0f} MiB"),
-    FailureKind.CPU: ("cpu time limit {} s exceeded", "used {:.1f} s"),
-    FailureKind.TIMEOUT: ("timeout of {} s exceeded", "ran {:.1f} s"),
-    FailureKind.OUTPUT: ("output limit {} MiB exceeded", "wrote {:.1f} MiB"),
+    FailureKind.CPU: ("cpu time limit {} s exceeded", "used {} s"),
+    FailureKind.TIMEOUT: ("timeout of {} s exceeded", "ran {} s"),
+    FailureKind.OUTPUT: ("output limit {} MiB exceeded", "wrote {} MiB"),
     FailureKind.DISK: (
         "disk limit {} MiB exceeded",
         "wrote {:.0f} MiB (the run's files were removed, the end of its log kept)",
@@ -124,6 +124,9 @@ _LIMIT_TEXT: dict[FailureKind, tuple[str, str]] = {
     FailureKind.PROCESSES: ("process limit {} exceeded", "{:.0f} processes"),
     FailureKind.OPEN_FILES: ("open files limit {} exceeded", ""),
 }
+_FINE_MEASURES = frozenset({FailureKind.CPU, FailureKind.TIMEOUT, FailureKind.OUTPUT})
+"""Limits that may be fractional (or measured below 1): their measure is printed by
+``_at_least``, never rounded below the limit it broke."""
 _FIXED_TEXT: dict[FailureKind, str] = {
     FailureKind.SPAWN: "could not start the model: {}",
     FailureKind.ENVIRONMENT: "python environment failed to build:\n{}",
@@ -157,11 +160,12 @@ class Failure:
                 return self.detail  # recorded before limits were stored apart (schema < 4)
             head, tail = _LIMIT_TEXT[self.kind]
             text = head.format("?" if self.limit is None else f"{self.limit:g}")
-            return (
-                text
-                if self.measured is None or not tail
-                else f"{text}: {tail.format(self.measured)}"
-            )
+            if self.measured is None or not tail:
+                return text
+            measured: float | str = self.measured
+            if self.kind in _FINE_MEASURES:
+                measured = _at_least(self.measured, self.limit)
+            return f"{text}: {tail.format(measured)}"
         if self.kind in _FIXED_TEXT:
             return _FIXED_TEXT[self.kind].format(self.detail).rstrip(": \n")
         extra = f"\n{self.detail}" if self.detail else ""
@@ -169,6 +173,25 @@ class Failure:
             return f"killed by signal {_signal_name(self.measured)}{extra}"
         code = "?" if self.measured is None else f"{self.measured:g}"
         return f"exited with code {code}{extra}"
+
+
+def _at_least(measured: float, limit: float | None) -> str:
+    """``measured`` with one decimal from 1 on, 3 significant digits below 1, and more
+    decimals when those would print it under the limit as the message prints it (``:g``):
+    a breach must not read ``cpu time limit 0.01 s exceeded: used 0.0 s``, nor ``limit
+    2.25 s exceeded: used 2.2 s``."""
+    if not math.isfinite(measured):
+        return f"{measured}"
+    decimals = 1
+    if 0 < abs(measured) < 1:
+        decimals = 2 - math.floor(math.log10(abs(measured)))
+    text = f"{measured:.{decimals}f}"
+    if limit is not None and measured >= limit:
+        floor = float(f"{limit:g}")
+        while float(text) < floor and decimals < 15:
+            decimals += 1
+            text = f"{measured:.{decimals}f}"
+    return text
 
 
 def _signal_name(number: float | None) -> str:

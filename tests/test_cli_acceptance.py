@@ -14,6 +14,7 @@ import pytest
 
 from tests.acceptance_model import CONTROL, MANIFEST, MODEL
 from tests.helpers import Daemon, create_app, push_dir, run_and_wait, unique, write_app
+from tests.hints import hint, paste
 from tests.test_cli_experiment import orch, rows
 
 
@@ -179,3 +180,15 @@ def test_api_refuses_precisely_and_touches_nothing_else(daemon: Daemon, app_id: 
         assert api.get(f"{base}/{test_id}").json()["name"] == test_id
         assert api.delete(f"{base}/{test_id}").status_code == 204
         assert api.get(f"/v1/applications/{app_id}/experiments/batch/{test_id}").status_code == 404
+
+
+def test_create_without_wait_names_the_command_that_waits(daemon: Daemon, app_id: str) -> None:
+    test_id = unique("acc")
+    args = ("acceptance", "create", "-a", app_id, "-b", test_id, "-s", "four", *PAIR)
+    made = orch(daemon, *args, "--metric", "result.value mean gt")
+    line = hint(made.stderr, "follow it with")
+    assert line == (
+        f"orch experiment acceptance get -a {app_id} -b {test_id} --home {daemon.home} --wait"
+    )
+    assert f"acceptance test {test_id} completed: passed" in paste(line).stderr
+    orch(daemon, "acceptance", "delete", "-a", app_id, "-b", test_id, "--confirm")

@@ -344,3 +344,48 @@ def test_batch_get_json_includes_summary(
     got = json.loads(orch(daemon, "batch", "get", "-a", app_id, "-b", "gw", "--json").stdout)
     assert got["id"] == "gw" and got["status"] != "started"
     assert isinstance(got["summary"], dict) and got["summary"]
+
+
+def test_batch_get_csv_prints_the_summary_start_wait_csv_prints(
+    daemon: Daemon, app_id: str, finished: subprocess.CompletedProcess[str]
+) -> None:
+    """``--csv`` worked on ``batch start --wait`` only; ``batch get`` said no such option."""
+    got = orch(daemon, "batch", "get", "-a", app_id, "-b", "gw", "--csv").stdout
+    with daemon.client() as api:  # what ``start --wait --csv`` writes, byte for byte
+        url = f"/v1/applications/{app_id}/experiments/batch/gw/summary"
+        want = api.get(url, params={"format": "csv"}).text
+    assert got == want and got.startswith("target,")
+    assert {r["target"] for r in csv.DictReader(io.StringIO(got))} == {"good", "worse"}
+    both = orch(daemon, "batch", "get", "-a", app_id, "-b", "gw", "--csv", "--json", code=2)
+    assert "give --json or --csv, not both" in both.stderr
+
+
+def test_batch_get_csv_of_a_running_experiment_says_it_is_running(
+    daemon: Daemon, app_id: str, tmp_path: Path
+) -> None:
+    (tmp_path / "one.json").write_text(json.dumps(knapsack_input(7)))
+    orch(
+        daemon,
+        "input-set",
+        "create",
+        "-a",
+        app_id,
+        "-s",
+        "one",
+        "-n",
+        "One",
+        "--file",
+        tmp_path / "one.json",
+    )
+    orch(
+        daemon,
+        *("batch", "start", "-a", app_id, "-b", "napping", "-s", "one"),
+        *("--instance-ids", "good", "--option-sets", '{"nap": {"sleep": "20"}}'),
+    )
+    try:
+        proc = orch(daemon, "batch", "get", "-a", app_id, "-b", "napping", "--csv", code=1)
+        assert proc.stdout == ""
+        assert proc.stderr.startswith("error: experiment napping is still running (0/1 finished)")
+        assert f"orch experiment batch get -a {app_id} -b napping" in proc.stderr
+    finally:
+        orch(daemon, "batch", "cancel", "-a", app_id, "-b", "napping")

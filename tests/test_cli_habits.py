@@ -139,3 +139,47 @@ def test_promote_without_an_instance_names_it_production(daemon: Daemon) -> None
     orch(daemon, f"app instance create -a {other} --instance-id production -v v0")
     taken = orch_json(daemon, f"app promote -a {other} -v v1 -n One")
     assert taken["instance"]["id"] == "production-2"  # production exists, not the default
+
+
+TAIL_SPELLINGS = {"--tail", "-t", "--follow", "-f", "--logs", "-l"}
+
+
+@pytest.mark.parametrize("path", [("app", "run"), ("app", "run", "logs")], ids=" ".join)
+def test_both_commands_that_follow_a_log_take_every_spelling(path: tuple[str, ...]) -> None:
+    """``app run`` took -t/-l/--tail/--logs, ``app run logs`` -t/-f/--tail/--follow."""
+    command = dict(ALL)[path]
+    (tail,) = [p for p in command.params if p.name == "tail"]
+    assert set(tail.opts) == TAIL_SPELLINGS
+
+
+def test_follow_and_logs_follow_the_log(daemon: Daemon, knap: str) -> None:
+    run = orch(daemon, f"app run -a {knap} -f -i", KNAPSACK_INPUT)
+    assert '"solutions"' in run.stdout and run.stderr.startswith("run ")
+    run_id = run.stderr.split()[1]
+    logs = orch(daemon, f"app run logs -a {knap} -r {run_id} -l").stdout
+    assert logs == orch(daemon, f"app run logs -a {knap} -r {run_id}").stdout
+
+
+@pytest.mark.parametrize(
+    ("page", "path"),
+    [("/runs", "/runs"), ("runs", "/runs"), ("apps/knap?x=1", "/apps/knap?x=1")],
+)
+def test_a_console_page_is_a_path_from_the_root(page: str, path: str) -> None:
+    from orchestrator.cli.console import console_path
+
+    assert console_path(page) == path
+
+
+@pytest.mark.parametrize("page", ["https://evil.example/", "//evil.example", "localhost:1/x", ""])
+def test_a_console_page_that_is_no_path_is_a_usage_error(page: str) -> None:
+    """It exited 1, as a failure of the daemon would, without the pointer to the help."""
+    result = CliRunner().invoke(cli, ["console", page, "--no-browser"])
+    assert result.exit_code == 2, result.output
+    assert "must be a path on the console" in result.output and "console -h" in result.output
+
+
+def test_a_console_page_without_its_slash_lands_there(daemon: Daemon) -> None:
+    link = orch(daemon, "console runs --no-browser").stdout.strip().splitlines()[-1]
+    assert link.startswith(f"{daemon.url}/login?token=") and link.endswith("&next=/runs")
+    with httpx.Client() as browser:
+        assert 'content="0;url=/runs"' in browser.get(link).text

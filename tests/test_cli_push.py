@@ -136,3 +136,36 @@ def test_watch_goes_on_after_a_file_changed_while_it_was_packaged(
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "error: main.py changed while it was packaged; push again (still watching)"
     assert lines[2].startswith("pushed ") and len(lines) == 3, lines
+
+
+def test_watch_says_so_when_a_fix_brings_back_the_package_pushed_last(
+    daemon: Daemon,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Broken, then put back as it was: the package is the one pushed last, so nothing is
+    pushed, and the error stayed the last line. Said once: an unchanged save says nothing."""
+    folder = write_app(tmp_path / "app", MAIN)
+    manifest = (folder / "app.yaml").read_text()
+    broken = manifest.replace("  - main.py\n", "  - main.py\n  - nope\n")
+
+    def saves() -> Iterator[set[tuple[watchfiles.Change, str]]]:
+        for text in (broken, manifest, manifest):
+            (folder / "app.yaml").write_text(text)
+            yield from changes(folder / "app.yaml")
+
+    monkeypatch.setattr(watchfiles, "watch", lambda *_a, **_k: saves())
+    app_id = new_app(daemon)
+    pusher = push_cli.Pusher(app_id, folder, wait=True, as_json=False)
+    with OrchClient(daemon.url, daemon.key) as api:
+        push_cli._watch(pusher, api, tmp_path, max_pushes=2)
+        sha = api.apps.executable(app_id)["id"]
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"pushed {sha[:12]} to app {app_id}"), lines
+    assert lines[1].startswith("watching ")
+    assert lines[2] == "error: app.yaml: files: pattern 'nope' matched nothing (still watching)"
+    assert lines[3:] == [
+        f"unchanged: devint is still {sha[:12]} (the last push)",
+        "stopped watching",
+    ]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SAMPLES, Daemon, create_app, push_dir, unique
+from tests.helpers import SAMPLES, Daemon, create_app, push_dir, unique, wait_for
+from tests.hints import hint, paste
 from tests.test_cli_experiment import orch, rows
 
 
@@ -109,3 +110,19 @@ def test_the_daemon_names_a_missing_input_set(daemon: Daemon, app_id: str, tmp_p
     spec = "instance=prod,input-set=nowhere"
     proc = orch(daemon, "scenario", "create", "-a", app_id, "--scenario", spec, code=1)
     assert "input set 'nowhere' not found" in proc.stderr
+
+
+def test_create_without_wait_names_the_command_that_follows(daemon: Daemon, app_id: str) -> None:
+    test_id = unique("scn")
+    made = orch(
+        daemon,
+        *("scenario", "create", "-a", app_id, "-b", test_id),
+        *("--scenario", "instance=prod,input-set=known"),
+    )
+    line = hint(made.stderr, "follow it with")
+    assert line == f"orch experiment scenario get -a {app_id} -b {test_id} --home {daemon.home}"
+    assert test_id in paste(line).stdout
+    wait_for_end = f"/v1/applications/{app_id}/experiments/batch/{test_id}/metadata"
+    with daemon.client() as api:
+        wait_for(lambda: api.get(wait_for_end).json()["status"] != "started", timeout=30)
+    orch(daemon, "scenario", "delete", "-a", app_id, "-b", test_id, "--confirm")

@@ -3,12 +3,14 @@ with ``orch app run`` on the baseline instance is shadowed on the candidates."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from tests.cli_run import new_app, orch, orch_json
 from tests.helpers import SAMPLES, Daemon, unique, wait_for
+from tests.hints import hint, paste
 from tests.test_cli_experiment import rows
 
 INPUT = SAMPLES / "knapsack" / "input.json"
@@ -99,3 +101,22 @@ def test_draft_start_stop_update_and_errors(daemon: Daemon, app_id: str) -> None
         code=1,
     )
     assert "nope" in missing.stderr
+
+
+def test_create_names_the_next_command_whole(daemon: Daemon, app_id: str) -> None:
+    """A draft said only ``shadow test X draft``: how to start it, with what, was to guess."""
+    test_id = unique("shadow")
+    arms = "--baseline-instance-id base --candidate-instance-ids c1 --maximum-runs 5"
+    made = orch(daemon, f"experiment shadow create -a {app_id} --shadow-test-id {test_id} {arms}")
+    line = hint(made.stderr, "start it with")
+    assert line == (
+        f"orch experiment shadow start -a {app_id} --shadow-test-id {test_id} --home {daemon.home}"
+    )
+    assert f"shadow test {test_id} started" in paste(line).stderr
+    started = orch(daemon, f"experiment shadow create -a {app_id} {arms} --start")
+    other = started.stdout.strip()
+    follow = hint(started.stderr, "follow it with")
+    assert f"experiment shadow get -a {app_id} --shadow-test-id {other} " in follow
+    assert re.search(r"status\s+started", paste(follow).stdout)
+    for done in (test_id, other):
+        orch(daemon, f"experiment shadow stop -a {app_id} --shadow-test-id {done} --intent cancel")

@@ -8,6 +8,7 @@ import pytest
 from tests.cli_run import new_app, orch, orch_json
 from tests.conftest import MakeDaemon
 from tests.helpers import SAMPLES, Daemon, unique, wait_for
+from tests.hints import hint, paste
 from tests.test_cli_experiment import rows
 
 INPUT = SAMPLES / "knapsack" / "input.json"
@@ -115,3 +116,20 @@ def test_a_restarted_daemon_still_switches(make_daemon: MakeDaemon) -> None:
     assert test["status"] == "started" and [r["id"] for r in test["runs"]] == [run_id]
     assert meta["application_instance_id"] == test["plan"]["units"][0]["instance_id"]
     assert meta["experiment_id"] == test_id
+
+
+def test_create_names_the_start_command_whole(daemon: Daemon, app_id: str) -> None:
+    """It said ``start it with: orch experiment switchback start``: no app, no test."""
+    test_id = unique("sb")
+    made = orch(
+        daemon,
+        f"{SB} create -a {app_id} --switchback-test-id {test_id}"
+        " --baseline-instance-id base --candidate-instance-id cand"
+        " --unit-duration-minutes 30 --units 2",
+    )
+    line = hint(made.stderr, "start it with")
+    assert line == (
+        f"orch {SB} start -a {app_id} --switchback-test-id {test_id} --home {daemon.home}"
+    )
+    assert f"switchback test {test_id} started" in paste(line).stderr
+    orch(daemon, f"{SB} stop -a {app_id} --switchback-test-id {test_id} --intent cancel")

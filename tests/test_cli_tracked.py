@@ -117,3 +117,23 @@ def test_queue_lists_what_waits_and_runs_across_apps(daemon: Daemon, tmp_path: P
     assert running in orch(daemon, "queue").stdout
     orch(daemon, f"app run cancel -a {slow} -r {running}")
     assert wait_for(lambda: mine() == [], 30)
+
+
+def test_compare_shows_the_digits_that_make_a_difference(
+    daemon: Daemon, knap: str, tmp_path: Path
+) -> None:
+    """``*`` marked ``0.004 │ 0.004``: 0.0042 and 0.0038 at the table's 3 decimals."""
+    runs = []
+    for gap, value in ((0.0042, 4), (0.0038, 4.0)):
+        out = tmp_path / f"out-{gap}.json"
+        stats = {"result": {"value": value, "custom": {"gap": gap, "same": 0.5}}}
+        out.write_text(json.dumps({"solutions": [], "statistics": stats}))
+        args = ("-u", out, "--duration 2.5")
+        runs.append(orch(daemon, f"app run track -a {knap} -i", KNAPSACK_INPUT, *args).stdout)
+    first, second = (r.strip() for r in runs)
+    shown = orch(daemon, f"app run compare -a {knap} -r {first} -r {second}").stdout
+    split = [[c.strip() for c in line.split("│")] for line in shown.splitlines() if "│" in line]
+    cells = {row[1]: [row[0], *row[2:]] for row in split}  # field: mark, first, second
+    assert cells["metric.result.custom.gap"] == ["*", "0.0042", "0.0038"]
+    assert cells["metric.result.value"] == ["", "4", "4"]  # 4 and 4.0: the same number
+    assert cells["metric.result.custom.same"] == ["", "0.5", "0.5"]

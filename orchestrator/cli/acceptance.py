@@ -26,7 +26,7 @@ from orchestrator.cli import experiment_view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import WaitOption, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption
-from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
+from orchestrator.cli.output import command_line, emit, errors_to_exit, fail, print_json, say
 from orchestrator.client import OrchClient
 from orchestrator.client.types import AcceptanceTest
 from orchestrator.experiments.acceptance_eval import parse_metrics
@@ -144,11 +144,12 @@ def create(
             "metrics": found,
         }
         test = api.acceptance.create(app_id, {k: v for k, v in body.items() if v is not None})
-        say(f"acceptance test {test['id']} created ({len(found)} metrics)")
+        follow = "" if wait else f"; follow it with: {_follow(app_id, test['id'], home)}"
+        say(f"acceptance test {test['id']} created ({len(found)} metrics){follow}")
         if not wait:
             emit(test, as_json, lambda t: typer.echo(t["id"]))
             return
-        test = _wait(api, app_id, test_id)
+        test = _wait(api, app_id, test_id, home)
     raise typer.Exit(_show_verdict(test, as_json))
 
 
@@ -164,12 +165,20 @@ def get(
 ) -> None:
     """Show an acceptance test: its instances, and each metric's statistics and verdict."""
     with errors_to_exit(), client(home) as api:
-        test = _wait(api, app_id, test_id) if wait else api.acceptance.get(app_id, test_id)
+        test = _wait(api, app_id, test_id, home) if wait else api.acceptance.get(app_id, test_id)
     code = _show_verdict(test, as_json)
     raise typer.Exit(code if wait else 0)
 
 
-def _wait(api: OrchClient, app_id: str, test_id: str) -> AcceptanceTest:
+def _follow(app_id: str, test_id: str, home: Path | None) -> str:
+    """The command that waits for the verdict, to paste."""
+    return (
+        command_line("experiment acceptance get", ("-a", app_id), ("-b", test_id), home=home)
+        + " --wait"
+    )
+
+
+def _wait(api: OrchClient, app_id: str, test_id: str, home: Path | None) -> AcceptanceTest:
     """Poll until the batch experiment ends (progress on stderr); Ctrl-C stops waiting."""
     try:
         with experiment_view.progress() as bar:
@@ -186,7 +195,10 @@ def _wait(api: OrchClient, app_id: str, test_id: str) -> AcceptanceTest:
                     return api.acceptance.get(app_id, test_id)
                 time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        say(f"stopped waiting; acceptance test {test_id} keeps running")
+        say(
+            f"stopped waiting; acceptance test {test_id} keeps running.\n"
+            f"  follow it: {_follow(app_id, test_id, home)}"
+        )
         raise typer.Exit(130) from None
 
 

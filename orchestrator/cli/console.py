@@ -17,7 +17,8 @@ app = typer.Typer(add_completion=False)  # completion is the root command's
 @app.command("console")
 def open_console(
     page: str = typer.Argument(
-        "/apps", help="The console page to land on, e.g. /runs or /apps/knapsack."
+        "/apps",
+        help="The console page to land on, e.g. /runs or /apps/knapsack (runs is /runs).",
     ),
     no_browser: bool = typer.Option(
         False, "--no-browser", help="Print the login link instead of opening a browser."
@@ -25,8 +26,7 @@ def open_console(
     home: Path | None = HomeOption,
 ) -> None:
     """Open the web console in the browser (a login link that works once, for 2 minutes)."""
-    if not page.startswith("/") or page.startswith("//"):
-        fail(f"the page must be a path on the console, like /runs (got {page!r})")
+    page = console_path(page)
     with errors_to_exit(), client(home) as api:
         link = api.console_link()
     if page != "/apps":
@@ -37,3 +37,13 @@ def open_console(
         typer.echo(link)
         return
     say("opened the console in your browser (the link it used works once)")
+
+
+def console_path(page: str) -> str:
+    """The page as a path from the console's root: ``runs`` is ``/runs`` (every console page
+    is one, so a relative path has no other meaning). A URL, ``//host`` or nothing is a
+    command-line mistake (exit 2): the console only lands on its own pages."""
+    first = page.split("/", 1)[0]
+    if not page or page.startswith("//") or ":" in first:
+        fail(f"the page must be a path on the console, like /runs (got {page!r})", code=2)
+    return page if page.startswith("/") else f"/{page}"

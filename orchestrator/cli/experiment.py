@@ -22,6 +22,7 @@ from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, c
 from orchestrator.cli.flags import WaitOption, renamed
 from orchestrator.cli.input_set import InputSetIdOption, split_ids
 from orchestrator.cli.output import (
+    command_line,
     emit,
     errors_to_exit,
     fail,
@@ -37,7 +38,7 @@ from orchestrator.experiments.gate import parse as parse_gate
 
 app = typer.Typer(
     help="Experiments: input sets, batch experiments that compare instances and versions,"
-    " acceptance tests and scenario tests.",
+    " acceptance, scenario, switchback and shadow tests.",
     no_args_is_help=True,
 )
 batch_app = typer.Typer(
@@ -217,8 +218,7 @@ def _option_sets(text: str | None) -> dict[str, dict[str, Any]] | None:
 
 def _command(action: str, app_id: str, exp_id: str, home: Path | None) -> str:
     """A command line to paste, with --home when the user gave one."""
-    line = f"orch experiment batch {action} -a {app_id} -b {exp_id}"
-    return f"{line} --home {home}" if home else line
+    return command_line(f"experiment batch {action}", ("-a", app_id), ("-b", exp_id), home=home)
 
 
 def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> ExperimentMetadata:
@@ -248,6 +248,8 @@ def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> Exper
 
 
 def _print_summary(api: OrchClient, app_id: str, exp_id: str, as_json: bool, as_csv: bool) -> None:
+    """The summary of an ended experiment: tables, ``--json`` or ``--csv`` (the daemon's CSV,
+    byte for byte). One function for ``start --wait`` and ``get``, so both print the same."""
     if as_csv:
         sys.stdout.write(api.batches.summary_csv(app_id, exp_id))
         return
@@ -282,9 +284,26 @@ def get_batch(
     exp_id: str = BatchIdOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
+    as_csv: bool = typer.Option(
+        False, "--csv", help="Print only the summary, as CSV (once the experiment has ended)."
+    ),
 ) -> None:
     """Show an experiment: status, counts, targets, and the summary once it has ended."""
+    if as_csv and as_json:
+        fail("give --json or --csv, not both", code=2)
     with errors_to_exit(), client(home) as api:
+        if as_csv:
+            # the CSV is the summary alone, as ``start --wait --csv`` prints it: a running
+            # experiment has none yet (its rows would change under a script reading them)
+            meta = api.batches.metadata(app_id, exp_id)
+            if meta["status"] == "started":
+                fail(
+                    f"experiment {exp_id} is still running ({view.progress_text(meta)}): "
+                    "its summary comes when it ends; see how far it is with: "
+                    + _command("get", app_id, exp_id, home)
+                )
+            _print_summary(api, app_id, exp_id, as_json=False, as_csv=True)
+            return
         data = api.batches.get(app_id, exp_id)
         summary = api.batches.summary(app_id, exp_id) if data["status"] != "started" else None
         if as_json:

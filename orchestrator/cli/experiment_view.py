@@ -251,7 +251,7 @@ def verdict(
 # --- experiments, runs, input sets -----------------------------------------------------
 
 
-def _progress_text(meta: ExperimentMetadata) -> str:
+def progress_text(meta: ExperimentMetadata) -> str:
     return f"{meta['number_of_completed_runs']}/{meta['number_of_requested_runs']} finished"
 
 
@@ -266,14 +266,14 @@ def experiment(data: Experiment) -> None:
             f"{name}: {pairs(opts) or '-'}"
             for name, opts in (data.get("option_sets") or {}).items()
         ),
-        "progress": _progress_text(data),
+        "progress": progress_text(data),
         "counts_text": pairs(data.get("run_counts")),
     }
     record(view, EXPERIMENT_FIELDS)
 
 
 def experiments(rows: list[Experiment]) -> None:
-    table([r | {"progress": _progress_text(r)} for r in rows], EXPERIMENT_COLUMNS)
+    table([r | {"progress": progress_text(r)} for r in rows], EXPERIMENT_COLUMNS)
 
 
 def runs(items: list[ExperimentRun], with_scenario: bool = False) -> None:

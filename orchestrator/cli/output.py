@@ -90,6 +90,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def command_line(command: str, *flags: tuple[str, str], home: Path | None = None) -> str:
+    """``orch COMMAND FLAG VALUE ... [--home HOME]``: a next step a message names, complete
+    enough to paste (the app, the object's ID, the home the user gave), values quoted for
+    the shell where they need it."""
+    from shlex import quote  # only the commands that print a hint pay for it
+
+    words = [f"orch {command}"] + [f"{flag} {quote(value)}" for flag, value in flags]
+    if home is not None:
+        words.append(f"--home {quote(str(home))}")
+    return " ".join(words)
+
+
 @contextmanager
 def errors_to_exit() -> Iterator[None]:
     """Turn client and domain errors into a message on stderr and exit code 1."""

@@ -194,21 +194,29 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+class Watched:
+    """What ``--watch`` remembers between saves: the package pushed last, and whether the
+    attempt after it failed (its ``error: ...`` is then the last line on the screen)."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+        self.failed = False
+
+
 def _watch(pusher: Pusher, api: OrchClient, workdir: Path, max_pushes: int | None) -> None:
     """Push, then push again on every saved change that alters the package, until
     ``max_pushes`` have landed; a failed push is reported, the first one too, and the
     watching goes on. Ctrl-C ends it with exit 0."""
-    last = _push_watched(pusher, api, workdir, None)
-    pushes = int(last is not None)
+    state = Watched()
+    pushes = int(_push_watched(pusher, api, workdir, state))
     if max_pushes is not None and pushes >= max_pushes:
         return
     say(f"watching {pusher.app_dir} for changes (Ctrl-C to stop)")
     try:
         for _changes in watchfiles.watch(pusher.app_dir, watch_filter=_filter(pusher.app_dir)):
-            pushed = _push_watched(pusher, api, workdir, last)
-            if pushed is None:
+            if not _push_watched(pusher, api, workdir, state):
                 continue
-            last, pushes = pushed, pushes + 1
+            pushes += 1
             if max_pushes is not None and pushes >= max_pushes:
                 return
     except KeyboardInterrupt:
@@ -216,21 +224,28 @@ def _watch(pusher: Pusher, api: OrchClient, workdir: Path, max_pushes: int | Non
     say("stopped watching")
 
 
-def _push_watched(pusher: Pusher, api: OrchClient, workdir: Path, last: str | None) -> str | None:
-    """The sha256 of the package this push landed, or None: it failed (reported as
-    ``error: ... (still watching)``) or the package is the one pushed last."""
+def _push_watched(pusher: Pusher, api: OrchClient, workdir: Path, state: Watched) -> bool:
+    """Whether this save landed a push (``state.last`` is then its sha256). Not when it
+    failed (reported as ``error: ... (still watching)``) or the package is the one pushed
+    last: silent, unless the attempt before failed, since its error would otherwise stay
+    the last line although the app is back to what devint runs."""
     try:
         started = time.monotonic()
         built, manifest = pusher.build(workdir)
-        if built.sha256 == last:
-            return None  # saved, but nothing the package holds changed
+        if built.sha256 == state.last:  # saved, but nothing the package holds changed
+            if state.failed:
+                say(f"unchanged: devint is still {short(built.sha256)} (the last push)")
+                state.failed = False
+            return False
         pusher.upload(api, built, manifest, started, brief=True)
     except (ClientError, OrchError) as exc:
         say(f"error: {exc.message} (still watching)")
-        return None
+        state.failed = True
+        return False
     except EnvFailed as exc:
-        say(f"error: {exc} (still watching)")  # pushed all the same
-    return built.sha256
+        say(f"error: {exc} (still watching)")  # pushed all the same: its error stays true
+    state.last, state.failed = built.sha256, False
+    return True
 
 
 def _filter(app_dir: Path) -> Callable[[watchfiles.Change, str], bool]:

@@ -127,7 +127,14 @@ def create(
     ),
     wait: bool = WaitOption,
     tail: bool = typer.Option(
-        False, "--tail", "-t", "--logs", "-l", help="Wait, showing the run's log live on stderr."
+        False,
+        "--tail",
+        "-t",
+        "--follow",
+        "-f",
+        "--logs",
+        "-l",
+        help="Wait, showing the run's log live on stderr.",
     ),
     output: Path | None = OutputFileOption,
     home: Path | None = HomeOption,

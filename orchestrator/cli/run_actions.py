@@ -159,6 +159,8 @@ def run_logs(
         "-t",
         "--follow",
         "-f",
+        "--logs",
+        "-l",
         help="Print lines as they come, until the run ends.",
     ),
     home: Path | None = HomeOption,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import typer
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import finite
 from orchestrator.cli.output import (
+    cell,
     emit,
     errors_to_exit,
     fail,
@@ -104,13 +106,42 @@ def compare(
         return
     columns = [("", "mark"), ("field", "field")]
     columns += [(run_id, f"r{n}") for n, run_id in enumerate(run_ids)]
-    cells = [
-        {f"r{n}": values.get(run_id) for n, run_id in enumerate(run_ids)} | {"field": field}
-        for field, values in rows.items()
-    ]
-    for row in cells:  # a value missing on one side is a difference too
-        row["mark"] = "*" if len({repr(row[f"r{n}"]) for n in range(len(run_ids))}) > 1 else " "
+    cells = []
+    for field, values in rows.items():
+        row = [values.get(run_id) for run_id in run_ids]  # missing on one side: a difference
+        differ = len({_same(v) for v in row}) > 1
+        shown = distinct(row) if differ else row
+        cells.append(
+            {f"r{n}": v for n, v in enumerate(shown)}
+            | {"field": field, "mark": "*" if differ else " "}
+        )
     table(cells, columns)
+
+
+def _same(value: Any) -> Any:
+    """What two cells must share to be the same: a number's value (a metric reported as 4
+    by one run and 4.0 by another is no difference), anything else as it is written."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ("as written", repr(value))
+    return "nan" if value != value else value  # NaN equals nothing, itself included
+
+
+def distinct(values: list[Any]) -> list[Any]:
+    """The numbers of a row that differs, with as many decimals as it takes for different
+    values to look different: ``0.0042`` and ``0.0038`` both read ``0.004`` at the table's 3
+    decimals, under a ``*`` that says they differ. The other cells stay as they are."""
+    numbers = {v for v in values if isinstance(v, float) and math.isfinite(v)}
+    numbers |= {v for v in values if isinstance(v, int) and not isinstance(v, bool)}
+    if len({cell(v) for v in numbers}) >= len(numbers):
+        return values  # as the table prints them, they already look different
+    texts: dict[Any, str] = {}
+    for decimals in range(4, 13):
+        texts = {v: f"{v:.{decimals}f}".rstrip("0").rstrip(".") for v in numbers}
+        if len({*texts.values()}) >= len(numbers):
+            break
+    else:  # the shortest text that reads back as the same float: different for each
+        texts = {v: repr(v) for v in numbers}
+    return [texts[v] if v in numbers and not isinstance(v, bool) else v for v in values]
 
 
 def comparison(infos: list[RunInfo]) -> dict[str, dict[str, Any]]:

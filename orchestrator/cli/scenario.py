@@ -22,7 +22,15 @@ import typer
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import WaitOption
-from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say, table
+from orchestrator.cli.output import (
+    command_line,
+    emit,
+    errors_to_exit,
+    fail,
+    print_json,
+    say,
+    table,
+)
 from orchestrator.client import OrchClient
 from orchestrator.client.types import Experiment
 
@@ -133,16 +141,25 @@ def create(
     }
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
-        say(f"scenario test {created['id']} started: {created['number_of_requested_runs']} runs")
+        follow = "" if wait else f"; follow it with: {_follow(app_id, created['id'], home)}"
+        say(
+            f"scenario test {created['id']} started: "
+            f"{created['number_of_requested_runs']} runs{follow}"
+        )
         if not wait:
             emit(created, as_json, lambda d: typer.echo(d["id"]))
             return
-        data = _wait(api, app_id, created["id"])
+        data = _wait(api, app_id, created["id"], home)
     emit(data, as_json, show)
     raise typer.Exit(EXIT_CODES.get(data["status"], 1))
 
 
-def _wait(api: OrchClient, app_id: str, test_id: str) -> Experiment:
+def _follow(app_id: str, test_id: str, home: Path | None) -> str:
+    """The command that shows the test, to paste."""
+    return command_line("experiment scenario get", ("-a", app_id), ("-b", test_id), home=home)
+
+
+def _wait(api: OrchClient, app_id: str, test_id: str, home: Path | None) -> Experiment:
     """Poll until the test ends (Ctrl-C stops waiting, not the runs)."""
     try:
         with view.progress() as bar:
@@ -159,7 +176,10 @@ def _wait(api: OrchClient, app_id: str, test_id: str) -> Experiment:
                     return api.batches.get(app_id, test_id)
                 time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        say(f"stopped waiting; scenario test {test_id} keeps running")
+        say(
+            f"stopped waiting; scenario test {test_id} keeps running.\n"
+            f"  follow it: {_follow(app_id, test_id, home)}"
+        )
         raise typer.Exit(130) from None
 
 

@@ -19,7 +19,8 @@ from orchestrator.cli import shadow_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import a_time, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption, split_ids
-from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
+from orchestrator.cli.output import command_line, emit, errors_to_exit, fail, print_json, say
+from orchestrator.client.types import ShadowTest
 
 app = typer.Typer(
     help="Shadow tests: each run on a baseline instance also runs on candidate instances.",
@@ -102,8 +103,23 @@ def create(
         test = api.shadow.create(app_id, {k: v for k, v in body.items() if v is not None})
         if start:
             test = api.shadow.start(app_id, test["id"])
-    say(f"shadow test {test['id']} {test['status']}")
+    say(f"shadow test {test['id']} {test['status']}{_next_step(app_id, test, start_time, home)}")
     emit(test, as_json, lambda t: typer.echo(t["id"]))
+
+
+def _next_step(app_id: str, test: ShadowTest, start_time: str | None, home: Path | None) -> str:
+    """What to type next, complete enough to paste: a draft waits for ``start`` (unless it
+    starts by itself at ``--start-time``), a started test is followed with ``get``."""
+    status = test["status"]
+    if status == "draft" and start_time:
+        return f"; starts at {start_time}"
+    if status not in ("draft", "started"):
+        return ""
+    action, verb = ("start", "start") if status == "draft" else ("get", "follow")
+    line = command_line(
+        f"experiment shadow {action}", ("-a", app_id), ("--shadow-test-id", test["id"]), home=home
+    )
+    return f"; {verb} it with: {line}"
 
 
 def _comparisons(

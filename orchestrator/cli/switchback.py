@@ -17,7 +17,7 @@ from orchestrator.cli import switchback_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import a_time, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption
-from orchestrator.cli.output import emit, errors_to_exit, fail, print_json, say
+from orchestrator.cli.output import command_line, emit, errors_to_exit, fail, print_json, say
 
 app = typer.Typer(
     help="Switchback tests: runs on a baseline instance alternate with a candidate by time unit.",
@@ -74,7 +74,13 @@ def create(
     }
     with errors_to_exit(), client(home) as api:
         test = api.switchback.create(app_id, {k: v for k, v in body.items() if v is not None})
-    when = f"starts at {start}" if start else "start it with: orch experiment switchback start"
+    start_it = command_line(
+        "experiment switchback start",
+        ("-a", app_id),
+        ("--switchback-test-id", test["id"]),
+        home=home,
+    )
+    when = f"starts at {start}" if start else f"start it with: {start_it}"
     say(f"switchback test {test['id']} created as a draft; {when}")
     emit(test, as_json, lambda t: typer.echo(t["id"]))
 
