@@ -266,15 +266,31 @@ async def until(check: Callable[[], T], within: float = 5.0) -> T:
 @pytest_asyncio.fixture(loop_scope="function")  # the test's loop, which runs the inbox
 async def box(tmp_path: Path) -> AsyncIterator[tuple[Inbox, FakePush, Path]]:
     """A running inbox on a home of its own, and its app folder ``push/app``."""
+    async with _running_inbox(tmp_path, FakePush()) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def small_box(tmp_path: Path) -> AsyncIterator[tuple[Inbox, FakePush, Path]]:
+    """``box`` with ``max_package_mb = 1``."""
+    async with _running_inbox(tmp_path, FakePush(max_package_mb=1)) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _running_inbox(
+    tmp_path: Path, push: FakePush
+) -> AsyncIterator[tuple[Inbox, FakePush, Path]]:
     home = Home(tmp_path / "home")
     home.create()
-    push = FakePush()
     inbox = Inbox(home, push)  # type: ignore[arg-type]
     (home.push / "app").mkdir()
     await inbox.start()
     await asyncio.sleep(0.2)  # the watch is in place
-    yield inbox, push, home.push / "app"
-    await inbox.stop()
+    try:
+        yield inbox, push, home.push / "app"
+    finally:
+        await inbox.stop()
 
 
 def _filed(folder: Path, pattern: str = "*") -> list[Path]:
@@ -417,56 +433,37 @@ async def test_a_folder_filed_twice_in_one_second_is_filed_both_times(
     assert not (app / "appdir").exists() and len(push.pushed) == 2
 
 
-async def test_an_oversize_package_is_refused_before_it_is_copied(tmp_path: Path) -> None:
+async def test_an_oversize_package_is_refused_before_it_is_copied(
+    small_box: tuple[Inbox, FakePush, Path],
+) -> None:
     """A sparse 3 GiB file was copied out in full (allocated for real) before the check."""
-    home = Home(tmp_path / "home")
-    home.create()
-    push = FakePush(max_package_mb=1)
-    inbox = Inbox(home, push)  # type: ignore[arg-type]
-    (home.push / "app").mkdir()
-    await inbox.start()
-    await asyncio.sleep(0.2)  # the watch is in place
-    try:
-        staged = home.push / "app" / ".huge.tar.tmp"
-        with staged.open("wb") as fh:
-            fh.truncate(64 * 1024 * 1024)
-        os.utime(staged, (time.time() - 60, time.time() - 60))
-        os.rename(staged, home.push / "app" / "huge.tar")
-        reasons = await until(lambda: list((home.push / "app" / ".rejected").glob("*.reason")))
-        assert reasons[0].read_text() == (
-            "package is 64.0 MiB; the limit is 1 MiB (max_package_mb)\n"
-        )
-        assert push.attempts == 0 and not list(home.scratch("inbox").iterdir())
-    finally:
-        await inbox.stop()
+    inbox, push, app = small_box
+    staged = app / ".huge.tar.tmp"
+    with staged.open("wb") as fh:
+        fh.truncate(64 * 1024 * 1024)
+    os.utime(staged, (time.time() - 60, time.time() - 60))
+    os.rename(staged, app / "huge.tar")
+    reasons = await until(lambda: list((app / ".rejected").glob("*.reason")))
+    assert reasons[0].read_text() == "package is 64.0 MiB; the limit is 1 MiB (max_package_mb)\n"
+    assert push.attempts == 0 and not list(inbox.scratch.iterdir())
 
 
 async def test_an_oversize_folder_is_packaged_no_further_than_the_limit(
-    tmp_path: Path,
+    small_box: tuple[Inbox, FakePush, Path], tmp_path: Path
 ) -> None:
     """A dropped folder was packaged whole (its size in scratch disk and time) before the
     push refused the package: now the build stops as it passes the limit."""
-    home = Home(tmp_path / "home")
-    home.create()
-    push = FakePush(max_package_mb=1)
-    inbox = Inbox(home, push)  # type: ignore[arg-type]
-    (home.push / "app").mkdir()
-    await inbox.start()
-    await asyncio.sleep(0.2)  # the watch is in place
-    try:
-        folder = write_app(tmp_path / "big", "print('hi')\n", f"type: python\nruntime: {RUNTIME}\n"
-                           "files: [main.py, data*.bin]\n")  # fmt: skip
-        for n in range(8):  # 8 MiB that gzip cannot shrink
-            (folder / f"data{n}.bin").write_bytes(os.urandom(1024 * 1024))
-        os.rename(folder, home.push / "app" / "big")
-        reasons = await until(lambda: list((home.push / "app" / ".rejected").glob("*.reason")))
-        assert reasons[0].read_text() == (
-            "package is over 1 MiB, the limit (max_package_mb): its folder was packaged no "
-            "further\n"
-        )
-        assert push.attempts == 0 and not list(home.scratch("inbox").iterdir())
-    finally:
-        await inbox.stop()
+    inbox, push, app = small_box
+    folder = write_app(tmp_path / "big", "print('hi')\n", f"type: python\nruntime: {RUNTIME}\n"
+                       "files: [main.py, data*.bin]\n")  # fmt: skip
+    for n in range(8):  # 8 MiB that gzip cannot shrink
+        (folder / f"data{n}.bin").write_bytes(os.urandom(1024 * 1024))
+    os.rename(folder, app / "big")
+    reasons = await until(lambda: list((app / ".rejected").glob("*.reason")))
+    assert reasons[0].read_text() == (
+        "package is over 1 MiB, the limit (max_package_mb): its folder was packaged no further\n"
+    )
+    assert push.attempts == 0 and not list(inbox.scratch.iterdir())
 
 
 @pytest.mark.parametrize("how", ["moved", "removed"])

@@ -100,6 +100,13 @@ TimeoutOption = _seconds("--timeout", "Wall-clock limit in seconds.")
 OutputMbOption = _mib("--output-mb", "Output size limit in MiB.")
 DiskMbOption = _mib("--disk-mb", "Disk limit in MiB (all the run writes, TMPDIR included).")
 
+
+def tail_option(help: str) -> Any:
+    """Follow the run's log live: one set of spellings wherever it is offered (``-t``,
+    ``-f``, ``-l`` and their long forms), so a habit from one command works in the other."""
+    return typer.Option(False, "--tail", "-t", "--follow", "-f", "--logs", "-l", help=help)
+
+
 SecretsCollectionOption = typer.Option(
     None,
     "--secrets-collection-id",

@@ -26,6 +26,7 @@ from orchestrator.cli.flags import (
     WaitOption,
     limits_body,
     parse_options,
+    tail_option,
 )
 from orchestrator.cli.lazy import Lazy, LazyGroup, lazy_group
 from orchestrator.cli.output import (
@@ -126,16 +127,7 @@ def create(
         None, "--format", help="Input format (default: the app's; multi-file for a folder)."
     ),
     wait: bool = WaitOption,
-    tail: bool = typer.Option(
-        False,
-        "--tail",
-        "-t",
-        "--follow",
-        "-f",
-        "--logs",
-        "-l",
-        help="Wait, showing the run's log live on stderr.",
-    ),
+    tail: bool = tail_option("Wait, showing the run's log live on stderr."),
     output: Path | None = OutputFileOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,

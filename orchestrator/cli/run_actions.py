@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
-from orchestrator.cli.flags import WaitOption, pairs
+from orchestrator.cli.flags import WaitOption, pairs, tail_option
 from orchestrator.cli.output import (
     emit,
     errors_to_exit,
@@ -153,16 +153,7 @@ def run_input(
 def run_logs(
     app_id: str = AppOption,
     run_id: str = RunIdOption,
-    tail: bool = typer.Option(
-        False,
-        "--tail",
-        "-t",
-        "--follow",
-        "-f",
-        "--logs",
-        "-l",
-        help="Print lines as they come, until the run ends.",
-    ),
+    tail: bool = tail_option("Print lines as they come, until the run ends."),
     home: Path | None = HomeOption,
 ) -> None:
     """Print a run's log (what the model wrote on stderr)."""
