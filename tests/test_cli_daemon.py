@@ -212,13 +212,3 @@ def test_status_of_a_frozen_daemon_says_it_runs_but_does_not_answer(
     assert shown["pid"] == d.process.pid
     assert f"the daemon (pid {d.process.pid}) runs but does not answer" in done.stderr
     assert json.loads(daemon_cli(d.home, "status", "--json").stdout)["answering"] is True
-
-
-def test_status_names_the_landlock_abi(daemon: Daemon) -> None:
-    """The README says status shows it; only /healthz did."""
-    shown = json.loads(daemon_cli(daemon.home, "status", "--json").stdout)
-    with daemon.client() as api:
-        facts = api.get("/healthz").json()["isolation"]
-    if not any(p.startswith("landlock") for p in facts["protections"]):
-        pytest.skip("no Landlock on this kernel")
-    assert shown["isolation"].endswith(f" (Landlock ABI {facts['landlock_abi']})")

@@ -415,7 +415,10 @@ def test_healthz_and_daemon_status_say_which_protections_apply(jailed: Daemon) -
     argv = [sys.executable, "-m", "orchestrator", "daemon", "status", "--json", "--home",
             str(jailed.home)]  # fmt: skip
     status = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
-    assert status["isolation"] == ", ".join(isolation["protections"])
+    shown = ", ".join(isolation["protections"])
+    if any(p.startswith("landlock") for p in isolation["protections"]):
+        shown += f" (Landlock ABI {isolation['landlock_abi']})"  # what landlock-* can do
+    assert status["isolation"] == shown
 
 
 def _tar(path: Path, files: dict[str, str]) -> None:
