@@ -91,7 +91,10 @@ def test_the_daemon_answers_a_request_in_one_segment(daemon: Daemon) -> None:
             lengths = [line for line in head.lower().split(b"\r\n") if b"content-length" in line]
             while len(body) < int(lengths[0].split(b":")[1]):
                 body += sock.recv(65536)
-        assert _data_segments_in(sock) - before == 20
+        received = _data_segments_in(sock) - before
+        # 40 without coalescing (the head, then the body); a busy machine may still split
+        # or retransmit one now and then (21 of 20 once, in a fresh-clone suite)
+        assert 20 <= received <= 22, f"{received} segments for 20 answers"
 
 
 def _data_segments_in(sock: socket.socket) -> int:
