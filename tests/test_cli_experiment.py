@@ -364,19 +364,8 @@ def test_batch_get_csv_of_a_running_experiment_says_it_is_running(
     daemon: Daemon, app_id: str, tmp_path: Path
 ) -> None:
     (tmp_path / "one.json").write_text(json.dumps(knapsack_input(7)))
-    orch(
-        daemon,
-        "input-set",
-        "create",
-        "-a",
-        app_id,
-        "-s",
-        "one",
-        "-n",
-        "One",
-        "--file",
-        tmp_path / "one.json",
-    )
+    one = ("-s", "one", "-n", "One", "--file", tmp_path / "one.json")
+    orch(daemon, "input-set", "create", "-a", app_id, *one)
     orch(
         daemon,
         *("batch", "start", "-a", app_id, "-b", "napping", "-s", "one"),
