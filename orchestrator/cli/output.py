@@ -153,15 +153,17 @@ class OutputFile:
         self._fh: IO[bytes] | None = None
 
     def write(self, data: bytes, /) -> int:
-        if self._fh is None:
-            self._fh = self.dest.open("wb")
-        return self._fh.write(data)
+        return self._opened().write(data)
 
     def finish(self) -> None:
         """An output with no byte is still an (empty) file, as ``>`` makes one."""
+        self._opened()
+        self.close()
+
+    def _opened(self) -> IO[bytes]:
         if self._fh is None:
             self._fh = self.dest.open("wb")
-        self.close()
+        return self._fh
 
     def close(self) -> None:
         if self._fh is not None:
