@@ -28,6 +28,7 @@ from orchestrator.errors import Conflict, NotFound
 from orchestrator.models import Run, RunStatus
 from orchestrator.runs.files import require
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.service import TEXT_FORMAT
 from orchestrator.runs.workspace import (
     SMALL_OUTPUT,
     Workspace,
@@ -181,6 +182,9 @@ async def download(
     request: Request,
     expires: int = Query(...),
     sig: str = Query(...),
+    raw: bool = Query(
+        False, description="A text input's bytes as they are (orch's CLI), not a tar.gz."
+    ),
     svc: Services = Depends(services),
 ) -> Response:
     """Signed, expiring, key-less: the SDK fetches these URLs without its bearer key."""
@@ -189,20 +193,33 @@ async def download(
         raise NotFound(f"nothing called {kind!r} to download")
     run = await svc.runs.get(app_id, run_id)
     if kind == "output" and await svc.runs.output_is_text(run):
-        return await text_archive(svc, run)
+        ws = require_output(svc, run)
+        return await text_archive(run, "output", ws.stdout, FilePath(ws.root))
+    text_input = None if raw or kind != "input" else _text_input_file(run)
+    if text_input is not None:
+        require(run, svc.settings.home.run_path(run.id), text_input, "input")
+        return await text_archive(run, "input", text_input, svc.settings.home.run_dir(run.id))
     return await file_response(svc, run, kind)
 
 
-async def text_archive(svc: Services, run: Run) -> Response:
-    """A text output at its URL, as the SDK reads every output that is not ``json``: a
-    tar.gz, here of one file, ``output`` (a text input is ``input`` in the SDK's own
-    runs). ``GET .../output`` keeps the bytes as they are, for orch's CLI."""
-    ws = require_output(svc, run)
+def _text_input_file(run: Run) -> str | None:
+    """The path of a text run's input when it is one file (a folder is a tar.gz anyway)."""
+    path = run.input_path
+    if run.input_format != TEXT_FORMAT or not path or os.path.isdir(path):
+        return None
+    return path
+
+
+async def text_archive(run: Run, kind: str, path: str, folder: FilePath) -> Response:
+    """A text input or output at its URL, as the SDK reads every one that is not
+    ``json``: a tar.gz, here of one file named ``input`` or ``output`` (as in the SDK's
+    own local runs). ``GET .../output`` keeps the bytes as they are, for orch's CLI, and
+    so does this URL with ``raw=true``, which the CLI asks for an input."""
     archive = await anyio.to_thread.run_sync(
-        _tar_file_once, ws.stdout, FilePath(ws.root, "output.tar.gz"), "output"
+        _tar_file_once, path, FilePath(folder, f"{kind}.tar.gz"), kind
     )
     if archive is None:
-        raise NotFound(f"run {run.id!r} has no output")
+        raise NotFound(f"run {run.id!r} has no {kind}")
     return FileResponse(archive, media_type="application/gzip", filename=f"{run.id}.tar.gz")
 
 

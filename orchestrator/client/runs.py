@@ -96,11 +96,12 @@ class Runs:
         return self._download(run_path(app_id, run_id, "/output"), sink)
 
     def download_input(self, app_id: str, run_id: str, sink: Sink) -> bytes:
-        """The input byte for byte, through its signed URL: ``.../input`` answers text
-        inputs as a JSON string, the way the SDK reads them."""
+        """The input byte for byte, through its signed URL (``raw``): ``.../input``
+        answers a text input as a JSON string and its URL as a tar.gz, the way the SDK
+        reads them."""
         path = run_path(app_id, run_id, "/input")
         signed = cast(SignedUrl, self._http.request("GET", path, params={"format": "url"}).json())
-        return self._download(signed["url"], sink)
+        return self._download(signed["url"] + "&raw=true", sink)  # the SDK gets text as tar.gz
 
     def track(
         self,

@@ -408,6 +408,25 @@ def test_text_input_is_uploaded_as_text(
     assert "upper: got 21 chars" in app.run_logs(run_id).log
 
 
+def test_a_large_text_input_comes_back_through_its_url(
+    new_app: NewApp, push: Push, tmp_path: Path, fast: PollingOptions
+) -> None:
+    """Over 5 MiB the SDK fetches an input by URL and unpacks every input that is not
+    ``json`` as a tar.gz: the URL of a text input served its bytes, which failed there
+    (``shutil.ReadError``). orch's CLI still gets the bytes (``test_cli``)."""
+    text_app = _app_with(new_app, push, tmp_path / "upper", TEXT_MAIN, TEXT_MANIFEST)
+    text = "ab\n" * (MAX_RUN_SIZE // 3 + 100)
+    run_id = text_app.new_run(input=text)
+    result = text_app.run_result_with_polling(run_id, polling_options=fast)
+    assert result.metadata.status_v2 == StatusV2.succeeded, result.metadata.error
+    assert result.metadata.input_size == len(text) > MAX_RUN_SIZE
+
+    back = tmp_path / "back"
+    assert text_app.run_input(run_id, output_dir_path=str(back)) is None
+    assert [p.name for p in back.iterdir()] == ["input"]
+    assert (back / "input").read_text() == text
+
+
 def test_multi_file_input_dir_and_output_dir(
     new_app: NewApp, push: Push, tmp_path: Path, fast: PollingOptions
 ) -> None:
