@@ -54,6 +54,7 @@ PROTECTIONS = (
     "landlock-unix",
     "mount-ns",
     "proc-hidden",
+    "cgroup-ns",
     "net-ns",
     "ipc-ns",
     "seccomp",

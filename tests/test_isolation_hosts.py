@@ -38,10 +38,13 @@ from tests.helpers import (
 )
 from tests.hostile import assert_blocked, hostile
 
-FULL = {"landlock": 7, "mount": "ok", "proc_hidden": "ok", "net_ns": "ok", "ipc_ns": "ok"}
+FULL = {
+    "landlock": 7, "mount": "ok", "proc_hidden": "ok", "cgroup_ns": "ok", "net_ns": "ok",
+    "ipc_ns": "ok",
+}  # fmt: skip
 ALL_ROOT = [
     "landlock-fs", "landlock-net", "landlock-signal", "landlock-unix", "mount-ns",
-    "proc-hidden", "net-ns", "ipc-ns", "uid", "no-new-privs",
+    "proc-hidden", "cgroup-ns", "net-ns", "ipc-ns", "uid", "no-new-privs",
 ]  # fmt: skip
 
 
@@ -109,6 +112,20 @@ def test_landlock_alone_meets_the_fs_requirement_for_an_unprivileged_daemon() ->
 def test_an_open_network_drops_the_network_protections() -> None:
     isolation = decide(settings(network="open"), FULL, root=True)
     assert not {"landlock-net", "net-ns"} & set(isolation.protections)
+
+
+def test_models_see_their_own_cgroups_only_where_the_probe_could_mount_them() -> None:
+    own = decide(settings(), FULL, root=True)
+    assert "cgroup-ns" in own.protections and "cgroup-ns" not in own.unavailable
+    refused = "mount cgroup on /sys/fs/cgroup/memory: Operation not permitted"
+    masked = decide(settings(), FULL | {"cgroup_ns": refused}, root=True)
+    assert "cgroup-ns" not in masked.protections and refused in masked.unavailable["cgroup-ns"]
+    assert "empty /sys/fs/cgroup" in masked.unavailable["cgroup-ns"]
+    assert set(own.protections) - set(masked.protections) == {"cgroup-ns"}
+    assert masked.refusal is None  # it still runs
+    landlock_only = decide(settings(use=["landlock"]), FULL, root=False)
+    assert "cgroup-ns" not in landlock_only.protections
+    assert "host's /sys/fs/cgroup" in landlock_only.unavailable["cgroup-ns"]
 
 
 def test_require_names_single_protections_too() -> None:
@@ -203,6 +220,11 @@ def start_unprivileged() -> Iterator[Any]:
 
 
 READ_KEY = 'return open(target["path"]).read()'
+LIST_CGROUPS = """
+if os.listdir("/sys/fs/cgroup"):
+    return os.listdir("/sys/fs/cgroup")
+return open("/sys/fs/cgroup/memory/cgroup.procs").read()
+"""
 
 
 def _attack_key(d: Daemon, tmp_path: Path) -> dict[str, Any]:
@@ -225,6 +247,10 @@ def test_an_unprivileged_daemons_models_cannot_read_its_key(
         assert_blocked(hostile(api, tmp_path, body, {"pid": d.process.pid}))
         body = "return open(f\"/proc/{target['pid']}/environ\").read()"
         assert_blocked(hostile(api, tmp_path, body, {"pid": d.process.pid}))
+        assert os.listdir("/sys/fs/cgroup")  # the host's tree is real
+        assert_blocked(hostile(api, tmp_path, LIST_CGROUPS, {}))
+    assert "cgroup-ns" not in facts["protections"]  # no group of its own here: nothing to show
+    assert "no per-run cgroup" in facts["unavailable"]["cgroup-ns"]
     assert d.process.poll() is None
 
 

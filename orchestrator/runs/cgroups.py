@@ -295,6 +295,44 @@ def _mounts() -> dict[str, tuple[Path, str]]:
     return found
 
 
+def hierarchy_mounts(support: CgroupSupport | None) -> list[tuple[str, str, str]]:
+    """The host's mounts that hold the runs' groups: (mount point, type, mount data).
+
+    What a jail mounts afresh inside its run's cgroup namespace, so that the model sees
+    its own limits where runtimes look for them (``jail.view``), and only these: in any
+    other hierarchy its group is the daemon's, whose processes a mount there would list.
+    For v1 the data names the hierarchy (its controllers, its ``name=``); v2 needs none.
+    """
+    if support is None:
+        return []
+    parents = [p for p in (support.memory_parent, support.pids_parent) if p is not None]
+    mounts: list[tuple[str, str, str]] = []
+    for line in _read_lines(Path("/proc/self/mountinfo")):
+        left, _, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if len(fields) >= 5 and len(after) >= 3 and after[0] in ("cgroup", "cgroup2"):
+            data = "" if after[0] == "cgroup2" else _hierarchy(after[2].split(","))
+            mounts.append((_unescape(fields[4]), after[0], data))
+    found: list[tuple[str, str, str]] = []
+    for parent in parents:
+        holding = [m for m in mounts if _beneath(str(parent), m[0])]
+        best = max(holding, key=lambda m: len(m[0]), default=None)  # the innermost mount
+        if best is not None and best not in found:
+            found.append(best)
+    return found
+
+
+def _hierarchy(options: list[str]) -> str:
+    """The options that name a v1 hierarchy: its controllers and ``name=``; the others
+    (``rw``, ``xattr``, ``release_agent=``...) belong to the host's superblock."""
+    controllers = {line.split()[0] for line in _read_lines("/proc/cgroups")[1:] if line.strip()}
+    return ",".join(o for o in options if o in controllers or o.startswith("name="))
+
+
+def _beneath(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def _own_paths() -> dict[str, str]:
     """Controller -> our cgroup path ("" is the v2 entry) from /proc/self/cgroup."""
     paths: dict[str, str] = {}

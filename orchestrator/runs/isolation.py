@@ -18,7 +18,10 @@ from typing import Any
 
 from orchestrator.config import MECHANISMS, PROTECTIONS, REQUIREMENT_GROUPS, IsolationSettings
 from orchestrator.runs.access import interpreter_roots
+from orchestrator.runs.cgroups import detect as detect_cgroups
+from orchestrator.runs.cgroups import hierarchy_mounts
 from orchestrator.runs.jail import sysc
+from orchestrator.runs.jail.view import CGROUP, beneath
 from orchestrator.runs.spawner import Spawner
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,9 @@ NET_NS_COST = (
 )
 """Why ``use = "auto"`` leaves the network namespace out where Landlock covers TCP."""
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
-"""Read-only in every model's view: programs, libraries, configuration, sysfs."""
+"""Read-only in every model's view: programs, libraries, configuration, sysfs (whose
+``/sys/fs/cgroup`` the view replaces: only the run's own groups with ``cgroup-ns``, an
+empty folder without it)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def detect(
 ) -> tuple[Isolation, dict[str, Any]]:
     """Probe the host with everything on, decide, and return the plan to apply."""
     root = os.geteuid() == 0
-    everything = Isolation(("mount-ns", "proc-hidden") if root else ("mount-ns",))
+    everything = Isolation(("mount-ns", "cgroup-ns", *(("proc-hidden",) if root else ())))
     try:
         probe = spawner.probe(jail_plan(everything, config, home, tmp_size_mb, spawner.python))
     except OSError as exc:
@@ -101,6 +106,7 @@ def decide(config: IsolationSettings, probe: dict[str, Any], *, root: bool) -> I
             why.setdefault(name, "left out by [isolation] use")
     if root:
         got.add("uid")
+    _cgroup_ns(probe.get("cgroup_ns"), got, why)
     protections = tuple(p for p in PROTECTIONS if p in got)
     uids = (config.uid_base, config.uid_base + config.uid_count - 1) if root else None
     return Isolation(protections, abi, config.network, _refusal(config, got, why, root), why, uids)
@@ -115,6 +121,7 @@ def jail_plan(
 ) -> dict[str, Any]:
     """What every standby builds (its cgroups and uid are added per standby)."""
     has = set(isolation.protections)
+    own_cgroups = "cgroup-ns" in has and "mount-ns" in has
     system = [[p, os.path.realpath(p)] for p in SYSTEM_PATHS if os.path.lexists(p)]
     trees = [*interpreter_roots(python), *interpreter_roots(sys.executable)]
     trees += map(os.path.normpath, config.read_paths)
@@ -140,6 +147,8 @@ def jail_plan(
         "tmp_size_mb": tmp_size_mb,
         "landlock": landlock,
         "seccomp": "seccomp" in has,
+        "cgroup_ns": own_cgroups,
+        "cgroup_fs": _cgroup_mounts() if own_cgroups else [],
     }
 
 
@@ -166,6 +175,24 @@ def _landlock(abi: int, network: str, why: dict[str, str]) -> set[str]:
     else:
         why["landlock-signal"] = f"needs Landlock ABI 6 (Linux 6.12), this kernel has {abi}"
     return got
+
+
+def _cgroup_ns(answer: object, got: set[str], why: dict[str, str]) -> None:
+    """``cgroup-ns``: a model's /sys/fs/cgroup shows only its run's own groups. Without
+    it the reason says what models see there instead: the host's tree (no view of their
+    own), or an empty folder."""
+    if "mount-ns" not in got:
+        why["cgroup-ns"] = "needs mount-ns: models see the host's /sys/fs/cgroup"
+    elif answer == "ok":
+        got.add("cgroup-ns")
+    else:
+        why["cgroup-ns"] = f"models see an empty /sys/fs/cgroup ({answer or 'not probed'})"
+
+
+def _cgroup_mounts() -> list[list[str]]:
+    """The hierarchies the runs' groups lie in, as the view can show them: under
+    /sys/fs/cgroup (a jail mounts nothing elsewhere)."""
+    return [list(m) for m in hierarchy_mounts(detect_cgroups()) if beneath(m[0], CGROUP)]
 
 
 def _probed(name: str, answer: object, got: set[str], why: dict[str, str]) -> None:
@@ -208,3 +235,5 @@ def _report(isolation: Isolation) -> None:
         )
     else:
         log.info("model isolation: %s", ", ".join(isolation.protections))
+    if isolation.refusal is None and "cgroup-ns" not in isolation.protections:
+        log.info("models' cgroups: %s", isolation.unavailable.get("cgroup-ns"))

@@ -48,6 +48,9 @@ class Standby:
     def prepare(self) -> None:
         """Everything that does not depend on the run, in the order the kernel needs.
 
+        The cgroup namespace comes after joining the run's groups, so that they are its
+        root; its cgroup mounts after the view, where they go (``View.cgroups``).
+
         The seccomp filter (``seccomp``: no call that allocates disk faster than the
         ``disk_mb`` sampler can see) comes with the zygote's clone, or is installed
         here; none of the jail's own steps is one it filters. A plan without
@@ -66,15 +69,19 @@ class Standby:
             bool(plan.get("net_ns")),
             bool(plan.get("ipc_ns")),
         )
+        cgroup = self.view is not None and bool(plan.get("cgroup_ns"))  # after joining: its root
         if self.view is not None and self.template is not None:
             flags = (sysc.CLONE_NEWNET if net else 0) | (sysc.CLONE_NEWIPC if ipc else 0)
-            self.view.copy(*self.template, flags)
+            self.view.copy(*self.template, flags | (sysc.CLONE_NEWCGROUP if cgroup else 0))
         elif self.view is not None:
-            enter_namespaces(user=user, net=net, ipc=ipc)
+            enter_namespaces(user=user, net=net, ipc=ipc, cgroup=cgroup)
             self.view.base(plan)
         elif net or ipc:
             sysc.unshare((sysc.CLONE_NEWNET if net else 0) | (sysc.CLONE_NEWIPC if ipc else 0))
         self._mark("view")
+        if cgroup and self.view is not None:
+            self.view.cgroups(plan.get("cgroups", []))
+            self._mark("cgroupfs")
         rules = plan.get("landlock")
         if rules:
             self.ruleset = landlock.Ruleset(

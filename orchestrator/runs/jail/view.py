@@ -8,6 +8,13 @@ sees only processes it could ptrace, i.e. its own. Nothing of the daemon's home
 is there until a run binds in its own paths (its folder read-write; its package,
 environment and input read-only).
 
+``/sys/fs/cgroup`` is an empty read-only tmpfs instead of the host's (whose
+``cgroup.procs`` list every process, the daemon's too, and whose groups show
+every other run's usage). A standby that joined its run's groups enters a cgroup
+namespace of its own and mounts each hierarchy holding them afresh there
+(``cgroups``): the model sees its own group as the root, with its limits, where
+runtimes look for them (``/proc/self/cgroup`` says ``/``, ``mountinfo`` the mount).
+
 Building ends with ``pivot_root`` into that root and detaching the old one,
 keeping the host's tree only under ``/.src`` so that runs can bind from it. A
 run's last step before ``exec`` detaches ``/.src`` too: the model's namespace
@@ -22,12 +29,14 @@ that nothing a run writes or mounts reaches another.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
 from . import sysc
 
 STAGE, JAIL, OLD, SRC = "/tmp", "/jail", "/oldroot", "/.src"
+CGROUP = "/sys/fs/cgroup"
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _KEPT_FLAGS = {  # statvfs flag -> mount flag: a remount must keep what a user namespace locked
@@ -40,8 +49,8 @@ _KEPT_FLAGS = {  # statvfs flag -> mount flag: a remount must keep what a user n
 }
 
 
-def enter_namespaces(*, user: bool, net: bool, ipc: bool) -> None:
-    """New mount (and user, network, IPC) namespaces for this process alone.
+def enter_namespaces(*, user: bool, net: bool, ipc: bool, cgroup: bool = False) -> None:
+    """New mount (and user, network, IPC, cgroup) namespaces for this process alone.
 
     In a user namespace the map is the identity for our own uid and gid: we may
     mount, but after ``exec`` the model (not uid 0 inside) holds no capability.
@@ -51,6 +60,7 @@ def enter_namespaces(*, user: bool, net: bool, ipc: bool) -> None:
     flags |= sysc.CLONE_NEWUSER if user else 0
     flags |= sysc.CLONE_NEWNET if net else 0
     flags |= sysc.CLONE_NEWIPC if ipc else 0
+    flags |= sysc.CLONE_NEWCGROUP if cgroup else 0
     sysc.unshare(flags)
     if user:
         _write("/proc/self/setgroups", "deny")
@@ -77,6 +87,8 @@ class View:
         hidden = plan.get("hide")
         self.hidden = hidden if isinstance(hidden, str) else None
         """The daemon's home: masked, so paths beneath are bound one by one."""
+        self.cgroup_fs = _triples(plan.get("cgroup_fs"))
+        """(mount point, type, data) of each hierarchy a run's groups may lie in."""
 
     def base(self, plan: dict[str, object]) -> None:
         """Everything that does not depend on the run."""
@@ -84,6 +96,7 @@ class View:
         sysc.mount("tmpfs", JAIL, "tmpfs", sysc.MS_NOSUID | sysc.MS_NODEV, "mode=0755,size=4m")
         for target, source in _pairs(plan.get("system")):
             self._system(target, source)
+        self._cgroup_mask()
         for target, source in _pairs(plan.get("read")):
             self.add(target, source, writable=False)
         self._proc(bool(plan.get("proc_hidden")))
@@ -137,6 +150,16 @@ class View:
             self._read_only(inside, origin, sysc.MS_NOSUID | sysc.MS_NODEV)
             self.covered.append(target)
 
+    def cgroups(self, joined: list[str]) -> None:
+        """Mount afresh, read-only, each hierarchy that holds one of the ``joined``
+        groups. Made in the run's cgroup namespace (entered after joining), a mount
+        shows that group as its root: nothing above it or beside it. Where the run has
+        no group, the hierarchy stays an empty folder (its group would be the daemon's)."""
+        flags = sysc.MS_RDONLY | sysc.MS_NOSUID | sysc.MS_NODEV | sysc.MS_NOEXEC
+        for point, fstype, data in self.cgroup_fs:
+            if any(beneath(path, point) for path in joined):
+                sysc.mount(fstype, self.into + point, fstype, flags, data)
+
     def seal(self) -> None:
         """The host's tree goes for good, and the root's own tmpfs turns read-only.
 
@@ -173,6 +196,23 @@ class View:
             os.symlink(os.readlink(OLD + target), JAIL + target)
         elif os.path.exists(OLD + source):
             self.add(target, source, writable=False)
+
+    def _cgroup_mask(self) -> None:
+        """The host's cgroup tree leaves the view: detached where we may (root), covered
+        where a user namespace locked it; an empty read-only tmpfs in its place, with a
+        folder for each hierarchy a standby may mount there (``cgroups``)."""
+        mask = JAIL + CGROUP
+        if not os.path.isdir(mask):
+            return  # no /sys in the view, or no cgroups on the host
+        with contextlib.suppress(OSError):  # not a mount point, or locked by a user namespace
+            sysc.umount(mask)
+        options = "mode=0755,size=16k"
+        flags = sysc.MS_NOSUID | sysc.MS_NODEV | sysc.MS_NOEXEC
+        sysc.mount("tmpfs", mask, "tmpfs", flags, options)
+        for point, _, _ in self.cgroup_fs:
+            if point != CGROUP and beneath(point, CGROUP):
+                os.makedirs(JAIL + point, mode=0o755, exist_ok=True)
+        sysc.mount(None, mask, None, flags | sysc.MS_REMOUNT | sysc.MS_RDONLY, options)
 
     def _proc(self, hidden: bool) -> None:
         os.makedirs(JAIL + "/proc", exist_ok=True)
@@ -233,6 +273,10 @@ def beneath(path: str, folder: str) -> bool:
 
 def _pairs(value: object) -> list[tuple[str, str]]:
     return [(str(t), str(s)) for t, s in value] if isinstance(value, list) else []
+
+
+def _triples(value: object) -> list[tuple[str, str, str]]:
+    return [(str(a), str(b), str(c)) for a, b, c in value] if isinstance(value, list) else []
 
 
 def _write(path: str, text: str) -> None:

@@ -101,7 +101,9 @@ def _filter_self() -> None:
         seccomp.ensure()
 
 
-_VIEW_KEYS = ("mount", "userns", "system", "read", "proc_hidden", "hide", "tmp_size_mb")
+_VIEW_KEYS = (
+    "mount", "userns", "system", "read", "proc_hidden", "hide", "tmp_size_mb", "cgroup_fs"
+)  # fmt: skip
 _templates: dict[str, Template | None] = {}
 
 
@@ -148,15 +150,20 @@ def probe(plan: dict[str, Any]) -> dict[str, Any]:
     """What works on this host, each tried in a child of its own so nothing sticks.
 
     ``mount`` builds the whole view (minus /proc); ``proc_hidden`` then mounts a
-    procfs with hidepid; ``seccomp`` installs the filter and tries ``fallocate``; the
-    others only create their namespace.
+    procfs with hidepid; ``cgroup_ns`` builds it in a cgroup namespace and mounts each
+    hierarchy a run's groups lie in (the probe's own groups are the daemon's, but the
+    child and its mounts go at once); ``seccomp`` installs the filter and tries
+    ``fallocate``; the others only create their namespace.
     """
     user = bool(plan.get("userns"))
     base = {k: v for k, v in plan.items() if k != "proc_hidden"}
 
-    def view(hidden_proc: bool) -> None:
-        enter_namespaces(user=user, net=False, ipc=False)
-        View(base).base({**base, "proc_hidden": hidden_proc})
+    def view(hidden_proc: bool, cgroup: bool = False) -> None:
+        enter_namespaces(user=user, net=False, ipc=False, cgroup=cgroup)
+        jail = View(base)
+        jail.base({**base, "proc_hidden": hidden_proc})
+        if cgroup:
+            jail.cgroups([point for point, _, _ in jail.cgroup_fs])
 
     def alone(flag: int) -> Callable[[], None]:
         return lambda: sysc.unshare(flag | (sysc.CLONE_NEWUSER if user else 0))
@@ -164,6 +171,11 @@ def probe(plan: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {"landlock": landlock.abi()}
     results["mount"] = _attempt(lambda: view(False))
     results["proc_hidden"] = _attempt(lambda: view(True)) if not user else "needs root"
+    results["cgroup_ns"] = (
+        _attempt(lambda: view(False, cgroup=True))
+        if base.get("cgroup_fs")
+        else "no per-run cgroup here: a model's group would be the daemon's"
+    )
     results["net_ns"] = _attempt(alone(sysc.CLONE_NEWNET))
     results["ipc_ns"] = _attempt(alone(sysc.CLONE_NEWIPC))
     results["seccomp"] = _attempt(seccomp.check)
