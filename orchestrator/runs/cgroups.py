@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator.models import Limits
+from orchestrator.runs.jail.view import beneath
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ def hierarchy_mounts(support: CgroupSupport | None) -> list[tuple[str, str, str]
             mounts.append((_unescape(fields[4]), after[0], data))
     found: list[tuple[str, str, str]] = []
     for parent in parents:
-        holding = [m for m in mounts if _beneath(str(parent), m[0])]
+        holding = [m for m in mounts if beneath(str(parent), m[0])]
         best = max(holding, key=lambda m: len(m[0]), default=None)  # the innermost mount
         if best is not None and best not in found:
             found.append(best)
@@ -327,10 +328,6 @@ def _hierarchy(options: list[str]) -> str:
     (``rw``, ``xattr``, ``release_agent=``...) belong to the host's superblock."""
     controllers = {line.split()[0] for line in _read_lines("/proc/cgroups")[1:] if line.strip()}
     return ",".join(o for o in options if o in controllers or o.startswith("name="))
-
-
-def _beneath(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _own_paths() -> dict[str, str]:
