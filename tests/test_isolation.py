@@ -211,6 +211,28 @@ def test_writing_outside_its_folders_leaves_no_file(
         assert_blocked(report)
 
 
+def test_every_mount_beneath_the_system_folders_is_read_only(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    """A remount made only the top of each recursive bind read-only: ``/sys``'s own mounts
+    (``/sys/kernel/tracing``, ``/sys/fs/bpf``...) stayed writable in the view, held back by
+    the run's uid and Landlock alone."""
+    body = """
+    beneath, writable = 0, []
+    for line in open("/proc/self/mountinfo"):
+        fields = line.split()
+        point, options = fields[4], fields[5].split(",")
+        if point.split("/")[1] in ("usr", "etc", "sys"):
+            beneath += point.startswith("/sys/")
+            writable += [] if "ro" in options else [point]
+    return f"{beneath} {' '.join(writable[:3])}"
+    """
+    report = hostile(api, tmp_path, body, {})
+    beneath, *writable = report["got"].strip("'").split()  # the harness reports repr(got)
+    assert int(beneath) > 0, "the host has mounts under /sys: the view shows some"
+    assert writable == []
+
+
 # -- the daemon's port and processes ------------------------------------------------------
 
 

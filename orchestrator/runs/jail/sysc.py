@@ -35,6 +35,10 @@ PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 
 _SYS_CLONE3 = 435  # the same number on every architecture
+_SYS_MOUNT_SETATTR = 442  # likewise (Linux 5.12)
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "s390x": 120}
 """clone(2) for hosts whose seccomp policy answers clone3 with ENOSYS (Docker's does)."""
 
@@ -65,6 +69,21 @@ def syscall(number: int, *args: object) -> int:
     """A raw system call; integers pass as C longs, bytes as ``char *``, structures by reference."""
     converted = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
     return int(_libc.syscall(ctypes.c_long(number), *converted))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in ("set", "clear", "propagation", "userns")]
+
+
+def read_only_tree(target: str) -> None:
+    """``target`` and every mount beneath it read-only, in one call: a remount reaches
+    only the top of a recursive bind, which left ``/sys``'s own mounts (tracing, bpf...)
+    writable in the view."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    size = ctypes.sizeof(attr)
+    flags = AT_RECURSIVE
+    if syscall(_SYS_MOUNT_SETATTR, AT_FDCWD, target.encode(), flags, ctypes.byref(attr), size):
+        raise fail(f"mount_setattr {target}")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:

@@ -30,6 +30,7 @@ that nothing a run writes or mounts reaches another.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import platform
 
@@ -96,6 +97,7 @@ class View:
         sysc.mount("tmpfs", JAIL, "tmpfs", sysc.MS_NOSUID | sysc.MS_NODEV, "mode=0755,size=4m")
         for target, source in _pairs(plan.get("system")):
             self._system(target, source)
+        self._read_only_below([t for t, _ in _pairs(plan.get("system"))])
         self._cgroup_mask()
         for target, source in _pairs(plan.get("read")):
             self.add(target, source, writable=False)
@@ -196,6 +198,18 @@ class View:
             os.symlink(os.readlink(OLD + target), JAIL + target)
         elif os.path.exists(OLD + source):
             self.add(target, source, writable=False)
+
+    def _read_only_below(self, targets: list[str]) -> None:
+        """The mounts beneath the system folders read-only too (``/sys/kernel/tracing``,
+        ``/sys/fs/bpf``...). A kernel before 5.12 lacks the call: their writes then meet
+        the run's uid and Landlock's read-only rules alone, as they did before it."""
+        for target in targets:
+            if os.path.ismount(JAIL + target):
+                try:
+                    sysc.read_only_tree(JAIL + target)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSYS:
+                        raise
 
     def _cgroup_mask(self) -> None:
         """The host's cgroup tree leaves the view: detached where we may (root), covered
