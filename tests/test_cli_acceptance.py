@@ -113,7 +113,7 @@ def test_bad_metrics_are_refused_before_anything_runs(daemon: Daemon, app_id: st
     assert "expected FIELD STATISTIC OP" in short.stderr
     median = orch(daemon, *base, "-s", "four", "--metric", "result.value median gt", code=1)
     assert "statistic must be one of min max mean std" in median.stderr
-    assert "at least one --metric" in orch(daemon, *base, code=1).stderr
+    assert "at least one --metric" in orch(daemon, *base, code=2).stderr
     missing = orch(daemon, *base, "--metric", "result.value mean gt", code=1)
     assert f"batch experiment {test_id!r} not found" in missing.stderr
     assert "not found" in orch(daemon, "batch", "get", "-a", app_id, "-b", test_id, code=1).stderr

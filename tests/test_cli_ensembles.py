@@ -120,9 +120,27 @@ def test_metadata_shows_children_winner_and_parent(daemon: Daemon, app_id: str, 
     assert {c["run_group_id"] for c in result["child_runs"]} == {"scale1", "scale16"}
 
 
+def test_result_of_a_child_run_names_its_ensemble_run(
+    daemon: Daemon, app_id: str, best: str
+) -> None:
+    """Given a child run, ``ensemble result`` said only "not an ensemble run"; the child's
+    metadata names its ensemble run (``parent_run_id``): the error says so, with the
+    command that shows that run's result."""
+    run_id = orch(daemon, f"app run -a {app_id} -e {best} -i", KNAPSACK_INPUT).stdout.strip()
+    orch(daemon, f"app run result -a {app_id} -r {run_id} --wait")
+    child = orch_json(daemon, f"ensemble result -a {app_id} -r {run_id}")["child_runs"][0]["id"]
+    proc = orch(daemon, f"ensemble result -a {app_id} -r {child}", code=1)
+    hint = f"orch ensemble result -a {app_id} -r {run_id} --home {daemon.home}"
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        f"error: run {child} is a child run of ensemble run {run_id}; its result: {hint}\n"
+    )
+    assert child in orch(daemon, f"ensemble result -a {app_id} -r {run_id}").stdout
+
+
 def test_bad_input_is_a_clear_error(daemon: Daemon, app_id: str, best: str) -> None:
-    def error(args: str, *more: str | Path) -> str:
-        proc = orch(daemon, args, *more, code=1)
+    def error(args: str, *more: str | Path, code: int = 1) -> str:
+        proc = orch(daemon, args, *more, code=code)
         assert proc.stdout == ""
         return proc.stderr
 
@@ -130,7 +148,7 @@ def test_bad_input_is_a_clear_error(daemon: Daemon, app_id: str, best: str) -> N
     assert "no rules: give --statistics-path" in error(f"{create} --instance-ids scale1")
     assert "--run-groups 'nope' is not valid JSON" in error(f"{create} --run-groups nope")
     assert "needs both --statistics-path and --objective" in error(
-        f"{create} --instance-ids scale1 --statistics-path $.result.value"
+        f"{create} --instance-ids scale1 --statistics-path $.result.value", code=2
     )
     assert "instance 'ghost' not found" in error(
         f"{create} --instance-ids ghost --statistics-path $.x --objective minimize"
@@ -142,7 +160,7 @@ def test_bad_input_is_a_clear_error(daemon: Daemon, app_id: str, best: str) -> N
         f"app run -a {app_id} -e nosuch -i", KNAPSACK_INPUT
     )
     assert "leave out --instance-id" in error(
-        f"app run -a {app_id} -e {best} --instance-id scale1 -i", KNAPSACK_INPUT
+        f"app run -a {app_id} -e {best} --instance-id scale1 -i", KNAPSACK_INPUT, code=2
     )
     plain = orch(daemon, f"app run -a {app_id} --instance-id scale1 -i", KNAPSACK_INPUT)
     assert "is not an ensemble run" in error(f"ensemble result -a {app_id} -r {plain.stdout}")

@@ -169,7 +169,7 @@ def test_csv_summary_and_a_passing_gate(daemon: Daemon, app_id: str, input_set: 
 
 def test_flags_are_checked_before_anything_is_queued(daemon: Daemon, app_id: str) -> None:
     base = ("batch", "start", "-a", app_id, "-b", "never", "-s", "ten", "--instance-ids", "good")
-    no_wait = orch(daemon, *base, "--baseline", "good", "--fail-if", "wall_time > baseline", code=1)
+    no_wait = orch(daemon, *base, "--baseline", "good", "--fail-if", "wall_time > baseline", code=2)
     assert "--fail-if needs --wait and --baseline" in no_wait.stderr
     typo = orch(daemon, *base, "--baseline", "good", "--wait", "--fail-if", "value > 2", code=1)
     assert "--fail-if: malformed condition 'value > 2'" in typo.stderr
@@ -240,11 +240,11 @@ def test_input_set_sources_are_exclusive_and_leave_nothing_behind(
     file = tmp_path / "one.json"
     file.write_text(json.dumps(knapsack_input(1)))
     base = ("input-set", "create", "-a", app_id, "-n", "X")
-    none = orch(daemon, *base, "-s", "x", code=1)
+    none = orch(daemon, *base, "-s", "x", code=2)
     assert "exactly one source" in none.stderr
-    both = orch(daemon, *base, "-s", "x", "--file", file, "--run-ids", "run-1", code=1)
+    both = orch(daemon, *base, "-s", "x", "--file", file, "--run-ids", "run-1", code=2)
     assert "exactly one source" in both.stderr and "--file, --run-ids" in both.stderr
-    window = orch(daemon, *base, "-s", "x", "--file", file, "--maximum-runs", "3", code=1)
+    window = orch(daemon, *base, "-s", "x", "--file", file, "--maximum-runs", "3", code=2)
     assert "only go with --instance-id" in window.stderr
     with daemon.client() as api:
         before = len(api.get(f"/v1/applications/{app_id}/inputs").json())

@@ -1,6 +1,6 @@
 """Habits of the command line: one meaning per short flag, ``-h`` everywhere, ``ORCH_APP_ID``,
-old spellings that still work, readable tables, and a readable name for a promoted
-instance.
+``--home`` before the command too, old spellings that still work, readable tables (the
+default instance marked), and a readable name for a promoted instance.
 
 The flag checks walk the command tree in-process (every command module is loaded, as
 ``--help`` would); the rest runs ``orch`` as a subprocess against the session daemon.
@@ -9,9 +9,12 @@ The flag checks walk the command tree in-process (every command module is loaded
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -95,6 +98,66 @@ def test_the_app_id_comes_from_orch_app_id(daemon: Daemon, knap: str) -> None:
     assert "--app-id" in missing.stderr and "ORCH_APP_ID" in missing.stderr
 
 
+def test_home_before_the_command_is_the_commands_home(
+    daemon: Daemon, knap: str, tmp_path: Path
+) -> None:
+    """``orch --home DIR app list`` was refused (no such option: --home): the flag was the
+    commands' own. Given at both places the command's own wins; either beats ORCH_HOME."""
+    nowhere = tmp_path / "no-daemon-here"
+    listed = orch(daemon, "--home", daemon.home, "app list", home=False)
+    assert knap in listed.stdout
+    own = orch(daemon, "--home", nowhere, "app list --home", daemon.home, home=False)
+    assert knap in own.stdout
+    lost = orch(daemon, "--home", daemon.home, "app list --home", nowhere, home=False, code=1)
+    assert f"no orch daemon is running for {nowhere}" in lost.stderr
+    env = {"ORCH_HOME": str(nowhere)}
+    assert knap in orch(daemon, "--home", daemon.home, "app list", home=False, env=env).stdout
+    grouped = orch(daemon, "app run --home", daemon.home, f"list -a {knap}", home=False)
+    assert grouped.stderr == ""  # ``app run``'s own --home reaches its actions too
+    shown = orch(daemon, "--help", home=False).stdout
+    assert "--home" in shown and "which wins if both are given" in " ".join(shown.split())
+
+
+def test_home_before_the_command_costs_version_nothing() -> None:
+    """``orch --version`` imports no more than before (it is benchmarked, ~65 ms): the root's
+    --home is only read by the command's own, and the command is not even loaded."""
+    probe = (
+        "import sys\n"
+        "sys.argv = ['orch', '--home', '/nowhere', '--version']\n"
+        "from orchestrator.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('orchestrator'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    version, loaded = done.stdout.splitlines()
+    assert version.startswith("orch ")
+    assert loaded.split() == [
+        "orchestrator",
+        "orchestrator.cli",
+        "orchestrator.cli.lazy",
+        "orchestrator.cli.main",
+        "orchestrator.cli.stdout",
+        "orchestrator.cli.usage",
+    ]
+
+
+def test_instance_list_marks_the_default_instance(daemon: Daemon, api: httpx.Client) -> None:
+    """The table said nothing of which instance ``--instance-id default`` runs; ``--json``
+    stays the API's list, with nothing added."""
+    app_id = new_app(daemon, SAMPLES / "knapsack")
+    orch(daemon, f"app promote -a {app_id} -v v1 -n One")  # production, the default
+    orch(daemon, f"app instance create -a {app_id} --instance-id other -v v1")
+    lines = orch(daemon, f"app instance list -a {app_id}").stdout.splitlines()
+    header = [c.strip() for c in lines[0].split("┃")]
+    rows = {r[0]: r for r in ([c.strip() for c in x.split("│")] for x in lines if "│" in x)}
+    default = header.index("default")
+    marks = {name: row[default] for name, row in rows.items()}
+    assert marks == {"devint": "-", "production": "yes", "other": "-"}
+    listed = orch_json(daemon, f"app instance list -a {app_id}")
+    assert listed == api.get(f"/v1/applications/{app_id}/instances").json()
+
+
 def test_old_short_flags_still_work_with_a_note(daemon: Daemon, knap: str) -> None:
     orch(daemon, f"app version create -a {knap} -v habit-v1")
     created = orch(daemon, f"app instance create -a {knap} -i habit -v habit-v1")
@@ -104,7 +167,7 @@ def test_old_short_flags_still_work_with_a_note(daemon: Daemon, knap: str) -> No
     assert note in got.stderr and '"id":"habit"' in got.stdout
     promoted = orch(daemon, f"app promote -a {knap} -v habit-v2 -n two -i habit")
     assert note in promoted.stderr and "habit-v2" in promoted.stdout
-    clash = orch(daemon, f"app instance get -a {knap} -i habit --instance-id other", code=1)
+    clash = orch(daemon, f"app instance get -a {knap} -i habit --instance-id other", code=2)
     assert "say different things" in clash.stderr
     quiet = orch(daemon, f"app instance get -a {knap} --instance-id habit")
     assert "deprecated" not in quiet.stderr

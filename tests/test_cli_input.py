@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from orchestrator.cli.run_input import Scratch, read_input
-from tests.cli_run import CLI, ENV, new_app, orch
-from tests.helpers import SAMPLES, Daemon
+from tests.cli_run import CLI, ENV, new_app, orch, orch_json
+from tests.helpers import MULTI_FILE_MANIFEST, SAMPLES, Daemon, write_app
 
 KNAPSACK_INPUT = SAMPLES / "knapsack" / "input.json"
 
@@ -168,6 +168,47 @@ def test_text_that_only_looks_a_little_like_json_still_goes_as_text(
         assert meta["metadata"]["format"]["input"]["type"] == "text"
 
 
+def test_a_folder_for_a_json_app_is_refused_before_a_run_exists(
+    daemon: Daemon, api: httpx.Client, app_id: str, tmp_path: Path
+) -> None:
+    """A folder went to the knapsack (a json app) as multi-file, with no word, and the run
+    died in the model on an empty stdin. The executable's format is looked up for a
+    folder (only then) and the folder refused, saying what the app takes."""
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    shutil.copy(KNAPSACK_INPUT, folder / "input.json")
+    refused = orch(daemon, f"app run -a {app_id} -w -i", folder, code=2)
+    assert refused.stdout == ""
+    assert refused.stderr.startswith(
+        f"error: app {app_id} (instance devint) takes json input, not a folder: "
+        "give a file (-i FILE) or pipe it on stdin"
+    ), refused.stderr
+    orch(daemon, f"app promote -a {app_id} -v v1 -n One")  # production: a version's format
+    default = orch(daemon, f"app run -a {app_id} --instance-id default -i", folder, code=2)
+    assert f"app {app_id} (instance production) takes json input" in default.stderr
+    said = orch(daemon, f"app run -a {app_id} --format json -i", folder, code=2)
+    assert f"--format json takes a file, and {folder} is a folder" in said.stderr
+    assert runs_of(api, app_id) == 0
+
+
+@pytest.mark.parametrize("fmt", ["multi-file", "csv-archive"])
+def test_a_folder_app_takes_a_folder_in_its_own_format(
+    daemon: Daemon, api: httpx.Client, tmp_path: Path, fmt: str
+) -> None:
+    """A folder app keeps taking folders, on devint and on a version (``default``), each
+    sent in the app's format (a csv-archive app's folder was sent as multi-file)."""
+    manifest = MULTI_FILE_MANIFEST.replace("format: multi-file", f"format: {fmt}")
+    app_id = new_app(daemon, write_app(tmp_path / "app", "print('ok')", manifest))
+    orch(daemon, f"app promote -a {app_id} -v v1 -n One")
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "a.csv").write_text("a\n")
+    for target in ("devint", "default"):
+        run_id = orch(daemon, f"app run -a {app_id} --instance-id {target} -i", folder).stdout
+        meta = orch_json(daemon, f"app run metadata -a {app_id} -r {run_id.strip()}")
+        assert meta["metadata"]["format"]["input"]["type"] == fmt
+
+
 def test_the_scratch_folder_is_removed(
     daemon: Daemon, api: httpx.Client, app_id: str, tmp_path: Path
 ) -> None:
@@ -178,7 +219,8 @@ def test_the_scratch_folder_is_removed(
     folder.mkdir()
     shutil.copy(KNAPSACK_INPUT, folder / "input.json")
     env = {"TMPDIR": str(scratch)}  # the knapsack model fails on a folder: code=None
-    orch(daemon, f"app run -a {app_id} -w -i", folder, env=env, code=None)
+    sent = "--format multi-file -i"  # said outright: a json app's format refuses a folder
+    orch(daemon, f"app run -a {app_id} -w {sent}", folder, env=env, code=None)
     orch(daemon, f"app run -a {app_id} -w", stdin=KNAPSACK_INPUT.read_text(), env=env)
     assert runs_of(api, app_id) == 2  # both inputs were sent
     assert list(scratch.iterdir()) == [], "a temporary folder was left"

@@ -94,8 +94,8 @@ def test_errors_are_the_daemons_on_stderr(daemon: Daemon, app_id: str) -> None:
     assert taken.status_code == 409 and "switchback test" in taken.json()["error"]
     proc = orch(daemon, f"{SB} start -a {app_id} --switchback-test-id nope", code=1)
     assert "not found" in proc.stderr
-    proc = orch(daemon, f"{SB} update -a {app_id} --switchback-test-id nope", code=1)
-    assert "give --name or --description" in proc.stderr
+    proc = orch(daemon, f"{SB} update -a {app_id} --switchback-test-id nope", code=2)
+    assert "give --name or --description" in proc.stderr  # a usage error, before any request
 
 
 def test_a_restarted_daemon_still_switches(make_daemon: MakeDaemon) -> None:

@@ -79,7 +79,7 @@ def test_an_error_message_makes_the_tracked_run_failed(daemon: Daemon, knap: str
 
 
 def test_compare_needs_two_different_runs(daemon: Daemon, knap: str) -> None:
-    proc = orch(daemon, f"app run compare -a {knap} -r run-a -r run-a", code=1)
+    proc = orch(daemon, f"app run compare -a {knap} -r run-a -r run-a", code=2)
     assert "2 to 20 different runs" in proc.stderr
 
 

@@ -166,6 +166,88 @@ def test_a_value_the_daemon_would_refuse_is_a_usage_error_naming_the_flag(
     assert api.get("/v1/applications/demo").status_code == 404  # nothing was made
 
 
+BATCH_START = "experiment batch start -a demo -b b -s s --instance-ids i"
+SHADOW = "experiment shadow create -a demo --maximum-runs 2"
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "command"),
+    [
+        (f"{BATCH_START} --csv", "--csv needs --wait", "experiment batch start"),
+        (
+            f"{BATCH_START} -w --csv --json",
+            "give --json or --csv, not both",
+            "experiment batch start",
+        ),
+        (
+            f"{BATCH_START} --fail-if x",
+            "--fail-if needs --wait and --baseline",
+            "experiment batch start",
+        ),
+        (
+            "experiment batch get -a demo -b b --csv --json",
+            "give --json or --csv, not both",
+            "experiment batch get",
+        ),
+        (
+            f"{SHADOW} --baseline-instance-id b --candidate-instance-ids c --start "
+            "--start-time 2099-01-01T00:00:00Z",
+            "give --start or --start-time, not both",
+            "experiment shadow create",
+        ),
+        (
+            f"{SHADOW} --baseline-instance-id b",
+            "give --baseline-instance-id and --candidate-instance-ids (or --comparisons)",
+            "experiment shadow create",
+        ),
+        (
+            "experiment input-set create -a demo -s s -n S",
+            "give exactly one source of inputs: --dir, --file",
+            "experiment input-set create",
+        ),
+        (
+            "app run -a demo -e best --instance-id i -i {input}",
+            "an ensemble run (-e) uses its run groups' instances: leave out --instance-id",
+            "app run",
+        ),
+        (
+            "ensemble create -a demo --instance-ids i --statistics-path $.x",
+            "a rule needs both --statistics-path and --objective",
+            "ensemble create",
+        ),
+        ("app update -a demo", "nothing to update: give -n, -d or", "app update"),
+        (
+            "app instance update -a demo --instance-id i",
+            "nothing to update: give at least one of -v",
+            "app instance update",
+        ),
+        ("ensemble update -a demo -e e", "nothing to update: give --name", "ensemble update"),
+        (
+            "app instance get -a demo -i a --instance-id b",
+            "-i and --instance-id say different things",
+            "app instance get",
+        ),
+        (
+            "experiment acceptance create -a demo -b t --baseline-instance-id b "
+            "--candidate-instance-id c",
+            "give at least one --metric",
+            "experiment acceptance create",
+        ),
+        ("app run compare -a demo -r r -r r", "give 2 to 20 different runs", "app run compare"),
+    ],
+)
+def test_flags_that_do_not_go_together_are_a_usage_error_naming_them(
+    daemon: Daemon, api: httpx.Client, args: str, message: str, command: str
+) -> None:
+    """``batch start --csv`` without ``--wait`` exited 1 while ``batch get --csv --json``
+    exited 2: a combination of flags the command refuses is the same mistake wherever
+    it is made, one line naming the flags, exit 2, and nothing sent."""
+    line = usage_error(orch(daemon, args.format(input=KNAPSACK_INPUT), code=None))
+    assert line.startswith(f"error: {message}"), line
+    assert line.endswith(f"; see 'python -m orchestrator {command} -h'"), line
+    assert api.get("/v1/applications/demo").status_code == 404  # nothing was made
+
+
 @pytest.mark.parametrize("flag", ["-i", "-a", "--limit"])
 def test_an_option_missing_its_value_points_at_the_help(daemon: Daemon, flag: str) -> None:
     """click raises it without the command's context: the line had no hint."""

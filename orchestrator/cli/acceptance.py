@@ -127,7 +127,7 @@ def create(
     """
     found = [short_metric(m) for m in metric or []] + json_metrics(metrics or [])
     if not found:
-        fail("give at least one --metric (or --metrics)")
+        fail("give at least one --metric (or --metrics)", code=2)
     with errors_to_exit():  # checked here too: a typo must not start an experiment first
         parse_metrics(found)
     with errors_to_exit(), client(home) as api:

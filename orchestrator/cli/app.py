@@ -110,7 +110,7 @@ def update(
 ) -> None:
     """Rename an app, or change which instance its runs use by default."""
     if name is None and description is None and default_instance is None:
-        fail("nothing to update: give -n, -d or --default-instance-id")
+        fail("nothing to update: give -n, -d or --default-instance-id", code=2)
     with errors_to_exit(), client(home) as api:
         current = api.apps.get(app_id)
         data = api.apps.update(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from typer._click.core import ParameterSource
 
 from orchestrator.cli.output import fail
 from orchestrator.client import OrchClient
@@ -26,8 +27,30 @@ def an_id(ctx: typer.Context, param: typer.CallbackParam, value: IdValue) -> IdV
     return value
 
 
+def chosen_home(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Typer callback of every command's ``--home``: the nearest ``--home`` given on the
+    command line, from the command itself up to the root (``orch --home DIR app list``,
+    ``orch app run --home DIR logs ...``), so that the command's own wins; else its value
+    from ``ORCH_HOME``, or None (the default home). The root's ``--home`` reads no
+    environment variable: ``ORCH_HOME`` never overrides a flag typed at either place."""
+    name = param.name or "home"
+    if ctx.resilient_parsing or ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+        return value
+    outer = ctx.parent
+    while outer is not None:
+        if outer.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            given: Path | None = outer.params[name]
+            return given
+        outer = outer.parent
+    return value
+
+
 HomeOption = typer.Option(
-    None, "--home", envvar="ORCH_HOME", help="Data directory (default: XDG data dir / orch)."
+    None,
+    "--home",
+    envvar="ORCH_HOME",
+    callback=chosen_home,
+    help="Data directory (default: XDG data dir / orch).",
 )
 JsonOption = typer.Option(False, "--json", help="Print the API object as JSON (for scripts).")
 AppOption = typer.Option(

@@ -16,7 +16,8 @@ import typer
 from orchestrator.cli import ensemble_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import name_value_pairs, require_label_change
-from orchestrator.cli.output import emit, errors_to_exit, fail, say
+from orchestrator.cli.output import command_line, emit, errors_to_exit, fail, say
+from orchestrator.client import ClientError, OrchClient
 from orchestrator.client.types import EnsembleDefinition, EnsembleResult
 
 app = typer.Typer(
@@ -190,10 +191,28 @@ def result(
 ) -> None:
     """Show what an ensemble run chose: every child run, the values its rules read, the winner."""
     with errors_to_exit(), client(home) as api:
-        data = api.ensembles.result(app_id, run_id)
+        try:
+            data = api.ensembles.result(app_id, run_id)
+        except ClientError as exc:
+            if exc.status == 404:
+                _refuse_a_child(api, app_id, run_id, home)
+            raise
 
     def human(d: EnsembleResult) -> None:
         view.show_children(d)
         view.say_winner(d)
 
     emit(data, as_json, human)
+
+
+def _refuse_a_child(api: OrchClient, app_id: str, run_id: str, home: Path | None) -> None:
+    """A child run (the daemon's 404: not an ensemble run) is refused naming its ensemble
+    run, which the child's metadata holds (``parent_run_id``), with the command that
+    shows that run's result. Returns for any other run: the daemon's 404 then stands."""
+    try:
+        parent = api.runs.metadata(app_id, run_id)["metadata"].get("parent_run_id")
+    except ClientError:  # no such run either: the first answer says so
+        return
+    if parent:
+        hint = command_line("ensemble result", ("-a", app_id), ("-r", parent), home=home)
+        fail(f"run {run_id} is a child run of ensemble run {parent}; its result: {hint}")

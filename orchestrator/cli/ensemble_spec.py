@@ -94,7 +94,7 @@ def rule_of(flags: RuleFlags, index: int) -> list[dict[str, Any]]:
     if flags.statistics_path is None and flags.objective is None:
         return []
     if flags.statistics_path is None or flags.objective is None:
-        fail("a rule needs both --statistics-path and --objective")
+        fail("a rule needs both --statistics-path and --objective", code=2)
     name = _NOT_ID.sub("_", flags.statistics_path.removeprefix("$.")).strip("._-")[:64]
     return [
         {

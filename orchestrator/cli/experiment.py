@@ -187,19 +187,20 @@ def start(
 def _check_start_flags(
     wait: bool, fail_if: str | None, baseline: str | None, as_json: bool, as_csv: bool
 ) -> None:
-    """Refuse flag combinations before anything is queued, and a malformed gate expression
-    before a long experiment runs only to fail on it."""
+    """Refuse flag combinations before anything is queued (a usage error, exit 2, as
+    ``batch get --csv --json`` is), and a malformed gate expression before a long
+    experiment runs only to fail on it."""
     if fail_if is not None:
         if not wait or not baseline:
-            fail("--fail-if needs --wait and --baseline (it compares against the baseline)")
+            fail("--fail-if needs --wait and --baseline (it compares against the baseline)", code=2)
         try:
             parse_gate(fail_if)
         except OrchError as exc:
             fail(f"--fail-if: {exc.message}")
     if as_csv and not wait:
-        fail("--csv prints the summary, so it needs --wait")
+        fail("--csv needs --wait (it prints the summary of the ended experiment)", code=2)
     if as_csv and as_json:
-        fail("give --json or --csv, not both")
+        fail("give --json or --csv, not both", code=2)
 
 
 def _option_sets(text: str | None) -> dict[str, dict[str, Any]] | None:

@@ -123,9 +123,9 @@ def renamed(value: Any, old_value: Any, old: str, new: str) -> Any:
     """The value of ``new``, or of its deprecated spelling ``old`` (with a note on stderr)."""
     if old_value is None or old_value == []:
         return value
+    if value is not None and value != old_value:  # a usage error: its one line, no note
+        fail(f"{old} and {new} say different things; give {new} only", code=2)
     say(f"note: {old} is deprecated here; use {new} (-i means the input, as in orch app run)")
-    if value is not None and value != old_value:
-        fail(f"{old} and {new} say different things; give {new} only")
     return old_value
 
 
@@ -172,4 +172,4 @@ def limits_body(
 def require_label_change(name: str | None, description: str | None) -> None:
     """Refuse a rename-or-redescribe update that changes nothing, before any request."""
     if name is None and description is None:
-        fail("nothing to update: give --name or --description")
+        fail("nothing to update: give --name or --description", code=2)

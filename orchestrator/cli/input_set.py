@@ -119,9 +119,9 @@ def _check_sources(given: dict[str, Any], window: bool) -> None:
     chosen = [flag for flag, value in given.items() if value]
     if len(chosen) != 1:
         got = f" (got {', '.join(chosen)})" if chosen else ""
-        fail(f"give exactly one source of inputs: {', '.join(given)}{got}")
+        fail(f"give exactly one source of inputs: {', '.join(given)}{got}", code=2)
     if window and chosen != ["--instance-id"]:
-        fail("--maximum-runs, --start-time and --end-time only go with --instance-id")
+        fail("--maximum-runs, --start-time and --end-time only go with --instance-id", code=2)
 
 
 def _folder_files(folder: Path) -> list[Path]:

@@ -49,10 +49,12 @@ COLUMNS = [
     ("id", "id"),
     ("name", "name"),
     ("version", "version_id"),
+    ("default", "default"),
     ("options", "options"),
     ("limits", "limits"),
     ("updated", "updated_at"),
 ]
+"""``default``: "yes" on the app's default instance, as ``winner`` marks an ensemble's."""
 
 
 def _human(data: Instance) -> dict[str, Any]:
@@ -117,7 +119,15 @@ def list_instances(
     """List the app's instances (devint, the reserved one, comes first)."""
     with errors_to_exit(), client(home) as api:
         data = api.instances.list(app_id)
-    emit(data, as_json, lambda rows: table([_human(i) for i in rows], COLUMNS))
+        # the table marks the default instance, which only the app knows; --json prints
+        # the list as the API returns it, so it asks for nothing more
+        default = None if as_json else api.apps.get(app_id)["default_instance"]
+
+    def human(rows: list[Instance]) -> None:
+        marked = [_human(i) | {"default": "yes" if i["id"] == default else ""} for i in rows]
+        table(marked, COLUMNS)
+
+    emit(data, as_json, human)
 
 
 @app.command("get")
@@ -185,7 +195,8 @@ def update(
         if not body:
             fail(
                 "nothing to update: give at least one of -v, -n, -d, -o, "
-                "--secrets-collection-id or a limit flag"
+                "--secrets-collection-id or a limit flag",
+                code=2,
             )
         data = api.instances.update(app_id, instance_id, body)
     _show(data, as_json)

@@ -8,6 +8,8 @@ builder or the server stack.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from orchestrator import __version__
@@ -46,8 +48,19 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    home: Path | None = typer.Option(
+        None,
+        "--home",
+        metavar="DIR",
+        help="Data directory of the command that follows, as its own --home (which wins if "
+        "both are given); default: ORCH_HOME, else XDG data dir / orch.",
+    ),
 ) -> None:
-    """orch keeps apps, versions, instances and runs in a local daemon."""
+    """orch keeps apps, versions, instances and runs in a local daemon.
+
+    ``--home`` here is read by the command's own ``--home`` (``context.chosen_home``), so
+    ``orch --home DIR app list`` works as the flag's place in other CLIs leads people to
+    type it; nothing is resolved here, so ``orch --version`` pays for nothing."""
 
 
 def main() -> None:

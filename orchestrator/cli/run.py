@@ -38,7 +38,7 @@ from orchestrator.cli.output import (
     say,
     writable_file,
 )
-from orchestrator.cli.run_input import Scratch, read_input
+from orchestrator.cli.run_input import Scratch, folder_format, read_input
 from orchestrator.cli.run_output import deliver
 from orchestrator.cli.run_wait import Waiter
 from orchestrator.cli.usage import Context, NoArgsIsHelpError
@@ -124,7 +124,9 @@ def create(
     disk_mb: int | None = DiskMbOption,
     secrets_collection_id: str | None = SecretsCollectionOption,
     fmt: InputFormat | None = typer.Option(
-        None, "--format", help="Input format (default: the app's; multi-file for a folder)."
+        None,
+        "--format",
+        help="Input format (default: the app's; for a folder, multi-file or csv-archive).",
     ),
     wait: bool = WaitOption,
     tail: bool = tail_option("Wait, showing the run's log live on stderr."),
@@ -150,17 +152,22 @@ def create(
     configuration = _configuration(priority, timeout, memory_mb, cpu_seconds, output_mb, disk_mb)
     if ensemble is not None:
         if instance is not None:
-            fail("an ensemble run uses its run groups' instances: leave out --instance-id")
+            fail(
+                "an ensemble run (-e) uses its run groups' instances: leave out --instance-id",
+                code=2,
+            )
         configuration["run_type"] = {"type": "ensemble", "definition_id": ensemble}
     if secrets_collection_id:
         configuration["secrets_collection_id"] = secrets_collection_id
     body = {"options": parse_options(options), "name": name, "description": description}
     with Scratch() as tmp:
         run_input = read_input(source, fmt, tmp)  # checked before any run exists
-        if run_input.fmt:
-            configuration["format"] = {"input": {"type": run_input.fmt}}
         with errors_to_exit(), client(home) as api:
-            body |= run_input.body(api, app_id) | {"configuration": configuration}
+            if run_input.folder is not None and run_input.fmt is None:  # a file asks nothing
+                run_input = run_input._replace(fmt=folder_format(api, app_id, instance, ensemble))
+            if run_input.fmt:
+                configuration["format"] = {"input": {"type": run_input.fmt}}
+            body |= run_input.body(api, app_id, tmp) | {"configuration": configuration}
             created = api.runs.create(app_id, body, None if ensemble else instance or "devint")
             if not (wait or tail or output is not None):  # an output to write is waited for
                 emit(created, as_json, lambda d: typer.echo(d["run_id"]))

@@ -4,6 +4,11 @@ Checked before anything reaches the daemon: an empty, missing or unreadable inpu
 would otherwise become a run that dies in the model with a traceback, so it is
 refused here with a message saying what was wrong. Small JSON travels inline;
 text, folders and anything large are uploaded (streamed from disk).
+
+A folder is the one input whose fit with the app is checked against the daemon: it is
+sent as a multi-file (or csv-archive) archive, which a json or text model cannot read,
+so the format of the executable the run would use is looked up first (``folder_format``).
+A file needs no such request, and most runs are given a file.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import stat
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from orchestrator.cli.output import fail
 from orchestrator.client import OrchClient
@@ -25,16 +30,25 @@ INLINE_MAX = 5 * 1024 * 1024
 """Inputs up to this size go inline as JSON; above it (as the SDK does) through an upload."""
 _JSON_ARRAY = re.compile(rb"\[\s*[\[{\"\]\d-]")
 """An array of numbers, strings, objects or arrays: ``[section]`` (an INI file) is text."""
+FOLDER_FORMATS = ("multi-file", "csv-archive")
+"""The formats whose input is a folder (the daemon's ``runs.inputs.DIRECTORY_FORMATS``)."""
+DEVINT_NAMES = ("devint", "latest")
+"""Instances that run the app's last push (the daemon's ``models.RESERVED_INSTANCES``;
+not imported: the domain's models would cost every ``orch app run`` 25 ms)."""
 
 
 class RunInput(NamedTuple):
-    """What the run body says about the input: inline JSON or a file to upload."""
+    """What the run body says about the input: inline JSON, a file to upload, or a folder
+    to upload as a tar.gz once its format is known (``fmt`` None: the app's, looked up)."""
 
     fmt: str | None
     inline: Any = None
     upload: Path | None = None
+    folder: Path | None = None
 
-    def body(self, api: OrchClient, app_id: str) -> dict[str, Any]:
+    def body(self, api: OrchClient, app_id: str, tmp: Scratch) -> dict[str, Any]:
+        if self.folder is not None:
+            return {"upload_id": api.runs.upload(app_id, _tar(self.folder, tmp / "input.tar.gz"))}
         if self.upload is not None:
             return {"upload_id": api.runs.upload(app_id, self.upload)}
         return {"input": self.inline}
@@ -74,8 +88,14 @@ def read_input(source: str | None, fmt: str | None, tmp: Scratch) -> RunInput:
     """Find the input (a file, a folder, or stdin) and check it, before any run exists."""
     path = _local_path(source, tmp)
     if path.is_dir():
+        if fmt is not None and fmt not in FOLDER_FORMATS:
+            fail(
+                f"--format {fmt} takes a file, and {source} is a folder (sent as "
+                f"{' or '.join(FOLDER_FORMATS)}): give -i FILE",
+                code=2,
+            )
         _check_folder(path)
-        return RunInput(fmt or "multi-file", upload=_tar(path, tmp / "input.tar.gz"))
+        return RunInput(fmt, folder=path)
     size = _check_file(path, source)
     if fmt in (None, "json") and size <= INLINE_MAX:
         value, error = _json_of(path, source, fmt)
@@ -84,6 +104,42 @@ def read_input(source: str | None, fmt: str | None, tmp: Scratch) -> RunInput:
         if fmt is None and error is not None:
             fmt = "text"
     return RunInput(fmt, upload=path)
+
+
+def folder_format(api: OrchClient, app_id: str, instance: str | None, ensemble: str | None) -> str:
+    """The format a folder input is sent as: that of the executable the run would use
+    (each run group's, for an ensemble). A json or text app is refused, before any run
+    exists: its model would get an archive of files and fail on it."""
+    if ensemble is not None:
+        groups = api.ensembles.get(app_id, ensemble)["run_groups"]
+        targets = list(dict.fromkeys(g["instance_id"] for g in groups))
+    else:
+        targets = [instance or "devint"]
+    formats = [_format_of(api, app_id, target) for target in targets]
+    for target, fmt in formats:
+        if fmt not in FOLDER_FORMATS:
+            fail(
+                f"app {app_id} (instance {target}) takes {fmt} input, not a folder: "
+                "give a file (-i FILE) or pipe it on stdin",
+                code=2,
+            )
+    return formats[0][1]
+
+
+def _format_of(api: OrchClient, app_id: str, instance: str) -> tuple[str, str]:
+    """(the instance, the content format of the executable it runs: app.yaml's
+    ``configuration.content.format``), resolved as the daemon does: ``default`` is the
+    app's default instance (devint when it has none), devint the last push, any other
+    instance its version."""
+    if instance == "default":
+        instance = api.apps.get(app_id)["default_instance"] or "devint"
+    if instance in DEVINT_NAMES:
+        exe = api.apps.executable(app_id)
+    else:
+        version_id = api.instances.get(app_id, instance)["version_id"]
+        exe = api.versions.get(app_id, version_id)["executable"]
+    requirements = cast(dict[str, Any], exe["requirements"])  # io_configuration: untyped
+    return instance, str((requirements.get("io_configuration") or {}).get("format") or "json")
 
 
 def kept_input_format(path: Path, fmt: str | None) -> str:

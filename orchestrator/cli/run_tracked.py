@@ -97,7 +97,7 @@ def compare(
 
     A * marks the rows where they differ (--json: {field: {run: value}})."""
     if not 2 <= len(set(run_ids)) == len(run_ids) <= 20:
-        fail("give 2 to 20 different runs to compare (-r RUN -r RUN ...)")
+        fail("give 2 to 20 different runs to compare (-r RUN -r RUN ...)", code=2)
     with errors_to_exit(), client(home) as api:
         infos = [api.runs.metadata(app_id, run_id) for run_id in run_ids]
     rows = comparison(infos)

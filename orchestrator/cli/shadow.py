@@ -90,7 +90,7 @@ def create(
 
     Name the baseline and its candidates, or give several baselines with --comparisons."""
     if start and start_time:
-        fail("give --start or --start-time, not both")
+        fail("give --start or --start-time, not both", code=2)
     body: dict[str, Any] = {
         "id": test_id,
         "name": name,
@@ -127,7 +127,10 @@ def _comparisons(
 ) -> dict[str, Any]:
     if given is not None:
         if baseline or candidates:
-            fail("give --comparisons, or --baseline-instance-id and --candidate-instance-ids")
+            fail(
+                "give --comparisons, or --baseline-instance-id and --candidate-instance-ids",
+                code=2,
+            )
         try:
             found = json.loads(given)
         except ValueError as exc:
@@ -136,7 +139,7 @@ def _comparisons(
             fail('--comparisons takes an object: {"baseline": ["candidate", ...]}')
         return found
     if not baseline or not candidates:
-        fail("give --baseline-instance-id and --candidate-instance-ids (or --comparisons)")
+        fail("give --baseline-instance-id and --candidate-instance-ids (or --comparisons)", code=2)
     return {baseline: split_ids(candidates)}
 
 
