@@ -21,7 +21,7 @@ import stat
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from orchestrator.cli.output import fail
 from orchestrator.client import OrchClient
@@ -138,8 +138,7 @@ def _format_of(api: OrchClient, app_id: str, instance: str) -> tuple[str, str]:
     else:
         version_id = api.instances.get(app_id, instance)["version_id"]
         exe = api.versions.get(app_id, version_id)["executable"]
-    requirements = cast(dict[str, Any], exe["requirements"])  # io_configuration: untyped
-    return instance, str((requirements.get("io_configuration") or {}).get("format") or "json")
+    return instance, exe["requirements"]["io_configuration"]["format"]
 
 
 def kept_input_format(path: Path, fmt: str | None) -> str:

@@ -36,9 +36,14 @@ class Environment(TypedDict):
     message: str
 
 
+class IoConfiguration(TypedDict):
+    format: str
+
+
 class Requirements(TypedDict):
     executable_type: str
     runtime: str
+    io_configuration: IoConfiguration
 
 
 class Executable(TypedDict):
