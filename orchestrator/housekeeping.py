@@ -10,7 +10,8 @@ nothing can be in progress, sweeps each:
 - ``uploads/``: half-received bodies and files whose slot a consumer had
   already taken (``UploadService.sweep``);
 - ``executables/`` and ``blobs/``: a package unpacked or stored just before
-  the write that records it, so no row names it.
+  the write that records it, so no row names it; and the shard folders of
+  ``blobs/`` left empty (by an orch that did not remove a shard with its last blob).
 
 While the daemon runs, expired upload slots are purged with their files every
 ``PURGE_SECONDS``, and the disk is sampled every second (``DiskMonitor.tick``):
@@ -32,6 +33,7 @@ from orchestrator.disk import DiskMonitor
 from orchestrator.home import Home
 from orchestrator.packaging.unpack import remove_tree
 from orchestrator.store import Store
+from orchestrator.store.blobs import drop_empty_shard
 from orchestrator.uploads import UploadService
 
 log = logging.getLogger("orch.housekeeping")
@@ -109,6 +111,7 @@ def _sweep_files(home: Home, packages: set[str], blobs: set[str]) -> int:
             if entry.name not in blobs:
                 _remove(entry)
                 removed += 1
+        drop_empty_shard(folder)  # also the empty ones an older orch left behind
     return removed
 
 
