@@ -24,7 +24,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from distributed import Client
 
+from orchestrator.runs.backends.dask import claims
+from orchestrator.runs.backends.dask.protocol import task_key
 from tests.dask_cluster import DaskCluster, DaskWorker, free_port
 from tests.helpers import Daemon, create_app, push_dir, wait_for, wait_run, write_app
 
@@ -452,6 +455,16 @@ def test_a_worker_lost_mid_run_retries_it_once_when_the_instance_allows(
             log = log_of(api, app_id, run_id)
             assert "was lost while it ran this run; starting it again" in log
             assert log.count("pid=") == 2  # both attempts' logs, the note between them
+
+            # no claim of the run names a worker once it ended: a worker reported lost that
+            # lived on would keep running attempt 1 under it (``test_dask_failover_keys``)
+            def claims_of_run(dask_scheduler: Any = None) -> dict[str, str]:
+                keys = [task_key(run_id, n) for n in (1, 2)]
+                return claims.lookup(keys, dask_scheduler=dask_scheduler)
+
+            with Client(own_cluster.executor.replace("dask://", "tcp://"), timeout=10) as probe:
+                withdrawn = {task_key(run_id, n): claims.WITHDRAWN for n in (1, 2)}
+                wait_for(lambda: probe.run_on_scheduler(claims_of_run) == withdrawn, timeout=15)
     finally:
         d.stop()
 

@@ -14,7 +14,9 @@ A claim is also the lease the model runs under: a worker keeps its model running
 while the scheduler says the key is still its own (``WorkerRunner`` asks with ``lookup``
 every few seconds). The daemon withdraws the key of a run it ended without its worker's
 word (failed when its connection to the scheduler broke, canceled while the scheduler was
-away), which takes the claim over; a scheduler that came back empty has no claim at all.
+away), and every attempt's key of a run it started again after a failover (a worker
+reported lost may live on, its model under a claim that still names it), which takes the
+claim over; a scheduler that came back empty has no claim at all.
 Either way a worker that still runs the model stops it, including one the daemon's kill
 never reached (it rejoined later, or the daemon itself restarted meanwhile): the claim is
 the one record every party can reach, so it is where "this run is over" is written.

@@ -10,8 +10,12 @@ saying so: never silently), else it fails ``worker_lost`` naming the worker.
 A run that ends without its worker's result (the scheduler dropped its task when the
 daemon's connection broke, its worker was reported lost, it was withdrawn) may still
 run: Dask cannot interrupt a task, a task the scheduler forgets keeps its thread, and
-the daemon never heard that its model stopped. Such a run is kept in ``Leftovers`` until
-the cluster has been told it is over (``settle``), on the first connection that is up.
+the daemon never heard that its model stopped. So may an earlier attempt of a run that
+was started again, whatever its end: a worker reported lost may live on (a missed
+heartbeat), and its attempt's claim still names it, so its model would keep its lease
+for ever beside the retry. Such a run is kept in ``Leftovers`` until the cluster has been
+told it is over (``settle``: every attempt's key withdrawn), on the first connection that
+is up.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ is submitted again (no rerun: its model never ran), whatever its retries limit."
 
 
 class Leftovers:
-    """Runs this daemon ended without their worker's result, until the cluster was told.
+    """Runs this daemon ended without their worker's result, or after a failover (whatever
+    their end), until the cluster was told.
 
     Telling it needs a connection that is up, and a run ends this way precisely when the
     connection broke (its task dropped), so each is kept here and told on a tick of the
@@ -219,7 +224,9 @@ class DaskExecution:
                 return self._facts(failure=got)
         finally:
             self.done, self.ended_at = True, time.monotonic()
-            if self.result is None:  # its model may still run: the cluster is told it is over
+            if self.result is None or self.spec.attempt > 1:
+                # its model may still run, or an earlier attempt's on a worker reported lost
+                # that lives on (its claim names that worker): the cluster is told it is over
                 self.ctx.leftovers.add(self.run_id, attempt_keys(self.run_id, self.spec.attempt))
             self.ctx.background.spawn(self._forget(), f"forget {self.run_id}")
 
