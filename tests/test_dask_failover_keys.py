@@ -4,9 +4,9 @@ When an attempt's worker is reported lost, the run starts again under a new key,
 lost attempt's claim still names its worker. A worker reported lost may live on (a missed
 heartbeat, a network split that heals): it keeps running that attempt's model for as long
 as the scheduler says the claim is its own, that is for ever, beside the retry that
-succeeded. So once the run ends, success or not, every attempt's key is withdrawn
-(``execution.settle``): such a model loses its lease and is killed, and no claim of the run
-names a worker any more.
+succeeded. So the lost attempt's key is withdrawn as the retry starts (its model loses
+its lease and is killed within seconds), and once the run ends, success or not, every
+attempt's key is (``execution.settle``): no claim of the run names a worker any more.
 
 The daemon's side runs in process (a ``DaskExecution``, as in ``test_dask_withdraw``),
 against a real scheduler and one real worker with two slots: the failover is forced by
@@ -145,7 +145,10 @@ async def test_a_run_retried_after_a_failover_withdraws_every_attempts_key(
         facts = await asyncio.wait_for(waiting, 60)
         assert execution.spec.attempt == 2 and facts.exit_code == 0, facts
         assert execution.result is not None
-        assert _alive(pid)  # nothing stopped attempt 1 yet: the retry did not wait for it
+        # attempt 1's claim went when the retry started: its lease check kills its model
+        first = await daemon.run_on_scheduler(claims.lookup, [spec.key])
+        assert first == {spec.key: claims.WITHDRAWN}
+        assert await eventually(lambda: asyncio.to_thread(_alive, pid), False) is False
 
         await ctx.leftovers.tell(ctx)  # the link's next tick
         await ctx.background.drain(10)
@@ -153,5 +156,3 @@ async def test_a_run_retried_after_a_failover_withdraws_every_attempts_key(
         wanted = {"tasks": [], "claims": {k: claims.WITHDRAWN for k in (spec.key, execution.key)}}
         assert await eventually(lambda: daemon.run_on_scheduler(_of_run), wanted) == wanted
         assert not [n for n in await daemon.list_datasets() if RUN in str(n)]
-        # attempt 1's model is killed (at once, or by its lease check within seconds)
-        assert await eventually(lambda: asyncio.to_thread(_alive, pid), False) is False

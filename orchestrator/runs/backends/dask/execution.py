@@ -330,8 +330,13 @@ class DaskExecution:
 
     async def _again(self, note: str) -> None:
         """A new task (a new key: the old one stays refused), with what it reads shipped
-        again if need be, and a line in the run's log saying why."""
-        old = self.future
+        again if need be, and a line in the run's log saying why.
+
+        The old key's claim is withdrawn at once: a worker reported lost that lives on
+        stops that attempt's model at its next lease check (~5 s) instead of running it
+        beside the new one until the run ends (when ``settle`` withdraws every key; it
+        also covers a withdrawal that did not reach the scheduler here)."""
+        old, old_key = self.future, self.spec.key
         self.spec = self.spec.next_attempt()
         stderr = self.ctx.runs_dir / self.run_id / "stderr"
         self.log_from = await asyncio.to_thread(_append, stderr, f"{note}\n".encode())
@@ -343,6 +348,10 @@ class DaskExecution:
         if self._canceled:  # while this was being arranged
             self._stop(0)
         withdraw(old)
+        try:
+            await self.ctx.client.run_on_scheduler(claims.withdraw, old_key)
+        except (OSError, TimeoutError) as exc:  # the connection broke: settle tells it later
+            log.info("run %s: attempt %s not withdrawn yet: %s", self.run_id, old_key, exc)
         if self._published is not None:
             await self._published
         self._published = asyncio.create_task(self._publish())
