@@ -35,6 +35,7 @@ from orchestrator.console import stop_streams
 from orchestrator.lifecycle import (
     CannotStart,
     HomeLock,
+    HomeTaken,
     check_home,
     load_or_create_api_key,
     why_not_started,
@@ -78,6 +79,8 @@ class Daemon:
         try:
             try:
                 sock, app = await self._start()
+            except HomeTaken:
+                raise  # its own exit code: a racing ``orch daemon start`` finds that daemon
             except Exception as exc:
                 raise CannotStart(why_not_started(exc, self.settings)) from exc
             # No proxy stands in front of a loopback daemon: X-Forwarded-* headers are

@@ -31,6 +31,15 @@ from orchestrator.home import Home
 from orchestrator.ids import new_token
 
 
+class HomeTaken(Conflict):
+    """Another daemon holds the home's lock: ``orch daemon start`` racing a second start
+    finds that daemon running (its own child exits ``HOME_TAKEN``), not a failure."""
+
+
+HOME_TAKEN = 3
+"""Exit code of ``orch daemon run`` when another daemon holds the home."""
+
+
 class HomeLock:
     """Exclusive ownership of a home directory by one running daemon."""
 
@@ -46,7 +55,7 @@ class HomeLock:
             fh.close()
             info = DaemonInfo.read(self.home)
             where = f" at {info.url} (pid {info.pid})" if info else ""
-            raise Conflict(
+            raise HomeTaken(
                 f"another orch daemon is already running on {self.home.root}{where}"
             ) from None
         self._fh = fh

@@ -159,6 +159,34 @@ def test_stop_stops_a_running_daemon(make_daemon: MakeDaemon) -> None:
     assert d.process.wait(10) == 0
 
 
+def test_two_starts_at_once_both_find_the_one_daemon(tmp_path: Path) -> None:
+    """The start that lost the race for the home's lock said "the daemon could not start"
+    and exited 1, while a daemon it was asked for ran there: now both print its URL."""
+    home = tmp_path / "home"
+    argv = [*CLI, "daemon", "start", "--port", "0", "--home", str(home)]
+    for _ in range(3):  # the race is not lost every time: each round has its chance
+        starts = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)]
+        starts.append(
+            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        )
+        done = [(p.wait(60), *(out.decode() for out in p.communicate())) for p in starts]
+        try:
+            assert [code for code, _, _ in done] == [0, 0], done
+            urls = {out.strip() for _, out, _ in done}
+            assert len(urls) == 1, done
+            said = " ".join(err for _, _, err in done)
+            assert "could not start" not in said, said
+        finally:
+            assert daemon_cli(home, "stop").returncode == 0
+
+
+def test_a_second_daemon_on_a_home_exits_with_its_own_code(make_daemon: MakeDaemon) -> None:
+    d = make_daemon()
+    done = daemon_cli(d.home, "run", "--port", "0")
+    assert done.returncode == 3, done.stderr
+    assert f"another orch daemon is already running on {d.home}" in done.stderr
+
+
 def test_a_port_out_of_range_is_refused_as_a_usage_error(tmp_path: Path) -> None:
     done = daemon_cli(tmp_path / "home", "start", "--port", "99999")
     assert done.returncode == 2 and "99999" in done.stderr and "0<=x<=65535" in done.stderr

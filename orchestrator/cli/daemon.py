@@ -27,7 +27,7 @@ from orchestrator.client import ClientError, OrchClient, ca_of
 from orchestrator.config import Settings
 from orchestrator.daemon_info import DaemonInfo
 from orchestrator.home import Home
-from orchestrator.lifecycle import check_home
+from orchestrator.lifecycle import HOME_TAKEN, HomeTaken, check_home
 
 app = typer.Typer(help="Start, stop and inspect the orch daemon.", no_args_is_help=True)
 
@@ -98,7 +98,10 @@ def run_foreground(
     if running(h) is None:  # else the daemon's own lock says which daemon runs there
         check_port(settings)
     with errors_to_exit():
-        run(settings, status_fd)
+        try:
+            run(settings, status_fd)
+        except HomeTaken as exc:  # a code of its own: a racing ``start`` reads it
+            fail(exc.message, code=HOME_TAKEN)
 
 
 @app.command("start")
@@ -143,12 +146,22 @@ def start(
             typer.echo(info.url)
             return
         if child.poll() is not None:
+            if child.returncode == HOME_TAKEN and (other := _published(h, deadline)):
+                _already_running(other, settings.tls)  # another start won the race
+                return
             fail(f"the daemon could not start: {_reason(reason_pipe) or _log_tail(h)}")
         time.sleep(0.05)
     _give_up(h, child)
     why = _reason(reason_pipe)
     stopped = f"the daemon did not answer within {timeout:g} s and was stopped"
     fail(f"{stopped}: {why}" if why else f"{stopped}; see {h.log_file}")
+
+
+def _published(home: Home, deadline: float) -> DaemonInfo | None:
+    """The daemon that holds ``home``, once it says where it listens (by ``deadline``)."""
+    while (info := running(home)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return info
 
 
 def _give_up(home: Home, child: subprocess.Popen[bytes]) -> None:
