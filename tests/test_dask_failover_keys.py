@@ -17,7 +17,6 @@ retry runs on the same worker and succeeds.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,25 +25,19 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 from distributed import Client, Future
 
-from orchestrator.models import Run
-from orchestrator.packaging.build import build_package
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.background import Background
 from orchestrator.runs.backends.dask.cache import attempt_label
 from orchestrator.runs.backends.dask.execution import Context, DaskExecution, submit
 from orchestrator.runs.backends.dask.protocol import (
-    Blob,
     TaskSpec,
-    UnpackCaps,
-    dataset_name,
     task_key,
 )
 from orchestrator.runs.backends.dask.worker import read_logs
 from tests.dask_cluster import DaskCluster
-from tests.helpers import write_app
+from tests.dask_specs import inline_spec
 
 TENANT = "failover-keys-test"
 RUN = "run-failover"
@@ -85,20 +78,9 @@ async def eventually(read: Callable[[], Awaitable[Any]], wanted: Any, seconds: f
 
 
 def _spec(tmp: Path) -> TaskSpec:
-    """The run's task as the daemon sends it, package and input inline (nothing shipped)."""
-    app = write_app(tmp / "app", MODEL)
-    package = build_package(app, tmp / "app.tar.gz").path.read_bytes()
+    """Attempt 1 of the run sleeps: its model is told its own temporary folder's name."""
     data = json.dumps({"slow": attempt_label(RUN, 1) + "/"}).encode()
-    sha = hashlib.sha256(package).hexdigest()
-    return TaskSpec(
-        run=Run(id=RUN, app_id="app", instance_id="inst", executable_id=sha),
-        manifest=yaml.safe_load((app / "app.yaml").read_text()),
-        package=Blob(sha, len(package), False, inline=package),
-        input=Blob(hashlib.sha256(data).hexdigest(), len(data), False, inline=data),
-        requirements=None,
-        caps=UnpackCaps(package_bytes=1 << 24, package_files=100, input_bytes=1 << 20),
-        dataset=dataset_name(TENANT, RUN),
-    )
+    return inline_spec(tmp, MODEL, RUN, data, TENANT)
 
 
 async def _nothing_to_reship(_: TaskSpec) -> list[Future]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import sys
 import threading
@@ -33,22 +32,16 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 from distributed import Client
 
-from orchestrator.models import Run
-from orchestrator.packaging.build import build_package
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.protocol import (
-    Blob,
     TaskResult,
-    TaskSpec,
-    UnpackCaps,
-    dataset_name,
 )
 from orchestrator.runs.backends.dask.worker import read_logs, run_task
 from tests.dask_cluster import DaskCluster, DaskWorker, _registered, _spawn, free_port
-from tests.helpers import Daemon, wait_for, wait_run, write_app
+from tests.dask_specs import inline_spec
+from tests.helpers import Daemon, wait_for, wait_run
 from tests.test_dask import PROBE, _push_probe, facts_in_log, start
 
 
@@ -204,23 +197,6 @@ def test_a_withdrawal_takes_the_claim_from_the_worker_that_holds_it() -> None:
     assert claims.withdraw("k", dask_scheduler=scheduler) == claims.WITHDRAWN
 
 
-def _spec(tmp: Path, run_id: str, body: dict[str, Any]) -> TaskSpec:
-    """A run's task as the daemon would send it, package and input inline (no shipping)."""
-    app = write_app(tmp / "app", PROBE)
-    package = build_package(app, tmp / "app.tar.gz").path.read_bytes()
-    data = json.dumps(body).encode()
-    sha = hashlib.sha256(package).hexdigest()
-    return TaskSpec(
-        run=Run(id=run_id, app_id="app", instance_id="inst", executable_id=sha),
-        manifest=yaml.safe_load((app / "app.yaml").read_text()),
-        package=Blob(sha, len(package), False, inline=package),
-        input=Blob(hashlib.sha256(data).hexdigest(), len(data), False, inline=data),
-        requirements=None,
-        caps=UnpackCaps(package_bytes=1 << 24, package_files=100, input_bytes=1 << 20),
-        dataset=dataset_name("stale-test", run_id),
-    )
-
-
 def test_a_worker_stops_a_model_whose_claim_it_no_longer_holds(
     cluster: tuple[DaskCluster, DaskWorker], tmp_path: Path
 ) -> None:
@@ -235,7 +211,9 @@ def test_a_worker_stops_a_model_whose_claim_it_no_longer_holds(
     with Client(f"tcp://127.0.0.1:{dask.port}", timeout=10) as client:
         tasks = {}
         for run_id, body in bodies.items():
-            spec = _spec(tmp_path / run_id, run_id, body)
+            spec = inline_spec(
+                tmp_path / run_id, PROBE, run_id, json.dumps(body).encode(), "stale-test"
+            )
             task = client.submit(
                 run_task, spec, key=spec.key, resources={"orch": 1}, pure=False, retries=0
             )
