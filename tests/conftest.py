@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -11,8 +12,10 @@ import pytest
 
 from tests.dask_cluster import DaskCluster
 from tests.helpers import Daemon
+from tests.old_databases import write_old
 
 MakeDaemon = Callable[..., Daemon]
+OldDatabase = Callable[[Path, int], None]
 
 
 TEST_EXECUTOR = os.environ.get("ORCH_TEST_EXECUTOR", "local")
@@ -47,13 +50,19 @@ def api(daemon: Daemon) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
-    """Start daemons of their own (config, env, home), for tests that restart or kill them."""
+    """Start daemons of their own (config, env, home), for tests that restart or kill them;
+    ``launcher`` as ``Daemon.start`` takes it (``tests.helpers.with_constants``)."""
     started: list[Daemon] = []
 
     def make(
-        config: str = "", env: dict[str, str] | None = None, home: Path | None = None
+        config: str = "",
+        env: dict[str, str] | None = None,
+        home: Path | None = None,
+        launcher: Sequence[str] = ("-m", "orchestrator"),
     ) -> Daemon:
-        d = Daemon.start(home or tmp_path / f"home{len(started)}", env=env, config=config)
+        d = Daemon.start(
+            home or tmp_path / f"home{len(started)}", env=env, config=config, launcher=launcher
+        )
         started.append(d)
         return d
 
@@ -66,3 +75,24 @@ def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
 @pytest.fixture
 def fresh_daemon(make_daemon: MakeDaemon) -> Daemon:
     return make_daemon()
+
+
+@pytest.fixture(scope="session")
+def old_database(tmp_path_factory: pytest.TempPathFactory) -> OldDatabase:
+    """``write_old(path, version)`` at the cost of a file copy. ``write_old`` commits each
+    statement on its own (as those orchs did), a few hundred fsyncs a file: the contract
+    tests asked for it ~700 times, ~1 s each on a busy disk. Each version is written once a
+    session here and copied byte for byte for every test, which then migrates its own copy
+    as before."""
+    folder = tmp_path_factory.mktemp("old-databases")
+
+    def copy(path: Path, version: int) -> None:
+        template = folder / f"v{version}.db"
+        if not template.exists():
+            partial = folder / f"v{version}.db.partial"
+            partial.unlink(missing_ok=True)
+            write_old(partial, version)
+            partial.rename(template)
+        shutil.copyfile(template, path)
+
+    return copy

@@ -4,6 +4,7 @@ a deadline-based wait."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from collections.abc import Callable
@@ -48,6 +49,26 @@ class Daemon(harness.Daemon):
             timeout=30,
             **kwargs,
         )
+
+
+_WITH_CONSTANTS = """\
+import importlib, json, runpy, sys
+for name, value in json.loads(sys.argv[1]).items():
+    module, _, constant = name.rpartition(".")
+    target = importlib.import_module(module)
+    if not hasattr(target, constant):
+        raise SystemExit(f"with_constants: {module} has no {constant}")
+    setattr(target, constant, value)
+sys.argv = ["orchestrator", *sys.argv[2:]]
+runpy.run_module("orchestrator", run_name="__main__", alter_sys=True)
+"""
+
+
+def with_constants(constants: dict[str, float]) -> tuple[str, ...]:
+    """A ``launcher`` for ``Daemon.start``: the real daemon, with module constants set
+    before it runs (``{"orchestrator.inbox.REWATCH_SECONDS": 0.5}``). For a test that waits
+    out one of the daemon's timers: the same code path, a shorter wait."""
+    return ("-c", _WITH_CONSTANTS, json.dumps(constants))
 
 
 def create_app(api: httpx.Client, app_id: str | None = None, name: str = "Test app") -> str:

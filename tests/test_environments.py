@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import MakeDaemon
-from tests.helpers import create_app, push_dir, run_and_wait, wait_for, wait_run, write_app
+from tests.helpers import (
+    Daemon,
+    create_app,
+    push_dir,
+    run_and_wait,
+    wait_for,
+    wait_run,
+    write_app,
+)
 
 MAIN = "import json, sys, six\nprint(json.dumps({'six': six.__version__, 'prefix': sys.prefix}))\n"
 
@@ -29,6 +39,17 @@ def deploy(api: httpx.Client, tmp: Path, requirements: str) -> str:
 
 def env_status(api: httpx.Client, app_id: str) -> str:
     return str(api.get(f"/v1/applications/{app_id}/executable").json()["environment"]["status"])
+
+
+@pytest.fixture(scope="module")
+def daemon_envs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon with ``python_envs = "daemon"``, for the two tests of that setting (each
+    on apps of its own): one start for both."""
+    d: Daemon = Daemon.start(
+        tmp_path_factory.mktemp("daemon-envs"), config='python_envs = "daemon"\n'
+    )
+    yield d
+    d.stop()
 
 
 def test_requirements_get_their_own_environment(api: httpx.Client, tmp_path: Path) -> None:
@@ -80,11 +101,8 @@ def test_a_queued_run_staged_on_a_failed_build_fails_the_same_way(
         assert queued["started_at"] > first["started_at"]  # it did wait for the slot
 
 
-def test_daemon_interpreter_setting_skips_environments(
-    make_daemon: MakeDaemon, tmp_path: Path
-) -> None:
-    d = make_daemon(config='python_envs = "daemon"\n')
-    with d.client() as api:
+def test_daemon_interpreter_setting_skips_environments(daemon_envs: Daemon, tmp_path: Path) -> None:
+    with daemon_envs.client() as api:
         app_id = deploy(api, tmp_path, "this-package-does-not-exist-orch==0.0.1")
         assert env_status(api, app_id) == "none"
         res = run_and_wait(api, app_id, {"input": {}})
@@ -123,10 +141,9 @@ def test_an_app_without_requirements_runs_in_the_shared_environment(
 
 
 def test_daemon_interpreter_setting_runs_apps_without_requirements_there_too(
-    make_daemon: MakeDaemon, tmp_path: Path
+    daemon_envs: Daemon, tmp_path: Path
 ) -> None:
-    d = make_daemon(config='python_envs = "daemon"\n')
-    with d.client() as api:
+    with daemon_envs.client() as api:
         app_id = create_app(api)
         push_dir(api, app_id, write_app(tmp_path / "shared", SHARED_MAIN), tmp_path)
         res = run_and_wait(api, app_id, {"input": {}})

@@ -30,7 +30,15 @@ from orchestrator.inbox import DISK_TRIES, Inbox
 from orchestrator.inbox_filing import Drop, take, too_large, whole_archive
 from orchestrator.packaging.build import build_package
 from tests.conftest import MakeDaemon
-from tests.helpers import RUNTIME, SAMPLES, Daemon, create_app, wait_for, write_app
+from tests.helpers import (
+    RUNTIME,
+    SAMPLES,
+    Daemon,
+    create_app,
+    wait_for,
+    with_constants,
+    write_app,
+)
 
 T = TypeVar("T")
 
@@ -322,8 +330,9 @@ async def test_each_of_many_drops_under_one_name_is_pushed_and_filed(
 
 
 async def test_a_package_that_changes_after_it_was_read_is_pushed_again(
-    box: tuple[Inbox, FakePush, Path],
+    box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(inbox_module, "SETTLE_SECONDS", 0.6)  # its retry waits one settle
     _, push, app = box
     push.gate = asyncio.Event()
     path = _renamed_in(app, "pkg.tar", b"first half")
@@ -677,10 +686,11 @@ def test_healthz_and_status_say_when_the_push_directory_cannot_be_watched(
     make_daemon: MakeDaemon,
 ) -> None:
     """End to end: a file where push/ should be makes the daemon "degraded", naming why,
-    in /healthz and `orch daemon status`; once it can watch again, both are "ok"."""
+    in /healthz and `orch daemon status`; once it can watch again, both are "ok" (at its
+    next try: every 0.5 s here, not every 5 s, which this test waited out)."""
     from tests.cli_run import orch_json
 
-    d = make_daemon()
+    d = make_daemon(launcher=with_constants({"orchestrator.inbox.REWATCH_SECONDS": 0.5}))
     push = d.home / "push"
     shutil.rmtree(push)
     push.write_text("a file where push/ should be")

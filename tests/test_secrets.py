@@ -29,16 +29,18 @@ from orchestrator.runs.backend import StartFailed
 from orchestrator.runs.secrets import RECORD, env_of, scrub, write_files
 from orchestrator.store import Store
 from orchestrator.store.migrations import MIGRATIONS
-from tests.old_databases import write_old
+from tests.conftest import OldDatabase
 
 _ids = itertools.count()
 
 
 @pytest.fixture(params=["fresh", *(f"from-v{v}" for v in range(1, len(MIGRATIONS)))])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, old_database: OldDatabase
+) -> AsyncIterator[Store]:
     path = tmp_path / "orch.db"
     if request.param != "fresh":
-        write_old(path, int(request.param.removeprefix("from-v")))
+        old_database(path, int(request.param.removeprefix("from-v")))
     s = Store(path)
     await s.open()
     yield s

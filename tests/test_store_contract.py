@@ -38,17 +38,19 @@ from orchestrator.runs.states import RunStates
 from orchestrator.store import Store
 from orchestrator.store.migrations import MIGRATIONS
 from orchestrator.switchback_models import Arm, Plan, ServedRun, SwitchbackStatus, SwitchbackTest
-from tests.old_databases import write_old
+from tests.conftest import OldDatabase
 
 _ids = itertools.count()
 STATUSES = list(RunStatus)
 
 
 @pytest.fixture(params=["fresh", *(f"from-v{v}" for v in range(1, len(MIGRATIONS)))])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, old_database: OldDatabase
+) -> AsyncIterator[Store]:
     path = tmp_path / "orch.db"
     if request.param != "fresh":
-        write_old(path, int(request.param.removeprefix("from-v")))
+        old_database(path, int(request.param.removeprefix("from-v")))
     s = Store(path)
     await s.open()
     yield s
