@@ -430,6 +430,101 @@ async def test_a_command_made_ahead_is_what_start_hands_over(
     assert result.spawn_error == failed.error
 
 
+async def _armed(sandbox: Sandbox, model: Model) -> Any:
+    """``model``'s command handed to a standby, once the jail has done its steps (it has
+    opened the run's output files, the last thing it does that leaves a trace)."""
+    command = sandbox.arm(model.spec, sandbox.command(model.spec))
+    if command.armed is None:  # cgroup-direct: no standby to arm
+        pytest.skip("this sandbox keeps no standby")
+    for _ in range(500):
+        if os.path.exists(model.spec.stderr):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # the rest of its steps: rules, drop
+    assert command.armed.child.poll() is None, _text(model.spec.stderr)
+    return command
+
+
+ARMED_MODEL = """import pathlib, sys, time
+pathlib.Path(sys.argv[1]).with_name("ran").write_text(str(time.monotonic()))
+print("armed")
+"""
+
+
+async def test_an_armed_jail_starts_its_model_on_go(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A run next in line is armed: its jail does the run's steps while the slot is still
+    taken and waits; the model starts only when ``start`` says go, and runs as any other."""
+    model = Model(tmp_path, ARMED_MODEL, Limits(timeout_seconds=20))
+    command = await _armed(sandbox, model)
+    await asyncio.sleep(0.2)
+    assert not (tmp_path / "ran").exists()  # armed, not started
+    went = time.monotonic()
+    proc = await sandbox.start(model.spec, command)
+    result = await proc.wait()
+    assert result.exit_code == 0 and model.stdout == "armed\n", model.stderr
+    assert float((tmp_path / "ran").read_text()) >= went
+    assert proc.isolation == sandbox.isolation.protections
+    await model.assert_nothing_left(proc)
+
+
+@pytest.mark.parametrize("how", ["disarmed", "daemon gone"])
+async def test_an_armed_jail_that_is_dropped_never_runs_its_model(
+    sandbox: Sandbox, tmp_path: Path, how: str
+) -> None:
+    """A staged run canceled (``disarm``), or a daemon that died (its end of the pipe
+    closed without a go): the jail exits and the model never runs."""
+    model = Model(tmp_path, ARMED_MODEL, Limits(timeout_seconds=20))
+    command = await _armed(sandbox, model)
+    standby = command.armed
+    if how == "disarmed":
+        sandbox.disarm(command)
+    else:
+        os.close(standby.commands)
+        standby.commands = -1
+    for _ in range(500):
+        if standby.child.poll() is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert standby.child.poll() is not None
+    if how == "daemon gone":
+        assert standby.child.returncode == 0  # EOF without go: a quiet exit
+        standby.discard()
+    assert not (tmp_path / "ran").exists() and model.stdout == ""
+    assert survivors(model.marker) == []
+
+
+async def test_an_armed_jail_lost_while_it_waited_is_replaced(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """An armed jail killed before its go (by hand, by the OOM killer): the run starts in
+    another standby, as if it had never been armed."""
+    model = Model(tmp_path, ARMED_MODEL, Limits(timeout_seconds=20))
+    command = await _armed(sandbox, model)
+    os.kill(command.armed.child.pid, signal.SIGKILL)
+    command.armed.child.wait()
+    proc = await sandbox.start(model.spec, command)
+    result = await proc.wait()
+    assert result.exit_code == 0 and model.stdout == "armed\n", model.stderr
+    assert proc.pid != command.armed.child.pid
+    await model.assert_nothing_left(proc)
+
+
+async def test_an_armed_jail_whose_steps_failed_says_why(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The run's steps fail once the jail is armed (its working folder went meanwhile):
+    the run fails with the jail's own reason, as when the steps run at its start."""
+    model = Model(tmp_path, ARMED_MODEL, Limits(timeout_seconds=20))
+    (tmp_path / "cwd").mkdir()
+    spec = dataclasses.replace(model.spec, cwd=str(tmp_path / "cwd"))
+    command = sandbox.command(spec)
+    (tmp_path / "cwd").rmdir()
+    command = sandbox.arm(spec, command)
+    result = await (await sandbox.start(spec, command)).wait()
+    assert result.spawn_error is not None, result
+    assert result.spawn_error.startswith("the jail could not be set up: ")
+    assert result.spawn_error.endswith("/cwd"), result.spawn_error
+    assert not (tmp_path / "ran").exists()
+
+
 async def test_fallback_without_pidfd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The waiter thread replaces the pidfd where it is missing; the jail's rlimits hold."""
     monkeypatch.delattr(os, "pidfd_open")

@@ -32,6 +32,7 @@ from orchestrator.models import Limits
 from orchestrator.runs.access import spec_access
 from orchestrator.runs.cgroups import MIB, CgroupSupport, RunCgroup, remove_stale_standbys
 from orchestrator.runs.isolation import Isolation
+from orchestrator.runs.jail.enter import GO, frame
 from orchestrator.runs.jail.view import beneath
 from orchestrator.runs.process import ProcessSpec
 from orchestrator.runs.spawner import Child, Spawner
@@ -127,12 +128,37 @@ class Launcher:
         argv = [resolve_entrypoint(spec), *spec.argv[1:]]
         return command(spec, argv, env, self._covered, self.plan.get("hide"))
 
-    def launch(self, spec: ProcessSpec, data: bytes) -> Launched:
-        """Start the model with its command ``data``; raises ``SpawnError`` when it
-        cannot be started."""
+    def launch(self, spec: ProcessSpec, data: bytes, armed: Standby | None = None) -> Launched:
+        """Start the model with its command ``data`` (by ``armed``, the standby ``arm``
+        gave it to, if any); raises ``SpawnError`` when it cannot be started."""
         if self.isolation.refusal is not None:
             raise SpawnError(self.isolation.refusal)
+        if armed is not None:
+            try:
+                return armed.go()
+            except OSError as exc:  # its steps failed, or it was killed while it waited
+                log.warning("armed standby jail unusable (%s), starting the run afresh", exc)
+                armed.discard()
         return self._from_standby(spec, data) or self._direct(spec, data)
+
+    def arm(self, spec: ProcessSpec, data: bytes) -> Standby | None:
+        """Hand ``data`` to a waiting standby now, so that it does the run's steps ahead
+        and ``launch`` only has to say go; None when no standby is ready (``launch``
+        then does it all). The caller either launches the run or ``discard``s it."""
+        if self.isolation.refusal is not None:
+            return None
+        with self._lock:
+            if not self._standbys:
+                return None
+            self._recent = spec.limits
+            standby = self._standbys.pop(0)
+        try:
+            standby.arm(spec, data)
+        except OSError as exc:
+            log.warning("standby jail unusable (%s), the run will take another", exc)
+            standby.discard()
+            return None
+        return standby
 
     @property
     def ready(self) -> int:
@@ -174,7 +200,8 @@ class Launcher:
             self._recent = spec.limits
             standby = self._standbys.pop(0)
         try:
-            return standby.launch(spec, data)
+            standby.arm(spec, data)
+            return standby.go()
         except OSError as exc:
             log.warning("standby jail unusable (%s), starting one for the run", exc)
             standby.discard()
@@ -188,7 +215,8 @@ class Launcher:
         group = self._cgroup_for(spec)
         try:
             standby = Standby.create(self.spawner, self.plan, self._own(serial, group), group)
-            return standby.launch(spec, data)
+            standby.arm(spec, data)
+            return standby.go()
         except DeadStandby as exc:
             raise SpawnError(str(exc)) from None
         except OSError as exc:
@@ -223,7 +251,10 @@ class Launcher:
 class Standby:
     """A jail already in its cgroup and view, waiting on ``commands`` for its run.
 
-    If the daemon dies the pipe closes and the standby exits on EOF.
+    A run reaches it in two writes: ``arm`` (the command: the jail does the run's steps
+    and waits) and ``go`` (the model starts). Between them a freed slot has nothing left
+    to do but the second. If the daemon dies the pipe closes and the standby exits on
+    EOF, armed or not, without running anything.
     """
 
     def __init__(self, group: RunCgroup | None, child: Child, commands: int, report: int) -> None:
@@ -241,26 +272,39 @@ class Standby:
             raise
         return cls(group, child, commands, report)
 
-    def launch(self, spec: ProcessSpec, data: bytes) -> Launched:
-        if self.child.poll() is not None:
-            report = JailReport.read(self.report)
-            raise DeadStandby(report.spawn_error or f"the jail exited ({self.child.returncode})")
+    def arm(self, spec: ProcessSpec, data: bytes) -> None:
+        """Give the jail its run's command and limits; it does the run's steps and waits."""
+        self._alive()
         # The group keeps its standby name: renaming it to the run's would cost two
         # reads and two renames on every run's critical path; the run records the path.
         if self.group is not None:
             self.group.apply_limits(spec.limits)
+        self._write(frame(data))
+
+    def go(self) -> Launched:
+        """Start the armed model: one byte, then EOF."""
+        self._alive()
         started = time.monotonic()
-        fd, self.commands = self.commands, -1
+        try:
+            self._write(GO)
+        finally:
+            os.close(self.commands)  # EOF: nothing more comes
+            self.commands = -1
+        return Launched(self.child, self.group, started, self.report)
+
+    def _alive(self) -> None:
+        if self.child.poll() is not None:
+            report = JailReport.read(self.report)
+            raise DeadStandby(report.spawn_error or f"the jail exited ({self.child.returncode})")
+
+    def _write(self, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view) :]
+                view = view[os.write(self.commands, view) :]
         except BrokenPipeError:  # it gave up while we wrote: it said why before it exited
             report = JailReport.read(self.report)
             raise DeadStandby(report.spawn_error or "the jail exited before its run") from None
-        finally:
-            os.close(fd)  # EOF ends the command
-        return Launched(self.child, self.group, started, self.report)
 
     def discard(self) -> None:
         for fd in (self.commands, self.report):
