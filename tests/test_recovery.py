@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -53,6 +55,35 @@ def test_sigkill_during_running_and_queued_runs(make_daemon: MakeDaemon, tmp_pat
         assert starts == sorted(starts)  # queued runs keep their order
         kept = api.get(f"/v1/applications/{app_id}/runs/{done['id']}").json()
         assert kept["output"]["solutions"][0]["value"] == 444  # finished output survives
+
+
+def test_a_run_ended_by_recovery_records_how_long_it_ran(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """It recorded ``duration: 0.0``: now its start until recovery ended it (an upper
+    bound; the model here runs on, orphaned, until recovery kills it)."""
+    d = make_daemon()
+    with d.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+        running = _start(api, app_id, {"input": INPUT, "options": {"sleep": "120"}})
+        wait_for(lambda: _pid(d.home, running))
+        time.sleep(1.0)
+    killed = time.time()
+    d.kill()
+    again = make_daemon(home=d.home)
+    recovered = time.time()
+    with again.client() as api:
+        meta = api.get(f"/v1/applications/{app_id}/runs/{running}/metadata").json()["metadata"]
+    assert meta["status_v2"] == "failed" and "daemon stopped" in meta["error"], meta
+    started, ended = _seconds(meta["started_at"]), _seconds(meta["ended_at"])
+    seconds = meta["duration"] / 1000
+    assert killed - started <= seconds <= recovered - started, (meta, killed, recovered)
+    assert abs(started + seconds - ended) < 0.05, meta  # until recovery's verdict
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def test_graceful_stop_ends_running_runs_and_keeps_queued(

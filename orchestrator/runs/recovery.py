@@ -5,7 +5,9 @@ their processes still alive. Before the scheduler starts, the backend is asked
 to settle them: the local backend kills whatever survived (found by the
 placement recorded at spawn, markers and cgroups) and reattaches to nothing; a
 cluster backend may reattach to runs still alive there. Every running run not
-reattached ends ``failed`` (``daemon_stopped``); queued runs keep their order.
+reattached ends ``failed`` (``daemon_stopped``), its duration counted from its start
+until recovery ended it (an upper bound: ``RunStates.end_lost``); queued runs keep
+their order.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ async def recover(store: Store, states: RunStates, backend: Backend) -> Recovery
         queued=queued, reattached=[(run, alive[run.id]) for run in running if run.id in alive]
     )
     report.failed = await states.end_lost(
-        [run.id for run in running if run.id not in alive], FailureKind.DAEMON_STOPPED
+        [run for run in running if run.id not in alive], FailureKind.DAEMON_STOPPED
     )
     if report.failed or report.reattached:
         log.warning(

@@ -13,11 +13,12 @@ outside ``BEGIN``/``COMMIT`` (``Store.single``): one thread hop each.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.models import Failure, FailureKind, Run, RunStatus, now
+from orchestrator.models import Failure, FailureKind, Run, RunStatus, epoch, now
 from orchestrator.runs.events import RunEvents
 from orchestrator.store import Repos, Store
 
@@ -131,19 +132,36 @@ class RunStates:
             self.events.changed(run_id, RunStatus.CANCELED)
         return moved
 
-    async def end_lost(
-        self, run_ids: Iterable[str], kind: FailureKind, detail: str = ""
-    ) -> list[str]:
+    async def end_lost(self, runs: Iterable[Run], kind: FailureKind, detail: str = "") -> list[str]:
         """running -> failed for runs whose processes are gone with no outcome
-        (the daemon stopped, the worker was lost): recovery's verdict."""
+        (the daemon stopped, the worker was lost): recovery's verdict.
+
+        Each is given the duration that is known: from its ``started_at`` until this
+        verdict, an upper bound. No daemon watched it meanwhile, so when it really
+        ended is not known: its model may have died with the daemon, or run on (a local
+        model outlives a SIGKILLed daemon) until recovery killed it. A run with no
+        ``started_at`` records none (0, as before)."""
         failure = Failure(kind, detail=detail)
+        moved = []
         async with self.store.write() as w:
-            moved = await w.runs.transition_many(
-                run_ids, RunStatus.FAILED, [RunStatus.RUNNING], failure=failure
-            )
+            for run in runs:
+                if await w.runs.transition(
+                    run.id,
+                    RunStatus.FAILED,
+                    [RunStatus.RUNNING],
+                    failure=failure,
+                    duration_ms=_elapsed_ms(run.started_at),
+                ):
+                    moved.append(run.id)
         for run_id in moved:
             self.events.changed(run_id, RunStatus.FAILED)
         return moved
+
+
+def _elapsed_ms(started_at: str | None) -> float | None:
+    """Milliseconds from ``started_at`` until now (never below 0: a clock set back)."""
+    start = epoch(started_at)
+    return None if start is None else max(0.0, (time.time() - start) * 1000)
 
 
 def _stamp(run: Run) -> None:
