@@ -13,8 +13,9 @@ is room. A folder containing ``app.yaml`` moved in atomically is packaged and
 pushed the same way. Each dropped entry ends up in ``.done/`` or ``.rejected/``
 (with a ``.reason`` file, under a name never reused), so it is never ingested twice;
 a file that is not a package is rejected saying so; a scan at start picks up what
-arrived while the daemon was down. If ``push/`` is moved away or removed, a new
-one is made and watched.
+arrived while the daemon was down, and files in ``.rejected/`` (saying why) a package
+a stopped daemon held when another had taken its name (``inbox_filing.settle_holds``).
+If ``push/`` is moved away or removed, a new one is made and watched.
 
 Names are user text: they are logged escaped (``daemon_log.escaped``).
 """
@@ -41,16 +42,19 @@ from orchestrator.errors import OrchError, TooLarge
 from orchestrator.home import Home
 from orchestrator.ids import new_token
 from orchestrator.inbox_filing import (
+    HELD,
+    ORPHAN_REASON,
     Drop,
     Ident,
+    NotWhole,
     copy_out,
     file_away,
     ident,
     looks,
     open_for_writing,
+    settle_holds,
     take,
     too_large,
-    whole_archive,
 )
 from orchestrator.packaging.build import FileChanged
 from orchestrator.packaging.manifest import MANIFEST_FILE
@@ -219,11 +223,16 @@ class Inbox:
         self._scan()
 
     def _scan(self) -> None:
-        """What ``push/`` holds already: at start, and on a new ``push/``."""
+        """What ``push/`` holds already: at start, and on a new ``push/``; first what a
+        stopped daemon held (``settle_holds``)."""
         try:
             app_dirs = [d for d in self.root.iterdir() if not d.name.startswith(".")]
         except OSError:
             return  # gone again: the watch notices
+        holding = {d.claim for d in self._drops.values() if d.claim is not None}
+        for app in app_dirs:
+            for kept in settle_holds(app, holding):
+                log.warning("inbox: %s: %s", escaped(kept), ORPHAN_REASON)
         self._offer_all(p for d in app_dirs for p in _listing(d))
 
     def _offer_all(self, paths: Iterable[Path]) -> None:
@@ -247,10 +256,15 @@ class Inbox:
             return
         if now in self._drops:
             return  # already taken: its drop follows it
-        drop = take(path, self.scratch)
-        if drop is not None and drop.ident not in self._drops:
-            self._drops[drop.ident] = drop
-            self._queue.put_nowait(drop)
+        drop = take(path, path.parent / HELD)
+        if drop is None:
+            return
+        if drop.ident in self._drops:  # replaced by one already taken meanwhile
+            if drop.claim is not None:
+                drop.claim.unlink(missing_ok=True)
+            return
+        self._drops[drop.ident] = drop
+        self._queue.put_nowait(drop)
 
     # -- pushing ----------------------------------------------------------------------
 
@@ -272,6 +286,11 @@ class Inbox:
     async def _ingest(self, drop: Drop) -> None:
         if drop.claim is None and not _names(drop.origin, drop.ident):
             self._forget(drop)  # removed, or replaced by another drop (taken on its own)
+            log.warning(
+                "inbox: %s was removed or replaced before it was read (it could not be held "
+                "by a link): not pushed",
+                escaped(drop.origin),
+            )
             return
         try:
             st = os.stat(drop.source)
@@ -284,8 +303,10 @@ class Inbox:
         except OSError as exc:  # a link in a loop, a file orch may not read
             self._reject(drop, f"it cannot be read: {exc.strerror or exc}")
             return
+        whole = False  # pushed at once only if it proves whole as it is copied
         if not drop.folder:
-            if (wait := await self._still_written(drop, st)) is not None:
+            wait, whole = self._still_written(drop, st)
+            if wait is not None:
                 self._retry_later(drop, wait)
                 return
             if not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
@@ -296,8 +317,11 @@ class Inbox:
                 return
         target = self.scratch / f"inbox-{new_token()[:16]}.tar.gz"
         try:
-            read = await anyio.to_thread.run_sync(copy_out, drop, target, self.limit_mb)
+            read = await anyio.to_thread.run_sync(copy_out, drop, target, self.limit_mb, whole)
             await self.push.ingest(drop.app_id, target, action="push")
+        except NotWhole:  # the first part of a package: it waits to settle
+            self._retry_later(drop, _settle_left(st))
+            return
         except Exception as exc:
             self._failed(drop, exc)
             return
@@ -313,22 +337,22 @@ class Inbox:
             return
         self._file(drop, ".done", "pushed")
 
-    async def _still_written(self, drop: Drop, st: os.stat_result) -> float | None:
-        """Seconds to wait if ``drop`` may still be being written; else ``None``.
+    def _still_written(self, drop: Drop, st: os.stat_result) -> tuple[float | None, bool]:
+        """Seconds to wait if ``drop`` may still be being written, else ``None``; and
+        whether it may go at once only as a whole archive.
 
         One written in place (or renamed in within the clock tick of its last write,
         which its times cannot tell apart) is pushed at once if it is a whole archive no
-        one holds open (``whole_archive``): a script that builds a package and moves it
-        in waited the whole settle time."""
+        one holds open (``WholeCheck``, as it is copied out: its bytes are read once): a
+        script that builds a package and moves it in waited the whole settle time."""
         age = time.time() - st.st_mtime_ns / 1e9
         changed, drop.seen = looks(st) != drop.seen, looks(st)
         writer = age < WRITER_PATIENCE_SECONDS and open_for_writing(drop.source)
         if age < SETTLE_SECONDS and (drop.in_place or changed):
-            whole = not (changed or writer) and await anyio.to_thread.run_sync(
-                whole_archive, drop.source
-            )
-            return None if whole else max(SETTLE_SECONDS - age, 0.05)
-        return SETTLE_SECONDS if writer else None
+            if changed or writer:
+                return _settle_left(st), False
+            return None, True
+        return (SETTLE_SECONDS if writer else None), False
 
     def _changed_since(self, drop: Drop, read: tuple[int, int]) -> bool:
         """Whether the file no longer looks as it did when it was read (a writer went on
@@ -380,7 +404,7 @@ class Inbox:
         package, still in its app's folder, is taken again at the next start."""
         self._forget(drop)
         try:
-            file_away(drop, folder, reason, self.scratch)
+            file_away(drop, folder, reason)
         except OSError as exc:
             if not drop.origin.parent.is_dir():
                 log.info("inbox: %s went with its app's folder", escaped(drop.origin))
@@ -456,6 +480,11 @@ def _names(path: Path, what: Ident) -> bool:
         return ident(os.lstat(path)) == what
     except OSError:
         return False
+
+
+def _settle_left(st: os.stat_result) -> float:
+    """What is left of the settle time of a file last written at ``st``'s mtime."""
+    return max(SETTLE_SECONDS - (time.time() - st.st_mtime_ns / 1e9), 0.05)
 
 
 def _recently_changed(path: Path) -> bool:

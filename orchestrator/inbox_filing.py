@@ -1,11 +1,17 @@
 """One package dropped into the push directory, from the moment it is seen to its filing.
 
-A dropped file is *taken* the moment the watcher sees it: a hard link in ``tmp/inbox/``
-holds its bytes (its inode), so a package replaced under the same name while it waits
-or is pushed is still the one pushed and filed, and the newcomer is a drop of its own.
-The name in ``push/<app>/`` stays put until the package is filed (a killed daemon's
-links go with ``tmp/`` at the next start, and the package is taken again), and it is
+A dropped file is *taken* the moment the watcher sees it: a hard link in its app's
+``.held/`` holds its bytes (its inode), so a package replaced under the same name while
+it waits or is pushed is still the one pushed and filed, and the newcomer is a drop of
+its own. The name in ``push/<app>/`` stays put until the package is filed, and it is
 removed then only if it still names the package that was handled.
+
+A stopped or killed daemon's holds are settled at the next start (``settle_holds``):
+one whose package still has its name in ``push/<app>/`` goes (the package is taken
+again); one that is all that is left of a package (another took its name, or it was
+removed) is filed in ``.rejected/`` saying so, never lost (held in ``tmp/``, emptied at
+start, such a package was gone without a word). It is not pushed: the package that took
+its name is newer, and devint must end on the latest.
 
 A folder cannot be linked: it is read in place, and filed only if the folder under
 its name is still the one that was taken.
@@ -25,7 +31,6 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from orchestrator.errors import TooLarge
 from orchestrator.ids import new_token
@@ -33,6 +38,18 @@ from orchestrator.packaging.build import FileChanged, OverLimit, build_package
 
 Ident = tuple[int, int]
 """``(st_dev, st_ino)``: which file a name stands for."""
+
+HELD = ".held"
+"""In an app's folder, the inbox's holds on the packages taken from it: there, a hard
+link is always possible (one file system), and a killed daemon's holds are found again."""
+HELD_NAME_BYTES = 200
+"""A hold's name is ``<token>-<name>``: the dropped name, to file it under at the next
+start if that is all that is left of it; its last this many bytes (a name is <= 255)."""
+ORPHAN_REASON = (
+    "the daemon stopped while it waited to be pushed, and meanwhile another package took "
+    "its name (or it was removed): it was not pushed, so that devint stays on the newer "
+    "one; to push it, move it back into its app's folder"
+)
 
 COPY_CHUNK = 1024 * 1024
 MIB = 1024 * 1024
@@ -56,7 +73,7 @@ class Drop:
     ident: Ident
     """The entry at ``origin`` when it was taken (``lstat``: a link is itself)."""
     claim: Path | None
-    """A hard link to the package's file in ``tmp/inbox/``; ``None`` for a folder, or a
+    """A hard link to the package's file in its app's ``HELD``; ``None`` for a folder, or a
     file that could not be linked (another file system): then it is read in place."""
     folder: bool
     in_place: bool
@@ -83,8 +100,9 @@ class Drop:
         return self.origin.name
 
 
-def take(path: Path, scratch: Path) -> Drop | None:
-    """A drop for the entry at ``path``, its file held by a link; ``None`` if it is gone."""
+def take(path: Path, held: Path) -> Drop | None:
+    """A drop for the entry at ``path``, its file held by a link in ``held`` (its app's
+    ``HELD``); ``None`` if it is gone."""
     for _ in range(3):  # replaced between the look and the link: look again
         try:
             lst = os.lstat(path)
@@ -96,7 +114,7 @@ def take(path: Path, scratch: Path) -> Drop | None:
             st = os.stat(path)  # a symlink is followed to the package
         except OSError:  # a link that leads nowhere, or in a loop: rejected, saying so
             return Drop(path, ident(lst), None, False, False, looks(lst), lst.st_ctime_ns)
-        link = scratch / f"claim-{new_token()[:16]}"
+        link = hold_path(held, path.name)
         claim: Path | None = link
         try:
             _link(path, link)
@@ -104,10 +122,10 @@ def take(path: Path, scratch: Path) -> Drop | None:
             claim = None  # another file system, links refused, or just gone: read in place
         else:
             try:
-                held = ident(os.stat(link))
+                linked = ident(os.stat(link))
             except OSError:
-                held = (-1, -1)
-            if held != ident(st):
+                linked = (-1, -1)
+            if linked != ident(st):
                 with contextlib.suppress(OSError):
                     os.unlink(link)
                 continue
@@ -117,16 +135,51 @@ def take(path: Path, scratch: Path) -> Drop | None:
     return None
 
 
+def hold_path(held: Path, name: str) -> Path:
+    """A new name in ``held`` for a hold on the package dropped as ``name``."""
+    return held / f"{new_token()[:16]}-{os.fsdecode(os.fsencode(name)[-HELD_NAME_BYTES:])}"
+
+
+def settle_holds(app: Path, holding: set[Path]) -> list[Path]:
+    """What a stopped daemon held in ``app``'s ``HELD`` (all but ``holding``, this one's):
+    a hold whose package has another name goes; one that is all that is left of its
+    package is filed in ``.rejected/`` with ``ORPHAN_REASON``. Returns where those went."""
+    held = app / HELD
+    try:
+        names = sorted(os.listdir(held))
+    except OSError:
+        return []
+    kept = []
+    for name in names:
+        path = held / name
+        try:
+            st = os.lstat(path)
+            if path in holding:
+                continue
+            if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+                os.unlink(path)  # still named in push/<app>/ (taken again) or filed
+                continue
+            dest_dir = app / ".rejected"
+            dest_dir.mkdir(exist_ok=True)
+            dest = unique(dest_dir, name.split("-", 1)[-1])
+            os.rename(path, dest)
+            _write_reason(dest, ORPHAN_REASON)
+            kept.append(dest)
+        except OSError:
+            continue  # gone meanwhile, or unwritable: met again at the next start
+    return kept
+
+
 def _link(path: Path, claim: Path) -> None:
     # os.link links a symlink itself on Linux, whatever follow_symlinks says: a relative
-    # one would then lead elsewhere from tmp/inbox. The package's own file is linked.
+    # one would then lead elsewhere from HELD. The package's own file is linked.
     target = os.path.realpath(path) if os.path.islink(path) else path
     try:
         os.link(target, claim)
     except FileNotFoundError:
         if not os.path.lexists(target):
             raise
-        claim.parent.mkdir(parents=True, exist_ok=True)  # tmp/inbox removed by hand
+        claim.parent.mkdir(parents=True, exist_ok=True)  # its app's first, or removed by hand
         os.link(target, claim)
 
 
@@ -152,19 +205,29 @@ def open_for_writing(path: Path) -> bool:
 
 TAR_END = 2 * 512
 """A tar archive ends with two blocks of zeros: a tar cut at a member boundary has none."""
+INFLATE_STEP = 64 * 1024
+"""Bytes inflated at a time: 1 MiB at once took three times as long (each step's 1 MiB
+output is a fresh allocation whose pages fault in anew: 23,000 faults for 50 MiB)."""
+
+
+class NotWhole(Exception):
+    """A package copied out to be pushed at once is not a whole archive (yet): it waits."""
 
 
 def whole_archive(path: Path) -> bool:
     """Whether the file at ``path`` is a whole package, not the first part of one: a gzip
     stream that ends (its end-of-stream marker; every member of a multi-member file) and
-    a tar inside that ends. Read through, off the loop (a thread): it decides whether a
-    package written in place may be pushed at once, rather than after it has settled."""
+    a tar inside that ends. A gzip file is read through (a plain tar only at its end);
+    the inbox checks as it copies (``WholeCheck``), in the same read."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(2)
             fh.seek(0)
             if head == b"\x1f\x8b":
-                return _whole_gzip(fh)
+                check = WholeCheck()
+                while chunk := fh.read(COPY_CHUNK):
+                    check.feed(chunk)
+                return check.whole()
             size = os.fstat(fh.fileno()).st_size
             if size < TAR_END or size % 512:
                 return False
@@ -174,20 +237,59 @@ def whole_archive(path: Path) -> bool:
         return False
 
 
-def _whole_gzip(fh: BinaryIO) -> bool:
-    inflate = zlib.decompressobj(wbits=31)
-    tail, total, ended = b"", 0, False
-    while chunk := fh.read(COPY_CHUNK):
-        while chunk:
-            if ended:  # bytes after a member that ended: the next member starts
-                inflate, ended = zlib.decompressobj(wbits=31), False
+class WholeCheck:
+    """``whole_archive`` fed the bytes as they go by: a package copied out is checked in
+    the same read, not read once to check it and again to copy it."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.gzip: bool | None = None
+        """Decided by the first two bytes."""
+        self._head = b""
+        self._tail = b""
+        """The last ``TAR_END`` bytes: of the file (a plain tar), of the tar inflated (gzip)."""
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._ended = self._broken = False
+        self._inflated = 0
+
+    def feed(self, data: bytes | memoryview) -> None:
+        self.size += len(data)
+        if self.gzip is None:
+            if len(self._head) + len(data) < 2:
+                self._head += bytes(data)
+                return
+            data, self._head = (self._head + bytes(data) if self._head else data), b""
+            self.gzip = bytes(data[:2]) == b"\x1f\x8b"
+        if not self.gzip:
+            self._tail = (self._tail + bytes(data[-TAR_END:]))[-TAR_END:]
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), INFLATE_STEP):
+            self._inflate_some(view[start : start + INFLATE_STEP])
+
+    def _inflate_some(self, chunk: bytes | memoryview) -> None:
+        while chunk and not self._broken:
+            if self._ended:  # bytes after a member that ended: the next member starts
+                self._inflate, self._ended = zlib.decompressobj(wbits=31), False
             try:
-                out = inflate.decompress(chunk)
+                out = self._inflate.decompress(chunk)
             except zlib.error:
-                return False
-            total, tail = total + len(out), (tail + out)[-TAR_END:]
-            ended, chunk = inflate.eof, inflate.unused_data if inflate.eof else b""
-    return ended and total % 512 == 0 and tail == bytes(TAR_END)
+                self._broken = True
+                return
+            self._inflated += len(out)
+            self._tail = (self._tail + out[-TAR_END:])[-TAR_END:]
+            self._ended = self._inflate.eof
+            chunk = self._inflate.unused_data if self._ended else b""
+
+    def whole(self) -> bool:
+        if self.gzip:
+            return (
+                self._ended
+                and not self._broken
+                and self._inflated % 512 == 0
+                and self._tail == bytes(TAR_END)
+            )
+        return self.size >= TAR_END and self.size % 512 == 0 and self._tail == bytes(TAR_END)
 
 
 def too_large(size: int, limit_mb: int) -> TooLarge:
@@ -197,9 +299,12 @@ def too_large(size: int, limit_mb: int) -> TooLarge:
     )
 
 
-def copy_out(drop: Drop, target: Path, limit_mb: int) -> tuple[int, int] | None:
+def copy_out(
+    drop: Drop, target: Path, limit_mb: int, whole: bool = False
+) -> tuple[int, int] | None:
     """Write the package to ``target`` (a folder is packaged first); returns the file's
-    ``looks()`` as read, ``None`` for a folder.
+    ``looks()`` as read, ``None`` for a folder. With ``whole``, a file must also be a
+    whole archive (``WholeCheck``, in the same read), else ``NotWhole`` is raised.
 
     A file is read through one descriptor and must look the same before and after, with
     as many bytes as it said: a package written meanwhile is never pushed half. Its size
@@ -217,13 +322,15 @@ def copy_out(drop: Drop, target: Path, limit_mb: int) -> tuple[int, int] | None:
                     "was packaged no further"
                 ) from None
             return None
-        return _copy_file(drop.source, target, limit_mb * MIB, limit_mb)
+        return _copy_file(drop.source, target, limit_mb * MIB, limit_mb, whole)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
 
 
-def _copy_file(source: Path, target: Path, limit: int, limit_mb: int) -> tuple[int, int]:
+def _copy_file(
+    source: Path, target: Path, limit: int, limit_mb: int, whole: bool
+) -> tuple[int, int]:
     fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the thread
     with os.fdopen(fd, "rb", buffering=0) as src:
         before = os.fstat(src.fileno())
@@ -233,15 +340,21 @@ def _copy_file(source: Path, target: Path, limit: int, limit_mb: int) -> tuple[i
             raise too_large(before.st_size, limit_mb)
         copied = 0
         buffer = bytearray(min(COPY_CHUNK, before.st_size + 1) or 1)
+        check = WholeCheck() if whole else None
         with open(target, "xb") as out:
             while n := src.readinto(buffer):
                 copied += n
                 if copied > limit:
                     raise too_large(max(copied, os.fstat(src.fileno()).st_size), limit_mb)
-                out.write(memoryview(buffer)[:n])
+                read = memoryview(buffer)[:n]
+                out.write(read)
+                if check is not None:
+                    check.feed(read)
         after = os.fstat(src.fileno())
     if looks(after) != looks(before) or copied != before.st_size:
         raise FileChanged(f"{source.name} changed while it was read; it is taken again")
+    if check is not None and not check.whole():
+        raise NotWhole(source.name)
     return looks(before)
 
 
@@ -258,7 +371,7 @@ def unique(folder: Path, name: str) -> Path:
         n += 1
 
 
-def file_away(drop: Drop, folder: str, reason: str, scratch: Path) -> Path | None:
+def file_away(drop: Drop, folder: str, reason: str) -> Path | None:
     """Move a handled package to ``<app>/<folder>/`` with its ``.reason``, so a restart
     never takes it again; returns where it went, ``None`` if it is no longer there.
 
@@ -277,13 +390,17 @@ def file_away(drop: Drop, folder: str, reason: str, scratch: Path) -> Path | Non
             return None  # replaced by another package, which is a drop of its own
         dest = unique(dest_dir, drop.name)
         os.rename(drop.origin, dest)
+    _write_reason(dest, reason)
+    if drop.claim is not None:
+        release(drop)
+    return dest
+
+
+def _write_reason(dest: Path, reason: str) -> None:
     # whole or not at all: a watcher that saw the file being written read an empty reason
     written = Path(f"{dest}.reason.part")
     written.write_text(reason + "\n")
     os.replace(written, f"{dest}.reason")
-    if drop.claim is not None:
-        release(drop, scratch)
-    return dest
 
 
 def _link_unique(source: Path, folder: Path, name: str) -> Path:
@@ -297,7 +414,7 @@ def _link_unique(source: Path, folder: Path, name: str) -> Path:
         return dest
 
 
-def release(drop: Drop, scratch: Path) -> None:
+def release(drop: Drop) -> None:
     """Remove the package's name from ``push/<app>/`` if it still names the package.
 
     The name is taken aside before it is removed, so a package renamed onto it at that
@@ -309,7 +426,7 @@ def release(drop: Drop, scratch: Path) -> None:
             return  # gone, or another package under that name: a drop of its own
     except OSError:
         return
-    aside = scratch / f"release-{new_token()[:16]}"
+    aside = hold_path(drop.origin.parent / HELD, drop.name)  # one file system, named
     try:
         os.rename(drop.origin, aside)
     except OSError:

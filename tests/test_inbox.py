@@ -212,6 +212,89 @@ def test_a_plain_tar_written_in_place_with_a_pause_is_never_pushed_half(
     assert len(api.get(f"/v1/applications/{app_id}/history").json()["items"]) == 1
 
 
+@pytest.mark.parametrize("how", ["a new file", "the same file rewritten"])
+def test_a_waiting_package_replaced_by_one_whose_writer_died_loses_nothing_to_orch(
+    api: httpx.Client, daemon: Daemon, tmp_path: Path, how: str
+) -> None:
+    """Reported as "a package replaced and then killed in the inbox is lost". A whole
+    package waits (its writer still holds it open); another takes its name, and that
+    one's writer dies half way. A new file under the name: the first is still held (its
+    link in ``tmp/inbox/``), pushed and filed in ``.done/``, and the part is refused
+    in ``.rejected/`` with why. The same file written again (``cp``, ``open("wb")``):
+    the writer itself destroyed the first package's bytes; the part is refused with why,
+    and nothing half is pushed."""
+    app_id = create_app(api)
+    inbox = daemon.home / "push" / app_id
+    first, first_sha = package(tmp_path, "shell-echo")
+    second = package(tmp_path, "knapsack")[0].read_bytes()
+    name = inbox / "same.tar.gz"
+    with name.open("wb") as held:  # whole, but its writer has not closed it yet
+        held.write(first.read_bytes())
+        held.flush()
+        wait_for(lambda: _holds(daemon.home, app_id), timeout=5)
+        if how == "a new file":
+            name.unlink()
+        with name.open("wb") as dying:  # the newcomer's writer dies half way
+            dying.write(second[: len(second) // 2])
+    rejected = wait_for(lambda: _filed(inbox / ".rejected"), timeout=15)
+    assert [p.read_bytes() for p in rejected] == [second[: len(second) // 2]]
+    reason = Path(f"{rejected[0]}.reason").read_text()
+    assert reason.startswith("package is corrupt or truncated"), reason
+    if how == "a new file":
+        wait_for(lambda: current(api, app_id) == first_sha, timeout=10)
+        done = wait_for(lambda: _filed(inbox / ".done"), timeout=5)
+        assert [_sha(p) for p in done] == [first_sha]
+        assert Path(f"{done[0]}.reason").read_text() == "pushed\n"
+    else:
+        time.sleep(0.5)
+        assert current(api, app_id) is None and not (inbox / ".done").exists()
+    assert not name.exists()
+
+
+def test_a_waiting_package_whose_name_was_taken_outlives_a_killed_daemon(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    """The daemon held a waiting package by its link alone (another took its name), in
+    ``tmp/inbox/``; SIGKILLed, the next start emptied ``tmp/`` and the package was gone,
+    unsaid. Now its hold is kept where the next start finds it: filed in ``.rejected/``
+    with why (the package now under its name is newer: pushing the old one after it
+    would leave devint on the older), and the half-written newcomer refused."""
+    d = make_daemon()
+    with d.client() as api:
+        app_id = create_app(api)
+    inbox = d.home / "push" / app_id
+    first = package(tmp_path, "shell-echo")[0].read_bytes()
+    second = package(tmp_path, "knapsack")[0].read_bytes()
+    name = inbox / "same.tar.gz"
+    with name.open("wb") as held:  # whole, but its writer has not closed it yet
+        held.write(first)
+        held.flush()
+        wait_for(lambda: _holds(d.home, app_id), timeout=5)
+        name.unlink()
+        with name.open("wb") as dying:  # the newcomer's writer dies half way
+            dying.write(second[: len(second) // 2])
+        d.kill()
+    again = make_daemon(home=d.home)
+    with again.client() as api:
+        rejected = wait_for(lambda: len(_filed(inbox / ".rejected")) == 2 and _filed(
+            inbox / ".rejected"), timeout=15)  # fmt: skip
+        kept = {p.read_bytes(): Path(f"{p}.reason").read_text() for p in rejected}
+        assert set(kept) == {first, second[: len(second) // 2]}
+        assert "daemon stopped while it waited" in kept[first], kept[first]
+        assert kept[second[: len(second) // 2]].startswith("package is corrupt or truncated")
+        assert all(p.name.endswith("-same.tar.gz") for p in rejected), rejected
+        assert current(api, app_id) is None
+    assert not name.exists() and not _holds(d.home, app_id)
+
+
+def _holds(home: Path, app_id: str) -> list[Path]:
+    """The inbox's holds (hard links) on the packages it has taken and not yet filed."""
+    return [
+        *(home / "tmp" / "inbox").glob("claim-*"),
+        *(home / "push" / app_id / ".held").glob("*"),
+    ]
+
+
 MANIFEST = "type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\nfiles:\n"
 
 
@@ -394,6 +477,64 @@ async def test_a_whole_package_no_one_holds_open_is_pushed_at_once(
         assert took < inbox_module.SETTLE_SECONDS * 0.75, f"pushed after {took:.2f} s"
 
 
+@pytest.mark.parametrize("linked", [True, False], ids=["linked", "read in place"])
+async def test_a_package_pushed_at_once_is_read_once(
+    box: tuple[Inbox, FakePush, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    linked: bool,
+) -> None:
+    """Written in place and whole, a package was read through to check that it is whole,
+    then again to copy it out: now it is checked as it is copied. ``rchar`` counts the
+    bytes this process reads: the copy out, and the stand-in push reading the copy."""
+    if not linked:  # another file system: no hard link, the file is read where it lies
+        monkeypatch.setattr(inbox_filing, "_link", _no_link)
+    _, push, app = box
+    source = write_app(tmp_path / "app", "print('{}')\n", f"{MANIFEST}  - main.py\n  - data.bin\n")
+    (source / "data.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    data = build_package(source, tmp_path / "p.tar.gz").path.read_bytes()
+    assert len(data) > 8 * 1024 * 1024
+    before = _bytes_read()
+    (app / "pkg.tar.gz").write_bytes(data)
+    await until(lambda: push.pushed, within=5)
+    assert push.pushed == [data]
+    reads = (_bytes_read() - before) / len(data)
+    assert reads < 2.5, f"read {reads:.2f} times its size"  # was 3: once more to check it
+
+
+async def test_a_package_read_in_place_and_replaced_before_it_was_read_is_said(
+    box: tuple[Inbox, FakePush, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not held by a link (another file system), a waiting package whose name another
+    took before it was read is gone: that was forgotten without a word; now said."""
+    monkeypatch.setattr(inbox_filing, "_link", _no_link)
+    _, push, app = box
+    push.gate = asyncio.Event()
+    _renamed_in(app, "first.tar.gz", b"pushed first")
+    await until(push.started.is_set)
+    _renamed_in(app, "same.tar.gz", b"waits behind it")
+    await asyncio.sleep(0.6)  # seen, taken, queued
+    _renamed_in(app, "same.tar.gz", b"took its name")  # over it: its bytes are gone
+    push.gate.set()
+    await until(lambda: len(push.pushed) == 2)
+    assert push.pushed == [b"pushed first", b"took its name"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "orch.inbox"]
+    assert any("same.tar.gz was removed or replaced before it was read" in m for m in lines)
+
+
+def _no_link(path: Path, claim: Path) -> None:
+    raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+
+def _bytes_read() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
 @pytest.mark.parametrize(
     ("kind", "whole"),
     [
@@ -563,7 +704,7 @@ async def _dropped(tmp_path: Path, age: float) -> tuple[Inbox, Drop]:
     path.write_bytes(b"package")
     then = time.time() - age
     os.utime(path, (then, then))
-    drop = take(path, inbox.scratch)
+    drop = take(path, path.parent / inbox_filing.HELD)
     assert drop is not None
     inbox._drops[drop.ident] = drop
     return inbox, drop
@@ -660,12 +801,10 @@ def test_a_package_renamed_onto_the_name_as_it_is_released_is_put_back(
 ) -> None:
     """Releasing the name of a filed package removes it only if it still names that
     package: one renamed onto it at that very moment is put back, not removed."""
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
     app = tmp_path / "push" / "app"
     app.mkdir(parents=True)
     origin = _renamed_in(app, "same.tar.gz", b"A")
-    drop = take(origin, scratch)
+    drop = take(origin, app / inbox_filing.HELD)
     assert drop is not None and drop.claim is not None
     real_rename = os.rename
 
@@ -676,10 +815,10 @@ def test_a_package_renamed_onto_the_name_as_it_is_released_is_put_back(
         real_rename(src, dst)  # type: ignore[arg-type]
 
     monkeypatch.setattr(inbox_filing.os, "rename", newcomer_first)
-    dest = inbox_filing.file_away(drop, ".done", "pushed", scratch)
+    dest = inbox_filing.file_away(drop, ".done", "pushed")
     assert dest is not None and dest.read_bytes() == b"A"
     assert origin.read_bytes() == b"B"  # put back, for its own drop
-    assert not list(scratch.iterdir())
+    assert not list((app / inbox_filing.HELD).iterdir())
 
 
 def test_healthz_and_status_say_when_the_push_directory_cannot_be_watched(
