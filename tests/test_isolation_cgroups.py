@@ -46,7 +46,8 @@ print("{}")
 """
 
 LOOKER = """\
-import json, os
+import json, os, time
+time.sleep(0.1)  # the jail's memory keeper shares the group for its first 10 ms (enter.py)
 seen, folders = {}, []
 for top, dirs, files in os.walk("/sys/fs/cgroup"):
     folders += [os.path.join(top, d) for d in dirs]

@@ -67,6 +67,9 @@ class JailReport:
     exec_failed: bool = False
     steps: tuple[tuple[str, float], ...] = ()
     """That CPU step by step (clone, cgroup, view, ...), when the plan asked for it."""
+    keeper: int = 0
+    """The pid of the process that held the jail's memory through ``exec`` (a child of
+    the daemon's to reap: ``sysc.MemoryKeeper``), 0 if none."""
 
     @classmethod
     def read(cls, fd: int) -> JailReport:
@@ -85,6 +88,7 @@ class JailReport:
             merged.get("error"),
             bool(merged.get("exec_failed")),
             tuple((str(step), float(cpu)) for step, cpu in merged.get("steps", ())),
+            int(merged.get("keeper", 0)),
         )
 
     @property

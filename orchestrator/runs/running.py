@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -73,6 +74,8 @@ class RunningProcess:
         self.cgroups: list[str] = cgroup.dirs if cgroup else []
         self._child, self._cgroup, self._spawn_error = child, cgroup, spawn_error
         self._report = launched.report if launched else None
+        self._keeper = 0
+        """The jail's memory keeper, once known from its report; -1 once let go."""
         self.jail = JailReport()
         """What the jail said before it exec'd; read once the run has ended."""
         self._chores = chores
@@ -224,8 +227,30 @@ class RunningProcess:
         release; whatever happened, so never awaiting."""
         report = self._read_report()
         peak = self._final_checks(maxrss_kib, sig, report)
+        self._let_keeper_go()  # before the cgroup's removal: it is one of the group's tasks
         self._release()
         return report, peak
+
+    def _let_keeper_go(self) -> int:
+        """Reap the jail's memory keeper (``jail.sysc.MemoryKeeper``, the daemon's child) if
+        it has ended; else kill it and have it reaped off the loop (its death frees the
+        jail's old memory, ~1 ms). Returns how many tasks it may still count in the run's
+        group: 0 or 1. Once per run."""
+        keeper, self._keeper = self._keeper or self._read_report().keeper, -1
+        if keeper <= 0:
+            return 0
+        try:
+            if os.waitid(os.P_PID, keeper, os.WEXITED | os.WNOHANG) is not None:
+                return 0
+        except ChildProcessError:  # not ours after all: nothing to reap
+            return 0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(keeper, signal.SIGKILL)
+        if self._chores is not None:
+            self._chores.later(functools.partial(_reap, keeper))
+        else:
+            _reap(keeper)
+        return 1
 
     def _read_report(self) -> JailReport:
         """What the jail said before it exec'd (its own CPU) or gave up (why)."""
@@ -249,10 +274,12 @@ class RunningProcess:
         """SIGKILL survivors until none is left: group, cgroup, recorded and marked pids.
 
         The common case costs one counter read: a group charged with one task holds
-        only the exited main process (not reaped yet), so nothing survived it.
+        only the exited main process (not reaped yet), so nothing survived it (two, while
+        the jail's memory keeper is still going: see ``_let_keeper_go``).
         """
+        kept = self._let_keeper_go()
         charged = self._cgroup.charged_tasks() if self._cgroup is not None else None
-        if charged is not None and charged <= 1:
+        if charged is not None and charged <= 1 + kept:
             return
         deadline = time.monotonic() + SWEEP_SECONDS
         while self._signal_all(signal.SIGKILL):
@@ -457,3 +484,9 @@ class RunningProcess:
 
     def _on_timeout(self) -> None:
         self._on_breach("timeout_seconds", time.monotonic() - self._started)
+
+
+def _reap(pid: int) -> None:
+    """Wait for a child the daemon does not otherwise watch (a killed memory keeper)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitid(os.P_PID, pid, os.WEXITED)

@@ -32,6 +32,12 @@ from typing import Any, NoReturn
 from . import landlock, seccomp, sysc
 from .view import SRC, View, enter_namespaces
 
+KEEP_MICROSECONDS = 10_000
+"""How long the memory keeper holds the jail's memory (``sysc.MemoryKeeper``): ten times
+what an ``exec`` takes, short enough that most runs outlive it (the daemon kills and
+reaps one that a run did not outlive). Meanwhile it is a second task in the run's
+cgroup (its pids and memory counters), the run's uid, doing nothing."""
+
 REFUSED = 126
 """Exit code of a jail that could not set up (the report says why)."""
 NOT_FOUND = 127
@@ -58,6 +64,8 @@ class Standby:
         self.ruleset: landlock.Ruleset | None = None
         self.peak_fd: int | None = None
         self.uid: int | None = plan.get("uid")
+        self.keeper: sysc.MemoryKeeper | None = None
+        """Made ready in ``prepare``; holds the jail's memory through ``exec``."""
         self.marks: list[tuple[str, float]] | None = [] if plan.get("steps") else None
         """(step, the process's CPU seconds when it ended), when the plan asks."""
 
@@ -110,6 +118,7 @@ class Standby:
         if plan.get("seccomp", True):
             seccomp.ensure()  # inherited from the zygote, as a rule: nothing to do
         self._mark("seccomp")
+        self.keeper = sysc.MemoryKeeper()
         _warm()
         self._mark("warm")
 
@@ -223,9 +232,12 @@ class Standby:
     def _exec(self, argv: list[str], env: dict[str, str]) -> NoReturn:
         for number in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores them; a model must not
             signal.signal(number, signal.SIG_DFL)
+        keeper = self.keeper.hold(KEEP_MICROSECONDS) if self.keeper is not None else None
         usage = resource.getrusage(resource.RUSAGE_SELF)
         cpu = usage.ru_utime + usage.ru_stime
-        report = b'{"exec": true, "cpu": %r, "maxrss": %d}\n' % (cpu, usage.ru_maxrss)
+        report = b'{"exec": true, "cpu": %r, "maxrss": %d, "keeper": %d}\n' % (
+            cpu, usage.ru_maxrss, keeper or 0,
+        )  # fmt: skip
         if self.marks is not None:
             report += json.dumps({"steps": _steps(self.marks)}).encode() + b"\n"
         with contextlib.suppress(OSError):  # by hand: the JSON encoder's first use is slow
