@@ -137,13 +137,12 @@ class Launcher:
         gave it to, if any); raises ``SpawnError`` when it cannot be started."""
         if self.isolation.refusal is not None:
             raise SpawnError(self.isolation.refusal)
-        if armed is not None:
-            try:
-                return armed.go()
-            except OSError as exc:  # its steps failed, or it was killed while it waited
-                log.warning("armed standby jail unusable (%s), starting the run afresh", exc)
-                armed.discard()
-        return self._from_standby(spec, data) or self._direct(spec, data)
+        if armed is not None and (launched := _go(armed)) is not None:
+            return launched
+        ready = self.arm(spec, data)  # not armed ahead, or the armed one is unusable
+        if ready is not None and (launched := _go(ready)) is not None:
+            return launched
+        return self._direct(spec, data)
 
     def arm(self, spec: ProcessSpec, data: bytes) -> Standby | None:
         """Hand ``data`` to a waiting standby now, so that it does the run's steps ahead
@@ -197,20 +196,6 @@ class Launcher:
         for standby in standbys:
             standby.discard()
 
-    def _from_standby(self, spec: ProcessSpec, data: bytes) -> Launched | None:
-        with self._lock:
-            if not self._standbys:
-                return None
-            self._recent = spec.limits
-            standby = self._standbys.pop(0)
-        try:
-            standby.arm(spec, data)
-            return standby.go()
-        except OSError as exc:
-            log.warning("standby jail unusable (%s), starting one for the run", exc)
-            standby.discard()
-            return None
-
     def _direct(self, spec: ProcessSpec, data: bytes) -> Launched:
         """A jail made for this run (its cgroup named after it), handed the command at once."""
         with self._lock:
@@ -250,6 +235,17 @@ class Launcher:
         except OSError as exc:
             log.warning("run %s: no cgroup (%s), falling back to sampling", spec.label, exc)
             return None
+
+
+def _go(standby: Standby) -> Launched | None:
+    """``standby.go()``, or None (and the standby dropped) when it is unusable: its steps
+    failed, or it was killed while it waited."""
+    try:
+        return standby.go()
+    except OSError as exc:
+        log.warning("standby jail unusable (%s), starting the run in another", exc)
+        standby.discard()
+        return None
 
 
 class Standby:
