@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dask_cluster import DaskCluster
+from tests.dask_cluster import ClusterPool, DaskCluster
 from tests.helpers import Daemon
 from tests.old_databases import write_old
 
@@ -40,6 +40,16 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     finally:
         if cluster is not None:
             cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def dask_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterPool]:
+    """Dask clusters lent to a module's tests that leave them as they found them, one per
+    shape, checked after each test and replaced if not (``tests/dask_cluster.py``). Not
+    kept for the session: an idle scheduler and worker still burn ~5 % of a core."""
+    pool = ClusterPool(tmp_path_factory.mktemp("dask-pool"))
+    yield pool
+    pool.close()
 
 
 @pytest.fixture

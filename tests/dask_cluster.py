@@ -4,6 +4,11 @@ Each is a separate process on 127.0.0.1 (free ports, no dashboard, no nanny, so 
 test can SIGKILL a worker and mean it), started from this interpreter with orch
 importable, as a real deployment must be. Each worker gets a cache folder of its
 own; ``stop`` tears everything down and reports what the processes logged.
+
+A cluster costs three interpreters that import Dask (~2 s of CPU): a module's tests that
+leave it as they found it borrow one from a ``ClusterPool`` (``conftest.dask_clusters``),
+which checks it after each test and replaces it when the test failed or left it
+otherwise. Tests that kill a worker or the scheduler start their own.
 """
 
 from __future__ import annotations
@@ -14,8 +19,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.helpers import wait_for
 
@@ -105,11 +115,78 @@ class DaskCluster:
                 self.scheduler.kill()
                 self.scheduler.wait(10)
 
+    def idle(self, timeout: float = 15) -> bool:
+        """As a test must leave a cluster it shares: every process alive, the scheduler
+        lists every worker, no run's task is left and no published dataset (waited for up
+        to ``timeout``: a test's last run may still be ending on its worker)."""
+        from distributed import Client  # Dask only in the tests that use it
+
+        if self.scheduler.poll() is not None or any(
+            w.process.poll() is not None for w in self.workers
+        ):
+            return False
+        try:
+            with Client(f"tcp://127.0.0.1:{self.port}", timeout=10) as client:
+                wanted = (len(self.workers), 0, 0)
+                deadline = time.monotonic() + timeout
+                while client.run_on_scheduler(_load) != wanted:
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.1)
+        except OSError:
+            return False
+        return True
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
             for path in sorted(self.root.glob("*.log"))
         )
+
+
+def _load(dask_scheduler: Any = None) -> tuple[int, int, int]:
+    """On the scheduler: its workers, its runs' tasks and the tasks its workers process
+    (content a daemon shipped may stay: a daemon still running holds it, and shares it
+    with any other by its hash), and its published datasets (one per run on the cluster)."""
+    runs = [key for key in dask_scheduler.tasks if str(key).startswith("orch-run-")]
+    busy = len(runs) + sum(len(w.processing) for w in dask_scheduler.workers.values())
+    datasets = dask_scheduler.extensions["publish"].datasets
+    return len(dask_scheduler.workers), busy, len(datasets)
+
+
+class ClusterPool:
+    """Clusters lent to tests, one per shape (a name and how to start it), until ``close``.
+    Each is checked after every test that borrowed it (``DaskCluster.idle``); one
+    that the test failed with, or left busy or short of a process, is stopped, and the next
+    test of that shape gets a new one: a test cannot pass its damage on."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.clusters: dict[str, DaskCluster] = {}
+        self.started = 0
+
+    @contextmanager
+    def lend(
+        self, request: pytest.FixtureRequest, shape: str, start: Callable[[Path], DaskCluster]
+    ) -> Iterator[DaskCluster]:
+        """The cluster of ``shape`` for the duration of a fixture of any scope."""
+        cluster = self.clusters.get(shape)
+        if cluster is None:
+            self.started += 1
+            cluster = self.clusters[shape] = start(self.root / f"{shape}-{self.started}")
+        failed, keep = request.session.testsfailed, False
+        try:
+            yield cluster
+            keep = request.session.testsfailed == failed and cluster.idle()
+        finally:
+            if not keep:
+                del self.clusters[shape]
+                cluster.stop()
+
+    def close(self) -> None:
+        for cluster in self.clusters.values():
+            cluster.stop()
+        self.clusters.clear()
 
 
 def _scheduler(root: Path, port: int) -> subprocess.Popen[bytes]:

@@ -3,8 +3,9 @@ and a real daemon started with ``--executor dask://...``, over HTTP.
 
 Nothing is mocked. The workers run on this machine, so a test can see the model's
 processes (their pids come from the run's live log) and which worker ran a run (its
-``TMPDIR`` lies in that worker's cache folder). Tests that kill a worker or the daemon
-get a cluster of their own; the others share one per module.
+``TMPDIR`` lies in that worker's cache folder). Tests that kill a worker get a cluster of
+their own; the others share one per module, those that kill or stop a daemon of their own
+too (it runs under a tenant of its own: its home).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,15 @@ from distributed import Client
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.protocol import task_key
 from tests.dask_cluster import DaskCluster, DaskWorker, free_port
-from tests.helpers import Daemon, create_app, push_dir, wait_for, wait_run, write_app
+from tests.helpers import (
+    Daemon,
+    create_app,
+    push_dir,
+    wait_for,
+    wait_run,
+    with_constants,
+    write_app,
+)
 
 PROBE = """\
 import json, os, subprocess, sys, time
@@ -119,10 +128,28 @@ def probe(dask_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[DaskCluster]:
-    """A cluster a test may damage (kill a worker, restart the daemon)."""
+    """A cluster a test may damage (kill a worker)."""
     c = DaskCluster.start(tmp_path / "cluster")
     yield c
     c.stop()
+
+
+@pytest.fixture
+def daemon_on(cluster: DaskCluster) -> Iterator[Callable[..., Daemon]]:
+    """Daemons of a test's own (killed, stopped, started again on their home) on the
+    module's cluster. Each still running at the end is stopped, which ends its runs on the
+    cluster, and the cluster must then be as the other tests of this module need it."""
+    started: list[Daemon] = []
+
+    def start(home: Path, extra: str = "") -> Daemon:
+        started.append(_daemon_on(cluster, home, extra))
+        return started[-1]
+
+    yield start
+    for d in started:
+        if d.process.poll() is None:
+            d.stop()
+    assert cluster.idle(), f"a test left the module's cluster busy or damaged\n{cluster.logs()}"
 
 
 def _push_probe(api: httpx.Client, tmp: Path) -> str:
@@ -470,16 +497,16 @@ def test_a_worker_lost_mid_run_retries_it_once_when_the_instance_allows(
 
 
 def test_a_restarted_daemon_reattaches_to_runs_on_the_cluster(
-    own_cluster: DaskCluster, tmp_path: Path
+    daemon_on: Callable[..., Daemon], tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    d = _daemon_on(own_cluster, home)
+    d = daemon_on(home)
     with d.client() as api:
         app_id = _push_probe(api, tmp_path)
         slow = start(api, app_id, {"input": {"lines": 6, "every": 0.5, "value": 5}})
         facts_in_log(api, app_id, slow, "pid")
     d.kill()  # SIGKILL: no chance to stop anything
-    again = _daemon_on(own_cluster, home)
+    again = daemon_on(home)
     try:
         with again.client() as api:
             res = wait_run(api, app_id, slow, timeout=60)
@@ -491,17 +518,17 @@ def test_a_restarted_daemon_reattaches_to_runs_on_the_cluster(
 
 
 def test_a_stopped_daemon_ends_its_runs_and_kills_them_on_the_cluster(
-    own_cluster: DaskCluster, tmp_path: Path
+    daemon_on: Callable[..., Daemon], tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    d = _daemon_on(own_cluster, home, "shutdown_grace_seconds = 0.5\n")
+    d = daemon_on(home, "shutdown_grace_seconds = 0.5\n")
     with d.client() as api:
         app_id = _push_probe(api, tmp_path)
         run_id = start(api, app_id, {"input": {"child": True, "sleep": 120}})
         facts = facts_in_log(api, app_id, run_id, "pid", "child")
     assert d.stop() == 0
     wait_for(lambda: gone(int(facts["pid"])) and gone(int(facts["child"])), timeout=15)
-    again = _daemon_on(own_cluster, home)
+    again = daemon_on(home)
     try:
         with again.client() as api:
             meta = api.get(f"/v1/applications/{app_id}/runs/{run_id}/metadata").json()
@@ -528,8 +555,10 @@ def test_an_unreachable_scheduler_stops_the_daemon_with_a_clear_error(tmp_path: 
     assert time.monotonic() - started < 60
 
 
-def daemon_run(home: Path, executor: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "orchestrator", "daemon", "run", "--home", str(home)]
+def daemon_run(
+    home: Path, executor: str, launcher: Sequence[str] = ("-m", "orchestrator")
+) -> subprocess.Popen[str]:
+    argv = [sys.executable, *launcher, "daemon", "run", "--home", str(home)]
     argv += ["--executor", executor, "--port", "0"]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -559,13 +588,15 @@ def test_an_address_that_is_no_scheduler_is_refused_and_leaves_no_process(
 ) -> None:
     """Something that accepts TCP but never speaks Dask (a dashboard, any HTTP server):
     ``daemon run`` says so within seconds; ``daemon start`` kills a daemon that does not
-    answer in time (whatever the cause), so nothing holds the home afterwards."""
+    answer in time (whatever the cause), so nothing holds the home afterwards. The
+    handshake's wait is 1 s instead of 5 here: the same refusal, sooner."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # the kernel accepts connections; nobody ever answers them
         executor = f"dask://127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
-        running = daemon_run(tmp_path / "run", executor)
+        shorter = with_constants({"orchestrator.runs.backends.dask.link.HANDSHAKE_SECONDS": 1})
+        running = daemon_run(tmp_path / "run", executor, shorter)
         try:
             home = tmp_path / "start"
             argv = ["daemon", "start", "--home", str(home), "--port", "0", "--timeout", "1"]
@@ -581,7 +612,9 @@ def test_an_address_that_is_no_scheduler_is_refused_and_leaves_no_process(
             assert "did not answer within 1 s and was stopped" in done.stderr
             assert done.returncode != 0
             code, err = ended_within(running, 30)
-            assert code != 0 and "not a Dask scheduler (no answer to the handshake" in err, err
+            assert (
+                code != 0 and "not a Dask scheduler (no answer to the handshake within 1 s" in err
+            ), err
             assert err.strip().count("\n") == 0 and time.monotonic() - started < 20, err
         finally:
             running.kill()

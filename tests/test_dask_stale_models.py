@@ -39,7 +39,14 @@ from orchestrator.runs.backends.dask.protocol import (
     TaskResult,
 )
 from orchestrator.runs.backends.dask.worker import read_logs, run_task
-from tests.dask_cluster import DaskCluster, DaskWorker, _registered, _spawn, free_port
+from tests.dask_cluster import (
+    ClusterPool,
+    DaskCluster,
+    DaskWorker,
+    _registered,
+    _spawn,
+    free_port,
+)
 from tests.dask_specs import inline_spec
 from tests.helpers import Daemon, wait_for, wait_run
 from tests.test_dask import PROBE, _push_probe, facts_in_log, start
@@ -60,13 +67,24 @@ def add_nanny_worker(cluster: DaskCluster, name: str, slots: int) -> DaskWorker:
     return worker
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[tuple[DaskCluster, DaskWorker]]:
-    c = DaskCluster.start(tmp_path / "cluster", workers=0)
+def nanny_cluster(root: Path) -> DaskCluster:
+    c = DaskCluster.start(root, workers=0)
     try:
-        yield c, add_nanny_worker(c, "nanny", slots=3)
-    finally:
+        add_nanny_worker(c, "nanny", slots=3)
+    except BaseException:
         c.stop()
+        raise
+    return c
+
+
+@pytest.fixture
+def cluster(
+    dask_clusters: ClusterPool, request: pytest.FixtureRequest
+) -> Iterator[tuple[DaskCluster, DaskWorker]]:
+    """A scheduler and one worker under a nanny, shared by this file's tests (none kills
+    a process of it: the daemon's connection is cut, or claims are changed)."""
+    with dask_clusters.lend(request, "nanny", nanny_cluster) as c:
+        yield c, c.workers[0]
 
 
 def alive(pid: int) -> bool:
@@ -203,6 +221,7 @@ def test_a_worker_stops_a_model_whose_claim_it_no_longer_holds(
     """No daemon: the tasks are submitted as it would, then their claims changed under them
     on the scheduler, which is all a worker the daemon's kill never reached still hears."""
     dask, nanny = cluster
+    logged = nanny.log.stat().st_size  # what the worker logged before: other tests'
     bodies = {
         "run-kept": {"sleep": 8, "value": 7},  # outlives a claim check or more: unaffected
         "run-withdrawn": {"sleep": 120, "child": True},
@@ -256,5 +275,5 @@ def test_a_worker_stops_a_model_whose_claim_it_no_longer_holds(
             "value": 7
         }
         assert nanny.process.poll() is None
-        log = nanny.log.read_text(errors="replace")
+        log = nanny.log.read_bytes()[logged:].decode(errors="replace")
         assert "the daemon withdrew its claim" in log and "the scheduler has no claim" in log
