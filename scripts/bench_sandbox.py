@@ -12,10 +12,6 @@ Then where a run's own CPU goes: the ~40 ms CPU-bound model, one run at a time, 
 jail reporting the CPU of its steps (``Sandbox(jail_steps=True)``) up to ``exec``, the
 zygote's CPU for cloning it, and the model after it, against the same model started bare.
 
-Last, the hand-over: from ``Sandbox.start`` to the model's first instruction (``date``
-stamping the time), for a run whose jail was armed ahead (``Sandbox.arm``: what the daemon
-does for the run next in line) and one handed its command at once, alternated.
-
     .venv/bin/python scripts/bench_sandbox.py            # ~2 minutes
     .venv/bin/python scripts/bench_sandbox.py --quick    # a few seconds, for the test suite
 """
@@ -27,7 +23,6 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -191,44 +186,6 @@ def print_steps(figures: dict[str, Any], runs: int) -> None:
     print(f"  the run's processes {total:6.0f}  ({total / bare:.3f}x the bare model)")
 
 
-async def handover(sandbox: Sandbox, runs: int, out: Path) -> dict[str, list[float]]:
-    """Milliseconds from ``start`` to the model's first instruction, armed and not."""
-    date = shutil.which("date") or "/bin/date"
-    seen: dict[str, list[float]] = {"armed": [], "at once": []}
-    for i in range(runs):
-        for mode in ("armed", "at once") if i % 2 else ("at once", "armed"):
-            folder = out / f"handover-{i}-{mode.replace(' ', '-')}"
-            folder.mkdir()
-            spec = ProcessSpec(
-                argv=[date, "+%s.%N"], cwd=str(folder), env={"PATH": "/usr/bin:/bin"},
-                stdin=None, stdout=f"{folder}/stdout", stderr=f"{folder}/stderr",
-                limits=DEFAULT_LIMITS, label=f"bench-handover-{i}-{len(seen[mode])}",
-            )  # fmt: skip
-            command = sandbox.command(spec)
-            if mode == "armed":
-                command = sandbox.arm(spec, command)
-                if command.armed is None:
-                    raise RuntimeError("no standby to arm")
-            await asyncio.sleep(0.03)  # the armed jail does its steps; the standby refills
-            began = time.time()
-            result = await (await sandbox.start(spec, command)).wait()
-            if result.exit_code != 0:
-                raise RuntimeError(f"hand-over run {i} failed: {result}")
-            first = float(Path(spec.stdout).read_text())
-            seen[mode].append((first - began) * 1000)
-    return seen
-
-
-def measure_handover(runs: int, out: Path, use: tuple[str, ...] | None) -> dict[str, float]:
-    isolation = IsolationSettings(use=use, require=())
-    sandbox = Sandbox(use_cgroups=None, standby=2, isolation=isolation)
-    try:
-        seen = asyncio.run(handover(sandbox, runs, out))
-    finally:
-        sandbox.close()
-    return {mode: statistics.median(values) for mode, values in seen.items()}
-
-
 STEPS = {
     "clone": "the standby's first steps in its copy of the zygote (page faults)",
     "cgroup": "joining the run's cgroup(s)",
@@ -281,13 +238,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="orch-bench-steps-") as tmp:
         report["cpu_per_run"] = measure_steps(step_runs, Path(tmp), use)
     print_steps(report["cpu_per_run"], step_runs)
-    with tempfile.TemporaryDirectory(prefix="orch-bench-handover-") as tmp:
-        report["handover_ms"] = measure_handover(step_runs, Path(tmp), use)
-    armed, at_once = report["handover_ms"]["armed"], report["handover_ms"]["at once"]
-    print(f"\nHand-over, start to the model's first instruction (`date`), median of {step_runs}"
-          " runs each, alternated:")  # fmt: skip
-    print(f"  armed ahead {armed:6.2f} ms\n  at once     {at_once:6.2f} ms  ({at_once - armed:+.2f}"
-          " ms: the run's jail steps, done while the slot was busy)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

@@ -98,9 +98,6 @@ def test_quick_bench_reports_every_scenario_with_numbers(tmp_path: Path) -> None
 def test_quick_sandbox_bench_reports_the_containment_ceiling(tmp_path: Path) -> None:
     stdout, report = _quick("bench_sandbox.py", tmp_path, timeout=100)
     per_run = report.pop("cpu_per_run")
-    handover = report.pop("handover_ms")
-    assert set(handover) == {"armed", "at once"} and all(ms > 0 for ms in handover.values())
-    assert "Hand-over" in stdout
     assert "sampling" in report  # always available; "cgroup" too where the host allows it
     for mode, figures in report.items():
         assert set(figures) == {"runs_per_s", "xargs_runs_per_s", "ratio"}, mode

@@ -32,7 +32,6 @@ from orchestrator.models import Limits
 from orchestrator.runs.access import spec_access
 from orchestrator.runs.cgroups import MIB, CgroupSupport, RunCgroup, remove_stale_standbys
 from orchestrator.runs.isolation import Isolation
-from orchestrator.runs.jail.enter import GO, frame
 from orchestrator.runs.jail.view import beneath
 from orchestrator.runs.process import ProcessSpec
 from orchestrator.runs.spawner import Child, Spawner
@@ -132,36 +131,12 @@ class Launcher:
         argv = [resolve_entrypoint(spec), *spec.argv[1:]]
         return command(spec, argv, env, self._covered, self.plan.get("hide"))
 
-    def launch(self, spec: ProcessSpec, data: bytes, armed: Standby | None = None) -> Launched:
-        """Start the model with its command ``data`` (by ``armed``, the standby ``arm``
-        gave it to, if any); raises ``SpawnError`` when it cannot be started."""
+    def launch(self, spec: ProcessSpec, data: bytes) -> Launched:
+        """Start the model with its command ``data``; raises ``SpawnError`` when it
+        cannot be started."""
         if self.isolation.refusal is not None:
             raise SpawnError(self.isolation.refusal)
-        if armed is not None and (launched := _go(armed)) is not None:
-            return launched
-        ready = self.arm(spec, data)  # not armed ahead, or the armed one is unusable
-        if ready is not None and (launched := _go(ready)) is not None:
-            return launched
-        return self._direct(spec, data)
-
-    def arm(self, spec: ProcessSpec, data: bytes) -> Standby | None:
-        """Hand ``data`` to a waiting standby now, so that it does the run's steps ahead
-        and ``launch`` only has to say go; None when no standby is ready (``launch``
-        then does it all). The caller either launches the run or ``discard``s it."""
-        if self.isolation.refusal is not None:
-            return None
-        with self._lock:
-            if not self._standbys:
-                return None
-            self._recent = spec.limits
-            standby = self._standbys.pop(0)
-        try:
-            standby.arm(spec, data)
-        except OSError as exc:
-            log.warning("standby jail unusable (%s), the run will take another", exc)
-            standby.discard()
-            return None
-        return standby
+        return self._from_standby(spec, data) or self._direct(spec, data)
 
     @property
     def ready(self) -> int:
@@ -196,6 +171,19 @@ class Launcher:
         for standby in standbys:
             standby.discard()
 
+    def _from_standby(self, spec: ProcessSpec, data: bytes) -> Launched | None:
+        with self._lock:
+            if not self._standbys:
+                return None
+            self._recent = spec.limits
+            standby = self._standbys.pop(0)
+        try:
+            return standby.launch(spec, data)
+        except OSError as exc:
+            log.warning("standby jail unusable (%s), starting one for the run", exc)
+            standby.discard()
+            return None
+
     def _direct(self, spec: ProcessSpec, data: bytes) -> Launched:
         """A jail made for this run (its cgroup named after it), handed the command at once."""
         with self._lock:
@@ -204,8 +192,7 @@ class Launcher:
         group = self._cgroup_for(spec)
         try:
             standby = Standby.create(self.spawner, self.plan, self._own(serial, group), group)
-            standby.arm(spec, data)
-            return standby.go()
+            return standby.launch(spec, data)
         except DeadStandby as exc:
             raise SpawnError(str(exc)) from None
         except OSError as exc:
@@ -237,24 +224,10 @@ class Launcher:
             return None
 
 
-def _go(standby: Standby) -> Launched | None:
-    """``standby.go()``, or None (and the standby dropped) when it is unusable: its steps
-    failed, or it was killed while it waited."""
-    try:
-        return standby.go()
-    except OSError as exc:
-        log.warning("standby jail unusable (%s), starting the run in another", exc)
-        standby.discard()
-        return None
-
-
 class Standby:
     """A jail already in its cgroup and view, waiting on ``commands`` for its run.
 
-    A run reaches it in two writes: ``arm`` (the command: the jail does the run's steps
-    and waits) and ``go`` (the model starts). Between them a freed slot has nothing left
-    to do but the second. If the daemon dies the pipe closes and the standby exits on
-    EOF, armed or not, without running anything.
+    If the daemon dies the pipe closes and the standby exits on EOF.
     """
 
     def __init__(self, group: RunCgroup | None, child: Child, commands: int, report: int) -> None:
@@ -272,39 +245,26 @@ class Standby:
             raise
         return cls(group, child, commands, report)
 
-    def arm(self, spec: ProcessSpec, data: bytes) -> None:
-        """Give the jail its run's command and limits; it does the run's steps and waits."""
-        self._alive()
+    def launch(self, spec: ProcessSpec, data: bytes) -> Launched:
+        if self.child.poll() is not None:
+            report = JailReport.read(self.report)
+            raise DeadStandby(report.spawn_error or f"the jail exited ({self.child.returncode})")
         # The group keeps its standby name: renaming it to the run's would cost two
         # reads and two renames on every run's critical path; the run records the path.
         if self.group is not None:
             self.group.apply_limits(spec.limits)
-        self._write(frame(data))
-
-    def go(self) -> Launched:
-        """Start the armed model: one byte, then EOF."""
-        self._alive()
         started = time.monotonic()
-        try:
-            self._write(GO)
-        finally:
-            os.close(self.commands)  # EOF: nothing more comes
-            self.commands = -1
-        return Launched(self.child, self.group, started, self.report)
-
-    def _alive(self) -> None:
-        if self.child.poll() is not None:
-            report = JailReport.read(self.report)
-            raise DeadStandby(report.spawn_error or f"the jail exited ({self.child.returncode})")
-
-    def _write(self, data: bytes) -> None:
+        fd, self.commands = self.commands, -1
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(self.commands, view) :]
+                view = view[os.write(fd, view) :]
         except BrokenPipeError:  # it gave up while we wrote: it said why before it exited
             report = JailReport.read(self.report)
             raise DeadStandby(report.spawn_error or "the jail exited before its run") from None
+        finally:
+            os.close(fd)  # EOF ends the command
+        return Launched(self.child, self.group, started, self.report)
 
     def discard(self) -> None:
         for fd in (self.commands, self.report):

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import IsolationSettings, Settings
@@ -26,7 +26,7 @@ from orchestrator.runs.chores import Chores
 from orchestrator.runs.disk import DiskWatch
 from orchestrator.runs.isolation import Isolation, harden_daemon
 from orchestrator.runs.isolation import detect as detect_isolation
-from orchestrator.runs.launch import Launcher, SpawnError, Standby
+from orchestrator.runs.launch import Launcher, SpawnError
 from orchestrator.runs.process import ProcessResult, ProcessSpec
 from orchestrator.runs.proctree import MARKER_VAR, kill_leftovers
 from orchestrator.runs.running import RunningProcess
@@ -55,8 +55,6 @@ class Command:
     """Tags the run's processes (found by it when there is no cgroup to list them)."""
     data: bytes | None
     error: str | None = None
-    armed: Standby | None = None
-    """The standby jail already given ``data`` (``Sandbox.arm``): ``start`` says go."""
 
 
 class Sandbox:
@@ -127,26 +125,6 @@ class Sandbox:
             return Command(marker, None, str(exc))
         return Command(marker, data)
 
-    def arm(self, spec: ProcessSpec, command: Command) -> Command:
-        """Hand ``command`` to a standby now: its jail does the run's own steps (binds,
-        seal, files, rules, drop: ~1 ms of CPU and a wait for the kernel's grace period)
-        before the run's slot frees, and ``start`` only says go. The caller either starts
-        the run with what this returns or ``disarm``s it. Without a standby ready,
-        ``command`` comes back as it was."""
-        if command.data is None or command.armed is not None:
-            return command
-        armed = self._launcher.arm(spec, command.data)
-        if armed is None:
-            return command
-        if self._launcher.ready == 0:
-            self.chores.later(self._launcher.refill)
-        return replace(command, armed=armed)
-
-    def disarm(self, command: Command) -> None:
-        """Drop the standby ``arm`` gave ``command`` to (its run will not start with it)."""
-        if command.armed is not None:
-            self.chores.later(command.armed.discard)
-
     async def start(self, spec: ProcessSpec, command: Command | None = None) -> RunningProcess:
         """Spawn and arm every limit; a model that cannot start still yields a
         RunningProcess, whose ``wait()`` reports ``spawn_error``. The output files
@@ -156,7 +134,7 @@ class Sandbox:
         if command.data is None:
             return RunningProcess(spec, spawn_error=command.error)
         try:
-            launched = self._launcher.launch(spec, command.data, command.armed)
+            launched = self._launcher.launch(spec, command.data)
         except SpawnError as exc:
             return RunningProcess(spec, spawn_error=str(exc))
         proc = RunningProcess(

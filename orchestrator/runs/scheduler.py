@@ -15,10 +15,9 @@ fails and the just-spawned process is killed. Cancels of queued runs also call
 ``discard``, so a run still waiting in the heap is never spawned at all.
 
 While every slot is busy, the run next in line is *staged* (its workspace and
-command made, and a standby jail armed with that command, which does the run's own
-steps and waits: see ``Executor.stage`` and ``Sandbox.arm``): when a slot frees, a
-go is all that is left between one run's exit and the next one's model. A staged run
-that is discarded has its jail dropped and its workspace cleared again.
+command made, see ``Executor.stage``): when a slot frees, handing it over is
+all that is left between one run's exit and the next one's spawn. A staged run
+that is discarded has its workspace cleared again.
 """
 
 from __future__ import annotations

@@ -86,8 +86,7 @@ class Staged:
     secret_files: tuple[str, ...] = ()
     """Written for this run; removed when it ends (``secrets.scrub``)."""
     command: Command | None = None
-    """Its jail's command, when it was made ahead (``Sandbox.command``), and armed
-    (``Sandbox.arm``) when a standby was ready."""
+    """Its jail's command, when it was made ahead (``Sandbox.command``)."""
 
 
 def stage(
@@ -194,19 +193,14 @@ class LocalBackend:
                 "of the daemon unpacks it again from the stored package, or push the app again"
             )
             raise StartFailed(Failure(FailureKind.SPAWN, detail=why)) from None
-        command = self.sandbox.arm(staged.spec, self.sandbox.command(staged.spec))
-        return replace(staged, command=command)
+        return replace(staged, command=self.sandbox.command(staged.spec))
 
     def discard(self, run_id: str, staging: asyncio.Future[Any]) -> None:
-        """Once its staging has stopped, its armed jail is dropped and the workspace
-        cleared, keeping the input."""
+        """Once its staging has stopped, the workspace is cleared, keeping the input."""
 
         def clear(_: asyncio.Future[Any]) -> None:
-            # retrieved: a failed stage is no error of a canceled run
-            if not staging.cancelled() and staging.exception() is None:
-                _, prepared = staging.result()
-                if prepared.command is not None:
-                    self.sandbox.disarm(prepared.command)
+            if not staging.cancelled():
+                staging.exception()  # retrieved: a failed stage is no error of a canceled run
             self.sandbox.chores.later(
                 functools.partial(clear_attempt, self.settings.home.run_dir(run_id))
             )

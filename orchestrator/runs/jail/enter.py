@@ -7,14 +7,6 @@ exits 126 without running anything: a model never starts less protected than
 the plan says. Just before ``exec`` the report carries the CPU the jail itself
 used, so the daemon can leave it out of the model's figures; with ``steps`` in
 the plan (benchmarks), also how that CPU divides between the jail's steps.
-
-On the pipe, a command is framed (its length in ASCII digits, a newline, the data)
-and followed, when the model may start, by ``GO``. The framing lets the daemon
-*arm* a standby with the command of the run next in line while every slot is busy:
-the run's steps (binds, seal, files, rules, drop) are done then, and a freed slot
-only sends ``GO`` (see ``launch.Standby.arm``). A run started at once gets both in
-one write. EOF instead of ``GO``: the daemon dropped the run or is gone; the
-standby exits without running anything.
 """
 
 from __future__ import annotations
@@ -50,16 +42,8 @@ Template = tuple[int, int | None]
 class Standby:
     """One jail: ``prepare`` before its run is known, ``run`` once its command came."""
 
-    def __init__(
-        self,
-        plan: dict[str, Any],
-        report: int,
-        template: Template | None = None,
-        commands: int = -1,
-    ) -> None:
+    def __init__(self, plan: dict[str, Any], report: int, template: Template | None = None) -> None:
         self.plan, self.report, self.template = plan, report, template
-        self.commands = commands
-        """The command pipe (close-on-exec), kept open through ``run`` for ``GO``."""
         self.view = View(plan) if plan.get("mount") else None
         self.ruleset: landlock.Ruleset | None = None
         self.peak_fd: int | None = None
@@ -122,9 +106,8 @@ class Standby:
         _warm()
         self._mark("warm")
 
-    def run(self, command: dict[str, Any], go: Callable[[], bool]) -> NoReturn:
-        """Add the run's paths, open its files, seal the view, drop, restrict; then exec
-        once ``go()`` says so (False: the run was dropped, exit without running it)."""
+    def run(self, command: dict[str, Any]) -> NoReturn:
+        """Add the run's paths, open its files, seal the view, drop, restrict, exec."""
         self._mark("command")
         if self.uid is not None:  # its input was unpacked private to root (in a private home)
             for path in command.get("readable", []):
@@ -150,14 +133,11 @@ class Standby:
         if self.peak_fd is not None:  # the jail's own pages must not count as the model's peak
             os.write(self.peak_fd, b"0")
             os.close(self.peak_fd)
-        keep = {self.report, self.ruleset.fd if self.ruleset else -1, self.commands}
-        _close_others(keep)
+        _close_others(keep={self.report, self.ruleset.fd if self.ruleset else -1})
         for number, soft, hard in command.get("rlimits", []):
             resource.setrlimit(number, (soft, hard))
         self._drop()
         self._mark("drop")
-        if not go():
-            os._exit(0)
         self._exec(command["argv"], command["env"])
 
     # -- steps ---------------------------------------------------------------------
@@ -274,78 +254,47 @@ def standby(
     plan: dict[str, Any], commands: int, report: int, template: Template | None = None
 ) -> NoReturn:
     """The standby's whole life: prepare, wait for the command (EOF: the daemon is
-    gone or dropped us), run its steps, wait for ``GO``, become the model. Never returns."""
+    gone or dropped us), become the model. Never returns."""
     os.set_inheritable(commands, False)
-    _become(plan, Commands(commands), report, template)
+
+    def command() -> bytes:
+        data = _read_all(commands)
+        os.close(commands)
+        return data
+
+    _become(plan, command, report, template)
 
 
 def single(commands: int = 0, report: int = 3) -> NoReturn:
     """Without a zygote: the plan is the first line on ``commands``, the command the
     rest; the plan is applied as soon as it arrives, as a standby does."""
-    pipe = Commands(os.dup(commands))  # off stdin, which becomes the model's (close-on-exec)
-    head = pipe.line()
+    buffer = b""
+    while b"\n" not in buffer and (chunk := os.read(commands, 1 << 16)):
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\n")
     try:
         plan = json.loads(head)
     except ValueError as exc:
         _say(report, {"error": f"bad plan: {exc}"})
         os._exit(REFUSED)
-    _become(plan, pipe, report)
-
-
-GO = b"g"
-"""What the daemon writes after a command when its model may start."""
-
-
-class Commands:
-    """The standby's end of its command pipe: a framed command, then ``GO`` or EOF."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self._buffer = fd, b""
-
-    def line(self) -> bytes:
-        """Up to the next newline (which is consumed); what is left at EOF."""
-        while b"\n" not in self._buffer and (chunk := os.read(self.fd, 1 << 16)):
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line
-
-    def command(self) -> bytes:
-        """The next command's data; empty at EOF (the daemon dropped this standby)."""
-        size = self.line()
-        if not size:
-            return b""
-        wanted = int(size)
-        while len(self._buffer) < wanted and (chunk := os.read(self.fd, 1 << 16)):
-            self._buffer += chunk
-        if len(self._buffer) < wanted:
-            return b""  # cut short: the daemon went away mid-write
-        data, self._buffer = self._buffer[:wanted], self._buffer[wanted:]
-        return data
-
-    def go(self) -> bool:
-        """Block until the daemon says ``GO`` (True) or drops the run (EOF: False)."""
-        if not self._buffer:
-            self._buffer = os.read(self.fd, 1)
-        return self._buffer[:1] == GO
-
-
-def frame(command: bytes) -> bytes:
-    """A command as the pipe carries it (see ``Commands.command``)."""
-    return b"%d\n%s" % (len(command), command)
+    _become(plan, lambda: rest + _read_all(commands), report)
 
 
 def _become(
-    plan: dict[str, Any], pipe: Commands, report: int, template: Template | None = None
+    plan: dict[str, Any],
+    command: Callable[[], bytes],
+    report: int,
+    template: Template | None = None,
 ) -> NoReturn:
     try:
         os.setpgid(0, 0)  # its own process group, as Popen(process_group=0) gave
         os.set_inheritable(report, False)
-        jail = Standby(plan, report, template, pipe.fd)
+        jail = Standby(plan, report, template)
         jail.prepare()
-        data = pipe.command()
+        data = command()
         if not data:
             os._exit(0)  # EOF: the daemon dropped this standby (or is gone)
-        jail.run(marshal.loads(data), pipe.go)
+        jail.run(marshal.loads(data))
     except BaseException as exc:
         _say(report, {"error": _describe(exc)})
         os._exit(REFUSED)
@@ -403,6 +352,13 @@ def _close_others(keep: set[int]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _write(path: str, text: str) -> None:
