@@ -27,8 +27,9 @@ from orchestrator import inbox_filing
 from orchestrator.errors import Unprocessable
 from orchestrator.home import Home
 from orchestrator.inbox import DISK_TRIES, Inbox
-from orchestrator.inbox_filing import Drop, take, too_large, whole_archive
+from orchestrator.inbox_filing import Drop, take, too_large
 from orchestrator.packaging.build import build_package
+from orchestrator.packaging.whole import whole_archive
 from tests.conftest import MakeDaemon
 from tests.helpers import (
     RUNTIME,
