@@ -74,8 +74,8 @@ class RunningProcess:
         self.cgroups: list[str] = cgroup.dirs if cgroup else []
         self._child, self._cgroup, self._spawn_error = child, cgroup, spawn_error
         self._report = launched.report if launched else None
-        self._keeper = 0
-        """The jail's memory keeper, once known from its report; -1 once let go."""
+        self._keeper_done = False
+        """Whether the jail's memory keeper was reaped or handed to be (``_let_keeper_go``)."""
         self.jail = JailReport()
         """What the jail said before it exec'd; read once the run has ended."""
         self._chores = chores
@@ -236,7 +236,9 @@ class RunningProcess:
         it has ended; else kill it and have it reaped off the loop (its death frees the
         jail's old memory, ~1 ms). Returns how many tasks it may still count in the run's
         group: 0 or 1. Once per run."""
-        keeper, self._keeper = self._keeper or self._read_report().keeper, -1
+        if self._keeper_done:
+            return 0
+        self._keeper_done, keeper = True, self._read_report().keeper
         if keeper <= 0:
             return 0
         try:
