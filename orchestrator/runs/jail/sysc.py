@@ -184,7 +184,9 @@ class MemoryKeeper:
     Everything ``hold`` needs is made here, ahead (a standby makes it while preparing).
     """
 
-    STACK = 64 * 1024
+    STACK = 16 * 1024
+    """Room for ``usleep`` and a signal's frame (a handler copied from the interpreter may
+    run there); zero-filled by ctypes, so each page of it is one more fault per standby."""
 
     def __init__(self) -> None:
         self._stack = ctypes.create_string_buffer(self.STACK)
