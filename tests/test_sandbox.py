@@ -433,6 +433,23 @@ async def test_a_command_made_ahead_is_what_start_hands_over(
     assert result.spawn_error == failed.error
 
 
+async def test_an_input_gone_before_its_jail_binds_it_fails_the_run(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A path the model may only read that vanished after its run's command was made (its
+    input, here) fails the run saying which: the jail used to make an empty file in its
+    place, on the host too, and the model ran on an empty input."""
+    source = "import sys\nprint(repr(sys.stdin.read()))\n"
+    model = Model(tmp_path, source, Limits(timeout_seconds=20), stdin="{}")
+    command = sandbox.command(model.spec)
+    (tmp_path / "input").unlink()
+    result = await (await sandbox.start(model.spec, command)).wait()
+    assert result.spawn_error is not None, (result, model.stdout)
+    assert result.spawn_error.startswith("the jail could not be set up: No such file")
+    assert result.spawn_error.endswith(f"{tmp_path}/input"), result.spawn_error
+    assert not (tmp_path / "input").exists() and model.stdout == ""
+
+
 KEEPER_MODEL = """import os, sys, time
 time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
 children = open(f"/proc/self/task/{os.getpid()}/children").read().split()

@@ -139,8 +139,10 @@ class View:
 
     def _bind(self, target: str, source: str, *, writable: bool) -> None:
         inside, origin = self.into + target, self.source + source
-        if writable and not os.path.lexists(origin):  # an output file not made yet
-            os.close(os.open(origin, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        if not os.path.lexists(origin):
+            if not writable:  # gone since the command was made (an input): no empty stand-in
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+            os.close(os.open(origin, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))  # an output
         if os.path.isdir(origin):
             os.makedirs(inside, mode=0o755, exist_ok=True)
         else:
