@@ -8,11 +8,8 @@ at once only when both hold (``inbox``), and checked as it is copied out
 
 from __future__ import annotations
 
-import os
 import zlib
-from pathlib import Path
 
-READ_CHUNK = 1024 * 1024
 TAR_END = 2 * 512
 """A tar archive ends with two blocks of zeros: a tar cut at a member boundary has none."""
 INFLATE_STEP = 64 * 1024
@@ -20,32 +17,10 @@ INFLATE_STEP = 64 * 1024
 output is a fresh allocation whose pages fault in anew: 23,000 faults for 50 MiB)."""
 
 
-def whole_archive(path: Path) -> bool:
-    """Whether the file at ``path`` is a whole package, not the first part of one: a gzip
-    stream that ends (its end-of-stream marker; every member of a multi-member file) and
-    a tar inside that ends. A gzip file is read through (a plain tar only at its end);
-    the inbox checks as it copies (``WholeCheck``), in the same read."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-            fh.seek(0)
-            if head == b"\x1f\x8b":
-                check = WholeCheck()
-                while chunk := fh.read(READ_CHUNK):
-                    check.feed(chunk)
-                return check.whole()
-            size = os.fstat(fh.fileno()).st_size
-            if size < TAR_END or size % 512:
-                return False
-            fh.seek(size - TAR_END)
-            return fh.read(TAR_END) == bytes(TAR_END)
-    except OSError:
-        return False
-
-
 class WholeCheck:
-    """``whole_archive`` fed the bytes as they go by: a package copied out is checked in
-    the same read, not read once to check it and again to copy it."""
+    """Fed a package's bytes as they go by (``feed``), says whether they were a whole
+    archive (``whole``): a package copied out is checked in the same read, not read once
+    to check it and again to copy it."""
 
     def __init__(self) -> None:
         self.size = 0
