@@ -80,6 +80,20 @@ class Environments:
             await w.executables.set_env(exe_id, status, message, str(result.python))
         log.warning("environment of %s: %s", exe_id[:12], status.value)
 
+    def building(self, exe_id: str) -> bool:
+        """Whether this daemon is building ``exe_id``'s environment now."""
+        build = self._builds.get(exe_id)
+        return build is not None and not build.done()
+
+    async def settled(self, exe_id: str) -> Executable | None:
+        """``exe_id`` as recorded once the build of its environment under way has ended (at
+        once if none is): how a push that did not wait for the build (the push directory's)
+        learns how it went. None if the executable is gone."""
+        build = self._builds.get(exe_id)
+        if build is not None:
+            await asyncio.shield(build)
+        return await self.store.read.executables.get(exe_id)
+
     async def interpreter(self, exe: Executable) -> str:
         """The python a run of ``exe`` uses, waiting for its environment if needed."""
         if exe.type != "python" or self.settings.python_envs == "daemon":

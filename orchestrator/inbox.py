@@ -15,7 +15,9 @@ pushed the same way. Each dropped entry ends up in ``.done/`` or ``.rejected/``
 a file that is not a package is rejected saying so; a scan at start picks up what
 arrived while the daemon was down, and files in ``.rejected/`` (saying why) a package
 a stopped daemon held when another had taken its name (``inbox_filing.settle_holds``).
-If ``push/`` is moved away or removed, a new one is made and watched.
+A python app with requirements is filed once pushed; its reason then follows its
+environment's build (``inbox_reasons``). If ``push/`` is moved away or removed, a new
+one is made and watched.
 
 Names are user text: they are logged escaped (``daemon_log.escaped``).
 """
@@ -38,6 +40,7 @@ from watchfiles import Change, awatch
 
 from orchestrator.daemon_log import escaped
 from orchestrator.disk import is_disk_full
+from orchestrator.environments import Environments
 from orchestrator.errors import OrchError, TooLarge
 from orchestrator.home import Home
 from orchestrator.ids import new_token
@@ -56,6 +59,7 @@ from orchestrator.inbox_filing import (
     take,
     too_large,
 )
+from orchestrator.inbox_reasons import EnvironmentReasons
 from orchestrator.packaging.build import FileChanged
 from orchestrator.packaging.manifest import MANIFEST_FILE
 from orchestrator.registry.push import PushService
@@ -115,10 +119,11 @@ def kind_of(path: Path, push_root: Path) -> str | None:
 
 
 class Inbox:
-    def __init__(self, home: Home, push: PushService) -> None:
+    def __init__(self, home: Home, push: PushService, envs: Environments) -> None:
         self.root = home.push
         self.scratch = home.scratch("inbox")
         self.push = push
+        self._reasons = EnvironmentReasons(envs)
         self.problem: str | None = None
         """Why packages dropped in ``push/`` are not being taken, while that lasts
         (for ``/healthz``); ``None`` when all is well."""
@@ -153,6 +158,7 @@ class Inbox:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._reasons.stop()
 
     @property
     def limit_mb(self) -> int:
@@ -318,7 +324,7 @@ class Inbox:
         target = self.scratch / f"inbox-{new_token()[:16]}.tar.gz"
         try:
             read = await anyio.to_thread.run_sync(copy_out, drop, target, self.limit_mb, whole)
-            await self.push.ingest(drop.app_id, target, action="push")
+            exe = await self.push.ingest(drop.app_id, target, action="push")
         except NotWhole:  # the first part of a package: it waits to settle
             self._retry_later(drop, _settle_left(st))
             return
@@ -335,7 +341,7 @@ class Inbox:
             )
             self._retry_later(drop, SETTLE_SECONDS)
             return
-        self._file(drop, ".done", "pushed")
+        self._done(drop, exe.id)
 
     def _still_written(self, drop: Drop, st: os.stat_result) -> tuple[float | None, bool]:
         """Seconds to wait if ``drop`` may still be being written, else ``None``; and
@@ -395,16 +401,24 @@ class Inbox:
             log.error("inbox could not push %s: %s", escaped(drop.origin), _trace(exc))
             self._reject(drop, f"orch could not push it: {type(exc).__name__}: {exc}")
 
+    def _done(self, drop: Drop, exe_id: str) -> None:
+        """File a pushed drop in ``.done/``; its reason follows its environment's build."""
+        filed = self._file(drop, ".done", self._reasons.reason(exe_id))
+        if filed is not None:
+            self._reasons.follow(exe_id, filed, drop.origin)
+
     def _reject(self, drop: Drop, why: str) -> None:
-        if self._file(drop, ".rejected", why):
+        if self._file(drop, ".rejected", why) is not None:
             log.warning("inbox rejected %s: %s", escaped(drop.origin), escaped(why))
 
-    def _file(self, drop: Drop, folder: str, reason: str) -> bool:
-        """File ``drop`` away; a failure is said in one line, not a traceback, and the
-        package, still in its app's folder, is taken again at the next start."""
+    def _file(self, drop: Drop, folder: str, reason: str) -> Path | None:
+        """File ``drop`` away; where it went, None if it went nowhere (gone or replaced
+        meanwhile, or it could not be moved). A failure is said in one line, not a
+        traceback, and the package, still in its app's folder, is taken again at the next
+        start."""
         self._forget(drop)
         try:
-            file_away(drop, folder, reason)
+            return file_away(drop, folder, reason)
         except OSError as exc:
             if not drop.origin.parent.is_dir():
                 log.info("inbox: %s went with its app's folder", escaped(drop.origin))
@@ -417,8 +431,7 @@ class Inbox:
                 )
             if drop.claim is not None:
                 drop.claim.unlink(missing_ok=True)
-            return False
-        return True
+            return None
 
     def _forget(self, drop: Drop) -> None:
         """``drop`` is done with: the drops of its app that waited behind it go next."""

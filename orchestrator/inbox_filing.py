@@ -163,7 +163,7 @@ def settle_holds(app: Path, holding: set[Path]) -> list[Path]:
             dest_dir.mkdir(exist_ok=True)
             dest = unique(dest_dir, name.split("-", 1)[-1])
             os.rename(path, dest)
-            _write_reason(dest, ORPHAN_REASON)
+            write_reason(dest, ORPHAN_REASON)
             kept.append(dest)
         except OSError:
             continue  # gone meanwhile, or unwritable: met again at the next start
@@ -305,13 +305,14 @@ def file_away(drop: Drop, folder: str, reason: str) -> Path | None:
             return None  # replaced by another package, which is a drop of its own
         dest = unique(dest_dir, drop.name)
         os.rename(drop.origin, dest)
-    _write_reason(dest, reason)
+    write_reason(dest, reason)
     if drop.claim is not None:
         release(drop)
     return dest
 
 
-def _write_reason(dest: Path, reason: str) -> None:
+def write_reason(dest: Path, reason: str) -> None:
+    """``<dest>.reason``, written anew (a reason may change: ``inbox_reasons``)."""
     # whole or not at all: a watcher that saw the file being written read an empty reason
     written = Path(f"{dest}.reason.part")
     written.write_text(reason + "\n")

@@ -156,4 +156,4 @@ async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> E
         shadow_tests=shadow_tests,
     )
     housekeeping = Housekeeping(home, store, uploads, disk)
-    return Engine(svc, envs, scheduler, Inbox(home, push), backend, housekeeping)
+    return Engine(svc, envs, scheduler, Inbox(home, push, envs), backend, housekeeping)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +150,33 @@ def test_daemon_interpreter_setting_runs_apps_without_requirements_there_too(
         res = run_and_wait(api, app_id, {"input": {}})
         assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
         assert res["output"]["prefix"] == sys.prefix
+
+
+def test_a_push_directory_package_says_how_its_environment_went(
+    daemon: Daemon, api: httpx.Client, tmp_path: Path
+) -> None:
+    """The push directory has no terminal to say it on: a package's reason in ``.done/``
+    says its environment is being built, then that it is ready, or that it failed and
+    with what (it was pushed either way: devint runs it)."""
+    done = {}
+    for requirement in ("six==1.16.0", "this-package-does-not-exist-orch==0.0.1"):
+        app_id = create_app(api)
+        folder = write_app(tmp_path / app_id, MAIN, MANIFEST)
+        (folder / "requirements.txt").write_text(requirement + "\n")
+        inbox = daemon.home / "push" / app_id
+        os.rename(folder, inbox / "app")
+        done[requirement] = inbox / ".done"
+    for requirement, folder in done.items():
+        reason = wait_for(lambda f=folder: _settled_reason(f), timeout=300, interval=0.2)
+        if requirement.startswith("six"):
+            assert reason == "pushed; its python environment is ready\n"
+        else:
+            assert reason.startswith("pushed, but its python environment failed")
+            assert "this-package-does-not-exist-orch" in reason
+
+
+def _settled_reason(done: Path) -> str | None:
+    """The one reason in ``done`` once it no longer says the environment is being built."""
+    reasons = list(done.glob("*.reason"))
+    text = reasons[0].read_text() if reasons else ""
+    return text if text and "being built" not in text else None

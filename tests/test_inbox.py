@@ -330,7 +330,7 @@ class FakePush:
         self.started = asyncio.Event()
         self.gate: asyncio.Event | None = None
 
-    async def ingest(self, app_id: str, archive: Path, action: str = "push") -> None:
+    async def ingest(self, app_id: str, archive: Path, action: str = "push") -> SimpleNamespace:
         self.attempts += 1
         try:
             size = archive.stat().st_size
@@ -345,6 +345,14 @@ class FakePush:
         if self.gate is not None:
             await self.gate.wait()
         self.pushed.append(data)
+        return SimpleNamespace(id=f"exe-{len(self.pushed)}")
+
+
+class NoBuilds:
+    """``Environments`` of packages without requirements: none is ever being built."""
+
+    def building(self, exe_id: str) -> bool:
+        return False
 
 
 async def until(check: Callable[[], T], within: float = 5.0) -> T:
@@ -375,7 +383,7 @@ async def _running_inbox(
 ) -> AsyncIterator[tuple[Inbox, FakePush, Path]]:
     home = Home(tmp_path / "home")
     home.create()
-    inbox = Inbox(home, push)  # type: ignore[arg-type]
+    inbox = Inbox(home, push, NoBuilds())  # type: ignore[arg-type]
     (home.push / "app").mkdir()
     await inbox.start()
     await asyncio.sleep(0.2)  # the watch is in place
@@ -700,7 +708,7 @@ async def _dropped(tmp_path: Path, age: float) -> tuple[Inbox, Drop]:
     dropped ``age`` seconds ago, taken."""
     home = Home(tmp_path / "home")
     home.create()
-    inbox = Inbox(home, push=None)  # type: ignore[arg-type]
+    inbox = Inbox(home, push=None, envs=NoBuilds())  # type: ignore[arg-type]
     path = inbox.root / "app" / "big.tar.gz"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"package")
@@ -788,7 +796,7 @@ async def test_a_watch_that_fails_to_start_is_reported_not_taken_for_working(
     monkeypatch.setattr(inbox_module, "REWATCH_SECONDS", 0.1)
     home = Home(tmp_path / "home")
     home.create()
-    inbox = Inbox(home, FakePush())  # type: ignore[arg-type]
+    inbox = Inbox(home, FakePush(), NoBuilds())  # type: ignore[arg-type]
     await inbox.start()
     try:
         await until(lambda: inbox.problem)
