@@ -159,6 +159,21 @@ def test_stop_stops_a_running_daemon(make_daemon: MakeDaemon) -> None:
     assert d.process.wait(10) == 0
 
 
+def test_a_start_asking_for_another_port_than_the_running_daemon_says_so(
+    make_daemon: MakeDaemon,
+) -> None:
+    """``daemon start --port P`` with this home's daemon on another port said "already
+    running" and exited 0, and its caller then looked for the daemon on P."""
+    d = make_daemon()
+    port = port_of(d)
+    other = port + 1 if port < 65535 else port - 1
+    done = daemon_cli(d.home, "start", "--port", str(other))
+    assert done.returncode == 1, done.stderr
+    assert f"running at {d.url} (pid {d.process.pid}), not on port {other}" in done.stderr
+    same = daemon_cli(d.home, "start", "--port", str(port))
+    assert same.returncode == 0 and same.stdout.strip() == d.url, same.stderr
+
+
 def test_two_starts_at_once_both_find_the_one_daemon(tmp_path: Path) -> None:
     """The start that lost the race for the home's lock said "the daemon could not start"
     and exited 1, while a daemon it was asked for ran there: now both print its URL."""

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 import typer
@@ -117,7 +118,7 @@ def start(
     with errors_to_exit():  # a bad config or executor, a read-only home, a full disk: one
         settings = Settings.load(h, port=port, executor=executor, tls=tls)  # line, no child
     if (info := running(h)) is not None:
-        _already_running(info, settings.tls)
+        _already_running(info, settings.tls, port)
         return
     check_port(settings)
     with errors_to_exit():
@@ -147,7 +148,7 @@ def start(
             return
         if child.poll() is not None:
             if child.returncode == HOME_TAKEN and (other := _published(h, deadline)):
-                _already_running(other, settings.tls)  # another start won the race
+                _already_running(other, settings.tls, port)  # another start won the race
                 return
             fail(f"the daemon could not start: {_reason(reason_pipe) or _log_tail(h)}")
         time.sleep(0.05)
@@ -181,12 +182,18 @@ def _give_up(home: Home, child: subprocess.Popen[bytes]) -> None:
         forget(home, info)
 
 
-def _already_running(info: DaemonInfo, tls: bool) -> None:
-    """Nothing to start; but a daemon without the TLS asked for cannot serve the nextmv CLI."""
+def _already_running(info: DaemonInfo, tls: bool, port: int | None) -> None:
+    """Nothing to start; but a daemon without the TLS asked for cannot serve the nextmv CLI,
+    and one on another port than ``--port`` asked for is not where its caller will look."""
     if tls and not info.url.startswith("https://"):
         fail(
             f"orch daemon already running at {info.url} (pid {info.pid}) without TLS; "
             "stop it (orch daemon stop), then start it with --tls"
+        )
+    if port and urlsplit(info.url).port != port:
+        fail(
+            f"orch daemon already running at {info.url} (pid {info.pid}), not on port {port}; "
+            f"stop it (orch daemon stop), then start it with --port {port}"
         )
     say(f"orch daemon already running at {info.url} (pid {info.pid})")
     typer.echo(info.url)
