@@ -56,7 +56,10 @@ def test_a_daemon_stopping_while_run_waits_is_one_line(make_daemon: MakeDaemon) 
     d.stop()  # it answers the waiting request first, "Connection: close", then is gone
     _, stderr = waiting.communicate(timeout=30)
     assert waiting.returncode == 1, stderr
-    assert one_error_line(stderr).startswith(f"error: cannot reach the daemon at {d.url}: ")
+    line = one_error_line(stderr)
+    assert line.startswith(f"error: cannot reach the daemon at {d.url}: "), line
+    run_id = line.split("stopped waiting for run ", 1)[1].split(":", 1)[0]
+    assert f"orch app run metadata -a {app_id} -r {run_id}" in line  # how to learn its end
 
 
 class _ClosingHandler(BaseHTTPRequestHandler):

@@ -16,7 +16,7 @@ import typer
 
 from orchestrator.cli.output import live, say, shown
 from orchestrator.cli.status import StatusLine
-from orchestrator.client import OrchClient
+from orchestrator.client import ClientError, OrchClient
 from orchestrator.client.runs import LONG_POLL_SECONDS
 from orchestrator.client.types import FINISHED, RunInfo
 
@@ -42,6 +42,15 @@ class Waiter:
         except KeyboardInterrupt:
             self._interrupted()
             raise typer.Exit(130) from None
+        except ClientError as exc:
+            if exc.status is not None:
+                raise
+            # the daemon went away (stopped, killed): the run is its, and how it ended is
+            # known only once it is back (a stop ends a running run, keeps a queued one)
+            raise ClientError(
+                f"{exc.message}; stopped waiting for run {self.run_id}: once the daemon is "
+                f"back, orch app run metadata {self._where()} tells how it ended"
+            ) from None
 
     def _quietly(self) -> RunInfo:
         while True:
@@ -85,8 +94,12 @@ class Waiter:
             if not until_end or not page["items"]:
                 return since
 
+    def _where(self) -> str:
+        """The run's options, as the commands printed for it need them."""
+        return f"-a {self.app_id} -r {self.run_id}{self.home_flag}"
+
     def _interrupted(self) -> None:
-        where = f"-a {self.app_id} -r {self.run_id}{self.home_flag}"
+        where = self._where()
         say(
             f"\nstopped waiting; run {self.run_id} keeps running.\n"
             f"  follow it: orch app run logs {where} --tail\n"
