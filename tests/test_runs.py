@@ -385,6 +385,26 @@ def test_live_logs_follow_a_running_run(api: httpx.Client, tmp_path: Path) -> No
     assert lines == ["step 0", "step 1", "step 2"]
 
 
+def test_the_raw_log_is_the_whole_log_byte_for_byte(api: httpx.Client, tmp_path: Path) -> None:
+    """``/logs`` answers JSON cut to the last 5 MiB with a note; ``/logs/raw`` is what the
+    model wrote: every byte, progress carriage returns and a last line without its end."""
+    main = (
+        "import sys\nline = 'x' * 1023 + '\\n'\nsys.stderr.write(line * 6 * 1024)\n"
+        "sys.stderr.write('50%\\r100%')\nprint('{}')\n"
+    )
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "flood", main), tmp_path)
+    res = run_and_wait(api, app_id, {"input": {}})
+    base = f"/v1/applications/{app_id}/runs/{res['id']}"
+    expected = ("x" * 1023 + "\n") * 6 * 1024 + "50%\r100%"
+    cut = api.get(f"{base}/logs").json()["log"]
+    assert cut.startswith("[orch: ") and cut.endswith("50%\r100%")
+    raw = api.get(f"{base}/logs/raw")
+    assert raw.status_code == 200 and raw.headers["content-type"].startswith("text/plain")
+    assert raw.text == expected
+    assert api.get(f"/v1/applications/{app_id}/runs/no-such-run/logs/raw").status_code == 404
+
+
 def test_list_filters_pages_and_delete(api: httpx.Client, knapsack: str) -> None:
     ids = [start(api, knapsack, {"input": KNAPSACK_INPUT}) for _ in range(3)]
     for rid in ids:

@@ -76,6 +76,14 @@ INPUT_FILE: dict[int | str, dict[str, Any]] = {
     }
 }
 
+LOG_FILE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The whole log, byte for byte as the model wrote it (its stderr); a "
+        "log still being written, as far as it went.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
 SUMMARY: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The summary: JSON, or CSV with format=csv.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +14,15 @@ from orchestrator.api import run_wire
 from orchestrator.api.deps import absolute_url, services
 from orchestrator.api.fields import RUN_ID_RULE, AppId, Description, Name, RunId
 from orchestrator.api.instances import Queuing, option_strings
-from orchestrator.api.responses import CREATE, INPUT_FILE, OUTPUT_FILE, REMOVE, errors
+from orchestrator.api.responses import (
+    CREATE,
+    INPUT_FILE,
+    LOG_FILE,
+    OUTPUT_FILE,
+    REMOVE,
+    errors,
+)
+from orchestrator.api.run_assets import OpenFileResponse
 from orchestrator.api.run_files import (
     file_response,
     input_body,
@@ -24,7 +33,7 @@ from orchestrator.api.run_files import (
 from orchestrator.api.tracked_wire import ExternalResult
 from orchestrator.errors import Invalid
 from orchestrator.models import Limits, Run, RunStatus
-from orchestrator.runs.logs import read_live, read_log
+from orchestrator.runs.logs import open_log, read_live, read_log
 from orchestrator.runs.service import RunRequest
 from orchestrator.services import Services
 
@@ -267,6 +276,20 @@ async def run_logs(
 ) -> dict[str, Any]:
     run = await svc.runs.get(app_id, run_id)
     return {"log": read_log(svc.runs.log_file(run))}
+
+
+@router.get("/{run_id}/logs/raw", responses=LOG_FILE | errors(410))
+async def run_log_raw(app_id: AppId, run_id: RunId, svc: Services = Depends(services)) -> Response:
+    """The whole log as text, streamed: ``/logs`` answers JSON and cuts a flood to its
+    last 5 MiB, which ``orch app run logs > file`` must not (orch's own; the CLI reads it)."""
+    run = await svc.runs.get(app_id, run_id)
+    opened = await anyio.to_thread.run_sync(open_log, svc.runs.log_file(run))
+    if opened is None:
+        return Response(b"", media_type=LOG_MEDIA_TYPE)
+    return OpenFileResponse(*opened, LOG_MEDIA_TYPE)
+
+
+LOG_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
 @router.get("/{run_id}/logs/live", responses=errors(400, 410))

@@ -91,6 +91,10 @@ class Runs:
         params = {"since": since} if since else None
         return cast(LiveLog, self._http.request("GET", path, params=params).json())
 
+    def download_log(self, app_id: str, run_id: str, sink: Sink) -> bytes:
+        """The whole log's bytes into ``sink`` (``logs`` gets JSON, cut to its last 5 MiB)."""
+        return self._download(run_path(app_id, run_id, "/logs/raw"), sink)
+
     def download_output(self, app_id: str, run_id: str, sink: Sink) -> bytes:
         """The output's bytes into ``sink``; returns the last byte (to end a terminal line)."""
         return self._download(run_path(app_id, run_id, "/output"), sink)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,26 @@ def read_log(path: Path, max_bytes: int = MAX_LOG_BYTES) -> str:
         tail = fh.read().decode(errors="replace")
     skipped = size - max_bytes
     return f"[orch: {skipped} earlier bytes of this {size}-byte log are not shown]\n" + tail
+
+
+def open_log(path: Path) -> tuple[int, int] | None:
+    """The log open for reading, and its size now: what a download sends (a log still
+    being written is sent as far as it went). None when there is no log (a run not
+    started yet) or the name is not a plain file: nothing but the log is ever opened
+    (no link followed, no FIFO waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a link where the log should be
+            return None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    return fd, info.st_size
 
 
 def read_live(path: Path, offset: int, status: RunStatus) -> dict[str, Any]:
