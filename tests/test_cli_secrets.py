@@ -117,7 +117,7 @@ def test_instances_and_runs_name_a_collection(
         ("create", "", "give at least one secret"),
         ("create --env TOKEN", "", "--env takes LOCATION=SOURCE"),
         ("create --env A=- --env B=-", "x", "only one value can come from stdin"),
-        ("create --env A=/nonexistent/file", "", "cannot read the secret's value"),
+        ("create --env A=/nonexistent/file", "", "value from /nonexistent/file: No such file or"),
         ("create --secrets -", "not json", "--secrets: not JSON"),
         ("update --id x", "", "nothing to update"),
         ("update --id x --remove TOKEN", "", "--remove takes TYPE:LOCATION"),

@@ -84,8 +84,10 @@ def _read(source: str) -> str:
         return _Stdin.read()
     try:
         return Path(source).expanduser().read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read the secret's value from {source}: {exc}", code=2)
+    except OSError as exc:
+        fail(f"cannot read the secret's value from {source}: {exc.strerror or exc}", code=2)
+    except UnicodeDecodeError:
+        fail(f"cannot read the secret's value from {source}: it is not UTF-8 text", code=2)
 
 
 def _pair(given: str, flag: str) -> tuple[str, str]:
