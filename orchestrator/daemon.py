@@ -105,7 +105,9 @@ class Daemon:
             # What exists now lives as long as the daemon (~100k objects: the app, its
             # routes and schemas, the store). Every full collection walked them all: ~50 ms
             # of CPU, the loop paused, about once in 600 runs. Frozen, they are skipped.
+            # (``orch daemon run`` switched collections off for the start: on again.)
             gc.freeze()
+            gc.enable()
             if not self._stop_requested:
                 await self._server.serve(sockets=[sock])
             log.warning("orch daemon stopped")

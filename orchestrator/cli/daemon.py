@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -89,6 +90,10 @@ def run_foreground(
     status_fd: int | None = StatusFdOption,
 ) -> None:
     """Run the daemon in the foreground (logs to stderr) until Ctrl-C or SIGTERM."""
+    # No collection until the daemon listens (it enables them again): importing the server
+    # stack makes ~100k objects that live as long as the daemon, and walking them ~200
+    # times on the way cost ~0.1 s of a ~0.7 s start.
+    gc.disable()
     # Imported here, not at the top: the server stack (uvicorn, FastAPI) is only
     # needed by this command and would slow every other CLI call down.
     from orchestrator.daemon import run
