@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import typer
+from typer._click.core import Parameter
 
 from orchestrator.cli.context import an_id
 from orchestrator.cli.output import fail, say
@@ -25,8 +26,9 @@ typed and the cap as a whole number, not the API's field and ``1.67772e+07``."""
 MAX_SECONDS = 10**9
 
 
-def flag_of(param: typer.CallbackParam) -> str:
-    """The flag an error names: the long spelling, which says what it is."""
+def flag_of(param: Parameter) -> str:
+    """The flag an error names: the long spelling, which says what it is (of a callback's
+    parameter, or of one found in a command's ``params``)."""
     return max(param.opts, key=len) if param.opts else param.name or "?"
 
 

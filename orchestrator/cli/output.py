@@ -63,6 +63,26 @@ def shown(text: str, stream: Any) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+class ShownSink:
+    """A sink of bytes (``download``'s) that writes them to the text ``stream`` as
+    ``shown`` makes them: decoded as UTF-8 across the chunks' edges, control characters
+    escaped at a terminal."""
+
+    def __init__(self, stream: Any) -> None:
+        import codecs
+
+        self.stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(shown(self._decoder.decode(data), self.stream))
+        return len(data)
+
+    def close(self) -> None:
+        self.stream.write(shown(self._decoder.decode(b"", final=True), self.stream))
+        self.stream.flush()
+
+
 def say(message: str) -> None:
     """A message for the human (stderr), never mixed into the data on stdout."""
     sys.stderr.write(shown(message, sys.stderr) + "\n")
@@ -111,12 +131,21 @@ def errors_to_exit() -> Iterator[None]:
         fail(exc.message)
 
 
-def writable_file(ctx: typer.Context, dest: Path | None) -> Path | None:
+def writable_file(ctx: typer.Context, param: typer.CallbackParam, dest: Path | None) -> Path | None:
     """Typer callback of the options naming a file to write (``-u FILE``): a file that
     could not be written is refused as the command line is read, before a run is
-    created or waited for, not with a traceback once its output has arrived."""
+    created or waited for, not with a traceback once its output has arrived.
+
+    An empty path (``-u "$UNSET"``) reaches here as ``Path("")``, which is ``.``: its
+    folder exists, so it passed every check and the run was made, to fail on writing
+    ``.``. (A ``.`` typed is a folder, which the option's type refuses first.)"""
     if dest is None or ctx.resilient_parsing:  # shell completion: nothing is written
         return dest
+    if not dest.parts or not str(dest).strip():
+        from orchestrator.cli.flags import flag_of  # flags imports this module
+
+        unset = "is a shell variable unset?"
+        fail(f"{flag_of(param)} is empty: give a file to write ({unset})", code=2)
     folder = dest.parent
     if not folder.is_dir():
         fail(f"cannot write {dest}: the folder {folder} does not exist")
@@ -172,14 +201,16 @@ class OutputFile:
 
 
 @contextmanager
-def open_output(dest: Path) -> Iterator[OutputFile]:
+def open_output(dest: Path, empty: bool = True) -> Iterator[OutputFile]:
     """``dest`` to write (``OutputFile``), its write errors turned into one line
-    (``writing``): the one way a command writes a path the user named."""
+    (``writing``): the one way a command writes a path the user named. ``empty=False``:
+    no byte written leaves ``dest`` as it was, for what may have nothing to write."""
     out = OutputFile(dest)
     with writing(dest):
         try:
             yield out
-            out.finish()
+            if empty:
+                out.finish()
         finally:
             out.close()
 

@@ -3,7 +3,8 @@
 ``orch app run -a APP ...`` is both a command and a group, as in the nextmv CLI:
 without a sub-command it creates a run; with one it reads or manages runs (those
 live in ``run_actions`` and are imported only when used: this module is the hot
-path of the command people type most).
+path of the command people type most). ``-a``, ``--home`` and ``--json`` typed before
+an action are its own (``orch app run -a APP list``); the run's other options are not.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import typer
+from typer._click.core import Command, ParameterSource
 
 from orchestrator.cli.context import HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import (
@@ -24,6 +26,7 @@ from orchestrator.cli.flags import (
     SecretsCollectionOption,
     TimeoutOption,
     WaitOption,
+    flag_of,
     limits_body,
     parse_options,
     tail_option,
@@ -38,15 +41,18 @@ from orchestrator.cli.output import (
     say,
     writable_file,
 )
-from orchestrator.cli.run_input import Scratch, folder_format, read_input
+from orchestrator.cli.run_input import Scratch, read_input
 from orchestrator.cli.run_output import deliver
 from orchestrator.cli.run_wait import Waiter
 from orchestrator.cli.usage import Context, NoArgsIsHelpError
-from orchestrator.client import OrchClient
+from orchestrator.client import ClientError, OrchClient
 
 InputFormat = Literal["json", "text", "multi-file", "csv-archive"]
 ACTIONS = ("result", "metadata", "input", "logs", "list", "cancel", "delete")
 TRACKED_ACTIONS = ("track", "compare", "assets")
+SHARED = ("app_id", "home", "as_json")
+"""The options of ``orch app run`` its actions have too: typed before an action, they
+are the action's (as ``orch app run -a APP list`` reads)."""
 
 
 class RunGroup(LazyGroup):
@@ -62,6 +68,22 @@ class RunGroup(LazyGroup):
         if not args and at_terminal(sys.stdin) and not ctx.resilient_parsing:
             raise NoArgsIsHelpError(ctx)
         return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        """The action, with the options typed before it put first among its own.
+
+        They were dropped: ``orch app run -a APP result -r R`` missed its -a, and
+        ``--json`` before ``result`` printed no JSON. Handed over as the action's own
+        arguments, not as its defaults (``default_map``): a default gives way to
+        ``ORCH_APP_ID``, and an -a typed must win over the environment, as it does
+        everywhere. Put first, they give way to the same option typed after the action
+        (click keeps an option's last value)."""
+        name, action, rest = super().resolve_command(ctx, args)
+        if action is None or name is None or ctx.resilient_parsing:  # completion
+            return name, action, rest
+        return name, action, [*_handed_over(ctx, name, action), *rest]
 
 
 app = typer.Typer(
@@ -163,17 +185,41 @@ def create(
     with Scratch() as tmp:
         run_input = read_input(source, fmt, tmp)  # checked before any run exists
         with errors_to_exit(), client(home) as api:
-            if run_input.folder is not None and run_input.fmt is None:  # a file asks nothing
-                run_input = run_input._replace(fmt=folder_format(api, app_id, instance, ensemble))
+            run_input = run_input.fitted(api, app_id, instance, ensemble)  # JSON asks nothing
             if run_input.fmt:
                 configuration["format"] = {"input": {"type": run_input.fmt}}
             body |= run_input.body(api, app_id, tmp) | {"configuration": configuration}
-            created = api.runs.create(app_id, body, None if ensemble else instance or "devint")
+            try:
+                created = api.runs.create(app_id, body, None if ensemble else instance or "devint")
+            except ClientError as refusal:
+                run_input.refused(api, app_id, instance, ensemble, refusal)
+                raise
             if not (wait or tail or output is not None):  # an output to write is waited for
                 emit(created, as_json, lambda d: typer.echo(d["run_id"]))
                 return
             code = _wait_and_deliver(api, app_id, created["run_id"], tail, output, as_json, home)
     raise typer.Exit(code)
+
+
+def _handed_over(ctx: Context, name: str, action: Command) -> list[str]:
+    """The options typed before the action, as arguments of the action. Those of
+    creating a run are refused (exit 2): silently dropped, ``-w`` or ``-i`` before
+    ``result`` looked taken."""
+    words: list[str] = []
+    for param in ctx.command.params:
+        if (
+            param.name is None
+            or ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE
+        ):
+            continue
+        flag = flag_of(param)
+        own = any(flag in p.opts for p in action.params)
+        if param.name not in SHARED or not own:
+            after = f" when typed before it: give it after {name!r}" if own else ""
+            fail(f"{flag} does not apply to '{ctx.command_path} {name}'{after}", code=2)
+        value = ctx.params[param.name]
+        words.append(flag if value is True else f"{flag}={value}")
+    return words
 
 
 def _wait_and_deliver(
@@ -190,7 +236,7 @@ def _wait_and_deliver(
         say(f"run {run_id} started, waiting for it to finish")
     home_flag = f" --home {home}" if home else ""
     info = Waiter(api, app_id, run_id, tail, home_flag).wait()
-    return deliver(api, app_id, info, output, as_json, logs=tail)
+    return deliver(api, app_id, info, output, as_json, logs=tail, home=home)
 
 
 def _configuration(

@@ -12,6 +12,8 @@ import typer
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import WaitOption, pairs, tail_option
 from orchestrator.cli.output import (
+    ShownSink,
+    at_terminal,
     emit,
     errors_to_exit,
     fail,
@@ -23,9 +25,16 @@ from orchestrator.cli.output import (
     table,
 )
 from orchestrator.cli.run import OutputFileOption
-from orchestrator.cli.run_output import deliver
+from orchestrator.cli.run_output import (
+    ARCHIVE_FORMATS,
+    EXIT_CODES,
+    archive_hint,
+    deliver,
+    summary,
+)
 from orchestrator.cli.run_wait import Waiter
 from orchestrator.cli.version import short
+from orchestrator.client import OrchClient
 from orchestrator.client.types import FINISHED, RunInfo, RunItem, RunPage, RunState
 
 app = typer.Typer()
@@ -64,7 +73,7 @@ def result(
         status = info["metadata"]["status_v2"]
         if status not in FINISHED:
             fail(f"run {run_id} is {status}; add --wait to wait for it")
-        code = deliver(api, app_id, info, output, as_json, logs=False)
+        code = deliver(api, app_id, info, output, as_json, logs=False, home=home)
     raise typer.Exit(code)
 
 
@@ -101,7 +110,7 @@ def metadata(
 
 def _metadata_view(info: RunInfo) -> dict[str, Any]:
     m = info["metadata"]
-    summary = m["options"]["options_summary"]
+    chosen = m["options"]["options_summary"]
     cpu, peak = m.get("cpu_seconds"), m.get("peak_memory_mb")
     return {
         "id": info["id"],
@@ -119,7 +128,7 @@ def _metadata_view(info: RunInfo) -> dict[str, Any]:
         "signal": m.get("signal"),
         "cpu": f"{cpu:.3f} s" if cpu is not None else None,
         "peak memory": f"{peak:.1f} MiB" if peak is not None else None,
-        "options": ", ".join(f"{o['name']}={o['value']} ({o['source']})" for o in summary),
+        "options": ", ".join(f"{o['name']}={o['value']} ({o['source']})" for o in chosen),
         "limits": pairs(m.get("limits")),
         "value": (m.get("metrics") or {}).get("result.value"),
         "tracked": "yes: ran elsewhere"
@@ -144,9 +153,19 @@ def run_input(
                 api.runs.download_input(app_id, run_id, fh)
             say(f"wrote {output}")
             return
+        if sys.stdout.isatty():
+            _refuse_an_archive(api, app_id, run_id, home)
         sys.stdout.flush()
         api.runs.download_input(app_id, run_id, sys.stdout.buffer)
         sys.stdout.buffer.flush()
+
+
+def _refuse_an_archive(api: OrchClient, app_id: str, run_id: str, home: Path | None) -> None:
+    """A folder input is a tar.gz: at a terminal it would only garble the screen, so it
+    is refused there, with the command that saves it, as ``result`` does for an output."""
+    info = api.runs.metadata(app_id, run_id)
+    if info["metadata"]["format"]["input"]["type"] in ARCHIVE_FORMATS:
+        fail(archive_hint("input", "input", app_id, run_id, home))
 
 
 @app.command("logs")
@@ -156,21 +175,46 @@ def run_logs(
     tail: bool = tail_option("Print lines as they come, until the run ends."),
     home: Path | None = HomeOption,
 ) -> None:
-    """Print a run's log (what the model wrote on stderr)."""
+    """Print a run's log (what the model wrote on stderr).
+
+    With --tail: then the run's summary on stderr, and the exit code of its status, as
+    ``orch app run --tail`` gives: 0 if it succeeded, 1 if it failed, 2 if canceled.
+    """
     with errors_to_exit(), client(home) as api:
         if not tail:
-            sys.stdout.write(shown(api.runs.logs(app_id, run_id)["log"], sys.stdout))
+            _print_log(api, app_id, run_id)
             return
-        since: str | None = None
-        while True:
-            page = api.runs.live_logs(app_id, run_id, since)
-            for item in page["items"]:
-                sys.stdout.write(shown(item["log"], sys.stdout) + "\n")
-            sys.stdout.flush()
-            since = page["next_page_token"]
-            if page["status_v2"] in FINISHED and not page["items"]:
-                return
-            time.sleep(float(page.get("next_available_in_seconds") or 0))
+        info = _follow(api, app_id, run_id)
+    say(summary(info, full_error=False))  # the log is on the screen: its first line will do
+    raise typer.Exit(EXIT_CODES[info["metadata"]["status_v2"]])
+
+
+def _print_log(api: OrchClient, app_id: str, run_id: str) -> None:
+    """The whole log, streamed: into a pipe or a file byte for byte (``logs > file`` is the
+    log), at a terminal made harmless. Not the API's ``/logs``: that answer is JSON, cut
+    to the log's last 5 MiB with a note that would land in the file."""
+    sys.stdout.flush()
+    if not at_terminal(sys.stdout):
+        api.runs.download_log(app_id, run_id, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    sink = ShownSink(sys.stdout)
+    api.runs.download_log(app_id, run_id, sink)
+    sink.close()
+
+
+def _follow(api: OrchClient, app_id: str, run_id: str) -> RunInfo:
+    """Print the log's lines as they come until the run ends; the run as it ended."""
+    since: str | None = None
+    while True:
+        page = api.runs.live_logs(app_id, run_id, since)
+        for item in page["items"]:
+            sys.stdout.write(shown(item["log"], sys.stdout) + "\n")
+        sys.stdout.flush()
+        since = page["next_page_token"]
+        if page["status_v2"] in FINISHED and not page["items"]:
+            return api.runs.metadata(app_id, run_id)
+        time.sleep(float(page.get("next_available_in_seconds") or 0))
 
 
 @app.command("list")

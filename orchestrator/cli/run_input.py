@@ -5,10 +5,14 @@ would otherwise become a run that dies in the model with a traceback, so it is
 refused here with a message saying what was wrong. Small JSON travels inline;
 text, folders and anything large are uploaded (streamed from disk).
 
-A folder is the one input whose fit with the app is checked against the daemon: it is
-sent as a multi-file (or csv-archive) archive, which a json or text model cannot read,
-so the format of the executable the run would use is looked up first (``folder_format``).
-A file needs no such request, and most runs are given a file.
+An input must also fit the app's format, that of the executable the run would use
+(``_formats``): a folder is sent as a multi-file (or csv-archive) archive, which a json
+or text model cannot read, and a file is no input for a multi-file or csv-archive model,
+which reads a folder. A folder's format is looked up first (``folder_format``); so is
+that of an app given text the CLI sends as such (``file_fits``), which the daemon would
+take for any app. A JSON file, most runs, asks nothing: the daemon reads it in the app's
+format and refuses it, before any run exists, when that is a folder's; only then is the
+format looked up, to say what to give instead (``RunInput.refused``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from orchestrator.cli.output import fail
-from orchestrator.client import OrchClient
+from orchestrator.client import ClientError, OrchClient
 
 INLINE_MAX = 5 * 1024 * 1024
 """Inputs up to this size go inline as JSON; above it (as the SDK does) through an upload."""
@@ -37,14 +41,49 @@ DEVINT_NAMES = ("devint", "latest")
 not imported: the domain's models would cost every ``orch app run`` 25 ms)."""
 
 
+REFUSED = (400, 422)
+"""The daemon's answers to an input it cannot read in the run's format (``Invalid``: JSON
+for a folder format; ``Unprocessable``: a file that is not an archive)."""
+
+
 class RunInput(NamedTuple):
     """What the run body says about the input: inline JSON, a file to upload, or a folder
-    to upload as a tar.gz once its format is known (``fmt`` None: the app's, looked up)."""
+    to upload as a tar.gz once its format is known (``fmt`` None: the app's, looked up for
+    a folder, read by the daemon for a file). ``guessed``: sent as text because it is not
+    JSON, a format nobody said, so checked against the app's before the run."""
 
     fmt: str | None
     inline: Any = None
     upload: Path | None = None
     folder: Path | None = None
+    guessed: bool = False
+
+    def fitted(
+        self, api: OrchClient, app_id: str, instance: str | None, ensemble: str | None
+    ) -> RunInput:
+        """The input with the format it is sent in, once it is known to fit the app: a
+        folder takes the app's (a json or text app refuses it), guessed text is refused
+        by a folder app. A JSON file, or a format said with --format, asks nothing."""
+        if self.folder is not None and self.fmt is None:
+            return self._replace(fmt=folder_format(api, app_id, instance, ensemble))
+        if self.guessed:
+            file_fits(api, app_id, instance, ensemble)
+        return self
+
+    def refused(
+        self,
+        api: OrchClient,
+        app_id: str,
+        instance: str | None,
+        ensemble: str | None,
+        refusal: ClientError,
+    ) -> None:
+        """Called when the daemon refused the run: a file it read in the app's format (no
+        request asked that format first) is refused by a folder app in the API's words
+        (``upload as a tar.gz (POST .../runs/uploadurl)``); said here as what to type
+        instead. Returns when that was not why, for the daemon's message to be shown."""
+        if self.folder is None and self.fmt is None and refusal.status in REFUSED:
+            file_fits(api, app_id, instance, ensemble)
 
     def body(self, api: OrchClient, app_id: str, tmp: Scratch) -> dict[str, Any]:
         if self.folder is not None:
@@ -96,26 +135,23 @@ def read_input(source: str | None, fmt: str | None, tmp: Scratch) -> RunInput:
             )
         _check_folder(path)
         return RunInput(fmt, folder=path)
+    if fmt in FOLDER_FORMATS:
+        name = source if source not in (None, "-") else "the input on stdin"
+        fail(f"--format {fmt} takes a folder, and {name} is a file: give -i FOLDER", code=2)
     size = _check_file(path, source)
     if fmt in (None, "json") and size <= INLINE_MAX:
         value, error = _json_of(path, source, fmt)
         if isinstance(value, dict | list):
             return RunInput(fmt, inline=value)
         if fmt is None and error is not None:
-            fmt = "text"
+            return RunInput("text", upload=path, guessed=True)
     return RunInput(fmt, upload=path)
 
 
 def folder_format(api: OrchClient, app_id: str, instance: str | None, ensemble: str | None) -> str:
-    """The format a folder input is sent as: that of the executable the run would use
-    (each run group's, for an ensemble). A json or text app is refused, before any run
-    exists: its model would get an archive of files and fail on it."""
-    if ensemble is not None:
-        groups = api.ensembles.get(app_id, ensemble)["run_groups"]
-        targets = list(dict.fromkeys(g["instance_id"] for g in groups))
-    else:
-        targets = [instance or "devint"]
-    formats = [_format_of(api, app_id, target) for target in targets]
+    """The format a folder input is sent as: the app's. A json or text app is refused,
+    before any run exists: its model would get an archive of files and fail on it."""
+    formats = _formats(api, app_id, instance, ensemble)
     for target, fmt in formats:
         if fmt not in FOLDER_FORMATS:
             fail(
@@ -124,6 +160,30 @@ def folder_format(api: OrchClient, app_id: str, instance: str | None, ensemble: 
                 code=2,
             )
     return formats[0][1]
+
+
+def file_fits(api: OrchClient, app_id: str, instance: str | None, ensemble: str | None) -> None:
+    """``folder_format``'s mirror: a multi-file or csv-archive app refuses a file (or
+    stdin), before any run exists: its model reads a folder, and would find none."""
+    for target, fmt in _formats(api, app_id, instance, ensemble):
+        if fmt in FOLDER_FORMATS:
+            fail(
+                f"app {app_id} (instance {target}) takes {fmt} input: give a folder (-i FOLDER)",
+                code=2,
+            )
+
+
+def _formats(
+    api: OrchClient, app_id: str, instance: str | None, ensemble: str | None
+) -> list[tuple[str, str]]:
+    """(instance, format) of each executable the run would use: the instance's (devint
+    when none is given), or each run group's for an ensemble."""
+    if ensemble is not None:
+        groups = api.ensembles.get(app_id, ensemble)["run_groups"]
+        targets = list(dict.fromkeys(g["instance_id"] for g in groups))
+    else:
+        targets = [instance or "devint"]
+    return [_format_of(api, app_id, target) for target in targets]
 
 
 def _format_of(api: OrchClient, app_id: str, instance: str) -> tuple[str, str]:

@@ -1,19 +1,26 @@
 """What a finished run produced, printed: its output on stdout, one summary line on stderr.
 
 Piped, the output goes out byte for byte as the model wrote it. At a terminal, JSON
-is indented for reading; archives (folder outputs) are refused there, since they
-would only garble the screen.
+is indented for reading; archives (folder outputs) are not printed there, since they
+would only garble the screen: the command that saves one is said instead.
+
+A run that did not succeed is shown with what its model printed (a partial result,
+before it failed), as the API and the SDK give it; one with none shows nothing but its
+summary.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.output import fail, open_output, print_json, say
-from orchestrator.client import OrchClient
+from orchestrator.cli import stdout
+from orchestrator.cli.output import command_line, open_output, print_json, say
+from orchestrator.client import ClientError, OrchClient
 from orchestrator.client.types import EnsembleResult, RunInfo
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "canceled": 2}
@@ -23,20 +30,31 @@ PRETTY_MAX = 8 * 1024 * 1024
 
 
 def deliver(
-    api: OrchClient, app_id: str, info: RunInfo, output: Path | None, as_json: bool, logs: bool
+    api: OrchClient,
+    app_id: str,
+    info: RunInfo,
+    output: Path | None,
+    as_json: bool,
+    logs: bool,
+    home: Path | None,
 ) -> int:
     """Print what a finished run produced; returns the exit code its status maps to.
 
     ``logs``: the log was shown already (``--tail``), so the error stays on one line.
+    ``home``: the one the user gave, for a command said to them to work as pasted.
     """
     status = info["metadata"]["status_v2"]
     ensemble = _ensemble(api, app_id, info)
-    if as_json:
-        result: dict[str, Any] = dict(api.runs.result(app_id, info["id"]))
-        print_json(result | ({"ensemble": ensemble} if ensemble else {}))
-    if status == "succeeded" and (output is not None or not as_json):
-        _write_output(api, app_id, info, output)
+    hint = None
+    with _until_the_reader_leaves():
+        if as_json:
+            result: dict[str, Any] = dict(api.runs.result(app_id, info["id"]))
+            print_json(result | ({"ensemble": ensemble} if ensemble else {}))
+        if output is not None or not as_json:
+            hint = _write_output(api, app_id, info, output, home)
     say(summary(info, full_error=not logs))
+    if hint is not None:
+        say(hint)
     if ensemble is not None:
         from orchestrator.cli.ensemble_view import winner_line
 
@@ -63,24 +81,77 @@ def summary(info: RunInfo, full_error: bool) -> str:
     return line
 
 
-def _write_output(api: OrchClient, app_id: str, info: RunInfo, dest: Path | None) -> None:
+def archive_hint(what: str, action: str, app_id: str, run_id: str, home: Path | None) -> str:
+    """Said instead of a tar.gz (a folder-format run's ``what``, read by ``orch app run
+    ACTION``) at a terminal: the command that saves it, complete enough to paste."""
+    flags = ("-a", app_id), ("-r", run_id), ("--output", "FILE")
+    command = command_line(f"app run {action}", *flags, home=home)
+    return f"the {what} is a tar.gz archive, not shown at a terminal: save it with {command}"
+
+
+@contextmanager
+def _until_the_reader_leaves() -> Iterator[None]:
+    """``| head``: a reader that has read enough closes the pipe, and the rest of the output
+    has nowhere to go. That is no failure of the run, so its summary and the exit code of
+    its status still come, as when the reader takes it all (``main`` ends other commands
+    there, with exit code 1, for they have nothing left to say)."""
+    try:
+        yield
+    except BrokenPipeError:
+        stdout.discard()  # what is still buffered goes nowhere, quietly
+
+
+def _write_output(
+    api: OrchClient, app_id: str, info: RunInfo, dest: Path | None, home: Path | None
+) -> str | None:
+    """Write the output where it goes; returns instead, for an archive a terminal would
+    show as noise, the hint that says how to save it (said after the summary).
+
+    A folder-format run that did not succeed gets nothing: its archive is built from the
+    output folder even when the model wrote no file there, so it cannot be told from
+    none, and an empty tar.gz in a pipe would be noise too."""
     is_archive = info["metadata"]["format"]["output"]["type"] in ARCHIVE_FORMATS
-    if dest is not None:
-        with open_output(dest) as fh:
-            api.runs.download_output(app_id, info["id"], fh)
+    if is_archive and info["metadata"]["status_v2"] != "succeeded":
+        return None
+    if dest is None and sys.stdout.isatty() and is_archive:
+        return archive_hint("output", "result", app_id, info["id"], home)
+    with _none_if_absent(info):
+        if dest is not None:
+            _to_file(api, app_id, info, dest)
+        elif not sys.stdout.isatty():
+            sys.stdout.flush()
+            api.runs.download_output(app_id, info["id"], sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            _to_terminal(api, app_id, info["id"])
+    return None
+
+
+@contextmanager
+def _none_if_absent(info: RunInfo) -> Iterator[None]:
+    """A run that did not succeed may have no output at all (canceled before it started):
+    the daemon's 404 then says only that, and the summary says the rest. A succeeded
+    run's output missing is an error."""
+    try:
+        yield
+    except ClientError as exc:
+        if exc.status != 404 or info["metadata"]["status_v2"] == "succeeded":
+            raise
+
+
+def _to_file(api: OrchClient, app_id: str, info: RunInfo, dest: Path) -> None:
+    """A run that did not succeed and wrote nothing leaves ``dest`` as it was: an empty
+    file there would pass for the result of a run that has none."""
+    succeeded = info["metadata"]["status_v2"] == "succeeded"
+    with open_output(dest, empty=succeeded) as fh:
+        last = api.runs.download_output(app_id, info["id"], fh)
+    if last or succeeded:
         say(f"wrote {dest}")
-    elif not sys.stdout.isatty():
-        sys.stdout.flush()
-        api.runs.download_output(app_id, info["id"], sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-    elif is_archive:
-        fail("the output is a tar.gz archive: write it to a file with --output FILE")
-    else:
-        _to_terminal(api, app_id, info["id"])
 
 
 def _to_terminal(api: OrchClient, app_id: str, run_id: str) -> None:
-    """Indented when it is JSON of a readable size; as it is otherwise."""
+    """Indented when it is JSON of a readable size; as it is otherwise, as when it nests
+    deeper than Python's recursion limit lets ``json`` read or write it."""
     held = _HoldThenPass(PRETTY_MAX)
     api.runs.download_output(app_id, run_id, held)
     if held.passing:
@@ -90,7 +161,7 @@ def _to_terminal(api: OrchClient, app_id: str, run_id: str) -> None:
         try:
             print_json(json.loads(raw))
             return
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             sys.stdout.buffer.write(raw)
     if raw and not raw.endswith(b"\n"):
         sys.stdout.buffer.write(b"\n")  # keep the prompt off the output's last line

@@ -13,7 +13,6 @@ from orchestrator.client.types import (
     LiveLog,
     RunCreated,
     RunInfo,
-    RunLog,
     RunPage,
     SignedUrl,
     Upload,
@@ -81,9 +80,6 @@ class Runs:
             "pagetoken": page_token,
         }
         return cast(RunPage, self._http.request("GET", run_path(app_id), params=params).json())
-
-    def logs(self, app_id: str, run_id: str) -> RunLog:
-        return cast(RunLog, self._http.request("GET", run_path(app_id, run_id, "/logs")).json())
 
     def live_logs(self, app_id: str, run_id: str, since: str | None = None) -> LiveLog:
         """New log lines after ``since`` (the previous answer's ``next_page_token``)."""

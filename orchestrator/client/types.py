@@ -222,10 +222,6 @@ class Queue(TypedDict):
     runs: list[QueuedRun]
 
 
-class RunLog(TypedDict):
-    log: str
-
-
 class LogLine(TypedDict):
     log: str
 
