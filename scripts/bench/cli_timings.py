@@ -1,5 +1,7 @@
 """The command line as people use it: ``orch --version``, ``orch app list`` and
-``orch app run --wait`` on the knapsack sample, start to exit, each a fresh process.
+``orch app run --wait`` on the knapsack sample, start to exit, each a fresh process; and
+``orch daemon start`` on a home used before (a second daemon, stopped after each round),
+from the command to the daemon answering.
 
 Baselines, interleaved with them: the interpreter starting and doing nothing
 (``python -c pass``: what no Python CLI can go below), and the knapsack model run
@@ -29,16 +31,21 @@ def scenario_cli(b: Bench) -> list[Row]:
     call(b.api, "POST", "/v1/applications", 201, json_body={"id": APP, "name": APP})
     http_push(b.api, APP, build_package(KNAPSACK, b.tmp / "packages" / f"{APP}.tar.gz").path)
     orch, home = str(ORCH_CLI), ["--home", str(b.home)]
+    second = ["--home", str(b.tmp / "start-home")]  # made by the first (warm-up) round
     commands = {
         "version": [orch, "--version"],
         "list": [orch, "app", "list", *home],
         "run": [orch, "app", "run", "-a", APP, "-i", str(KNAPSACK / "input.json"), "-w", *home],
+        "start": [orch, "daemon", "start", "--port", "0", *second],
         "python": [sys.executable, "-c", "pass"],
     }
+    untimed = {"start": [orch, "daemon", "stop", *second]}
     times: dict[str, list[float]] = {k: [] for k in [*commands, "bare"]}
     for _ in range(b.sizes.cli_runs + 1):  # the first round warms the caches
         for key, argv in commands.items():
             times[key].append(wall(argv))
+            if key in untimed:
+                wall(untimed[key])
         model = [b.python, "main.py"]
         times["bare"].append(wall(model, KNAPSACK, KNAPSACK / "input.json"))
     t = {k: ms(median(v[1:])) for k, v in times.items()}
@@ -55,6 +62,7 @@ def scenario_cli(b: Bench) -> list[Row]:
             "ms",
             _at_most(150),
         ),
+        Row("orch daemon start: median", t["start"], t["python"], "ms", None, python),
     ]
 
 
