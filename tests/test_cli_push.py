@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
 import watchfiles
 
 from orchestrator.cli import push as push_cli
@@ -169,3 +170,30 @@ def test_watch_says_so_when_a_fix_brings_back_the_package_pushed_last(
         f"unchanged: devint is still {sha[:12]} (the last push)",
         "stopped watching",
     ]
+
+
+def test_ctrl_c_after_a_save_that_did_not_push_says_so_and_exits_1(
+    daemon: Daemon,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It exited 0 however the watching went: devint did not run what the folder holds."""
+    folder = write_app(tmp_path / "app", MAIN)
+    manifest = (folder / "app.yaml").read_text()
+
+    def saves() -> Iterator[set[tuple[watchfiles.Change, str]]]:
+        (folder / "app.yaml").write_text(manifest.replace("  - main.py\n", "  - nope\n"))
+        yield from changes(folder / "app.yaml")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(watchfiles, "watch", lambda *_a, **_k: saves())
+    app_id = new_app(daemon)
+    pusher = push_cli.Pusher(app_id, folder, wait=True, as_json=False)
+    with OrchClient(daemon.url, daemon.key) as api:
+        with pytest.raises(typer.Exit) as ended:
+            push_cli._watch(pusher, api, tmp_path, max_pushes=None)
+        sha = api.apps.executable(app_id)["id"]
+    assert ended.value.exit_code == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"stopped watching; the last save did not push (devint still runs {sha[:12]})"

@@ -206,7 +206,8 @@ class Watched:
 def _watch(pusher: Pusher, api: OrchClient, workdir: Path, max_pushes: int | None) -> None:
     """Push, then push again on every saved change that alters the package, until
     ``max_pushes`` have landed; a failed push is reported, the first one too, and the
-    watching goes on. Ctrl-C ends it with exit 0."""
+    watching goes on. Ctrl-C ends it with exit 0, or 1 if the last save did not push:
+    devint does not run what is in the folder then, and a script must not think it does."""
     state = Watched()
     pushes = int(_push_watched(pusher, api, workdir, state))
     if max_pushes is not None and pushes >= max_pushes:
@@ -221,6 +222,10 @@ def _watch(pusher: Pusher, api: OrchClient, workdir: Path, max_pushes: int | Non
                 return
     except KeyboardInterrupt:
         pass
+    if state.failed:
+        runs = f"devint still runs {short(state.last)}" if state.last else "nothing was pushed"
+        say(f"stopped watching; the last save did not push ({runs})")
+        raise typer.Exit(1)
     say("stopped watching")
 
 
