@@ -180,3 +180,24 @@ def test_start_tls_refuses_a_running_plain_daemon(fresh_daemon: Daemon) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
     assert done.returncode == 1 and done.stdout == ""
     assert "without TLS" in done.stderr and "orch daemon stop" in done.stderr
+
+
+def test_an_https_url_meeting_plain_http_or_another_homes_ca_is_said_in_words(
+    tls_daemon: Daemon, daemon: Daemon, tmp_path: Path
+) -> None:
+    """An ``ORCH_URL`` exported for a ``--tls`` daemon since started without it, or for
+    another home's: ``ssl``'s words were ``[SSL: WRONG_VERSION_NUMBER] wrong version
+    number (_ssl.c:1006)`` and ``CERTIFICATE_VERIFY_FAILED``."""
+
+    def app_list(url: str, home: Path) -> subprocess.CompletedProcess[str]:
+        env = {**ENV, "ORCH_URL": url, "ORCH_API_KEY": "k"}
+        argv = [*CLI, "app", "list", "--home", str(home)]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+
+    plain = app_list(daemon.url.replace("http://", "https://"), daemon.home)
+    assert plain.returncode == 1 and "does not speak TLS" in plain.stderr, plain.stderr
+    assert "_ssl.c" not in plain.stderr
+    stranger = app_list(tls_daemon.url, tmp_path / "another-home")
+    assert stranger.returncode == 1, stranger.stderr
+    assert f"cannot trust the daemon at {tls_daemon.url}: " in stranger.stderr
+    assert "_ssl.c" not in stranger.stderr

@@ -174,11 +174,35 @@ class Transport:
                 raise ClientError(f"the daemon at {self.url} did not answer in time") from None
             except OSError as exc:
                 self.close()
+                if (tls := self._tls_failure(exc)) is not None:
+                    raise ClientError(tls) from None
                 reason = exc.strerror or str(exc)
                 if isinstance(exc, ConnectionRefusedError):
                     reason += " (the daemon is not running: see orch daemon status)"
                 raise ClientError(f"cannot reach the daemon at {self.url}: {reason}") from None
         raise AssertionError("unreachable")
+
+    def _tls_failure(self, exc: OSError) -> str | None:
+        """What a failed TLS handshake means here, in words (``ssl``'s own are
+        ``[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)``): the URL (an
+        ``ORCH_URL`` exported earlier) names a daemon that now serves plain http, or one
+        whose certificate this home's CA did not sign (another home's daemon)."""
+        if self._scheme != "https":
+            return None
+        import ssl  # imported already: the connection was made with it
+
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                f"cannot trust the daemon at {self.url}: {exc.verify_message} (it is not this "
+                "home's daemon, or its CA is not this home's; orch daemon env prints this "
+                "home's URL)"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return (
+                f"the daemon at {self.url} does not speak TLS ({exc.reason}): it was started "
+                "without --tls; orch daemon env prints its URL now, or start it with --tls"
+            )
+        return None
 
     def _hint(self) -> str:
         """Why a connection was closed under a request: the daemon went away (its port
