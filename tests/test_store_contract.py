@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.ensemble_models import EnsembleDefinition, RunGroup
 from orchestrator.models import (
     FINISHED,
     RUN_TIMESTAMP,
@@ -35,6 +36,7 @@ from orchestrator.models import (
 )
 from orchestrator.runs.events import RunEvents
 from orchestrator.runs.states import RunStates
+from orchestrator.shadow_models import Comparison, ShadowStatus, ShadowTest
 from orchestrator.store import Store
 from orchestrator.store.migrations import MIGRATIONS
 from orchestrator.switchback_models import Arm, Plan, ServedRun, SwitchbackStatus, SwitchbackTest
@@ -301,6 +303,31 @@ async def test_a_switchback_test_moves_once_and_goes_with_its_runs(store: Store)
     assert await store.read.runs.get(run.id) is None
     assert await store.read.switchback.served(app_id, "sb") == {}
     assert await store.read.switchback.list(app_id) == []
+
+
+async def test_what_uses_an_instance_is_found_by_any_of_its_roles(store: Store) -> None:
+    """Deleting an instance asks these: a test's baseline or candidate (an ended test
+    no longer counts), or any run group of an ensemble definition."""
+    app_id, _ = await _app(store)
+    canceled = SwitchbackStatus.CANCELED
+    async with store.write() as w:
+        await w.switchback.insert(SwitchbackTest("sb", app_id, "base", "cand", 5.0, 2))
+        await w.switchback.insert(SwitchbackTest("gone", app_id, "x", "y", 5.0, 2, status=canceled))
+        shadow = ShadowTest("sh", app_id, "SH", [Comparison("base", ("c1", "c2"))], 10)
+        await w.shadow_tests.insert(shadow)
+        ended = replace(shadow, id="old", comparisons=[Comparison("x", ("y",))])
+        await w.shadow_tests.insert(replace(ended, status=ShadowStatus.COMPLETED))
+        groups = [RunGroup("a", "base"), RunGroup("b", "c2")]
+        await w.ensembles.insert(EnsembleDefinition("ens", app_id, groups, []))
+    read = store.read
+    assert [t.id for t in await read.switchback.using_instance(app_id, "cand")] == ["sb"]
+    assert [t.id for t in await read.shadow_tests.using_instance(app_id, "base")] == ["sh"]
+    assert [t.id for t in await read.shadow_tests.using_instance(app_id, "c2")] == ["sh"]
+    assert await read.ensembles.using_instance(app_id, "c2") == ["ens"]
+    for unused in ("x", "y", "c"):  # only ended tests name them; "c" is no instance ID
+        assert await read.switchback.using_instance(app_id, unused) == []
+        assert await read.shadow_tests.using_instance(app_id, unused) == []
+        assert await read.ensembles.using_instance(app_id, unused) == []
 
 
 async def test_an_experiment_keeps_its_queue_seed(store: Store) -> None:

@@ -212,7 +212,8 @@ def delete(
     ),
     home: Path | None = HomeOption,
 ) -> None:
-    """Delete an instance; the default instance needs --force."""
+    """Delete an instance; the default instance needs --force. Refused while a draft or
+    started switchback or shadow test, or an ensemble definition, uses it."""
     instance_id = _instance_id(instance_id, old_instance_id)
     with errors_to_exit(), client(home) as api:
         api.instances.delete(app_id, instance_id, force)

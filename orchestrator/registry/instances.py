@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid
+from orchestrator.experiments.switchback_plan import end_of, utc_now
 from orchestrator.ids import check_label, validate_child_id
 from orchestrator.models import (
     DEFAULT_INSTANCE_ALIAS,
@@ -21,6 +23,7 @@ from orchestrator.models import (
 from orchestrator.registry.lookup import require_app, require_instance, require_version
 from orchestrator.registry.secrets import require_collection
 from orchestrator.store import Repos, Store
+from orchestrator.switchback_models import SwitchbackStatus, SwitchbackTest
 
 
 @dataclass
@@ -63,6 +66,41 @@ def refuse_reserved(instance_id: str, verb: str) -> None:
 def refuse_locked(instance: Instance, verb: str) -> None:
     if instance.locked:
         raise Conflict(f"instance {instance.id!r} is locked and cannot be {verb}; unlock it first")
+
+
+def _routes_still(t: SwitchbackTest, at: datetime) -> bool:
+    """A started test whose last unit ended is completed, though its row says so only once
+    it is next read: it must not hold the instance back meanwhile."""
+    return t.status == SwitchbackStatus.DRAFT or (t.plan is not None and end_of(t.plan) > at)
+
+
+async def _users(w: Repos, app_id: str, instance_id: str) -> builtins.list[str]:
+    """What would break without the instance: a live switchback test would end canceled,
+    a live shadow test would shadow on nothing, an ensemble definition (whose groups never
+    change) would fail every run. Ended tests and past runs keep their IDs as history."""
+    at = utc_now()
+    switchback = [
+        f"switchback test {t.id} ({t.status.value})"
+        for t in await w.switchback.using_instance(app_id, instance_id)
+        if _routes_still(t, at)
+    ]
+    shadow = [
+        f"shadow test {t.id} ({t.status.value})"
+        for t in await w.shadow_tests.using_instance(app_id, instance_id)
+    ]
+    ensembles = [
+        f"ensemble definition {d}" for d in await w.ensembles.using_instance(app_id, instance_id)
+    ]
+    return [*switchback, *shadow, *ensembles]
+
+
+async def _refuse_used(w: Repos, app_id: str, instance_id: str) -> None:
+    """As a version used by an instance: no --force skips it (that is for the defaults)."""
+    users = await _users(w, app_id, instance_id)
+    if users:
+        raise Conflict(
+            f"instance {instance_id!r} is used by {', '.join(users)}; stop or delete them first"
+        )
 
 
 def _applied(instance: Instance, changes: InstanceChanges) -> Instance:
@@ -197,6 +235,7 @@ class InstanceService:
             app = await require_app(w, app_id)
             instance = await require_instance(w, app_id, instance_id)
             refuse_locked(instance, "deleted")
+            await _refuse_used(w, app_id, instance_id)
             defaults = [
                 pointer
                 for pointer, target in (

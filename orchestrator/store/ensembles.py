@@ -38,6 +38,16 @@ class EnsembleRepo:
         )
         return [_definition(r) for r in rows]
 
+    async def using_instance(self, app_id: str, instance_id: str) -> builtins.list[str]:
+        """IDs of the definitions with a run group on the instance (by the ID it was given)."""
+        rows = await self.conn.all(
+            "SELECT id FROM ensemble_definitions WHERE app_id = ? AND EXISTS ("
+            " SELECT 1 FROM json_each(run_groups)"
+            " WHERE json_extract(value, '$.instance_id') = ?) ORDER BY created_at, id",
+            (app_id, instance_id),
+        )
+        return [r["id"] for r in rows]
+
     async def insert(self, d: EnsembleDefinition) -> None:
         await self.conn.execute(
             "INSERT INTO ensemble_definitions (app_id, id, name, description, run_groups,"

@@ -82,6 +82,18 @@ class ShadowTestRepo:
         )
         return [_test(r) for r in rows]
 
+    async def using_instance(self, app_id: str, instance_id: str) -> builtins.list[ShadowTest]:
+        """Drafts and started tests naming the instance as a baseline or a candidate."""
+        rows = await self.conn.all(
+            "SELECT * FROM shadow_tests WHERE app_id = ? AND status IN ('draft', 'started')"
+            " AND EXISTS (SELECT 1 FROM json_each(comparisons) AS c"
+            "  WHERE json_extract(c.value, '$.baseline_instance_id') = ?"
+            "  OR EXISTS (SELECT 1 FROM json_each(c.value, '$.candidate_instance_ids') AS i"
+            "   WHERE i.value = ?)) ORDER BY created_at, id",
+            (app_id, instance_id, instance_id),
+        )
+        return [_test(r) for r in rows]
+
     async def insert(self, t: ShadowTest) -> None:
         await self.conn.execute(
             "INSERT INTO shadow_tests (app_id, id, name, description, status, comparisons,"

@@ -53,6 +53,16 @@ class SwitchbackRepo:
         )
         return [_test(r) for r in rows]
 
+    async def using_instance(self, app_id: str, instance_id: str) -> builtins.list[SwitchbackTest]:
+        """Drafts and started tests with the instance as baseline or candidate, as their rows
+        say: a started one whose last unit has elapsed is completed once it is next read."""
+        rows = await self.conn.all(
+            "SELECT * FROM switchback_tests WHERE app_id = ? AND status IN ('draft', 'started')"
+            " AND ? IN (baseline_instance_id, candidate_instance_id) ORDER BY created_at, id",
+            (app_id, instance_id),
+        )
+        return [_test(r) for r in rows]
+
     async def insert(self, t: SwitchbackTest) -> None:
         marks = ", ".join("?" for _ in _COLUMNS.split(","))
         await self.conn.execute(

@@ -173,23 +173,44 @@ def test_cancel_stops_the_candidate_runs(
 def test_a_candidate_that_cannot_be_made_is_recorded(
     knapsack: cloud.Application, instances: dict[str, str], fast: PollingOptions
 ) -> None:
+    """A candidate whose instance caps the timeout below the baseline run's: its run
+    cannot be made, the baseline's goes on. (A candidate instance cannot be deleted while
+    the test is live: that is refused, 409.)"""
     version = knapsack.new_version(id=unique("v"))
-    doomed = knapsack.new_instance(version_id=version.id, id=unique("doomed")).id
+    doomed = unique("doomed")
+    knapsack.client.request(
+        method="POST",
+        endpoint=f"{knapsack.endpoint}/instances",
+        payload={
+            "id": doomed,
+            "version_id": version.id,
+            "configuration": {"limits": {"timeout_seconds": 5}},
+        },
+    )
     test = knapsack.new_shadow_test(
         comparisons={instances["base"]: [doomed, instances["cand1"]]},
         termination_events=TerminationEvents(maximum_runs=5),
     )
     assert test.shadow_test_id is not None and test.name == test.shadow_test_id
     knapsack.start_shadow_test(test.shadow_test_id)
-    knapsack.delete_instance(doomed)
-    base_id = knapsack.new_run(input=INPUT, instance_id=instances["base"])
+    with pytest.raises(requests.HTTPError) as refused:
+        knapsack.delete_instance(doomed)
+    assert refused.value.response.status_code == 409
+    assert f"shadow test {test.shadow_test_id} (started)" in refused.value.response.text
+    base_id = knapsack.client.request(
+        method="POST",
+        endpoint=f"{knapsack.endpoint}/runs",
+        payload={"input": INPUT, "configuration": {"limits": {"timeout_seconds": 60}}},
+        query_params={"instance_id": instances["base"]},
+    ).json()["run_id"]
     result = knapsack.run_result_with_polling(base_id, polling_options=fast)
     assert result.metadata.status_v2 == StatusV2.succeeded  # the baseline is never failed
     answer = knapsack.client.request(
         method="GET", endpoint=f"{knapsack.experiments_endpoint}/shadow/{test.shadow_test_id}"
     ).json()
     (error,) = answer["candidate_errors"]
-    assert error["candidate_instance_id"] == doomed and "not found" in error["error"]
+    assert error["candidate_instance_id"] == doomed
+    assert "exceeds the instance cap" in error["error"]
     assert len(_runs(knapsack, test.shadow_test_id)) == 2  # the baseline and cand1's run
 
 

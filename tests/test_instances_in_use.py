@@ -1,0 +1,192 @@
+"""Deleting an instance that a live test or an ensemble definition still uses: refused
+with a 409 naming every user, as a version is while an instance points at it.
+
+Over HTTP against the session daemon, but for a switchback test whose units ran out by
+the clock: that needs a plan in the past, which only the store can write."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.errors import Conflict
+from orchestrator.experiments.switchback_plan import stamp, utc_now
+from orchestrator.home import Home
+from orchestrator.models import App, EnvStatus, Executable, Instance, Version
+from orchestrator.registry.instances import InstanceService
+from orchestrator.store import Store
+from orchestrator.switchback_models import Arm, Plan, SwitchbackStatus, SwitchbackTest
+from tests.helpers import create_app, push_dir, write_app
+
+ENSEMBLE_RULE = {
+    "id": "best",
+    "statistics_path": "$.result.value",
+    "objective": "maximize",
+    "tolerance": {"value": 0, "type": "absolute"},
+    "index": 0,
+}
+
+
+@pytest.fixture
+def app_id(api: httpx.Client, tmp_path: Path) -> str:
+    """An app with instances ``base`` and ``rough`` on one version."""
+    app_id = create_app(api)
+    push_dir(api, app_id, write_app(tmp_path / "app", "print('{}')\n"), tmp_path)
+    assert api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"}).status_code == 201
+    for instance_id in ("base", "rough"):
+        body = {"id": instance_id, "version_id": "v1"}
+        made = api.post(f"/v1/applications/{app_id}/instances", json=body)
+        assert made.status_code == 201, made.text
+    return app_id
+
+
+def _made(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code in (200, 201), r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _switchback(api: httpx.Client, app_id: str, test_id: str = "swb") -> None:
+    body = {
+        "id": test_id,
+        "comparison": {"baseline_instance_id": "base", "candidate_instance_id": "rough"},
+        "generate_random_plan": {"unit_duration_minutes": 60, "units": 2},
+    }
+    _made(api.post(f"/v1/applications/{app_id}/experiments/switchback", json=body))
+
+
+def _shadow(api: httpx.Client, app_id: str, test_id: str = "shd") -> None:
+    body = {
+        "id": test_id,
+        "comparisons": {"base": ["rough"]},
+        "termination_events": {"maximum_runs": 10},
+    }
+    _made(api.post(f"/v1/applications/{app_id}/experiments/shadow", json=body))
+
+
+def _ensemble(api: httpx.Client, app_id: str, definition_id: str = "best") -> None:
+    body = {
+        "id": definition_id,
+        "run_groups": [
+            {"id": "base", "instance_id": "base", "repetitions": 1},
+            {"id": "rough", "instance_id": "rough", "repetitions": 1},
+        ],
+        "rules": [ENSEMBLE_RULE],
+    }
+    _made(api.post(f"/v1/applications/{app_id}/ensembles", json=body))
+
+
+def _delete(
+    api: httpx.Client, app_id: str, instance_id: str, force: bool = False
+) -> httpx.Response:
+    params = {"force": "true"} if force else {}
+    return api.delete(f"/v1/applications/{app_id}/instances/{instance_id}", params=params)
+
+
+def _refused(api: httpx.Client, app_id: str, instance_id: str, users: str) -> None:
+    r = _delete(api, app_id, instance_id)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == (
+        f"instance {instance_id!r} is used by {users}; stop or delete them first"
+    )
+    assert api.get(f"/v1/applications/{app_id}/instances/{instance_id}").status_code == 200
+
+
+def test_a_switchback_test_not_finished_keeps_both_its_instances(
+    api: httpx.Client, app_id: str
+) -> None:
+    _switchback(api, app_id)
+    for instance_id in ("base", "rough"):
+        _refused(api, app_id, instance_id, "switchback test swb (draft)")
+    _made(api.put(f"/v1/applications/{app_id}/experiments/switchback/swb/start"))
+    for instance_id in ("base", "rough"):
+        _refused(api, app_id, instance_id, "switchback test swb (started)")
+
+
+def test_a_shadow_test_not_finished_keeps_its_baseline_and_candidates(
+    api: httpx.Client, app_id: str
+) -> None:
+    _shadow(api, app_id)
+    for instance_id in ("base", "rough"):
+        _refused(api, app_id, instance_id, "shadow test shd (draft)")
+    _made(api.put(f"/v1/applications/{app_id}/experiments/shadow/shd/start"))
+    _refused(api, app_id, "rough", "shadow test shd (started)")
+
+
+def test_an_ensemble_definition_keeps_its_instances_until_it_is_deleted(
+    api: httpx.Client, app_id: str
+) -> None:
+    """Its run groups never change: without the instance every run of it would fail."""
+    _ensemble(api, app_id)
+    _refused(api, app_id, "rough", "ensemble definition best")
+    assert api.delete(f"/v1/applications/{app_id}/ensembles/best").status_code == 204
+    assert _delete(api, app_id, "rough").status_code == 204
+
+
+def test_finished_tests_do_not_block(api: httpx.Client, app_id: str) -> None:
+    _switchback(api, app_id)
+    _made(api.put(f"/v1/applications/{app_id}/experiments/switchback/swb/start"))
+    stop = {"intent": "complete"}
+    _made(api.put(f"/v1/applications/{app_id}/experiments/switchback/swb/stop", json=stop))
+    _shadow(api, app_id)
+    _made(api.put(f"/v1/applications/{app_id}/experiments/shadow/shd/start"))
+    stop = {"intent": "cancel"}
+    _made(api.put(f"/v1/applications/{app_id}/experiments/shadow/shd/stop", json=stop))
+    assert _delete(api, app_id, "rough").status_code == 204
+    assert api.get(f"/v1/applications/{app_id}/instances/rough").status_code == 404
+
+
+def test_every_user_is_named_and_force_does_not_skip_them(api: httpx.Client, app_id: str) -> None:
+    """``--force`` is for the app's default instance only, as a version has no way past
+    the instances that use it."""
+    app = _made(api.get(f"/v1/applications/{app_id}")) | {"default_instance": "rough"}
+    _made(api.put(f"/v1/applications/{app_id}", json=app))
+    _switchback(api, app_id)
+    _made(api.put(f"/v1/applications/{app_id}/experiments/switchback/swb/start"))
+    _shadow(api, app_id)
+    _ensemble(api, app_id)
+    r = _delete(api, app_id, "rough", force=True)
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == (
+        "instance 'rough' is used by switchback test swb (started), shadow test shd (draft),"
+        " ensemble definition best; stop or delete them first"
+    )
+    assert _made(api.get(f"/v1/applications/{app_id}"))["default_instance"] == "rough"
+
+
+async def test_a_switchback_test_whose_units_ran_out_no_longer_counts(tmp_path: Path) -> None:
+    """Its row says started until the test is next read, but by the clock it completed."""
+    store, arms = Store(tmp_path / "orch.db"), (Arm.BASELINE, Arm.CANDIDATE)
+    await store.open()
+    try:
+        async with store.write() as w:
+            exe = Executable("a" * 64, 1, {}, "python", "py", EnvStatus.NONE)
+            await w.executables.insert_if_missing(exe, "blobs/x")
+            await w.apps.insert(App("app", "App", executable_id=exe.id))
+            await w.versions.insert(Version("v1", "app", "v1", exe.id))
+            for instance_id in ("base", "rough", "other"):
+                await w.instances.insert(Instance(instance_id, "app", "v1", instance_id))
+            for test_id, candidate, start, minutes in (
+                ("old", "rough", utc_now() - timedelta(hours=2), 1.0),
+                ("now", "other", utc_now(), 60.0),
+            ):
+                plan = Plan(stamp(start), 1, minutes, arms)
+                started = SwitchbackStatus.STARTED
+                test = SwitchbackTest(test_id, "app", "base", candidate, minutes, 2, plan=plan)
+                await w.switchback.insert(replace(test, status=started, started_at=plan.start))
+        instances = InstanceService(store, Settings(home=Home(tmp_path)))
+        await instances.delete("app", "rough")
+        assert await store.read.instances.get("app", "rough") is None
+        with pytest.raises(Conflict) as refused:
+            await instances.delete("app", "base")
+        assert refused.value.message == (
+            "instance 'base' is used by switchback test now (started); stop or delete them first"
+        )
+    finally:
+        await store.close()
