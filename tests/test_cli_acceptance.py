@@ -109,9 +109,9 @@ def test_json_metrics_from_a_file_pass_and_exit_zero(
 def test_bad_metrics_are_refused_before_anything_runs(daemon: Daemon, app_id: str) -> None:
     test_id = unique("acc")
     base = ("acceptance", "create", "-a", app_id, "-b", test_id, *PAIR)
-    short = orch(daemon, *base, "-s", "four", "--metric", "result.value mean about 1", code=1)
+    short = orch(daemon, *base, "-s", "four", "--metric", "result.value mean about 1", code=2)
     assert "expected FIELD STATISTIC OP" in short.stderr
-    median = orch(daemon, *base, "-s", "four", "--metric", "result.value median gt", code=1)
+    median = orch(daemon, *base, "-s", "four", "--metric", "result.value median gt", code=2)
     assert "statistic must be one of min max mean std" in median.stderr
     assert "at least one --metric" in orch(daemon, *base, code=2).stderr
     missing = orch(daemon, *base, "--metric", "result.value mean gt", code=1)

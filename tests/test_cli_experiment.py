@@ -171,9 +171,9 @@ def test_flags_are_checked_before_anything_is_queued(daemon: Daemon, app_id: str
     base = ("batch", "start", "-a", app_id, "-b", "never", "-s", "ten", "--instance-ids", "good")
     no_wait = orch(daemon, *base, "--baseline", "good", "--fail-if", "wall_time > baseline", code=2)
     assert "--fail-if needs --wait and --baseline" in no_wait.stderr
-    typo = orch(daemon, *base, "--baseline", "good", "--wait", "--fail-if", "value > 2", code=1)
+    typo = orch(daemon, *base, "--baseline", "good", "--wait", "--fail-if", "value > 2", code=2)
     assert "--fail-if: malformed condition 'value > 2'" in typo.stderr
-    bad_sets = orch(daemon, *base, "--option-sets", '{"a": 1}', code=1)
+    bad_sets = orch(daemon, *base, "--option-sets", '{"a": 1}', code=2)
     assert "JSON object of objects" in bad_sets.stderr
     assert "never" not in orch(daemon, "batch", "list", "-a", app_id).stdout
 

@@ -102,7 +102,7 @@ def test_create_wait_get_list_runs_delete(daemon: Daemon, app_id: str) -> None:
 def test_bad_specs_fail_before_any_request(
     daemon: Daemon, app_id: str, spec: str, message: str
 ) -> None:
-    proc = orch(daemon, "scenario", "create", "-a", app_id, "--scenario", spec, code=1)
+    proc = orch(daemon, "scenario", "create", "-a", app_id, "--scenario", spec, code=2)
     assert message in proc.stderr
 
 
@@ -120,7 +120,8 @@ def test_create_without_wait_names_the_command_that_follows(daemon: Daemon, app_
         *("--scenario", "instance=prod,input-set=known"),
     )
     line = hint(made.stderr, "follow it with")
-    assert line == f"orch experiment scenario get -a {app_id} -b {test_id} --home {daemon.home}"
+    want = f"orch experiment scenario get -a {app_id} -b {test_id} --home {daemon.home} --wait"
+    assert line == want
     assert test_id in paste(line).stdout
     wait_for_end = f"/v1/applications/{app_id}/experiments/batch/{test_id}/metadata"
     with daemon.client() as api:

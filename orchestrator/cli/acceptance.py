@@ -29,6 +29,7 @@ from orchestrator.cli.input_set import DescriptionOption, NameOption
 from orchestrator.cli.output import command_line, emit, errors_to_exit, fail, print_json, say
 from orchestrator.client import OrchClient
 from orchestrator.client.types import AcceptanceTest
+from orchestrator.errors import OrchError
 from orchestrator.experiments.acceptance_eval import parse_metrics
 from orchestrator.experiments.criteria import Operator
 
@@ -75,7 +76,10 @@ def short_metric(text: str) -> dict[str, Any]:
     """``--metric`` as Nextmv's Metric JSON (the daemon checks the statistic's name)."""
     match = _SHORT.fullmatch(text)
     if match is None:
-        fail(f"--metric {text!r}: expected FIELD STATISTIC OP [TOLERANCE[%]], e.g. {EXAMPLE!r}")
+        fail(
+            f"--metric {text!r}: expected FIELD STATISTIC OP [TOLERANCE[%]], e.g. {EXAMPLE!r}",
+            code=2,
+        )
     value = float(match["tol"] or 0)
     kind = "relative" if match["pct"] else "absolute"
     return {
@@ -101,7 +105,7 @@ def json_metrics(texts: list[str]) -> list[dict[str, Any]]:
             raw = Path(text[1:]).expanduser().read_text() if text.startswith("@") else text
             data = json.loads(raw)
         except (OSError, ValueError) as exc:
-            fail(f"--metrics: {exc}")
+            fail(f"--metrics: {exc}", code=2)
         found += data if isinstance(data, list) else [data]
     return found
 
@@ -128,8 +132,7 @@ def create(
     found = [short_metric(m) for m in metric or []] + json_metrics(metrics or [])
     if not found:
         fail("give at least one --metric (or --metrics)", code=2)
-    with errors_to_exit():  # checked here too: a typo must not start an experiment first
-        parse_metrics(found)
+    _check_metrics(found)
     with errors_to_exit(), client(home) as api:
         if set_id is not None:
             batch: dict[str, Any] = {"id": test_id, "name": name, "input_set_id": set_id}
@@ -145,12 +148,23 @@ def create(
         }
         test = api.acceptance.create(app_id, {k: v for k, v in body.items() if v is not None})
         follow = "" if wait else f"; follow it with: {_follow(app_id, test['id'], home)}"
-        say(f"acceptance test {test['id']} created ({len(found)} metrics){follow}")
+        metrics_text = experiment_view.count_of(len(found), "metric")
+        say(f"acceptance test {test['id']} created ({metrics_text}){follow}")
         if not wait:
             emit(test, as_json, lambda t: typer.echo(t["id"]))
             return
         test = _wait(api, app_id, test_id, home)
     raise typer.Exit(_show_verdict(test, as_json))
+
+
+def _check_metrics(found: list[dict[str, Any]]) -> None:
+    """The daemon's own check, made here too: a typo (statistic ``avg``) must not start an
+    experiment first, and is a command-line mistake (exit 2). A field no run reports can
+    only be found by the daemon, once the runs have ended."""
+    try:
+        parse_metrics(found)
+    except OrchError as exc:
+        fail(exc.message, code=2)
 
 
 @app.command("get")

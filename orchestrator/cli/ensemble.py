@@ -15,6 +15,7 @@ import typer
 
 from orchestrator.cli import ensemble_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
+from orchestrator.cli.ensemble_spec import GroupFlags, RuleFlags, definition_body, objective_option
 from orchestrator.cli.flags import name_value_pairs, require_label_change
 from orchestrator.cli.output import command_line, emit, errors_to_exit, fail, say
 from orchestrator.client import ClientError, OrchClient
@@ -25,7 +26,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Objective = Literal["minimize", "maximize"]
 ToleranceType = Literal["absolute", "relative"]
 DefinitionIdOption = typer.Option(
     ..., "--ensemble-definition-id", "-e", callback=an_id, help="Ensemble definition ID."
@@ -88,7 +88,7 @@ def create(
     statistics_path: str | None = typer.Option(
         None, "--statistics-path", help="Where a rule reads its number (e.g. $.result.value)."
     ),
-    objective: Objective | None = typer.Option(None, "--objective", help="Which number wins."),
+    objective: str | None = objective_option(long=True, help="Which number wins."),
     tolerance: float = typer.Option(
         0.0, "--tolerance", min=0, help="Children this close to the best tie (next rule decides)."
     ),
@@ -110,8 +110,6 @@ def create(
     E.g. orch ensemble create -a APP -e best --instance-ids fast,thorough
     --statistics-path '$.result.value' --objective maximize
     """
-    from orchestrator.cli.ensemble_spec import GroupFlags, RuleFlags, definition_body
-
     body = definition_body(
         file,
         run_groups,

@@ -16,10 +16,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.flags import parse_options
+import typer
+
+from orchestrator.cli.flags import bad_value, parse_options
 from orchestrator.cli.output import fail
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._-]+")
+OBJECTIVES = (("min", "minimize"), ("max", "maximize"))
+"""Each objective's two spellings: batch experiments send the short one, ensembles the long."""
+
+
+def objective_option(long: bool, help: str) -> Any:
+    """``--objective`` of ``experiment batch start`` (min, max) and ``ensemble create``
+    (minimize, maximize): each shows and sends its own API's words, and takes the other
+    command's too, since a user of both types whichever comes to mind."""
+    words = [pair[long] for pair in OBJECTIVES]
+    own = {word: pair[long] for pair in OBJECTIVES for word in pair}
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value not in own:
+            raise bad_value(param, f"{value!r} is not one of {', '.join(map(repr, words))}")
+        return own[value]
+
+    return typer.Option(
+        None, "--objective", metavar=f"<{'|'.join(words)}>", callback=check, help=help
+    )
 
 
 @dataclass

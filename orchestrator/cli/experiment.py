@@ -19,6 +19,7 @@ import typer
 from orchestrator.cli import acceptance, input_set, scenario, shadow, switchback
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
+from orchestrator.cli.ensemble_spec import objective_option
 from orchestrator.cli.flags import WaitOption, renamed
 from orchestrator.cli.input_set import InputSetIdOption, split_ids
 from orchestrator.cli.output import (
@@ -56,7 +57,6 @@ POLL_SECONDS = 0.2
 EXIT_CODES = {"completed": 0, "failed": 1, "canceled": 2}
 """Exit code of ``batch start --wait`` by final status, as ``orch app run --wait`` does."""
 InputFormat = Literal["json", "text"]
-Objective = Literal["min", "max"]
 
 BatchIdOption = typer.Option(
     ..., "--batch-experiment-id", "-b", callback=an_id, help="Batch experiment ID."
@@ -91,9 +91,7 @@ RepetitionsOption = typer.Option(1, "--repetitions", min=1, help="Runs per combi
 BaselineOption = typer.Option(
     None, "--baseline", help="Target the others are compared to (instance or version:ID)."
 )
-ObjectiveOption = typer.Option(
-    None, "--objective", help="Better result.value: min (default) or max."
-)
+ObjectiveOption = objective_option(long=False, help="Better result.value: min (default) or max.")
 PriorityOption = typer.Option(
     None, "--priority", min=1, max=9, help="Queue priority (default 8: after manual runs)."
 )
@@ -127,7 +125,7 @@ def start(
     option_sets: str | None = OptionSetsOption,
     repetitions: int = RepetitionsOption,
     baseline: str | None = BaselineOption,
-    objective: Objective | None = ObjectiveOption,
+    objective: str | None = ObjectiveOption,
     priority: int | None = PriorityOption,
     seed: int | None = SeedOption,
     name: str | None = typer.Option(None, "--name", "-n", help="Name (default: the ID)."),
@@ -172,8 +170,9 @@ def start(
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
         exp_id = str(created["id"])
         say(
-            f"experiment {exp_id} started: {created['number_of_requested_runs']} runs"
-            + ("" if wait else f"; follow it with: {_command('get', app_id, exp_id, home)}")
+            f"experiment {exp_id} started: "
+            + view.count_of(created["number_of_requested_runs"], "run")
+            + ("" if wait else f"; follow it with: {_follow(app_id, exp_id, home)}")
         )
         if not wait:
             emit(created, as_json, lambda d: typer.echo(d["id"]))
@@ -193,12 +192,24 @@ def _check_start_flags(
     if fail_if is not None:
         if not wait or not baseline:
             fail("--fail-if needs --wait and --baseline (it compares against the baseline)", code=2)
-        try:
-            parse_gate(fail_if)
-        except OrchError as exc:
-            fail(f"--fail-if: {exc.message}")
+        _check_fail_if(fail_if)
     if as_csv and not wait:
         fail("--csv needs --wait (it prints the summary of the ended experiment)", code=2)
+    _check_formats(as_json, as_csv)
+
+
+def _check_fail_if(fail_if: str | None) -> None:
+    """A malformed ``--fail-if`` is a usage error (exit 2), found without the daemon; only
+    a ``custom.NAME`` no run reported is left for the daemon, which has the runs."""
+    if fail_if is None:
+        return
+    try:
+        parse_gate(fail_if)
+    except OrchError as exc:
+        fail(f"--fail-if: {exc.message}", code=2)
+
+
+def _check_formats(as_json: bool, as_csv: bool) -> None:
     if as_csv and as_json:
         fail("give --json or --csv, not both", code=2)
 
@@ -211,15 +222,23 @@ def _option_sets(text: str | None) -> dict[str, dict[str, Any]] | None:
         raw = Path(text[1:]).expanduser().read_text() if text.startswith("@") else text
         sets = json.loads(raw)
     except (OSError, ValueError) as exc:
-        fail(f"--option-sets: {exc}")
+        fail(f"--option-sets: {exc}", code=2)
     if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
-        fail('--option-sets must be a JSON object of objects, e.g. {"fast": {"duration": "1"}}')
+        fail(
+            '--option-sets must be a JSON object of objects, e.g. {"fast": {"duration": "1"}}',
+            code=2,
+        )
     return sets
 
 
 def _command(action: str, app_id: str, exp_id: str, home: Path | None) -> str:
     """A command line to paste, with --home when the user gave one."""
     return command_line(f"experiment batch {action}", ("-a", app_id), ("-b", exp_id), home=home)
+
+
+def _follow(app_id: str, exp_id: str, home: Path | None) -> str:
+    """The command that waits for the experiment and prints its summary, to paste."""
+    return _command("get", app_id, exp_id, home) + " --wait"
 
 
 def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> ExperimentMetadata:
@@ -242,15 +261,16 @@ def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> Exper
     except KeyboardInterrupt:
         say(
             f"stopped waiting; experiment {exp_id} keeps running.\n"
-            f"  follow it: {_command('get', app_id, exp_id, home)}\n"
+            f"  follow it: {_follow(app_id, exp_id, home)}\n"
             f"  cancel it: {_command('cancel', app_id, exp_id, home)}"
         )
         raise typer.Exit(130) from None
 
 
 def _print_summary(api: OrchClient, app_id: str, exp_id: str, as_json: bool, as_csv: bool) -> None:
-    """The summary of an ended experiment: tables, ``--json`` or ``--csv`` (the daemon's CSV,
-    byte for byte). One function for ``start --wait`` and ``get``, so both print the same."""
+    """The summary of an ended experiment: tables, ``--json`` or ``--csv`` (the daemon's,
+    with the baseline comparison as columns). One function for ``start --wait`` and
+    ``get``, so both print the same."""
     if as_csv:
         sys.stdout.write(api.batches.summary_csv(app_id, exp_id))
         return
@@ -283,36 +303,71 @@ def _verdict(
 def get_batch(
     app_id: str = AppOption,
     exp_id: str = BatchIdOption,
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        "-w",
+        help="Wait for the end (progress on stderr); exit code as batch start --wait's.",
+    ),
+    fail_if: str | None = typer.Option(
+        None,
+        "--fail-if",
+        metavar="EXPR",
+        help="With --wait: exit 1 on a regression against the experiment's baseline "
+        "(syntax: batch start -h).",
+    ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
     as_csv: bool = typer.Option(
         False, "--csv", help="Print only the summary, as CSV (once the experiment has ended)."
     ),
 ) -> None:
-    """Show an experiment: status, counts, targets, and the summary once it has ended."""
-    if as_csv and as_json:
-        fail("give --json or --csv, not both", code=2)
+    """Show an experiment: status, counts, targets, and the summary once it has ended.
+
+    Exit code with --wait: 0 completed, 1 no run succeeded or the gate failed, 2 canceled.
+    """
+    if fail_if is not None and not wait:
+        fail("--fail-if needs --wait (it checks the ended experiment)", code=2)
+    _check_fail_if(fail_if)
+    _check_formats(as_json, as_csv)
     with errors_to_exit(), client(home) as api:
-        if as_csv:
-            # the CSV is the summary alone, as ``start --wait --csv`` prints it: a running
-            # experiment has none yet (its rows would change under a script reading them)
-            meta = api.batches.metadata(app_id, exp_id)
-            if meta["status"] == "started":
-                fail(
-                    f"experiment {exp_id} is still running ({view.progress_text(meta)}): "
-                    "its summary comes when it ends; see how far it is with: "
-                    + _command("get", app_id, exp_id, home)
-                )
-            _print_summary(api, app_id, exp_id, as_json=False, as_csv=True)
+        # checked before waiting: a long wait must not end in this refusal
+        baseline = api.batches.get(app_id, exp_id)["baseline"] if fail_if else None
+        if fail_if is not None and not baseline:
+            fail(f"--fail-if compares against a baseline; experiment {exp_id} has none")
+        meta = _wait(api, app_id, exp_id, home) if wait else None
+        _show_batch(api, app_id, exp_id, home, as_json, as_csv)
+        if meta is None:
             return
-        data = api.batches.get(app_id, exp_id)
-        summary = api.batches.summary(app_id, exp_id) if data["status"] != "started" else None
-        if as_json:
-            print_json({**data, "summary": summary})
-            return
-        view.experiment(data)
-        if summary is not None:
-            view.summary(summary)
+        code = _verdict(api, app_id, meta, fail_if, baseline)
+    raise typer.Exit(code)
+
+
+def _show_batch(
+    api: OrchClient, app_id: str, exp_id: str, home: Path | None, as_json: bool, as_csv: bool
+) -> None:
+    """What ``get`` prints: the experiment and, once it has ended, its summary."""
+    if as_csv:
+        # the CSV is the summary alone, as ``start --wait --csv`` prints it: a running
+        # experiment has none yet (its rows would change under a script reading them)
+        meta = api.batches.metadata(app_id, exp_id)
+        if meta["status"] == "started":
+            fail(
+                f"experiment {exp_id} is still running ({view.progress_text(meta)}): "
+                "its summary comes when it ends; wait for it with: "
+                + _follow(app_id, exp_id, home)
+                + " --csv"
+            )
+        _print_summary(api, app_id, exp_id, as_json=False, as_csv=True)
+        return
+    data = api.batches.get(app_id, exp_id)
+    summary = api.batches.summary(app_id, exp_id) if data["status"] != "started" else None
+    if as_json:
+        print_json({**data, "summary": summary})
+        return
+    view.experiment(data)
+    if summary is not None:
+        view.summary(summary)
 
 
 @batch_app.command("list")
@@ -384,6 +439,7 @@ def report(
     home: Path | None = HomeOption,
 ) -> None:
     """Write a self-contained HTML report (tables and SVG charts) to share or archive in CI."""
+    _check_fail_if(gate)
     # Written in place (a FIFO, a symlink stay what they are); opened at the first byte,
     # so a refused request leaves an older report intact.
     with errors_to_exit(), client(home) as api, open_output(html) as fh:

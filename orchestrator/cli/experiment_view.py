@@ -22,7 +22,13 @@ from orchestrator.client.types import (
     InputSet,
     Summary,
 )
-from orchestrator.experiments.paired import NO_DIFFERENCE, not_called
+from orchestrator.experiments.paired import (
+    NO_DIFFERENCE,
+    TIMING_WORDS,
+    VALUE_WORDS,
+    PairedChange,
+    called,
+)
 from orchestrator.experiments.summary import FAILED_LABEL
 
 OUTCOME_COLUMNS = [
@@ -108,6 +114,17 @@ def number(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def count_of(count: int, noun: str) -> str:
+    """``1 run``, ``3 runs``: a count the user reads in a sentence agrees with its noun."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def a_kind(word: str | None) -> str:
+    """``a batch``, ``an acceptance``: the article a kind of experiment takes."""
+    text = str(word)
+    return f"an {text}" if text[:1].lower() in ("a", "e", "i", "o", "u") else f"a {text}"
+
+
 def change(value: Any) -> str:
     """A relative change as a signed percentage; ``-`` when undefined (baseline 0)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
@@ -167,7 +184,7 @@ def comparisons(data: Summary) -> None:
             "interval": interval(c.get("value_change")),
             "median": change(c["median_relative_change"]),
             "verdict": verdict(
-                c.get("value_change"), ("better", "worse"), better_when_lower, c.get("paired")
+                c.get("value_change"), VALUE_WORDS, better_when_lower, c.get("paired")
             ),
         }
         for c in items
@@ -201,7 +218,7 @@ def timing(items: list[dict[str, Any]]) -> None:
             "pairs": ch.get("pairs"),
             "change": change(ch.get("mean_relative_change")),
             "interval": interval(ch),
-            "verdict": verdict(ch, ("faster", "slower"), True),
+            "verdict": verdict(ch, TIMING_WORDS, True),
         }
         for c in items
         for metric, ch in (c.get("timing") or {}).items()
@@ -238,17 +255,14 @@ def verdict(
     ``paired_inputs``: the comparison's ``paired`` count, for result.value."""
     if not paired:
         return NO_DIFFERENCE
-    if not paired.get("significant"):
-        return not_called(paired.get("pairs") or 0, paired_inputs)
-    good, bad = words
-    change = paired.get("mean_relative_change")
-    # None: a change past the float range, which only an increase can be (a decrease
-    # stops at -100 %)
-    increase = change is None or change > 0
-    return bad if increase == lower_is_good else good
-
-
-# --- experiments, runs, input sets -----------------------------------------------------
+    change = PairedChange(
+        pairs=paired.get("pairs") or 0,
+        mean_relative_change=paired.get("mean_relative_change"),
+        low=paired.get("low"),
+        high=paired.get("high"),
+        significant=bool(paired.get("significant")),
+    )
+    return called(change, words, lower_is_good, paired_inputs)
 
 
 def progress_text(meta: ExperimentMetadata) -> str:

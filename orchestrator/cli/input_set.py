@@ -111,7 +111,7 @@ def create_input_set(
             body |= {"instance_id": instance_id} | {k: v for k, v in window.items() if v}
             data = api.input_sets.create(app_id, body)
     emit(data, as_json, view.input_set)
-    say(f"created input set {data['id']} with {len(data['input_ids'])} inputs")
+    say(f"created input set {data['id']} with {view.count_of(len(data['input_ids']), 'input')}")
 
 
 def _check_sources(given: dict[str, Any], window: bool) -> None:

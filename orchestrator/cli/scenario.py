@@ -80,19 +80,20 @@ DescriptionOption = typer.Option("", "--description", "-d", help="Description.")
 
 
 def parse_scenario(text: str) -> dict[str, Any]:
-    """One ``--scenario`` SPEC as the SDK's ``Scenario`` JSON (the body the daemon expands)."""
+    """One ``--scenario`` SPEC as the SDK's ``Scenario`` JSON (the body the daemon expands);
+    a malformed SPEC is a command-line mistake (exit 2)."""
     pairs: dict[str, str] = {}
     for part in (p.strip() for p in text.split(",")):
         key, sep, value = part.partition("=")
         if not sep or not key.strip() or not value.strip():
-            fail(f"--scenario {text!r}: {part!r} is not KEY=VALUE")
+            fail(f"--scenario {text!r}: {part!r} is not KEY=VALUE", code=2)
         if key.strip() in pairs:
-            fail(f"--scenario {text!r}: {key.strip()!r} is given twice")
+            fail(f"--scenario {text!r}: {key.strip()!r} is given twice", code=2)
         pairs[key.strip()] = value.strip()
     if "instance" not in pairs:
-        fail(f"--scenario {text!r}: instance=ID is required")
+        fail(f"--scenario {text!r}: instance=ID is required", code=2)
     if ("input-set" in pairs) == ("inputs" in pairs):
-        fail(f"--scenario {text!r}: give input-set=ID or inputs=ID|ID")
+        fail(f"--scenario {text!r}: give input-set=ID or inputs=ID|ID", code=2)
     scenario_input = (
         {"scenario_input_type": "input_set", "scenario_input_data": pairs["input-set"]}
         if "input-set" in pairs
@@ -144,7 +145,7 @@ def create(
         follow = "" if wait else f"; follow it with: {_follow(app_id, created['id'], home)}"
         say(
             f"scenario test {created['id']} started: "
-            f"{created['number_of_requested_runs']} runs{follow}"
+            f"{view.count_of(created['number_of_requested_runs'], 'run')}{follow}"
         )
         if not wait:
             emit(created, as_json, lambda d: typer.echo(d["id"]))
@@ -155,8 +156,11 @@ def create(
 
 
 def _follow(app_id: str, test_id: str, home: Path | None) -> str:
-    """The command that shows the test, to paste."""
-    return command_line("experiment scenario get", ("-a", app_id), ("-b", test_id), home=home)
+    """The command that waits for the test and shows its results, to paste."""
+    return (
+        command_line("experiment scenario get", ("-a", app_id), ("-b", test_id), home=home)
+        + " --wait"
+    )
 
 
 def _wait(api: OrchClient, app_id: str, test_id: str, home: Path | None) -> Experiment:
@@ -220,15 +224,33 @@ def list_tests(
 def get(
     app_id: str = AppOption,
     test_id: str = TestIdOption,
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        "-w",
+        help="Wait for the end (progress on stderr); exit code as create --wait's.",
+    ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show a scenario test; once ended, with result.value by scenario and option set."""
+    """Show a scenario test; once ended, with result.value by scenario and option set.
+
+    Exit code with --wait: 0 completed, 1 no run succeeded, 2 canceled.
+    """
     with errors_to_exit(), client(home) as api:
         data = api.batches.get(app_id, test_id)
-    if data.get("type") != "scenario":
-        fail(f"{test_id} is a {data.get('type')} experiment, not a scenario test")
+        _require_scenario(data, test_id)
+        if wait:
+            data = _wait(api, app_id, test_id, home)
     emit(data, as_json, show)
+    if wait:
+        raise typer.Exit(EXIT_CODES.get(data["status"], 1))
+
+
+def _require_scenario(data: Experiment, test_id: str) -> None:
+    """A batch or acceptance experiment has no scenarios: refused, naming what it is."""
+    if data.get("type") != "scenario":
+        fail(f"{test_id} is {view.a_kind(data.get('type'))} experiment, not a scenario test")
 
 
 @app.command("runs")
@@ -258,8 +280,6 @@ def delete(
     if not confirm:
         fail(f"deleting scenario test {test_id} also deletes its runs; add --confirm to go ahead")
     with errors_to_exit(), client(home) as api:
-        data = api.batches.get(app_id, test_id)
-        if data.get("type") != "scenario":
-            fail(f"{test_id} is a {data.get('type')} experiment, not a scenario test")
+        _require_scenario(api.batches.get(app_id, test_id), test_id)
         api.batches.delete(app_id, test_id)
     say(f"deleted scenario test {test_id}")

@@ -41,6 +41,10 @@ TIMING_NOISE = 0.05
 _NORMAL_BEYOND_DF = 1000
 """Past this many degrees of freedom the t quantile is the normal one to 4 digits."""
 NO_DIFFERENCE = "no significant difference"
+VALUE_WORDS = ("better", "worse")
+"""What a significant change of ``result.value`` is called, (good, bad)."""
+TIMING_WORDS = ("faster", "slower")
+"""What a significant change of a timing metric is called, (good, bad)."""
 NOT_COMPARED = "not compared: no input succeeded on both"
 NO_RELATIVE_CHANGE = "not compared: no relative change (baseline 0)"
 
@@ -144,6 +148,23 @@ def not_called(pairs: int, paired_inputs: int | None = None) -> str:
     if pairs:
         return NO_DIFFERENCE
     return NO_RELATIVE_CHANGE if paired_inputs else NOT_COMPARED
+
+
+def called(
+    change: PairedChange,
+    words: tuple[str, str],
+    lower_is_good: bool,
+    paired_inputs: int | None = None,
+) -> str:
+    """``words`` = (good, bad) for a significant change, by its direction; else why it was
+    not called (``not_called``). The one wording of a verdict: the tables, the CSV."""
+    if not change.significant:
+        return not_called(change.pairs, paired_inputs)
+    good, bad = words
+    # None: a change past the float range, which only an increase can be (a decrease
+    # stops at -100 %)
+    increase = change.mean_relative_change is None or change.mean_relative_change > 0
+    return bad if increase == lower_is_good else good
 
 
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:

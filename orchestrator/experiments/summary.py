@@ -30,7 +30,10 @@ from typing import Any
 
 from orchestrator.errors import Invalid
 from orchestrator.experiments.paired import (
+    TIMING_WORDS,
+    VALUE_WORDS,
     PairedChange,
+    called,
     difference_change,
     pair_values,
     ratio_change,
@@ -49,6 +52,20 @@ TIMING_METRICS = (WALL_TIME, CPU_TIME, RUN_DURATION)
 OBJECTIVES = ("min", "max")
 TIE_TOLERANCE = 1e-9
 CSV_COLUMNS = ("target", "metric", "count", "min", "max", "mean", "median", "p90", "std")
+COMPARISON_COLUMNS = (
+    "baseline",
+    "pairs",
+    "wins",
+    "losses",
+    "ties",
+    "mean_change",
+    "change_low",
+    "change_high",
+    "verdict",
+)
+"""Added to the CSV of an experiment with a baseline: each candidate's row of a compared
+metric against the baseline (result.value: wins, losses, ties; a timing metric: its
+change only). Columns, not a second section, so the CSV stays one table."""
 FAILED_LABEL = "failed (incl. timed out)"
 """How tables head ``TargetSummary.failed``, which counts the timed-out runs too (the JSON
 field keeps its name: the SDK reads it)."""
@@ -405,16 +422,39 @@ class Summary:
         return asdict(self)
 
     def to_csv(self) -> str:
-        """One row per (target, metric); ``\\n`` line endings so it diffs well in git."""
+        """One row per (target, metric); ``\\n`` line endings so it diffs well in git. With
+        a baseline, the comparison's columns too (``COMPARISON_COLUMNS``), empty on the
+        baseline's rows and on metrics not compared."""
+        compared = self._comparison_cells()
+        blank = [None] * len(COMPARISON_COLUMNS) if compared else []
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow([*CSV_COLUMNS, *(COMPARISON_COLUMNS if compared else ())])
         for target in self.targets:
             for name, d in target.metrics.items():
-                writer.writerow(
-                    [target.target, name, d.count, d.min, d.max, d.mean, d.median, d.p90, d.std]
-                )
+                stats = [d.count, d.min, d.max, d.mean, d.median, d.p90, d.std]
+                cells = compared.get((target.target, name), blank)
+                writer.writerow([target.target, name, *stats, *cells])
         return buffer.getvalue()
+
+    def _comparison_cells(self) -> dict[tuple[str, str], list[Any]]:
+        """``COMPARISON_COLUMNS`` by (candidate, metric), unrounded, worded as the tables."""
+        lower_is_good = self.objective == "min"
+        cells: dict[tuple[str, str], list[Any]] = {}
+        for c in self.comparisons:
+            value = c.value_change
+            cells[(c.target, c.metric)] = [
+                *(c.baseline, c.paired, c.wins, c.losses, c.ties, c.mean_relative_change),
+                *(value.low, value.high, called(value, VALUE_WORDS, lower_is_good, c.paired)),
+            ]
+            for metric, change in c.timing.items():
+                if change.pairs:
+                    cells[(c.target, metric)] = [
+                        *(c.baseline, change.pairs, None, None, None),
+                        *(change.mean_relative_change, change.low, change.high),
+                        called(change, TIMING_WORDS, True),
+                    ]
+        return cells
 
 
 def targets_in_order(facts: Iterable[RunFacts]) -> list[str]:
