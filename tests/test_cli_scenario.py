@@ -127,3 +127,18 @@ def test_create_without_wait_names_the_command_that_follows(daemon: Daemon, app_
     with daemon.client() as api:
         wait_for(lambda: api.get(wait_for_end).json()["status"] != "started", timeout=30)
     orch(daemon, "scenario", "delete", "-a", app_id, "-b", test_id, "--confirm")
+
+
+def test_rows_come_by_scenario_in_the_order_given(daemon: Daemon, app_id: str) -> None:
+    """Each scenario's configurations together, scenarios and configurations as given (the
+    rows came in queue order, ``zeta_0, zeta_1, alpha_0, zeta_2``, and the option sets
+    were stored sorted by name)."""
+    proc = orch(
+        daemon,
+        *("scenario", "create", "-a", app_id, "-b", unique("order")),
+        *("--scenario", "id=zeta,instance=prod,input-set=known,scale=1|4|2"),
+        *("--scenario", "id=alpha,instance=prod,input-set=known"),
+        "--wait",
+    )
+    shown = [r[1] for r in rows(proc.stdout) if len(r) == 7]
+    assert shown == ["zeta_0", "zeta_1", "zeta_2", "alpha_0"], shown

@@ -119,11 +119,17 @@ class ExperimentAnalysis:
         """``grouped_distributional_summaries`` of the experiment's succeeded runs."""
 
         async def work(repos: Repos) -> list[dict[str, Any]]:
-            runs = await experiment_runs(repos, exp.app_id, exp.id)
+            runs = {r.id: r for r in await experiment_runs(repos, exp.app_id, exp.id)}
+            facts = [run_facts(r, {}) for r in runs.values()]
+            facts = await plan_order(repos, exp.app_id, exp.id, facts)
+            # groups come in order of first appearance: each option set's (a scenario's
+            # configurations) together, in the order they were given
+            sets = _ranks([None, *exp.option_sets])
+            facts.sort(key=lambda f: sets.get(f.option_set, len(sets)))
             points = [
-                point_of(r, run_metrics(run_facts(r, {})))
-                for r in runs
-                if r.status == RunStatus.SUCCEEDED
+                point_of(runs[f.run_id], run_metrics(f))
+                for f in facts
+                if f.status == RunStatus.SUCCEEDED.value
             ]
             return grouped_summaries(points, exp.type)
 

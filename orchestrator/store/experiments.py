@@ -14,7 +14,7 @@ from orchestrator.models import (
     now,
 )
 from orchestrator.store.db import Connection
-from orchestrator.store.rows import dump, load
+from orchestrator.store.rows import dump, dump_in_order, load
 
 
 class InputRepo:
@@ -200,7 +200,7 @@ class ExperimentRepo:
                 e.description,
                 e.input_set_id,
                 e.status.value,
-                dump(e.option_sets),
+                dump_in_order(e.option_sets),
                 dump(e.targets),
                 e.baseline,
                 e.objective,

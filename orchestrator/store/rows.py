@@ -27,6 +27,12 @@ def dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def dump_in_order(value: Any) -> str:
+    """``dump`` keeping the mapping's order: for one whose order is the user's (an
+    experiment's option sets, a scenario test's expanded in the order they were given)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def load(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
