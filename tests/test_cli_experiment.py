@@ -59,16 +59,22 @@ def knapsack_input(seed: int) -> dict[str, Any]:
     return {"weight_capacity": 80, "items": items}
 
 
-@pytest.fixture(scope="module")
-def app_id(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+def knapsack_app(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory, prefix: str) -> str:
+    """The knapsack sample as a new app, with version v1 and instances good (scale 1) and
+    worse (scale 8): two targets whose results differ."""
     with daemon.client() as api:
-        app_id = create_app(api, unique("exp"))
+        app_id = create_app(api, unique(prefix))
         push_dir(api, app_id, SAMPLES / "knapsack", tmp_path_factory.mktemp("pkg"))
         api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
         for inst, scale in (("good", "1"), ("worse", "8")):
             body = {"id": inst, "version_id": "v1", "configuration": {"options": {"scale": scale}}}
             assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
     return app_id
+
+
+@pytest.fixture(scope="module")
+def app_id(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return knapsack_app(daemon, tmp_path_factory, "exp")
 
 
 @pytest.fixture(scope="module")

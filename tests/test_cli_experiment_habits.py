@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from tests.cli_run import orch
-from tests.helpers import SAMPLES, Daemon, create_app, push_dir, unique
+from tests.helpers import Daemon, unique
 from tests.hints import hint, paste
+from tests.test_cli_experiment import knapsack_app
 
 FAIL_IF_WORSE = ["--fail-if", "result.value < baseline * 0.99"]
 COMPARISON_COLUMNS = [
@@ -35,15 +36,8 @@ def knapsack(value: int) -> str:
 
 @pytest.fixture(scope="module")
 def app_id(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The knapsack with instances good and worse, input sets "two" (2 inputs), "one"."""
-    with daemon.client() as api:
-        app_id = create_app(api, unique("hab"))
-        push_dir(api, app_id, SAMPLES / "knapsack", tmp_path_factory.mktemp("pkg"))
-        api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
-        for inst, scale in (("good", "1"), ("worse", "8")):
-            body: dict[str, Any] = {"id": inst, "version_id": "v1"}
-            body["configuration"] = {"options": {"scale": scale}}
-            assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
+    """The knapsack with instances good and worse, and input set "two" (2 inputs)."""
+    app_id = knapsack_app(daemon, tmp_path_factory, "hab")
     folder = tmp_path_factory.mktemp("inputs")
     for value in (10, 20):
         (folder / f"v{value}.json").write_text(knapsack(value))
