@@ -5,6 +5,13 @@ status change. Each open page stream holds a ``Subscription``: a bounded queue o
 run ids. A page that falls too far behind (a burst of thousands of runs while its
 tab sleeps) is told to reload instead of making the daemon hold an ever-growing
 backlog for it.
+
+A page is rendered before its stream subscribes, so a change in between would be
+lost (a run that finished then would show "running" for good). The feed therefore
+numbers its changes and keeps the last ``QUEUE_LIMIT``: a page carries the ``mark``
+it was rendered at, and its stream, once subscribed, is first given every change
+after that mark. A mark the feed can no longer answer for (too old, or from before
+the daemon restarted) makes the subscription ``overflowed``: the page reloads.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +32,12 @@ class Subscription:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_LIMIT)
         self.overflowed = False
+
+    def put(self, run_id: str) -> None:
+        try:
+            self.queue.put_nowait(run_id)
+        except asyncio.QueueFull:
+            self.overflowed = True
 
     async def next_batch(self, wait_seconds: float, stopping: asyncio.Event) -> list[str] | None:
         """Run ids changed since the last call (deduplicated, in order), waiting up to
@@ -53,22 +68,41 @@ class Subscription:
 class RunFeed:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
+        self._epoch = secrets.token_hex(4)
+        self._count = 0
+        self._recent: deque[str] = deque(maxlen=QUEUE_LIMIT)
+
+    @property
+    def mark(self) -> str:
+        """Where the feed is now, for a page to hand back to its stream: ``epoch-count``."""
+        return f"{self._epoch}-{self._count}"
 
     def publish(self, run_id: str) -> None:
+        self._count += 1
+        self._recent.append(run_id)
         for sub in self._subscriptions:
-            try:
-                sub.queue.put_nowait(run_id)
-            except asyncio.QueueFull:
-                sub.overflowed = True
+            sub.put(run_id)
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
+    def subscribe(self, since: str = "") -> Iterator[Subscription]:
+        """A subscription, given first the changes after ``since`` (a ``mark``) if any."""
         sub = Subscription()
+        if since:
+            self._replay(sub, since)
         self._subscriptions.add(sub)
         try:
             yield sub
         finally:
             self._subscriptions.discard(sub)
+
+    def _replay(self, sub: Subscription, since: str) -> None:
+        epoch, _, count_text = since.partition("-")
+        missed = self._count - int(count_text) if count_text.isdigit() else -1
+        if epoch != self._epoch or not 0 <= missed <= len(self._recent):
+            sub.overflowed = True
+            return
+        for run_id in list(self._recent)[len(self._recent) - missed :]:
+            sub.put(run_id)
 
     @property
     def listeners(self) -> int:

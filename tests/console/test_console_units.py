@@ -6,12 +6,14 @@ import asyncio
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from orchestrator.console import sessions as sessions_module
 from orchestrator.console.geojson import render_map
-from orchestrator.console.live import RunFeed, sse
+from orchestrator.console.live import QUEUE_LIMIT, RunFeed, sse
+from orchestrator.console.pages import run as run_page
 from orchestrator.console.pages.experiments import gate_verdict
 from orchestrator.console.pages.login import safe_next
 from orchestrator.console.pages.run_actions import parse_options, saved_as
@@ -247,3 +249,51 @@ async def test_the_feed_fans_out_and_a_slow_page_is_told_to_reload() -> None:
         assert await one.next_batch(1, stop) is None
     assert feed.listeners == 0
     assert sse("run", {"a": 1}, "5.running") == 'id: 5.running\nevent: run\ndata: {"a":1}\n\n'
+
+
+async def test_the_feed_replays_what_a_page_missed_between_its_render_and_its_stream() -> None:
+    """A list page's stream subscribes after the page was read: a run that finished in
+    between stayed "running" on screen for good. The page now carries the feed's mark."""
+    feed = RunFeed()
+    feed.publish("before")
+    mark = feed.mark  # the page is rendered here
+    feed.publish("r1")
+    feed.publish("r2")
+    stop = asyncio.Event()
+    with feed.subscribe(mark) as sub:
+        assert await sub.next_batch(1, stop) == ["r1", "r2"]
+        assert not sub.overflowed
+    with feed.subscribe(feed.mark) as sub:
+        assert await sub.next_batch(0.01, stop) == []
+    for n in range(QUEUE_LIMIT):
+        feed.publish(f"r{n}")
+    ahead = mark.split("-")[0] + "-99999"
+    for gone in (mark, RunFeed().mark, ahead, "nonsense"):
+        with feed.subscribe(gone) as sub:  # too old, another daemon's, ahead, not a mark
+            assert sub.overflowed, gone
+
+
+async def test_a_run_page_stream_reads_the_run_after_subscribing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page showed "running"; the run ended before the stream subscribed, so no
+    change will ever be published for it. The stream must still send the ended panels."""
+    run = Run(id="r", app_id="a", instance_id="i", executable_id="e", status=RunStatus.SUCCEEDED)
+
+    async def get(app_id: str, run_id: str) -> Run:
+        return run
+
+    async def no_context(console: object, run: Run) -> dict[str, object]:
+        return {}
+
+    monkeypatch.setattr(run_page, "_context", no_context)
+    monkeypatch.setattr(run_page, "render", lambda template, **_: f"<{template}>")
+    runs = SimpleNamespace(get=get, log_path=lambda run: tmp_path / "log")
+    console = SimpleNamespace(
+        services=SimpleNamespace(runs=runs), feed=RunFeed(), stopping=asyncio.Event()
+    )
+    request = SimpleNamespace(state=SimpleNamespace())
+    stream = run_page._run_events(console, request, "a", "r", 0, "running")  # type: ignore[arg-type]
+    events = [e async for e in stream]  # ends, rather than waiting for a change
+    assert [e.split("\n")[1] for e in events[1:]] == ["event: run", "event: end"]
+    assert '"status":"succeeded"' in events[1]

@@ -64,10 +64,10 @@ async def run_page(request: Request, app_id: str, run_id: str) -> Response:
 @router.get("/apps/{app_id}/runs/{run_id}/stream")
 async def run_stream(request: Request, app_id: str, run_id: str) -> StreamingResponse:
     console = state(request)
-    run = await console.services.runs.get(app_id, run_id)
+    await console.services.runs.get(app_id, run_id)  # 404 now, not inside the stream
     offset, known = _resume(request)
     return StreamingResponse(
-        _run_events(console, request, run, offset, known),
+        _run_events(console, request, app_id, run_id, offset, known),
         media_type="text/event-stream",
         headers=STREAM_HEADERS,
     )
@@ -84,13 +84,21 @@ def _resume(request: Request) -> tuple[int, str]:
 
 
 async def _run_events(
-    console: Console, request: Request, run: Run, offset: int, known: str
+    console: Console, request: Request, app_id: str, run_id: str, offset: int, known: str
 ) -> AsyncIterator[str]:
     svc = console.services
-    log_path = svc.runs.log_path(run)
-    children = await _children(console, run)
-    stale = False
     with console.feed.subscribe() as sub:
+        # Read only once subscribed: a change between the page's render and this point
+        # would otherwise be lost, and the page would show "running" for good. An
+        # ensemble's children may have changed too, so its panels are sent at once.
+        try:
+            run = await svc.runs.get(app_id, run_id)
+        except NotFound:
+            yield sse("gone", {})
+            return
+        log_path = svc.runs.log_path(run)
+        children = await _children(console, run)
+        stale = bool(children)
         yield retry(1000)
         while True:
             if run.status.value != known or stale:

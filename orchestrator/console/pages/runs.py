@@ -4,6 +4,10 @@ The table is rendered whole on the server; ``/runs/stream`` then sends one
 server-sent event per changed run that passes the page's filters (its new row), so
 queued and running runs move on screen without a reload. A run that leaves a status
 filter (it finished) is sent as ``gone``.
+
+The page's stream URL carries the feed's ``mark`` from before the table was read, and
+each event carries the mark it was sent at: the stream starts from the page's mark
+and a reconnecting browser from its last event, so no change in between is missed.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ async def _runs_page(request: Request, fixed_app: str | None) -> Response:
     if fixed_app is not None:
         filters["app"] = fixed_app
     cursor = request.query_params.get("before") or None
+    mark = console.feed.mark  # before the table is read: the stream sends what follows
     apps = await console.services.apps.list()
     known = filters["app"] in {a.id for a in apps}
     error, status = "", 200
@@ -70,7 +75,8 @@ async def _runs_page(request: Request, fixed_app: str | None) -> Response:
         runs=result.runs,
         older=_link(request.url.path, query, result.next_cursor) if result.next_cursor else None,
         newest=_link(request.url.path, query, None) if cursor else None,
-        live_url="/runs/stream?" + urlencode({k: v for k, v in filters.items() if v}),
+        live_url="/runs/stream?"
+        + urlencode({**{k: v for k, v in filters.items() if v}, "mark": mark}),
         first_page=cursor is None,
         error=error,
     )
@@ -91,29 +97,32 @@ async def runs_stream(request: Request) -> StreamingResponse:
     filters = [request.query_params.get(k, "").strip() for k in FILTERS]
     query = run_query(*filters)
     show_app = not request.query_params.get("app")
+    since = request.headers.get("last-event-id") or request.query_params.get("mark", "")
     return StreamingResponse(
-        _run_changes(state(request), query, show_app),
+        _run_changes(state(request), query, show_app, since),
         media_type="text/event-stream",
         headers=STREAM_HEADERS,
     )
 
 
-async def _run_changes(console: Console, query: RunQuery, show_app: bool) -> AsyncIterator[str]:
-    with console.feed.subscribe() as sub:
+async def _run_changes(
+    console: Console, query: RunQuery, show_app: bool, since: str
+) -> AsyncIterator[str]:
+    with console.feed.subscribe(since) as sub:
         yield retry(1000)
-        while True:
+        while not sub.overflowed:
             batch = await sub.next_batch(KEEPALIVE_SECONDS, console.stopping)
+            mark = console.feed.mark  # the batch holds every change up to here
             if batch is None:
-                return
-            if sub.overflowed:
-                yield sse("stale", {})
                 return
             if not batch:
                 yield KEEPALIVE
-            for run_id in batch:
+            for run_id in [] if sub.overflowed else batch:
                 run = await console.services.store.read.runs.get(run_id)
                 if run is not None and await console.search.matches(query, run_id):
                     html = row_html(run, show_app)
-                    yield sse("run", {"id": run.id, "status": run.status.value, "html": html})
+                    data = {"id": run.id, "status": run.status.value, "html": html}
+                    yield sse("run", data, mark)
                 elif query.status is not None:
-                    yield sse("gone", {"id": run_id})
+                    yield sse("gone", {"id": run_id}, mark)
+        yield sse("stale", {})
