@@ -61,6 +61,10 @@ class Comparison:
     baseline_instance_id: str
     candidate_instance_ids: tuple[str, ...]
 
+    @property
+    def instance_ids(self) -> tuple[str, ...]:
+        return (self.baseline_instance_id, *self.candidate_instance_ids)
+
 
 @dataclass
 class ShadowTest:

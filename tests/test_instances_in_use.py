@@ -9,17 +9,21 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.errors import Conflict
+from orchestrator.ensemble_models import EnsembleDefinition, EvaluationRule, RunGroup
+from orchestrator.errors import Conflict, NotFound
+from orchestrator.experiments import ensembles, shadow, switchback
 from orchestrator.experiments.switchback_plan import stamp, utc_now
 from orchestrator.home import Home
 from orchestrator.models import App, EnvStatus, Executable, Instance, Version
 from orchestrator.registry.instances import InstanceService
+from orchestrator.runs.service import RunService
+from orchestrator.shadow_models import Comparison, ShadowTest
 from orchestrator.store import Store
 from orchestrator.switchback_models import Arm, Plan, SwitchbackStatus, SwitchbackTest
 from tests.helpers import create_app, push_dir, write_app
@@ -190,3 +194,64 @@ async def test_a_switchback_test_whose_units_ran_out_no_longer_counts(tmp_path: 
         )
     finally:
         await store.close()
+
+
+FIRST_CHECKS = {  # the method, and how many calls of it check before the write
+    "switchback": (switchback.SwitchbackTests, "_instance", 2),
+    "shadow": (shadow.ShadowTests, "_comparisons", 1),
+    "ensemble": (ensembles.EnsembleDefinitions, "_check", 1),
+}
+
+
+@pytest.mark.parametrize("kind", FIRST_CHECKS)
+async def test_an_instance_deleted_while_a_test_is_made_is_not_named_by_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The delete lands after the creation's checks, before its write, where the delete's
+    own check cannot see the test yet: the creation is refused, not stored naming nothing."""
+    store = Store(tmp_path / "orch.db")
+    await store.open()
+    try:
+        async with store.write() as w:
+            exe = Executable("a" * 64, 1, {}, "python", "py", EnvStatus.NONE)
+            await w.executables.insert_if_missing(exe, "blobs/x")
+            await w.apps.insert(App("app", "App", executable_id=exe.id))
+            await w.versions.insert(Version("v1", "app", "v1", exe.id))
+            for instance_id in ("base", "rough"):
+                await w.instances.insert(Instance(instance_id, "app", "v1", instance_id))
+        instances = InstanceService(store, Settings(home=Home(tmp_path)))
+        owner, name, calls = FIRST_CHECKS[kind]
+        first_check, made = getattr(owner, name), []
+
+        async def check_then_delete(*args: Any) -> Any:
+            checked = await first_check(*args)
+            made.append(args)
+            if len(made) == calls:
+                await instances.delete("app", "rough")
+            return checked
+
+        monkeypatch.setattr(owner, name, check_then_delete)
+        with pytest.raises(NotFound, match="instance 'rough' not found"):
+            await _create(kind, store, tmp_path)
+        assert await store.read.switchback.list("app") == []
+        assert await store.read.shadow_tests.list("app") == []
+        assert await store.read.ensembles.list("app") == []
+    finally:
+        await store.close()
+
+
+async def _create(kind: str, store: Store, tmp_path: Path) -> None:
+    home = Home(tmp_path)
+    if kind == "switchback":
+        test = SwitchbackTest("t", "app", "base", "rough", 1.0, 2)
+        await switchback.SwitchbackTests(store, home, utc_now).create(test)
+    elif kind == "shadow":
+        runs = cast(RunService, None)  # a draft without a start time runs nothing
+        draft = ShadowTest("t", "app", "t", [Comparison("base", ("rough",))], 10)
+        await shadow.ShadowTests(store, home, runs).create(draft)
+    else:
+        groups = [RunGroup("fine", "base"), RunGroup("rough", "rough")]
+        rules = [EvaluationRule("best", "$.result.value", "maximize")]
+        await ensembles.EnsembleDefinitions(store).create(
+            EnsembleDefinition("d", "app", groups, rules)
+        )

@@ -2,7 +2,8 @@
 
 A definition names the run groups an ensemble run fans out to (an instance,
 options, repetitions) and the rules that pick the winning child. Every group's
-instance must exist when the definition is made; a run re-checks it.
+instance must exist when the definition is made (checked in the write that stores it,
+so a delete cannot slip in between); a run re-checks it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class EnsembleDefinitions:
         if await self.store.read.ensembles.get(d.app_id, d.id) is not None:
             raise Conflict(f"ensemble definition {d.id!r} already exists in app {d.app_id!r}")
         async with self.store.write() as w:
+            for group in d.run_groups:  # again, in the write: see require_instances
+                await resolve(w, d.app_id, group.instance_id, None)
             await w.ensembles.insert(d)
         return d
 
@@ -49,7 +52,6 @@ class EnsembleDefinitions:
             raise Invalid(f"the run groups make {total} child runs; at most {MAX_CHILDREN}")
         for group in d.run_groups:
             _check_group(group)
-            await resolve(self.store.read, d.app_id, group.instance_id, None)
         for rule in d.rules:
             _check_rule(rule)
 

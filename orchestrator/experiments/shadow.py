@@ -26,7 +26,7 @@ from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import Run, epoch, now
-from orchestrator.registry.lookup import require_app
+from orchestrator.registry.lookup import require_app, require_instances
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs.service import RunService
 from orchestrator.shadow_models import (
@@ -72,6 +72,7 @@ class ShadowTests:
         _check_events(t)
         t.status, t.shadowed_runs = ShadowStatus.DRAFT, 0
         async with self.store.write() as w:
+            await require_instances(w, t.app_id, [i for c in t.comparisons for i in c.instance_ids])
             await w.shadow_tests.insert(t)
         if t.start_time is not None and t.start_time <= now():
             return await self.start(t.app_id, t.id)

@@ -42,7 +42,7 @@ from orchestrator.experiments.switchback_plan import (
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, validate_child_id
 from orchestrator.models import Run
-from orchestrator.registry.lookup import require_app
+from orchestrator.registry.lookup import require_app, require_instances
 from orchestrator.registry.resolve import resolve
 from orchestrator.runs.service import RunRequest
 from orchestrator.store import Store
@@ -99,6 +99,7 @@ class SwitchbackTests:
         t.status, t.plan = SwitchbackStatus.DRAFT, None
         t.created_at = t.updated_at = stamp(self.clock())
         async with self.store.write() as w:
+            await require_instances(w, t.app_id, [t.baseline_instance_id, t.candidate_instance_id])
             await w.switchback.insert(t)
         if t.scheduled_start is not None:
             self._live.setdefault(t.app_id, set()).add(t.id)

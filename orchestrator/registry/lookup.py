@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import check_label
-from orchestrator.models import App, Executable, Instance, Version
+from orchestrator.models import RESERVED_INSTANCES, App, Executable, Instance, Version
 from orchestrator.store import Repos
 
 
@@ -29,6 +30,15 @@ async def require_instance(repos: Repos, app_id: str, instance_id: str) -> Insta
     if instance is None:
         raise NotFound(f"instance {instance_id!r} not found in app {app_id!r}")
     return instance
+
+
+async def require_instances(repos: Repos, app_id: str, instance_ids: Iterable[str]) -> None:
+    """Each instance exists (devint always does). Tests check this again inside the write
+    that stores them: deleting an instance refuses while a test names it, so a delete that
+    slipped in after the first check must be caught here, or the test names it for good."""
+    for instance_id in dict.fromkeys(instance_ids):
+        if instance_id not in RESERVED_INSTANCES:
+            await require_instance(repos, app_id, instance_id)
 
 
 async def require_current_executable(repos: Repos, app: App) -> Executable:
