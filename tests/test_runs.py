@@ -197,6 +197,8 @@ def test_multi_file_input_and_outputs(api: httpx.Client, tmp_path: Path) -> None
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         names = tar.extractfile("solutions/names.txt")
         assert names is not None and names.read() == b"a.csv\nb.json"
+    flags, name = archive[3], archive[10 : archive.index(b"\0", 10)]
+    assert flags & 0x08 and name == b"output.tar"  # the name gunzip -N restores, not a temp
 
 
 def test_priority_order_and_cancel_queued(make_daemon: MakeDaemon, tmp_path: Path) -> None:

@@ -7,9 +7,12 @@ first request and kept next to the run.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import stat
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -147,13 +150,26 @@ def _tar_once(folder: FilePath, archive: FilePath, within: FilePath | None = Non
     only if the folder really lies there: a model may have left links to anything
     (``confined``)."""
     if not archive.exists():
-        tmp = archive.with_suffix(".tmp")
-        with tarfile.open(tmp, "w:gz") as tar:
+        with _writing(archive) as tar:
             if folder.exists() and (within is None or confined(folder, within)):
                 for found, name, info in trees.regular_files(folder):
                     _add(tar, found, name, info)
-        tmp.rename(archive)
     return archive
+
+
+@contextlib.contextmanager
+def _writing(archive: FilePath) -> Iterator[tarfile.TarFile]:
+    """A tar.gz written beside ``archive``, then renamed into place: a request that
+    finds it finds it whole. The gzip header names the tar as ``gunzip -N`` would
+    restore it (``output.tar``), not the temporary file."""
+    tmp = archive.with_suffix(".tmp")
+    with (
+        tmp.open("wb") as raw,
+        gzip.GzipFile(archive.name.removesuffix(".gz"), "wb", fileobj=raw) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        yield tar
+    tmp.rename(archive)
 
 
 def _add(tar: tarfile.TarFile, folder: trees.Folder, name: str, info: os.stat_result) -> None:
@@ -237,11 +253,9 @@ def _tar_file_once(path: str, archive: FilePath, name: str) -> FilePath | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        tmp = archive.with_suffix(".tmp")
-        with tarfile.open(tmp, "w:gz") as tar:
+        with _writing(archive) as tar:
             member = tarfile.TarInfo(name)
             member.size, member.mtime = info.st_size, int(info.st_mtime)
             member.mode = stat.S_IMODE(info.st_mode)
             tar.addfile(member, fh)
-        tmp.rename(archive)
     return archive
