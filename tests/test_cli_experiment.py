@@ -384,3 +384,14 @@ def test_batch_get_csv_of_a_running_experiment_says_it_is_running(
         assert f"orch experiment batch get -a {app_id} -b napping" in proc.stderr
     finally:
         orch(daemon, "batch", "cancel", "-a", app_id, "-b", "napping")
+
+
+def test_a_file_given_twice_is_one_input(daemon: Daemon, app_id: str, tmp_path: Path) -> None:
+    file = tmp_path / "one.json"
+    file.write_text(json.dumps(knapsack_input(1)))
+    (tmp_path / "sub").mkdir()
+    again = tmp_path / "sub" / ".." / "one.json"  # the same file, spelled otherwise
+    base = ("input-set", "create", "-a", app_id, "-n", "Once", "-s", "once", "--json")
+    made = orch(daemon, *base, "--file", file, "--file", again)
+    assert len(json.loads(made.stdout)["input_ids"]) == 1
+    assert f"{again} is given more than once: it is kept once" in made.stderr

@@ -102,7 +102,7 @@ def create_input_set(
     body: dict[str, Any] = {"id": set_id, "name": name, "description": description}
     with errors_to_exit(), client(home) as api:
         if directory or files:
-            paths = _folder_files(directory) if directory else list(files or [])
+            paths = _folder_files(directory) if directory else _once_each(files or [])
             data = _create_from_files(api, app_id, body, paths, fmt)
         elif run_ids:
             data = api.input_sets.create(app_id, body | {"run_ids": split_ids(run_ids)})
@@ -122,6 +122,15 @@ def _check_sources(given: dict[str, Any], window: bool) -> None:
         fail(f"give exactly one source of inputs: {', '.join(given)}{got}", code=2)
     if window and chosen != ["--instance-id"]:
         fail("--maximum-runs, --start-time and --end-time only go with --instance-id", code=2)
+
+
+def _once_each(files: list[Path]) -> list[Path]:
+    """A file given twice is kept once, as the daemon keeps a run or an input given twice."""
+    first: dict[Path, Path] = {}
+    for path in files:
+        if first.setdefault(path.resolve(), path) is not path:
+            say(f"{path} is given more than once: it is kept once")
+    return list(first.values())
 
 
 def _folder_files(folder: Path) -> list[Path]:
