@@ -35,6 +35,7 @@ from typing import Any
 from orchestrator.errors import Invalid
 from orchestrator.home import Home, default_home
 from orchestrator.models import Limits
+from orchestrator.ports import recorded_tls
 
 DEFAULT_LIMITS = Limits(
     memory_mb=4096,
@@ -190,6 +191,8 @@ class Settings:
             values.update(_from_toml(_read_config(home.config_file)))
         values.update(_from_env())
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "tls" not in values and (tls := recorded_tls(home)) is not None:
+            values["tls"] = tls  # the scheme of the last start: the address stays (``ports``)
         settings = cls(home=home, **values)
         settings.check()
         return settings

@@ -41,7 +41,7 @@ from orchestrator.lifecycle import (
     why_not_started,
 )
 from orchestrator.loopwatch import LoopWatch
-from orchestrator.ports import listen
+from orchestrator.ports import listen, record_tls
 from orchestrator.wiring import Engine, build_engine
 
 log = logging.getLogger("orch.daemon")
@@ -129,6 +129,7 @@ class Daemon:
         self._engine = await build_engine(settings, disk)
         await self._engine.start()
         sock = listen(settings.host, home, settings.port)
+        record_tls(home, settings.tls)
         app = self._app = create_app(self._engine.services, api_key)
         app.state.inbox = self._engine.inbox  # /healthz says when push/ cannot be watched
         if settings.loop_monitor:

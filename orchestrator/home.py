@@ -57,6 +57,11 @@ class Home:
         return self.root / "port"
 
     @cached_property
+    def scheme_file(self) -> Path:
+        """Whether the daemon served HTTPS last, kept by the next start unless told (``ports``)."""
+        return self.root / "scheme"
+
+    @cached_property
     def config_file(self) -> Path:
         return self.root / "config.toml"
 

@@ -1,4 +1,4 @@
-"""Which port the daemon listens on: the same one every start, unless asked otherwise.
+"""Where the daemon listens: the same address every start, unless asked otherwise.
 
 Saved URLs, an SDK snippet or a browser tab keep working across restarts only if the
 address does not move. So without an explicit port (``--port``, ``ORCH_PORT`` or
@@ -6,6 +6,10 @@ address does not move. So without an explicit port (``--port``, ``ORCH_PORT`` or
 home), else ``DEFAULT_PORT``; only when that is taken does it fall back to a free one,
 and records it, so the next start comes back to it. ``--port 0`` asks for any free
 port, used once and not recorded (what tests do).
+
+The scheme is kept the same way: a daemon started once with ``--tls`` (or
+``ORCH_TLS``, or ``tls`` in ``config.toml``) serves HTTPS at every start after, until
+one says ``--no-tls``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from pathlib import Path
 
 from orchestrator.home import Home
 
@@ -63,6 +68,24 @@ def recorded_port(home: Home) -> int | None:
 
 
 def _record(home: Home, port: int) -> None:
-    tmp = home.port_file.with_suffix(".tmp")
-    tmp.write_text(f"{port}\n")
-    os.replace(tmp, home.port_file)
+    _write(home.port_file, str(port))
+
+
+def _write(path: Path, value: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{value}\n")
+    os.replace(tmp, path)
+
+
+def recorded_tls(home: Home) -> bool | None:
+    """Whether the last daemon of ``home`` served HTTPS; None when none said."""
+    try:
+        scheme = home.scheme_file.read_text().strip()
+    except OSError:
+        return None
+    return {"https": True, "http": False}.get(scheme)
+
+
+def record_tls(home: Home, tls: bool) -> None:
+    if recorded_tls(home) != tls:
+        _write(home.scheme_file, "https" if tls else "http")

@@ -149,6 +149,17 @@ def test_certificates_survive_a_restart(tmp_path: Path) -> None:
         again.stop()
 
 
+def test_a_restarted_daemon_keeps_its_scheme_until_told_otherwise(tmp_path: Path) -> None:
+    """As it keeps its port: an https URL saved for the nextmv CLI stays good. A plain
+    start after a TLS one used to serve http."""
+    home, schemes = tmp_path / "home", []
+    for env in ({"ORCH_TLS": "1"}, {}, {"ORCH_TLS": "0"}, {}):
+        d: Daemon = Daemon.start(home, env=env)
+        schemes.append(d.url.partition(":")[0])
+        d.stop()
+    assert schemes == ["https", "https", "http", "http"]
+
+
 def test_env_quotes_its_values_and_names_the_bundle(tmp_path: Path) -> None:
     home = tmp_path / "it's a home"
     d: Daemon = Daemon.start(home, config="tls = true\n")

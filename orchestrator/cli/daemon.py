@@ -51,7 +51,8 @@ TlsOption = typer.Option(
     None,
     "--tls/--no-tls",
     help="Serve HTTPS with a certificate from orch's own CA, kept in the home (the official "
-    "nextmv CLI needs it). Also 'tls = true' in config.toml or ORCH_TLS=1.",
+    "nextmv CLI needs it). Also 'tls = true' in config.toml or ORCH_TLS=1. Neither given: "
+    "as the last start.",
     show_default=False,
 )
 
