@@ -145,8 +145,10 @@ def test_bad_input_is_a_clear_error(daemon: Daemon, app_id: str, best: str) -> N
         return proc.stderr
 
     create = f"ensemble create -a {app_id}"
-    assert "no rules: give --statistics-path" in error(f"{create} --instance-ids scale1")
-    assert "--run-groups 'nope' is not valid JSON" in error(f"{create} --run-groups nope")
+    assert "no rules: give --statistics-path" in error(f"{create} --instance-ids scale1", code=2)
+    assert "--run-groups 'nope' is not valid JSON" in error(
+        f"{create} --run-groups nope", code=2
+    )  # a mistake on the command line, as a rule with half its flags (below)
     assert "needs both --statistics-path and --objective" in error(
         f"{create} --instance-ids scale1 --statistics-path $.result.value", code=2
     )
@@ -204,17 +206,18 @@ def test_a_file_and_flags_make_one_definition(tmp_path: Path) -> None:
         ("{", "is not valid JSON"),
         ("[]", "must hold a JSON object"),
         ('{"run_groups": {"id": "a"}}', "run_groups must be an array of objects"),
+        (b"\xff{}", "is not UTF-8 text (invalid start byte at byte 0)"),
     ],
 )
 def test_a_bad_file_is_refused_before_anything_is_sent(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes, message: str
 ) -> None:
     import typer
 
     from orchestrator.cli.ensemble_spec import GroupFlags, RuleFlags, definition_body
 
     saved = tmp_path / "d.json"
-    saved.write_text(content)
+    saved.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(typer.Exit) as exit_:
         definition_body(saved, None, None, GroupFlags(), RuleFlags())
     assert exit_.value.exit_code == 1 and message in capsys.readouterr().err

@@ -70,8 +70,10 @@ def read_file(path: Path | None) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"cannot read {path}: {exc}")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        fail(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})")
     except ValueError as exc:
         fail(f"{path} is not valid JSON: {exc}")
     if not isinstance(data, dict):
@@ -92,10 +94,10 @@ def json_items(values: list[str] | None, flag: str) -> list[dict[str, Any]]:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            fail(f"{flag} {text!r} is not valid JSON: {exc}")
+            fail(f"{flag} {text!r} is not valid JSON: {exc}", code=2)
         found = data if isinstance(data, list) else [data]
         if not all(isinstance(item, dict) for item in found):
-            fail(f"{flag} takes a JSON object or an array of objects, got {text!r}")
+            fail(f"{flag} takes a JSON object or an array of objects, got {text!r}", code=2)
         items += found
     return items
 
@@ -103,7 +105,7 @@ def json_items(values: list[str] | None, flag: str) -> list[dict[str, Any]]:
 def groups_of(flags: GroupFlags) -> list[dict[str, Any]]:
     if not flags.instance_ids:
         if flags.repetitions is not None or flags.options:
-            fail("--repetitions and --options apply to --instance-ids; give it too")
+            fail("--repetitions and --options apply to --instance-ids; give it too", code=2)
         return []
     options = parse_options(flags.options)
     return [
@@ -147,7 +149,7 @@ def definition_body(
     rules = [*body.get("rules", []), *json_items(rule_json, "--rules")]
     body["rules"] = rules + rule_of(rule, len(rules))
     if not body["run_groups"]:
-        fail("no run groups: give --instance-ids, --run-groups or a --file that has them")
+        fail("no run groups: give --instance-ids, --run-groups or a --file that has them", code=2)
     if not body["rules"]:
-        fail("no rules: give --statistics-path and --objective, --rules, or a --file")
+        fail("no rules: give --statistics-path and --objective, --rules, or a --file", code=2)
     return body
