@@ -255,3 +255,23 @@ def test_status_of_a_frozen_daemon_says_it_runs_but_does_not_answer(
     assert shown["pid"] == d.process.pid
     assert f"the daemon (pid {d.process.pid}) runs but does not answer" in done.stderr
     assert json.loads(daemon_cli(d.home, "status", "--json").stdout)["answering"] is True
+
+
+def test_a_daemon_that_does_not_answer_is_said_while_the_command_waits(
+    make_daemon: MakeDaemon,
+) -> None:
+    """A frozen daemon (here stopped by SIGSTOP) made every command wait up to 60 s in
+    silence; after 5 s the command now says it is still waiting, then goes on."""
+    d = make_daemon()
+    d.process.send_signal(signal.SIGSTOP)
+    try:
+        argv = [*CLI, "app", "list", "--home", str(d.home)]
+        waiting = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        time.sleep(6.5)
+    finally:
+        d.process.send_signal(signal.SIGCONT)
+    _, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0, err
+    assert f"the daemon at {d.url} has not answered for 5 s; still waiting" in err.decode()
+    quick = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
+    assert quick.returncode == 0 and "still waiting" not in quick.stderr

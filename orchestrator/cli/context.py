@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 from typer._click.core import ParameterSource
 
-from orchestrator.cli.output import fail
+from orchestrator.cli.output import fail, say
 from orchestrator.client import OrchClient
+from orchestrator.client.transport import SLOW_AFTER
 from orchestrator.home import Home, default_home
 
 IdValue = str | list[str] | None
@@ -63,4 +64,9 @@ def home_of(home: Path | None) -> Home:
 
 
 def client(home: Path | None) -> OrchClient:
-    return OrchClient.for_home(home_of(home))
+    api = OrchClient.for_home(home_of(home))
+    api.http.on_slow = lambda: say(
+        f"the daemon at {api.url} has not answered for {SLOW_AFTER:g} s; still waiting"
+        " (if it never does: orch daemon stop, then orch daemon start)"
+    )
+    return api

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import socket
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
@@ -167,9 +168,11 @@ class Connection:
         target: str,
         headers: dict[str, str],
         body: bytes | IO[bytes] | None = None,
+        patience: tuple[float, Callable[[], None]] | None = None,
     ) -> Response:
         """Send a request and read the answer's status and headers; its body is read from
-        the returned ``Response``, before this connection can send again."""
+        the returned ``Response``, before this connection can send again. ``patience``:
+        (seconds, what to call once when no answer has begun by then)."""
         if self.sock is None:
             raise Disconnected("the connection is closed")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}", "Accept-Encoding: identity"]
@@ -183,7 +186,20 @@ class Connection:
             self.sock.sendall(head)
             while block := body.read(BLOCK):
                 self.sock.sendall(block)
+        if patience is not None and not self._answering(patience[0]):
+            patience[1]()
         return Response(self, head=method == "HEAD")
+
+    def _answering(self, within: float) -> bool:
+        """Whether the answer begins within ``within`` seconds (nothing is read: a request
+        is only sent once the previous answer was read to its end, so bytes already
+        buffered can only be TLS's)."""
+        import select  # built in; only the commands that wait for a slow answer use it
+
+        pending = getattr(self.sock, "pending", None)  # an SSLSocket's decrypted bytes
+        if pending is not None and pending():
+            return True
+        return bool(select.select([cast(socket.socket, self.sock)], [], [], within)[0])
 
 
 def _read_head(reader: IO[bytes]) -> tuple[int, dict[str, str]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     import ssl
 
 Params = Mapping[str, str | int | float | bool | None]
+SLOW_AFTER = 5.0
+"""Seconds without an answer after which ``on_slow`` is called: a request that waits on
+purpose (a long poll, an upload) gives its own timeout and is not counted."""
 _RETRYABLE = (Disconnected, ConnectionResetError, BrokenPipeError)
 
 
@@ -67,6 +70,9 @@ class Transport:
         self._conn: Connection | None = None
         self._ca_file = ca_file
         self._tls: ssl.SSLContext | None = None
+        self.on_slow: Callable[[], None] | None = None
+        """Called when a request with the default timeout has had no answer for
+        ``SLOW_AFTER`` seconds (a frozen daemon): the CLI says it is still waiting."""
 
     def close(self) -> None:
         if self._conn is not None:
@@ -155,8 +161,9 @@ class Transport:
         rewindable = body is None or isinstance(body, bytes)
         for attempt in (1, 2):  # a keep-alive connection the daemon closed: reconnect once
             try:
+                patience = (SLOW_AFTER, self.on_slow) if self.on_slow and not timeout else None
                 return self._connection(timeout or self._timeout).request(
-                    method, target, headers, body
+                    method, target, headers, body, patience
                 )
             except BadAnswer as exc:
                 self.close()
