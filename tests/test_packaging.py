@@ -525,10 +525,18 @@ def test_gzip_of_something_else(tmp_path: Path) -> None:
     assert_rejected(archive, Unprocessable, "package is corrupt or truncated")
 
 
-def test_not_an_archive(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"hello, I am a text file", "it is text, starting 'hello, I am a te'"),
+        (b'  {"a": 1}', "it is JSON text"),
+        (bytes(range(200, 216)), "it starts with the bytes c8 c9 ca cb cc cd ce cf"),
+    ],
+)
+def test_not_an_archive(tmp_path: Path, content: bytes, said: str) -> None:
     archive = tmp_path / "p.tar.gz"
-    archive.write_text("hello, I am a text file")
-    assert_rejected(archive, Unprocessable, "not a tar.gz or tar archive .it starts with b'hello")
+    archive.write_bytes(content)
+    assert_rejected(archive, Unprocessable, f"not a tar.gz or tar archive .{said}.$")
 
 
 def test_zip_is_named(tmp_path: Path) -> None:

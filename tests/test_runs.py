@@ -201,6 +201,23 @@ def test_multi_file_input_and_outputs(api: httpx.Client, tmp_path: Path) -> None
     assert flags & 0x08 and name == b"output.tar"  # the name gunzip -N restores, not a temp
 
 
+def test_an_archive_sent_to_a_json_app_is_named_in_words(api: httpx.Client, tmp_path: Path) -> None:
+    """The daemon said ``'utf-8' codec can't decode byte 0x8b in position 1``."""
+    app_id = create_app(api)
+    push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("a.json"), io.BytesIO(b""))
+    up = api.post(f"/v1/applications/{app_id}/runs/uploadurl").json()
+    assert httpx.put(up["upload_url"], content=buf.getvalue()).status_code == 200
+    r = api.post(f"/v1/applications/{app_id}/runs", json={"upload_id": up["upload_id"]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == (
+        "input is not valid JSON: it is not UTF-8 text (byte 0x8b at offset 1) (a gzip file:"
+        " folder inputs go to multi-file or csv-archive apps)"
+    )
+
+
 def test_priority_order_and_cancel_queued(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     d = make_daemon(config="concurrency = 1\n")
     with d.client() as api:

@@ -169,11 +169,17 @@ def _open_stream(archive: Path) -> Iterator[_Readable]:
 
 
 def _sniff(head: bytes) -> str:
+    """What the file is instead, in words: its first bytes as text when they are text."""
     if not head:
         return "the file is empty"
     if head.startswith(b"PK\x03\x04"):
-        return "it is a zip file; push a tar.gz instead"
-    return f"it starts with {head[:8]!r}"
+        return "it is a zip file: make a tar.gz instead"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "it is JSON text"
+    text = head[:16].decode("ascii", errors="replace")
+    if text.isascii() and text.isprintable():
+        return f"it is text, starting {text!r}"
+    return f"it starts with the bytes {head[:8].hex(' ')}"
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, tree: Path, b: _Budget) -> None:

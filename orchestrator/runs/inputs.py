@@ -72,5 +72,10 @@ def _check_json(path: Path, size: int, limit: int = 8 * 1024 * 1024) -> None:
     try:
         with path.open("rb") as fh:
             json.load(fh)
+    except UnicodeDecodeError as exc:  # a ValueError too: words, not the codec's
+        found = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        gzip = " (a gzip file: folder inputs go to multi-file or csv-archive apps)"
+        what = gzip if exc.object[:2] == b"\x1f\x8b" else ""
+        raise Invalid(f"input is not valid JSON: it is not UTF-8 text ({found}){what}") from None
     except ValueError as exc:
         raise Invalid(f"input is not valid JSON: {exc}") from None
