@@ -46,12 +46,15 @@ def run_query(
             raise Invalid(f"unknown status {status!r}; pick one of {known}") from None
     else:
         checked = None
+    after, before = parse_time(since), _end_of(until)
+    if after is not None and before is not None and after > before:
+        raise Invalid(f"since ({since}) is after until ({until}): no run can match")
     return RunQuery(
         app_id=app_id or None,
         instance_id=instance_id or None,
         status=checked,
-        created_after=parse_time(since),
-        created_before=_end_of(until),
+        created_after=after,
+        created_before=before,
     )
 
 

@@ -80,6 +80,21 @@ def test_the_login_link_never_leads_off_the_console(console_daemon: Daemon) -> N
         assert '<meta http-equiv="refresh" content="0;url=/apps">' in r.text, target
 
 
+def test_a_blank_key_is_asked_for_and_a_wrong_one_named(console_daemon: Daemon) -> None:
+    for key, said in (
+        ("  ", "Enter the API key"),
+        ("nope", "That is not this daemon&#39;s API key"),
+    ):
+        r = httpx.post(f"{console_daemon.url}/login", data={"api_key": key}, headers=HTML)
+        assert r.status_code == 401 and said in r.text, r.text
+
+
+def test_a_runs_filter_that_ends_before_it_starts_says_so(browser_like: httpx.Client) -> None:
+    r = browser_like.get("/runs", params={"since": "2026-01-02T00:00", "until": "2026-01-01T00:00"})
+    assert r.status_code == 400
+    assert "since (2026-01-02T00:00) is after until (2026-01-01T00:00)" in r.text
+
+
 def test_runs_of_an_unknown_app_say_that_the_app_is_unknown(browser_like: httpx.Client) -> None:
     r = browser_like.get("/runs", params={"app": "nope"})
     assert r.status_code == 404

@@ -90,14 +90,16 @@ async def login_with_key(request: Request) -> Response:
     check_origin(request)
     form = await read_form(request)
     target = safe_next(str(form.get("next") or ""))
-    started = console_of(request).sessions.login(str(form.get("api_key") or ""))
+    key = str(form.get("api_key") or "")
+    started = console_of(request).sessions.login(key)
     if started is None:
+        wrong = "That is not this daemon's API key" if key.strip() else "Enter the API key"
         return page(
             request,
             "login.html",
             status=401,
             next=target,
-            error="That is not this daemon's API key (it is in <home>/api-key).",
+            error=f"{wrong} (it is in <home>/api-key).",
         )
     return _with_cookie(request, see_other(target), started)
 
