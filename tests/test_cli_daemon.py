@@ -275,3 +275,23 @@ def test_a_daemon_that_does_not_answer_is_said_while_the_command_waits(
     assert f"the daemon at {d.url} has not answered for 5 s; still waiting" in err.decode()
     quick = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30)
     assert quick.returncode == 0 and "still waiting" not in quick.stderr
+
+
+def test_a_typed_home_wins_over_the_exported_url(make_daemon: MakeDaemon, tmp_path: Path) -> None:
+    """With ``eval "$(orch daemon env)"`` of one home in the shell, ``--home`` of another
+    created the app in the first home, and a home that does not exist listed its apps."""
+    exported, typed = make_daemon(), make_daemon()
+    env = {**ENV, "ORCH_URL": exported.url, "ORCH_API_KEY": exported.key}
+
+    def orch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=30)
+
+    made = orch("app", "create", "-a", "typed-only", "-n", "T", "--home", str(typed.home))
+    assert made.returncode == 0, made.stderr
+    with typed.client() as api:
+        assert api.get("/v1/applications/typed-only").status_code == 200
+    with exported.client() as api:
+        assert api.get("/v1/applications/typed-only").status_code == 404
+    assert "typed-only" not in orch("app", "list").stdout  # no --home: the exported daemon
+    nowhere = orch("--home", str(tmp_path / "nohome"), "app", "list")
+    assert nowhere.returncode == 1 and "no orch daemon is running for" in nowhere.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from typer._click.core import ParameterSource
+from typer._click.globals import get_current_context
 
 from orchestrator.cli.output import fail, say
 from orchestrator.client import OrchClient
@@ -35,15 +36,24 @@ def chosen_home(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
     from ``ORCH_HOME``, or None (the default home). The root's ``--home`` reads no
     environment variable: ``ORCH_HOME`` never overrides a flag typed at either place."""
     name = param.name or "home"
-    if ctx.resilient_parsing or ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+    if ctx.resilient_parsing:
+        return value
+    if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+        ctx.meta[TYPED_HOME] = True
         return value
     outer = ctx.parent
     while outer is not None:
         if outer.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            ctx.meta[TYPED_HOME] = True
             given: Path | None = outer.params[name]
             return given
         outer = outer.parent
     return value
+
+
+TYPED_HOME = "orch.typed_home"
+"""Set in the click context's ``meta`` when ``--home`` was typed: that home's daemon is
+the one to talk to, whatever ``ORCH_URL`` (exported for another home, maybe) says."""
 
 
 HomeOption = typer.Option(
@@ -64,7 +74,9 @@ def home_of(home: Path | None) -> Home:
 
 
 def client(home: Path | None) -> OrchClient:
-    api = OrchClient.for_home(home_of(home))
+    ctx = get_current_context(silent=True)
+    typed = ctx is not None and bool(ctx.meta.get(TYPED_HOME))
+    api = OrchClient.for_home(home_of(home), environment=not typed)
     api.http.on_slow = lambda: say(
         f"the daemon at {api.url} has not answered for {SLOW_AFTER:g} s; still waiting"
         " (if it never does: orch daemon stop, then orch daemon start)"

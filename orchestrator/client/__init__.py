@@ -28,9 +28,15 @@ from orchestrator.home import Home
 __all__ = ["ClientError", "OrchClient", "ca_of", "discover"]
 
 
-def discover(home: Home) -> tuple[str, str]:
-    """(url, key) of the daemon to talk to."""
-    url, key = os.environ.get("ORCH_URL"), os.environ.get("ORCH_API_KEY")
+def discover(home: Home, environment: bool = True) -> tuple[str, str]:
+    """(url, key) of the daemon to talk to. ``environment=False``: the home's own daemon,
+    whatever ``ORCH_URL`` and ``ORCH_API_KEY`` say (a ``--home`` typed on the command line
+    names the daemon meant; they may have been exported for another home)."""
+    url, key = (
+        (os.environ.get("ORCH_URL"), os.environ.get("ORCH_API_KEY"))
+        if environment
+        else (None, None)
+    )
     if url and key:
         return url.rstrip("/"), key
     info = DaemonInfo.read(home)
@@ -76,8 +82,8 @@ class OrchClient:
         return self.http.url
 
     @classmethod
-    def for_home(cls, home: Home) -> OrchClient:
-        return cls(*discover(home), ca_file=ca_of(home))
+    def for_home(cls, home: Home, environment: bool = True) -> OrchClient:
+        return cls(*discover(home, environment), ca_file=ca_of(home))
 
     def health(self) -> Health:
         """``/healthz`` (no key needed): liveness and how busy the queue is."""
