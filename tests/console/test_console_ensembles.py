@@ -135,3 +135,35 @@ def test_an_ensemble_runs_from_the_app_page(signed_in: Visit, ensemble_app: str)
     page.locator("[data-ensemble-children] [data-winner]").wait_for(timeout=EXPECT_TIMEOUT)
     assert "444" in page.locator("[data-ensemble-children] [data-winner]").inner_text()
     assert "ensemble best" in page.locator("#run-panels .muted").first.inner_text()
+
+
+def test_an_ensemble_run_page_describes_the_ensemble_not_an_instance(
+    signed_in: Visit, ensemble_run: str
+) -> None:
+    """The parent ran on no instance of its own: the header names its definition, the limits
+    panel and the log point to the children, and re-running runs the ensemble again."""
+    app_id, run_id = ensemble_run.split("/")
+    page = signed_in.page
+    signed_in.goto(f"/apps/{app_id}/runs/{run_id}")
+    header = page.locator("#run-panels .head .muted").first.inner_text()
+    assert "ensemble best" in header
+    assert "instance" not in header and "version" not in header, header
+    limits = page.locator("section[aria-labelledby=limits-title]")
+    assert limits.locator("dl").count() == 0  # no manifest defaults no child used
+    assert "Each child run has its own" in limits.inner_text()
+    limits.get_by_role("link", name="child run").click()
+    assert page.url.endswith("#ensemble-title")
+
+    log = page.locator("section[aria-labelledby=log-title]")
+    assert page.get_by_role("link", name="Download the whole log").count() == 0
+    assert log.locator("pre").count() == 0  # no empty grey box
+    assert "child runs" in log.inner_text()
+    signed_in.shot("ensemble-run-parent")
+
+    assert page.get_by_role("button", name="Re-run with this input").count() == 0
+    page.get_by_role("button", name="Re-run ensemble best with this input").click()
+    page.wait_for_url(re.compile(r".*/runs/run-[0-9a-z]+$"))
+    assert not page.url.endswith(f"/runs/{run_id}")
+    assert page.locator("[data-ensemble-children] [data-child]").count() == 2
+    assert "ensemble best" in page.locator("#run-panels .muted").first.inner_text()
+    page.locator("[data-ensemble-children] [data-winner]").wait_for(timeout=EXPECT_TIMEOUT)

@@ -51,6 +51,7 @@ def _main_pages(daemon: Daemon, world: World) -> dict[str, str]:
     return {
         "apps": "/apps",
         "app": f"/apps/{world.knapsack}",
+        "app-ensemble": f"/apps/{world.quirky}",  # with an ensemble definition
         "runs": "/runs",
         "run": f"/apps/{world.stepper}/runs/{_early_run(daemon, world.stepper)}",
         "run-quirky": f"/apps/{world.quirky}/runs/{_early_run(daemon, world.quirky)}",

@@ -86,7 +86,7 @@ class World:
     stepper: str
     sleeper: str
     quirky: str
-    """one succeeded run of QUIRKY"""
+    """one succeeded run of QUIRKY; an ensemble definition of two run groups on devint"""
 
 
 KNAPSACK_ITEMS = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
@@ -122,4 +122,10 @@ def build_world(api: httpx.Client, tmp: Path) -> World:
     quirky = create_app(api, unique("quirky"), name="Quirky")
     push_dir(api, quirky, write_app(tmp / "quirky", QUIRKY), tmp)
     run_and_wait(api, quirky, {"input": {}})
+    ensemble = {"id": "twice", "run_groups": [{"id": "one", "instance_id": "devint"},
+                {"id": "two", "instance_id": "devint", "options": {"seed": "2"}}],
+                "rules": [{"id": "value", "statistics_path": "$.result.value",
+                           "objective": "maximize", "index": 0}]}  # fmt: skip
+    r = api.post(f"/v1/applications/{quirky}/ensembles", json=ensemble)
+    assert r.status_code == 201, r.text
     return World(knapsack, stepper, sleeper, quirky)

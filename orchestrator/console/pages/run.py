@@ -1,6 +1,7 @@
 """``/apps/<app>/runs/<run>``: one run, its input, output, visuals and log, live.
 
-``.../stream`` sends the run's panels again at every status change (``run``),
+``.../stream`` sends the run's panels again at every status change (``run``, with
+``has_log``: the page offers the log's download only once there is one),
 the log's new lines while it runs (``log``) and ``end`` once it is over. The event
 id carries the log offset, so a reconnecting browser resumes where it stopped.
 
@@ -48,11 +49,13 @@ async def _context(console: Console, run: Run) -> dict[str, Any]:
 async def run_page(request: Request, app_id: str, run_id: str) -> Response:
     console = state(request)
     run = await console.services.runs.get(app_id, run_id)
-    log, offset, skipped = log_tail(console.services.runs.log_path(run))
+    log_path = console.services.runs.log_path(run)
+    log, offset, skipped = log_tail(log_path)
     return page(
         request,
         "run.html",
         run=run,
+        has_log=log_path.exists(),
         log=log,
         log_offset=offset,
         log_skipped=skipped,
@@ -106,7 +109,8 @@ async def _run_events(
                 panels = render(
                     "_run_panels.html", csrf=_csrf(request), **await _context(console, run)
                 )
-                yield sse("run", {"status": known, "html": panels}, f"{offset}.{known}")
+                data = {"status": known, "html": panels, "has_log": log_path.exists()}
+                yield sse("run", data, f"{offset}.{known}")
             tail = tail_if_behind(log_path, offset)
             if tail is not None:
                 text, offset, skipped = tail

@@ -146,18 +146,21 @@ async def cancel_run(request: Request, app_id: str, run_id: str) -> Response:
 
 @router.post("/apps/{app_id}/runs/{run_id}/rerun")
 async def rerun(request: Request, app_id: str, run_id: str) -> Response:
-    """The same input and run options on the instance picked in the form."""
+    """The same input and run options on the instance picked in the form, or (an ensemble
+    run's form) the ensemble definition it names."""
     svc = state(request).services
     form = await read_form(request)
     source = await svc.runs.get(app_id, run_id)
     if source.input_path is None:
         raise Invalid(f"run {run_id!r} has no input to run again")
+    ensemble = field(form, "ensemble") or None
     req = RunRequest(
         app_id=app_id,
-        instance_id=field(form, "instance") or None,
+        instance_id=None if ensemble else field(form, "instance") or None,
         options=_asked(source),
         name=source.name,
         input_format=source.input_format,
+        ensemble_definition_id=ensemble,
     )
     req.upload_id = await _upload(svc, app_id, await _input_body(source))
     run = await svc.runs.create(req)

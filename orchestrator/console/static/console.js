@@ -54,8 +54,16 @@
   function drawChartjs(el) {
     var config = jsonOf(el) || {};
     var canvas = el.querySelector("canvas");
+    var scale = window.Chart.defaults.scale;
     window.Chart.defaults.color = cssVar("--fg");
-    window.Chart.defaults.borderColor = cssVar("--line");
+    // Grid lines take the theme's line colour through the scales' own defaults: changing
+    // Chart.defaults.borderColor would switch off Chart.js's palette (its Colors plugin),
+    // and a chart whose model gives no colours would be drawn all in grey.
+    scale.grid.color = cssVar("--line");
+    scale.border.color = cssVar("--line");
+    // The chart fills its box (.chart sets the height): at Chart.js's default aspect ratio
+    // a narrow box would get a short chart over a blank band.
+    config.options = Object.assign({}, config.options, { responsive: true, maintainAspectRatio: false });
     new window.Chart(canvas, config);
     el.dataset.drawn = "true";
   }
@@ -107,6 +115,29 @@
     if (dot) dot.classList.toggle("off", !on);
   }
 
+  // A stream the browser gave up on (EventSource CLOSED: the daemon restarted and forgot
+  // the session, so the reconnect got 401) sends nothing more: the page says so, and its
+  // "live" claims go. While the browser still retries (CONNECTING), the grey dot is enough.
+  var leaving = false;
+  window.addEventListener("pagehide", function () { leaving = true; });
+  function liveStopped(source) {
+    if (leaving || source.readyState !== EventSource.CLOSED) return;
+    markLive(false);
+    document.querySelectorAll("[data-live-claim]").forEach(function (el) { el.hidden = true; });
+    if (document.querySelector("[data-live-stopped]")) return;
+    var notice = document.createElement("p");
+    notice.className = "error";
+    notice.setAttribute("role", "alert");
+    notice.dataset.liveStopped = "";
+    notice.append("Live updates stopped: the daemon restarted or your session ended. ");
+    var reload = document.createElement("a");
+    reload.href = window.location.href;
+    reload.textContent = "Reload the page";
+    notice.append(reload, ".");
+    var main = document.querySelector("main");
+    main.insertBefore(notice, main.firstChild);
+  }
+
   // The runs table: rows arrive from /runs/stream as they change; "No runs match." shows
   // whenever the table has no row left.
   function liveRuns(table) {
@@ -116,7 +147,7 @@
     var empty = document.querySelector("[data-empty]");
     function showEmpty() { if (empty) empty.hidden = body.rows.length > 0; }
     source.onopen = function () { markLive(true); };
-    source.onerror = function () { markLive(false); };
+    source.onerror = function () { markLive(false); liveStopped(source); };
     source.addEventListener("run", function (e) {
       var data = JSON.parse(e.data);
       var holder = document.createElement("tbody");
@@ -154,11 +185,12 @@
   // much comes before. A stream that fell far behind sends the tail alone (reset).
   function liveRun(root) {
     var source = new EventSource(root.dataset.liveRun);
-    var log = document.getElementById("log");
-    var cap = Number(log.dataset.logCap) || Infinity;
+    var log = document.getElementById("log");  // none on an ensemble run: its children log
+    var download = document.querySelector("[data-log-download]");
+    var cap = log ? Number(log.dataset.logCap) || Infinity : Infinity;
     var hint = document.querySelector("[data-log-hint]");
     var skipped = hint ? Number(hint.dataset.skipped) || 0 : 0;
-    var shown = log.textContent.length;
+    var shown = log ? log.textContent.length : 0;
     function trim() {
       if (shown <= cap) return;
       var text = log.textContent;
@@ -180,9 +212,12 @@
       panels.innerHTML = data.html;
       if (window.htmx) window.htmx.process(panels);
       drawCharts(panels);
+      if (download && data.has_log) download.hidden = false;  // the run has a log now
     });
     source.addEventListener("log", function (e) {
+      if (!log) return;
       var data = JSON.parse(e.data);
+      if (download) download.hidden = false;
       var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
       if (data.reset) {
         log.textContent = data.text;
@@ -204,6 +239,7 @@
     }
     source.addEventListener("end", finish);
     source.addEventListener("gone", finish);
+    source.onerror = function () { liveStopped(source); };
   }
 
   document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
