@@ -23,7 +23,7 @@ BEGIN, END = "<!-- cli-reference:begin -->", "<!-- cli-reference:end -->"
 
 
 def commands(group: Any, path: str = "orch") -> Iterator[tuple[str, str]]:
-    """(command path, first line of its help), depth first, in declaration order."""
+    """(command path, first paragraph of its help), depth first, in declaration order."""
     if hasattr(group, "commands"):  # a group (typer vendors its own click)
         if group.invoke_without_command:
             yield path, _first_line(group)
@@ -35,7 +35,9 @@ def commands(group: Any, path: str = "orch") -> Iterator[tuple[str, str]]:
 
 
 def _first_line(command: Any) -> str:
-    return (command.help or command.short_help or "").strip().splitlines()[0]
+    """The help's first paragraph, on one line: a docstring wraps its first sentence."""
+    text = (command.help or command.short_help or "").strip()
+    return " ".join(text.split("\n\n")[0].split())
 
 
 def reference() -> str:
