@@ -18,11 +18,12 @@ import json
 from typing import Any
 
 
-def _not_json(constant: str) -> Any:
+def refuse_constant(constant: str) -> Any:
+    """``parse_constant`` for ``json``: NaN, Infinity and -Infinity are no JSON values."""
     raise ValueError(f"{constant} is not a JSON value")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_not_json)
+_DECODER = json.JSONDecoder(parse_constant=refuse_constant)
 
 
 def loads(data: bytes | str) -> Any:

@@ -233,3 +233,28 @@ def test_run_options_before_an_action_are_refused(
         assert path.endswith("app run"), line
         assert line == "error: " + said.format(path=path)
     assert runs_of(api, knap) == before
+
+
+def test_nan_and_infinity_are_refused_as_json_by_the_cli_and_the_api(
+    daemon: Daemon, api: httpx.Client, knap: str, tmp_path: Path
+) -> None:
+    """Python's json reads them, so both took them, and the model got ``{"a":Infinity}``,
+    which JSON (and most models' parsers) has no number for."""
+    before = runs_of(api, knap)
+    path = tmp_path / "in.json"
+    path.write_text('{"a": NaN}')
+    proc = orch(daemon, f"app run -a {knap} -w -i", path, code=1)
+    assert f"{path} is not valid JSON: NaN is not a JSON value" in proc.stderr
+    raw = b'{"input": {"a": Infinity}}'
+    headers = {"content-type": "application/json"}
+    r = api.post(f"/v1/applications/{knap}/runs", content=raw, headers=headers)
+    assert r.status_code == 400
+    assert r.json()["error"] == (
+        "input is not valid JSON: it holds NaN or Infinity, which JSON has no numbers for"
+    )
+    up = api.post(f"/v1/applications/{knap}/runs/uploadurl").json()
+    assert httpx.put(up["upload_url"], content=b'{"a": -Infinity}').status_code == 200
+    r = api.post(f"/v1/applications/{knap}/runs", json={"upload_id": up["upload_id"]})
+    assert r.status_code == 400
+    assert r.json()["error"] == "input is not valid JSON: -Infinity is not a JSON value"
+    assert runs_of(api, knap) == before, "a refused input created a run"

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from orchestrator.cli.output import fail
 from orchestrator.client import ClientError, OrchClient
+from orchestrator.standard_json import refuse_constant
 
 INLINE_MAX = 5 * 1024 * 1024
 """Inputs up to this size go inline as JSON; above it (as the SDK does) through an upload."""
@@ -310,11 +311,13 @@ def _parse_json(path: Path) -> tuple[Any, str | None]:
     """(the file's JSON value, None), or (None, why it is not JSON)."""
     try:
         with path.open("rb") as fh:
-            return json.load(fh), None
+            return json.load(fh, parse_constant=refuse_constant), None
     except UnicodeDecodeError as exc:
         return None, f"it is not UTF-8 text ({exc.reason})"
     except json.JSONDecodeError as exc:
         return None, f"{exc.msg} (line {exc.lineno} column {exc.colno})"
+    except ValueError as exc:  # NaN or Infinity: Python's json reads them, JSON has none
+        return None, str(exc)
     except RecursionError:  # nested too deeply for this parser: sent as it is
         return None, None
 

@@ -12,12 +12,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator import standard_json
 from orchestrator.errors import Invalid
 from orchestrator.packaging.unpack import safe_extract
 from orchestrator.runs.process import StrPath
 
 DIRECTORY_FORMATS = frozenset({"multi-file", "csv-archive"})
 FORMATS = frozenset({"json", "text", *DIRECTORY_FORMATS})
+
+
+NOT_A_NUMBER = "it holds NaN or Infinity, which JSON has no numbers for"
 
 
 def check_format(fmt: str) -> str:
@@ -34,7 +38,10 @@ def write_inline(run_dir: StrPath, value: Any, fmt: str) -> tuple[str, int]:
     if isinstance(value, str):
         data = value.encode()
     else:
-        data = json.dumps(value, separators=(",", ":")).encode()
+        try:  # the request's parser takes NaN and Infinity; JSON, and models' parsers, do not
+            data = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        except ValueError:
+            raise Invalid(f"input is not valid JSON: {NOT_A_NUMBER}") from None
     path = f"{os.fspath(run_dir)}/input"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
@@ -70,8 +77,7 @@ def _check_json(path: Path, size: int, limit: int = 8 * 1024 * 1024) -> None:
     if size > limit:
         return
     try:
-        with path.open("rb") as fh:
-            json.load(fh)
+        standard_json.loads(path.read_bytes())
     except UnicodeDecodeError as exc:  # a ValueError too: words, not the codec's
         found = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
         gzip = " (a gzip file: folder inputs go to multi-file or csv-archive apps)"
