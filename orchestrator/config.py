@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.errors import Invalid
 from orchestrator.home import Home, default_home
@@ -97,7 +97,7 @@ class IsolationSettings:
             network=str(data.get("network", cls.network)),
             uid_base=_integer(data, "uid_base", cls.uid_base),
             uid_count=_integer(data, "uid_count", cls.uid_count),
-            read_paths=tuple(str(p) for p in data.get("read_paths", ())),
+            read_paths=_paths(data.get("read_paths", [])),
         )  # fmt: skip
         if values.network not in ("none", "open"):
             raise Invalid(f'config.toml [isolation]: network must be "none" or "open", '
@@ -110,13 +110,19 @@ class IsolationSettings:
 
 
 def _names(raw: Any, known: tuple[str, ...], key: str) -> tuple[str, ...]:
-    if isinstance(raw, str) or not all(isinstance(name, str) for name in raw):
+    if not isinstance(raw, list | tuple) or not all(isinstance(name, str) for name in raw):
         raise Invalid(f'config.toml [isolation]: {key} must be a list of names (or use = "auto")')
     wrong = [name for name in raw if name not in known]
     if wrong:
         raise Invalid(
             f"config.toml [isolation]: unknown {key} {', '.join(wrong)}; known: {', '.join(known)}"
         )
+    return tuple(raw)
+
+
+def _paths(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(path, str) for path in raw):
+        raise Invalid("config.toml [isolation]: read_paths must be a list of absolute paths")
     return tuple(raw)
 
 
@@ -260,18 +266,38 @@ def _from_toml(text: str) -> dict[str, Any]:
     known = set(Settings.__dataclass_fields__) - {"home", "limits", "execution_classes"}
     for key, raw in data.items():
         if key == "isolation":
-            values["isolation"] = IsolationSettings.from_dict(raw)
+            values["isolation"] = _section("isolation", raw, IsolationSettings.from_dict)
         elif key == "limits":
-            values["limits"] = Limits.from_dict(raw).over(DEFAULT_LIMITS)
+            values["limits"] = _section("limits", raw, Limits.from_dict).over(DEFAULT_LIMITS)
         elif key == "execution_classes":
             values["execution_classes"] = {
-                name: Limits.from_dict(spec) for name, spec in raw.items()
+                name: _section(f"execution_classes.{name}", spec, Limits.from_dict)
+                for name, spec in _table("execution_classes", raw).items()
             }
         elif key in known:
             values[key] = _typed(key, raw)
         else:
             raise Invalid(f"config.toml: unknown setting {key!r}")
     return values
+
+
+T = TypeVar("T")
+
+
+def _table(name: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise Invalid(f"config.toml: {name} must be a table ([{name}]), not {raw!r}")
+    return raw
+
+
+def _section(name: str, raw: Any, read: Callable[[dict[str, Any]], T]) -> T:
+    """``read`` of the table ``[name]``; its errors say where they are in the file."""
+    try:
+        return read(_table(name, raw))
+    except Invalid as exc:
+        if exc.message.startswith("config.toml"):
+            raise
+        raise Invalid(f"config.toml [{name}]: {exc.message}") from None
 
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -78,6 +78,12 @@ def test_start_up_on_a_read_only_home(disk: Path) -> None:
         ("colour = 3\n", "colour"),
         ("concurrency = \n", "not valid TOML"),
         ("disk_low_mb = -1\n", "disk_low_mb"),
+        ('[limits]\nmemory_mb = "x"\n', "config.toml [limits]: limit memory_mb must be"),
+        ("[execution_classes.big]\ncpus = 2\n", "config.toml [execution_classes.big]: "),
+        ("execution_classes = 3\n", "config.toml: execution_classes must be a table"),
+        ("limits = 3\n", "config.toml: limits must be a table"),
+        ("[isolation]\nuse = 3\n", "use must be a list of names"),  # was a traceback
+        ("[isolation]\nread_paths = 3\n", "read_paths must be a list of absolute paths"),
     ],
 )
 def test_a_bad_config_is_one_line(tmp_path: Path, config: str, named: str) -> None:
