@@ -121,7 +121,8 @@ def test_instances_and_runs_name_a_collection(
         ("create --secrets -", "not json", "--secrets: not JSON"),
         ("update --id x", "", "nothing to update"),
         ("update --id x --remove TOKEN", "", "--remove takes TYPE:LOCATION"),
-        ("get", "", "missing option --secrets-collection-id"),
+        ("get", "", "missing option '--secrets-collection-id' / '--id'"),
+        ("delete", "", "missing option '--secrets-collection-id' / '--id'"),
     ],
 )
 def test_usage_errors_exit_2(daemon: Daemon, args: str, stdin: str, says: str) -> None:
@@ -134,3 +135,10 @@ def test_the_daemons_refusal_is_printed(daemon: Daemon) -> None:
     secrets = json.dumps([{"type": "file", "location": "../up", "value": "v"}])
     proc = orch(daemon, f"app secrets create -a {app_id} --secrets -", stdin=secrets, code=1)
     assert "may not contain '..'" in proc.stderr
+
+
+def test_help_marks_the_collection_id_required_where_it_is(daemon: Daemon) -> None:
+    for command, required in (("get", True), ("delete", True), ("update", True), ("create", False)):
+        shown = orch(daemon, f"app secrets {command} -h").stdout
+        line = next(line for line in shown.splitlines() if "--secrets-collection-id" in line)
+        assert line.lstrip("│ ").startswith("*") is required, (command, line)

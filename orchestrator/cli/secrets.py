@@ -16,7 +16,6 @@ from typing import Any
 import typer
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
-from orchestrator.cli.flags import required
 from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
 from orchestrator.client.types import SecretsCollection, SecretsCollectionSummary
 
@@ -28,6 +27,9 @@ app = typer.Typer(
 
 CollectionIdOption = typer.Option(
     None, "--secrets-collection-id", "--id", callback=an_id, help="Secrets collection ID."
+)
+RequiredCollectionIdOption = typer.Option(
+    ..., "--secrets-collection-id", "--id", callback=an_id, help="Secrets collection ID."
 )
 EnvOption = typer.Option(
     None,
@@ -181,21 +183,20 @@ def list_collections(
 @app.command("get")
 def get(
     app_id: str = AppOption,
-    collection_id: str | None = CollectionIdOption,
+    collection_id: str = RequiredCollectionIdOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show a collection: each secret's type and location (values are never shown)."""
-    cid = required(collection_id, "--secrets-collection-id")
     with errors_to_exit(), client(home) as api:
-        data = api.secrets.get(app_id, cid)
+        data = api.secrets.get(app_id, collection_id)
     emit(data, as_json, lambda d: record(_human(d), FIELDS))
 
 
 @app.command("update")
 def update(
     app_id: str = AppOption,
-    collection_id: str | None = CollectionIdOption,
+    collection_id: str = RequiredCollectionIdOption,
     name: str | None = typer.Option(None, "--name", "-n", help="New name."),
     description: str | None = typer.Option(None, "--description", "-d", help="New description."),
     env: list[str] | None = EnvOption,
@@ -211,7 +212,6 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Rename, add or change secrets, or remove some; all or nothing."""
-    cid = required(collection_id, "--secrets-collection-id")
     secrets = gather(env, files, bulk)
     removed = [_key(r) for r in remove or []]
     if name is None and description is None and not secrets and not removed:
@@ -219,10 +219,10 @@ def update(
     with errors_to_exit(), client(home) as api:
         existing: set[tuple[str, str]] = set()
         if secrets or removed or replace:
-            current = api.secrets.get(app_id, cid)
+            current = api.secrets.get(app_id, collection_id)
             existing = {(s["type"], s["location"]) for s in current["secrets"]}
         ops = operations(secrets, removed, existing, replace)
-        data = api.secrets.update(app_id, cid, name, description, ops)
+        data = api.secrets.update(app_id, collection_id, name, description, ops)
     _done(data, as_json, "updated")
 
 
@@ -254,11 +254,10 @@ def operations(
 @app.command("delete")
 def delete(
     app_id: str = AppOption,
-    collection_id: str | None = CollectionIdOption,
+    collection_id: str = RequiredCollectionIdOption,
     home: Path | None = HomeOption,
 ) -> None:
     """Delete a collection (refused while an instance names it)."""
-    cid = required(collection_id, "--secrets-collection-id")
     with errors_to_exit(), client(home) as api:
-        api.secrets.delete(app_id, cid)
-    say(f"deleted secrets collection {cid} of app {app_id}")
+        api.secrets.delete(app_id, collection_id)
+    say(f"deleted secrets collection {collection_id} of app {app_id}")
