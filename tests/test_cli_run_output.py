@@ -14,9 +14,12 @@ import subprocess
 import tarfile
 from pathlib import Path
 from subprocess import DEVNULL, PIPE
+from typing import cast
 
 import pytest
 
+from orchestrator.cli.run_output import summary
+from orchestrator.client.types import RunInfo
 from tests.cli_run import CLI, ENV, Terminal, new_app, orch
 from tests.helpers import MULTI_FILE_MANIFEST, Daemon, write_app, write_tree
 
@@ -214,3 +217,20 @@ def test_logs_is_the_whole_log_byte_for_byte_and_harmless_at_a_terminal(
     term = Terminal(daemon, f"app run logs -a {apps['title']} -r {run_id}")
     code, shown = term.finish()
     assert code == 0 and "\\x1b]0;pwned\\x07 done" in shown and b"\x1b]0" not in term.output
+
+
+@pytest.mark.parametrize(
+    ("metadata", "said"),
+    [
+        (
+            {"status_v2": "canceled", "duration": 0, "error": "canceled"},
+            "canceled before it started",
+        ),
+        ({"status_v2": "canceled", "duration": 1500, "error": "canceled"}, "canceled in 1.50 s"),
+        ({"status_v2": "failed", "duration": 20, "error": "exit 3"}, "failed in 0.02 s: exit 3"),
+    ],
+)
+def test_the_summary_line_says_each_thing_once(metadata: dict[str, object], said: str) -> None:
+    """A run canceled in the queue read ``canceled in 0.00 s: canceled``."""
+    info = cast(RunInfo, {"id": "run-x", "metadata": metadata})
+    assert summary(info, full_error=True) == f"run run-x {said}"

@@ -72,11 +72,14 @@ def _ensemble(api: OrchClient, app_id: str, info: RunInfo) -> EnsembleResult | N
 def summary(info: RunInfo, full_error: bool) -> str:
     """One line; the daemon's error may go on with the log's tail, kept unless it was shown."""
     meta = info["metadata"]
-    line = f"run {info['id']} {meta['status_v2']} in {(meta.get('duration') or 0) / 1000:.2f} s"
+    status, took = meta["status_v2"], meta.get("duration") or 0
+    never_ran = status == "canceled" and not took  # canceled while it waited in the queue
+    line = f"run {info['id']} {status}"
+    line += " before it started" if never_ran else f" in {took / 1000:.2f} s"
     if meta.get("peak_memory_mb") is not None:
         line += f", peak memory {meta['peak_memory_mb']:.1f} MiB"
     error = meta.get("error") or ""
-    if error:
+    if error and error != status:  # "canceled in 0.00 s: canceled" said it twice
         line += f": {error if full_error else error.splitlines()[0]}"
     return line
 
