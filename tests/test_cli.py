@@ -328,3 +328,13 @@ def test_everyday_commands_import_nothing_heavy() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == []
+
+
+def test_tables_and_records_in_a_pipe_end_their_lines_with_their_text(daemon: Daemon) -> None:
+    """rich padded every line to the table's width: a record's short lines ended in ~150
+    spaces in a pipe, where scripts and diffs read them."""
+    app_id = new_app(daemon, SAMPLES / "knapsack")
+    for command in ("daemon status", "app list", f"app get -a {app_id}"):
+        shown = orch(daemon, command).stdout
+        assert shown.strip(), command
+        assert all(line == line.rstrip() for line in shown.splitlines()), command

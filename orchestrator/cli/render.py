@@ -25,7 +25,7 @@ def table(
     the other columns wrap or shrink to make room, and those that find none are left
     out, which a line on stderr says."""
     shown = _shown(headers, rows, whole, out.width)
-    out.print(build(headers, rows, title, whole, out.width, shown))
+    _print(build(headers, rows, title, whole, out.width, shown))
     hidden = [h for n, h in enumerate(headers) if n not in shown and _filled(rows, n)]
     if hidden:
         err.print(
@@ -101,4 +101,15 @@ def record(pairs: Sequence[tuple[str, str]]) -> None:
     t.add_column()
     for label, value in pairs:
         t.add_row(label, Text(value))
-    out.print(t)
+    _print(t)
+
+
+def _print(renderable: Table) -> None:
+    """At a terminal as rich draws it; into a pipe without the spaces that pad each line to
+    the table's width (a record's short lines ended in ~150 of them)."""
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
