@@ -56,6 +56,8 @@ def test_a_run_from_the_form_finishes_live_with_output_statistics_and_visuals(
         output.get_by_role("link", name="Download").click()
     saved = json.loads(Path(download.value.path()).read_text())
     assert saved["statistics"]["result"]["value"] == 42
+    stopped = page.locator("dt", has_text="Stopped by").locator("xpath=following-sibling::dd[1]")
+    assert stopped.inner_text() == "-"  # "no limit" is for a run that failed by itself
 
 
 def test_a_failed_run_shows_its_error_the_limit_that_stopped_it_and_its_log(
