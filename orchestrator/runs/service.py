@@ -102,6 +102,11 @@ class RunService:
         self.states, self.manifests = states, manifests
         self.router: RunRouter | None = None
 
+    async def input_format(self, app_id: str, instance_id: str | None) -> str:
+        """The input a run on the instance takes when it does not say (its manifest's)."""
+        target = await resolve(self.store.read, app_id, instance_id, None)
+        return self.manifests.get(target.executable.id, target.executable.manifest).content_format
+
     async def prepare(self, req: RunRequest) -> Run:
         """Resolve, check options and limits: everything that can refuse a run, no writes.
 

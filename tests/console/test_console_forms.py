@@ -6,6 +6,7 @@ a page handler shows the console's error page to a browser."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -21,7 +22,7 @@ from orchestrator.console.sessions import COOKIE, Sessions
 from orchestrator.console.state import Console
 from tests.console.conftest import Visit
 from tests.console.world import World
-from tests.helpers import Daemon, unique
+from tests.helpers import MULTI_FILE_MANIFEST, Daemon, create_app, push_dir, unique, write_app
 
 HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
@@ -237,3 +238,29 @@ def test_a_form_sent_after_signing_out_leads_to_the_sign_in_page_and_back(
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"**{form_page}")
     assert page.get_by_role("heading", name="New run of Knapsack").is_visible()
+
+
+def test_the_new_run_form_offers_no_text_box_for_a_folder_input(
+    signed_in: Visit, tmp_path: Path
+) -> None:
+    """Pasting JSON for a multi-file app was refused with 'input archive is not a tar.gz'.
+    The box shows for the instance picked only when its input is not a folder."""
+    daemon = signed_in.daemon
+    with daemon.client() as api:
+        app_id = create_app(api, unique("folders"))
+        push_dir(api, app_id, write_app(tmp_path / "json", "print('{}')"), tmp_path)
+        assert api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"}).is_success
+        body = {"id": "json-one", "version_id": "v1"}
+        assert api.post(f"/v1/applications/{app_id}/instances", json=body).is_success
+        folder_app = write_app(tmp_path / "mf", "print('ok')", MULTI_FILE_MANIFEST)
+        push_dir(api, app_id, folder_app, tmp_path)  # devint now takes a folder
+    page = signed_in.page
+    signed_in.goto(f"/apps/{app_id}/runs/new?ensemble=")
+    assert page.get_by_label("Instance").input_value() == "devint"  # picked at first
+    assert not page.locator("#run-input").is_visible()  # rendered so: no script needed
+    assert page.locator("[data-folder-hint]").is_visible()
+    page.get_by_label("Instance").select_option("json-one")
+    assert page.locator("#run-input").is_visible()
+    assert not page.locator("[data-folder-hint]").is_visible()
+    page.get_by_label("Instance").select_option("devint")
+    assert not page.locator("#run-input").is_visible()

@@ -8,6 +8,7 @@ first run cannot take the second one's input with it).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 from collections.abc import AsyncIterator
@@ -67,16 +68,29 @@ async def _new_run_page(
         values["ensemble"] = request.query_params.get("ensemble", "")
     else:
         values = fields(form, ("instance", "options", "name", "input_text", "ensemble"))
+    instances = await svc.instances.list(app_id)
     return page(
         request,
         "new_run.html",
         status=status,
         app=app,
-        instances=await svc.instances.list(app_id),
+        instances=instances,
+        formats=await _formats(svc, app_id, [i.id for i in instances]),
+        folder_formats=DIRECTORY_FORMATS,
         ensembles=await svc.ensemble_definitions.list(app_id),
         error=error,
         form=values,
     )
+
+
+async def _formats(svc: Services, app_id: str, instance_ids: list[str]) -> dict[str, str]:
+    """Instance → the input its runs take: a folder format gets no text box to paste into.
+    An instance that cannot run (nothing pushed yet) is left out: its run says why."""
+    formats = {}
+    for instance_id in instance_ids:
+        with contextlib.suppress(OrchError):
+            formats[instance_id] = await svc.runs.input_format(app_id, instance_id)
+    return formats
 
 
 @router.get("/apps/{app_id}/runs/new")

@@ -242,7 +242,22 @@
     source.onerror = function () { liveStopped(source); };
   }
 
-  document.addEventListener("DOMContentLoaded", function () { drawCharts(document); });
+  // The new-run form: an instance whose input is a folder takes one archive, and a box to
+  // paste into would only invite JSON the run refuses.
+  function followInstance(select) {
+    select.addEventListener("change", function () {
+      var option = select.options[select.selectedIndex];
+      var folder = Boolean(option) && option.dataset.folder === "true";
+      document.querySelectorAll("[data-paste]").forEach(function (el) { el.hidden = folder; });
+      document.querySelectorAll("[data-folder-hint]").forEach(function (el) { el.hidden = !folder; });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    drawCharts(document);
+    var instance = document.querySelector("#run-instance");
+    if (instance) followInstance(instance);
+  });
 
   // Streams open once the page has loaded: an open event stream must not hold the load up.
   window.addEventListener("load", function () {
