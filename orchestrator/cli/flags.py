@@ -114,7 +114,9 @@ SecretsCollectionOption = typer.Option(
     "--secrets-collection-id",
     help="Secrets collection delivered to the model (see orch app secrets; '' clears it).",
 )
-InstanceIdOption = typer.Option(None, "--instance-id", callback=an_id, help="Instance ID.")
+InstanceIdOption = typer.Option(
+    None, "--instance-id", callback=an_id, help="Instance ID (required; the old -i works too)."
+)
 OldInstanceIdOption = typer.Option(
     None, "-i", hidden=True, callback=an_id, help="Old spelling of --instance-id."
 )

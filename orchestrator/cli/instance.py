@@ -19,6 +19,7 @@ from orchestrator.cli.flags import (
     OutputMbOption,
     SecretsCollectionOption,
     TimeoutOption,
+    bad_value,
     limits_body,
     name_value_pairs,
     pairs,
@@ -42,6 +43,7 @@ FIELDS = [
     ("execution class", "configuration.execution_class"),
     ("limits", "limits"),
     ("secrets collection", "configuration.secrets_collection_id"),
+    ("locked", "locked"),
     ("created", "created_at"),
     ("updated", "updated_at"),
 ]
@@ -52,22 +54,36 @@ COLUMNS = [
     ("default", "default"),
     ("options", "options"),
     ("limits", "limits"),
+    ("locked", "locked"),
     ("updated", "updated_at"),
 ]
-"""``default``: "yes" on the app's default instance, as ``winner`` marks an ensemble's."""
+"""``default``: "yes" on the app's default instance, as ``winner`` marks an ensemble's;
+``locked``: "yes" on a locked one."""
 
 
-def _human(data: Instance) -> dict[str, Any]:
+def _human(data: Instance, unlocked: str = "no") -> dict[str, Any]:
     config = data["configuration"]
     return {
         **data,
         "options": pairs(config.get("options")),
         "limits": pairs(config.get("limits")),
+        "locked": "yes" if data.get("locked") else unlocked,
     }
 
 
 def _show(data: Instance, as_json: bool) -> None:
     emit(data, as_json, lambda d: record(_human(d), FIELDS))
+
+
+def _replacing_options(
+    ctx: typer.Context, param: typer.CallbackParam, values: list[str] | None
+) -> list[str] | None:
+    """``-o NAME=VALUE`` of ``update``; ``-o ""`` (meaning "none") says how to clear them."""
+    if any(not v.strip() for v in values or []):
+        raise bad_value(
+            param, "'' must look like NAME=VALUE; --clear-options removes all the options"
+        )
+    return name_value_pairs(ctx, param, values)
 
 
 def _instance_id(value: str | None, old_value: str | None) -> str:
@@ -124,7 +140,7 @@ def list_instances(
         default = None if as_json else api.apps.get(app_id)["default_instance"]
 
     def human(rows: list[Instance]) -> None:
-        marked = [_human(i) | {"default": "yes" if i["id"] == default else ""} for i in rows]
+        marked = [_human(i, "") | {"default": "yes" if i["id"] == default else ""} for i in rows]
         table(marked, COLUMNS)
 
     emit(data, as_json, human)
@@ -160,8 +176,13 @@ def update(
         "--options",
         "-o",
         metavar="NAME=VALUE",
-        callback=name_value_pairs,
+        callback=_replacing_options,
         help="Options (repeatable); when given, they replace all the instance's options.",
+    ),
+    clear_options: bool = typer.Option(
+        False,
+        "--clear-options",
+        help="Remove all the instance's options (its runs get the app.yaml defaults).",
     ),
     execution_class: str | None = ExecutionClassOption,
     memory_mb: int | None = MemoryOption,
@@ -170,13 +191,23 @@ def update(
     output_mb: int | None = OutputMbOption,
     disk_mb: int | None = DiskMbOption,
     secrets_collection_id: str | None = SecretsCollectionOption,
+    lock: bool | None = typer.Option(
+        None,
+        "--lock/--unlock",
+        help="Lock the instance (no update, promote or delete moves it) or unlock it. "
+        "--unlock is done before the other changes, --lock after them.",
+    ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Change an instance; only the fields given change (limits merge with the current ones)."""
+    """Change an instance; only the fields given change (limits merge with the current ones).
+
+    Options are checked against the version's app.yaml, as its runs check them."""
     instance_id = _instance_id(instance_id, old_instance_id)
+    if options and clear_options:
+        fail("give -o or --clear-options, not both", code=2)
     configuration: dict[str, Any] = {}
-    if options:
+    if options or clear_options:
         configuration["options"] = parse_options(options)
     if execution_class is not None:
         configuration["execution_class"] = execution_class
@@ -185,20 +216,25 @@ def update(
     limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb)
     given = {"version_id": version_id, "name": name, "description": description}
     body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if not (body or configuration or limits or lock is not None):
+        fail(
+            "nothing to update: give at least one of -v, -n, -d, -o, --clear-options, "
+            "--secrets-collection-id, a limit flag, --lock or --unlock",
+            code=2,
+        )
     with errors_to_exit(), client(home) as api:
+        if lock is False:  # first: a locked instance refuses the changes
+            data = api.instances.set_lock(app_id, instance_id, False)
         if limits:
             # The API replaces the limits object whole; merging keeps the ones not named here.
             current = api.instances.get(app_id, instance_id)
             configuration["limits"] = (current["configuration"].get("limits") or {}) | limits
         if configuration:
             body["configuration"] = configuration
-        if not body:
-            fail(
-                "nothing to update: give at least one of -v, -n, -d, -o, "
-                "--secrets-collection-id or a limit flag",
-                code=2,
-            )
-        data = api.instances.update(app_id, instance_id, body)
+        if body:
+            data = api.instances.update(app_id, instance_id, body)
+        if lock:  # last: the changes are made while it is still unlocked
+            data = api.instances.set_lock(app_id, instance_id, True)
     _show(data, as_json)
 
 

@@ -161,6 +161,11 @@ class Instances:
         path = child(app_id, "instances", instance_id)
         return cast(Instance, self._http.request("PUT", path, json_body=changes).json())
 
+    def set_lock(self, app_id: str, instance_id: str, locked: bool) -> Instance:
+        """Lock (no update, promote or delete moves it) or unlock, as the SDK's ``locked=``."""
+        path = child(app_id, "instances", instance_id) + "/lock"
+        return cast(Instance, self._http.request("PUT", path, json_body={"locked": locked}).json())
+
     def delete(self, app_id: str, instance_id: str, force: bool = False) -> None:
         params = {"force": True} if force else None
         self._http.request("DELETE", child(app_id, "instances", instance_id), params=params)

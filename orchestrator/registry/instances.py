@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from orchestrator.config import Settings
-from orchestrator.errors import Conflict, Invalid
+from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.experiments.switchback_plan import end_of, utc_now
 from orchestrator.ids import check_label, validate_child_id
 from orchestrator.models import (
@@ -19,9 +19,12 @@ from orchestrator.models import (
     Limits,
     PointerMove,
     Queuing,
+    Version,
 )
+from orchestrator.packaging.manifest import Manifest
 from orchestrator.registry.lookup import require_app, require_instance, require_version
 from orchestrator.registry.secrets import require_collection
+from orchestrator.runs.options import check_instance_options
 from orchestrator.store import Repos, Store
 from orchestrator.switchback_models import SwitchbackStatus, SwitchbackTest
 
@@ -65,7 +68,26 @@ def refuse_reserved(instance_id: str, verb: str) -> None:
 
 def refuse_locked(instance: Instance, verb: str) -> None:
     if instance.locked:
-        raise Conflict(f"instance {instance.id!r} is locked and cannot be {verb}; unlock it first")
+        raise Conflict(
+            f"instance {instance.id!r} is locked and cannot be {verb}; unlock it first: "
+            f"orch app instance update -a {instance.app_id} --instance-id {instance.id} --unlock"
+        )
+
+
+async def check_options(
+    w: Repos, instance_id: str, options: dict[str, str], version: Version
+) -> None:
+    """The instance's options against the version's app.yaml, by the rules its runs use
+    (``runs/options.py``): a bad one is refused when set (400), not by every run after.
+    devint has no options of its own, so a push never meets an instance's options: only
+    versions do, and a version's app.yaml never changes."""
+    exe = await w.executables.get(version.executable_id)
+    if exe is None:  # pragma: no cover - versions keep their executable alive
+        raise NotFound(f"executable {version.executable_id} is missing")
+    try:
+        check_instance_options(Manifest.from_dict(exe.manifest), options)
+    except Invalid as e:
+        raise Invalid(f"instance {instance_id!r} on version {version.id!r}: {e.message}") from None
 
 
 def _routes_still(t: SwitchbackTest, at: datetime) -> bool:
@@ -153,7 +175,8 @@ async def insert_instance(
             f"instance ID {DEFAULT_INSTANCE_ALIAS!r} names the app's default instance in runs; "
             "choose another ID"
         )
-    await require_version(w, instance.app_id, instance.version_id)
+    version = await require_version(w, instance.app_id, instance.version_id)
+    await check_options(w, instance.id, instance.options, version)
     settings.limits_for_class(instance.execution_class)
     if instance.secrets_collection_id:
         await require_collection(w, instance.app_id, instance.secrets_collection_id)
@@ -167,12 +190,19 @@ async def insert_instance(
 
 
 async def point_instance(
-    w: Repos, app_id: str, instance_id: str, version_id: str, action: str
+    w: Repos,
+    app_id: str,
+    instance_id: str,
+    version_id: str,
+    action: str,
+    options: dict[str, str] | None = None,
 ) -> Instance:
-    """Attach an existing instance to a version, recording the move (not a locked one)."""
+    """Attach an existing instance to a version, recording the move (not a locked one).
+    Its options (or ``options``, those it is about to get) must suit the version."""
     instance = await require_instance(w, app_id, instance_id)
     refuse_locked(instance, "moved to another version")
-    await require_version(w, app_id, version_id)
+    version = await require_version(w, app_id, version_id)
+    await check_options(w, instance_id, instance.options if options is None else options, version)
     await w.history.record(
         PointerMove(app_id, f"instance:{instance_id}", instance.version_id, version_id, action)
     )
@@ -217,7 +247,12 @@ class InstanceService:
             if wanted.secrets_collection_id:
                 await require_collection(w, app_id, wanted.secrets_collection_id)
             if wanted.version_id != instance.version_id:
-                await point_instance(w, app_id, instance_id, wanted.version_id, "update")
+                await point_instance(
+                    w, app_id, instance_id, wanted.version_id, "update", wanted.options
+                )
+            elif wanted.options != instance.options:  # unchanged ones pass: how the SDK unlocks
+                version = await require_version(w, app_id, wanted.version_id)
+                await check_options(w, instance_id, wanted.options, version)
             await w.instances.update(wanted)
         return wanted
 

@@ -2,7 +2,8 @@
 
 Options reach the model as ``-name value`` arguments, as the Nextmv runtime
 passes them. Declared options are type-checked and ``required`` is enforced at
-run creation, so a typo fails the request (400) instead of the model.
+run creation, so a typo fails the request (400) instead of the model; an instance's
+options are checked by the same rules when they are set (``required`` aside).
 Undeclared options pass through unless the manifest says ``strict: true``:
 real apps read options the manifest never mentions.
 """
@@ -61,28 +62,45 @@ def apply_options(
         for name, raw in layer.items():
             values[name] = as_text(raw)
             sources[name] = source
-    _fits_a_command_line(values, sources)
-    for name, value in values.items():
-        spec = manifest.option_spec(name)
-        if spec is None:
-            if manifest.strict_options:
-                declared = ", ".join(o.name for o in manifest.options) or "none"
-                raise Invalid(
-                    f"option {name!r} is not declared in app.yaml, which sets strict: true "
-                    f"(declared: {declared})"
-                )
-            continue
-        values[name] = _check(spec, value, sources[name])
+    values = checked_options(manifest, values, sources)
     missing = [o.name for o in manifest.options if o.required and o.name not in values]
     if missing:
         raise Invalid(f"required option(s) missing: {', '.join(missing)}")
     return AppliedOptions(values, sources)
 
 
+def check_instance_options(manifest: Manifest, options: dict[str, str]) -> None:
+    """An instance's options, checked when it is set (created, updated, pointed at another
+    version) by the rules its runs use, so a bad one is refused there and not by every run.
+    ``required`` is not asked of an instance: its runs may give those options."""
+    checked_options(manifest, options, dict.fromkeys(options, "instance"))
+
+
+def checked_options(
+    manifest: Manifest, values: dict[str, str], sources: dict[str, str]
+) -> dict[str, str]:
+    """The one check of options against a manifest: what a command line carries, declared
+    types, and (``strict: true``) undeclared names. The values as the model gets them."""
+    _fits_a_command_line(values, sources)
+    out = dict(values)
+    for name, value in values.items():
+        spec = manifest.option_spec(name)
+        if spec is None:
+            if manifest.strict_options:
+                declared = ", ".join(o.name for o in manifest.options) or "none"
+                raise Invalid(
+                    f"option {name!r} (from {sources[name]}) is not declared in app.yaml, "
+                    f"which sets strict: true (declared: {declared})"
+                )
+            continue
+        out[name] = _check(spec, value, sources[name])
+    return out
+
+
 def _fits_a_command_line(values: dict[str, str], sources: dict[str, str]) -> None:
     """Options reach the model as arguments: what no command line can carry is refused when
-    the run is made, where it failed every start of the model ("embedded null byte",
-    "Argument list too long")."""
+    the run (or the instance) is made, where it failed every start of the model ("embedded
+    null byte", "Argument list too long")."""
     for name, value in values.items():
         if "\0" in name or "\0" in value:
             raise Invalid(f"option {name!r} (from {sources[name]}) holds a NUL character")
@@ -92,7 +110,7 @@ def _fits_a_command_line(values: dict[str, str], sources: dict[str, str]) -> Non
                 " line argument holds: pass large data in the run's input"
             )
     if sum(len(k.encode()) + len(v.encode()) + 3 for k, v in values.items()) > MAX_OPTIONS_BYTES:
-        raise Invalid("the run's options are over 1 MiB together: pass large data in its input")
+        raise Invalid("the options are over 1 MiB together: pass large data in the run's input")
 
 
 def _check(spec: OptionSpec, value: str, source: str) -> str:
