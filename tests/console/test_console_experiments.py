@@ -53,6 +53,8 @@ def test_start_a_batch_experiment_and_compare_against_the_baseline(
     page.evaluate("window.scrollTo(0, 0)")
     signed_in.shot("readme-experiment", full_page=False)
 
+    hint = page.locator("label[for=gate-expr]").inner_text()  # higher is better here
+    assert "result.value < baseline * 0.99: 1 % worse" in hint, hint
     page.get_by_label("Condition that fails a candidate").fill("result.value < baseline * 2")
     page.get_by_role("button", name="Check").click()
     page.wait_for_url(lambda url: "gate=" in url)
