@@ -10,8 +10,13 @@ behind it, so devint ends on the latest), and one that changed while or after it
 read is read again: a half-written package is never pushed. A package over ``max_package_mb`` is
 refused before it is copied, and one met by a full disk is taken again once there
 is room. A folder containing ``app.yaml`` moved in atomically is packaged and
-pushed the same way. Each dropped entry ends up in ``.done/`` or ``.rejected/``
-(with a ``.reason`` file, under a name never reused), so it is never ingested twice;
+pushed the same way; one made in place (its last change an entry made in it, changes
+seen inside it, or first seen without ``app.yaml``) is pushed once it holds
+``app.yaml`` and nothing in it changed for ``SETTLE_SECONDS``. A folder without
+``app.yaml``, and a file straight in ``push/`` (which app is it for?), are not pushed,
+and a ``.reason`` beside them says why (``inbox_unpushed``). Each dropped entry ends up
+in ``.done/`` or ``.rejected/`` (with a ``.reason`` file, under a name never reused), so
+it is never ingested twice;
 a file that is not a package is rejected saying so; a scan at start picks up what
 arrived while the daemon was down, and files in ``.rejected/`` (saying why) a package
 a stopped daemon held when another had taken its name (``inbox_filing.settle_holds``).
@@ -60,6 +65,7 @@ from orchestrator.inbox_filing import (
     too_large,
 )
 from orchestrator.inbox_reasons import EnvironmentReasons
+from orchestrator.inbox_unpushed import Unpushed, newest_change, said_beside
 from orchestrator.packaging.build import FileChanged
 from orchestrator.packaging.manifest import MANIFEST_FILE
 from orchestrator.registry.push import PushService
@@ -94,25 +100,29 @@ PACKAGE_HELP = (
 
 
 def kind_of(path: Path, push_root: Path) -> str | None:
-    """``package``, ``folder`` (with ``app.yaml``), ``other`` (a file that is neither:
-    rejected, saying so) for ``push/<app>/<entry>`` under a final name; else ``None``
-    (temporary and dot names, anything deeper, a folder without ``app.yaml``)."""
+    """``package``, ``folder`` (with ``app.yaml``), ``bare`` (a folder without it: it
+    waits for one), ``other`` (a file that is neither: rejected, saying so) for
+    ``push/<app>/<entry>`` under a final name; ``astray`` for a file straight in
+    ``push/`` (not pushed: which app?); else ``None`` (temporary and dot names, the
+    reasons said beside entries, app folders, anything deeper)."""
     try:
         rel = path.relative_to(push_root)
     except ValueError:
         return None
-    if len(rel.parts) != 2 or any(p.startswith(".") for p in rel.parts):
+    if len(rel.parts) not in (1, 2) or any(p.startswith(".") for p in rel.parts):
         return None
-    name = rel.parts[1]
-    if name.endswith(TEMP_SUFFIXES):
+    if rel.parts[-1].endswith(TEMP_SUFFIXES) or said_beside(path):
         return None
     try:
         st = os.stat(path)
     except OSError:
         # a link that leads nowhere (or in a loop): said so, never left unexplained
-        return "other" if os.path.islink(path) else None
+        return None if not os.path.islink(path) else "other" if len(rel.parts) == 2 else "astray"
+    if len(rel.parts) == 1:
+        return None if stat.S_ISDIR(st.st_mode) else "astray"
+    name = rel.parts[1]
     if stat.S_ISDIR(st.st_mode):
-        return "folder" if (path / MANIFEST_FILE).is_file() else None
+        return "folder" if (path / MANIFEST_FILE).is_file() else "bare"
     if not stat.S_ISREG(st.st_mode):
         return "other"
     return "package" if name.endswith(PACKAGE_SUFFIXES) else "other"
@@ -143,6 +153,7 @@ class Inbox:
         self._held: dict[Path, list[Drop]] = {}
         self._next: collections.deque[Drop] = collections.deque()
         """Drops let go by the one they waited behind: taken before the queue."""
+        self._unpushed = Unpushed(PACKAGE_SUFFIXES, PACKAGE_HELP)
 
     async def start(self) -> None:
         """Watch ``push/``; what it holds already is taken once the watch is in place."""
@@ -154,6 +165,7 @@ class Inbox:
         self._stop.set()
         for timer in self._timers:
             timer.cancel()
+        self._unpushed.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -209,7 +221,7 @@ class Inbox:
                         escaped(self.root),
                     )
                     return
-                self._offer_all(_entries_of(batch, self.root))
+                self._offer_all(*_entries_of(batch, self.root))
 
     def _still_watched(self, watched: Ident) -> bool:
         try:
@@ -232,29 +244,34 @@ class Inbox:
         """What ``push/`` holds already: at start, and on a new ``push/``; first what a
         stopped daemon held (``settle_holds``)."""
         try:
-            app_dirs = [d for d in self.root.iterdir() if not d.name.startswith(".")]
+            entries = [d for d in self.root.iterdir() if not d.name.startswith(".")]
         except OSError:
             return  # gone again: the watch notices
+        app_dirs = [d for d in entries if d.is_dir()]
         holding = {d.claim for d in self._drops.values() if d.claim is not None}
         for app in app_dirs:
             for kept in settle_holds(app, holding):
                 log.warning("inbox: %s: %s", escaped(kept), ORPHAN_REASON)
-        self._offer_all(p for d in app_dirs for p in _listing(d))
+        self._unpushed.tidy([self.root, *app_dirs])
+        self._offer_all(entries)
 
-    def _offer_all(self, paths: Iterable[Path]) -> None:
+    def _offer_all(self, paths: Iterable[Path], inner: set[Path] | None = None) -> None:
         """Take each entry, in the order they arrived (a rename sets ctime), so that of
-        packages dropped together devint ends on the latest."""
+        packages dropped together devint ends on the latest. ``inner``: the folders
+        changes were seen inside (made in place: they settle before they are pushed)."""
         found = []
         for path in set(paths):
-            if path.parent == self.root:  # an app folder, new (a package moved in right
-                found += [(p, _arrival(p)) for p in _listing(path)]  # after it was made
-                continue  # can land before its watch exists)
+            if path.parent == self.root and path.is_dir():  # an app folder, new (a package
+                found += [(p, _arrival(p)) for p in _listing(path)]  # moved in right after
+                continue  # it was made can land before its watch exists)
             found.append((path, _arrival(path)))
         for path, _ in sorted(found, key=lambda pa: (pa[1], str(pa[0]))):
-            self._offer(path)
+            self._offer(path, path in (inner or ()))
 
-    def _offer(self, path: Path) -> None:
-        if kind_of(path, self.root) is None:
+    def _offer(self, path: Path, inner: bool = False) -> None:
+        kind = kind_of(path, self.root)
+        if kind in (None, "astray", "bare"):
+            self._unpushed.offer(path, kind, SETTLE_SECONDS)
             return
         try:
             now = ident(os.lstat(path))
@@ -269,6 +286,8 @@ class Inbox:
             if drop.claim is not None:
                 drop.claim.unlink(missing_ok=True)
             return
+        if drop.folder:  # made in place (seen so, or without app.yaml): it settles first
+            drop.in_place = self._unpushed.taken(path) | inner | drop.in_place
         self._drops[drop.ident] = drop
         self._queue.put_nowait(drop)
 
@@ -309,18 +328,9 @@ class Inbox:
         except OSError as exc:  # a link in a loop, a file orch may not read
             self._reject(drop, f"it cannot be read: {exc.strerror or exc}")
             return
-        whole = False  # pushed at once only if it proves whole as it is copied
-        if not drop.folder:
-            wait, whole = self._still_written(drop, st)
-            if wait is not None:
-                self._retry_later(drop, wait)
-                return
-            if not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
-                self._reject(drop, f"it is not a package: {PACKAGE_HELP}")
-                return
-            if st.st_size > self.limit_mb * 1024 * 1024:
-                self._reject(drop, too_large(st.st_size, self.limit_mb).message)
-                return
+        whole = self._checked(drop, st)
+        if whole is None:
+            return
         target = self.scratch / f"inbox-{new_token()[:16]}.tar.gz"
         try:
             read = await anyio.to_thread.run_sync(copy_out, drop, target, self.limit_mb, whole)
@@ -342,6 +352,27 @@ class Inbox:
             self._retry_later(drop, SETTLE_SECONDS)
             return
         self._done(drop, exe.id)
+
+    def _checked(self, drop: Drop, st: os.stat_result) -> bool | None:
+        """``None`` if ``drop`` waits (still being written, or a folder made in place that
+        changed less than ``SETTLE_SECONDS`` ago) or is refused as it is; else whether it
+        is pushed at once only if it proves a whole archive as it is copied."""
+        if drop.folder:
+            age = time.time() - newest_change(drop.source) / 1e9 if drop.in_place else 1e9
+            if age < SETTLE_SECONDS:
+                self._retry_later(drop, max(SETTLE_SECONDS - age, 0.05))
+                return None
+            return False
+        wait, whole = self._still_written(drop, st)
+        if wait is not None:
+            self._retry_later(drop, wait)
+        elif not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
+            self._reject(drop, f"it is not a package: {PACKAGE_HELP}")
+        elif st.st_size > self.limit_mb * 1024 * 1024:
+            self._reject(drop, too_large(st.st_size, self.limit_mb).message)
+        else:
+            return whole
+        return None
 
     def _still_written(self, drop: Drop, st: os.stat_result) -> tuple[float | None, bool]:
         """Seconds to wait if ``drop`` may still be being written, else ``None``; and
@@ -465,11 +496,20 @@ def _gone(batch: Iterable[tuple[Change, str]], root: Path) -> bool:
     return any(change == Change.deleted and raw == str(root) for change, raw in batch)
 
 
-def _entries_of(batch: Iterable[tuple[Change, str]], root: Path) -> Iterable[Path]:
+def _entries_of(batch: Iterable[tuple[Change, str]], root: Path) -> tuple[list[Path], set[Path]]:
+    """The entries of ``push/`` and ``push/<app>/`` a batch is about (a change deeper is
+    one of the folder ``push/<app>/<folder>`` it is in), and the folders changed inside."""
+    entries, inner = [], set()
     for _change, raw in batch:
         path = Path(raw)
-        if path != root:
-            yield path
+        with contextlib.suppress(ValueError):
+            parts = path.relative_to(root).parts
+            if len(parts) > 2:
+                path = root.joinpath(*parts[:2])
+                inner.add(path)
+            if parts:
+                entries.append(path)
+    return entries, inner
 
 
 def _listing(folder: Path) -> list[Path]:

@@ -77,8 +77,9 @@ class Drop:
     file that could not be linked (another file system): then it is read in place."""
     folder: bool
     in_place: bool
-    """Its last change was a write, not a rename (ctime == mtime): it may still be being
-    written under its final name, so it is pushed only once it has settled."""
+    """Its last change was a write, not a rename (ctime == mtime; for a folder, an entry
+    made in it): it may still be being written under its final name, so it is pushed only
+    once it has settled."""
     seen: tuple[int, int]
     """``looks()`` when last seen: a change since means it is being written."""
     arrived: int
@@ -108,8 +109,9 @@ def take(path: Path, held: Path) -> Drop | None:
             lst = os.lstat(path)
         except OSError:
             return None
-        if stat.S_ISDIR(lst.st_mode):
-            return Drop(path, ident(lst), None, True, False, looks(lst), lst.st_ctime_ns)
+        if stat.S_ISDIR(lst.st_mode):  # in place: its last change was an entry made in it
+            in_place = lst.st_ctime_ns == lst.st_mtime_ns
+            return Drop(path, ident(lst), None, True, in_place, looks(lst), lst.st_ctime_ns)
         try:
             st = os.stat(path)  # a symlink is followed to the package
         except OSError:  # a link that leads nowhere, or in a loop: rejected, saying so

@@ -5,7 +5,9 @@ daemon builds an environment after the upload, and a requirement that cannot be
 installed would otherwise surface only at the next run. So the push waits for that
 build (``--no-wait`` skips it) and fails naming the requirement. ``--watch`` pushes
 again on every saved change; a push that fails, the first one included, is reported and
-the watching goes on, since the next save is usually the fix.
+the watching goes on, since the next save is usually the fix. An app that does not exist
+(a wrong ID, an app deleted meanwhile) ends the watching at once with exit 1: no save can
+fix that.
 """
 
 from __future__ import annotations
@@ -207,7 +209,9 @@ def _watch(pusher: Pusher, api: OrchClient, workdir: Path, max_pushes: int | Non
     """Push, then push again on every saved change that alters the package, until
     ``max_pushes`` have landed; a failed push is reported, the first one too, and the
     watching goes on. Ctrl-C ends it with exit 0, or 1 if the last save did not push:
-    devint does not run what is in the folder then, and a script must not think it does."""
+    devint does not run what is in the folder then, and a script must not think it does.
+    An unknown app ends it at once, the first push not tried (``errors_to_exit``: exit 1)."""
+    api.apps.get(pusher.app_id)
     state = Watched()
     pushes = int(_push_watched(pusher, api, workdir, state))
     if max_pushes is not None and pushes >= max_pushes:
@@ -233,7 +237,8 @@ def _push_watched(pusher: Pusher, api: OrchClient, workdir: Path, state: Watched
     """Whether this save landed a push (``state.last`` is then its sha256). Not when it
     failed (reported as ``error: ... (still watching)``) or the package is the one pushed
     last: silent, unless the attempt before failed, since its error would otherwise stay
-    the last line although the app is back to what devint runs."""
+    the last line although the app is back to what devint runs. An app deleted meanwhile
+    ends the watching with exit 1: saving cannot bring it back."""
     try:
         started = time.monotonic()
         built, manifest = pusher.build(workdir)
@@ -244,6 +249,8 @@ def _push_watched(pusher: Pusher, api: OrchClient, workdir: Path, state: Watched
             return False
         pusher.upload(api, built, manifest, started, brief=True)
     except (ClientError, OrchError) as exc:
+        if isinstance(exc, ClientError) and exc.status == 404 and _gone(api, pusher.app_id):
+            fail(f"{exc.message} (stopped watching)")
         say(f"error: {exc.message} (still watching)")
         state.failed = True
         return False
@@ -251,6 +258,17 @@ def _push_watched(pusher: Pusher, api: OrchClient, workdir: Path, state: Watched
         say(f"error: {exc} (still watching)")  # pushed all the same: its error stays true
     state.last, state.failed = built.sha256, False
     return True
+
+
+def _gone(api: OrchClient, app_id: str) -> bool:
+    """Whether the app no longer exists (a push answered 404: the app, or what it named)."""
+    try:
+        api.apps.get(app_id)
+    except ClientError as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
 
 
 def _filter(app_dir: Path) -> Callable[[watchfiles.Change, str], bool]:
