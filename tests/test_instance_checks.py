@@ -100,16 +100,23 @@ def test_strict_manifest_refuses_undeclared_names_not_missing_required(
     _refused(api.put(_instances(app_id, "bare"), json=wrong), 400, "'seed' (from instance)")
 
 
-def test_another_version_is_checked_with_the_options_the_instance_will_have(
-    api: httpx.Client, tmp_path: Path
-) -> None:
-    """v1 declares no options, so ``scale=abc`` is fine there; v2 (knapsack) wants an int."""
+def _loose_prod(api: httpx.Client, tmp_path: Path) -> str:
+    """An app whose v1 declares no options, instance ``prod`` on v1 with ``scale=abc``,
+    and devint on the knapsack since (whose ``scale`` is an integer)."""
     app_id = create_app(api)
     push_dir(api, app_id, write_app(tmp_path / "loose", "print('{}')\n"), tmp_path)
     assert api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"}).status_code == 201
     body = {"id": "prod", "version_id": "v1", "configuration": {"options": {"scale": "abc"}}}
     assert api.post(_instances(app_id), json=body).status_code == 201
     push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)  # devint moves; prod does not care
+    return app_id
+
+
+def test_another_version_is_checked_with_the_options_the_instance_will_have(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    """v1 declares no options, so ``scale=abc`` is fine there; v2 (knapsack) wants an int."""
+    app_id = _loose_prod(api, tmp_path)
     assert api.get(_instances(app_id, "prod")).json()["version_id"] == "v1"
     assert api.post(f"/v1/applications/{app_id}/versions", json={"id": "v2"}).status_code == 201
 
@@ -124,12 +131,7 @@ def test_another_version_is_checked_with_the_options_the_instance_will_have(
 def test_promote_refuses_a_version_the_instance_options_do_not_suit(
     api: httpx.Client, tmp_path: Path
 ) -> None:
-    app_id = create_app(api)
-    push_dir(api, app_id, write_app(tmp_path / "loose", "print('{}')\n"), tmp_path)
-    assert api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"}).status_code == 201
-    body = {"id": "prod", "version_id": "v1", "configuration": {"options": {"scale": "abc"}}}
-    assert api.post(_instances(app_id), json=body).status_code == 201
-    push_dir(api, app_id, SAMPLES / "knapsack", tmp_path)
+    app_id = _loose_prod(api, tmp_path)
     r = api.post(
         f"/v1/applications/{app_id}/promote", json={"version_id": "v2", "instance_id": "prod"}
     )

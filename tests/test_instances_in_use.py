@@ -164,18 +164,28 @@ def test_every_user_is_named_and_force_does_not_skip_them(api: httpx.Client, app
     assert _made(api.get(f"/v1/applications/{app_id}"))["default_instance"] == "rough"
 
 
+async def _store_with(tmp_path: Path, *instance_ids: str) -> Store:
+    """An open store with app ``app``, its version ``v1`` and instances on it."""
+    store = Store(tmp_path / "orch.db")
+    await store.open()
+    async with store.write() as w:
+        exe = Executable("a" * 64, 1, {}, "python", "py", EnvStatus.NONE)
+        await w.executables.insert_if_missing(exe, "blobs/x")
+        await w.apps.insert(App("app", "App", executable_id=exe.id))
+        await w.versions.insert(Version("v1", "app", "v1", exe.id))
+        for instance_id in instance_ids:
+            await w.instances.insert(Instance(instance_id, "app", "v1", instance_id))
+    return store
+
+
 async def test_a_switchback_test_whose_units_ran_out_no_longer_counts(tmp_path: Path) -> None:
     """Its row says started until the test is next read, but by the clock it completed."""
-    store, arms = Store(tmp_path / "orch.db"), (Arm.BASELINE, Arm.CANDIDATE)
-    await store.open()
+    store, arms = (
+        await _store_with(tmp_path, "base", "rough", "other"),
+        (Arm.BASELINE, Arm.CANDIDATE),
+    )
     try:
         async with store.write() as w:
-            exe = Executable("a" * 64, 1, {}, "python", "py", EnvStatus.NONE)
-            await w.executables.insert_if_missing(exe, "blobs/x")
-            await w.apps.insert(App("app", "App", executable_id=exe.id))
-            await w.versions.insert(Version("v1", "app", "v1", exe.id))
-            for instance_id in ("base", "rough", "other"):
-                await w.instances.insert(Instance(instance_id, "app", "v1", instance_id))
             for test_id, candidate, start, minutes in (
                 ("old", "rough", utc_now() - timedelta(hours=2), 1.0),
                 ("now", "other", utc_now(), 60.0),
@@ -209,16 +219,8 @@ async def test_an_instance_deleted_while_a_test_is_made_is_not_named_by_it(
 ) -> None:
     """The delete lands after the creation's checks, before its write, where the delete's
     own check cannot see the test yet: the creation is refused, not stored naming nothing."""
-    store = Store(tmp_path / "orch.db")
-    await store.open()
+    store = await _store_with(tmp_path, "base", "rough")
     try:
-        async with store.write() as w:
-            exe = Executable("a" * 64, 1, {}, "python", "py", EnvStatus.NONE)
-            await w.executables.insert_if_missing(exe, "blobs/x")
-            await w.apps.insert(App("app", "App", executable_id=exe.id))
-            await w.versions.insert(Version("v1", "app", "v1", exe.id))
-            for instance_id in ("base", "rough"):
-                await w.instances.insert(Instance(instance_id, "app", "v1", instance_id))
         instances = InstanceService(store, Settings(home=Home(tmp_path)))
         owner, name, calls = FIRST_CHECKS[kind]
         first_check, made = getattr(owner, name), []
