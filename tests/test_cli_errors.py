@@ -126,12 +126,22 @@ def test_an_empty_id_is_refused_before_any_request(
     assert runs_of(api, app_id) == 0
 
 
+def test_an_id_with_a_slash_is_refused_before_any_request(daemon: Daemon) -> None:
+    """It answered "no such route": the server decodes %2F before it routes."""
+    proc = orch(daemon, "app run metadata -a knap -r run/x", code=2)
+    assert one_error_line(proc.stderr).startswith(
+        "error: --run-id 'run/x' is no ID: IDs have no '/'; see "
+    )
+
+
 def test_the_client_refuses_empty_ids_and_unexpected_redirects(daemon: Daemon) -> None:
     with OrchClient(daemon.url, daemon.key) as client:
         with pytest.raises(ClientError, match="an ID cannot be empty"):
             client.apps.get("")
         with pytest.raises(ClientError, match="an ID cannot be empty"):
             client.versions.get("knap", "")
+        with pytest.raises(ClientError, match="'run/x' is no ID: IDs have no '/'"):
+            client.runs.metadata("knap", "run/x")  # the server would route it elsewhere
         with pytest.raises(ClientError, match="HTTP 307") as redirected:
             client.http.request("DELETE", "/v1/applications/")  # once counted as done
         assert redirected.value.status == 307

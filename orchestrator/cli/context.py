@@ -19,13 +19,16 @@ IdValue = str | list[str] | None
 def an_id(ctx: typer.Context, param: typer.CallbackParam, value: IdValue) -> IdValue:
     """Typer callback of every option naming an object by its ID: an empty one (``-a
     "$APP"`` with APP unset) is refused before any request. It would name no object, and
-    its URL would be the collection's: a GET there lists, a DELETE deletes nothing."""
+    its URL would be the collection's: a GET there lists, a DELETE deletes nothing. One
+    with a ``/`` (no ID has one) would reach another route, answered "no such route"."""
     if ctx.resilient_parsing:  # shell completion
         return value
     given = value if isinstance(value, list) else [value]
+    flag = max(param.opts, key=len) if param.opts else param.name
     if any(v is not None and not v.strip() for v in given):
-        flag = max(param.opts, key=len) if param.opts else param.name
         fail(f"{flag} is empty: give an ID (is a shell variable unset?)", code=2)
+    if slashed := [v for v in given if v is not None and "/" in v]:  # would name a route
+        fail(f"{flag} {slashed[0]!r} is no ID: IDs have no '/'", code=2)
     return value
 
 

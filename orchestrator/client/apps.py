@@ -19,11 +19,13 @@ from orchestrator.client.types import (
 
 
 def segment(object_id: str) -> str:
-    """An ID as one segment of a URL: quoted, so that what a user types never reaches
-    another route, and never empty, which would name the collection instead (a GET
-    would list it, a DELETE be redirected)."""
+    """An ID as one segment of a URL: quoted, never empty, which would name the collection
+    instead (a GET would list it, a DELETE be redirected), and without ``/``: the server
+    decodes ``%2F`` before it routes, so one would reach another route (no ID has one)."""
     if not object_id.strip():
         raise ClientError("an ID cannot be empty")
+    if "/" in object_id:
+        raise ClientError(f"{object_id!r} is no ID: IDs have no '/'")
     return quote(object_id, safe="")
 
 
