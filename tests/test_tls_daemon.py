@@ -76,8 +76,9 @@ def test_orchs_cli_speaks_https_and_says_why_plain_http_fails(tls_daemon: Daemon
     )
     assert listed.returncode == 0 and listed.stdout.startswith("["), listed.stderr
     plain = {**ENV, "ORCH_URL": tls_daemon.url.replace("https", "http"), "ORCH_API_KEY": "k"}
+    plain["ORCH_HOME"] = str(tls_daemon.home)  # as exported: a typed --home ignores ORCH_URL
     refused = subprocess.run(
-        [*CLI, "app", "list", *home], capture_output=True, text=True, env=plain, timeout=30
+        [*CLI, "app", "list"], capture_output=True, text=True, env=plain, timeout=30
     )
     assert refused.returncode == 1
     assert f"a --tls daemon answers on {tls_daemon.url} only" in refused.stderr
@@ -201,8 +202,8 @@ def test_an_https_url_meeting_plain_http_or_another_homes_ca_is_said_in_words(
     number (_ssl.c:1006)`` and ``CERTIFICATE_VERIFY_FAILED``."""
 
     def app_list(url: str, home: Path) -> subprocess.CompletedProcess[str]:
-        env = {**ENV, "ORCH_URL": url, "ORCH_API_KEY": "k"}
-        argv = [*CLI, "app", "list", "--home", str(home)]
+        env = {**ENV, "ORCH_URL": url, "ORCH_API_KEY": "k", "ORCH_HOME": str(home)}
+        argv = [*CLI, "app", "list"]  # no --home typed: that would ignore ORCH_URL
         return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
 
     plain = app_list(daemon.url.replace("http://", "https://"), daemon.home)
