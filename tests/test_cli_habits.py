@@ -194,8 +194,9 @@ def test_promote_without_an_instance_names_it_production(daemon: Daemon) -> None
     first = orch_json(daemon, f"app promote -a {app_id} -v p1 -n First")
     assert first["instance"]["id"] == "production" and first["created_instance"]
     assert first["application"]["default_instance"] == "production"
-    second = orch_json(daemon, f"app promote -a {app_id} -v p2 -n Second")
+    second = orch_json(daemon, f"app promote -a {app_id} -v p2")  # -n: as in the console
     assert second["instance"]["id"] == "production" and not second["created_instance"]
+    assert orch_json(daemon, f"app version get -a {app_id} -v p2")["name"] == "p2"
 
     other = new_app(daemon, SAMPLES / "knapsack")
     orch(daemon, f"app version create -a {other} -v v0")

@@ -173,7 +173,9 @@ def promote(
     version_id: str = typer.Option(
         ..., "--version-id", "-v", callback=an_id, help="ID of the new version."
     ),
-    name: str = typer.Option(..., "--name", "-n", help="Name of the new version."),
+    name: str | None = typer.Option(
+        None, "--name", "-n", help="Name of the new version (default: its ID)."
+    ),
     description: str = typer.Option("", "--description", "-d", help="Its description."),
     instance_id: str | None = typer.Option(
         None,

@@ -70,7 +70,7 @@ class Apps:
         self,
         app_id: str,
         version_id: str,
-        name: str,
+        name: str | None = None,
         description: str = "",
         instance_id: str | None = None,
     ) -> Promotion:
