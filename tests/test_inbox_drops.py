@@ -206,3 +206,24 @@ def test_watch_ends_when_its_app_is_deleted(
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("pushed ") and lines[1].startswith("watching ")
     assert lines[2:] == [f"error: app {app_id!r} not found (stopped watching)"]
+
+
+def test_an_apps_own_folder_dropped_as_the_app_folder_says_to_go_one_level_down(
+    fast: Daemon,
+) -> None:
+    """``cp -r myapp/. push/<app>/``: its files arrive one by one, each refused as no
+    package; the reason now says where the folder belongs."""
+    with fast.client() as api:
+        app_id = create_app(api)
+    app_dir = fast.home / "push" / app_id
+    app_dir.mkdir(exist_ok=True)
+    shutil.copytree(ECHO, app_dir, dirs_exist_ok=True)
+    rejected = app_dir / ".rejected"
+    hint = f"an app's folder is put whole inside push/{app_id}/ (push/{app_id}/<folder>/app.yaml)"
+
+    def reasons() -> list[str]:
+        found = sorted(rejected.glob("*.reason")) if rejected.is_dir() else []
+        return [p.read_text() for p in found]
+
+    said_all = wait_for(lambda: len(reasons()) == len(list(ECHO.iterdir())) and reasons())
+    assert all("it is not a package" in r and hint in r for r in said_all), said_all
