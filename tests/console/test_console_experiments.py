@@ -6,6 +6,7 @@ from __future__ import annotations
 from tests.console.conftest import Visit
 from tests.console.world import World, production_runs
 from tests.helpers import unique
+from tests.test_experiments import keep_input, wait_experiment
 
 EXPECT_TIMEOUT = 120_000
 
@@ -67,3 +68,22 @@ def test_start_a_batch_experiment_and_compare_against_the_baseline(
     page.get_by_label("Condition that fails a candidate").fill("result.value <<< 3")
     page.get_by_role("button", name="Check").click()
     assert page.get_by_role("alert").is_visible()
+
+
+def test_a_comparison_without_a_pair_says_so(signed_in: Visit, world: World) -> None:
+    """Every run failed (a broken input), so no input has a pair: the panel showed
+    '0 wins · 0 losses · median Δ -' and an empty table, as if nothing had been compared."""
+    set_id, exp_id = unique("broken"), unique("no-pairs")
+    base = f"/v1/applications/{world.knapsack}/experiments"
+    with signed_in.daemon.client() as api:
+        ids = [keep_input(api, world.knapsack, b'{"no_items": true}', "broken")]
+        api.post(f"{base}/inputsets", json={"id": set_id, "name": "B", "input_ids": ids})
+        body = {"id": exp_id, "input_set_id": set_id, "baseline": "production",
+                "instance_ids": ["production", "candidate"]}  # fmt: skip
+        assert api.post(f"{base}/batch", json=body).status_code == 201
+        assert wait_experiment(api, world.knapsack, exp_id)["status"] == "failed"  # all did
+    signed_in.goto(f"/apps/{world.knapsack}/experiments/{exp_id}")
+    said = signed_in.page.locator("[data-no-pairs=candidate]").inner_text()
+    assert said.startswith("No pair yet: a comparison needs a succeeded run of the baseline")
+    assert "fill in" not in said  # the experiment has ended: no more will come
+    assert signed_in.page.locator("[data-comparison=candidate]").count() == 0
