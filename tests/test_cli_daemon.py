@@ -226,6 +226,8 @@ def test_a_taken_port_is_named(tmp_path: Path, where: str) -> None:
         "choose another (--port, ORCH_PORT or port in config.toml, whichever set it), or set "
         "none to take a free one\n"
     )
+    if where == "--port":  # the home the start made stays private, as a daemon makes it
+        assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700
 
 
 def test_a_home_that_cannot_be_a_folder_is_named(tmp_path: Path) -> None:

@@ -87,12 +87,14 @@ def ended(process: psutil.Process, timeout: float) -> bool:
 
 
 def usable_home(home: Home) -> Home:
-    """The home, made if missing; a path that cannot be one is refused naming it."""
+    """The home, made if missing (private to the user, as the daemon makes it: a start that
+    fails after this leaves no folder others can read); a path that cannot be one is
+    refused naming it."""
     root = home.root
     if root.exists() and not root.is_dir():
         fail(f"home {root} is not a folder")
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         if exc.errno not in _SAID_AT_START:
             fail(f"home {root} cannot be created: {exc.strerror or exc}")
