@@ -114,7 +114,11 @@ def test_promote_keeps_what_was_typed_when_refused(signed_in: Visit, world: Worl
     page.locator("#promote-name").fill("Release notes name")
     page.locator("#promote-instance").fill("staging-2")
     assert _send(signed_in, "form[action$='/promote']") == 400
-    assert page.get_by_role("alert").is_visible()
+    alert = page.get_by_role("alert")
+    assert alert.count() == 1 and alert.is_visible()
+    # said at the form, which is in view, not at the top of a long page
+    assert alert.evaluate("el => el.closest('section').querySelector('#promote-title') !== null")
+    assert page.locator("#promote-version").evaluate("el => el === document.activeElement")
     assert page.locator("#promote-version").input_value() == "BAD VERSION!"
     assert page.locator("#promote-name").input_value() == "Release notes name"
     assert page.locator("#promote-instance").input_value() == "staging-2"

@@ -106,6 +106,7 @@ async def _app(
         error=error,
         edit=edit or stored,
         promoting=promoting or dict.fromkeys(PROMOTE_FIELDS, ""),
+        promote_refused=promoting is not None,  # said at the form, far down the page
     )
 
 
