@@ -235,9 +235,11 @@ def dask_address(executor: str) -> str | None:
     if not executor.startswith(DASK_SCHEME):
         raise Invalid(f"executor {executor!r} is neither 'local' nor 'dask://HOST:PORT'")
     where = executor[len(DASK_SCHEME) :].rstrip("/")
-    host, _, port = where.rpartition(":") if ":" in where else (where, "", "")
+    host, colon, port = where.rpartition(":") if ":" in where else (where, "", "")
     if not host or "/" in host or (port and not (port.isascii() and port.isdigit())):
         raise Invalid(f"executor {executor!r}: expected dask://HOST:PORT")
+    if colon and not port:  # "dask://host:" with the port left out, not the default asked
+        raise Invalid(f"executor {executor!r}: the port is empty (dask://HOST:PORT, or no ':')")
     if port and not 1 <= int(port) <= 65535:  # else it fails only when connecting, 10 s on
         raise Invalid(f"executor {executor!r}: the port must be 1-65535 (dask://HOST:PORT)")
     return f"tcp://{host}:{port or DASK_DEFAULT_PORT}"

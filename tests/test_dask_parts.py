@@ -61,6 +61,12 @@ def test_bad_executors_are_refused_with_the_expected_form(bad: str, tmp_path: Pa
         Settings.load(Home(tmp_path), executor=bad)
 
 
+def test_an_empty_port_is_refused_not_taken_as_the_default(tmp_path: Path) -> None:
+    """``dask://127.0.0.1:`` was silently port 8786: a port left out by mistake."""
+    with pytest.raises(Invalid, match="the port is empty"):
+        Settings.load(Home(tmp_path), executor="dask://127.0.0.1:")
+
+
 @pytest.mark.parametrize("port", ["0", "99999", "65536"])
 def test_a_port_out_of_range_is_refused_before_anything_starts(port: str, tmp_path: Path) -> None:
     """Not 10 s later, when the connection fails: the CLI says it before spawning anything."""
