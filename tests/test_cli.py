@@ -338,3 +338,19 @@ def test_tables_and_records_in_a_pipe_end_their_lines_with_their_text(daemon: Da
         shown = orch(daemon, command).stdout
         assert shown.strip(), command
         assert all(line == line.rstrip() for line in shown.splitlines()), command
+
+
+def test_retries_is_a_limit_flag_like_the_others(daemon: Daemon) -> None:
+    """The key setting of a Dask cluster's lost workers had no flag: only the API set it."""
+    app_id = new_app(daemon, SAMPLES / "knapsack")
+    orch(daemon, f"app version create -a {app_id} -v v1")
+    orch(daemon, f"app instance create -a {app_id} --instance-id tries -v v1 --retries 2")
+    made = orch_json(daemon, f"app instance get -a {app_id} --instance-id tries")
+    assert made["configuration"]["limits"]["retries"] == 2
+    orch(daemon, f"app instance update -a {app_id} --instance-id tries --retries 1")
+    updated = orch_json(daemon, f"app instance get -a {app_id} --instance-id tries")
+    assert updated["configuration"]["limits"]["retries"] == 1
+    too_many = orch(
+        daemon, f"app run -a {app_id} --retries 4 -i", SAMPLES / "knapsack" / "input.json", code=2
+    )
+    assert "--retries" in too_many.stderr and "0<=x<=3" in too_many.stderr

@@ -101,6 +101,13 @@ CpuOption = _seconds("--cpu-seconds", "CPU time limit in seconds.")
 TimeoutOption = _seconds("--timeout", "Wall-clock limit in seconds.")
 OutputMbOption = _mib("--output-mb", "Output size limit in MiB.")
 DiskMbOption = _mib("--disk-mb", "Disk limit in MiB (all the run writes, TMPDIR included).")
+RetriesOption = typer.Option(
+    None,
+    "--retries",
+    min=0,
+    max=3,
+    help="Times a run is started again after the Dask worker running it was lost (0-3).",
+)
 
 
 def tail_option(help: str) -> Any:
@@ -161,6 +168,7 @@ def limits_body(
     timeout: float | None,
     output_mb: int | None,
     disk_mb: int | None = None,
+    retries: int | None = None,
 ) -> dict[str, Any]:
     """The limits flags as the API's ``limits`` object, leaving out what was not given."""
     given = {
@@ -169,6 +177,7 @@ def limits_body(
         "timeout_seconds": timeout,
         "output_mb": output_mb,
         "disk_mb": disk_mb,
+        "retries": retries,
     }
     return {k: v for k, v in given.items() if v is not None}
 

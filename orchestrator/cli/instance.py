@@ -17,6 +17,7 @@ from orchestrator.cli.flags import (
     OldInstanceIdOption,
     OptionsOption,
     OutputMbOption,
+    RetriesOption,
     SecretsCollectionOption,
     TimeoutOption,
     bad_value,
@@ -107,6 +108,7 @@ def create(
     timeout: float | None = TimeoutOption,
     output_mb: int | None = OutputMbOption,
     disk_mb: int | None = DiskMbOption,
+    retries: int | None = RetriesOption,
     secrets_collection_id: str | None = SecretsCollectionOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
@@ -115,7 +117,7 @@ def create(
     instance_id = _instance_id(instance_id, old_instance_id)
     configuration: dict[str, Any] = {
         "options": parse_options(options),
-        "limits": limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb),
+        "limits": limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb, retries),
     }
     if execution_class:
         configuration["execution_class"] = execution_class
@@ -190,6 +192,7 @@ def update(
     timeout: float | None = TimeoutOption,
     output_mb: int | None = OutputMbOption,
     disk_mb: int | None = DiskMbOption,
+    retries: int | None = RetriesOption,
     secrets_collection_id: str | None = SecretsCollectionOption,
     lock: bool | None = typer.Option(
         None,
@@ -213,7 +216,7 @@ def update(
         configuration["execution_class"] = execution_class
     if secrets_collection_id is not None:
         configuration["secrets_collection_id"] = secrets_collection_id
-    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb)
+    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb, retries)
     given = {"version_id": version_id, "name": name, "description": description}
     body: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if not (body or configuration or limits or lock is not None):

@@ -23,6 +23,7 @@ from orchestrator.cli.flags import (
     MemoryOption,
     OptionsOption,
     OutputMbOption,
+    RetriesOption,
     SecretsCollectionOption,
     TimeoutOption,
     WaitOption,
@@ -144,6 +145,7 @@ def create(
     cpu_seconds: float | None = CpuOption,
     output_mb: int | None = OutputMbOption,
     disk_mb: int | None = DiskMbOption,
+    retries: int | None = RetriesOption,
     secrets_collection_id: str | None = SecretsCollectionOption,
     fmt: InputFormat | None = typer.Option(
         None,
@@ -171,7 +173,8 @@ def create(
         return
     if app_id is None:
         fail("missing option -a/--app-id (or set ORCH_APP_ID)", code=2)
-    configuration = _configuration(priority, timeout, memory_mb, cpu_seconds, output_mb, disk_mb)
+    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb, retries)
+    configuration = _configuration(priority, limits)
     if ensemble is not None:
         if instance is not None:
             fail(
@@ -239,18 +242,10 @@ def _wait_and_deliver(
     return deliver(api, app_id, info, output, as_json, logs=tail, home=home)
 
 
-def _configuration(
-    priority: int | None,
-    timeout: float | None,
-    memory_mb: int | None,
-    cpu_seconds: float | None,
-    output_mb: int | None,
-    disk_mb: int | None,
-) -> dict[str, Any]:
+def _configuration(priority: int | None, limits: dict[str, Any]) -> dict[str, Any]:
     configuration: dict[str, Any] = {}
     if priority is not None:
         configuration["queuing"] = {"priority": priority}
-    limits = limits_body(memory_mb, cpu_seconds, timeout, output_mb, disk_mb)
     if limits:
         configuration["limits"] = limits
     return configuration

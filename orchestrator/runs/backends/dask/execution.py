@@ -211,7 +211,11 @@ class DaskExecution:
                 if isinstance(got, TaskResult) and self._restartable(got):
                     self._restarts_left -= 1
                     why = got.facts.failure.detail if got.facts.failure else "lost"
-                    await self._again(f"[orch] {why}; the run had not started: submitting it again")
+                    attempt = self.spec.attempt + 1
+                    await self._again(
+                        f"[orch] {why}; the run had not started: submitting it again"
+                        f" (attempt {attempt})"
+                    )
                     continue
                 if isinstance(got, TaskResult):
                     self.result = got
@@ -324,7 +328,7 @@ class DaskExecution:
         """Start the run again after its worker was lost, as its retries limit allows."""
         self.retries_left -= 1
         await self._again(
-            f"[orch] {why} while it ran this run; starting it again on another worker "
+            f"[orch] {why} while it ran this run; starting it again on the cluster "
             f"(attempt {self.spec.attempt + 1}, retries left: {self.retries_left})"
         )
 
@@ -340,7 +344,7 @@ class DaskExecution:
         self.spec = self.spec.next_attempt()
         stderr = self.ctx.runs_dir / self.run_id / "stderr"
         self.log_from = await asyncio.to_thread(_append, stderr, f"{note}\n".encode())
-        log.warning("run %s: %s (attempt %d)", self.run_id, note, self.spec.attempt)
+        log.warning("run %s: %s", self.run_id, note)  # the note names the attempt
         self.worker, self._lost_why = None, ""
         self._lost.clear()
         self.blobs = await self.ctx.reship(self.spec)
