@@ -78,7 +78,7 @@ def at_terminal(args: list[str], env: dict[str, str], columns: int = 200) -> tup
             "error: invalid value for '--app-dir': Directory '/nonexistent' does not exist",
             "app push",
         ),
-        ("app promote -a demo -v v1", "error: missing option '--name' / '-n'", "app promote"),
+        ("app promote -a demo", "error: missing option '--version-id' / '-v'", "app promote"),
         ("app list --bogus", "error: no such option: --bogus", "app list"),
         ("app bogus", "error: no such command 'bogus'", "app"),
         ("bogus", "error: no such command 'bogus'", ""),
