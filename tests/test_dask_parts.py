@@ -30,7 +30,7 @@ from orchestrator.models import Limits
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.cache import BlobMismatch, WorkerCache, attempt_label
-from orchestrator.runs.backends.dask.cluster import summarize
+from orchestrator.runs.backends.dask.cluster import summarize, usable_slots
 from orchestrator.runs.backends.dask.outputs import pack, write_back
 from orchestrator.runs.backends.dask.protocol import TaskResult, UnpackCaps
 from orchestrator.runs.backends.dask.shipping import archive
@@ -272,3 +272,21 @@ def test_a_folder_input_archives_to_the_same_bytes_whatever_its_times(tmp_path: 
     assert archive(folder) == first
     (folder / "a.csv").write_text("changed")
     assert archive(folder) != first
+
+
+@pytest.mark.parametrize(
+    ("info", "slots", "said"),
+    [
+        ({"resources": {"orch": 2}, "nthreads": 2}, 2, ""),
+        ({"resources": {"orch": 1}, "nthreads": 4}, 1, ""),
+        ({"resources": {}, "nthreads": 4}, 0, ""),
+        ({"resources": {"orch": 2}, "nthreads": 1}, 1, "orch=2 slots but runs 1 thread(s)"),
+    ],
+)
+def test_a_workers_slots_are_no_more_than_its_threads(
+    info: dict[str, Any], slots: int, said: str
+) -> None:
+    """``--nthreads 1 --resources orch=2`` counted 2 slots: the second run admitted there
+    showed ``running`` while it waited in the worker for its one thread."""
+    counted, why = usable_slots(info)
+    assert counted == slots and said in why and bool(why) is bool(said)

@@ -1,11 +1,11 @@
 """The cluster as the daemon sees it: its workers, their ``orch`` slots, and who left.
 
 Slots are the sum of the workers' ``orch`` resources (``dask worker --resources
-orch=N``): the engine's queue admits that many runs, and Dask's resource
-admission keeps each worker within its own N. Workers are read from the
-scheduler every second while the link to it is up (joins, leaves, new slots), and
-each worker's own event topic is watched, on which the scheduler announces its
-removal at once with the tasks it was processing. While the link is down there is
+orch=N``), each no more than its worker's threads: the engine's queue admits that
+many runs, and Dask's resource admission keeps each worker within its own N. Workers
+are read from the scheduler every second while the link to it is up (joins, leaves, new
+slots), and each worker's own event topic is watched, on which the scheduler announces
+its removal at once with the tasks it was processing. While the link is down there is
 no worker and no slot: runs wait in the engine's queue (``link.py``).
 
 Each worker describes the sandbox it gives models when it joins (``worker.describe``);
@@ -40,6 +40,20 @@ class WorkerView:
     name: str
     slots: int
     isolation: dict[str, Any] = field(default_factory=dict)
+
+
+def usable_slots(info: dict[str, Any]) -> tuple[int, str]:
+    """A worker's slots as the scheduler describes it: its ``orch`` resource, but no more
+    than its threads (a task runs on one; a run admitted beyond them would show
+    ``running`` while it waits in the worker), and why fewer were counted ("" if not)."""
+    offered = int((info.get("resources") or {}).get(RESOURCE, 0))
+    threads = int(info.get("nthreads") or offered)
+    if offered <= threads:
+        return offered, ""
+    return threads, (
+        f"offers {RESOURCE}={offered} slots but runs {threads} thread(s): {threads} counted"
+        f" (start it with --nthreads {offered})"
+    )
 
 
 class Cluster:
@@ -93,9 +107,11 @@ class Cluster:
         for address in set(self.workers) - set(seen):
             self._gone(address, set(), "left the cluster")
         for address, info in seen.items():
-            slots = int((info.get("resources") or {}).get(RESOURCE, 0))
+            slots, short = usable_slots(info)
             known = self.workers.get(address)
             if known is None:
+                if short:
+                    log.warning("cluster %s: worker %s %s", self.address, address, short)
                 self._joined(address, str(info.get("name", address)), slots)
             else:
                 known.slots = slots
