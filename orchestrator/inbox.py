@@ -367,7 +367,7 @@ class Inbox:
         if wait is not None:
             self._retry_later(drop, wait)
         elif not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
-            self._reject(drop, f"it is not a package: {PACKAGE_HELP}{_one_level_up(drop)}")
+            self._reject(drop, f"it is not a package: {PACKAGE_HELP}{_where_folders_go(drop)}")
         elif st.st_size > self.limit_mb * 1024 * 1024:
             self._reject(drop, too_large(st.st_size, self.limit_mb).message)
         else:
@@ -496,7 +496,7 @@ def _gone(batch: Iterable[tuple[Change, str]], root: Path) -> bool:
     return any(change == Change.deleted and raw == str(root) for change, raw in batch)
 
 
-def _one_level_up(drop: Drop) -> str:
+def _where_folders_go(drop: Drop) -> str:
     """Files of an app's own folder dropped as ``push/<app>/`` itself (``cp -r myapp/.
     push/<app>/``) arrive one by one, each no package: say where the folder goes."""
     return (
