@@ -116,7 +116,9 @@ def test_a_folder_without_app_yaml_names_the_packages_put_in_it(fast: Daemon) ->
             f"{BARE}; a package is pushed only straight from its app's folder, not from a "
             f"folder in it: move 'deep/sub/p.tgz' into push/{app_id}/\n"
         )
-        assert "deep is not pushed yet: it waits for an app.yaml" in fast.log()
+        wait_for(
+            lambda: "deep is not pushed yet: it waits for an app.yaml" in fast.log()
+        )  # logged after the reason is written
         shutil.rmtree(deep)
         wait_for(lambda: said(deep) is None, timeout=5)  # gone with its folder
         assert current(api, app_id) is None and not (app / ".rejected").exists()
@@ -138,7 +140,9 @@ def test_a_file_straight_in_push_says_where_it_belongs(fast: Daemon, tmp_path: P
         assert wait_for(lambda: said(root / "direct.tgz"), timeout=5) == ASTRAY + "\n"
         assert wait_for(lambda: said(root / "notes.txt")) == f"{ASTRAY} ({PACKAGE_HELP})\n"
         assert all(said(path) is None for path in ignored)
-        assert "push/direct.tgz is not pushed: push/ holds one folder per app" in fast.log()
+        wait_for(
+            lambda: "push/direct.tgz is not pushed: push/ holds one folder per app" in fast.log()
+        )  # logged after the reason is written
         assert current(api, app_id) is None and (root / "direct.tgz").exists()
         os.rename(root / "direct.tgz", root / app_id / "direct.tgz")  # where it belongs
         wait_for(lambda: current(api, app_id) == package.sha256, timeout=5)
