@@ -139,12 +139,13 @@ class Connection:
         sock = socket.create_connection((host, port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls is not None:
-                sock = tls.wrap_socket(sock, server_hostname=host)
+            if tls is not None:  # the handshake waits for the first request: see _handshake
+                sock = tls.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
         except BaseException:
             sock.close()
             raise
         self.sock: socket.socket | None = sock
+        self._handshaken = tls is None
         self.reader = cast(io.BufferedReader, sock.makefile("rb", buffering=BLOCK))
         self._host = host if port in (80, 443) else f"{host}:{port}"
 
@@ -175,6 +176,8 @@ class Connection:
         (seconds, what to call once when no answer has begun by then)."""
         if self.sock is None:
             raise Disconnected("the connection is closed")
+        if not self._handshaken:
+            patience = self._handshake(patience)
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}", "Accept-Encoding: identity"]
         if body is None and method in ("POST", "PUT", "PATCH"):
             headers = {**headers, "Content-Length": "0"}
@@ -189,6 +192,30 @@ class Connection:
         if patience is not None and not self._answering(patience[0]):
             patience[1]()
         return Response(self, head=method == "HEAD")
+
+    def _handshake(
+        self, patience: tuple[float, Callable[[], None]] | None
+    ) -> tuple[float, Callable[[], None]] | None:
+        """TLS's handshake, under the same patience as an answer: a frozen daemon's kernel
+        still accepts the connection, and the handshake is then where the command waits
+        (a minute, in silence, when it was done inside ``wrap_socket``). Returns the
+        patience left for the answer (none once it was spent here)."""
+        sock = cast("ssl.SSLSocket", self.sock)
+        timeout = sock.gettimeout()
+        if patience is not None and (timeout is None or timeout > patience[0]):
+            sock.settimeout(patience[0])
+            try:
+                sock.do_handshake()
+                self._handshaken = True
+                return patience
+            except TimeoutError:  # OpenSSL is left waiting to read: the call resumes it
+                patience[1]()
+                patience = None
+            finally:
+                sock.settimeout(timeout)
+        sock.do_handshake()
+        self._handshaken = True
+        return patience
 
     def _answering(self, within: float) -> bool:
         """Whether the answer begins within ``within`` seconds (nothing is read: a request
