@@ -152,7 +152,7 @@ def test_a_failed_run_writes_its_output_to_a_file_only_when_it_has_one(
     assert proc.stdout == "" and "error:" not in proc.stderr and "wrote" not in proc.stderr
     run_id = summary_of(proc.stderr)[1]
     result = orch(daemon, f"app run result -a {apps['silent']} -r {run_id}", code=1)
-    assert result.stdout == "" and result.stderr == proc.stderr.splitlines()[-1] + "\n"
+    assert result.stdout == "" and result.stderr.splitlines() == proc.stderr.splitlines()[-2:]
 
 
 def test_logs_tail_ends_with_the_summary_and_the_exit_code_of_the_run(

@@ -95,6 +95,37 @@ def test_ctrl_c_stops_waiting_and_says_how_to_cancel(
     wait_for(lambda: status_of(api, knap, run_id) == "canceled", timeout=20)
 
 
+def test_ctrl_c_on_a_followed_log_says_the_run_goes_on_and_how_to_cancel(
+    daemon: Daemon, api: httpx.Client, knap: str
+) -> None:
+    """``orch app run logs --tail`` ended on Ctrl-C with exit 130 and nothing said, where
+    ``-w`` says the run keeps running and how to cancel it."""
+    run_id = orch(daemon, f"app run -a {knap} -o sleep=30 -i", KNAPSACK_INPUT).stdout.strip()
+    term = Terminal(daemon, f"app run logs -a {knap} -r {run_id} --tail")
+    term.read_until("solving knapsack")
+    term.interrupt()
+    code, shown = term.finish()
+    text = ESCAPES.sub("", shown)
+    assert code == 130, text
+    assert f"stopped following; run {run_id} goes on unless it has ended." in text
+    assert status_of(api, knap, run_id) == "running"
+    cancel = re.search(r"cancel it: (orch app run cancel .*)", text)
+    assert cancel and f"-a {knap} -r {run_id}" in cancel[1], text
+    assert "canceled" in orch(daemon, *shlex.split(cancel[1])[1:], home=False).stderr
+
+
+def test_a_failed_run_names_the_command_that_shows_its_log(daemon: Daemon, knap: str) -> None:
+    """A timeout's summary names no line of the log: the model had logged, and the
+    command said nothing of where to read it."""
+    argv = f"app run -a {knap} -o sleep=5 --timeout 1 -w -i"
+    failed = orch(daemon, argv, KNAPSACK_INPUT, code=1)
+    hint = re.search(r"^its log: (orch app run logs .*)$", failed.stderr, re.MULTILINE)
+    assert hint, failed.stderr
+    assert "solving knapsack" in orch(daemon, *shlex.split(hint[1])[1:], home=False).stdout
+    tailed = orch(daemon, f"{argv.replace(' -w', ' --tail')}", KNAPSACK_INPUT, code=1)
+    assert "its log:" not in tailed.stderr  # the log was on the screen already
+
+
 def test_off_a_terminal_waiting_is_quiet_and_the_output_is_as_written(
     daemon: Daemon, api: httpx.Client, knap: str
 ) -> None:

@@ -14,6 +14,7 @@ from orchestrator.cli.flags import WaitOption, pairs, tail_option
 from orchestrator.cli.output import (
     ShownSink,
     at_terminal,
+    command_line,
     emit,
     errors_to_exit,
     fail,
@@ -184,7 +185,15 @@ def run_logs(
         if not tail:
             _print_log(api, app_id, run_id)
             return
-        info = _follow(api, app_id, run_id)
+        try:
+            info = _follow(api, app_id, run_id)
+        except KeyboardInterrupt:
+            where = (("-a", app_id), ("-r", run_id))
+            say(
+                f"\nstopped following; run {run_id} goes on unless it has ended.\n"
+                f"  cancel it: {command_line('app run cancel', *where, home=home)}"
+            )
+            raise typer.Exit(130) from None
     say(summary(info, full_error=False))  # the log is on the screen: its first line will do
     raise typer.Exit(EXIT_CODES[info["metadata"]["status_v2"]])
 

@@ -53,6 +53,9 @@ def deliver(
         if output is not None or not as_json:
             hint = _write_output(api, app_id, info, output, home)
     say(summary(info, full_error=not logs))
+    if status == "failed" and not logs:  # a timeout or a limit names no line of the log
+        where = ("-a", app_id), ("-r", info["id"])
+        say(f"its log: {command_line('app run logs', *where, home=home)}")
     if hint is not None:
         say(hint)
     if ensemble is not None:
