@@ -129,8 +129,15 @@ def render(name: str, **context: Any) -> str:
     return ENV.get_template(name).render(**context)
 
 
-def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """A whole page or a partial, with the session's CSRF token and the safety headers."""
+def page(
+    request: Request, name: str, status: int = 200, address: str = "", **context: Any
+) -> HTMLResponse:
+    """A whole page or a partial, with the session's CSRF token and the safety headers.
+
+    ``address``: the page a refused form was on, which this answer to its POST shows
+    again. The browser's address bar would stay on the form's action, which is no page
+    (a reload sends the form again, or is a 404 or 405); ``console.js`` puts the page's
+    address there instead (``history.replaceState``), so a reload opens the page."""
     session = getattr(request.state, "session", None)
     body = render(
         name,
@@ -138,6 +145,7 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> HTML
         csrf=session.csrf if session is not None else "",
         signed_in=session is not None,
         path=request.url.path,
+        address=address,
         **context,
     )
     return HTMLResponse(body, status_code=status, headers=HEADERS)

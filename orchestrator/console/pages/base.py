@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -69,7 +69,20 @@ API_PREFIXES = ("/v1/", "/uploads/", "/downloads/")
 
 
 def error_page(request: Request, status: int, message: str) -> Response:
-    return page(request, "error.html", status=status, code=status, message=message)
+    address = _form_page(request)
+    return page(request, "error.html", status=status, address=address, code=status, message=message)
+
+
+def _form_page(request: Request) -> str:
+    """For a form refused with the error page: the page the form was on (its ``Referer``,
+    if on this console), for the address bar to go back to; the POST's address is none."""
+    if request.method != "POST":
+        return ""
+    came_from = urlsplit(request.headers.get("referer", ""))
+    same_origin = came_from.netloc == request.url.netloc
+    if not same_origin or not came_from.path.startswith("/") or came_from.path.startswith("//"):
+        return ""  # ("//host/..." would name another origin to the browser)
+    return came_from.path + (f"?{came_from.query}" if came_from.query else "")
 
 
 def http_error_page(request: Request, exc: HTTPException) -> Response | None:

@@ -80,6 +80,7 @@ async def _list(
         request,
         "experiments.html",
         status=status,
+        address=app_url(app_id, "experiments") if error else "",
         app=app,
         experiments=experiments,
         input_sets=await svc.input_sets.list(app_id),

@@ -9,6 +9,7 @@ redirect straight to the console could arrive without it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -98,6 +99,7 @@ async def login_with_key(request: Request) -> Response:
             request,
             "login.html",
             status=401,
+            address="/login?" + urlencode({"next": target}),
             next=target,
             error=f"{wrong} (it is in <home>/api-key).",
         )

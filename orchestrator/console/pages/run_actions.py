@@ -14,6 +14,7 @@ import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 from fastapi import Request
@@ -69,10 +70,14 @@ async def _new_run_page(
     else:
         values = fields(form, ("instance", "options", "name", "input_text", "ensemble"))
     instances = await svc.instances.list(app_id)
+    address = app_url(app_id, "runs", "new")
+    if values["ensemble"]:
+        address += "?" + urlencode({"ensemble": values["ensemble"]})
     return page(
         request,
         "new_run.html",
         status=status,
+        address=address if error else "",
         app=app,
         instances=instances,
         formats=await _formats(svc, app_id, [i.id for i in instances]),

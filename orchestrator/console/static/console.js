@@ -4,6 +4,13 @@
 (function () {
   "use strict";
 
+  // A refused form's page, shown again in answer to its POST: the address bar goes back
+  // to the page the form was on (the POST's address is no page to reload).
+  var address = document.body.dataset.address;
+  if (address) {
+    history.replaceState(history.state, "", address);
+  }
+
   var loading = {};
   var assetVersion = document.documentElement.dataset.assets || "";
   function loadScript(src) {
