@@ -160,7 +160,7 @@ def test_versions_instances_and_promote(daemon: Daemon) -> None:
     inst = orch_json(daemon, f"app instance create -a {a} --instance-id prod -v v1 {flags}")
     assert inst["configuration"]["options"] == {"duration": "3", "scale": "2"}
     assert inst["configuration"]["limits"] == {"memory_mb": 512, "timeout_seconds": 30}
-    assert "prod" in orch(daemon, f"app version delete -a {a} -v v1", code=1).stderr
+    assert "prod" in orch(daemon, f"app version delete -a {a} -v v1 --confirm", code=1).stderr
 
     changed = orch_json(
         daemon, f"app instance update -a {a} --instance-id prod --cpu-seconds 20 -o sleep=0"
@@ -180,10 +180,10 @@ def test_versions_instances_and_promote(daemon: Daemon) -> None:
     meta = result["metadata"]
     assert meta["application_instance_id"] == "prod" and meta["application_version_id"] == "v2"
 
-    orch(daemon, f"app instance delete -a {a} --instance-id prod", code=1)
-    orch(daemon, f"app instance delete -a {a} --instance-id prod --force")
+    orch(daemon, f"app instance delete -a {a} --instance-id prod --confirm", code=1)
+    orch(daemon, f"app instance delete -a {a} --instance-id prod --force --confirm")
     assert orch_json(daemon, f"app get -a {a}")["default_instance"] is None
-    orch(daemon, f"app version delete -a {a} -v v1")
+    orch(daemon, f"app version delete -a {a} -v v1 --confirm")
     assert [v["id"] for v in orch_json(daemon, f"app version list -a {a}")] == ["v2"]
 
 

@@ -71,7 +71,7 @@ def test_create_get_list_update_delete(daemon: Daemon, values: tuple[Path, str, 
     assert [(s["type"], s["location"]) for s in got["secrets"]] == [("env", "ONLY")]
     assert token not in json.dumps(got)
 
-    done = orch(daemon, f"app secrets delete -a {app_id} --id {cid}")
+    done = orch(daemon, f"app secrets delete -a {app_id} --id {cid} --confirm")
     assert f"deleted secrets collection {cid}" in done.stderr
     missing = orch(daemon, f"app secrets get -a {app_id} --id {cid}", code=1)
     assert f"secrets collection '{cid}' not found" in missing.stderr
@@ -102,13 +102,13 @@ def test_instances_and_runs_name_a_collection(
     assert any(line.split() == ["secrets", "collection", cid] for line in shown.splitlines())
     run = orch(daemon, f"app run -a {app_id} --instance-id prod -w", stdin="{}")
     assert json.loads(run.stdout)["env"] == _sha(token)
-    refused = orch(daemon, f"app secrets delete -a {app_id} --id {cid}", code=1)
+    refused = orch(daemon, f"app secrets delete -a {app_id} --id {cid} --confirm", code=1)
     assert "used by instance(s) prod" in refused.stderr
     cleared = orch_json(
         daemon, f"app instance update -a {app_id} --instance-id prod --secrets-collection-id="
     )
     assert "secrets_collection_id" not in cleared["configuration"]
-    orch(daemon, f"app secrets delete -a {app_id} --id {cid}")
+    orch(daemon, f"app secrets delete -a {app_id} --id {cid} --confirm")
 
 
 @pytest.mark.parametrize(

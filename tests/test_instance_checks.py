@@ -224,7 +224,7 @@ def test_cli_locks_shows_and_unlocks(daemon: Daemon) -> None:
 
     refused = orch(daemon, f"app instance update {inst} -n New", code=1)
     assert f"orch app instance update -a {app_id} --instance-id prod --unlock" in refused.stderr
-    refused = orch(daemon, f"app instance delete {inst}", code=1)
+    refused = orch(daemon, f"app instance delete {inst} --confirm", code=1)
     assert "--unlock" in refused.stderr
 
     changed = orch_json(daemon, f"app instance update {inst} --unlock -n Unlocked")

@@ -125,7 +125,16 @@ async def get_instance(
 
 @router.put("/instances/{instance_id}", responses=CHANGE)
 async def update_instance(
-    app_id: AppId, instance_id: InstanceId, body: InstanceBody, svc: Services = Depends(services)
+    app_id: AppId,
+    instance_id: InstanceId,
+    body: InstanceBody,
+    locked: bool | None = Query(
+        None,
+        description="orch's own: false unlocks the instance before the changes, true locks "
+        "it after them, in the same write (a refused change leaves the lock as it was). "
+        "The body's locked is ignored: PUT /instances/{id}/lock sets it alone.",
+    ),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     config = body.configuration
     changes = InstanceChanges(
@@ -138,7 +147,7 @@ async def update_instance(
         secrets_collection_id=config.secrets_collection_id if config else None,
         queuing=config.queuing.values() if config and config.queuing else None,
     )
-    return wire.instance(await svc.instances.update(app_id, instance_id, changes))
+    return wire.instance(await svc.instances.update(app_id, instance_id, changes, locked))
 
 
 @router.put("/instances/{instance_id}/lock", responses=CHANGE)

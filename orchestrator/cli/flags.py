@@ -9,6 +9,9 @@ else still work for now, with a note on stderr saying what to type instead.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +20,7 @@ from typer._click.core import Parameter
 
 from orchestrator.cli.context import an_id
 from orchestrator.cli.output import fail, say
+from orchestrator.client import ClientError
 
 MAX_MB = 2**24
 """The largest ``--memory-mb``, ``--output-mb`` and ``--disk-mb`` (16 TiB) and the largest
@@ -162,6 +166,19 @@ def parse_options(given: list[str] | None) -> dict[str, str]:
     return options
 
 
+LIMIT_FLAGS = {
+    "memory_mb": "--memory-mb",
+    "cpu_seconds": "--cpu-seconds",
+    "timeout_seconds": "--timeout",
+    "output_mb": "--output-mb",
+    "disk_mb": "--disk-mb",
+    "retries": "--retries",
+}
+"""The API's field of each limit → the flag that sets it, in the order ``limits_body``
+takes them: the one place the CLI pairs them (the body it sends, the errors it shows)."""
+_LIMIT_FIELD = re.compile(r"\b(?:limits\.)?(" + "|".join(LIMIT_FLAGS) + r")\b")
+
+
 def limits_body(
     memory_mb: int | None,
     cpu_seconds: float | None,
@@ -171,15 +188,21 @@ def limits_body(
     retries: int | None = None,
 ) -> dict[str, Any]:
     """The limits flags as the API's ``limits`` object, leaving out what was not given."""
-    given = {
-        "memory_mb": memory_mb,
-        "cpu_seconds": cpu_seconds,
-        "timeout_seconds": timeout,
-        "output_mb": output_mb,
-        "disk_mb": disk_mb,
-        "retries": retries,
-    }
-    return {k: v for k, v in given.items() if v is not None}
+    values = (memory_mb, cpu_seconds, timeout, output_mb, disk_mb, retries)
+    given = zip(LIMIT_FLAGS, values, strict=True)
+    return {k: v for k, v in given if v is not None}
+
+
+@contextmanager
+def limits_named_as_flags() -> Iterator[None]:
+    """A refusal of the request that carried the limit flags names the flags typed
+    (``--memory-mb=999999 exceeds the instance cap 256``), not the API's fields
+    (``memory_mb=999999``): the daemon speaks to every client, the CLI to its user."""
+    try:
+        yield
+    except ClientError as exc:
+        exc.message = _LIMIT_FIELD.sub(lambda m: LIMIT_FLAGS[m.group(1)], exc.message)
+        raise
 
 
 def require_label_change(name: str | None, description: str | None) -> None:

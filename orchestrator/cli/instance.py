@@ -22,6 +22,7 @@ from orchestrator.cli.flags import (
     TimeoutOption,
     bad_value,
     limits_body,
+    limits_named_as_flags,
     name_value_pairs,
     pairs,
     parse_options,
@@ -123,7 +124,7 @@ def create(
         configuration["execution_class"] = execution_class
     if secrets_collection_id:
         configuration["secrets_collection_id"] = secrets_collection_id
-    with errors_to_exit(), client(home) as api:
+    with errors_to_exit(), client(home) as api, limits_named_as_flags():
         data = api.instances.create(
             app_id, instance_id, version_id, name or instance_id, description, configuration
         )
@@ -198,7 +199,8 @@ def update(
         None,
         "--lock/--unlock",
         help="Lock the instance (no update, promote or delete moves it) or unlock it. "
-        "--unlock is done before the other changes, --lock after them.",
+        "--unlock is done before the other changes, --lock after them; a change refused "
+        "leaves the lock as it was.",
     ),
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
@@ -226,18 +228,17 @@ def update(
             code=2,
         )
     with errors_to_exit(), client(home) as api:
-        if lock is False:  # first: a locked instance refuses the changes
-            data = api.instances.set_lock(app_id, instance_id, False)
         if limits:
             # The API replaces the limits object whole; merging keeps the ones not named here.
             current = api.instances.get(app_id, instance_id)
             configuration["limits"] = (current["configuration"].get("limits") or {}) | limits
         if configuration:
             body["configuration"] = configuration
-        if body:
-            data = api.instances.update(app_id, instance_id, body)
-        if lock:  # last: the changes are made while it is still unlocked
-            data = api.instances.set_lock(app_id, instance_id, True)
+        if body:  # one write: a change refused leaves the lock as it was
+            with limits_named_as_flags():
+                data = api.instances.update(app_id, instance_id, body, locked=lock)
+        else:
+            data = api.instances.set_lock(app_id, instance_id, bool(lock))
     _show(data, as_json)
 
 
@@ -249,11 +250,16 @@ def delete(
     force: bool = typer.Option(
         False, "--force", help="Also delete the app's default instance (clears the default)."
     ),
+    confirm: bool = typer.Option(False, "--confirm", help="Yes, delete it."),
     home: Path | None = HomeOption,
 ) -> None:
-    """Delete an instance; the default instance needs --force. Refused while a draft or
-    started switchback or shadow test, or an ensemble definition, uses it."""
+    """Delete an instance (needs --confirm; the default instance needs --force too).
+
+    Refused while a draft or started switchback or shadow test, or an ensemble
+    definition, uses it."""
     instance_id = _instance_id(instance_id, old_instance_id)
+    if not confirm:
+        fail(f"add --confirm to delete instance {instance_id} of app {app_id}")
     with errors_to_exit(), client(home) as api:
         api.instances.delete(app_id, instance_id, force)
     say(f"deleted instance {instance_id} of app {app_id}")

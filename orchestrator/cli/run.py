@@ -29,6 +29,7 @@ from orchestrator.cli.flags import (
     WaitOption,
     flag_of,
     limits_body,
+    limits_named_as_flags,
     parse_options,
     tail_option,
 )
@@ -193,7 +194,9 @@ def create(
                 configuration["format"] = {"input": {"type": run_input.fmt}}
             body |= run_input.body(api, app_id, tmp) | {"configuration": configuration}
             try:
-                created = api.runs.create(app_id, body, None if ensemble else instance or "devint")
+                with limits_named_as_flags():
+                    target = None if ensemble else instance or "devint"
+                    created = api.runs.create(app_id, body, target)
             except ClientError as refusal:
                 run_input.refused(api, app_id, instance, ensemble, refusal)
                 raise

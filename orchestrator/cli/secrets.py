@@ -255,9 +255,13 @@ def operations(
 def delete(
     app_id: str = AppOption,
     collection_id: str = RequiredCollectionIdOption,
+    confirm: bool = typer.Option(False, "--confirm", help="Yes, delete it and its values."),
     home: Path | None = HomeOption,
 ) -> None:
-    """Delete a collection (refused while an instance names it)."""
+    """Delete a collection with its values (needs --confirm; refused while an instance
+    names it)."""
+    if not confirm:
+        fail(f"add --confirm to delete secrets collection {collection_id} of app {app_id}")
     with errors_to_exit(), client(home) as api:
         api.secrets.delete(app_id, collection_id)
     say(f"deleted secrets collection {collection_id} of app {app_id}")

@@ -9,7 +9,7 @@ import typer
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import require_label_change
-from orchestrator.cli.output import emit, errors_to_exit, record, say, table
+from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
 from orchestrator.client.types import Executable, Version
 
 app = typer.Typer(
@@ -123,9 +123,12 @@ def update(
 def delete(
     app_id: str = AppOption,
     version_id: str = VersionIdOption,
+    confirm: bool = typer.Option(False, "--confirm", help="Yes, delete it."),
     home: Path | None = HomeOption,
 ) -> None:
-    """Delete a version; refused while an instance points at it."""
+    """Delete a version (needs --confirm); refused while an instance points at it."""
+    if not confirm:
+        fail(f"add --confirm to delete version {version_id} of app {app_id}")
     with errors_to_exit(), client(home) as api:
         api.versions.delete(app_id, version_id)
     say(f"deleted version {version_id} of app {app_id}")

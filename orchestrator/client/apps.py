@@ -158,10 +158,16 @@ class Instances:
         answer = self._http.request("GET", child(app_id, "instances", instance_id))
         return cast(Instance, answer.json())
 
-    def update(self, app_id: str, instance_id: str, changes: dict[str, Any]) -> Instance:
-        """Only the fields in ``changes`` change; a ``configuration.limits`` replaces the limits."""
+    def update(
+        self, app_id: str, instance_id: str, changes: dict[str, Any], locked: bool | None = None
+    ) -> Instance:
+        """Only the fields in ``changes`` change; a ``configuration.limits`` replaces the limits.
+        ``locked``: False unlocks first, True locks after, in the same write (a refused
+        change leaves the lock as it was)."""
         path = child(app_id, "instances", instance_id)
-        return cast(Instance, self._http.request("PUT", path, json_body=changes).json())
+        params = None if locked is None else {"locked": locked}
+        answer = self._http.request("PUT", path, json_body=changes, params=params)
+        return cast(Instance, answer.json())
 
     def set_lock(self, app_id: str, instance_id: str, locked: bool) -> Instance:
         """Lock (no update, promote or delete moves it) or unlock, as the SDK's ``locked=``."""

@@ -230,15 +230,27 @@ class InstanceService:
         app = await require_app(self.store.read, app_id)
         return [devint_instance(app), *await self.store.read.instances.list(app_id)]
 
-    async def update(self, app_id: str, instance_id: str, changes: InstanceChanges) -> Instance:
+    async def update(
+        self,
+        app_id: str,
+        instance_id: str,
+        changes: InstanceChanges,
+        locked: bool | None = None,
+    ) -> Instance:
         """Apply the changes; a PUT that only echoes the instance back is always fine.
 
         The SDK updates by GET + PUT of the whole object, so "no effective
         change" must pass even on a locked instance (it is how the SDK unlocks).
+
+        ``locked``: False unlocks the instance before the changes, True locks it after
+        them, in the same write: a change refused leaves the lock as it was.
         """
         refuse_reserved(instance_id, "updated")
         async with self.store.write() as w:
             instance = await require_instance(w, app_id, instance_id)
+            if locked is False and instance.locked:  # rolled back if a change is refused
+                instance.locked = False
+                await w.instances.update(instance)
             wanted = _applied(instance, changes)
             if wanted.execution_class is not None:
                 self.settings.limits_for_class(wanted.execution_class)
@@ -253,6 +265,8 @@ class InstanceService:
             elif wanted.options != instance.options:  # unchanged ones pass: how the SDK unlocks
                 version = await require_version(w, app_id, wanted.version_id)
                 await check_options(w, instance_id, wanted.options, version)
+            if locked:
+                wanted.locked = True
             await w.instances.update(wanted)
         return wanted
 
