@@ -11,7 +11,9 @@ The connection to the scheduler is a ``Link`` (``link.py``): when the scheduler 
 the cluster has no slot, so queued runs wait; a run staged ahead waits for the link
 and ships its files again on the next connection (what was shipped on the lost one is
 gone with it); once a new connection is up, the worker plugin and the event topic are
-set up on it again, with a fresh shipper.
+set up on it again, with a fresh shipper. A cluster with no worker left has no slot
+either: a run staged meanwhile (or a retry) waits for a worker to ship its files to
+(``shipping.py``).
 
 A run that ended without its worker's result (the outage failed it; a cancel while the
 scheduler was away) may still run on a worker that outlived the outage: on every tick of

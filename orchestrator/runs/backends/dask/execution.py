@@ -16,6 +16,16 @@ heartbeat), and its attempt's claim still names it, so its model would keep its 
 for ever beside the retry. Such a run is kept in ``Leftovers`` until the cluster has been
 told it is over (``settle``: every attempt's key withdrawn), on the first connection that
 is up.
+
+A run whose task the scheduler dropped before any worker accepted it (the scheduler went
+a moment after the run was handed to it) never reached a worker: it is not failed, and
+uses up no retry. It stays ``running`` and its log says it waits for the cluster; once the
+scheduler answers again it is submitted as a new attempt (a new key: should a worker have
+started the old one unseen, that model runs under no claim and is stopped), as a queued
+run would start then. Its slot stays its own meanwhile, so it goes first.
+
+The same holds for what an attempt reads: a retry shipped again while no worker is in the
+cluster waits for one (``shipping.py``), as a fresh run does.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from distributed import Client, Future
 from distributed.scheduler import KilledWorker
@@ -35,7 +45,7 @@ from distributed.scheduler import KilledWorker
 from orchestrator.models import Failure, FailureKind
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.background import Background
-from orchestrator.runs.backends.dask.link import Connection
+from orchestrator.runs.backends.dask.link import Connection, Link
 from orchestrator.runs.backends.dask.protocol import (
     RESOURCE,
     Blob,
@@ -49,6 +59,8 @@ from orchestrator.runs.backends.dask.worker import cancel_run, run_task
 from orchestrator.runs.process import ProcessResult
 
 log = logging.getLogger("orch.dask.execution")
+
+T = TypeVar("T")
 
 FREE_RESTARTS = 2
 """Times a run whose package or input was lost with a worker before anything of it started
@@ -108,6 +120,29 @@ class Context:
     @property
     def client(self) -> Client:
         return self.link.client
+
+    @property
+    def connected(self) -> bool:
+        """Whether the scheduler is reachable now (a fixed connection is never lost)."""
+        return self.link.connected if isinstance(self.link, Link) else True
+
+    async def decided(self) -> None:
+        """The link's verdict on a client that lost its scheduler (``Link.decided``)."""
+        if isinstance(self.link, Link):
+            await self.link.decided()
+
+    async def ready(self) -> None:
+        """Once the scheduler answers (at once while it does)."""
+        if isinstance(self.link, Link):
+            await self.link.ready()
+
+
+@dataclass(frozen=True)
+class Unreached:
+    """An attempt the scheduler dropped before any worker accepted it: the run never
+    reached a worker (nothing to fail, no retry to use)."""
+
+    why: str
 
 
 def submit(ctx: Context, spec: TaskSpec) -> Future:
@@ -175,6 +210,8 @@ class DaskExecution:
         self.done = False
         self.ended_at: float | None = None
         self._canceled = False
+        self._cancel_asked = asyncio.Event()
+        """Set with ``_canceled``: what the run waits for (the cluster, a worker) ends."""
         self._lost = asyncio.Event()
         self._lost_why = ""
         self._withdrawn = asyncio.Event()
@@ -222,6 +259,12 @@ class DaskExecution:
                     return got.facts
                 if got is None:
                     return self._facts(canceled=True)
+                if isinstance(got, Unreached):
+                    await self._again(
+                        f"[orch] {got.why} before the run reached a worker; it waits for the"
+                        f" cluster, then starts (attempt {self.spec.attempt + 1}; no retry used)"
+                    )
+                    continue
                 if got.kind == FailureKind.WORKER_LOST and self.retries_left > 0 and self._again_ok:
                     await self._retry(got.detail)
                     continue
@@ -240,6 +283,7 @@ class DaskExecution:
         if self._canceled or self.done:
             return
         self._canceled = True
+        self._cancel_asked.set()
         self._stop(grace_seconds)
 
     def _stop(self, grace_seconds: float) -> None:
@@ -282,8 +326,9 @@ class DaskExecution:
         secrets were never published with it (it fails as the lost worker left it)."""
         return self.spec.complete
 
-    async def _attempt_outcome(self) -> TaskResult | Failure | None:
-        """The attempt's result, a failure (a lost worker, a crash), or None if withdrawn."""
+    async def _attempt_outcome(self) -> TaskResult | Failure | Unreached | None:
+        """The attempt's result, a failure (a lost worker, a crash), ``Unreached`` (dropped
+        before a worker had it), or None if withdrawn."""
         result = asyncio.ensure_future(self._result(self.future))
         lost = asyncio.ensure_future(self._lost.wait())
         withdrawn = asyncio.ensure_future(self._withdrawn.wait())
@@ -302,7 +347,7 @@ class DaskExecution:
             return None
         return Failure(FailureKind.WORKER_LOST, detail=self._lost_why)
 
-    async def _result(self, future: Future) -> TaskResult | Failure | None:
+    async def _result(self, future: Future) -> TaskResult | Failure | Unreached | None:
         try:
             got = await future
         except RunLost as exc:
@@ -312,7 +357,13 @@ class DaskExecution:
         except concurrent.futures.CancelledError as exc:
             if self._canceled:
                 return None
+            # the client lost its scheduler: once this returns, the run's slot goes to the
+            # next queued run, which must find the link down (and wait queued), not a
+            # client with no scheduler; the watch says so within a second
+            await self.ctx.decided()
             why = f"the Dask scheduler dropped the run's task ({exc})"
+            if self.worker is None:  # no worker ever accepted it: the run did not start
+                return Unreached(why)
             return Failure(FailureKind.WORKER_LOST, detail=why)
         except Exception as exc:  # the runner itself broke on the worker
             log.warning("run %s: its task failed on the cluster: %r", self.run_id, exc)
@@ -334,7 +385,8 @@ class DaskExecution:
 
     async def _again(self, note: str) -> None:
         """A new task (a new key: the old one stays refused), with what it reads shipped
-        again if need be, and a line in the run's log saying why.
+        again if need be, and a line in the run's log saying why. While the scheduler is
+        away, or no worker can hold what the run reads, it waits (a cancel ends the wait).
 
         The old key's claim is withdrawn at once: a worker reported lost that lives on
         stops that attempt's model at its next lease check (~5 s) instead of running it
@@ -347,7 +399,12 @@ class DaskExecution:
         log.warning("run %s: %s", self.run_id, note)  # the note names the attempt
         self.worker, self._lost_why = None, ""
         self._lost.clear()
-        self.blobs = await self.ctx.reship(self.spec)
+        blobs = await self._unless_canceled(self._reship())
+        if blobs is None:  # canceled while it waited: nothing submitted, nothing to wait for
+            if not self._withdrawn.is_set():  # canceled before this attempt's worker was let go
+                self._stop(0)
+            return
+        self.blobs = blobs
         self.future = submit(self.ctx, self.spec)
         if self._canceled:  # while this was being arranged
             self._stop(0)
@@ -357,8 +414,38 @@ class DaskExecution:
         except (OSError, TimeoutError) as exc:  # the connection broke: settle tells it later
             log.info("run %s: attempt %s not withdrawn yet: %s", self.run_id, old_key, exc)
         if self._published is not None:
-            await self._published
+            try:
+                await self._published
+            except Exception as exc:  # on a connection gone since: the new record replaces it
+                log.info("run %s: attempt %s was not published: %r", self.run_id, old_key, exc)
         self._published = asyncio.create_task(self._publish())
+
+    async def _reship(self) -> list[Future]:
+        """What the attempt reads, on the cluster the link reaches now: once the scheduler
+        answers, and again on the next connection if this one breaks meanwhile."""
+        while True:
+            await self.ctx.ready()
+            try:
+                return await self.ctx.reship(self.spec)
+            except Exception:
+                if self.ctx.connected:
+                    raise
+                log.info("run %s: the scheduler went while its files were shipped", self.run_id)
+                await self.ctx.decided()
+
+    async def _unless_canceled(self, work: Awaitable[T]) -> T | None:
+        """``work``'s result, or None if the run is canceled first (``work`` is stopped)."""
+        task = asyncio.ensure_future(work)
+        canceled = asyncio.ensure_future(self._cancel_asked.wait())
+        try:
+            await asyncio.wait({task, canceled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this is cancelled
+            canceled.cancel()
+            if not task.done():
+                task.cancel()
+        if not task.done() or task.cancelled():
+            return None
+        return task.result()
 
     async def _publish(self) -> None:
         """Keep the task (and the blobs it reads) alive on the cluster without the daemon."""

@@ -18,6 +18,13 @@ until the scheduler answers again; then the ``on_connect`` hooks run (the worker
 plugin, the event topics, a fresh shipper, the workers) and the queue moves again.
 Every change of state (and of the reason the scheduler cannot be reached) is logged
 once, not every attempt.
+
+Between the moment the client loses its scheduler and the watch's next look, the link
+is still up while its client is not: what must not act on that stale "up" (a run the
+loss ended, whose slot would go to the next queued run: submitted to a client with no
+scheduler, it would be dropped at once) first waits for the link's verdict
+(``decided``): the client is back (a blip it reconnected from by itself), or the link
+is down (no slot: queued runs wait queued).
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ TICK_SECONDS = 10.0
 """At most this long for the periodic work of one watch (a hung scheduler must not
 stop the watch)."""
 BACKOFF_MAX_SECONDS = 5.0
+VERDICT_POLL_SECONDS = 0.05
+"""How often ``decided`` looks while the client and the link disagree (at most the
+watch's second, plus a tick)."""
 CLOSE_SECONDS = 5.0
 
 Hook = Callable[[Client], Awaitable[None]]
@@ -194,6 +204,21 @@ class Link:
         """Once the scheduler answers (at once, usually): the connection's generation."""
         await self._up.wait()
         return self.generation
+
+    async def decided(self) -> None:
+        """Once the link and its client agree: the client runs (again), or the link is
+        down. Its client may have lost the scheduler a moment ago, before the watch looked:
+        a run ended by that loss waits for this before its slot goes to the next queued run
+        (which would be submitted to a client with no scheduler, and dropped)."""
+        while True:  # no event says so: the client's status is polled, as the watch does
+            if not self.up or self.client.status == "running" or not self._watching:
+                return
+            await asyncio.sleep(VERDICT_POLL_SECONDS)
+
+    @property
+    def _watching(self) -> bool:
+        """No watch (not started, or closed): no verdict is coming."""
+        return self._watcher is not None and not self._watcher.done()
 
     @property
     def state(self) -> dict[str, Any]:

@@ -9,6 +9,11 @@ short linger so the next run of a package finds it still there.
 
 A package's sha256 is its executable id; a kept input's is its blob name; any
 other input file is hashed here, and a folder input is archived first.
+
+Scattered bytes need a worker to hold them: while the cluster has none (its last worker
+was lost, none joined yet), a scatter waits for one, as runs wait for a slot, instead of
+failing after Dask's few seconds (``TimeoutError('No valid workers found')``), which
+would fail the retry of a run whose worker was lost, and every run staged with it.
 """
 
 from __future__ import annotations
@@ -134,8 +139,29 @@ class Shipper:
         data = await asyncio.to_thread(read)
         if (held := self._held.get(blob.sha256)) is not None:
             held.blob = Blob(blob.sha256, len(data), blob.folder)
-        scattered = await self.client.scatter({blob.key: data}, hash=False)
-        return scattered[blob.key]
+        waited = False
+        while True:
+            try:  # the scheduler waits a few seconds for a worker, then gives up
+                scattered = await self.client.scatter({blob.key: data}, hash=False)
+            except TimeoutError:
+                if await self._workers():
+                    raise  # not for want of a worker
+                if not waited:
+                    log.warning("no worker in the Dask cluster to ship run files to: waiting")
+                    waited = True
+                continue
+            if waited:
+                log.warning("a worker joined the Dask cluster: run files shipped")
+            return scattered[blob.key]
+
+    async def _workers(self) -> int:
+        """The workers that can take scattered data now (running ones), as the scheduler
+        counts them. A client that lost its scheduler raises instead (its caller waits for
+        the link to come back)."""
+        if self.client.status != "running":
+            raise OSError(f"the Dask client is {self.client.status}: no scheduler to ask")
+        scheduler: Any = self.client.scheduler
+        return len(await scheduler.ncores_running())
 
     def _forget_failed(self, held: _Held) -> None:
         failed = held.ready.cancelled() or held.ready.exception() is not None
