@@ -457,6 +457,13 @@ def _address_of(d: Daemon, worker: DaskWorker) -> str:
     return next(addr for addr, w in cluster.items() if w["name"] == worker.name)
 
 
+def sturdy_instance(api: httpx.Client, app_id: str) -> None:
+    """Instance ``sturdy`` of version ``v1`` (made here), whose runs get one retry."""
+    api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
+    body = {"id": "sturdy", "version_id": "v1", "configuration": {"limits": {"retries": 1}}}
+    assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
+
+
 def test_a_worker_lost_mid_run_retries_it_once_when_the_instance_allows(
     own_cluster: DaskCluster, tmp_path: Path
 ) -> None:
@@ -464,10 +471,7 @@ def test_a_worker_lost_mid_run_retries_it_once_when_the_instance_allows(
     try:
         with d.client() as api:
             app_id = _push_probe(api, tmp_path)
-            api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
-            body = {"id": "sturdy", "version_id": "v1"}
-            body["configuration"] = {"limits": {"retries": 1}}
-            assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
+            sturdy_instance(api, app_id)
             too_many = {"input": {}, "configuration": {"limits": {"retries": 2}}}
             r = api.post(f"/v1/applications/{app_id}/runs?instance_id=sturdy", json=too_many)
             assert r.status_code == 400 and "retries" in r.json()["error"]

@@ -19,13 +19,15 @@ cluster of its own (one worker, one slot), which it damages:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from tests.dask_cluster import DaskCluster
 from tests.helpers import Daemon, wait_for, wait_run, with_constants
-from tests.test_dask import _push_probe, facts_in_log, log_of, start
+from tests.test_dask import _push_probe, facts_in_log, log_of, start, sturdy_instance
 
 FAST = {
     # the link's backoff doubles up to 2 s instead of 5 (the scheduler, once back, is
@@ -39,6 +41,20 @@ FAST = {
 def _daemon(cluster: DaskCluster, home: Path, extra: str = "") -> Daemon:
     config = f'executor = "{cluster.executor}"\n{extra}'
     return Daemon.start(home, config=config, launcher=with_constants(FAST))
+
+
+@contextmanager
+def _on_a_cluster_of_one(tmp_path: Path) -> Iterator[tuple[DaskCluster, Daemon]]:
+    """A cluster of one worker with one slot, a daemon on it; both stopped after."""
+    cluster = DaskCluster.start(tmp_path / "cluster", workers=1, slots=1)
+    try:
+        d = _daemon(cluster, tmp_path / "home")
+        try:
+            yield cluster, d
+        finally:
+            d.stop()
+    finally:
+        cluster.stop()
 
 
 def _status(api: httpx.Client, app_id: str, run_id: str) -> str:
@@ -102,60 +118,49 @@ def test_the_queued_run_given_a_dead_schedulers_slot_stays_queued_and_runs_once_
 def test_a_run_dropped_before_a_worker_accepted_it_waits_for_the_cluster_without_a_retry(
     tmp_path: Path,
 ) -> None:
-    cluster = DaskCluster.start(tmp_path / "cluster", workers=1, slots=1)
-    d = _daemon(cluster, tmp_path / "home")
-    try:
-        with d.client() as api:
-            app_id = _push_probe(api, tmp_path)
-            running = start(api, app_id, {"input": {"sleep": 120}})
-            facts_in_log(api, app_id, running, "pid")
-            # past the slots: handed to the scheduler at once, it waits there for the
-            # worker's only slot, so no worker accepts it
-            config = {"queuing": {"disabled": True}}
-            waiting = start(api, app_id, {"input": {"value": 5}, "configuration": config})
-            canceled = start(api, app_id, {"input": {"value": 6}, "configuration": config})
-            assert _status(api, app_id, waiting) == _status(api, app_id, canceled) == "running"
-            time.sleep(1)  # submitted, and published
+    with _on_a_cluster_of_one(tmp_path) as (cluster, d), d.client() as api:
+        app_id = _push_probe(api, tmp_path)
+        running = start(api, app_id, {"input": {"sleep": 120}})
+        facts_in_log(api, app_id, running, "pid")
+        # past the slots: handed to the scheduler at once, it waits there for the
+        # worker's only slot, so no worker accepts it
+        config = {"queuing": {"disabled": True}}
+        waiting = start(api, app_id, {"input": {"value": 5}, "configuration": config})
+        canceled = start(api, app_id, {"input": {"value": 6}, "configuration": config})
+        assert _status(api, app_id, waiting) == _status(api, app_id, canceled) == "running"
+        time.sleep(1)  # submitted, and published
 
-            cluster.kill_scheduler()
-            meta = wait_run(api, app_id, running, timeout=30)["metadata"]
-            assert meta["status_v2"] == "failed" and meta["failure"]["kind"] == "worker_lost"
-            said = wait_for(
-                lambda: "it waits for the cluster" in (t := log_of(api, app_id, waiting)) and t
-            )
-            assert "before the run reached a worker" in said and "no retry used" in said, said
-            _stays(api, app_id, waiting, "running", 3)
-            assert _down(api)
-            # a cancel ends the wait at once
-            wait_for(lambda: _said(api, app_id, canceled, "it waits for the cluster"))
-            assert api.patch(f"/v1/applications/{app_id}/runs/{canceled}/cancel").is_success
-            ended = wait_run(api, app_id, canceled, timeout=10)["metadata"]
-            assert ended["status_v2"] == "canceled", ended
+        cluster.kill_scheduler()
+        meta = wait_run(api, app_id, running, timeout=30)["metadata"]
+        assert meta["status_v2"] == "failed" and meta["failure"]["kind"] == "worker_lost"
+        said = wait_for(
+            lambda: "it waits for the cluster" in (t := log_of(api, app_id, waiting)) and t
+        )
+        assert "before the run reached a worker" in said and "no retry used" in said, said
+        _stays(api, app_id, waiting, "running", 3)
+        assert _down(api)
+        # a cancel ends the wait at once
+        wait_for(lambda: _said(api, app_id, canceled, "it waits for the cluster"))
+        assert api.patch(f"/v1/applications/{app_id}/runs/{canceled}/cancel").is_success
+        ended = wait_run(api, app_id, canceled, timeout=10)["metadata"]
+        assert ended["status_v2"] == "canceled", ended
 
-            cluster.restart_scheduler()
-            cluster.add_worker("back", slots=1)
-            res = wait_run(api, app_id, waiting, timeout=60)
-            assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
-            assert res["metadata"]["statistics"]["result"]["value"] == 5
-            assert log_of(api, app_id, waiting).count("pid=") == 1  # it ran once
-            assert "pid=" not in log_of(api, app_id, canceled)  # it never ran
-    finally:
-        d.stop()
-        cluster.stop()
+        cluster.restart_scheduler()
+        cluster.add_worker("back", slots=1)
+        res = wait_run(api, app_id, waiting, timeout=60)
+        assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
+        assert res["metadata"]["statistics"]["result"]["value"] == 5
+        assert log_of(api, app_id, waiting).count("pid=") == 1  # it ran once
+        assert "pid=" not in log_of(api, app_id, canceled)  # it never ran
 
 
 def test_a_retry_with_no_worker_left_waits_for_one_and_so_does_the_run_staged_with_it(
     tmp_path: Path,
 ) -> None:
-    cluster = DaskCluster.start(tmp_path / "cluster", workers=1, slots=1)
-    d = _daemon(cluster, tmp_path / "home")
-    try:
+    with _on_a_cluster_of_one(tmp_path) as (cluster, d):
         with d.client() as api:
             app_id = _push_probe(api, tmp_path)
-            api.post(f"/v1/applications/{app_id}/versions", json={"id": "v1"})
-            body = {"id": "sturdy", "version_id": "v1"}
-            body["configuration"] = {"limits": {"retries": 1}}
-            assert api.post(f"/v1/applications/{app_id}/instances", json=body).status_code == 201
+            sturdy_instance(api, app_id)
             sturdy = start(api, app_id, {"input": {"sleep": 3, "value": 7}}, "sturdy")
             facts_in_log(api, app_id, sturdy, "pid")
             queued = start(api, app_id, {"input": {"value": 8}})
@@ -175,6 +180,3 @@ def test_a_retry_with_no_worker_left_waits_for_one_and_so_does_the_run_staged_wi
             assert other["status_v2"] == "succeeded", other["error"]
             assert other["statistics"]["result"]["value"] == 8
         assert "waiting" in d.log() and "Traceback" not in d.log()
-    finally:
-        d.stop()
-        cluster.stop()
