@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -22,17 +21,6 @@ OldDatabase = Callable[[Path, int], None]
 TEST_EXECUTOR = os.environ.get("ORCH_TEST_EXECUTOR", "local")
 """``dask``: the session daemon runs its models on a real Dask cluster started for the
 session (``scripts/test`` runs ``tests/compat`` a second time that way)."""
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _scratch_tempdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The ``nextmv`` SDK packs a folder input into ``tempfile.mkdtemp()`` and never
-    removes it: ~200 ``/tmp/nextmv-inputs-out-*`` folders a test suite. The session's
-    temporary files go under pytest's own base folder instead, which pytest prunes."""
-    previous = tempfile.tempdir
-    tempfile.tempdir = str(tmp_path_factory.mktemp("tempfile"))
-    yield
-    tempfile.tempdir = previous
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,18 @@ from tests.helpers import SAMPLES, Daemon, unique
 
 NewApp = Callable[..., cloud.Application]
 Push = Callable[[cloud.Application, Path], None]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sdk_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The SDK packs a folder input into ``tempfile.mkdtemp()`` and never removes it
+    (~200 ``/tmp/nextmv-inputs-out-*`` a test suite): its temporary files go under
+    pytest's base folder, which pytest prunes. Per module, so that tests elsewhere that
+    need ``/tmp`` itself (a folder an unprivileged uid can reach) still get it."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("sdk-tempfile"))
+    yield
+    tempfile.tempdir = previous
 
 
 @pytest.fixture(scope="session")
