@@ -13,7 +13,7 @@ from typing import Any
 
 from orchestrator.api.wire import LOCAL_USER
 from orchestrator.models import Failure, Run, RunStatus
-from orchestrator.runs.backend import PROTECTIONS
+from orchestrator.runs.backend import PROTECTIONS, WORKER
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.runs.metrics import run_metrics
 
@@ -94,6 +94,8 @@ def metadata(
         meta["failure"] = failure(run.failure)
     if run.placement is not None and PROTECTIONS in run.placement:
         meta["isolation"] = run.placement[PROTECTIONS]
+    if run.placement is not None and WORKER in run.placement:
+        meta["worker"] = run.placement[WORKER]  # orch's own: the Dask worker that ran it
     if run.secrets_collection_id:
         meta["secrets_collection_id"] = run.secrets_collection_id  # the ID, never values
     if run.parent_run_id:

@@ -28,12 +28,15 @@ from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.process import ProcessResult
 from orchestrator.runs.workspace import Collected
 
-__all__ = ["PROTECTIONS", "Backend", "Collected", "Execution", "Job", "StartFailed"]
+__all__ = ["PROTECTIONS", "WORKER", "Backend", "Collected", "Execution", "Job", "StartFailed"]
 
 
 PROTECTIONS = "protections"
 """The placement key naming the protections that applied to the run (e.g. ``landlock-fs``,
 ``uid``): the one part of a placement the API shows (run metadata ``isolation``)."""
+WORKER = "worker"
+"""The placement key naming the worker a run ran on (a Dask worker's address; local runs
+have none): shown in run metadata as ``worker``."""
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,7 @@ class Executor:
             output_size=got.output_size,
             statistics=got.statistics,
             metrics=got.metrics,
+            placement=_placed(run, execution),
         )
         await self.states.finish(run.id, end)
 
@@ -191,3 +192,10 @@ class Executor:
         self._ending[run_id] = failure
         if (execution := self.executions.get(run_id)) is not None:
             execution.cancel(grace_seconds=0)
+
+
+def _placed(run: Run, execution: Execution) -> dict[str, Any] | None:
+    """The run's placement as its end knows it, if not the one recorded with its claim
+    (a Dask run learns its worker once one accepts it): None keeps that one."""
+    placement = execution.placement
+    return placement if placement is not None and placement != run.placement else None

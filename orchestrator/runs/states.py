@@ -40,6 +40,10 @@ class Finish:
     output_size: int | None = None
     statistics: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    placement: dict[str, Any] | None = None
+    """Where the run ran, when its end knows more than its claim did (a Dask run: the
+    worker whose attempt produced its result, and the protections its model ran under);
+    replaces the claim's placement. None keeps that one."""
 
     def fields(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "status" and v is not None}
@@ -101,7 +105,8 @@ class RunStates:
         return claimed
 
     async def finish(self, run_id: str, end: Finish) -> bool:
-        """running -> succeeded | failed | canceled, with what was measured."""
+        """running -> succeeded | failed | canceled, with what was measured (and where it
+        ran, if ``end.placement`` says more than the claim did)."""
 
         async def write() -> bool:
             async with self.store.single() as w:

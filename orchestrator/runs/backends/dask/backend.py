@@ -89,7 +89,13 @@ class DaskBackend:
         self.background = link.background
         self.shipper = Shipper(link.client)
         self.ctx = Context(
-            link, tenant(settings), link.address, settings.home.runs, self.background, self._reship
+            link,
+            tenant(settings),
+            link.address,
+            settings.home.runs,
+            self.background,
+            self._reship,
+            protections_of=lambda worker: self.cluster.protections_of(worker),
         )
         link.on_connect(self._attach)  # before the cluster's: its workers may start runs
         self.cluster = Cluster(link, self.background)

@@ -85,6 +85,14 @@ class Cluster:
             return {"containment": "unknown", PROTECTIONS: [], "unknown": why}
         return summarize({w.name: w.isolation for w in self.workers.values()})
 
+    def protections_of(self, address: str) -> list[str] | None:
+        """The protections one worker gives models, as it described them (None if it has
+        not, or is not in the cluster)."""
+        view = self.workers.get(address)
+        if view is None or PROTECTIONS not in view.isolation:
+            return None
+        return list(view.isolation[PROTECTIONS])
+
     async def _attach(self, _client: Any) -> None:
         """A new connection: its workers, all of them new to it."""
         await self.refresh()

@@ -43,6 +43,7 @@ from distributed import Client, Future
 from distributed.scheduler import KilledWorker
 
 from orchestrator.models import Failure, FailureKind
+from orchestrator.runs.backend import PROTECTIONS, WORKER
 from orchestrator.runs.backends.dask import claims
 from orchestrator.runs.backends.dask.background import Background
 from orchestrator.runs.backends.dask.link import Connection, Link
@@ -116,6 +117,9 @@ class Context:
     """The blobs of a run, shipped again where a lost worker held their only copy."""
     leftovers: Leftovers = field(default_factory=Leftovers)
     """Runs ended without their worker's result, until the cluster was told they are over."""
+    protections_of: Callable[[str], list[str] | None] = lambda _worker: None
+    """The protections a worker (by address) gives models, as it described them to the
+    cluster (``cluster.py``); None while unknown."""
 
     @property
     def client(self) -> Client:
@@ -205,6 +209,9 @@ class DaskExecution:
         self.retries_left, self.log_from, self.worker = retries_left, log_from, worker
         self.run_id = spec.run.id
         self.result: TaskResult | None = None
+        self._described: list[str] | None = None
+        """The protections the cluster saw the current attempt's worker give, once it
+        accepted the attempt (``Context.protections_of``)."""
         self.held: list[Blob] = []
         """Blobs the daemon's shipper holds for this run, released once it is collected."""
         self.done = False
@@ -224,12 +231,24 @@ class DaskExecution:
 
     @property
     def placement(self) -> dict[str, Any] | None:
-        return {
+        """Where the current attempt runs; once a worker accepted it, that worker and its
+        protections, and once the run ended with a result, the worker that produced it and
+        the protections its model ran under (as the worker reports them)."""
+        placement: dict[str, Any] = {
             "backend": "dask",
             "scheduler": self.ctx.scheduler,
             "key": self.spec.key,
             "attempt": self.spec.attempt,
         }
+        if self.result is not None:
+            placement[WORKER] = self.result.worker
+            placement[PROTECTIONS] = list(self.result.facts.isolation)
+        elif self.worker is not None:
+            placement[WORKER] = self.worker
+            protections = self._described or self.ctx.protections_of(self.worker)
+            if protections is not None:
+                placement[PROTECTIONS] = protections
+        return placement
 
     @property
     def key(self) -> str:
@@ -307,6 +326,8 @@ class DaskExecution:
     def accepted(self, key: str, worker: str) -> None:
         if key == self.key:
             self.worker = worker
+            # read now: a worker that is lost later leaves the cluster's view with it
+            self._described = self.ctx.protections_of(worker)
 
     def gone(self, worker: str, keys: set[str], why: str) -> None:
         """A worker left: if it ran (or was about to run) this attempt, the attempt is lost."""
@@ -397,7 +418,7 @@ class DaskExecution:
         stderr = self.ctx.runs_dir / self.run_id / "stderr"
         self.log_from = await asyncio.to_thread(_append, stderr, f"{note}\n".encode())
         log.warning("run %s: %s", self.run_id, note)  # the note names the attempt
-        self.worker, self._lost_why = None, ""
+        self.worker, self._described, self._lost_why = None, None, ""
         self._lost.clear()
         blobs = await self._unless_canceled(self._reship())
         if blobs is None:  # canceled while it waited: nothing submitted, nothing to wait for
