@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def test_track_records_a_finished_run_and_compare_shows_the_differences(
     rows = orch_json(daemon, f"app run compare -a {knap} -r {executed_id} -r {tracked}")
     assert rows["metric.result.value"] == {executed_id: 444, tracked: 3}
     assert rows["type"] == {executed_id: "standard", tracked: "external"}
+    assert rows["input"][executed_id] == rows["input"][tracked] is not None  # one document
     shown = orch(daemon, f"app run compare -a {knap} -r {executed_id} -r {tracked}").stdout
     assert "metric.result.value" in shown and "444" in shown and "*" in shown
 
@@ -67,6 +69,46 @@ def test_track_records_a_finished_run_and_compare_shows_the_differences(
     ).stdout.strip()
     meta = orch_json(daemon, f"app run metadata -a {knap} -r {failed}")["metadata"]
     assert meta["status_v2"] == "failed" and meta["error"] == "no-luck"
+
+
+def test_compare_and_the_run_list_tell_which_push_and_which_input_a_run_had(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """Runs on devint have no version: compare showed ``version - / -`` and the list ``-``,
+    and nothing told two pushes or two inputs apart, what differs most between them."""
+    folder = tmp_path / "knapsack"
+    shutil.copytree(SAMPLES / "knapsack", folder)
+    app_id = new_app(daemon, folder)
+    first = orch(daemon, f"app run -a {app_id} -i", KNAPSACK_INPUT).stdout.strip()
+    with (folder / "main.py").open("a") as fh:
+        fh.write("# an edit: another push\n")
+    orch(daemon, f"app push -a {app_id} --app-dir", folder)
+    other = tmp_path / "input.json"
+    doc = json.loads(KNAPSACK_INPUT.read_text())
+    other.write_text(json.dumps(doc | {"weight_capacity": doc["weight_capacity"] + 1}))
+    second = orch(daemon, f"app run -a {app_id} -i", other).stdout.strip()
+    same_input = orch(daemon, f"app run -a {app_id} -i", other).stdout.strip()
+
+    rows = orch_json(daemon, f"app run compare -a {app_id} -r {first} -r {second}")
+    executables = {
+        run: orch_json(daemon, f"app run metadata -a {app_id} -r {run}")["metadata"][
+            "executable_id"
+        ]
+        for run in (first, second)
+    }
+    assert rows["executable"] == {run: exe[:12] for run, exe in executables.items()}
+    assert rows["input"][first] != rows["input"][second]
+    shown = orch(daemon, f"app run compare -a {app_id} -r {first} -r {second}").stdout
+    cells = [line.split("│") for line in shown.splitlines() if "│" in line]
+    marked = {row[1].strip() for row in cells if row[0].strip() == "*"}
+    assert {"executable", "input"} <= marked, shown
+    again = orch_json(daemon, f"app run compare -a {app_id} -r {second} -r {same_input}")
+    assert len(set(again["input"].values())) == 1 and len(set(again["executable"].values())) == 1
+
+    listed = orch(daemon, f"app run list -a {app_id}").stdout
+    for run, exe in executables.items():
+        line = next(line for line in listed.splitlines() if run in line)
+        assert f"@{exe[:12]}" in line, listed
 
 
 def test_an_error_message_makes_the_tracked_run_failed(daemon: Daemon, knap: str) -> None:

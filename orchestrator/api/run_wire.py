@@ -158,6 +158,7 @@ def list_item(run: Run) -> dict[str, Any]:
         "description": run.description,
         "error": run.error or "",
         "duration": run.duration_ms or 0.0,
+        "executable_id": run.executable_id,  # orch's own: which push a devint run ran
     }
     if run.experiment_id:
         item["experiment_id"] = run.experiment_id

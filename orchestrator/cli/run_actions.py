@@ -46,7 +46,7 @@ RUN_COLUMNS = [
     ("name", "name"),
     ("status", "status_v2"),
     ("instance", "application_instance_id"),
-    ("version", "application_version_id"),
+    ("version", "version"),
     ("created", "created_at"),
     ("duration ms", "duration_ms"),
     ("error", "error_line"),
@@ -255,7 +255,17 @@ def list_runs(
 
 def _run_row(run: RunItem) -> dict[str, Any]:
     error = (run.get("error") or "").split("\n", 1)[0]
-    return {**run, "duration_ms": round(run.get("duration") or 0) or None, "error_line": error}
+    duration = round(run.get("duration") or 0) or None
+    return {**run, "duration_ms": duration, "error_line": error, "version": version_of(run)}
+
+
+def version_of(run: RunItem) -> str | None:
+    """The run's version, or for a run without one (devint's) the push it ran, as
+    ``@<executable>``: runs of a day of pushes told apart without a column more."""
+    if run["application_version_id"]:
+        return run["application_version_id"]
+    executable = short(run.get("executable_id"))
+    return f"@{executable}" if executable else None
 
 
 @app.command("cancel")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import math
 import sys
 from pathlib import Path
@@ -22,6 +25,8 @@ from orchestrator.cli.output import (
     table,
     writable_file,
 )
+from orchestrator.cli.version import short
+from orchestrator.client import ClientError, OrchClient
 from orchestrator.client.types import AssetList, RunInfo
 
 app = typer.Typer()
@@ -32,10 +37,16 @@ COMPARED = (
     ("type", "run_type"),
     ("instance", "application_instance_id"),
     ("version", "application_version_id"),
+    ("executable", "executable_id"),
+    ("input", "input"),
     ("duration ms", "duration"),
     ("error", "error"),
 )
-"""Metadata fields compared, as (label, field); metrics and options follow."""
+"""Metadata fields compared, as (label, field); metrics and options follow. ``input`` is no
+field: it is the input's fingerprint (``fingerprint``)."""
+HASHED_INPUT_BYTES = 64 * 1024 * 1024
+"""Inputs up to this size are read to tell whether two runs had the same one; a bigger
+one is told by its size alone (a compare should not download gigabytes)."""
 
 
 @app.command("track")
@@ -100,7 +111,8 @@ def compare(
         fail("give 2 to 20 different runs to compare (-r RUN -r RUN ...)", code=2)
     with errors_to_exit(), client(home) as api:
         infos = [api.runs.metadata(app_id, run_id) for run_id in run_ids]
-    rows = comparison(infos)
+        inputs = {info["id"]: fingerprint(api, app_id, info) for info in infos}
+    rows = comparison(infos, inputs)
     if as_json:
         print_json(rows)
         return
@@ -144,11 +156,16 @@ def distinct(values: list[Any]) -> list[Any]:
     return [texts[v] if v in numbers and not isinstance(v, bool) else v for v in values]
 
 
-def comparison(infos: list[RunInfo]) -> dict[str, dict[str, Any]]:
-    """{field: {run id: value}}: the compared metadata, then ``metric.*``, ``option.*``."""
+def comparison(
+    infos: list[RunInfo], inputs: dict[str, str | None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """{field: {run id: value}}: the compared metadata, then ``metric.*``, ``option.*``.
+    ``inputs``: each run's input fingerprint, by run id."""
     rows: dict[str, dict[str, Any]] = {}
     for info in infos:
         meta: dict[str, Any] = dict(info["metadata"])
+        meta["executable_id"] = short(meta.get("executable_id"))
+        meta["input"] = (inputs or {}).get(info["id"])
         values = {label: meta.get(key) for label, key in COMPARED}
         values["type"] = (meta.get("run_type") or {}).get("type")
         values |= {f"metric.{k}": v for k, v in (meta.get("metrics") or {}).items()}
@@ -157,6 +174,32 @@ def comparison(infos: list[RunInfo]) -> dict[str, dict[str, Any]]:
         for field, value in values.items():
             rows.setdefault(field, {})[info["id"]] = value
     return rows
+
+
+def fingerprint(api: OrchClient, app_id: str, info: RunInfo) -> str | None:
+    """What tells two runs' inputs apart: the start of a sha256 of the input, of its JSON
+    document for a JSON input (the same document sent compact by one client and indented
+    by another is the same input), its size alone above ``HASHED_INPUT_BYTES``; None
+    when the run has no input to read."""
+    import hashlib  # only compare reads inputs
+
+    meta = info["metadata"]
+    size = meta.get("input_size")
+    if not isinstance(size, int):
+        return None
+    if size > HASHED_INPUT_BYTES:
+        return f"{size:,} bytes (not read)"
+    buffer = io.BytesIO()
+    try:
+        api.runs.download_input(app_id, info["id"], buffer)
+    except ClientError:  # a tracked run without an input, an input deleted since
+        return None
+    data = buffer.getvalue()
+    if meta["format"]["input"]["type"] == "json":
+        with contextlib.suppress(ValueError):
+            doc = json.loads(data)
+            data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 @app.command("assets")

@@ -199,6 +199,7 @@ class RunItem(TypedDict):
     created_at: str
     duration: float
     error: str
+    executable_id: str | None
 
 
 class RunPage(TypedDict):
