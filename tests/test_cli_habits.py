@@ -202,7 +202,9 @@ def test_promote_without_an_instance_names_it_production(daemon: Daemon) -> None
     orch(daemon, f"app version create -a {other} -v v0")
     orch(daemon, f"app instance create -a {other} --instance-id production -v v0")
     taken = orch_json(daemon, f"app promote -a {other} -v v1 -n One")
-    assert taken["instance"]["id"] == "production-2"  # production exists, not the default
+    assert taken["instance"]["id"] == "production"  # exists, not the default: moved, no -2
+    assert not taken["created_instance"] and taken["moved_instance"]
+    assert taken["application"]["default_instance"] == "production"
 
 
 TAIL_SPELLINGS = {"--tail", "-t", "--follow", "-f", "--logs", "-l"}

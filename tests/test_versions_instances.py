@@ -128,9 +128,13 @@ def test_promote_as_the_seed_describes(
     kinds = {(m["pointer"], m["action"]) for m in moves}
     assert ("default_instance", "promote") in kinds
     assert (f"instance:{created}", "promote") in kinds
-    # One transaction: a failing promote (duplicate version) changes nothing.
+    # One transaction: a failing promote (an existing version, named otherwise) changes
+    # nothing; without a name it is promoted as it is (the daily walk).
     before = api.get(f"/v1/applications/{app_id}").json()
-    dup = api.post(f"/v1/applications/{app_id}/promote", json={"version_id": "v3"})
+    dup = api.post(
+        f"/v1/applications/{app_id}/promote",
+        json={"version_id": "v1", "name": "Renamed", "instance_id": "canary"},
+    )
     assert dup.status_code == 409
     assert api.get(f"/v1/applications/{app_id}").json() == before
 

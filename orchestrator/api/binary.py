@@ -54,8 +54,11 @@ async def binary_commit(
     read from the package, so the package is the source of truth.
     """
     up = await svc.uploads.take_binary(app_id, body.upload_id if body else None)
-    exe = await svc.push.ingest(app_id, Path(up.path), action="push")
-    return {"executable": wire.executable(exe)}
+    done = await svc.push.ingest_moving(app_id, Path(up.path), action="push")
+    answer: dict[str, Any] = {"executable": wire.executable(done.executable)}
+    if done.unchanged:  # orch's own: devint ran it already (the SDK reads no answer)
+        answer["unchanged"] = True
+    return answer
 
 
 @router.get("/executable", responses=errors(409))

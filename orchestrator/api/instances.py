@@ -105,7 +105,16 @@ async def create_instance(
         secrets_collection_id=config.secrets_collection_id or None,
         queuing=config.queuing.values() if config.queuing else models.Queuing(),
     )
-    return wire.instance(await svc.instances.create(instance))
+    return await _answer(svc, await svc.instances.create(instance))
+
+
+async def _answer(svc: Services, instance: Instance) -> dict[str, Any]:
+    """The instance, with orch's own ``undeclared_options`` when its version's app.yaml
+    does not declare some of its options (the SDK reads the instance's fields only)."""
+    answer = wire.instance(instance)
+    if undeclared := await svc.instances.undeclared(instance):
+        answer["undeclared_options"] = undeclared
+    return answer
 
 
 @router.get("/instances", responses=errors(422))
@@ -147,7 +156,7 @@ async def update_instance(
         secrets_collection_id=config.secrets_collection_id if config else None,
         queuing=config.queuing.values() if config and config.queuing else None,
     )
-    return wire.instance(await svc.instances.update(app_id, instance_id, changes, locked))
+    return await _answer(svc, await svc.instances.update(app_id, instance_id, changes, locked))
 
 
 @router.put("/instances/{instance_id}/lock", responses=CHANGE)
@@ -181,11 +190,16 @@ async def promote_app(
         body.description or "",
         body.instance_id,
     )
-    return {
+    answer = {
         "application": wire.application(done.app),
         "version": wire.version(
             done.version, await svc.push.executable(done.version.executable_id)
         ),
         "instance": wire.instance(done.instance),
         "created_instance": done.created_instance,
+        "created_version": done.created_version,  # False: an existing version, promoted
+        "moved_instance": done.moved_instance,
     }
+    if undeclared := await svc.instances.undeclared(done.instance):
+        answer["undeclared_options"] = undeclared
+    return answer

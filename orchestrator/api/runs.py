@@ -154,6 +154,8 @@ async def submit(
         run = await svc.runs.track(req, tracked)
     else:
         run = await svc.runs.create(req)
+        if undeclared := await svc.runs.undeclared(run):  # orch's own: the SDK reads the ID
+            return {"run_id": run.id, "id": run.id, "undeclared_options": undeclared}
     return {"run_id": run.id, "id": run.id}
 
 

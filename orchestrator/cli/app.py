@@ -15,7 +15,15 @@ import typer
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.flags import OldInstanceIdOption, renamed
 from orchestrator.cli.lazy import Lazy, lazy_group
-from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
+from orchestrator.cli.output import (
+    emit,
+    errors_to_exit,
+    fail,
+    note_undeclared,
+    record,
+    say,
+    table,
+)
 from orchestrator.cli.version import environment_line, short
 from orchestrator.client.types import App, Executable, History, Promotion
 
@@ -171,7 +179,11 @@ def _short_sha(value: str | None) -> str | None:
 def promote(
     app_id: str = AppOption,
     version_id: str = typer.Option(
-        ..., "--version-id", "-v", callback=an_id, help="ID of the new version."
+        ...,
+        "--version-id",
+        "-v",
+        callback=an_id,
+        help="ID of the new version; an existing version is promoted as it is.",
     ),
     name: str | None = typer.Option(
         None, "--name", "-n", help="Name of the new version (default: its ID)."
@@ -182,24 +194,36 @@ def promote(
         "--instance-id",
         callback=an_id,
         help="Instance to point at it (created if missing); default: the app's default "
-        "instance, else a new one named production.",
+        "instance, else the one named production (created if missing).",
     ),
     old_instance_id: str | None = OldInstanceIdOption,
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Snapshot the current executable as a version and make an instance (the default) run it."""
+    """Snapshot the current executable as a version and make an instance (the default) run it.
+
+    An existing version is promoted as it is: no new version, the instance runs it."""
     instance_id = renamed(instance_id, old_instance_id, "-i", "--instance-id")
     with errors_to_exit(), client(home) as api:
         data = api.apps.promote(app_id, version_id, name, description, instance_id)
+    note_undeclared(data)
 
     def human(d: Promotion) -> None:
+        existing = d.get("created_version") is False
         flat = {
-            "version": d["version"]["id"],
+            "version": d["version"]["id"] + (" (existing: no new version)" if existing else ""),
             "executable": short(d["version"]["executable"]["id"]),
-            "instance": d["instance"]["id"] + (" (created)" if d.get("created_instance") else ""),
+            "instance": d["instance"]["id"] + _instance_change(d),
             "default instance": d["application"]["default_instance"],
         }
         record(flat, [(k, k) for k in flat])
 
     emit(data, as_json, human)
+
+
+def _instance_change(d: Promotion) -> str:
+    if d.get("created_instance"):
+        return " (created)"
+    if d.get("moved_instance", True):  # a daemon before 12-08 says nothing: it moved it
+        return " (moved)"
+    return " (already runs it)"

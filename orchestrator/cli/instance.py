@@ -29,7 +29,15 @@ from orchestrator.cli.flags import (
     renamed,
     required,
 )
-from orchestrator.cli.output import emit, errors_to_exit, fail, record, say, table
+from orchestrator.cli.output import (
+    emit,
+    errors_to_exit,
+    fail,
+    note_undeclared,
+    record,
+    say,
+    table,
+)
 from orchestrator.client.types import Instance
 
 app = typer.Typer(
@@ -128,6 +136,7 @@ def create(
         data = api.instances.create(
             app_id, instance_id, version_id, name or instance_id, description, configuration
         )
+    note_undeclared(data)
     _show(data, as_json)
 
 
@@ -239,6 +248,8 @@ def update(
                 data = api.instances.update(app_id, instance_id, body, locked=lock)
         else:
             data = api.instances.set_lock(app_id, instance_id, bool(lock))
+    if options or version_id:  # what this update set: its options on their version
+        note_undeclared(data)
     _show(data, as_json)
 
 

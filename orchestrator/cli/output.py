@@ -89,6 +89,13 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
+def note_undeclared(answer: Any) -> None:
+    """``note: option 'x' is not declared ...`` on stderr for each option the daemon found
+    undeclared in the version's app.yaml (``undeclared_options`` of its answer)."""
+    for undeclared in answer.get("undeclared_options") or []:
+        say(f"note: {undeclared['note']}")
+
+
 def error_line(message: str) -> None:
     """``error: message`` on stderr; nothing if stderr itself cannot be written."""
     label = "\x1b[1;31merror:\x1b[0m" if coloured(sys.stderr) else "error:"

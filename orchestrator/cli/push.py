@@ -123,6 +123,9 @@ class Pusher:
             "building": "; its python environment is still building (--no-wait)",
             "ready": "; its python environment is ready",
         }.get(exe["environment"]["status"], "")
+        if pushed.get("unchanged"):  # devint ran it already: the daemon recorded no move
+            say(unchanged(exe["id"]) + tail)
+            return
         say(
             f"pushed {short(exe['id'])} to app {self.app_id} (devint now runs it) "
             f"in {seconds:.2f} s{tail}"
@@ -133,6 +136,11 @@ class Pusher:
             return requirements_of(manifest, self.app_dir) or []
         except OrchError:
             return []
+
+
+def unchanged(sha256: str) -> str:
+    """A push, or a save under ``--watch``, of the package devint runs already."""
+    return f"unchanged: devint is still {short(sha256)} (the last push)"
 
 
 def wait_environment(api: OrchClient, app_id: str, pushed: Executable, wait: bool) -> Executable:
@@ -244,7 +252,7 @@ def _push_watched(pusher: Pusher, api: OrchClient, workdir: Path, state: Watched
         built, manifest = pusher.build(workdir)
         if built.sha256 == state.last:  # saved, but nothing the package holds changed
             if state.failed:
-                say(f"unchanged: devint is still {short(built.sha256)} (the last push)")
+                say(unchanged(built.sha256))
                 state.failed = False
             return False
         pusher.upload(api, built, manifest, started, brief=True)

@@ -40,6 +40,7 @@ from orchestrator.cli.output import (
     errors_to_exit,
     fail,
     live,
+    note_undeclared,
     say,
     writable_file,
 )
@@ -200,6 +201,7 @@ def create(
             except ClientError as refusal:
                 run_input.refused(api, app_id, instance, ensemble, refusal)
                 raise
+            note_undeclared(created)
             if not (wait or tail or output is not None):  # an output to write is waited for
                 emit(created, as_json, lambda d: typer.echo(d["run_id"]))
                 return

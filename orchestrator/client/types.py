@@ -56,6 +56,16 @@ class Executable(TypedDict):
 
 class Pushed(TypedDict):
     executable: Executable
+    unchanged: NotRequired[bool]
+    """orch's own: devint ran this package already (no move, no history row)."""
+
+
+class UndeclaredOption(TypedDict):
+    """orch's own: an option the version's app.yaml does not declare (passed as given)."""
+
+    name: str
+    did_you_mean: str | None
+    note: str
 
 
 class Version(TypedDict):
@@ -85,6 +95,8 @@ class Instance(TypedDict):
     locked: bool
     created_at: str
     updated_at: str
+    undeclared_options: NotRequired[list[UndeclaredOption]]
+    """In the answer to a create or an update only."""
 
 
 class SecretsCollectionSummary(TypedDict):
@@ -127,6 +139,10 @@ class Promotion(TypedDict):
     version: Version
     instance: Instance
     created_instance: bool
+    created_version: NotRequired[bool]
+    """False: an existing version was promoted (a daemon before 12-08: always new)."""
+    moved_instance: NotRequired[bool]
+    undeclared_options: NotRequired[list[UndeclaredOption]]
 
 
 class Upload(TypedDict):
@@ -188,6 +204,7 @@ class RunInfo(TypedDict):
 
 class RunCreated(TypedDict):
     run_id: str
+    undeclared_options: NotRequired[list[UndeclaredOption]]
 
 
 class RunItem(TypedDict):

@@ -24,7 +24,7 @@ from orchestrator.models import (
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.registry.lookup import require_app, require_instance, require_version
 from orchestrator.registry.secrets import require_collection
-from orchestrator.runs.options import check_instance_options
+from orchestrator.runs.options import check_instance_options, undeclared_options
 from orchestrator.store import Repos, Store
 from orchestrator.switchback_models import SwitchbackStatus, SwitchbackTest
 
@@ -219,6 +219,19 @@ class InstanceService:
         async with self.store.write() as w:
             await require_app(w, instance.app_id)
             return await insert_instance(w, self.settings, instance)
+
+    async def undeclared(self, instance: Instance) -> builtins.list[dict[str, str | None]]:
+        """The instance's options its version's app.yaml does not declare, each with its
+        note (``runs/options.py``): passed to its runs all the same."""
+        if not instance.options or not instance.version_id:  # devint has no options
+            return []
+        repos = self.store.read
+        version = await require_version(repos, instance.app_id, instance.version_id)
+        exe = await repos.executables.get(version.executable_id)
+        if exe is None:  # pragma: no cover - versions keep their executable alive
+            return []
+        found = undeclared_options(Manifest.from_dict(exe.manifest), instance.options)
+        return [u.to_dict(f"version {version.id}") for u in found]
 
     async def get(self, app_id: str, instance_id: str) -> Instance:
         app = await require_app(self.store.read, app_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -23,6 +24,14 @@ from orchestrator.store import Store
 from orchestrator.store.blobs import BlobStore, hash_file
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    executable: Executable
+    unchanged: bool
+    """devint ran this package already: nothing moved, no history row."""
+
 
 OnExecutable = Callable[[Executable], Awaitable[None]]
 
@@ -43,7 +52,13 @@ class PushService:
         self._on_new = on_new
 
     async def ingest(self, app_id: str, archive: Path, action: str = "push") -> Executable:
-        """Make ``archive`` the app's current executable and point devint at it.
+        """Make ``archive`` the app's current executable and point devint at it."""
+        return (await self.ingest_moving(app_id, archive, action)).executable
+
+    async def ingest_moving(self, app_id: str, archive: Path, action: str = "push") -> Ingested:
+        """Make ``archive`` the app's current executable and point devint at it; whether
+        devint ran it already (then no move is recorded: a push of what devint runs, as a
+        ``--watch`` started after a push, is no event in the pointer history).
 
         The archive file is consumed (moved into the blob store or deleted). From the
         moment its hash is known the package is ``ingesting`` (``registry/gc.py``): no
@@ -58,7 +73,7 @@ class PushService:
                 async with self.gc.ingesting(sha):
                     exe = await self._unpack(archive, sha, size)
                     await self.blobs.adopt(archive, exe.id)
-                    stored, fresh = await self._record(app_id, exe, action)
+                    stored, fresh, unchanged = await self._record(app_id, exe, action)
                     recorded = True
             finally:
                 if not recorded:
@@ -70,19 +85,25 @@ class PushService:
             # how a user asks for another try: the same package would otherwise never run
             await self._on_new(stored)
         await self.gc.collect()
-        return stored
+        return Ingested(stored, unchanged)
 
-    async def _record(self, app_id: str, exe: Executable, action: str) -> tuple[Executable, bool]:
-        """The executable's row (if new) and devint moved to it, in one transaction."""
+    async def _record(
+        self, app_id: str, exe: Executable, action: str
+    ) -> tuple[Executable, bool, bool]:
+        """The executable's row (if new) and devint moved to it, in one transaction;
+        whether the row is new, and whether devint ran it already (nothing moves then)."""
         async with self.store.write() as w:
             app = await require_app(w, app_id)
             fresh = await w.executables.insert_if_missing(exe, str(self.blobs.path(exe.id)))
-            await w.history.record(PointerMove(app_id, "devint", app.executable_id, exe.id, action))
-            app.executable_id = exe.id
-            await w.apps.update(app)
+            unchanged = app.executable_id == exe.id
+            if not unchanged:
+                move = PointerMove(app_id, "devint", app.executable_id, exe.id, action)
+                await w.history.record(move)
+                app.executable_id = exe.id
+                await w.apps.update(app)
             stored = await w.executables.get(exe.id)
         assert stored is not None
-        return stored, fresh
+        return stored, fresh, unchanged
 
     async def _measure(self, archive: Path) -> tuple[str, int]:
         """The archive's sha256 and size, refused over ``max_package_mb`` before it is read."""

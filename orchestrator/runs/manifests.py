@@ -12,6 +12,9 @@ class ManifestCache:
         self._size = size
         self._cache: dict[str, Manifest] = {}
 
+    def cached(self, exe_id: str) -> Manifest | None:
+        return self._cache.get(exe_id)
+
     def get(self, exe_id: str, raw: dict[str, Any]) -> Manifest:
         manifest = self._cache.get(exe_id)
         if manifest is None:

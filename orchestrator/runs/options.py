@@ -10,8 +10,10 @@ real apps read options the manifest never mentions.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,39 @@ class AppliedOptions:
 
     def summary(self) -> list[dict[str, str]]:
         return [{"name": k, "value": v, "source": self.sources[k]} for k, v in self.values.items()]
+
+
+@dataclass(frozen=True)
+class Undeclared:
+    """An option the manifest does not declare: passed to the model as given (unless
+    ``strict: true``), which is how a typo reaches no code without a word."""
+
+    name: str
+    did_you_mean: str | None
+    """The declared name it is closest to, if any is close."""
+
+    def note(self, where: str) -> str:
+        """What a user reads; ``where``: whose app.yaml (``version v1``)."""
+        hint = f" (did you mean {self.did_you_mean!r}?)" if self.did_you_mean else ""
+        return (
+            f"option {self.name!r} is not declared in the app.yaml of {where}{hint}; "
+            "it is passed to the model as given"
+        )
+
+    def to_dict(self, where: str) -> dict[str, str | None]:
+        return {"name": self.name, "did_you_mean": self.did_you_mean, "note": self.note(where)}
+
+
+def undeclared_options(manifest: Manifest, names: Iterable[str]) -> list[Undeclared]:
+    """The one decision of which options a manifest does not declare, with the declared
+    name each is closest to (``difflib``): strict refusals, the notes in the answers to a
+    run's and an instance's creation, and run metadata all ask it."""
+    declared = [o.name for o in manifest.options]
+    return [
+        Undeclared(name, next(iter(difflib.get_close_matches(name, declared, n=1)), None))
+        for name in names
+        if manifest.option_spec(name) is None
+    ]
 
 
 def option_argv(values: dict[str, str]) -> list[str]:
@@ -82,18 +117,19 @@ def checked_options(
     """The one check of options against a manifest: what a command line carries, declared
     types, and (``strict: true``) undeclared names. The values as the model gets them."""
     _fits_a_command_line(values, sources)
+    if manifest.strict_options and (undeclared := undeclared_options(manifest, values)):
+        first = undeclared[0]
+        declared = ", ".join(o.name for o in manifest.options) or "none"
+        hint = f"did you mean {first.did_you_mean!r}? " if first.did_you_mean else ""
+        raise Invalid(
+            f"option {first.name!r} (from {sources[first.name]}) is not declared in app.yaml, "
+            f"which sets strict: true ({hint}declared: {declared})"
+        )
     out = dict(values)
     for name, value in values.items():
         spec = manifest.option_spec(name)
-        if spec is None:
-            if manifest.strict_options:
-                declared = ", ".join(o.name for o in manifest.options) or "none"
-                raise Invalid(
-                    f"option {name!r} (from {sources[name]}) is not declared in app.yaml, "
-                    f"which sets strict: true (declared: {declared})"
-                )
-            continue
-        out[name] = _check(spec, value, sources[name])
+        if spec is not None:
+            out[name] = _check(spec, value, sources[name])
     return out
 
 

@@ -25,7 +25,7 @@ from orchestrator.runs.events import RunEvents
 from orchestrator.runs.executor import Executor
 from orchestrator.runs.limits import run_limits
 from orchestrator.runs.manifests import ManifestCache
-from orchestrator.runs.options import apply_options
+from orchestrator.runs.options import apply_options, undeclared_options
 from orchestrator.runs.process import StrPath
 from orchestrator.runs.scheduler import Scheduler
 from orchestrator.runs.states import OwnerRows, RunStates
@@ -145,6 +145,26 @@ class RunService:
             secrets_collection_id=collection,
             cloned_run_id=req.cloned_run_id,
         )
+
+    async def undeclared(self, run: Run) -> builtins.list[dict[str, str | None]]:
+        """The options the run's request gave that its executable's app.yaml does not
+        declare, each with its note (``runs/options.py``); instance options were noted when
+        the instance was set. Reads nothing when the request gave no options."""
+        given = [k for k, source in run.option_sources.items() if source == "run"]
+        if not given or not run.executable_id:  # an ensemble's parent run: its groups' runs
+            return []
+        manifest = self.manifests.cached(run.executable_id)
+        if manifest is None:
+            exe = await self.store.read.executables.get(run.executable_id)
+            if exe is None:  # pragma: no cover - a run's executable outlives it
+                return []
+            manifest = self.manifests.get(exe.id, exe.manifest)
+        where = (
+            f"version {run.version_id}"
+            if run.version_id
+            else f"devint's push {run.executable_id[:12]}"
+        )
+        return [u.to_dict(where) for u in undeclared_options(manifest, given)]
 
     async def _check_clone(self, req: RunRequest) -> None:
         """A clone names a run of its app (its status: cheap), pushed or not."""
