@@ -198,11 +198,14 @@ def test_get_list_runs_and_report(
     runs = rows(orch(daemon, "batch", "runs", "-a", app_id, "-b", "gw").stdout, "run-")
     assert len(runs) == 20 and {r[6] for r in runs} == {"succeeded"}
     assert sorted(r[1] for r in runs) == ["good"] * 10 + ["worse"] * 10
-    # run, target, input, input name, option set, rep, status, duration s, result.value
-    _, _, input_id, name, option_set, repetition, _, seconds, value = runs[0]
+    # run, target, input, input name, option set, rep, status, duration ms, result.value
+    _, _, input_id, name, option_set, repetition, _, duration_ms, value = runs[0]
     assert input_id.startswith("input-") and re.fullmatch(r"case-0\d\.json", name)
     assert (option_set, repetition) == ("-", "0")
-    assert float(seconds) > 0 and int(value) > 500
+    assert int(duration_ms) >= 0 and int(value) > 500
+    # input by input, the targets of one input side by side (queued shuffled)
+    assert [(r[3], r[1]) for r in runs] == sorted((r[3], r[1]) for r in runs)
+    assert [r[1] for r in runs[:2]] == ["good", "worse"]
     report = tmp_path / "gw.html"
     proc = orch(daemon, "batch", "report", "-a", app_id, "-b", "gw", "--html", report)
     assert "<svg" in report.read_text() and str(report) in proc.stderr

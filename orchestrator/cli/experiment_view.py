@@ -72,7 +72,7 @@ RUN_COLUMNS = [
     ("option set", "option_set"),
     ("rep", "repetition"),
     ("status", "status_v2"),
-    ("duration s", "seconds"),
+    ("duration ms", "duration_ms"),
     ("result.value", "value"),
 ]
 INPUT_SET_FIELDS = [
@@ -292,14 +292,16 @@ def experiments(rows: list[Experiment]) -> None:
 
 def runs(items: list[ExperimentRun], with_scenario: bool = False) -> None:
     """Experiment runs: the daemon gives each its target, input name and result.value
-    (and, in a scenario test, its scenario)."""
+    (and, in a scenario test, its scenario). Input by input, the targets of one input and
+    option set side by side: the daemon lists them in the order they were queued, which
+    is shuffled (fair timing), and hard to read across."""
     rows = [
         r
         | {
-            "seconds": number(r["duration"] / 1000) if r.get("duration") else None,
+            "duration_ms": round(r["duration"]) if r.get("duration") else None,
             "value": number(r["result_value"]) if r.get("result_value") is not None else None,
         }
-        for r in items
+        for r in sorted(items, key=_reading_order)
     ]
     table(
         rows,
@@ -307,6 +309,14 @@ def runs(items: list[ExperimentRun], with_scenario: bool = False) -> None:
         if with_scenario
         else RUN_COLUMNS,
     )
+
+
+def _reading_order(run: ExperimentRun) -> tuple[str, str, str, int, str]:
+    scenario = str(run.get("scenario_id") or "")
+    where = str(run.get("input_name") or run.get("input_id") or "")
+    repetition = run.get("repetition")
+    rep = repetition if isinstance(repetition, int) else 0
+    return scenario, where, str(run.get("option_set") or ""), rep, str(run.get("target") or "")
 
 
 def input_set(data: InputSet) -> None:
