@@ -16,7 +16,7 @@ from orchestrator.store.rows import to_run
 
 @dataclass(frozen=True)
 class RunQuery:
-    """Which runs to list; every field narrows, ``None`` does not."""
+    """Which runs to list; every field narrows, ``None`` (and ``True``) does not."""
 
     app_id: str | None = None
     instance_id: str | None = None
@@ -24,6 +24,8 @@ class RunQuery:
     created_after: str | None = None
     created_before: str | None = None
     experiment_id: str | None = None
+    experiment_runs: bool = True
+    """False: only runs outside any experiment (a person's own runs)."""
 
 
 class OverviewRepo:
@@ -93,6 +95,8 @@ def _conditions(query: RunQuery) -> tuple[builtins.list[str], builtins.list[str]
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    if not query.experiment_runs:
+        where.append("experiment_id IS NULL")
     if query.created_after is not None:
         where.append("created_at >= ?")
         params.append(query.created_after)

@@ -90,7 +90,8 @@ async def _app(
     app = await svc.apps.get(app_id)
     stored = {"name": app.name, "description": app.description}
     stored["default_instance"] = app.default_instance_id or ""
-    recent = await console.search.page(RunQuery(app_id=app_id), limit=10)
+    # a person's own runs: an experiment's hundreds would crowd them out (its page lists them)
+    recent = await console.search.page(RunQuery(app_id=app_id, experiment_runs=False), limit=10)
     return page(
         request,
         "app.html",

@@ -27,10 +27,17 @@ from orchestrator.console.pages.base import (
 )
 from orchestrator.console.render import page
 from orchestrator.errors import Invalid, OrchError
+from orchestrator.experiments.acceptance import AcceptanceView
 from orchestrator.experiments.batch import BatchRequest
 from orchestrator.experiments.gate import GateResult, evaluate
 from orchestrator.experiments.paired import TIMING_NOISE
-from orchestrator.experiments.summary import RunFacts, Summary, metric_order, run_metrics
+from orchestrator.experiments.summary import (
+    RESULT_VALUE,
+    RunFacts,
+    Summary,
+    metric_order,
+    run_metrics,
+)
 from orchestrator.models import ExperimentStatus
 
 router = pages_router()
@@ -71,6 +78,10 @@ async def _list(
     experiments = [
         (e, await svc.experiments.counts(app_id, e.id)) for e in await svc.experiments.list(app_id)
     ]
+    verdicts = {
+        test.id: verdict(await svc.acceptance.view(test))
+        for test in await svc.acceptance.list(app_id)
+    }
     instances = await svc.instances.list(app_id)
     defaults: dict[str, Any] = {"input_set_id": "", "baseline": app.default_instance_id or ""}
     defaults.update(objective="min", repetitions="1", id="", name="")
@@ -83,6 +94,7 @@ async def _list(
         address=app_url(app_id, "experiments") if error else "",
         app=app,
         experiments=experiments,
+        verdicts=verdicts,
         input_sets=await svc.input_sets.list(app_id),
         instances=instances,
         switchback_tests=await svc.switchback_tests.list(app_id),
@@ -140,6 +152,14 @@ async def create_input_set(request: Request, app_id: str) -> Response:
     return see_other(app_url(app_id, "input-sets", item.id))
 
 
+def verdict(view: AcceptanceView | None) -> str:
+    """An acceptance test's verdict as its badge says it: "passed", "failed", or "" while
+    its experiment runs (as the CLI's ``experiment acceptance list``)."""
+    if view is None or view.results is None:
+        return ""
+    return "passed" if view.results.get("passed") else "failed"
+
+
 def whole_number(text: str, name: str) -> int:
     """``text`` as an int, or Invalid: digits only (``int`` would also take ``1_000`` or
     ``٣``), and few enough that no store or loop chokes on it before a bound is checked."""
@@ -176,6 +196,7 @@ async def _experiment_context(request: Request, app_id: str, exp_id: str) -> dic
         "summary": summary,
         "charts": await anyio.to_thread.run_sync(charts, summary, facts),
         "facts": facts,
+        "run_links": run_links(facts),
         "timing_noise": f"{TIMING_NOISE:.0%}",
     }
 
@@ -196,7 +217,19 @@ async def experiment_page(request: Request, app_id: str, exp_id: str) -> Respons
         gate=gate,
         gate_error=gate_error,
         acceptance=acceptance,
+        verdict=verdict(acceptance),
     )
+
+
+def run_links(facts: list[RunFacts]) -> dict[tuple[str, str, str | None], list[str]]:
+    """The runs behind each per-input value, by (target, input, option set): the succeeded
+    runs reporting result.value (what the value is the mean of), by repetition."""
+    found: dict[tuple[str, str, str | None], list[tuple[int, str]]] = {}
+    for fact in facts:
+        if fact.status == "succeeded" and RESULT_VALUE in run_metrics(fact):
+            key = (fact.target, fact.input_id, fact.option_set)
+            found.setdefault(key, []).append((fact.repetition, fact.run_id))
+    return {key: [run_id for _, run_id in sorted(runs)] for key, runs in found.items()}
 
 
 def gate_verdict(

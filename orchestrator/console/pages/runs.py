@@ -12,7 +12,8 @@ and a reconnecting browser from its last event, so no change in between is misse
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -30,6 +31,8 @@ from orchestrator.store.overview import RunQuery
 router = pages_router()
 
 FILTERS = ("app", "instance", "status", "since", "until")
+HIDE_EXPERIMENTS = "hide_experiments"
+"""The query parameter ("1") that leaves out the runs of experiments: the checkbox's name."""
 
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -50,6 +53,7 @@ async def _runs_page(request: Request, fixed_app: str | None) -> Response:
     filters = {k: request.query_params.get(k, "").strip() for k in FILTERS}
     if fixed_app is not None:
         filters["app"] = fixed_app
+    hide = hides_experiments(request.query_params)
     cursor = request.query_params.get("before") or None
     mark = console.feed.mark  # before the table is read: the stream sends what follows
     apps = await console.services.apps.list()
@@ -58,28 +62,37 @@ async def _runs_page(request: Request, fixed_app: str | None) -> Response:
     try:
         if filters["app"] and not known:  # say so, rather than "no runs match"
             raise NotFound(f"unknown app {filters['app']!r}: pick one from the list")
-        result = await console.search.page(run_query(*(filters[k] for k in FILTERS)), cursor)
+        query = run_query(*(filters[k] for k in FILTERS))
+        result = await console.search.page(replace(query, experiment_runs=not hide), cursor)
     except OrchError as exc:
         result, error, status = RunPage([], None), exc.message, exc.status
     instances = await console.services.instances.list(filters["app"]) if known else []
-    query = {k: v for k, v in filters.items() if v and not (fixed_app and k == "app")}
+    kept = {k: v for k, v in filters.items() if v and not (fixed_app and k == "app")}
+    shown = {k: v for k, v in filters.items() if v}
+    if hide:
+        kept[HIDE_EXPERIMENTS] = shown[HIDE_EXPERIMENTS] = "1"
     return page(
         request,
         "runs.html",
         status=status,
         fixed_app=fixed_app,
         filters=filters,
+        hide_experiments=hide,
         apps=apps,
         instances=instances,
         statuses=[s.value for s in RunStatus],
         runs=result.runs,
-        older=_link(request.url.path, query, result.next_cursor) if result.next_cursor else None,
-        newest=_link(request.url.path, query, None) if cursor else None,
-        live_url="/runs/stream?"
-        + urlencode({**{k: v for k, v in filters.items() if v}, "mark": mark}),
+        older=_link(request.url.path, kept, result.next_cursor) if result.next_cursor else None,
+        newest=_link(request.url.path, kept, None) if cursor else None,
+        live_url="/runs/stream?" + urlencode({**shown, "mark": mark}),
         first_page=cursor is None,
         error=error,
     )
+
+
+def hides_experiments(params: Mapping[str, str]) -> bool:
+    """Whether a runs page (or its stream) leaves out experiment runs: ``?hide_experiments=1``."""
+    return params.get(HIDE_EXPERIMENTS, "").strip() not in ("", "0")
 
 
 def _link(path: str, query: dict[str, str], cursor: str | None) -> str:
@@ -95,7 +108,8 @@ def row_html(run: Run, show_app: bool) -> str:
 @router.get("/runs/stream")
 async def runs_stream(request: Request) -> StreamingResponse:
     filters = [request.query_params.get(k, "").strip() for k in FILTERS]
-    query = run_query(*filters)
+    hide = hides_experiments(request.query_params)
+    query = replace(run_query(*filters), experiment_runs=not hide)
     show_app = not request.query_params.get("app")
     since = request.headers.get("last-event-id") or request.query_params.get("mark", "")
     return StreamingResponse(
