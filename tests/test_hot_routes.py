@@ -52,6 +52,9 @@ class FakeRuns:
             raise self.error
         return await self.wait(req.app_id, RUN_ID, 0)
 
+    async def undeclared(self, run: Run) -> list[dict[str, str | None]]:
+        return []  # the routes' answer names undeclared options: none here
+
 
 @dataclass
 class Witness:
