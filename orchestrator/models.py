@@ -316,6 +316,8 @@ class Limits:
         for name, raw in data.items():
             if raw is None:
                 continue
+            if isinstance(raw, bool):  # float(True) is 1.0: JSON's true is no number
+                raise Invalid(f"limit {name} must be a number, got {raw!r}")
             try:
                 number = float(raw) if name in ("cpu_seconds", "timeout_seconds") else int(raw)
             except (TypeError, ValueError, OverflowError):  # int(1e999): OverflowError

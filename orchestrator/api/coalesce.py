@@ -12,11 +12,16 @@ hands it to the real transport in one write at the end of that turn (``call_soon
 so a response written in one go leaves in one segment, and a streamed one (a file, a
 live log) still leaves chunk by chunk, each as soon as its writer yields. Closing
 flushes first, so nothing written before a close is lost.
+
+``HttpProtocol`` also bounds a request's head (request line and headers): httptools keeps
+whatever it is given, so one client sending a header without end grew the daemon by its
+size and stalled the loop for seconds, before any key was checked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -90,8 +95,58 @@ class CoalescingTransport(asyncio.Transport):
         return self._transport.get_extra_info(name, default)
 
 
+MAX_HEAD_BYTES = 64 * 1024
+"""A request's line and headers together: ``http.client``'s bound on one line (uvicorn's h11
+protocol allows 16 KiB for all). orch's own requests use well under 2 KiB."""
+
+_HEAD_TOO_LARGE = json.dumps(
+    {"error": f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB"}
+).encode()
+
+
 class HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through a ``CoalescingTransport``."""
+    """uvicorn's httptools protocol, writing through a ``CoalescingTransport``, with a
+    request's head held to ``MAX_HEAD_BYTES``: 431 and the connection closed beyond."""
+
+    _head_room: int | None = MAX_HEAD_BYTES
+    """What the head being read may still take; None while a body is read (not counted)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))
+
+    def data_received(self, data: bytes) -> None:
+        room = self._head_room
+        if room is None or len(data) <= room:  # the usual case: one feed, as uvicorn does
+            if room is not None:
+                self._head_room = room - len(data)
+            super().data_received(data)
+            return
+        if self.transport.is_closing():
+            return
+        # Only what the head may still take is parsed: if that does not end it, the head is
+        # too large. Where it does, the rest (a body, a next request) is read as usual.
+        self._head_room = 0
+        if room:
+            super().data_received(data[:room])
+        if self._head_room != 0:  # the head ended (None, or the next one's room)
+            self.data_received(data[room:])
+        elif not self.transport.is_closing():
+            self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        self._head_room = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._head_room = MAX_HEAD_BYTES  # a next request's head is counted afresh
+        super().on_message_complete()
+
+    def _refuse_head(self) -> None:
+        self.logger.warning("request refused: %s", _HEAD_TOO_LARGE.decode())
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
+        )
+        self.transport.close()

@@ -33,6 +33,10 @@ log = logging.getLogger("orch.api")
 
 
 def error_response(status: int, message: str) -> JSONResponse:
+    """``message`` may quote the request (an unknown name): a lone surrogate in it (a
+    ``\\ud800`` escape) is no UTF-8, and the refusal itself would be a 500. Escaped."""
+    if not message.isascii():
+        message = message.encode("utf-8", "backslashreplace").decode()
     return JSONResponse({"error": message}, status_code=status)
 
 

@@ -34,6 +34,8 @@ DEFAULT_RUNTIMES = {
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_MANIFEST_VALUES = 100_000
 """Bounds a YAML alias bomb: ``raw`` is stored as JSON, so aliases get expanded."""
+MAX_MANIFEST_DEPTH = 64
+"""Levels of nesting: app.yaml needs a handful; pyyaml fails past a few hundred."""
 
 
 def _fail(where: str, problem: str) -> Unprocessable:
@@ -95,6 +97,8 @@ class Manifest:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise _yaml_error(exc, text) from None
+        except RecursionError:  # pyyaml composes nested nodes recursively: no depth limit
+            raise _too_deep() from None
         return cls.from_dict(data)
 
     @classmethod
@@ -165,22 +169,31 @@ def _line_column(text: str, position: int) -> str:
     return f"at line {line}, column {column}"
 
 
-def _jsonable(value: Any, where: str, budget: list[int]) -> Any:
+def _too_deep() -> Unprocessable:
+    return Unprocessable(
+        f"{MANIFEST_FILE} is nested too deeply (more than {MAX_MANIFEST_DEPTH} levels)"
+    )
+
+
+def _jsonable(value: Any, where: str, budget: list[int], depth: int = 0) -> Any:
     """A JSON-safe copy of YAML data: ``raw`` is stored as JSON and returned as is.
 
     YAML produces dates, non-string keys (``on:`` is ``True``) and shared alias
-    nodes; the budget stops an alias bomb from expanding into gigabytes.
+    nodes; the budget stops an alias bomb from expanding into gigabytes, the depth a
+    nesting that no app.yaml needs from reaching Python's recursion limit here or later.
     """
     budget[0] -= 1
     if budget[0] < 0:
         raise Unprocessable(f"{MANIFEST_FILE} has more than {MAX_MANIFEST_VALUES} values")
+    if depth > MAX_MANIFEST_DEPTH:
+        raise _too_deep()
     if isinstance(value, dict):
         return {
-            str(k): _jsonable(v, f"{where}.{k}" if where else str(k), budget)
+            str(k): _jsonable(v, f"{where}.{k}" if where else str(k), budget, depth + 1)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set):
-        return [_jsonable(v, f"{where}[{i}]", budget) for i, v in enumerate(value)]
+        return [_jsonable(v, f"{where}[{i}]", budget, depth + 1) for i, v in enumerate(value)]
     if isinstance(value, datetime.date):
         return value.isoformat()
     if value is None or isinstance(value, str | int | float | bool):

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from orchestrator import utf8
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import check_label, new_id, validate_child_id
 from orchestrator.models import Secret, SecretsCollection, SecretType
@@ -89,9 +90,10 @@ def make_secret(kind: str, location: str, value: str) -> Secret:
     """A checked secret, or ``Invalid`` naming the broken rule (never the value)."""
     typed = secret_type(kind)
     check_location(typed, location)
+    utf8.encode(location, f"secret location {location!r}")
     if typed == SecretType.ENV and "\0" in value:
         raise Invalid(f"env secret {location!r}: an environment variable cannot hold a NUL")
-    if len(value.encode()) > MAX_VALUE_BYTES:
+    if len(utf8.encode(value, f"secret {location!r}")) > MAX_VALUE_BYTES:
         raise Invalid(f"secret {location!r} is over {MAX_VALUE_BYTES // 1024} KiB")
     if typed == SecretType.ENV and _env_bytes(location, value) > MAX_ENV_BYTES:
         raise Invalid(

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator import standard_json
+from orchestrator import standard_json, utf8
 from orchestrator.errors import Invalid
 from orchestrator.packaging.unpack import safe_extract
 from orchestrator.runs.process import StrPath
@@ -36,12 +36,15 @@ def write_inline(run_dir: StrPath, value: Any, fmt: str) -> tuple[str, int]:
     if fmt in DIRECTORY_FORMATS:
         raise Invalid(f"{fmt} input must be uploaded as a tar.gz (POST .../runs/uploadurl)")
     if isinstance(value, str):
-        data = value.encode()
+        data = utf8.encode(value, "input")
     else:
         try:  # the request's parser takes NaN and Infinity; JSON, and models' parsers, do not
-            data = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
         except ValueError:
             raise Invalid(f"input is not valid JSON: {NOT_A_NUMBER}") from None
+        if "\\ud" in text:  # a surrogate, escaped: a pair (an emoji) or a lone one
+            utf8.encode(json.dumps(value, ensure_ascii=False), "input")
+        data = text.encode()
     path = f"{os.fspath(run_dir)}/input"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator import utf8
 from orchestrator.errors import Invalid
 from orchestrator.packaging.manifest import Manifest, OptionSpec
 
@@ -136,16 +137,26 @@ def checked_options(
 def _fits_a_command_line(values: dict[str, str], sources: dict[str, str]) -> None:
     """Options reach the model as arguments: what no command line can carry is refused when
     the run (or the instance) is made, where it failed every start of the model ("embedded
-    null byte", "Argument list too long")."""
+    null byte", "Argument list too long"), and a name no model can read as ``-name`` (empty,
+    or with a space or control character: a model got ``-`` or ``-a\\n``)."""
+    size = 0
     for name, value in values.items():
+        where = f"option {name!r} (from {sources[name]})"
         if "\0" in name or "\0" in value:
-            raise Invalid(f"option {name!r} (from {sources[name]}) holds a NUL character")
-        if len(value.encode()) > MAX_OPTION_BYTES:
+            raise Invalid(f"{where} holds a NUL character")
+        size += len(utf8.encode(name, f"the name of {where}")) + 3
+        if not name or any(c.isspace() or not c.isprintable() for c in name):
             raise Invalid(
-                f"option {name!r} (from {sources[name]}) is over 128 KiB, more than a command"
-                " line argument holds: pass large data in the run's input"
+                f"{where}: a name must be non-empty, without spaces or control characters"
             )
-    if sum(len(k.encode()) + len(v.encode()) + 3 for k, v in values.items()) > MAX_OPTIONS_BYTES:
+        encoded = len(utf8.encode(value, where))
+        if encoded > MAX_OPTION_BYTES:
+            raise Invalid(
+                f"{where} is over 128 KiB, more than a command line argument holds: pass"
+                " large data in the run's input"
+            )
+        size += encoded
+    if size > MAX_OPTIONS_BYTES:
         raise Invalid("the options are over 1 MiB together: pass large data in the run's input")
 
 
