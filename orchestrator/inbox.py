@@ -17,9 +17,12 @@ seen inside it, or first seen without ``app.yaml``) is pushed once it holds
 and a ``.reason`` beside them says why (``inbox_unpushed``). Each dropped entry ends up
 in ``.done/`` or ``.rejected/`` (with a ``.reason`` file, under a name never reused), so
 it is never ingested twice;
-a file that is not a package is rejected saying so; a scan at start picks up what
-arrived while the daemon was down, and files in ``.rejected/`` (saying why) a package
-a stopped daemon held when another had taken its name (``inbox_filing.settle_holds``).
+a file that is not a package is rejected saying so; an entry that is neither a file nor
+a folder (a symlink, a FIFO, a device, a socket) is never read: it is filed in
+``.rejected/`` at once (a link itself, not what it leads to), blocking nothing; a scan
+at start picks up what arrived while the daemon was down, and files in ``.rejected/``
+(saying why) a package a stopped daemon held when another had taken its name
+(``inbox_filing.settle_holds``).
 A python app with requirements is filed once pushed; its reason then follows its
 environment's build (``inbox_reasons``). If ``push/`` is moved away or removed, a new
 one is made and watched.
@@ -114,18 +117,44 @@ def kind_of(path: Path, push_root: Path) -> str | None:
     if rel.parts[-1].endswith(TEMP_SUFFIXES) or said_beside(path):
         return None
     try:
-        st = os.stat(path)
+        st = os.lstat(path)  # never followed: a link is what it is
     except OSError:
-        # a link that leads nowhere (or in a loop): said so, never left unexplained
-        return None if not os.path.islink(path) else "other" if len(rel.parts) == 2 else "astray"
+        return None  # gone
     if len(rel.parts) == 1:
         return None if stat.S_ISDIR(st.st_mode) else "astray"
-    name = rel.parts[1]
+    if os.path.islink(path.parent):
+        return None  # an app folder that is a link is not read through: said astray
     if stat.S_ISDIR(st.st_mode):
         return "folder" if (path / MANIFEST_FILE).is_file() else "bare"
     if not stat.S_ISREG(st.st_mode):
-        return "other"
-    return "package" if name.endswith(PACKAGE_SUFFIXES) else "other"
+        return "unfit"
+    return "package" if rel.parts[1].endswith(PACKAGE_SUFFIXES) else "other"
+
+
+def unfit(st: os.stat_result) -> str | None:
+    """What an entry that is neither a regular file nor a folder is (``lstat``), else
+    ``None``. Such an entry is never read: a link may lead to the daemon's key, or to
+    ``/proc/kcore``, which never settles and held its app's other packages back."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def unfit_reason(what: str, app_id: str) -> str:
+    """Why an ``unfit`` entry was refused, and what to do instead."""
+    moved = "the link itself was moved here" if what == "a symbolic link" else "it was moved here"
+    return (
+        f"it is {what}: the push directory never reads through a link, a pipe, a device or "
+        f"a socket ({moved}; nothing was read from what it leads to); put the package itself, "
+        f"or the app's folder, in push/{app_id}/ (cp -L copies what a link points to)"
+    )
 
 
 class Inbox:
@@ -247,7 +276,7 @@ class Inbox:
             entries = [d for d in self.root.iterdir() if not d.name.startswith(".")]
         except OSError:
             return  # gone again: the watch notices
-        app_dirs = [d for d in entries if d.is_dir()]
+        app_dirs = [d for d in entries if d.is_dir() and not d.is_symlink()]
         holding = {d.claim for d in self._drops.values() if d.claim is not None}
         for app in app_dirs:
             for kept in settle_holds(app, holding):
@@ -261,7 +290,7 @@ class Inbox:
         changes were seen inside (made in place: they settle before they are pushed)."""
         found = []
         for path in set(paths):
-            if path.parent == self.root and path.is_dir():  # an app folder, new (a package
+            if path.parent == self.root and _real_dir(path):  # an app folder, new (a package
                 found += [(p, _arrival(p)) for p in _listing(path)]  # moved in right after
                 continue  # it was made can land before its watch exists)
             found.append((path, _arrival(path)))
@@ -274,11 +303,15 @@ class Inbox:
             self._unpushed.offer(path, kind, SETTLE_SECONDS)
             return
         try:
-            now = ident(os.lstat(path))
+            st = os.lstat(path)
         except OSError:
             return
-        if now in self._drops:
+        if ident(st) in self._drops:
             return  # already taken: its drop follows it
+        if (what := unfit(st)) is not None:  # refused at once, never queued: blocks nothing
+            here = Drop(path, ident(st), None, False, False, looks(st), st.st_ctime_ns)
+            self._reject(here, unfit_reason(what, here.app_id))
+            return
         drop = take(path, path.parent / HELD)
         if drop is None:
             return
@@ -318,15 +351,15 @@ class Inbox:
             )
             return
         try:
-            st = os.stat(drop.source)
+            st = os.lstat(drop.source)  # not held (read in place): it is still what was taken
         except FileNotFoundError:
-            if not os.path.lexists(drop.origin) or drop.claim is not None:
-                self._forget(drop)  # removed before it could be taken
-                return
-            self._reject(drop, "it is a link that leads nowhere")
+            self._forget(drop)  # removed before it could be taken
             return
-        except OSError as exc:  # a link in a loop, a file orch may not read
+        except OSError as exc:  # a file orch may not look at
             self._reject(drop, f"it cannot be read: {exc.strerror or exc}")
+            return
+        if (what := unfit(st)) is not None:  # made a link between its look and its hold
+            self._reject(drop, unfit_reason(what, drop.app_id))
             return
         whole = self._checked(drop, st)
         if whole is None:
@@ -528,6 +561,14 @@ def _listing(folder: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         return list(folder.iterdir())
     return []
+
+
+def _real_dir(path: Path) -> bool:
+    """A folder, not a link to one (what a link leads to is never read)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _arrival(path: Path) -> int:

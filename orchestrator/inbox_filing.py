@@ -14,7 +14,8 @@ start, such a package was gone without a word). It is not pushed: the package th
 its name is newer, and devint must end on the latest.
 
 A folder cannot be linked: it is read in place, and filed only if the folder under
-its name is still the one that was taken.
+its name is still the one that was taken. A symlink (or a FIFO, a device, a socket) is
+neither held nor read: it is filed as it is, its target untouched (``inbox.unfit``).
 
 Names in ``.done/`` and ``.rejected/`` are never reused: a second package of the same
 name filed within the same second gets ``<stamp>-2-<name>``, and so on.
@@ -112,9 +113,7 @@ def take(path: Path, held: Path) -> Drop | None:
         if stat.S_ISDIR(lst.st_mode):  # in place: its last change was an entry made in it
             in_place = lst.st_ctime_ns == lst.st_mtime_ns
             return Drop(path, ident(lst), None, True, in_place, looks(lst), lst.st_ctime_ns)
-        try:
-            st = os.stat(path)  # a symlink is followed to the package
-        except OSError:  # a link that leads nowhere, or in a loop: rejected, saying so
+        if not stat.S_ISREG(lst.st_mode):  # a link is never followed, nor held: refused
             return Drop(path, ident(lst), None, False, False, looks(lst), lst.st_ctime_ns)
         link = hold_path(held, path.name)
         claim: Path | None = link
@@ -124,16 +123,16 @@ def take(path: Path, held: Path) -> Drop | None:
             claim = None  # another file system, links refused, or just gone: read in place
         else:
             try:
-                linked = ident(os.stat(link))
+                linked = ident(os.lstat(link))
             except OSError:
                 linked = (-1, -1)
-            if linked != ident(st):
+            if linked != ident(lst):  # replaced meanwhile (by a link, even): look again
                 with contextlib.suppress(OSError):
                     os.unlink(link)
                 continue
-        # the link has not changed the times looked at: `st` is from before it
-        in_place = st.st_ctime_ns == st.st_mtime_ns
-        return Drop(path, ident(lst), claim, False, in_place, looks(st), lst.st_ctime_ns)
+        # the link has not changed the times looked at: `lst` is from before it
+        in_place = lst.st_ctime_ns == lst.st_mtime_ns
+        return Drop(path, ident(lst), claim, False, in_place, looks(lst), lst.st_ctime_ns)
     return None
 
 
@@ -173,16 +172,15 @@ def settle_holds(app: Path, holding: set[Path]) -> list[Path]:
 
 
 def _link(path: Path, claim: Path) -> None:
-    # os.link links a symlink itself on Linux, whatever follow_symlinks says: a relative
-    # one would then lead elsewhere from HELD. The package's own file is linked.
-    target = os.path.realpath(path) if os.path.islink(path) else path
+    # the entry itself, never what a symlink leads to (a hard link to the daemon's key
+    # was filed in .rejected/); `take` checks that the hold is the file it looked at
     try:
-        os.link(target, claim)
+        os.link(path, claim, follow_symlinks=False)
     except FileNotFoundError:
-        if not os.path.lexists(target):
+        if not os.path.lexists(path):
             raise
         claim.parent.mkdir(parents=True, exist_ok=True)  # its app's first, or removed by hand
-        os.link(target, claim)
+        os.link(path, claim, follow_symlinks=False)
 
 
 def open_for_writing(path: Path) -> bool:
@@ -248,7 +246,8 @@ def copy_out(
 def _copy_file(
     source: Path, target: Path, limit: int, limit_mb: int, whole: bool
 ) -> tuple[int, int]:
-    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the thread
+    # a FIFO must not block the thread; a link is never read through
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb", buffering=0) as src:
         before = os.fstat(src.fileno())
         if not stat.S_ISREG(before.st_mode):

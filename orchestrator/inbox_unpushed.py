@@ -37,6 +37,10 @@ ASTRAY = (
     "not pushed: push/ holds one folder per app; move it into push/<app-id>/, the folder "
     "of the app it is for"
 )
+ASTRAY_LINK = (
+    "not pushed: it is a symbolic link, and the push directory never reads through one; "
+    "make push/<app-id>/ a folder of its own"
+)
 BARE = "not pushed yet: it waits for an app.yaml (a folder here is pushed once it holds one)"
 NESTED = (
     "; a package is pushed only straight from its app's folder, not from a folder in it: "
@@ -82,7 +86,9 @@ class Unpushed:
         ``push/`` is said at once; a folder without ``app.yaml`` once it has had none
         for ``settle`` seconds (it is being copied, or its ``app.yaml`` comes later); the
         reason of one that went goes with it."""
-        if kind == "astray":
+        if kind == "astray" and os.path.islink(path):
+            self.say(path, ASTRAY_LINK)
+        elif kind == "astray":
             named = path.name.endswith(self._suffixes)
             self.say(path, ASTRAY if named else f"{ASTRAY} ({self._help})")
         elif kind == "bare" and self._bare.get(path):

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -79,12 +80,29 @@ class HomeLock:
             self._fh = None
 
 
+KEY_CHARS = len(new_token())
+"""The length of the key orch makes (48: ``new_token``'s 24 random bytes, in hex)."""
+_BEARER = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+"""What a bearer key can be (RFC 6750's ``b64token``): anything else never matches a header."""
+
+
 def load_or_create_api_key(home: Home) -> str:
-    """The bearer key, generated at first start, readable only by the user."""
+    """The bearer key, generated at first start, readable only by the user.
+
+    A key found in the file is used only if it is at least as long as the one orch makes
+    and fit for a header: a 7-character key put there by hand was used silently. It is
+    refused, not replaced: a client set up with it would be locked out without a word;
+    deleting the file gets a new key at the next start."""
     path: Path = home.api_key_file
     if path.exists():
-        key = path.read_text().strip()
+        key = path.read_bytes().decode("utf-8", "replace").strip()
         if key:
+            if len(key) < KEY_CHARS or not _BEARER.fullmatch(key):
+                raise CannotStart(
+                    f"the API key in {path} is not one orch would make ({len(key)} "
+                    f"characters; at least {KEY_CHARS} letters, digits or -._~+/ are "
+                    "needed): delete the file and start again for a new key"
+                )
             os.chmod(path, 0o600)
             return key
     key = new_token()

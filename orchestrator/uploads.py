@@ -2,7 +2,10 @@
 
 A slot is created by an authenticated call and names a single-use, expiring
 token. The body PUT to it is streamed to disk under the cap; the caller then
-consumes the file (a push ingests it, a run adopts it as its input).
+consumes the file (a push ingests it, a run adopts it as its input). A package's
+commit consumes it only once the push is done, or refused for the package itself
+(``claim_binary``): one met by a full disk (507) or any other failure that is not the
+package's fault is kept, and the same commit works again until the slot expires.
 
 Files live in ``uploads/``: ``<id>.part`` while a body arrives, ``<id>`` once
 received, until a consumer takes it (its row goes first, then the file is
@@ -12,6 +15,7 @@ file, is removed at start (``sweep``); expired slots go with their files.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +23,8 @@ from pathlib import Path
 
 from orchestrator import trees
 from orchestrator.config import Settings
-from orchestrator.errors import Conflict, NotFound, Unauthorized
+from orchestrator.disk import is_disk_full
+from orchestrator.errors import Conflict, NotFound, OrchError, TooLarge, Unauthorized, Unprocessable
 from orchestrator.ids import new_id, new_token
 from orchestrator.models import now
 from orchestrator.registry.lookup import require_app
@@ -27,6 +32,23 @@ from orchestrator.store import Store, Upload
 from orchestrator.store.blobs import stream_to_file
 
 MIB = 1024 * 1024
+COMMITTING = ".commit"
+"""``<id>.commit``: a hard link to a package being committed, which the push consumes
+(the upload's own file stays until the push is done); a killed daemon's goes at start."""
+
+
+def package_at_fault(exc: BaseException) -> bool:
+    """Whether a commit failed for the package itself (a broken archive or manifest, too
+    large): committing it again cannot work, so its upload goes, as it always did."""
+    return isinstance(exc, Unprocessable | TooLarge)
+
+
+def kept_for_retry(up: Upload) -> str:
+    """What a failed commit's message adds: the upload is there for a retry."""
+    return (
+        f". The upload {up.id!r} is kept: the same commit (PUT .../binary with its "
+        f"upload_id) works once that is fixed, until the upload expires at {up.expires_at}"
+    )
 
 
 class UploadService:
@@ -35,6 +57,8 @@ class UploadService:
         self.folder = settings.home.uploads
         self._receiving: set[str] = set()
         """Slots whose body is arriving now: not purged, not received twice at once."""
+        self._committing: set[str] = set()
+        """Packages being committed now: not committed twice at once."""
 
     async def create(self, app_id: str, kind: str) -> Upload:
         await require_app(self.store.read, app_id)
@@ -96,10 +120,56 @@ class UploadService:
             await w.uploads.delete(up.id)
         return up
 
-    async def take_binary(self, app_id: str, upload_id: str | None = None) -> Upload:
-        """Consume the package of the upload ``upload_id`` (orch's own client names it), else
-        the newest one received for the app: the SDK's push step 3 names none, so two
-        SDK pushes to one app at once may each commit the other's package."""
+    async def claim_binary(self, app_id: str, upload_id: str | None = None) -> tuple[Upload, Path]:
+        """The package of the upload ``upload_id`` (orch's own client names it), else the
+        newest one received for the app (the SDK's push step 3 names none, so two SDK
+        pushes to one app at once may each commit the other's package); and a link to its
+        file for the push to consume. The upload stays until ``committed`` says it went
+        (or ``released`` that it is kept): taken at once, it was lost to a commit that met
+        a full disk, and the retry of that commit found no upload."""
+        up = await self._find_binary(app_id, upload_id)
+        if up.id in self._committing:
+            raise Conflict(f"upload {up.id!r} is being committed already; wait for that commit")
+        link = Path(up.path + COMMITTING)
+        link.unlink(missing_ok=True)  # a failed commit's, if its unlink failed
+        try:
+            os.link(up.path, link)
+        except FileNotFoundError:
+            async with self.store.write() as w:
+                await w.uploads.delete(up.id)
+            raise NotFound(f"upload {up.id!r} lost its package; upload it again") from None
+        self._committing.add(up.id)
+        return up, link
+
+    async def committed(self, up: Upload, link: Path) -> None:
+        """The package was pushed, or refused for itself: its upload is consumed."""
+        self._committing.discard(up.id)
+        async with self.store.write() as w:
+            await w.uploads.delete(up.id)
+        _remove(Path(up.path))
+        link.unlink(missing_ok=True)
+
+    def released(self, up: Upload, link: Path) -> None:
+        """The commit failed for no fault of the package: its upload is kept for a retry."""
+        self._committing.discard(up.id)
+        link.unlink(missing_ok=True)
+
+    def failed_commit(self, up: Upload, exc: BaseException) -> OrchError | None:
+        """The answer to a commit that failed with ``exc`` for no fault of the package (its
+        upload kept): the same refusal, saying the retry works (a full disk met as an
+        ``OSError`` is the 507 the API answers it with); ``None`` for an unexpected error
+        (a 500, as before: nothing to add to an internal error)."""
+        if is_disk_full(exc) and not isinstance(exc, OrchError):
+            self.store.disk.noticed_full()
+            exc = self.store.disk.error()
+        if not isinstance(exc, OrchError):
+            return None
+        again = copy.copy(exc)
+        again.message = exc.message.rstrip(".") + kept_for_retry(up)
+        again.args = (again.message,)
+        return again
+
+    async def _find_binary(self, app_id: str, upload_id: str | None) -> Upload:
         async with self.store.write() as w:
             await require_app(w, app_id)
             if upload_id is not None:
@@ -115,7 +185,6 @@ class UploadService:
                     f"no package was uploaded for app {app_id!r}: GET .../binary for an "
                     "upload URL and PUT the tar.gz there first"
                 )
-            await w.uploads.delete(up.id)
         return up
 
     async def purge_expired(self) -> int:

@@ -117,14 +117,18 @@ def test_kill_during_a_push_leaves_nothing_and_the_push_is_retried(
     assert httpx.put(url, content=archive.read_bytes(), timeout=60).status_code == 200
     with _meanwhile(lambda: api.put(f"/v1/applications/{app_id}/binary", json={})):
         left = _kill_when(d, lambda: _entries(d.home / "tmp" / "unpack"))
-    taken = _entries(d.home / "uploads")  # the upload, already taken by the push
-    assert taken, "the taken upload should still be on disk after the kill"
+    taken = _entries(d.home / "uploads")  # the upload, and the link the push consumes
+    assert [p.suffix for p in taken] == ["", ".commit"], taken
 
     again = make_daemon(home=d.home)
-    for path in [*left, *taken]:
+    for path in [*left, taken[1]]:
         assert not path.exists(), path
+    assert taken[0].exists()  # a commit that did not end keeps its upload: it is retried
     _assert_clean(again.home, recorded=set())
     with again.client() as api:
+        r = api.put(f"/v1/applications/{app_id}/binary", json={})
+        assert r.status_code == 200, r.text
+        assert not _entries(again.home / "uploads")
         r = push_archive(api, app_id, archive)
         assert r.status_code == 200, r.text
         exe = r.json()["executable"]["id"]

@@ -691,7 +691,8 @@ async def test_a_package_that_waits_to_settle_holds_back_later_ones_of_its_app(
 async def test_what_is_not_a_package_is_rejected_saying_so(
     box: tuple[Inbox, FakePush, Path],
 ) -> None:
-    """``x.zip`` and a link in a loop stayed in place, unexplained."""
+    """``x.zip`` and a link in a loop stayed in place, unexplained (a link is never
+    followed: it is refused as one)."""
     _, push, app = box
     _renamed_in(app, "x.zip", b"PK")
     os.symlink("loop.tar.gz", app / "loop.tar.gz")
@@ -699,7 +700,7 @@ async def test_what_is_not_a_package_is_rejected_saying_so(
     assert reasons
     texts = {p.name.split("-", 1)[1]: p.read_text() for p in (app / ".rejected").glob("*.reason")}
     assert "not a package" in texts["x.zip.reason"]
-    assert "cannot be read" in texts["loop.tar.gz.reason"]
+    assert "it is a symbolic link" in texts["loop.tar.gz.reason"]
     assert not push.attempts
 
 
@@ -752,20 +753,22 @@ async def test_a_package_that_failed_unexpectedly_is_never_stranded(tmp_path: Pa
     await inbox.stop()
 
 
-async def test_a_link_to_a_package_pushes_the_package(
+async def test_a_link_to_a_package_is_refused_not_followed(
     box: tuple[Inbox, FakePush, Path], tmp_path: Path
 ) -> None:
-    """Followed, a relative link too (the hold on it must not lead elsewhere)."""
+    """A link was followed: one to the daemon's key got its first bytes quoted in the log
+    and a hard link to it filed. Now the link itself is filed, and its target untouched
+    (``tests/test_push_dir_links.py`` has the daemon's side)."""
     _, push, app = box
     elsewhere = tmp_path / "home" / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "pkg.tar.gz").write_bytes(b"the package")
     os.utime(elsewhere / "pkg.tar.gz", (time.time() - 60, time.time() - 60))
     os.symlink("../../elsewhere/pkg.tar.gz", app / "pkg.tar.gz")
-    await until(lambda: push.pushed)
-    assert push.pushed == [b"the package"]
-    await until(lambda: _filed(app / ".done"))
+    filed = await until(lambda: _filed(app / ".rejected"))
+    assert filed and not push.attempts
     assert not os.path.lexists(app / "pkg.tar.gz")
+    assert os.stat(elsewhere / "pkg.tar.gz").st_nlink == 1
 
 
 async def test_a_push_folder_that_cannot_be_watched_says_so_until_it_can(

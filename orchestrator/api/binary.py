@@ -6,7 +6,6 @@ because the SDK sends no bearer key there.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,6 +16,7 @@ from orchestrator.api.deps import absolute_url, services
 from orchestrator.api.fields import AppId
 from orchestrator.api.responses import CHANGE, errors
 from orchestrator.services import Services
+from orchestrator.uploads import package_at_fault
 
 router = APIRouter(prefix="/v1/applications/{app_id}", tags=["push"], responses=errors(401, 404))
 uploads = APIRouter(tags=["uploads"])
@@ -51,10 +51,23 @@ async def binary_commit(
     """Ingest the uploaded package; devint now runs it.
 
     The requirements the SDK sends are derived from the same ``app.yaml`` we
-    read from the package, so the package is the source of truth.
+    read from the package, so the package is the source of truth. The upload is consumed
+    once pushed, or refused for the package itself; refused for anything else (507 on a
+    full disk) it is kept, and the same commit works again (``UploadService.claim_binary``).
     """
-    up = await svc.uploads.take_binary(app_id, body.upload_id if body else None)
-    done = await svc.push.ingest_moving(app_id, Path(up.path), action="push")
+    up, package = await svc.uploads.claim_binary(app_id, body.upload_id if body else None)
+    try:
+        done = await svc.push.ingest_moving(app_id, package, action="push")
+    except BaseException as exc:
+        if package_at_fault(exc):
+            await svc.uploads.committed(up, package)  # refused for itself: it goes, as before
+            raise
+        svc.uploads.released(up, package)  # a full disk, the app deleted: a retry works
+        kept = svc.uploads.failed_commit(up, exc)
+        if kept is None:
+            raise
+        raise kept from exc
+    await svc.uploads.committed(up, package)
     answer: dict[str, Any] = {"executable": wire.executable(done.executable)}
     if done.unchanged:  # orch's own: devint ran it already (the SDK reads no answer)
         answer["unchanged"] = True

@@ -63,6 +63,7 @@ def build_package(app_dir: Path, dest: Path, max_bytes: int | None = None) -> Bu
     manifest_path = app_dir / MANIFEST_FILE
     if not manifest_path.is_file():
         raise Unprocessable(f"{app_dir} has no {MANIFEST_FILE}; it is not an app directory")
+    check_selected(app_dir, [MANIFEST_FILE])  # before it is read: its errors quote it
     manifest = Manifest.load(manifest_path)
     inside = os.path.relpath(dest.resolve(), app_dir.resolve())
     files = select_files(app_dir, manifest, skip={Path(inside).as_posix()})
@@ -123,6 +124,7 @@ def _requirement_files(app_dir: Path, manifest: Manifest) -> list[str]:
             f"{MANIFEST_FILE}: python.pip-requirements file {requirements!r} "
             f"does not exist in {app_dir}"
         )
+    check_selected(app_dir, [requirements])  # before it is read: its errors quote lines
     if Path(requirements).suffix == ".toml":
         return [requirements]  # pyproject dependencies include nothing
     return read_requirements(app_dir, requirements, "the app folder").files
