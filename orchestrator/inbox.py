@@ -149,7 +149,11 @@ def unfit(st: os.stat_result) -> str | None:
 
 def unfit_reason(what: str, app_id: str) -> str:
     """Why an ``unfit`` entry was refused, and what to do instead."""
-    moved = "the link itself was moved here" if what == "a symbolic link" else "it was moved here"
+    moved = (
+        "the link was removed: kept, the watcher of push/ would walk into what it leads to"
+        if what == "a symbolic link"
+        else "it was moved here"
+    )
     return (
         f"it is {what}: the push directory never reads through a link, a pipe, a device or "
         f"a socket ({moved}; nothing was read from what it leads to); put the package itself, "

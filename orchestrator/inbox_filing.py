@@ -306,6 +306,9 @@ def file_away(drop: Drop, folder: str, reason: str) -> Path | None:
             return None  # replaced by another package, which is a drop of its own
         dest = unique(dest_dir, drop.name)
         os.rename(drop.origin, dest)
+    if os.path.islink(dest):  # filed as a link, the watcher of push/ would walk into its target
+        reason += f" It led to: {os.readlink(dest)}"
+        os.unlink(dest)
     write_reason(dest, reason)
     if drop.claim is not None:
         release(drop)

@@ -757,17 +757,18 @@ async def test_a_link_to_a_package_is_refused_not_followed(
     box: tuple[Inbox, FakePush, Path], tmp_path: Path
 ) -> None:
     """A link was followed: one to the daemon's key got its first bytes quoted in the log
-    and a hard link to it filed. Now the link itself is filed, and its target untouched
-    (``tests/test_push_dir_links.py`` has the daemon's side)."""
+    and a hard link to it filed. Now the link is refused and removed (its reason names its
+    target), and its target untouched (``tests/test_push_dir_links.py`` has the daemon's
+    side)."""
     _, push, app = box
     elsewhere = tmp_path / "home" / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "pkg.tar.gz").write_bytes(b"the package")
     os.utime(elsewhere / "pkg.tar.gz", (time.time() - 60, time.time() - 60))
     os.symlink("../../elsewhere/pkg.tar.gz", app / "pkg.tar.gz")
-    filed = await until(lambda: _filed(app / ".rejected"))
-    assert filed and not push.attempts
-    assert not os.path.lexists(app / "pkg.tar.gz")
+    said = await until(lambda: list((app / ".rejected").glob("*.reason")))
+    assert "../../elsewhere/pkg.tar.gz" in said[0].read_text() and not push.attempts
+    assert not _filed(app / ".rejected") and not os.path.lexists(app / "pkg.tar.gz")
     assert os.stat(elsewhere / "pkg.tar.gz").st_nlink == 1
 
 
