@@ -104,6 +104,17 @@ def test_heads_under_the_cap_and_bodies_over_it_still_work(
     assert answers.count(b"HTTP/1.1 200 ") == 3, answers[:300]
 
 
+def test_a_request_that_is_no_http_is_refused_in_json(daemon: Daemon) -> None:
+    """uvicorn answered what httptools cannot parse in plain text ("Invalid HTTP request
+    received."), where every other error of the daemon is ``{"error": ...}``."""
+    with _connect(daemon) as sock:
+        sock.sendall(b"POST /v1/applications HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
+        head, _, body = _answer(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+    assert "cannot be parsed" in json.loads(body)["error"]
+    assert httpx.get(f"{daemon.url}/healthz", timeout=5).status_code == 200
+
+
 def _runs(api: httpx.Client, app_id: str) -> int:
     r = api.get(f"/v1/applications/{app_id}/runs", params={"limit": 1000})
     assert r.status_code == 200, r.text

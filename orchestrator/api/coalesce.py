@@ -99,14 +99,13 @@ MAX_HEAD_BYTES = 64 * 1024
 """A request's line and headers together: ``http.client``'s bound on one line (uvicorn's h11
 protocol allows 16 KiB for all). orch's own requests use well under 2 KiB."""
 
-_HEAD_TOO_LARGE = json.dumps(
-    {"error": f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB"}
-).encode()
+HEAD_TOO_LARGE = f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB"
 
 
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through a ``CoalescingTransport``, with a
-    request's head held to ``MAX_HEAD_BYTES``: 431 and the connection closed beyond."""
+    request's head held to ``MAX_HEAD_BYTES`` (431 and the connection closed beyond), and
+    the refusals it makes itself in JSON, as every other error of the daemon."""
 
     _head_room: int | None = MAX_HEAD_BYTES
     """What the head being read may still take; None while a body is read (not counted)."""
@@ -142,11 +141,20 @@ class HttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _refuse_head(self) -> None:
-        self.logger.warning("request refused: %s", _HEAD_TOO_LARGE.decode())
+        self.logger.warning("request refused: %s", HEAD_TOO_LARGE)
+        self._refuse(b"431 Request Header Fields Too Large", HEAD_TOO_LARGE)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse (a negative ``Content-Length``, a broken request
+        line): uvicorn answered it in plain text ("Invalid HTTP request received.")."""
+        self._refuse(b"400 Bad Request", "invalid HTTP request: it cannot be parsed as HTTP/1.1")
+
+    def _refuse(self, status: bytes, error: str) -> None:
+        """``{"error": ...}`` with ``status``, then the connection closed: what was read of
+        the request is no request to answer otherwise."""
+        body = json.dumps({"error": error}).encode()
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (len(_HEAD_TOO_LARGE), _HEAD_TOO_LARGE)
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
         )
         self.transport.close()
