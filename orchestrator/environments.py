@@ -9,19 +9,40 @@ start-up (``pyenv.shared_env``), made when the daemon starts; should it fail,
 they run on the daemon's interpreter, as before it existed. ``python_envs =
 "daemon"`` in the settings skips all of this and runs apps on the daemon's
 interpreter, for fully offline machines.
+
+A build of an app's requirements runs its installer in the sandbox (``BuildJail``):
+installing runs package code (an sdist's ``setup.py``, a local folder's build
+backend), which must reach no more of the daemon's than a model does. The shared env
+is made by the daemon itself: ``uv venv`` of its own interpreter, nothing of an app's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import os
+import shutil
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 from orchestrator.config import Settings
 from orchestrator.errors import OrchError
-from orchestrator.models import EnvStatus, Executable
+from orchestrator.models import EnvStatus, Executable, Limits
 from orchestrator.packaging.manifest import Manifest
-from orchestrator.packaging.pyenv import build_env, requirements_of, shared_python
+from orchestrator.packaging.pyenv import (
+    TIMED_OUT,
+    build_env,
+    child_env,
+    requirements_of,
+    shared_python,
+)
+from orchestrator.runs.access import build_access
+from orchestrator.runs.process import ProcessResult, ProcessSpec
+from orchestrator.runs.sandbox import Sandbox
 from orchestrator.store import Store
 
 log = logging.getLogger("orch.environments")
@@ -37,9 +58,147 @@ class EnvFailed(OrchError):
         self.detail = detail
 
 
+_NOT_PASSED = ("ORCH_", "NEXTMV_")
+"""The daemon's own variables (its settings, keys, endpoints): never a build's."""
+_OWN_VARS = ("HOME", "TMPDIR", "UV_CACHE_DIR", "PIP_CACHE_DIR", "XDG_CACHE_HOME")
+_FIND_LINKS = ("UV_FIND_LINKS", "PIP_FIND_LINKS")
+
+
+@dataclass(frozen=True)
+class BuildJail:
+    """Installer steps of this daemon's builds, each in a jail of the sandbox.
+
+    A build reads the interpreter and the system as runs do, its app's ``package``,
+    the ``[isolation] read_paths``, the installer and the local folders the daemon's
+    index settings name; it writes only the env folder it builds, a cache of its own
+    under the home (``cache/uv`` or ``cache/pip``: nothing else of the daemon's is
+    there) and its ``TMPDIR``, which is also its ``HOME``. The network is open to it.
+    Its processes carry a label (``prefix`` and the env's name) that a restarted
+    daemon kills by (``start``): nothing of a killed daemon's build outlives it.
+    """
+
+    sandbox: Sandbox
+    settings: Settings
+    package: str | None = None
+
+    @classmethod
+    def start(cls, sandbox: Sandbox, settings: Settings) -> BuildJail:
+        """The builds of a daemon that starts: what a killed one left of its own goes."""
+        jail = cls(sandbox, settings)
+        if killed := sandbox.kill_builds(jail.prefix):
+            log.warning("killed %d process(es) of environment builds a stopped daemon left", killed)
+        return jail
+
+    def of(self, package: str) -> BuildJail:
+        """This jail for builds of the executable whose package folder is ``package``."""
+        return BuildJail(self.sandbox, self.settings, package)
+
+    @property
+    def prefix(self) -> str:
+        home = str(self.settings.home.root.absolute())
+        return f"build-{hashlib.sha256(home.encode()).hexdigest()[:8]}-"
+
+    async def run(
+        self, argv: list[str], env: Path, tool: str, log: BinaryIO, seconds: float
+    ) -> str | None:
+        work = env.parent / f".{env.name}.build"
+        cache = self.settings.home.root / "cache" / tool
+        await asyncio.to_thread(_fresh, work, cache)
+        variables = _build_vars(str(work / "tmp"), str(cache), tool)
+        access = build_access(str(work), str(env), str(cache), argv[0], self._reads(variables))
+        out = access.write_files[0]
+        spec = ProcessSpec(
+            argv=argv,
+            cwd=str(env),
+            env=variables,
+            stdin=None,
+            stdout=out,
+            stderr=out,
+            # the runs' default memory; no task cap (an installer's threads on a big host)
+            limits=Limits(memory_mb=self.settings.limits.memory_mb, timeout_seconds=seconds),
+            label=self.prefix + env.name,
+            access=access,
+        )
+        try:
+            result = await self.sandbox.build(spec)
+        finally:
+            _append(out, log)
+            await asyncio.to_thread(shutil.rmtree, work, True)
+        return _failure(result, Path(argv[0]).name, self.settings.limits.memory_mb)
+
+    def _reads(self, variables: dict[str, str]) -> list[str]:
+        found = list(self.settings.isolation.read_paths)
+        if self.package is not None:
+            found.append(self.package)
+        for name in _FIND_LINKS:  # local folders of wheels the daemon's settings name
+            for entry in variables.get(name, "").replace(",", " ").split():
+                entry = entry.removeprefix("file://")
+                if entry.startswith("/"):
+                    found.append(entry)
+        for name in ("UV_CONFIG_FILE", "PIP_CONFIG_FILE"):
+            if variables.get(name, "").startswith("/"):
+                found.append(variables[name])
+        resolver = os.path.realpath("/etc/resolv.conf")  # a link to /run/... on many hosts
+        if os.path.exists(resolver):
+            found.append(resolver)
+        return found
+
+
+def _build_vars(tmp: str, cache: str, tool: str) -> dict[str, str]:
+    """What the installer gets: the daemon's proxies and index settings (``child_env``),
+    none of its own variables, ``tmp`` as its home, and its cache."""
+    env = {
+        k: v for k, v in child_env().items() if not k.startswith(_NOT_PASSED) and k not in _OWN_VARS
+    }
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    home = Path.home()
+    configs = {  # the daemon's user-level installer settings: its home is not the build's
+        "UV_CONFIG_FILE": [home / ".config/uv/uv.toml"],
+        "PIP_CONFIG_FILE": [home / ".config/pip/pip.conf", home / ".pip/pip.conf"],
+    }
+    for name, candidates in configs.items():
+        if name not in env and (found := next((p for p in candidates if p.is_file()), None)):
+            env[name] = str(found)
+    env.update(HOME=tmp, TMPDIR=tmp)
+    env["UV_CACHE_DIR" if tool == "uv" else "PIP_CACHE_DIR"] = cache
+    return env
+
+
+def _fresh(work: Path, cache: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "tmp").mkdir(parents=True)
+    cache.mkdir(parents=True, exist_ok=True)
+
+
+def _append(out: str, log: BinaryIO) -> None:
+    """The step's output into the env's log; never through a link."""
+    with contextlib.suppress(OSError):
+        fd = os.open(out, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            shutil.copyfileobj(fh, log)
+    log.flush()
+
+
+def _failure(result: ProcessResult, name: str, memory_mb: int | None) -> str | None:
+    if result.spawn_error is not None:
+        return f"could not start {name} in its jail: {result.spawn_error}"
+    if result.breach == "timeout_seconds":
+        return TIMED_OUT
+    if result.breach == "memory":
+        return f"{name} went over the build's memory limit ({memory_mb} MB)"
+    if result.breach is not None:
+        return f"{name} went over the build's {result.breach} limit"
+    if result.signal is not None:
+        return f"{name} was killed by signal {result.signal}"
+    return None if result.exit_code == 0 else f"{name} exited with code {result.exit_code}"
+
+
 class Environments:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
+        self.jail: BuildJail | None = None
+        """Where builds of apps' requirements run (the local backend's sandbox); None:
+        as children of the daemon (a daemon whose models run elsewhere)."""
         self._builds: dict[str, asyncio.Task[None]] = {}
         self._shared: asyncio.Task[str] | None = None
         """The interpreter of apps without requirements, once made (see ``shared``)."""
@@ -73,7 +232,9 @@ class Environments:
             self._builds[exe_id] = asyncio.create_task(self._build(exe_id, requirements))
 
     async def _build(self, exe_id: str, requirements: list[str]) -> None:
-        result = await build_env(requirements, self.settings.home.envs, sys.executable)
+        home = self.settings.home
+        jail = self.jail.of(home.package_path(exe_id)) if self.jail is not None else None
+        result = await build_env(requirements, home.envs, sys.executable, jail=jail)
         status = EnvStatus.READY if result.ok else EnvStatus.FAILED
         message = "ready" if result.ok else result.message
         async with self.store.write() as w:

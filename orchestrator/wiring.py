@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from orchestrator.config import Settings, dask_address
 from orchestrator.disk import DiskMonitor
-from orchestrator.environments import Environments
+from orchestrator.environments import BuildJail, Environments
 from orchestrator.errors import Unavailable
 from orchestrator.experiments.acceptance import AcceptanceService
 from orchestrator.experiments.analysis import ExperimentAnalysis
@@ -89,6 +89,7 @@ async def make_backend(settings: Settings, envs: Environments) -> Backend:
     if address is None:
         sandbox = Sandbox.from_settings(settings)
         log.info("process containment: %s", sandbox.containment)
+        envs.jail = BuildJail.start(sandbox, settings)
         return LocalBackend(settings, sandbox, envs)
     try:
         from orchestrator.runs.backends.dask.backend import DaskBackend

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import MakeDaemon
 from tests.helpers import create_app, push_dir, run_and_wait, wait_for, write_app
 
 MAIN = "import json, zzqorch\nprint(json.dumps({'x': zzqorch.X}))\n"
@@ -43,13 +44,19 @@ def _env(api: httpx.Client, app_id: str) -> str:
 
 
 def test_pushing_a_failed_package_again_builds_its_environment(
-    api: httpx.Client, tmp_path: Path
+    make_daemon: MakeDaemon, tmp_path: Path
 ) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     folder = write_app(tmp_path / "app", MAIN, MANIFEST)
     (folder / "requirements.txt").write_text(f"--no-index\n--find-links {wheels}\nzzqorch==1.0\n")
-    app_id = create_app(api)
+    # a build reads no folder outside its package unless the config lets it
+    daemon = make_daemon(config=f'[isolation]\nread_paths = ["{wheels}"]\n')
+    with daemon.client() as api:
+        _retry(api, app_id=create_app(api), folder=folder, wheels=wheels, tmp_path=tmp_path)
+
+
+def _retry(api: httpx.Client, app_id: str, folder: Path, wheels: Path, tmp_path: Path) -> None:
     first = push_dir(api, app_id, folder, tmp_path)["executable"]["id"]
     wait_for(lambda: _env(api, app_id) == "failed", timeout=120, interval=0.2)
     _wheel(wheels)  # the index is back

@@ -25,6 +25,7 @@ from orchestrator.packaging.build import build_package
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.packaging.pyenv import CONSTRAINT, build_env, requirements_of
 from orchestrator.packaging.unpack import inspect_and_unpack
+from tests.conftest import MakeDaemon
 from tests.helpers import create_app, push_archive, push_dir, run_and_wait, write_tree
 
 PY_REQS = "type: python\nfiles: [main.py]\npython: {pip-requirements: requirements.txt}\n"
@@ -254,7 +255,7 @@ def _installed(env: Path) -> str:
 
 
 def test_a_pushed_app_gets_its_included_requirements_and_constraints(
-    api: httpx.Client, wheels: Path, tmp_path: Path
+    make_daemon: MakeDaemon, wheels: Path, tmp_path: Path
 ) -> None:
     main = "import json, orchdemo\nprint(json.dumps({'version': orchdemo.VERSION}))\n"
     manifest = (
@@ -268,8 +269,12 @@ def test_a_pushed_app_gets_its_included_requirements_and_constraints(
         "reqs/base.txt": f"--no-index\n--find-links {wheels}\norchdemo\n",
         "reqs/pins.txt": "orchdemo==1.0\n",
     }
-    app_id = create_app(api)
-    push_dir(api, app_id, write_tree(tmp_path / "app", files), tmp_path)
-    res = run_and_wait(api, app_id, {"input": {}}, timeout=300)
+    # a build reads no folder outside its package unless the config lets it, as its uid
+    wheels.chmod(0o755)
+    daemon = make_daemon(config=f'[isolation]\nread_paths = ["{wheels}"]\n')
+    with daemon.client() as api:
+        app_id = create_app(api)
+        push_dir(api, app_id, write_tree(tmp_path / "app", files), tmp_path)
+        res = run_and_wait(api, app_id, {"input": {}}, timeout=300)
     assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
     assert res["output"] == {"version": "1.0"}

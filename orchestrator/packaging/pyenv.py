@@ -18,6 +18,12 @@ Venvs are not relocatable (scripts carry absolute shebangs), so an env is built
 in place under a lock, and the ``.ready`` marker, written atomically last, is the
 commit point: a directory without it is a failed or interrupted build and is
 wiped before the next attempt.
+
+Installing runs package code (an sdist's ``setup.py``, a local folder's build
+backend), so a daemon's builds of apps' requirements take a ``jail``
+(``environments.BuildJail``): each installer step then runs in the sandbox, writing
+only the env folder it builds. The env folder is the build's to write: what the
+daemon reads back from it or writes into it afterwards never follows a link there.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from orchestrator.errors import Unprocessable
 from orchestrator.packaging.manifest import Manifest
@@ -63,6 +69,21 @@ _KEY_VERSION = "orch-env-1"
 SHARED_PTH = "orch-daemon-packages.pth"
 """The one file in the shared env's ``site-packages``: the daemon's, as path lines."""
 _SCRUBBED_ENV = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PIP_USER")
+
+
+TIMED_OUT = "timed out"
+"""What ``BuildJail.run`` says of a step that ran out of time."""
+
+
+class BuildJail(Protocol):
+    """Runs an installer step of a build in a jail, its output appended to ``log``."""
+
+    async def run(
+        self, argv: list[str], env: Path, tool: str, log: BinaryIO, seconds: float
+    ) -> str | None:
+        """Run ``argv`` (of ``tool``, "uv" or "pip") building ``env``, for at most
+        ``seconds``; None if it succeeded, ``TIMED_OUT``, or why it failed."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -165,11 +186,13 @@ async def build_env(
     *,
     install_timeout: float = DEFAULT_TIMEOUT,
     sees: tuple[str, ...] = (),
+    jail: BuildJail | None = None,
 ) -> EnvBuild:
     """Build (once) the env for ``requirements``; installer failures come back as ``ok=False``.
 
     ``install_timeout`` (seconds) bounds the whole build, venv creation included;
-    ``sees``: other ``site-packages`` folders the env imports from (after its own).
+    ``sees``: other ``site-packages`` folders the env imports from (after its own);
+    ``jail``: where the installer steps run (default: children of this process).
     """
     key = await asyncio.to_thread(env_key, requirements, python, sees)
     path = envs_dir / key
@@ -179,7 +202,7 @@ async def build_env(
             async with _file_lock(envs_dir / f".{key}.lock"):
                 if not _is_ready(path):
                     lines = clean_requirements(requirements)
-                    return await _build(lines, path, python, install_timeout, sees)
+                    return await _build(lines, path, python, install_timeout, sees, jail)
     return EnvBuild(path=path, python=_env_python(path), ok=True, message="ready")
 
 
@@ -219,19 +242,25 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
 
 
 async def _build(
-    requirements: list[str], path: Path, python: str, limit: float, sees: tuple[str, ...]
+    requirements: list[str],
+    path: Path,
+    python: str,
+    limit: float,
+    sees: tuple[str, ...],
+    jail: BuildJail | None,
 ) -> EnvBuild:
     requirements_file = await asyncio.to_thread(_prepare, path, requirements)
     installs = [line for line in requirements if not line.startswith(CONSTRAINT)]
     tool, steps = _commands(path, python, requirements_file, install=bool(installs))
     deadline = asyncio.get_running_loop().time() + limit
-    with (path / LOG_FILE).open("ab") as log:
+    # read back through this descriptor only: a jailed build may swap the name for a link
+    with (path / LOG_FILE).open("a+b") as log:
         for argv in steps:
-            failure = await _run(argv, log, deadline, limit)
+            failure = await _step(argv, path, tool, log, deadline, limit, jail)
             if failure:
                 log.write(f"orch: {failure}\n".encode())
                 log.flush()
-                message = _tail(path / LOG_FILE)
+                message = _tail(log)
                 return EnvBuild(path=path, python=_env_python(path), ok=False, message=message)
         if sees and (failure := _see(path, sees)):
             log.write(f"orch: {failure}\n".encode())
@@ -292,20 +321,36 @@ def _find_uv() -> str | None:
     return str(beside) if os.access(beside, os.X_OK) else None
 
 
-async def _run(argv: list[str], log: BinaryIO, deadline: float, limit: float) -> str | None:
+async def _step(
+    argv: list[str],
+    path: Path,
+    tool: str,
+    log: BinaryIO,
+    deadline: float,
+    limit: float,
+    jail: BuildJail | None,
+) -> str | None:
     """Run one installer step with output into ``log``; the failure reason, or None."""
     left = deadline - asyncio.get_running_loop().time()
     if left <= 0:
         return f"the environment build timed out after {limit:g} s"
     log.write(f"$ {shlex.join(argv)}\n".encode())
     log.flush()
+    if jail is None:
+        return await _run(argv, log, left, limit)
+    failure = await jail.run(argv, path, tool, log, left)
+    return f"the environment build timed out after {limit:g} s" if failure == TIMED_OUT else failure
+
+
+async def _run(argv: list[str], log: BinaryIO, left: float, limit: float) -> str | None:
+    """Run one installer step as a child of this process; the failure reason, or None."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_child_env(),
+            env=child_env(),
             start_new_session=True,
         )
     except OSError as exc:
@@ -322,22 +367,28 @@ async def _run(argv: list[str], log: BinaryIO, deadline: float, limit: float) ->
     return None if code == 0 else f"{Path(argv[0]).name} exited with code {code}"
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The daemon's environment (proxies, index settings) minus what would leak its venv."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
     return env
 
 
-def _tail(log: Path) -> str:
-    with log.open("rb") as fh:
-        fh.seek(max(0, log.stat().st_size - 64 * 1024))
-        text = fh.read().decode("utf-8", errors="replace")
+def _tail(log: BinaryIO) -> str:
+    log.flush()
+    size = log.seek(0, os.SEEK_END)
+    log.seek(max(0, size - 64 * 1024))
+    text = log.read().decode("utf-8", errors="replace")
     return "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
 
 
 def _write_marker(path: Path, requirements: list[str], python: str, tool: str) -> None:
+    """Made afresh (``O_EXCL``): whatever a build left under the temporary name goes."""
     info = {"requirements": requirements, "python": python, "installer": tool}
     tmp = path / f"{READY_MARKER}.tmp"
-    tmp.write_text(json.dumps(info, indent=2))
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(info, indent=2))
     os.replace(tmp, path / READY_MARKER)

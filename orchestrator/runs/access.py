@@ -5,13 +5,15 @@ installation behind it, its input and the configured ``read_paths``; it may
 write only its working folder, its private ``TMPDIR`` and its two output files.
 Everything else of the daemon's home (the key, the database, other runs, other
 apps' packages, uploads, other blobs) is out of its reach, whatever the host
-offers to enforce it with (see ``isolation``).
+offers to enforce it with (see ``isolation``). An environment build's installer is
+held the same way (``build_access``).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +37,25 @@ def run_access(
         write=(ws.work, ws.tmp),
         write_files=(ws.stdout, ws.stderr),
         env=(("HOME", ws.tmp),),  # a home it can write (caches, configs), emptied after
+    )
+
+
+def build_access(
+    work: str, env: str, cache: str, program: str, reads: Sequence[str] = ()
+) -> Access:
+    """An environment build's installer step (``environments.BuildJail``): it reads what a
+    run reads of the system and the interpreter, the installer ``program`` and ``reads``
+    (its app's package, ``read_paths``, the index folders the daemon's settings name);
+    it writes only the ``env`` folder it builds, the build ``cache`` and its ``TMPDIR``
+    (``work/tmp``, also its ``HOME``), its output goes to ``work/step.log``."""
+    tmp = os.path.join(work, "tmp")
+    read = [*interpreter_roots(sys.executable), os.path.dirname(os.path.realpath(program))]
+    return Access(
+        folder=work,
+        read=tuple(dict.fromkeys(map(os.path.abspath, [*read, *reads]))),
+        write=(env, cache, tmp),
+        write_files=(os.path.join(work, "step.log"),),
+        env=(("HOME", tmp),),
     )
 
 

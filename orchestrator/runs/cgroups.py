@@ -383,6 +383,15 @@ def run_groups(label: str) -> list[Path]:
     return [p / _name(label) for p in parents if p is not None and (p / _name(label)).is_dir()]
 
 
+def groups_named(prefix: str) -> list[Path]:
+    """The groups of every label starting with ``prefix`` (``RunCgroup.create``)."""
+    support = detect()
+    if support is None:
+        return []
+    parents = (support.memory_parent, support.pids_parent)
+    return [g for p in parents if p is not None for g in p.glob(f"{_name(prefix)}*") if g.is_dir()]
+
+
 def _pid_alive(pid: int) -> bool:
     """A zombie is dead: a daemon killed with SIGKILL stays one until its parent (here
     pid 1, which may take its time) collects it, and its groups must go meanwhile."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,17 @@ def decide(config: IsolationSettings, probe: dict[str, Any], *, root: bool) -> I
     protections = tuple(p for p in PROTECTIONS if p in got)
     uids = (config.uid_base, config.uid_base + config.uid_count - 1) if root else None
     return Isolation(protections, abi, config.network, _refusal(config, got, why, root), why, uids)
+
+
+def for_builds(isolation: Isolation, config: IsolationSettings) -> Isolation:
+    """What an environment build gets: the runs' protections less the network rules (it
+    must reach the package index), run as one uid of its own (a root daemon's), the first
+    past the models' range: never root, never a model's, the same for every build, so
+    the build cache it writes stays its own. A host that refuses models refuses builds."""
+    protections = tuple(p for p in isolation.protections if p not in ("landlock-net", "net-ns"))
+    uid = config.uid_base + config.uid_count
+    uids = (uid, uid) if isolation.uid_range is not None else None
+    return replace(isolation, protections=protections, network="open", uid_range=uids)
 
 
 def jail_plan(

@@ -249,22 +249,24 @@ def _environ_has(pid: int, prefix: bytes) -> bool:
         return (b"\0" + prefix) in (b"\0" + f.read())
 
 
-def kill_marked(labels: set[str]) -> int:
-    """Kill every process whose marker names one of ``labels``; one pass over /proc.
+def kill_marked(labels: set[str], prefix: str | None = None) -> int:
+    """Kill every process whose marker names one of ``labels`` (or a label starting with
+    ``prefix``); one pass over /proc.
 
     For runs no row names (a daemon killed between a spawn and the run's first
     write): without a recorded pid or start time, the marker is all there is.
     """
     killed = 0
-    if not labels:
+    if not labels and not prefix:
         return killed
-    prefix = f"{MARKER_VAR}=".encode()
+    var = f"{MARKER_VAR}=".encode()
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
             with open(f"/proc/{proc.pid}/environ", "rb") as f:
                 env = f.read().split(b"\0")
-            marker = next((v[len(prefix) :] for v in env if v.startswith(prefix)), None)
-            if marker is not None and marker.decode().rsplit(".", 1)[0] in labels:
+            marker = next((v[len(var) :] for v in env if v.startswith(var)), None)
+            label = marker.decode().rsplit(".", 1)[0] if marker is not None else None
+            if label is not None and (label in labels or (prefix and label.startswith(prefix))):
                 proc.kill()  # psutil refuses if the pid now names another process
                 killed += 1
     return killed

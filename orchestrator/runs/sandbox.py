@@ -8,6 +8,10 @@ the kernel enforces on the whole tree, and a complete list of survivors), else
 sampling the tree from /proc every ``sample_seconds`` and killing on breach. CPU
 time, file size and open files are rlimits the jail sets before ``exec``; the
 wall clock is the daemon's own timer; ``disk_mb`` is sampled (``disk``).
+
+Environment builds run installers (and so any package's build code) in the same
+jail (``build``), planned apart: the network stays open to them and they run as a
+uid of their own (``isolation.for_builds``).
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ from pathlib import Path
 
 from orchestrator.config import IsolationSettings, Settings
 from orchestrator.errors import Unavailable
-from orchestrator.runs.cgroups import detect
+from orchestrator.runs.cgroups import detect, groups_named
 from orchestrator.runs.chores import Chores
 from orchestrator.runs.disk import DiskWatch
-from orchestrator.runs.isolation import Isolation, harden_daemon
+from orchestrator.runs.isolation import Isolation, for_builds, harden_daemon, jail_plan
 from orchestrator.runs.isolation import detect as detect_isolation
 from orchestrator.runs.launch import Launcher, SpawnError
 from orchestrator.runs.process import ProcessResult, ProcessSpec
-from orchestrator.runs.proctree import MARKER_VAR, kill_leftovers
+from orchestrator.runs.proctree import MARKER_VAR, kill_leftovers, kill_marked
 from orchestrator.runs.running import RunningProcess
 from orchestrator.runs.spawner import Spawner
 
@@ -91,6 +95,11 @@ class Sandbox:
         if jail_steps:
             plan["steps"] = True
         self._launcher = Launcher(support, spawner, self.isolation, plan, standby)
+        self.builds = for_builds(self.isolation, config)
+        """What environment builds get here (``build``)."""
+        self._build_plan = (config, home, tmp_size_mb)
+        self._builder: Launcher | None = None
+        """Made by the first build: a daemon that builds nothing pays nothing for it."""
         self._launcher.refill()
         self.chores = Chores()
         """Where slow clean-up goes (cgroup removal, standby refills, run ``tmp`` folders)."""
@@ -143,6 +152,31 @@ class Sandbox:
         )  # fmt: skip
         self._schedule_refill(proc)
         return proc
+
+    async def build(self, spec: ProcessSpec) -> ProcessResult:
+        """Run one installer step of an environment build to its end, in a jail of the
+        build plan (a jail made for it: builds keep no standby). Cancelling kills it."""
+        marker = f"{spec.label}.{secrets.token_hex(8)}"
+        if self._builder is None:
+            support, spawner = self._launcher.support, self._launcher.spawner
+            plan = jail_plan(self.builds, *self._build_plan, spawner.python)
+            self._builder = Launcher(support, spawner, self.builds, plan, 0)
+        try:
+            data = self._builder.command_for(spec, {**spec.env, MARKER_VAR: marker})
+            launched = self._builder.launch(spec, data)
+        except SpawnError as exc:
+            return await RunningProcess(spec, spawn_error=str(exc)).wait()
+        proc = RunningProcess(
+            spec, launched=launched, marker=marker, sample_seconds=self._sample_seconds,
+            chores=self.chores, isolation=self.builds.protections,
+        )  # fmt: skip
+        return await proc.wait()
+
+    def kill_builds(self, prefix: str) -> int:
+        """Kill what is left of builds whose label starts with ``prefix`` (a killed
+        daemon's: their marker and their cgroups say so); how many processes."""
+        killed = kill_marked(set(), prefix=prefix)
+        return killed + kill_leftovers(None, None, [str(g) for g in groups_named(prefix)], None)
 
     def _schedule_refill(self, proc: RunningProcess) -> None:
         """Replace the used standby when the run ends (its making would compete with the

@@ -168,7 +168,13 @@ class LocalBackend:
 
     @property
     def isolation(self) -> dict[str, Any]:
-        return {"containment": self.sandbox.containment} | self.sandbox.isolation.to_dict()
+        builds = self.sandbox.builds  # environment builds: the runs' jail, the network open
+        uid = builds.uid_range[0] if builds.uid_range else None
+        return (
+            {"containment": self.sandbox.containment}
+            | self.sandbox.isolation.to_dict()
+            | {"builds": {"protections": list(builds.protections), "network": "open", "uid": uid}}
+        )
 
     @property
     def details(self) -> dict[str, Any]:

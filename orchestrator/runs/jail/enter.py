@@ -168,8 +168,8 @@ class Standby:
             os.chown(folder, uid, gid)
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        os.chown(entry.path, uid, gid)
+                    if entry.is_dir(follow_symlinks=False):  # a link swapped in since: its own
+                        os.chown(entry.path, uid, gid, follow_symlinks=False)
         outputs = {command["stdout"], command["stderr"]}  # owned as they are opened
         for path in command.get("write_files", []):
             if path not in outputs:
