@@ -91,6 +91,29 @@ def test_a_cli_push_shows_the_environment_status_and_the_installer_message(
     signed_in.shot("app-environment-failed")
 
 
+def test_an_existing_version_is_offered_and_promoted_as_it_is(
+    signed_in: Visit, world: World
+) -> None:
+    """Promote made a version of the current push only: an existing version's ID was
+    refused as taken. It is now promoted as it is, and the form offers the versions."""
+    page = signed_in.page
+    app_url = f"/v1/applications/{world.stepper}"
+    with signed_in.daemon.client() as api:
+        old = unique("old")
+        assert api.post(f"{app_url}/versions", json={"id": old}).is_success
+        count = len(api.get(f"{app_url}/versions").json())
+    signed_in.goto(f"/apps/{world.stepper}")
+    offered = page.locator("#version-ids option").evaluate_all("els => els.map(e => e.value)")
+    assert old in offered
+    page.get_by_label("Version ID").fill(old)
+    page.get_by_label("Attach to instance").fill("staging")
+    page.get_by_role("button", name="Promote").click()
+    page.get_by_text(f"Promoted: version {old}").wait_for()
+    with signed_in.daemon.client() as api:
+        assert api.get(f"{app_url}/instances/staging").json()["version_id"] == old
+        assert len(api.get(f"{app_url}/versions").json()) == count  # no new version
+
+
 def test_promote_from_the_console(signed_in: Visit, world: World, tmp_path: Path) -> None:
     page = signed_in.page
     signed_in.goto(f"/apps/{world.stepper}")
