@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -64,45 +64,67 @@ _OWN_VARS = ("HOME", "TMPDIR", "UV_CACHE_DIR", "PIP_CACHE_DIR", "XDG_CACHE_HOME"
 _FIND_LINKS = ("UV_FIND_LINKS", "PIP_FIND_LINKS")
 
 
+def build_prefix(root: Path, owner: str = "") -> str:
+    """The label prefix of the builds of ``owner`` under ``root`` (``BuildJail.prefix``)."""
+    name = str(root.absolute()) + (f"\0{owner}" if owner else "")
+    return f"build-{hashlib.sha256(name.encode()).hexdigest()[:8]}-"
+
+
 @dataclass(frozen=True)
 class BuildJail:
-    """Installer steps of this daemon's builds, each in a jail of the sandbox.
+    """Installer steps of the builds of a daemon (or a Dask worker), each in a jail of
+    its sandbox.
 
     A build reads the interpreter and the system as runs do, its app's ``package``,
-    the ``[isolation] read_paths``, the installer and the local folders the daemon's
-    index settings name; it writes only the env folder it builds, a cache of its own
-    under the home (``cache/uv`` or ``cache/pip``: nothing else of the daemon's is
-    there) and its ``TMPDIR``, which is also its ``HOME``. The network is open to it.
-    Its processes carry a label (``prefix`` and the env's name) that a restarted
-    daemon kills by (``start``): nothing of a killed daemon's build outlives it.
+    ``read_paths`` (the daemon's ``[isolation] read_paths``), the installer and the
+    local folders the index settings name; it writes only the env folder it builds, a
+    cache of its own under ``root`` (``cache/uv`` or ``cache/pip``: nothing else of the
+    daemon's home, or of the worker's cache folder, is there) and its ``TMPDIR``, which
+    is also its ``HOME``. The network is open to it. Its processes carry a label
+    (``prefix`` and the env's name) that a restarted daemon kills by (``start``), a
+    worker's by the sweep of its dead ``owner`` (``WorkerCache.sweep``): nothing of a
+    killed daemon's (or worker's) build outlives it.
     """
 
     sandbox: Sandbox
-    settings: Settings
+    root: Path
+    """The daemon's home, or the worker's cache folder."""
+    read_paths: tuple[str, ...] = ()
+    memory_mb: int | None = None
+    """The runs' default memory."""
+    owner: str = ""
+    """Who builds among the processes sharing ``root`` (a worker process); "" for the
+    daemon, alone on its home."""
     package: str | None = None
+
+    @classmethod
+    def of_settings(cls, sandbox: Sandbox, settings: Settings) -> BuildJail:
+        """The daemon's builds: its home, its ``read_paths``, its runs' default memory."""
+        return cls(
+            sandbox, settings.home.root, settings.isolation.read_paths, settings.limits.memory_mb
+        )
 
     @classmethod
     def start(cls, sandbox: Sandbox, settings: Settings) -> BuildJail:
         """The builds of a daemon that starts: what a killed one left of its own goes."""
-        jail = cls(sandbox, settings)
+        jail = cls.of_settings(sandbox, settings)
         if killed := sandbox.kill_builds(jail.prefix):
             log.warning("killed %d process(es) of environment builds a stopped daemon left", killed)
         return jail
 
     def of(self, package: str) -> BuildJail:
         """This jail for builds of the executable whose package folder is ``package``."""
-        return BuildJail(self.sandbox, self.settings, package)
+        return replace(self, package=package)
 
     @property
     def prefix(self) -> str:
-        home = str(self.settings.home.root.absolute())
-        return f"build-{hashlib.sha256(home.encode()).hexdigest()[:8]}-"
+        return build_prefix(self.root, self.owner)
 
     async def run(
         self, argv: list[str], env: Path, tool: str, log: BinaryIO, seconds: float
     ) -> str | None:
         work = env.parent / f".{env.name}.build"
-        cache = self.settings.home.root / "cache" / tool
+        cache = self.root / "cache" / tool
         await asyncio.to_thread(_fresh, work, cache)
         variables = _build_vars(str(work / "tmp"), str(cache), tool)
         access = build_access(str(work), str(env), str(cache), argv[0], self._reads(variables))
@@ -115,7 +137,7 @@ class BuildJail:
             stdout=out,
             stderr=out,
             # the runs' default memory; no task cap (an installer's threads on a big host)
-            limits=Limits(memory_mb=self.settings.limits.memory_mb, timeout_seconds=seconds),
+            limits=Limits(memory_mb=self.memory_mb, timeout_seconds=seconds),
             label=self.prefix + env.name,
             access=access,
         )
@@ -124,10 +146,10 @@ class BuildJail:
         finally:
             _append(out, log)
             await asyncio.to_thread(shutil.rmtree, work, True)
-        return _failure(result, Path(argv[0]).name, self.settings.limits.memory_mb)
+        return _failure(result, Path(argv[0]).name, self.memory_mb)
 
     def _reads(self, variables: dict[str, str]) -> list[str]:
-        found = list(self.settings.isolation.read_paths)
+        found = list(self.read_paths)
         if self.package is not None:
             found.append(self.package)
         for name in _FIND_LINKS:  # local folders of wheels the daemon's settings name

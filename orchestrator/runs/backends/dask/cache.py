@@ -6,15 +6,16 @@ Layout under the cache root (``ORCH_WORKER_CACHE``, default ``~/.cache/orch-work
     blobs/<sha256>            single-file inputs (and packages until unpacked)
     inputs/<sha256>/          folder inputs, unpacked once (``inputs`` is the worker's only)
     executables/<sha256>/     packages, unpacked once, read-only
-    envs/<hash>/              python environments (packaging/pyenv.py)
+    envs/<hash>/              python environments (packaging/pyenv.py), built in the jail
+    cache/uv/, cache/pip/     the installer's cache of those builds (theirs alone to write)
     runs/<owner>/<run-id>-attempt-<n>/  run folders (one per attempt) of one worker process
     runs/<owner>.lock         held (flock) for that process's life
 
 Workers on one host may share a root: every write lands under a temporary name and is
 renamed into place, so a blob or a package is complete or absent. A worker process
 that died (even SIGKILL) leaves its lock free: the next sweep (at worker start, then
-every few seconds, by any worker sharing the root) kills the models it left running
-and removes its run folders.
+every few seconds, by any worker sharing the root) kills the models and the
+environment builds it left running and removes its run folders.
 
 A run reads its folder input where the local backend puts it, ``input.d`` in its own run
 folder (``lend_input``): the jail opens the run folder to its model, and only to it, so
@@ -38,9 +39,10 @@ import time
 from pathlib import Path
 
 from orchestrator import trees
+from orchestrator.environments import build_prefix
 from orchestrator.packaging.unpack import inspect_and_unpack, safe_extract
 from orchestrator.runs.backends.dask.protocol import UnpackCaps
-from orchestrator.runs.cgroups import run_groups
+from orchestrator.runs.cgroups import groups_named, run_groups
 from orchestrator.runs.proctree import kill_marked
 from orchestrator.runs.sandbox import kill_leftovers
 
@@ -191,6 +193,9 @@ class WorkerCache:
             killed = kill_marked(labels)
             for label in labels:
                 kill_leftovers(None, None, [str(g) for g in run_groups(label)], None)
+            builds = build_prefix(self.root, owner)  # its environment builds (``BuildJail``)
+            killed += kill_marked(set(), prefix=builds)
+            killed += kill_leftovers(None, None, [str(g) for g in groups_named(builds)], None)
             trees.remove(folder)
             lock.unlink(missing_ok=True)
             swept += 1

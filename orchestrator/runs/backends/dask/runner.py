@@ -4,7 +4,8 @@ Dask calls the task (``worker.run_task``) in one of its threads; the sandbox is
 asyncio code (pidfds, timers), so the runner keeps its own event loop in a
 thread of its own and the task thread waits for its attempt there. On that loop
 an attempt materializes what the run needs from the cache (fetching what is
-missing from the cluster by key), builds the workspace and command with the
+missing from the cluster by key; an environment is built in the jail, as the
+daemon's are: ``environments.BuildJail``), builds the workspace and command with the
 local backend's ``stage`` (so the sandbox's rules are the same everywhere),
 runs it, and packs what the daemon needs back.
 
@@ -42,6 +43,8 @@ from typing import Any
 from distributed import Future
 
 from orchestrator import trees
+from orchestrator.config import DEFAULT_LIMITS
+from orchestrator.environments import BuildJail
 from orchestrator.errors import OrchError
 from orchestrator.models import Failure, FailureKind
 from orchestrator.packaging.manifest import Manifest
@@ -110,6 +113,11 @@ class WorkerRunner:
         self.cache = WorkerCache(root)
         self.cache.sweep()
         self.sandbox = Sandbox(home=root)  # the cache (other runs, packages) hidden from models
+        memory = DEFAULT_LIMITS.memory_mb  # the runs' default: the daemon's is not known here
+        self.builds = BuildJail(self.sandbox, root, memory_mb=memory, owner=self.cache.owner)
+        """Where the environments runs need are built: the daemon's build jail, in this
+        worker's sandbox, its cache under this worker's; what a killed worker process left
+        of its builds goes with its sweep (``WorkerCache.sweep``)."""
         self.loop = asyncio.new_event_loop()
         self._attempts: dict[str, Attempt] = {}
         """By task key: a refused restart may be staging next to the real attempt."""
@@ -247,7 +255,7 @@ class WorkerRunner:
         """What the run needs, from the cache or fetched once; then its workspace."""
         package = await self._package(spec, client)
         input_path = await self._input(spec, client) if spec.input is not None else None
-        python = await self._python(spec)
+        python = await self._python(spec, package)
         await asyncio.to_thread(_remove_run_dir, run_dir)  # an earlier attempt's leftovers
         if input_path is not None and spec.input is not None and spec.input.folder:
             input_path = await asyncio.to_thread(self.cache.lend_input, input_path, run_dir)
@@ -301,7 +309,7 @@ class WorkerRunner:
             failure = Failure(FailureKind.WORKER_LOST, detail=detail)
             raise StageFailed(failure, restartable=True) from None
 
-    async def _python(self, spec: TaskSpec) -> str:
+    async def _python(self, spec: TaskSpec, package: Path) -> str:
         """The run's environment built here (cached by hash), the worker's shared one, or
         (``python_envs = "daemon"``, or no shared one could be made) its interpreter."""
         if spec.requirements is None:
@@ -310,7 +318,8 @@ class WorkerRunner:
             if self._shared is None:
                 self._shared = await shared_python(self.cache.envs, sys.executable)
             return self._shared
-        built = await build_env(spec.requirements, self.cache.envs, sys.executable)
+        jail = self.builds.of(str(package))
+        built = await build_env(spec.requirements, self.cache.envs, sys.executable, jail=jail)
         if not built.ok:
             detail = f"on worker {self.address}:\n{built.message}"
             raise StageFailed(Failure(FailureKind.ENVIRONMENT, detail=detail))
