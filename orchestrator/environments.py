@@ -219,8 +219,11 @@ class Environments:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store, self.settings = store, settings
         self.jail: BuildJail | None = None
-        """Where builds of apps' requirements run (the local backend's sandbox); None:
-        as children of the daemon (a daemon whose models run elsewhere)."""
+        """Where builds of apps' requirements run (the local backend's sandbox, or on a
+        cluster's daemon one of builds only); None: as children of the daemon (tests of
+        this class alone)."""
+        self.owns_jail = False
+        """Whether ``stop`` closes the jail's sandbox (one no backend closes)."""
         self._builds: dict[str, asyncio.Task[None]] = {}
         self._shared: asyncio.Task[str] | None = None
         """The interpreter of apps without requirements, once made (see ``shared``)."""
@@ -311,3 +314,5 @@ class Environments:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.owns_jail and self.jail is not None:
+            await asyncio.to_thread(self.jail.sandbox.close)

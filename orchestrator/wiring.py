@@ -97,7 +97,15 @@ async def make_backend(settings: Settings, envs: Environments) -> Backend:
         raise Unavailable(
             f"the dask executor needs the dask extra (pip install 'orch[dask]'): {exc}"
         ) from None
-    return await DaskBackend.connect(settings, address)
+    backend = await DaskBackend.connect(settings, address)
+    try:  # a push's requirements are built here too (a push waits for them; workers build
+        # their own): in a jail, as a local daemon's are, from a sandbox of builds only
+        envs.jail = BuildJail.start(Sandbox.from_settings(settings, standby=0), settings)
+    except BaseException:
+        await backend.close()
+        raise
+    envs.owns_jail = True
+    return backend
 
 
 async def build_engine(settings: Settings, disk: DiskMonitor | None = None) -> Engine:

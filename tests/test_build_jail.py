@@ -4,6 +4,7 @@ daemon's, and nothing of a build outlives a daemon killed during it."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
@@ -18,7 +19,8 @@ import psutil
 import pytest
 
 from tests.conftest import MakeDaemon
-from tests.helpers import create_app, push_dir, run_and_wait, wait_for, write_app
+from tests.dask_cluster import DaskCluster
+from tests.helpers import Daemon, create_app, push_dir, run_and_wait, wait_for, write_app
 
 MANIFEST = (
     "type: python\nruntime: ghcr.io/nextmv-io/runtime/python:3.11\n"
@@ -256,3 +258,35 @@ def test_a_daemon_killed_mid_build_leaves_no_installer_and_the_env_builds_again(
         for proc in old:  # without the fix they outlive the test
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+
+
+def test_a_cluster_daemon_builds_a_push_in_the_jail_too(tmp_path: Path, listener: int) -> None:
+    """A daemon whose models run on Dask still builds a push's requirements (the push
+    waits for them; each worker builds its own): that build ran as the daemon, unjailed."""
+    cluster = DaskCluster.start(tmp_path / "cluster", workers=1, slots=1)
+    try:
+        libs = tmp_path / "libs"
+        spy = local_package(libs, "spyorch")
+        config = f'executor = "{cluster.executor}"\n[isolation]\nread_paths = ["{libs}"]\n'
+        d = Daemon.start(tmp_path / "home", config=config)
+        try:
+            targets = {
+                "read": {"api_key": str(d.home / "api-key"), "db": str(d.home / "orch.db")},
+                "write": str(tmp_path / "escaped.txt"),
+                "port": listener,
+            }
+            (spy / "targets.json").write_text(json.dumps(targets))
+            with d.client() as api:
+                app_id = push_requiring(api, tmp_path, spy, "spyorch")
+                wait_for(lambda: env_of(api, app_id)["status"] != "building", timeout=120)
+                assert env_of(api, app_id)["status"] == "ready", env_of(api, app_id)["message"]
+        finally:
+            d.stop()
+        built = next((d.home / "envs").glob("*/lib/python*/site-packages/spyorch/__init__.py"))
+        report = ast.literal_eval(built.read_text().split("=", 1)[1].strip())
+        assert report["read"] == dict.fromkeys(targets["read"]), report
+        assert report["wrote"] is False and report["network"] is True
+        if os.geteuid() == 0:
+            assert report["uid"] != 0
+    finally:
+        cluster.stop()

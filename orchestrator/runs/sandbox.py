@@ -109,13 +109,15 @@ class Sandbox:
         )  # even without close()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Sandbox:
-        """The daemon's sandbox: its config's isolation, its home hidden from models."""
+    def from_settings(cls, settings: Settings, standby: int = 2) -> Sandbox:
+        """The daemon's sandbox: its config's isolation, its home hidden from models.
+        ``standby=0``: for builds only (a daemon whose models run on a cluster)."""
         return cls(
             sample_seconds=settings.memory_sample_seconds,
             isolation=settings.isolation,
             home=settings.home.root,
             tmp_size_mb=settings.limits.memory_mb or 1024,
+            standby=standby,
         )
 
     @property
