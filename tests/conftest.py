@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -85,6 +86,15 @@ def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
 @pytest.fixture
 def fresh_daemon(make_daemon: MakeDaemon) -> Daemon:
     return make_daemon()
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A local TCP port to connect to (what environment builds reach, and models do not)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.listen(8)
+    yield server.getsockname()[1]
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,15 +8,12 @@ import ast
 import contextlib
 import json
 import os
-import socket
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 from tests.conftest import MakeDaemon
 from tests.dask_cluster import DaskCluster
@@ -126,15 +123,6 @@ def push_requiring(api: httpx.Client, tmp: Path, requirement: Path, module: str)
 def env_of(api: httpx.Client, app_id: str) -> dict[str, str]:
     env: dict[str, str] = api.get(f"/v1/applications/{app_id}/executable").json()["environment"]
     return env
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    """A local TCP port a build connects to: builds keep the network models are denied."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.listen(8)
-    yield server.getsockname()[1]
-    server.close()
 
 
 def test_a_build_hook_reaches_nothing_of_the_daemon_and_the_build_works(

@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import tarfile
 import textwrap
 import time
@@ -108,14 +107,6 @@ def daemon(
         d = Daemon.start(tmp_path / "home", config=f'executor = "{cluster.executor}"\n')
     yield d
     d.stop()
-
-
-@pytest.fixture
-def listener() -> Iterator[int]:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.listen(8)
-    yield server.getsockname()[1]
-    server.close()
 
 
 def test_a_build_hook_on_a_worker_reaches_nothing_and_the_run_succeeds(
