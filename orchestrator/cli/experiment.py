@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -169,15 +171,16 @@ def start(
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
         exp_id = str(created["id"])
-        say(
-            f"experiment {exp_id} started: "
-            + view.count_of(created["number_of_requested_runs"], "run")
-            + ("" if wait else f"; follow it with: {_follow(app_id, exp_id, home)}")
-        )
-        if not wait:
-            emit(created, as_json, lambda d: typer.echo(d["id"]))
-            return
-        meta = _wait(api, app_id, exp_id, home)
+        with _interrupted_keeps_it_running(app_id, exp_id, home):  # from the moment it exists
+            say(
+                f"experiment {exp_id} started: "
+                + view.count_of(created["number_of_requested_runs"], "run")
+                + ("" if wait else f"; follow it with: {_follow(app_id, exp_id, home)}")
+            )
+            if not wait:
+                emit(created, as_json, lambda d: typer.echo(d["id"]))
+                return
+            meta = _wait(api, app_id, exp_id, home)
         _print_summary(api, app_id, exp_id, as_json, as_csv)
         code = _verdict(api, app_id, meta, fail_if, baseline)
     raise typer.Exit(code)
@@ -244,20 +247,28 @@ def _follow(app_id: str, exp_id: str, home: Path | None) -> str:
 def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> ExperimentMetadata:
     """Poll the metadata until the experiment ends. Ctrl-C stops waiting, not the runs: they
     belong to the daemon, and the user may want them after all."""
+    with _interrupted_keeps_it_running(app_id, exp_id, home), view.progress() as bar:
+        task = bar.add_task(exp_id, total=None)
+        while True:
+            meta = api.batches.metadata(app_id, exp_id)
+            bar.update(
+                task,
+                completed=meta["number_of_completed_runs"],
+                total=meta["number_of_requested_runs"],
+                description=view.progress_label(meta),
+            )
+            if meta["status"] != "started":
+                return meta
+            time.sleep(POLL_SECONDS)
+
+
+@contextmanager
+def _interrupted_keeps_it_running(app_id: str, exp_id: str, home: Path | None) -> Iterator[None]:
+    """Ctrl-C: the experiment keeps running, and how to follow or cancel it is said. Held
+    from the moment the experiment exists: a Ctrl-C between the line that says it started
+    and the wait had ended the command with exit 130 and nothing said (typer's own)."""
     try:
-        with view.progress() as bar:
-            task = bar.add_task(exp_id, total=None)
-            while True:
-                meta = api.batches.metadata(app_id, exp_id)
-                bar.update(
-                    task,
-                    completed=meta["number_of_completed_runs"],
-                    total=meta["number_of_requested_runs"],
-                    description=view.progress_label(meta),
-                )
-                if meta["status"] != "started":
-                    return meta
-                time.sleep(POLL_SECONDS)
+        yield
     except KeyboardInterrupt:
         say(
             f"stopped waiting; experiment {exp_id} keeps running.\n"
