@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import typer
 from orchestrator.cli import acceptance_view as view
 from orchestrator.cli import experiment_view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
+from orchestrator.cli.experiment_wait import keeps_running, until_ended
 from orchestrator.cli.flags import WaitOption, require_label_change
 from orchestrator.cli.input_set import DescriptionOption, NameOption
 from orchestrator.cli.output import command_line, emit, errors_to_exit, fail, print_json, say
@@ -38,7 +38,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-POLL_SECONDS = 0.2
 EXAMPLE = "result.value mean le 1%"
 _SHORT = re.compile(
     r"\s*(?P<field>[A-Za-z_][\w.\-]*)\s+(?P<stat>\w+)\s+(?P<op>eq|gt|ge|lt|le|ne|==|>=|<=|!=|>|<)"
@@ -149,11 +148,12 @@ def create(
         test = api.acceptance.create(app_id, {k: v for k, v in body.items() if v is not None})
         follow = "" if wait else f"; follow it with: {_follow(app_id, test['id'], home)}"
         metrics_text = experiment_view.count_of(len(found), "metric")
-        say(f"acceptance test {test['id']} created ({metrics_text}){follow}")
-        if not wait:
-            emit(test, as_json, lambda t: typer.echo(t["id"]))
-            return
-        test = _wait(api, app_id, test_id, home)
+        with keeps_running(f"acceptance test {test['id']}", _follow(app_id, test["id"], home)):
+            say(f"acceptance test {test['id']} created ({metrics_text}){follow}")
+            if not wait:
+                emit(test, as_json, lambda t: typer.echo(t["id"]))
+                return
+            test = _wait(api, app_id, test_id, home)
     raise typer.Exit(_show_verdict(test, as_json))
 
 
@@ -194,26 +194,9 @@ def _follow(app_id: str, test_id: str, home: Path | None) -> str:
 
 def _wait(api: OrchClient, app_id: str, test_id: str, home: Path | None) -> AcceptanceTest:
     """Poll until the batch experiment ends (progress on stderr); Ctrl-C stops waiting."""
-    try:
-        with experiment_view.progress() as bar:
-            task = bar.add_task(test_id, total=None)
-            while True:
-                meta = api.batches.metadata(app_id, test_id)
-                bar.update(
-                    task,
-                    completed=meta["number_of_completed_runs"],
-                    total=meta["number_of_requested_runs"],
-                    description=experiment_view.progress_label(meta),
-                )
-                if meta["status"] != "started":
-                    return api.acceptance.get(app_id, test_id)
-                time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        say(
-            f"stopped waiting; acceptance test {test_id} keeps running.\n"
-            f"  follow it: {_follow(app_id, test_id, home)}"
-        )
-        raise typer.Exit(130) from None
+    with keeps_running(f"acceptance test {test_id}", _follow(app_id, test_id, home)):
+        until_ended(api, app_id, test_id)
+        return api.acceptance.get(app_id, test_id)
 
 
 def _show_verdict(test: AcceptanceTest, as_json: bool) -> int:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +20,7 @@ from orchestrator.cli import acceptance, input_set, scenario, shadow, switchback
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
 from orchestrator.cli.ensemble_spec import objective_option
+from orchestrator.cli.experiment_wait import keeps_running, until_ended
 from orchestrator.cli.flags import WaitOption, renamed
 from orchestrator.cli.input_set import InputSetIdOption, split_ids
 from orchestrator.cli.output import (
@@ -55,7 +54,6 @@ app.add_typer(scenario.app, name="scenario")
 app.add_typer(switchback.app, name="switchback")
 app.add_typer(shadow.app, name="shadow")
 
-POLL_SECONDS = 0.2
 EXIT_CODES = {"completed": 0, "failed": 1, "canceled": 2}
 """Exit code of ``batch start --wait`` by final status, as ``orch app run --wait`` does."""
 InputFormat = Literal["json", "text"]
@@ -171,7 +169,7 @@ def start(
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
         exp_id = str(created["id"])
-        with _interrupted_keeps_it_running(app_id, exp_id, home):  # from the moment it exists
+        with _keeps_running(app_id, exp_id, home):  # from the moment it exists
             say(
                 f"experiment {exp_id} started: "
                 + view.count_of(created["number_of_requested_runs"], "run")
@@ -245,37 +243,15 @@ def _follow(app_id: str, exp_id: str, home: Path | None) -> str:
 
 
 def _wait(api: OrchClient, app_id: str, exp_id: str, home: Path | None) -> ExperimentMetadata:
-    """Poll the metadata until the experiment ends. Ctrl-C stops waiting, not the runs: they
-    belong to the daemon, and the user may want them after all."""
-    with _interrupted_keeps_it_running(app_id, exp_id, home), view.progress() as bar:
-        task = bar.add_task(exp_id, total=None)
-        while True:
-            meta = api.batches.metadata(app_id, exp_id)
-            bar.update(
-                task,
-                completed=meta["number_of_completed_runs"],
-                total=meta["number_of_requested_runs"],
-                description=view.progress_label(meta),
-            )
-            if meta["status"] != "started":
-                return meta
-            time.sleep(POLL_SECONDS)
+    """Poll until the experiment ends. Ctrl-C stops waiting, not the runs: they belong to
+    the daemon, and the user may want them after all."""
+    with _keeps_running(app_id, exp_id, home):
+        return until_ended(api, app_id, exp_id)
 
 
-@contextmanager
-def _interrupted_keeps_it_running(app_id: str, exp_id: str, home: Path | None) -> Iterator[None]:
-    """Ctrl-C: the experiment keeps running, and how to follow or cancel it is said. Held
-    from the moment the experiment exists: a Ctrl-C between the line that says it started
-    and the wait had ended the command with exit 130 and nothing said (typer's own)."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        say(
-            f"stopped waiting; experiment {exp_id} keeps running.\n"
-            f"  follow it: {_follow(app_id, exp_id, home)}\n"
-            f"  cancel it: {_command('cancel', app_id, exp_id, home)}"
-        )
-        raise typer.Exit(130) from None
+def _keeps_running(app_id: str, exp_id: str, home: Path | None) -> AbstractContextManager[None]:
+    follow, cancel = _follow(app_id, exp_id, home), _command("cancel", app_id, exp_id, home)
+    return keeps_running(f"experiment {exp_id}", follow, cancel)
 
 
 def _print_summary(api: OrchClient, app_id: str, exp_id: str, as_json: bool, as_csv: bool) -> None:

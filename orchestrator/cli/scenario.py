@@ -13,7 +13,6 @@ repetition. The daemon expands the scenarios the way the SDK's ``new_scenario_te
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import typer
 
 from orchestrator.cli import experiment_view as view
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
+from orchestrator.cli.experiment_wait import keeps_running, until_ended
 from orchestrator.cli.flags import WaitOption
 from orchestrator.cli.output import (
     command_line,
@@ -39,7 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-POLL_SECONDS = 0.2
 EXIT_CODES = {"completed": 0, "failed": 1, "canceled": 2}
 RESERVED = {"id", "instance", "input-set", "inputs"}
 BY_OPTION_SET = ["scenarioID", "optionSetID"]
@@ -142,15 +141,17 @@ def create(
     }
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
-        follow = "" if wait else f"; follow it with: {_follow(app_id, created['id'], home)}"
-        say(
-            f"scenario test {created['id']} started: "
-            f"{view.count_of(created['number_of_requested_runs'], 'run')}{follow}"
-        )
-        if not wait:
-            emit(created, as_json, lambda d: typer.echo(d["id"]))
-            return
-        data = _wait(api, app_id, created["id"], home)
+        test_id = created["id"]
+        follow = "" if wait else f"; follow it with: {_follow(app_id, test_id, home)}"
+        with keeps_running(f"scenario test {test_id}", _follow(app_id, test_id, home)):
+            say(
+                f"scenario test {test_id} started: "
+                f"{view.count_of(created['number_of_requested_runs'], 'run')}{follow}"
+            )
+            if not wait:
+                emit(created, as_json, lambda d: typer.echo(d["id"]))
+                return
+            data = _wait(api, app_id, test_id, home)
     emit(data, as_json, show)
     raise typer.Exit(EXIT_CODES.get(data["status"], 1))
 
@@ -165,26 +166,9 @@ def _follow(app_id: str, test_id: str, home: Path | None) -> str:
 
 def _wait(api: OrchClient, app_id: str, test_id: str, home: Path | None) -> Experiment:
     """Poll until the test ends (Ctrl-C stops waiting, not the runs)."""
-    try:
-        with view.progress() as bar:
-            task = bar.add_task(test_id, total=None)
-            while True:
-                meta = api.batches.metadata(app_id, test_id)
-                bar.update(
-                    task,
-                    completed=meta["number_of_completed_runs"],
-                    total=meta["number_of_requested_runs"],
-                    description=view.progress_label(meta),
-                )
-                if meta["status"] != "started":
-                    return api.batches.get(app_id, test_id)
-                time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        say(
-            f"stopped waiting; scenario test {test_id} keeps running.\n"
-            f"  follow it: {_follow(app_id, test_id, home)}"
-        )
-        raise typer.Exit(130) from None
+    with keeps_running(f"scenario test {test_id}", _follow(app_id, test_id, home)):
+        until_ended(api, app_id, test_id)
+        return api.batches.get(app_id, test_id)
 
 
 def show(data: Experiment) -> None:
