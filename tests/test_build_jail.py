@@ -91,22 +91,25 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 """
 
 
+def pyproject(name: str) -> str:
+    """A package whose build backend (``BACKEND``, as ``backend.py``) is its own."""
+    return textwrap.dedent(f"""\
+        [build-system]
+        requires = []
+        build-backend = "backend"
+        backend-path = ["."]
+
+        [project]
+        name = "{name}"
+        version = "1.0"
+        """)
+
+
 def local_package(libs: Path, name: str) -> Path:
     """A folder requirement whose build backend is in the folder itself."""
     folder = libs / name
     folder.mkdir(parents=True)
-    (folder / "pyproject.toml").write_text(
-        textwrap.dedent(f"""\
-            [build-system]
-            requires = []
-            build-backend = "backend"
-            backend-path = ["."]
-
-            [project]
-            name = "{name}"
-            version = "1.0"
-            """)
-    )
+    (folder / "pyproject.toml").write_text(pyproject(name))
     (folder / "backend.py").write_text(BACKEND.format(name=name))
     return folder
 

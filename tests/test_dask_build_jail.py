@@ -10,7 +10,6 @@ import io
 import json
 import os
 import tarfile
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from orchestrator.config import IsolationSettings
 from tests.dask_cluster import DaskCluster
 from tests.helpers import Daemon, create_app, push_dir, wait_for, wait_run, write_app
-from tests.test_build_jail import BACKEND
+from tests.test_build_jail import BACKEND, pyproject
 
 MANIFEST = (
     "type: python\nruntime: r\nfiles: [main.py, requirements.txt]\n"
@@ -38,16 +37,7 @@ def sdist(libs: Path, name: str, flag: Path, targets: dict[str, object] | None =
     )
     assert repr(str(flag)) in backend
     files = {
-        "pyproject.toml": textwrap.dedent(f"""\
-            [build-system]
-            requires = []
-            build-backend = "backend"
-            backend-path = ["."]
-
-            [project]
-            name = "{name}"
-            version = "1.0"
-            """),
+        "pyproject.toml": pyproject(name),
         "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
         "backend.py": backend,
         "targets.json": json.dumps(targets or {}),
