@@ -34,6 +34,11 @@ from orchestrator.experiments.verdict_html import acceptance_block, gate_block
 from orchestrator.models import Experiment, ExperimentStatus, ExperimentType, InputSet
 from orchestrator.services import Services
 
+NO_BASELINE = (
+    "the gate compares against a baseline: pass baseline=INSTANCE"
+    " (with option sets INSTANCE:OPTION_SET)"
+)
+
 router = APIRouter(
     prefix="/v1/applications/{app_id}", tags=["experiments"], responses=errors(401, 404)
 )
@@ -230,7 +235,7 @@ async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(se
         )
         for r in body.runs or []
     ]
-    exp = await svc.experiments.start(
+    exp, undeclared = await svc.experiments.start_noted(
         BatchRequest(
             app_id=app_id,
             experiment_id=body.id,
@@ -250,7 +255,10 @@ async def start_batch(app_id: AppId, body: BatchBody, svc: Services = Depends(se
             seed=body.seed,
         )
     )
-    return wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))
+    answer = wire.experiment(exp, await svc.experiments.counts(app_id, exp.id))
+    if undeclared:  # orch's own, as a run's answer has it: the SDK reads the experiment
+        answer["undeclared_options"] = undeclared
+    return answer
 
 
 @router.get("/experiments/batch", responses=errors(422))
@@ -365,7 +373,7 @@ async def batch_gate(
     exp = await svc.experiments.get(app_id, exp_id)
     chosen = baseline or exp.baseline
     if not chosen:
-        raise Invalid("the gate compares against a baseline: pass baseline=INSTANCE")
+        raise Invalid(NO_BASELINE)
     result = await svc.analysis.gate(exp, expr, chosen)
     return {
         "failed": result.failed,
@@ -397,7 +405,7 @@ async def report_verdict(
     blocks = []
     if gate:
         if not baseline:
-            raise Invalid("the gate compares against a baseline: pass baseline=INSTANCE")
+            raise Invalid(NO_BASELINE)
         blocks.append(gate_block(await svc.analysis.gate(exp, gate, baseline)))
     view = await svc.acceptance.find(exp.app_id, exp.id)
     if view is not None:

@@ -28,6 +28,7 @@ from orchestrator.cli.output import (
     emit,
     errors_to_exit,
     fail,
+    note_undeclared,
     open_output,
     print_json,
     say,
@@ -89,7 +90,10 @@ OptionSetsOption = typer.Option(
 )
 RepetitionsOption = typer.Option(1, "--repetitions", min=1, help="Runs per combination.")
 BaselineOption = typer.Option(
-    None, "--baseline", help="Target the others are compared to (instance or version:ID)."
+    None,
+    "--baseline",
+    help="Target the others are compared to (instance or version:ID); with --option-sets,"
+    " TARGET:OPTION_SET (e.g. prod:fast): each (target, option set) is compared to it.",
 )
 ObjectiveOption = objective_option(long=False, help="Better result.value: min (default) or max.")
 PriorityOption = typer.Option(
@@ -168,6 +172,7 @@ def start(
     }
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
+        note_undeclared(created)
         exp_id = str(created["id"])
         with _keeps_running(app_id, exp_id, home):  # from the moment it exists
             say(
@@ -418,7 +423,10 @@ def report(
         ..., "--html", dir_okay=False, callback=writable_file, help="Write the report here."
     ),
     baseline: str | None = typer.Option(
-        None, "--baseline", help="Compare against this target (default: the experiment's)."
+        None,
+        "--baseline",
+        help="Compare against this target, TARGET:OPTION_SET with option sets"
+        " (default: the experiment's).",
     ),
     gate: str | None = typer.Option(
         None, "--fail-if", metavar="EXPR", help="Show this gate's verdict in the report."

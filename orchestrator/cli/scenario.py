@@ -27,6 +27,7 @@ from orchestrator.cli.output import (
     emit,
     errors_to_exit,
     fail,
+    note_undeclared,
     print_json,
     say,
     table,
@@ -141,6 +142,7 @@ def create(
     }
     with errors_to_exit(), client(home) as api:
         created = api.batches.start(app_id, {k: v for k, v in body.items() if v is not None})
+        note_undeclared(created)
         test_id = created["id"]
         follow = "" if wait else f"; follow it with: {_follow(app_id, test_id, home)}"
         with keeps_running(f"scenario test {test_id}", _follow(app_id, test_id, home)):

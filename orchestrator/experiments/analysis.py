@@ -12,10 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from orchestrator.errors import Invalid
 from orchestrator.experiments.gate import GateResult, evaluate
 from orchestrator.experiments.grouped_summaries import grouped_summaries, point_of
 from orchestrator.experiments.report import render_html
-from orchestrator.experiments.summary import RunFacts, Summary, run_metrics, summarize
+from orchestrator.experiments.summary import (
+    RunFacts,
+    Summary,
+    by_option_set,
+    run_metrics,
+    summarize,
+)
 from orchestrator.models import Experiment, Run, RunStatus
 from orchestrator.store import Repos, Store
 
@@ -87,6 +94,25 @@ def _ranks(names: Iterable[str | None]) -> dict[str | None, int]:
     return {name: n for n, name in enumerate(dict.fromkeys(names))}
 
 
+async def _compared(
+    repos: Repos, exp: Experiment, baseline: str | None
+) -> tuple[list[RunFacts], str | None]:
+    """The facts and baseline a summary, gate or report compares: per (target, option set)
+    when the experiment has option sets (``summary.by_option_set``).
+
+    A ``baseline`` asked for now that is ambiguous is refused; the experiment's own may be
+    one it was started with before option sets had rows of their own (a bare instance
+    that ran several): it compared nothing then, and compares nothing now, rather than
+    turning a stored experiment's page into an error."""
+    facts = await experiment_facts(repos, exp.app_id, exp.id)
+    if baseline:
+        return by_option_set(facts, baseline)
+    try:
+        return by_option_set(facts, exp.baseline)
+    except Invalid:
+        return by_option_set(facts, None)
+
+
 class ExperimentAnalysis:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -101,17 +127,18 @@ class ExperimentAnalysis:
         self, exp: Experiment, baseline: str | None = None, objective: str | None = None
     ) -> Summary:
         async def work(repos: Repos) -> Summary:
-            facts = await experiment_facts(repos, exp.app_id, exp.id)
-            return summarize(facts, baseline or exp.baseline, objective or exp.objective)
+            facts, chosen = await _compared(repos, exp, baseline)
+            return summarize(facts, chosen, objective or exp.objective)
 
         return await self.store.heavy.call(work)
 
     async def overview(self, exp: Experiment) -> tuple[list[RunFacts], Summary]:
-        """The facts and the summary together (a page that shows both reads once)."""
+        """The facts and the summary together (a page that shows both reads once), the
+        facts named as the summary names them (``by_option_set``)."""
 
         async def work(repos: Repos) -> tuple[list[RunFacts], Summary]:
-            facts = await experiment_facts(repos, exp.app_id, exp.id)
-            return facts, summarize(facts, exp.baseline, exp.objective)
+            facts, chosen = await _compared(repos, exp, None)
+            return facts, summarize(facts, chosen, exp.objective)
 
         return await self.store.heavy.call(work)
 
@@ -137,14 +164,15 @@ class ExperimentAnalysis:
 
     async def gate(self, exp: Experiment, expr: str, baseline: str) -> GateResult:
         async def work(repos: Repos) -> GateResult:
-            return evaluate(expr, await experiment_facts(repos, exp.app_id, exp.id), baseline)
+            facts, chosen = await _compared(repos, exp, baseline)
+            return evaluate(expr, facts, chosen or baseline)
 
         return await self.store.heavy.call(work)
 
     async def report(self, exp: Experiment, baseline: str | None = None, verdict: str = "") -> str:
         async def work(repos: Repos) -> str:
-            facts = await experiment_facts(repos, exp.app_id, exp.id)
-            summary = summarize(facts, baseline or exp.baseline, exp.objective)
+            facts, chosen = await _compared(repos, exp, baseline)
+            summary = summarize(facts, chosen, exp.objective)
             return render_html(summary, facts, f"{exp.name} ({exp.app_id})", verdict)
 
         return await self.store.heavy.call(work)

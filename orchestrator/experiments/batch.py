@@ -26,6 +26,7 @@ from orchestrator.experiments.inputs import (
 )
 from orchestrator.experiments.queue_order import check_seed, draw_seed, fair_order
 from orchestrator.experiments.scenarios import ScenarioSpec, expand, repeated, too_many_runs
+from orchestrator.experiments.summary import arm_baseline, arm_name
 from orchestrator.home import Home
 from orchestrator.ids import check_label, new_id, relabel, validate_child_id
 from orchestrator.models import (
@@ -54,6 +55,8 @@ for 10^8 repetitions grew the daemon to 24 GB before the kernel killed it."""
 
 Key = tuple[str, str]
 """(app id, experiment id)"""
+Note = dict[str, str | None]
+"""An undeclared option of an option set: name, did_you_mean, option_set, note."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ class ExperimentService:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, req: BatchRequest) -> Experiment:
+        return (await self.start_noted(req))[0]
+
+    async def start_noted(self, req: BatchRequest) -> tuple[Experiment, builtins.list[Note]]:
+        """Start the experiment; with it, the options of its option sets that their
+        version's app.yaml does not declare (``undeclared``): a typo there runs every run
+        with the default, as silently as it would one run."""
         exp_id = validate_child_id(req.experiment_id or new_id("batch"), "experiment")
         check_label("experiment", req.name, req.description)
         await require_app(self.store.read, req.app_id)
@@ -127,11 +136,7 @@ class ExperimentService:
         # a scenario test's scenarios and option sets are shuffled like any group
         runs = await self._prepare(req, exp_id, fair_order(plan, _group, seed))
         targets = list(dict.fromkeys(_target(r) for r in plan))  # as given, not as queued
-        if req.baseline is not None and req.baseline not in targets:
-            raise Invalid(
-                f"baseline {req.baseline!r} is not one of this experiment's targets: "
-                f"{', '.join(targets)}"
-            )
+        _check_baseline(req.baseline, plan)
         exp = Experiment(
             id=exp_id,
             app_id=req.app_id,
@@ -153,7 +158,21 @@ class ExperimentService:
         except BaseException:
             self._forget(key)
             raise
-        return exp
+        return exp, await self.undeclared(runs)
+
+    async def undeclared(self, runs: builtins.list[Run]) -> builtins.list[Note]:
+        """The run service's note (``RunService.undeclared``) for each option set and
+        target version, once, saying which option set it is in."""
+        firsts: dict[tuple[str | None, str | None, str], Run] = {}
+        for run in runs:
+            if run.option_set is not None:
+                firsts.setdefault((run.instance_id, run.version_id, run.option_set), run)
+        notes: dict[str, Note] = {}
+        for (_, _, option_set), run in firsts.items():
+            for found in await self.runs.undeclared(run):
+                note = f"option set {option_set!r}: {found['note']}"
+                notes.setdefault(note, found | {"option_set": option_set, "note": note})
+        return list(notes.values())
 
     async def add_run(
         self, req: RunRequest, exp_id: str, tracked: TrackedResult | None = None
@@ -469,6 +488,18 @@ def _given_once(kind: str, ids: builtins.list[str]) -> None:
     name: almost surely a typo, so it is refused rather than quietly made once."""
     if (target_id := repeated(ids)) is not None:
         raise Invalid(f"{kind} {target_id!r} appears more than once in {kind}_ids")
+
+
+def _check_baseline(baseline: str | None, plan: builtins.list[PlannedRun]) -> None:
+    """The baseline names one (target, option set) of the plan, as the summary will
+    compare them (``summary.arm_baseline``): refused now, not after a long experiment."""
+    arms = [(_target(r), r.option_set) for r in plan]
+    chosen = arm_baseline(arms, baseline)
+    names = list(dict.fromkeys(arm_name(*arm) for arm in arms))
+    if chosen is not None and chosen not in names:
+        raise Invalid(
+            f"baseline {baseline!r} is not one of this experiment's targets: {', '.join(names)}"
+        )
 
 
 def _target(run: PlannedRun) -> str:

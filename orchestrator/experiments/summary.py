@@ -17,6 +17,9 @@ the API, the CI gate and the HTML report all see the same numbers. Conventions:
   one repetition instead (they were queued side by side: ``queue_order``), and reports the
   geometric mean change with its 95 % interval (``paired``); so does ``value_change`` for
   result.value over the per-input changes. Only a ``significant`` change is a difference.
+- An experiment with option sets is summarized per (target, option set), each named
+  ``target:option_set`` and compared like a target (``by_option_set``): its sets are what
+  the user compares, and a row per target would pool them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from orchestrator.errors import Invalid
@@ -459,6 +462,45 @@ class Summary:
 
 def targets_in_order(facts: Iterable[RunFacts]) -> list[str]:
     return list(dict.fromkeys(f.target for f in facts))
+
+
+def arm_name(target: str, option_set: str | None) -> str:
+    """What a (target, option set) is called in summaries and ``--baseline``: ``prod:fast``;
+    the target alone for runs without an option set."""
+    return target if option_set is None else f"{target}:{option_set}"
+
+
+def by_option_set(facts: list[RunFacts], baseline: str | None) -> tuple[list[RunFacts], str | None]:
+    """An experiment with option sets compared (target, option set) by (target, option set):
+    each run under its ``arm_name`` (option set None, so two sets of one instance pair
+    input by input) and the baseline resolved among those names (``arm_baseline``).
+
+    Without option sets, the facts and baseline as they are: the summary stays per target.
+    With them, pooling a target's option sets into one row hid what a user runs two sets
+    to see, and a baseline instance with no other instance compared nothing at all.
+    """
+    if all(f.option_set is None for f in facts):
+        return facts, baseline
+    arms = [(f.target, f.option_set) for f in facts]
+    named = [replace(f, target=arm_name(f.target, f.option_set), option_set=None) for f in facts]
+    return named, arm_baseline(arms, baseline)
+
+
+def arm_baseline(arms: Iterable[tuple[str, str | None]], baseline: str | None) -> str | None:
+    """The (target, option set) ``baseline`` names: ``TARGET:OPTION_SET``, or a bare target
+    that ran one option set only. A target that ran several is ambiguous (``Invalid``,
+    with the names to choose from); a name matching nothing is returned as given, for the
+    caller's "not one of the targets"."""
+    names = dict.fromkeys(arm_name(target, option_set) for target, option_set in arms)
+    if not baseline or baseline in names:
+        return baseline or None
+    its = [arm_name(t, s) for t, s in dict.fromkeys(arms) if t == baseline]
+    if len(its) > 1:
+        raise Invalid(
+            f"baseline {baseline!r} is ambiguous: it ran {len(its)} option sets; name one as "
+            f"TARGET:OPTION_SET: {', '.join(its)}"
+        )
+    return its[0] if its else baseline
 
 
 def summarize(
