@@ -1,31 +1,31 @@
 """The push directory: packages dropped into ``<home>/push/<app-id>/`` are pushed.
 
-A file is taken once it is under its final name: temp names (``*.tmp``,
-``*.part``, dot files) are ignored. It is held from the moment it is seen
-(``inbox_filing``): replaced under the same name meanwhile, both are pushed, in
-the order they arrived. A package still being written under its final name (a writer
-holding it open, or its last change a write less than ``SETTLE_SECONDS`` ago and the
-archive not yet whole) waits until it settles (and the later drops of its app wait
-behind it, so devint ends on the latest), and one that changed while or after it was
-read is read again: a half-written package is never pushed. A package over ``max_package_mb`` is
-refused before it is copied, and one met by a full disk is taken again once there
-is room. A folder containing ``app.yaml`` moved in atomically is packaged and
-pushed the same way; one made in place (its last change an entry made in it, changes
-seen inside it, or first seen without ``app.yaml``) is pushed once it holds
-``app.yaml`` and nothing in it changed for ``SETTLE_SECONDS``. A folder without
-``app.yaml``, and a file straight in ``push/`` (which app is it for?), are not pushed,
-and a ``.reason`` beside them says why (``inbox_unpushed``). Each dropped entry ends up
-in ``.done/`` or ``.rejected/`` (with a ``.reason`` file, under a name never reused), so
-it is never ingested twice;
-a file that is not a package is rejected saying so; an entry that is neither a file nor
-a folder (a symlink, a FIFO, a device, a socket) is never read: it is filed in
-``.rejected/`` at once (a link itself, not what it leads to), blocking nothing; a scan
-at start picks up what arrived while the daemon was down, and files in ``.rejected/``
-(saying why) a package a stopped daemon held when another had taken its name
-(``inbox_filing.settle_holds``).
-A python app with requirements is filed once pushed; its reason then follows its
-environment's build (``inbox_reasons``). If ``push/`` is moved away or removed, a new
-one is made and watched.
+Here, the inbox itself: what the watch reports is offered, each drop is taken, checked,
+pushed and filed. The concepts it ties together each have a module of their own:
+
+- ``inbox_watch``: watching ``push/`` (a new one if it is moved away or removed);
+- ``inbox_kinds``: what an entry is (a package, an app's folder, a temp name, a link...);
+- ``inbox_filing``: a drop, held from the moment it is seen (replaced under the same name
+  meanwhile, both are pushed, in the order they arrived), and filed in ``.done/`` or
+  ``.rejected/`` with a ``.reason``, under a name never reused, so it is never ingested
+  twice; what a stopped daemon held is settled at the next start;
+- ``inbox_quiet``: whether a drop may still be being written (a half-written package is
+  never pushed), and saying so beside one written for long;
+- ``inbox_queue``: each app's drops in the order they arrived (one that waits holds the
+  app's later drops behind it, so devint ends on the latest);
+- ``inbox_unpushed``: the reasons said beside what is not pushed (a file straight in
+  ``push/``, a folder without ``app.yaml``, a link that was ``push/<app>`` itself);
+- ``inbox_reasons``: a pushed drop's reason following its environment's build.
+
+What ``push/`` holds already is taken once the watch is in place: at start, what arrived
+while the daemon was down. A package over ``max_package_mb`` is refused before it is
+copied, and one met by a full disk is taken again once there is room. A file that is not
+a package is rejected saying so; an entry that is neither a file nor a folder (a
+symlink, a FIFO, a device, a socket) is never read: it is filed in ``.rejected/`` at
+once (a link itself, not what it leads to, and removed), blocking nothing. A link that
+is an app's folder itself is removed, its reason beside where it was naming its target.
+Links go before each watch is set up: as it sets up, the watch walks into what they lead
+to.
 
 Names are user text: they are logged escaped (``daemon_log.escaped``).
 """
@@ -33,19 +33,17 @@ Names are user text: they are logged escaped (``daemon_log.escaped``).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
 import stat
-import time
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
-from watchfiles import Change, awatch
 
+from orchestrator import inbox_quiet as quiet
 from orchestrator.daemon_log import escaped
 from orchestrator.disk import is_disk_full
 from orchestrator.environments import Environments
@@ -62,103 +60,29 @@ from orchestrator.inbox_filing import (
     file_away,
     ident,
     looks,
-    open_for_writing,
     settle_holds,
     take,
     too_large,
 )
+from orchestrator.inbox_kinds import (
+    PACKAGE_HELP,
+    PACKAGE_SUFFIXES,
+    kind_of,
+    not_a_package,
+    unfit,
+    unfit_reason,
+)
+from orchestrator.inbox_queue import DropQueue
 from orchestrator.inbox_reasons import EnvironmentReasons
-from orchestrator.inbox_unpushed import Unpushed, newest_change, said_beside
+from orchestrator.inbox_unpushed import Unpushed
+from orchestrator.inbox_watch import Watch
 from orchestrator.packaging.build import FileChanged
-from orchestrator.packaging.manifest import MANIFEST_FILE
 from orchestrator.registry.push import PushService
 
 log = logging.getLogger("orch.inbox")
 
-PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
-SETTLE_SECONDS = 2.0
-"""A package last written (not renamed) under its final name less than this ago may
-still be being written: it waits."""
-WRITER_PATIENCE_SECONDS = 60.0
-"""A package held open for writing waits for its writer, unless it has not changed for
-this long (a writer that never closes it must not hold it back for ever)."""
 DISK_RETRY_SECONDS = 10.0
 DISK_TRIES = 3
-WATCH_STEP_MS = 50
-"""How often the watcher thread wakes to look for changes and for the stop event. Each
-wake takes the GIL from the event loop: at 5 ms that was 200 wakes a second on an idle
-daemon, ~0.3-0.7 ms of CPU per run in the throughput benchmark (plus the loop's hand-offs);
-a dropped package waits at most this much longer, next to the 400 ms debounce."""
-ROOT_CHECK_MS = 5000
-"""With no change to report, the watch still hands back this often, to check that
-``push/`` is still the folder watched (one ``stat``). Moving or removing it is seen at
-once (the watch reports it); this is for what it does not report. 5 s is watchfiles'
-own default wake, so an idle daemon wakes no more often than before."""
-REWATCH_SECONDS = 5.0
-"""After a watch failed to start (``push/`` cannot be made, no inotify watches left)."""
-PACKAGE_HELP = (
-    "only packages (.tar.gz, .tgz, .tar) and folders containing app.yaml are pushed from here"
-)
-
-
-def kind_of(path: Path, push_root: Path) -> str | None:
-    """``package``, ``folder`` (with ``app.yaml``), ``bare`` (a folder without it: it
-    waits for one), ``other`` (a file that is neither: rejected, saying so) for
-    ``push/<app>/<entry>`` under a final name; ``astray`` for a file straight in
-    ``push/`` (not pushed: which app?); else ``None`` (temporary and dot names, the
-    reasons said beside entries, app folders, anything deeper)."""
-    try:
-        rel = path.relative_to(push_root)
-    except ValueError:
-        return None
-    if len(rel.parts) not in (1, 2) or any(p.startswith(".") for p in rel.parts):
-        return None
-    if rel.parts[-1].endswith(TEMP_SUFFIXES) or said_beside(path):
-        return None
-    try:
-        st = os.lstat(path)  # never followed: a link is what it is
-    except OSError:
-        return None  # gone
-    if len(rel.parts) == 1:
-        return None if stat.S_ISDIR(st.st_mode) else "astray"
-    if os.path.islink(path.parent):
-        return None  # an app folder that is a link is not read through: said astray
-    if stat.S_ISDIR(st.st_mode):
-        return "folder" if (path / MANIFEST_FILE).is_file() else "bare"
-    if not stat.S_ISREG(st.st_mode):
-        return "unfit"
-    return "package" if rel.parts[1].endswith(PACKAGE_SUFFIXES) else "other"
-
-
-def unfit(st: os.stat_result) -> str | None:
-    """What an entry that is neither a regular file nor a folder is (``lstat``), else
-    ``None``. Such an entry is never read: a link may lead to the daemon's key, or to
-    ``/proc/kcore``, which never settles and held its app's other packages back."""
-    mode = st.st_mode
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
-
-
-def unfit_reason(what: str, app_id: str) -> str:
-    """Why an ``unfit`` entry was refused, and what to do instead."""
-    moved = (
-        "the link was removed: kept, the watcher of push/ would walk into what it leads to"
-        if what == "a symbolic link"
-        else "it was moved here"
-    )
-    return (
-        f"it is {what}: the push directory never reads through a link, a pipe, a device or "
-        f"a socket ({moved}; nothing was read from what it leads to); put the package itself, "
-        f"or the app's folder, in push/{app_id}/ (cp -L copies what a link points to)"
-    )
 
 
 class Inbox:
@@ -167,26 +91,11 @@ class Inbox:
         self.scratch = home.scratch("inbox")
         self.push = push
         self._reasons = EnvironmentReasons(envs)
-        self.problem: str | None = None
-        """Why packages dropped in ``push/`` are not being taken, while that lasts
-        (for ``/healthz``); ``None`` when all is well."""
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._queue: asyncio.Queue[Drop] = asyncio.Queue()
-        self._drops: dict[Ident, Drop] = {}
-        """Every drop taken and not yet filed, by what its name stood for when taken:
-        the watcher's further events about it (its own link, a writer) add nothing."""
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._watches = 0
-        """Watches started (one more when one fails), so a late call for one that failed
-        to start cannot report it in place."""
-        self._blocked: dict[Path, Drop] = {}
-        """App folder → its drop that waits (being written, no disk space): the app's
-        later drops wait behind it (``_held``), so devint ends on the latest drop."""
-        self._held: dict[Path, list[Drop]] = {}
-        self._next: collections.deque[Drop] = collections.deque()
-        """Drops let go by the one they waited behind: taken before the queue."""
+        self._drops = DropQueue()
         self._unpushed = Unpushed(PACKAGE_SUFFIXES, PACKAGE_HELP)
+        self._watch = Watch(self.root, self._stop, self._remove_links, self._scan, self._offer_all)
 
     async def start(self) -> None:
         """Watch ``push/``; what it holds already is taken once the watch is in place."""
@@ -196,8 +105,7 @@ class Inbox:
 
     async def stop(self) -> None:
         self._stop.set()
-        for timer in self._timers:
-            timer.cancel()
+        self._drops.stop()
         self._unpushed.stop()
         if self._task is not None:
             self._task.cancel()
@@ -206,72 +114,37 @@ class Inbox:
         await self._reasons.stop()
 
     @property
+    def problem(self) -> str | None:
+        """Why packages dropped in ``push/`` are not being taken, while that lasts
+        (for ``/healthz``); ``None`` when all is well."""
+        return self._watch.problem
+
+    @property
     def limit_mb(self) -> int:
         return self.push.settings.max_package_mb
-
-    # -- watching ---------------------------------------------------------------------
 
     async def _loop(self) -> None:
         worker = asyncio.create_task(self._work(), name="inbox-worker")
         try:
-            while not self._stop.is_set():
-                try:
-                    await self._watch()
-                except Exception as exc:
-                    self._watches += 1  # the one that failed is not in place
-                    problem = f"the push directory cannot be watched: {exc}"
-                    if problem != self.problem:  # one line, not one every few seconds
-                        log.error("inbox: %s; trying again", escaped(problem))
-                    self.problem = problem
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), REWATCH_SECONDS)
+            await self._watch.run()
         finally:
             worker.cancel()
 
-    async def _watch(self) -> None:
-        """Watch ``push/`` until it stops being the folder watched (moved away, removed,
-        replaced): then return, and the loop makes a new one and watches that."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        watched = ident(os.stat(self.root))
-        changes = awatch(
-            self.root,
-            stop_event=self._stop,
-            step=WATCH_STEP_MS,
-            debounce=400,
-            recursive=True,
-            rust_timeout=ROOT_CHECK_MS,
-            yield_on_timeout=True,
-        )
-        async with contextlib.aclosing(changes):
-            # runs once the watcher is in place (the generator's first step makes it):
-            # nothing dropped between the scan and the watch can be missed
-            self._watches += 1
-            asyncio.get_running_loop().call_soon(self._watching, self._watches)
-            async for batch in changes:
-                if not self._still_watched(watched) or _gone(batch, self.root):
-                    log.warning(
-                        "inbox: %s was moved away or removed; watching a new one there",
-                        escaped(self.root),
-                    )
-                    return
-                self._offer_all(*_entries_of(batch, self.root))
+    # -- offering what is there -------------------------------------------------------
 
-    def _still_watched(self, watched: Ident) -> bool:
-        try:
-            st = os.stat(self.root)
-        except OSError:
-            return False
-        return stat.S_ISDIR(st.st_mode) and ident(st) == watched
-
-    def _watching(self, watch: int) -> None:
-        """The watch is in place: say so if it was not, and take what is there (unless
-        the watch failed to start meanwhile: ``_loop`` counted it as gone)."""
-        if watch != self._watches:
-            return
-        if self.problem is not None:
-            log.warning("inbox: watching %s again", escaped(self.root))
-            self.problem = None
-        self._scan()
+    def _remove_links(self) -> None:
+        """Before a watch is set up: the links in ``push/`` and ``push/<app>/`` go (each
+        said as when seen), or the watch would walk into what they lead to as it sets up
+        (``/usr``: thousands of inotify watches; files outside ``push/`` read)."""
+        for entry in _listing(self.root):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink():
+                self._unpushed.offer(entry, "astray", quiet.SETTLE_SECONDS)
+            elif _real_dir(entry):
+                for inner in _listing(entry):
+                    if inner.is_symlink():
+                        self._offer(inner)
 
     def _scan(self) -> None:
         """What ``push/`` holds already: at start, and on a new ``push/``; first what a
@@ -281,7 +154,7 @@ class Inbox:
         except OSError:
             return  # gone again: the watch notices
         app_dirs = [d for d in entries if d.is_dir() and not d.is_symlink()]
-        holding = {d.claim for d in self._drops.values() if d.claim is not None}
+        holding = self._drops.holding()
         for app in app_dirs:
             for kept in settle_holds(app, holding):
                 log.warning("inbox: %s: %s", escaped(kept), ORPHAN_REASON)
@@ -295,6 +168,7 @@ class Inbox:
         found = []
         for path in set(paths):
             if path.parent == self.root and _real_dir(path):  # an app folder, new (a package
+                self._unpushed.unsay(path)  # a folder now, where a link was removed
                 found += [(p, _arrival(p)) for p in _listing(path)]  # moved in right after
                 continue  # it was made can land before its watch exists)
             found.append((path, _arrival(path)))
@@ -304,7 +178,7 @@ class Inbox:
     def _offer(self, path: Path, inner: bool = False) -> None:
         kind = kind_of(path, self.root)
         if kind in (None, "astray", "bare"):
-            self._unpushed.offer(path, kind, SETTLE_SECONDS)
+            self._unpushed.offer(path, kind, quiet.SETTLE_SECONDS)
             return
         try:
             st = os.lstat(path)
@@ -325,18 +199,13 @@ class Inbox:
             return
         if drop.folder:  # made in place (seen so, or without app.yaml): it settles first
             drop.in_place = self._unpushed.taken(path) | inner | drop.in_place
-        self._drops[drop.ident] = drop
-        self._queue.put_nowait(drop)
+        self._drops.put(drop)
 
-    # -- pushing ----------------------------------------------------------------------
+    # -- taking a drop ----------------------------------------------------------------
 
     async def _work(self) -> None:
         while True:
-            drop = self._next.popleft() if self._next else await self._queue.get()
-            app = drop.origin.parent
-            if self._blocked.get(app, drop) is not drop:
-                self._held.setdefault(app, []).append(drop)
-                continue
+            drop = await self._drops.next()
             try:
                 await self._ingest(drop)
             except Exception as exc:
@@ -373,7 +242,7 @@ class Inbox:
             read = await anyio.to_thread.run_sync(copy_out, drop, target, self.limit_mb, whole)
             exe = await self.push.ingest(drop.app_id, target, action="push")
         except NotWhole:  # the first part of a package: it waits to settle
-            self._retry_later(drop, _settle_left(st))
+            self._drops.retry_later(drop, quiet.settle_left(st))
             return
         except Exception as exc:
             self._failed(drop, exc)
@@ -381,12 +250,12 @@ class Inbox:
         finally:
             target.unlink(missing_ok=True)
         drop.disk_tries = 0
-        if read is not None and self._changed_since(drop, read):
+        if read is not None and quiet.changed_since(drop, read):
             log.warning(
                 "inbox: %s changed after it was read; it is pushed again once it settles",
                 escaped(drop.origin),
             )
-            self._retry_later(drop, SETTLE_SECONDS)
+            self._drops.retry_later(drop, quiet.SETTLE_SECONDS)
             return
         self._done(drop, exe.id)
 
@@ -395,50 +264,35 @@ class Inbox:
         changed less than ``SETTLE_SECONDS`` ago) or is refused as it is; else whether it
         is pushed at once only if it proves a whole archive as it is copied."""
         if drop.folder:
-            age = time.time() - newest_change(drop.source) / 1e9 if drop.in_place else 1e9
-            if age < SETTLE_SECONDS:
-                self._retry_later(drop, max(SETTLE_SECONDS - age, 0.05))
-                return None
-            return False
-        wait, whole = self._still_written(drop, st)
+            wait, whole = quiet.folder_wait(drop), False
+        else:
+            wait, whole = quiet.file_wait(drop, st)
         if wait is not None:
-            self._retry_later(drop, wait)
-        elif not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
-            self._reject(drop, f"it is not a package: {PACKAGE_HELP}{_where_folders_go(drop)}")
+            self._written(drop, wait)
+            return None
+        self._quiet(drop)
+        if drop.folder:
+            return False
+        if not drop.name.endswith(PACKAGE_SUFFIXES) or not stat.S_ISREG(st.st_mode):
+            self._reject(drop, not_a_package(drop.app_id))
         elif st.st_size > self.limit_mb * 1024 * 1024:
             self._reject(drop, too_large(st.st_size, self.limit_mb).message)
         else:
             return whole
         return None
 
-    def _still_written(self, drop: Drop, st: os.stat_result) -> tuple[float | None, bool]:
-        """Seconds to wait if ``drop`` may still be being written, else ``None``; and
-        whether it may go at once only as a whole archive.
+    def _written(self, drop: Drop, wait: float) -> None:
+        """``drop`` is still being written: it is taken again in ``wait`` seconds. Written
+        for long, a ``.reason`` beside it says so: its app's later drops wait behind it."""
+        if quiet.writing_for_long(drop):
+            self._unpushed.say(drop.origin, quiet.still_written(drop))
+        self._drops.retry_later(drop, wait)
 
-        One written in place (or renamed in within the clock tick of its last write,
-        which its times cannot tell apart) is pushed at once if it is a whole archive no
-        one holds open (``WholeCheck``, as it is copied out: its bytes are read once): a
-        script that builds a package and moves it in waited the whole settle time."""
-        age = time.time() - st.st_mtime_ns / 1e9
-        changed, drop.seen = looks(st) != drop.seen, looks(st)
-        writer = age < WRITER_PATIENCE_SECONDS and open_for_writing(drop.source)
-        if age < SETTLE_SECONDS and (drop.in_place or changed):
-            if changed or writer:
-                return _settle_left(st), False
-            return None, True
-        return (SETTLE_SECONDS if writer else None), False
-
-    def _changed_since(self, drop: Drop, read: tuple[int, int]) -> bool:
-        """Whether the file no longer looks as it did when it was read (a writer went on
-        after the read: what was pushed is not the whole package)."""
-        try:
-            now = looks(os.stat(drop.source))
-        except OSError:
-            return False
-        if now == read:
-            return False
-        drop.seen, drop.in_place = read, True
-        return True
+    def _quiet(self, drop: Drop) -> None:
+        """``drop`` is no longer being written: what was said while it was goes."""
+        if drop.writing_since is not None:
+            drop.writing_since = None
+            self._unpushed.unsay(drop.origin)
 
     def _failed(self, drop: Drop, exc: Exception) -> None:
         """A full disk is no fault of the package: it is taken again later, unless it
@@ -449,7 +303,7 @@ class Inbox:
             drop.disk_tries += 1
             if drop.disk_tries < DISK_TRIES:
                 log.warning("inbox: %s waits for disk space", escaped(drop.origin))
-                self._retry_later(drop, DISK_RETRY_SECONDS)
+                self._drops.retry_later(drop, DISK_RETRY_SECONDS)
                 return
             why = (
                 f"pushing it filled the disk under orch's home {drop.disk_tries} times: it "
@@ -460,14 +314,16 @@ class Inbox:
         elif isinstance(exc, TooLarge):
             self._reject(drop, exc.message)
         elif isinstance(exc, FileChanged) or (
-            isinstance(exc, OrchError | OSError) and _recently_changed(drop.source)
+            isinstance(exc, OrchError | OSError) and quiet.recently_changed(drop)
         ):
-            self._retry_later(drop, SETTLE_SECONDS)  # changed while it was read
+            self._drops.retry_later(drop, quiet.SETTLE_SECONDS)  # changed while it was read
         elif isinstance(exc, OrchError):
             self._reject(drop, exc.message)
         else:
             log.error("inbox could not push %s: %s", escaped(drop.origin), _trace(exc))
             self._reject(drop, f"orch could not push it: {type(exc).__name__}: {exc}")
+
+    # -- filing -----------------------------------------------------------------------
 
     def _done(self, drop: Drop, exe_id: str) -> None:
         """File a pushed drop in ``.done/``; its reason follows its environment's build."""
@@ -502,25 +358,10 @@ class Inbox:
             return None
 
     def _forget(self, drop: Drop) -> None:
-        """``drop`` is done with: the drops of its app that waited behind it go next."""
-        if self._drops.get(drop.ident) is drop:
-            del self._drops[drop.ident]
-        app = drop.origin.parent
-        if self._blocked.get(app) is drop:
-            del self._blocked[app]
-            self._next.extend(self._held.pop(app, []))
-
-    def _retry_later(self, drop: Drop, delay: float) -> None:
-        """Take ``drop`` again in ``delay`` seconds; its app's later drops wait for it."""
-        self._blocked.setdefault(drop.origin.parent, drop)
-        loop = asyncio.get_running_loop()
-
-        def again() -> None:
-            self._timers.discard(timer)
-            self._queue.put_nowait(drop)
-
-        timer = loop.call_later(delay, again)
-        self._timers.add(timer)
+        """``drop`` is done with: what was said while it was written goes, and the drops
+        of its app that waited behind it go next."""
+        self._quiet(drop)
+        self._drops.forget(drop)
 
 
 def _trace(exc: BaseException) -> str:
@@ -528,38 +369,8 @@ def _trace(exc: BaseException) -> str:
     return escaped("".join(traceback.format_exception(exc)).rstrip("\n"))
 
 
-def _gone(batch: Iterable[tuple[Change, str]], root: Path) -> bool:
-    """Whether the watch saw ``root`` itself go (a new one may have its inode number)."""
-    return any(change == Change.deleted and raw == str(root) for change, raw in batch)
-
-
-def _where_folders_go(drop: Drop) -> str:
-    """Files of an app's own folder dropped as ``push/<app>/`` itself (``cp -r myapp/.
-    push/<app>/``) arrive one by one, each no package: say where the folder goes."""
-    return (
-        f"; an app's folder is put whole inside push/{drop.app_id}/"
-        f" (push/{drop.app_id}/<folder>/app.yaml)"
-    )
-
-
-def _entries_of(batch: Iterable[tuple[Change, str]], root: Path) -> tuple[list[Path], set[Path]]:
-    """The entries of ``push/`` and ``push/<app>/`` a batch is about (a change deeper is
-    one of the folder ``push/<app>/<folder>`` it is in), and the folders changed inside."""
-    entries, inner = [], set()
-    for _change, raw in batch:
-        path = Path(raw)
-        with contextlib.suppress(ValueError):
-            parts = path.relative_to(root).parts
-            if len(parts) > 2:
-                path = root.joinpath(*parts[:2])
-                inner.add(path)
-            if parts:
-                entries.append(path)
-    return entries, inner
-
-
 def _listing(folder: Path) -> list[Path]:
-    """An app folder's entries (none if it went meanwhile: the app was deleted)."""
+    """A folder's entries (none if it went meanwhile: the app was deleted)."""
     if folder.name.startswith(".") or not folder.is_dir():
         return []
     with contextlib.suppress(OSError):
@@ -585,17 +396,5 @@ def _arrival(path: Path) -> int:
 def _names(path: Path, what: Ident) -> bool:
     try:
         return ident(os.lstat(path)) == what
-    except OSError:
-        return False
-
-
-def _settle_left(st: os.stat_result) -> float:
-    """What is left of the settle time of a file last written at ``st``'s mtime."""
-    return max(SETTLE_SECONDS - (time.time() - st.st_mtime_ns / 1e9), 0.05)
-
-
-def _recently_changed(path: Path) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime < SETTLE_SECONDS
     except OSError:
         return False

@@ -15,7 +15,7 @@ its name is newer, and devint must end on the latest.
 
 A folder cannot be linked: it is read in place, and filed only if the folder under
 its name is still the one that was taken. A symlink (or a FIFO, a device, a socket) is
-neither held nor read: it is filed as it is, its target untouched (``inbox.unfit``).
+neither held nor read: it is filed as it is, its target untouched (``inbox_kinds.unfit``).
 
 Names in ``.done/`` and ``.rejected/`` are never reused: a second package of the same
 name filed within the same second gets ``<stamp>-2-<name>``, and so on.
@@ -88,6 +88,9 @@ class Drop:
     are pushed in the order they arrived, and devint ends on the latest."""
     disk_tries: int = field(default=0)
     """Times it met a full disk; it is rejected after ``DISK_TRIES``."""
+    writing_since: float | None = field(default=None)
+    """``time.monotonic()`` when it was first found still being written, while it is
+    (``inbox_quiet.writing_for_long``)."""
 
     @property
     def source(self) -> Path:

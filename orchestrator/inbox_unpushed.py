@@ -4,6 +4,11 @@ Two kinds of entry are not pushed, and sat there without a word:
 
 - a file straight in ``push/`` (``push/direct.tgz``): which app is it for? It stays
   where it is, and ``push/direct.tgz.reason`` says to move it into ``push/<app-id>/``;
+- a link straight in ``push/`` (``push/<app>`` made a link to a folder elsewhere): it is
+  removed, never read nor watched through (watchfiles walks into what a link leads to
+  as it sets up: a link to ``/usr`` took thousands of inotify watches), and
+  ``push/<app>.reason`` names its target; it goes once ``push/<app>/`` is a folder (or at
+  the next start, as any reason whose entry went);
 - a folder in ``push/<app>/`` without ``app.yaml``: it is pushed once its ``app.yaml``
   appears (``inbox``); while it has none for a while, ``<folder>.reason`` says it waits
   for one (and, if it holds packages, that they are pushed only straight from
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,9 +43,12 @@ ASTRAY = (
     "not pushed: push/ holds one folder per app; move it into push/<app-id>/, the folder "
     "of the app it is for"
 )
-ASTRAY_LINK = (
-    "not pushed: it is a symbolic link, and the push directory never reads through one; "
-    "make push/<app-id>/ a folder of its own"
+LINK_REMOVED = (
+    "not pushed: push/{name} was a symbolic link, and the push directory never reads "
+    "through one: the link was removed (left there, the watcher of push/ would walk into "
+    "what it leads to; nothing there was read); make push/{name}/ a folder of its own, put "
+    "packages or the app's folder in it (cp -L copies what a link points to). It led to: "
+    "{target}"
 )
 BARE = "not pushed yet: it waits for an app.yaml (a folder here is pushed once it holds one)"
 NESTED = (
@@ -64,10 +73,12 @@ def newest_change(folder: Path) -> int:
 
 
 def said_beside(path: Path) -> bool:
-    """Whether ``path`` is the reason said beside an entry that is there (``x.reason``
-    beside ``x``): not an entry of its own."""
+    """Whether ``path`` is the reason said beside an entry (``x.reason`` beside ``x``, or
+    one orch said where ``x`` was: a link removed): not an entry of its own."""
     name = path.name
-    return name.endswith(REASON) and os.path.lexists(path.with_name(name[: -len(REASON)]))
+    if not name.endswith(REASON):
+        return False
+    return os.path.lexists(path.with_name(name[: -len(REASON)])) or _said_by_orch(path)
 
 
 class Unpushed:
@@ -79,15 +90,17 @@ class Unpushed:
         self._bare: dict[Path, bool] = {}
         """Folders in ``push/<app>/`` seen without ``app.yaml`` → whether their reason was
         said. Made in place, each settles before it is pushed (``taken``)."""
+        self._unlinked: set[Path] = set()
+        """Links removed: their reasons stay where they were, until a folder is there."""
         self._timers: set[asyncio.TimerHandle] = set()
 
     def offer(self, path: Path, kind: str | None, settle: float) -> None:
-        """An entry the inbox does not take (``inbox.kind_of``): a file straight in
+        """An entry the inbox does not take (``inbox_kinds.kind_of``): a file straight in
         ``push/`` is said at once; a folder without ``app.yaml`` once it has had none
         for ``settle`` seconds (it is being copied, or its ``app.yaml`` comes later); the
         reason of one that went goes with it."""
         if kind == "astray" and os.path.islink(path):
-            self.say(path, ASTRAY_LINK)
+            self._remove_link(path)
         elif kind == "astray":
             named = path.name.endswith(self._suffixes)
             self.say(path, ASTRAY if named else f"{ASTRAY} ({self._help})")
@@ -102,9 +115,21 @@ class Unpushed:
 
             timer = asyncio.get_running_loop().call_later(settle, waited)
             self._timers.add(timer)
-        elif not os.path.lexists(path):
+        elif not os.path.lexists(path) and path not in self._unlinked:
             self._bare.pop(path, None)
             self.unsay(path)
+
+    def _remove_link(self, path: Path) -> None:
+        """A link straight in ``push/`` goes, and its reason names what it led to (its
+        path, never what is there)."""
+        try:
+            target = os.readlink(path)
+            os.unlink(path)
+        except OSError:
+            return  # gone meanwhile: nothing to say
+        self._unlinked.add(path)
+        self._said.pop(path, None)  # a link again: said again
+        self.say(path, LINK_REMOVED.format(name=path.name, target=target))
 
     def taken(self, path: Path) -> bool:
         """The folder at ``path`` holds ``app.yaml`` and is taken: its reason goes. Whether
@@ -147,24 +172,43 @@ class Unpushed:
         """The entry at ``path`` is pushed, or went: its reason goes too (one a stopped
         daemon said, too)."""
         self._said.pop(path, None)
+        self._unlinked.discard(path)
         _remove_said(Path(f"{path}{REASON}"))
 
     def tidy(self, folders: Iterable[Path]) -> None:
-        """At start: the reasons left beside entries that went while the daemon was down."""
+        """At start: the reasons left beside entries that went while the daemon was down
+        (not those said since: a link removed is said where it was)."""
         for folder in folders:
             with contextlib.suppress(OSError):
                 for reason in folder.glob(f"*{REASON}"):
-                    if not os.path.lexists(reason.with_name(reason.name[: -len(REASON)])):
+                    entry = reason.with_name(reason.name[: -len(REASON)])
+                    if entry not in self._said and not os.path.lexists(entry):
                         _remove_said(reason)
 
 
 def _remove_said(reason: Path) -> None:
     """Remove ``reason`` if orch said it (never a file of the user's own)."""
-    with contextlib.suppress(OSError):
-        with reason.open("rb") as fh:
-            said = fh.read(len(NOT_PUSHED)) == NOT_PUSHED.encode()
-        if said:
+    if _said_by_orch(reason):
+        with contextlib.suppress(OSError):
             reason.unlink()
+
+
+def _said_by_orch(reason: Path) -> bool:
+    """Whether the file ``reason`` is one orch wrote (it starts with ``NOT_PUSHED``). Read
+    without following a link, nor waiting on a FIFO (``x.reason`` is a name anyone can
+    give)."""
+    try:
+        fd = os.open(reason, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        return os.read(fd, len(NOT_PUSHED)) == NOT_PUSHED.encode()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _walk(folder: Path) -> Iterable[Path]:

@@ -66,7 +66,7 @@ runpy.run_module("orchestrator", run_name="__main__", alter_sys=True)
 
 def with_constants(constants: dict[str, float]) -> tuple[str, ...]:
     """A ``launcher`` for ``Daemon.start``: the real daemon, with module constants set
-    before it runs (``{"orchestrator.inbox.REWATCH_SECONDS": 0.5}``). For a test that waits
+    before it runs (``{"orchestrator.inbox_watch.REWATCH_SECONDS": 0.5}``). For a test that waits
     out one of the daemon's timers: the same code path, a shorter wait."""
     return ("-c", _WITH_CONSTANTS, json.dumps(constants))
 

@@ -22,8 +22,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from orchestrator import inbox as inbox_module
-from orchestrator import inbox_filing
+from orchestrator import inbox_filing, inbox_quiet, inbox_watch
 from orchestrator.errors import Unprocessable
 from orchestrator.home import Home
 from orchestrator.inbox import DISK_TRIES, Inbox
@@ -424,7 +423,7 @@ async def test_each_of_many_drops_under_one_name_is_pushed_and_filed(
 async def test_a_package_that_changes_after_it_was_read_is_pushed_again(
     box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inbox_module, "SETTLE_SECONDS", 0.6)  # its retry waits one settle
+    monkeypatch.setattr(inbox_quiet, "SETTLE_SECONDS", 0.6)  # its retry waits one settle
     _, push, app = box
     push.gate = asyncio.Event()
     path = _renamed_in(app, "pkg.tar", b"first half")
@@ -444,7 +443,7 @@ async def test_a_package_written_in_place_with_a_pause_is_pushed_whole(
 ) -> None:
     """Written under its final name, paused shorter than the settle time (opened twice),
     or longer with the file held open: pushed once, whole (the first half was pushed)."""
-    monkeypatch.setattr(inbox_module, "SETTLE_SECONDS", 0.6)
+    monkeypatch.setattr(inbox_quiet, "SETTLE_SECONDS", 0.6)
     _, push, app = box
     target = app / "pkg.tar"
     if held_open:
@@ -483,7 +482,7 @@ async def test_a_whole_package_no_one_holds_open_is_pushed_at_once(
         await until(lambda n=n: len(push.pushed) == n + 1, within=5)  # type: ignore[misc]
         took = time.monotonic() - start
         assert push.pushed[-1] == data
-        assert took < inbox_module.SETTLE_SECONDS * 0.75, f"pushed after {took:.2f} s"
+        assert took < inbox_quiet.SETTLE_SECONDS * 0.75, f"pushed after {took:.2f} s"
 
 
 @pytest.mark.parametrize("linked", [True, False], ids=["linked", "read in place"])
@@ -679,7 +678,7 @@ async def test_a_package_that_waits_to_settle_holds_back_later_ones_of_its_app(
 ) -> None:
     """Written in place, the first waits to settle; one renamed in after it must not go
     first (devint ended on the older package)."""
-    monkeypatch.setattr(inbox_module, "SETTLE_SECONDS", 0.6)
+    monkeypatch.setattr(inbox_quiet, "SETTLE_SECONDS", 0.6)
     _, push, app = box
     (app / "first.tar.gz").write_bytes(b"dropped first")
     await asyncio.sleep(0.15)
@@ -717,7 +716,7 @@ async def _dropped(tmp_path: Path, age: float) -> tuple[Inbox, Drop]:
     os.utime(path, (then, then))
     drop = take(path, path.parent / inbox_filing.HELD)
     assert drop is not None
-    inbox._drops[drop.ident] = drop
+    inbox._drops.put(drop)
     return inbox, drop
 
 
@@ -776,7 +775,7 @@ async def test_a_push_folder_that_cannot_be_watched_says_so_until_it_can(
     box: tuple[Inbox, FakePush, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``problem`` (for ``/healthz``) names why packages are not taken, while it lasts."""
-    monkeypatch.setattr(inbox_module, "REWATCH_SECONDS", 0.2)
+    monkeypatch.setattr(inbox_watch, "REWATCH_SECONDS", 0.2)
     inbox, push, app = box
     shutil.rmtree(inbox.root)
     inbox.root.write_text("a file where push/ should be")
@@ -796,8 +795,8 @@ async def test_a_watch_that_fails_to_start_is_reported_not_taken_for_working(
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
         yield set()
 
-    monkeypatch.setattr(inbox_module, "awatch", no_watch)
-    monkeypatch.setattr(inbox_module, "REWATCH_SECONDS", 0.1)
+    monkeypatch.setattr(inbox_watch, "awatch", no_watch)
+    monkeypatch.setattr(inbox_watch, "REWATCH_SECONDS", 0.1)
     home = Home(tmp_path / "home")
     home.create()
     inbox = Inbox(home, FakePush(), NoBuilds())  # type: ignore[arg-type]
@@ -835,6 +834,19 @@ def test_a_package_renamed_onto_the_name_as_it_is_released_is_put_back(
     assert not list((app / inbox_filing.HELD).iterdir())
 
 
+def _file_instead_of_folder(push: Path) -> None:
+    """A file where the folder ``push`` is; the daemon makes a missing push/ again at its
+    next look, which may fall between the removal and the write: then again."""
+    for _ in range(20):
+        shutil.rmtree(push, ignore_errors=True)
+        try:
+            push.write_text("a file where push/ should be")
+            return
+        except IsADirectoryError:
+            continue
+    raise AssertionError("the daemon kept making push/ again")
+
+
 def test_healthz_and_status_say_when_the_push_directory_cannot_be_watched(
     make_daemon: MakeDaemon,
 ) -> None:
@@ -843,10 +855,9 @@ def test_healthz_and_status_say_when_the_push_directory_cannot_be_watched(
     next try: every 0.5 s here, not every 5 s, which this test waited out)."""
     from tests.cli_run import orch_json
 
-    d = make_daemon(launcher=with_constants({"orchestrator.inbox.REWATCH_SECONDS": 0.5}))
+    d = make_daemon(launcher=with_constants({"orchestrator.inbox_watch.REWATCH_SECONDS": 0.5}))
     push = d.home / "push"
-    shutil.rmtree(push)
-    push.write_text("a file where push/ should be")
+    _file_instead_of_folder(push)
     with d.client() as api:
         health = wait_for(lambda: (h := api.get("/healthz").json())["status"] == "degraded" and h,
                           timeout=30)  # fmt: skip

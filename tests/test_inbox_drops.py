@@ -4,7 +4,7 @@ never watches for an app that does not exist.
 A folder in ``push/<app>/`` whose ``app.yaml`` comes after it is pushed once it does; a
 file straight in ``push/`` (which app?) and a folder with no ``app.yaml`` say why they are
 not pushed in a ``.reason`` beside them. The daemon here settles in 0.5 s, not 2 s
-(``SETTLE_SECONDS``): the same code path, a shorter wait.
+(``inbox_quiet.SETTLE_SECONDS``): the same code path, a shorter wait.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import watchfiles
 
 from orchestrator.cli import push as push_cli
 from orchestrator.client import OrchClient
-from orchestrator.inbox import PACKAGE_HELP
+from orchestrator.inbox_kinds import PACKAGE_HELP
 from orchestrator.inbox_unpushed import ASTRAY, BARE
 from orchestrator.packaging.build import build_package
 from tests.cli_run import CLI, ENV, new_app
@@ -31,7 +31,7 @@ from tests.conftest import MakeDaemon
 from tests.helpers import SAMPLES, Daemon, create_app, unique, wait_for, with_constants, write_app
 
 SETTLE = 0.5
-FAST = with_constants({"orchestrator.inbox.SETTLE_SECONDS": SETTLE})
+FAST = with_constants({"orchestrator.inbox_quiet.SETTLE_SECONDS": SETTLE})
 ECHO = SAMPLES / "shell-echo"
 
 

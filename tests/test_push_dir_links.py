@@ -86,7 +86,8 @@ def test_a_link_to_a_folder_is_refused_and_a_linked_app_folder_is_not_read(
     api: httpx.Client, daemon: Daemon, tmp_path: Path
 ) -> None:
     """A link to an app's folder in ``push/<app>/`` is refused like any link; an app folder
-    ``push/<app>`` that is itself a link is not read through: its reason says so."""
+    ``push/<app>`` that is itself a link is not read through: it is removed, its reason
+    says so (``test_push_dir_leftovers``)."""
     app_id = create_app(api)
     app = daemon.home / "push" / app_id
     elsewhere = tmp_path / "echo"
@@ -108,7 +109,7 @@ def test_a_link_to_a_folder_is_refused_and_a_linked_app_folder_is_not_read(
     said = Path(f"{linked_app}.reason")
     assert "symbolic link" in wait_for(lambda: said.exists() and said.read_text(), timeout=5)
     assert (aside / "pkg.tar.gz").exists() and not (aside / ".rejected").exists()
-    linked_app.unlink()
+    assert not os.path.lexists(linked_app)
 
 
 def test_a_folder_whose_app_yaml_leads_out_is_refused_without_quoting_it(
@@ -193,7 +194,7 @@ def test_a_weak_api_key_in_the_home_is_refused_at_start(tmp_path: Path, key: str
     (home / "api-key").write_text(key + "\n")
     started = time.monotonic()
     done = orch("daemon", "run", "--home", str(home), "--port", "0", timeout=30)
-    assert done.returncode != 0 and time.monotonic() - started < 10
+    assert done.returncode != 0 and time.monotonic() - started < 20  # not the 30 s timeout
     line = done.stderr.strip()
     assert "\n" not in line and "Traceback" not in line, done.stderr
     assert f"the API key in {home / 'api-key'} is not one orch would make" in line
