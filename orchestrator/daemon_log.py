@@ -12,11 +12,13 @@ still full; a line that does get out is never written twice.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import errno
 import logging
 import os
 import sys
+import time
 
 MAX_HELD_BYTES = 4 * 1024 * 1024
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -126,6 +128,46 @@ def install(level: int = logging.WARNING) -> HoldingHandler:
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+class Repeated:
+    """A warning a client can make the daemon give at will (a refused request head, sent
+    in a loop): the first is written, then at most one line per ``every`` seconds, saying
+    how many more there were, so a flood costs daemon.log a line a minute and no count is
+    lost. The line of a window is written when it ends (a timer on the running loop), or,
+    with no loop, before the next one."""
+
+    def __init__(self, log: logging.Logger, line: str, every: float = 60.0) -> None:
+        self._log, self._line, self._every = log, line, every
+        self._quiet_until = float("-inf")
+        self._more = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def note(self) -> None:
+        now = time.monotonic()
+        if now >= self._quiet_until:
+            self._sum_up()  # a window whose timer did not run (no loop, or a late one)
+        if now >= self._quiet_until:
+            self._log.warning("%s", self._line)
+            self._quiet_until = now + self._every
+            return
+        self._more += 1
+        if self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._timer = loop.call_later(self._quiet_until - now, self._sum_up)
+
+    def _sum_up(self) -> None:
+        """The line for the window that ended, if it had repeats; they open the next."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._more:
+            self._log.warning("%s (%d more in the last %g s)", self._line, self._more, self._every)
+            self._more = 0
+            self._quiet_until = time.monotonic() + self._every
 
 
 def escaped(text: object) -> str:

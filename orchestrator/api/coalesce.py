@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from orchestrator.daemon_log import Repeated
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -100,6 +103,18 @@ MAX_HEAD_BYTES = 64 * 1024
 protocol allows 16 KiB for all). orch's own requests use well under 2 KiB."""
 
 HEAD_TOO_LARGE = f"request line and headers over {MAX_HEAD_BYTES // 1024} KiB"
+_HEAD_REFUSALS = Repeated(logging.getLogger("uvicorn.error"), f"request refused: {HEAD_TOO_LARGE}")
+"""A client can send big heads in a loop: daemon.log says so once a minute, with a count."""
+
+
+def pipelined_head(piece: bytes, body_read: int) -> int:
+    """How many bytes at the end of ``piece`` belong to a head that began in it after another
+    request ended: the parser does not say where it began. Never fewer than it holds: the
+    head is still open, so its bytes hold no empty line (``\\r\\n\\r\\n`` ends a head), and
+    every body byte parsed from ``piece`` lies before it. It may count more: the heads of
+    requests before it in ``piece`` whose bodies are there too (a few hundred bytes each)."""
+    start = max(piece.rfind(b"\r\n\r\n") + 4, body_read)
+    return len(piece) - start
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -109,39 +124,57 @@ class HttpProtocol(HttpToolsProtocol):
 
     _head_room: int | None = MAX_HEAD_BYTES
     """What the head being read may still take; None while a body is read (not counted)."""
+    _ended = _began = False
+    """A request ended during the current feed / a next one began after it."""
+    _body_read = 0
+    """Body bytes parsed during the current feed: they lie before any head that begins in it."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(CoalescingTransport(transport))
 
     def data_received(self, data: bytes) -> None:
-        room = self._head_room
-        if room is None or len(data) <= room:  # the usual case: one feed, as uvicorn does
-            if room is not None:
-                self._head_room = room - len(data)
-            super().data_received(data)
-            return
-        if self.transport.is_closing():
-            return
-        # Only what the head may still take is parsed: if that does not end it, the head is
-        # too large. Where it does, the rest (a body, a next request) is read as usual.
-        self._head_room = 0
-        if room:
-            super().data_received(data[:room])
-        if self._head_room != 0:  # the head ended (None, or the next one's room)
-            self.data_received(data[room:])
-        elif not self.transport.is_closing():
-            self._refuse_head()
+        """Feed ``data`` in pieces no longer than the head being read may take (a body: no
+        longer than a head may be), so that a head the pieces do not end is too large,
+        wherever it began; usually ``data`` is one piece, fed as uvicorn does."""
+        while data and not self.transport.is_closing():
+            room = self._head_room
+            if room is not None and room <= 0:
+                self._refuse_head()
+                return
+            size = MAX_HEAD_BYTES if room is None else room
+            piece, data = (data, b"") if len(data) <= size else (data[:size], data[size:])
+            self._feed(piece)
+
+    def _feed(self, piece: bytes) -> None:
+        """Parse ``piece``, charging the head being read for it; a next request's head that
+        begins inside it (pipelined behind the end of one) is charged its share too."""
+        if self._head_room is not None:
+            self._head_room -= len(piece)
+        self._ended = self._began = False
+        self._body_read = 0
+        super().data_received(piece)
+        if self._ended and self._began and self._head_room is not None:
+            self._head_room -= pipelined_head(piece, self._body_read)
+
+    def on_message_begin(self) -> None:
+        self._began = True
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._head_room = None
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._body_read += len(body)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._head_room = MAX_HEAD_BYTES  # a next request's head is counted afresh
+        self._ended, self._began = True, False
         super().on_message_complete()
 
     def _refuse_head(self) -> None:
-        self.logger.warning("request refused: %s", HEAD_TOO_LARGE)
+        _HEAD_REFUSALS.note()
         self._refuse(b"431 Request Header Fields Too Large", HEAD_TOO_LARGE)
 
     def send_400_response(self, msg: str) -> None:

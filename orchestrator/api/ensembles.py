@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.api import ensemble_wire
 from orchestrator.api.deps import services
-from orchestrator.api.fields import AppId, Description, ExperimentId, LabelBody, Name, RunId
+from orchestrator.api.fields import (
+    NOT_BOOLEAN,
+    AppId,
+    Description,
+    ExperimentId,
+    Integer,
+    LabelBody,
+    Name,
+    Number,
+    RunId,
+)
 from orchestrator.api.instances import option_strings
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
 from orchestrator.ensemble_models import EnsembleDefinition, EvaluationRule, RunGroup
@@ -25,12 +35,12 @@ class RunGroupBody(BaseModel):
     id: str
     instance_id: str
     options: dict[str, Any] | None = None
-    repetitions: int | None = Field(default=None, ge=1, le=100)
+    repetitions: Annotated[int, Field(ge=1, le=100), NOT_BOOLEAN] | None = None
 
 
 class ToleranceBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    value: float = 0.0
+    value: Number = 0.0
     type: str = "absolute"
 
 
@@ -40,7 +50,7 @@ class RuleBody(BaseModel):
     statistics_path: str
     objective: str
     tolerance: ToleranceBody = Field(default_factory=ToleranceBody)
-    index: int = 0
+    index: Integer = 0
 
 
 class DefinitionBody(BaseModel):

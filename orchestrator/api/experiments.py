@@ -14,12 +14,14 @@ from orchestrator.api import experiment_wire as wire
 from orchestrator.api.deps import services
 from orchestrator.api.fields import (
     CHILD_ID_RULE,
+    NOT_BOOLEAN,
     PRIORITY,
     AppId,
     Description,
     ExperimentId,
     InputId,
     InputSetId,
+    Integer,
     LabelBody,
     Name,
 )
@@ -58,7 +60,7 @@ class InputSetBody(BaseModel):
     inputs: list[InputRef] | None = None
     run_ids: list[str] | None = None
     instance_id: str | None = None
-    maximum_runs: int | None = Field(default=None, ge=1)
+    maximum_runs: Annotated[int, Field(ge=1), NOT_BOOLEAN] | None = None
     start_time: str | None = None
     end_time: str | None = None
 
@@ -79,7 +81,7 @@ class BatchRunBody(BaseModel):
     instance_id: str | None = None
     version_id: str | None = None
     option_set: str | None = None
-    repetition: int | None = Field(default=None, ge=0)
+    repetition: Annotated[int, Field(ge=0), NOT_BOOLEAN] | None = None
     scenario_id: str | None = None
     input_set_id: str | None = None
 
@@ -94,13 +96,13 @@ class BatchBody(BaseModel):
     version_ids: list[str] | None = None
     option_sets: dict[str, dict[str, Any]] | None = None
     runs: list[BatchRunBody] | None = None
-    repetitions: int = Field(1, json_schema_extra={"minimum": 1})
+    repetitions: Integer = Field(1, json_schema_extra={"minimum": 1})
     baseline: str | None = None
     objective: str = Field("min", json_schema_extra={"enum": ["min", "max"]})
-    priority: int = Field(EXPERIMENT_PRIORITY, json_schema_extra=PRIORITY)
+    priority: Integer = Field(EXPERIMENT_PRIORITY, json_schema_extra=PRIORITY)
     type: Literal["batch", "scenario"] = "batch"
     scenarios: list[ScenarioBody] | None = None
-    seed: int | None = Field(
+    seed: Integer | None = Field(
         None,
         json_schema_extra={"minimum": 0, "maximum": SEED_MAX},
         description="Of the shuffled queue order; drawn when not given, shown by GET.",

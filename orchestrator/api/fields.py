@@ -1,20 +1,28 @@
-"""Request fields shared by the routers: path IDs with their documented rules, and capped
-names and descriptions.
+"""Request fields shared by the routers: path IDs with their documented rules, capped
+names and descriptions, and numbers that are numbers.
 
 Path IDs are documented with the rule they follow (pattern and length) but not
 enforced here: an ID that breaks its rule names nothing that exists, so the
 lookup answers 404 as for any other unknown ID, which is what clients (the
 SDK's ``exists`` checks) expect. Names and descriptions are enforced here and
 again in the domain (``ids.check_label``), the one cap for every entry point.
+
+Every integer and float of a body is an ``Integer`` or a ``Number`` (with bounds: marked
+``NOT_BOOLEAN``): pydantic's lax mode takes JSON's ``true`` as 1 (a batch's priority, a
+switchback's units), which no client means. All else it took it still takes (``2.0`` and
+``"2"`` for an integer); only booleans are refused, in the words of its own type errors (a
+422 naming the field). A query needs no marker: its ``true`` is text, no integer already.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic.json_schema import JsonDict
+from pydantic_core import PydanticCustomError, core_schema
 
 from orchestrator.ids import MAX_DESCRIPTION_LENGTH, MAX_NAME_LENGTH
 
@@ -54,6 +62,34 @@ SecretsCollectionId = Annotated[
     str, _path("Secrets collection ID: 1-64 of letters, digits . - _", CHILD_ID_RULE)
 ]
 RunId = Annotated[str, _path("Run ID, as orch made it: run- and 16 characters", RUN_ID_RULE)]
+
+
+class _NotBoolean:
+    """The marker of a number that is no boolean: before pydantic's own check of an ``int``
+    or a ``float``, ``true`` and ``false`` are refused in the words of its type errors."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        kind, what = ("int_type", "integer") if source is int else ("float_type", "number")
+
+        def check(value: object) -> object:
+            if isinstance(value, bool):
+                given = {"what": what, "given": json.dumps(value)}
+                raise PydanticCustomError(
+                    kind, "Input should be a valid {what}, not {given}", given
+                )
+            return value
+
+        return core_schema.no_info_before_validator_function(check, handler(source))
+
+
+NOT_BOOLEAN = _NotBoolean()
+"""Last in its ``Annotated``, after the bounds (``Annotated[int, Field(ge=1), NOT_BOOLEAN]``):
+bounds given after it are checked by a validator of their own, which OpenAPI documents as
+``ge`` where it reads ``minimum``."""
+Integer = Annotated[int, NOT_BOOLEAN]
+Number = Annotated[float, NOT_BOOLEAN]
 
 Name = Annotated[str | None, Field(max_length=MAX_NAME_LENGTH)]
 Description = Annotated[str | None, Field(max_length=MAX_DESCRIPTION_LENGTH)]

@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator import models
 from orchestrator.api import wire
 from orchestrator.api.deps import services
-from orchestrator.api.fields import CHILD_ID_RULE, PRIORITY, AppId, Description, InstanceId, Name
+from orchestrator.api.fields import (
+    CHILD_ID_RULE,
+    PRIORITY,
+    AppId,
+    Description,
+    InstanceId,
+    Integer,
+    Name,
+)
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
 from orchestrator.errors import Invalid
 from orchestrator.ids import new_id
@@ -29,7 +37,7 @@ class Queuing(BaseModel):
     """The SDK's ``RunQueuing``: a run's own, or an instance's for its runs."""
 
     model_config = ConfigDict(extra="ignore")
-    priority: int | None = Field(
+    priority: Integer | None = Field(
         default=None, description="1 runs first; default 6", json_schema_extra=PRIORITY
     )
     disabled: bool | None = None

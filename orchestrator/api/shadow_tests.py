@@ -14,6 +14,7 @@ from orchestrator.api.fields import (
     AppId,
     Description,
     ExperimentId,
+    Integer,
     LabelBody,
     Name,
 )
@@ -42,7 +43,7 @@ class StartEventsBody(BaseModel):
 
 class TerminationEventsBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    maximum_runs: int = Field(..., json_schema_extra={"minimum": 1, "maximum": MAX_RUNS})
+    maximum_runs: Integer = Field(..., json_schema_extra={"minimum": 1, "maximum": MAX_RUNS})
     time: str | None = Field(default=None, description="RFC 3339; no offset: local time")
 
 

@@ -9,7 +9,15 @@ from pydantic import BaseModel, ConfigDict
 
 from orchestrator.api import switchback_wire as wire
 from orchestrator.api.deps import services
-from orchestrator.api.fields import AppId, Description, ExperimentId, LabelBody, Name
+from orchestrator.api.fields import (
+    AppId,
+    Description,
+    ExperimentId,
+    Integer,
+    LabelBody,
+    Name,
+    Number,
+)
 from orchestrator.api.responses import CHANGE, CREATE, REMOVE, errors
 from orchestrator.api.wire import live_test_metadata
 from orchestrator.services import Services
@@ -30,8 +38,8 @@ class ComparisonBody(BaseModel):
 
 class RandomPlanBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    unit_duration_minutes: float
-    units: int
+    unit_duration_minutes: Number
+    units: Integer
     start: str | None = None
 
 

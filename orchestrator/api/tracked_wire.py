@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.api.fields import NOT_BOOLEAN
 from orchestrator.models import RunStatus
 from orchestrator.runs.tracked import TrackedResult
 
@@ -15,9 +16,9 @@ class ExternalResult(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     status: Literal["succeeded", "failed"]
-    execution_duration: float | None = Field(
-        default=None, ge=0, strict=True, description="milliseconds"
-    )  # strict: a JSON false is not 0 ms
+    execution_duration: Annotated[float, Field(ge=0), NOT_BOOLEAN] | None = Field(
+        default=None, description="milliseconds"
+    )
     error_message: str | None = None
     output_upload_id: str | None = None
     error_upload_id: str | None = Field(default=None, description="the run's log")
