@@ -1,9 +1,12 @@
 """Python environments: one per requirement set, and one shared by apps without any.
 
-One virtual environment per distinct (requirements, interpreter) pair, shared by
-every executable that asks for the same set: pushing a new version of an app
-with unchanged requirements must not reinstall anything. Envs are plain venvs,
-so an app sees none of the daemon's own packages.
+One virtual environment per distinct (requirements, interpreter, app), shared by
+every version of the app that asks for the same set: pushing a new version of an
+app with unchanged requirements must not reinstall anything. Never by two apps: a
+build runs package code that may write anything into the env it builds and into its
+app's build cache, so what one app's push wrote must reach no other app's runs (an
+env built from a cache an app poisoned would, shared, run that app's code in
+another's). Envs are plain venvs, so an app sees none of the daemon's own packages.
 
 Apps without requirements share one more venv (``shared_env``): empty, but its
 ``site-packages`` holds one ``.pth`` path line to the daemon's, so they import
@@ -50,6 +53,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from orchestrator import trees
 from orchestrator.errors import Unprocessable
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.packaging.requirements import logical_lines, read_requirements
@@ -134,12 +138,14 @@ def _pyproject_dependencies(path: Path, spec: str) -> list[str]:
     return clean_requirements(deps)
 
 
-def env_key(requirements: list[str], python: str, sees: tuple[str, ...] = ()) -> str:
+def env_key(requirements: list[str], python: str, sees: tuple[str, ...] = (), app: str = "") -> str:
     """Identical requirement sets on the same interpreter share one env (order-insensitive);
-    an env that sees other ``site-packages`` (``sees``) is another env."""
+    an env that sees other ``site-packages`` (``sees``), or of another ``app`` (see the
+    module), is another env."""
     lines = sorted(set(clean_requirements(requirements)))
     seen = [f"sees {path}" for path in sees]
-    payload = "\n".join([_KEY_VERSION, interpreter_tag(python), *lines, *seen])
+    owner = [f"app {app}"] if app else []
+    payload = "\n".join([_KEY_VERSION, interpreter_tag(python), *lines, *seen, *owner])
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -186,15 +192,17 @@ async def build_env(
     *,
     install_timeout: float = DEFAULT_TIMEOUT,
     sees: tuple[str, ...] = (),
+    app: str = "",
     jail: BuildJail | None = None,
 ) -> EnvBuild:
     """Build (once) the env for ``requirements``; installer failures come back as ``ok=False``.
 
     ``install_timeout`` (seconds) bounds the whole build, venv creation included;
     ``sees``: other ``site-packages`` folders the env imports from (after its own);
+    ``app``: whose env it is ("" only for the daemon's own, ``shared_env``);
     ``jail``: where the installer steps run (default: children of this process).
     """
-    key = await asyncio.to_thread(env_key, requirements, python, sees)
+    key = await asyncio.to_thread(env_key, requirements, python, sees, app)
     path = envs_dir / key
     if not _is_ready(path):
         async with _task_lock(key):
@@ -202,8 +210,50 @@ async def build_env(
             async with _file_lock(envs_dir / f".{key}.lock"):
                 if not _is_ready(path):
                     lines = clean_requirements(requirements)
-                    return await _build(lines, path, python, install_timeout, sees, jail)
+                    return await _build(lines, path, python, install_timeout, sees, app, jail)
     return EnvBuild(path=path, python=_env_python(path), ok=True, message="ready")
+
+
+def built_python(requirements: list[str], envs_dir: Path, python: str, app: str) -> Path | None:
+    """The interpreter of ``app``'s env for ``requirements`` if it is built, else None."""
+    path = envs_dir / env_key(requirements, python, (), app)
+    return _env_python(path) if _is_ready(path) else None
+
+
+def remove_envs_of(envs_dir: Path, app: str) -> list[Path]:
+    """Remove the envs built for ``app`` (its name in their ``.ready`` marker, which the
+    daemon writes after the build): an app made again under the same id starts afresh,
+    not with what the deleted one's builds left. The removed folders."""
+    removed = []
+    for entry in os.scandir(envs_dir) if envs_dir.is_dir() else ():
+        if entry.is_dir(follow_symlinks=False) and _marker(Path(entry.path)).get("app") == app:
+            trees.remove(Path(entry.path))
+            removed.append(Path(entry.path))
+    return removed
+
+
+def remove_shared_envs(envs_dir: Path) -> list[Path]:
+    """Remove the envs of requirements built before envs were an app's own (their marker
+    names no app; the shared env of apps without requirements names none either, and has
+    no requirements: it stays). No run uses them any more: each app builds its own."""
+    removed = []
+    for entry in os.scandir(envs_dir) if envs_dir.is_dir() else ():
+        info = _marker(Path(entry.path)) if entry.is_dir(follow_symlinks=False) else {}
+        if info.get("requirements") and "app" not in info:
+            trees.remove(Path(entry.path))
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _marker(path: Path) -> dict[str, object]:
+    """What the ``.ready`` marker of the env ``path`` says; {} if none (never via a link)."""
+    try:
+        fd = os.open(path / READY_MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            info = json.loads(fh.read(1024 * 1024))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _is_ready(path: Path) -> bool:
@@ -247,6 +297,7 @@ async def _build(
     python: str,
     limit: float,
     sees: tuple[str, ...],
+    app: str,
     jail: BuildJail | None,
 ) -> EnvBuild:
     requirements_file = await asyncio.to_thread(_prepare, path, requirements)
@@ -265,7 +316,7 @@ async def _build(
         if sees and (failure := _see(path, sees)):
             log.write(f"orch: {failure}\n".encode())
             return EnvBuild(path=path, python=_env_python(path), ok=False, message=failure)
-    _write_marker(path, requirements, python, tool)
+    _write_marker(path, requirements, python, tool, app)
     message = f"ready: {len(installs)} requirement(s) installed with {tool}"
     return EnvBuild(path=path, python=_env_python(path), ok=True, message=message)
 
@@ -382,9 +433,9 @@ def _tail(log: BinaryIO) -> str:
     return "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
 
 
-def _write_marker(path: Path, requirements: list[str], python: str, tool: str) -> None:
+def _write_marker(path: Path, requirements: list[str], python: str, tool: str, app: str) -> None:
     """Made afresh (``O_EXCL``): whatever a build left under the temporary name goes."""
-    info = {"requirements": requirements, "python": python, "installer": tool}
+    info = {"requirements": requirements, "python": python, "installer": tool, "app": app}
     tmp = path / f"{READY_MARKER}.tmp"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()

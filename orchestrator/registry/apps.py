@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 
 from orchestrator import trees
+from orchestrator.environments import forget_app
 from orchestrator.errors import Conflict, Invalid
 from orchestrator.home import Home
 from orchestrator.ids import check_label, validate_id
@@ -121,6 +123,7 @@ class AppService:
         for sha in orphans:  # kept inputs no other app shares
             self.blobs.delete(sha)
         trees.remove(self.home.push / app_id)
+        await asyncio.to_thread(forget_app, self.home, app_id)  # its build cache and envs
         for run_id in run_ids:
             trees.remove(self.home.run_dir(run_id))
         await self.gc.collect()

@@ -80,9 +80,10 @@ class PushService:
                     await self.gc.abandon(sha)
         finally:
             archive.unlink(missing_ok=True)
-        if fresh or stored.env_status == EnvStatus.FAILED:
+        if fresh or stored.env_status == EnvStatus.FAILED or not unchanged:
             # a push of a package whose environment failed (an index that was down) is
-            # how a user asks for another try: the same package would otherwise never run
+            # how a user asks for another try: the same package would otherwise never run;
+            # one another app pushed before needs this app's own environment
             await self._on_new(stored)
         await self.gc.collect()
         return Ingested(stored, unchanged)

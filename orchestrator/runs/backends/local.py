@@ -21,7 +21,7 @@ import anyio
 
 from orchestrator import trees
 from orchestrator.config import Settings
-from orchestrator.environments import EnvFailed, Environments
+from orchestrator.environments import EnvFailed, Environments, build_isolation
 from orchestrator.models import Failure, FailureKind, Run, Secret, epoch
 from orchestrator.packaging.manifest import Manifest
 from orchestrator.runs.access import run_access
@@ -168,12 +168,10 @@ class LocalBackend:
 
     @property
     def isolation(self) -> dict[str, Any]:
-        builds = self.sandbox.builds  # environment builds: the runs' jail, the network open
-        uid = builds.uid_range[0] if builds.uid_range else None
         return (
             {"containment": self.sandbox.containment}
             | self.sandbox.isolation.to_dict()
-            | {"builds": {"protections": list(builds.protections), "network": "open", "uid": uid}}
+            | {"builds": build_isolation(self.sandbox)}
         )
 
     @property
@@ -183,7 +181,7 @@ class LocalBackend:
     async def prepare(self, job: Job) -> Staged:
         run, exe, manifest = job.run, job.executable, job.manifest
         try:
-            python = await self.envs.interpreter(exe)
+            python = await self.envs.interpreter(exe, run.app_id)
         except EnvFailed as exc:
             raise StartFailed(Failure(FailureKind.ENVIRONMENT, detail=exc.detail)) from None
         package = self.settings.home.package_path(exe.id)

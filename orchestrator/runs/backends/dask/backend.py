@@ -54,6 +54,7 @@ from orchestrator.runs.backends.dask.protocol import (
     PLUGIN_NAME,
     TOPIC,
     Blob,
+    Builds,
     TaskSpec,
     UnpackCaps,
     dataset_name,
@@ -183,6 +184,7 @@ class DaskBackend:
             dataset=dataset_name(self.ctx.tenant, run.id),
             shared_env=isolated and requirements is None,
             secrets=job.secrets,
+            builds=self._builds(run),
         )
         return Shipped(spec, blobs, generation)
 
@@ -218,6 +220,12 @@ class DaskBackend:
             read = functools.partial(archive, path) if spec.input.folder else path.read_bytes
             futures.append(await self.shipper.refresh(spec.input, read))
         return futures
+
+    def _builds(self, run: Run) -> Builds:
+        """A worker builds the run's environment as this daemon builds a push's."""
+        s = self.settings
+        app = f"{self.ctx.tenant}/{run.app_id}"
+        return Builds(app, s.limits.memory_mb, s.isolation.read_paths)
 
     def _caps(self) -> UnpackCaps:
         s = self.settings

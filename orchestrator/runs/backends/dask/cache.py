@@ -6,8 +6,10 @@ Layout under the cache root (``ORCH_WORKER_CACHE``, default ``~/.cache/orch-work
     blobs/<sha256>            single-file inputs (and packages until unpacked)
     inputs/<sha256>/          folder inputs, unpacked once (``inputs`` is the worker's only)
     executables/<sha256>/     packages, unpacked once, read-only
-    envs/<hash>/              python environments (packaging/pyenv.py), built in the jail
-    cache/uv/, cache/pip/     the installer's cache of those builds (theirs alone to write)
+    envs/<hash>/              python environments (packaging/pyenv.py), built in the jail,
+                              each an app's (of one daemon: ``protocol.Builds``)
+    cache/apps/<tenant>/<app>/  the installer's cache (uv/, pip/) of that app's builds
+                              (theirs alone to write: ``environments.app_cache``)
     runs/<owner>/<run-id>-attempt-<n>/  run folders (one per attempt) of one worker process
     runs/<owner>.lock         held (flock) for that process's life
 

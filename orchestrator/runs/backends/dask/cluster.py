@@ -10,7 +10,9 @@ no worker and no slot: runs wait in the engine's queue (``link.py``).
 
 Each worker describes the sandbox it gives models when it joins (``worker.describe``);
 ``isolation`` sums them up for ``/healthz``: the protections every worker gives, and
-the workers that differ.
+the workers that differ; ``builds``: what the workers' environment builds get (each
+worker builds the envs of the runs it gets, with this daemon's memory and
+``read_paths``: ``protocol.Builds``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ Gone = Callable[[str, set[str], str], None]
 """(worker, the keys it was processing if known, why) for a worker that left."""
 
 PROTECTIONS = "protections"
+BUILDS = "builds"
 
 
 @dataclass
@@ -81,8 +84,7 @@ class Cluster:
     def isolation(self) -> dict[str, Any]:
         """What protects the hosts from models, summed up over the workers."""
         if not self.link.up:
-            why = f"no worker reachable ({self.link.why})"
-            return {"containment": "unknown", PROTECTIONS: [], "unknown": why}
+            return _unknown(f"no worker reachable ({self.link.why})")
         return summarize({w.name: w.isolation for w in self.workers.values()})
 
     def protections_of(self, address: str) -> list[str] | None:
@@ -168,14 +170,12 @@ def summarize(described: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ``refused`` only when every worker refuses models (none can run anywhere); a worker
     that refuses while others run models is one that differs."""
     if not described:
-        return {"containment": "unknown", PROTECTIONS: [], "unknown": "no worker in the cluster"}
+        return _unknown("no worker in the cluster")
     known = {name: facts for name, facts in described.items() if PROTECTIONS in facts}
     kinds = sorted({str(f["containment"]) for f in known.values() if f.get("containment")})
     if not known:
-        why = "the workers have not described their sandbox yet"
-        return {"containment": "unknown", PROTECTIONS: [], "unknown": why}
-    lists = [list(facts[PROTECTIONS]) for facts in known.values()]
-    common = [p for p in lists[0] if all(p in other for other in lists[1:])]
+        return _unknown("the workers have not described their sandbox yet")
+    common = _common([list(facts[PROTECTIONS]) for facts in known.values()])
     differ = {
         name: {PROTECTIONS: list(facts[PROTECTIONS]), "refused": facts.get("refused")}
         for name, facts in sorted(known.items())
@@ -187,7 +187,36 @@ def summarize(described: dict[str, dict[str, Any]]) -> dict[str, Any]:
         PROTECTIONS: common,
         "refused": refusals[0] if all(refusals) else None,
         "workers_differing": {} if all(refusals) else differ,
+        BUILDS: _builds(list(known.values())),
     }
     if len(known) < len(described):
         summary["undescribed"] = sorted(set(described) - set(known))
     return summary
+
+
+def _builds(known: list[dict[str, Any]]) -> dict[str, Any]:
+    """What environment builds get on every described worker: the protections all of them
+    give builds, the network open, and their uid when they share one (None: not switched,
+    or not the same everywhere)."""
+    facts = [f[BUILDS] for f in known if isinstance(f.get(BUILDS), dict)]
+    if len(facts) < len(known):
+        return _unknown_builds("a worker of an older orch does not describe its builds")
+    uids = {f.get("uid") for f in facts}
+    return {
+        PROTECTIONS: _common([list(f.get(PROTECTIONS, [])) for f in facts]),
+        "network": "open",
+        "uid": uids.pop() if len(uids) == 1 else None,
+    }
+
+
+def _common(lists: list[list[str]]) -> list[str]:
+    """What every list holds, in the first one's order."""
+    return [p for p in lists[0] if all(p in other for other in lists[1:])]
+
+
+def _unknown(why: str) -> dict[str, Any]:
+    return {"containment": "unknown", PROTECTIONS: [], "unknown": why, BUILDS: _unknown_builds(why)}
+
+
+def _unknown_builds(why: str) -> dict[str, Any]:
+    return {PROTECTIONS: [], "network": "open", "uid": None, "unknown": why}

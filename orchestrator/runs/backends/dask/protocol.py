@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from orchestrator.config import DEFAULT_LIMITS
 from orchestrator.models import Run, Secret
 from orchestrator.runs.process import ProcessResult
 
@@ -65,6 +66,19 @@ class UnpackCaps:
 
 
 @dataclass(frozen=True)
+class Builds:
+    """How a worker builds a run's environment: as the daemon builds its pushes' (its
+    ``[isolation] read_paths``, its runs' default memory), in a cache and envs of the
+    run's app alone (``app``: the daemon's tenant and the app's id, for an app of one
+    daemon is not another daemon's app of the same id on a shared cluster)."""
+
+    app: str = ""
+    """"": a spec of an orch before it (the worker keys by the run's app id then)."""
+    memory_mb: int | None = DEFAULT_LIMITS.memory_mb
+    read_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One attempt of one run, everything the worker needs and nothing of the daemon's
     paths: ``run.input_path`` is rewritten on the worker to its cached copy."""
@@ -84,6 +98,8 @@ class TaskSpec:
     secrets: tuple[Secret, ...] = field(default=(), repr=False, compare=False)
     """The run's secrets: they travel with the task only, never in its published record
     (``published``), and go with the worker's run folder when the attempt ends."""
+    builds: Builds = Builds()
+    """How its environment is built there (with ``requirements``)."""
 
     @property
     def key(self) -> str:

@@ -43,8 +43,7 @@ from typing import Any
 from distributed import Future
 
 from orchestrator import trees
-from orchestrator.config import DEFAULT_LIMITS
-from orchestrator.environments import BuildJail
+from orchestrator.environments import BuildJail, build_isolation
 from orchestrator.errors import OrchError
 from orchestrator.models import Failure, FailureKind
 from orchestrator.packaging.manifest import Manifest
@@ -113,10 +112,10 @@ class WorkerRunner:
         self.cache = WorkerCache(root)
         self.cache.sweep()
         self.sandbox = Sandbox(home=root)  # the cache (other runs, packages) hidden from models
-        memory = DEFAULT_LIMITS.memory_mb  # the runs' default: the daemon's is not known here
-        self.builds = BuildJail(self.sandbox, root, memory_mb=memory, owner=self.cache.owner)
+        self.builds = BuildJail(self.sandbox, root, owner=self.cache.owner)
         """Where the environments runs need are built: the daemon's build jail, in this
-        worker's sandbox, its cache under this worker's; what a killed worker process left
+        worker's sandbox, the app's cache under this worker's, with the memory and the
+        ``read_paths`` of the run's daemon (``_jail``); what a killed worker process left
         of its builds goes with its sweep (``WorkerCache.sweep``)."""
         self.loop = asyncio.new_event_loop()
         self._attempts: dict[str, Attempt] = {}
@@ -152,6 +151,7 @@ class WorkerRunner:
         return {
             "containment": self.sandbox.containment,
             **self.sandbox.isolation.to_dict(),
+            "builds": build_isolation(self.sandbox),
             "cache": str(self.cache.root),
             "python": sys.version.split()[0],
             "running": len(self._attempts),
@@ -318,12 +318,21 @@ class WorkerRunner:
             if self._shared is None:
                 self._shared = await shared_python(self.cache.envs, sys.executable)
             return self._shared
-        jail = self.builds.of(str(package))
-        built = await build_env(spec.requirements, self.cache.envs, sys.executable, jail=jail)
+        jail, app = self._jail(spec, package)
+        envs = self.cache.envs
+        built = await build_env(spec.requirements, envs, sys.executable, app=app, jail=jail)
         if not built.ok:
             detail = f"on worker {self.address}:\n{built.message}"
             raise StageFailed(Failure(FailureKind.ENVIRONMENT, detail=detail))
         return str(built.python)
+
+    def _jail(self, spec: TaskSpec, package: Path) -> tuple[BuildJail, str]:
+        """Where the run's environment is built, and for which app: the daemon's memory
+        and ``read_paths`` for its builds (``TaskSpec.builds``), the run's app's cache."""
+        how = spec.builds
+        app = how.app or spec.run.app_id
+        jail = replace(self.builds, memory_mb=how.memory_mb, read_paths=how.read_paths)
+        return jail.of(str(package), app), app
 
     def _of_run(self, run_id: str) -> list[Attempt]:
         return [a for a in self._attempts.values() if a.run_id == run_id]
