@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.cli.experiment_view import number
 from orchestrator.cli.output import record, say, table
 from orchestrator.client.types import AcceptanceTest
 from orchestrator.experiments.criteria import Operator
+from orchestrator.formatting import number
 
 TEST_FIELDS = [
     ("id", "id"),

@@ -7,7 +7,6 @@ disagree; this module only chooses columns and formats numbers for a terminal.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +29,7 @@ from orchestrator.experiments.paired import (
     called,
 )
 from orchestrator.experiments.summary import FAILED_LABEL
+from orchestrator.formatting import number
 
 OUTCOME_COLUMNS = [
     ("target", "target"),
@@ -97,21 +97,6 @@ INPUT_COLUMNS = [
     ("bytes", "size"),
     ("from run", "run_id"),
 ]
-
-
-def number(value: Any) -> str:
-    """Integers stay whole (objective values are often counts); others get 4 significant
-    digits past the point, so 0.00012 s does not print as 0; from 1e15 on, exponent
-    notation (1.7e308 written out is 309 digits)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "-"
-    if math.isfinite(value) and float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if abs(value) >= 1e15:
-        return f"{value:.4g}"
-    if abs(value) >= 1:
-        return f"{value:.3f}".rstrip("0").rstrip(".")
-    return f"{value:.4g}"
 
 
 def count_of(count: int, noun: str) -> str:

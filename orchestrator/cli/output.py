@@ -3,7 +3,8 @@ messages and errors on stderr, a non-zero exit on failure.
 
 Light on purpose: every command imports this module, so it writes plain text itself and
 leaves tables to ``render`` (rich), which is imported only when a table is printed.
-Tables show times the way people read them: local time, to the second.
+Tables show times and numbers the way people read them, as the console does: local time,
+to the second, and numbers through ``orchestrator.formatting``, which both share.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -23,6 +23,7 @@ import typer
 
 from orchestrator.client import ClientError
 from orchestrator.errors import OrchError
+from orchestrator.formatting import local_time, number
 
 Columns = Sequence[tuple[str, str]]
 """(header, key) pairs; keys may be dotted paths into nested objects."""
@@ -282,13 +283,7 @@ def cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     if isinstance(value, float):
-        return f"{value:.3f}".rstrip("0").rstrip(".")
+        return number(value)
     if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
         return local_time(value)
     return str(value)
-
-
-def local_time(stamp: str) -> str:
-    """``2026-11-26T18:23:15.756203Z`` → ``2026-11-26 19:23:15`` in the machine's time zone."""
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")

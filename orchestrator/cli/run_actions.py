@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from orchestrator.cli.context import AppOption, HomeOption, JsonOption, an_id, client
-from orchestrator.cli.flags import WaitOption, pairs, tail_option
+from orchestrator.cli.flags import WaitOption, tail_option
 from orchestrator.cli.output import (
     ShownSink,
     at_terminal,
@@ -37,6 +37,7 @@ from orchestrator.cli.run_wait import Waiter
 from orchestrator.cli.version import short
 from orchestrator.client import OrchClient
 from orchestrator.client.types import FINISHED, RunInfo, RunItem, RunPage, RunState
+from orchestrator.formatting import limits
 
 app = typer.Typer()
 
@@ -130,7 +131,7 @@ def _metadata_view(info: RunInfo) -> dict[str, Any]:
         "cpu": f"{cpu:.3f} s" if cpu is not None else None,
         "peak memory": f"{peak:.1f} MiB" if peak is not None else None,
         "options": ", ".join(f"{o['name']}={o['value']} ({o['source']})" for o in chosen),
-        "limits": pairs(m.get("limits")),
+        "limits": ", ".join(f"{name} {value}" for name, value in limits(m.get("limits"))),
         "value": (m.get("metrics") or {}).get("result.value"),
         "tracked": "yes: ran elsewhere"
         if (m.get("run_type") or {}).get("type") == "external"
