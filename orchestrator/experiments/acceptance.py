@@ -83,6 +83,9 @@ class AcceptanceService:
             await w.acceptance.insert(test)
             # the test owns its experiment now: it leaves the batch list for the tests' own
             await w.experiments.set_type(req.app_id, test_id, ExperimentType.ACCEPTANCE)
+            objective = acceptance_eval.objective_of(criteria)
+            if objective is not None:  # its paired comparison ranks the way its metrics do
+                await w.experiments.set_objective(req.app_id, test_id, objective)
         return await self.view(test)
 
     async def _experiment(self, app_id: str, test_id: str) -> Experiment:

@@ -91,6 +91,24 @@ def metric_dict(c: Criterion) -> dict[str, Any]:
     }
 
 
+OBJECTIVE_FIELD = "result.value"
+"""The field a batch experiment's paired comparison ranks by (``summary.compare``)."""
+_BETTER_WHEN = {Operator.GT: "max", Operator.GE: "max", Operator.LT: "min", Operator.LE: "min"}
+
+
+def objective_of(criteria: list[Criterion]) -> str | None:
+    """Which way ``result.value`` is better, as the test's metrics say it: the first
+    ``result.value`` metric with an ordering operator (``ge``: the candidate passes when
+    higher, so ``max``). None when no metric says (``eq``/``ne`` only, or other fields):
+    the experiment keeps the objective it was started with. The test's experiment takes
+    it, so its paired comparison's wins and losses agree with the verdict above them on
+    every page, whoever started the experiment (CLI, API, SDK, console)."""
+    for c in criteria:
+        if c.metric == OBJECTIVE_FIELD and c.operator in _BETTER_WHEN:
+            return _BETTER_WHEN[c.operator]
+    return None
+
+
 def parse_metrics(items: Any) -> list[Criterion]:
     if not isinstance(items, list) or not items:
         raise Invalid("an acceptance test needs at least one metric")

@@ -21,6 +21,7 @@ from orchestrator.registry.resolve import resolve
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
 from orchestrator.store import Repos, Store
 from orchestrator.store.blobs import BlobStore
+from orchestrator.store.overview import RunQuery
 from orchestrator.uploads import UploadService
 
 
@@ -213,13 +214,35 @@ class InputSetService:
         try:
             for run_id in sources:
                 made.append((await self.inputs.from_run(app_id, run_id)).id)
-            item = InputSet(set_id, app_id, name or set_id, description or "", [*ids, *made])
+            # an instance's traffic repeats itself; runs named one by one are the user's
+            # choice, kept as given (as Nextmv's input sets from run ids are)
+            kept = await self._once_by_content(app_id, ids, made) if instance_id else made
+            item = InputSet(set_id, app_id, name or set_id, description or "", [*ids, *kept])
             return await self._save(item)
         except BaseException:
             for input_id in made:
                 with contextlib.suppress(OrchError):  # the first error is the one to answer
                     await self.inputs.delete(app_id, input_id)
             raise
+
+    async def _once_by_content(
+        self, app_id: str, given: builtins.list[str], made: builtins.list[str]
+    ) -> builtins.list[str]:
+        """``made`` (inputs just kept from runs) without those whose content (sha256) is
+        already in the set: a batch on the set would weight that input double. Busy
+        instances see the same request again and again; the first run's input stays,
+        the copies go (``made`` keeps only the ones left, for the caller's cleanup)."""
+        seen = {(await require_input(self.store.read, app_id, i)).sha256 for i in given}
+        kept: builtins.list[str] = []
+        for input_id in list(made):
+            sha = (await require_input(self.store.read, app_id, input_id)).sha256
+            if sha in seen:
+                await self.inputs.delete(app_id, input_id)
+                made.remove(input_id)
+            else:
+                seen.add(sha)
+                kept.append(input_id)
+        return kept
 
     async def _source_runs(
         self,
@@ -232,14 +255,15 @@ class InputSetService:
     ) -> builtins.list[str]:
         if instance_id is None:
             return list(run_ids or [])
-        runs = await self.store.read.runs.list(
-            app_id,
+        own = RunQuery(
+            app_id=app_id,
             instance_id=instance_id,
             status=RunStatus.SUCCEEDED,
             created_after=parse_time(start_time),
             created_before=parse_time(end_time),
-            limit=maximum_runs or 20,
+            experiment_runs=False,  # the instance's traffic, not what experiments ran on it
         )
+        runs = await self.store.read.overview.runs(own, limit=maximum_runs or 20)
         if not runs:
             await resolve(self.store.read, app_id, instance_id, None)  # unknown: 404, not 400
             raise Invalid(f"instance {instance_id!r} has no succeeded runs in that window")

@@ -231,6 +231,13 @@ class ExperimentRepo:
             (kind.value, app_id, exp_id),
         )
 
+    async def set_objective(self, app_id: str, exp_id: str, objective: str) -> None:
+        """Which way result.value is better, as an acceptance test made on it says."""
+        await self.conn.execute(
+            "UPDATE experiments SET objective = ? WHERE app_id = ? AND id = ?",
+            (objective, app_id, exp_id),
+        )
+
     async def join(self, app_id: str, exp_id: str) -> bool:
         """One more run for an experiment not canceled (``new_run(batch_experiment_id=...)``):
         counted as requested, and the experiment started again if it had ended, since an

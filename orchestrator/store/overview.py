@@ -25,7 +25,14 @@ class RunQuery:
     created_before: str | None = None
     experiment_id: str | None = None
     experiment_runs: bool = True
-    """False: only runs outside any experiment (a person's own runs)."""
+    """False: only a person's own runs (``OWN_RUNS``): those an experiment made are left out."""
+
+
+OWN_RUNS = "(experiment_id IS NULL OR experiment_type = 'switchback')"
+"""A person's own runs: made outside any experiment, or made on a switchback test's
+baseline and routed by it (the test makes no run; it only picks the instance that serves
+one, and links it). Runs an experiment made itself (a batch's, a scenario or acceptance
+test's, a shadow test's candidate copies) carry their experiment's other types."""
 
 
 class OverviewRepo:
@@ -96,7 +103,7 @@ def _conditions(query: RunQuery) -> tuple[builtins.list[str], builtins.list[str]
             where.append(f"{column} = ?")
             params.append(value)
     if not query.experiment_runs:
-        where.append("experiment_id IS NULL")
+        where.append(OWN_RUNS)
     if query.created_after is not None:
         where.append("created_at >= ?")
         params.append(query.created_after)
