@@ -257,7 +257,13 @@ def test_only_the_run_state_service_writes_a_run_status() -> None:
     """pueue's rule: one owner per state change. The store's status writes are called
     from ``runs/states.py`` and nowhere else in orch."""
     root = Path(__file__).resolve().parent.parent / "orchestrator"
-    writes = ("runs.insert(", "runs.insert_many(", "runs.transition(", "runs.transition_many(")
+    writes = (
+        "runs.insert(",
+        "runs.insert_many(",
+        "runs.transition(",
+        "runs.transition_many(",
+        "runs.transition_of_experiment(",
+    )
     offenders = [
         str(path.relative_to(root))
         for path in root.rglob("*.py")

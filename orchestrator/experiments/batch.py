@@ -41,7 +41,7 @@ from orchestrator.models import (
 from orchestrator.registry.lookup import require_app
 from orchestrator.runs.service import RunRequest, RunService
 from orchestrator.runs.tracked import TrackedResult
-from orchestrator.store import Store
+from orchestrator.store import Repos, Store
 
 log = logging.getLogger("orch.experiments")
 
@@ -49,6 +49,8 @@ EXPERIMENT_PRIORITY = 8
 """Below the interactive default (6): manual runs overtake queued experiment runs."""
 YIELD_EVERY = 500
 """Runs prepared between two yields to the event loop."""
+DELETE_BATCH = 500
+"""Runs deleted per write (``delete``): ~30 ms of SQLite, then the loop answers."""
 MAX_PLANNED_RUNS = 100_000
 """Runs one experiment may make. The plan is a list in the daemon's memory: a request
 for 10^8 repetitions grew the daemon to 24 GB before the kernel killed it."""
@@ -408,28 +410,61 @@ class ExperimentService:
         return exp
 
     async def cancel(self, app_id: str, exp_id: str) -> Experiment:
+        """End the experiment ``canceled``, then cancel its unfinished runs.
+
+        The experiment's end is written first and is the intent: a daemon stopped before
+        its runs are all canceled leaves an ended experiment with unfinished runs, which
+        the next start cancels (``runs/recovery``) and a second cancel finishes, where it
+        was refused as "already ended" while the runs ran on."""
         exp = await self.get(app_id, exp_id)
-        if exp.status != ExperimentStatus.STARTED:
+        if exp.status == ExperimentStatus.STARTED:
+            async with self.store.write() as w:
+                await w.experiments.finish(app_id, exp_id, ExperimentStatus.CANCELED)
+        elif not await self.store.read.runs.unfinished_of_experiment(app_id, exp_id):
             raise Conflict(f"experiment {exp_id!r} already ended ({exp.status.value})")
-        async with self.store.write() as w:
-            await w.experiments.finish(app_id, exp_id, ExperimentStatus.CANCELED)
-        self._forget((app_id, exp_id))
-        left = await self.store.read.runs.unfinished(app_id, experiment_id=exp_id)
-        await self.runs.cancel_many(left)
-        for run in left:  # answer once nothing of the experiment runs any more
-            if run.status == RunStatus.RUNNING:
-                await self.runs.wait(app_id, run.id, 30)
+        await self._stop_runs(app_id, exp_id)
         return await self.get(app_id, exp_id)
 
+    async def _stop_runs(self, app_id: str, exp_id: str) -> None:
+        """Cancel the experiment's unfinished runs (``RunService.cancel_experiment_runs``);
+        answer once nothing of it runs any more."""
+        self._forget((app_id, exp_id))
+        for run_id in await self.runs.cancel_experiment_runs(app_id, exp_id):
+            await self.runs.wait(app_id, run_id, 30)
+
     async def delete(self, app_id: str, exp_id: str) -> None:
+        """Delete an ended experiment with its runs and their folders.
+
+        Its unfinished runs (a cancel cut short) are canceled first: the scheduler
+        forgets them before their rows go, since a deleted run it still held was staged
+        later, leaving a folder no row names. Then the runs go a batch per write, each
+        batch's folders with it, the experiment with the last: the loop answers between
+        two (39,000 runs in one write held it for seconds), and a daemon stopped half-way
+        leaves an experiment to delete again, not runs that no experiment names."""
         exp = await self.get(app_id, exp_id)
         if exp.status == ExperimentStatus.STARTED:
             raise Conflict(f"experiment {exp_id!r} is still running; cancel it first")
-        async with self.store.write() as w:
-            run_ids = await w.runs.delete_experiment_runs(app_id, exp_id)
-            await w.experiments.delete(app_id, exp_id)
-        folders = [self.home.run_dir(run_id) for run_id in run_ids]
-        await anyio.to_thread.run_sync(_remove_all, folders)
+        await self._stop_runs(app_id, exp_id)
+        while True:
+            async with self.store.write() as w:
+                run_ids = await w.runs.delete_experiment_runs(app_id, exp_id, DELETE_BATCH)
+                last = len(run_ids) < DELETE_BATCH
+                if last:
+                    await self._delete_row(w, app_id, exp_id)
+            await anyio.to_thread.run_sync(_remove_all, [self.home.run_dir(r) for r in run_ids])
+            if last:
+                return
+
+    @staticmethod
+    async def _delete_row(w: Repos, app_id: str, exp_id: str) -> None:
+        """The experiment's row, once none of its runs is left: one that joined it
+        meanwhile (``add_run``), or that did not stop in time, keeps it."""
+        if left := await w.runs.unfinished_of_experiment(app_id, exp_id):
+            raise Conflict(
+                f"experiment {exp_id!r} still has {left} queued or running run(s) (joined"
+                " or still stopping); cancel it, then delete it again"
+            )
+        await w.experiments.delete(app_id, exp_id)
 
     def on_run_changed(self, run_id: str, status: RunStatus) -> None:
         """RunEvents listener: settle the experiment when its last run ends."""

@@ -342,12 +342,29 @@ class RunService:
         if self.router is not None:
             runs = await self.router.cancel(runs)
         queued = [r.id for r in runs if r.status == RunStatus.QUEUED]
-        for run_id in queued:
-            self.scheduler.discard(run_id)
+        self.scheduler.discard_many(queued)
         moved = set(await self.states.cancel_queued(queued))
         for run in runs:  # running ones, and queued ones that started meanwhile
             if run.id not in moved:
                 self.executor.cancel(run.id)
+
+    async def cancel_experiment_runs(self, app_id: str, experiment_id: str) -> builtins.list[str]:
+        """``cancel_many`` for every unfinished run of an experiment, none of them read
+        whole (39,000 read to be canceled took seconds of the loop); returns the ids of
+        those that were running, which end canceled once their processes are gone.
+
+        The queued ones leave the scheduler's queue first, so none starts meanwhile; one
+        that had just been handed a slot either loses its claim to the cancel (and is
+        killed) or is running by the time the running ones are read."""
+        self.scheduler.discard_matching(
+            lambda run: run.experiment_id == experiment_id and run.app_id == app_id
+        )
+        await self.states.cancel_queued_of_experiment(app_id, experiment_id)
+        read = self.store.read.runs
+        running = await read.ids_of_experiment(app_id, experiment_id, RunStatus.RUNNING)
+        for run_id in running:
+            self.executor.cancel(run_id)
+        return running
 
     async def delete(self, app_id: str, run_id: str) -> None:
         run = await self.get(app_id, run_id)

@@ -13,6 +13,7 @@ outside ``BEGIN``/``COMMIT`` (``Store.single``): one thread hop each.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from orchestrator.store import Repos, Store
 
 OwnerRows = Callable[[Repos], Awaitable[object]]
 """Writes the rows that own a set of new runs (an experiment's), in the runs' transaction."""
+BATCH = 500
+"""Runs a bulk cancel moves per write: ~30 ms of SQLite (a row and its five indexes take
+~60 µs), so the loop answers between two and no other writer waits long."""
 
 
 @dataclass(frozen=True)
@@ -130,12 +134,42 @@ class RunStates:
         return moved
 
     async def cancel_queued(self, run_ids: Iterable[str]) -> list[str]:
-        """queued -> canceled for every run still queued; returns the ones that moved."""
-        async with self.store.write() as w:
-            moved = await w.runs.transition_many(run_ids, RunStatus.CANCELED, [RunStatus.QUEUED])
-        for run_id in moved:
-            self.events.changed(run_id, RunStatus.CANCELED)
+        """queued -> canceled for every run still queued; returns the ones that moved.
+
+        A write per ``BATCH`` runs, told once it is committed: each run moves alone (its
+        guard is its own), and thousands at once held the loop and every writer."""
+        ids, moved = list(run_ids), []
+        for start in range(0, len(ids), BATCH):
+            if start:
+                await asyncio.sleep(0)  # let the loop answer between two batches
+            async with self.store.write() as w:
+                batch = await w.runs.transition_many(
+                    ids[start : start + BATCH], RunStatus.CANCELED, [RunStatus.QUEUED]
+                )
+            self._tell(batch, RunStatus.CANCELED)
+            moved.extend(batch)
         return moved
+
+    async def cancel_queued_of_experiment(self, app_id: str, experiment_id: str) -> list[str]:
+        """queued -> canceled for every queued run of an experiment; returns the ids.
+
+        Found and moved by the store a batch per statement, none of them read: canceling
+        39,000 queued runs used to read each whole first and took 12.9 s."""
+        moved: list[str] = []
+        while True:
+            async with self.store.write() as w:
+                batch = await w.runs.transition_of_experiment(
+                    app_id, experiment_id, RunStatus.CANCELED, [RunStatus.QUEUED], BATCH
+                )
+            self._tell(batch, RunStatus.CANCELED)
+            moved.extend(batch)
+            if len(batch) < BATCH:
+                return moved
+            await asyncio.sleep(0)
+
+    def _tell(self, run_ids: list[str], status: RunStatus) -> None:
+        for run_id in run_ids:
+            self.events.changed(run_id, status)
 
     async def end_lost(self, runs: Iterable[Run], kind: FailureKind, detail: str = "") -> list[str]:
         """running -> failed for runs whose processes are gone with no outcome

@@ -188,6 +188,17 @@ class ExperimentRepo:
         rows = await self.conn.all("SELECT * FROM experiments WHERE status = 'started'")
         return [_experiment(r) for r in rows]
 
+    async def ended_with_unfinished_runs(self) -> builtins.list[tuple[str, str, str]]:
+        """(app id, experiment id, status) of every experiment that has ended while some of
+        its runs are queued or running: what a daemon stopped in the middle of a cancel
+        left (recovery cancels them). By the index on a run's (experiment, status)."""
+        rows = await self.conn.all(
+            "SELECT app_id, id, status FROM experiments e WHERE status != 'started' AND EXISTS"
+            " (SELECT 1 FROM runs r WHERE r.experiment_id = e.id AND r.app_id = e.app_id"
+            " AND r.status IN ('queued', 'running'))"
+        )
+        return [(r["app_id"], r["id"], r["status"]) for r in rows]
+
     async def insert(self, e: Experiment) -> None:
         await self.conn.execute(
             "INSERT INTO experiments (app_id, id, name, description, input_set_id, status,"

@@ -1,7 +1,8 @@
 """Runs: rows, guarded status transitions and the newest-first listing.
 
-``insert``, ``insert_many``, ``transition`` and ``transition_many`` are the SQL
-behind the run-state service (``runs/states.py``), its only caller: they check
+``insert``, ``insert_many``, ``transition``, ``transition_many`` and
+``transition_of_experiment`` are the SQL behind the run-state service
+(``runs/states.py``), its only caller: they check
 the transition table in the statement itself, so a status can never move
 along an edge the table does not have, whoever races whom.
 """
@@ -33,6 +34,9 @@ _UPDATABLE = frozenset(
 )
 _CHUNK = 500
 """Ids per ``IN (...)`` list: far below SQLite's variable limit on every version."""
+_RETURNING = " RETURNING id"
+"""What a bulk statement answers: the runs it changed (SQLite 3.35+), read in the same
+statement, where a ``SELECT`` first cost a second pass."""
 
 
 def sources_of(to: RunStatus, expect: Iterable[RunStatus] | None = None) -> tuple[RunStatus, ...]:
@@ -176,10 +180,10 @@ class RunRepo:
     async def transition_many(
         self, run_ids: Iterable[str], to: RunStatus, expect: Iterable[RunStatus], **fields: Any
     ) -> builtins.list[str]:
-        """``transition`` for many runs in one write transaction; returns the ids that moved.
+        """``transition`` for many runs; returns the ids that moved.
 
-        The select and the update run in the same ``BEGIN IMMEDIATE``, so what
-        the select sees is what the update changes.
+        One statement per ``_CHUNK`` ids, which answers the ids it changed: what moved is
+        exactly what the guard let through, with no select before it.
         """
         sources = sources_of(to, expect)
         ids = list(run_ids)
@@ -192,11 +196,34 @@ class RunRepo:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             where = f"id IN ({_marks(len(chunk))}) AND status IN ({_marks(len(sources))})"
-            params = [*chunk, *(s.value for s in sources)]
-            rows = await self.conn.all(f"SELECT id FROM runs WHERE {where}", params)
-            await self.conn.execute(_update_sql(tuple(values), where), [*values.values(), *params])
+            params = [*values.values(), *chunk, *(s.value for s in sources)]
+            rows = await self.conn.all(_update_sql(tuple(values), where) + _RETURNING, params)
             moved.extend(r["id"] for r in rows)
         return moved
+
+    async def transition_of_experiment(
+        self,
+        app_id: str,
+        experiment_id: str,
+        to: RunStatus,
+        expect: Iterable[RunStatus],
+        limit: int = _CHUNK,
+    ) -> builtins.list[str]:
+        """``transition`` for up to ``limit`` of an experiment's runs, found by the index
+        on (experiment, status) in the statement itself; returns the ids that moved (fewer
+        than ``limit``: none is left). A bulk cancel reads no run: reading 20,000 queued
+        runs whole to cancel them took 4 of its 6 s."""
+        sources = sources_of(to, expect)
+        if not sources:
+            return []
+        values = {"status": to.value, RUN_TIMESTAMP[to]: now()}
+        where = (
+            "rowid IN (SELECT rowid FROM runs WHERE experiment_id = ? AND app_id = ?"
+            f" AND status IN ({_marks(len(sources))}) LIMIT ?)"
+        )
+        params = [*values.values(), experiment_id, app_id, *(s.value for s in sources), limit]
+        rows = await self.conn.all(_update_sql(tuple(values), where) + _RETURNING, params)
+        return [r["id"] for r in rows]
 
     async def experiment_counts(self, app_id: str, experiment_id: str) -> dict[str, int]:
         rows = await self.conn.all(
@@ -225,12 +252,19 @@ class RunRepo:
         rows = await self.conn.all(f"SELECT id FROM runs WHERE {where} ORDER BY id", params)
         return [r["id"] for r in rows]
 
-    async def delete_experiment_runs(self, app_id: str, experiment_id: str) -> builtins.list[str]:
-        ids = await self.ids_of_experiment(app_id, experiment_id)
-        await self.conn.execute(
-            "DELETE FROM runs WHERE experiment_id = ? AND app_id = ?", (experiment_id, app_id)
+    async def delete_experiment_runs(
+        self, app_id: str, experiment_id: str, limit: int = _CHUNK
+    ) -> builtins.list[str]:
+        """Delete up to ``limit`` of an experiment's finished runs; returns their ids (fewer
+        than ``limit``: none is left). In batches, so that deleting 39,000 runs is many
+        short writes, not one that held the daemon for seconds; unfinished runs are kept
+        (they have a process or a place in the queue, which a row must name)."""
+        rows = await self.conn.all(
+            "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE experiment_id = ?"
+            " AND app_id = ? AND status NOT IN ('queued', 'running') LIMIT ?)" + _RETURNING,
+            (experiment_id, app_id, limit),
         )
-        return ids
+        return [r["id"] for r in rows]
 
     async def ids_for_app(self, app_id: str) -> builtins.list[str]:
         return [
