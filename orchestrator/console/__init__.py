@@ -21,6 +21,7 @@ from orchestrator.console import assets
 from orchestrator.console.guard import LoginRequired, Refused
 from orchestrator.console.live import RunFeed
 from orchestrator.console.pages import (
+    app_forms,
     apps,
     docs,
     experiments,
@@ -48,7 +49,7 @@ def install(app: FastAPI, svc: Services, api_key: str) -> Console:
     for router in (login.api, login.router, docs.router, assets.router):
         add_routes(app, router)
     docs.declare_bearer_key(app)
-    for module in (apps, runs, run_actions, run, experiments, online_tests):
+    for module in (apps, app_forms, runs, run_actions, run, experiments, online_tests):
         add_routes(app, module.router)
     app.mount("/static", assets.CachedStatic(directory=assets.STATIC), name="console-static")
     app.add_exception_handler(LoginRequired, _login_required)  # type: ignore[arg-type]

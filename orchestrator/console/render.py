@@ -16,10 +16,12 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import DictLoader, Environment, StrictUndefined, select_autoescape
 
+from orchestrator import formatting
 from orchestrator.console.assets import ASSET_VERSION
 from orchestrator.console.viewers import compact_json, highlight_json, readable_log
+from orchestrator.formatting import local_field, local_time
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -41,10 +43,15 @@ HEADERS = {
 
 
 def when(stamp: str | None) -> str:
-    """``2026-12-04T18:40:09.123456Z`` → ``2026-12-04 18:40:09`` (UTC, as stored)."""
+    """``2026-12-04T18:40:09.123456Z`` → ``2026-12-04 13:40:09``: the daemon's local time,
+    as the CLI shows it (the daemon runs on the user's machine; ``<time datetime>`` keeps
+    the stored UTC stamp for machines)."""
     if not stamp:
         return "-"
-    return stamp[:19].replace("T", " ")
+    try:
+        return local_time(stamp)
+    except ValueError:  # not a time with a zone: shown as stored
+        return stamp[:19].replace("T", " ")
 
 
 def duration(ms: float | None) -> str:
@@ -87,20 +94,44 @@ def signal_name(number: int | None) -> str:
 
 
 def number(value: Any) -> str:
+    """The CLI's digits (``formatting.number``), with thousands separated for the page:
+    ``1234567.89`` → ``1,234,567.89``; text a model reported as a statistic stays text."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "-" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.6g}"
+    return formatting.number(value, grouped=True)
+
+
+def limits(mapping: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A run's limits as (API field, name in words, value in words), sorted by field:
+    ``timeout_seconds`` 3600.0 → ``timeout``, ``1 h`` (the field stays for the badge
+    that marks the limit a run was stopped by)."""
+    return [(k, limit_name(k), formatting.limit(k, v)) for k, v in sorted(mapping.items())]
+
+
+def limit_name(field: str) -> str:
+    """``timeout_seconds`` → ``timeout``: a limit's API field in words."""
+    return formatting.LIMIT_LABELS.get(field, field)
 
 
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:+.2f} %"
 
 
+def _sources(folder: Path) -> dict[str, str]:
+    """Every template's text, read once."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.html"))}
+
+
 def _environment() -> Environment:
+    """Templates are read from disk once, when the daemon starts (this module is imported
+    then), and never again (``auto_reload=False``): a daemon serves the templates of the
+    code it started with. Read on each page, a ``git pull`` or an upgrade under a running
+    daemon gave new templates to old code, and pages failed (``'refused' is undefined``).
+    Reading the ~30 files costs about a millisecond; each is compiled at its first render,
+    as before, so the start pays no compiling."""
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES),
+        loader=DictLoader(_sources(TEMPLATES)),
+        auto_reload=False,
         autoescape=select_autoescape(default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -113,6 +144,9 @@ def _environment() -> Environment:
         mib=mib,
         signal_name=signal_name,
         number=number,
+        limits=limits,
+        limit_name=limit_name,
+        field_time=local_field,
         percent=percent,
         json=highlight_json,
         compact_json=compact_json,

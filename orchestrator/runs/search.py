@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from orchestrator.errors import Invalid
 from orchestrator.experiments.inputs import parse_time
+from orchestrator.formatting import in_local_zone
 from orchestrator.models import Run, RunStatus
 from orchestrator.store import Store
 from orchestrator.store.overview import RunQuery
@@ -37,7 +38,8 @@ def run_query(
     since: str | None = None,
     until: str | None = None,
 ) -> RunQuery:
-    """A query from filter text; blank means "any". Times are ISO 8601, naive = UTC."""
+    """A query from filter text; blank means "any". Times are ISO 8601; one without a zone
+    (a form's ``datetime-local``) is the daemon's local time, the time the console shows."""
     if status:
         try:
             checked: RunStatus | None = RunStatus(status)
@@ -46,7 +48,7 @@ def run_query(
             raise Invalid(f"unknown status {status!r}; pick one of {known}") from None
     else:
         checked = None
-    after, before = parse_time(since), _end_of(until)
+    after, before = parse_time(in_local_zone(since)), _end_of(until)
     if after is not None and before is not None and after > before:
         raise Invalid(f"since ({since}) is after until ({until}): no run can match")
     return RunQuery(
@@ -60,7 +62,7 @@ def run_query(
 
 def _end_of(until: str | None) -> str | None:
     """An upper bound given to the minute (a form's datetime-local) includes that minute."""
-    stamp = parse_time(until)
+    stamp = parse_time(in_local_zone(until))
     if stamp is not None and until is not None and len(until.strip()) <= 16:
         stamp = stamp[:17] + "59.999999Z"
     return stamp

@@ -17,6 +17,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import check_label, new_id
 from orchestrator.models import DEFAULT_PRIORITY, Limits, Run, RunStatus, now
+from orchestrator.packaging.manifest import Manifest
 from orchestrator.registry.resolve import resolve
 from orchestrator.registry.secrets import require_collection
 from orchestrator.runs import files, inputs
@@ -102,10 +103,11 @@ class RunService:
         self.states, self.manifests = states, manifests
         self.router: RunRouter | None = None
 
-    async def input_format(self, app_id: str, instance_id: str | None) -> str:
-        """The input a run on the instance takes when it does not say (its manifest's)."""
+    async def manifest(self, app_id: str, instance_id: str | None) -> Manifest:
+        """The app.yaml a run on the instance would run by: the input it takes when the run
+        does not say, the options it declares (the new-run form shows both)."""
         target = await resolve(self.store.read, app_id, instance_id, None)
-        return self.manifests.get(target.executable.id, target.executable.manifest).content_format
+        return self.manifests.get(target.executable.id, target.executable.manifest)
 
     async def prepare(self, req: RunRequest) -> Run:
         """Resolve, check options and limits: everything that can refuse a run, no writes.

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from orchestrator.formatting import number
 from tests.console.conftest import Visit, signed_in_client
 from tests.console.world import KNAPSACK_ITEMS
 from tests.helpers import SAMPLES, Daemon, create_app, push_dir, run_and_wait, unique, wait_for
@@ -211,7 +212,7 @@ def test_a_switchback_test_shows_its_plan_summary_and_routed_runs(
     served = next(a for a in arms if a["runs"] == 1)
     metrics = table(page, "data-metrics")
     assert "result.value" in metrics
-    assert f"{served['metrics']['result.value']['mean']:.6g}" in metrics
+    assert number(served["metrics"]["result.value"]["mean"], grouped=True) in metrics
 
 
 def test_a_shadow_test_pairs_each_shadow_run_with_the_run_it_shadows(
@@ -243,8 +244,7 @@ def test_a_shadow_test_pairs_each_shadow_run_with_the_run_it_shadows(
     assert shadow["baseline_run_id"] == baseline["id"]
     assert f'href="/apps/{online}/runs/{shadow["id"]}"' in row.group(0)
     values = [baseline["result_value"], shadow["result_value"]]
-    assert numbers(row.group(0)) == [f"{v:,}" if isinstance(v, int) else f"{v:.6g}"
-                                     for v in values]  # fmt: skip
+    assert numbers(row.group(0)) == [number(v, grouped=True) for v in values]
     # and the shadow run's own page links back to its test
     run_page = client.get(f"/apps/{online}/runs/{shadow['id']}").text
     assert f'href="/apps/{online}/shadow-tests/{test_id}"' in run_page

@@ -25,6 +25,7 @@ from orchestrator.console.pages.base import (
     see_other,
     state,
 )
+from orchestrator.console.pages.run_actions import ask_first, asking_cancel
 from orchestrator.console.render import page
 from orchestrator.errors import Invalid, OrchError
 from orchestrator.experiments.acceptance import AcceptanceView
@@ -218,6 +219,7 @@ async def experiment_page(request: Request, app_id: str, exp_id: str) -> Respons
         gate_error=gate_error,
         acceptance=acceptance,
         verdict=verdict(acceptance),
+        asking_cancel=asking_cancel(request),
     )
 
 
@@ -258,8 +260,12 @@ async def experiment_progress(request: Request, app_id: str, exp_id: str) -> Res
 
 @router.post("/apps/{app_id}/experiments/{exp_id}/cancel")
 async def cancel_experiment(request: Request, app_id: str, exp_id: str) -> Response:
+    """Cancels the experiment and its unfinished runs, once confirmed in the page."""
+    here = app_url(app_id, "experiments", exp_id)
+    if question := await ask_first(request, here):
+        return question
     await state(request).services.experiments.cancel(app_id, exp_id)
-    return see_other(app_url(app_id, "experiments", exp_id))
+    return see_other(here)
 
 
 def charts(summary: Summary, facts: list[RunFacts]) -> list[dict[str, Any]]:

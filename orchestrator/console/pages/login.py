@@ -3,7 +3,9 @@
 The link is consumed by a GET (it is what a terminal opens), which answers with a
 tiny page that moves on by itself: a SameSite=Strict cookie set on a navigation that
 came from another application is only sent on the *next* same-site navigation, so a
-redirect straight to the console could arrive without it.
+redirect straight to the console could arrive without it. A used or expired link opened
+by a browser that is still signed in (a restored tab, Back) leads on to its page: only a
+browser without a session is stopped at the sign-in page, with why.
 """
 
 from __future__ import annotations
@@ -72,7 +74,12 @@ async def login_page(
     target = safe_next(next)
     if token is None:
         return page(request, "login.html", next=target, error=SESSION_ENDED if ended else "")
-    started = console_of(request).sessions.redeem(token)
+    sessions = console_of(request).sessions
+    started = sessions.redeem(token)
+    if started is None and sessions.get(request.cookies.get(COOKIE)) is not None:
+        # Already signed in (a restored tab, Back, the link opened twice): the used link
+        # is no reason to stop at the sign-in page; on to the page it names.
+        return see_other(target)
     if started is None:
         return page(
             request,

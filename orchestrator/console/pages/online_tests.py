@@ -32,7 +32,7 @@ from orchestrator.experiments.summary import (
 )
 from orchestrator.experiments.switchback_plan import moment, stamp, unit_at, utc_now
 from orchestrator.models import Run
-from orchestrator.shadow_models import ShadowLink, ShadowStatus, StopIntent
+from orchestrator.shadow_models import ShadowLink, ShadowStatus, ShadowTest, StopIntent
 from orchestrator.switchback_models import Arm, SwitchbackStatus, SwitchbackTest
 
 router = pages_router()
@@ -112,7 +112,16 @@ async def _switchback(
         runs=await svc.switchback_tests.runs(app_id, test_id),
         arms=arms,
         metrics=metric_rows(arms),
+        live=switchback_live(test),
         error=error,
+    )
+
+
+def switchback_live(t: SwitchbackTest) -> bool:
+    """Whether the page keeps itself current: while the test routes runs and its "now"
+    unit moves, or while it waits for its scheduled start."""
+    return t.status == SwitchbackStatus.STARTED or (
+        t.status == SwitchbackStatus.DRAFT and t.scheduled_start is not None
     )
 
 
@@ -184,7 +193,16 @@ async def _shadow(
         started=view.test.status == ShadowStatus.STARTED,
         pairs=pairs(view.runs, view.links),
         result_value=result_value,
+        live=shadow_live(view.test),
         error=error,
+    )
+
+
+def shadow_live(t: ShadowTest) -> bool:
+    """Whether the page keeps itself current: while the test shadows runs, or while it
+    waits for its start time."""
+    return t.status == ShadowStatus.STARTED or (
+        t.status == ShadowStatus.DRAFT and t.start_time is not None
     )
 
 

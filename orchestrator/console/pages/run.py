@@ -21,6 +21,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from orchestrator.console.live import KEEPALIVE, KEEPALIVE_SECONDS, retry, sse
 from orchestrator.console.pages.base import pages_router, state
+from orchestrator.console.pages.run_actions import asking_cancel
 from orchestrator.console.pages.runs import STREAM_HEADERS
 from orchestrator.console.render import page, render
 from orchestrator.console.runview import LOG_TAIL_BYTES, log_tail, run_view, tail_if_behind
@@ -60,6 +61,7 @@ async def run_page(request: Request, app_id: str, run_id: str) -> Response:
         log_offset=offset,
         log_skipped=skipped,
         log_cap=LOG_TAIL_BYTES,
+        asking_cancel=asking_cancel(request),
         **await _context(console, run),
     )
 

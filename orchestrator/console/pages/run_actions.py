@@ -1,5 +1,11 @@
 """Making and stopping runs from the console: the new-run form, cancel, re-run, downloads.
 
+The new-run form shows the options each instance's app.yaml declares, next to the box
+they are typed in. Pasted text is stored with ``\n`` line endings, as the file it was
+copied from has them (a browser sends a textarea's lines ending ``\r\n``); an uploaded
+file is stored byte for byte. A cancel is asked to be confirmed in the page first
+(``ask_first``), as the app page asks before a delete.
+
 Every input (pasted, uploaded, or the input of the run being re-run) goes through
 an upload slot, the same path as the API's large inputs: the daemon's size cap and
 JSON check apply, and a run never shares another run's input file (deleting the
@@ -12,6 +18,7 @@ import contextlib
 import io
 import tarfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -35,7 +42,9 @@ from orchestrator.console.pages.base import (
 from orchestrator.console.render import page
 from orchestrator.errors import Invalid, NotFound, OrchError
 from orchestrator.models import Run
+from orchestrator.packaging.manifest import Manifest, OptionSpec
 from orchestrator.runs.inputs import DIRECTORY_FORMATS
+from orchestrator.runs.options import as_text
 from orchestrator.runs.service import RunRequest
 from orchestrator.services import Services
 
@@ -73,6 +82,8 @@ async def _new_run_page(
     address = app_url(app_id, "runs", "new")
     if values["ensemble"]:
         address += "?" + urlencode({"ensemble": values["ensemble"]})
+    manifests = await _manifests(svc, app_id, [i.id for i in instances])
+    labels = {i.id: f"{i.id} ({i.version_id or 'latest push'})" for i in instances}
     return page(
         request,
         "new_run.html",
@@ -80,7 +91,8 @@ async def _new_run_page(
         address=address if error else "",
         app=app,
         instances=instances,
-        formats=await _formats(svc, app_id, [i.id for i in instances]),
+        formats={i: m.content_format for i, m in manifests.items()},
+        option_hints=option_hints(manifests, labels, values["instance"]),
         folder_formats=DIRECTORY_FORMATS,
         ensembles=await svc.ensemble_definitions.list(app_id),
         error=error,
@@ -88,14 +100,52 @@ async def _new_run_page(
     )
 
 
-async def _formats(svc: Services, app_id: str, instance_ids: list[str]) -> dict[str, str]:
-    """Instance → the input its runs take: a folder format gets no text box to paste into.
-    An instance that cannot run (nothing pushed yet) is left out: its run says why."""
-    formats = {}
+async def _manifests(svc: Services, app_id: str, instance_ids: list[str]) -> dict[str, Manifest]:
+    """Instance → the app.yaml its runs run by: the input they take (a folder format gets
+    no text box to paste into) and the options it declares. An instance that cannot run
+    (nothing pushed yet) is left out: its run says why."""
+    manifests = {}
     for instance_id in instance_ids:
         with contextlib.suppress(OrchError):
-            formats[instance_id] = await svc.runs.input_format(app_id, instance_id)
-    return formats
+            manifests[instance_id] = await svc.runs.manifest(app_id, instance_id)
+    return manifests
+
+
+@dataclass(frozen=True)
+class OptionsHint:
+    """The options one app.yaml declares, and the instances whose runs it governs: shown
+    per app.yaml, labelled, as no script is needed to follow the instance picked."""
+
+    instances: list[str]
+    options: list[dict[str, str]]
+    strict: bool
+
+
+def option_hints(
+    manifests: dict[str, Manifest], labels: dict[str, str], chosen: str
+) -> list[OptionsHint]:
+    """One hint per distinct set of declared options, the chosen instance's first. The
+    default as the model gets it (``as_text``: ``2``, ``true``), not as YAML wrote it."""
+    hints: dict[tuple[object, ...], OptionsHint] = {}
+    order = sorted(manifests, key=lambda instance_id: instance_id != chosen)
+    for instance_id in order:
+        manifest = manifests[instance_id]
+        options = [_declared(spec) for spec in manifest.options]
+        key = (manifest.strict_options, *(tuple(o.items()) for o in options))
+        hint = hints.setdefault(key, OptionsHint([], options, manifest.strict_options))
+        hint.instances.append(labels.get(instance_id, instance_id))
+    return list(hints.values())
+
+
+def _declared(spec: OptionSpec) -> dict[str, str]:
+    default = "" if spec.default is None else as_text(spec.default)
+    return {
+        "name": spec.name,
+        "type": spec.option_type,
+        "default": default,
+        "required": "required" if spec.required else "",
+        "description": spec.description,
+    }
 
 
 @router.get("/apps/{app_id}/runs/new")
@@ -131,8 +181,16 @@ async def _upload_input(svc: Services, app_id: str, form: Any) -> str:
         return await _upload(svc, app_id, _file_chunks(chosen))
     text = form.get("input_text")
     if isinstance(text, str) and text.strip():
-        return await _upload(svc, app_id, _bytes_chunks(text.encode()))
+        return await _upload(svc, app_id, _bytes_chunks(as_pasted(text).encode()))
     raise Invalid("give the run an input: paste it, or choose a file")
+
+
+def as_pasted(text: str) -> str:
+    """A textarea's text with the line endings it was pasted with: a browser sends every
+    line ending of a textarea as ``\r\n`` (the HTML form rules), whatever the copied file
+    had, so a text model read ``12\r`` and the input hashed differently from the CLI's
+    run of the same file. An uploaded file is not passed here: it is kept byte for byte."""
+    return text.replace("\r\n", "\n")
 
 
 async def _upload(svc: Services, app_id: str, body: AsyncIterator[bytes]) -> str:
@@ -157,10 +215,32 @@ async def _path_chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
+CANCEL_QUESTION = "cancel"
+"""The query that shows a page's cancel question (``?cancel=1#confirm``)."""
+
+
+def asking_cancel(request: Request) -> bool:
+    """Whether the page shows its cancel question (a post without ``confirm=yes`` led it here)."""
+    return request.query_params.get(CANCEL_QUESTION) == "1"
+
+
+async def ask_first(request: Request, page_url: str) -> Response | None:
+    """A cancel is confirmed in the page first, as a delete on the app page is: a post
+    without ``confirm=yes`` (the first click, or a script's bare post) cancels nothing
+    and is led to the page asking the question, whose button posts ``confirm=yes``.
+    None once confirmed. One click used to cancel an experiment's every run."""
+    if field(await read_form(request), "confirm") == "yes":
+        return None
+    return see_other(f"{page_url}?{CANCEL_QUESTION}=1#confirm")
+
+
 @router.post("/apps/{app_id}/runs/{run_id}/cancel")
 async def cancel_run(request: Request, app_id: str, run_id: str) -> Response:
+    here = app_url(app_id, "runs", run_id)
+    if question := await ask_first(request, here):
+        return question
     await state(request).services.runs.cancel(app_id, run_id)
-    return see_other(app_url(app_id, "runs", run_id))
+    return see_other(here)
 
 
 @router.post("/apps/{app_id}/runs/{run_id}/rerun")

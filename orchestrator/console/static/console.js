@@ -278,3 +278,40 @@
     }
   });
 })();
+
+// ---- compare runs (begin): the runs list of one app ----
+// Tick 2 to 20 runs, then Compare opens them side by side (the form is a GET: the page's
+// link). The ticks are kept by run ID, so a row the live stream replaces keeps its tick.
+(function () {
+  "use strict";
+  var form = document.querySelector("[data-compare]");
+  if (!form) return;
+  var MIN = 2, MAX = 20;
+  var button = form.querySelector("[data-compare-button]");
+  var hint = form.querySelector("[data-compare-hint]");
+  var ticked = new Set();
+  function boxes() { return document.querySelectorAll("[data-compare-pick]"); }
+  function update() {
+    var n = ticked.size;
+    button.disabled = n < MIN || n > MAX;
+    boxes().forEach(function (box) {
+      box.checked = ticked.has(box.value);
+      box.disabled = !box.checked && n >= MAX;  // at most MAX: the rest wait
+    });
+    hint.textContent = n === 0 ? "Tick 2 to 20 runs to see them side by side."
+      : n < MIN ? "1 run ticked: tick one more."
+      : n >= MAX ? n + " runs ticked: the most one comparison takes."
+      : n + " runs ticked.";
+  }
+  document.addEventListener("change", function (e) {
+    var box = e.target.closest ? e.target.closest("[data-compare-pick]") : null;
+    if (!box) return;
+    if (box.checked) { ticked.add(box.value); } else { ticked.delete(box.value); }
+    update();
+  });
+  var body = document.querySelector("table.runs tbody");
+  if (body) new MutationObserver(update).observe(body, { childList: true });
+  boxes().forEach(function (box) { if (box.checked) ticked.add(box.value); });  // after "Back"
+  update();
+})();
+// ---- compare runs (end) ----
