@@ -392,7 +392,8 @@ def cancel_batch(
     home: Path | None = HomeOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Cancel an experiment: its queued runs never start, its running ones are stopped."""
+    """Cancel an experiment: its queued runs never start, its running ones are stopped (again
+    for one that ended with runs left, a cancel cut short)."""
     with errors_to_exit(), client(home) as api:
         data = api.batches.cancel(app_id, exp_id)
     if as_json:
@@ -407,7 +408,8 @@ def delete_batch(
     confirm: bool = typer.Option(False, "--confirm", help="Yes, delete it and its runs."),
     home: Path | None = HomeOption,
 ) -> None:
-    """Delete an experiment with its runs (needs --confirm); its input set stays."""
+    """Delete an ended experiment with its runs (needs --confirm); any still queued or running
+    are canceled first; its input set stays."""
     if not confirm:
         fail(f"deleting experiment {exp_id} also deletes its runs; add --confirm to go ahead")
     with errors_to_exit(), client(home) as api:
