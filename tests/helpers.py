@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -21,6 +23,15 @@ SAMPLES = ROOT / "sample_models"
 T = TypeVar("T")
 RUNTIME = "ghcr.io/nextmv-io/runtime/python:3.11"
 _counter = itertools.count()
+TEXT_MANIFEST = f"""\
+type: python
+runtime: {RUNTIME}
+files: [main.py]
+configuration:
+  content:
+    format: text
+"""
+"""An app.yaml of a python app whose input and output are text."""
 
 
 def wait_for(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.02) -> T:
@@ -152,3 +163,20 @@ def wait_run(api: httpx.Client, app_id: str, run_id: str, timeout: float = 60) -
     body = r.json()
     assert body["metadata"]["status_v2"] in ("succeeded", "failed", "canceled"), body
     return body
+
+
+def raw_connection(daemon: harness.Daemon) -> socket.socket:
+    """A plain TCP connection to the daemon, for requests no HTTP client would send."""
+    url = urlsplit(daemon.url)
+    return socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=10)
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    """All the daemon sends on ``sock`` until it closes (or resets) the connection."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data

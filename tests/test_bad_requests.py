@@ -12,13 +12,21 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from tests.cli_run import orch
-from tests.helpers import Daemon, create_app, push_archive, push_dir, unique, write_app
+from tests.helpers import (
+    Daemon,
+    create_app,
+    push_archive,
+    push_dir,
+    raw_connection,
+    read_to_end,
+    unique,
+    write_app,
+)
 from tests.test_experiments import keep_input
 
 ECHO = "import json, sys\nprint(json.dumps({'got': json.load(sys.stdin)}))\n"
@@ -39,26 +47,11 @@ def _refused(r: httpx.Response, status: int, says: str) -> None:
     assert says in r.json()["error"], r.text
 
 
-def _connect(daemon: Daemon) -> socket.socket:
-    url = urlsplit(daemon.url)
-    return socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=10)
-
-
-def _answer(sock: socket.socket) -> bytes:
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return data
-
-
 def test_a_huge_header_is_a_431_at_once_and_the_daemon_stays_light(daemon: Daemon) -> None:
     """httptools keeps a header however long it grows: one client froze the daemon for
     seconds and grew it by the header's size, before any key was checked."""
     before = daemon.rss_mib()
-    with _connect(daemon) as sock:
+    with raw_connection(daemon) as sock:
         sent: list[BaseException] = []
 
         def send() -> None:
@@ -76,7 +69,7 @@ def test_a_huge_header_is_a_431_at_once_and_the_daemon_stays_light(daemon: Daemo
         assert health.status_code == 200 and time.monotonic() - started < 1
         sender.join(10)
         grown = daemon.rss_mib() - before  # measured while the connection is still open
-        answer = _answer(sock)
+        answer = read_to_end(sock)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b"content-type: application/json" in head.lower()
@@ -95,21 +88,21 @@ def test_heads_under_the_cap_and_bodies_over_it_still_work(
     assert r.status_code == 200, r.text
     body = {"input": {"blob": "b" * (2 * MIB)}}
     assert api.post(f"/v1/applications/{echo_app}/runs", json=body).status_code == 201
-    with _connect(daemon) as sock:
+    with raw_connection(daemon) as sock:
         request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"c" * 40_000 + b"\r\n\r\n"
         sock.sendall(request * 3)
         time.sleep(0.3)
         sock.shutdown(socket.SHUT_WR)
-        answers = _answer(sock)
+        answers = read_to_end(sock)
     assert answers.count(b"HTTP/1.1 200 ") == 3, answers[:300]
 
 
 def test_a_request_that_is_no_http_is_refused_in_json(daemon: Daemon) -> None:
     """uvicorn answered what httptools cannot parse in plain text ("Invalid HTTP request
     received."), where every other error of the daemon is ``{"error": ...}``."""
-    with _connect(daemon) as sock:
+    with raw_connection(daemon) as sock:
         sock.sendall(b"POST /v1/applications HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n")
-        head, _, body = _answer(sock).partition(b"\r\n\r\n")
+        head, _, body = read_to_end(sock).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
     assert "cannot be parsed" in json.loads(body)["error"]
     assert httpx.get(f"{daemon.url}/healthz", timeout=5).status_code == 200

@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from orchestrator.daemon_log import Repeated
-from tests.helpers import Daemon, create_app, push_dir, run_and_wait, unique, write_app
+from tests.helpers import (
+    Daemon,
+    create_app,
+    push_dir,
+    raw_connection,
+    read_to_end,
+    run_and_wait,
+    unique,
+    write_app,
+)
 from tests.test_experiments import keep_input
 
 RULE = {"id": "best", "statistics_path": "$.result.value", "objective": "maximize"}
@@ -146,21 +153,6 @@ def test_numbers_as_the_sdk_and_lax_clients_send_them_still_work(
     assert api.get(runs, params={"limit": "1"}).status_code == 200
 
 
-def _connect(daemon: Daemon) -> socket.socket:
-    url = urlsplit(daemon.url)
-    return socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=10)
-
-
-def _answers(sock: socket.socket) -> bytes:
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return data
-
-
 GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 BIG_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
 
@@ -168,12 +160,12 @@ BIG_HEAD = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
 def test_a_pipelined_head_counts_from_its_first_byte(daemon: Daemon) -> None:
     """30 KiB of a head read together with the request before it, then 50 KiB more: 80 KiB
     in all, over the limit, where only the 50 KiB read after were counted."""
-    with _connect(daemon) as sock:
+    with raw_connection(daemon) as sock:
         sock.sendall(GET + BIG_HEAD + b"a" * 30_000)
         time.sleep(0.3)
         with contextlib.suppress(OSError):  # the daemon closed the connection: the point
             sock.sendall(b"a" * 50_000 + b"\r\n\r\n")
-        answers = _answers(sock)
+        answers = read_to_end(sock)
     assert answers.startswith(b"HTTP/1.1 200 "), answers[:300]
     assert answers.count(b"HTTP/1.1 200 ") == 1, answers[:600]
     _, refused, rest = answers.partition(b"HTTP/1.1 431 ")
@@ -186,9 +178,9 @@ def test_pipelined_heads_under_the_limit_still_work(daemon: Daemon) -> None:
     post = b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n" + b"b" * 60_000
     near = BIG_HEAD + b"c" * 60_000 + b"\r\n\r\n"
     last = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    with _connect(daemon) as sock:
+    with raw_connection(daemon) as sock:
         sock.sendall(post + near + GET * 199 + last)
-        answers = _answers(sock)
+        answers = read_to_end(sock)
     assert answers.startswith(b"HTTP/1.1 405 "), answers[:300]  # POST /healthz: no such method
     assert answers.count(b"HTTP/1.1 200 ") == 201, answers[-300:]
 
@@ -197,10 +189,10 @@ def test_many_refused_heads_log_one_line(make_daemon: Any) -> None:
     """Each 431 logged a line: a client sending big heads in a loop filled daemon.log."""
     daemon = make_daemon()
     for _ in range(12):
-        with _connect(daemon) as sock:
+        with raw_connection(daemon) as sock:
             with contextlib.suppress(OSError):
                 sock.sendall(BIG_HEAD + b"a" * 70_000)
-            assert _answers(sock).startswith(b"HTTP/1.1 431 ")
+            assert read_to_end(sock).startswith(b"HTTP/1.1 431 ")
     assert daemon.log().count("request refused: request line and headers over 64 KiB") == 1
 
 

@@ -15,7 +15,15 @@ from nextmv.polling import PollingOptions
 from nextmv.status import StatusV2
 
 from tests.compat.conftest import NewApp, Push
-from tests.helpers import MULTI_FILE_MANIFEST, SAMPLES, Daemon, unique, wait_for, write_app
+from tests.helpers import (
+    MULTI_FILE_MANIFEST,
+    SAMPLES,
+    TEXT_MANIFEST,
+    Daemon,
+    unique,
+    wait_for,
+    write_app,
+)
 
 KNAPSACK_INPUT = json.loads((SAMPLES / "knapsack" / "input.json").read_text())
 MAX_RUN_SIZE = 5 * 1024 * 1024  # the SDK's _MAX_RUN_SIZE: above it, uploads and URLs are used
@@ -48,14 +56,6 @@ import json, sys
 text = sys.stdin.read()
 print("upper: got", len(text), "chars", file=sys.stderr)
 print(json.dumps({"upper": text.upper(), "statistics": {"result": {"value": len(text)}}}))
-"""
-TEXT_MANIFEST = """\
-type: python
-runtime: ghcr.io/nextmv-io/runtime/python:3.11
-files: [main.py]
-configuration:
-  content:
-    format: text
 """
 MULTI_FILE_MAIN = """\
 import json, os, sys

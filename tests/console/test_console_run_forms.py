@@ -15,7 +15,16 @@ import httpx
 from tests.cli_run import orch
 from tests.console.conftest import Visit, signed_in_client
 from tests.console.world import World
-from tests.helpers import Daemon, create_app, push_dir, unique, wait_for, wait_run, write_app
+from tests.helpers import (
+    TEXT_MANIFEST,
+    Daemon,
+    create_app,
+    push_dir,
+    unique,
+    wait_for,
+    wait_run,
+    write_app,
+)
 
 EXPECT_TIMEOUT = 15_000
 
@@ -27,14 +36,6 @@ json.dump({"solutions": [{"carriage_returns": text.count("\\r"), "lines": text.s
 """
 """A text model that says what it read: a line-based model reads ``12\\r`` off CRLF input."""
 
-TEXT_MANIFEST = """\
-type: python
-runtime: ghcr.io/nextmv-io/runtime/python:3.11
-files: [main.py]
-configuration:
-  content:
-    format: text
-"""
 
 TEXT = "12\n30\n  7 apples\n\nlast line\n"
 
