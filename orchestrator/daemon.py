@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import math
@@ -36,8 +35,10 @@ from orchestrator.lifecycle import (
     CannotStart,
     HomeLock,
     HomeTaken,
+    StartPhases,
     check_home,
     load_or_create_api_key,
+    take_reserve,
     why_not_started,
 )
 from orchestrator.loopwatch import LoopWatch
@@ -65,9 +66,13 @@ class Daemon:
         self._engine: Engine | None = None
         self._stop_requested = False
         self._on_listening = on_listening
+        self.on_note: Callable[[str], None] = lambda line: None
+        """Told a line the starting CLI shows besides its URL (a disk full at start)."""
+        self.phases = StartPhases()
 
     def request_stop(self) -> None:
         self._stop_requested = True
+        self.lock.mark_stopping()  # it answers a while yet: ``orch daemon start`` waits
         if self._server is not None:
             self._server.should_exit = True
         if self._app is not None:
@@ -117,17 +122,20 @@ class Daemon:
 
     async def _start(self) -> tuple[socket.socket, FastAPI]:
         """Everything up to a listening socket; what it opened is closed by ``serve``."""
-        settings, home = self.settings, self.settings.home
-        disk = check_home(settings)
-        self.lock.acquire()
-        if not disk.make_reserve():
-            raise CannotStart(why_not_started(OSError(errno.ENOSPC, "no space"), settings))
-        api_key = load_or_create_api_key(home)
-        if settings.tls:  # before the engine: a home that cannot hold a key fails early
-            _prepare_certificates(settings)
+        settings, home, phase = self.settings, self.settings.home, self.phases.phase
+        with phase("checking the home"):
+            disk = check_home(settings)
+            self.lock.acquire()
+            if (full := take_reserve(disk)) is not None:  # it starts, refusing new data
+                log.warning("%s", full)
+                self.on_note(full)
+            api_key = load_or_create_api_key(home)
+            if settings.tls:  # before the engine: a home that cannot hold a key fails early
+                _prepare_certificates(settings)
         disk.when_space_returns(_flush_logs)
-        self._engine = await build_engine(settings, disk)
-        await self._engine.start()
+        with phase("opening the database and the backend"):
+            self._engine = await build_engine(settings, disk)
+        await self._engine.start(phase)
         sock = listen(settings.host, home, settings.port)
         record_tls(home, settings.tls)
         app = self._app = create_app(self._engine.services, api_key)
@@ -193,6 +201,8 @@ def run(settings: Settings, status_fd: int | None = None) -> None:
         handler.speak()
 
     daemon = Daemon(settings, on_listening=listening)
+    daemon.on_note = status.tell  # ``orch daemon start`` prints it once the daemon answers
+    _say_where_when_stopped(daemon.phases, handler, status)
     try:
         _loop_run(daemon.serve())
     except CannotStart as exc:
@@ -202,6 +212,25 @@ def run(settings: Settings, status_fd: int | None = None) -> None:
     finally:
         status.close()
         handler.flush()
+
+
+def _say_where_when_stopped(
+    phases: StartPhases, handler: daemon_log.HoldingHandler, status: _StatusPipe
+) -> None:
+    """A SIGTERM before the daemon listens (``orch daemon start`` giving up on it) ends it
+    at once, saying in daemon.log and to the starting CLI which step it was in: before,
+    such a start left not a line (what it logged was held, then lost with it). The
+    daemon's own handler (``Daemon._install_signals``) takes over once it serves."""
+
+    def stopped(signum: int, _frame: object) -> None:
+        line = phases.interrupted(f"stopped by {signal.Signals(signum).name}")
+        log.warning("%s", line)
+        status.tell(line)
+        handler.speak()  # with the lines held so far
+        os._exit(128 + signum)  # nothing is published yet: the lock goes with the process
+
+    with contextlib.suppress(ValueError):  # not the main thread (a test's): no handler
+        signal.signal(signal.SIGTERM, stopped)
 
 
 def _loop_run(main: Coroutine[Any, Any, None]) -> None:

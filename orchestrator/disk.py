@@ -12,7 +12,16 @@ A full disk is a state, not a crash. The monitor knows three:
     the disk filled up (writes were failing) and orch gave up its *reserve*, a
     preallocated file in the home, so it can still record how runs ended, cancel
     and delete them. The reserve is made again, and the state goes back to ``ok``,
-    once ``low_bytes`` plus the reserve are free again: no restart needed.
+    once ``low_bytes`` plus the reserve are free again: no restart needed. A daemon
+    started on a disk with no room for its reserve starts in this state too.
+
+Beside the reserve, a small *slice* (``DELETE_BYTES`` at most) is kept for deletes
+alone: a disk filled again after the reserve went (by a model, or outside orch) left
+SQLite no room to delete a row, and deleting runs, the way out, answered 507. A delete
+that meets a full disk gives the slice up (``Database``), and it is taken back once
+there is room. Bodies being received (uploads) count against the free space until they
+are written (``claim``): each checked alone, two uploads that fitted one at a time
+filled the disk together.
 
 Free space is ``statvfs``'s ``f_bavail`` (what an unprivileged writer may use; a
 model never gets root's reserved blocks), or less where files run out first: a
@@ -27,11 +36,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +63,10 @@ ENTRY_BYTES = 4096
 no block but takes an inode. Against a run's ``disk_mb`` (``runs/disk.py``: 100,000 empty
 files count 390 MiB, not 0), and per free inode against the free space."""
 RESERVE_FILE = "disk-reserve"
+DELETE_FILE = "disk-reserve-deletes"
+DELETE_BYTES = MIB
+"""The slice kept for deletes: a run's delete writes a few pages to SQLite's WAL (tens of
+KiB); an app's with thousands of runs may need more, and gets what there is."""
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13
 
@@ -101,10 +115,18 @@ class DiskMonitor:
         self.root = root
         self.low_bytes, self.reserve_bytes = low_bytes, reserve_bytes
         self.reserve_path = root / RESERVE_FILE
+        self.slice_path = root / DELETE_FILE
+        self.slice_bytes = min(DELETE_BYTES, reserve_bytes // 4)
+        self._claims: dict[int, tuple[int, Path]] = {}
+        """Bodies being received: the bytes each announced, and the file they go to."""
+        self._claim_ids = itertools.count()
         self._state: DiskState | None = None
         self._sampled_at = float("-inf")
         self._full_at = float("-inf")
         """When (monotonic) the disk was last seen full."""
+        self._no_room = (0.0, -1.0)
+        """The last stretch (wall clock, first and last seen) the disk had no room."""
+        self._in_no_room = False
         self._on_space: list[Callable[[], object]] = []
         import asyncio  # here, not at the top: the CLI imports this module (lifecycle)
 
@@ -127,9 +149,11 @@ class DiskMonitor:
         """Measure now; on a full disk, give the reserve up so orch can still record."""
         free = self.free_bytes()
         if free < FULL_BYTES:
-            self._full_at = time.monotonic()
+            self._seen_no_room()
             if self._release_reserve():
                 free = self.free_bytes()
+        else:
+            self._in_no_room = False
         held = self.reserve_held()
         if self.reserve_bytes and not held:
             state = "ok" if free >= self.low_bytes + self.reserve_bytes else "full"
@@ -165,8 +189,9 @@ class DiskMonitor:
         A reserve left larger by an earlier ``disk_reserve_mb`` is cut to size, and removed
         when the setting is 0: lowering the setting used to free nothing."""
         if not self.reserve_bytes:
-            if self.reserve_path.exists():
+            if self.reserve_path.exists() or self.slice_path.exists():
                 self.reserve_path.unlink(missing_ok=True)
+                self.slice_path.unlink(missing_ok=True)
                 log.info("disk reserve removed (disk_reserve_mb = 0)")
             return True
         if self.reserve_held():
@@ -174,65 +199,124 @@ class DiskMonitor:
                 os.truncate(self.reserve_path, self.reserve_bytes)
                 log.info("disk reserve cut to %s", mib(self.reserve_bytes))
             return True
-        tmp = self.reserve_path.with_suffix(".tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.posix_fallocate(fd, 0, self.reserve_bytes)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.reserve_path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno in _NO_SPACE:
-                return False
-            raise
+        if not _preallocate(self.reserve_path, self.reserve_bytes):
+            return False
         log.info("disk reserve of %s made at %s", mib(self.reserve_bytes), self.reserve_path)
+        return True
+
+    def keep_slice(self) -> bool:
+        """Preallocate the slice kept for deletes (a no-op if held); False if there is no
+        room for it besides ``FULL_BYTES`` (it never takes a write's last room)."""
+        if not self.slice_bytes:
+            return True
+        if _allocated(self.slice_path) >= self.slice_bytes:
+            if self.slice_path.stat().st_size > self.slice_bytes:  # a larger reserve's
+                os.truncate(self.slice_path, self.slice_bytes)
+            return True
+        if self.free_bytes() < self.slice_bytes + FULL_BYTES:
+            return False
+        return _preallocate(self.slice_path, self.slice_bytes)
+
+    def give_slice_to_delete(self) -> bool:
+        """A delete is about to write on a disk with no room: the slice kept for it goes
+        (``tick`` takes it back once there is room). False if there was none."""
+        if not self.slice_path.exists():
+            return False
+        self.slice_path.unlink(missing_ok=True)
+        log.warning("the disk under %s is full: released %s for a delete", self.root,
+                    mib(self.slice_bytes))  # fmt: skip
         return True
 
     def _release_reserve(self) -> bool:
         if not self.reserve_path.exists():
             return False
         self.reserve_path.unlink(missing_ok=True)
+        kept = f" ({mib(self.slice_bytes)} stay kept for deletes)" if self.slice_bytes else ""
         reserve = mib(self.reserve_bytes)
-        log.warning("the disk under %s is full: released the %s reserve", self.root, reserve)
+        log.warning(
+            "the disk under %s is full: released the %s reserve%s", self.root, reserve, kept
+        )
         return True
 
     def noticed_full(self) -> None:
         """A write of the daemon failed for lack of space: free the reserve now."""
-        self._full_at = time.monotonic()
+        self._seen_no_room()
         self._release_reserve()
         self.sample()
 
+    def _seen_no_room(self) -> None:
+        self._full_at, now = time.monotonic(), time.time()
+        self._no_room = (self._no_room[0] if self._in_no_room else now, now)
+        self._in_no_room = True
+
     # --- gates and verdicts -------------------------------------------------------------
     def require_space(self, adding: int = 0) -> None:
-        """Raise ``DiskFull`` (507) unless the disk is ``ok`` with ``adding`` bytes more used."""
+        """Raise ``DiskFull`` (507) unless the disk is ``ok`` with ``adding`` bytes more used,
+        besides those of the bodies being received."""
         state = self.current()
-        if state.state == "ok" and state.free_bytes - adding >= state.needed_bytes:
+        room = state.free_bytes - self.in_flight() - adding
+        if state.state == "ok" and room >= state.needed_bytes:
             return
         raise self.error(adding)
 
-    def error(self, adding: int = 0) -> DiskFull:
-        """The 507: what is free, and how much must be before orch takes more data."""
+    def in_flight(self) -> int:
+        """Bytes announced by the bodies being received and not written yet."""
+        return sum(max(0, n - _size(path)) for n, path in self._claims.values())
+
+    @contextlib.contextmanager
+    def claim(self, adding: int, path: Path) -> Iterator[None]:
+        """Room for a body of ``adding`` bytes on its way to ``path``: ``DiskFull`` unless it
+        fits besides the other bodies arriving; what it has not written yet counts against
+        the free space until it ends (the API's gate checks each request alone, before
+        it is routed: two uploads passed it together and filled the disk)."""
+        self.require_space(adding)
+        key = next(self._claim_ids)
+        self._claims[key] = (adding, path)
+        try:
+            yield
+        finally:
+            del self._claims[key]
+
+    def error(self, adding: int = 0, freeing: bool = False) -> DiskFull:
+        """The 507: what is free, and how much must be before orch takes more data. A request
+        the disk has room for, but not for it, is told so (it said "full" with 35 MiB
+        free); a delete that met a full disk is told to free space outside orch."""
         state = self.current()
         this = f" besides the {mib(adding)} of this request" if adding >= MIB else ""
+        if state.state == "ok" and (adding or self.in_flight()):
+            return DiskFull(self._does_not_fit(state, adding))
         how = "low (below disk_low_mb)" if state.state == "low" else "full"
+        advice = (
+            "Free some space outside orch's home: a delete needs a little room too"
+            if freeing
+            else "Free some space (e.g. delete old runs): orch resumes by itself"
+        )
         return DiskFull(
             f"the disk under orch's home is {how}: {mib(state.free_bytes)} free; orch accepts "
-            f"new data once {mib(state.needed_bytes)} are free{this}. Free some space (e.g. "
-            "delete old runs): orch resumes by itself"
+            f"new data once {mib(state.needed_bytes)} are free{this}. {advice}"
+        )
+
+    def _does_not_fit(self, state: DiskState, adding: int) -> str:
+        arriving = self.in_flight()
+        others = f", {mib(arriving)} of them promised to uploads being received" if arriving else ""
+        kept = "disk_low_mb" + (" and its reserve" if not state.reserve_held else "")
+        this = f"the {mib(adding)} of this request" if adding >= MIB else "this request"
+        later = "send it again once they are in" if arriving else "send less"
+        return (
+            f"this request does not fit on the disk under orch's home: {mib(state.free_bytes)} "
+            f"free{others}; orch keeps {mib(state.needed_bytes)} free ({kept}) besides "
+            f"{this}. Free some space (e.g. delete old runs) or {later}"
         )
 
     def witness(self, seconds_ago: float) -> DiskWitness:
-        """What the disk went through during a run that ended just now (sampled now, before
-        its clean-up frees anything)."""
+        """Whether the disk ran out of room during a run that ended just now (sampled now,
+        before its clean-up frees anything)."""
         state = self.sample()
         since = time.monotonic() - seconds_ago - 1.0  # the watcher samples once a second
-        return DiskWitness(
-            full_during=self._full_at >= since,
-            full_at_end=state.state == "full" or state.free_bytes < FULL_BYTES,
-            free_bytes=state.free_bytes,
-        )
+        if self._full_at < since:
+            return DiskWitness(full_during=False, free_bytes=state.free_bytes)
+        first, last = self._no_room  # it may have filled up to a sample before it was seen
+        return DiskWitness(True, state.free_bytes, no_room=(first - 1.0, last))
 
     @property
     def ok(self) -> bool:
@@ -254,6 +338,8 @@ class DiskMonitor:
 
             await anyio.to_thread.run_sync(self.make_reserve)
             state = self.sample()
+        if self.slice_bytes and not self.slice_path.exists():
+            self.keep_slice()  # 1 MiB at most: preallocated in microseconds
         if state.state == "ok" and before != "ok":
             for callback in self._on_space:
                 try:
@@ -275,20 +361,38 @@ class DiskMonitor:
 @dataclass(frozen=True)
 class DiskWitness:
     full_during: bool
-    full_at_end: bool
+    """The disk had no room (a write failed, or under ``FULL_BYTES`` free) during the run."""
     free_bytes: int
+    no_room: tuple[float, float] = (0.0, -1.0)
+    """When (wall clock, from and to) it last had none."""
 
     def verdict(
-        self, status: RunStatus, failure: Failure | None
+        self,
+        status: RunStatus,
+        failure: Failure | None,
+        log_tail: Callable[[], str] = str,
+        outputs: tuple[str, ...] = (),
     ) -> tuple[RunStatus, Failure | None]:
-        """A run that failed while the disk was full failed because of it, and one that
-        "succeeded" on a full disk may have lost output: both end failed naming the disk.
-        Limit breaches and cancels keep their own reason."""
-        if status == RunStatus.SUCCEEDED and self.full_at_end:
-            why = "its output may be incomplete"
+        """A run that failed while the disk was full failed because of it. One that
+        "succeeded" is doubted only for what happened to its own writes: its log
+        (``log_tail()``) says a write found no space, or its last write (the newest of its
+        ``outputs``: stdout, stderr) landed while the disk had none. It used to be doubted
+        whenever the disk's state was ``full`` at its end: another run, or a file outside
+        orch, that filled the disk failed runs whose output was whole. Limit breaches and
+        cancels keep their own reason."""
+        if not self.full_during:
+            return status, failure
+        if status == RunStatus.SUCCEEDED:
+            said = no_space_line(log_tail())
+            if said is not None:
+                why = f"a write of the run failed ({said}); its output may be incomplete"
+            elif self._wrote_without_room(outputs):
+                why = "its last write landed while the disk had no room"
+                why += "; its output may be incomplete"
+            else:
+                return status, failure
         elif (
             status == RunStatus.FAILED
-            and self.full_during
             and failure is not None
             and failure.kind in (FailureKind.EXIT, FailureKind.SIGNAL)
         ):
@@ -297,3 +401,60 @@ class DiskWitness:
             return status, failure
         detail = f"{mib(self.free_bytes)} free when it ended; {why}"
         return RunStatus.FAILED, Failure(FailureKind.DISK_FULL, detail=detail)
+
+    def _wrote_without_room(self, outputs: tuple[str, ...]) -> bool:
+        """Whether one of ``outputs`` was last written while the disk had no room (an empty
+        one's time is when it was made: nothing of it could be lost)."""
+        first, last = self.no_room
+        for path in outputs:
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if st.st_size and first <= st.st_mtime <= last:
+                    return True
+        return False
+
+
+_NO_SPACE_WORDS = tuple(os.strerror(code) for code in sorted(_NO_SPACE))
+
+
+def no_space_line(log: str) -> str | None:
+    """The last line of a run's log that says a write found no space (``No space left on
+    device``, ``Disk quota exceeded``), cut short; None if none does."""
+    for line in reversed(log.splitlines()):
+        if any(words in line for words in _NO_SPACE_WORDS):
+            line = line.strip()
+            return line if len(line) <= 160 else line[:157] + "..."
+    return None
+
+
+def _preallocate(path: Path, size: int) -> bool:
+    """``size`` bytes really allocated at ``path`` (made aside, then moved in place);
+    False if the disk has no room for them."""
+    tmp = path.with_suffix(".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in _NO_SPACE:
+            return False
+        raise
+    return True
+
+
+def _allocated(path: Path) -> int:
+    try:
+        return path.stat().st_blocks * 512
+    except OSError:
+        return 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

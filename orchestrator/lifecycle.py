@@ -4,6 +4,8 @@ what start-up needs of the home.
 One daemon per home is enforced with an ``flock`` held for the daemon's life:
 the kernel drops it when the process dies, so a ``daemon.json`` left by a
 crashed daemon is recognised as stale and replaced instead of blocking start.
+A daemon asked to stop says so (``daemon.stopping``) while it still holds the
+lock, so that a start meanwhile waits for it instead of naming it.
 
 A daemon that cannot start says why in one line (``CannotStart``) and leaves
 nothing running: ``check_home`` looks at the home before anything is opened
@@ -14,13 +16,16 @@ disk, a broken database file, a port in use) instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +44,8 @@ class HomeTaken(Conflict):
 
 HOME_TAKEN = 3
 """Exit code of ``orch daemon run`` when another daemon holds the home."""
+
+_start_log = logging.getLogger("orch.start")
 
 
 class HomeLock:
@@ -60,6 +67,7 @@ class HomeLock:
                 f"another orch daemon is already running on {self.home.root}{where}"
             ) from None
         self._fh = fh
+        stopping_marker(self.home).unlink(missing_ok=True)  # a killed daemon's, if any
 
     def publish(self, url: str) -> None:
         """Write ``daemon.json`` atomically once the server is listening."""
@@ -70,14 +78,84 @@ class HomeLock:
         tmp.write_text(json.dumps(info.__dict__, indent=2) + "\n")
         os.replace(tmp, self.home.daemon_file)
 
+    def mark_stopping(self) -> None:
+        """Say the daemon is on its way out (``stopping_marker``): it still answers for a
+        while, and ``orch daemon start`` meanwhile claimed it ran, exit 0, then none did."""
+        if self._fh is not None:
+            mark_stopping(self.home, os.getpid())
+
     def release(self) -> None:
         info = DaemonInfo.read(self.home)
         if info is not None and info.pid == os.getpid():
             self.home.daemon_file.unlink(missing_ok=True)
+        if is_stopping(self.home, os.getpid()):
+            stopping_marker(self.home).unlink(missing_ok=True)
         if self._fh is not None:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+
+def stopping_marker(home: Home) -> Path:
+    """Holds the pid of the home's daemon once it was asked to stop; gone when it ends."""
+    return home.root / "daemon.stopping"
+
+
+def mark_stopping(home: Home, pid: int) -> None:
+    """Write ``stopping_marker`` for the daemon of pid ``pid`` (by ``orch daemon stop``
+    before it signals, and by the daemon when told to stop by anyone)."""
+    with contextlib.suppress(OSError):  # a full disk: a start then waits on the lock anyway
+        stopping_marker(home).write_text(f"{pid}\n")
+
+
+def is_stopping(home: Home, pid: int) -> bool:
+    """Whether the daemon of pid ``pid`` was asked to stop (a marker of another pid is an
+    earlier daemon's, one killed before it could remove it)."""
+    try:
+        return stopping_marker(home).read_text().strip() == str(pid)
+    except OSError:
+        return False
+
+
+class StartPhases:
+    """What a starting daemon is doing, so that a start that takes long says so.
+
+    ``orch daemon start`` stops a daemon that has not answered within its ``--timeout``;
+    that start used to leave nothing in daemon.log (its lines are held until it listens:
+    ``daemon_log``), so why it was slow went unsaid. A phase that takes
+    ``SLOW_SECONDS`` or more is logged when it ends, and ``interrupted`` gives the line a
+    stopped start writes: the phase under way, for how long, and the ones done."""
+
+    SLOW_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.current: tuple[str, float] | None = None
+        self.done: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        since = time.monotonic()
+        self.current = (name, since)
+        try:
+            yield
+        finally:
+            took = time.monotonic() - since
+            self.current = None
+            self.done.append((name, took))
+            if took >= self.SLOW_SECONDS:
+                _start_log.warning("start-up: %s took %.1f s", name, took)
+
+    def interrupted(self, why: str) -> str:
+        """One line: ``why`` the start ended, where it was, and how long each step took."""
+        now = time.monotonic()
+        line = f"start-up {why} after {now - self.began:.1f} s"
+        if self.current is not None:
+            name, since = self.current
+            line += f", while {name} (for {now - since:.1f} s)"
+        if self.done:
+            line += "; done: " + ", ".join(f"{n} {t:.1f} s" for n, t in self.done)
+        return line
 
 
 KEY_CHARS = len(new_token())
@@ -117,8 +195,9 @@ class CannotStart(OrchError):
 
 
 def check_home(settings: Settings) -> DiskMonitor:
-    """The home exists, is writable, and its disk has room for the reserve (with what the
-    reserve file already holds): else ``CannotStart``, before anything is opened."""
+    """The home exists, is writable, and its disk has room to record anything (with what
+    the reserve file already holds): else ``CannotStart``, before anything is opened. No
+    room for the reserve is no reason not to start (``take_reserve``)."""
     home = settings.home
     try:
         home.create()
@@ -195,20 +274,46 @@ def why_not_started(exc: BaseException, settings: Settings) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def take_reserve(disk: DiskMonitor) -> str | None:
+    """Make the disk reserve, and the slice kept for deletes, where there is room; on a disk
+    without room for the reserve, start without it, ``full`` (new data answers 507, deletes
+    work). Refusing to start there was a dead end: what fills a home is mostly its own
+    runs, which only the daemon deletes, and the reserve a full disk had released was
+    asked for again. Returns the one line that says so (logged, and shown by ``orch
+    daemon start``), or None."""
+    if (disk.reserve_held() or _free(disk) >= _with_reserve(disk)) and disk.make_reserve():
+        disk.keep_slice()
+        return None
+    disk.keep_slice()
+    state = disk.sample()
+    return (
+        f"the disk under {disk.root} is full ({mib(state.free_bytes)} free, no room for the "
+        f"{mib(disk.reserve_bytes)} reserve): orch runs, but refuses new data (507) until "
+        f"{mib(state.needed_bytes)} are free; reads, cancels and deletes work: delete old "
+        "runs to make room"
+    )
+
+
 def _needed(disk: DiskMonitor) -> int:
-    """To start: room for the reserve, and then for recording anything at all."""
+    """To start at all: room to record anything (the reserve is made if it fits)."""
+    return FULL_BYTES
+
+
+def _with_reserve(disk: DiskMonitor) -> int:
+    """To start with the reserve: room for it, and then for recording anything at all."""
     return disk.reserve_bytes + FULL_BYTES
 
 
 def _disk_full_line(disk: DiskMonitor) -> str:
     return (
         f"the disk under {disk.root} is full ({mib(_free(disk))} free): orch needs at least "
-        f"{mib(_needed(disk))} to start; free some space and start it again"
+        f"{mib(_needed(disk))} to start; free some space outside orch's home and start it "
+        "again (once it runs, deleting runs frees more)"
     )
 
 
 def _nearly_full(disk: DiskMonitor) -> bool:
-    return _free(disk) < _needed(disk) + FULL_BYTES
+    return _free(disk) < _with_reserve(disk) + FULL_BYTES
 
 
 def _free(disk: DiskMonitor) -> int:

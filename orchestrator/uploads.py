@@ -10,7 +10,9 @@ package's fault is kept, and the same commit works again until the slot expires.
 Files live in ``uploads/``: ``<id>.part`` while a body arrives, ``<id>`` once
 received, until a consumer takes it (its row goes first, then the file is
 moved away). Whatever a killed daemon left there, a half body or a taken
-file, is removed at start (``sweep``); expired slots go with their files.
+file, is removed at start (``sweep``); expired slots go with their files. A body that
+announces its size claims that room on the disk while it arrives (``DiskMonitor.claim``),
+so concurrent uploads cannot together overfill what each alone fitted.
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ class UploadService:
         self._receiving.add(up.id)
         try:
             setting = "max_package_mb" if up.kind == "binary" else "max_upload_mb"
-            size = await stream_to_file(
-                body, part, self._limit(up.kind), f"{up.kind} upload ({setting})", announced
-            )
+            with self.store.disk.claim(announced or 0, part):  # counted until written
+                size = await stream_to_file(
+                    body, part, self._limit(up.kind), f"{up.kind} upload ({setting})", announced
+                )
             os.replace(part, final)  # in place before the row says so: a kill leaves no half
             async with self.store.write() as w:
                 if not await w.uploads.mark_received(up.id, size):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.config import Settings, dask_address
@@ -43,6 +45,7 @@ from orchestrator.store.blobs import BlobStore
 from orchestrator.uploads import UploadService
 
 log = logging.getLogger("orch.engine")
+Phase = Callable[[str], contextlib.AbstractContextManager[None]]
 
 
 @dataclass
@@ -54,23 +57,30 @@ class Engine:
     backend: Backend
     housekeeping: Housekeeping
 
-    async def start(self) -> None:
-        """Recovery first: nothing may start before the previous daemon's runs are settled."""
+    async def start(self, phase: Phase = lambda _: contextlib.nullcontext()) -> None:
+        """Recovery first: nothing may start before the previous daemon's runs are settled.
+        ``phase`` names each step (``lifecycle.StartPhases``: a slow start says where)."""
         svc = self.services
-        report = await recover(svc.store, svc.runs.states, self.backend)
-        await self.envs.resume()
-        await self.housekeeping.start()  # sweeps what a killed daemon left; watches the disk
-        if restored := await svc.push.restore_missing():
-            log.warning("unpacked again %d package(s) whose folder was gone", len(restored))
-        for run, execution in report.reattached:
-            self.scheduler.adopt(run, execution)
-        for run in report.queued:
-            self.scheduler.submit(run)
-        await self.services.experiments.resume()
-        await self.services.ensemble_runs.resume()
-        await self.services.switchback_tests.resume()
-        await self.services.shadow_tests.resume()
-        await self.inbox.start()
+        with phase("recovering the runs a stopped daemon left"):
+            report = await recover(svc.store, svc.runs.states, self.backend)
+        with phase("resuming environment builds"):
+            await self.envs.resume()
+        with phase("sweeping what a stopped daemon left"):
+            await self.housekeeping.start()  # sweeps what a killed daemon left; watches disk
+            if restored := await svc.push.restore_missing():
+                log.warning("unpacked again %d package(s) whose folder was gone", len(restored))
+        with phase(f"queueing {len(report.queued)} run(s) again"):
+            for run, execution in report.reattached:
+                self.scheduler.adopt(run, execution)
+            for run in report.queued:
+                self.scheduler.submit(run)
+        with phase("resuming experiments and tests"):
+            await self.services.experiments.resume()
+            await self.services.ensemble_runs.resume()
+            await self.services.switchback_tests.resume()
+            await self.services.shadow_tests.resume()
+        with phase("watching the push directory"):
+            await self.inbox.start()
 
     async def stop(self) -> None:
         await self.housekeeping.stop()

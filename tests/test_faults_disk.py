@@ -215,24 +215,29 @@ def _record(message: str) -> logging.LogRecord:
     return logging.LogRecord("orch.test", logging.WARNING, __file__, 1, message, None, None)
 
 
+NO_SPACE_LOG = "echo: write error: No space left on device"
+
+
 @pytest.mark.parametrize(
-    ("status", "failure", "during", "at_end", "blamed"),
+    ("status", "failure", "during", "log", "blamed"),
     [
-        (RunStatus.FAILED, Failure(FailureKind.EXIT, measured=1), True, False, True),
-        (RunStatus.FAILED, Failure(FailureKind.SIGNAL, measured=9), True, True, True),
-        (RunStatus.SUCCEEDED, None, True, True, True),
-        (RunStatus.SUCCEEDED, None, True, False, False),
-        (RunStatus.FAILED, Failure(FailureKind.EXIT, measured=1), False, False, False),
-        (RunStatus.FAILED, Failure(FailureKind.MEMORY, 64, 80), True, True, False),
-        (RunStatus.CANCELED, None, True, True, False),
+        (RunStatus.FAILED, Failure(FailureKind.EXIT, measured=1), True, "", True),
+        (RunStatus.FAILED, Failure(FailureKind.SIGNAL, measured=9), True, "", True),
+        (RunStatus.SUCCEEDED, None, True, NO_SPACE_LOG, True),
+        (RunStatus.SUCCEEDED, None, True, "best value 444", False),
+        (RunStatus.SUCCEEDED, None, False, NO_SPACE_LOG, False),
+        (RunStatus.FAILED, Failure(FailureKind.EXIT, measured=1), False, "", False),
+        (RunStatus.FAILED, Failure(FailureKind.MEMORY, 64, 80), True, "", False),
+        (RunStatus.CANCELED, None, True, NO_SPACE_LOG, False),
     ],
 )
 def test_who_is_blamed_for_a_full_disk(
-    status: RunStatus, failure: Failure | None, during: bool, at_end: bool, blamed: bool
+    status: RunStatus, failure: Failure | None, during: bool, log: str, blamed: bool
 ) -> None:
-    """A failure while the disk was full is the disk's; a success is doubted only when the
-    disk was full at the end; limits and cancels keep their own reason."""
-    got_status, got = DiskWitness(during, at_end, 0).verdict(status, failure)
+    """A failure while the disk was full is the disk's; a success is doubted only when a
+    write of its own failed for lack of space (its log says so), not because the disk was
+    full (another run filled it); limits and cancels keep their own reason."""
+    got_status, got = DiskWitness(during, 0).verdict(status, failure, lambda: log)
     if blamed:
         assert got_status == RunStatus.FAILED and got is not None
         assert got.kind == FailureKind.DISK_FULL and "was full" in got.message

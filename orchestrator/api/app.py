@@ -93,14 +93,18 @@ def create_app(svc: Services, api_key: str) -> FastAPI:
         details = backend.details
         inbox = getattr(app.state, "inbox", None)
         problem = inbox.problem if inbox is not None else None
+        disk = svc.store.disk.current()
         body: dict[str, Any] = {
-            # degraded: a cluster whose scheduler is out of reach (runs wait queued), or a
-            # push directory that cannot be watched (drops wait unseen)
-            "status": "degraded" if details.get("connected") is False or problem else "ok",
+            # degraded: a cluster whose scheduler is out of reach (runs wait queued), a
+            # push directory that cannot be watched (drops wait unseen), or a disk low or
+            # full (new data answers 507, queued runs wait; ``disk.state`` says which)
+            "status": "degraded"
+            if details.get("connected") is False or problem or disk.state != "ok"
+            else "ok",
             "version": __version__,
             "runs": {"running": scheduler.active, "queued": scheduler.queued},
             "isolation": backend.isolation,
-            "disk": svc.store.disk.current().to_dict(),
+            "disk": disk.to_dict(),
             "backend": {"name": backend.name, "slots": backend.slots, **details},
         }
         if problem:

@@ -5,9 +5,10 @@ a run whose output cannot land) or eat the room orch keeps for recording how
 runs end. So ``POST`` and ``PUT`` (and ``GET .../binary``, which opens an
 upload slot) answer 507 with the free space needed while the disk monitor
 says ``low`` or ``full``; a body that announces its size must also fit above
-the threshold. Reads, ``DELETE`` (which frees space) and cancels (``PATCH``)
-always pass: they are how a user gets out of a full disk. Checked before routing by
-``api/gate.py`` (and the hot routes, ``api/hot_path.py``).
+the threshold, besides the bodies still arriving (``DiskMonitor.claim``). Reads,
+``DELETE`` (which frees space) and cancels (``PATCH``) always pass: they are how a
+user gets out of a full disk. Checked before routing by ``api/gate.py`` (and the hot
+routes, ``api/hot_path.py``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from orchestrator.client import ClientError, OrchClient, ca_of
 from orchestrator.config import Settings
 from orchestrator.daemon_info import DaemonInfo
 from orchestrator.home import Home
-from orchestrator.lifecycle import HOME_TAKEN, HomeTaken, check_home
+from orchestrator.lifecycle import HOME_TAKEN, HomeTaken, check_home, is_stopping, mark_stopping
 
 app = typer.Typer(help="Start, stop and inspect the orch daemon.", no_args_is_help=True)
 
@@ -123,9 +123,10 @@ def start(
     h = usable_home(home_of(home))
     with errors_to_exit():  # a bad config or executor, a read-only home, a full disk: one
         settings = Settings.load(h, port=port, executor=executor, tls=tls)  # line, no child
-    if (info := running(h)) is not None:
+    if (info := running(h)) is not None and not is_stopping(h, info.pid):
         _already_running(info, settings.tls, port)
         return
+    _wait_for_stop(h, timeout)
     check_port(settings)
     with errors_to_exit():
         check_home(settings)
@@ -150,25 +151,61 @@ def start(
         info = running(h)
         if info is not None and info.pid == child.pid:
             say(f"orch daemon started at {info.url} (pid {info.pid}, home {h.root})")
+            if note := _reason(reason_pipe):  # e.g. it started on a full disk
+                say(note)
             typer.echo(info.url)
             return
         if child.poll() is not None:
             if child.returncode == HOME_TAKEN and (other := _published(h, deadline)):
                 _already_running(other, settings.tls, port)  # another start won the race
                 return
+            if child.returncode == HOME_TAKEN and (gone := _stopping(h)) is not None:
+                fail(_still_stopping(h, gone[0].pid, "began to stop meanwhile"))
             fail(f"the daemon could not start: {_reason(reason_pipe) or _log_tail(h)}")
         time.sleep(0.05)
     _give_up(h, child)
     why = _reason(reason_pipe)
     stopped = f"the daemon did not answer within {timeout:g} s and was stopped"
-    fail(f"{stopped}: {why}" if why else f"{stopped}; see {h.log_file}")
+    longer = "a longer --timeout may let it finish"
+    fail(f"{stopped}: {why}; {longer}" if why else f"{stopped}; see {h.log_file}; {longer}")
 
 
 def _published(home: Home, deadline: float) -> DaemonInfo | None:
-    """The daemon that holds ``home``, once it says where it listens (by ``deadline``)."""
-    while (info := running(home)) is None and time.monotonic() < deadline:
+    """The daemon that holds ``home``, once it says where it listens (by ``deadline``);
+    not one that is stopping (it would be gone a moment after ``start`` named it)."""
+    while time.monotonic() < deadline:
+        if (info := running(home)) is not None:
+            return None if is_stopping(home, info.pid) else info
         time.sleep(0.05)
-    return info
+    return None
+
+
+def _stopping(home: Home) -> tuple[DaemonInfo, psutil.Process] | None:
+    """The daemon of ``home`` if it lives and was asked to stop (``lifecycle.is_stopping``)."""
+    info = DaemonInfo.read(home)
+    if info is None or not is_stopping(home, info.pid):
+        return None
+    process = daemon_process(home, info)
+    return None if process is None else (info, process)
+
+
+def _wait_for_stop(home: Home, timeout: float) -> None:
+    """A daemon still stopping holds the home: ``start`` waits (up to ``timeout``) for it
+    to end, then starts the new one. Saying "already running" (exit 0) there left no
+    daemon at all a moment later."""
+    if (stopping := _stopping(home)) is None:
+        return
+    info, process = stopping
+    say(f"orch daemon (pid {info.pid}) is stopping; waiting for it to end")
+    if not ended(process, timeout):
+        fail(_still_stopping(home, info.pid, f"did not end within {timeout:g} s"))
+
+
+def _still_stopping(home: Home, pid: int, what: str) -> str:
+    return (
+        f"the orch daemon on {home.root} (pid {pid}) is stopping and {what}: nothing was "
+        "started; start it again once it has ended (orch daemon status)"
+    )
 
 
 def _give_up(home: Home, child: subprocess.Popen[bytes]) -> None:
@@ -219,6 +256,7 @@ def stop(
             forget(h, info)
         say("no orch daemon is running")
         return
+    mark_stopping(h, info.pid)  # before the signal: a start from now on waits for the end
     with contextlib.suppress(psutil.NoSuchProcess):  # it may have ended on its own just now
         process.terminate()
     if not ended(process, timeout):

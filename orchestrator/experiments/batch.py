@@ -509,11 +509,15 @@ class ExperimentService:
     async def resume(self) -> None:
         """At start: experiments whose runs all ended while the daemon was down settle now;
         the others are tracked again."""
+        runs = self.store.read.runs
         for exp in await self.store.read.experiments.started():
             key = (exp.app_id, exp.id)
-            left = await self.store.read.runs.unfinished(exp.app_id, experiment_id=exp.id)
+            left = [  # ids only: reading 100,000 queued runs whole held the start up
+                *await runs.ids_of_experiment(exp.app_id, exp.id, RunStatus.QUEUED),
+                *await runs.ids_of_experiment(exp.app_id, exp.id, RunStatus.RUNNING),
+            ]
             if left:
-                self._track(key, [run.id for run in left])
+                self._track(key, left)
             else:
                 await self._settle(*key)
 

@@ -161,9 +161,11 @@ class Executor:
         gone()  # if the backend could not tell sooner
         await asyncio.sleep(0)  # a run that got the slot spawns before this one is collected
         got = await self.backend.collect(job, prepared, result)
-        log_file = Workspace.of(self.settings.home.run_path(run.id)).stderr
-        tail = functools.partial(stderr_tail, log_file)
-        status, failure = disk.verdict(*outcome(result, run.limits, tail))
+        ws = Workspace.of(self.settings.home.run_path(run.id))
+        tail = functools.partial(stderr_tail, ws.stderr)
+        status, failure = disk.verdict(
+            *outcome(result, run.limits, tail), tail, (ws.stdout, ws.stderr)
+        )
         if result.canceled and (told := self._ending.get(run.id)) is not None:
             status, failure = RunStatus.FAILED, told
         end = Finish(

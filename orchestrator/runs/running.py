@@ -485,6 +485,15 @@ class RunningProcess:
             await asyncio.to_thread(cut_back, access.write, access.write_files, self.spec.stderr)
 
     def _on_timeout(self) -> None:
+        """The deadline passed, as the loop sees it; but a model that has already exited
+        ended on its own, and its exit decides the run. The timer is late only when the
+        loop was (a daemon stopped with SIGSTOP, swapped out, or blocked): then it fires
+        in the same pass as the exit's pidfd, ahead of it, and a ``sleep 2`` run with an
+        8 s timeout was failed as "ran 15.4 s" for a 15 s stall. When it exited is not
+        known (no clock records a zombie's end): a model that ended during such a stall
+        is its own outcome, since nothing could have stopped it at its deadline."""
+        if self._has_exited():
+            return
         self._on_breach("timeout_seconds", time.monotonic() - self._started)
 
 

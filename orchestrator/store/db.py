@@ -14,7 +14,11 @@ into the database (``Checkpointer``, its own thread and connection), and bulk
 A full disk is no crash: SQLite's "database or disk is full" becomes
 ``DiskFull`` (the one error callers recognise), after the disk monitor has
 given up its reserve; a single statement is then tried once more, so the
-writes that end runs still land on a disk that just filled up.
+writes that end runs still land on a disk that just filled up. A write that only
+deletes may also spend the slice the disk keeps for deletes, before it commits (a
+``COMMIT`` that meets a full disk rolls the whole transaction back): deleting runs is
+the way out of a full disk, and a disk filled again after the reserve went left SQLite
+no room for the WAL frames of a delete.
 """
 
 from __future__ import annotations
@@ -86,14 +90,33 @@ class WriterConnection(Connection):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._deletes = self._adds = False
+
+    @property
+    def frees(self) -> bool:
+        """Whether this write deleted rows and did nothing else but read: it frees space,
+        and may spend the slice the disk keeps for deletes."""
+        return self._deletes and not self._adds
+
+    def _note(self, sql: str) -> None:
+        if self._adds:
+            return
+        verb = sql.lstrip()[:6].upper()
+        if verb == "DELETE":
+            self._deletes = True
+        elif verb != "SELECT":
+            self._adds = True
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        self._note(sql)  # DELETE ... RETURNING comes here
         return self._conn.execute(sql, tuple(params)).fetchall()
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        self._note(sql)
         return self._conn.execute(sql, tuple(params)).rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self._note(sql)
         batch = [tuple(r) for r in rows]
         if len(batch) <= BULK_ROWS:
             self._conn.executemany(sql, batch)
@@ -117,6 +140,9 @@ class SingleStatement(WriterConnection):
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         self._claim()
         params = tuple(params)
+        self._note(sql)
+        if self.frees:
+            room_to_delete(self._disk)
         try:
             return await super().execute(sql, params)
         except sqlite3.Error as exc:
@@ -127,7 +153,7 @@ class SingleStatement(WriterConnection):
             return await super().execute(sql, params)  # it rolled back whole: try once more
         except sqlite3.Error as exc:
             if disk_full(exc, self._disk):
-                raise self._disk.error() from exc
+                raise self._disk.error(freeing=self.frees) from exc
             raise
 
     async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
@@ -228,9 +254,12 @@ class Database:
         writer = self._writer
         assert writer is not None, "database is not open"
         async with self._lock:
+            conn = WriterConnection(writer)
             try:
                 writer.execute("BEGIN IMMEDIATE")
-                yield WriterConnection(writer)
+                yield conn
+                if conn.frees:
+                    room_to_delete(self.disk)
                 self._commit(writer)
             except BaseException as exc:
                 if writer.in_transaction:
@@ -238,7 +267,7 @@ class Database:
                         writer.rollback()
                 if isinstance(exc, sqlite3.Error) and disk_full(exc, self.disk):
                     self.disk.noticed_full()
-                    raise self.disk.error() from exc
+                    raise self.disk.error(freeing=conn.frees) from exc
                 raise
 
     def _commit(self, writer: sqlite3.Connection) -> None:
@@ -250,6 +279,13 @@ class Database:
                 raise
             self.disk.noticed_full()
             writer.commit()
+
+
+def room_to_delete(disk: DiskMonitor) -> None:
+    """Before a write that only deletes lands on a disk with no room: the slice the disk
+    keeps for deletes goes (one ``statvfs``: deletes are rare)."""
+    if disk.free_bytes() < FULL_BYTES:
+        disk.give_slice_to_delete()
 
 
 def disk_full(exc: sqlite3.Error, disk: DiskMonitor) -> bool:
