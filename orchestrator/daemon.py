@@ -1,7 +1,7 @@
 """The composition root: open the store, recover, start the engine and serve HTTP.
 
 Start-up order matters and is spelled out in ``_start``: check the home
-(writable, room for the disk reserve), take the home lock before touching
+(writable, room to record anything; the reserve where it fits), take the home lock before touching
 anything else, recover before the scheduler picks up work, and publish
 ``daemon.json`` only once the socket is listening, so a client that finds the
 file can always connect. A start that fails raises ``CannotStart`` with one

@@ -9,7 +9,7 @@ lock, so that a start meanwhile waits for it instead of naming it.
 
 A daemon that cannot start says why in one line (``CannotStart``) and leaves
 nothing running: ``check_home`` looks at the home before anything is opened
-(writable? room for the disk reserve?), and ``why_not_started`` names the
+(writable? room to record anything?), and ``why_not_started`` names the
 cause of whatever else failed on the way (a read-only file system, a full
 disk, a broken database file, a port in use) instead of a traceback.
 """
