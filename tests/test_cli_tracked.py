@@ -168,7 +168,8 @@ def test_compare_shows_the_digits_that_make_a_difference(
     runs = []
     for gap, value in ((0.0042, 4), (0.0038, 4.0)):
         out = tmp_path / f"out-{gap}.json"
-        stats = {"result": {"value": value, "custom": {"gap": gap, "same": 0.5}}}
+        custom = {"gap": gap, "same": 0.5, "far": 0.005173 if gap > 0.004 else 5.005}
+        stats = {"result": {"value": value, "custom": custom}}
         out.write_text(json.dumps({"solutions": [], "statistics": stats}))
         args = ("-u", out, "--duration 2.5")
         runs.append(orch(daemon, f"app run track -a {knap} -i", KNAPSACK_INPUT, *args).stdout)
@@ -179,3 +180,5 @@ def test_compare_shows_the_digits_that_make_a_difference(
     assert cells["metric.result.custom.gap"] == ["*", "0.0042", "0.0038"]
     assert cells["metric.result.value"] == ["", "4", "4"]  # 4 and 4.0: the same number
     assert cells["metric.result.custom.same"] == ["", "0.5", "0.5"]
+    # at the table's 3 decimals they already look different, as on the console's page
+    assert cells["metric.result.custom.far"] == ["*", "0.005", "5.005"]

@@ -29,6 +29,7 @@ from orchestrator.client.types import AssetList, RunInfo
 from orchestrator.runs.compare import (
     MAX_RUNS,
     MIN_RUNS,
+    cell_text,
     comparison,
     enough,
     input_digest,
@@ -111,7 +112,7 @@ def compare(
     columns = [("", "mark"), ("field", "field")]
     columns += [(run_id, f"r{n}") for n, run_id in enumerate(run_ids)]
     cells = [
-        {f"r{n}": v for n, v in enumerate(row.values)}
+        {f"r{n}": cell_text(v) for n, v in enumerate(row.values)}  # as the console writes it
         | {"field": row.field, "mark": "*" if row.differ else " "}
         for row in table_rows(compared, run_ids)
     ]
