@@ -170,12 +170,13 @@ def test_a_build_hook_reaches_nothing_of_the_daemon_and_the_build_works(
     assert logs and not any(d.key in text or "other-app-token" in text for text in logs)
 
 
-def _build_processes(home: Path) -> list[psutil.Process]:
-    """The installers building an env of ``home`` and everything they started."""
+def build_processes(root: Path) -> list[psutil.Process]:
+    """The installers building an env under ``root`` (a daemon's home, a worker's cache
+    folder) and everything they started."""
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "pip" in cmdline and "install" in cmdline and f"{home}/envs/" in cmdline:
+        if "pip" in cmdline and "install" in cmdline and f"{root}/envs/" in cmdline:
             found[proc.pid] = proc
             with contextlib.suppress(psutil.Error):
                 found.update({c.pid: c for c in proc.children(recursive=True)})
@@ -204,7 +205,7 @@ def _cwd(proc: psutil.Process) -> str | None:
         return None
 
 
-def _alive(proc: psutil.Process) -> bool:
+def alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -227,23 +228,23 @@ def test_a_daemon_killed_mid_build_leaves_no_installer_and_the_env_builds_again(
 
         def backend_sleeping() -> list[psutil.Process]:
             """The installers and the build backend, once it waits on the flag."""
-            found = _build_processes(d.home)
+            found = build_processes(d.home)
             backends = [p for p in found if _cwd(p) == str(slow) and _age(p) > 1.0]
             installers = [p for p in found if " pip install " in f" {_cmdline(p)} "]
             return installers + backends if backends else []
 
         old = wait_for(backend_sleeping, timeout=60, interval=0.2)
         d.kill()
-        assert all(_alive(p) for p in old), old  # the build outlived its daemon, for now
+        assert all(alive(p) for p in old), old  # the build outlived its daemon, for now
         again = make_daemon(config=config, home=d.home)
-        wait_for(lambda: not any(_alive(p) for p in old), timeout=15, interval=0.1)
+        wait_for(lambda: not any(alive(p) for p in old), timeout=15, interval=0.1)
         flag.unlink()  # the next build may finish
         with again.client() as api:
             wait_for(lambda: env_of(api, app_id)["status"] != "building", timeout=120, interval=0.2)
             assert env_of(api, app_id)["status"] == "ready", env_of(api, app_id)["message"]
             res = run_and_wait(api, app_id, {"input": {}})
             assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
-        assert not _build_processes(d.home)
+        assert not build_processes(d.home)
     finally:
         flag.unlink(missing_ok=True)
         for proc in old:  # without the fix they outlive the test

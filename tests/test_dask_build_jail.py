@@ -21,7 +21,7 @@ import pytest
 from orchestrator.config import IsolationSettings
 from tests.dask_cluster import DaskCluster
 from tests.helpers import Daemon, create_app, push_dir, wait_for, wait_run, write_app
-from tests.test_build_jail import BACKEND, pyproject
+from tests.test_build_jail import BACKEND, alive, build_processes, pyproject
 
 MANIFEST = (
     "type: python\nruntime: r\nfiles: [main.py, requirements.txt]\n"
@@ -149,28 +149,9 @@ def test_a_build_hook_on_a_worker_reaches_nothing_and_the_run_succeeds(
     assert logs and not any("worker-secret" in text or "other-tok" in text for text in logs)
 
 
-def _builds(cache: Path) -> list[psutil.Process]:
-    """The installers building an env in ``cache`` and everything they started."""
-    found: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if "pip install" in cmdline and f"{cache}/envs/" in cmdline:
-            found[proc.pid] = proc
-            with contextlib.suppress(psutil.Error):
-                found.update({c.pid: c for c in proc.children(recursive=True)})
-    return list(found.values())
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def _hook_waiting(cache: Path) -> Callable[[], list[psutil.Process]]:
     def found() -> list[psutil.Process]:
-        procs = _builds(cache)
+        procs = build_processes(cache)
         hooks = [p for p in procs if "pip install" not in " ".join(p.cmdline())]
         old = [p for p in hooks if time.time() - p.create_time() > 1.0]
         return procs if old else []
@@ -192,9 +173,9 @@ def test_a_worker_killed_mid_build_leaves_nothing_of_it_to_its_successor(
             start(api, app_id)
             old = wait_for(_hook_waiting(worker.cache), timeout=120, interval=0.2)
             worker.kill()
-            assert all(_alive(p) for p in old), old  # the build outlived its worker, for now
+            assert all(alive(p) for p in old), old  # the build outlived its worker, for now
             cluster.add_worker("w1", slots=1, cache=worker.cache)  # sweeps its predecessor
-            wait_for(lambda: not any(_alive(p) for p in old), timeout=20, interval=0.1)
+            wait_for(lambda: not any(alive(p) for p in old), timeout=20, interval=0.1)
             flag.unlink()  # the next build may finish
             res = wait_run(api, app_id, start(api, app_id), timeout=240)
             assert res["metadata"]["status_v2"] == "succeeded", res["metadata"]["error"]
