@@ -105,7 +105,7 @@ async def create_instance(
         id=instance_id,
         app_id=app_id,
         version_id=body.version_id,
-        name=body.name or instance_id,
+        name=body.name or "",
         description=body.description or "",
         options=option_strings(config.options) or {},
         limits=Limits.from_dict(config.limits),

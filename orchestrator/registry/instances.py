@@ -168,6 +168,8 @@ async def insert_instance(
     w: Repos, settings: Settings, instance: Instance, action: str = "create"
 ) -> Instance:
     validate_child_id(instance.id, "instance")
+    if not instance.name:  # an unnamed instance is named by its ID, whoever makes it
+        instance = replace(instance, name=instance.id)
     check_label("instance", instance.name, instance.description)
     refuse_reserved(instance.id, "created")
     if instance.id == DEFAULT_INSTANCE_ALIAS:  # runs would reach the app's default instead

@@ -60,7 +60,7 @@ async def create_instance(request: Request, app_id: str) -> Response:
             id=values["id"],
             app_id=app_id,
             version_id=values["version_id"],
-            name=values["name"] or values["id"],  # as the API names an unnamed one
+            name=values["name"],
             options=parse_options(values["options"]),
         )
         await state(request).services.instances.create(instance)
